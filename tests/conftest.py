@@ -7,6 +7,7 @@ fail instead, so CI can never go green by skipping the real work.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -75,11 +76,18 @@ class EmulatorProcess:
 
     def command(self) -> list[str]:
         cmd = [
-            sys.executable, "-m", "emulator", "serve",
-            "--state-dir", str(self.state_dir),
-            "--dev-dir", str(self.dev_dir),
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
+            sys.executable,
+            "-m",
+            "emulator",
+            "serve",
+            "--state-dir",
+            str(self.state_dir),
+            "--dev-dir",
+            str(self.dev_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
         ]
         if self.nodes:
             cmd += ["--nodes", ",".join(self.nodes)]
@@ -129,9 +137,12 @@ def emulator_factory(tmp_path: Path) -> Iterator[object]:
     """Start emulators with custom nodes or flags; all are stopped and reset afterwards."""
     started: list[EmulatorProcess] = []
 
-    def start(nodes: tuple[str, ...] = (), extra_args: tuple[str, ...] = (), name: str = "emu") -> EmulatorProcess:
+    def start(
+        nodes: tuple[str, ...] = (), extra_args: tuple[str, ...] = (), name: str = "emu"
+    ) -> EmulatorProcess:
+        base = tmp_path / name
         emu = EmulatorProcess(
-            state_dir=tmp_path / name / "state", dev_dir=tmp_path / name / "dev", nodes=nodes, extra_args=extra_args
+            state_dir=base / "state", dev_dir=base / "dev", nodes=nodes, extra_args=extra_args
         )
         emu.start()
         started.append(emu)
@@ -141,10 +152,8 @@ def emulator_factory(tmp_path: Path) -> Iterator[object]:
     for emu in started:
         if emu.proc is not None:
             # Release loop devices and device nodes this emulator made, then stop it.
-            try:
+            with contextlib.suppress(requests.RequestException):
                 emu.control("reset")
-            except requests.RequestException:
-                pass
             emu.stop()
 
 
