@@ -1,0 +1,1 @@
+"""Stubs generated from protos/csi.proto (CSI v1.12.0 wire format)."""
