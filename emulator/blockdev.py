@@ -1,0 +1,281 @@
+"""Host primitives behind the emulator's storage: loop devices, device nodes, probes, copies.
+
+These are stateless functions over real kernel objects. They live apart from
+:mod:`emulator.storage` so that the policy there (which file gets which device, when a
+device may go away) reads without the noise of argument lists and errno handling.
+Every command is run from an argument list with a timeout, and its stderr ends up in
+the :class:`StorageError` a caller sees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import shlex
+import stat
+import subprocess
+from pathlib import Path
+
+# ioctl number of FICLONE (_IOW(0x94, 9, int)); identical on every Linux architecture we run on.
+FICLONE = 0x40049409
+
+DEFAULT_TIMEOUT = 30.0
+MKFS_TIMEOUT = 300.0
+
+# Errors from FICLONE that mean "this filesystem/pair cannot share extents", not "I/O broke".
+_NO_REFLINK_ERRNOS = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS}
+
+
+class StorageError(Exception):
+    """A host operation failed; the message is meant for a person and carries the command's stderr."""
+
+
+def run(
+    argv: list[str], *, timeout: float = DEFAULT_TIMEOUT, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run a command without a shell; turn every way it can fail into a StorageError."""
+    shown = shlex.join(argv)
+    try:
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False
+        )
+    except FileNotFoundError as exc:
+        raise StorageError(f"command not found: {argv[0]} (needed for `{shown}`)") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise StorageError(f"`{shown}` did not finish within {timeout:g}s") from exc
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip() or "no error output"
+        raise StorageError(f"`{shown}` failed with exit code {proc.returncode}: {detail}")
+    return proc
+
+
+# ---------------------------------------------------------------------------------------------- loops
+
+
+def loops_of(backing: Path) -> list[str]:
+    """Every loop device whose backing file is this very file (matched by the kernel, not by name)."""
+    if not backing.exists():
+        return []
+    out = run(["losetup", "--list", "--noheadings", "--output", "NAME", "--associated", str(backing)]).stdout
+    return sorted((line.strip() for line in out.splitlines() if line.strip()), key=_loop_number)
+
+
+def _loop_number(dev: str) -> int:
+    digits = dev.rsplit("loop", 1)[-1]
+    return int(digits) if digits.isdigit() else 1 << 30
+
+
+def attach_loop(backing: Path) -> str:
+    """Bind a free loop device to the file; losetup itself handles races for free devices."""
+    dev = run(["losetup", "--find", "--show", str(backing)]).stdout.strip()
+    if not dev.startswith("/dev/"):
+        raise StorageError(f"losetup attached {backing} but reported no device name (got {dev!r})")
+    return dev
+
+
+def detach_loop(dev: str) -> None:
+    """Release a loop device; one that is already gone is fine."""
+    proc = run(["losetup", "--detach", dev], check=False)
+    if proc.returncode == 0:
+        return
+    msg = proc.stderr.strip()
+    if "No such device" in msg or not os.path.exists(dev):
+        return
+    raise StorageError(f"`losetup --detach {dev}` failed with exit code {proc.returncode}: {msg}")
+
+
+def refresh_capacity(dev: str) -> None:
+    """Make the loop device pick up its backing file's new size (LOOP_SET_CAPACITY)."""
+    run(["losetup", "--set-capacity", dev])
+
+
+def size_bytes(dev: str) -> int:
+    return int(run(["blockdev", "--getsize64", dev]).stdout.strip())
+
+
+def devno_of(dev: str) -> int:
+    """The st_rdev of a block device (following symlinks)."""
+    st = os.stat(dev)
+    if not stat.S_ISBLK(st.st_mode):
+        raise StorageError(f"{dev} is not a block device")
+    return st.st_rdev
+
+
+def flush(dev: str) -> None:
+    """Push the block device's cached writes down into the backing file before copying it."""
+    try:
+        fd = os.open(dev, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise StorageError(f"cannot open {dev} to flush it: {exc.strerror}") from exc
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise StorageError(f"flushing {dev} failed: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------- device nodes
+
+
+def make_node(path: Path, loop: str) -> None:
+    """Create a block-special node with the loop's major:minor, or a symlink where nodes are not allowed.
+
+    A real node keeps /proc/mounts showing the DRBD-style name; the symlink is the fallback for
+    containers without CAP_MKNOD or a dev_dir on a ``nodev`` mount (where a node exists but cannot
+    be opened).
+    """
+    rdev = devno_of(loop)
+    tmp = path.with_name(f".{path.name}.new")
+    _remove_quietly(tmp)
+    try:
+        os.mknod(tmp, 0o660 | stat.S_IFBLK, rdev)
+        _check_openable(tmp)
+    except OSError:
+        _remove_quietly(tmp)
+        os.symlink(loop, tmp)
+    os.replace(tmp, path)
+
+
+def node_matches(path: Path, loop: str) -> bool:
+    """Whether an existing node/symlink at path already reaches this loop device."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISBLK(st.st_mode) and st.st_rdev == devno_of(loop)
+
+
+def remove_node(path: Path) -> None:
+    """Remove a device node or symlink we made; refuse to touch anything else that sits there."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not (stat.S_ISBLK(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        raise StorageError(f"refusing to remove {path}: it is not a device node or symlink")
+    _remove_quietly(path)
+
+
+def _check_openable(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    os.close(fd)
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+# ---------------------------------------------------------------------------------------- busy checks
+
+
+def mounted_devnos() -> set[int]:
+    """major:minor of every mounted filesystem's source device in this mount namespace."""
+    devnos: set[int] = set()
+    try:
+        text = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return devnos
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 3 or ":" not in fields[2]:
+            continue
+        major, _, minor = fields[2].partition(":")
+        if major.isdigit() and minor.isdigit():
+            devnos.add(os.makedev(int(major), int(minor)))
+    return devnos
+
+
+def has_holders(dev: str) -> bool:
+    """A device-mapper or md device stacked on top of the loop device."""
+    holders = Path("/sys/class/block") / Path(dev).name / "holders"
+    try:
+        return any(holders.iterdir())
+    except OSError:
+        return False
+
+
+def exclusively_busy(dev: str) -> bool:
+    """An O_EXCL open fails with EBUSY while the kernel has the device claimed (mount, mkfs, swap)."""
+    try:
+        fd = os.open(dev, os.O_RDONLY | os.O_EXCL | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:
+            return True
+        if exc.errno in (errno.ENOENT, errno.ENXIO):
+            return False
+        raise StorageError(f"cannot check whether {dev} is in use: {exc.strerror}") from exc
+    os.close(fd)
+    return False
+
+
+# -------------------------------------------------------------------------------------- signatures, mkfs
+
+
+def signature(dev: str) -> str | None:
+    """What blkid finds on the device (filesystem, partition table, RAID member ...), or None when blank.
+
+    blkid answers "nothing found" with the same exit code for a device it could not read at all,
+    so blank is only believed after the first block was actually readable.
+    """
+    proc = run(["blkid", "--probe", "--output", "export", dev], check=False)
+    if proc.returncode == 0:
+        fields = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+        return fields.get("TYPE") or fields.get("PTTYPE") or "unknown signature"
+    if proc.returncode == 8:
+        return "ambivalent signatures"
+    if proc.returncode != 2:
+        detail = proc.stderr.strip() or "no error output"
+        raise StorageError(f"`blkid --probe {dev}` failed with exit code {proc.returncode}: {detail}")
+    try:
+        with open(dev, "rb", buffering=0) as f:
+            f.read(4096)
+    except OSError as exc:
+        raise StorageError(f"cannot read {dev} to check it for data: {exc.strerror}") from exc
+    return None
+
+
+# Flags chosen like a satellite would: quiet, no discard pass over a fresh thin volume (it is
+# already all holes). No force flags: every mkfs then refuses on its own if a signature
+# appears between our blkid probe and the mkfs run.
+MKFS_COMMANDS: dict[str, list[str]] = {
+    "ext4": ["mkfs.ext4", "-q", "-E", "nodiscard"],
+    "xfs": ["mkfs.xfs", "-q", "-K"],
+    "btrfs": ["mkfs.btrfs", "-q", "-K"],
+}
+
+
+def mkfs(dev: str, fs_type: str, extra: str) -> None:
+    base = MKFS_COMMANDS.get(fs_type)
+    if base is None:
+        raise StorageError(f"unsupported filesystem type {fs_type!r}; use one of: {', '.join(MKFS_COMMANDS)}")
+    try:
+        user = shlex.split(extra)
+    except ValueError as exc:
+        raise StorageError(f"cannot parse mkfs parameters {extra!r}: {exc}") from exc
+    run([*base, *user, dev], timeout=MKFS_TIMEOUT)
+
+
+# ---------------------------------------------------------------------------------------------- copies
+
+
+def reflink(src: Path, dest: Path) -> bool:
+    """Share src's extents into the new file dest (FICLONE); False when the filesystem cannot."""
+    with open(src, "rb") as fsrc, open(dest, "xb") as fdst:
+        try:
+            fcntl.ioctl(fdst.fileno(), FICLONE, fsrc.fileno())
+        except OSError as exc:
+            if exc.errno in _NO_REFLINK_ERRNOS:
+                fdst.close()
+                _remove_quietly(dest)
+                return False
+            raise
+    return True
+
+
+def sparse_copy(src: Path, dest: Path) -> None:
+    """Copy keeping holes as holes, so a mostly empty thin volume stays cheap."""
+    run(["cp", "--sparse=always", "--reflink=never", "--", str(src), str(dest)], timeout=MKFS_TIMEOUT)
