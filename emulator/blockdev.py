@@ -54,10 +54,32 @@ def run(
 # ---------------------------------------------------------------------------------------------- loops
 
 
+SYS_BLOCK = Path("/sys/block")
+
+
 def loops_of(backing: Path) -> list[str]:
-    """Every loop device whose backing file is this very file (matched by the kernel, not by name)."""
+    """Every loop device whose backing file is this very file.
+
+    Resource views ask this for every volume, so the common case reads sysfs (microseconds)
+    instead of running losetup (milliseconds); losetup, which also matches by inode, is the
+    fallback where sysfs is not mounted.
+    """
     if not backing.exists():
         return []
+    if not SYS_BLOCK.is_dir():
+        return _loops_of_via_losetup(backing)
+    wanted = str(backing.resolve())
+    found = []
+    for entry in SYS_BLOCK.glob("loop*"):
+        try:
+            if (entry / "loop" / "backing_file").read_text().rstrip("\n") == wanted:
+                found.append(f"/dev/{entry.name}")
+        except OSError:  # not bound to a file, or released while we looked
+            continue
+    return sorted(found, key=_loop_number)
+
+
+def _loops_of_via_losetup(backing: Path) -> list[str]:
     out = run(["losetup", "--list", "--noheadings", "--output", "NAME", "--associated", str(backing)]).stdout
     return sorted((line.strip() for line in out.splitlines() if line.strip()), key=_loop_number)
 

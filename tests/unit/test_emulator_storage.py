@@ -259,6 +259,17 @@ def test_attach_is_idempotent(root_loop: None, storage: Storage) -> None:
     assert _losetup_j(backing) == [loop]
 
 
+def test_loop_lookup_without_sysfs_falls_back_to_losetup(
+    root_loop: None, storage: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backing = storage.create_volume("node-a", POOL, "pvc-1", 0, 8 * MiB_KIB)
+    storage.attach(backing, 1009)
+    via_sysfs = storage.loop_for(backing)
+    monkeypatch.setattr(blockdev, "SYS_BLOCK", tmp_path / "no-sysfs")
+    assert storage.loop_for(backing) == via_sysfs == _losetup_j(backing)[0]
+    assert storage.loop_for(storage.create_volume("node-a", POOL, "pvc-2", 0, 8 * MiB_KIB)) is None
+
+
 def test_storage_only_mode_reports_the_loop_device(root_loop: None, tmp_path: Path) -> None:
     plain = Storage(tmp_path / "state", tmp_path / "dev", drbd_shaped=False)
     try:
