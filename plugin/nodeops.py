@@ -1,0 +1,798 @@
+"""Everything the core does to the host: devices, filesystems, mounts.
+
+This is the only module of the project that runs commands for block devices and mounts,
+and it runs every one through :func:`run` with an argument list and a timeout, so a
+reader can audit every command in one place and no user input ever meets a shell.
+
+The rule that matters most: a device that carries any signature (filesystem, partition
+table, LVM, RAID, swap...) is never formatted, and when in doubt (unreadable device,
+ambiguous probe, missing tool) it counts as not blank. Mounts are idempotent by reading
+the kernel's mount table, and every error says which command failed and why.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import shlex
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+
+from plugin import blockdev
+from plugin.errors import (
+    FailedPrecondition,
+    InUse,
+    InvalidArgument,
+    NotFound,
+    OperationFailed,
+    Unavailable,
+    VolumeError,
+)
+from plugin.models import VolumeCondition, VolumeStats
+from plugin.mounts import (
+    MOUNTINFO,
+    MountEntry,
+    location_in_filesystem,
+    normalize,
+    read_mountinfo,
+    top_mount,
+)
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_FILESYSTEMS = ("ext4", "xfs", "btrfs")
+COMMAND_TIMEOUT = 120.0
+MKFS_TIMEOUT = 1800.0
+# Options that change what mount does rather than how the filesystem behaves.
+FORBIDDEN_MOUNT_OPTIONS = frozenset(
+    {"bind", "rbind", "remount", "move", "shared", "private", "slave", "unbindable", "defaults"}
+)
+# A grow is worth doing when the device exceeds the filesystem by at least this much.
+GROW_THRESHOLD = 1 << 20
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Runner = Callable[..., CommandResult]
+
+
+def format_command(args: Sequence[str]) -> str:
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def run(
+    args: Sequence[str], *, timeout: float = COMMAND_TIMEOUT, ok_codes: Collection[int] = (0,)
+) -> CommandResult:
+    """Run one command without a shell; any other exit code raises OperationFailed.
+
+    The C locale keeps messages stable for the few places that read them, and stdin is
+    closed so a tool that wants to ask a question fails instead of hanging.
+    """
+    argv = tuple(args)
+    cmd = format_command(argv)
+    log.debug("running %s", cmd)
+    env = dict(os.environ, LC_ALL="C", LANG="C")
+    try:
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise OperationFailed(f"{cmd} failed: {argv[0]} is not installed on this node", command=cmd) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise OperationFailed(f"{cmd} did not finish within {timeout:g}s", command=cmd) from exc
+    except OSError as exc:
+        raise OperationFailed(f"{cmd} could not be started: {exc.strerror}", command=cmd) from exc
+    result = CommandResult(argv, proc.returncode, proc.stdout, proc.stderr)
+    if proc.returncode not in ok_codes:
+        detail = (proc.stderr.strip() or proc.stdout.strip() or "no output").replace("\n", "; ")
+        raise OperationFailed(
+            f"{cmd} failed (exit {proc.returncode}): {detail}",
+            command=cmd,
+            returncode=proc.returncode,
+            stderr=proc.stderr,
+        )
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# Pure helpers: option parsing and command building (unit-tested without root).
+
+
+def filesystem_type(fs_type: str) -> str:
+    """Validate a filesystem name against what this plugin can create and grow."""
+    fs = (fs_type or "").strip().lower()
+    if fs not in SUPPORTED_FILESYSTEMS:
+        raise InvalidArgument(
+            f"unsupported filesystem type {fs_type!r}: use one of {', '.join(SUPPORTED_FILESYSTEMS)}"
+        )
+    return fs
+
+
+def mkfs_arguments(mkfs_opts: str) -> list[str]:
+    """Split the user's mkfs options like a shell would, but refuse anything naming a path.
+
+    mkfs takes positional arguments, so an option string smuggling in a device path could
+    point mkfs at a device other than the volume's.
+    """
+    try:
+        tokens = shlex.split(mkfs_opts or "")
+    except ValueError as exc:
+        raise InvalidArgument(f"cannot parse mkfs options {mkfs_opts!r}: {exc}") from exc
+    for token in tokens:
+        if token.startswith("/") or "/dev/" in token:
+            raise InvalidArgument(f"mkfs options must not name a device or file: {token!r}")
+    return tokens
+
+
+def mkfs_command(device: str, fs_type: str, mkfs_opts: str = "") -> list[str]:
+    return [f"mkfs.{filesystem_type(fs_type)}", *mkfs_arguments(mkfs_opts), device]
+
+
+def split_mount_options(options: Sequence[str]) -> list[str]:
+    """Flatten ``["noatime,discard", "nodev"]`` into single options and validate them."""
+    if isinstance(options, str):
+        options = [options]
+    result: list[str] = []
+    for item in options:
+        for opt in str(item).split(","):
+            opt = opt.strip()
+            if not opt:
+                continue
+            if opt.startswith("-") or any(c.isspace() for c in opt):
+                raise InvalidArgument(
+                    f"invalid mount option {opt!r}: give options like 'noatime' or 'discard'"
+                )
+            if opt in FORBIDDEN_MOUNT_OPTIONS:
+                raise InvalidArgument(
+                    f"mount option {opt!r} is not allowed here; it is managed by the plugin"
+                )
+            if opt not in result:
+                result.append(opt)
+    return result
+
+
+def mount_options(
+    fs_type: str | None, options: Sequence[str], readonly: bool, device_read_only: bool | None = False
+) -> list[str]:
+    """The ``-o`` list for a filesystem mount.
+
+    xfs always gets ``nouuid`` so a restored snapshot can be mounted beside its origin.
+    A read-only mount of a read-only device cannot replay a journal, so it skips replay
+    (xfs ``norecovery``, ext4 ``noload``); on a writable device the replay runs, which
+    gives a consistent view of a volume that was not cleanly unmounted.
+    """
+    opts = [o for o in split_mount_options(options) if o not in ("ro", "rw")]
+    if readonly:
+        opts.insert(0, "ro")
+    fs = (fs_type or "").lower()
+    if fs == "xfs" and "nouuid" not in opts:
+        opts.append("nouuid")
+    if readonly and device_read_only:
+        skip_replay = {"xfs": "norecovery", "ext4": "noload"}.get(fs)
+        if skip_replay and skip_replay not in opts:
+            opts.append(skip_replay)
+    return opts
+
+
+def mount_command(
+    source: str, target: str, fs_type: str | None, options: Sequence[str], readonly: bool
+) -> list[str]:
+    """``mount``; a read-write mount gets ``-w`` so it fails rather than silently falling back to ro."""
+    args = ["mount"]
+    if not readonly:
+        args.append("-w")
+    if fs_type:
+        args += ["-t", fs_type]
+    if options:
+        args += ["-o", ",".join(options)]
+    return [*args, source, target]
+
+
+def bind_remount_command(target: str, readonly: bool, options: Sequence[str]) -> list[str]:
+    """A bind mount ignores most options; they only take effect on a remount of the bind."""
+    opts = ["remount", "bind", "ro" if readonly else "rw", *[o for o in options if o not in ("ro", "rw")]]
+    return ["mount", "-o", ",".join(opts), target]
+
+
+def parse_blkid_export(text: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep:
+            values[key] = value
+    return values
+
+
+def describe_signature(values: dict[str, str]) -> str | None:
+    """What a low-level probe found, in words; None when it found nothing."""
+    if values.get("TYPE"):
+        return values["TYPE"]
+    if values.get("PTTYPE"):
+        return f"{values['PTTYPE']} partition table"
+    other = sorted(k for k in values if k != "DEVNAME")
+    if other:
+        return f"unrecognised signature ({', '.join(other)})"
+    return None
+
+
+_XFS_DATA = re.compile(r"^data\s*=.*?bsize=(\d+)\s+blocks=(\d+)", re.MULTILINE)
+_BTRFS_DEVID = re.compile(r"^\s*devid\s+\d+\s+size\s+(\d+)\s+used\s+\d+\s+path\s+(\S+)", re.MULTILINE)
+
+
+def parse_dumpe2fs_size(text: str) -> int:
+    fields = dict(
+        (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in text.splitlines()) if v
+    )
+    try:
+        return int(fields["Block count"]) * int(fields["Block size"])
+    except (KeyError, ValueError) as exc:
+        raise OperationFailed("could not read the ext4 size from dumpe2fs output") from exc
+
+
+def parse_xfs_info_size(text: str) -> int:
+    m = _XFS_DATA.search(text)
+    if not m:
+        raise OperationFailed("could not read the xfs size from xfs_info output")
+    return int(m.group(1)) * int(m.group(2))
+
+
+def parse_btrfs_show_sizes(text: str) -> list[tuple[int, str]]:
+    return [(int(m.group(1)), m.group(2)) for m in _BTRFS_DEVID.finditer(text)]
+
+
+# ---------------------------------------------------------------------------------------
+
+
+class NodeOps:
+    """Host-side operations for one node; safe to share between request threads."""
+
+    def __init__(
+        self,
+        device_timeout: float = 30.0,
+        *,
+        run: Runner = run,
+        mountinfo_path: str = MOUNTINFO,
+        command_timeout: float = COMMAND_TIMEOUT,
+        mkfs_timeout: float = MKFS_TIMEOUT,
+    ) -> None:
+        self.device_timeout = device_timeout
+        self._run = run
+        self._mountinfo_path = mountinfo_path
+        self._command_timeout = command_timeout
+        self._mkfs_timeout = mkfs_timeout
+        # Check-then-mkfs must not interleave between two requests for the same device.
+        self._format_lock = threading.Lock()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _cmd(
+        self, args: Sequence[str], *, timeout: float | None = None, ok_codes: Collection[int] = (0,)
+    ) -> CommandResult:
+        return self._run(args, timeout=timeout or self._command_timeout, ok_codes=ok_codes)
+
+    def _mounts(self) -> list[MountEntry]:
+        try:
+            return read_mountinfo(self._mountinfo_path)
+        except (OSError, ValueError) as exc:
+            raise OperationFailed(f"cannot read the mount table {self._mountinfo_path}: {exc}") from exc
+
+    @staticmethod
+    def _require_block_device(path: str) -> tuple[int, int]:
+        number = blockdev.device_number(path)
+        if number is None:
+            if not os.path.exists(path):
+                raise NotFound(f"device {path} does not exist on this node")
+            raise FailedPrecondition(f"{path} is not a block device")
+        return number
+
+    @staticmethod
+    def _entry_is_device(
+        entry: MountEntry, number: tuple[int, int], cache: dict[str, object] | None = None
+    ) -> bool:
+        """Whether a mount shows a filesystem on device ``number``.
+
+        The device number in mountinfo is the device for ext4/xfs but an anonymous one for
+        btrfs, whose source field names the device instead; either match counts.
+        """
+        if entry.device_number == number:
+            return True
+        if not entry.source.startswith("/"):
+            return False
+        if cache is not None and entry.source in cache:
+            return cache[entry.source] == number
+        found = blockdev.device_number(entry.source)
+        if cache is not None:
+            cache[entry.source] = found
+        return found == number
+
+    @staticmethod
+    def _ensure_dir(path: str) -> bool:
+        """Create a mount target directory; True when this call created it."""
+        if os.path.lexists(path):
+            if not os.path.isdir(path):
+                raise FailedPrecondition(f"{path} exists and is not a directory")
+            return False
+        try:
+            os.makedirs(path, mode=0o755)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise OperationFailed(f"cannot create mount point {path}: {exc.strerror}") from exc
+        return True
+
+    @staticmethod
+    def _ensure_file(path: str) -> bool:
+        """Create an empty file to bind something onto; True when this call created it."""
+        if os.path.lexists(path):
+            if os.path.isdir(path):
+                raise FailedPrecondition(f"{path} exists and is a directory; a file is needed here")
+            return False
+        try:
+            os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o640)
+            os.close(fd)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise OperationFailed(f"cannot create {path}: {exc.strerror}") from exc
+        return True
+
+    @staticmethod
+    def _remove_created(path: str, created: bool) -> None:
+        if not created:
+            return
+        try:
+            if os.path.isdir(path):
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+        except OSError as exc:
+            log.warning("could not remove %s after a failed mount: %s", path, exc.strerror)
+
+    # -- devices ------------------------------------------------------------------------
+
+    def wait_for_device(self, path: str, timeout: float | None = None) -> None:
+        """Poll for the device node: LINSTOR reports a device path before udev may have made it."""
+        limit = self.device_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        delay = 0.02
+        while True:
+            if os.path.exists(path):
+                if blockdev.is_block_device(path):
+                    return
+                raise FailedPrecondition(f"{path} exists but is not a block device")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Unavailable(
+                    f"device {path} did not appear within {limit:g}s; is the volume attached to this node?"
+                )
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.5)
+
+    def device_size_bytes(self, device: str) -> int:
+        self._require_block_device(device)
+        try:
+            return blockdev.size_bytes(device)
+        except OSError as exc:
+            raise OperationFailed(f"cannot read the size of {device}: {exc.strerror}") from exc
+
+    def filesystem_signature(self, device: str) -> str | None:
+        """What is on the device, or None only when it is certainly blank.
+
+        ``blkid -p`` probes the device itself (no cache) for every kind of signature. A
+        device we cannot read, or a probe that is ambiguous or fails, is reported as
+        carrying something, so nothing is ever formatted on a guess.
+        """
+        if not os.path.exists(device):
+            raise NotFound(f"device {device} does not exist on this node")
+        try:
+            fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.read(fd, 4096)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            return f"unknown (device cannot be read: {exc.strerror})"
+        result = self._cmd(["blkid", "-p", "-o", "export", device], ok_codes=range(256))
+        if result.returncode == 2:
+            return None
+        if result.returncode == 8:
+            return "several signatures (ambivalent probe)"
+        if result.returncode != 0:
+            detail = result.stderr.strip() or f"exit {result.returncode}"
+            return f"unknown (blkid could not probe: {detail})"
+        return describe_signature(parse_blkid_export(result.stdout)) or "unrecognised signature"
+
+    def format_if_blank(self, device: str, fs_type: str, mkfs_opts: str = "") -> bool:
+        """mkfs only a blank device; True when it formatted. A device in use is never formatted."""
+        command = mkfs_command(device, fs_type, mkfs_opts)
+        with self._format_lock:
+            found = self.filesystem_signature(device)
+            if found is not None:
+                log.info("not formatting %s: it holds %s", device, found)
+                return False
+            users = self.mounts_of(device)
+            if users:
+                raise InUse(f"{device} is in use at {', '.join(users)}; not formatting it", mounts=users)
+            # The last look right before mkfs: someone may have written since the first.
+            found = self.filesystem_signature(device)
+            if found is not None:
+                log.info("not formatting %s: it holds %s", device, found)
+                return False
+            log.info("formatting %s", format_command(command))
+            self._cmd(command, timeout=self._mkfs_timeout)
+        return True
+
+    # -- mount table queries ------------------------------------------------------------
+
+    def is_mounted(self, target: str) -> bool:
+        return top_mount(self._mounts(), normalize(target)) is not None
+
+    def mount_source(self, target: str) -> str | None:
+        """The device (or source) mounted at ``target``; for a bound block device, its /dev path."""
+        path = normalize(target)
+        entry = top_mount(self._mounts(), path)
+        if entry is None:
+            return None
+        number = blockdev.device_number(path)
+        if number is not None:
+            return blockdev.dev_path(number) or entry.source
+        return entry.source
+
+    def mounts_of(self, source: str) -> list[str]:
+        """Every mount point showing ``source``: a device (by device number) or a directory."""
+        entries = self._mounts()
+        number = blockdev.device_number(source)
+        if number is None:
+            location = location_in_filesystem(entries, normalize(source)) if os.path.exists(source) else None
+            if location is None:
+                return []
+            return [e.mount_point for e in entries if (e.device_number, e.root) == location]
+        cache: dict[str, object] = {}
+        points: list[str] = []
+        for entry in entries:
+            if self._entry_is_device(entry, number, cache):
+                points.append(entry.mount_point)
+            elif entry.root != "/" and blockdev.device_number(entry.mount_point) == number:
+                points.append(entry.mount_point)  # the device node bound onto a file
+        return points
+
+    # -- mounting -----------------------------------------------------------------------
+
+    def mount(
+        self,
+        source: str,
+        target: str,
+        fs_type: str | None = None,
+        options: Sequence[str] = (),
+        readonly: bool = False,
+    ) -> None:
+        """Mount a filesystem; a repeat with the same device is a no-op."""
+        opts = split_mount_options(options)
+        readonly = readonly or "ro" in opts
+        number = self._require_block_device(source)
+        path = normalize(target)
+        existing = top_mount(self._mounts(), path)
+        if existing is not None:
+            if not self._entry_is_device(existing, number):
+                raise FailedPrecondition(
+                    f"{target} is already mounted from {existing.source}; not mounting {source} there"
+                )
+            if existing.read_only != readonly:
+                have, want = (
+                    ("read-only", "read-write") if existing.read_only else ("read-write", "read-only")
+                )
+                raise FailedPrecondition(f"{source} is already mounted {have} at {target}; {want} was asked")
+            return
+        fs = fs_type.lower() if fs_type else None
+        if fs is None:
+            fs = self.filesystem_signature(source)
+            if fs is None:
+                raise FailedPrecondition(f"{source} holds no filesystem; nothing to mount")
+        final = mount_options(fs, opts, readonly, blockdev.read_only(number))
+        created = self._ensure_dir(path)
+        try:
+            self._cmd(mount_command(source, path, fs, final, readonly))
+        except VolumeError:
+            self._remove_created(path, created)
+            raise
+
+    def bind_mount(
+        self, source: str, target: str, readonly: bool = False, options: Sequence[str] = ()
+    ) -> None:
+        """Bind a directory (or file) elsewhere; a repeat with the same source is a no-op."""
+        if blockdev.is_block_device(source):
+            self.bind_block_device(source, target, readonly)
+            return
+        if not os.path.exists(source):
+            raise NotFound(f"{source} does not exist; nothing to bind")
+        opts = split_mount_options(options)
+        readonly = readonly or "ro" in opts
+        opts = [o for o in opts if o not in ("ro", "rw")]
+        src, path = normalize(source), normalize(target)
+        entries = self._mounts()
+        existing = top_mount(entries, path)
+        if existing is not None:
+            if (existing.device_number, existing.root) != location_in_filesystem(entries, src):
+                raise FailedPrecondition(f"{target} is already mounted from something other than {source}")
+            if existing.read_only != readonly:
+                have = "read-only" if existing.read_only else "read-write"
+                raise FailedPrecondition(f"{source} is already bound {have} at {target}")
+            return
+        created = self._ensure_dir(path) if os.path.isdir(src) else self._ensure_file(path)
+        self._bind(src, path, readonly, opts, created)
+
+    def _bind(self, source: str, target: str, readonly: bool, options: Sequence[str], created: bool) -> None:
+        try:
+            self._cmd(["mount", "--bind", source, target])
+        except VolumeError:
+            self._remove_created(target, created)
+            raise
+        if not readonly and not options:
+            return
+        try:
+            self._cmd(bind_remount_command(target, readonly, options))
+        except VolumeError:
+            # Never leave a read-write bind behind when read-only was asked.
+            try:
+                self._cmd(["umount", target])
+            except VolumeError as exc:
+                log.error("could not undo bind mount at %s: %s", target, exc)
+            else:
+                self._remove_created(target, created)
+            raise
+
+    def bind_block_device(self, device: str, target_file: str, readonly: bool = False) -> None:
+        """Make a raw block volume appear at a file path, as CSI block volumes do."""
+        number = self._require_block_device(device)
+        path = normalize(target_file)
+        existing = top_mount(self._mounts(), path)
+        if existing is not None:
+            if blockdev.device_number(path) != number:
+                raise FailedPrecondition(
+                    f"{target_file} is already mounted from something other than {device}"
+                )
+            if existing.read_only != readonly:
+                have = "read-only" if existing.read_only else "read-write"
+                raise FailedPrecondition(f"{device} is already bound {have} at {target_file}")
+            return
+        # Open the device once: a bind mount never does, so a device that cannot be opened
+        # (e.g. DRBD cannot become primary) would only fail later inside the workload.
+        try:
+            fd = os.open(device, (os.O_RDONLY if readonly else os.O_RDWR) | os.O_CLOEXEC)
+            os.close(fd)
+        except OSError as exc:
+            mode = "reading" if readonly else "writing"
+            raise FailedPrecondition(f"cannot open {device} for {mode}: {exc.strerror}") from exc
+        created = self._ensure_file(path)
+        self._bind(device, path, readonly, (), created)
+
+    def unmount(self, target: str, remove_target: bool = True, lazy: bool = False) -> None:
+        """Unmount everything stacked on ``target``; a target that is missing or not mounted is fine.
+
+        A busy mount is an error unless ``lazy`` is asked, and a lazy unmount is logged as a
+        warning: detaching a busy filesystem silently would hide a process that still holds it.
+        """
+        path = normalize(target)
+        if not os.path.lexists(path) and not self.is_mounted(path):
+            return
+        for _ in range(32):
+            if not self.is_mounted(path):
+                break
+            try:
+                self._cmd(["umount", path])
+            except VolumeError as exc:
+                if not self.is_mounted(path):
+                    break  # somebody else unmounted it meanwhile
+                if "busy" not in str(exc).lower():
+                    raise
+                if not lazy:
+                    raise InUse(f"{target} is busy (a process still uses it); not unmounted") from exc
+                log.warning("%s is busy; detaching it lazily, it stays in use until released", target)
+                self._cmd(["umount", "-l", path])
+        else:
+            raise OperationFailed(f"{target} is still mounted after repeated unmounts")
+        if remove_target:
+            self._remove_target(path, target)
+
+    @staticmethod
+    def _remove_target(path: str, shown: str) -> None:
+        """Remove the mount point; never anything that holds data."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        try:
+            if stat.S_ISDIR(st.st_mode):
+                os.rmdir(path)
+            elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                os.unlink(path)
+            else:
+                raise FailedPrecondition(f"{shown} is not an empty file or directory; left in place")
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise FailedPrecondition(f"{shown} is not empty after unmount; left in place") from exc
+            raise OperationFailed(f"cannot remove {shown}: {exc.strerror}") from exc
+
+    # -- staging and growing ------------------------------------------------------------
+
+    def stage(
+        self,
+        device: str,
+        staging_path: str,
+        fs_type: str,
+        mkfs_opts: str = "",
+        mount_opts: Sequence[str] = (),
+        readonly: bool = False,
+    ) -> None:
+        """Make the volume's filesystem available at ``staging_path``; safe to repeat."""
+        fs = filesystem_type(fs_type)
+        mkfs_arguments(mkfs_opts)
+        split_mount_options(mount_opts)
+        self.wait_for_device(device)
+        number = self._require_block_device(device)
+        path = normalize(staging_path)
+        existing = top_mount(self._mounts(), path)
+        already = existing is not None and self._entry_is_device(existing, number)
+        if not already:
+            if readonly:
+                if self.filesystem_signature(device) is None:
+                    raise FailedPrecondition(
+                        f"{device} holds no filesystem; a read-only volume is never formatted"
+                    )
+            else:
+                self.format_if_blank(device, fs, mkfs_opts)
+            found = self.filesystem_signature(device)
+            if found != fs:
+                raise FailedPrecondition(
+                    f"{device} holds {found}, not {fs}; it is neither formatted nor mounted as {fs}"
+                )
+        self.mount(device, path, fs, mount_opts, readonly)
+        if readonly or "ro" in split_mount_options(mount_opts):
+            return
+        try:
+            if self._needs_grow(device, path, fs):
+                self.grow_filesystem(path)
+        except VolumeError:
+            if not already:
+                self.unmount(path, remove_target=False)
+            raise
+
+    def filesystem_size_bytes(self, device: str, mount_path: str, fs_type: str) -> int:
+        """The size the filesystem itself believes it has (not statvfs, which hides metadata)."""
+        if fs_type == "ext4":
+            return parse_dumpe2fs_size(self._cmd(["dumpe2fs", "-h", device]).stdout)
+        if fs_type == "xfs":
+            return parse_xfs_info_size(self._cmd(["xfs_info", mount_path]).stdout)
+        if fs_type == "btrfs":
+            sizes = parse_btrfs_show_sizes(
+                self._cmd(["btrfs", "filesystem", "show", "--raw", mount_path]).stdout
+            )
+            number = blockdev.device_number(device)
+            for size, dev in sizes:
+                if blockdev.device_number(dev) == number:
+                    return size
+            if len(sizes) == 1:
+                return sizes[0][0]
+            raise OperationFailed(f"btrfs at {mount_path} does not list {device}")
+        raise InvalidArgument(f"unsupported filesystem type {fs_type!r}")
+
+    def _needs_grow(self, device: str, mount_path: str, fs_type: str) -> bool:
+        return self.device_size_bytes(device) - self.filesystem_size_bytes(device, mount_path, fs_type) >= (
+            GROW_THRESHOLD
+        )
+
+    def grow_filesystem(self, mount_path: str) -> None:
+        """Grow the filesystem mounted at ``mount_path`` to fill its device (online)."""
+        path = normalize(mount_path)
+        entry = top_mount(self._mounts(), path)
+        if entry is None:
+            raise FailedPrecondition(f"{mount_path} is not mounted; cannot grow its filesystem")
+        if blockdev.device_number(path) is not None:
+            return  # a raw block volume: the workload owns what is on it
+        if entry.read_only or entry.superblock_read_only:
+            raise FailedPrecondition(f"{mount_path} is mounted read-only; cannot grow its filesystem")
+        fs = entry.fs_type
+        if fs == "ext4":
+            self._cmd(["resize2fs", self._entry_device(entry)], timeout=self._mkfs_timeout)
+        elif fs == "xfs":
+            self._cmd(["xfs_growfs", path], timeout=self._mkfs_timeout)
+        elif fs == "btrfs":
+            self._cmd(["btrfs", "filesystem", "resize", "max", path], timeout=self._mkfs_timeout)
+        else:
+            raise InvalidArgument(
+                f"growing {fs} filesystems is not supported (only {', '.join(SUPPORTED_FILESYSTEMS)})"
+            )
+        log.info("grew the %s filesystem at %s", fs, mount_path)
+
+    @staticmethod
+    def _entry_device(entry: MountEntry) -> str:
+        if blockdev.device_number(entry.source) == entry.device_number:
+            return entry.source
+        return blockdev.dev_path(entry.device_number) or entry.source
+
+    # -- health -------------------------------------------------------------------------
+
+    def stats(self, path: str) -> VolumeStats:
+        """Usage of a mounted volume; a raw block volume only has a size."""
+        if not os.path.exists(path):
+            raise NotFound(f"{path} does not exist")
+        if blockdev.device_number(path) is not None:
+            return VolumeStats(total_bytes=self.device_size_bytes(path), used_bytes=0, available_bytes=0)
+        if not self.is_mounted(path):
+            raise NotFound(f"nothing is mounted at {path}")
+        try:
+            st = os.statvfs(path)
+        except OSError as exc:
+            raise OperationFailed(f"cannot read usage of {path}: {exc.strerror}") from exc
+        has_inodes = st.f_files > 0  # btrfs allocates inodes dynamically and reports 0
+        return VolumeStats(
+            total_bytes=st.f_blocks * st.f_frsize,
+            used_bytes=(st.f_blocks - st.f_bfree) * st.f_frsize,
+            available_bytes=st.f_bavail * st.f_frsize,
+            total_inodes=st.f_files if has_inodes else None,
+            used_inodes=st.f_files - st.f_ffree if has_inodes else None,
+            available_inodes=st.f_favail if has_inodes else None,
+        )
+
+    def condition(self, path: str) -> VolumeCondition:
+        """Whether the volume at ``path`` is healthy, and if not, what is wrong, in words."""
+        if not os.path.lexists(path):
+            return VolumeCondition(True, f"{path} does not exist")
+        real = normalize(path)
+        entry = top_mount(self._mounts(), real)
+        if entry is None:
+            return VolumeCondition(True, f"{path} is not mounted")
+        bound = blockdev.device_number(real)
+        if bound is not None:
+            if not blockdev.present(bound):
+                return VolumeCondition(True, f"the block device bound at {path} is gone from this node")
+            return VolumeCondition(False, "block device present")
+        number = blockdev.device_number(entry.source) or entry.device_number
+        if (
+            entry.source.startswith("/dev")
+            and not os.path.exists(entry.source)
+            and not blockdev.present(number)
+        ):
+            return VolumeCondition(True, f"device {entry.source} behind {path} is gone from this node")
+        if not blockdev.present(number) and entry.fs_type in SUPPORTED_FILESYSTEMS:
+            return VolumeCondition(True, f"device {entry.source} behind {path} is gone from this node")
+        if entry.superblock_read_only and not entry.read_only:
+            return VolumeCondition(
+                True,
+                f"the filesystem at {path} was mounted read-write but the kernel made it read-only "
+                "(usually after an I/O or filesystem error); check the kernel log and run fsck",
+            )
+        if entry.fs_type == "ext4":
+            name = blockdev.kernel_name(number)
+            errors = blockdev.ext4_errors_count(name) if name else 0
+            if errors > 0:
+                return VolumeCondition(
+                    True,
+                    f"the kernel recorded {errors} ext4 error(s) on {entry.source}; unmount it and run fsck",
+                )
+        try:
+            os.statvfs(real)
+        except OSError as exc:
+            return VolumeCondition(True, f"the filesystem at {path} does not answer: {exc.strerror}")
+        return VolumeCondition(False, "mounted, device present, no filesystem errors recorded")
