@@ -1,0 +1,168 @@
+"""The Docker volume plugin protocol as a Flask app.
+
+Docker POSTs JSON to ``/<Method>`` without a Content-Type (and with a trailing newline),
+an empty body for ``Plugin.Activate``, and ``"Opts": null`` for implicit creation. Every
+answer is HTTP 200 with an ``Err`` field: empty on success, one sentence a person can
+act on otherwise (Docker prints it after "create NAME:" and the like; a non-200 status
+would only add the method name in front). Each handler is a few lines: validate, call the
+driver, shape the answer. Failures are mapped in :func:`docker_plugin.errors.docker_error_message`
+and nothing, not even an unexpected exception, returns a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flask import Flask, Response, request
+
+from docker_plugin.driver import DockerVolumeDriver, validate_name
+from docker_plugin.errors import RequestError, docker_error_message
+from plugin import errors
+from plugin.observability import observe_request
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
+FRONTEND = "docker"
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _reply(payload: Mapping[str, Any], status: int = 200) -> Response:
+    return Response(json.dumps(payload) + "\n", status=status, content_type=CONTENT_TYPE)
+
+
+def decode_body(raw: bytes) -> dict[str, Any]:
+    """JSON object from the body whatever the Content-Type; empty means ``{}``."""
+    text = raw.decode("utf-8", errors="replace").strip()
+    if not text:
+        return {}
+    try:
+        body = json.loads(text)
+    except ValueError:
+        raise RequestError("the request body is not valid JSON") from None
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object")
+    return body
+
+
+def _options(body: dict[str, Any]) -> dict[str, str] | None:
+    """``Opts`` is an object of strings, or null when Docker creates a volume implicitly."""
+    opts = body.get("Opts")
+    if opts is None:
+        return None
+    if not isinstance(opts, dict):
+        raise RequestError("Opts must be an object of option names to values")
+    out: dict[str, str] = {}
+    for key, value in opts.items():
+        if not isinstance(value, str | int | float | bool):
+            raise errors.InvalidArgument(f"option {key} must have a plain value")
+        out[str(key)] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def _mount_id(body: dict[str, Any]) -> str:
+    mount_id = body.get("ID", "")
+    if mount_id is None:
+        return ""
+    if not isinstance(mount_id, str):
+        raise RequestError("ID must be a string")
+    return mount_id
+
+
+def create_app(driver: DockerVolumeDriver, health: Callable[[], dict[str, Any]] | None = None) -> Flask:
+    """Build the app; ``health`` adds details (e.g. controller reachability) to ``/health``."""
+    app = Flask("linstor-docker-volume")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    def endpoint(method: str, error_fields: Mapping[str, Any] | None = None) -> Callable[[Handler], Handler]:
+        """Register one protocol method with body decoding, logging and the single error mapping."""
+
+        def register(fn: Handler) -> Handler:
+            def view() -> Response:
+                name: str | None = None
+                try:
+                    body = decode_body(request.get_data(cache=False))
+                    if isinstance(body.get("Name"), str):
+                        name = body["Name"]
+                    with observe_request(log, FRONTEND, method, volume=name, id=body.get("ID")):
+                        result = fn(body)
+                except Exception as exc:
+                    if not isinstance(exc, errors.VolumeError):
+                        log.exception("unexpected failure in %s for volume %s", method, name)
+                    return _reply({**(error_fields or {}), "Err": docker_error_message(exc)})
+                return _reply({**result, "Err": ""})
+
+            app.add_url_rule(f"/{method}", endpoint=method, view_func=view, methods=["POST"])
+            return fn
+
+        return register
+
+    @endpoint("Plugin.Activate")
+    def activate(body: dict[str, Any]) -> dict[str, Any]:
+        return {"Implements": ["VolumeDriver"]}
+
+    @endpoint("VolumeDriver.Capabilities")
+    def capabilities(body: dict[str, Any]) -> dict[str, Any]:
+        return {"Capabilities": {"Scope": "global"}}
+
+    @endpoint("VolumeDriver.Create")
+    def create(body: dict[str, Any]) -> dict[str, Any]:
+        driver.create(validate_name(body.get("Name")), _options(body))
+        return {}
+
+    @endpoint("VolumeDriver.Remove")
+    def remove(body: dict[str, Any]) -> dict[str, Any]:
+        driver.remove(validate_name(body.get("Name")))
+        return {}
+
+    @endpoint("VolumeDriver.Mount", {"Mountpoint": ""})
+    def mount(body: dict[str, Any]) -> dict[str, Any]:
+        return {"Mountpoint": driver.mount(validate_name(body.get("Name")), _mount_id(body))}
+
+    @endpoint("VolumeDriver.Unmount")
+    def unmount(body: dict[str, Any]) -> dict[str, Any]:
+        driver.unmount(validate_name(body.get("Name")), _mount_id(body))
+        return {}
+
+    @endpoint("VolumeDriver.Path", {"Mountpoint": ""})
+    def path(body: dict[str, Any]) -> dict[str, Any]:
+        return {"Mountpoint": driver.path(validate_name(body.get("Name")))}
+
+    @endpoint("VolumeDriver.Get")
+    def get(body: dict[str, Any]) -> dict[str, Any]:
+        return {"Volume": driver.get(validate_name(body.get("Name"))).to_docker()}
+
+    @endpoint("VolumeDriver.List", {"Volumes": []})
+    def list_volumes(body: dict[str, Any]) -> dict[str, Any]:
+        return {"Volumes": [v.to_docker() for v in driver.list()]}
+
+    @app.get("/health")
+    def health_view() -> Response:
+        details: dict[str, Any] = {"status": "ok", "mounted_volumes": driver.store.mounted_count()}
+        if health is not None:
+            try:
+                details.update(health())
+            except Exception as exc:  # health must answer even when its probe breaks
+                details["probe_error"] = docker_error_message(exc)
+        return _reply(details)
+
+    @app.errorhandler(404)
+    def unknown_call(_: Exception) -> Response:
+        return _reply({"Err": f"unknown call {request.path}: this plugin implements VolumeDriver"}, 404)
+
+    @app.errorhandler(405)
+    def wrong_method(_: Exception) -> Response:
+        return _reply({"Err": f"{request.path} must be called with POST"}, 405)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unexpected failure serving %s", request.path)
+        return _reply({"Err": docker_error_message(exc)}, 500)
+
+    return app

@@ -1,0 +1,157 @@
+"""``linstor-docker-volume``: the Docker volume plugin daemon.
+
+Start-up order matters: read the configuration (local, fails fast with a clear
+message), bind the socket (Docker must find it at once), build the LINSTOR client
+without contacting the controller, reconcile the persisted mount counts with the mount
+table (local only), then serve. A controller that is down at start only makes the calls
+that need it fail with a clear ``Err`` until it is back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from docker_plugin.app import create_app
+from docker_plugin.driver import DockerVolumeDriver
+from docker_plugin.refcounts import MountStore
+from docker_plugin.server import DEFAULT_THREADS, SocketInUse, open_listen_socket, serve
+from plugin import errors
+from plugin.config import DEFAULT_CONFIG_FILE, load_config
+from plugin.observability import setup_logging, start_metrics_server
+
+log = logging.getLogger("docker_plugin")
+
+DEFAULT_SOCKET = "/run/docker/plugins/linstor.sock"
+# The Go plugin's root; also the managed plugin's propagatedMount, so one default fits both modes.
+DEFAULT_MOUNT_ROOT = "/var/lib/docker-volumes/linstor"
+STATE_FILE_NAME = ".linstor-docker-volume-mounts.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ
+    p = argparse.ArgumentParser(
+        prog="linstor-docker-volume",
+        description="Docker volume plugin for LINSTOR: serves Docker's VolumeDriver API on a unix socket.",
+    )
+    p.add_argument(
+        "--socket",
+        default=env.get("LS_DOCKER_SOCKET", DEFAULT_SOCKET),
+        help="unix socket Docker connects to; its file name is the driver name (default: %(default)s)",
+    )
+    p.add_argument(
+        "--mount-root",
+        default=env.get("LS_DOCKER_MOUNT_ROOT", DEFAULT_MOUNT_ROOT),
+        help="directory under which volumes are mounted, one directory per volume (default: %(default)s)",
+    )
+    p.add_argument(
+        "--state-file",
+        default=env.get("LS_DOCKER_STATE_FILE"),
+        help=f"where mount counts are kept (default: <mount-root>/{STATE_FILE_NAME})",
+    )
+    p.add_argument(
+        "--config-file",
+        default=env.get("LS_DOCKER_CONFIG_FILE", DEFAULT_CONFIG_FILE),
+        help="ini file with a [global] section: controllers and -o defaults (default: %(default)s)",
+    )
+    p.add_argument("--controllers", help="LINSTOR controllers, comma separated (overrides LS_CONTROLLERS)")
+    p.add_argument("--node", help="this node's LINSTOR node name (default: LS_NODE_NAME or the host name)")
+    p.add_argument(
+        "--threads", type=int, default=DEFAULT_THREADS, help="request threads (default: %(default)s)"
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env.get("LS_DOCKER_METRICS_PORT", "0") or 0),
+        help="serve Prometheus metrics on this TCP port; 0 turns them off (default: %(default)s)",
+    )
+    p.add_argument(
+        "--metrics-addr", default="0.0.0.0", help="address for the metrics port (default: %(default)s)"
+    )
+    p.add_argument(
+        "--log-level",
+        default=env.get("LS_DOCKER_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="(default: %(default)s)",
+    )
+    p.add_argument("--log-format", default="json", choices=["json", "text"], help="(default: %(default)s)")
+    return p
+
+
+def _fail(message: str) -> int:
+    log.error(message)
+    print(f"linstor-docker-volume: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, json_output=args.log_format == "json")
+    if args.threads < 1:
+        return _fail("--threads must be at least 1")
+    try:
+        config = load_config(
+            {"controllers": args.controllers, "node_name": args.node, "config_file": args.config_file or None}
+        )
+    except errors.VolumeError as exc:
+        return _fail(f"bad configuration: {exc}")
+
+    try:
+        listen = open_listen_socket(args.socket)
+    except (SocketInUse, OSError) as exc:
+        return _fail(f"cannot listen on {args.socket}: {exc}")
+
+    # Imported here so a broken environment still gets the socket bound and a clear log line.
+    from plugin.volume_service import VolumeService
+
+    from plugin.linstor_client import LinstorClient
+    from plugin.nodeops import NodeOps
+
+    mount_root = Path(args.mount_root)
+    state_file = Path(args.state_file) if args.state_file else mount_root / STATE_FILE_NAME
+    try:
+        mount_root.mkdir(parents=True, exist_ok=True)
+        service = VolumeService(LinstorClient(config), config)
+        driver = DockerVolumeDriver(
+            service,
+            NodeOps(),
+            MountStore(state_file),
+            node=config.node_name,
+            mount_root=mount_root,
+            defaults=config.docker_defaults,
+        )
+        driver.reconcile()
+        start_metrics_server(args.metrics_port, args.metrics_addr)
+    except (OSError, errors.VolumeError) as exc:
+        listen.sock.close()
+        if listen.path:
+            os.unlink(listen.path)
+        return _fail(f"cannot start: {exc}")
+
+    def health() -> dict[str, Any]:
+        return {"linstor_reachable": service.healthy(), "node": config.node_name}
+
+    log.info(
+        "serving Docker volume plugin",
+        extra={
+            "fields": {
+                "socket": args.socket,
+                "controllers": list(config.controllers),
+                "node": config.node_name,
+                "mount_root": str(mount_root),
+                "mounted_volumes": driver.store.mounted_count(),
+            }
+        },
+    )
+    serve(create_app(driver, health), listen, threads=args.threads)
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
