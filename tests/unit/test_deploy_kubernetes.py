@@ -430,14 +430,20 @@ def test_tls_overlay_points_both_workloads_at_the_tls_secret(builds: dict[str, l
     base_workloads = {w["metadata"]["name"] for w in workloads(builds["base"])}
     assert {w["metadata"]["name"] for w in workloads(tls)} == base_workloads
     for workload in workloads(tls):
-        env = {e["name"]: e for e in driver_container(workload)["env"]}
+        driver = driver_container(workload)
+        env = {e["name"]: e.get("value") for e in driver["env"]}
+        volumes = {v["name"]: v for v in pod_spec(workload)["volumes"]}  # type: ignore[index]
         for var, key in (
             ("LS_ROOT_CA", "ca.crt"),
             ("LS_USER_CERTIFICATE", "tls.crt"),
             ("LS_USER_KEY", "tls.key"),
         ):
-            ref = env[var]["valueFrom"]["secretKeyRef"]
-            assert (ref["name"], ref["key"]) == ("linstor-client-tls", key)
+            path = env[var]
+            assert path is not None and path.endswith("/" + key), f"{var}={path}"
+            mount, volume = mount_for(workload, driver, path)
+            assert mount.get("readOnly") is True
+            assert volume == volumes["linstor-client-tls"]
+            assert volume["secret"]["secretName"] == "linstor-client-tls"
     # The base itself stays plain HTTP and carries no secret references.
     for workload in workloads(builds["base"]):
         assert "LS_USER_KEY" not in {e["name"] for e in driver_container(workload)["env"]}
