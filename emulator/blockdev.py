@@ -234,6 +234,45 @@ def exclusively_busy(dev: str) -> bool:
     return False
 
 
+def opened_for_writing(paths: set[str]) -> bool:
+    """Whether any process holds one of these device paths open for writing.
+
+    DRBD counts a device as in use once it is opened read-write (auto-promote), a raw block
+    consumer included, while read-only probes (blkid, udev) do not count. Only /proc shows that.
+    """
+    try:
+        procs = os.scandir("/proc")
+    except OSError:
+        return False
+    with procs:
+        for proc in procs:
+            if proc.name.isdigit() and _proc_writes_any(proc.name, paths):
+                return True
+    return False
+
+
+def _proc_writes_any(pid: str, paths: set[str]) -> bool:
+    try:
+        fds = os.scandir(f"/proc/{pid}/fd")
+    except OSError:  # gone, or not ours to look at
+        return False
+    with fds:
+        for fd in fds:
+            try:
+                if os.readlink(fd.path) in paths and _fd_writable(pid, fd.name):
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def _fd_writable(pid: str, fd: str) -> bool:
+    for line in Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines():
+        if line.startswith("flags:"):
+            return (int(line.split()[1], 8) & os.O_ACCMODE) in (os.O_WRONLY, os.O_RDWR)
+    return False
+
+
 # -------------------------------------------------------------------------------------- signatures, mkfs
 
 

@@ -212,18 +212,26 @@ class Storage:
         return True
 
     def in_use(self, backing: Path, minor: int | None) -> bool:
-        """Mounted, stacked under another device, or claimed exclusively by some process."""
+        """What DRBD would call in use: mounted, stacked under another device, claimed, or open read-write.
+
+        The cheap checks go first; the /proc scan for read-write openers runs only when they all
+        say no.
+        """
         loops = blockdev.loops_of(Path(backing))
         if not loops:
             return False
         devnos = {blockdev.devno_of(loop) for loop in loops}
+        paths = set(loops)
         node = self._node_path(minor)
         if node is not None:
+            paths.add(str(node))
             with contextlib.suppress(OSError, StorageError):
                 devnos.add(blockdev.devno_of(str(node)))
         if devnos & blockdev.mounted_devnos():
             return True
-        return any(blockdev.has_holders(loop) or blockdev.exclusively_busy(loop) for loop in loops)
+        if any(blockdev.has_holders(loop) or blockdev.exclusively_busy(loop) for loop in loops):
+            return True
+        return blockdev.opened_for_writing(paths)
 
     def snapshot(self, backing: Path, dest: Path) -> None:
         """Freeze the volume's current content into dest, by sharing extents where possible."""

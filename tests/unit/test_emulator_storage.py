@@ -10,6 +10,7 @@ import os
 import stat
 import struct
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -501,6 +502,41 @@ def test_in_use_while_exclusively_open(root_loop: None, storage: Storage) -> Non
     finally:
         os.close(fd)
     assert storage.in_use(backing, 1026) is False
+
+
+def _hold_open(device: str, flags: int) -> subprocess.Popen[str]:
+    """Another process keeps the device open (like a database on a raw block volume) until stdin closes."""
+    code = f"import os, sys; fd = os.open({device!r}, {flags}); print('open', flush=True); sys.stdin.read()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
+    return proc
+
+
+def _release(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.close()
+    proc.wait(timeout=10)
+
+
+def test_in_use_while_another_process_has_it_open_for_writing(root_loop: None, storage: Storage) -> None:
+    backing = storage.create_volume("node-a", POOL, "pvc-1", 0, 8 * MiB_KIB)
+    device = storage.attach(backing, 1028)
+    writer = _hold_open(device, os.O_RDWR)
+    try:
+        assert storage.in_use(backing, 1028) is True
+        with pytest.raises(StorageError, match="in use"):
+            storage.delete(backing, 1028)
+    finally:
+        _release(writer)
+    assert storage.in_use(backing, 1028) is False
+
+    reader = _hold_open(device, os.O_RDONLY)  # a read-only probe does not make it busy
+    try:
+        assert storage.in_use(backing, 1028) is False
+    finally:
+        _release(reader)
 
 
 def test_in_use_of_a_detached_volume_is_false(root_loop: None, storage: Storage) -> None:
