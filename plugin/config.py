@@ -1,0 +1,231 @@
+"""Where LINSTOR is and how to talk to it, gathered from every place a user may say so.
+
+The sources are layered like LINSTOR's own tools: command-line flags win over the
+environment, the environment wins over the config file (``[global]`` section of
+``/etc/linstor/docker-volume.conf``, the file LINBIT's Docker plugins read), and the file
+wins over built-in defaults. Keys of that section that are not connection settings are
+Docker ``-o`` option defaults (``fs``, ``size``, ``replicas``, ...), as in LINBIT's plugins.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+from plugin.errors import InvalidArgument
+
+DEFAULT_CONFIG_FILE = "/etc/linstor/docker-volume.conf"
+DEFAULT_HTTP_PORT = 3370
+DEFAULT_HTTPS_PORT = 3371
+
+# Config-file keys that describe the connection (LINBIT's Go plugin spells the TLS ones
+# cafile/certfile/keyfile; both spellings are accepted). Everything else in [global] is a
+# Docker option default.
+_FILE_KEYS = {
+    "controllers": "controllers",
+    "root_ca": "root_ca",
+    "cafile": "root_ca",
+    "user_certificate": "user_certificate",
+    "certfile": "user_certificate",
+    "user_key": "user_key",
+    "keyfile": "user_key",
+    "node": "node_name",
+    "node_name": "node_name",
+    "connect_timeout": "connect_timeout",
+    "read_timeout": "read_timeout",
+}
+# Keys LINBIT's plugins read for LDAP basic auth; this plugin does not use them, and they
+# must not end up as Docker option defaults (they would be rejected as unknown options).
+_IGNORED_FILE_KEYS = {"username", "password"}
+
+# Environment variables, first match wins. LS_CA_FILE & co. are the names LINBIT's Go
+# Docker plugin reads, accepted so existing `docker plugin set` settings keep working.
+_ENV_KEYS: dict[str, tuple[str, ...]] = {
+    "controllers": ("LS_CONTROLLERS",),
+    "root_ca": ("LS_ROOT_CA", "LS_CA_FILE"),
+    "user_certificate": ("LS_USER_CERTIFICATE", "LS_CERT_FILE"),
+    "user_key": ("LS_USER_KEY", "LS_KEY_FILE"),
+    "node_name": ("LS_NODE_NAME", "NODE_NAME"),
+}
+# Docker option defaults from the environment: LS_DOCKER_DEFAULT_FS=xfs -> {"fs": "xfs"}.
+DOCKER_DEFAULT_ENV_PREFIX = "LS_DOCKER_DEFAULT_"
+
+
+def _empty_defaults() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Connection settings and defaults shared by the core and both front ends."""
+
+    controllers: tuple[str, ...] = ("http://localhost:3370",)
+    root_ca: str | None = None
+    user_certificate: str | None = None
+    user_key: str | None = None
+    node_name: str = field(default_factory=socket.gethostname)
+    connect_timeout: float = 5.0
+    read_timeout: float = 120.0
+    docker_defaults: Mapping[str, str] = field(default_factory=_empty_defaults, hash=False)
+    config_file: str | None = DEFAULT_CONFIG_FILE
+
+
+def normalize_controller(value: str) -> str:
+    """Turn what a user writes for a controller into a base URL.
+
+    ``host`` -> ``http://host:3370``, ``https://host`` -> ``https://host:3371``;
+    python-linstor's ``linstor://`` and ``linstor+ssl://`` schemes are understood too.
+    """
+    text = value.strip()
+    if not text:
+        raise InvalidArgument("controller address is empty")
+    if "://" not in text:
+        text = "http://" + text
+    scheme, rest = text.split("://", 1)
+    scheme = {"linstor": "http", "linstor+ssl": "https"}.get(scheme.lower(), scheme.lower())
+    if scheme not in ("http", "https"):
+        raise InvalidArgument(
+            f"controller {value!r}: unsupported scheme {scheme!r}; use http://, https:// or a bare host name"
+        )
+    try:
+        parts = urlsplit(f"{scheme}://{rest}")
+        host = parts.hostname
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidArgument(f"controller {value!r} is not a valid address: {exc}") from None
+    if not host:
+        raise InvalidArgument(f"controller {value!r} has no host name")
+    if port is None:
+        port = DEFAULT_HTTPS_PORT if scheme == "https" else DEFAULT_HTTP_PORT
+    shown_host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown_host}:{port}"
+
+
+def parse_controllers(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    controllers = tuple(normalize_controller(item) for item in items if str(item).strip())
+    if not controllers:
+        raise InvalidArgument("no LINSTOR controller given (LS_CONTROLLERS or 'controllers' is empty)")
+    return controllers
+
+
+def _parse_timeout(name: str, value: object) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"{name} must be a number of seconds, got {value!r}") from None
+    if not number > 0:
+        raise InvalidArgument(f"{name} must be more than 0 seconds, got {value!r}")
+    return number
+
+
+def read_config_file(path: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Read the ``[global]`` section: (connection settings, Docker option defaults).
+
+    A missing file is normal (most installations configure through the environment) and
+    yields nothing; a file that exists but cannot be parsed is an error that names it.
+    """
+    if not os.path.exists(path):
+        return {}, {}
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+        raise InvalidArgument(f"cannot read config file {path}: {exc}") from None
+    if not parser.has_section("global"):
+        return {}, {}
+    settings: dict[str, str] = {}
+    defaults: dict[str, str] = {}
+    for key, value in parser.items("global"):
+        key = key.strip().lower()
+        value = value.strip()
+        if key in _FILE_KEYS:
+            settings[_FILE_KEYS[key]] = value
+        elif key not in _IGNORED_FILE_KEYS:
+            defaults[key] = value
+    return settings, defaults
+
+
+def _from_env(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    settings: dict[str, str] = {}
+    for name, variables in _ENV_KEYS.items():
+        for variable in variables:
+            value = env.get(variable, "").strip()
+            if value:
+                settings[name] = value
+                break
+    defaults = {
+        key[len(DOCKER_DEFAULT_ENV_PREFIX) :].lower(): value
+        for key, value in env.items()
+        if key.startswith(DOCKER_DEFAULT_ENV_PREFIX) and len(key) > len(DOCKER_DEFAULT_ENV_PREFIX)
+    }
+    return settings, defaults
+
+
+_OVERRIDE_ALIASES = {"node": "node_name", "controller": "controllers"}
+
+
+def load_config(
+    overrides: Mapping[str, object] | None = None,
+    env: Mapping[str, str] = os.environ,
+    config_file: str | None = DEFAULT_CONFIG_FILE,
+) -> Config:
+    """Build the effective :class:`Config`: overrides (CLI) > env > config file > defaults.
+
+    ``overrides`` holds values of CLI flags; ``None`` values mean "flag not given". An
+    override ``config_file`` replaces the ``config_file`` argument. Bad values raise
+    :class:`InvalidArgument` naming the setting.
+    """
+    given: dict[str, object] = {}
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        name = _OVERRIDE_ALIASES.get(key, key)
+        if name not in Config.__dataclass_fields__:
+            raise InvalidArgument(f"unknown configuration setting {key!r}")
+        given[name] = value
+    path = given.pop("config_file", config_file)
+    if path is not None and not isinstance(path, str):
+        raise InvalidArgument(f"config_file must be a path, got {path!r}")
+
+    file_settings, file_defaults = read_config_file(path) if path else ({}, {})
+    env_settings, env_defaults = _from_env(env)
+    merged: dict[str, object] = {**file_settings, **env_settings, **given}
+
+    docker_defaults = {**file_defaults, **env_defaults}
+    extra_defaults = merged.pop("docker_defaults", None)
+    if extra_defaults is not None:
+        if not isinstance(extra_defaults, Mapping):
+            raise InvalidArgument("docker_defaults must be a mapping of option names to values")
+        docker_defaults.update({str(k).lower(): str(v) for k, v in extra_defaults.items()})
+
+    kwargs: dict[str, object] = {"config_file": path, "docker_defaults": MappingProxyType(docker_defaults)}
+    if "controllers" in merged:
+        kwargs["controllers"] = parse_controllers(merged["controllers"])  # type: ignore[arg-type]
+    for name in ("root_ca", "user_certificate", "user_key"):
+        value = merged.get(name)
+        if value:
+            kwargs[name] = _existing_file(name, str(value))
+    if merged.get("node_name"):
+        kwargs["node_name"] = str(merged["node_name"]).strip()
+    for name in ("connect_timeout", "read_timeout"):
+        if name in merged:
+            kwargs[name] = _parse_timeout(name, merged[name])
+    if kwargs.get("user_key") and not kwargs.get("user_certificate"):
+        raise InvalidArgument("a client key (LS_USER_KEY) needs its certificate (LS_USER_CERTIFICATE)")
+    return Config(**kwargs)  # type: ignore[arg-type]
+
+
+def _existing_file(name: str, path: str) -> str:
+    """TLS files are checked up front so a typo fails at start-up, not on the first request."""
+    if not os.path.isfile(path):
+        raise InvalidArgument(f"{name}: file {path} does not exist")
+    if not os.access(path, os.R_OK):
+        raise InvalidArgument(f"{name}: file {path} is not readable")
+    return path

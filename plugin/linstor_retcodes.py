@@ -1,0 +1,117 @@
+"""LINSTOR ApiCallRc ret codes and their meaning for the plugin.
+
+A ret code is a signed 64-bit integer: severity in bits 62-63, operation and object bits
+filled in from the *request context*, and the code itself in bits 0-14. Only severity
+plus code identify an answer, so every comparison here masks with
+``MASK_ERROR | MASK_BITS_CODE`` (what golinstor's ``ApiCallRc.Is`` does). Message texts
+are for people and are never parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from plugin.errors import (
+    AlreadyExists,
+    InUse,
+    InvalidArgument,
+    NodeOffline,
+    NoSpace,
+    NotFound,
+    OperationFailed,
+    VolumeError,
+)
+
+MASK_ERROR = 0xC000000000000000
+MASK_WARN = 0x8000000000000000
+MASK_INFO = 0x4000000000000000
+MASK_BITS_TYPE = MASK_ERROR
+MASK_BITS_CODE = 0x7FFF
+
+# Bare codes (without severity) the plugin tells apart.
+FAIL_INVLD_VLM_SIZE = 206
+FAIL_INVLD_PROVIDER = 227
+FAIL_NOT_FOUND_NODE = 300
+FAIL_NOT_FOUND_RSC_DFN = 301
+FAIL_NOT_FOUND_RSC = 302
+FAIL_NOT_FOUND_SNAPSHOT_DFN = 315
+FAIL_NOT_FOUND_RSC_GRP = 317
+FAIL_EXISTS_RSC_DFN = 501
+FAIL_EXISTS_RSC = 502
+FAIL_EXISTS_VLM_DFN = 503
+FAIL_EXISTS_SNAPSHOT_DFN = 514
+FAIL_EXISTS_RSC_GRP = 522
+FAIL_NOT_ENOUGH_FREE_SPACE = 980
+FAIL_NOT_CONNECTED = 995
+FAIL_NOT_ENOUGH_NODES = 996
+FAIL_IN_USE = 997
+WARN_NOT_CONNECTED = 1002
+WARN_NOT_FOUND = 3000
+
+
+def ret_code(entry: Mapping[str, Any]) -> int:
+    value = entry.get("ret_code", 0)
+    return value if isinstance(value, int) else 0
+
+
+def is_error(rc: int) -> bool:
+    return (rc & MASK_ERROR) == MASK_ERROR
+
+
+def is_warning(rc: int) -> bool:
+    return (rc & MASK_BITS_TYPE) == MASK_WARN
+
+
+def bare_code(rc: int) -> int:
+    return rc & MASK_BITS_CODE
+
+
+def entries_of(body: Any) -> list[dict[str, Any]]:
+    """The ApiCallRc list of an answer: a plain list, or the ``messages`` of a clone answer."""
+    if isinstance(body, dict) and isinstance(body.get("messages"), list):
+        body = body["messages"]
+    if isinstance(body, list):
+        return [e for e in body if isinstance(e, dict) and "ret_code" in e]
+    return []
+
+
+def first_error(entries: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    return next((e for e in entries if is_error(ret_code(e))), None)
+
+
+def has_error(entries: Iterable[Mapping[str, Any]], code: int) -> bool:
+    wanted = MASK_ERROR | code
+    return any((ret_code(e) & (MASK_ERROR | MASK_BITS_CODE)) == wanted for e in entries)
+
+
+def has_warning(entries: Iterable[Mapping[str, Any]], code: int) -> bool:
+    wanted = MASK_WARN | code
+    return any((ret_code(e) & (MASK_ERROR | MASK_BITS_CODE)) == wanted for e in entries)
+
+
+def error_class(code: int) -> type[VolumeError]:
+    """Default mapping of a bare error code to the core's typed errors."""
+    if code in (FAIL_NOT_ENOUGH_NODES, FAIL_NOT_ENOUGH_FREE_SPACE):
+        return NoSpace
+    if code == FAIL_IN_USE:
+        return InUse
+    if code == FAIL_NOT_CONNECTED:
+        return NodeOffline
+    if 300 <= code <= 399:
+        return NotFound
+    if 500 <= code <= 599:
+        return AlreadyExists
+    if 200 <= code <= 299:
+        return InvalidArgument
+    return OperationFailed
+
+
+def describe(entry: Mapping[str, Any]) -> str:
+    """A one-line sentence from an entry: message, then cause and correction when given."""
+    parts = [str(entry.get("message") or "LINSTOR reported an error without a message").rstrip(".") + "."]
+    for key in ("cause", "correction"):
+        text = entry.get(key)
+        if text:
+            parts.append(f"{key.capitalize()}: {str(text).rstrip('.')}.")
+    return " ".join(parts)

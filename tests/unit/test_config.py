@@ -1,0 +1,153 @@
+"""Config sources and their order: CLI overrides > environment > config file > defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from plugin.config import Config, load_config, normalize_controller
+from plugin.errors import InvalidArgument
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_without_file_or_env(tmp_path: Path) -> None:
+    config = load_config(env={}, config_file=str(tmp_path / "missing.conf"))
+    assert config.controllers == ("http://localhost:3370",)
+    assert config.root_ca is None and config.user_certificate is None and config.user_key is None
+    assert config.connect_timeout == 5.0 and config.read_timeout == 120.0
+    assert dict(config.docker_defaults) == {}
+    assert config.node_name == Config().node_name  # the host name
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("ctrl", "http://ctrl:3370"),
+        ("ctrl:4000", "http://ctrl:4000"),
+        ("http://ctrl", "http://ctrl:3370"),
+        ("https://ctrl", "https://ctrl:3371"),
+        ("HTTPS://ctrl:443", "https://ctrl:443"),
+        ("linstor://ctrl", "http://ctrl:3370"),
+        ("linstor+ssl://ctrl", "https://ctrl:3371"),
+        ("[::1]", "http://[::1]:3370"),
+        ("https://[fd00::5]:9000", "https://[fd00::5]:9000"),
+        (" 10.0.0.1 ", "http://10.0.0.1:3370"),
+    ],
+)
+def test_controller_addresses_are_normalised(given: str, expected: str) -> None:
+    assert normalize_controller(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["ftp://ctrl", "http://", "http://ctrl:notaport", "  "])
+def test_bad_controller_addresses_name_the_value(bad: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        normalize_controller(bad)
+    assert "controller" in str(info.value)
+
+
+def test_env_gives_several_controllers_and_node_name(tmp_path: Path) -> None:
+    env = {"LS_CONTROLLERS": "a, https://b ,c:1", "LS_NODE_NAME": "n-ls", "NODE_NAME": "n-plain"}
+    config = load_config(env=env, config_file=None)
+    assert config.controllers == ("http://a:3370", "https://b:3371", "http://c:1")
+    assert config.node_name == "n-ls"
+    assert load_config(env={"NODE_NAME": "n-plain"}, config_file=None).node_name == "n-plain"
+
+
+def test_file_global_section_gives_connection_and_docker_defaults(tmp_path: Path) -> None:
+    ca = write(tmp_path / "ca.pem", "x")
+    path = write(
+        tmp_path / "docker-volume.conf",
+        f"[global]\ncontrollers = ctrl1,ctrl2\ncafile = {ca}\nFS = xfs\nsize = 2G\nreplicas = 2\n"
+        "username = admin\npassword = s3cret\n",
+    )
+    config = load_config(env={}, config_file=path)
+    assert config.controllers == ("http://ctrl1:3370", "http://ctrl2:3370")
+    assert config.root_ca == ca
+    assert dict(config.docker_defaults) == {"fs": "xfs", "size": "2G", "replicas": "2"}
+    assert config.config_file == path
+
+
+def test_order_overrides_beat_env_beat_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "c.conf", "[global]\ncontrollers = from-file\nnode = file-node\nfs = xfs\nsize=1G\n"
+    )
+    env = {"LS_CONTROLLERS": "from-env", "LS_DOCKER_DEFAULT_FS": "btrfs"}
+    config = load_config(env=env, config_file=path)
+    assert config.controllers == ("http://from-env:3370",)
+    assert config.node_name == "file-node"
+    assert dict(config.docker_defaults) == {"fs": "btrfs", "size": "1G"}
+
+    config = load_config(
+        {"controllers": "from-cli", "node": "cli-node", "read_timeout": "7", "node_name": None},
+        env=env,
+        config_file=path,
+    )
+    assert config.controllers == ("http://from-cli:3370",)
+    assert config.node_name == "cli-node"
+    assert config.read_timeout == 7.0
+
+
+def test_override_config_file_replaces_argument(tmp_path: Path) -> None:
+    path = write(tmp_path / "other.conf", "[global]\ncontrollers = other\n")
+    config = load_config({"config_file": path}, env={}, config_file=str(tmp_path / "nope.conf"))
+    assert config.controllers == ("http://other:3370",)
+
+
+def test_file_without_global_section_is_ignored(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.conf", "[other]\ncontrollers = x\n")
+    assert load_config(env={}, config_file=path).controllers == ("http://localhost:3370",)
+
+
+def test_malformed_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = write(tmp_path / "broken.conf", "this is not an ini file\n")
+    with pytest.raises(InvalidArgument) as info:
+        load_config(env={}, config_file=path)
+    assert "broken.conf" in str(info.value)
+
+
+def test_missing_tls_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        load_config(env={"LS_ROOT_CA": str(tmp_path / "nope.pem")}, config_file=None)
+    assert "root_ca" in str(info.value) and "nope.pem" in str(info.value)
+
+
+def test_key_without_certificate_is_an_error(tmp_path: Path) -> None:
+    key = write(tmp_path / "k.pem", "k")
+    with pytest.raises(InvalidArgument, match="certificate"):
+        load_config(env={"LS_USER_KEY": key}, config_file=None)
+
+
+def test_tls_env_including_linbit_plugin_spellings(tmp_path: Path) -> None:
+    ca, cert, key = (write(tmp_path / n, n) for n in ("ca.pem", "c.pem", "k.pem"))
+    config = load_config(env={"LS_CA_FILE": ca, "LS_CERT_FILE": cert, "LS_KEY_FILE": key}, config_file=None)
+    assert (config.root_ca, config.user_certificate, config.user_key) == (ca, cert, key)
+    config = load_config(env={"LS_ROOT_CA": ca, "LS_CA_FILE": "/nonexistent"}, config_file=None)
+    assert config.root_ca == ca
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc"])
+def test_bad_timeouts_are_rejected(value: str) -> None:
+    with pytest.raises(InvalidArgument, match="connect_timeout"):
+        load_config({"connect_timeout": value}, env={}, config_file=None)
+
+
+def test_unknown_override_is_rejected() -> None:
+    with pytest.raises(InvalidArgument, match="colour"):
+        load_config({"colour": "blue"}, env={}, config_file=None)
+
+
+def test_empty_controllers_is_rejected() -> None:
+    with pytest.raises(InvalidArgument, match="controller"):
+        load_config({"controllers": " , "}, env={}, config_file=None)
+
+
+def test_docker_defaults_override_merges() -> None:
+    config = load_config(
+        {"docker_defaults": {"FS": "ext4"}}, env={"LS_DOCKER_DEFAULT_SIZE": "5G"}, config_file=None
+    )
+    assert dict(config.docker_defaults) == {"fs": "ext4", "size": "5G"}

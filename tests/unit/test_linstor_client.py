@@ -1,0 +1,491 @@
+"""The LINSTOR client against a small local fake controller.
+
+The fake is a real HTTP server on a free port, so these tests exercise the real transport:
+connection pooling, refused connections, dropped connections, TLS with a generated CA.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from plugin import linstor_retcodes as rc
+from plugin.config import Config
+from plugin.errors import (
+    AlreadyExists,
+    InUse,
+    InvalidArgument,
+    NodeOffline,
+    NoSpace,
+    NotFound,
+    OperationFailed,
+    Unavailable,
+)
+from plugin.linstor_client import LinstorClient
+from tests.conftest import require
+
+ERR = rc.MASK_ERROR
+Reply = tuple[int, Any] | Callable[["FakeHandler"], None]
+
+
+@dataclass
+class FakeController:
+    """Scripted answers per (method, path); every request is recorded."""
+
+    replies: dict[tuple[str, str], list[Reply]] = field(default_factory=dict)
+    seen: list[tuple[str, str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    server: ThreadingHTTPServer | None = None
+
+    def on(self, method: str, path: str, *replies: Reply) -> None:
+        self.replies[(method, path)] = list(replies)
+
+    def next_reply(self, method: str, path: str) -> Reply:
+        with self.lock:
+            queue = self.replies.get((method, path))
+            if not queue:
+                return 404, "no such path"
+            return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    def count(self, method: str, path: str) -> int:
+        with self.lock:
+            return sum(1 for m, p, _ in self.seen if (m, p) == (method, path))
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        scheme = "https" if isinstance(self.server.socket, ssl.SSLSocket) else "http"
+        return f"{scheme}://localhost:{self.server.server_address[1]}"
+
+
+class FakeHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    fake: FakeController
+
+    def log_message(self, *args: object) -> None:  # keep test output clean
+        pass
+
+    def handle_any(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        body = json.loads(raw) if raw else None
+        with self.fake.lock:
+            self.fake.seen.append((self.command, self.path, body))
+        reply = self.fake.next_reply(self.command, self.path)
+        if callable(reply):
+            reply(self)
+            return
+        status, payload = reply
+        if isinstance(payload, str):
+            data, ctype = payload.encode(), "text/plain"
+        else:
+            data, ctype = json.dumps(payload).encode(), "application/json"
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = handle_any
+
+
+def drop_connection(handler: FakeHandler) -> None:
+    """Read the request, then hang up without answering (the request reached the server)."""
+    handler.close_connection = True
+    handler.connection.shutdown(socket.SHUT_RDWR)
+
+
+def start_fake(ssl_context: ssl.SSLContext | None = None) -> FakeController:
+    fake = FakeController()
+    handler = type("Handler", (FakeHandler,), {"fake": fake})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    if ssl_context is not None:
+        server.socket = ssl_context.wrap_socket(server.socket, server_side=True)
+    fake.server = server
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return fake
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeController]:
+    controller = start_fake()
+    yield controller
+    assert controller.server is not None
+    controller.server.shutdown()
+    controller.server.server_close()
+
+
+def closed_port() -> int:
+    """A port nobody listens on: connections to it are refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def client_for(*urls: str, **kwargs: Any) -> LinstorClient:
+    config = Config(controllers=tuple(urls), connect_timeout=2.0, read_timeout=5.0, config_file=None)
+    return LinstorClient(config, backoff=0.01, **kwargs)
+
+
+def entry(code: int, message: str = "msg", severity: int = ERR, **extra: Any) -> dict[str, Any]:
+    value = severity | 0x01000000 | 0x380000 | code  # operation and object bits as the controller adds them
+    if value >= 1 << 63:
+        value -= 1 << 64  # JSON carries the signed 64-bit value
+    return {"ret_code": value, "message": message, **extra}
+
+
+# ----------------------------------------------------------------------------- error mapping
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [
+        (rc.FAIL_NOT_FOUND_RSC_DFN, 404, NotFound),
+        (rc.FAIL_NOT_FOUND_NODE, 404, NotFound),
+        (rc.FAIL_EXISTS_RSC_DFN, 500, AlreadyExists),
+        (rc.FAIL_EXISTS_RSC_GRP, 500, AlreadyExists),
+        (rc.FAIL_NOT_ENOUGH_NODES, 500, NoSpace),
+        (rc.FAIL_NOT_ENOUGH_FREE_SPACE, 500, NoSpace),
+        (rc.FAIL_IN_USE, 500, InUse),
+        (rc.FAIL_NOT_CONNECTED, 500, NodeOffline),
+        (rc.FAIL_INVLD_VLM_SIZE, 500, InvalidArgument),
+        (202, 500, InvalidArgument),
+        (213, 500, InvalidArgument),
+        (412, 403, OperationFailed),
+        (998, 500, OperationFailed),
+        (rc.FAIL_INVLD_PROVIDER, 500, InvalidArgument),
+    ],
+)
+def test_ret_codes_map_to_typed_errors(fake: FakeController, code: int, status: int, error: type) -> None:
+    entries = [entry(code, "LINSTOR says no", cause="because")]
+    fake.on("DELETE", "/v1/resource-definitions/rd1", (status, entries))
+    client = client_for(fake.url)
+    with pytest.raises(error) as info:
+        client.delete_resource_definition("rd1")
+    assert type(info.value) is error
+    assert info.value.details["code"] == code
+    assert info.value.details["entries"] == entries
+    assert "LINSTOR says no" in str(info.value) and "because" in str(info.value)
+    assert fake.count("DELETE", "/v1/resource-definitions/rd1") == 1  # a LINSTOR answer is never retried
+
+
+def test_codes_are_compared_by_masked_bits_not_subsets(fake: FakeController) -> None:
+    # 997 (in use) contains all bits of 996 (not enough nodes); a subset test would confuse them.
+    fake.on("POST", "/v1/resource-definitions/rd1/autoplace", (500, [entry(rc.FAIL_IN_USE)]))
+    with pytest.raises(InUse):
+        client_for(fake.url).autoplace("rd1")
+
+
+def test_206_means_no_space_when_creating_a_resource(fake: FakeController) -> None:
+    fake.on("POST", "/v1/resource-definitions/rd1/resources/n1", (500, [entry(rc.FAIL_INVLD_VLM_SIZE)]))
+    fake.on(
+        "PUT", "/v1/resource-definitions/rd1/volume-definitions/0", (500, [entry(rc.FAIL_INVLD_VLM_SIZE)])
+    )
+    client = client_for(fake.url)
+    with pytest.raises(NoSpace):
+        client.create_resource("rd1", "n1")
+    with pytest.raises(InvalidArgument):
+        client.resize_volume_definition("rd1", 1024)
+
+
+def test_warnings_and_infos_do_not_raise_and_are_returned(fake: FakeController) -> None:
+    entries = [
+        entry(3, "modified", severity=0),
+        entry(rc.WARN_NOT_CONNECTED, "offline", severity=rc.MASK_WARN),
+    ]
+    fake.on("POST", "/v1/resource-definitions/rd1/resources/n1/make-available", (200, entries))
+    answer = client_for(fake.url).make_available("rd1", "n1")
+    assert answer == entries
+    assert rc.has_warning(answer, rc.WARN_NOT_CONNECTED)
+    assert not rc.has_error(answer, rc.WARN_NOT_CONNECTED)
+
+
+def test_error_entry_in_a_2xx_answer_still_raises(fake: FakeController) -> None:
+    fake.on(
+        "POST", "/v1/resource-groups/rg/spawn", (201, [entry(1, severity=0), entry(rc.FAIL_NOT_ENOUGH_NODES)])
+    )
+    with pytest.raises(NoSpace):
+        client_for(fake.url).spawn("rg", "rd1", 1024)
+
+
+def test_clone_answer_shape_with_messages(fake: FakeController) -> None:
+    body = {
+        "location": "x",
+        "source_name": "a",
+        "clone_name": "b",
+        "messages": [entry(rc.FAIL_INVLD_PROVIDER)],
+    }
+    fake.on("POST", "/v1/resource-definitions/a/clone", (500, body))
+    with pytest.raises(InvalidArgument) as info:
+        client_for(fake.url).clone("a", "b")
+    assert info.value.details["code"] == rc.FAIL_INVLD_PROVIDER
+
+
+def test_plain_404_is_not_found(fake: FakeController) -> None:
+    with pytest.raises(NotFound, match="HTTP 404"):
+        client_for(fake.url).get_resource_definition("missing")
+
+
+def test_names_are_url_quoted(fake: FakeController) -> None:
+    fake.on("GET", "/v1/resource-definitions/a%2Fb%20c", (200, {"name": "x"}))
+    assert client_for(fake.url).get_resource_definition("a/b c") == {"name": "x"}
+
+
+def test_list_parameters_are_repeated(fake: FakeController) -> None:
+    fake.on("GET", "/v1/view/resources?resources=a&resources=b&nodes=n1", (200, []))
+    assert client_for(fake.url).view_resources(["a", "b"], ["n1"]) == []
+
+
+def test_redirect_is_explained(fake: FakeController) -> None:
+    def redirect(h: FakeHandler) -> None:
+        h.send_response(302)
+        h.send_header("Location", "https://ctrl:3371/v1/controller/version")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    fake.on("GET", "/v1/controller/version", redirect)
+    with pytest.raises(OperationFailed, match="LS_CONTROLLERS"):
+        client_for(fake.url).controller_version()
+
+
+# ----------------------------------------------------------------------------- failover and retries
+
+
+def test_failover_first_controller_down(fake: FakeController) -> None:
+    fake.on("GET", "/v1/controller/version", (200, {"version": "1.34.0"}))
+    down = f"http://127.0.0.1:{closed_port()}"
+    client = client_for(down, fake.url)
+    assert client.controller_version() == {"version": "1.34.0"}
+    assert client.current_controller == fake.url
+    before = client.request_count
+    client.controller_version()
+    assert client.request_count == before + 1  # the good controller is remembered
+    assert fake.count("GET", "/v1/controller/version") == 2
+
+
+def test_post_is_failed_over_when_the_connection_is_refused(fake: FakeController) -> None:
+    fake.on("POST", "/v1/resource-groups/rg/spawn", (201, [entry(1, severity=0)]))
+    client = client_for(f"http://127.0.0.1:{closed_port()}", fake.url)
+    client.spawn("rg", "rd1", 4096)
+    assert fake.seen[-1][2] == {"resource_definition_name": "rd1", "volume_sizes": [4096]}
+
+
+def test_all_controllers_down_is_unavailable_and_fast() -> None:
+    client = client_for(f"http://127.0.0.1:{closed_port()}", f"http://127.0.0.1:{closed_port()}")
+    with pytest.raises(Unavailable) as info:
+        client.controller_version()
+    assert "no LINSTOR controller reachable" in str(info.value)
+    assert len(info.value.details["reasons"]) == 2
+    assert client.request_count == 2 * 3  # two controllers, one try plus two retries each
+
+
+def test_get_is_retried_after_a_dropped_connection(fake: FakeController) -> None:
+    fake.on("GET", "/v1/nodes", drop_connection, (200, [{"name": "n1"}]))
+    assert client_for(fake.url).list_nodes() == [{"name": "n1"}]
+    assert fake.count("GET", "/v1/nodes") == 2
+
+
+def test_post_is_not_resent_after_it_reached_the_server(fake: FakeController) -> None:
+    fake.on("POST", "/v1/resource-groups/rg/spawn", drop_connection, (201, []))
+    with pytest.raises(Unavailable, match="may or may not"):
+        client_for(fake.url).spawn("rg", "rd1", 4096)
+    assert fake.count("POST", "/v1/resource-groups/rg/spawn") == 1
+
+
+def test_gateway_error_without_linstor_body_is_retried_then_unavailable(fake: FakeController) -> None:
+    fake.on("GET", "/v1/nodes", (503, "upstream down"), (200, []))
+    assert client_for(fake.url).list_nodes() == []
+    fake.on("GET", "/v1/nodes", (502, "bad gateway"))
+    with pytest.raises(Unavailable, match="HTTP 502"):
+        client_for(fake.url).list_nodes()
+
+
+def test_read_timeout_on_post_is_unavailable_without_resend(fake: FakeController) -> None:
+    release = threading.Event()
+
+    def slow(h: FakeHandler) -> None:
+        release.wait(5)
+        drop_connection(h)
+
+    fake.on("POST", "/v1/resource-definitions", slow)
+    config = Config(controllers=(fake.url,), connect_timeout=1.0, read_timeout=0.3, config_file=None)
+    client = LinstorClient(config, backoff=0.01)
+    try:
+        with pytest.raises(Unavailable, match="no answer within"):
+            client.create_resource_definition("rd1", "rg")
+    finally:
+        release.set()
+    assert fake.count("POST", "/v1/resource-definitions") == 1
+
+
+def metric(name: str, labels: dict[str, str]) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_calls_are_counted_and_recorded_as_metrics(fake: FakeController) -> None:
+    fake.on("GET", "/v1/resource-definitions/rd1/resources/n1", (200, {"name": "rd1"}))
+    fake.on("GET", "/v1/resource-definitions/rd2/resources/n1", (404, [entry(rc.FAIL_NOT_FOUND_RSC)]))
+    labels = {"method": "GET", "endpoint": "/v1/resource-definitions/{}/resources/{}"}
+    ok_before = metric("linstor_plugin_linstor_requests_total", {**labels, "outcome": "ok"})
+    err_before = metric("linstor_plugin_linstor_requests_total", {**labels, "outcome": "error"})
+    client = client_for(fake.url)
+    client.get_resource("rd1", "n1")
+    with pytest.raises(NotFound):
+        client.get_resource("rd2", "n1")
+    assert client.request_count == 2
+    assert metric("linstor_plugin_linstor_requests_total", {**labels, "outcome": "ok"}) == ok_before + 1
+    assert metric("linstor_plugin_linstor_requests_total", {**labels, "outcome": "error"}) == err_before + 1
+
+
+def test_concurrent_use_from_many_threads(fake: FakeController) -> None:
+    fake.on("GET", "/v1/nodes", (200, [{"name": "n1"}]))
+    client = client_for(fake.url)
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(lambda _: client.list_nodes(), range(200)))
+    assert all(r == [{"name": "n1"}] for r in results)
+    assert client.request_count == 200
+    assert fake.count("GET", "/v1/nodes") == 200
+
+
+# ----------------------------------------------------------------------------- TLS
+
+
+@dataclass
+class Pki:
+    ca: str
+    server_cert: str
+    server_key: str
+    client_cert: str
+    client_key: str
+    other_ca: str
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    require(shutil.which("openssl") is not None, "needs the openssl command to generate test certificates")
+    d: Path = tmp_path_factory.mktemp("pki")
+
+    def key_and_csr(name: str, cn: str) -> None:
+        openssl(
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(d / f"{name}.key"),
+            "-out",
+            str(d / f"{name}.csr"),
+            "-subj",
+            f"/CN={cn}",
+        )
+
+    for ca in ("ca", "other-ca"):
+        openssl(
+            "req",
+            "-x509",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN=test {ca}",
+            "-keyout",
+            str(d / f"{ca}.key"),
+            "-out",
+            str(d / f"{ca}.pem"),
+        )
+    (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    key_and_csr("server", "localhost")
+    key_and_csr("client", "plugin")
+    for name, ext in (("server", ["-extfile", str(d / "server.ext")]), ("client", [])):
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(d / f"{name}.csr"),
+            "-CA",
+            str(d / "ca.pem"),
+            "-CAkey",
+            str(d / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            str(d / f"{name}.pem"),
+            *ext,
+        )
+    return Pki(
+        ca=str(d / "ca.pem"),
+        server_cert=str(d / "server.pem"),
+        server_key=str(d / "server.key"),
+        client_cert=str(d / "client.pem"),
+        client_key=str(d / "client.key"),
+        other_ca=str(d / "other-ca.pem"),
+    )
+
+
+@pytest.fixture
+def tls_fake(pki: Pki) -> Iterator[FakeController]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    context.load_verify_locations(pki.ca)
+    context.verify_mode = ssl.CERT_REQUIRED  # the controller demands a client certificate
+    controller = start_fake(context)
+    controller.on("GET", "/v1/controller/version", (200, {"version": "1.34.0"}))
+    yield controller
+    assert controller.server is not None
+    controller.server.shutdown()
+    controller.server.server_close()
+
+
+def tls_client(url: str, ca: str | None, cert: str | None = None, key: str | None = None) -> LinstorClient:
+    config = Config(
+        controllers=(url,),
+        root_ca=ca,
+        user_certificate=cert,
+        user_key=key,
+        connect_timeout=2.0,
+        read_timeout=5.0,
+        config_file=None,
+    )
+    return LinstorClient(config, retries=0)
+
+
+def test_tls_with_ca_and_client_certificate(tls_fake: FakeController, pki: Pki) -> None:
+    client = tls_client(tls_fake.url, pki.ca, pki.client_cert, pki.client_key)
+    assert client.controller_version() == {"version": "1.34.0"}
+
+
+def test_tls_server_is_verified_by_default(tls_fake: FakeController, pki: Pki) -> None:
+    with pytest.raises(Unavailable, match="TLS"):
+        tls_client(tls_fake.url, None, pki.client_cert, pki.client_key).controller_version()
+    with pytest.raises(Unavailable, match="TLS"):
+        tls_client(tls_fake.url, pki.other_ca, pki.client_cert, pki.client_key).controller_version()
+    assert tls_fake.count("GET", "/v1/controller/version") == 0
+
+
+def test_tls_without_client_certificate_is_refused(tls_fake: FakeController, pki: Pki) -> None:
+    with pytest.raises(Unavailable):
+        tls_client(tls_fake.url, pki.ca).controller_version()
+    assert tls_fake.count("GET", "/v1/controller/version") == 0
