@@ -1,0 +1,63 @@
+# Controller and node plugin in one task on every client: the simplest layout for small
+# clusters. Do not run it together with the separate controller and node jobs.
+# Run with: nomad job run linstor-csi-monolith.nomad.hcl
+
+variable "linstor_controllers" {
+  type        = string
+  description = "LINSTOR controller URLs, comma separated (LS_CONTROLLERS)"
+  default     = "http://linstor-controller.service.consul:3370"
+}
+
+variable "image" {
+  type        = string
+  description = "plugin image, built from deploy/docker/Dockerfile"
+  default     = "linstor-volume-plugin:0.1.0"
+}
+
+job "linstor-csi" {
+  type = "system"
+
+  group "monolith" {
+    network {
+      port "metrics" {
+        to = 9810
+      }
+    }
+
+    task "plugin" {
+      driver = "docker"
+
+      config {
+        image      = var.image
+        command    = "linstor-csi"
+        privileged = true
+        ports      = ["metrics"]
+        args = [
+          "--endpoint=unix:///csi/csi.sock",
+          "--mode=all",
+          "--node=${node.unique.name}",
+          "--driver-name=linstor.csi.linbit.com",
+          "--metrics-port=9810",
+          "--log-level=info",
+        ]
+      }
+
+      env {
+        LS_CONTROLLERS = var.linstor_controllers
+      }
+
+      csi_plugin {
+        id                     = "linstor.csi.linbit.com"
+        type                   = "monolith"
+        mount_dir              = "/csi"
+        stage_publish_base_dir = "/local/csi"
+        health_timeout         = "60s"
+      }
+
+      resources {
+        cpu    = 100
+        memory = 128
+      }
+    }
+  }
+}

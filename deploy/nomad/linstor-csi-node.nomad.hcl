@@ -1,0 +1,64 @@
+# Node plugin: attaches, formats (only blank devices) and mounts volumes on every client.
+# It must be privileged (mount, /dev/drbd*). The Nomad node name must equal the LINSTOR
+# node name, because the plugin reports it as its CSI node id.
+# Run with: nomad job run linstor-csi-node.nomad.hcl
+
+variable "linstor_controllers" {
+  type        = string
+  description = "LINSTOR controller URLs, comma separated (LS_CONTROLLERS)"
+  default     = "http://linstor-controller.service.consul:3370"
+}
+
+variable "image" {
+  type        = string
+  description = "plugin image, built from deploy/docker/Dockerfile"
+  default     = "linstor-volume-plugin:0.1.0"
+}
+
+job "linstor-csi-node" {
+  type = "system"
+
+  group "node" {
+    network {
+      port "metrics" {
+        to = 9810
+      }
+    }
+
+    task "plugin" {
+      driver = "docker"
+
+      config {
+        image      = var.image
+        command    = "linstor-csi"
+        privileged = true
+        ports      = ["metrics"]
+        args = [
+          "--endpoint=unix:///csi/csi.sock",
+          "--mode=node",
+          "--node=${node.unique.name}",
+          "--driver-name=linstor.csi.linbit.com",
+          "--metrics-port=9810",
+          "--log-level=info",
+        ]
+      }
+
+      env {
+        LS_CONTROLLERS = var.linstor_controllers
+      }
+
+      csi_plugin {
+        id                     = "linstor.csi.linbit.com"
+        type                   = "node"
+        mount_dir              = "/csi"
+        stage_publish_base_dir = "/local/csi"
+        health_timeout         = "60s"
+      }
+
+      resources {
+        cpu    = 100
+        memory = 128
+      }
+    }
+  }
+}
