@@ -100,16 +100,21 @@ def run(
         raise OperationFailed(f"{cmd} did not finish within {timeout:g}s", command=cmd) from exc
     except OSError as exc:
         raise OperationFailed(f"{cmd} could not be started: {exc.strerror}", command=cmd) from exc
-    result = CommandResult(argv, proc.returncode, proc.stdout, proc.stderr)
-    if proc.returncode not in ok_codes:
-        detail = (proc.stderr.strip() or proc.stdout.strip() or "no output").replace("\n", "; ")
-        raise OperationFailed(
-            f"{cmd} failed (exit {proc.returncode}): {detail}",
-            command=cmd,
-            returncode=proc.returncode,
-            stderr=proc.stderr,
-        )
-    return result
+    return checked(CommandResult(argv, proc.returncode, proc.stdout, proc.stderr), ok_codes)
+
+
+def checked(result: CommandResult, ok_codes: Collection[int] = (0,)) -> CommandResult:
+    """Turn an unexpected exit code into OperationFailed naming the command and its stderr."""
+    if result.returncode in ok_codes:
+        return result
+    cmd = format_command(result.args)
+    detail = (result.stderr.strip() or result.stdout.strip() or "no output").replace("\n", "; ")
+    raise OperationFailed(
+        f"{cmd} failed (exit {result.returncode}): {detail}",
+        command=cmd,
+        returncode=result.returncode,
+        stderr=result.stderr,
+    )
 
 
 # ---------------------------------------------------------------------------------------
