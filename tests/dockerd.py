@@ -32,10 +32,13 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from docker_plugin.client import PluginClient
 
 BUSYBOX = "/bin/busybox"
 DOCKERD = "dockerd"
@@ -239,3 +242,121 @@ class DockerDaemon:
         return subprocess.run(
             [*self.namespace_prefix(), *cmd], capture_output=True, text=True, timeout=timeout, check=False
         )
+
+
+MAX_SOCKET_PATH = 107  # AF_UNIX sun_path limit on Linux, minus the terminating NUL
+
+
+class PluginProcess:
+    """``python -m docker_plugin`` as a child process, optionally inside a DockerDaemon's namespace.
+
+    Without a daemon the plugin runs on the host with its socket at ``base_dir/linstor.sock``.
+    With one, it joins the daemon's mount namespace and binds ``/run/docker/plugins/<driver>.sock``
+    there (the daemon's driver ``<driver>``), reachable from the host at
+    ``daemon.plugins_dir/<driver>.sock``; its mounts are then the ones containers see.
+    """
+
+    def __init__(
+        self,
+        base_dir: Path,
+        controllers: str,
+        node: str,
+        *,
+        daemon: DockerDaemon | None = None,
+        driver: str = "linstor",
+        extra_args: tuple[str, ...] = (),
+        python: str | None = None,
+    ) -> None:
+        self.base_dir = base_dir
+        self.controllers = controllers
+        self.node = node
+        self.daemon = daemon
+        self.driver = driver
+        self.extra_args = extra_args
+        self.python = python or sys.executable
+        self.mount_root = base_dir / "mnt"
+        self.state_file = base_dir / "mounts.json"
+        self.log_path = base_dir / "plugin.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        if daemon is None:
+            self.socket_path = base_dir / f"{driver}.sock"
+            self.bind_path = str(self.socket_path)
+        else:
+            self.socket_path = daemon.plugins_dir / f"{driver}.sock"
+            self.bind_path = f"/run/docker/plugins/{driver}.sock"
+        if len(str(self.socket_path)) > MAX_SOCKET_PATH:
+            raise ValueError(f"socket path too long for AF_UNIX: {self.socket_path}")
+
+    def command(self) -> list[str]:
+        return [
+            self.python, "-m", "docker_plugin",
+            "--socket", self.bind_path,
+            "--mount-root", str(self.mount_root),
+            "--state-file", str(self.state_file),
+            "--controllers", self.controllers,
+            "--node", self.node,
+            "--config-file", "",
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 30.0, **popen_kwargs: Any) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LS_", "LISTEN_"))}
+        env.update(popen_kwargs.pop("env", {}))
+        kwargs: dict[str, Any] = {"stdout": log, "stderr": subprocess.STDOUT, "env": env, "cwd": _repo_root()}
+        kwargs.update(popen_kwargs)
+        if self.daemon is None:
+            self.proc = subprocess.Popen(self.command(), **kwargs)
+        else:
+            self.proc = self.daemon.popen_in_namespace(self.command(), **kwargs)
+        log.close()
+        client = PluginClient(str(self.socket_path), timeout=5)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                code, self.proc = self.proc.returncode, None
+                raise RuntimeError(f"plugin exited early ({code}):\n{self.log_tail()}")
+            try:
+                if client.call("Plugin.Activate").get("Implements") == ["VolumeDriver"]:
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"plugin did not answer within {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM and wait; returns the exit code (None if it was not running)."""
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no clean-up at all."""
+        if self.proc is None:
+            return
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def client(self, timeout: float = 130.0) -> PluginClient:
+        return PluginClient(str(self.socket_path), timeout=timeout)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

@@ -1,0 +1,366 @@
+"""The Docker volume plugin over its real unix socket, backed by the LINSTOR emulator.
+
+Every request goes through ``docker_plugin.client.PluginClient``, which speaks like
+Docker (POST, JSON plus newline, no Content-Type), to a ``python -m docker_plugin``
+process; volumes are real loop devices, formatted and mounted for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.dockerd import PluginProcess
+
+LOCAL = socket.gethostname().split(".")[0] or "localhost"
+
+
+def _mounted(path: str | Path) -> bool:
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == target for line in f)
+
+
+def _unmount_below(root: Path) -> None:
+    """Clean-up after a failed test: release mounts this test's plugin left under its root."""
+    prefix = os.path.realpath(root) + "/"
+    with open("/proc/self/mountinfo") as f:
+        targets = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+    for target in sorted(targets, key=len, reverse=True):
+        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
+
+
+@pytest.fixture
+def plugin(emulator, tmp_path: Path) -> Iterator[PluginProcess]:  # type: ignore[no-untyped-def]
+    proc = PluginProcess(tmp_path / "p", emulator.url, LOCAL)
+    proc.start()
+    yield proc
+    proc.stop()
+    _unmount_below(proc.mount_root)
+
+
+def ok(answer: dict) -> dict:  # type: ignore[type-arg]
+    assert answer["_status"] == 200, answer
+    assert answer["Err"] == "", answer
+    return answer
+
+
+def failed(answer: dict) -> str:  # type: ignore[type-arg]
+    assert answer["_status"] == 200, answer
+    assert answer["Err"], answer
+    assert "Traceback" not in answer["Err"]
+    return str(answer["Err"])
+
+
+def names(client) -> list[str]:  # type: ignore[no-untyped-def]
+    return sorted(v["Name"] for v in ok(client.call("VolumeDriver.List", {}))["Volumes"])
+
+
+def test_handshake_capabilities_and_health(plugin: PluginProcess) -> None:
+    c = plugin.client()
+    assert ok(c.call("Plugin.Activate"))["Implements"] == ["VolumeDriver"]  # empty body, as Docker sends
+    assert ok(c.call("VolumeDriver.Capabilities", {}))["Capabilities"] == {"Scope": "global"}
+    health = c.health()
+    assert health["_status"] == 200 and health["status"] == "ok"
+    assert health["linstor_reachable"] is True
+    assert health["node"] == LOCAL
+
+
+def test_socket_mode_and_owner(plugin: PluginProcess) -> None:
+    st = os.stat(plugin.socket_path)
+    assert st.st_mode & 0o777 == 0o660
+    assert (st.st_uid, st.st_gid) == (0, 0)
+
+
+def test_create_get_list_with_any_name(plugin: PluginProcess) -> None:
+    c = plugin.client()
+    anonymous = "9f" * 32  # Docker's anonymous volumes: 64 hex characters, leading digit
+    assert "Err" in failed_get(c, "web.data")  # Get before Create reports not-found
+    ok(c.call("VolumeDriver.Create", {"Name": "web.data", "Opts": {"size": "64M"}}))
+    ok(c.call("VolumeDriver.Create", {"Name": anonymous, "Opts": None}))  # implicit: defaults apply
+    ok(c.call("VolumeDriver.Create", {"Name": "Web.Data", "Opts": {}}))  # another volume for Docker
+    assert set(names(c)) >= {"web.data", anonymous, "Web.Data"}
+
+    got = ok(c.call("VolumeDriver.Get", {"Name": "web.data"}))["Volume"]
+    assert got["Name"] == "web.data"
+    assert "Mountpoint" not in got  # not mounted on this node
+    created = datetime.fromisoformat(got["CreatedAt"].replace("Z", "+00:00"))
+    assert created.tzinfo is not None
+    status = got["Status"]
+    assert status["size_bytes"] >= 64 * 1024 * 1024
+    assert status["fs"] == "ext4"
+    assert status["diskful_nodes"], status
+    assert status["mounted_on_this_node"] is False
+
+    anon = ok(c.call("VolumeDriver.Get", {"Name": anonymous}))["Volume"]
+    assert anon["Name"] == anonymous
+    assert anon["Status"]["size_bytes"] >= 100 * 1024 * 1024  # the default size applied to Opts: null
+    assert len(anon["Status"]["diskful_nodes"]) == 2  # default replicas
+
+
+def failed_get(c, name: str) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    answer = c.call("VolumeDriver.Get", {"Name": name})
+    assert "does not exist" in failed(answer)
+    return answer
+
+
+def test_create_is_idempotent_and_conflicts_are_explained(plugin: PluginProcess) -> None:
+    c = plugin.client()
+    body = {"Name": "same", "Opts": {"size": "64M", "replicas": "1"}}
+    ok(c.call("VolumeDriver.Create", body))
+    ok(c.call("VolumeDriver.Create", body))  # Docker may retry
+    err = failed(c.call("VolumeDriver.Create", {"Name": "same", "Opts": {"size": "128M", "replicas": "1"}}))
+    assert "same" in err and "remove it first or use another name" in err
+    assert names(c).count("same") == 1
+
+
+@pytest.mark.parametrize(
+    ("opts", "expected"),
+    [
+        ({"sise": "1G"}, 'unknown option "sise"'),
+        ({"size": "lots"}, "size"),
+        ({"size": "1M", "fs": "xfs"}, "xfs volume needs at least"),
+        ({"fs": "ntfs"}, "fs"),
+        ({"replicas": "zero"}, "replicas"),
+    ],
+)
+def test_bad_options_are_refused_and_change_nothing(plugin: PluginProcess, opts: dict, expected: str) -> None:  # type: ignore[type-arg]
+    c = plugin.client()
+    before = names(c)
+    err = failed(c.call("VolumeDriver.Create", {"Name": "bad", "Opts": opts}))
+    assert expected in err
+    assert names(c) == before
+
+
+def test_malformed_requests_get_clear_errors(plugin: PluginProcess) -> None:
+    c = plugin.client()
+    status, _, body = c.raw("/VolumeDriver.Create", b"{not json")
+    assert status == 200 and "not valid JSON" in json.loads(body)["Err"]
+    assert "Name" in failed(c.call("VolumeDriver.Create", {"Opts": {}}))
+    assert "Name" in failed(c.call("VolumeDriver.Mount", {"Name": "", "ID": "x"}))
+    assert "ID must be a string" in failed(c.call("VolumeDriver.Mount", {"Name": "v", "ID": 5}))
+    assert "Opts must be an object" in failed(c.call("VolumeDriver.Create", {"Name": "v", "Opts": "size=1G"}))
+    # with an explicit JSON content type too
+    status, _, body = c.raw(
+        "/VolumeDriver.Get", b'{"Name": "nope"}', headers={"Content-Type": "application/json"}
+    )
+    assert "does not exist" in json.loads(body)["Err"]
+    status, _, body = c.raw("/VolumeDriver.Snapshot", b"{}")
+    assert status == 404 and "unknown call" in json.loads(body)["Err"]
+    assert names(c) == []
+
+
+def test_mount_counts_per_id_and_last_unmount_releases(plugin: PluginProcess) -> None:
+    c = plugin.client()
+    ok(c.call("VolumeDriver.Create", {"Name": "counted", "Opts": {"size": "64M", "nodes": LOCAL}}))
+    assert ok(c.call("VolumeDriver.Path", {"Name": "counted"}))["Mountpoint"] == ""
+
+    path = ok(c.call("VolumeDriver.Mount", {"Name": "counted", "ID": "A"}))["Mountpoint"]
+    staging = Path(path).parent
+    assert path.endswith("/data") and staging.parent == plugin.mount_root
+    assert _mounted(staging) and Path(path).is_dir()
+    assert "lost+found" in os.listdir(staging)
+    Path(path, "hello.txt").write_text("kept")
+
+    assert ok(c.call("VolumeDriver.Mount", {"Name": "counted", "ID": "A"}))["Mountpoint"] == path  # docker cp
+    assert ok(c.call("VolumeDriver.Mount", {"Name": "counted", "ID": "B"}))["Mountpoint"] == path
+    assert ok(c.call("VolumeDriver.Path", {"Name": "counted"}))["Mountpoint"] == path
+    got = ok(c.call("VolumeDriver.Get", {"Name": "counted"}))["Volume"]
+    assert got["Mountpoint"] == path and got["Status"]["mounts_on_this_node"] == 3
+    listed = {v["Name"]: v for v in ok(c.call("VolumeDriver.List", {}))["Volumes"]}
+    assert listed["counted"]["Mountpoint"] == path
+
+    for mount_id in ("A", "B"):
+        ok(c.call("VolumeDriver.Unmount", {"Name": "counted", "ID": mount_id}))
+        assert _mounted(staging)
+    ok(c.call("VolumeDriver.Unmount", {"Name": "counted", "ID": "A"}))
+    assert not _mounted(staging) and not staging.exists()
+    assert ok(c.call("VolumeDriver.Path", {"Name": "counted"}))["Mountpoint"] == ""
+    ok(c.call("VolumeDriver.Unmount", {"Name": "counted", "ID": "A"}))  # repeated: still fine
+    ok(c.call("VolumeDriver.Unmount", {"Name": "never-created", "ID": "Z"}))
+
+    # the data is still there on the next mount, and nothing was formatted
+    path = ok(c.call("VolumeDriver.Mount", {"Name": "counted", "ID": "C"}))["Mountpoint"]
+    assert Path(path, "hello.txt").read_text() == "kept"
+    ok(c.call("VolumeDriver.Unmount", {"Name": "counted", "ID": "C"}))
+
+
+def test_mount_of_missing_volume_fails_cleanly(plugin: PluginProcess) -> None:
+    c = plugin.client()
+    answer = c.call("VolumeDriver.Mount", {"Name": "ghost", "ID": "A"})
+    assert "ghost does not exist" in failed(answer)
+    assert answer["Mountpoint"] == ""
+    assert not (plugin.mount_root / "ghost").exists()
+
+
+def test_remote_replica_is_attached_diskless_and_detached_after(plugin: PluginProcess) -> None:
+    c = plugin.client()
+    ok(c.call("VolumeDriver.Create", {"Name": "remote", "Opts": {"size": "64M", "nodes": "node-b"}}))
+    status = ok(c.call("VolumeDriver.Get", {"Name": "remote"}))["Volume"]["Status"]
+    assert status["diskful_nodes"] == ["node-b"] and LOCAL not in status["diskless_nodes"]
+
+    path = ok(c.call("VolumeDriver.Mount", {"Name": "remote", "ID": "A"}))["Mountpoint"]
+    Path(path, "f").write_text("x")
+    status = ok(c.call("VolumeDriver.Get", {"Name": "remote"}))["Volume"]["Status"]
+    assert LOCAL in status["diskless_nodes"]
+    assert status["in_use_on"] == [LOCAL]
+
+    ok(c.call("VolumeDriver.Unmount", {"Name": "remote", "ID": "A"}))
+    status = ok(c.call("VolumeDriver.Get", {"Name": "remote"}))["Volume"]["Status"]
+    assert LOCAL not in status["diskless_nodes"] and status["diskful_nodes"] == ["node-b"]
+
+
+def test_remove_refuses_while_mounted_and_missing_is_fine(plugin: PluginProcess) -> None:
+    c = plugin.client()
+    ok(c.call("VolumeDriver.Create", {"Name": "busy", "Opts": {"size": "64M", "nodes": LOCAL}}))
+    ok(c.call("VolumeDriver.Mount", {"Name": "busy", "ID": "A"}))
+    err = failed(c.call("VolumeDriver.Remove", {"Name": "busy"}))
+    assert f"in use on this node ({LOCAL})" in err and "stop the containers" in err
+    assert "busy" in names(c)
+    ok(c.call("VolumeDriver.Unmount", {"Name": "busy", "ID": "A"}))
+    ok(c.call("VolumeDriver.Remove", {"Name": "busy"}))
+    assert "busy" not in names(c)
+    ok(c.call("VolumeDriver.Remove", {"Name": "busy"}))  # already gone: success
+    failed_get(c, "busy")
+
+
+def test_remove_refuses_a_volume_in_use_on_another_node(plugin: PluginProcess, emulator) -> None:  # type: ignore[no-untyped-def]
+    c = plugin.client()
+    ok(c.call("VolumeDriver.Create", {"Name": "elsewhere", "Opts": {"size": "64M", "nodes": "node-b"}}))
+    resource = ok(c.call("VolumeDriver.Get", {"Name": "elsewhere"}))["Volume"]["Status"]["resource"]
+    answer = emulator.control("in-use", {"resource": resource, "node": "node-b", "in_use": True})
+    assert answer.status_code == 200, answer.text
+    err = failed(c.call("VolumeDriver.Remove", {"Name": "elsewhere"}))
+    assert "node-b" in err
+    assert "elsewhere" in names(c)
+
+
+def test_restart_keeps_mount_counts(plugin: PluginProcess) -> None:
+    c = plugin.client()
+    ok(c.call("VolumeDriver.Create", {"Name": "durable", "Opts": {"size": "64M", "nodes": "node-b"}}))
+    path = ok(c.call("VolumeDriver.Mount", {"Name": "durable", "ID": "A"}))["Mountpoint"]
+    ok(c.call("VolumeDriver.Mount", {"Name": "durable", "ID": "B"}))
+    staging = Path(path).parent
+
+    plugin.kill()  # a crash: no clean-up at all
+    assert _mounted(staging)
+    plugin.start()
+    c = plugin.client()
+    assert ok(c.call("VolumeDriver.Path", {"Name": "durable"}))["Mountpoint"] == path
+    ok(c.call("VolumeDriver.Unmount", {"Name": "durable", "ID": "A"}))
+    assert _mounted(staging)  # B still holds it
+
+    assert plugin.stop() == 0  # a clean stop keeps the mount too
+    assert _mounted(staging)
+    plugin.start()
+    c = plugin.client()
+    ok(c.call("VolumeDriver.Unmount", {"Name": "durable", "ID": "B"}))
+    assert not _mounted(staging)
+    status = ok(c.call("VolumeDriver.Get", {"Name": "durable"}))["Volume"]["Status"]
+    assert LOCAL not in status["diskless_nodes"]  # the diskless attach was undone after the restart
+
+
+def test_lost_state_file_adopts_the_mount(plugin: PluginProcess) -> None:
+    c = plugin.client()
+    ok(c.call("VolumeDriver.Create", {"Name": "orphan", "Opts": {"size": "64M", "nodes": LOCAL}}))
+    path = ok(c.call("VolumeDriver.Mount", {"Name": "orphan", "ID": "A"}))["Mountpoint"]
+    plugin.kill()
+    plugin.state_file.unlink()
+    plugin.start()
+    c = plugin.client()
+    assert ok(c.call("VolumeDriver.Path", {"Name": "orphan"}))["Mountpoint"] == path
+    assert "in use on this node" in failed(c.call("VolumeDriver.Remove", {"Name": "orphan"}))
+    ok(c.call("VolumeDriver.Unmount", {"Name": "orphan", "ID": "A"}))  # unknown ID releases the adopted one
+    assert not _mounted(Path(path).parent)
+
+
+def test_controller_outage_gives_actionable_errors(plugin: PluginProcess, emulator) -> None:  # type: ignore[no-untyped-def]
+    c = plugin.client()
+    ok(c.call("VolumeDriver.Create", {"Name": "local1", "Opts": {"size": "64M", "nodes": LOCAL}}))
+    path = ok(c.call("VolumeDriver.Mount", {"Name": "local1", "ID": "A"}))["Mountpoint"]
+    emulator.stop()
+    try:
+        err = failed(c.call("VolumeDriver.Create", {"Name": "new", "Opts": {}}))
+        assert "LINSTOR controller" in err and "LS_CONTROLLERS" in err
+        assert "LINSTOR controller" in failed(c.call("VolumeDriver.List", {}))
+        # A container can still release its volume without the controller.
+        ok(c.call("VolumeDriver.Unmount", {"Name": "local1", "ID": "A"}))
+        assert not _mounted(Path(path).parent)
+        assert c.health()["linstor_reachable"] is False
+    finally:
+        emulator.start()
+
+
+def test_sigterm_stops_cleanly_and_removes_the_socket(plugin: PluginProcess) -> None:
+    assert plugin.proc is not None
+    plugin.proc.send_signal(signal.SIGTERM)
+    assert plugin.proc.wait(timeout=20) == 0
+    plugin.proc = None
+    assert not plugin.socket_path.exists()
+    assert '"stopped"' in plugin.log_tail()
+
+
+def test_request_log_lines_are_structured(plugin: PluginProcess) -> None:
+    c = plugin.client()
+    failed(c.call("VolumeDriver.Get", {"Name": "logged"}))
+    lines = [json.loads(line) for line in plugin.log_tail(20000).splitlines() if line.startswith("{")]
+    entry = [e for e in lines if e.get("method") == "VolumeDriver.Get" and e.get("volume") == "logged"]
+    assert entry and entry[-1]["result"] == "NotFound" and "duration_ms" in entry[-1]
+
+
+def test_socket_activation_uses_the_inherited_socket(emulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    proc = PluginProcess(tmp_path / "sa", emulator.url, LOCAL)
+    proc.base_dir.mkdir(parents=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(proc.socket_path))
+    listener.listen(16)
+    fd = listener.fileno()
+
+    def as_fd3() -> None:
+        os.dup2(fd, 3)
+        os.set_inheritable(3, True)
+
+    # LISTEN_PID must be the plugin's own pid: a shell sets it and execs the plugin. The
+    # --socket path given is never bound: the inherited socket replaces it.
+    proc.bind_path = str(tmp_path / "sa" / "never-bound.sock")
+    cmd = shlex.join(proc.command())
+    proc.command = lambda: ["sh", "-c", f"LISTEN_PID=$$ LISTEN_FDS=1 exec {cmd}"]  # type: ignore[method-assign]
+    try:
+        proc.start(preexec_fn=as_fd3, close_fds=False)
+        assert not os.path.exists(proc.bind_path)
+        assert "socket activation" in proc.log_tail()
+        assert ok(proc.client().call("VolumeDriver.Capabilities", {}))["Capabilities"]["Scope"] == "global"
+    finally:
+        assert proc.stop() == 0
+        listener.close()
+
+
+def test_bad_configuration_is_reported_at_start(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "docker_plugin",
+            "--socket",
+            str(tmp_path / "x.sock"),
+            "--controllers",
+            "ftp://x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LS_")},
+    )
+    assert result.returncode == 2
+    assert "bad configuration" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x.sock").exists()
