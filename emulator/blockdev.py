@@ -57,12 +57,13 @@ def run(
 SYS_BLOCK = Path("/sys/block")
 
 
-def loops_of(backing: Path) -> list[str]:
+def loops_of(backing: Path, *, thorough: bool = False) -> list[str]:
     """Every loop device whose backing file is this very file.
 
     Resource views ask this for every volume, so the common case reads sysfs (microseconds)
-    instead of running losetup (milliseconds); losetup, which also matches by inode, is the
-    fallback where sysfs is not mounted.
+    and matches by path, instead of running losetup (milliseconds), which also matches by
+    inode. ``thorough`` asks losetup whenever sysfs finds nothing, so that a file reached
+    through another path (a bind mount) never gets a second loop device.
     """
     if not backing.exists():
         return []
@@ -76,6 +77,8 @@ def loops_of(backing: Path) -> list[str]:
                 found.append(f"/dev/{entry.name}")
         except OSError:  # not bound to a file, or released while we looked
             continue
+    if not found and thorough:
+        return _loops_of_via_losetup(backing)
     return sorted(found, key=_loop_number)
 
 
@@ -91,7 +94,7 @@ def _loop_number(dev: str) -> int:
 
 def attach_loop(backing: Path) -> str:
     """Bind a free loop device to the file; losetup itself handles races for free devices."""
-    dev = run(["losetup", "--find", "--show", str(backing)]).stdout.strip()
+    dev = run(["losetup", "--find", "--show", str(backing.resolve())]).stdout.strip()
     if not dev.startswith("/dev/"):
         raise StorageError(f"losetup attached {backing} but reported no device name (got {dev!r})")
     return dev

@@ -135,7 +135,8 @@ class Storage:
         with self._lock:
             if not backing.is_file():
                 raise StorageError(f"cannot attach {backing}: backing file does not exist")
-            loop = self.loop_for(backing) or blockdev.attach_loop(backing)
+            existing = blockdev.loops_of(backing, thorough=True)
+            loop = existing[0] if existing else blockdev.attach_loop(backing)
             node = self._node_path(minor)
             if node is None:
                 return loop
@@ -171,7 +172,7 @@ class Storage:
         node = self._node_path(minor)
         if node is not None:
             blockdev.remove_node(node)
-        for loop in blockdev.loops_of(backing):
+        for loop in blockdev.loops_of(backing, thorough=True):
             blockdev.detach_loop(loop)
 
     def resize(self, backing: Path, size_kib: int) -> None:

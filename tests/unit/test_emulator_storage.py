@@ -358,6 +358,26 @@ def test_restart_reuses_the_existing_loop_device_with_data_intact(
     assert _read(device, 4096, len(payload)) == payload
 
 
+def test_restart_through_another_path_to_the_same_file_reuses_the_loop(
+    root_loop: None, storage: Storage, tmp_path: Path
+) -> None:
+    backing = storage.create_volume("node-a", POOL, "pvc-1", 0, 8 * MiB_KIB)
+    storage.attach(backing, 1012)
+    loop = storage.loop_for(backing)
+    alias = tmp_path / "state-alias"
+    alias.mkdir()
+    subprocess.run(["mount", "--bind", str(tmp_path / "state"), str(alias)], capture_output=True, check=True)
+    try:
+        moved = Storage(alias, tmp_path / "dev")
+        same_file = moved.volume_path("node-a", POOL, "pvc-1", 0)
+        assert moved.attach(same_file, 1012) == str(tmp_path / "dev" / "drbd1012")
+        assert _losetup_j(backing) == [loop]
+        moved.detach(same_file, 1012)
+        assert _losetup_j(backing) == []
+    finally:
+        subprocess.run(["umount", str(alias)], capture_output=True, check=False)
+
+
 def test_restart_recreates_a_lost_device_node_and_a_lost_loop(
     root_loop: None, storage: Storage, tmp_path: Path
 ) -> None:
