@@ -1,0 +1,160 @@
+"""The plugin under a real Docker daemon: what a user types, what a user sees.
+
+A private dockerd (tests/dockerd.py) discovers the plugin as ``linstor`` through its own
+``/run/docker/plugins``; the plugin runs in the daemon's mount namespace, backed by the
+LINSTOR emulator with real loop devices. Containers use a busybox image imported from
+Debian's busybox-static.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EmulatorProcess, have_root_and_loop, require
+from tests.dockerd import DockerDaemon, PluginProcess, dockerd_available
+
+pytestmark = [pytest.mark.docker, pytest.mark.root, pytest.mark.slow]
+
+LOCAL = socket.gethostname().split(".")[0] or "localhost"
+
+
+class Stack:
+    def __init__(self, daemon: DockerDaemon, plugin: PluginProcess, emulator: EmulatorProcess) -> None:
+        self.daemon = daemon
+        self.plugin = plugin
+        self.emulator = emulator
+
+    def docker(self, *args: str, check: bool = True) -> str:
+        return self.daemon.docker(*args, check=check).stdout
+
+    def staged(self) -> list[str]:
+        """Mount points the plugin has under its root, as the daemon's namespace sees them."""
+        out = self.daemon.run_in_namespace(["findmnt", "-rn", "-o", "TARGET"]).stdout
+        root = str(self.plugin.mount_root)
+        return [line for line in out.splitlines() if line.startswith(root + "/")]
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    ok, reason = have_root_and_loop()
+    require(ok, reason)
+    ok, reason = dockerd_available()
+    require(ok, reason)
+    with tempfile.TemporaryDirectory(prefix="dv-e2e-") as tmp:
+        base = Path(tmp)
+        emulator = EmulatorProcess(
+            state_dir=base / "emu" / "state", dev_dir=base / "emu" / "dev", nodes=("node-b",)
+        )
+        emulator.start()
+        daemon = DockerDaemon(base / "d")
+        try:
+            daemon.start()
+            daemon.import_busybox()
+            plugin = PluginProcess(base / "p", emulator.url, LOCAL, daemon=daemon)
+            plugin.start()
+            try:
+                yield Stack(daemon, plugin, emulator)
+            finally:
+                # containers first (their Unmounts reach the plugin), then the plugin
+                ids = daemon.docker("ps", "-aq", check=False).stdout.split()
+                if ids:
+                    daemon.docker("rm", "-f", *ids, check=False)
+                plugin.stop()
+        finally:
+            daemon.stop()  # its mount namespace, and every mount in it, goes away
+            emulator.control("reset")
+            emulator.stop()
+
+
+def test_create_inspect_and_ls(stack: Stack) -> None:
+    stack.docker("volume", "create", "-d", "linstor", "-o", "size=320M", "-o", "fs=xfs", "xfsvol")
+    inspected = json.loads(stack.docker("volume", "inspect", "xfsvol"))[0]
+    assert inspected["Driver"] == "linstor"
+    assert inspected["Scope"] == "global"
+    assert inspected["Status"]["fs"] == "xfs"
+    assert inspected["Status"]["size_bytes"] >= 320 * 1024 * 1024
+    assert inspected["CreatedAt"]
+    listed = stack.docker("volume", "ls", "--format", "{{.Driver}} {{.Name}}").splitlines()
+    assert "linstor xfsvol" in listed
+
+
+def test_data_written_by_one_container_is_read_by_the_next(stack: Stack) -> None:
+    stack.docker("volume", "create", "-d", "linstor", "-o", "size=64M", "shared")
+    stack.docker("run", "--rm", "-v", "shared:/data", "busybox", "sh", "-c", "echo hello > /data/greeting")
+    assert stack.staged() == []  # released when the container ended
+    out = stack.docker(
+        "run", "--rm", "-v", "shared:/data", "busybox", "sh", "-c", "cat /data/greeting; ls -a /data"
+    )
+    assert out.splitlines()[0] == "hello"
+    assert "lost+found" not in out  # containers see <mount>/data, not the filesystem root
+
+
+def test_implicit_creation_with_volume_driver(stack: Stack) -> None:
+    out = stack.docker(
+        "run",
+        "--rm",
+        "-v",
+        "newname:/data",
+        "--volume-driver",
+        "linstor",
+        "busybox",
+        "sh",
+        "-c",
+        "df -k /data",
+    )
+    assert "/data" in out
+    inspected = json.loads(stack.docker("volume", "inspect", "newname"))[0]
+    assert inspected["Driver"] == "linstor"
+    assert inspected["Status"]["size_bytes"] >= 100 * 1024 * 1024  # configured defaults applied
+
+
+def test_anonymous_volume_lives_and_dies_with_the_container(stack: Stack) -> None:
+    before = set(stack.docker("volume", "ls", "-q").split())
+    out = stack.docker("run", "--rm", "-v", "/scratch", "--volume-driver", "linstor", "busybox", "sh", "-c",
+                       "echo x > /scratch/f && cat /scratch/f")  # fmt: skip
+    assert out.strip() == "x"
+    assert set(stack.docker("volume", "ls", "-q").split()) == before  # docker rm -v removed it
+
+
+def test_plugin_restart_while_a_container_runs(stack: Stack) -> None:
+    stack.docker("volume", "create", "-d", "linstor", "-o", "size=64M", "live")
+    stack.docker("run", "-d", "--name", "runner", "-v", "live:/data", "busybox", "sleep", "600")
+    try:
+        assert len(stack.staged()) == 1
+        assert stack.plugin.stop() == 0  # clean SIGTERM with a container using a volume
+        stack.plugin.start()
+        assert len(stack.staged()) == 1  # the mount survived the restart
+        stack.docker("exec", "runner", "sh", "-c", "echo after-restart > /data/f")
+
+        refused = stack.daemon.docker("volume", "rm", "live", check=False)
+        assert refused.returncode != 0 and "in use" in refused.stderr
+    finally:
+        stack.docker("rm", "-f", "runner")
+    assert stack.staged() == []  # the Unmount after the restart found its count
+    stack.docker("volume", "rm", "live")
+    assert "live" not in stack.docker("volume", "ls", "-q").split()
+
+
+def test_bad_option_shows_a_clear_message(stack: Stack) -> None:
+    result = stack.daemon.docker("volume", "create", "-d", "linstor", "-o", "sise=1G", "typo", check=False)
+    assert result.returncode != 0
+    assert 'unknown option "sise"' in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "typo" not in stack.docker("volume", "ls", "-q").split()
+
+
+def test_volume_rm_of_a_volume_used_on_another_node_is_refused(stack: Stack) -> None:
+    stack.docker("volume", "create", "-d", "linstor", "-o", "size=64M", "-o", "nodes=node-b", "remote")
+    resource = json.loads(stack.docker("volume", "inspect", "remote"))[0]["Status"]["resource"]
+    answer = stack.emulator.control("in-use", {"resource": resource, "node": "node-b", "in_use": True})
+    assert answer.status_code == 200, answer.text
+    result = stack.daemon.docker("volume", "rm", "remote", check=False)
+    assert result.returncode != 0 and "node-b" in result.stderr
+    stack.emulator.control("in-use", {"resource": resource, "node": "node-b", "in_use": False})
+    stack.docker("volume", "rm", "remote")
