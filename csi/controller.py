@@ -1,0 +1,300 @@
+"""CSI Controller service: volumes, attachments, snapshots, capacity.
+
+Every handler follows the same three steps: check the request (before any lookup),
+call the core's VolumeService, shape the answer. Errors are raised as the core's
+typed errors and mapped to gRPC codes by the server interceptor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import grpc
+
+from csi import capabilities, convert, keys
+from csi.generated import csi_pb2, csi_pb2_grpc
+from csi.inflight import InFlight
+from csi.validation import check_name, require, size_from_range
+from plugin import errors
+from plugin.names import resource_name_for
+from plugin.params import minimum_size_bytes, parse_csi_parameters, with_fs_type
+
+if TYPE_CHECKING:
+    from plugin.volume_service import VolumeService
+
+log = logging.getLogger(__name__)
+
+
+class ControllerServicer(csi_pb2_grpc.ControllerServicer):
+    def __init__(self, service: VolumeService, inflight: InFlight | None = None) -> None:
+        self._service = service
+        self._inflight = inflight or InFlight("volume")
+
+    # ------------------------------------------------------------ volumes
+
+    def CreateVolume(self, request: csi_pb2.CreateVolumeRequest, context: grpc.ServicerContext):
+        check_name(request.name)
+        access = capabilities.parse_all(request.volume_capabilities)
+        if request.mutable_parameters:
+            raise errors.InvalidArgument("mutable_parameters are not supported by this driver")
+        params = parse_csi_parameters(dict(request.parameters))
+        block = access[0].block
+        fs_type = (
+            None
+            if block
+            else (next((a.fs_type for a in access if a.fs_type), "") or params.fs_type or "ext4")
+        )
+        params = with_fs_type(params, fs_type)
+        for note in params.notes:
+            log.info("CreateVolume %s: %s", request.name, note)
+        capacity = request.capacity_range if request.HasField("capacity_range") else None
+        size = size_from_range(capacity, minimum_size_bytes(fs_type))
+        source = (
+            convert.source_argument(request.volume_content_source)
+            if request.HasField("volume_content_source")
+            else None
+        )
+        topology = (
+            convert.topology_requirement(request.accessibility_requirements)
+            if request.HasField("accessibility_requirements")
+            else None
+        )
+        with self._inflight.hold(resource_name_for(request.name), "CreateVolume"):
+            volume = self._service.create_volume(request.name, size, params, source=source, topology=topology)
+        return csi_pb2.CreateVolumeResponse(
+            volume=convert.csi_volume(
+                volume,
+                convert.volume_context(params, volume),
+                convert.accessible_topology(volume, params.allow_remote_volume_access),
+                request.volume_content_source if source else None,
+            )
+        )
+
+    def DeleteVolume(self, request: csi_pb2.DeleteVolumeRequest, context: grpc.ServicerContext):
+        require(request, "volume_id")
+        # An id we never issued is as gone as a deleted volume.
+        with (
+            self._inflight.hold(request.volume_id, "DeleteVolume"),
+            contextlib.suppress(errors.NotFound, errors.InvalidArgument),
+        ):
+            self._service.delete_volume(request.volume_id)
+        return csi_pb2.DeleteVolumeResponse()
+
+    def ControllerPublishVolume(
+        self, request: csi_pb2.ControllerPublishVolumeRequest, context: grpc.ServicerContext
+    ):
+        require(request, "volume_id", "node_id", "volume_capability")
+        access = capabilities.parse(request.volume_capability)
+        if reason := capabilities.unsupported_reason(access):
+            raise errors.InvalidArgument(reason)
+        with self._inflight.hold(request.volume_id, "ControllerPublishVolume"):
+            volume = self._service.get_volume(request.volume_id)
+            attachment = self._service.attach(request.volume_id, request.node_id)
+        publish_context = {
+            keys.USES_PUBLISH_CONTEXT: "true",
+            keys.DEVICE_PATH: attachment.device_path,
+            keys.FS_TYPE: volume.fs_type or "",
+        }
+        return csi_pb2.ControllerPublishVolumeResponse(publish_context=publish_context)
+
+    def ControllerUnpublishVolume(
+        self, request: csi_pb2.ControllerUnpublishVolumeRequest, context: grpc.ServicerContext
+    ):
+        require(request, "volume_id")
+        with self._inflight.hold(request.volume_id, "ControllerUnpublishVolume"):
+            if request.node_id:
+                nodes = [request.node_id]
+            else:
+                try:
+                    volume = self._service.get_volume(request.volume_id)
+                except (errors.NotFound, errors.InvalidArgument):
+                    return csi_pb2.ControllerUnpublishVolumeResponse()
+                nodes = [r.node for r in volume.replicas if r.diskless and not r.tie_breaker]
+            for node in nodes:
+                # A missing volume or node is detached by definition.
+                with contextlib.suppress(errors.NotFound, errors.InvalidArgument):
+                    self._service.detach(request.volume_id, node)
+        return csi_pb2.ControllerUnpublishVolumeResponse()
+
+    def ValidateVolumeCapabilities(
+        self, request: csi_pb2.ValidateVolumeCapabilitiesRequest, context: grpc.ServicerContext
+    ):
+        require(request, "volume_id", "volume_capabilities")
+        parsed = [
+            capabilities.parse(c, f"volume_capabilities[{i}]")
+            for i, c in enumerate(request.volume_capabilities)
+        ]
+        volume = self._service.get_volume(request.volume_id)
+        problems = [r for r in (capabilities.unsupported_reason(a) for a in parsed) if r]
+        if volume.fs_type is None and any(not a.block for a in parsed):
+            problems.append(f"volume {volume.id} is a raw block volume and cannot be mounted as a filesystem")
+        if request.parameters:
+            try:
+                parse_csi_parameters(dict(request.parameters))
+            except errors.InvalidArgument as exc:
+                problems.append(str(exc))
+        if problems:
+            return csi_pb2.ValidateVolumeCapabilitiesResponse(message="; ".join(problems))
+        # Echo verbatim: Nomad compares fs_type and mount flags with what it asked.
+        confirmed = csi_pb2.ValidateVolumeCapabilitiesResponse.Confirmed(
+            volume_context=dict(request.volume_context),
+            volume_capabilities=list(request.volume_capabilities),
+            parameters=dict(request.parameters),
+            mutable_parameters=dict(request.mutable_parameters),
+        )
+        return csi_pb2.ValidateVolumeCapabilitiesResponse(confirmed=confirmed)
+
+    def ListVolumes(self, request: csi_pb2.ListVolumesRequest, context: grpc.ServicerContext):
+        volumes = sorted(self._service.list_volumes(with_replicas=True), key=lambda v: v.id)
+        page, next_token = convert.paginate(volumes, request.max_entries, request.starting_token, "volume")
+        entries = [
+            csi_pb2.ListVolumesResponse.Entry(
+                volume=convert.csi_volume(
+                    v, convert.volume_context(None, v), (), convert.content_source_of(v)
+                ),
+                status=csi_pb2.ListVolumesResponse.VolumeStatus(
+                    published_node_ids=convert.published_nodes(v), volume_condition=convert.condition(v)
+                ),
+            )
+            for v in page
+        ]
+        return csi_pb2.ListVolumesResponse(entries=entries, next_token=next_token)
+
+    def ControllerGetVolume(self, request: csi_pb2.ControllerGetVolumeRequest, context: grpc.ServicerContext):
+        require(request, "volume_id")
+        volume = self._service.get_volume(request.volume_id)
+        return csi_pb2.ControllerGetVolumeResponse(
+            volume=convert.csi_volume(
+                volume, convert.volume_context(None, volume), (), convert.content_source_of(volume)
+            ),
+            status=csi_pb2.ControllerGetVolumeResponse.VolumeStatus(
+                published_node_ids=convert.published_nodes(volume), volume_condition=convert.condition(volume)
+            ),
+        )
+
+    def GetCapacity(self, request: csi_pb2.GetCapacityRequest, context: grpc.ServicerContext):
+        parsed = [
+            capabilities.parse(c, f"volume_capabilities[{i}]")
+            for i, c in enumerate(request.volume_capabilities)
+        ]
+        params = parse_csi_parameters(dict(request.parameters))
+        fs_type = next((a.fs_type for a in parsed if a.fs_type), "") or params.fs_type
+        if any(a.block for a in parsed):
+            fs_type = None
+        minimum = csi_pb2.GetCapacityResponse(minimum_volume_size={"value": minimum_size_bytes(fs_type)})
+        if any(capabilities.unsupported_reason(a) for a in parsed):
+            return csi_pb2.GetCapacityResponse(
+                available_capacity=0, minimum_volume_size=minimum.minimum_volume_size
+            )
+        segments = (
+            dict(request.accessible_topology.segments) if request.HasField("accessible_topology") else None
+        )
+        available = self._service.capacity_bytes(params, segments)
+        return csi_pb2.GetCapacityResponse(
+            available_capacity=max(0, available), minimum_volume_size=minimum.minimum_volume_size
+        )
+
+    def ControllerGetCapabilities(
+        self, request: csi_pb2.ControllerGetCapabilitiesRequest, context: grpc.ServicerContext
+    ):
+        return csi_pb2.ControllerGetCapabilitiesResponse(capabilities=capabilities.controller_capabilities())
+
+    def ControllerExpandVolume(
+        self, request: csi_pb2.ControllerExpandVolumeRequest, context: grpc.ServicerContext
+    ):
+        require(request, "volume_id", "capacity_range")
+        rng = request.capacity_range
+        if rng.required_bytes <= 0 and rng.limit_bytes <= 0:
+            raise errors.InvalidArgument("capacity_range needs required_bytes or limit_bytes")
+        access = (
+            capabilities.parse(request.volume_capability) if request.HasField("volume_capability") else None
+        )
+        if access is not None and (reason := capabilities.unsupported_reason(access)):
+            raise errors.InvalidArgument(reason)
+        target = rng.required_bytes or rng.limit_bytes
+        if rng.limit_bytes and target > rng.limit_bytes:
+            raise errors.InvalidArgument("capacity_range: required_bytes is larger than limit_bytes")
+        with self._inflight.hold(request.volume_id, "ControllerExpandVolume"):
+            volume = self._service.get_volume(request.volume_id)
+            if volume.size_bytes < target:
+                volume = self._service.expand_volume(request.volume_id, target)
+        block = access.block if access is not None else volume.fs_type is None
+        return csi_pb2.ControllerExpandVolumeResponse(
+            capacity_bytes=volume.size_bytes, node_expansion_required=not block
+        )
+
+    def ControllerModifyVolume(
+        self, request: csi_pb2.ControllerModifyVolumeRequest, context: grpc.ServicerContext
+    ):
+        require(request, "volume_id", "mutable_parameters")
+        self._service.get_volume(request.volume_id)
+        keys_ = ", ".join(sorted(request.mutable_parameters))
+        raise errors.InvalidArgument(
+            f"mutable parameters are not supported by this driver ({keys_}); nothing changed"
+        )
+
+    # ------------------------------------------------------------ snapshots
+
+    def CreateSnapshot(self, request: csi_pb2.CreateSnapshotRequest, context: grpc.ServicerContext):
+        require(request, "source_volume_id")
+        check_name(request.name)
+        _check_snapshot_parameters(request.parameters)
+        with self._inflight.hold(request.source_volume_id, "CreateSnapshot"):
+            snapshot = self._service.create_snapshot(request.source_volume_id, request.name)
+        return csi_pb2.CreateSnapshotResponse(snapshot=convert.csi_snapshot(snapshot))
+
+    def DeleteSnapshot(self, request: csi_pb2.DeleteSnapshotRequest, context: grpc.ServicerContext):
+        require(request, "snapshot_id")
+        with (
+            self._inflight.hold(f"snapshot:{request.snapshot_id}", "DeleteSnapshot"),
+            contextlib.suppress(errors.NotFound, errors.InvalidArgument),
+        ):
+            self._service.delete_snapshot(request.snapshot_id)
+        return csi_pb2.DeleteSnapshotResponse()
+
+    def ListSnapshots(self, request: csi_pb2.ListSnapshotsRequest, context: grpc.ServicerContext):
+        if request.snapshot_id:
+            try:
+                snapshots = [self._service.get_snapshot(request.snapshot_id)]
+            except (errors.NotFound, errors.InvalidArgument):
+                snapshots = []
+            if request.source_volume_id:
+                snapshots = [s for s in snapshots if s.volume_id == request.source_volume_id]
+        elif request.source_volume_id:
+            try:
+                snapshots = self._service.list_snapshots(request.source_volume_id)
+            except (errors.NotFound, errors.InvalidArgument):
+                snapshots = []
+        else:
+            snapshots = self._service.list_snapshots()
+        snapshots = sorted(snapshots, key=lambda s: s.id)
+        page, next_token = convert.paginate(
+            snapshots, request.max_entries, request.starting_token, "snapshot"
+        )
+        entries = [csi_pb2.ListSnapshotsResponse.Entry(snapshot=convert.csi_snapshot(s)) for s in page]
+        return csi_pb2.ListSnapshotsResponse(entries=entries, next_token=next_token)
+
+    def GetSnapshot(self, request: csi_pb2.GetSnapshotRequest, context: grpc.ServicerContext):
+        require(request, "snapshot_id")
+        try:
+            snapshot = self._service.get_snapshot(request.snapshot_id)
+        except errors.InvalidArgument as exc:
+            raise errors.NotFound(f"snapshot {request.snapshot_id!r} does not exist") from exc
+        return csi_pb2.GetSnapshotResponse(snapshot=convert.csi_snapshot(snapshot))
+
+
+def _check_snapshot_parameters(parameters: dict[str, str] | object) -> None:
+    """Only in-cluster LINSTOR snapshots are offered; other snapshot classes are refused early."""
+    items = dict(parameters)  # type: ignore[call-overload]
+    for key, value in items.items():
+        if not key.startswith(keys.SNAPSHOT_PREFIX):
+            continue  # e.g. csi.storage.k8s.io/volumesnapshot/* injected by the snapshotter
+        if key == keys.SNAPSHOT_TYPE:
+            if value and value.lower() != "incluster":
+                raise errors.InvalidArgument(
+                    f"snapshot type {value!r} (backups to a remote) is not supported; use InCluster"
+                )
+            continue
+        raise errors.InvalidArgument(f"unknown snapshot parameter {key!r}")

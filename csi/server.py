@@ -1,0 +1,151 @@
+"""The gRPC server: endpoint handling, service registration by mode, clean shutdown.
+
+A CSI endpoint is a unix socket the CO owns the directory of. A socket file left by
+a killed driver is removed before binding, and ours is removed on stop, so a restart
+never trips over the previous run. The standard gRPC health service runs on the same
+socket for probes that speak it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+from concurrent import futures
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from csi import keys
+from csi.controller import ControllerServicer
+from csi.generated import csi_pb2_grpc
+from csi.identity import IdentityServicer
+from csi.interceptor import ObservingInterceptor
+from csi.node import NodeServicer
+from plugin.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from plugin.volume_service import VolumeService
+
+    from plugin.nodeops import NodeOps
+
+log = logging.getLogger(__name__)
+
+MODES = ("controller", "node", "all")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str  # what grpc binds to
+    socket_path: str | None  # the unix socket file, if any
+
+
+def parse_endpoint(endpoint: str) -> Endpoint:
+    """Accept ``unix:///abs/path``, ``unix:relative``, a bare path, or ``tcp://host:port``."""
+    if endpoint.startswith("unix://"):
+        path = endpoint[len("unix://") :]
+    elif endpoint.startswith("unix:"):
+        path = endpoint[len("unix:") :]
+    elif endpoint.startswith("tcp://"):
+        return Endpoint(address=endpoint[len("tcp://") :], socket_path=None)
+    elif "://" in endpoint:
+        raise InvalidArgument(f"unsupported endpoint {endpoint!r}: use unix:///path/to/csi.sock")
+    else:
+        path = endpoint
+    if not path:
+        raise InvalidArgument(f"endpoint {endpoint!r} has no socket path")
+    path = os.path.abspath(path)
+    return Endpoint(address=f"unix://{path}", socket_path=path)
+
+
+def _remove_stale_socket(path: str) -> None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise InvalidArgument(f"{path} exists and is not a socket; refusing to replace it")
+    os.unlink(path)
+
+
+@dataclass(frozen=True)
+class DriverOptions:
+    endpoint: str
+    mode: str = "all"
+    driver_name: str = keys.DEFAULT_DRIVER_NAME
+    node_name: str = ""
+    max_volumes_per_node: int = keys.DEFAULT_MAX_VOLUMES_PER_NODE
+    workers: int = 64
+
+
+class CsiDriver:
+    """The running driver: one gRPC server with the services the mode asks for."""
+
+    def __init__(self, service: VolumeService, nodeops: NodeOps | None, options: DriverOptions) -> None:
+        if options.mode not in MODES:
+            raise InvalidArgument(f"mode must be one of {', '.join(MODES)}, not {options.mode!r}")
+        if options.mode in ("node", "all") and (nodeops is None or not options.node_name):
+            raise InvalidArgument("node mode needs the node name (--node) and node operations")
+        self.options = options
+        self.endpoint = parse_endpoint(options.endpoint)
+        # No maximum_concurrent_rpcs: grpc would answer RESOURCE_EXHAUSTED, which COs
+        # read as "no space here"; the pool size and per-volume locks bound the work.
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="csi"),
+            interceptors=[ObservingInterceptor()],
+        )
+        csi_pb2_grpc.add_IdentityServicer_to_server(
+            IdentityServicer(service, options.driver_name), self._server
+        )
+        served = ["csi.v1.Identity"]
+        if options.mode in ("controller", "all"):
+            csi_pb2_grpc.add_ControllerServicer_to_server(ControllerServicer(service), self._server)
+            served.append("csi.v1.Controller")
+        if options.mode in ("node", "all"):
+            assert nodeops is not None
+            csi_pb2_grpc.add_NodeServicer_to_server(
+                NodeServicer(service, nodeops, options.node_name, options.max_volumes_per_node), self._server
+            )
+            served.append("csi.v1.Node")
+        self._health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        for name in ["", *served]:
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._started = False
+
+    def start(self) -> None:
+        if self.endpoint.socket_path:
+            os.makedirs(os.path.dirname(self.endpoint.socket_path), exist_ok=True)
+            _remove_stale_socket(self.endpoint.socket_path)
+        port = self._server.add_insecure_port(self.endpoint.address)
+        if self.endpoint.socket_path is None and port == 0:
+            raise InvalidArgument(f"cannot listen on {self.options.endpoint}")
+        self._server.start()
+        self._started = True
+        log.info(
+            "CSI driver listening",
+            extra={
+                "fields": {
+                    "endpoint": self.endpoint.address,
+                    "mode": self.options.mode,
+                    "driver": self.options.driver_name,
+                    "node": self.options.node_name,
+                }
+            },
+        )
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Refuse new calls, let running ones finish within ``grace``, remove the socket."""
+        if self._started:
+            self._health.enter_graceful_shutdown()
+            self._server.stop(grace).wait()
+            self._started = False
+        if self.endpoint.socket_path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.endpoint.socket_path)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return bool(self._server.wait_for_termination(timeout))
