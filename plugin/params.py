@@ -585,7 +585,7 @@ def parse_docker_options(options: Mapping[str, str] | None, defaults: Mapping[st
             if raw.strip().isdigit():
                 hint = " (a number without a unit is bytes; add a unit such as M or G)"
             raise InvalidArgument(
-                f'invalid value "{raw}" for {settings.label("size_bytes")}: a {fs_type} volume needs at '
+                f'invalid value "{raw}" for {settings.label("size_bytes")}: {fs_type} needs a volume of at '
                 f"least {format_size(minimum)}{hint}",
                 key=settings.values["size_bytes"].key,
             )
