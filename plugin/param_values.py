@@ -34,7 +34,7 @@ for _power, _letter in enumerate("kmgtp", start=1):
     SIZE_UNITS[_letter + "ib"] = 1024**_power
     SIZE_UNITS[_letter + "b"] = 1000**_power
 
-_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*")
+_SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*")
 
 
 class BadValue(ValueError):
@@ -48,7 +48,8 @@ class BadValue(ValueError):
 def parse_int(value: str, low: int, high: int) -> int:
     expected = f"expected a whole number from {low} to {high}"
     text = value.strip()
-    if not re.fullmatch(r"[+]?\d+", text):
+    # the length bound keeps int() away from Python's limit on huge digit strings
+    if not re.fullmatch(r"[+]?[0-9]{1,18}", text):
         raise BadValue(expected)
     number = int(text)
     if not low <= number <= high:
@@ -99,12 +100,11 @@ def parse_size(value: str) -> int:
         raise BadValue(expected) from None
     if factor == 1 and exact != exact.to_integral_value():
         raise BadValue("expected a whole number of bytes, or a size with a unit such as 1.5G")
-    size = int(exact.to_integral_value(rounding="ROUND_CEILING"))
-    if size <= 0:
+    if exact <= 0:
         raise BadValue("expected a size greater than zero")
-    if size > MAX_SIZE_BYTES:
+    if exact > MAX_SIZE_BYTES:
         raise BadValue(f"expected a size of at most {format_size(MAX_SIZE_BYTES)} (LINSTOR's largest volume)")
-    return size
+    return int(exact.to_integral_value(rounding="ROUND_CEILING"))
 
 
 def format_size(size: int) -> str:

@@ -17,6 +17,7 @@ import json
 import re
 import shlex
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -183,7 +184,9 @@ def parse_aux_count_map(value: str) -> tuple[tuple[str, int], ...]:
 
 def parse_regex(value: str) -> str:
     try:
-        re.compile(value)
+        with warnings.catch_warnings():  # FutureWarnings about Python-only syntax are not errors
+            warnings.simplefilter("ignore")
+            re.compile(value)
     except re.error as exc:
         raise BadValue(f"expected a regular expression ({exc})") from None
     return value

@@ -6,6 +6,8 @@ import dataclasses
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from plugin.errors import InvalidArgument
 from plugin.param_values import MAX_SIZE_BYTES, parse_size
@@ -643,3 +645,48 @@ def test_parsing_is_pure_and_deterministic() -> None:
     snapshot = dict(parameters)
     assert parse_csi_parameters(parameters) == parse_csi_parameters(parameters)
     assert parameters == snapshot
+
+
+# --- robustness: any input gives a model or a clear InvalidArgument, never another error ------
+
+CSI_KEYS = [NS + s for spec in CSI_PARAMETERS for s in spec.spellings] + [
+    "property.linstor.csi.linbit.com/DrbdOptions/Net/protocol",
+    "DrbdOptions/Disk/on-io-error",
+    "csi.storage.k8s.io/pvc/name",
+]
+DOCKER_KEYS = [s for spec in DOCKER_OPTIONS for s in spec.spellings]
+VALUES = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["1", "2", "true", "no", "1G", "100", "drbd storage", "{a: 1}", "[[[[", "node-a node-b"]),
+    st.from_regex(r"[0-9]{1,30}(\.[0-9]{1,5})?[KMGTPkmgtp]?i?[Bb]?", fullmatch=True),
+)
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(st.dictionaries(st.one_of(st.sampled_from(CSI_KEYS), st.text(max_size=30)), VALUES, max_size=6))
+def test_csi_parser_never_fails_unexpectedly(parameters: dict[str, str]) -> None:
+    try:
+        params = parse_csi_parameters(parameters)
+    except InvalidArgument as exc:
+        assert str(exc)
+    else:
+        assert 1 <= params.place_count <= 16
+        assert resource_group_name(params)
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(
+    st.one_of(st.none(), st.dictionaries(st.sampled_from(DOCKER_KEYS), VALUES, max_size=5)),
+    st.dictionaries(st.sampled_from(DOCKER_KEYS), VALUES, max_size=3),
+)
+def test_docker_parser_never_fails_unexpectedly(
+    options: dict[str, str] | None, defaults: dict[str, str]
+) -> None:
+    try:
+        params = parse_docker_options(options, defaults)
+    except InvalidArgument as exc:
+        assert str(exc)
+    else:
+        assert params.size_bytes is not None
+        assert params.size_bytes >= minimum_size_bytes(params.fs_type)
+        assert not params.nodes or params.place_count == len(params.nodes)
