@@ -50,8 +50,12 @@ class MountEntry:
 
     @property
     def superblock_read_only(self) -> bool:
-        """Whether the filesystem as a whole is read-only (e.g. after errors=remount-ro)."""
-        return "ro" in self.super_options
+        """Whether the filesystem as a whole is read-only (e.g. after errors=remount-ro).
+
+        Newer kernels mark an ext4 that went read-only after an error with
+        ``emergency_ro`` instead of ``ro``.
+        """
+        return "ro" in self.super_options or "emergency_ro" in self.super_options
 
 
 def parse_line(line: str) -> MountEntry:

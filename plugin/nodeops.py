@@ -464,21 +464,59 @@ class NodeOps:
 
     def mounts_of(self, source: str) -> list[str]:
         """Every mount point showing ``source``: a device (by device number) or a directory."""
-        entries = self._mounts()
         number = blockdev.device_number(source)
-        if number is None:
-            location = location_in_filesystem(entries, normalize(source)) if os.path.exists(source) else None
-            if location is None:
-                return []
-            return [e.mount_point for e in entries if (e.device_number, e.root) == location]
+        if number is not None:
+            return [e.mount_point for e in self._device_mounts(number)]
+        entries = self._mounts()
+        location = location_in_filesystem(entries, normalize(source)) if os.path.exists(source) else None
+        if location is None:
+            return []
+        return [e.mount_point for e in entries if (e.device_number, e.root) == location]
+
+    def _device_mounts(self, number: tuple[int, int]) -> list[MountEntry]:
+        """Mounts of a filesystem on the device, and binds of the device node itself."""
         cache: dict[str, object] = {}
-        points: list[str] = []
-        for entry in entries:
-            if self._entry_is_device(entry, number, cache):
-                points.append(entry.mount_point)
-            elif entry.root != "/" and blockdev.device_number(entry.mount_point) == number:
-                points.append(entry.mount_point)  # the device node bound onto a file
-        return points
+        found: list[MountEntry] = []
+        for entry in self._mounts():
+            if self._entry_is_device(entry, number, cache) or (
+                entry.root != "/" and blockdev.device_number(entry.mount_point) == number
+            ):
+                found.append(entry)
+        return found
+
+    def _set_device_access(self, device: str, number: tuple[int, int], readonly: bool) -> None:
+        """Set the kernel's read-only flag of the whole device.
+
+        A read-only bind of a device node does not stop writes through it, so read-only
+        raw block access has to be enforced on the device (``blockdev --setro``), and a
+        later read-write use has to lift it again. Both refuse while another user on this
+        node depends on the opposite setting.
+        """
+        current = blockdev.read_only(number)
+        if current is readonly:
+            return
+        if readonly:
+            writers = [e.mount_point for e in self._device_mounts(number) if not e.read_only]
+            if writers:
+                raise FailedPrecondition(
+                    f"{device} is in use read-write at {', '.join(writers)}; it cannot also be "
+                    "used read-only as a raw block device on this node"
+                )
+            self._cmd(["blockdev", "--setro", device])
+            return
+        if current is None:
+            return
+        readers = [
+            e.mount_point
+            for e in self._device_mounts(number)
+            if e.read_only and blockdev.device_number(e.mount_point) == number
+        ]
+        if readers:
+            raise FailedPrecondition(
+                f"{device} is in use as a read-only raw block device at {', '.join(readers)}; "
+                "it cannot be used read-write on this node at the same time"
+            )
+        self._cmd(["blockdev", "--setrw", device])
 
     # -- mounting -----------------------------------------------------------------------
 
@@ -512,6 +550,8 @@ class NodeOps:
             fs = self.filesystem_signature(source)
             if fs is None:
                 raise FailedPrecondition(f"{source} holds no filesystem; nothing to mount")
+        if not readonly:
+            self._set_device_access(source, number, readonly=False)
         final = mount_options(fs, opts, readonly, blockdev.read_only(number))
         created = self._ensure_dir(path)
         try:
@@ -579,6 +619,7 @@ class NodeOps:
                 have = "read-only" if existing.read_only else "read-write"
                 raise FailedPrecondition(f"{device} is already bound {have} at {target_file}")
             return
+        self._set_device_access(device, number, readonly)
         # Open the device once: a bind mount never does, so a device that cannot be opened
         # (e.g. DRBD cannot become primary) would only fail later inside the workload.
         try:
@@ -650,15 +691,24 @@ class NodeOps:
         mount_opts: Sequence[str] = (),
         readonly: bool = False,
     ) -> None:
-        """Make the volume's filesystem available at ``staging_path``; safe to repeat."""
+        """Make the volume's filesystem available at ``staging_path``; safe to repeat.
+
+        Order matters: nothing is formatted unless the device is blank, a filesystem of
+        another type is an error (never a reformat), and a filesystem smaller than its
+        device (the volume was expanded, or restored into a bigger one) is grown.
+        """
         fs = filesystem_type(fs_type)
         mkfs_arguments(mkfs_opts)
-        split_mount_options(mount_opts)
+        readonly = readonly or "ro" in split_mount_options(mount_opts)
         self.wait_for_device(device)
         number = self._require_block_device(device)
         path = normalize(staging_path)
         existing = top_mount(self._mounts(), path)
         already = existing is not None and self._entry_is_device(existing, number)
+        if existing is not None and not already:
+            raise FailedPrecondition(
+                f"{staging_path} is already mounted from {existing.source}, not {device}"
+            )
         if not already:
             if readonly:
                 if self.filesystem_signature(device) is None:
@@ -666,22 +716,47 @@ class NodeOps:
                         f"{device} holds no filesystem; a read-only volume is never formatted"
                     )
             else:
+                self._set_device_access(device, number, readonly=False)
                 self.format_if_blank(device, fs, mkfs_opts)
             found = self.filesystem_signature(device)
             if found != fs:
                 raise FailedPrecondition(
                     f"{device} holds {found}, not {fs}; it is neither formatted nor mounted as {fs}"
                 )
+            if not readonly and fs == "ext4":
+                self._grow_ext4_offline(device)
         self.mount(device, path, fs, mount_opts, readonly)
-        if readonly or "ro" in split_mount_options(mount_opts):
+        if readonly:
             return
         try:
             if self._needs_grow(device, path, fs):
                 self.grow_filesystem(path)
-        except VolumeError:
+        except VolumeError as exc:
             if not already:
                 self.unmount(path, remove_target=False)
-            raise
+                raise
+            # The volume is mounted and usable; a later expand call can retry the grow.
+            log.warning("could not grow the filesystem at %s: %s", staging_path, exc)
+
+    def _grow_ext4_offline(self, device: str) -> None:
+        """Grow an unmounted ext4 before mounting it.
+
+        Online ext4 resize needs CAP_SYS_RESOURCE, which containers often lack; offline
+        resize only needs the device. resize2fs insists on a fresh check first, so e2fsck
+        runs in its safe automatic mode, and anything it cannot fix stops the stage.
+        """
+        size = self.device_size_bytes(device)
+        if size - parse_dumpe2fs_size(self._cmd(["dumpe2fs", "-h", device]).stdout) < GROW_THRESHOLD:
+            return
+        check = self._cmd(["e2fsck", "-f", "-p", device], timeout=self._mkfs_timeout, ok_codes=range(256))
+        if check.returncode not in (0, 1, 2):
+            detail = (check.stderr.strip() or check.stdout.strip()).replace("\n", "; ")
+            raise FailedPrecondition(
+                f"the ext4 filesystem on {device} has errors that e2fsck -p cannot fix; "
+                f"run e2fsck on it by hand (exit {check.returncode}: {detail})"
+            )
+        self._cmd(["resize2fs", device], timeout=self._mkfs_timeout)
+        log.info("grew the ext4 filesystem on %s offline to %d bytes", device, size)
 
     def filesystem_size_bytes(self, device: str, mount_path: str, fs_type: str) -> int:
         """The size the filesystem itself believes it has (not statvfs, which hides metadata)."""
@@ -719,7 +794,15 @@ class NodeOps:
             raise FailedPrecondition(f"{mount_path} is mounted read-only; cannot grow its filesystem")
         fs = entry.fs_type
         if fs == "ext4":
-            self._cmd(["resize2fs", self._entry_device(entry)], timeout=self._mkfs_timeout)
+            try:
+                self._cmd(["resize2fs", self._entry_device(entry)], timeout=self._mkfs_timeout)
+            except OperationFailed as exc:
+                if "permission denied" not in str(exc).lower():
+                    raise
+                raise OperationFailed(
+                    f"this node cannot grow a mounted ext4 filesystem (resize2fs needs CAP_SYS_RESOURCE); "
+                    f"it is grown offline the next time the volume is staged. {exc}"
+                ) from exc
         elif fs == "xfs":
             self._cmd(["xfs_growfs", path], timeout=self._mkfs_timeout)
         elif fs == "btrfs":

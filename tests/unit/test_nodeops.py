@@ -51,6 +51,11 @@ def test_escapes_are_decoded() -> None:
     assert entries[4].read_only
 
 
+def test_emergency_read_only_counts_as_read_only_superblock() -> None:
+    e = parse_line("50 1 7:0 / /m rw,relatime - ext4 /dev/loop0 rw,errors=remount-ro,emergency_ro")
+    assert not e.read_only and e.superblock_read_only
+
+
 def test_malformed_line_is_rejected() -> None:
     with pytest.raises(ValueError, match="separator"):
         parse_line("1 2 3:4 / /x rw shared:1 ext4 /dev/x rw")
@@ -588,6 +593,20 @@ def test_condition_device_gone(host: FakeHost, ops: NodeOps, tmp_path: Path) -> 
     host.add_mount(str(target), source="/dev/no-such-drbd-device", mm="4095:1048575")
     cond = ops.condition(str(target))
     assert cond.abnormal and "gone" in cond.message and "/dev/no-such-drbd-device" in cond.message
+
+
+@pytest.mark.parametrize("super_opts", ["ro", "rw,emergency_ro"])
+def test_condition_read_only_superblock_under_read_write_mount(
+    host: FakeHost, ops: NodeOps, tmp_path: Path, super_opts: str
+) -> None:
+    numbers = sorted(os.listdir("/sys/dev/block")) if os.path.isdir("/sys/dev/block") else []
+    if not numbers:
+        pytest.skip("no block device in sysfs to stand in for the volume's device")
+    target = tmp_path / "m"
+    target.mkdir()
+    host.add_mount(str(target), fs="xfs", source="/dev/stand-in", mm=numbers[0], super_opts=super_opts)
+    cond = ops.condition(str(target))
+    assert cond.abnormal and "read-only" in cond.message and "fsck" in cond.message
 
 
 def test_stats_needs_an_existing_mounted_path(ops: NodeOps, tmp_path: Path) -> None:

@@ -1,0 +1,431 @@
+"""Node operations on real loop devices: mkfs, mount, bind, block, grow, stats, condition.
+
+Each test makes its own sparse files and loop devices in its temp dir (``make_loop``);
+afterwards every mount below that dir is unmounted and only those loop devices are
+detached. The fixture is also used by ``test_no_reformat.py``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from plugin.errors import FailedPrecondition, InvalidArgument, NotFound, OperationFailed
+from plugin.mounts import read_mountinfo
+from plugin.nodeops import NodeOps
+from tests.conftest import require
+
+pytestmark = pytest.mark.root
+
+MiB = 1 << 20
+FILESYSTEMS = ("ext4", "xfs", "btrfs")
+SIZE = 320 * MiB  # mkfs.xfs wants at least 300 MiB
+
+
+@dataclass
+class LoopDevice:
+    path: str
+    backing: Path
+
+    def grow(self, size: int) -> None:
+        """Make the backing file bigger and tell the kernel, as a LINSTOR resize does."""
+        os.truncate(self.backing, size)
+        subprocess.run(["losetup", "-c", self.path], check=True, capture_output=True)
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as f:
+            while chunk := f.read(4 * MiB):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+
+def unmount_below(root: Path) -> None:
+    """Undo every mount below the test's own temp dir, deepest first."""
+    prefix = str(root.resolve()) + "/"
+    points = [e.mount_point for e in read_mountinfo() if e.mount_point.startswith(prefix)]
+    for point in sorted(points, key=len, reverse=True):
+        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+@pytest.fixture
+def make_loop(root_loop: None, tmp_path: Path) -> Iterator[Callable[..., LoopDevice]]:
+    made: list[LoopDevice] = []
+
+    def make(size: int = SIZE, read_only: bool = False, backing: Path | None = None) -> LoopDevice:
+        if backing is None:
+            backing = tmp_path / f"disk{len(made)}.img"
+            backing.touch()
+            os.truncate(backing, size)
+        args = ["losetup", "-f", "--show", *(["-r"] if read_only else []), str(backing)]
+        out = subprocess.run(args, check=True, capture_output=True, text=True)
+        loop = LoopDevice(out.stdout.strip(), backing)
+        made.append(loop)
+        return loop
+
+    yield make
+    unmount_below(tmp_path)
+    for loop in made:
+        subprocess.run(["losetup", "-d", loop.path], capture_output=True)
+
+
+@pytest.fixture
+def ops() -> NodeOps:
+    return NodeOps(device_timeout=5.0)
+
+
+def write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def ext4_error_trigger(device: str) -> Path:
+    """The kernel's debug switch that records an ext4 error as real corruption would."""
+    rdev = os.stat(device).st_rdev
+    name = os.path.basename(os.path.realpath(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}"))
+    trigger = Path(f"/sys/fs/ext4/{name}/trigger_fs_error")
+    require(trigger.exists(), f"needs the kernel's ext4 error trigger {trigger}")
+    return trigger
+
+
+def mkfs(device: str, fs: str) -> None:
+    subprocess.run([f"mkfs.{fs}", "-q", device], check=True, capture_output=True)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fs", FILESYSTEMS)
+def test_format_mount_write_unmount_mount_read(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path, fs: str
+) -> None:
+    dev = make_loop()
+    target = tmp_path / "mnt"
+    assert ops.filesystem_signature(dev.path) is None
+    assert ops.format_if_blank(dev.path, fs) is True
+    assert ops.filesystem_signature(dev.path) == fs
+    assert ops.format_if_blank(dev.path, fs) is False
+
+    ops.mount(dev.path, str(target), fs)
+    assert ops.is_mounted(str(target))
+    assert ops.mount_source(str(target)) == dev.path
+    assert ops.mounts_of(dev.path) == [str(target)]
+    payload = os.urandom(256 * 1024)
+    write_file(target / "hello.bin", payload)
+    ops.mount(dev.path, str(target), fs)  # repeat: no-op
+
+    ops.unmount(str(target))
+    assert not target.exists() and ops.mounts_of(dev.path) == []
+    ops.unmount(str(target))  # repeat: tolerated
+
+    ops.mount(dev.path, str(target), fs)
+    assert (target / "hello.bin").read_bytes() == payload
+    stats = ops.stats(str(target))
+    assert stats.total_bytes > 200 * MiB
+    assert stats.used_bytes >= len(payload)
+    assert 0 < stats.available_bytes < stats.total_bytes
+    if fs == "btrfs":
+        assert stats.total_inodes is None and stats.used_inodes is None
+    else:
+        assert stats.total_inodes and stats.used_inodes and stats.used_inodes >= 1
+        assert stats.available_inodes and stats.available_inodes < stats.total_inodes
+    assert not ops.condition(str(target)).abnormal
+
+
+@pytest.mark.parametrize("fs", FILESYSTEMS)
+def test_filesystem_grows_online_and_on_stage(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path, fs: str
+) -> None:
+    dev = make_loop()
+    staging = tmp_path / "staging"
+    ops.stage(dev.path, str(staging), fs, mount_opts=["noatime"])
+    payload = os.urandom(64 * 1024)
+    write_file(staging / "keep.bin", payload)
+    first = ops.stats(str(staging)).total_bytes
+
+    dev.grow(640 * MiB)
+    assert ops.device_size_bytes(dev.path) == 640 * MiB
+    try:
+        ops.grow_filesystem(str(staging))  # online, as NodeExpandVolume does
+    except OperationFailed as exc:
+        # Online ext4 resize needs CAP_SYS_RESOURCE; without it the error says so and
+        # the offline path below (stage) must do the growing.
+        assert fs == "ext4" and "CAP_SYS_RESOURCE" in str(exc), exc
+        assert ops.stats(str(staging)).total_bytes == first
+    else:
+        assert ops.stats(str(staging)).total_bytes > first + 250 * MiB
+    second = ops.stats(str(staging)).total_bytes
+
+    ops.unmount(str(staging), remove_target=False)
+    dev.grow(960 * MiB)
+    ops.stage(dev.path, str(staging), fs)  # offline growth is picked up when staging again
+    third = ops.stats(str(staging)).total_bytes
+    assert third > second + 250 * MiB
+    assert (staging / "keep.bin").read_bytes() == payload
+    ops.stage(dev.path, str(staging), fs)  # repeat: no-op
+    assert ops.stats(str(staging)).total_bytes == third
+
+
+def test_bind_mounts_read_write_and_read_only(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
+) -> None:
+    dev = make_loop()
+    staging, rw, ro = tmp_path / "staging", tmp_path / "pub-rw", tmp_path / "pub-ro"
+    ops.stage(dev.path, str(staging), "ext4")
+    (staging / "data").mkdir()
+
+    ops.bind_mount(str(staging / "data"), str(rw))
+    ops.bind_mount(str(staging / "data"), str(ro), readonly=True, options=["nosuid", "nodev"])
+    ops.bind_mount(str(staging / "data"), str(ro), readonly=True)  # repeat: no-op
+    write_file(rw / "via-rw.txt", b"written through the rw bind")
+    assert (ro / "via-rw.txt").read_bytes() == b"written through the rw bind"
+    with pytest.raises(OSError) as info:
+        write_file(ro / "via-ro.txt", b"nope")
+    assert info.value.errno == errno.EROFS
+
+    with pytest.raises(FailedPrecondition, match="read-only"):
+        ops.bind_mount(str(staging / "data"), str(ro), readonly=False)
+    with pytest.raises(FailedPrecondition, match="other than"):
+        ops.bind_mount(str(staging), str(rw))
+
+    assert sorted(ops.mounts_of(dev.path)) == sorted([str(staging), str(rw), str(ro)])
+    assert sorted(ops.mounts_of(str(staging / "data"))) == sorted([str(rw), str(ro)])
+    assert ops.mount_source(str(ro)) == dev.path
+
+    ops.unmount(str(ro))
+    ops.unmount(str(rw))
+    assert not ro.exists() and not rw.exists()
+    assert (staging / "data" / "via-rw.txt").exists()
+    ops.unmount(str(staging), remove_target=False)
+    assert staging.is_dir() and not any(staging.iterdir())
+
+
+def test_bind_mount_of_missing_source_changes_nothing(ops: NodeOps, tmp_path: Path, root_loop: None) -> None:
+    with pytest.raises(NotFound, match="does not exist"):
+        ops.bind_mount(str(tmp_path / "nothing"), str(tmp_path / "target"))
+    assert not (tmp_path / "target").exists()
+
+
+def test_block_device_bound_onto_a_file(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
+) -> None:
+    dev = make_loop(64 * MiB)
+    target = tmp_path / "pods" / "p1" / "volumeDevices" / "vol"
+    ops.bind_block_device(dev.path, str(target))
+    ops.bind_block_device(dev.path, str(target))  # repeat: no-op
+    assert target.is_block_device()
+    assert ops.mount_source(str(target)) == dev.path
+    assert ops.mounts_of(dev.path) == [str(target)]
+
+    block = os.urandom(4096)
+    with open(target, "r+b") as f:
+        f.seek(10 * MiB)
+        f.write(block)
+        f.flush()
+        os.fsync(f.fileno())
+    with open(dev.path, "rb") as f:
+        f.seek(10 * MiB)
+        assert f.read(4096) == block
+
+    stats = ops.stats(str(target))
+    assert stats.total_bytes == 64 * MiB and stats.total_inodes is None
+    assert not ops.condition(str(target)).abnormal
+    ops.grow_filesystem(str(target))  # a raw block volume is left alone
+
+    ops.unmount(str(target))
+    assert not target.exists()
+    assert target.parent.is_dir()
+
+
+def test_read_only_block_volume_refuses_writes_and_rw_comes_back(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
+) -> None:
+    dev = make_loop(64 * MiB)
+    ro, rw = tmp_path / "ro-file", tmp_path / "rw-file"
+    ops.bind_block_device(dev.path, str(ro), readonly=True)
+    with pytest.raises(OSError) as info, open(ro, "r+b") as f:
+        f.write(b"x" * 4096)
+        f.flush()
+        os.fsync(f.fileno())
+    assert info.value.errno in (errno.EROFS, errno.EPERM, errno.EACCES)
+    with pytest.raises(FailedPrecondition, match="read-only raw block device"):
+        ops.bind_block_device(dev.path, str(rw))
+    assert not rw.exists()
+
+    ops.unmount(str(ro))
+    ops.bind_block_device(dev.path, str(rw))
+    with open(rw, "r+b") as f:
+        f.write(b"y" * 4096)
+        f.flush()
+        os.fsync(f.fileno())
+    with pytest.raises(FailedPrecondition, match="in use read-write"):
+        ops.bind_block_device(dev.path, str(ro), readonly=True)
+
+
+def test_mount_is_idempotent_and_refuses_conflicts(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
+) -> None:
+    a, b = make_loop(), make_loop()
+    mkfs(a.path, "ext4")
+    mkfs(b.path, "ext4")
+    target = tmp_path / "m"
+    ops.mount(a.path, str(target), "ext4")
+    with pytest.raises(FailedPrecondition, match="already mounted from"):
+        ops.mount(b.path, str(target), "ext4")
+    with pytest.raises(FailedPrecondition, match="read-write"):
+        ops.mount(a.path, str(target), "ext4", readonly=True)
+    assert ops.mounts_of(b.path) == []
+
+    # A bad option fails with mount's own words and leaves no mount point behind.
+    with pytest.raises(OperationFailed, match="mount"):
+        ops.mount(b.path, str(tmp_path / "bad"), "ext4", options=["no_such_option_xyz"])
+    assert not (tmp_path / "bad").exists()
+
+
+def test_same_device_through_another_node_matches_by_number(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
+) -> None:
+    dev = make_loop()
+    st = os.stat(dev.path)
+    node = tmp_path / "dev" / "drbd1000"
+    node.parent.mkdir()
+    os.mknod(node, 0o600 | (st.st_mode & 0o170000), st.st_rdev)
+    staging = tmp_path / "staging"
+    for fs in ("ext4", "btrfs"):  # btrfs shows an anonymous device number in mountinfo
+        subprocess.run(["wipefs", "-a", "-q", dev.path], check=True)
+        ops.stage(str(node), str(staging), fs)
+        ops.stage(dev.path, str(staging), fs)  # same device by another name: no-op
+        assert ops.mounts_of(dev.path) == [str(staging)]
+        assert ops.mounts_of(str(node)) == [str(staging)]
+        ops.unmount(str(staging))
+
+
+@pytest.mark.parametrize("fs", ["xfs", "ext4"])
+def test_read_only_mount_of_read_only_device(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path, fs: str
+) -> None:
+    dev = make_loop()
+    mkfs(dev.path, fs)
+    target = tmp_path / "m"
+    ops.mount(dev.path, str(target), fs)
+    write_file(target / "f", b"data")
+    ops.unmount(str(target))
+    subprocess.run(["losetup", "-d", dev.path], check=True)
+    ro_dev = make_loop(read_only=True, backing=dev.backing)
+
+    # read-write must fail loudly rather than fall back to read-only
+    with pytest.raises(OperationFailed, match="mount"):
+        ops.mount(ro_dev.path, str(target), fs)
+    assert not ops.is_mounted(str(target))
+    ops.mount(ro_dev.path, str(target), fs, readonly=True)
+    assert (target / "f").read_bytes() == b"data"
+    entry = next(e for e in read_mountinfo() if e.mount_point == str(target))
+    assert entry.read_only
+    skip = {"xfs": "norecovery", "ext4": "noload"}[fs]
+    assert skip in entry.super_options or fs == "ext4"  # ext4 does not echo noload
+
+
+def test_stats_follow_usage(make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path) -> None:
+    dev = make_loop()
+    staging = tmp_path / "s"
+    ops.stage(dev.path, str(staging), "ext4")
+    before = ops.stats(str(staging))
+    write_file(staging / "big", os.urandom(20 * MiB))
+    for i in range(50):
+        (staging / f"small{i}").write_bytes(b"")
+    after = ops.stats(str(staging))
+    assert after.total_bytes == before.total_bytes
+    assert after.used_bytes - before.used_bytes >= 20 * MiB
+    assert before.available_bytes - after.available_bytes >= 20 * MiB
+    assert after.used_inodes is not None and before.used_inodes is not None
+    assert after.used_inodes - before.used_inodes >= 51
+    with pytest.raises(NotFound):
+        ops.stats(str(tmp_path / "missing"))
+
+
+def test_condition_sees_kernel_read_only_remount(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
+) -> None:
+    dev = make_loop()
+    staging, pub = tmp_path / "staging", tmp_path / "pub"
+    ops.stage(dev.path, str(staging), "ext4", mount_opts=["errors=remount-ro"])
+    ops.bind_mount(str(staging), str(pub))
+    assert not ops.condition(str(pub)).abnormal
+    trigger = ext4_error_trigger(dev.path)
+    trigger.write_text("nodeops condition test\n")
+    cond = ops.condition(str(pub))
+    assert cond.abnormal
+    assert "read-only" in cond.message
+
+
+def test_condition_sees_superblock_read_only_under_a_read_write_mount(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
+) -> None:
+    dev = make_loop()
+    staging, pub = tmp_path / "staging", tmp_path / "pub"
+    ops.stage(dev.path, str(staging), "xfs")
+    ops.bind_mount(str(staging), str(pub))
+    # Remounting one mount read-only turns the whole superblock read-only; the bind
+    # still says rw per mount, which is what a kernel error remount looks like.
+    subprocess.run(["mount", "-o", "remount,ro", str(staging)], check=True, capture_output=True)
+    cond = ops.condition(str(pub))
+    assert cond.abnormal and "read-only" in cond.message
+    assert not ops.condition(str(staging)).abnormal  # asked read-only there: fine
+
+
+def test_condition_sees_recorded_ext4_errors(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
+) -> None:
+    dev = make_loop()
+    staging = tmp_path / "staging"
+    ops.stage(dev.path, str(staging), "ext4", mount_opts=["errors=continue"])
+    trigger = ext4_error_trigger(dev.path)
+    trigger.write_text("nodeops condition test\n")
+    cond = ops.condition(str(staging))
+    assert cond.abnormal
+    assert "ext4 error" in cond.message and "fsck" in cond.message
+
+
+def test_condition_after_unmount(make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path) -> None:
+    dev = make_loop()
+    staging = tmp_path / "staging"
+    ops.stage(dev.path, str(staging), "xfs")
+    assert ops.condition(str(staging)).abnormal is False
+    ops.unmount(str(staging), remove_target=False)
+    cond = ops.condition(str(staging))
+    assert cond.abnormal and "not mounted" in cond.message
+
+
+def test_concurrent_format_formats_once(make_loop: Callable[..., LoopDevice], ops: NodeOps) -> None:
+    dev = make_loop()
+    results: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(ops.format_if_blank(dev.path, "ext4")))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+
+
+def test_unsupported_filesystem_changes_nothing(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
+) -> None:
+    dev = make_loop(64 * MiB)
+    with pytest.raises(InvalidArgument):
+        ops.stage(dev.path, str(tmp_path / "s"), "vfat")
+    assert ops.filesystem_signature(dev.path) is None
+    assert not (tmp_path / "s").exists()
