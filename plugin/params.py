@@ -394,7 +394,7 @@ DOCKER_OPTIONS: tuple[ParamSpec, ...] = (
        parse_bool, "diskless_on_remaining"),
     _S("resourcegroup", "LINSTOR name", "`sc-<uuid>` derived from the settings",
        "LINSTOR resource group to spawn the volume from (created with these settings if missing).",
-       parse_resource_group, "resource_group"),
+       parse_resource_group, "resource_group", aliases=("resource-group",)),
     _S("replicasonsame", "property names, comma or space separated", "none",
        "Place all replicas on nodes with equal values of these node properties.",
        parse_aux_keys, "replicas_on_same"),
@@ -563,7 +563,8 @@ def _drop_overridden_defaults(settings: _Settings, explicit: set[str]) -> None:
             drop(fld)
         if len(settings.get("storage_pools", ())) > 1:
             drop("storage_pools")
-    if explicit & {"place_count", *AUTOPLACE_ONLY_FIELDS}:
+    several_pools = "storage_pools" in explicit and len(settings.get("storage_pools", ())) > 1
+    if explicit & {"place_count", *AUTOPLACE_ONLY_FIELDS} or several_pools:
         drop("nodes")
 
 

@@ -477,6 +477,26 @@ def test_docker_explicit_replicas_drop_default_nodes() -> None:
     assert params.placement_policy == "autoplacetopology"
 
 
+def test_docker_explicit_pool_list_drops_default_nodes() -> None:
+    params = parse_docker_options({"storagepool": "pool1 pool2"}, {"nodes": "node-a"})
+    assert params.nodes == ()
+    assert params.storage_pools == ("pool1", "pool2")
+    # one explicit pool works with manual placement, so default nodes stay
+    assert parse_docker_options({"storagepool": "pool1"}, {"nodes": "node-a"}).nodes == ("node-a",)
+
+
+def test_docker_resource_group_alias() -> None:
+    assert parse_docker_options({"resource-group": "rg-one"}).resource_group == "rg-one"
+
+
+def test_volume_params_are_hashable_and_compare_by_settings() -> None:
+    a = parse_docker_options({"replicas": "1"})
+    b = parse_docker_options({"REPLICAS": "1"}, {"replicas": "3"})
+    assert a == b
+    assert hash(a) == hash(b)
+    assert len({a, b, parse_docker_options({"replicas": "2"})}) == 2
+
+
 def test_docker_contradicting_defaults_are_reported_as_defaults() -> None:
     message = docker_error(None, {"nodes": "node-a", "replicas": "3"})
     assert "(a default from the configuration)" in message
