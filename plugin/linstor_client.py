@@ -577,12 +577,15 @@ class LinstorClient:
         *,
         resource_group: str | None = None,
         override_props: Mapping[str, str] | None = None,
+        delete_props: Sequence[str] = (),
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"name": target}
         if resource_group:
             body["resource_group"] = resource_group
         if override_props:
             body["override_props"] = dict(override_props)
+        if delete_props:
+            body["delete_props"] = list(delete_props)
         return self.request("POST", "/v1/resource-definitions/{}/clone", source, body=body) or {}
 
     def clone_status(self, source: str, target: str) -> str:

@@ -1,0 +1,211 @@
+"""What the plugin stores in LINSTOR about a volume, and how LINSTOR JSON becomes models.
+
+The core keeps no database: the user's name and the parameters that decide idempotency
+live in ``Aux/`` properties on the resource definition, so any replica of the plugin can
+answer from LINSTOR alone. ``Aux/`` keys are always accepted by the controller.
+
+Completion marker: multi-step creations (restore, clone) first write
+``CREATING=<own name>`` and only at the very end ``VOLUME_ID=<own name>``. Restore and
+clone copy the source's properties, so the marker holds the *own* name: a copied
+``VOLUME_ID`` of another volume never makes a half-made volume look finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from plugin.errors import InvalidArgument
+from plugin.models import Replica, Snapshot, Volume
+
+AUX = "Aux/volume-plugin/"
+NAME = AUX + "name"
+VOLUME_ID = AUX + "volume-id"
+CREATING = AUX + "creating"
+REQUESTED_KIB = AUX + "requested-size-kib"
+RESOURCE_GROUP = AUX + "resource-group"
+FS_TYPE = AUX + "fs-type"
+MKFS_OPTS = AUX + "mkfs-opts"
+MOUNT_OPTS = AUX + "mount-opts"
+CREATED_AT = AUX + "created-at"
+SOURCE = AUX + "source"
+ATTACHED_BY_PLUGIN = AUX + "attached-diskless"  # on a resource: attach made it, detach may remove it
+SNAPSHOT_NAME = AUX + "snapshot-name"  # on a snapshot definition: the user's snapshot name
+
+FS_PROP = "FileSystem/Type"
+MKFS_PROP = "FileSystem/MkfsParams"
+BLOCK = "none"  # FS_TYPE value of a raw block volume
+
+SNAPSHOT_ID_SCHEME = "InCluster://"
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A create request reduced to what is stored and compared for idempotency."""
+
+    volume_id: str
+    name: str
+    size_kib: int
+    resource_group: str
+    fs_type: str | None
+    mkfs_opts: str
+    mount_opts: tuple[str, ...]
+    source: str | None
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def aux_props(self, created_at: datetime) -> dict[str, str]:
+        props = {
+            NAME: self.name,
+            REQUESTED_KIB: str(self.size_kib),
+            RESOURCE_GROUP: self.resource_group,
+            FS_TYPE: self.fs_type or BLOCK,
+            CREATED_AT: created_at.isoformat(timespec="seconds"),
+        }
+        if self.mkfs_opts:
+            props[MKFS_OPTS] = self.mkfs_opts
+        if self.mount_opts:
+            props[MOUNT_OPTS] = ",".join(self.mount_opts)
+        if self.source:
+            props[SOURCE] = self.source
+        for key, value in self.extra:
+            props[f"Aux/{key}"] = value
+        return props
+
+    def filesystem_props(self) -> dict[str, str]:
+        """``FileSystem/*`` make the satellite run mkfs on a new, blank volume, as linstor-csi relies on."""
+        if not self.fs_type:
+            return {}
+        props = {FS_PROP: self.fs_type}
+        if self.mkfs_opts:
+            props[MKFS_PROP] = self.mkfs_opts
+        return props
+
+
+def props_of(obj: Mapping[str, Any] | None) -> dict[str, str]:
+    value = (obj or {}).get("props")
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def volume_definition(rd: Mapping[str, Any], number: int = 0) -> Mapping[str, Any] | None:
+    for vd in rd.get("volume_definitions") or ():
+        if vd.get("volume_number", 0) == number:
+            return vd
+    return None
+
+
+def is_complete(rd: Mapping[str, Any]) -> bool:
+    """Not half-made by an interrupted restore or clone, and not being cloned or deleted."""
+    props = props_of(rd)
+    flags = set(rd.get("flags") or ())
+    if flags & {"CLONING", "DELETE"}:
+        return False
+    return props.get(CREATING) != rd.get("name")
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def replica_from(resource: Mapping[str, Any]) -> Replica:
+    flags = set(resource.get("flags") or ())
+    volumes = resource.get("volumes") or []
+    vol0 = next((v for v in volumes if v.get("volume_number", 0) == 0), volumes[0] if volumes else {})
+    diskless = (
+        bool(flags & {"DISKLESS", "DRBD_DISKLESS", "NVME_INITIATOR"})
+        or vol0.get("provider_kind") == "DISKLESS"
+    )
+    state = resource.get("state") or {}
+    return Replica(
+        node=str(resource.get("node_name", "")),
+        diskless=diskless,
+        in_use=bool(state.get("in_use", False)),
+        device_path=vol0.get("device_path") or None,
+        tie_breaker="TIE_BREAKER" in flags,
+    )
+
+
+def volume_from(rd: Mapping[str, Any], resources: list[Mapping[str, Any]] | None = None) -> Volume | None:
+    """The :class:`Volume` of a resource definition listed with its volume definitions.
+
+    None when it is not a volume (no volume 0, e.g. an RD kept only for its snapshots).
+    """
+    vd = volume_definition(rd)
+    if vd is None:
+        return None
+    props = props_of(rd)
+    vd_props = props_of(vd)
+    fs_type = vd_props.get(FS_PROP) or props.get(FS_PROP) or props.get(FS_TYPE)
+    if fs_type == BLOCK:
+        fs_type = None
+    mkfs = vd_props.get(MKFS_PROP) or props.get(MKFS_PROP) or props.get(MKFS_OPTS, "")
+    mount = tuple(o for o in props.get(MOUNT_OPTS, "").split(",") if o)
+    replicas = tuple(replica_from(r) for r in resources or ())
+    name = str(rd.get("name", ""))
+    return Volume(
+        id=name,
+        name=props.get(NAME) or name,
+        size_bytes=int(vd.get("size_kib", 0)) * 1024,
+        resource_group=str(rd.get("resource_group_name") or "DfltRscGrp"),
+        fs_type=fs_type,
+        mkfs_opts=mkfs,
+        mount_opts=mount,
+        created_at=_timestamp(props.get(CREATED_AT)),
+        source=props.get(SOURCE),
+        replicas=replicas,
+        properties=props,
+    )
+
+
+def snapshot_id(volume_id: str, snapshot: str) -> str:
+    """The official driver's form, so VolumeSnapshotContents carry over unchanged."""
+    return f"{SNAPSHOT_ID_SCHEME}/{volume_id}/{snapshot}"
+
+
+def parse_snapshot_id(value: str) -> tuple[str | None, str]:
+    """``InCluster:///<vol>/<snap>`` or ``<vol>/<snap>`` -> (vol, snap); a bare name -> (None, name)."""
+    text = value.strip()
+    if "://" in text:
+        scheme, rest = text.split("://", 1)
+        if scheme.lower() != "incluster":
+            raise InvalidArgument(
+                f"snapshot {value!r} lives in a {scheme} remote; "
+                "this plugin handles in-cluster snapshots only"
+            )
+        text = rest.lstrip("/")
+        if "/" in text.strip("/") and text.strip("/").count("/") > 1:
+            # InCluster:///<vol>/<volume number>/<snap> (consistency-group form): drop the number
+            parts = text.strip("/").split("/")
+            text = f"{parts[0]}/{parts[-1]}"
+    parts = [p for p in text.split("/") if p]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    if len(parts) == 1:
+        return None, parts[0]
+    raise InvalidArgument(f"{value!r} is not a snapshot id (expected InCluster:///<volume>/<snapshot>)")
+
+
+def snapshot_from(snap: Mapping[str, Any]) -> Snapshot:
+    volume_id = str(snap.get("resource_name", ""))
+    name = str(snap.get("name", ""))
+    vds = snap.get("volume_definitions") or []
+    vd0 = next((v for v in vds if v.get("volume_number", 0) == 0), vds[0] if vds else {})
+    created = None
+    stamps = [s.get("create_timestamp") for s in snap.get("snapshots") or () if s.get("create_timestamp")]
+    if stamps:
+        created = datetime.fromtimestamp(min(stamps) / 1000, UTC)
+    return Snapshot(
+        id=snapshot_id(volume_id, name),
+        name=name,
+        volume_id=volume_id,
+        size_bytes=int(vd0.get("size_kib", 0)) * 1024,
+        ready="SUCCESSFUL" in (snap.get("flags") or ()),
+        created_at=created,
+    )

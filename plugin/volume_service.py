@@ -1,0 +1,895 @@
+"""The one core both front ends call: volumes, snapshots and attachments over LINSTOR.
+
+A volume is a LINSTOR resource definition with volume number 0. A parameter set is a
+resource group, ensured once per process and remembered. A plain create is a single
+``spawn`` call on that group (definition, volume and placement in one LINSTOR
+transaction), so a failed placement leaves nothing behind; restore and clone are
+multi-step and roll back what they made when a later step fails. Everything the service
+needs to answer later lives in LINSTOR (see :mod:`plugin.volume_records`); the only
+local state is a cache of known resource groups and per-volume locks that let
+concurrent calls for the same volume converge instead of racing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from plugin import linstor_retcodes as rc
+from plugin import names, placement
+from plugin import volume_records as rec
+from plugin.config import Config
+from plugin.errors import (
+    AlreadyExists,
+    Busy,
+    FailedPrecondition,
+    InUse,
+    InvalidArgument,
+    NodeOffline,
+    NoSpace,
+    NotFound,
+    OperationFailed,
+    Unavailable,
+    VolumeError,
+)
+from plugin.linstor_client import LinstorClient
+from plugin.models import Attachment, Snapshot, TopologyRequirement, Volume
+from plugin.observability import log_fields
+from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
+
+log = logging.getLogger(__name__)
+
+HEALTH_CACHE_SECONDS = 2.0
+CREATE_RACE_CODES = {
+    rc.FAIL_EXISTS_RSC_DFN,
+    rc.FAIL_EXISTS_RSC,
+    rc.FAIL_EXISTS_VLM_DFN,
+    rc.FAIL_EXISTS_RSC_GRP,
+}
+CLONE_POLL_MAX_SECONDS = 2.0
+MAX_SIZE_KIB = 1 << 40  # LINSTOR's largest volume definition
+
+
+def _kib(size_bytes: int) -> int:
+    return max(1, math.ceil(size_bytes / 1024))
+
+
+def _code(error: VolumeError) -> int | None:
+    code = error.details.get("code")
+    return code if isinstance(code, int) else None
+
+
+class VolumeService:
+    """Create, delete, resize, snapshot, restore, clone, attach and detach LINSTOR volumes."""
+
+    def __init__(self, client: LinstorClient, config: Config) -> None:
+        self.client = client
+        self.config = config
+        self._known_groups: set[str] = set()
+        self._groups_lock = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+        self._locks_guard = threading.Lock()
+        self._health: tuple[float, bool] | None = None
+        self._health_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ locking
+
+    @contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        """Serialise work on one volume in this process; entries vanish when unused."""
+        key = key.upper()  # LINSTOR names are case-insensitive
+        with self._locks_guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._locks_guard:
+                lock, users = self._locks[key]
+                if users <= 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+    # ------------------------------------------------------------------ resource groups
+
+    def _ensure_group(self, params: VolumeParams) -> str:
+        """Create or reconcile the parameter set's resource group, once per process.
+
+        A derived group (``sc-<uuid>``) is made to match the parameters. An explicitly
+        named group that already exists is the operator's: it is used as it is, only
+        missing properties are added. Properties are add-only, like the official driver:
+        a different existing value is an error rather than a silent change for every
+        volume of the group.
+        """
+        name = resource_group_name(params)
+        with self._groups_lock:
+            if name in self._known_groups:
+                return name
+        wanted = placement.select_filter(params)
+        props = dict(params.properties)
+        try:
+            group = self.client.get_resource_group(name)
+        except NotFound:
+            group = None
+        if group is None:
+            try:
+                self.client.create_resource_group(name, wanted, props)
+            except AlreadyExists:
+                group = self.client.get_resource_group(name)  # made concurrently: reconcile below
+            except InvalidArgument as exc:
+                raise InvalidArgument(
+                    f"LINSTOR rejected resource group {name!r} for these parameters: {exc.message}",
+                    **exc.details,
+                ) from None
+        if group is not None:
+            current_props = rec.props_of(group)
+            conflicts = placement.property_conflicts(props.items(), current_props)
+            if conflicts:
+                key = conflicts[0]
+                raise FailedPrecondition(
+                    f"resource group {name!r} already has property {key}={current_props[key]!r}, "
+                    f"these parameters ask for {props[key]!r}; existing property values are never changed",
+                    resource_group=name,
+                    keys=conflicts,
+                )
+            missing = {k: v for k, v in props.items() if k not in current_props}
+            changes = (
+                None
+                if params.resource_group
+                else placement.filter_differences(wanted, group.get("select_filter") or {})
+            )
+            if missing or changes:
+                self.client.modify_resource_group(name, select_filter=changes or None, override_props=missing)
+        with self._groups_lock:
+            self._known_groups.add(name)
+        return name
+
+    def _forget_group(self, name: str) -> None:
+        with self._groups_lock:
+            self._known_groups.discard(name)
+
+    # ------------------------------------------------------------------ create
+
+    def create_volume(
+        self,
+        name: str,
+        size_bytes: int,
+        params: VolumeParams,
+        *,
+        source: str | None = None,
+        topology: TopologyRequirement | None = None,
+    ) -> Volume:
+        """Create a volume, or return the existing one made by the same request.
+
+        Same name with other size, filesystem, parameter set or source is AlreadyExists.
+        """
+        if not name:
+            raise InvalidArgument("a volume needs a name")
+        if size_bytes < 0:
+            raise InvalidArgument(f"volume size must not be negative, got {size_bytes}")
+        volume_id = self._volume_id_for(name, params)
+        minimum = minimum_size_bytes(params.fs_type)
+        size_kib = _kib(max(size_bytes, minimum))
+        if size_kib > MAX_SIZE_KIB:
+            raise InvalidArgument(f"volume size {size_bytes} bytes is larger than LINSTOR's limit of 1 PiB")
+        if source is not None:
+            kind, _, ref = source.partition(":")
+            if kind not in ("snapshot", "volume") or not ref:
+                raise InvalidArgument(f"content source {source!r} must be 'snapshot:<id>' or 'volume:<id>'")
+        with self._locked(volume_id):
+            existing = self._read_rd(volume_id) if source else None
+            if existing is not None:
+                existing = self._settle_existing(existing)
+            group = self._ensure_group(params)
+            wanted = rec.Wanted(
+                volume_id=volume_id,
+                name=name,
+                size_kib=size_kib,
+                resource_group=group,
+                fs_type=params.fs_type,
+                mkfs_opts=params.mkfs_opts,
+                mount_opts=tuple(params.mount_opts),
+                source=source,
+                extra=tuple(sorted(params.extra.items())),
+            )
+            if existing is not None:
+                return self._compare_existing(existing, wanted, size_bytes == 0)
+            nodes = self._candidate_nodes(params, topology)
+            if source is None:
+                return self._spawn(wanted, params, nodes)
+            kind, _, ref = source.partition(":")
+            if kind == "snapshot":
+                return self._create_from_snapshot(wanted, params, ref, nodes, size_bytes == 0)
+            return self._create_from_volume(wanted, params, ref, nodes, size_bytes == 0)
+
+    def _volume_id_for(self, name: str, params: VolumeParams) -> str:
+        if params.use_pvc_name:
+            pvc = params.extra.get("csi.storage.k8s.io/pvc/name", "")
+            namespace = params.extra.get("csi.storage.k8s.io/pvc/namespace", "")
+            from_pvc = names.resource_name_from_pvc(namespace, pvc)
+            if from_pvc:
+                return from_pvc
+        return names.resource_name_for(name)
+
+    def _read_rd(self, volume_id: str) -> dict[str, Any] | None:
+        found = self.client.list_resource_definitions([volume_id], with_volume_definitions=True)
+        return found[0] if found else None
+
+    def _settle_existing(self, rd: dict[str, Any]) -> dict[str, Any] | None:
+        """An RD half-made by an interrupted restore or clone is removed so the create starts clean."""
+        props = rec.props_of(rd)
+        if props.get(rec.CREATING) == rd.get("name") and "CLONING" not in (rd.get("flags") or ()):
+            log_fields(log, logging.WARNING, "removing half-made volume", volume=rd.get("name"))
+            self.client.delete_resource_definition(str(rd["name"]))
+            return None
+        return rd
+
+    def _compare_existing(self, rd: Mapping[str, Any], wanted: rec.Wanted, any_size: bool) -> Volume:
+        flags = set(rd.get("flags") or ())
+        if flags & {"CLONING", "DELETE"}:
+            state = "cloned" if "CLONING" in flags else "deleted"
+            raise Busy(
+                f"volume {wanted.volume_id} is still being {state}; retry later", volume=wanted.volume_id
+            )
+        volume = rec.volume_from(rd)
+        props = rec.props_of(rd)
+        if volume is None:
+            raise AlreadyExists(
+                f"LINSTOR resource {wanted.volume_id} exists but holds no volume (only snapshots?); "
+                "choose another name",
+                volume=wanted.volume_id,
+            )
+        ours = props.get(rec.VOLUME_ID) == rd.get("name")
+        problems: list[str] = []
+        if ours and props.get(rec.NAME) != wanted.name:
+            problems.append(f"it belongs to volume {props.get(rec.NAME)!r}")
+        current_kib = volume.size_bytes // 1024
+        requested = {current_kib, int(props.get(rec.REQUESTED_KIB, "0") or 0)}
+        if not any_size and wanted.size_kib not in requested:
+            problems.append(f"its size is {volume.size_bytes} bytes, {wanted.size_kib * 1024} were requested")
+        if ours and props.get(rec.RESOURCE_GROUP) != wanted.resource_group:
+            problems.append(
+                f"it was made with other parameters (resource group {props.get(rec.RESOURCE_GROUP)}, "
+                f"now {wanted.resource_group})"
+            )
+        if (ours or volume.fs_type) and volume.fs_type != wanted.fs_type:
+            problems.append(
+                f"its filesystem is {volume.fs_type or 'none (block)'}, not {wanted.fs_type or 'block'}"
+            )
+        if ours and (props.get(rec.SOURCE) or None) != wanted.source:
+            problems.append(
+                f"its content source is {props.get(rec.SOURCE) or 'none'}, not {wanted.source or 'none'}"
+            )
+        if problems:
+            raise AlreadyExists(
+                f"volume {wanted.name!r} already exists and differs: {'; '.join(problems)}",
+                volume=wanted.volume_id,
+            )
+        return self._with_replicas(rd)
+
+    def _with_replicas(self, rd: Mapping[str, Any]) -> Volume:
+        resources = self.client.view_resources([str(rd["name"])])
+        volume = rec.volume_from(rd, resources)
+        if volume is None:
+            raise NotFound(f"volume {rd.get('name')} not found", volume=rd.get("name"))
+        return volume
+
+    def _candidate_nodes(
+        self, params: VolumeParams, topology: TopologyRequirement | None
+    ) -> tuple[list[str], bool]:
+        """Nodes replicas should (or, when required, must) go to."""
+        if params.nodes or params.placement_policy == "autoplace":
+            return [], False
+        need_listing, need_pools = placement.needs_node_listing(topology)
+        nodes = self.client.list_nodes() if need_listing else None
+        pools = self.client.list_storage_pools() if need_pools else None
+        return placement.topology_nodes(topology, nodes, pools)
+
+    def _spawn(self, wanted: rec.Wanted, params: VolumeParams, candidates: tuple[list[str], bool]) -> Volume:
+        now = datetime.now(UTC)
+        props = {**wanted.aux_props(now), **wanted.filesystem_props(), rec.VOLUME_ID: wanted.volume_id}
+        nodes, required = candidates
+        sf: dict[str, Any] = {}
+        rest_after = 0
+        if params.nodes:
+            sf = {"node_name_list": list(params.nodes), "place_count": len(params.nodes)}
+        elif nodes:
+            sf = {"node_name_list": nodes}
+            if len(nodes) < params.place_count:
+                sf["place_count"] = len(nodes)
+                rest_after = params.place_count - len(nodes)
+        try:
+            self._spawn_call(wanted, props, sf, params)
+        except NoSpace:
+            if not nodes or (required and not params.allow_remote_volume_access):
+                raise
+            # The preferred (or, with remote access, merely requisite) nodes are full:
+            # any node will do, the volume is reachable from everywhere.
+            log_fields(log, logging.INFO, "placing without topology preference", volume=wanted.volume_id)
+            rest_after = 0
+            self._spawn_call(wanted, props, {}, params)
+        except AlreadyExists as exc:
+            if _code(exc) not in CREATE_RACE_CODES:
+                raise
+            return self._converge(wanted)
+        except Unavailable:
+            # The spawn may have reached LINSTOR: if it did, the volume is there now.
+            rd = self._read_rd_quietly(wanted.volume_id)
+            if rd is None:
+                raise
+            return self._compare_existing(rd, wanted, False)
+        try:
+            if rest_after:
+                self.client.autoplace(wanted.volume_id)
+            for node in params.client_nodes:
+                self.client.create_resource(
+                    wanted.volume_id, node, diskless=True, storage_pool=params.diskless_storage_pool
+                )
+        except VolumeError:
+            self._remove_quietly(wanted.volume_id)
+            raise
+        resources = self.client.view_resources([wanted.volume_id])
+        rd = {
+            "name": wanted.volume_id,
+            "props": props,
+            "resource_group_name": wanted.resource_group,
+            "volume_definitions": [{"volume_number": 0, "size_kib": wanted.size_kib}],
+        }
+        built = rec.volume_from(rd, resources)
+        assert built is not None
+        return built
+
+    def _spawn_call(
+        self, wanted: rec.Wanted, props: dict[str, str], sf: dict[str, Any], params: VolumeParams
+    ) -> None:
+        def spawn() -> None:
+            self.client.spawn(
+                wanted.resource_group,
+                wanted.volume_id,
+                wanted.size_kib,
+                definition_props=props,
+                select_filter=sf,
+            )
+
+        try:
+            try:
+                spawn()
+            except NotFound as exc:
+                if _code(exc) != rc.FAIL_NOT_FOUND_RSC_GRP:
+                    raise self._placement_error(exc, wanted) from None
+                # The group vanished behind our back (an operator deleted it): make it again.
+                self._forget_group(wanted.resource_group)
+                self._ensure_group(params)
+                spawn()
+        except NoSpace as exc:
+            raise NoSpace(
+                f"LINSTOR cannot place volume {wanted.name!r} ({wanted.size_kib * 1024} bytes): "
+                f"{exc.message}",
+                **exc.details,
+            ) from None
+
+    @staticmethod
+    def _placement_error(exc: NotFound, wanted: rec.Wanted) -> VolumeError:
+        if _code(exc) == rc.FAIL_NOT_FOUND_NODE:
+            return NotFound(f"cannot place volume {wanted.name!r}: {exc.message}", **exc.details)
+        return exc
+
+    def _converge(self, wanted: rec.Wanted) -> Volume:
+        """Another caller created the same name at the same time: wait for it, then compare."""
+        deadline = time.monotonic() + 10.0
+        while True:
+            rd = self._read_rd(wanted.volume_id)
+            if rd is not None and rec.is_complete(rd) and rec.volume_definition(rd) is not None:
+                return self._compare_existing(rd, wanted, False)
+            if rd is None or time.monotonic() > deadline:
+                if rd is not None:
+                    return self._compare_existing(rd, wanted, False)
+                raise Busy(
+                    f"volume {wanted.name!r} is being created by another request; retry",
+                    volume=wanted.volume_id,
+                )
+            time.sleep(0.2)
+
+    def _read_rd_quietly(self, volume_id: str) -> dict[str, Any] | None:
+        try:
+            return self._read_rd(volume_id)
+        except VolumeError:
+            return None
+
+    def _remove_quietly(self, volume_id: str) -> None:
+        """Roll back a volume this call made; a failure here is logged, the cause is raised."""
+        try:
+            self.client.delete_resource_definition(volume_id)
+        except VolumeError as exc:
+            log_fields(log, logging.ERROR, "rollback failed", volume=volume_id, error=str(exc))
+
+    # ------------------------------------------------------------------ restore and clone
+
+    def _start_multi_step(self, wanted: rec.Wanted) -> dict[str, str]:
+        props = {**wanted.aux_props(datetime.now(UTC)), **wanted.filesystem_props()}
+        props.pop(rec.NAME, None)
+        props[rec.CREATING] = wanted.volume_id
+        return props
+
+    def _finish_multi_step(self, wanted: rec.Wanted, props: dict[str, str]) -> Volume:
+        """Grow, place the remaining replicas, then write the completion marker last."""
+        vd = self.client.get_volume_definition(wanted.volume_id)
+        if int(vd.get("size_kib", 0)) < wanted.size_kib:
+            self.client.resize_volume_definition(wanted.volume_id, wanted.size_kib)
+        self.client.autoplace(wanted.volume_id)
+        final = {k: v for k, v in props.items() if k != rec.CREATING}
+        final[rec.NAME] = wanted.name
+        final[rec.VOLUME_ID] = wanted.volume_id
+        self.client.modify_resource_definition(
+            wanted.volume_id, override_props=final, delete_props=[rec.CREATING]
+        )
+        rd = self._read_rd(wanted.volume_id)
+        if rd is None:
+            raise OperationFailed(f"volume {wanted.volume_id} vanished right after it was created")
+        return self._with_replicas(rd)
+
+    def _resolve_snapshot(self, snapshot_id: str) -> tuple[str, str]:
+        volume_id, snap = rec.parse_snapshot_id(snapshot_id)
+        if volume_id is not None:
+            return volume_id, snap
+        matches = [s for s in self.client.view_snapshots() if str(s.get("name", "")).lower() == snap.lower()]
+        if len(matches) != 1:
+            raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id)
+        return str(matches[0]["resource_name"]), str(matches[0]["name"])
+
+    def _create_from_snapshot(
+        self,
+        wanted: rec.Wanted,
+        params: VolumeParams,
+        snapshot_ref: str,
+        candidates: tuple[list[str], bool],
+        any_size: bool,
+    ) -> Volume:
+        source_volume, snap_name = self._resolve_snapshot(snapshot_ref)
+        try:
+            snap = self.client.get_snapshot(source_volume, snap_name)
+        except NotFound:
+            raise NotFound(f"snapshot {snapshot_ref!r} not found", snapshot=snapshot_ref) from None
+        info = rec.snapshot_from(snap)
+        if not info.ready:
+            raise FailedPrecondition(f"snapshot {snapshot_ref!r} is not ready yet", snapshot=snapshot_ref)
+        wanted = self._fit_to_source(wanted, info.size_bytes // 1024, f"snapshot {snapshot_ref!r}", any_size)
+        props = self._start_multi_step(wanted)
+        self._create_definition(wanted, props)
+        try:
+            self._restore_into(wanted.volume_id, source_volume, snap_name, snap, candidates[0])
+            return self._finish_multi_step(wanted, props)
+        except VolumeError:
+            self._remove_quietly(wanted.volume_id)
+            raise
+
+    @staticmethod
+    def _fit_to_source(wanted: rec.Wanted, source_kib: int, what: str, any_size: bool) -> rec.Wanted:
+        if any_size:
+            return replace(wanted, size_kib=max(source_kib, wanted.size_kib))
+        if wanted.size_kib < source_kib:
+            raise InvalidArgument(
+                f"requested size {wanted.size_kib * 1024} bytes is smaller than {what} "
+                f"({source_kib * 1024} bytes)"
+            )
+        return wanted
+
+    def _create_definition(self, wanted: rec.Wanted, props: dict[str, str]) -> None:
+        try:
+            self.client.create_resource_definition(wanted.volume_id, wanted.resource_group, props)
+        except AlreadyExists:
+            raise Busy(f"volume {wanted.name!r} is being created by another request; retry") from None
+
+    def _restore_into(
+        self, target: str, source_volume: str, snap_name: str, snap: Mapping[str, Any], preferred: list[str]
+    ) -> None:
+        try:
+            self.client.restore_volume_definition(source_volume, snap_name, target)
+        except AlreadyExists as exc:
+            if _code(exc) != rc.FAIL_EXISTS_VLM_DFN:
+                raise
+        holders = [str(n) for n in snap.get("nodes") or ()]
+        chosen = next((n for n in preferred if n in holders), holders[0] if holders else None)
+        try:
+            self.client.restore_resource(source_volume, snap_name, target, [chosen] if chosen else [])
+        except AlreadyExists as exc:
+            if _code(exc) != rc.FAIL_EXISTS_RSC:
+                raise
+
+    def _create_from_volume(
+        self,
+        wanted: rec.Wanted,
+        params: VolumeParams,
+        source_id: str,
+        candidates: tuple[list[str], bool],
+        any_size: bool,
+    ) -> Volume:
+        source = self._read_rd(source_id)
+        source_volume = rec.volume_from(source) if source else None
+        if source is None or source_volume is None or not rec.is_complete(source):
+            raise NotFound(f"source volume {source_id!r} not found", volume=source_id)
+        wanted = self._fit_to_source(
+            wanted, source_volume.size_bytes // 1024, f"source volume {source_id!r}", any_size
+        )
+        props = self._start_multi_step(wanted)
+        try:
+            self.client.clone(
+                str(source["name"]),
+                wanted.volume_id,
+                resource_group=wanted.resource_group,
+                override_props=props,
+                delete_props=[rec.NAME, rec.VOLUME_ID],
+            )
+        except InvalidArgument as exc:
+            if _code(exc) != rc.FAIL_INVLD_PROVIDER:
+                raise
+            return self._clone_by_snapshot(wanted, params, str(source["name"]), props, candidates)
+        except AlreadyExists:
+            raise Busy(f"volume {wanted.name!r} is being created by another request; retry") from None
+        try:
+            self._wait_for_clone(str(source["name"]), wanted.volume_id)
+            return self._finish_multi_step(wanted, props)
+        except VolumeError:
+            self._remove_quietly(wanted.volume_id)
+            raise
+
+    def _wait_for_clone(self, source: str, target: str) -> None:
+        deadline = time.monotonic() + max(self.config.read_timeout, 60.0)
+        pause = 0.05
+        while True:
+            status = self.client.clone_status(source, target)
+            if status == "COMPLETE":
+                return
+            if status == "FAILED":
+                raise OperationFailed(f"LINSTOR failed to clone {source} into {target}")
+            if time.monotonic() > deadline:
+                raise OperationFailed(f"cloning {source} into {target} did not finish in time")
+            time.sleep(pause)
+            pause = min(pause * 2, CLONE_POLL_MAX_SECONDS)
+
+    def _clone_by_snapshot(
+        self,
+        wanted: rec.Wanted,
+        params: VolumeParams,
+        source: str,
+        props: dict[str, str],
+        candidates: tuple[list[str], bool],
+    ) -> Volume:
+        """The pool cannot clone (FILE/FILE_THIN): copy through a temporary snapshot instead."""
+        temp = names.snapshot_name_for(f"clone-{wanted.volume_id}".lower())
+        try:
+            self.client.create_snapshot(source, temp)
+        except AlreadyExists as exc:
+            if _code(exc) != rc.FAIL_EXISTS_SNAPSHOT_DFN:
+                raise
+        except NotFound as exc:
+            raise FailedPrecondition(
+                f"cannot clone {source}: it has no replica with data ({exc.message})", **exc.details
+            ) from None
+        try:
+            snap = self.client.get_snapshot(source, temp)
+            self._create_definition(wanted, props)
+            try:
+                self._restore_into(wanted.volume_id, source, temp, snap, candidates[0])
+                return self._finish_multi_step(wanted, props)
+            except VolumeError:
+                self._remove_quietly(wanted.volume_id)
+                raise
+        finally:
+            try:
+                self.client.delete_snapshot(source, temp)
+            except VolumeError as exc:
+                log_fields(
+                    log,
+                    logging.ERROR,
+                    "temporary snapshot not removed",
+                    volume=source,
+                    snapshot=temp,
+                    error=str(exc),
+                )
+
+    # ------------------------------------------------------------------ delete, get, list, expand
+
+    def delete_volume(self, volume_id: str) -> None:
+        """Delete a volume; a missing one is fine. Refuses while it is in use or has snapshots."""
+        with self._locked(volume_id):
+            resources = self.client.view_resources([volume_id])
+            busy = sorted(str(r.get("node_name")) for r in resources if (r.get("state") or {}).get("in_use"))
+            if busy:
+                raise InUse(
+                    f"volume {volume_id} is in use on {', '.join(busy)}; unmount it there first", nodes=busy
+                )
+            try:
+                snapshots = self.client.list_snapshots(volume_id)
+            except NotFound:
+                return
+            if snapshots:
+                raise self._has_snapshots(volume_id, snapshots)
+            for replica in (rec.replica_from(r) for r in resources):
+                if replica.diskless:
+                    with suppress(NotFound):
+                        self.client.delete_resource(volume_id, replica.node)
+            try:
+                self.client.delete_resource_definition(volume_id)
+            except NotFound:
+                return
+            except InUse as exc:
+                nodes = [
+                    r.node
+                    for r in (rec.replica_from(x) for x in self.client.view_resources([volume_id]))
+                    if r.in_use
+                ]
+                where = ", ".join(nodes) if nodes else "a node"
+                raise InUse(
+                    f"volume {volume_id} is in use on {where}; unmount it there first",
+                    nodes=nodes,
+                    **exc.details,
+                ) from None
+            except AlreadyExists as exc:
+                if _code(exc) != rc.FAIL_EXISTS_SNAPSHOT_DFN:
+                    raise
+                raise self._has_snapshots(volume_id, self.client.list_snapshots(volume_id)) from None
+
+    @staticmethod
+    def _has_snapshots(volume_id: str, snapshots: list[dict[str, Any]]) -> FailedPrecondition:
+        listed = sorted(str(s.get("name")) for s in snapshots)
+        return FailedPrecondition(
+            f"volume {volume_id} still has snapshots ({', '.join(listed)}); delete them first, "
+            "deleting the volume would lose them",
+            snapshots=listed,
+        )
+
+    def get_volume(self, volume_id: str) -> Volume:
+        rd = self._read_rd(volume_id)
+        if rd is None or rec.volume_definition(rd) is None or not rec.is_complete(rd):
+            raise NotFound(f"volume {volume_id} not found", volume=volume_id)
+        return self._with_replicas(rd)
+
+    def find_volume(self, name: str) -> Volume | None:
+        try:
+            volume_id = names.resource_name_for(name)
+        except InvalidArgument:
+            return None
+        try:
+            volume = self.get_volume(volume_id)
+        except NotFound:
+            return None
+        return volume if volume.name == name else None
+
+    def list_volumes(self, with_replicas: bool = False) -> list[Volume]:
+        """Every volume; one REST call, two with replicas."""
+        rds = self.client.list_resource_definitions(with_volume_definitions=True)
+        by_rd: dict[str, list[dict[str, Any]]] = {}
+        if with_replicas:
+            for resource in self.client.view_resources():
+                by_rd.setdefault(str(resource.get("name", "")).upper(), []).append(resource)
+        volumes = []
+        for rd in rds:
+            if not rec.is_complete(rd):
+                continue
+            volume = rec.volume_from(rd, by_rd.get(str(rd.get("name", "")).upper()))
+            if volume is not None:
+                volumes.append(volume)
+        return volumes
+
+    def expand_volume(self, volume_id: str, size_bytes: int) -> Volume:
+        """Grow a volume; the same size is a no-op, a smaller size is an error."""
+        with self._locked(volume_id):
+            volume = self.get_volume(volume_id)
+            new_kib = _kib(size_bytes)
+            if new_kib > MAX_SIZE_KIB:
+                raise InvalidArgument(
+                    f"volume size {size_bytes} bytes is larger than LINSTOR's limit of 1 PiB"
+                )
+            if new_kib * 1024 < volume.size_bytes:
+                raise InvalidArgument(
+                    f"volume {volume_id} is {volume.size_bytes} bytes; it can only grow, "
+                    f"not shrink to {size_bytes}"
+                )
+            if new_kib * 1024 == volume.size_bytes:
+                return volume
+            try:
+                self.client.resize_volume_definition(volume_id, new_kib)
+            except NoSpace as exc:
+                raise NoSpace(
+                    f"not enough free space to grow volume {volume_id}: {exc.message}", **exc.details
+                ) from None
+            return replace(volume, size_bytes=new_kib * 1024)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def create_snapshot(self, volume_id: str, name: str) -> Snapshot:
+        """Snapshot a volume; the same name again returns it, on another volume it is AlreadyExists."""
+        if not name:
+            raise InvalidArgument("a snapshot needs a name")
+        snap_name = names.snapshot_name_for(name)
+        with self._locked(volume_id):
+            for snap in self.client.view_snapshots():
+                if str(snap.get("name", "")).lower() != snap_name.lower():
+                    continue
+                if str(snap.get("resource_name", "")).lower() == volume_id.lower():
+                    return rec.snapshot_from(snap)
+                raise AlreadyExists(
+                    f"snapshot name {name!r} is already used for volume {snap.get('resource_name')}",
+                    snapshot=name,
+                )
+            try:
+                self.client.create_snapshot(volume_id, snap_name, {rec.SNAPSHOT_NAME: name})
+            except AlreadyExists as exc:
+                if _code(exc) != rc.FAIL_EXISTS_SNAPSHOT_DFN:
+                    raise
+            except NotFound as exc:
+                if _code(exc) == rc.FAIL_NOT_FOUND_RSC:
+                    raise FailedPrecondition(
+                        f"volume {volume_id} has no replica with data to snapshot",
+                        volume=volume_id,
+                        **exc.details,
+                    ) from None
+                raise NotFound(f"volume {volume_id} not found", volume=volume_id, **exc.details) from None
+            except NodeOffline as exc:
+                raise NodeOffline(
+                    f"cannot snapshot volume {volume_id}: a node holding it is offline ({exc.message})",
+                    **exc.details,
+                ) from None
+            return rec.snapshot_from(self.client.get_snapshot(volume_id, snap_name))
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        try:
+            volume_id, snap = self._resolve_snapshot(snapshot_id)
+        except NotFound:
+            return
+        try:
+            self.client.delete_snapshot(volume_id, snap)
+        except NotFound:
+            return
+
+    def get_snapshot(self, snapshot_id: str) -> Snapshot:
+        volume_id, snap = self._resolve_snapshot(snapshot_id)
+        try:
+            return rec.snapshot_from(self.client.get_snapshot(volume_id, snap))
+        except NotFound:
+            raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id) from None
+
+    def list_snapshots(self, volume_id: str | None = None) -> list[Snapshot]:
+        try:
+            found = self.client.view_snapshots([volume_id] if volume_id else ())
+        except (NotFound, InvalidArgument):
+            return []  # an unknown or impossible volume name has no snapshots
+        return [rec.snapshot_from(s) for s in found]
+
+    # ------------------------------------------------------------------ attach and detach
+
+    def attach(self, volume_id: str, node: str) -> Attachment:
+        """Make the volume available on a node: its replica there, else a diskless one."""
+        with self._locked(volume_id):
+            existed = True
+            try:
+                resource = self.client.get_resource(volume_id, node)
+            except NotFound:
+                existed, resource = False, {}
+            entries: list[dict[str, Any]] = []
+            if not existed:
+                entries = self._make_available(volume_id, node)
+            try:
+                volume = self.client.get_volume(volume_id, node)
+            except NotFound:
+                raise NodeOffline(
+                    f"volume {volume_id} was attached to {node}, but the node reports no device yet",
+                    node=node,
+                ) from None
+            diskless = volume.get("provider_kind") == "DISKLESS"
+            created = rec.props_of(resource).get(rec.ATTACHED_BY_PLUGIN) == "true"
+            if not existed and diskless:
+                self.client.modify_resource(volume_id, node, override_props={rec.ATTACHED_BY_PLUGIN: "true"})
+                created = True
+            if rc.has_warning(entries, rc.WARN_NOT_CONNECTED):
+                raise NodeOffline(
+                    f"node {node} is offline; volume {volume_id} will be attached when it reconnects",
+                    node=node,
+                )
+            device = volume.get("device_path")
+            if not device:
+                raise OperationFailed(f"LINSTOR reports no device for volume {volume_id} on {node}")
+            return Attachment(
+                volume_id=volume_id,
+                node=node,
+                device_path=str(device),
+                diskless=diskless,
+                created_by_attach=created,
+            )
+
+    def _make_available(self, volume_id: str, node: str) -> list[dict[str, Any]]:
+        try:
+            return self.client.make_available(volume_id, node, diskful=False)
+        except NotFound as exc:
+            if _code(exc) == rc.FAIL_NOT_FOUND_NODE:
+                raise NotFound(f"node {node} is not a LINSTOR node", node=node, **exc.details) from None
+            raise NotFound(f"volume {volume_id} not found", volume=volume_id, **exc.details) from None
+
+    def detach(self, volume_id: str, node: str) -> None:
+        """Remove the diskless resource attach made; replicas with data are never touched."""
+        with self._locked(volume_id):
+            try:
+                resource = self.client.get_resource(volume_id, node)
+            except NotFound:
+                return
+            flags = set(resource.get("flags") or ())
+            made_by_attach = rec.props_of(resource).get(rec.ATTACHED_BY_PLUGIN) == "true"
+            if not made_by_attach or not flags & {"DISKLESS", "DRBD_DISKLESS"}:
+                return
+            try:
+                self.client.delete_resource(volume_id, node, keep_tiebreaker=True)
+            except NotFound:
+                return
+            except InUse as exc:
+                raise InUse(
+                    f"volume {volume_id} is still in use on {node}; unmount it there first",
+                    nodes=[node],
+                    **exc.details,
+                ) from None
+
+    # ------------------------------------------------------------------ nodes, capacity, health
+
+    def node_topology(self, node: str) -> dict[str, str]:
+        """CSI topology segments of a node, as the official driver reports them."""
+        try:
+            info = self.client.get_node(node)
+        except NotFound:
+            raise NotFound(f"node {node} is not a LINSTOR node", node=node) from None
+        segments = {placement.HOSTNAME_KEY: node}
+        for pool in self.client.node_storage_pools(node):
+            segments[f"{placement.POOL_KEY_PREFIX}{pool.get('storage_pool_name')}"] = "true"
+        for key, value in rec.props_of(info).items():
+            if key.startswith("Aux/") and not key.startswith(rec.AUX):
+                segments[key[len("Aux/") :]] = str(value)
+        return segments
+
+    def capacity_bytes(self, params: VolumeParams, segments: Mapping[str, str] | None = None) -> int:
+        """Free space of the pools a volume with these parameters could use, in bytes."""
+        nodes: list[str] | None = None
+        pools_needed = bool(segments) and any(k.startswith(placement.POOL_KEY_PREFIX) for k in segments or {})
+        all_pools = self.client.list_storage_pools(storage_pools=params.storage_pools)
+        if segments:
+            node_list = None
+            if any(
+                k != placement.HOSTNAME_KEY and not k.startswith(placement.POOL_KEY_PREFIX) for k in segments
+            ):
+                node_list = self.client.list_nodes()
+            nodes = placement.segment_nodes(segments, node_list, all_pools if pools_needed else [])
+        total = 0
+        for pool in all_pools:
+            if pool.get("provider_kind") == "DISKLESS":
+                continue
+            if nodes is not None and pool.get("node_name") not in nodes:
+                continue
+            if params.overprovision:
+                total += int(float(pool.get("total_capacity", 0)) * params.overprovision)
+            else:
+                total += int(pool.get("free_capacity", 0))
+        return total * 1024
+
+    def healthy(self) -> bool:
+        """Whether a controller answers; cached for a couple of seconds so probes stay cheap."""
+        now = time.monotonic()
+        with self._health_lock:
+            if self._health and now - self._health[0] < HEALTH_CACHE_SECONDS:
+                return self._health[1]
+        try:
+            self.client.controller_version()
+            ok = True
+        except Unavailable:
+            ok = False
+        except VolumeError:
+            ok = True  # it answered, even if oddly
+        with self._health_lock:
+            self._health = (time.monotonic(), ok)
+        return ok
