@@ -1,0 +1,235 @@
+"""Assemble the managed Docker plugin's rootfs from this machine, without any registry.
+
+A managed plugin is a directory with ``config.json`` and a ``rootfs``. Instead of pulling
+a base image, this copies what the plugin needs from the host it is built on: the Python
+interpreter and its standard library, the plugin's runtime dependencies from the
+virtual environment that runs this script, the project's own packages, the block-device
+and filesystem tools the node side runs, and every shared library those binaries load
+(found with ``ldd``). The result is a small, self-contained tree that runs anywhere the
+same CPU architecture runs.
+
+Run it with the project's virtual environment (``scripts/bootstrap.sh`` makes one):
+``.venv/bin/python deploy/docker/assemble_rootfs.py ROOTFS``. It refuses to write into a
+non-empty directory so it can never clobber anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+
+try:
+    from packaging.requirements import Requirement
+except ImportError:  # pip always carries a copy
+    from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
+
+PROJECT = "linstor-volume-plugin"
+PROJECT_PACKAGES = ("plugin", "csi", "docker_plugin")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Host tools the node side runs (plugin/blockdev.py, plugin/mounts.py) plus what they call.
+TOOLS = (
+    "blkid", "blockdev", "mount", "umount", "losetup", "findmnt",
+    "mkfs.ext4", "mke2fs", "e2fsck", "fsck.ext4", "resize2fs",
+    "mkfs.xfs", "xfs_growfs", "xfs_repair",
+    "mkfs.btrfs", "btrfs",
+)  # fmt: skip
+REQUIRED_TOOLS = ("blkid", "mount", "umount", "mkfs.ext4", "resize2fs")
+STDLIB_SKIP = {
+    "test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
+    "site-packages", "dist-packages", "__pycache__",
+}  # fmt: skip
+PROPAGATED_MOUNT = "/var/lib/docker-volumes/linstor"
+LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x[0-9a-f]+\)")
+
+
+def runtime_distributions(name: str) -> list[metadata.Distribution]:
+    """The installed distributions ``name`` needs at run time (no extras), recursively."""
+    seen: dict[str, metadata.Distribution] = {}
+    pending = [name]
+    while pending:
+        current = pending.pop()
+        dist = metadata.distribution(current)
+        key = dist.metadata["Name"].lower().replace("_", "-")
+        if key in seen:
+            continue
+        seen[key] = dist
+        for spec in dist.requires or []:
+            req = Requirement(spec)
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+            pending.append(req.name)
+    seen.pop(name.lower(), None)  # the project itself is copied from the source tree
+    return list(seen.values())
+
+
+def copy_file(src: Path, dest: Path) -> None:
+    """Copy content (following symlinks) and mode; parents are created as needed."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() or dest.is_symlink():
+        return
+    shutil.copy2(src, dest, follow_symlinks=True)
+
+
+def copy_tree(src: Path, dest: Path, skip: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    for root, dirs, files in os.walk(src):
+        dirs[:] = [d for d in dirs if d not in skip and d != "__pycache__"]
+        rel = Path(root).relative_to(src)
+        for name in files:
+            if name.endswith(".pyc"):
+                continue
+            copy_file(Path(root) / name, dest / rel / name)
+
+
+def copy_interpreter(rootfs: Path) -> tuple[Path, str]:
+    """The base interpreter as /usr/local/bin/python3 and its stdlib beside it."""
+    executable = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
+    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    copy_file(executable, rootfs / "usr/local/bin" / version)
+    for alias in ("python3", "python"):
+        link = rootfs / "usr/local/bin" / alias
+        if not link.exists():
+            link.symlink_to(version)
+    copy_tree(stdlib, rootfs / "usr/local/lib" / version, STDLIB_SKIP)
+    return rootfs / "usr/local/bin" / version, version
+
+
+def copy_site_packages(rootfs: Path, version: str) -> Path:
+    target = rootfs / "usr/local/lib" / version / "site-packages"
+    target.mkdir(parents=True, exist_ok=True)
+    for dist in runtime_distributions(PROJECT):
+        for entry in dist.files or []:
+            if ".." in entry.parts or entry.suffix == ".pyc":
+                continue  # scripts in bin/ and byte code are not needed
+            src = Path(str(dist.locate_file(entry)))
+            if src.is_file():
+                copy_file(src, target / entry)
+    for package in PROJECT_PACKAGES:
+        copy_tree(REPO_ROOT / package, target / package)
+    return target
+
+
+def host_tools(tools: Iterable[str]) -> list[tuple[str, Path]]:
+    found = []
+    for tool in tools:
+        path = shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin")
+        if path:
+            found.append((tool, Path(path)))
+    missing = [t for t in REQUIRED_TOOLS if t not in {name for name, _ in found}]
+    if missing:
+        raise SystemExit(f"assemble_rootfs: missing required host tools: {', '.join(missing)}")
+    return found
+
+
+def copy_tools(rootfs: Path, tools: list[tuple[str, Path]]) -> list[Path]:
+    copied = []
+    for name, path in tools:
+        # Keep the directory but copy the content: mke2fs decides the filesystem by its name.
+        dest = rootfs / "usr" / path.parent.name / name
+        copy_file(path, dest)
+        copied.append(dest)
+    return copied
+
+
+def is_elf(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def shared_libraries(binaries: Iterable[Path]) -> set[Path]:
+    libs: set[Path] = set()
+    for binary in binaries:
+        proc = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            continue  # static binary or not a dynamic object
+        for line in proc.stdout.splitlines():
+            if "not found" in line:
+                raise SystemExit(f"assemble_rootfs: {binary} needs a library the host lacks: {line.strip()}")
+            match = LDD_LINE.search(line)
+            if match:
+                libs.add(Path(match.group(1)))
+    return libs
+
+
+def copy_libraries(rootfs: Path, libs: set[Path]) -> None:
+    """Libraries keep their path when it is a system path, else go next to libc (always searched)."""
+    libc = next((lib for lib in libs if lib.name.startswith("libc.so")), None)
+    system_dir = libc.parent if libc else Path("/usr/lib")
+    system_prefixes = ("/lib", "/usr/lib", "/lib64", "/usr/lib64")
+    for lib in libs:
+        if str(lib).startswith(system_prefixes):
+            copy_file(lib, rootfs / str(lib).lstrip("/"))
+        else:
+            copy_file(lib, rootfs / str(system_dir).lstrip("/") / lib.name)
+
+
+def mirror_usrmerge(rootfs: Path) -> None:
+    """Recreate the host's /bin -> usr/bin style links so library paths resolve the same way."""
+    for name in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
+        host = Path("/") / name
+        if host.is_symlink():
+            link = rootfs / name
+            (rootfs / os.readlink(host)).mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.readlink(host))
+
+
+def base_files(rootfs: Path) -> None:
+    for d in (
+        "etc",
+        "tmp",
+        "proc",
+        "sys",
+        "dev",
+        "run/docker/plugins",
+        "run/blkid",
+        PROPAGATED_MOUNT.lstrip("/"),
+    ):
+        (rootfs / d).mkdir(parents=True, exist_ok=True)
+    (rootfs / "tmp").chmod(0o1777)
+    (rootfs / "etc/passwd").write_text("root:x:0:0:root:/root:/usr/sbin/nologin\n")
+    (rootfs / "etc/group").write_text("root:x:0:\n")
+    (rootfs / "etc/mtab").symlink_to("/proc/self/mounts")
+    for conf in ("/etc/mke2fs.conf", "/etc/ssl/certs/ca-certificates.crt"):
+        if os.path.isfile(conf):
+            copy_file(Path(conf), rootfs / conf.lstrip("/"))
+
+
+def assemble(rootfs: Path) -> None:
+    if rootfs.exists() and any(rootfs.iterdir()):
+        raise SystemExit(f"assemble_rootfs: {rootfs} is not empty; give a new directory")
+    rootfs.mkdir(parents=True, exist_ok=True)
+    mirror_usrmerge(rootfs)
+    base_files(rootfs)
+    python, version = copy_interpreter(rootfs)
+    site = copy_site_packages(rootfs, version)
+    tools = copy_tools(rootfs, host_tools(TOOLS))
+    binaries = [Path(getattr(sys, "_base_executable", sys.executable)).resolve()]
+    binaries += [path for _, path in host_tools(TOOLS)]
+    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    binaries += [p for p in stdlib.glob("lib-dynload/*.so")]
+    binaries += [p for p in site.rglob("*.so*") if is_elf(p)]
+    copy_libraries(rootfs, shared_libraries(binaries))
+    print(f"assembled {rootfs}: {python.relative_to(rootfs)}, {len(tools)} tools")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rootfs", type=Path, help="directory to create (must be new or empty)")
+    args = parser.parse_args(argv)
+    assemble(args.rootfs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
