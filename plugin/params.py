@@ -454,26 +454,34 @@ class _Settings:
         if (
             previous is not None
             and previous.from_defaults == given.from_defaults
-            and previous.raw.strip() != given.raw.strip()
+            and previous.value != given.value
         ):
             raise InvalidArgument(
                 f'{self.word} "{given.key}" and {self.word} "{previous.key}" set the same thing '
-                f'to different values ("{given.raw}" and "{previous.raw}"): give only one'
+                f'to different values ("{_show(given.raw)}" and "{_show(previous.raw)}"): give only one'
             )
         if previous is None or previous.from_defaults or not given.from_defaults:
             table[slot] = given
+
+
+def _show(raw: str, limit: int = 80) -> str:
+    """A user's value as quoted in a message: one line, not endless."""
+    text = raw.replace("\n", "\\n").replace("\0", "\\0")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _parse_value(spec: ParamSpec, key: str, raw: str, word: str) -> Any:
     try:
         return spec.parse(raw)
     except BadValue as exc:
-        raise InvalidArgument(f'invalid value "{raw}" for {word} "{key}": {exc.expected}', key=key) from None
+        raise InvalidArgument(
+            f'invalid value "{_show(raw)}" for {word} "{_show(key)}": {exc.expected}', key=key
+        ) from None
 
 
 def _unknown(key: str, word: str, specs: Iterable[ParamSpec], prefix: str = "") -> InvalidArgument:
     allowed = ", ".join(prefix + spec.name for spec in specs)
-    return InvalidArgument(f'unknown {word} "{key}": allowed {word}s are {allowed}', key=key)
+    return InvalidArgument(f'unknown {word} "{_show(key)}": allowed {word}s are {allowed}', key=key)
 
 
 # --- CSI --------------------------------------------------------------------------------
@@ -482,12 +490,14 @@ def _unknown(key: str, word: str, specs: Iterable[ParamSpec], prefix: str = "") 
 def _property_key(key: str, name: str, word: str) -> str:
     if not name or name.startswith("/") or name.endswith("/") or "//" in name:
         raise InvalidArgument(
-            f'invalid {word} "{key}": expected a LINSTOR property name after the prefix, '
+            f'invalid {word} "{_show(key)}": expected a LINSTOR property name after the prefix, '
             f'such as "{PROPERTY_NAMESPACE}/DrbdOptions/Net/protocol"',
             key=key,
         )
     if any(ch.isspace() for ch in name):
-        raise InvalidArgument(f'invalid {word} "{key}": a LINSTOR property name has no spaces', key=key)
+        raise InvalidArgument(
+            f'invalid {word} "{_show(key)}": a LINSTOR property name has no spaces', key=key
+        )
     return name
 
 
@@ -541,7 +551,9 @@ def _collect_docker(settings: _Settings, mapping: Mapping[str, str], from_defaul
                 continue
             where = " in the defaults of the configuration" if from_defaults else ""
             allowed = ", ".join(s.name for s in DOCKER_OPTIONS)
-            raise InvalidArgument(f'unknown option "{key}"{where}: allowed options are {allowed}', key=key)
+            raise InvalidArgument(
+                f'unknown option "{_show(key)}"{where}: allowed options are {allowed}', key=key
+            )
         if raw.strip() == "":
             continue
         value = _parse_value(spec, key, raw, "option")
@@ -584,7 +596,7 @@ def parse_docker_options(options: Mapping[str, str] | None, defaults: Mapping[st
     if settings.has("size_bytes"):
         size = settings.get("size_bytes")
         if size < minimum:
-            raw = settings.values["size_bytes"].raw
+            raw = _show(settings.values["size_bytes"].raw)
             hint = ""
             if raw.strip().isdigit():
                 hint = " (a number without a unit is bytes; add a unit such as M or G)"

@@ -285,8 +285,21 @@ def test_csi_unknown_keys(key: str) -> None:
 )
 def test_csi_bad_values_name_the_key_and_what_is_allowed(key: str, value: str, expected: str) -> None:
     message = csi_error({NS + key: value})
-    assert message.startswith(f'invalid value "{value}" for parameter "{NS}{key}": ')
+    shown = value.replace("\n", "\\n")  # messages stay on one line
+    assert message.startswith(f'invalid value "{shown}" for parameter "{NS}{key}": ')
+    assert "\n" not in message
     assert expected in message
+
+
+def test_long_values_are_shortened_in_messages() -> None:
+    message = docker_error({"replicas": "9" * 500})
+    assert len(message) < 200
+    assert '"' + "9" * 77 + '..."' in message
+
+
+def test_equal_values_in_different_spellings_do_not_clash() -> None:
+    params = parse_csi_parameters({NS + "usePvcName": "true", "usepvcname": "yes"})
+    assert params.use_pvc_name is True
 
 
 def test_csi_error_carries_the_key_in_details() -> None:
