@@ -1,0 +1,177 @@
+"""Controller version, nodes, storage pools and the key-value store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from emulator import body, names, props, views
+from emulator import retcodes as rc
+from emulator import state as st
+from emulator.core import Emulator
+from emulator.routing import Json, Request, paginate, route
+
+
+def name_filter(
+    req: Request, param: str, check: Any, op: int = 0, obj: int = 0, code: int = 0
+) -> set[str] | None:
+    """A repeated name filter, validated (500 on an invalid name) and upper-cased."""
+    values = [v for v in req.q(param) if v != ""]
+    if not values:
+        return None
+    for v in values:
+        problem = check(v)
+        if problem:
+            raise rc.ApiFailure(rc.error(code, problem, op, obj))
+    return {names.key(v) for v in values}
+
+
+@route("GET", "/v1/controller/version")
+def version(emu: Emulator, req: Request) -> Json:
+    built = datetime.fromtimestamp(emu.started, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return Json(
+        {
+            "version": emu.config.version,
+            "git_hash": "emulator",
+            "build_time": built,
+            "rest_api_version": emu.config.rest_api_version,
+        }
+    )
+
+
+@route("GET", "/v1/nodes")
+def list_nodes(emu: Emulator, req: Request) -> Json:
+    wanted = name_filter(req, "nodes", names.node_name_problem, code=rc.FAIL_INVLD_NODE_NAME)
+    pf = req.q("props")
+    out = [
+        views.node(emu, n)
+        for k, n in sorted(emu.state.nodes.items())
+        if (wanted is None or k in wanted) and props.matches_filters(n.props, pf)
+    ]
+    return Json(paginate(out, req))
+
+
+@route("GET", "/v1/nodes/{node}")
+def get_node(emu: Emulator, req: Request) -> Json:
+    return Json(views.node(emu, emu.node(req.params["node"])))
+
+
+@route("PUT", "/v1/nodes/{node}", op=rc.MASK_MOD, obj=rc.MASK_NODE)
+def modify_node(emu: Emulator, req: Request) -> list[rc.Entry]:
+    data = req.body(body.NODE_MODIFY)
+    node = emu.node(req.params["node"], rc.MASK_MOD, rc.MASK_NODE)
+    return modify_props(node, data, f"Node '{node.name}'", rc.MASK_NODE, {"Node": node.name})
+
+
+def modify_props(
+    obj: Any, data: dict[str, Any], what: str, mask: int, refs: dict[str, str]
+) -> list[rc.Entry]:
+    """The shared ``override_props``/``delete_props``/``delete_namespaces`` edit."""
+    override = data.get("override_props") or {}
+    props.validate_props(override, rc.MASK_MOD, mask)
+    obj.props = props.apply_modify(
+        obj.props, override, data.get("delete_props") or [], data.get("delete_namespaces") or []
+    )
+    entries = []
+    if override:
+        entries.append(
+            rc.success(
+                rc.MODIFIED,
+                "Successfully set property key(s): " + ",".join(sorted(override)),
+                rc.MASK_MOD,
+                mask,
+                obj_refs=refs,
+            )
+        )
+    entries.append(rc.success(rc.MODIFIED, f"{what} modified.", rc.MASK_MOD, mask, obj_refs=refs))
+    return entries
+
+
+# ---------------------------------------------------------------------- storage pools
+
+
+@route("GET", "/v1/view/storage-pools")
+def view_pools(emu: Emulator, req: Request) -> Json:
+    nodes = name_filter(req, "nodes", names.node_name_problem, code=rc.FAIL_INVLD_NODE_NAME)
+    pools = name_filter(
+        req, "storage_pools", names.storage_pool_name_problem, code=rc.FAIL_INVLD_STOR_POOL_NAME
+    )
+    pf = req.q("props")
+    out = []
+    for nk in sorted(emu.state.pools):
+        if nodes is not None and nk not in nodes:
+            continue
+        for p in emu.pools_of(nk):
+            if pools is not None and names.key(p.name) not in pools:
+                continue
+            if props.matches_filters(p.props, pf):
+                out.append(views.pool(emu, p))
+    out.sort(key=lambda p: (names.key(p["storage_pool_name"]), names.key(p["node_name"])))
+    return Json(paginate(out, req))
+
+
+@route("GET", "/v1/nodes/{node}/storage-pools")
+def node_pools(emu: Emulator, req: Request) -> Json:
+    node = emu.node(req.params["node"])
+    out = [views.pool(emu, p) for p in emu.pools_of(names.key(node.name))]
+    return Json(paginate(out, req))
+
+
+@route("GET", "/v1/nodes/{node}/storage-pools/{pool}")
+def node_pool(emu: Emulator, req: Request) -> Json:
+    node = emu.node(req.params["node"])
+    return Json(views.pool(emu, emu.pool(node, req.params["pool"])))
+
+
+# ---------------------------------------------------------------------- key-value store
+
+
+def _kvs_name(name: str, op: int) -> str:
+    problem = names.kvs_name_problem(name)
+    if problem:
+        raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_KVS_NAME, problem, op, rc.MASK_KVS))
+    return name
+
+
+@route("GET", "/v1/key-value-store")
+def list_kvs(emu: Emulator, req: Request) -> Json:
+    out = [{"name": k.name, "props": dict(k.props)} for _, k in sorted(emu.state.kvs.items())]
+    return Json([views.omit_empty(o) for o in out])
+
+
+@route("GET", "/v1/key-value-store/{instance}")
+def get_kvs(emu: Emulator, req: Request) -> Json:
+    name = _kvs_name(req.params["instance"], 0)
+    kvs = emu.state.kvs.get(names.key(name))
+    if kvs is None:
+        raise rc.ApiFailure(rc.error(rc.FAIL_NOT_FOUND_KVS, f"Key-value store '{name}' not found."))
+    return Json(views.omit_empty({"name": kvs.name, "props": dict(kvs.props)}))
+
+
+@route("PUT", "/v1/key-value-store/{instance}", op=rc.MASK_MOD, obj=rc.MASK_KVS)
+def modify_kvs(emu: Emulator, req: Request) -> list[rc.Entry]:
+    data = req.body(body.KVS_MODIFY)
+    name = _kvs_name(req.params["instance"], rc.MASK_MOD)
+    for k, v in (data.get("override_props") or {}).items():
+        if not isinstance(v, str) or not k:
+            raise rc.ApiFailure(
+                rc.error(rc.FAIL_INVLD_PROP, f"Invalid property '{k}'", rc.MASK_MOD, rc.MASK_KVS)
+            )
+    kvs = emu.state.kvs.setdefault(names.key(name), st.KeyValueStore(name=name))
+    kvs.props = props.apply_modify(
+        kvs.props,
+        data.get("override_props") or {},
+        data.get("delete_props") or [],
+        data.get("delete_namespaces") or [],
+    )
+    if not kvs.props:
+        emu.state.kvs.pop(names.key(name), None)
+    return [rc.success(rc.MODIFIED, f"Key-value store '{name}' modified.", obj_refs={"KvsName": name})]
+
+
+@route("DELETE", "/v1/key-value-store/{instance}", op=rc.MASK_DEL, obj=rc.MASK_KVS)
+def delete_kvs(emu: Emulator, req: Request) -> list[rc.Entry]:
+    name = _kvs_name(req.params["instance"], rc.MASK_DEL)
+    if emu.state.kvs.pop(names.key(name), None) is None:
+        return [rc.warn(rc.WARN_NOT_FOUND, f"Key-value store '{name}' not found.")]
+    return [rc.success(rc.DELETED, f"Key-value store '{name}' deleted.")]

@@ -1,0 +1,568 @@
+"""Snapshots, restore into a new resource definition, and clone with status polling."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from emulator import body, names, ops, props, views
+from emulator import retcodes as rc
+from emulator import state as st
+from emulator.api_nodes import modify_props, name_filter
+from emulator.api_rd import new_rd, purge_rd
+from emulator.core import Emulator
+from emulator.routing import Json, Request, paginate, route
+
+log = logging.getLogger("emulator")
+SNAP = rc.MASK_SNAPSHOT
+RSC_ = rc.MASK_RSC
+CRT = rc.MASK_CRT
+
+
+def _snap_name(name: str, op: int = 0, obj: int = 0) -> str:
+    problem = names.snapshot_name_problem(name)
+    if problem:
+        raise rc.ApiFailure(
+            rc.error(rc.FAIL_INVLD_SNAPSHOT_NAME, f"Invalid snapshot name: {problem}", op, obj)
+        )
+    return name
+
+
+def find_snap(rd: st.ResourceDefinition, name: str, op: int = 0, obj: int = 0) -> st.Snapshot:
+    _snap_name(name, op, obj)
+    snap = rd.snapshots.get(names.key(name))
+    if snap is None:
+        raise rc.ApiFailure(
+            rc.error(
+                rc.FAIL_NOT_FOUND_SNAPSHOT_DFN,
+                f"Snapshot definition '{name}' of resource '{rd.name}' not found.",
+                op,
+                obj,
+                obj_refs={"RscDfn": rd.name, "SnapshotName": name},
+            )
+        )
+    return snap
+
+
+def create_snapshot(emu: Emulator, rd: st.ResourceDefinition, spec: dict[str, Any]) -> list[rc.Entry]:
+    """Freeze every volume (one file per volume: replicas share data) on the diskful nodes."""
+    name = _snap_name(spec.get("name") or "", CRT, SNAP)
+    refs = {"RscDfn": rd.name, "SnapshotName": name}
+    if names.key(name) in rd.snapshots:
+        raise rc.ApiFailure(
+            rc.error(
+                rc.FAIL_EXISTS_SNAPSHOT_DFN,
+                f"A snapshot definition with the name '{name}' already exists in resource definition "
+                f"'{rd.name}'.",
+                CRT,
+                SNAP,
+                obj_refs=refs,
+            )
+        )
+    snap_props = dict(spec.get("snapshot_definition_props") or spec.get("props") or {})
+    props.validate_props(snap_props, CRT, SNAP)
+    diskful = [r for _, r in sorted(rd.resources.items()) if not r.diskless and "DELETE" not in r.flags]
+    wanted = spec.get("nodes") or []
+    if wanted:
+        chosen = []
+        for n in wanted:
+            node = emu.node(n, CRT, SNAP)
+            rsc = rd.resources.get(names.key(node.name))
+            if rsc is None:
+                raise rc.ApiFailure(
+                    rc.error(
+                        rc.FAIL_NOT_FOUND_RSC, f"Resource '{rd.name}' on node '{n}' not found.", CRT, SNAP
+                    )
+                )
+            if rsc.diskless:
+                raise rc.ApiFailure(
+                    rc.error(
+                        rc.FAIL_SNAPSHOTS_NOT_SUPPORTED,
+                        f"Cannot snapshot the diskless resource '{rd.name}' on node '{n}'.",
+                        CRT,
+                        SNAP,
+                    )
+                )
+            chosen.append(rsc)
+        diskful = chosen
+    if not diskful:
+        raise rc.ApiFailure(
+            rc.error(rc.FAIL_NOT_FOUND_RSC, "No resources found for snapshotting", CRT, SNAP, obj_refs=refs)
+        )
+    for rsc in diskful:
+        if not ops.node_online(emu, rsc.node):
+            raise rc.ApiFailure(
+                rc.error(
+                    rc.FAIL_NOT_CONNECTED,
+                    f"Unable to create snapshot '{name}' of '{rd.name}': node '{rsc.node}' is not connected.",
+                    CRT,
+                    SNAP,
+                    obj_refs=refs,
+                )
+            )
+    first = diskful[0]
+    pool_name = first.props.get("StorPoolName", emu.config.pool_name)
+    snap = st.Snapshot(
+        name=name,
+        nodes=[r.node for r in diskful],
+        props=snap_props,
+        rd_props=dict(rd.props),
+        flags=["SUCCESSFUL"],
+        pools={names.key(r.node): r.props.get("StorPoolName", pool_name) for r in diskful},
+        node_uuids={names.key(r.node): st.new_uuid() for r in diskful},
+    )
+    made: list[Path] = []
+    try:
+        for vd in sorted(rd.volume_definitions.values(), key=lambda v: v.number):
+            sv = st.SnapshotVolume(number=vd.number, size_kib=vd.size_kib, props=dict(vd.props))
+            if vd.backing:
+                dest = emu.storage.snapshot_path(first.node, pool_name, rd.name, vd.number, name)
+                emu.storage.snapshot(Path(vd.backing), dest)
+                made.append(dest)
+                sv.file = str(dest)
+                sv.allocated_kib = emu.storage.allocated_kib(dest)
+            snap.volumes[str(vd.number)] = sv
+    except Exception as exc:
+        for f in made:
+            f.unlink(missing_ok=True)
+        if isinstance(exc, rc.ApiFailure):
+            raise
+        code_exc = ops.storage_failure(f"Snapshot '{name}' of '{rd.name}'", exc, CRT, SNAP)
+        if "reflink" in str(exc):
+            code_exc.entries[0].code = rc.FAIL_SNAPSHOTS_NOT_SUPPORTED
+        raise code_exc from exc
+    rd.snapshots[names.key(name)] = snap
+    return [
+        rc.success(
+            rc.CREATED,
+            f"New snapshot '{name}' of resource '{rd.name}' registered.",
+            CRT,
+            SNAP,
+            details=f"Snapshot '{name}' of resource '{rd.name}' UUID is: {snap.uuid}",
+            obj_refs=refs,
+        ),
+        rc.success(
+            rc.CREATED, f"Suspended IO of '[{rd.name}]' on '{', '.join(snap.nodes)}' for snapshot", CRT, SNAP
+        ),
+        rc.success(rc.CREATED, f"Took snapshot of '[{rd.name}]' on '{', '.join(snap.nodes)}'", CRT, SNAP),
+        rc.success(
+            rc.CREATED, f"Resumed IO of '[{rd.name}]' on '{', '.join(snap.nodes)}' after snapshot", CRT, SNAP
+        ),
+    ]
+
+
+@route("GET", "/v1/resource-definitions/{rd}/snapshots")
+def list_snaps(emu: Emulator, req: Request) -> Json:
+    rd = emu.rd(req.params["rd"])
+    out = [views.snapshot(emu, rd, s) for _, s in sorted(rd.snapshots.items())]
+    return Json(paginate(out, req))
+
+
+@route("GET", "/v1/resource-definitions/{rd}/snapshots/{snap}")
+def get_snap(emu: Emulator, req: Request) -> Json:
+    rd = emu.rd(req.params["rd"])
+    snap = find_snap(rd, req.params["snap"])
+    return Json(views.snapshot(emu, rd, snap))
+
+
+@route("POST", "/v1/resource-definitions/{rd}/snapshots", status=201, op=CRT, obj=SNAP)
+def post_snap(emu: Emulator, req: Request) -> list[rc.Entry]:
+    spec = req.body(body.SNAPSHOT_CREATE)
+    rd = emu.rd(req.params["rd"], CRT, SNAP)
+    return create_snapshot(emu, rd, spec)
+
+
+@route("POST", "/v1/actions/snapshot/multi", status=201, op=CRT, obj=SNAP)
+def multi_snap(emu: Emulator, req: Request) -> list[rc.Entry]:
+    data = req.body(body.SNAPSHOT_MULTI)
+    specs = data.get("snapshots") or []
+    rds = [emu.rd(s.get("resource_name") or "", CRT, SNAP) for s in specs]
+    done: list[tuple[st.ResourceDefinition, str]] = []
+    entries: list[rc.Entry] = []
+    try:
+        for rd, spec in zip(rds, specs, strict=True):
+            entries.extend(create_snapshot(emu, rd, spec))
+            done.append((rd, names.key(spec.get("name") or "")))
+    except rc.ApiFailure:
+        for rd, key in done:
+            _drop_snapshot(emu, rd, key)
+        raise
+    return entries
+
+
+def _drop_snapshot(emu: Emulator, rd: st.ResourceDefinition, key: str) -> None:
+    snap = rd.snapshots.pop(key, None)
+    if snap is None:
+        return
+    for sv in snap.volumes.values():
+        if sv.file:
+            Path(sv.file).unlink(missing_ok=True)
+
+
+@route("PUT", "/v1/resource-definitions/{rd}/snapshots/{snap}", op=rc.MASK_MOD, obj=SNAP)
+def modify_snap(emu: Emulator, req: Request) -> list[rc.Entry]:
+    data = req.body(body.SNAPSHOT_MODIFY)
+    rd = emu.rd(req.params["rd"], rc.MASK_MOD, SNAP)
+    snap = find_snap(rd, req.params["snap"], rc.MASK_MOD, SNAP)
+    return modify_props(snap, data, f"Snapshot '{snap.name}' of '{rd.name}'", SNAP, {"RscDfn": rd.name})
+
+
+@route("DELETE", "/v1/resource-definitions/{rd}/snapshots/{snap}", op=rc.MASK_DEL, obj=SNAP)
+def delete_snap(emu: Emulator, req: Request) -> list[rc.Entry]:
+    rd_name, snap_name = req.params["rd"], req.params["snap"]
+    problem = names.resource_name_problem(rd_name)
+    if problem:
+        raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_RSC_NAME, problem))
+    _snap_name(snap_name)
+    rd = emu.state.resource_definitions.get(names.key(rd_name))
+    snap = rd.snapshots.get(names.key(snap_name)) if rd else None
+    refs = {"RscDfn": rd_name, "SnapshotName": snap_name}
+    if rd is None or snap is None:
+        return [
+            rc.warn(
+                rc.WARN_NOT_FOUND, f"Snapshot '{snap_name}' of resource '{rd_name}' not found.", obj_refs=refs
+            )
+        ]
+    only = {names.key(n) for n in req.q("nodes")}
+    if only and only != {names.key(n) for n in snap.nodes}:
+        snap.nodes = [n for n in snap.nodes if names.key(n) not in only]
+        if snap.nodes:
+            return [
+                rc.success(
+                    rc.DELETED,
+                    f"Snapshot '{snap.name}' of '{rd.name}' deleted on the given nodes.",
+                    obj_refs=refs,
+                )
+            ]
+    _drop_snapshot(emu, rd, names.key(snap_name))
+    return [rc.success(rc.DELETED, f"Snapshot '{snap.name}' of resource '{rd.name}' deleted.", obj_refs=refs)]
+
+
+@route("GET", "/v1/view/snapshots")
+def view_snaps(emu: Emulator, req: Request) -> Json:
+    nodes = name_filter(req, "nodes", names.node_name_problem, code=rc.FAIL_INVLD_NODE_NAME)
+    rds = name_filter(req, "resources", names.resource_name_problem, code=rc.FAIL_INVLD_RSC_NAME)
+    out = []
+    for rk, rd in sorted(emu.state.resource_definitions.items()):
+        if rds is not None and rk not in rds:
+            continue
+        for _, snap in sorted(rd.snapshots.items()):
+            if nodes is not None and not {names.key(n) for n in snap.nodes} & nodes:
+                continue
+            out.append(views.snapshot(emu, rd, snap))
+    return Json(paginate(out, req))
+
+
+# ---------------------------------------------------------------------- restore
+
+
+def _target_rd(emu: Emulator, name: str | None, op: int, obj: int) -> st.ResourceDefinition:
+    if not name:
+        raise rc.ApiFailure(
+            rc.error(rc.FAIL_INVLD_RSC_NAME, "The target resource (to_resource) is missing.", op, obj)
+        )
+    return emu.rd(name, op, obj)
+
+
+@route(
+    "POST",
+    "/v1/resource-definitions/{rd}/snapshot-restore-volume-definition/{snap}",
+    status=200,
+    op=CRT,
+    obj=rc.MASK_VLM_DFN,
+)
+def restore_vd(emu: Emulator, req: Request) -> list[rc.Entry]:
+    data = req.body(body.SNAPSHOT_RESTORE_VD)
+    rd = emu.rd(req.params["rd"], CRT, rc.MASK_VLM_DFN)
+    snap = find_snap(rd, req.params["snap"], CRT, rc.MASK_VLM_DFN)
+    target = _target_rd(emu, data.get("to_resource"), CRT, rc.MASK_VLM_DFN)
+    for sv in snap.volumes.values():
+        if str(sv.number) in target.volume_definitions:
+            raise rc.ApiFailure(
+                rc.error(
+                    rc.FAIL_EXISTS_VLM_DFN,
+                    f"A volume definition with the number {sv.number} already exists in resource definition "
+                    f"'{target.name}'.",
+                    CRT,
+                    rc.MASK_VLM_DFN,
+                    obj_refs={"RscDfn": target.name, "VlmNr": str(sv.number)},
+                )
+            )
+    entries = []
+    for sv in sorted(snap.volumes.values(), key=lambda v: v.number):
+        vd = st.VolumeDefinition(
+            number=sv.number, size_kib=sv.size_kib, props=dict(sv.props), minor=emu.next_minor()
+        )
+        target.volume_definitions[str(sv.number)] = vd
+        entries.append(
+            rc.success(
+                rc.DELETED,
+                f"Volume definition with number '{sv.number}' of resource definition '{target.name}' "
+                "restored from "
+                f"resource '{rd.name}', snapshot '{snap.name}'.",
+                obj_refs={"RscDfn": target.name, "VlmNr": str(sv.number)},
+            )
+        )
+    return entries
+
+
+@route("POST", "/v1/resource-definitions/{rd}/snapshot-restore-resource/{snap}", status=200, op=CRT, obj=RSC_)
+def restore_rsc(emu: Emulator, req: Request) -> list[rc.Entry]:
+    data = req.body(body.SNAPSHOT_RESTORE)
+    rd = emu.rd(req.params["rd"], CRT, RSC_)
+    snap = find_snap(rd, req.params["snap"], CRT, RSC_)
+    target = _target_rd(emu, data.get("to_resource"), CRT, RSC_)
+    if target.resources:
+        raise rc.ApiFailure(
+            rc.error(
+                rc.FAIL_EXISTS_RSC,
+                f"Resource definition '{target.name}' already has resources; restore needs an empty target.",
+                CRT,
+                RSC_,
+                obj_refs={"RscDfn": target.name},
+            )
+        )
+    if "SUCCESSFUL" not in snap.flags:
+        raise rc.ApiFailure(rc.error(rc.FAIL_UNKNOWN_ERROR, "Unable to use failed snapshot", CRT, RSC_))
+    if not target.volume_definitions:
+        return [rc.warn(0, "No volumes to restore.", CRT, RSC_, obj_refs={"RscDfn": target.name})]
+    for vd in target.volume_definitions.values():
+        sv = snap.volumes.get(str(vd.number))
+        if sv is None:
+            raise rc.ApiFailure(
+                rc.error(
+                    rc.FAIL_NOT_FOUND_SNAPSHOT_VLM_DFN,
+                    f"Snapshot volume definition {vd.number} of '{snap.name}' not found.",
+                    CRT,
+                    RSC_,
+                )
+            )
+        if sv.size_kib != vd.size_kib:
+            raise rc.ApiFailure(
+                rc.error(
+                    rc.FAIL_INVLD_VLM_SIZE,
+                    f"Volume definition {vd.number} of '{target.name}' has {vd.size_kib} KiB, the snapshot "
+                    f"{sv.size_kib} KiB; sizes must match for a restore.",
+                    CRT,
+                    RSC_,
+                )
+            )
+    snap_nodes = {names.key(n): n for n in snap.nodes}
+    wanted = data.get("nodes") or list(snap.nodes)
+    nodes: list[st.Node] = []
+    for n in wanted:
+        node = emu.node(n, CRT, RSC_)
+        if names.key(node.name) not in snap_nodes:
+            raise rc.ApiFailure(
+                rc.error(
+                    rc.FAIL_NOT_FOUND_SNAPSHOT,
+                    f"Snapshot '{snap.name}' of '{rd.name}' not found on node '{node.name}'.",
+                    CRT,
+                    RSC_,
+                )
+            )
+        nodes.append(node)
+    rename = data.get("stor_pool_rename") or {}
+    stack, entries = emu.layer_stack(target, None, CRT, RSC_)
+    sources = {sv.number: Path(sv.file) for sv in snap.volumes.values() if sv.file}
+    deployed: list[str] = []
+    try:
+        for node in nodes:
+            pool = snap.pools.get(names.key(node.name), emu.config.pool_name)
+            pool = rename.get(pool, pool)
+            entries.extend(
+                ops.deploy(
+                    emu,
+                    target,
+                    node,
+                    pool_name=pool,
+                    stack=stack,
+                    sources=sources,
+                    extra_flags=("RESTORE_FROM_SNAPSHOT",),
+                    op=CRT,
+                    obj=RSC_,
+                )
+            )
+            deployed.append(names.key(node.name))
+    except rc.ApiFailure:
+        for nk in deployed:
+            ops.remove_resource(emu, target, nk)
+        raise
+    for k, v in snap.rd_props.items():
+        target.props.setdefault(k, v)
+    return entries
+
+
+# ---------------------------------------------------------------------- clone
+
+
+def _clone_reply(
+    src: str, dst: str, entries: list[rc.Entry], op: int, obj: int, ok_status: int = 201
+) -> Json:
+    entries = [e.with_context(op, obj) for e in entries]
+    status = rc.http_status(entries, ok_status)
+    return Json(
+        {
+            "location": f"/v1/resource-definitions/{src}/clone/{dst}",
+            "source_name": src,
+            "clone_name": dst,
+            "messages": [e.to_json() for e in entries],
+        },
+        status,
+    )
+
+
+@route("POST", "/v1/resource-definitions/{rd}/clone", status=201, op=CRT, obj=rc.MASK_RSC_DFN)
+def clone(emu: Emulator, req: Request) -> Json:
+    data = req.body(body.CLONE)
+    src_name = req.params["rd"]
+    dst_name = data.get("name") or ""
+    try:
+        return _clone_reply(src_name, dst_name, _start_clone(emu, src_name, data), CRT, rc.MASK_RSC_DFN)
+    except rc.ApiFailure as failure:
+        return _clone_reply(src_name, dst_name, failure.entries, CRT, rc.MASK_RSC_DFN)
+
+
+def _start_clone(emu: Emulator, src_name: str, data: dict[str, Any]) -> list[rc.Entry]:
+    src = emu.rd(src_name, CRT, rc.MASK_RSC_DFN)
+    if emu.config.strict_clone:
+        raise rc.ApiFailure(
+            rc.error(
+                rc.FAIL_INVLD_PROVIDER,
+                "Clone source contains unsupported storage pools",
+                details="FILE_THIN storage pools do not support cloning.",
+                obj_refs={"RscDfn": src.name},
+            )
+        )
+    if "CLONING" in src.flags:
+        raise rc.ApiFailure(
+            rc.error(rc.FAIL_NOT_ALL_UPTODATE, f"Resource definition '{src.name}' is still being cloned.")
+        )
+    override = data.get("override_props") or {}
+    props.validate_props(override, CRT, rc.MASK_RSC_DFN)
+    rd_props = props.apply_modify(
+        dict(src.props), override, data.get("delete_props") or [], data.get("delete_namespaces") or []
+    )
+    rd_props["cloned-from"] = src.name
+    rg_name = data.get("resource_group") or src.resource_group
+    layer = [s.upper() for s in data.get("layer_list") or []] or list(src.layer_stack)
+    dst, entries = new_rd(
+        emu,
+        data.get("name") or "",
+        external_name=data.get("external_name") or "",
+        rd_props=rd_props,
+        rg_name=rg_name,
+        layer_stack=layer,
+    )
+    sizes = data.get("volume_sizes") or []
+    emu.state.resource_definitions[names.key(dst.name)] = dst
+    dst.flags.append("CLONING")
+    dst.clone_status = "CLONING"
+    copies: list[tuple[st.VolumeDefinition, Path, Path]] = []
+    try:
+        for vd in sorted(src.volume_definitions.values(), key=lambda v: v.number):
+            size = sizes[vd.number] if vd.number < len(sizes) and sizes[vd.number] else vd.size_kib
+            if size < vd.size_kib:
+                raise rc.ApiFailure(
+                    rc.error(rc.FAIL_INVLD_VLM_SIZE, "A clone cannot be smaller than its source.")
+                )
+            dst.volume_definitions[str(vd.number)] = st.VolumeDefinition(
+                number=vd.number, size_kib=size, props=dict(vd.props), minor=emu.next_minor()
+            )
+        for _, rsc in sorted(src.resources.items()):
+            if "DELETE" in rsc.flags:
+                continue
+            dst_rsc = st.Resource(
+                node=rsc.node,
+                props=dict(rsc.props),
+                flags=[f for f in rsc.flags if f != "RESTORE_FROM_SNAPSHOT"],
+                node_id=rsc.node_id,
+            )
+            for key_, vol in rsc.volumes.items():
+                dst_rsc.volumes[key_] = st.Volume(number=vol.number, pool=vol.pool)
+            dst.resources[names.key(rsc.node)] = dst_rsc
+        first = next((r for _, r in sorted(dst.resources.items()) if not r.diskless), None)
+        for vd in dst.volume_definitions.values():
+            svd = src.volume_definitions[str(vd.number)]
+            if first is not None and svd.backing:
+                vol = first.volumes.get(str(vd.number))
+                pool = vol.pool if vol else emu.config.pool_name
+                dest = emu.storage.volume_path(first.node, pool, dst.name, vd.number)
+                copies.append((vd, Path(svd.backing), dest))
+        if not dst.layer_stack and dst.resources:
+            dst.layer_stack = list(src.layer_stack)
+    except rc.ApiFailure:
+        purge_rd(emu, dst)
+        raise
+    except Exception as exc:
+        purge_rd(emu, dst)
+        raise ops.storage_failure(f"Cloning '{src.name}'", exc) from exc
+    thread = threading.Thread(
+        target=_copy_clone, args=(emu, dst.name, copies), name=f"clone-{dst.name}", daemon=True
+    )
+    thread.start()
+    entries.append(
+        rc.success(
+            rc.CREATED,
+            f"Cloning of resource definition '{src.name}' into '{dst.name}' started.",
+            obj_refs={"RscDfn": dst.name, "ClonedFrom": src.name},
+        )
+    )
+    return entries
+
+
+def _copy_clone(emu: Emulator, dst_name: str, copies: list[tuple[st.VolumeDefinition, Path, Path]]) -> None:
+    """Background data copy: the RD stays CLONING until every volume is whole and attached."""
+    done: list[tuple[st.VolumeDefinition, Path]] = []
+    failed = ""
+    for vd, src, dest in copies:
+        try:
+            emu.storage.copy_volume(src, dest)
+            if dest.stat().st_size < vd.size_kib * 1024:
+                emu.storage.resize(dest, vd.size_kib)
+            done.append((vd, dest))
+        except Exception as exc:
+            failed = str(exc)
+            log.error("clone copy into %s failed: %s", dest, exc)
+            break
+    with emu.lock:
+        rd = emu.state.resource_definitions.get(names.key(dst_name))
+        if rd is None:
+            for _, dest in done:
+                dest.unlink(missing_ok=True)
+            return
+        if rd.flags.count("CLONING"):
+            rd.flags.remove("CLONING")
+        if failed:
+            rd.flags.append("FAILED")
+            rd.clone_status = "FAILED"
+            for _, dest in done:
+                dest.unlink(missing_ok=True)
+        else:
+            for vd, dest in done:
+                vd.backing = str(dest)
+            try:
+                emu.sync_devices(rd)
+                rd.clone_status = "COMPLETE"
+            except Exception as exc:
+                log.error("clone %s: attaching devices failed: %s", dst_name, exc)
+                rd.flags.append("FAILED")
+                rd.clone_status = "FAILED"
+        emu.persist()
+
+
+@route("GET", "/v1/resource-definitions/{rd}/clone/{clone}")
+def clone_status(emu: Emulator, req: Request) -> Json:
+    emu.rd(req.params["rd"])
+    dst = emu.rd(req.params["clone"])
+    if "FAILED" in dst.flags:
+        status = "FAILED"
+    elif "CLONING" in dst.flags:
+        status = "CLONING"
+    elif any(not ops.node_online(emu, r.node) for r in dst.resources.values()):
+        status = "FAILED"
+    else:
+        status = "COMPLETE"
+    return Json({"status": status})

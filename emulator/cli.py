@@ -1,0 +1,166 @@
+"""``linstor-emulator serve``: run a single-node LINSTOR controller emulator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from emulator import names
+from emulator.config import Config, default_node_name
+
+
+class _JsonLines(logging.Formatter):
+    """One JSON object per line, so the access log can be read by the same tools as the daemons'."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="linstor-emulator",
+        description="A single-node LINSTOR controller emulator (REST API v1) with real loop-device storage. "
+        "Nothing is replicated: every replica of a volume shares one backing file on this host.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the emulator")
+    s.add_argument("--state-dir", required=True, type=Path, help="where state, pools and snapshots live")
+    s.add_argument("--port", type=int, default=3370, help="TCP port (default 3370; 0 picks a free one)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--nodes", default="", help="comma-separated virtual node names")
+    s.add_argument("--local-node", default=None, help="name of the local node (default: the host name)")
+    s.add_argument(
+        "--dev-dir", type=Path, default=None, help="directory for drbd<minor> nodes (default <state-dir>/dev)"
+    )
+    s.add_argument("--storage-only", action="store_true", help="STORAGE layer only (no DRBD-shaped devices)")
+    s.add_argument(
+        "--strict-in-use", action="store_true", help="storage-only: report no in_use, never refuse with 997"
+    )
+    s.add_argument(
+        "--strict-reflink", action="store_true", help="refuse snapshots where reflinks are unsupported"
+    )
+    s.add_argument(
+        "--strict-clone", action="store_true", help="refuse FILE_THIN clones with 227, as LINSTOR does"
+    )
+    s.add_argument(
+        "--allow-file-clone", action="store_true", help="accepted for compatibility; clones work by default"
+    )
+    s.add_argument("--pool-name", default="DfltStorPool", help="name of each node's FILE_THIN pool")
+    s.add_argument("--tls-cert", default=None, help="serve HTTPS with this certificate (PEM)")
+    s.add_argument("--tls-key", default=None, help="private key of --tls-cert (PEM)")
+    s.add_argument("--tls-client-ca", default=None, help="require client certificates signed by this CA")
+    s.add_argument("--log-level", default="INFO", help="log level (default INFO)")
+    return p
+
+
+def _config(args: argparse.Namespace) -> Config:
+    local = args.local_node or default_node_name()
+    virtual = tuple(n.strip() for n in args.nodes.split(",") if n.strip())
+    for n in (local, *virtual):
+        problem = names.node_name_problem(n)
+        if problem:
+            raise SystemExit(f"linstor-emulator: {problem}")
+    keys = [names.key(n) for n in (local, *virtual)]
+    if len(set(keys)) != len(keys):
+        raise SystemExit("linstor-emulator: node names must be unique (case-insensitive)")
+    if names.storage_pool_name_problem(args.pool_name):
+        raise SystemExit(f"linstor-emulator: {names.storage_pool_name_problem(args.pool_name)}")
+    state_dir = args.state_dir.resolve()
+    return Config(
+        state_dir=state_dir,
+        dev_dir=(args.dev_dir or state_dir / "dev").resolve(),
+        local_node=local,
+        virtual_nodes=virtual,
+        drbd_shaped=not args.storage_only,
+        strict_in_use=args.strict_in_use,
+        strict_reflink=args.strict_reflink,
+        strict_clone=args.strict_clone,
+        pool_name=args.pool_name,
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    from emulator.core import Emulator
+    from emulator.server import EmulatorServer, tls_context
+    from emulator.storage import Storage
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonLines())
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler], force=True)
+    log = logging.getLogger("emulator")
+    config = _config(args)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("linstor-emulator: --tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        raise SystemExit("linstor-emulator: --tls-client-ca needs --tls-cert and --tls-key")
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    config.dev_dir.mkdir(parents=True, exist_ok=True)
+    storage = Storage(
+        config.state_dir, config.dev_dir, drbd_shaped=config.drbd_shaped, strict_reflink=config.strict_reflink
+    )
+    emu = Emulator(config, storage)
+    emu.bootstrap()
+    tls = tls_context(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
+    server = EmulatorServer(emu, args.host, args.port, tls)
+    try:
+        server.start()
+    except OSError as exc:
+        raise SystemExit(
+            f"linstor-emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}"
+        ) from exc
+    done = threading.Event()
+
+    def stop(signum: int, _frame: Any) -> None:
+        log.info("signal %d: shutting down", signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info(
+        "LINSTOR emulator listening",
+        extra={
+            "fields": {
+                "url": f"{'https' if tls else 'http'}://{args.host}:{server.port}",
+                "local_node": config.local_node,
+                "virtual_nodes": list(config.virtual_nodes),
+                "mode": "drbd-shaped" if config.drbd_shaped else "storage-only",
+                "state_dir": str(config.state_dir),
+            }
+        },
+    )
+    while not done.wait(0.5):
+        pass
+    server.stop()
+    with emu.lock:
+        emu.persist()
+    log.info("stopped; devices stay attached so mounts survive, and are found again at the next start")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

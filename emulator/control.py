@@ -1,0 +1,213 @@
+"""The emulator-only ``/_emu/`` control API: faults, node state, pool capacity, in-use, reset.
+
+It lives under a prefix no LINSTOR path uses, answers plain JSON (not ApiCallRc), and
+exists only so tests can provoke what a real cluster does on its own: slow answers,
+errors, outages, nodes going away, full pools and busy devices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from typing import Any
+
+from emulator import names, ops
+from emulator import retcodes as rc
+from emulator.core import Emulator
+from emulator.faults import Faults, error_ret_code
+
+
+class ControlError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _obj(body: Any) -> dict[str, Any]:
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ControlError(400, "the body must be a JSON object")
+    return body
+
+
+def _num(body: dict[str, Any], key: str, default: float | None = None) -> float:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ControlError(400, f"'{key}' must be a non-negative number")
+    return float(value)
+
+
+class Control:
+    """Dispatches one control request; ``outage`` is the server's hook to drop its listener."""
+
+    def __init__(self, emu: Emulator, faults: Faults, outage: Callable[[float], None]) -> None:
+        self.emu = emu
+        self.faults = faults
+        self.outage = outage
+        self._routes: list[tuple[str, re.Pattern[str], Callable[..., Any]]] = [
+            ("GET", re.compile(r"^/_emu/health/?$"), self.health),
+            ("GET", re.compile(r"^/_emu/state/?$"), self.dump_state),
+            ("POST", re.compile(r"^/_emu/reset/?$"), self.reset),
+            ("POST", re.compile(r"^/_emu/latency/?$"), self.latency),
+            ("POST", re.compile(r"^/_emu/errors/?$"), self.add_error),
+            ("DELETE", re.compile(r"^/_emu/errors/?$"), self.clear_faults),
+            ("GET", re.compile(r"^/_emu/faults/?$"), self.describe_faults),
+            ("POST", re.compile(r"^/_emu/outage/?$"), self.start_outage),
+            (
+                "POST",
+                re.compile(r"^/_emu/nodes/(?P<node>[^/]+)/(?P<what>offline|online)/?$"),
+                self.node_state,
+            ),
+            ("POST", re.compile(r"^/_emu/pools/(?P<node>[^/]+)/(?P<pool>[^/]+)/capacity/?$"), self.capacity),
+            ("POST", re.compile(r"^/_emu/pools/(?P<pool>[^/]+)/capacity/?$"), self.capacity),
+            ("POST", re.compile(r"^/_emu/resources/(?P<rd>[^/]+)/(?P<node>[^/]+)/in_use/?$"), self.in_use),
+        ]
+
+    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        known = False
+        for m, pattern, fn in self._routes:
+            match = pattern.match(path)
+            if match is None:
+                continue
+            known = True
+            if m == method:
+                try:
+                    return 200, fn(body, **match.groupdict())
+                except ControlError as exc:
+                    return exc.status, {"error": str(exc)}
+        if known:
+            return 405, {"error": f"{method} is not allowed on {path}"}
+        return 404, {"error": f"unknown control path {path}"}
+
+    def health(self, body: Any) -> dict[str, Any]:
+        with self.emu.lock:
+            return {
+                "status": "ok",
+                "local_node": self.emu.config.local_node,
+                "nodes": [n.name for _, n in sorted(self.emu.state.nodes.items())],
+                "mode": "drbd" if self.emu.drbd else "storage-only",
+                "resource_definitions": len(self.emu.state.resource_definitions),
+            }
+
+    def dump_state(self, body: Any) -> dict[str, Any]:
+        with self.emu.lock:
+            data = self.emu.state.to_json()
+            data["devices"] = {k: {"device": v[0], "loop": v[1]} for k, v in self.emu.devices.items()}
+            data["faults"] = self.faults.describe()
+            return data
+
+    def reset(self, body: Any) -> dict[str, Any]:
+        self.faults.clear()
+        self.emu.reset()
+        return {"status": "reset"}
+
+    def latency(self, body: Any) -> dict[str, Any]:
+        data = _obj(body)
+        ms = _num(data, "ms", 0)
+        paths = data.get("paths")
+        if paths is not None and not isinstance(paths, str):
+            raise ControlError(400, "'paths' must be a regular expression string")
+        try:
+            self.faults.set_latency(ms, paths)
+        except re.error as exc:
+            raise ControlError(400, f"invalid regular expression: {exc}") from exc
+        return self.faults.describe()
+
+    def add_error(self, body: Any) -> dict[str, Any]:
+        data = _obj(body)
+        status = data.get("status", 500)
+        if not isinstance(status, int) or not 400 <= status <= 599:
+            raise ControlError(400, "'status' must be an HTTP error status (400-599)")
+        code = data.get("ret_code", rc.FAIL_UNKNOWN_ERROR)
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise ControlError(400, "'ret_code' must be an integer")
+        count = data.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or count == 0:
+            raise ControlError(400, "'count' must be a positive integer, or -1 for every request")
+        method = data.get("method")
+        if method is not None and not isinstance(method, str):
+            raise ControlError(400, "'method' must be a string")
+        regex = data.get("path_regex", ".*")
+        message = data.get("message", "")
+        if not isinstance(regex, str) or not isinstance(message, str):
+            raise ControlError(400, "'path_regex' and 'message' must be strings")
+        try:
+            rule = self.faults.add_error(method, regex, status, error_ret_code(code), count, message)
+        except re.error as exc:
+            raise ControlError(400, f"invalid regular expression: {exc}") from exc
+        return rule.to_json()
+
+    def clear_faults(self, body: Any) -> dict[str, Any]:
+        self.faults.clear()
+        return self.faults.describe()
+
+    def describe_faults(self, body: Any) -> dict[str, Any]:
+        return self.faults.describe()
+
+    def start_outage(self, body: Any) -> dict[str, Any]:
+        seconds = _num(_obj(body), "seconds")
+        if seconds > 3600:
+            raise ControlError(400, "'seconds' must be at most 3600")
+        if seconds > 0:
+            self.outage(seconds)
+        return {"outage_seconds": seconds}
+
+    def node_state(self, body: Any, node: str, what: str) -> dict[str, Any]:
+        with self.emu.lock:
+            obj = self.emu.state.nodes.get(names.key(node))
+            if obj is None:
+                raise ControlError(404, f"node '{node}' not found")
+            if obj.local and what == "offline":
+                raise ControlError(400, "the local node cannot go offline (it is the host itself)")
+            obj.online = what == "online"
+            finished = []
+            if obj.online:
+                # Deletes stored while the node was away are carried out on reconnect.
+                for rd in list(self.emu.state.resource_definitions.values()):
+                    rsc = rd.resources.get(names.key(obj.name))
+                    if rsc is not None and "DELETE" in rsc.flags:
+                        ops.remove_resource(self.emu, rd, names.key(obj.name))
+                        finished.append(rd.name)
+            self.emu.persist()
+            return {"node": obj.name, "online": obj.online, "completed_deletes": finished}
+
+    def capacity(self, body: Any, pool: str, node: str | None = None) -> dict[str, Any]:
+        data = _obj(body)
+        with self.emu.lock:
+            targets = []
+            for nk, pools in self.emu.state.pools.items():
+                if node is not None and nk != names.key(node):
+                    continue
+                p = pools.get(names.key(pool))
+                if p is not None and p.kind != "DISKLESS":
+                    targets.append(p)
+            if not targets:
+                raise ControlError(404, f"storage pool '{pool}' not found")
+            if data.get("clear") or ("total_kib" not in data and "free_kib" not in data):
+                for p in targets:
+                    p.capacity_override = None
+            else:
+                total = int(_num(data, "total_kib"))
+                free = int(_num(data, "free_kib"))
+                if free > total:
+                    raise ControlError(400, "'free_kib' cannot exceed 'total_kib'")
+                for p in targets:
+                    p.capacity_override = [total, free]
+            self.emu.persist()
+            return {"pools": [dataclasses.asdict(p) for p in targets]}
+
+    def in_use(self, body: Any, rd: str, node: str) -> dict[str, Any]:
+        data = _obj(body)
+        value = data.get("in_use", True)
+        if value is not None and not isinstance(value, bool):
+            raise ControlError(400, "'in_use' must be true, false or null (detect)")
+        with self.emu.lock:
+            rdo = self.emu.state.resource_definitions.get(names.key(rd))
+            rsc = rdo.resources.get(names.key(node)) if rdo else None
+            if rsc is None:
+                raise ControlError(404, f"resource '{rd}' on node '{node}' not found")
+            rsc.in_use_override = value
+            self.emu.persist()
+            return {"resource": rd, "node": rsc.node, "in_use_override": value}

@@ -1,0 +1,505 @@
+"""Deploying and removing resources: the steps several endpoints share.
+
+Resource create, autoplace, spawn, make-available, restore and clone all end in
+"put this resource on that node"; RD, VD and resource deletes all end in "take it away".
+Each step does its host work before the answer is sent (all LINSTOR mutations but
+clone are synchronous) and undoes what it did when a later step fails, so a failed
+request leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from emulator import names, placement
+from emulator import retcodes as rc
+from emulator import state as st
+from emulator.config import DEFAULT_POOL, DISKLESS_POOL
+from emulator.core import Emulator
+
+log = logging.getLogger("emulator")
+
+CRT_RSC = (rc.MASK_CRT, rc.MASK_RSC)
+DEL_RSC = (rc.MASK_DEL, rc.MASK_RSC)
+
+
+def storage_failure(what: str, exc: Exception, op: int = 0, obj: int = 0) -> rc.ApiFailure:
+    """A host-side failure as the controller reports a satellite error."""
+    return rc.ApiFailure(
+        rc.error(
+            rc.FAIL_UNKNOWN_ERROR,
+            f"{what} failed on the (emulated) satellite.",
+            op,
+            obj,
+            cause=str(exc) or type(exc).__name__,
+            error_report_ids=[rc.new_error_report_id()],
+        )
+    )
+
+
+def node_online(emu: Emulator, node_name: str) -> bool:
+    node = emu.state.nodes.get(names.key(node_name))
+    return node is not None and node.online
+
+
+def next_node_id(rd: st.ResourceDefinition) -> int:
+    used = {r.node_id for r in rd.resources.values()}
+    n = 0
+    while n in used:
+        n += 1
+    return n
+
+
+def resolve_pool_name(
+    emu: Emulator, rd: st.ResourceDefinition, node: st.Node, rsc_props: dict[str, str]
+) -> str:
+    """``StorPoolName`` lookup: resource, VD, RD, RG, node, a diskful peer, then DfltStorPool."""
+    if "StorPoolName" in rsc_props:
+        return rsc_props["StorPoolName"]
+    for vd in rd.volume_definitions.values():
+        if "StorPoolName" in vd.props:
+            return vd.props["StorPoolName"]
+    if "StorPoolName" in rd.props:
+        return rd.props["StorPoolName"]
+    rg = emu.rg_of(rd)
+    if rg is not None and "StorPoolName" in rg.props:
+        return rg.props["StorPoolName"]
+    if "StorPoolName" in node.props:
+        return node.props["StorPoolName"]
+    for peer in rd.resources.values():
+        if not peer.diskless and "StorPoolName" in peer.props:
+            return peer.props["StorPoolName"]
+    return DEFAULT_POOL
+
+
+def required_kib(rd: st.ResourceDefinition) -> int:
+    return sum(vd.size_kib for vd in rd.volume_definitions.values())
+
+
+def check_space(emu: Emulator, rd: st.ResourceDefinition, pool: st.Pool, op: int, obj: int) -> None:
+    """Manual create/restore: 206 when the pool's estimate cannot hold the volumes."""
+    cap = emu.capacity(pool)
+    if cap is None or pool.kind == "DISKLESS":
+        return
+    cand = placement.Candidate(
+        node=pool.node,
+        pool=pool.name,
+        provider=pool.kind,
+        total_kib=cap[0],
+        free_kib=cap[1],
+        reserved_kib=emu.reserved_kib(names.key(pool.node), names.key(pool.name)),
+        thin=pool.kind.endswith("_THIN"),
+    )
+    est = cand.estimated_free_kib()
+    for vd in sorted(rd.volume_definitions.values(), key=lambda v: v.number):
+        if est is not None and est < vd.size_kib:
+            raise rc.ApiFailure(
+                rc.error(
+                    rc.FAIL_INVLD_VLM_SIZE,
+                    f"Not enough free space available for volume {vd.number} of resource '{rd.name}' "
+                    f"on node '{pool.node}' in storage pool '{pool.name}'.",
+                    op,
+                    obj,
+                    details=f"Required: {vd.size_kib} KiB, estimated free: {int(est)} KiB",
+                )
+            )
+
+
+def deploy(
+    emu: Emulator,
+    rd: st.ResourceDefinition,
+    node: st.Node,
+    *,
+    pool_name: str | None = None,
+    diskless: bool = False,
+    stack: list[str],
+    props: dict[str, str] | None = None,
+    extra_flags: tuple[str, ...] = (),
+    sources: dict[int, Path] | None = None,
+    check_capacity: bool = True,
+    op: int = rc.MASK_CRT,
+    obj: int = rc.MASK_RSC,
+) -> list[rc.Entry]:
+    """Create the resource on ``node`` with its volumes, devices and first filesystem.
+
+    ``sources`` maps volume numbers to files whose data the new volumes start from
+    (restore, clone); such volumes are never formatted.
+    """
+    props = dict(props or {})
+    entries: list[rc.Entry] = []
+    if diskless:
+        pool = emu.pool(node, props.get("StorPoolName", DISKLESS_POOL), op, obj)
+        flags = ["DISKLESS", "DRBD_DISKLESS"]
+    else:
+        wanted = pool_name or resolve_pool_name(emu, rd, node, props)
+        code = rc.FAIL_NOT_FOUND_DFLT_STOR_POOL if names.key(wanted) == names.key(DEFAULT_POOL) else 0
+        pool = emu.pool(node, wanted, op, obj, code)
+        if pool.kind == "DISKLESS":
+            diskless = True
+            flags = ["DISKLESS", "DRBD_DISKLESS"]
+            if "DRBD" not in stack:
+                raise rc.ApiFailure(
+                    rc.error(rc.FAIL_INVLD_LAYER_STACK, "A diskless resource needs the DRBD layer.", op, obj)
+                )
+        else:
+            flags = []
+            if check_capacity:
+                check_space(emu, rd, pool, op, obj)
+    props["StorPoolName"] = pool.name
+    flags.extend(f for f in extra_flags if f not in flags)
+    rsc = st.Resource(node=node.name, props=props, flags=flags, node_id=next_node_id(rd))
+    created: list[st.VolumeDefinition] = []
+    formatted_candidates: list[st.VolumeDefinition] = []
+    try:
+        for vd in sorted(rd.volume_definitions.values(), key=lambda v: v.number):
+            rsc.volumes[str(vd.number)] = st.Volume(number=vd.number, pool=pool.name)
+            if diskless or vd.backing:
+                continue
+            src = (sources or {}).get(vd.number)
+            if src is not None:
+                dest = emu.storage.pool_path(node.name, pool.name) / f"{rd.name}_{vd.number:05d}.img"
+                emu.storage.copy_volume(src, dest)
+                if dest.stat().st_size < vd.size_kib * 1024:
+                    emu.storage.resize(dest, vd.size_kib)
+                vd.backing = str(dest)
+            else:
+                vd.backing = str(
+                    emu.storage.create_volume(node.name, pool.name, rd.name, vd.number, vd.size_kib)
+                )
+                formatted_candidates.append(vd)
+            created.append(vd)
+        rd.resources[names.key(node.name)] = rsc
+        if not rd.layer_stack:
+            rd.layer_stack = list(stack)
+        emu.sync_devices(rd)
+        for vd in formatted_candidates:
+            _mkfs_if_wanted(emu, rd, vd)
+    except rc.ApiFailure:
+        _undo_deploy(emu, rd, node, created)
+        raise
+    except Exception as exc:
+        _undo_deploy(emu, rd, node, created)
+        raise storage_failure(f"Creating resource '{rd.name}' on node '{node.name}'", exc, op, obj) from exc
+    ctx = {"RscDfn": rd.name, "Node": node.name}
+    entries.append(
+        rc.success(rc.CREATED, "Successfully set property key(s): StorPoolName", op, obj, obj_refs=ctx)
+    )
+    entries.append(
+        rc.success(
+            rc.CREATED,
+            f"New resource '{rd.name}' on node '{node.name}' registered.",
+            op,
+            obj,
+            details=f"Resource '{rd.name}' on node '{node.name}' UUID is: {rsc.uuid}",
+            obj_refs=ctx,
+        )
+    )
+    for vd in sorted(rd.volume_definitions.values(), key=lambda v: v.number):
+        entries.append(
+            rc.success(
+                rc.CREATED,
+                f"Volume with number '{vd.number}' on resource '{rd.name}' on node '{node.name}' "
+                "successfully registered",
+                rc.MASK_CRT,
+                rc.MASK_VLM,
+                obj_refs={**ctx, "VlmNr": str(vd.number)},
+            )
+        )
+    if node.online:
+        entries.append(
+            rc.success(rc.CREATED, f"Created resource '{rd.name}' on '{node.name}'", op, obj, obj_refs=ctx)
+        )
+        entries.append(
+            rc.success(rc.CREATED, f"Resource '{rd.name}' on '{node.name}' ready", op, obj, obj_refs=ctx)
+        )
+    else:
+        entries.append(not_connected(node.name, op, obj))
+    return entries
+
+
+def not_connected(node_name: str, op: int, obj: int) -> rc.Entry:
+    return rc.warn(
+        rc.WARN_NOT_CONNECTED,
+        f"No active connection to satellite '{node_name}'",
+        op,
+        obj,
+        details="The controller is trying to (re-) establish a connection to the satellite. "
+        "The controller stored the changes and as soon the satellite is connected, "
+        "it will receive this update.",
+        obj_refs={"Node": node_name},
+    )
+
+
+def _undo_deploy(
+    emu: Emulator, rd: st.ResourceDefinition, node: st.Node, created: list[st.VolumeDefinition]
+) -> None:
+    rd.resources.pop(names.key(node.name), None)
+    for vd in created:
+        if vd.backing:
+            try:
+                emu.detach(vd)
+                emu.storage.delete(Path(vd.backing), emu.minor_arg(vd))
+            except Exception as exc:
+                log.error("rollback of %s failed: %s", vd.backing, exc)
+            vd.backing = None
+    try:
+        emu.sync_devices(rd)
+    except Exception as exc:
+        log.error("device sync after rollback failed: %s", exc)
+
+
+def _mkfs_if_wanted(emu: Emulator, rd: st.ResourceDefinition, vd: st.VolumeDefinition) -> None:
+    """A satellite formats a newly created volume whose FileSystem/Type resolves, if blank."""
+    fs_type = emu.effective_prop(rd, vd, "FileSystem/Type")
+    if not fs_type or not vd.backing:
+        return
+    params = emu.effective_prop(rd, vd, "FileSystem/MkfsParams") or ""
+    temporary = vd.backing not in emu.devices
+    device = emu.attach(vd) if temporary else emu.devices[vd.backing][0]
+    try:
+        emu.storage.mkfs_if_blank(device, fs_type, params)
+    finally:
+        if temporary:
+            emu.detach(vd)
+
+
+def remove_resource(emu: Emulator, rd: st.ResourceDefinition, rsc_key: str) -> None:
+    """Drop a resource; a volume's data goes with its last diskful replica."""
+    rd.resources.pop(rsc_key, None)
+    for vd in rd.volume_definitions.values():
+        if not vd.backing:
+            continue
+        still = any(not r.diskless and str(vd.number) in r.volumes for r in rd.resources.values())
+        if not still:
+            emu.detach(vd)
+            emu.storage.delete(Path(vd.backing), emu.minor_arg(vd))
+            vd.backing = None
+    emu.sync_devices(rd)
+
+
+def check_deletable(emu: Emulator, rd: st.ResourceDefinition, rsc: st.Resource, op: int, obj: int) -> None:
+    """997 when the resource is open, or when it is the last disk under diskless peers."""
+    if emu.in_use_reported(rd, rsc, fresh=True):
+        raise rc.ApiFailure(
+            rc.error(
+                rc.FAIL_IN_USE,
+                f"Resource '{rd.name}' on node '{rsc.node}' is still in use.",
+                op,
+                obj,
+                cause="Resource is mounted/in use.",
+                correction=f"Un-mount resource '{rd.name}' on the node '{rsc.node}'.",
+                obj_refs={"RscDfn": rd.name, "Node": rsc.node},
+            )
+        )
+    if not rsc.diskless:
+        others = [r for r in rd.resources.values() if r is not rsc and "DELETE" not in r.flags]
+        if not any(not r.diskless for r in others) and any(r.diskless for r in others):
+            raise rc.ApiFailure(
+                rc.error(
+                    rc.FAIL_IN_USE,
+                    f"Last resource of '{rd.name}' with disk still has diskless resources attached.",
+                    op,
+                    obj,
+                    correction="Delete the diskless resources first.",
+                    obj_refs={"RscDfn": rd.name, "Node": rsc.node},
+                )
+            )
+
+
+def delete_resource_entries(emu: Emulator, rd: st.ResourceDefinition, rsc: st.Resource) -> list[rc.Entry]:
+    """Delete one resource (checks done by the caller); offline nodes keep it flagged DELETE."""
+    ctx = {"RscDfn": rd.name, "Node": rsc.node}
+    if not node_online(emu, rsc.node):
+        if "DELETE" not in rsc.flags:
+            rsc.flags.append("DELETE")
+        return [
+            rc.success(
+                rc.DELETED,
+                f"Resource '{rd.name}' on '{rsc.node}' marked for deletion.",
+                *DEL_RSC,
+                obj_refs=ctx,
+            ),
+            not_connected(rsc.node, *DEL_RSC),
+        ]
+    try:
+        remove_resource(emu, rd, names.key(rsc.node))
+    except Exception as exc:
+        raise storage_failure(f"Deleting resource '{rd.name}' on '{rsc.node}'", exc, *DEL_RSC) from exc
+    return [
+        rc.success(
+            rc.DELETED,
+            f"Resource '{rd.name}' on '{rsc.node}' preparing for deletion.",
+            *DEL_RSC,
+            obj_refs=ctx,
+        ),
+        rc.success(
+            rc.DELETED, f"Resource '{rd.name}' on '{rsc.node}' marked for deletion.", *DEL_RSC, obj_refs=ctx
+        ),
+        rc.success(
+            rc.DELETED, f"Resource '{rd.name}' on '{rsc.node}' deletion complete.", *DEL_RSC, obj_refs=ctx
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------- autoplace
+
+
+def candidates(emu: Emulator) -> list[placement.Candidate]:
+    on_node: dict[str, set[str]] = {}
+    for rd_key, rd in emu.state.resource_definitions.items():
+        for nk in rd.resources:
+            on_node.setdefault(nk, set()).add(rd_key)
+    out = []
+    for nk, node in emu.state.nodes.items():
+        eligible = node.props.get("AutoplaceTarget", "true").lower() != "false" and not (
+            {"EVICTED", "EVACUATE"} & set(node.flags)
+        )
+        for pool in emu.pools_of(nk):
+            if pool.kind == "DISKLESS":
+                continue
+            cap = emu.capacity(pool)
+            out.append(
+                placement.Candidate(
+                    node=node.name,
+                    pool=pool.name,
+                    provider=pool.kind,
+                    node_props=node.props,
+                    online=node.online,
+                    eligible=eligible,
+                    resources_on_node=frozenset(on_node.get(nk, ())),
+                    total_kib=cap[0] if cap else None,
+                    free_kib=cap[1] if cap else None,
+                    reserved_kib=emu.reserved_kib(nk, names.key(pool.name)),
+                    thin=pool.kind.endswith("_THIN"),
+                )
+            )
+    return out
+
+
+def effective_filter(
+    emu: Emulator,
+    rd: st.ResourceDefinition,
+    request_filter: dict[str, Any] | None,
+    layer_list: list[str] | None = None,
+    diskless_on_remaining: bool | None = None,
+) -> dict[str, Any]:
+    rg = emu.rg_of(rd)
+    flt = placement.merge_filters(rg.select_filter if rg else {}, request_filter or {})
+    flt.setdefault("place_count", 2)
+    if layer_list:
+        flt["layer_stack"] = layer_list
+    if diskless_on_remaining is not None:
+        flt["diskless_on_remaining"] = diskless_on_remaining
+    return flt
+
+
+def autoplace(
+    emu: Emulator,
+    rd: st.ResourceDefinition,
+    flt: dict[str, Any],
+    op: int = rc.MASK_CRT,
+    obj: int = rc.MASK_RSC,
+) -> list[rc.Entry]:
+    """Place diskful replicas up to the filter's count; all or nothing."""
+    place_count = flt.get("place_count", 2)
+    if place_count is None or place_count < 1:
+        raise rc.ApiFailure(
+            rc.error(rc.FAIL_INVLD_PLACE_COUNT, f"Invalid place count: {place_count} (minimum is 1)", op, obj)
+        )
+    stack, entries = emu.layer_stack(rd, flt.get("layer_stack"), op, obj)
+    diskful = [r for r in rd.resources.values() if not r.diskless and "DELETE" not in r.flags]
+    additional = flt.get("additional_place_count") or 0
+    need = additional if additional > 0 else place_count - len(diskful)
+    if need <= 0:
+        entries.append(
+            rc.warn(
+                rc.WARN_RSC_ALREADY_DEPLOYED,
+                f"Resource '{rd.name}' was already deployed on {len(diskful)} nodes. Skipping.",
+                op,
+                obj,
+                obj_refs={"RscDfn": rd.name},
+            )
+        )
+        if flt.get("diskless_on_remaining"):
+            entries.extend(_diskless_on_remaining(emu, rd, stack, op, obj))
+        return entries
+    existing_props = [
+        emu.state.nodes[names.key(r.node)].props for r in diskful if names.key(r.node) in emu.state.nodes
+    ]
+    chosen = placement.select(
+        candidates(emu), flt, names.key(rd.name), required_kib(rd), need, existing_props
+    )
+    if chosen is None:
+        raise rc.ApiFailure(
+            rc.error(
+                rc.FAIL_NOT_ENOUGH_NODES,
+                "Not enough available nodes",
+                op,
+                obj,
+                details=_criteria(flt, need, required_kib(rd)),
+                obj_refs={"RscDfn": rd.name},
+            )
+        )
+    deployed: list[str] = []
+    try:
+        for c in chosen:
+            node = emu.state.nodes[names.key(c.node)]
+            entries.extend(
+                deploy(emu, rd, node, pool_name=c.pool, stack=stack, check_capacity=False, op=op, obj=obj)
+            )
+            deployed.append(names.key(c.node))
+    except rc.ApiFailure:
+        for nk in deployed:
+            remove_resource(emu, rd, nk)
+        raise
+    refs = {"RscDfn": rd.name}
+    for i, c in enumerate(chosen):
+        refs[f"Node/{i}"] = c.node
+        refs[f"StoragePool/{i}/0"] = f"{c.pool},{c.provider}"
+    entries.insert(
+        0,
+        rc.success(
+            rc.CREATED,
+            f"Resource '{rd.name}' successfully autoplaced on {len(chosen)} nodes",
+            op,
+            obj,
+            details="Used nodes (storage pool name): " + ", ".join(f"'{c.node}' ({c.pool})" for c in chosen),
+            obj_refs=refs,
+        ),
+    )
+    if flt.get("diskless_on_remaining"):
+        entries.extend(_diskless_on_remaining(emu, rd, stack, op, obj))
+    return entries
+
+
+def _diskless_on_remaining(
+    emu: Emulator, rd: st.ResourceDefinition, stack: list[str], op: int, obj: int
+) -> list:
+    if "DRBD" not in stack or not any(not r.diskless for r in rd.resources.values()):
+        return []
+    entries: list[rc.Entry] = []
+    for nk, node in sorted(emu.state.nodes.items()):
+        if nk in rd.resources or not node.online:
+            continue
+        entries.extend(deploy(emu, rd, node, diskless=True, stack=stack, extra_flags=(), op=op, obj=obj))
+    return entries
+
+
+def _criteria(flt: dict[str, Any], need: int, size: int) -> str:
+    parts = [f"Replica count: {need}", f"Required size: {size} KiB"]
+    for key in (
+        "node_name_list",
+        "storage_pool_list",
+        "storage_pool",
+        "provider_list",
+        "not_place_with_rsc",
+        "not_place_with_rsc_regex",
+        "replicas_on_same",
+        "replicas_on_different",
+        "layer_stack",
+    ):
+        if flt.get(key):
+            parts.append(f"{key}: {flt[key]}")
+    return "Auto-place configuration details:\n   " + "\n   ".join(parts)

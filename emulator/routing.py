@@ -1,0 +1,166 @@
+"""Requests, answers and the route table shared by the endpoint modules.
+
+A handler gets a :class:`Request` and returns either :class:`Json` (reads) or a list
+of ApiCallRc entries (mutations). The dispatcher fills the operation and object bits
+of the route's context into every entry and derives the HTTP status from the entries,
+the way the controller's ``ResponseConverter``/``toResponse`` do.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from emulator import body as bodymod
+from emulator import retcodes as rc
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    params: dict[str, str] = field(default_factory=dict)
+    query: dict[str, list[str]] = field(default_factory=dict)
+    raw_body: bytes = b""
+    _parsed: Any = None
+    _has_parsed: bool = False
+
+    def q(self, name: str) -> list[str]:
+        return self.query.get(name, [])
+
+    def q_first(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+    def q_int(self, name: str, default: int = 0) -> int:
+        value = self.q_first(name)
+        if value is None or value == "":
+            return default
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise bodymod.ParseError(f"query parameter '{name}' must be an integer") from exc
+
+    def q_bool(self, name: str) -> bool:
+        value = (self.q_first(name) or "").lower()
+        return value in ("true", "1", "yes")
+
+    def json(self) -> Any:
+        """The body as JSON; an empty body reads as null (Jackson maps it to defaults)."""
+        if not self._has_parsed:
+            text = self.raw_body.strip()
+            if not text:
+                self._parsed = None
+            else:
+                import json
+
+                try:
+                    self._parsed = json.loads(text)
+                except (ValueError, UnicodeDecodeError) as exc:
+                    raise bodymod.ParseError(f"malformed JSON: {exc}") from exc
+            self._has_parsed = True
+        return self._parsed
+
+    def body(self, spec: bodymod.Obj, required: bool = True) -> dict[str, Any]:
+        """The body checked against the endpoint's request type."""
+        data = self.json()
+        if data is None:
+            if required:
+                raise bodymod.ParseError("the request needs a JSON body")
+            return {}
+        return bodymod.check(data, spec)
+
+
+@dataclass
+class Json:
+    data: Any
+    status: int = 200
+
+
+Reply = Json | list[rc.Entry]
+Handler = Callable[[Any, Request], Reply]
+
+
+@dataclass
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+    status: int = 200
+    op: int = 0
+    obj: int = 0
+    mutates: bool = False
+
+
+_ROUTES: list[Route] = []
+
+
+def route(
+    method: str, template: str, status: int = 200, op: int = 0, obj: int = 0
+) -> Callable[[Handler], Handler]:
+    """Register a handler for ``template`` (``{name}`` segments match one path segment)."""
+    regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "/?$"
+
+    def register(fn: Handler) -> Handler:
+        _ROUTES.append(Route(method, re.compile(regex), fn, status, op, obj, method != "GET"))
+        return fn
+
+    return register
+
+
+def match(method: str, path: str) -> tuple[Route, dict[str, str]] | bool | None:
+    """The route and its path parameters; False when the path exists with another method."""
+    path_known = False
+    for r in _ROUTES:
+        m = r.pattern.match(path)
+        if m is None:
+            continue
+        if r.method == method:
+            return r, {k: unquote(v) for k, v in m.groupdict().items()}
+        path_known = True
+    return False if path_known else None
+
+
+def finish(route_: Route, reply: Reply) -> tuple[int, Any]:
+    """Status and JSON body of a handler's reply."""
+    if isinstance(reply, Json):
+        return reply.status, reply.data
+    entries = [e.with_context(route_.op, route_.obj) for e in reply]
+    return rc.http_status(entries, route_.status), [e.to_json() for e in entries]
+
+
+def failure(route_: Route | None, entries: list[rc.Entry]) -> tuple[int, Any]:
+    op, obj = (route_.op, route_.obj) if route_ else (0, 0)
+    entries = [e.with_context(op, obj) for e in entries]
+    return rc.http_status(entries, 500), [e.to_json() for e in entries]
+
+
+def paginate(items: list[Any], req: Request) -> list[Any]:
+    """``limit``/``offset`` apply only when ``limit > 0``, after filtering and sorting."""
+    limit = req.q_int("limit")
+    if limit <= 0:
+        return items
+    offset = max(req.q_int("offset"), 0)
+    return items[offset : offset + limit]
+
+
+class Pojo(dict):  # type: ignore[type-arg]
+    """A JSON object that is a Java object, not a map: Jackson keeps it even when empty."""
+
+
+def omit_empty(value: Any) -> Any:
+    """Jackson ``NON_EMPTY``: drop None, empty strings, lists and maps; keep 0 and False."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            v = omit_empty(v)
+            if v is None or (isinstance(v, str | list | dict) and len(v) == 0 and not isinstance(v, Pojo)):
+                continue
+            out[k] = v
+        return Pojo(out) if isinstance(value, Pojo) else out
+    if isinstance(value, list):
+        return [omit_empty(v) for v in value]
+    return value

@@ -1,0 +1,303 @@
+"""The HTTP(S) front of the emulator: threaded server, dispatch, logging, outages, shutdown.
+
+Every ``/v1`` request runs under the emulator's one lock (mutations serialised, reads
+consistent), answers JSON with ``Content-Type: application/json``, and is logged as one
+line. Nothing a client sends can produce an HTML page or a traceback: parse errors are
+400 ``API_CALL_PARSE_ERROR`` and anything unexpected is a 500 with a 999 entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import ssl
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+# Registers every endpoint module with the route table.
+from emulator import api_nodes, api_rd, api_rg, api_rsc, api_snap  # noqa: F401
+from emulator import body as bodymod
+from emulator import retcodes as rc
+from emulator.control import Control
+from emulator.core import Emulator
+from emulator.faults import Faults
+from emulator.routing import Request, failure, finish, match
+
+log = logging.getLogger("emulator")
+access_log = logging.getLogger("emulator.access")
+
+MAX_BODY = 16 * 1024 * 1024
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], app: EmulatorServer) -> None:
+        self.app = app
+        super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        if self.app.tls is not None:
+            sock = self.app.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.app.track(request, True)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.app.track(request, False)
+        super().shutdown_request(request)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "LINSTOR-emulator"
+    sys_version = ""
+
+    def setup(self) -> None:
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.do_handshake()
+            except (ssl.SSLError, OSError) as exc:
+                log.warning("TLS handshake with %s failed: %s", self.client_address[0], exc)
+                self.close_connection = True
+                raise ConnectionAbortedError from exc
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Access lines are written by :meth:`_respond`; silence the stdlib's own."""
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def _read_body(self) -> bytes:
+        length = self.headers.get("Content-Length")
+        if length:
+            n = int(length)
+            if n > MAX_BODY:
+                raise bodymod.ParseError("request body too large")
+            return self.rfile.read(n)
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        return b""
+
+    def _handle(self, method: str) -> None:
+        app: EmulatorServer = self.server.app  # type: ignore[attr-defined]
+        started = time.monotonic()
+        url = urlsplit(self.path)
+        path = url.path
+        try:
+            raw = self._read_body()
+        except (ValueError, bodymod.ParseError) as exc:
+            self._respond(400, [bodymod.parse_error_entry(str(exc)).to_json()], method, path, started)
+            return
+        status, payload = app.dispatch(method, path, url.query, raw)
+        self._respond(status, payload, method, path, started)
+
+    def _respond(self, status: int, payload: Any, method: str, path: str, started: float) -> None:
+        if isinstance(payload, bytes | str):
+            data = payload.encode() if isinstance(payload, str) else payload
+            ctype = "text/plain; charset=utf-8"
+        else:
+            data = json.dumps(payload, separators=(",", ":")).encode()
+            ctype = "application/json"
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if method != "HEAD":
+                self.wfile.write(data)
+        except OSError:
+            self.close_connection = True
+        access_log.info(
+            "%s %s %d",
+            method,
+            path,
+            status,
+            extra={
+                "fields": {
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 2),
+                    "client": self.client_address[0] if self.client_address else "",
+                }
+            },
+        )
+
+
+class EmulatorServer:
+    """Owns the listening socket (which an injected outage closes and reopens) and dispatch."""
+
+    def __init__(self, emu: Emulator, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+        self.emu = emu
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.faults = Faults()
+        self.control = Control(emu, self.faults, self.begin_outage)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._conns: set[Any] = set()
+        self._conns_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._outage_until = 0.0
+
+    # ------------------------------------------------------------------ listener
+
+    def start(self) -> None:
+        self._listen()
+
+    def _listen(self) -> None:
+        server = _Server((self.host, self.port), self)
+        self.port = server.server_address[1]
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        with self._state_lock:
+            self._server, self._thread = server, thread
+        thread.start()
+
+    def _close_listener(self) -> None:
+        with self._state_lock:
+            server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def track(self, conn: Any, add: bool) -> None:
+        with self._conns_lock:
+            if add:
+                self._conns.add(conn)
+            else:
+                self._conns.discard(conn)
+
+    def begin_outage(self, seconds: float) -> None:
+        """Drop the listener (clients get connection refused) and bring it back after ``seconds``."""
+        self._outage_until = time.monotonic() + seconds
+
+        def run() -> None:
+            time.sleep(0.05)  # let the control answer leave first
+            log.warning("outage: listener closed for %.1fs", seconds)
+            self._close_listener()
+            while not self._stopping.is_set() and time.monotonic() < self._outage_until:
+                time.sleep(0.05)
+            if self._stopping.is_set():
+                return
+            for _ in range(100):
+                try:
+                    self._listen()
+                    log.warning("outage over: listening again on port %d", self.port)
+                    return
+                except OSError:
+                    time.sleep(0.1)
+            log.error("could not reopen the listener after the outage")
+
+        threading.Thread(target=run, name="outage", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._close_listener()
+
+    # ------------------------------------------------------------------ dispatch
+
+    def dispatch(self, method: str, path: str, query: str, raw: bytes) -> tuple[int, Any]:
+        if path.startswith("/_emu/"):
+            return self._control(method, path, raw)
+        delay = self.faults.latency_for(path)
+        if delay:
+            time.sleep(delay)
+        injected = self.faults.take_error(method, path)
+        if injected is not None:
+            return injected
+        found = match(method, path)
+        if found is None:
+            return 404, "Not Found"
+        if found is False:
+            return 405, [
+                rc.error(rc.FAIL_INVLD_REQUEST, f"Method {method} is not allowed on {path}").to_json()
+            ]
+        route, params = found
+        req = Request(method, path, params, parse_qs(query, keep_blank_values=True), raw)
+        with self.emu.lock:
+            try:
+                status, payload = finish(route, route.handler(self.emu, req))
+            except bodymod.ParseError as exc:
+                return 400, [bodymod.parse_error_entry(str(exc)).to_json()]
+            except rc.ApiFailure as exc:
+                return failure(route, exc.entries)
+            except Exception as exc:
+                report = rc.new_error_report_id()
+                log.exception("unexpected error handling %s %s (report %s)", method, path, report)
+                return failure(
+                    route,
+                    [
+                        rc.error(
+                            rc.FAIL_IMPL_ERROR,
+                            "An unexpected error occurred in the emulator.",
+                            cause=type(exc).__name__,
+                            details=str(exc),
+                            error_report_ids=[report],
+                        )
+                    ],
+                )
+            if route.mutates and status < 400:
+                self.emu.invalidate_in_use()
+                self.emu.persist()
+            return status, payload
+
+    def _control(self, method: str, path: str, raw: bytes) -> tuple[int, Any]:
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except ValueError as exc:
+            return 400, {"error": f"malformed JSON: {exc}"}
+        try:
+            return self.control.handle(method, path, body)
+        except Exception as exc:
+            log.exception("control request %s %s failed", method, path)
+            return 500, {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def tls_context(cert: str, key: str, client_ca: str | None) -> ssl.SSLContext:
+    """HTTPS; with a client CA, only clients presenting a certificate it signed get in (mTLS)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    if client_ca:
+        ctx.load_verify_locations(client_ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx

@@ -1,0 +1,222 @@
+"""The emulator's object model and its atomic JSON persistence.
+
+Maps are keyed by the upper-cased name (LINSTOR identity) and each object keeps its
+display name. Everything here is plain data: the controller module owns the rules and
+the storage module owns the host; this module only remembers and reloads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid as uuidlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "emulator-state.json"
+FORMAT_VERSION = 1
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Node:
+    name: str
+    type: str = "SATELLITE"
+    props: dict[str, str] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    online: bool = True
+    local: bool = False
+    uuid: str = field(default_factory=new_uuid)
+
+
+@dataclass
+class Pool:
+    node: str
+    name: str
+    kind: str
+    props: dict[str, str] = field(default_factory=dict)
+    uuid: str = field(default_factory=new_uuid)
+    #: (total_kib, free_kib) set through the control API to fake a full pool.
+    capacity_override: list[int] | None = None
+
+
+@dataclass
+class VolumeGroup:
+    number: int
+    props: dict[str, str] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    uuid: str = field(default_factory=new_uuid)
+
+
+@dataclass
+class ResourceGroup:
+    name: str
+    description: str = ""
+    props: dict[str, str] = field(default_factory=dict)
+    select_filter: dict[str, Any] = field(default_factory=dict)
+    peer_slots: int | None = None
+    volume_groups: dict[str, VolumeGroup] = field(default_factory=dict)
+    uuid: str = field(default_factory=new_uuid)
+
+
+@dataclass
+class VolumeDefinition:
+    number: int
+    size_kib: int
+    props: dict[str, str] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    minor: int = 1000
+    uuid: str = field(default_factory=new_uuid)
+    #: The one backing file shared by every replica (replicas share data, as DRBD keeps them equal).
+    backing: str | None = None
+
+
+@dataclass
+class Volume:
+    number: int
+    pool: str
+    uuid: str = field(default_factory=new_uuid)
+
+
+@dataclass
+class Resource:
+    node: str
+    props: dict[str, str] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    volumes: dict[str, Volume] = field(default_factory=dict)
+    node_id: int = 0
+    create_ts: int = field(default_factory=now_ms)
+    uuid: str = field(default_factory=new_uuid)
+    #: None = detect; True/False = forced through the control API.
+    in_use_override: bool | None = None
+
+    @property
+    def diskless(self) -> bool:
+        return "DISKLESS" in self.flags or "DRBD_DISKLESS" in self.flags
+
+
+@dataclass
+class SnapshotVolume:
+    number: int
+    size_kib: int
+    props: dict[str, str] = field(default_factory=dict)
+    file: str | None = None
+    allocated_kib: int = 0
+    uuid: str = field(default_factory=new_uuid)
+
+
+@dataclass
+class Snapshot:
+    name: str
+    nodes: list[str] = field(default_factory=list)
+    props: dict[str, str] = field(default_factory=dict)
+    rd_props: dict[str, str] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    volumes: dict[str, SnapshotVolume] = field(default_factory=dict)
+    #: node key -> storage pool name the snapshot lives in on that node
+    pools: dict[str, str] = field(default_factory=dict)
+    node_uuids: dict[str, str] = field(default_factory=dict)
+    create_ts: int = field(default_factory=now_ms)
+    uuid: str = field(default_factory=new_uuid)
+
+
+@dataclass
+class ResourceDefinition:
+    name: str
+    external_name: str = ""
+    props: dict[str, str] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    resource_group: str = "DfltRscGrp"
+    layer_stack: list[str] = field(default_factory=list)
+    port: int = 7000
+    secret: str = field(default_factory=lambda: uuidlib.uuid4().hex[:20])
+    peer_slots: int = 7
+    volume_definitions: dict[str, VolumeDefinition] = field(default_factory=dict)
+    resources: dict[str, Resource] = field(default_factory=dict)
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    clone_status: str = ""
+    uuid: str = field(default_factory=new_uuid)
+
+
+@dataclass
+class KeyValueStore:
+    name: str
+    props: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class State:
+    nodes: dict[str, Node] = field(default_factory=dict)
+    pools: dict[str, dict[str, Pool]] = field(default_factory=dict)  # node key -> pool key -> Pool
+    resource_groups: dict[str, ResourceGroup] = field(default_factory=dict)
+    resource_definitions: dict[str, ResourceDefinition] = field(default_factory=dict)
+    kvs: dict[str, KeyValueStore] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> State:
+        state = cls()
+        state.nodes = {k: Node(**v) for k, v in data.get("nodes", {}).items()}
+        state.pools = {
+            nk: {pk: Pool(**p) for pk, p in pools.items()} for nk, pools in data.get("pools", {}).items()
+        }
+        for k, v in data.get("resource_groups", {}).items():
+            vgs = {vk: VolumeGroup(**vg) for vk, vg in v.pop("volume_groups", {}).items()}
+            state.resource_groups[k] = ResourceGroup(**v, volume_groups=vgs)
+        for k, v in data.get("resource_definitions", {}).items():
+            vds = {vk: VolumeDefinition(**vd) for vk, vd in v.pop("volume_definitions", {}).items()}
+            rscs = {}
+            for rk, r in v.pop("resources", {}).items():
+                vols = {vk: Volume(**vol) for vk, vol in r.pop("volumes", {}).items()}
+                rscs[rk] = Resource(**r, volumes=vols)
+            snaps = {}
+            for sk, s in v.pop("snapshots", {}).items():
+                svols = {vk: SnapshotVolume(**sv) for vk, sv in s.pop("volumes", {}).items()}
+                snaps[sk] = Snapshot(**s, volumes=svols)
+            state.resource_definitions[k] = ResourceDefinition(
+                **v, volume_definitions=vds, resources=rscs, snapshots=snaps
+            )
+        state.kvs = {k: KeyValueStore(**v) for k, v in data.get("kvs", {}).items()}
+        return state
+
+
+def save(state: State, state_dir: Path) -> None:
+    """Write temp + fsync + rename, so a crash leaves either the old or the new state."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    target = state_dir / STATE_FILE
+    fd, tmp = tempfile.mkstemp(prefix=".state-", dir=state_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(state.to_json(), fh, separators=(",", ":"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        dir_fd = os.open(state_dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load(state_dir: Path) -> State | None:
+    path = state_dir / STATE_FILE
+    if not path.exists():
+        return None
+    with path.open(encoding="utf-8") as fh:
+        return State.from_json(json.load(fh))
