@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -723,3 +725,44 @@ def test_docker_parser_never_fails_unexpectedly(
         assert params.size_bytes is not None
         assert params.size_bytes >= minimum_size_bytes(params.fs_type)
         assert not params.nodes or params.place_count == len(params.nodes)
+
+
+# --- the examples the project ships must parse ---------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _shipped_storage_classes() -> list[tuple[str, dict[str, str]]]:
+    found = []
+    for path in sorted((REPO_ROOT / "deploy").rglob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if isinstance(document, dict) and document.get("kind") == "StorageClass":
+                parameters = {str(k): str(v) for k, v in (document.get("parameters") or {}).items()}
+                found.append((str(path.relative_to(REPO_ROOT)), parameters))
+    return found
+
+
+def test_shipped_storage_classes_parse() -> None:
+    classes = _shipped_storage_classes()
+    assert classes, "deploy/ has no StorageClass example"
+    for where, parameters in classes:
+        params = parse_csi_parameters(parameters)
+        assert params.notes == (), where
+        for key, value in parameters.items():
+            if key.startswith("property.linstor.csi.linbit.com/"):
+                assert (key.split("/", 1)[1], value) in params.properties, where
+
+
+def test_shipped_nomad_volume_parameters_parse() -> None:
+    hcl2 = pytest.importorskip("hcl2")
+    specs = sorted((REPO_ROOT / "deploy").rglob("volume*.hcl"))
+    assert specs, "deploy/ has no Nomad volume specification"
+    for path in specs:
+        with path.open(encoding="utf-8") as handle:
+            raw = hcl2.load(handle).get("parameters") or {}
+        if isinstance(raw, list):  # older python-hcl2 wraps blocks in lists
+            raw = {k: v for block in raw for k, v in block.items()}
+        parameters = {str(k).strip('"'): str(v).strip('"') for k, v in raw.items()}
+        assert parameters, path
+        params = parse_csi_parameters(parameters)
+        assert params.place_count >= 1
