@@ -53,6 +53,10 @@ MKFS_TIMEOUT = 1800.0
 FORBIDDEN_MOUNT_OPTIONS = frozenset(
     {"bind", "rbind", "remount", "move", "shared", "private", "slave", "unbindable", "defaults"}
 )
+# Signatures blkid reports as TYPE that are containers or metadata, not filesystems.
+NOT_MOUNTABLE = frozenset(
+    {"swap", "LVM2_member", "linux_raid_member", "crypto_LUKS", "drbd", "zfs_member", "bcache", "ceph"}
+)
 # A grow is worth doing when the device exceeds the filesystem by at least this much.
 GROW_THRESHOLD = 1 << 20
 
@@ -550,6 +554,8 @@ class NodeOps:
             fs = self.filesystem_signature(source)
             if fs is None:
                 raise FailedPrecondition(f"{source} holds no filesystem; nothing to mount")
+            if fs in NOT_MOUNTABLE or not re.fullmatch(r"[A-Za-z0-9_.]+", fs):
+                raise FailedPrecondition(f"{source} holds {fs}, not a filesystem this plugin can mount")
         if not readonly:
             self._set_device_access(source, number, readonly=False)
         final = mount_options(fs, opts, readonly, blockdev.read_only(number))

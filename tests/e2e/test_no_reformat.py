@@ -110,6 +110,9 @@ def test_non_filesystem_signatures_are_never_formatted(
     before = dev.sha256()
     assert ops.filesystem_signature(dev.path) == kind
     refuse_everything(ops, dev, tmp_path, FILESYSTEMS)
+    with pytest.raises(FailedPrecondition, match="not a filesystem"):
+        ops.mount(dev.path, str(tmp_path / "autodetect"))
+    assert not (tmp_path / "autodetect").exists()
     assert dev.sha256() == before
 
 

@@ -336,6 +336,24 @@ def test_read_only_mount_of_read_only_device(
     assert skip in entry.super_options or fs == "ext4"  # ext4 does not echo noload
 
 
+def test_xfs_clone_mounts_beside_its_origin(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
+) -> None:
+    """A restored snapshot carries its origin's xfs UUID; nouuid lets both be mounted."""
+    origin = make_loop()
+    mkfs(origin.path, "xfs")
+    ops.mount(origin.path, str(tmp_path / "origin"))  # type detected by probing
+    write_file(tmp_path / "origin" / "f", b"from the origin")
+    ops.unmount(str(tmp_path / "origin"))
+    clone_file = tmp_path / "clone.img"
+    subprocess.run(["cp", "--sparse=always", str(origin.backing), str(clone_file)], check=True)
+    clone = make_loop(backing=clone_file)
+    ops.stage(origin.path, str(tmp_path / "a"), "xfs")
+    ops.stage(clone.path, str(tmp_path / "b"), "xfs")
+    assert (tmp_path / "b" / "f").read_bytes() == b"from the origin"
+    assert ops.mount_source(str(tmp_path / "b")) == clone.path
+
+
 def test_stats_follow_usage(make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path) -> None:
     dev = make_loop()
     staging = tmp_path / "s"
