@@ -147,6 +147,10 @@ def paginate(items: list[Any], req: Request) -> list[Any]:
     return items[offset : offset + limit]
 
 
+#: Fields clients index without a default (python-linstor's layer data), kept even when "".
+_ALWAYS = frozenset({"resource_name_suffix"})
+
+
 class Pojo(dict):  # type: ignore[type-arg]
     """A JSON object that is a Java object, not a map: Jackson keeps it even when empty."""
 
@@ -158,7 +162,10 @@ def omit_empty(value: Any) -> Any:
         for k, v in value.items():
             v = omit_empty(v)
             if v is None or (isinstance(v, str | list | dict) and len(v) == 0 and not isinstance(v, Pojo)):
-                continue
+                if k not in _ALWAYS:
+                    continue
+                if v is None:
+                    continue
             out[k] = v
         return Pojo(out) if isinstance(value, Pojo) else out
     if isinstance(value, list):

@@ -1,0 +1,207 @@
+"""The official python-linstor client drives the emulator through a whole volume lifecycle.
+
+python-linstor is LINBIT's own client and an independent second opinion on the emulator's
+wire format: if it can list, spawn, place, attach, resize, snapshot, restore, clone and
+delete, and the data written through the reported device path reads back at every step,
+the emulator speaks LINSTOR well enough for the plugin's tests to mean something.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import linstor
+import pytest
+import requests
+
+MASK = 0xC000000000007FFF
+MIB_KIB = 1024
+
+
+def _ok(replies: list) -> list:
+    """python-linstor returns errors instead of raising them; fail loudly on any."""
+    errors = [r for r in replies if r.is_error()]
+    assert not errors, [(r.ret_code, r.message) for r in errors]
+    return replies
+
+
+def _write(device: str, offset: int, data: bytes) -> None:
+    fd = os.open(device, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, offset)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read(device: str, offset: int, length: int) -> bytes:
+    fd = os.open(device, os.O_RDONLY)
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+
+
+def _size_bytes(device: str) -> int:
+    out = subprocess.run(["blockdev", "--getsize64", device], check=True, capture_output=True, text=True)
+    return int(out.stdout.strip())
+
+
+def _local_node(lin: linstor.Linstor) -> str:
+    nodes = lin.node_list_raise().nodes
+    local = [n.name for n in nodes if n.type.upper() == "COMBINED"]
+    assert len(local) == 1
+    return local[0]
+
+
+def _device_on(lin: linstor.Linstor, rsc: str, node: str) -> str:
+    resources = lin.volume_list_raise(filter_by_nodes=[node], filter_by_resources=[rsc]).resources
+    assert len(resources) == 1, f"{rsc} is not on {node}"
+    path = resources[0].volumes[0].device_path
+    assert path and Path(path).is_block_device(), path
+    return path
+
+
+def test_full_lifecycle_with_python_linstor(emulator) -> None:  # type: ignore[no-untyped-def]
+    with linstor.Linstor(f"linstor://127.0.0.1:{emulator.port}") as lin:
+        node_names = sorted(n.name for n in lin.node_list_raise().nodes)
+        local = _local_node(lin)
+        assert set(node_names) == {local, "node-b", "node-c"}
+        pools = lin.storage_pool_list_raise().storage_pools
+        thin = [p for p in pools if p.name == "DfltStorPool"]
+        assert {p.node_name for p in thin} == set(node_names)
+        assert all(p.provider_kind == "FILE_THIN" and p.free_space.total_capacity > 0 for p in thin)
+
+        _ok(lin.resource_group_create("sc-two", place_count=2, storage_pool=["DfltStorPool"]))
+        _ok(lin.resource_group_spawn("sc-two", "vol-a", [64 * MIB_KIB]))
+        placed = lin.resource_list_raise(filter_by_resources=["vol-a"]).resources
+        assert len(placed) == 2
+        assert all("DISKLESS" not in r.flags for r in placed)
+
+        # Attach on this host (diskless unless a replica landed here) and use real data.
+        _ok(lin.resource_make_available(local, "vol-a"))
+        device = _device_on(lin, "vol-a", local)
+        before = os.urandom(256 * 1024)
+        _write(device, 1024 * 1024, before)
+        assert _read(device, 1024 * 1024, len(before)) == before
+        assert _size_bytes(device) == 64 * 1024 * 1024
+
+        # Grow: visible on the device when the call returns.
+        _ok(lin.volume_dfn_modify("vol-a", 0, size=128 * MIB_KIB))
+        assert _size_bytes(device) == 128 * 1024 * 1024
+
+        # Snapshot, then change the live volume: the snapshot keeps the old bytes.
+        _ok(lin.snapshot_create(None, "vol-a", "snap1"))
+        snaps = lin.snapshot_dfn_list_raise().snapshots
+        assert [(s.rsc_name, s.snapshot_name) for s in snaps] == [("vol-a", "snap1")]
+        assert "SUCCESSFUL" in snaps[0].flags
+        after = os.urandom(256 * 1024)
+        _write(device, 1024 * 1024, after)
+
+        # Restore into a new definition, attach it here, read the snapshot's data.
+        _ok(lin.resource_dfn_create("vol-r", resource_group="sc-two"))
+        _ok(lin.snapshot_volume_definition_restore("vol-a", "snap1", "vol-r"))
+        _ok(lin.snapshot_resource_restore([], "vol-a", "snap1", "vol-r"))
+        _ok(lin.resource_make_available(local, "vol-r"))
+        restored = _device_on(lin, "vol-r", local)
+        assert restored != device
+        assert _read(restored, 1024 * 1024, len(before)) == before
+        assert _size_bytes(restored) == 128 * 1024 * 1024
+
+        # Clone the live volume: the clone carries its current data.
+        started = lin.resource_dfn_clone("vol-a", "vol-c")
+        assert started is not None and started.clone_name == "vol-c"
+        assert lin.resource_dfn_clone_wait_complete("vol-a", "vol-c", wait_interval=0.2, timeout=60)
+        _ok(lin.resource_make_available(local, "vol-c"))
+        cloned = _device_on(lin, "vol-c", local)
+        assert _read(cloned, 1024 * 1024, len(after)) == after
+
+        # Delete everything, diskless attachments first, then snapshots and definitions.
+        for rsc in ("vol-a", "vol-r", "vol-c"):
+            for r in lin.resource_list_raise(filter_by_resources=[rsc]).resources:
+                if "DISKLESS" in r.flags:
+                    _ok(lin.resource_delete(r.node_name, rsc))
+        _ok(lin.snapshot_delete("vol-a", "snap1"))
+        for rsc in ("vol-a", "vol-r", "vol-c"):
+            _ok(lin.resource_dfn_delete(rsc))
+        _ok(lin.resource_group_delete("sc-two"))
+        assert lin.resource_dfn_list_raise().resource_definitions == []
+        for path in (device, restored, cloned):
+            assert not Path(path).exists()
+    pools_dir = emulator.state_dir / "pools"
+    assert not [p for p in pools_dir.rglob("*.img")], "backing files were left behind"
+
+
+def test_connect_error_list_and_basic_calls(emulator) -> None:  # type: ignore[no-untyped-def]
+    """Checklist 5.8 (1): connect, create, place one replica, list volumes, delete; errors are lists."""
+    with linstor.Linstor(f"linstor://127.0.0.1:{emulator.port}") as lin:
+        _ok(lin.resource_dfn_create("one"))
+        _ok(lin.volume_dfn_create("one", 8 * MIB_KIB))
+        _ok(lin.resource_auto_place("one", 1))
+        vols = lin.volume_list_raise(filter_by_resources=["one"]).resources
+        assert len(vols) == 1 and vols[0].volumes[0].device_path
+        dup = lin.resource_dfn_create("one")
+        assert dup[0].is_error()
+        assert dup[0].ret_code & MASK == 0xC0000000000001F5
+        _ok(lin.resource_dfn_delete("one"))
+
+
+def test_restart_keeps_data_and_devices(emulator) -> None:  # type: ignore[no-untyped-def]
+    base = emulator.url + "/v1"
+    local = next(
+        n["name"] for n in requests.get(base + "/nodes", timeout=5).json() if n["type"] == "COMBINED"
+    )
+    assert (
+        requests.post(
+            base + "/resource-definitions", json={"resource_definition": {"name": "keep"}}
+        ).status_code
+        == 201
+    )
+    r = requests.post(
+        base + "/resource-definitions/keep/volume-definitions",
+        json={"volume_definition": {"size_kib": 16384}},
+    )
+    assert r.status_code == 200
+    r = requests.post(base + f"/resource-definitions/keep/resources/{local}", json={"resource": {}})
+    assert r.status_code == 201, r.text
+    vol = requests.get(base + f"/resource-definitions/keep/resources/{local}/volumes/0", timeout=5).json()
+    device = vol["device_path"]
+    payload = os.urandom(64 * 1024)
+    _write(device, 4096, payload)
+
+    emulator.restart()
+
+    vol2 = requests.get(base + f"/resource-definitions/keep/resources/{local}/volumes/0", timeout=5).json()
+    assert vol2["device_path"] == device
+    assert vol2["uuid"] == vol["uuid"]
+    assert Path(device).is_block_device()
+    assert _read(device, 4096, len(payload)) == payload
+
+
+@pytest.mark.parametrize("mode", ["storage-only"])
+def test_storage_only_mode_reports_loop_devices(root_loop, emulator_factory, mode: str) -> None:  # type: ignore[no-untyped-def]
+    emu = emulator_factory(extra_args=("--storage-only",), name=mode)
+    base = emu.url + "/v1"
+    nodes = requests.get(base + "/nodes", timeout=5).json()
+    assert nodes[0]["resource_layers"] == ["STORAGE"]
+    assert "DRBD" in nodes[0]["unsupported_layers"]
+    local = nodes[0]["name"]
+    requests.post(base + "/resource-definitions", json={"resource_definition": {"name": "plain"}})
+    requests.post(
+        base + "/resource-definitions/plain/volume-definitions",
+        json={"volume_definition": {"size_kib": 8192}},
+    )
+    # The default layer stack contains DRBD, which a DRBD-less satellite refuses (988).
+    r = requests.post(base + f"/resource-definitions/plain/resources/{local}", json={"resource": {}})
+    assert r.status_code == 500 and r.json()[0]["ret_code"] & MASK == 0xC000000000000000 | 988
+    r = requests.post(
+        base + f"/resource-definitions/plain/resources/{local}",
+        json={"resource": {}, "layer_list": ["STORAGE"]},
+    )
+    assert r.status_code == 201, r.text
+    vol = requests.get(base + f"/resource-definitions/plain/resources/{local}/volumes/0", timeout=5).json()
+    assert vol["device_path"].startswith("/dev/loop")
+    assert [ld["type"] for ld in vol["layer_data_list"]] == ["STORAGE"]
+    assert "state" not in vol
