@@ -49,6 +49,10 @@ def _size_bytes(device: str) -> int:
     return int(out.stdout.strip())
 
 
+def _post(url: str, body: object) -> requests.Response:
+    return requests.post(url, json=body, timeout=30)
+
+
 def _local_node(lin: linstor.Linstor) -> str:
     nodes = lin.node_list_raise().nodes
     local = [n.name for n in nodes if n.type.upper() == "COMBINED"]
