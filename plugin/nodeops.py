@@ -288,7 +288,8 @@ class NodeOps:
         self._command_timeout = command_timeout
         self._mkfs_timeout = mkfs_timeout
         # Check-then-mkfs must not interleave between two requests for the same device.
-        self._format_lock = threading.Lock()
+        self._format_locks: dict[object, threading.Lock] = {}
+        self._format_locks_guard = threading.Lock()
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -376,6 +377,12 @@ class NodeOps:
         except OSError as exc:
             log.warning("could not remove %s after a failed mount: %s", path, exc.strerror)
 
+    def _format_lock(self, device: str) -> threading.Lock:
+        """One lock per device (by number, so two names of one device share it)."""
+        key: object = blockdev.device_number(device) or normalize(device)
+        with self._format_locks_guard:
+            return self._format_locks.setdefault(key, threading.Lock())
+
     # -- devices ------------------------------------------------------------------------
 
     def wait_for_device(self, path: str, timeout: float | None = None) -> None:
@@ -433,7 +440,7 @@ class NodeOps:
     def format_if_blank(self, device: str, fs_type: str, mkfs_opts: str = "") -> bool:
         """mkfs only a blank device; True when it formatted. A device in use is never formatted."""
         command = mkfs_command(device, fs_type, mkfs_opts)
-        with self._format_lock:
+        with self._format_lock(device):
             found = self.filesystem_signature(device)
             if found is not None:
                 log.info("not formatting %s: it holds %s", device, found)
@@ -556,6 +563,26 @@ class NodeOps:
                 raise FailedPrecondition(f"{source} holds no filesystem; nothing to mount")
             if fs in NOT_MOUNTABLE or not re.fullmatch(r"[A-Za-z0-9_.]+", fs):
                 raise FailedPrecondition(f"{source} holds {fs}, not a filesystem this plugin can mount")
+        # The kernel keeps one superblock per device and refuses a second mount that would
+        # flip it between read-only and read-write (Nomad stages one volume ro and rw on
+        # the same node). A read-only view beside a read-write mount is a read-only bind.
+        elsewhere = [
+            e
+            for e in self._device_mounts(number)
+            if e.root == "/" and blockdev.device_number(e.mount_point) is None
+        ]
+        writable = [e for e in elsewhere if not e.superblock_read_only]
+        if readonly and writable:
+            created = self._ensure_dir(path)
+            self._bind(
+                writable[0].mount_point, path, True, [o for o in opts if o not in ("ro", "rw")], created
+            )
+            return
+        if not readonly and elsewhere and not writable:
+            raise FailedPrecondition(
+                f"{source} is mounted read-only at {elsewhere[0].mount_point} on this node; "
+                "it cannot be mounted read-write at the same time"
+            )
         if not readonly:
             self._set_device_access(source, number, readonly=False)
         final = mount_options(fs, opts, readonly, blockdev.read_only(number))

@@ -293,6 +293,31 @@ def test_mount_is_idempotent_and_refuses_conflicts(
     assert not (tmp_path / "bad").exists()
 
 
+def test_read_only_and_read_write_stage_of_one_volume_on_one_node(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
+) -> None:
+    """Nomad stages per usage, so one device can be staged rw and ro at two paths."""
+    dev = make_loop()
+    rw, ro = tmp_path / "rw-staging", tmp_path / "ro-staging"
+    ops.stage(dev.path, str(rw), "xfs")
+    write_file(rw / "f", b"shared")
+    ops.stage(dev.path, str(ro), "xfs", readonly=True)
+    ops.stage(dev.path, str(ro), "xfs", readonly=True)  # repeat: no-op
+    assert (ro / "f").read_bytes() == b"shared"
+    with pytest.raises(OSError) as info:
+        write_file(ro / "g", b"x")
+    assert info.value.errno == errno.EROFS
+    assert sorted(ops.mounts_of(dev.path)) == sorted([str(rw), str(ro)])
+    ops.unmount(str(ro))
+    ops.unmount(str(rw))
+
+    # the other way round: read-only first, then read-write is refused with a reason
+    ops.stage(dev.path, str(ro), "xfs", readonly=True)
+    with pytest.raises(FailedPrecondition, match="mounted read-only at"):
+        ops.stage(dev.path, str(rw), "xfs")
+    assert not rw.exists() or not ops.is_mounted(str(rw))
+
+
 def test_same_device_through_another_node_matches_by_number(
     make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
 ) -> None:
