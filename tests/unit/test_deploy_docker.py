@@ -1,0 +1,261 @@
+"""The Docker artifacts agree with the code: managed-plugin config.json, Dockerfile, systemd units.
+
+The managed plugin's entrypoint is parsed with the plugin's own argument parser and its
+environment with the core's config loader, so a renamed flag or variable fails here
+rather than at ``docker plugin enable`` on a user's machine. The systemd units are read
+as systemd reads them (repeated keys allowed) and their command line parsed the same way.
+One test runs the service's command line under ``systemd-socket-activate``, which hands
+over a listening socket exactly as the .socket unit does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from docker_plugin import cli as docker_cli
+from docker_plugin.client import PluginClient
+from plugin import doctor
+from plugin.config import load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DOCKER_DIR = REPO_ROOT / "deploy" / "docker"
+SYSTEMD_DIR = REPO_ROOT / "deploy" / "systemd"
+CONFIG_KEYS = {
+    "description", "documentation", "entrypoint", "workdir", "interface", "network", "propagatedMount",
+    "mounts", "linux", "env", "args", "user", "ipchost", "pidhost", "rootfs",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def config() -> dict[str, Any]:
+    return json.loads((DOCKER_DIR / "plugin" / "config.json").read_text())
+
+
+def console_scripts() -> dict[str, str]:
+    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+def entrypoint_args(config: dict[str, Any]) -> list[str]:
+    entry = config["entrypoint"]
+    assert entry[1:3] == ["-m", "docker_plugin"], "the entrypoint runs the plugin module"
+    return entry[3:]
+
+
+# ---- managed plugin config.json -------------------------------------------------------------
+
+
+def test_config_json_has_only_known_fields(config: dict[str, Any]) -> None:
+    assert set(config) <= CONFIG_KEYS, set(config) - CONFIG_KEYS
+    assert config["interface"]["types"] == ["docker.volumedriver/1.0"]
+    assert config["network"]["type"] == "host", "the plugin must reach the LINSTOR controller"
+
+
+def test_entrypoint_socket_and_mount_root_match_the_plugin_interface(config: dict[str, Any]) -> None:
+    args = docker_cli.build_parser().parse_args(entrypoint_args(config))
+    assert args.socket == "/run/docker/plugins/" + config["interface"]["socket"]
+    assert config["interface"]["socket"] == "linstor.sock"
+    # Docker only sees mounts made under propagatedMount.
+    assert args.mount_root == config["propagatedMount"]
+    assert config["entrypoint"][0] == "/usr/local/bin/python3"
+
+
+def test_plugin_gets_devices_and_the_right_to_mount(config: dict[str, Any]) -> None:
+    assert "CAP_SYS_ADMIN" in config["linux"]["capabilities"]
+    assert config["linux"]["allowAllDevices"] is True
+    dev = [m for m in config["mounts"] if m["destination"] == "/dev"]
+    assert len(dev) == 1 and dev[0]["source"] == "/dev" and "rbind" in dev[0]["options"]
+    for mount in config["mounts"]:
+        assert {"name", "source", "destination", "type", "options"} <= set(mount)
+
+
+def test_env_is_settable_and_read_by_the_code(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {e["name"]: e for e in config["env"]}
+    assert env["LS_CONTROLLERS"]["settable"] == ["value"]
+    sources = (REPO_ROOT / "plugin" / "config.py").read_text() + (
+        REPO_ROOT / "docker_plugin" / "cli.py"
+    ).read_text()
+    for name in env:
+        assert f'"{name}"' in sources, f"{name} is offered in config.json but no code reads it"
+    # The defaults as the plugin would see them.
+    values = {name: e["value"] for name, e in env.items()}
+    loaded = load_config(env=values, config_file=None)
+    assert loaded.controllers == (values["LS_CONTROLLERS"],)
+    assert loaded.node_name == socket.gethostname(), "an empty LS_NODE_NAME falls back to the host name"
+    loaded = load_config(env={**values, "LS_NODE_NAME": "node-7"}, config_file=None)
+    assert loaded.node_name == "node-7"
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    args = docker_cli.build_parser().parse_args(entrypoint_args(config))
+    assert args.log_level == values["LS_DOCKER_LOG_LEVEL"]
+    assert args.metrics_port == int(values["LS_DOCKER_METRICS_PORT"])
+
+
+def test_rootfs_builder_copies_the_tools_the_doctor_requires() -> None:
+    sys.path.insert(0, str(DOCKER_DIR))
+    try:
+        import assemble_rootfs
+    finally:
+        sys.path.remove(str(DOCKER_DIR))
+    required = {t.command for t in doctor.TOOLS if t.verdict_if_missing == doctor.FAIL}
+    assert required <= set(assemble_rootfs.TOOLS)
+    assert set(assemble_rootfs.REQUIRED_TOOLS) == required
+    config = json.loads((DOCKER_DIR / "plugin" / "config.json").read_text())
+    assert config["propagatedMount"] == assemble_rootfs.PROPAGATED_MOUNT
+
+
+def test_build_script_is_executable_and_strict() -> None:
+    script = DOCKER_DIR / "build-managed-plugin.sh"
+    assert os.access(script, os.X_OK)
+    assert "set -euo pipefail" in script.read_text()
+    check = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
+# ---- Dockerfile -----------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (DOCKER_DIR / "Dockerfile").read_text().replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_dockerfile_base_packages_cover_the_node_tools() -> None:
+    instructions = dockerfile_instructions()
+    assert instructions[0][0] == "FROM"
+    assert re.fullmatch(r"debian:[a-z]+-slim", instructions[0][1])
+    installs = " ".join(rest for word, rest in instructions if word == "RUN" and "apt-get install" in rest)
+    packages = set(installs.split())
+    assert {"python3", "python3-venv", "e2fsprogs", "xfsprogs", "btrfs-progs", "util-linux"} <= packages
+    for tool in doctor.TOOLS:
+        if tool.command == "losetup":
+            continue  # emulator only
+        package = tool.package.split()[0]
+        assert package in packages, f"{tool.command} needs {package} in the image"
+
+
+def test_dockerfile_copies_existing_sources_that_the_context_filter_keeps() -> None:
+    ignore = (DOCKER_DIR / "Dockerfile.dockerignore").read_text().splitlines()
+    kept = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    assert "*" in ignore, "the context filter must start by excluding everything (.venv is large)"
+    for word, rest in dockerfile_instructions():
+        if word != "COPY":
+            continue
+        *sources, _dest = rest.split()
+        for source in sources:
+            assert (REPO_ROOT / source).exists(), f"COPY {source}: no such path"
+            assert source.rstrip("/") in kept, f"COPY {source} is excluded by Dockerfile.dockerignore"
+    packages = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    for pattern in packages["find"]["include"]:
+        assert pattern.rstrip("*") in kept, f"package {pattern} is not copied into the image"
+
+
+def test_dockerfile_command_is_a_console_script() -> None:
+    cmd = next(rest for word, rest in dockerfile_instructions() if word == "CMD")
+    assert json.loads(cmd)[0] in console_scripts()
+
+
+# ---- systemd units --------------------------------------------------------------------------
+
+
+def read_unit(name: str) -> dict[str, dict[str, list[str]]]:
+    """A unit file as systemd reads it: sections of keys with (possibly repeated) values."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] | None = None
+    for raw in (SYSTEMD_DIR / name).read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        assert current is not None, f"{name}: key outside a section: {line}"
+        key, sep, value = line.partition("=")
+        assert sep, f"{name}: not a key=value line: {line}"
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def exec_start() -> list[str]:
+    service = read_unit("linstor-docker-volume.service")
+    return shlex.split(service["Service"]["ExecStart"][0])
+
+
+def test_socket_and_service_units_belong_together() -> None:
+    service = read_unit("linstor-docker-volume.service")
+    sock = read_unit("linstor-docker-volume.socket")
+    assert "linstor-docker-volume.socket" in service["Unit"]["Requires"]
+    assert "linstor-docker-volume.service" in sock["Unit"]["PartOf"]
+    assert sock["Install"]["WantedBy"] == ["sockets.target"]
+    assert "docker.service" in sock["Unit"]["Before"], "Docker must find the socket when it starts"
+    argv = exec_start()
+    assert Path(argv[0]).name in console_scripts()
+    args = docker_cli.build_parser().parse_args(argv[1:])
+    assert args.socket == sock["Socket"]["ListenStream"][0] == docker_cli.DEFAULT_SOCKET
+    assert args.mount_root == docker_cli.DEFAULT_MOUNT_ROOT
+
+
+@pytest.mark.timeout(60)
+def test_service_command_line_serves_a_socket_activated_socket(tmp_path: Path) -> None:
+    """The .service's command, started with a socket handed over like the .socket unit does."""
+    activate = shutil.which("systemd-socket-activate")
+    if activate is None:
+        pytest.skip("systemd-socket-activate (package systemd) is not installed")
+    argv = exec_start()
+    args = argv[1:]
+    sock_path = tmp_path / "linstor.sock"
+    args[args.index("--socket") + 1] = str(sock_path)
+    args[args.index("--mount-root") + 1] = str(tmp_path / "mnt")
+    command = [sys.executable, "-m", "docker_plugin", *args, "--config-file", ""]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LS_", "LISTEN_"))}
+    env["LS_CONTROLLERS"] = "http://127.0.0.1:9"  # never contacted by Plugin.Activate
+    proc = subprocess.Popen(
+        [activate, "-l", str(sock_path), "-E", "LS_CONTROLLERS", *command],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not sock_path.exists():
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            assert time.monotonic() < deadline, "systemd-socket-activate did not create the socket"
+            time.sleep(0.05)
+        answer = PluginClient(str(sock_path), timeout=20).call("Plugin.Activate")
+        assert answer["Implements"] == ["VolumeDriver"]
+        caps = PluginClient(str(sock_path), timeout=20).call("VolumeDriver.Capabilities")
+        assert caps["Capabilities"]["Scope"] == "global"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        output = proc.stdout.read().decode() if proc.stdout else ""
+        if proc.stdout:
+            proc.stdout.close()
+    assert "socket activation" in output, f"the plugin did not use the handed-over socket:\n{output}"
