@@ -1,0 +1,715 @@
+"""CSI conformance, written from the CSI v1.12 spec, against the emulator with real mounts.
+
+One emulator (local node plus two virtual nodes) and one in-process driver on a unix
+socket serve the whole module. Every RPC is exercised for its success path, its
+mandated error codes and its idempotency, with mount and block access types. Node
+tests mount real filesystems on loop devices, so the module needs root (``require``:
+skip on a developer machine, fail under CI).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import stat
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from csi.generated import csi_pb2
+from csi.testing import CsiClient, block_cap, driver_on_emulator, mount_cap, unmount_under
+from plugin.nodeops import NodeOps
+from tests.conftest import EmulatorProcess, have_root_and_loop, require
+
+Mode = csi_pb2.VolumeCapability.AccessMode.Mode
+MIB = 1024**2
+LOCAL = socket.gethostname().split(".")[0] or "localhost"
+DEVICE_KEY = "linstor.csi.linbit.com/device-path"
+
+
+@dataclass
+class Stack:
+    emulator: EmulatorProcess
+    csi: CsiClient
+    workdir: Path
+    nodeops: NodeOps
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    ok, reason = have_root_and_loop()
+    require(ok, reason)
+    base = tmp_path_factory.mktemp("csi-conformance")
+    emulator = EmulatorProcess(state_dir=base / "state", dev_dir=base / "dev", nodes=("node-b", "node-c"))
+    emulator.start()
+    workdir = Path(tempfile.mkdtemp(prefix="csi-conf-"))
+    try:
+        with driver_on_emulator(emulator.url, LOCAL) as (_driver, client, nodeops):
+            try:
+                yield Stack(emulator, client, workdir, nodeops)
+            finally:
+                unmount_under(str(workdir), nodeops)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            emulator.control("reset")
+        finally:
+            emulator.stop()
+
+
+def code_of(call: Callable[[], object]) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    assert info.value.details(), "every error carries a message"
+    return info.value.code()
+
+
+def unique(prefix: str = "pvc") -> str:
+    return f"{prefix}-{uuid.uuid4()}"
+
+
+def create(
+    stack: Stack,
+    name: str | None = None,
+    size: int = 64 * MIB,
+    cap: csi_pb2.VolumeCapability | None = None,
+    **kw,
+) -> csi_pb2.Volume:
+    request = csi_pb2.CreateVolumeRequest(
+        name=name or unique(),
+        capacity_range=csi_pb2.CapacityRange(required_bytes=size),
+        volume_capabilities=[cap or mount_cap()],
+        **kw,
+    )
+    return stack.csi.controller.CreateVolume(request).volume
+
+
+def delete(stack: Stack, volume_id: str) -> None:
+    stack.csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume_id))
+
+
+def publish(
+    stack: Stack, volume_id: str, node: str = LOCAL, cap: csi_pb2.VolumeCapability | None = None
+) -> dict:
+    answer = stack.csi.controller.ControllerPublishVolume(
+        csi_pb2.ControllerPublishVolumeRequest(
+            volume_id=volume_id, node_id=node, volume_capability=cap or mount_cap()
+        )
+    )
+    return dict(answer.publish_context)
+
+
+def unpublish(stack: Stack, volume_id: str, node: str = LOCAL) -> None:
+    stack.csi.controller.ControllerUnpublishVolume(
+        csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume_id, node_id=node)
+    )
+
+
+@pytest.fixture
+def paths(stack: Stack) -> Iterator[tuple[str, str]]:
+    """A staging dir (created, as the CO does) and a target path (left to the driver)."""
+    base = stack.workdir / uuid.uuid4().hex[:8]
+    staging = base / "staging"
+    staging.mkdir(parents=True)
+    yield str(staging), str(base / "target")
+    unmount_under(str(base), stack.nodeops)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- identity
+
+
+def test_identity(stack: Stack) -> None:
+    info = stack.csi.identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest())
+    assert info.name == "linstor.csi.linbit.com"
+    assert info.vendor_version
+    caps = stack.csi.identity.GetPluginCapabilities(csi_pb2.GetPluginCapabilitiesRequest()).capabilities
+    assert {c.service.type for c in caps if c.HasField("service")} >= {
+        csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE
+    }
+    probe = stack.csi.identity.Probe(csi_pb2.ProbeRequest())
+    assert not probe.HasField("ready") or probe.ready.value
+
+
+# ---------------------------------------------------------------- CreateVolume / DeleteVolume
+
+
+def test_create_volume_requires_name_and_capabilities(stack: Stack) -> None:
+    ctl = stack.csi.controller
+    assert code_of(
+        lambda: ctl.CreateVolume(csi_pb2.CreateVolumeRequest(volume_capabilities=[mount_cap()]))
+    ) == (grpc.StatusCode.INVALID_ARGUMENT)
+    assert code_of(lambda: ctl.CreateVolume(csi_pb2.CreateVolumeRequest(name=unique()))) == (
+        grpc.StatusCode.INVALID_ARGUMENT
+    )
+
+
+def test_create_volume_is_idempotent_and_detects_conflicts(stack: Stack) -> None:
+    name = unique()
+    first = create(stack, name, 64 * MIB)
+    again = create(stack, name, 64 * MIB)
+    assert again.volume_id == first.volume_id
+    assert again.capacity_bytes == first.capacity_bytes == 64 * MIB
+    assert dict(again.volume_context) == dict(first.volume_context)
+    assert code_of(lambda: create(stack, name, 128 * MIB)) == grpc.StatusCode.ALREADY_EXISTS
+    delete(stack, first.volume_id)
+
+
+def test_create_volume_honours_exact_size_and_limits(stack: Stack) -> None:
+    ctl = stack.csi.controller
+    exact = ctl.CreateVolume(
+        csi_pb2.CreateVolumeRequest(
+            name=unique(),
+            capacity_range=csi_pb2.CapacityRange(required_bytes=20 * MIB, limit_bytes=20 * MIB),
+            volume_capabilities=[mount_cap()],
+        )
+    ).volume
+    assert exact.capacity_bytes == 20 * MIB
+    delete(stack, exact.volume_id)
+    too_small = csi_pb2.CreateVolumeRequest(
+        name=unique(),
+        capacity_range=csi_pb2.CapacityRange(limit_bytes=10 * MIB),
+        volume_capabilities=[mount_cap(fs_type="xfs")],  # xfs needs 300 MiB
+    )
+    assert code_of(lambda: ctl.CreateVolume(too_small)) == grpc.StatusCode.OUT_OF_RANGE
+
+
+def test_create_volume_refuses_unsupported_capabilities(stack: Stack) -> None:
+    assert code_of(lambda: create(stack, cap=mount_cap(Mode.MULTI_NODE_MULTI_WRITER))) == (
+        grpc.StatusCode.INVALID_ARGUMENT
+    )
+    request = csi_pb2.CreateVolumeRequest(name=unique(), volume_capabilities=[mount_cap(), block_cap()])
+    assert code_of(lambda: stack.csi.controller.CreateVolume(request)) == grpc.StatusCode.INVALID_ARGUMENT
+    bad_param = csi_pb2.CreateVolumeRequest(
+        name=unique(),
+        volume_capabilities=[mount_cap()],
+        parameters={"linstor.csi.linbit.com/placementCount": "x"},
+    )
+    assert code_of(lambda: stack.csi.controller.CreateVolume(bad_param)) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_create_volume_block_and_long_unicode_name(stack: Stack) -> None:
+    name = "ü" + "x" * 126  # 128 bytes, not a valid LINSTOR name
+    volume = create(stack, name, cap=block_cap(Mode.MULTI_NODE_MULTI_WRITER))
+    assert volume.volume_id and volume.volume_id != name
+    assert create(stack, name, cap=block_cap(Mode.MULTI_NODE_MULTI_WRITER)).volume_id == volume.volume_id
+    delete(stack, volume.volume_id)
+
+
+def test_create_volume_with_empty_and_requisite_topology(stack: Stack) -> None:
+    nomad_style = create(stack, accessibility_requirements=csi_pb2.TopologyRequirement())
+    delete(stack, nomad_style.volume_id)
+    requisite = csi_pb2.TopologyRequirement(
+        requisite=[csi_pb2.Topology(segments={"linbit.com/hostname": "node-c"})],
+        preferred=[csi_pb2.Topology(segments={"linbit.com/hostname": "node-c"})],
+    )
+    placed = create(stack, accessibility_requirements=requisite)
+    status = stack.csi.controller.ControllerGetVolume(
+        csi_pb2.ControllerGetVolumeRequest(volume_id=placed.volume_id)
+    ).status
+    assert "node-c" in status.published_node_ids
+    delete(stack, placed.volume_id)
+
+
+def test_delete_volume(stack: Stack) -> None:
+    ctl = stack.csi.controller
+    assert (
+        code_of(lambda: ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest())) == grpc.StatusCode.INVALID_ARGUMENT
+    )
+    delete(stack, "fake-vol-id-0123456789")  # unknown: OK
+    delete(stack, "not a valid linstor name/!")  # malformed: OK
+    volume = create(stack)
+    delete(stack, volume.volume_id)
+    delete(stack, volume.volume_id)  # again: OK
+    code = code_of(
+        lambda: ctl.ControllerGetVolume(csi_pb2.ControllerGetVolumeRequest(volume_id=volume.volume_id))
+    )
+    assert code == grpc.StatusCode.NOT_FOUND
+
+
+# ---------------------------------------------------------------- publish / unpublish
+
+
+def test_controller_publish_errors(stack: Stack) -> None:
+    ctl = stack.csi.controller
+    volume = create(stack)
+    for request in (
+        csi_pb2.ControllerPublishVolumeRequest(node_id=LOCAL, volume_capability=mount_cap()),
+        csi_pb2.ControllerPublishVolumeRequest(volume_id=volume.volume_id, volume_capability=mount_cap()),
+        csi_pb2.ControllerPublishVolumeRequest(volume_id=volume.volume_id, node_id=LOCAL),
+    ):
+        assert code_of(lambda r=request: ctl.ControllerPublishVolume(r)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: publish(stack, "fake-vol-id-0123456789")) == grpc.StatusCode.NOT_FOUND
+    assert (
+        code_of(lambda: publish(stack, volume.volume_id, node="fake-node-id-1")) == grpc.StatusCode.NOT_FOUND
+    )
+    delete(stack, volume.volume_id)
+
+
+def _published(stack: Stack, volume_id: str) -> set[str]:
+    status = stack.csi.controller.ControllerGetVolume(
+        csi_pb2.ControllerGetVolumeRequest(volume_id=volume_id)
+    ).status
+    return set(status.published_node_ids)
+
+
+def test_controller_publish_is_idempotent_and_unpublish_detaches(stack: Stack) -> None:
+    volume = create(stack)
+    before = _published(stack, volume.volume_id)
+    target = next(n for n in ("node-b", "node-c", LOCAL) if n not in before)  # a node without a replica
+    first = publish(stack, volume.volume_id, node=target)
+    assert first[DEVICE_KEY]
+    assert first["linstor.csi.linbit.com/fs-type"] == "ext4"
+    assert publish(stack, volume.volume_id, node=target) == first
+    listed = {
+        e.volume.volume_id: list(e.status.published_node_ids)
+        for e in stack.csi.controller.ListVolumes(csi_pb2.ListVolumesRequest()).entries
+    }
+    assert target in listed[volume.volume_id]
+    unpublish(stack, volume.volume_id, node=target)
+    assert _published(stack, volume.volume_id) == before  # the diskless resource is gone, replicas stay
+    unpublish(stack, volume.volume_id, node=target)  # again: OK
+    unpublish(stack, "fake-vol-id-0123456789", node=target)  # unknown volume: OK
+    unpublish(stack, volume.volume_id, node="fake-node-id-1")  # unknown node: OK
+    delete(stack, volume.volume_id)
+
+
+# ---------------------------------------------------------------- validate / list / get / capacity
+
+
+def test_validate_volume_capabilities(stack: Stack) -> None:
+    ctl = stack.csi.controller
+    volume = create(stack)
+    assert (
+        code_of(
+            lambda: ctl.ValidateVolumeCapabilities(
+                csi_pb2.ValidateVolumeCapabilitiesRequest(
+                    volume_id="fake-vol-id-1", volume_capabilities=[mount_cap()]
+                )
+            )
+        )
+        == grpc.StatusCode.NOT_FOUND
+    )
+    asked = [mount_cap(fs_type="", flags=("noatime",))]
+    answer = ctl.ValidateVolumeCapabilities(
+        csi_pb2.ValidateVolumeCapabilitiesRequest(
+            volume_id=volume.volume_id,
+            volume_capabilities=asked,
+            volume_context=dict(volume.volume_context),
+            parameters={"linstor.csi.linbit.com/placementCount": "1"},
+        )
+    )
+    assert list(answer.confirmed.volume_capabilities) == asked  # verbatim: fs_type stays ""
+    assert dict(answer.confirmed.volume_context) == dict(volume.volume_context)
+    refused = ctl.ValidateVolumeCapabilities(
+        csi_pb2.ValidateVolumeCapabilitiesRequest(
+            volume_id=volume.volume_id, volume_capabilities=[mount_cap(Mode.MULTI_NODE_MULTI_WRITER)]
+        )
+    )
+    assert not refused.HasField("confirmed") and refused.message
+    delete(stack, volume.volume_id)
+
+
+def test_list_volumes_pages_and_counts(stack: Stack) -> None:
+    ctl = stack.csi.controller
+    made = [create(stack).volume_id for _ in range(3)]
+    everything = ctl.ListVolumes(csi_pb2.ListVolumesRequest())
+    ids = [e.volume.volume_id for e in everything.entries]
+    assert set(made) <= set(ids) and everything.next_token == ""
+    paged: list[str] = []
+    token = ""
+    while True:
+        page = ctl.ListVolumes(csi_pb2.ListVolumesRequest(max_entries=2, starting_token=token))
+        assert len(page.entries) <= 2
+        paged += [e.volume.volume_id for e in page.entries]
+        token = page.next_token
+        if not token:
+            break
+    assert paged == ids
+    assert code_of(lambda: ctl.ListVolumes(csi_pb2.ListVolumesRequest(starting_token="bogus"))) == (
+        grpc.StatusCode.ABORTED
+    )
+    for vid in made:
+        delete(stack, vid)
+    after = {e.volume.volume_id for e in ctl.ListVolumes(csi_pb2.ListVolumesRequest()).entries}
+    assert not set(made) & after
+
+
+def test_controller_get_volume(stack: Stack) -> None:
+    ctl = stack.csi.controller
+    volume = create(stack)
+    got = ctl.ControllerGetVolume(csi_pb2.ControllerGetVolumeRequest(volume_id=volume.volume_id))
+    assert got.volume.volume_id == volume.volume_id and got.volume.capacity_bytes == 64 * MIB
+    assert got.status.published_node_ids
+    assert not got.status.volume_condition.abnormal
+    assert code_of(
+        lambda: ctl.ControllerGetVolume(csi_pb2.ControllerGetVolumeRequest(volume_id="fake-vol"))
+    ) == (grpc.StatusCode.NOT_FOUND)
+    delete(stack, volume.volume_id)
+
+
+def test_get_capacity(stack: Stack) -> None:
+    ctl = stack.csi.controller
+    total = ctl.GetCapacity(csi_pb2.GetCapacityRequest(volume_capabilities=[mount_cap()]))
+    assert total.available_capacity > 0
+    assert total.minimum_volume_size.value > 0
+    local = ctl.GetCapacity(
+        csi_pb2.GetCapacityRequest(
+            accessible_topology=csi_pb2.Topology(segments={"linbit.com/hostname": LOCAL})
+        )
+    )
+    assert 0 < local.available_capacity <= total.available_capacity
+    bad = csi_pb2.GetCapacityRequest(parameters={"linstor.csi.linbit.com/unknownKey": "1"})
+    assert code_of(lambda: ctl.GetCapacity(bad)) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_controller_capabilities(stack: Stack) -> None:
+    caps = stack.csi.controller.ControllerGetCapabilities(
+        csi_pb2.ControllerGetCapabilitiesRequest()
+    ).capabilities
+    rpc = csi_pb2.ControllerServiceCapability.RPC
+    assert {c.rpc.type for c in caps} >= {
+        rpc.CREATE_DELETE_VOLUME,
+        rpc.PUBLISH_UNPUBLISH_VOLUME,
+        rpc.CREATE_DELETE_SNAPSHOT,
+        rpc.EXPAND_VOLUME,
+        rpc.LIST_VOLUMES,
+    }
+
+
+# ---------------------------------------------------------------- expand
+
+
+def test_controller_expand_volume(stack: Stack) -> None:
+    ctl = stack.csi.controller
+    volume = create(stack, size=32 * MIB)
+    for request in (
+        csi_pb2.ControllerExpandVolumeRequest(capacity_range=csi_pb2.CapacityRange(required_bytes=64 * MIB)),
+        csi_pb2.ControllerExpandVolumeRequest(volume_id=volume.volume_id),
+    ):
+        assert code_of(lambda r=request: ctl.ControllerExpandVolume(r)) == grpc.StatusCode.INVALID_ARGUMENT
+    missing = csi_pb2.ControllerExpandVolumeRequest(
+        volume_id="fake-vol-id-1", capacity_range=csi_pb2.CapacityRange(required_bytes=64 * MIB)
+    )
+    assert code_of(lambda: ctl.ControllerExpandVolume(missing)) == grpc.StatusCode.NOT_FOUND
+    grow = csi_pb2.ControllerExpandVolumeRequest(
+        volume_id=volume.volume_id, capacity_range=csi_pb2.CapacityRange(required_bytes=64 * MIB)
+    )
+    answer = ctl.ControllerExpandVolume(grow)
+    assert answer.capacity_bytes == 64 * MIB and answer.node_expansion_required
+    assert ctl.ControllerExpandVolume(grow).capacity_bytes == 64 * MIB  # repeat: OK
+    smaller = csi_pb2.ControllerExpandVolumeRequest(
+        volume_id=volume.volume_id, capacity_range=csi_pb2.CapacityRange(required_bytes=16 * MIB)
+    )
+    assert ctl.ControllerExpandVolume(smaller).capacity_bytes == 64 * MIB  # already bigger: OK
+    delete(stack, volume.volume_id)
+    raw = create(stack, size=32 * MIB, cap=block_cap())
+    block_grow = csi_pb2.ControllerExpandVolumeRequest(
+        volume_id=raw.volume_id,
+        capacity_range=csi_pb2.CapacityRange(required_bytes=48 * MIB),
+        volume_capability=block_cap(),
+    )
+    assert not ctl.ControllerExpandVolume(block_grow).node_expansion_required
+    delete(stack, raw.volume_id)
+
+
+# ---------------------------------------------------------------- snapshots
+
+
+def test_snapshot_lifecycle_and_errors(stack: Stack) -> None:
+    ctl = stack.csi.controller
+    volume = create(stack)
+    other = create(stack)
+    name = unique("snap")
+    for request in (
+        csi_pb2.CreateSnapshotRequest(name=name),
+        csi_pb2.CreateSnapshotRequest(source_volume_id=volume.volume_id),
+    ):
+        assert code_of(lambda r=request: ctl.CreateSnapshot(r)) == grpc.StatusCode.INVALID_ARGUMENT
+    missing = csi_pb2.CreateSnapshotRequest(source_volume_id="fake-vol-id-1", name=unique("snap"))
+    assert code_of(lambda: ctl.CreateSnapshot(missing)) == grpc.StatusCode.NOT_FOUND
+
+    snap = ctl.CreateSnapshot(
+        csi_pb2.CreateSnapshotRequest(source_volume_id=volume.volume_id, name=name)
+    ).snapshot
+    assert snap.snapshot_id.startswith("InCluster:///")
+    assert snap.source_volume_id == volume.volume_id and snap.ready_to_use and snap.size_bytes > 0
+    assert snap.HasField("creation_time")
+    again = ctl.CreateSnapshot(
+        csi_pb2.CreateSnapshotRequest(source_volume_id=volume.volume_id, name=name)
+    ).snapshot
+    assert again.snapshot_id == snap.snapshot_id
+    clash = csi_pb2.CreateSnapshotRequest(source_volume_id=other.volume_id, name=name)
+    assert code_of(lambda: ctl.CreateSnapshot(clash)) == grpc.StatusCode.ALREADY_EXISTS
+
+    got = ctl.GetSnapshot(csi_pb2.GetSnapshotRequest(snapshot_id=snap.snapshot_id)).snapshot
+    assert got.snapshot_id == snap.snapshot_id
+    assert code_of(
+        lambda: ctl.GetSnapshot(csi_pb2.GetSnapshotRequest(snapshot_id="non-existing-snapshot-id"))
+    ) == (grpc.StatusCode.NOT_FOUND)
+
+    by_id = ctl.ListSnapshots(csi_pb2.ListSnapshotsRequest(snapshot_id=snap.snapshot_id)).entries
+    assert [e.snapshot.snapshot_id for e in by_id] == [snap.snapshot_id]
+    by_source = ctl.ListSnapshots(csi_pb2.ListSnapshotsRequest(source_volume_id=volume.volume_id)).entries
+    assert [e.snapshot.snapshot_id for e in by_source] == [snap.snapshot_id]
+    assert not ctl.ListSnapshots(csi_pb2.ListSnapshotsRequest(snapshot_id="non-existing-snapshot-id")).entries
+    assert not ctl.ListSnapshots(
+        csi_pb2.ListSnapshotsRequest(source_volume_id="non-existing-volume-id")
+    ).entries
+
+    assert (
+        code_of(lambda: ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest()))
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
+    ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=snap.snapshot_id))
+    ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=snap.snapshot_id))  # again: OK
+    ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id="non-existing-snapshot-id"))
+    assert not ctl.ListSnapshots(csi_pb2.ListSnapshotsRequest(snapshot_id=snap.snapshot_id)).entries
+    delete(stack, volume.volume_id)
+    delete(stack, other.volume_id)
+
+
+def test_list_snapshots_pages(stack: Stack) -> None:
+    ctl = stack.csi.controller
+    volume = create(stack)
+    made = [
+        ctl.CreateSnapshot(
+            csi_pb2.CreateSnapshotRequest(source_volume_id=volume.volume_id, name=unique("snap"))
+        ).snapshot.snapshot_id
+        for _ in range(3)
+    ]
+    first = ctl.ListSnapshots(csi_pb2.ListSnapshotsRequest(source_volume_id=volume.volume_id, max_entries=2))
+    assert len(first.entries) == 2 and first.next_token
+    rest = ctl.ListSnapshots(
+        csi_pb2.ListSnapshotsRequest(source_volume_id=volume.volume_id, starting_token=first.next_token)
+    )
+    assert sorted(e.snapshot.snapshot_id for e in [*first.entries, *rest.entries]) == sorted(made)
+    assert code_of(lambda: ctl.ListSnapshots(csi_pb2.ListSnapshotsRequest(starting_token="x"))) == (
+        grpc.StatusCode.ABORTED
+    )
+    for sid in made:
+        ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=sid))
+    delete(stack, volume.volume_id)
+
+
+def test_create_from_missing_sources_is_not_found(stack: Stack) -> None:
+    snap_source = csi_pb2.VolumeContentSource(
+        snapshot=csi_pb2.VolumeContentSource.SnapshotSource(snapshot_id="InCluster:///no-vol/no-snap")
+    )
+    assert code_of(lambda: create(stack, volume_content_source=snap_source)) == grpc.StatusCode.NOT_FOUND
+    vol_source = csi_pb2.VolumeContentSource(
+        volume=csi_pb2.VolumeContentSource.VolumeSource(volume_id="fake-vol-id-1")
+    )
+    assert code_of(lambda: create(stack, volume_content_source=vol_source)) == grpc.StatusCode.NOT_FOUND
+
+
+# ---------------------------------------------------------------- node: mount access
+
+
+def _stage(
+    stack: Stack, vid: str, staging: str, ctx: dict, cap: csi_pb2.VolumeCapability | None = None
+) -> None:
+    stack.csi.node.NodeStageVolume(
+        csi_pb2.NodeStageVolumeRequest(
+            volume_id=vid,
+            staging_target_path=staging,
+            volume_capability=cap or mount_cap(),
+            publish_context=ctx,
+        )
+    )
+
+
+def _publish(
+    stack: Stack,
+    vid: str,
+    staging: str,
+    target: str,
+    ctx: dict,
+    cap: csi_pb2.VolumeCapability | None = None,
+    readonly: bool = False,
+) -> None:
+    stack.csi.node.NodePublishVolume(
+        csi_pb2.NodePublishVolumeRequest(
+            volume_id=vid,
+            staging_target_path=staging,
+            target_path=target,
+            volume_capability=cap or mount_cap(),
+            publish_context=ctx,
+            readonly=readonly,
+        )
+    )
+
+
+def _unpublish(stack: Stack, vid: str, target: str) -> None:
+    stack.csi.node.NodeUnpublishVolume(csi_pb2.NodeUnpublishVolumeRequest(volume_id=vid, target_path=target))
+
+
+def _unstage(stack: Stack, vid: str, staging: str) -> None:
+    stack.csi.node.NodeUnstageVolume(
+        csi_pb2.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=staging)
+    )
+
+
+def _is_mount(path: str) -> bool:
+    return os.path.ismount(path)
+
+
+def test_node_mount_lifecycle(stack: Stack, paths: tuple[str, str]) -> None:
+    staging, target = paths
+    volume = create(stack)
+    vid = volume.volume_id
+    ctx = publish(stack, vid)
+    _stage(stack, vid, staging, ctx)
+    assert _is_mount(staging)
+    _stage(stack, vid, staging, ctx)  # idempotent
+    _publish(stack, vid, staging, target, ctx)
+    _publish(stack, vid, staging, target, ctx)  # idempotent
+    assert os.path.isdir(target) and _is_mount(target)
+    Path(target, "hello").write_text("world")
+    assert Path(staging, "hello").read_text() == "world"
+
+    ro_target = target + "-ro"
+    _publish(stack, vid, staging, ro_target, ctx, readonly=True)
+    assert Path(ro_target, "hello").read_text() == "world"
+    with pytest.raises(OSError) as info:
+        Path(ro_target, "nope").write_text("x")
+    assert info.value.errno == errno.EROFS
+
+    stats = stack.csi.node.NodeGetVolumeStats(
+        csi_pb2.NodeGetVolumeStatsRequest(volume_id=vid, volume_path=target)
+    )
+    units = {u.unit: u for u in stats.usage}
+    assert units[csi_pb2.VolumeUsage.BYTES].total > 0 and units[csi_pb2.VolumeUsage.BYTES].used > 0
+    assert units[csi_pb2.VolumeUsage.INODES].total > 0
+    assert not stats.volume_condition.abnormal
+
+    for t in (ro_target, target):
+        _unpublish(stack, vid, t)
+        assert not os.path.exists(t)
+        _unpublish(stack, vid, t)  # idempotent
+    _unstage(stack, vid, staging)
+    assert not _is_mount(staging) and os.path.isdir(staging) and os.listdir(staging) == []
+    _unstage(stack, vid, staging)  # idempotent
+    unpublish(stack, vid)
+    delete(stack, vid)
+
+
+def test_node_errors(stack: Stack, paths: tuple[str, str]) -> None:
+    staging, target = paths
+    node = stack.csi.node
+    volume = create(stack)
+    vid = volume.volume_id
+    ctx = publish(stack, vid)
+    not_staged = csi_pb2.NodePublishVolumeRequest(
+        volume_id=vid,
+        staging_target_path=staging,
+        target_path=target,
+        volume_capability=mount_cap(),
+        publish_context=ctx,
+    )
+    assert code_of(lambda: node.NodePublishVolume(not_staged)) == grpc.StatusCode.FAILED_PRECONDITION
+    missing = csi_pb2.NodePublishVolumeRequest(
+        volume_id="fake-vol-id-1",
+        staging_target_path=staging,
+        target_path=target,
+        volume_capability=mount_cap(),
+    )
+    assert code_of(lambda: node.NodePublishVolume(missing)) == grpc.StatusCode.NOT_FOUND
+    stage_missing = csi_pb2.NodeStageVolumeRequest(
+        volume_id="fake-vol-id-1", staging_target_path=staging, volume_capability=mount_cap()
+    )
+    assert code_of(lambda: node.NodeStageVolume(stage_missing)) == grpc.StatusCode.NOT_FOUND
+    stats_missing = csi_pb2.NodeGetVolumeStatsRequest(volume_id=vid, volume_path=target + "-nowhere")
+    assert code_of(lambda: node.NodeGetVolumeStats(stats_missing)) == grpc.StatusCode.NOT_FOUND
+    expand_missing = csi_pb2.NodeExpandVolumeRequest(volume_id=vid, volume_path=target + "-nowhere")
+    assert code_of(lambda: node.NodeExpandVolume(expand_missing)) == grpc.StatusCode.NOT_FOUND
+    _unpublish(stack, "fake-vol-id-1", target + "-never")  # missing: OK
+    _unstage(stack, "fake-vol-id-1", staging)  # never staged: OK
+    unpublish(stack, vid)
+    delete(stack, vid)
+
+
+def test_node_expand_online(stack: Stack, paths: tuple[str, str]) -> None:
+    staging, target = paths
+    # xfs grows online with CAP_SYS_ADMIN alone; ext4 also needs CAP_SYS_RESOURCE, which
+    # containers often lack (the node then grows ext4 offline at the next stage).
+    cap = mount_cap(fs_type="xfs")
+    volume = create(stack, size=320 * MIB, cap=cap)
+    vid = volume.volume_id
+    ctx = publish(stack, vid)
+    _stage(stack, vid, staging, ctx, cap=cap)
+    _publish(stack, vid, staging, target, ctx, cap=cap)
+    before = os.statvfs(target)
+    stack.csi.controller.ControllerExpandVolume(
+        csi_pb2.ControllerExpandVolumeRequest(
+            volume_id=vid, capacity_range=csi_pb2.CapacityRange(required_bytes=640 * MIB)
+        )
+    )
+    answer = stack.csi.node.NodeExpandVolume(
+        csi_pb2.NodeExpandVolumeRequest(
+            volume_id=vid,
+            volume_path=target,
+            staging_target_path=staging,
+            capacity_range=csi_pb2.CapacityRange(required_bytes=640 * MIB),
+        )
+    )
+    assert answer.capacity_bytes >= 640 * MIB
+    after = os.statvfs(target)
+    assert after.f_blocks * after.f_frsize > 1.8 * before.f_blocks * before.f_frsize
+    _unpublish(stack, vid, target)
+    _unstage(stack, vid, staging)
+    unpublish(stack, vid)
+    delete(stack, vid)
+
+
+# ---------------------------------------------------------------- node: block access
+
+
+def test_node_block_lifecycle(stack: Stack, paths: tuple[str, str]) -> None:
+    staging, target = paths
+    volume = create(stack, size=16 * MIB, cap=block_cap())
+    vid = volume.volume_id
+    ctx = publish(stack, vid, cap=block_cap())
+    _stage(stack, vid, staging, ctx, cap=block_cap())
+    _publish(stack, vid, staging, target, ctx, cap=block_cap())
+    _publish(stack, vid, staging, target, ctx, cap=block_cap())  # idempotent
+    assert stat.S_ISBLK(os.stat(target).st_mode)
+    payload = os.urandom(4096)
+    fd = os.open(target, os.O_RDWR)
+    try:
+        os.pwrite(fd, payload, 1 * MIB)
+        os.fsync(fd)
+        assert os.pread(fd, 4096, 1 * MIB) == payload
+    finally:
+        os.close(fd)
+    stats = stack.csi.node.NodeGetVolumeStats(
+        csi_pb2.NodeGetVolumeStatsRequest(volume_id=vid, volume_path=target)
+    )
+    assert stats.usage[0].total == 16 * MIB
+    _unpublish(stack, vid, target)
+    assert not os.path.exists(target)
+    _unstage(stack, vid, staging)
+    unpublish(stack, vid)
+    delete(stack, vid)
+
+
+def test_node_info_and_capabilities(stack: Stack) -> None:
+    info = stack.csi.node.NodeGetInfo(csi_pb2.NodeGetInfoRequest())
+    assert info.node_id == LOCAL
+    assert info.accessible_topology.segments["linbit.com/hostname"] == LOCAL
+    assert any(k.startswith("linbit.com/sp-") for k in info.accessible_topology.segments)
+    caps = stack.csi.node.NodeGetCapabilities(csi_pb2.NodeGetCapabilitiesRequest()).capabilities
+    rpc = csi_pb2.NodeServiceCapability.RPC
+    assert {c.rpc.type for c in caps} == {
+        rpc.STAGE_UNSTAGE_VOLUME,
+        rpc.GET_VOLUME_STATS,
+        rpc.EXPAND_VOLUME,
+        rpc.VOLUME_CONDITION,
+    }
