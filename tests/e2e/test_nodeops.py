@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -18,10 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from plugin.config import Config
 from plugin.errors import FailedPrecondition, InvalidArgument, NotFound, OperationFailed
+from plugin.linstor_client import LinstorClient
 from plugin.mounts import read_mountinfo
 from plugin.nodeops import NodeOps
-from tests.conftest import require
+from plugin.params import VolumeParams
+from plugin.volume_service import VolumeService
+from tests.conftest import EmulatorProcess, require
 
 pytestmark = pytest.mark.root
 
@@ -472,3 +477,49 @@ def test_unsupported_filesystem_changes_nothing(
         ops.stage(dev.path, str(tmp_path / "s"), "vfat")
     assert ops.filesystem_signature(dev.path) is None
     assert not (tmp_path / "s").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# The whole path a front end takes: LINSTOR (emulated) volume, attach, stage, publish, grow.
+
+LOCAL = socket.gethostname().split(".")[0]
+
+
+@pytest.mark.parametrize("fs", ["ext4", "xfs"])
+def test_volume_lifecycle_through_the_core(
+    emulator: EmulatorProcess, ops: NodeOps, tmp_path: Path, fs: str
+) -> None:
+    config = Config(controllers=(emulator.url,), node_name=LOCAL, read_timeout=60.0, config_file=None)
+    svc = VolumeService(LinstorClient(config), config)
+    params = VolumeParams(place_count=1, fs_type=fs, nodes=(LOCAL,))
+    vol = svc.create_volume(f"nodeops-{fs}", SIZE, params)
+    attachment = svc.attach(vol.id, LOCAL)
+    device = attachment.device_path
+    staging, publish = tmp_path / "staging", tmp_path / "publish"
+
+    ops.stage(device, str(staging), fs)
+    ops.bind_mount(str(staging), str(publish))
+    payload = os.urandom(128 * 1024)
+    write_file(publish / "hello.bin", payload)
+    ops.unmount(str(publish))
+    ops.unmount(str(staging), remove_target=False)
+    assert ops.mounts_of(device) == []
+
+    ops.stage(device, str(staging), fs)
+    assert (staging / "hello.bin").read_bytes() == payload
+    before = ops.stats(str(staging)).total_bytes
+
+    svc.expand_volume(vol.id, 2 * SIZE)
+    assert ops.device_size_bytes(device) >= 2 * SIZE
+    try:
+        ops.grow_filesystem(str(staging))
+    except OperationFailed as exc:  # ext4 without CAP_SYS_RESOURCE: grown when staged again
+        assert "CAP_SYS_RESOURCE" in str(exc), exc
+        ops.unmount(str(staging), remove_target=False)
+        ops.stage(device, str(staging), fs)
+    assert ops.stats(str(staging)).total_bytes > before + 250 * MiB
+    assert (staging / "hello.bin").read_bytes() == payload
+
+    ops.unmount(str(staging))
+    svc.detach(vol.id, LOCAL)
+    svc.delete_volume(vol.id)
