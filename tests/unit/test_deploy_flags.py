@@ -1,0 +1,74 @@
+"""Every command line in deploy/ is accepted by the daemon it starts.
+
+The manifests and job files are written against the driver's flags; a renamed or
+removed flag would only show when a pod crash-loops. Here each command line is parsed
+with the real argument parser of ``linstor-csi`` (placeholders such as ``$(NODE_NAME)``
+or ``${node.unique.name}`` stand for a node name), and the driver name in every file is
+the driver's built-in default, so the default deployment needs no ``--driver-name`` at all.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from csi import cli as csi_cli
+from csi import keys
+from tests.unit.test_deploy_kubernetes import containers, driver_container, workloads
+from tests.unit.test_deploy_kustomize import KUBERNETES_DIR, render
+from tests.unit.test_deploy_nomad import PLUGIN_JOBS, plugin_tasks
+
+
+def parse(argv: list[str], env: dict[str, str] | None = None) -> object:
+    """Parse with $(VAR) taken from ``env``; other placeholders stand for a node name."""
+    env = env or {}
+    expanded = [
+        re.sub(r"\$\((\w+)\)|\$\{[^}]+\}", lambda m: env.get(m.group(1) or "", "node-1"), arg) for arg in argv
+    ]
+    try:
+        return csi_cli.build_parser().parse_args(expanded)
+    except SystemExit:
+        pytest.fail(f"linstor-csi rejects {argv}")
+
+
+def test_default_driver_name_is_the_official_one() -> None:
+    assert keys.DEFAULT_DRIVER_NAME == "linstor.csi.linbit.com"
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/tls"])
+def test_kubernetes_driver_args_parse(overlay: str) -> None:
+    objects = render(KUBERNETES_DIR / overlay)
+    configmaps = {o["metadata"]["name"]: o["data"] for o in objects if o["kind"] == "ConfigMap"}
+    for workload in workloads(objects):
+        driver = driver_container(workload)
+        assert driver["command"] == ["linstor-csi"]
+        env: dict[str, str] = {}
+        for var in driver["env"]:
+            ref = var.get("valueFrom", {}).get("configMapKeyRef")
+            if ref:
+                env[var["name"]] = configmaps[ref["name"]][ref["key"]]
+            elif "value" in var:
+                env[var["name"]] = var["value"]
+        args = parse(driver["args"], env)
+        assert args.log_level == "info"  # type: ignore[attr-defined]
+        assert args.endpoint == "unix:///csi/csi.sock"  # type: ignore[attr-defined]
+        assert args.driver_name == keys.DEFAULT_DRIVER_NAME  # type: ignore[attr-defined]
+        assert args.node == "node-1"  # type: ignore[attr-defined]
+        assert args.metrics_port > 0  # type: ignore[attr-defined]
+        assert len(list(containers(workload))) > 1
+
+
+@pytest.mark.parametrize("job_file", sorted(PLUGIN_JOBS))
+def test_nomad_driver_args_parse(job_file: str) -> None:
+    for _, task, plugin in plugin_tasks(job_file):
+        args = parse(task["config"][0]["args"])
+        assert args.driver_name == keys.DEFAULT_DRIVER_NAME  # type: ignore[attr-defined]
+        assert args.mode == PLUGIN_JOBS[job_file][2]  # type: ignore[attr-defined]
+        assert args.endpoint == f"unix://{plugin['mount_dir']}/csi.sock"  # type: ignore[attr-defined]
+
+
+def test_a_wrong_flag_is_caught() -> None:
+    """The parse helper must fail on an unknown flag, or the tests above prove nothing."""
+    with pytest.raises(pytest.fail.Exception):
+        parse(["--endpoint=unix:///csi/csi.sock", "--no-such-flag=1"])
