@@ -1,0 +1,159 @@
+"""The ``linstor-csi`` process as a CO runs it: socket, logs, metrics, start-up errors, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import requests
+
+from csi.generated import csi_pb2
+from csi.testing import CsiClient, mount_cap
+from tests.conftest import REPO_ROOT, EmulatorProcess, free_port
+
+LOCAL = socket.gethostname().split(".")[0] or "localhost"
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="csi-cli-"))
+    yield path
+    for child in path.iterdir():
+        child.unlink()
+    path.rmdir()
+
+
+def _start(args: list[str], env_extra: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **env_extra}
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "csi", *args], cwd=REPO_ROOT, env=env, stdout=out, stderr=out
+        )
+
+
+def _wait_for_socket(path: Path, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if path.exists():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"driver exited early:\n{log.read_text()}")
+        time.sleep(0.05)
+    pytest.fail(f"no socket at {path}:\n{log.read_text()}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail("driver did not stop within 20s of SIGTERM")
+    return proc.returncode
+
+
+def test_driver_process_serves_logs_metrics_and_stops_on_sigterm(
+    emulator: EmulatorProcess, socket_dir: Path, tmp_path: Path
+) -> None:
+    sock = socket_dir / "csi.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(sock))  # left behind by a killed driver
+    stale.close()
+    metrics_port = free_port()
+    log = tmp_path / "driver.log"
+    proc = _start(
+        [
+            "--node",
+            LOCAL,
+            "--mode",
+            "all",
+            "--metrics-port",
+            str(metrics_port),
+            "--metrics-address",
+            "127.0.0.1",
+        ],
+        {"CSI_ENDPOINT": f"unix://{sock}", "LS_CONTROLLERS": emulator.url},
+        log,
+    )
+    try:
+        _wait_for_socket(sock, proc, log)  # the stale file may still be there; readiness decides below
+        with grpc.insecure_channel(f"unix://{sock}") as channel:
+            client = CsiClient(channel)
+            grpc.channel_ready_future(channel).result(timeout=20)
+            assert (
+                client.identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest()).name == "linstor.csi.linbit.com"
+            )
+            assert client.identity.Probe(csi_pb2.ProbeRequest(), timeout=3).ready.value
+            assert client.node.NodeGetInfo(csi_pb2.NodeGetInfoRequest()).node_id == LOCAL
+            volume = client.controller.CreateVolume(
+                csi_pb2.CreateVolumeRequest(
+                    name="cli-volume",
+                    capacity_range={"required_bytes": 16 * 1024**2},
+                    volume_capabilities=[mount_cap()],
+                    secrets={"password": "do-not-log-me"},
+                )
+            ).volume
+            client.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id))
+
+            # LINSTOR goes away: Probe still answers within the livenessprobe's 3 s
+            emulator.control("outage", {"seconds": 4})
+            client.identity.Probe(csi_pb2.ProbeRequest(), timeout=3)
+
+        metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        assert 'linstor_plugin_operation_seconds_count{frontend="csi",operation="CreateVolume"}' in metrics
+    finally:
+        code = _stop(proc)
+    assert code == 0, log.read_text()
+    assert not sock.exists(), "the socket is removed on SIGTERM"
+    text = log.read_text()
+    assert "do-not-log-me" not in text
+    assert "Traceback" not in text
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    created = [entry for entry in lines if entry.get("method") == "CreateVolume"]
+    assert created and created[0]["result"] == "ok" and created[0]["volume"] == "cli-volume"
+    assert "duration_ms" in created[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["--mode", "bogus"], 2, "invalid choice"),
+        (["--driver-name", "ends-with-digit-2-"], 2, "invalid --driver-name"),
+        (["--max-volumes-per-node", "-1"], 2, "must not be negative"),
+    ],
+)
+def test_bad_flags_fail_with_a_sentence(args: list[str], code: int, needle: str, tmp_path: Path) -> None:
+    log = tmp_path / "driver.log"
+    proc = _start(
+        [*args, "--endpoint", f"unix://{tmp_path}/x.sock"], {"LS_CONTROLLERS": "http://127.0.0.1:1"}, log
+    )
+    assert proc.wait(timeout=30) == code
+    text = log.read_text()
+    assert needle in text and "Traceback" not in text
+
+
+def test_endpoint_on_a_regular_file_is_refused(socket_dir: Path, tmp_path: Path) -> None:
+    target = socket_dir / "important.dat"
+    target.write_text("keep")
+    log = tmp_path / "driver.log"
+    proc = _start(
+        ["--endpoint", f"unix://{target}", "--mode", "controller"],
+        {"LS_CONTROLLERS": "http://127.0.0.1:1"},
+        log,
+    )
+    assert proc.wait(timeout=30) == 1
+    text = log.read_text()
+    assert "not a socket" in text and "Traceback" not in text
+    assert target.read_text() == "keep"
