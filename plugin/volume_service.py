@@ -265,7 +265,9 @@ class VolumeService:
             problems.append(
                 f"its filesystem is {volume.fs_type or 'none (block)'}, not {wanted.fs_type or 'block'}"
             )
-        if ours and (props.get(rec.SOURCE) or None) != wanted.source:
+        if wanted.source and not ours:
+            problems.append(f"it was not made from {wanted.source} by this plugin")
+        elif ours and (props.get(rec.SOURCE) or None) != wanted.source:
             problems.append(
                 f"its content source is {props.get(rec.SOURCE) or 'none'}, not {wanted.source or 'none'}"
             )

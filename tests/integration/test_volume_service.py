@@ -1,0 +1,542 @@
+"""VolumeService against the emulator: every operation and every typed error.
+
+The emulator runs the local node (named after this host) plus the virtual nodes node-b
+and node-c, in its default DRBD-shaped mode, with real loop devices behind the device
+paths of resources on the local node.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+
+from plugin.config import Config
+from plugin.errors import (
+    AlreadyExists,
+    Busy,
+    FailedPrecondition,
+    InUse,
+    InvalidArgument,
+    NodeOffline,
+    NoSpace,
+    NotFound,
+    Unavailable,
+)
+from plugin.linstor_client import LinstorClient
+from plugin.models import TopologyRequirement
+from plugin.params import VolumeParams, resource_group_name
+from plugin.volume_records import ATTACHED_BY_PLUGIN, NAME
+from plugin.volume_service import VolumeService
+from tests.conftest import EmulatorProcess
+
+pytestmark = pytest.mark.root
+
+MIB = 1024 * 1024
+LOCAL = socket.gethostname().split(".")[0]
+HOST = "linbit.com/hostname"
+
+
+def service_for(emu: EmulatorProcess) -> VolumeService:
+    config = Config(controllers=(emu.url,), node_name=LOCAL, read_timeout=60.0, config_file=None)
+    return VolumeService(LinstorClient(config), config)
+
+
+@pytest.fixture
+def svc(emulator: EmulatorProcess) -> VolumeService:
+    return service_for(emulator)
+
+
+def unique(prefix: str = "vol") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def calls(svc: VolumeService, action: Callable[[], Any]) -> tuple[Any, int]:
+    before = svc.client.request_count
+    result = action()
+    return result, svc.client.request_count - before
+
+
+ON_LOCAL = VolumeParams(place_count=1, fs_type=None, nodes=(LOCAL,))
+EXT4 = VolumeParams(place_count=1, fs_type="ext4")
+
+
+def write_marker(device: str, data: bytes, offset: int = 0) -> None:
+    fd = os.open(device, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, offset)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_at(device: str, length: int, offset: int = 0) -> bytes:
+    fd = os.open(device, os.O_RDONLY)
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------- create
+
+
+def test_create_with_known_group_is_at_most_two_calls_and_idempotent(svc: VolumeService) -> None:
+    svc.create_volume(unique(), 16 * MIB, EXT4)  # makes and remembers the resource group
+    name = unique()
+    volume, used = calls(svc, lambda: svc.create_volume(name, 16 * MIB, EXT4))
+    assert used <= 2
+    assert volume.name == name and volume.size_bytes == 16 * MIB
+    assert volume.fs_type == "ext4"
+    assert volume.resource_group == resource_group_name(EXT4)
+    assert len(volume.diskful_nodes) == 1
+    assert volume.properties[NAME] == name
+    again = svc.create_volume(name, 16 * MIB, EXT4)
+    assert again.id == volume.id and again.size_bytes == volume.size_bytes
+
+
+def test_create_with_other_size_fs_or_parameters_is_already_exists(svc: VolumeService) -> None:
+    name = unique()
+    svc.create_volume(name, 16 * MIB, EXT4)
+    with pytest.raises(AlreadyExists, match="size"):
+        svc.create_volume(name, 32 * MIB, EXT4)
+    with pytest.raises(AlreadyExists, match="filesystem"):
+        svc.create_volume(name, 16 * MIB, VolumeParams(place_count=1, fs_type=None))
+    with pytest.raises(AlreadyExists, match="parameters"):
+        svc.create_volume(name, 16 * MIB, VolumeParams(place_count=2, fs_type="ext4"))
+
+
+def test_size_is_rounded_up_to_kib_and_to_the_filesystem_minimum(svc: VolumeService) -> None:
+    odd = svc.create_volume(unique(), 5 * MIB + 1, EXT4)
+    assert odd.size_bytes == 5 * MIB + 1024
+    tiny = svc.create_volume(unique(), 1, EXT4)
+    assert tiny.size_bytes == 2 * MIB  # ext4's minimum
+
+
+def test_names_that_are_not_linstor_names_are_mapped(svc: VolumeService) -> None:
+    name = f"My Volume/{uuid.uuid4().hex[:6]} with spaces"
+    volume = svc.create_volume(name, 8 * MIB, EXT4)
+    assert volume.id != name and volume.name == name
+    found = svc.find_volume(name)
+    assert found is not None and found.id == volume.id
+    assert svc.find_volume(name + "x") is None
+
+
+def test_failed_placement_leaves_nothing(svc: VolumeService) -> None:
+    name = unique()
+    params = VolumeParams(place_count=5, fs_type="ext4")
+    with pytest.raises(NoSpace, match=name):
+        svc.create_volume(name, 8 * MIB, params)
+    assert svc.find_volume(name) is None
+    assert svc.client.list_resource_definitions([name]) == []
+
+
+def test_bad_requests_change_nothing(svc: VolumeService) -> None:
+    before = len(svc.list_volumes())
+    with pytest.raises(InvalidArgument, match="negative"):
+        svc.create_volume(unique(), -1, EXT4)
+    with pytest.raises(InvalidArgument, match="content source"):
+        svc.create_volume(unique(), MIB, EXT4, source="tape:1")
+    with pytest.raises(InvalidArgument, match="name"):
+        svc.create_volume("", MIB, EXT4)
+    with pytest.raises(InvalidArgument, match="limit"):
+        svc.create_volume(unique(), 1 << 62, EXT4)
+    assert len(svc.list_volumes()) == before
+
+
+def test_manual_placement_with_client_nodes(svc: VolumeService) -> None:
+    params = VolumeParams(place_count=1, fs_type=None, nodes=("node-b",), client_nodes=("node-c",))
+    volume = svc.create_volume(unique(), 8 * MIB, params)
+    assert volume.diskful_nodes == ("node-b",)
+    assert {(r.node, r.diskless) for r in volume.replicas} == {("node-b", False), ("node-c", True)}
+
+
+def test_manual_placement_on_unknown_node_is_not_found_and_leaves_nothing(svc: VolumeService) -> None:
+    name = unique()
+    with pytest.raises((NotFound, NoSpace)):
+        svc.create_volume(name, 8 * MIB, VolumeParams(place_count=1, fs_type=None, nodes=("no-such-node",)))
+    assert svc.find_volume(name) is None
+
+
+def test_topology_requisite_and_preferred(svc: VolumeService) -> None:
+    top = TopologyRequirement(requisite=({HOST: "node-c"},), preferred=({HOST: "node-c"},))
+    assert svc.create_volume(unique(), 8 * MIB, EXT4, topology=top).diskful_nodes == ("node-c",)
+    top = TopologyRequirement(
+        requisite=({HOST: "node-b"}, {HOST: "node-c"}), preferred=({HOST: "node-b"}, {HOST: "node-c"})
+    )
+    assert svc.create_volume(unique(), 8 * MIB, EXT4, topology=top).diskful_nodes == ("node-b",)
+    two = VolumeParams(place_count=2, fs_type="ext4")
+    top = TopologyRequirement(requisite=({HOST: "node-c"},))
+    volume = svc.create_volume(unique(), 8 * MIB, two, topology=top)
+    assert "node-c" in volume.diskful_nodes and len(volume.diskful_nodes) == 2
+    # an empty requirement (Nomad) means anywhere
+    assert len(svc.create_volume(unique(), 8 * MIB, EXT4, topology=TopologyRequirement()).diskful_nodes) == 1
+
+
+def test_topology_by_node_property_and_pool(svc: VolumeService, emulator: EmulatorProcess) -> None:
+    answer = requests.put(
+        f"{emulator.url}/v1/nodes/node-b", json={"override_props": {"Aux/zone": "z1"}}, timeout=10
+    )
+    assert answer.ok
+    top = TopologyRequirement(requisite=({"zone": "z1", "linbit.com/sp-DfltStorPool": "true"},))
+    assert svc.create_volume(unique(), 8 * MIB, EXT4, topology=top).diskful_nodes == ("node-b",)
+    segments = svc.node_topology("node-b")
+    assert segments[HOST] == "node-b"
+    assert segments["linbit.com/sp-DfltStorPool"] == "true"
+    assert segments["zone"] == "z1"
+    with pytest.raises(NotFound):
+        svc.node_topology("no-such-node")
+
+
+def test_concurrent_creates_of_one_name_converge(emulator: EmulatorProcess) -> None:
+    services = [service_for(emulator) for _ in range(4)]  # separate processes' worth of clients
+    name = unique()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda i: services[i % 4].create_volume(name, 8 * MIB, EXT4), range(8)))
+    assert {v.id for v in results} == {results[0].id}
+    assert len(services[0].client.list_resource_definitions([results[0].id])) == 1
+
+
+# ----------------------------------------------------------------------------- read
+
+
+def test_get_list_and_find(svc: VolumeService) -> None:
+    volume = svc.create_volume(unique(), 8 * MIB, EXT4)
+    got = svc.get_volume(volume.id)
+    assert got.id == volume.id and got.replicas and got.created_at is not None
+    listed, used = calls(svc, lambda: svc.list_volumes())
+    assert used == 1
+    assert volume.id in {v.id for v in listed}
+    assert all(v.replicas == () for v in listed)
+    listed, used = calls(svc, lambda: svc.list_volumes(with_replicas=True))
+    assert used == 2
+    assert next(v for v in listed if v.id == volume.id).replicas
+    with pytest.raises(NotFound):
+        svc.get_volume(unique("missing"))
+    assert svc.find_volume(unique("missing")) is None
+
+
+# ----------------------------------------------------------------------------- expand
+
+
+def test_expand_grows_only(svc: VolumeService) -> None:
+    volume = svc.create_volume(unique(), 8 * MIB, ON_LOCAL)
+    grown = svc.expand_volume(volume.id, 12 * MIB + 1)
+    assert grown.size_bytes == 12 * MIB + 1024
+    assert svc.get_volume(volume.id).size_bytes == 12 * MIB + 1024
+    device = svc.attach(volume.id, LOCAL).device_path
+    with open(device, "rb") as handle:
+        assert handle.seek(0, os.SEEK_END) >= 12 * MIB
+    assert svc.expand_volume(volume.id, 12 * MIB + 1).size_bytes == grown.size_bytes  # same size: no-op
+    with pytest.raises(InvalidArgument, match="shrink"):
+        svc.expand_volume(volume.id, 4 * MIB)
+    with pytest.raises(NotFound):
+        svc.expand_volume(unique("missing"), 16 * MIB)
+
+
+def test_full_pool_is_no_space_and_shows_in_capacity(svc: VolumeService, emulator: EmulatorProcess) -> None:
+    answer = emulator.control(
+        "pools/node-b/DfltStorPool/capacity", {"total_kib": 1024 * 1024, "free_kib": 1024}
+    )
+    assert answer.ok, answer.text
+    assert svc.capacity_bytes(EXT4, {HOST: "node-b"}) == 1024 * 1024
+    name = unique()
+    with pytest.raises(NoSpace):
+        svc.create_volume(name, 64 * MIB, VolumeParams(place_count=1, fs_type=None, nodes=("node-b",)))
+    assert svc.find_volume(name) is None
+
+
+# ----------------------------------------------------------------------------- attach, detach
+
+
+def test_attach_diskless_where_no_replica_and_detach_removes_it(svc: VolumeService) -> None:
+    volume = svc.create_volume(
+        unique(), 8 * MIB, VolumeParams(place_count=1, fs_type=None, nodes=("node-b",))
+    )
+    attached = svc.attach(volume.id, LOCAL)
+    assert attached.diskless and attached.created_by_attach
+    assert os.path.exists(attached.device_path)
+    again = svc.attach(volume.id, LOCAL)  # idempotent
+    assert again.device_path == attached.device_path and again.created_by_attach
+    resource = svc.client.get_resource(volume.id, LOCAL)
+    assert resource["props"][ATTACHED_BY_PLUGIN] == "true"
+    svc.detach(volume.id, LOCAL)
+    with pytest.raises(NotFound):
+        svc.client.get_resource(volume.id, LOCAL)
+    svc.detach(volume.id, LOCAL)  # already gone: fine
+    assert svc.get_volume(volume.id).diskful_nodes == ("node-b",)
+
+
+def test_attach_where_a_replica_is_keeps_it_on_detach(svc: VolumeService) -> None:
+    volume = svc.create_volume(unique(), 8 * MIB, ON_LOCAL)
+    attached = svc.attach(volume.id, LOCAL)
+    assert not attached.diskless and not attached.created_by_attach
+    svc.detach(volume.id, LOCAL)
+    assert svc.get_volume(volume.id).diskful_nodes == (LOCAL,)
+
+
+def test_detach_never_removes_diskless_replicas_it_did_not_make(svc: VolumeService) -> None:
+    params = VolumeParams(place_count=1, fs_type=None, nodes=("node-b",), client_nodes=("node-c",))
+    volume = svc.create_volume(unique(), 8 * MIB, params)
+    svc.detach(volume.id, "node-c")
+    assert any(r.node == "node-c" for r in svc.get_volume(volume.id).replicas)
+
+
+def test_attach_errors(svc: VolumeService, emulator: EmulatorProcess) -> None:
+    volume = svc.create_volume(
+        unique(), 8 * MIB, VolumeParams(place_count=1, fs_type=None, nodes=("node-b",))
+    )
+    with pytest.raises(NotFound, match="no-such-node"):
+        svc.attach(volume.id, "no-such-node")
+    with pytest.raises(NotFound):
+        svc.attach(unique("missing"), LOCAL)
+    assert emulator.control("nodes/node-c/offline").ok
+    try:
+        with pytest.raises(NodeOffline, match="node-c"):
+            svc.attach(volume.id, "node-c")
+    finally:
+        emulator.control("nodes/node-c/online")
+
+
+def test_detach_of_a_busy_attachment_is_in_use(svc: VolumeService, emulator: EmulatorProcess) -> None:
+    volume = svc.create_volume(
+        unique(), 8 * MIB, VolumeParams(place_count=1, fs_type=None, nodes=("node-b",))
+    )
+    svc.attach(volume.id, "node-c")
+    assert emulator.control(f"resources/{volume.id}/node-c/in_use", {"in_use": True}).ok
+    with pytest.raises(InUse, match="node-c"):
+        svc.detach(volume.id, "node-c")
+    assert emulator.control(f"resources/{volume.id}/node-c/in_use", {"in_use": False}).ok
+    svc.detach(volume.id, "node-c")
+
+
+# ----------------------------------------------------------------------------- delete
+
+
+def test_delete_removes_everything_and_missing_is_fine(svc: VolumeService) -> None:
+    volume = svc.create_volume(
+        unique(), 8 * MIB, VolumeParams(place_count=1, fs_type=None, nodes=("node-b",))
+    )
+    svc.attach(volume.id, LOCAL)  # a diskless resource, removed first
+    svc.delete_volume(volume.id)
+    assert svc.client.list_resource_definitions([volume.id]) == []
+    with pytest.raises(NotFound):
+        svc.get_volume(volume.id)
+    svc.delete_volume(volume.id)
+    svc.delete_volume(unique("never-existed"))
+
+
+def test_delete_in_use_is_refused_naming_the_node(svc: VolumeService, emulator: EmulatorProcess) -> None:
+    volume = svc.create_volume(
+        unique(), 8 * MIB, VolumeParams(place_count=1, fs_type=None, nodes=("node-b",))
+    )
+    assert emulator.control(f"resources/{volume.id}/node-b/in_use", {"in_use": True}).ok
+    with pytest.raises(InUse, match="node-b") as info:
+        svc.delete_volume(volume.id)
+    assert info.value.details["nodes"] == ["node-b"]
+    assert svc.get_volume(volume.id).diskful_nodes == ("node-b",)  # nothing changed
+    assert emulator.control(f"resources/{volume.id}/node-b/in_use", {"in_use": False}).ok
+    svc.delete_volume(volume.id)
+
+
+def test_delete_with_snapshots_is_refused_naming_them(svc: VolumeService) -> None:
+    volume = svc.create_volume(unique(), 8 * MIB, ON_LOCAL)
+    svc.attach(volume.id, "node-b")
+    snap = svc.create_snapshot(volume.id, unique("snap"))
+    with pytest.raises(FailedPrecondition, match=snap.name):
+        svc.delete_volume(volume.id)
+    assert len(svc.get_volume(volume.id).replicas) == 2  # nothing changed, not even the diskless one
+    svc.delete_snapshot(snap.id)
+    svc.delete_volume(volume.id)
+
+
+# ----------------------------------------------------------------------------- snapshots
+
+
+def test_snapshot_lifecycle(svc: VolumeService) -> None:
+    volume = svc.create_volume(unique(), 8 * MIB, ON_LOCAL)
+    name = unique("snap")
+    snap = svc.create_snapshot(volume.id, name)
+    assert snap.id == f"InCluster:///{volume.id}/{snap.name}"
+    assert snap.ready and snap.size_bytes == 8 * MIB and snap.volume_id == volume.id
+    assert snap.created_at is not None
+    assert svc.create_snapshot(volume.id, name).id == snap.id  # idempotent
+    other = svc.create_volume(unique(), 8 * MIB, ON_LOCAL)
+    with pytest.raises(AlreadyExists, match=volume.id):
+        svc.create_snapshot(other.id, name)
+    assert svc.get_snapshot(snap.id) == snap
+    assert svc.get_snapshot(f"{volume.id}/{snap.name}").id == snap.id
+    assert [s.id for s in svc.list_snapshots(volume.id)] == [snap.id]
+    assert snap.id in {s.id for s in svc.list_snapshots()}
+    assert svc.list_snapshots(unique("missing")) == []
+    svc.delete_snapshot(snap.id)
+    svc.delete_snapshot(snap.id)  # missing: fine
+    with pytest.raises(NotFound):
+        svc.get_snapshot(snap.id)
+    with pytest.raises(InvalidArgument, match="S3"):
+        svc.get_snapshot("S3://remote/vol/snap")
+
+
+def test_snapshot_errors(svc: VolumeService, emulator: EmulatorProcess) -> None:
+    with pytest.raises(NotFound):
+        svc.create_snapshot(unique("missing"), "s")
+    volume = svc.create_volume(
+        unique(), 8 * MIB, VolumeParams(place_count=1, fs_type=None, nodes=("node-b",))
+    )
+    assert emulator.control("nodes/node-b/offline").ok
+    try:
+        with pytest.raises(NodeOffline):
+            svc.create_snapshot(volume.id, unique("snap"))
+    finally:
+        emulator.control("nodes/node-b/online")
+
+
+def test_restore_from_snapshot_keeps_data_and_grows(svc: VolumeService) -> None:
+    volume = svc.create_volume(unique(), 8 * MIB, ON_LOCAL)
+    device = svc.attach(volume.id, LOCAL).device_path
+    write_marker(device, b"restore me", 4096)
+    snap = svc.create_snapshot(volume.id, unique("snap"))
+    write_marker(device, b"after snap", 4096)
+    name = unique("restored")
+    source = f"snapshot:{snap.id}"
+    restored = svc.create_volume(name, 12 * MIB, ON_LOCAL, source=source)
+    assert restored.name == name and restored.size_bytes == 12 * MIB and restored.source == source
+    assert restored.diskful_nodes
+    restored_device = svc.attach(restored.id, LOCAL).device_path
+    assert read_at(restored_device, 10, 4096) == b"restore me"
+    assert svc.create_volume(name, 12 * MIB, ON_LOCAL, source=source).id == restored.id  # idempotent
+    with pytest.raises(AlreadyExists, match="source"):
+        svc.create_volume(name, 12 * MIB, ON_LOCAL)
+    with pytest.raises(InvalidArgument, match="smaller"):
+        svc.create_volume(unique(), 4 * MIB, ON_LOCAL, source=source)
+    with pytest.raises(NotFound):
+        svc.create_volume(unique(), 8 * MIB, ON_LOCAL, source=f"snapshot:{volume.id}/no-such-snap")
+    # restored volumes are independent: the snapshot can go, then the source
+    svc.delete_snapshot(snap.id)
+    svc.delete_volume(volume.id)
+    assert svc.get_volume(restored.id).size_bytes == 12 * MIB
+
+
+def _clone_and_check(svc: VolumeService) -> None:
+    volume = svc.create_volume(unique(), 8 * MIB, ON_LOCAL)
+    write_marker(svc.attach(volume.id, LOCAL).device_path, b"clone me", 8192)
+    name = unique("clone")
+    clone = svc.create_volume(name, 8 * MIB, ON_LOCAL, source=f"volume:{volume.id}")
+    assert clone.name == name and clone.source == f"volume:{volume.id}"
+    assert read_at(svc.attach(clone.id, LOCAL).device_path, 8, 8192) == b"clone me"
+    assert svc.find_volume(name) is not None
+    # the source keeps its own identity, and no temporary snapshot is left behind
+    assert svc.get_volume(volume.id).name != name
+    assert svc.list_snapshots(volume.id) == []
+    with pytest.raises(NotFound):
+        svc.create_volume(unique(), 8 * MIB, ON_LOCAL, source="volume:no-such-volume")
+
+
+def test_clone(svc: VolumeService) -> None:
+    _clone_and_check(svc)
+
+
+def test_clone_falls_back_to_snapshot_when_the_pool_cannot_clone(
+    emulator_factory: Any, root_loop: None
+) -> None:
+    emu = emulator_factory(nodes=("node-b",), extra_args=("--strict-clone",), name="strict")
+    _clone_and_check(service_for(emu))
+
+
+# ----------------------------------------------------------------------------- capacity, health, outages
+
+
+def test_capacity(svc: VolumeService) -> None:
+    everywhere = svc.capacity_bytes(EXT4)
+    on_b = svc.capacity_bytes(EXT4, {HOST: "node-b"})
+    assert 0 < on_b < everywhere
+    assert svc.capacity_bytes(VolumeParams(storage_pools=("NoSuchPool",))) == 0
+    assert svc.capacity_bytes(EXT4, {HOST: "no-such-node"}) == 0
+    overprovisioned = svc.capacity_bytes(VolumeParams(overprovision=2.0), {HOST: "node-b"})
+    assert overprovisioned > on_b
+
+
+def test_outage_unavailable_then_back(svc: VolumeService, emulator: EmulatorProcess) -> None:
+    assert svc.healthy()
+    svc.create_volume(unique(), 8 * MIB, EXT4)
+    assert emulator.control("outage", {"seconds": 3}).ok
+    time.sleep(0.3)  # the emulator answers the control call, then drops its listener
+    started = time.monotonic()
+    with pytest.raises(Unavailable):
+        svc.create_volume(unique(), 8 * MIB, EXT4)
+    with pytest.raises(Unavailable):
+        svc.list_volumes()
+    assert time.monotonic() - started < 3.0
+    time.sleep(2.1)  # let the cached health answer expire
+    assert not svc.healthy() or time.monotonic() - started > 3.0
+    deadline = time.monotonic() + 15
+    while not svc.healthy():
+        assert time.monotonic() < deadline, "the emulator did not come back"
+        time.sleep(0.5)
+    assert svc.create_volume(unique(), 8 * MIB, EXT4).size_bytes == 8 * MIB
+
+
+def test_explicit_group_and_property_pass_through(svc: VolumeService) -> None:
+    group = unique("rg")
+    params = VolumeParams(
+        resource_group=group,
+        place_count=1,
+        fs_type="ext4",
+        properties=(("DrbdOptions/PeerDevice/c-max-rate", "4096"), ("Aux/team", "a")),
+    )
+    volume = svc.create_volume(unique(), 8 * MIB, params)
+    assert volume.resource_group == group
+    props = svc.client.get_resource_group(group)["props"]
+    assert props["DrbdOptions/PeerDevice/c-max-rate"] == "4096" and props["Aux/team"] == "a"
+    fresh = service_for_client(svc)
+    conflicting = VolumeParams(resource_group=group, place_count=1, properties=(("Aux/team", "b"),))
+    with pytest.raises(FailedPrecondition, match="Aux/team"):
+        fresh.create_volume(unique(), 8 * MIB, conflicting)
+
+
+def service_for_client(svc: VolumeService) -> VolumeService:
+    """A second service (another process): it does not know the groups the first one made."""
+    return VolumeService(LinstorClient(svc.config), svc.config)
+
+
+def test_a_volume_cloned_by_someone_else_is_not_taken_over(svc: VolumeService) -> None:
+    source = svc.create_volume(unique(), 8 * MIB, ON_LOCAL)
+    target = unique("clone")
+    svc.client.clone(source.id, target)  # started by someone else, still copying
+    try:
+        svc.create_volume(target, 8 * MIB, ON_LOCAL, source=f"volume:{source.id}")
+    except Busy:
+        pass  # caught while LINSTOR was still copying
+    except AlreadyExists:
+        pass  # the copy finished first: it is someone else's volume with other properties
+    else:
+        pytest.fail("a volume made by someone else's clone must not be taken over")
+
+
+def test_many_threads_share_one_service(svc: VolumeService) -> None:
+    names = [unique() for _ in range(12)]
+    errors: list[BaseException] = []
+
+    def work(name: str) -> None:
+        try:
+            volume = svc.create_volume(name, 8 * MIB, EXT4)
+            svc.expand_volume(volume.id, 12 * MIB)
+            svc.delete_volume(volume.id)
+        except BaseException as exc:  # collected and reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert not {n for n in names} & {v.name for v in svc.list_volumes()}
