@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 DATA_DIR = "data"
 DEFAULT_SIZE_BYTES = 100 * 1024 * 1024  # LINBIT's Docker plugins default to 100 MB
 MAX_NAME_CHARS = 1024
+DEFAULT_SETTLE_SECONDS = 5.0
+SETTLE_POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class DockerVolumeDriver:
         node: str,
         mount_root: Path,
         defaults: Mapping[str, str] | None = None,
+        settle_seconds: float = DEFAULT_SETTLE_SECONDS,
     ) -> None:
         self.service = service
         self.nodeops = nodeops
@@ -95,6 +99,7 @@ class DockerVolumeDriver:
         self.node = node
         self.mount_root = mount_root
         self.defaults = dict(defaults or {})
+        self.settle_seconds = settle_seconds
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._update_gauge()
@@ -108,6 +113,24 @@ class DockerVolumeDriver:
 
     def _update_gauge(self) -> None:
         MOUNTED_VOLUMES.labels("docker").set(self.store.mounted_count())
+
+    def _settling(self, action: Callable[[], None]) -> None:
+        """Run ``action``, retrying briefly while only this node still reports the volume in use.
+
+        After the last container using a volume exits, the kernel drops the container's
+        mount namespace, and with it the last reference to the device, a moment later;
+        ``docker rm -f c && docker volume rm v`` must not fail on that.
+        """
+        deadline = time.monotonic() + self.settle_seconds
+        while True:
+            try:
+                action()
+                return
+            except errors.InUse as exc:
+                nodes = [str(n) for n in exc.details.get("nodes") or ()]
+                if nodes != [self.node] or time.monotonic() >= deadline:
+                    raise
+            time.sleep(SETTLE_POLL_SECONDS)
 
     def staging_path(self, resource: str) -> Path:
         return self.mount_root / resource
@@ -154,7 +177,15 @@ class DockerVolumeDriver:
                     f"by {record.total} container mount(s)",
                     nodes=[self.node],
                 )
-            self.service.delete_volume(resource)  # missing: ok; in use elsewhere: InUse naming the nodes
+            try:
+                self._settling(lambda: self.service.delete_volume(resource))  # a missing volume is fine
+            except errors.InUse as exc:
+                nodes = [str(n) for n in exc.details.get("nodes") or ()]
+                where = ", ".join(nodes) if nodes else "another node"
+                raise errors.InUse(
+                    f"volume {name} is in use on {where}; stop the containers using it there first",
+                    nodes=nodes,
+                ) from None
 
     def mount(self, name: str, mount_id: str) -> str:
         resource = resource_name_for(name)
@@ -228,7 +259,7 @@ class DockerVolumeDriver:
             self.nodeops.unmount(record.path)
             if record.attached:
                 try:
-                    self.service.detach(resource, self.node)
+                    self._settling(lambda: self.service.detach(resource, self.node))
                 except errors.VolumeError as exc:
                     # The volume is unmounted; a diskless resource left behind is harmless and
                     # the next Mount reuses it. Docker must not see a failed Unmount for this.
@@ -267,6 +298,8 @@ class DockerVolumeDriver:
         if self.mount_root.is_dir():
             for entry in self.mount_root.iterdir():
                 if entry.is_dir() and self.nodeops.is_mounted(str(entry)):
-                    staged.append(MountRecord(resource=entry.name, name=entry.name, path=str(entry)))
+                    # attached=True: whether attach made the local resource is unknown now; the
+                    # core's detach removes only a diskless resource its attach created.
+                    staged.append(MountRecord(entry.name, name=entry.name, path=str(entry), attached=True))
         self.store.reconcile(self.nodeops.is_mounted, staged)
         self._update_gauge()

@@ -55,6 +55,7 @@ def docker_error_message(exc: BaseException) -> str:
         if cls in _HINTS:
             hint = _HINTS[cls]
             break
-    if hint and hint.lower() not in message.lower():
+    # A message that already carries advice ("...; unmount it there first") is left alone.
+    if hint and ";" not in message and hint.lower() not in message.lower():
         return f"{message}: {hint}"
     return message

@@ -152,9 +152,9 @@ def test_bad_option_shows_a_clear_message(stack: Stack) -> None:
 def test_volume_rm_of_a_volume_used_on_another_node_is_refused(stack: Stack) -> None:
     stack.docker("volume", "create", "-d", "linstor", "-o", "size=64M", "-o", "nodes=node-b", "remote")
     resource = json.loads(stack.docker("volume", "inspect", "remote"))[0]["Status"]["resource"]
-    answer = stack.emulator.control("in-use", {"resource": resource, "node": "node-b", "in_use": True})
+    answer = stack.emulator.control(f"resources/{resource}/node-b/in_use", {"in_use": True})
     assert answer.status_code == 200, answer.text
     result = stack.daemon.docker("volume", "rm", "remote", check=False)
     assert result.returncode != 0 and "node-b" in result.stderr
-    stack.emulator.control("in-use", {"resource": resource, "node": "node-b", "in_use": False})
+    stack.emulator.control(f"resources/{resource}/node-b/in_use", {"in_use": False})
     stack.docker("volume", "rm", "remote")

@@ -129,7 +129,7 @@ def test_create_is_idempotent_and_conflicts_are_explained(plugin: PluginProcess)
     [
         ({"sise": "1G"}, 'unknown option "sise"'),
         ({"size": "lots"}, "size"),
-        ({"size": "1M", "fs": "xfs"}, "xfs volume needs at least"),
+        ({"size": "1M", "fs": "xfs"}, "needs a volume of at least 300MiB"),
         ({"fs": "ntfs"}, "fs"),
         ({"replicas": "zero"}, "replicas"),
     ],
@@ -238,7 +238,7 @@ def test_remove_refuses_a_volume_in_use_on_another_node(plugin: PluginProcess, e
     c = plugin.client()
     ok(c.call("VolumeDriver.Create", {"Name": "elsewhere", "Opts": {"size": "64M", "nodes": "node-b"}}))
     resource = ok(c.call("VolumeDriver.Get", {"Name": "elsewhere"}))["Volume"]["Status"]["resource"]
-    answer = emulator.control("in-use", {"resource": resource, "node": "node-b", "in_use": True})
+    answer = emulator.control(f"resources/{resource}/node-b/in_use", {"in_use": True})
     assert answer.status_code == 200, answer.text
     err = failed(c.call("VolumeDriver.Remove", {"Name": "elsewhere"}))
     assert "node-b" in err

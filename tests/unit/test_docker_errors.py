@@ -41,6 +41,11 @@ def test_hint_is_not_repeated_when_the_core_already_gave_it() -> None:
     assert docker_error_message(exc).count("retry in a moment") == 1
 
 
+def test_message_with_its_own_advice_gets_no_second_hint() -> None:
+    exc = errors.InUse("volume v1 is in use on node-b; unmount it there first", nodes=["node-b"])
+    assert docker_error_message(exc) == "volume v1 is in use on node-b; unmount it there first"
+
+
 def test_empty_core_message_still_says_something() -> None:
     assert docker_error_message(errors.NotFound("")) == "the volume operation failed"
     assert docker_error_message(errors.NoSpace("")).startswith("the volume operation failed: add storage")
