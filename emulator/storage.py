@@ -250,20 +250,25 @@ class Storage:
             raise StorageError(f"cannot {what} {src}: file does not exist")
         if dest.exists() and not replace:
             raise StorageError(f"cannot {what} {src} to {dest}: {dest} already exists")
-        # Writes still cached above the loop device would be missing from the copy.
-        for loop in blockdev.loops_of(src):
-            blockdev.flush(loop)
+        loops = blockdev.loops_of(src)
         # Build the copy under a temporary name so a half-made copy is never mistaken for a whole one.
         tmp = dest.with_name(f".{dest.name}.partial")
         tmp.unlink(missing_ok=True)
         try:
-            if not blockdev.reflink(src, tmp):
-                if strict:
-                    raise StorageError(
-                        f"cannot {what} {src}: the filesystem of {src.parent} does not support reflinks "
-                        "(snapshots need a reflink-capable filesystem such as XFS or Btrfs in strict mode)"
-                    )
-                blockdev.sparse_copy(src, tmp)
+            # A mounted filesystem on the volume is frozen, and writes still cached above the loop
+            # device are flushed, so the copy holds everything written before this call.
+            # (Never the filesystem the copy is written to: that would wait for itself.)
+            devnos = {blockdev.devno_of(loop) for loop in loops} - {os.stat(dest.parent).st_dev}
+            with blockdev.quiesced(devnos):
+                for loop in loops:
+                    blockdev.flush(loop)
+                if not blockdev.reflink(src, tmp):
+                    if strict:
+                        raise StorageError(
+                            f"cannot {what} {src}: the filesystem of {src.parent} does not support "
+                            "reflinks (strict mode needs a reflink-capable filesystem such as XFS or Btrfs)"
+                        )
+                    blockdev.sparse_copy(src, tmp)
             os.replace(tmp, dest)
         except OSError as exc:
             raise StorageError(f"cannot {what} {src} to {dest}: {exc.strerror or exc}") from exc

@@ -587,6 +587,43 @@ def test_snapshot_of_an_attached_device_captures_written_data(root_loop: None, s
     assert _read(restored_device, 1024 * 1024, len(old)) == old
 
 
+@pytest.mark.parametrize("fs_type", ["ext4", "xfs"])
+def test_snapshot_of_a_mounted_filesystem_holds_files_not_yet_synced(
+    root_loop: None, storage: Storage, mounter: Callable[[str], Path], fs_type: str
+) -> None:
+    """Files still in the page cache must be in the snapshot, and the snapshot must mount cleanly."""
+    backing = storage.create_volume("node-a", POOL, "pvc-1", 0, 320 * MiB_KIB)
+    device = storage.attach(backing, 1032)
+    assert storage.mkfs_if_blank(device, fs_type) is True
+    target = mounter(device)
+    content = os.urandom(300 * 1024)
+    (target / "unsynced.bin").write_bytes(content)  # no fsync: only the page cache has it
+    snap = storage.snapshot_path("node-a", POOL, "pvc-1", 0, "s")
+    storage.snapshot(backing, snap)
+    (target / "after.txt").write_text("written after the snapshot")  # the filesystem was thawed
+
+    restored = storage.volume_path("node-a", POOL, "pvc-2", 0)
+    storage.copy_volume(snap, restored)
+    restored_device = storage.attach(restored, 1033)
+    if fs_type == "xfs":  # the copy has the same filesystem UUID as the mounted original
+        restored_target = storage.dev_dir.parent / "restored"
+        restored_target.mkdir()
+        subprocess.run(
+            ["mount", "-o", "ro,nouuid,norecovery", restored_device, str(restored_target)], check=True
+        )
+        try:
+            assert (restored_target / "unsynced.bin").read_bytes() == content
+            assert not (restored_target / "after.txt").exists()
+        finally:
+            _umount(restored_target)
+    else:
+        check = subprocess.run(["fsck.ext4", "-n", restored_device], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr  # clean, no journal replay needed
+        restored_mount = mounter(restored_device)
+        assert (restored_mount / "unsynced.bin").read_bytes() == content
+        assert not (restored_mount / "after.txt").exists()
+
+
 @pytest.fixture
 def xfs_dir(root_loop: None, tmp_path: Path) -> Iterator[Path]:
     """A small reflink-capable XFS filesystem, for the real reflink path."""
