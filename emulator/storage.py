@@ -169,11 +169,18 @@ class Storage:
             self._release(Path(backing), minor)
 
     def _release(self, backing: Path, minor: int | None) -> None:
+        """Remove the node and free the loops; a node that cannot go does not keep the loops busy."""
+        problem: StorageError | None = None
         node = self._node_path(minor)
         if node is not None:
-            blockdev.remove_node(node)
+            try:
+                blockdev.remove_node(node)
+            except StorageError as exc:
+                problem = exc
         for loop in blockdev.loops_of(backing, thorough=True):
             blockdev.detach_loop(loop)
+        if problem is not None:
+            raise problem
 
     def resize(self, backing: Path, size_kib: int) -> None:
         """Set the file size and make every loop device of it show the new size before returning."""

@@ -284,6 +284,27 @@ def test_storage_only_mode_reports_the_loop_device(root_loop: None, tmp_path: Pa
         _release_everything_under(tmp_path)
 
 
+def test_symlink_stands_in_where_device_nodes_cannot_be_made(
+    root_loop: None, storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_mknod(*args: object, **kwargs: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "mknod", no_mknod)  # a container without CAP_MKNOD
+    backing = storage.create_volume("node-a", POOL, "pvc-1", 0, 8 * MiB_KIB)
+    device = storage.attach(backing, 1040)
+    loop = storage.loop_for(backing)
+    assert os.readlink(device) == loop
+    assert storage.device_for(backing, 1040) == device
+    assert storage.attach(backing, 1040) == device
+    payload = os.urandom(4096)
+    _write(device, 0, payload)
+    assert _read(backing, 0, len(payload)) == payload
+    storage.detach(backing, 1040)
+    assert not os.path.lexists(device)
+    assert _losetup_j(backing) == []
+
+
 def test_data_written_through_the_device_lands_in_the_backing_file(root_loop: None, storage: Storage) -> None:
     backing = storage.create_volume("node-a", POOL, "pvc-1", 0, 16 * MiB_KIB)
     device = storage.attach(backing, 1002)
@@ -324,6 +345,16 @@ def test_detach_removes_node_and_loop_and_keeps_the_data(root_loop: None, storag
     assert storage.loop_for(backing) is None
     assert _read(backing, 0, len(payload)) == payload
     storage.detach(backing, 1004)  # already gone is fine
+
+
+def test_resize_of_a_detached_volume_and_bad_sizes(storage: Storage) -> None:
+    backing = storage.create_volume("node-a", POOL, "pvc-1", 0, 8 * MiB_KIB)
+    storage.resize(backing, 24 * MiB_KIB)
+    assert backing.stat().st_size == 24 * 1024 * 1024
+    for bad in (0, -1):
+        with pytest.raises(StorageError, match="must be positive"):
+            storage.resize(backing, bad)
+    assert backing.stat().st_size == 24 * 1024 * 1024
 
 
 def test_delete_leaves_nothing_behind_and_tolerates_a_retry(root_loop: None, storage: Storage) -> None:
@@ -419,6 +450,23 @@ def test_release_all_detaches_everything_and_tolerates_missing_files(
         assert _losetup_j(backing) == []
         assert backing.exists()
     assert list(storage.dev_dir.iterdir()) == []
+
+
+def test_release_all_reports_what_it_could_not_release_and_releases_the_rest(
+    root_loop: None, storage: Storage
+) -> None:
+    good = storage.create_volume("node-a", POOL, "pvc-1", 0, 4 * MiB_KIB)
+    blocked = storage.create_volume("node-a", POOL, "pvc-2", 0, 4 * MiB_KIB)
+    storage.attach(good, 1013)
+    storage.attach(blocked, 1014)
+    node = storage.dev_dir / "drbd1014"
+    node.unlink()
+    node.write_text("somebody else's file")  # not a device node: must not be removed
+    with pytest.raises(StorageError, match=r"pvc-2_00000\.img.*not a device node"):
+        storage.release_all([(blocked, 1014), (good, 1013)])
+    assert _losetup_j(good) == []
+    assert _losetup_j(blocked) == []
+    assert node.read_text() == "somebody else's file"
 
 
 # ------------------------------------------------------------------------------- mkfs and in-use (root)
