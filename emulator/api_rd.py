@@ -443,14 +443,19 @@ def modify_vd(emu: Emulator, req: Request) -> list[rc.Entry]:
 
 @route("DELETE", "/v1/resource-definitions/{rd}/volume-definitions/{nr}", op=rc.MASK_DEL, obj=VD)
 def delete_vd(emu: Emulator, req: Request) -> list[rc.Entry]:
-    rd = emu.rd(req.params["rd"], rc.MASK_DEL, VD)
+    rd_name = req.params["rd"]
+    problem = names.resource_name_problem(rd_name)
+    if problem:
+        raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_RSC_NAME, problem))
     nr = _vd_number(req.params["nr"], rc.MASK_DEL)
-    vd = rd.volume_definitions.get(str(nr))
-    refs = {"RscDfn": rd.name, "VlmNr": str(nr)}
-    if vd is None:
+    found = emu.state.resource_definitions.get(names.key(rd_name))
+    vd = found.volume_definitions.get(str(nr)) if found else None
+    refs = {"RscDfn": found.name if found else rd_name, "VlmNr": str(nr)}
+    if found is None or vd is None:
         return [
-            rc.warn(rc.WARN_NOT_FOUND, f"Volume definition {nr} of '{rd.name}' not found.", obj_refs=refs)
+            rc.warn(rc.WARN_NOT_FOUND, f"Volume definition {nr} of '{rd_name}' not found.", obj_refs=refs)
         ]
+    rd = found
     for rsc in rd.resources.values():
         if emu.in_use_reported(rd, rsc, fresh=True):
             raise rc.ApiFailure(
