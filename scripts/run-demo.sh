@@ -33,6 +33,7 @@ stop_all() {
         kill -TERM "${pids[$i]}" 2>/dev/null || true
         wait "${pids[$i]}" 2>/dev/null || true
     done
+    exit 0
 }
 trap stop_all INT TERM EXIT
 
@@ -99,3 +100,4 @@ Press Ctrl-C to stop.
 INFO
 wait -n "${pids[@]}" || true
 echo "run-demo: a component exited; see $DEMO/logs" >&2
+exit 1
