@@ -26,6 +26,7 @@ export LS_CONTROLLERS="http://127.0.0.1:$PORT"
 pids=()
 
 stop_all() {
+    local rc=$1
     trap - INT TERM EXIT
     echo
     echo "run-demo: stopping"
@@ -33,9 +34,10 @@ stop_all() {
         kill -TERM "${pids[$i]}" 2>/dev/null || true
         wait "${pids[$i]}" 2>/dev/null || true
     done
-    exit 0
+    exit "$rc"
 }
-trap stop_all INT TERM EXIT
+trap 'stop_all 0' INT TERM
+trap 'stop_all $?' EXIT
 
 wait_for() { # what, command...
     local what=$1
