@@ -359,6 +359,55 @@ def signature(dev: str) -> str | None:
     return None
 
 
+# How much of a loop device's allocated space we read looking for a non-zero byte before
+# giving up and calling the device "not blank" (refusing to format is the safe side).
+DATA_SCAN_BUDGET = 64 * 1024 * 1024
+
+
+def loop_backing_file(dev: str) -> Path | None:
+    """The file under a loop device (through a DRBD-shaped node too), or None for other devices."""
+    rdev = devno_of(dev)
+    sysfs = Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}/loop/backing_file")
+    try:
+        return Path(sysfs.read_text().rstrip("\n"))
+    except OSError:
+        return None
+
+
+def holds_data(backing: Path) -> bool:
+    """Whether a thin backing file has any non-zero byte, looking only where blocks are allocated.
+
+    blkid only knows signatures; raw data written without a filesystem has none. A fresh thin
+    volume has no allocated blocks at all, so this costs nothing in the case that matters.
+    """
+    budget = DATA_SCAN_BUDGET
+    with open(backing, "rb", buffering=0) as f:
+        fd = f.fileno()
+        size = os.fstat(fd).st_size
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:  # only holes from here on
+                    return False
+                raise
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            pos = start
+            while pos < end:
+                if budget <= 0:
+                    return True
+                chunk = os.pread(fd, min(1024 * 1024, end - pos, budget), pos)
+                if not chunk:
+                    break
+                if chunk.count(0) != len(chunk):
+                    return True
+                pos += len(chunk)
+                budget -= len(chunk)
+            offset = end
+    return False
+
+
 # Flags chosen like a satellite would: quiet, no discard pass over a fresh thin volume (it is
 # already all holes). No force flags: every mkfs then refuses on its own if a signature
 # appears between our blkid probe and the mkfs run.

@@ -216,8 +216,19 @@ class Storage:
             raise StorageError(f"cannot format {device}: {exc.strerror}") from exc
         if blockdev.signature(device) is not None:
             return False
+        # Beyond what a satellite checks: raw data without any signature is still data.
+        backing = blockdev.loop_backing_file(device)
+        if backing is not None and self._holds_data(backing):
+            return False
         blockdev.mkfs(device, fs_type, mkfs_params)
         return True
+
+    @staticmethod
+    def _holds_data(backing: Path) -> bool:
+        try:
+            return blockdev.holds_data(backing)
+        except OSError as exc:
+            raise StorageError(f"cannot check {backing} for data before formatting: {exc.strerror}") from exc
 
     def in_use(self, backing: Path, minor: int | None) -> bool:
         """What DRBD would call in use: mounted, stacked under another device, claimed, or open read-write.

@@ -223,6 +223,27 @@ def test_strict_reflink_refuses_sparse_fallback_on_a_filesystem_without_reflink(
     strict.copy_volume(backing, strict.volume_path("node-a", POOL, "pvc-2", 0))
 
 
+def test_holds_data_looks_at_allocated_blocks_only(
+    storage: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backing = storage.create_volume("node-a", POOL, "pvc-1", 0, 32 * MiB_KIB)
+    assert blockdev.holds_data(backing) is False
+    with open(backing, "r+b") as f:
+        f.seek(4 * 1024 * 1024)
+        f.write(bytes(2 * 1024 * 1024))  # allocated zeros
+        f.flush()
+        os.fsync(f.fileno())
+    assert storage.allocated_kib(backing) >= 2048
+    assert blockdev.holds_data(backing) is False
+    monkeypatch.setattr(blockdev, "DATA_SCAN_BUDGET", 1024 * 1024)
+    assert blockdev.holds_data(backing) is True  # could not look at everything: assume data
+    monkeypatch.undo()
+    with open(backing, "r+b") as f:
+        f.seek(30 * 1024 * 1024)
+        f.write(b"\x01")
+    assert blockdev.holds_data(backing) is True
+
+
 def test_errors_from_commands_carry_their_stderr() -> None:
     with pytest.raises(StorageError, match=r"exit code \d+: .*nonexistent-device"):
         blockdev.run(["blockdev", "--getsize64", "/dev/nonexistent-device"])
@@ -522,6 +543,30 @@ def test_mkfs_if_blank_respects_a_non_filesystem_signature(root_loop: None, stor
     before = backing.read_bytes()
     assert storage.mkfs_if_blank(device, "ext4") is False
     assert backing.read_bytes() == before
+
+
+def test_mkfs_if_blank_leaves_raw_data_without_a_signature_untouched(
+    root_loop: None, storage: Storage
+) -> None:
+    backing = storage.create_volume("node-a", POOL, "pvc-1", 0, 16 * MiB_KIB)
+    device = storage.attach(backing, 1034)
+    payload = os.urandom(4096)
+    _write(device, 9 * 1024 * 1024, payload)  # e.g. a database on the raw block device
+    assert _blkid_type(device) == "" and _blkid_pttype(device) == ""
+    assert storage.mkfs_if_blank(device, "ext4") is False
+    assert _read(backing, 9 * 1024 * 1024, len(payload)) == payload
+    assert _blkid_type(device) == ""
+
+
+def test_mkfs_if_blank_formats_a_device_whose_allocated_blocks_are_zero(
+    root_loop: None, storage: Storage
+) -> None:
+    backing = storage.create_volume("node-a", POOL, "pvc-1", 0, 64 * MiB_KIB)
+    device = storage.attach(backing, 1035)
+    _write(device, 2 * 1024 * 1024, bytes(1024 * 1024))  # allocated, but nothing in it
+    assert storage.allocated_kib(backing) >= 1024
+    assert storage.mkfs_if_blank(device, "ext4") is True
+    assert _blkid_type(device) == "ext4"
 
 
 def test_mkfs_if_blank_rejects_bad_requests_without_writing(
