@@ -15,6 +15,7 @@ import shutil
 import socket
 import stat
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -713,3 +714,142 @@ def test_node_info_and_capabilities(stack: Stack) -> None:
         rpc.EXPAND_VOLUME,
         rpc.VOLUME_CONDITION,
     }
+
+
+# ---------------------------------------------------------------- more spec corners
+
+
+def test_clone_echoes_its_source_and_keeps_data(stack: Stack, paths: tuple[str, str]) -> None:
+    staging, target = paths
+    source = create(stack, size=32 * MIB)
+    ctx = publish(stack, source.volume_id)
+    _stage(stack, source.volume_id, staging, ctx)
+    _publish(stack, source.volume_id, staging, target, ctx)
+    Path(target, "origin").write_text("cloned")
+    _unpublish(stack, source.volume_id, target)
+    _unstage(stack, source.volume_id, staging)
+    content = csi_pb2.VolumeContentSource(
+        volume=csi_pb2.VolumeContentSource.VolumeSource(volume_id=source.volume_id)
+    )
+    clone = create(stack, size=32 * MIB, volume_content_source=content)
+    assert clone.content_source.volume.volume_id == source.volume_id
+    assert create(
+        stack, unique(), size=32 * MIB, volume_content_source=content
+    ).content_source.volume.volume_id
+    cctx = publish(stack, clone.volume_id)
+    _stage(stack, clone.volume_id, staging, cctx)
+    _publish(stack, clone.volume_id, staging, target, cctx)
+    assert Path(target, "origin").read_text() == "cloned"
+    _unpublish(stack, clone.volume_id, target)
+    _unstage(stack, clone.volume_id, staging)
+    for vid in (clone.volume_id, source.volume_id):
+        unpublish(stack, vid)
+        delete(stack, vid)
+
+
+def test_unpublish_without_node_detaches_everywhere(stack: Stack) -> None:
+    volume = create(stack)
+    before = _published(stack, volume.volume_id)
+    extra = [n for n in ("node-b", "node-c", LOCAL) if n not in before]
+    for node in extra:
+        publish(stack, volume.volume_id, node=node)
+    assert _published(stack, volume.volume_id) >= set(extra)
+    stack.csi.controller.ControllerUnpublishVolume(
+        csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume.volume_id)
+    )
+    assert _published(stack, volume.volume_id) == before
+    delete(stack, volume.volume_id)
+
+
+def test_block_volume_published_on_two_nodes(stack: Stack) -> None:
+    cap = block_cap(Mode.MULTI_NODE_MULTI_WRITER)
+    volume = create(stack, cap=cap)
+    first = publish(stack, volume.volume_id, node="node-b", cap=cap)
+    second = publish(stack, volume.volume_id, node="node-c", cap=cap)
+    assert first[DEVICE_KEY] and second[DEVICE_KEY]
+    assert {"node-b", "node-c"} <= _published(stack, volume.volume_id)
+    for node in ("node-b", "node-c"):
+        unpublish(stack, volume.volume_id, node=node)
+    delete(stack, volume.volume_id)
+
+
+def test_stage_refuses_a_path_holding_another_volume(stack: Stack, paths: tuple[str, str]) -> None:
+    staging, _target = paths
+    one, two = create(stack), create(stack)
+    ctx_one, ctx_two = publish(stack, one.volume_id), publish(stack, two.volume_id)
+    _stage(stack, one.volume_id, staging, ctx_one)
+    assert code_of(lambda: _stage(stack, two.volume_id, staging, ctx_two)) == grpc.StatusCode.ALREADY_EXISTS
+    _unstage(stack, one.volume_id, staging)
+    for vid in (one.volume_id, two.volume_id):
+        unpublish(stack, vid)
+        delete(stack, vid)
+
+
+def test_delete_of_a_mounted_volume_is_refused_and_changes_nothing(
+    stack: Stack, paths: tuple[str, str]
+) -> None:
+    staging, target = paths
+    volume = create(stack)
+    vid = volume.volume_id
+    ctx = publish(stack, vid)
+    _stage(stack, vid, staging, ctx)
+    _publish(stack, vid, staging, target, ctx)
+    Path(target, "keep").write_text("me")
+    assert code_of(lambda: delete(stack, vid)) == grpc.StatusCode.FAILED_PRECONDITION
+    assert Path(target, "keep").read_text() == "me"
+    _unpublish(stack, vid, target)
+    _unstage(stack, vid, staging)
+    unpublish(stack, vid)
+    delete(stack, vid)
+
+
+def test_modify_volume_is_refused_clearly(stack: Stack) -> None:
+    ctl = stack.csi.controller
+    volume = create(stack)
+    request = csi_pb2.ControllerModifyVolumeRequest(
+        volume_id=volume.volume_id, mutable_parameters={"iops": "100"}
+    )
+    assert code_of(lambda: ctl.ControllerModifyVolume(request)) == grpc.StatusCode.INVALID_ARGUMENT
+    missing = csi_pb2.ControllerModifyVolumeRequest(
+        volume_id="fake-vol-id-1", mutable_parameters={"iops": "1"}
+    )
+    assert code_of(lambda: ctl.ControllerModifyVolume(missing)) == grpc.StatusCode.NOT_FOUND
+    delete(stack, volume.volume_id)
+
+
+def test_controller_unavailable_is_unavailable(stack: Stack) -> None:
+    stack.emulator.control("outage", {"seconds": 3}).raise_for_status()
+    try:
+        code = code_of(lambda: stack.csi.controller.ListVolumes(csi_pb2.ListVolumesRequest()))
+        assert code == grpc.StatusCode.UNAVAILABLE
+    finally:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                stack.csi.controller.ListVolumes(csi_pb2.ListVolumesRequest())
+                break
+            except grpc.RpcError:
+                time.sleep(0.5)
+
+
+def test_concurrent_retry_of_a_slow_create_is_aborted_then_converges(stack: Stack) -> None:
+    ctl = stack.csi.controller
+    name = unique()
+    request = csi_pb2.CreateVolumeRequest(
+        name=name,
+        capacity_range=csi_pb2.CapacityRange(required_bytes=16 * MIB),
+        volume_capabilities=[mount_cap()],
+    )
+    stack.emulator.control("latency", {"ms": 300}).raise_for_status()
+    try:
+        first = ctl.CreateVolume.future(request)
+        time.sleep(0.2)  # the first call is now waiting on LINSTOR
+        assert code_of(lambda: ctl.CreateVolume(request)) == grpc.StatusCode.ABORTED
+        volume = first.result(timeout=60).volume
+    finally:
+        stack.emulator.control("latency", {"ms": 0}).raise_for_status()
+    assert ctl.CreateVolume(request).volume.volume_id == volume.volume_id  # the CO's retry converges
+    assert [e.volume.volume_id for e in ctl.ListVolumes(csi_pb2.ListVolumesRequest()).entries].count(
+        volume.volume_id
+    ) == 1
+    delete(stack, volume.volume_id)
