@@ -53,8 +53,12 @@ TOOLS: tuple[Tool, ...] = (
     Tool("umount", "mount (util-linux)", "unmounting volumes", FAIL),
     Tool("mkfs.ext4", "e2fsprogs", "ext4 volumes (the default filesystem)", FAIL),
     Tool("resize2fs", "e2fsprogs", "growing ext4 volumes", FAIL),
+    Tool("dumpe2fs", "e2fsprogs", "sizing ext4 filesystems before a grow", FAIL),
+    Tool("e2fsck", "e2fsprogs", "checking ext4 filesystems before an offline grow", FAIL),
+    Tool("blockdev", "util-linux", "read-only raw block volumes", FAIL),
     Tool("mkfs.xfs", "xfsprogs", "xfs volumes", WARN),
     Tool("xfs_growfs", "xfsprogs", "growing xfs volumes", WARN),
+    Tool("xfs_info", "xfsprogs", "sizing xfs filesystems", WARN),
     Tool("mkfs.btrfs", "btrfs-progs", "btrfs volumes", WARN),
     Tool("losetup", "mount (util-linux)", "the single-node emulator only", WARN),
 )

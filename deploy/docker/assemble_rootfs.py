@@ -35,13 +35,14 @@ PROJECT = "linstor-volume-plugin"
 PROJECT_PACKAGES = ("plugin", "csi", "docker_plugin")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Host tools the node side runs (plugin/blockdev.py, plugin/mounts.py) plus what they call.
+# xfs_info is a shell script: it needs sh, tail, losetup, findmnt, xfs_spaceman and xfs_db.
 TOOLS = (
-    "blkid", "blockdev", "mount", "umount", "losetup", "findmnt",
-    "mkfs.ext4", "mke2fs", "e2fsck", "fsck.ext4", "resize2fs",
-    "mkfs.xfs", "xfs_growfs", "xfs_repair",
+    "sh", "tail", "blkid", "blockdev", "mount", "umount", "losetup", "findmnt",
+    "mkfs.ext4", "mke2fs", "e2fsck", "fsck.ext4", "resize2fs", "dumpe2fs",
+    "mkfs.xfs", "xfs_growfs", "xfs_info", "xfs_spaceman", "xfs_db", "xfs_io", "xfs_repair",
     "mkfs.btrfs", "btrfs",
 )  # fmt: skip
-REQUIRED_TOOLS = ("blkid", "mount", "umount", "mkfs.ext4", "resize2fs")
+REQUIRED_TOOLS = ("blkid", "blockdev", "mount", "umount", "mkfs.ext4", "resize2fs", "dumpe2fs", "e2fsck")
 STDLIB_SKIP = {
     "test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
     "site-packages", "dist-packages", "__pycache__",

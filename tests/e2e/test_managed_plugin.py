@@ -1,0 +1,141 @@
+"""The managed Docker plugin, installed the way users install it, on a real Docker daemon.
+
+The test builds the plugin directory with deploy/docker/build-managed-plugin.sh (no
+registry), registers it with ``docker plugin create linstor``, points it at a LINSTOR
+controller emulator with ``docker plugin set``, enables it, and then creates, uses and
+removes a volume with plain docker commands. The emulator keeps its device nodes in a
+directory under /dev, because the plugin sees the host's /dev and nothing else of it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import REPO_ROOT, EmulatorProcess, have_root_and_loop, require
+from tests.dockerd import DockerDaemon, dockerd_available
+
+pytestmark = [pytest.mark.docker, pytest.mark.root, pytest.mark.slow]
+
+BUILD_SCRIPT = REPO_ROOT / "deploy" / "docker" / "build-managed-plugin.sh"
+PLUGIN = "linstor"
+
+
+class Installed:
+    def __init__(self, daemon: DockerDaemon, emulator: EmulatorProcess, node: str) -> None:
+        self.daemon = daemon
+        self.emulator = emulator
+        self.node = node
+
+    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.daemon.docker(*args, check=check)
+
+    def resource_definitions(self) -> list[str]:
+        answer = requests.get(self.emulator.url + "/v1/resource-definitions", timeout=10)
+        answer.raise_for_status()
+        return [rd["name"] for rd in answer.json()]
+
+
+@pytest.fixture(scope="module")
+def installed() -> Iterator[Installed]:
+    ok, reason = have_root_and_loop()
+    require(ok, reason)
+    ok, reason = dockerd_available()
+    require(ok, reason)
+    with tempfile.TemporaryDirectory(prefix="mp-e2e-") as tmp:
+        base = Path(tmp)
+        build = subprocess.run(
+            ["bash", str(BUILD_SCRIPT), str(base / "plugin")], capture_output=True, text=True, timeout=600
+        )
+        assert build.returncode == 0, f"building the managed plugin failed:\n{build.stdout}\n{build.stderr}"
+        dev_dir = Path("/dev") / f"linstor-e2e-{uuid.uuid4().hex[:8]}"
+        emulator = EmulatorProcess(state_dir=base / "emu" / "state", dev_dir=dev_dir, nodes=("node-b",))
+        emulator.start()
+        daemon = DockerDaemon(base / "d")
+        try:
+            node = requests.get(emulator.url + "/_emu/health", timeout=10).json()["local_node"]
+            daemon.start()
+            daemon.import_busybox()
+            daemon.docker("plugin", "create", PLUGIN, str(base / "plugin"))
+            daemon.docker(
+                "plugin", "set", PLUGIN, f"LS_CONTROLLERS={emulator.url}", f"LS_NODE_NAME={node}",
+                "LS_DOCKER_LOG_LEVEL=debug",
+            )  # fmt: skip
+            enabled = daemon.docker("plugin", "enable", "--timeout", "60", PLUGIN, check=False)
+            assert enabled.returncode == 0, f"enable failed: {enabled.stderr}\n{daemon.log_tail()}"
+            try:
+                yield Installed(daemon, emulator, node)
+            finally:
+                ids = daemon.docker("ps", "-aq", check=False).stdout.split()
+                if ids:
+                    daemon.docker("rm", "-f", *ids, check=False)
+                for name in daemon.docker("volume", "ls", "-q", check=False).stdout.split():
+                    daemon.docker("volume", "rm", "-f", name, check=False)
+                daemon.docker("plugin", "disable", "-f", PLUGIN, check=False)
+                daemon.docker("plugin", "rm", "-f", PLUGIN, check=False)
+        finally:
+            daemon.stop()
+            try:
+                emulator.control("reset")
+            finally:
+                emulator.stop()
+                shutil.rmtree(dev_dir, ignore_errors=True)
+
+
+def test_plugin_is_installed_enabled_and_configured(installed: Installed) -> None:
+    info = json.loads(installed.docker("plugin", "inspect", PLUGIN).stdout)[0]
+    assert info["Enabled"] is True
+    assert info["Config"]["Interface"]["Socket"] == "linstor.sock"
+    assert info["Config"]["Interface"]["Types"] == ["docker.volumedriver/1.0"]
+    env = dict(item.split("=", 1) for item in info["Settings"]["Env"])
+    assert env["LS_CONTROLLERS"] == installed.emulator.url
+    assert env["LS_NODE_NAME"] == installed.node
+
+
+def test_create_mount_use_and_remove_a_volume(installed: Installed) -> None:
+    name = f"mp-{uuid.uuid4().hex[:8]}"
+    installed.docker("volume", "create", "-d", PLUGIN, "-o", "size=64M", name)
+    assert len(installed.resource_definitions()) == 1
+    listed = installed.docker("volume", "ls", "--format", "{{.Driver}} {{.Name}}").stdout.splitlines()
+    assert f"{PLUGIN}:latest {name}" in listed
+
+    run = ("run", "--rm", "--network", "none", "-v", f"{name}:/data", "busybox")
+    installed.docker(*run, "sh", "-c", "echo kept-by-linstor > /data/proof && sync")
+    # A second container on a fresh mount reads what the first one wrote.
+    assert installed.docker(*run, "cat", "/data/proof").stdout.strip() == "kept-by-linstor"
+    df = installed.docker(*run, "df", "-P", "-k", "/data").stdout.splitlines()[-1].split()
+    assert 40_000 < int(df[1]) <= 65_536, f"a 64M filesystem backs /data: {df}"
+
+    installed.docker("volume", "rm", name)
+    assert installed.resource_definitions() == []
+    assert name not in installed.docker("volume", "ls", "-q").stdout.split()
+
+
+def test_bad_option_is_refused_with_a_clear_message(installed: Installed) -> None:
+    result = installed.docker("volume", "create", "-d", PLUGIN, "-o", "sise=1G", "mp-bad", check=False)
+    assert result.returncode != 0
+    assert "sise" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert installed.resource_definitions() == []
+
+
+def test_volumes_outlive_a_plugin_restart(installed: Installed) -> None:
+    """Volumes live in LINSTOR, not in the plugin: disable and enable, and they are still there."""
+    name = f"mp-{uuid.uuid4().hex[:8]}"
+    installed.docker("volume", "create", "-d", PLUGIN, "-o", "size=32M", name)
+    # Docker counts existing volumes as uses of the plugin; nothing is mounted, so -f is safe.
+    installed.docker("plugin", "disable", "-f", PLUGIN)
+    installed.docker("plugin", "enable", PLUGIN)
+    assert name in installed.docker("volume", "ls", "-q").stdout.split()
+    run = ("run", "--rm", "--network", "none", "-v", f"{name}:/data", "busybox")
+    installed.docker(*run, "touch", "/data/after-restart")
+    installed.docker("volume", "rm", name)
+    assert installed.resource_definitions() == []
