@@ -63,9 +63,11 @@ def _device_path(lin: linstor.Linstor, rsc: str, node: str) -> str:
     return str(path)
 
 
-def _create_local_volume(emu: EmulatorProcess, rsc: str, props: dict[str, str] | None = None) -> str:
+def _create_local_volume(
+    emu: EmulatorProcess, rsc: str, props: dict[str, str] | None = None, layers: list[str] | None = None
+) -> str:
     with linstor.Linstor(emu.url) as lin:
-        _ok(lin.resource_dfn_create(rsc))
+        _ok(lin.resource_dfn_create(rsc, layer_list=layers))
         if props:
             _ok(lin.resource_dfn_modify(rsc, props))
         _ok(lin.volume_dfn_create(rsc, SIZE_KIB))
@@ -100,12 +102,23 @@ def _assert_block_device(path: str) -> None:
     assert stat.S_ISBLK(os.stat(path).st_mode), f"{path} is not a block device"
 
 
+@pytest.mark.parametrize(
+    ("extra_args", "layers", "device_prefix"),
+    [((), None, "drbd"), (("--storage-only",), ["storage"], "loop")],
+    ids=["drbd-shaped", "storage-only"],
+)
 def test_data_reads_back_after_a_restart_on_the_same_device(
-    root_loop: None, sweep: None, emulator_factory: Callable[..., EmulatorProcess]
+    root_loop: None,
+    sweep: None,
+    emulator_factory: Callable[..., EmulatorProcess],
+    extra_args: tuple[str, ...],
+    layers: list[str] | None,
+    device_prefix: str,
 ) -> None:
-    emu = emulator_factory(nodes=(VIRTUAL,))
-    device = _create_local_volume(emu, "restart-raw")
+    emu = emulator_factory(nodes=(VIRTUAL,), extra_args=extra_args)
+    device = _create_local_volume(emu, "restart-raw", layers=layers)
     _assert_block_device(device)
+    assert Path(device).name.startswith(device_prefix)
     payload = os.urandom(128 * 1024)
     _write(device, payload)
     loops_before = _loops_backed_under(emu.state_dir)
