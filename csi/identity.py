@@ -7,6 +7,10 @@ restarted. An unreachable controller is reported as "not ready", not as an error
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable
 from importlib import metadata
 from typing import TYPE_CHECKING
 
@@ -17,6 +21,50 @@ from csi.generated import csi_pb2, csi_pb2_grpc
 
 if TYPE_CHECKING:
     from plugin.volume_service import VolumeService
+
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundHealth:
+    """Answer "is LINSTOR reachable" at once, refreshing the answer in the background.
+
+    The core's check is cached but still calls the controller when the cache is stale,
+    and an unreachable controller can take the whole connect timeout. Probe must not
+    wait for that: it returns the last known answer and starts one refresh at a time.
+    Only the very first Probe waits briefly for a first answer.
+    """
+
+    def __init__(self, check: Callable[[], bool], max_age: float = 2.0, first_wait: float = 1.0) -> None:
+        self._check = check
+        self._max_age = max_age
+        self._first_wait = first_wait
+        self._lock = threading.Lock()
+        self._value: bool | None = None
+        self._at = 0.0
+        self._running = False
+        self._first = threading.Event()
+
+    def _refresh(self) -> None:
+        try:
+            value = bool(self._check())
+        except Exception:  # a failing check means "not ready", never a crashed Probe
+            log.warning("health check of the LINSTOR controller failed", exc_info=True)
+            value = False
+        with self._lock:
+            self._value, self._at, self._running = value, time.monotonic(), False
+        self._first.set()
+
+    def ready(self) -> bool:
+        with self._lock:
+            stale = time.monotonic() - self._at > self._max_age
+            if stale and not self._running:
+                self._running = True
+                threading.Thread(target=self._refresh, name="csi-health", daemon=True).start()
+        if not self._first.is_set():
+            self._first.wait(self._first_wait)
+        with self._lock:
+            return bool(self._value)
 
 
 def driver_version() -> str:
@@ -30,7 +78,7 @@ class IdentityServicer(csi_pb2_grpc.IdentityServicer):
     def __init__(
         self, service: VolumeService, driver_name: str = keys.DEFAULT_DRIVER_NAME, version: str | None = None
     ) -> None:
-        self._service = service
+        self._health = BackgroundHealth(service.healthy)
         self._name = driver_name
         self._version = version or driver_version()
 
@@ -43,4 +91,4 @@ class IdentityServicer(csi_pb2_grpc.IdentityServicer):
         return csi_pb2.GetPluginCapabilitiesResponse(capabilities=list(capabilities.PLUGIN_CAPABILITIES))
 
     def Probe(self, request: csi_pb2.ProbeRequest, context: grpc.ServicerContext):
-        return csi_pb2.ProbeResponse(ready={"value": bool(self._service.healthy())})
+        return csi_pb2.ProbeResponse(ready={"value": self._health.ready()})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import grpc
 import pytest
@@ -203,3 +204,34 @@ def test_parse_endpoint() -> None:
         parse_endpoint("http://x")
     with pytest.raises(core.InvalidArgument):
         parse_endpoint("unix://")
+
+
+def test_background_health_answers_fast_while_the_check_hangs() -> None:
+    from csi.identity import BackgroundHealth
+
+    release = threading.Event()
+    answers = iter([True])
+
+    def check() -> bool:
+        value = next(answers, None)
+        if value is None:  # every check after the first hangs, like an unreachable controller
+            release.wait(10)
+            return False
+        return value
+
+    health = BackgroundHealth(check, max_age=0.0, first_wait=2.0)
+    assert health.ready() is True  # the first answer is awaited
+    start = time.monotonic()
+    for _ in range(5):
+        assert health.ready() is True  # last known answer, while a refresh hangs
+    assert time.monotonic() - start < 1.0
+    release.set()
+
+
+def test_background_health_reports_not_ready_when_the_check_fails() -> None:
+    from csi.identity import BackgroundHealth
+
+    def check() -> bool:
+        raise RuntimeError("controller exploded")
+
+    assert BackgroundHealth(check, first_wait=2.0).ready() is False

@@ -12,6 +12,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -225,7 +226,10 @@ def test_identity(client: Client, core: RecordingCore) -> None:
     }
     assert any(c.volume_expansion.type == csi_pb2.PluginCapability.VolumeExpansion.ONLINE for c in caps)
     assert client.identity.Probe(csi_pb2.ProbeRequest()).ready.value is True
-    core.health = False
+    core.health = False  # the answer is refreshed in the background within a few seconds
+    deadline = time.monotonic() + 10
+    while client.identity.Probe(csi_pb2.ProbeRequest()).ready.value and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert client.identity.Probe(csi_pb2.ProbeRequest()).ready.value is False
 
 
