@@ -15,9 +15,10 @@ import pytest
 
 from csi import cli as csi_cli
 from csi import keys
+from plugin.params import parse_csi_parameters
 from tests.unit.test_deploy_kubernetes import containers, driver_container, workloads
 from tests.unit.test_deploy_kustomize import KUBERNETES_DIR, render
-from tests.unit.test_deploy_nomad import PLUGIN_JOBS, plugin_tasks
+from tests.unit.test_deploy_nomad import PLUGIN_JOBS, load, plugin_tasks
 
 
 def parse(argv: list[str], env: dict[str, str] | None = None) -> object:
@@ -72,3 +73,26 @@ def test_a_wrong_flag_is_caught() -> None:
     """The parse helper must fail on an unknown flag, or the tests above prove nothing."""
     with pytest.raises(pytest.fail.Exception):
         parse(["--endpoint=unix:///csi/csi.sock", "--no-such-flag=1"])
+
+
+def _example_classes() -> list[dict[str, object]]:
+    return [o for o in render(KUBERNETES_DIR / "examples") if o["kind"] == "StorageClass"]
+
+
+@pytest.mark.parametrize("name", ["linstor-single", "linstor-replicated", "linstor-xfs"])
+def test_storage_class_parameters_are_accepted_by_the_driver(name: str) -> None:
+    """As the provisioner sends them: csi.storage.k8s.io/ keys are consumed and stripped first."""
+    sc = next(o for o in _example_classes() if o["metadata"]["name"] == name)  # type: ignore[index]
+    sent = {k: v for k, v in sc["parameters"].items() if not k.startswith("csi.storage.k8s.io/")}  # type: ignore[union-attr]
+    params = parse_csi_parameters(sent)
+    assert params.place_count == int(sc["parameters"]["linstor.csi.linbit.com/placementCount"])  # type: ignore[index]
+    props = dict(params.properties)
+    for key, value in sent.items():
+        if key.startswith("property.linstor.csi.linbit.com/"):
+            assert props[key.split("/", 1)[1]] == value
+
+
+def test_nomad_volume_parameters_are_accepted_by_the_driver() -> None:
+    params = parse_csi_parameters(load("volume.hcl")["parameters"])
+    assert params.place_count == 2
+    assert dict(params.properties)["DrbdOptions/PeerDevice/c-max-rate"] == "102400"
