@@ -550,7 +550,7 @@ def _copy_clone(emu: Emulator, dst_name: str, copies: list[tuple[st.VolumeDefini
                 log.error("clone %s: attaching devices failed: %s", dst_name, exc)
                 rd.flags.append("FAILED")
                 rd.clone_status = "FAILED"
-        emu.persist()
+        emu.persist({names.key(dst_name)})
 
 
 @route("GET", "/v1/resource-definitions/{rd}/clone/{clone}")

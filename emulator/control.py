@@ -195,7 +195,7 @@ class Control:
                     raise ControlError(400, "'free_kib' cannot exceed 'total_kib'")
                 for p in targets:
                     p.capacity_override = [total, free]
-            self.emu.persist()
+            self.emu.persist(set())
             return {"pools": [dataclasses.asdict(p) for p in targets]}
 
     def in_use(self, body: Any, rd: str, node: str) -> dict[str, Any]:
@@ -209,5 +209,5 @@ class Control:
             if rsc is None:
                 raise ControlError(404, f"resource '{rd}' on node '{node}' not found")
             rsc.in_use_override = value
-            self.emu.persist()
+            self.emu.persist({names.key(rd)})
             return {"resource": rd, "node": rsc.node, "in_use_override": value}

@@ -67,6 +67,7 @@ class Emulator:
         self.devices: dict[str, tuple[str, str | None]] = {}
         self._in_use_cache: dict[str, tuple[float, bool]] = {}
         self.started = time.time()
+        self.saver = st.Saver(config.state_dir)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -125,8 +126,9 @@ class Emulator:
                 name=DEFAULT_RG, select_filter={"place_count": 2}
             )
 
-    def persist(self) -> None:
-        st.save(self.state, self.config.state_dir)
+    def persist(self, dirty: set[str] | None = None) -> None:
+        """Save after a mutation; ``dirty`` names the changed definitions (None: any may have)."""
+        self.saver.save(self.state, dirty)
 
     def all_backings(self) -> Iterator[tuple[Path, int | None]]:
         for rd in self.state.resource_definitions.values():

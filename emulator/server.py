@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 # Registers every endpoint module with the route table.
-from emulator import api_nodes, api_rd, api_rg, api_rsc, api_snap  # noqa: F401
+from emulator import api_nodes, api_rd, api_rg, api_rsc, api_snap, names  # noqa: F401
 from emulator import body as bodymod
 from emulator import retcodes as rc
 from emulator.control import Control
@@ -277,7 +278,7 @@ class EmulatorServer:
                 )
             if route.mutates and status < 400:
                 self.emu.invalidate_in_use()
-                self.emu.persist()
+                self.emu.persist(touched_definitions(path, params, req))
             return status, payload
 
     def _control(self, method: str, path: str, raw: bytes) -> tuple[int, Any]:
@@ -290,6 +291,33 @@ class EmulatorServer:
         except Exception as exc:
             log.exception("control request %s %s failed", method, path)
             return 500, {"error": f"{type(exc).__name__}: {exc}"}
+
+
+#: Mutations outside ``/v1/resource-definitions/{rd}`` that may change any definition.
+_BROAD = re.compile(r"^/v1/resource-groups/[^/]+(/adjust)?/?$")
+
+
+def touched_definitions(path: str, params: dict[str, str], req: Request) -> set[str] | None:
+    """Keys of the resource definitions a successful mutation can have changed; None = any.
+
+    New definitions are always saved (they have no cached copy), so only changes to
+    existing ones need naming: the ones in the path and the ones a body refers to.
+    """
+    if _BROAD.match(path):
+        return None
+    keys = {names.key(params[p]) for p in ("rd", "clone") if p in params}
+    try:
+        data = req.json()
+    except bodymod.ParseError:
+        data = None
+    if isinstance(data, dict):
+        for field in ("to_resource", "name", "resource_definition_name"):
+            if isinstance(data.get(field), str):
+                keys.add(names.key(data[field]))
+        for snap in data.get("snapshots") or []:
+            if isinstance(snap, dict) and isinstance(snap.get("resource_name"), str):
+                keys.add(names.key(snap["resource_name"]))
+    return keys
 
 
 def tls_context(cert: str, key: str, client_ca: str | None) -> ssl.SSLContext:

@@ -12,7 +12,7 @@ import os
 import tempfile
 import time
 import uuid as uuidlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,7 @@ class State:
     kvs: dict[str, KeyValueStore] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT_VERSION, **asdict(self)}
+        return {"format": FORMAT_VERSION, **_plain(self)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> State:
@@ -192,14 +192,63 @@ class State:
         return state
 
 
+def _plain(value: Any) -> Any:
+    """A JSON-ready copy; much faster than ``dataclasses.asdict``, which deep-copies every leaf."""
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: _plain(v) for k, v in vars(value).items()}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Saver:
+    """Writes the state file after each mutation, re-serialising only the definitions that changed.
+
+    With thousands of resource definitions a full dump per request would dominate every
+    mutation; the file is still written whole (temp + fsync + rename, so a crash leaves the
+    old or the new state), but from cached per-definition JSON fragments.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self._fragments: dict[str, str] = {}
+
+    def save(self, state: State, dirty: set[str] | None = None) -> None:
+        """``dirty``: keys of changed resource definitions; None = all may have changed."""
+        fragments: dict[str, str] = {}
+        for key, rd in state.resource_definitions.items():
+            cached = self._fragments.get(key)
+            if cached is None or dirty is None or key in dirty:
+                cached = json.dumps(_plain(rd), separators=(",", ":"))
+            fragments[key] = cached
+        self._fragments = fragments
+        head = {
+            "format": FORMAT_VERSION,
+            "nodes": _plain(state.nodes),
+            "pools": _plain(state.pools),
+            "resource_groups": _plain(state.resource_groups),
+            "kvs": _plain(state.kvs),
+        }
+        text = json.dumps(head, separators=(",", ":"))[:-1]
+        body = ",".join(f"{json.dumps(k)}:{frag}" for k, frag in fragments.items())
+        _write_atomic(self.state_dir, text + ',"resource_definitions":{' + body + "}}")
+
+
 def save(state: State, state_dir: Path) -> None:
+    """A one-off full save (tests, tools); the server keeps a :class:`Saver`."""
+    Saver(state_dir).save(state)
+
+
+def _write_atomic(state_dir: Path, text: str) -> None:
     """Write temp + fsync + rename, so a crash leaves either the old or the new state."""
     state_dir.mkdir(parents=True, exist_ok=True)
     target = state_dir / STATE_FILE
     fd, tmp = tempfile.mkstemp(prefix=".state-", dir=state_dir)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(state.to_json(), fh, separators=(",", ":"))
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
