@@ -467,16 +467,17 @@ def test_capacity(svc: VolumeService) -> None:
 def test_outage_unavailable_then_back(svc: VolumeService, emulator: EmulatorProcess) -> None:
     assert svc.healthy()
     svc.create_volume(unique(), 8 * MIB, EXT4)
-    assert emulator.control("outage", {"seconds": 3}).ok
+    assert emulator.control("outage", {"seconds": 5}).ok
     time.sleep(0.3)  # the emulator answers the control call, then drops its listener
     started = time.monotonic()
     with pytest.raises(Unavailable):
         svc.create_volume(unique(), 8 * MIB, EXT4)
     with pytest.raises(Unavailable):
         svc.list_volumes()
-    assert time.monotonic() - started < 3.0
+    assert time.monotonic() - started < 2.0  # fast, not a hang until some timeout
+    assert svc.healthy()  # still the cached answer from before the outage
     time.sleep(2.1)  # let the cached health answer expire
-    assert not svc.healthy() or time.monotonic() - started > 3.0
+    assert not svc.healthy()
     deadline = time.monotonic() + 15
     while not svc.healthy():
         assert time.monotonic() < deadline, "the emulator did not come back"
