@@ -45,6 +45,8 @@ job "linstor-csi-controller" {
 
       env {
         LS_CONTROLLERS = var.linstor_controllers
+        # Read by linstor-plugin-doctor inside the task (the driver gets --node).
+        LS_NODE_NAME = "${node.unique.name}"
       }
 
       csi_plugin {

@@ -156,3 +156,10 @@ def test_example_job_claims_the_example_volume_with_a_declared_capability() -> N
             for task in labelled(group["task"]).values():
                 for mount in task.get("volume_mount", []):
                     assert mount["volume"] in claims
+
+
+def test_tasks_tell_the_doctor_their_node_name() -> None:
+    for job_file in PLUGIN_JOBS:
+        for _, task, _ in plugin_tasks(job_file):
+            env = task["env"][0]
+            assert env["LS_NODE_NAME"] == flag(task["config"][0]["args"], "--node")
