@@ -1,0 +1,201 @@
+"""Docker plugin latencies: List and Get with 1,000 volumes, and a full volume life cycle.
+
+Runs the LINSTOR emulator and ``python -m docker_plugin`` as child processes on this
+machine and talks to the plugin over its unix socket exactly as Docker does. The 1,000
+volumes are seeded as definitions only (a resource definition with its volume
+definition and the plugin's properties, no replicas), which is what List and Get read;
+the life-cycle part (Create, Mount, Unmount, Remove) uses real loop devices, mkfs and
+mount, so it needs root.
+
+    sudo .venv/bin/python benchmarks/docker_bench.py [--volumes 1000] [--cycles 10]
+
+Writes ``benchmarks/out/docker.json``. The number of LINSTOR REST calls per List comes
+from the plugin's own Prometheus counter, so "List is one REST call" is measured, not assumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from plugin import volume_records as rec  # noqa: E402
+from plugin.config import Config  # noqa: E402
+from plugin.linstor_client import LinstorClient  # noqa: E402
+from plugin.names import resource_name_for  # noqa: E402
+from plugin.params import parse_docker_options  # noqa: E402
+from tests.conftest import EmulatorProcess, free_port  # noqa: E402
+from tests.dockerd import PluginProcess  # noqa: E402
+
+OUT = REPO / "benchmarks" / "out" / "docker.json"
+PHASES = ("create", "mount", "unmount", "remove")
+LOCAL = socket.gethostname().split(".")[0] or "localhost"
+
+
+def summarize(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {
+        "n": len(ordered),
+        "median_ms": round(statistics.median(ordered) * 1000, 2),
+        "p95_ms": round(pick(0.95) * 1000, 2),
+        "min_ms": round(ordered[0] * 1000, 2),
+        "max_ms": round(ordered[-1] * 1000, 2),
+    }
+
+
+def timed(fn: Callable[[], dict[str, Any]]) -> float:
+    start = time.perf_counter()
+    answer = fn()
+    elapsed = time.perf_counter() - start
+    if answer.get("Err"):
+        raise RuntimeError(f"plugin answered Err: {answer['Err']}")
+    return elapsed
+
+
+def linstor_calls(metrics_url: str) -> float:
+    """Sum of the plugin's linstor_plugin_linstor_requests_total counter."""
+    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    return sum(
+        float(m.group(1))
+        for m in re.finditer(r"^linstor_plugin_linstor_requests_total\{[^}]*\} (\S+)$", text, re.MULTILINE)
+    )
+
+
+def seed(emulator_url: str, count: int) -> list[str]:
+    """Create ``count`` Docker volumes as definitions only (no replicas, no devices).
+
+    The properties are the core's own (``plugin.volume_records``), so the plugin lists and
+    gets them exactly like volumes it created; only placement is skipped, which List and
+    Get never look at.
+    """
+    config = Config(controllers=(emulator_url,), node_name=LOCAL, config_file=None)
+    client = LinstorClient(config)
+    params = parse_docker_options({"size": "64M", "resourcegroup": "bench-rg"})
+    client.create_resource_group("bench-rg", {"place_count": 1})
+    size_kib = (params.size_bytes or 0) // 1024
+    names = [f"bench-{i:04d}.vol" for i in range(count)]
+    for name in names:
+        wanted = rec.Wanted(
+            volume_id=resource_name_for(name),
+            name=name,
+            size_kib=size_kib,
+            resource_group="bench-rg",
+            fs_type=params.fs_type,
+            mkfs_opts="",
+            mount_opts=(),
+            source=None,
+        )
+        props = {**wanted.aux_props(datetime.now(UTC)), **wanted.filesystem_props()}
+        client.spawn("bench-rg", wanted.volume_id, size_kib, definition_props=props, definitions_only=True)
+    return names
+
+
+def cycle_calls(name: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """One volume's life as Docker drives it, on this node only (one local replica)."""
+    return [
+        ("create", "VolumeDriver.Create", {"Name": name, "Opts": {"size": "64M", "nodes": LOCAL}}),
+        ("mount", "VolumeDriver.Mount", {"Name": name, "ID": "bench"}),
+        ("unmount", "VolumeDriver.Unmount", {"Name": name, "ID": "bench"}),
+        ("remove", "VolumeDriver.Remove", {"Name": name}),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--volumes", type=int, default=1000)
+    ap.add_argument("--list-runs", type=int, default=30)
+    ap.add_argument("--get-runs", type=int, default=200)
+    ap.add_argument("--cycles", type=int, default=10)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("docker_bench: needs root (loop devices, mkfs, mount)", file=sys.stderr)
+        return 2
+
+    with tempfile.TemporaryDirectory(prefix="dv-bench-") as tmp:
+        base = Path(tmp)
+        emulator = EmulatorProcess(state_dir=base / "emu" / "state", dev_dir=base / "emu" / "dev")
+        emulator.start()
+        metrics_port = free_port()
+        metrics_args = ("--metrics-port", str(metrics_port), "--metrics-addr", "127.0.0.1")
+        plugin = PluginProcess(base / "p", emulator.url, LOCAL, extra_args=metrics_args)
+        try:
+            plugin.start()
+            c = plugin.client()
+            metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+
+            # The life cycle runs first: LINSTOR's default DRBD port range (7000-7999) holds
+            # 1,000 resource definitions, which the seeded volumes then use up.
+            phases: dict[str, list[float]] = {p: [] for p in (*PHASES, "total")}
+            for i in range(args.cycles):
+                total = 0.0
+                for phase, method, body in cycle_calls(f"cycle-{i}"):
+                    elapsed = timed(lambda m=method, b=body: c.call(m, b))
+                    phases[phase].append(elapsed)
+                    total += elapsed
+                phases["total"].append(total)
+
+            t0 = time.perf_counter()
+            names = seed(emulator.url, args.volumes)
+            seed_s = time.perf_counter() - t0
+
+            listed = c.call("VolumeDriver.List", {})
+            assert len(listed["Volumes"]) >= args.volumes, listed.get("Err")
+            before = linstor_calls(metrics)
+            list_times = [timed(lambda: c.call("VolumeDriver.List", {})) for _ in range(args.list_runs)]
+            calls_per_list = (linstor_calls(metrics) - before) / args.list_runs
+
+            rng = random.Random(7)
+            picks = [rng.choice(names) for _ in range(args.get_runs)]
+            before = linstor_calls(metrics)
+            get_times = [timed(lambda n=n: c.call("VolumeDriver.Get", {"Name": n})) for n in picks]
+            calls_per_get = (linstor_calls(metrics) - before) / args.get_runs
+        finally:
+            plugin.stop()
+            emulator.control("reset")
+            emulator.stop()
+
+    result = {
+        "benchmark": "docker",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "kernel": platform.release(),
+        },
+        "volumes": args.volumes,
+        "seed_seconds": round(seed_s, 2),
+        "list": {**summarize(list_times), "linstor_calls_per_request": calls_per_list},
+        "get": {**summarize(get_times), "linstor_calls_per_request": calls_per_get},
+        "lifecycle": {
+            "cycles": args.cycles,
+            "size": "64M",
+            "replicas": 1,
+            **{k: summarize(v) for k, v in phases.items()},
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
