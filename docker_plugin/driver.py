@@ -206,6 +206,13 @@ class DockerVolumeDriver:
             raise errors.NotFound(
                 f"volume {name} does not exist; create it with docker volume create"
             ) from None
+        elsewhere = sorted(n for n in volume.in_use_nodes if n != self.node)
+        if elsewhere:
+            raise errors.InUse(
+                f"volume {name} is in use on {', '.join(elsewhere)}; a LINSTOR volume has one writer "
+                "at a time, stop the containers using it there first",
+                nodes=elsewhere,
+            )
         if volume.fs_type is None:
             raise errors.FailedPrecondition(
                 f"volume {name} is a raw block volume without a filesystem; Docker can only mount filesystems"
@@ -276,6 +283,18 @@ class DockerVolumeDriver:
             volume = self.service.get_volume(resource)
         except errors.NotFound:
             raise errors.NotFound(f"volume {name} does not exist") from None
+        except errors.Unavailable as exc:
+            # Docker calls Get for every known volume when it starts, and forgets the labels
+            # and options of any volume whose Get fails. A volume mounted here certainly
+            # exists, so it is answered from local knowledge until the controller is back.
+            record = self.store.get(resource)
+            if record is None or record.total <= 0 or record.name != name:
+                raise
+            return VolumeInfo(
+                name=name,
+                mountpoint=str(Path(record.path) / DATA_DIR),
+                status={"resource": resource, "mounts_on_this_node": record.total, "warning": str(exc)},
+            )
         return VolumeInfo(
             name=volume.name or name,
             mountpoint=self._local_mountpoint(resource),

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -241,8 +242,13 @@ def test_remove_refuses_a_volume_in_use_on_another_node(plugin: PluginProcess, e
     answer = emulator.control(f"resources/{resource}/node-b/in_use", {"in_use": True})
     assert answer.status_code == 200, answer.text
     err = failed(c.call("VolumeDriver.Remove", {"Name": "elsewhere"}))
-    assert "node-b" in err
+    assert "volume elsewhere is in use on node-b" in err
     assert "elsewhere" in names(c)
+    # one writer at a time: this node may not mount it either, and nothing is left attached
+    answer = c.call("VolumeDriver.Mount", {"Name": "elsewhere", "ID": "A"})
+    assert "in use on node-b" in failed(answer) and answer["Mountpoint"] == ""
+    status = ok(c.call("VolumeDriver.Get", {"Name": "elsewhere"}))["Volume"]["Status"]
+    assert LOCAL not in status["diskless_nodes"]
 
 
 def test_restart_keeps_mount_counts(plugin: PluginProcess) -> None:
@@ -290,6 +296,10 @@ def test_controller_outage_gives_actionable_errors(plugin: PluginProcess, emulat
     path = ok(c.call("VolumeDriver.Mount", {"Name": "local1", "ID": "A"}))["Mountpoint"]
     emulator.stop()
     try:
+        # a volume mounted here is still answered by Get, so Docker keeps its metadata
+        got = ok(c.call("VolumeDriver.Get", {"Name": "local1"}))["Volume"]
+        assert got["Mountpoint"] == path and "LINSTOR controller" in got["Status"]["warning"]
+        assert "LINSTOR controller" in failed(c.call("VolumeDriver.Get", {"Name": "other"}))
         err = failed(c.call("VolumeDriver.Create", {"Name": "new", "Opts": {}}))
         assert "LINSTOR controller" in err and "LS_CONTROLLERS" in err
         assert "LINSTOR controller" in failed(c.call("VolumeDriver.List", {}))
@@ -364,3 +374,19 @@ def test_bad_configuration_is_reported_at_start(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "bad configuration" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "x.sock").exists()
+
+
+def test_concurrent_mounts_and_unmounts_of_one_volume(plugin: PluginProcess) -> None:
+    c = plugin.client()
+    ok(c.call("VolumeDriver.Create", {"Name": "crowd", "Opts": {"size": "64M", "nodes": LOCAL}}))
+    ids = [f"id-{i}" for i in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        paths = list(pool.map(lambda i: ok(c.call("VolumeDriver.Mount", {"Name": "crowd", "ID": i})), ids))
+    assert len({p["Mountpoint"] for p in paths}) == 1
+    staging = Path(paths[0]["Mountpoint"]).parent
+    got = ok(c.call("VolumeDriver.Get", {"Name": "crowd"}))["Volume"]
+    assert got["Status"]["mounts_on_this_node"] == 8
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda i: ok(c.call("VolumeDriver.Unmount", {"Name": "crowd", "ID": i})), ids))
+    assert not _mounted(staging)
+    assert json.loads(plugin.state_file.read_text())["volumes"] == []
