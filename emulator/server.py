@@ -61,6 +61,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY, delayed ACKs add ~40 ms.
+    disable_nagle_algorithm = True
     server_version = "LINSTOR-emulator"
     sys_version = ""
 
@@ -260,11 +262,11 @@ class EmulatorServer:
             except bodymod.ParseError as exc:
                 return 400, [bodymod.parse_error_entry(str(exc)).to_json()]
             except rc.ApiFailure as exc:
-                return failure(route, exc.entries)
+                status, payload = failure(route, exc.entries)
             except Exception as exc:
                 report = rc.new_error_report_id()
                 log.exception("unexpected error handling %s %s (report %s)", method, path, report)
-                return failure(
+                status, payload = failure(
                     route,
                     [
                         rc.error(
@@ -276,9 +278,13 @@ class EmulatorServer:
                         )
                     ],
                 )
-            if route.mutates and status < 400:
+            if route.mutates:
+                # Also after errors: a PUT can change a group and then fail its autoplace.
                 self.emu.invalidate_in_use()
-                self.emu.persist(touched_definitions(path, params, req))
+                try:
+                    self.emu.persist(touched_definitions(path, params, req))
+                except OSError as exc:
+                    log.error("could not save the state: %s", exc)
             return status, payload
 
     def _control(self, method: str, path: str, raw: bytes) -> tuple[int, Any]:
