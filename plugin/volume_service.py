@@ -61,6 +61,16 @@ def _kib(size_bytes: int) -> int:
     return max(1, math.ceil(size_bytes / 1024))
 
 
+def _known_id(volume_id: str) -> bool:
+    """Ids that cannot be LINSTOR names cannot exist; asking LINSTOR would only get a 500."""
+    return names.is_valid_resource_name(volume_id)
+
+
+def _require_id(volume_id: str) -> None:
+    if not _known_id(volume_id):
+        raise NotFound(f"volume {volume_id!r} not found", volume=volume_id)
+
+
 def _code(error: VolumeError) -> int | None:
     code = error.details.get("code")
     return code if isinstance(code, int) else None
@@ -441,6 +451,8 @@ class VolumeService:
 
     def _resolve_snapshot(self, snapshot_id: str) -> tuple[str, str]:
         volume_id, snap = rec.parse_snapshot_id(snapshot_id)
+        if not names.is_valid_snapshot_name(snap) or (volume_id is not None and not _known_id(volume_id)):
+            raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id)
         if volume_id is not None:
             return volume_id, snap
         matches = [s for s in self.client.view_snapshots() if str(s.get("name", "")).lower() == snap.lower()]
@@ -603,6 +615,8 @@ class VolumeService:
 
     def delete_volume(self, volume_id: str) -> None:
         """Delete a volume; a missing one is fine. Refuses while it is in use or has snapshots."""
+        if not _known_id(volume_id):
+            return
         with self._locked(volume_id):
             resources = self.client.view_resources([volume_id])
             busy = sorted(str(r.get("node_name")) for r in resources if (r.get("state") or {}).get("in_use"))
@@ -651,6 +665,7 @@ class VolumeService:
         )
 
     def get_volume(self, volume_id: str) -> Volume:
+        _require_id(volume_id)
         rd = self._read_rd(volume_id)
         if rd is None or rec.volume_definition(rd) is None or not rec.is_complete(rd):
             raise NotFound(f"volume {volume_id} not found", volume=volume_id)
@@ -685,6 +700,7 @@ class VolumeService:
 
     def expand_volume(self, volume_id: str, size_bytes: int) -> Volume:
         """Grow a volume; the same size is a no-op, a smaller size is an error."""
+        _require_id(volume_id)
         with self._locked(volume_id):
             volume = self.get_volume(volume_id)
             new_kib = _kib(size_bytes)
@@ -713,6 +729,7 @@ class VolumeService:
         """Snapshot a volume; the same name again returns it, on another volume it is AlreadyExists."""
         if not name:
             raise InvalidArgument("a snapshot needs a name")
+        _require_id(volume_id)
         snap_name = names.snapshot_name_for(name)
         with self._locked(volume_id):
             for snap in self.client.view_snapshots():
@@ -772,6 +789,9 @@ class VolumeService:
 
     def attach(self, volume_id: str, node: str) -> Attachment:
         """Make the volume available on a node: its replica there, else a diskless one."""
+        _require_id(volume_id)
+        if not names.is_valid_node_name(node):
+            raise NotFound(f"node {node!r} is not a LINSTOR node", node=node)
         with self._locked(volume_id):
             existed = True
             try:
@@ -819,6 +839,8 @@ class VolumeService:
 
     def detach(self, volume_id: str, node: str) -> None:
         """Remove the diskless resource attach made; replicas with data are never touched."""
+        if not _known_id(volume_id) or not names.is_valid_node_name(node):
+            return
         with self._locked(volume_id):
             try:
                 resource = self.client.get_resource(volume_id, node)
@@ -843,6 +865,8 @@ class VolumeService:
 
     def node_topology(self, node: str) -> dict[str, str]:
         """CSI topology segments of a node, as the official driver reports them."""
+        if not names.is_valid_node_name(node):
+            raise NotFound(f"node {node!r} is not a LINSTOR node", node=node)
         try:
             info = self.client.get_node(node)
         except NotFound:

@@ -152,6 +152,28 @@ def test_bad_requests_change_nothing(svc: VolumeService) -> None:
     assert len(svc.list_volumes()) == before
 
 
+def test_ids_that_cannot_exist(svc: VolumeService) -> None:
+    for bad in ("9-starts-with-digit", "has space", "x" * 60, ""):
+        with pytest.raises(NotFound):
+            svc.get_volume(bad)
+        with pytest.raises(NotFound):
+            svc.attach(bad, LOCAL)
+        with pytest.raises(NotFound):
+            svc.expand_volume(bad, MIB)
+        with pytest.raises(NotFound):
+            svc.create_snapshot(bad, "s")
+        svc.delete_volume(bad)
+        svc.detach(bad, LOCAL)
+        assert svc.list_snapshots(bad) == []
+        with pytest.raises(NotFound):
+            svc.get_snapshot(f"InCluster:///{bad}/snap")
+        svc.delete_snapshot(f"InCluster:///{bad}/snap")
+    volume = svc.create_volume(unique(), 8 * MIB, EXT4)
+    with pytest.raises(NotFound):
+        svc.attach(volume.id, "bad node!")
+    svc.detach(volume.id, "bad node!")
+
+
 def test_manual_placement_with_client_nodes(svc: VolumeService) -> None:
     params = VolumeParams(place_count=1, fs_type=None, nodes=("node-b",), client_nodes=("node-c",))
     volume = svc.create_volume(unique(), 8 * MIB, params)
