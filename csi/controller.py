@@ -130,6 +130,9 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         problems = [r for r in (capabilities.unsupported_reason(a) for a in parsed) if r]
         if volume.fs_type is None and any(not a.block for a in parsed):
             problems.append(f"volume {volume.id} is a raw block volume and cannot be mounted as a filesystem")
+        for access in parsed:
+            if not access.block and access.fs_type and volume.fs_type and access.fs_type != volume.fs_type:
+                problems.append(f"volume {volume.id} holds {volume.fs_type}, not {access.fs_type}")
         if request.parameters:
             try:
                 parse_csi_parameters(dict(request.parameters))

@@ -24,10 +24,10 @@ def volume_context(params: VolumeParams | None, volume: Volume) -> dict[str, str
     mount_opts = params.mount_opts if params is not None else volume.mount_opts
     if mount_opts:
         context[keys.MOUNT_OPTIONS] = ",".join(mount_opts)
-    if params is not None:
-        if params.post_mount_xfs_opts:
-            context[keys.POST_MOUNT_XFS_OPTS] = params.post_mount_xfs_opts
-        context[keys.REMOTE_ACCESS_POLICY] = "true" if params.allow_remote_volume_access else "false"
+    # Only what can be rebuilt from LINSTOR later, so ListVolumes and ControllerGetVolume
+    # report the same context as CreateVolume did (the spec wants it stable per volume).
+    if params is not None and params.post_mount_xfs_opts:
+        context[keys.POST_MOUNT_XFS_OPTS] = params.post_mount_xfs_opts
     return context
 
 

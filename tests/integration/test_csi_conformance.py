@@ -23,6 +23,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import requests
 
 from csi.generated import csi_pb2
 from csi.testing import CsiClient, block_cap, driver_on_emulator, mount_cap, unmount_under
@@ -315,6 +316,12 @@ def test_validate_volume_capabilities(stack: Stack) -> None:
         )
     )
     assert not refused.HasField("confirmed") and refused.message
+    other_fs = ctl.ValidateVolumeCapabilities(
+        csi_pb2.ValidateVolumeCapabilitiesRequest(
+            volume_id=volume.volume_id, volume_capabilities=[mount_cap(fs_type="xfs")]
+        )
+    )
+    assert not other_fs.HasField("confirmed") and "ext4" in other_fs.message
     delete(stack, volume.volume_id)
 
 
@@ -345,9 +352,11 @@ def test_list_volumes_pages_and_counts(stack: Stack) -> None:
 
 def test_controller_get_volume(stack: Stack) -> None:
     ctl = stack.csi.controller
-    volume = create(stack)
+    volume = create(stack, parameters={"linstor.csi.linbit.com/mountOpts": "noatime,discard"})
+    assert volume.volume_context["linstor.csi.linbit.com/mount-options"] == "noatime,discard"
     got = ctl.ControllerGetVolume(csi_pb2.ControllerGetVolumeRequest(volume_id=volume.volume_id))
     assert got.volume.volume_id == volume.volume_id and got.volume.capacity_bytes == 64 * MIB
+    assert dict(got.volume.volume_context) == dict(volume.volume_context)  # stable per volume
     assert got.status.published_node_ids
     assert not got.status.volume_condition.abnormal
     assert code_of(
@@ -817,19 +826,27 @@ def test_modify_volume_is_refused_clearly(stack: Stack) -> None:
     delete(stack, volume.volume_id)
 
 
+def _emulator_answers(stack: Stack) -> bool:
+    try:
+        requests.get(f"{stack.emulator.url}/v1/controller/version", timeout=1)
+        return True
+    except requests.RequestException:
+        return False
+
+
 def test_controller_unavailable_is_unavailable(stack: Stack) -> None:
     stack.emulator.control("outage", {"seconds": 3}).raise_for_status()
     try:
+        deadline = time.monotonic() + 5
+        while _emulator_answers(stack) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the listener closes just after the control call answers
         code = code_of(lambda: stack.csi.controller.ListVolumes(csi_pb2.ListVolumesRequest()))
         assert code == grpc.StatusCode.UNAVAILABLE
     finally:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                stack.csi.controller.ListVolumes(csi_pb2.ListVolumesRequest())
-                break
-            except grpc.RpcError:
-                time.sleep(0.5)
+        while not _emulator_answers(stack) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    stack.csi.controller.ListVolumes(csi_pb2.ListVolumesRequest())  # and back to normal
 
 
 def test_concurrent_retry_of_a_slow_create_is_aborted_then_converges(stack: Stack) -> None:
