@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -139,3 +140,22 @@ def test_volumes_outlive_a_plugin_restart(installed: Installed) -> None:
     installed.docker(*run, "touch", "/data/after-restart")
     installed.docker("volume", "rm", name)
     assert installed.resource_definitions() == []
+
+
+def test_doctor_finds_the_managed_plugin_socket(installed: Installed) -> None:
+    """Run where dockerd runs: the doctor discovers /run/docker/plugins/<id>/linstor.sock."""
+    plugin_id = json.loads(installed.docker("plugin", "inspect", PLUGIN).stdout)[0]["Id"]
+    proc = installed.daemon.run_in_namespace(
+        [
+            sys.executable, "-m", "plugin.doctor", "--json", "--config-file", "",
+            "--controllers", installed.emulator.url, "--node", installed.node,
+        ]
+    )  # fmt: skip
+    results = {}
+    for line in proc.stdout.splitlines():
+        entry = json.loads(line)
+        results[entry["check"]] = entry
+    managed = results["docker managed plugin socket"]
+    assert managed["verdict"] == "OK", managed
+    assert f"/run/docker/plugins/{plugin_id}/linstor.sock" in managed["message"]
+    assert results["node"]["verdict"] == "OK"

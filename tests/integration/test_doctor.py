@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 import requests
@@ -78,3 +80,42 @@ def test_doctor_fails_when_the_controller_is_down(emulator_factory: Any) -> None
     assert checks["controller"]["verdict"] == "FAIL"
     assert url in checks["controller"]["message"]
     assert checks["node"]["verdict"] == "WARN"
+
+
+def test_doctor_sees_a_running_csi_driver_socket(emulator_factory: Any, tmp_path: Any) -> None:
+    """A live driver's socket is OK; once the driver is gone the check says so."""
+    emu = emulator_factory(nodes=("node-b",))
+    sock = tmp_path / "csi.sock"
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "csi",
+            "--endpoint",
+            f"unix://{sock}",
+            "--mode",
+            "controller",
+            "--node",
+            "node-b",
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "LS_CONTROLLERS": emu.url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists():
+            assert driver.poll() is None, "the CSI driver exited"
+            assert time.monotonic() < deadline, "the CSI driver did not create its socket"
+            time.sleep(0.05)
+        args = ("--controllers", emu.url, "--node", "node-b", "--csi-endpoint", f"unix://{sock}")
+        _, results = run_doctor(*args)
+        csi = by_check(results)["csi socket"]
+        assert csi["verdict"] == "OK", csi
+        assert "listening" in csi["message"]
+    finally:
+        driver.terminate()
+        driver.wait(timeout=30)
+    _, results = run_doctor(*args)
+    assert by_check(results)["csi socket"]["verdict"] in ("WARN", "FAIL")
