@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -29,6 +30,7 @@ from plugin.errors import (
     NodeOffline,
     NoSpace,
     NotFound,
+    OperationFailed,
     Unavailable,
 )
 from plugin.linstor_client import LinstorClient
@@ -563,3 +565,74 @@ def test_many_threads_share_one_service(svc: VolumeService) -> None:
         t.join()
     assert errors == []
     assert not {n for n in names} & {v.name for v in svc.list_volumes()}
+
+
+# ----------------------------------------------------------------------------- failures mid-way
+
+
+def inject(emu: EmulatorProcess, method: str, path_regex: str, ret_code: int, status: int = 500) -> None:
+    answer = emu.control(
+        "errors", {"method": method, "path_regex": path_regex, "ret_code": ret_code, "status": status}
+    )
+    assert answer.ok, answer.text
+
+
+def test_unexpected_linstor_failure_is_operation_failed_and_leaves_nothing(
+    svc: VolumeService, emulator: EmulatorProcess
+) -> None:
+    svc.create_volume(unique(), 8 * MIB, EXT4)  # the group exists
+    inject(emulator, "POST", r"/spawn$", 998)
+    name = unique()
+    with pytest.raises(OperationFailed):
+        svc.create_volume(name, 8 * MIB, EXT4)
+    assert svc.find_volume(name) is None
+    assert svc.create_volume(name, 8 * MIB, EXT4).name == name  # the injected failure was one-off
+
+
+def test_failed_restore_step_rolls_back(svc: VolumeService, emulator: EmulatorProcess) -> None:
+    volume = svc.create_volume(unique(), 8 * MIB, ON_LOCAL)
+    snap = svc.create_snapshot(volume.id, unique("snap"))
+    inject(emulator, "POST", r"/snapshot-restore-resource/", 206)
+    name = unique("restored")
+    with pytest.raises(NoSpace):
+        svc.create_volume(name, 8 * MIB, ON_LOCAL, source=f"snapshot:{snap.id}")
+    assert svc.client.list_resource_definitions([name]) == []
+    inject(emulator, "POST", r"/autoplace$", 996)
+    with pytest.raises(NoSpace):
+        svc.create_volume(name, 8 * MIB, ON_LOCAL, source=f"volume:{volume.id}")
+    assert svc.client.list_resource_definitions([name]) == []
+    restored = svc.create_volume(name, 8 * MIB, ON_LOCAL, source=f"snapshot:{snap.id}")
+    assert restored.name == name
+
+
+def test_a_concurrent_multi_step_create_elsewhere_is_busy(
+    svc: VolumeService, emulator: EmulatorProcess
+) -> None:
+    volume = svc.create_volume(unique(), 8 * MIB, ON_LOCAL)
+    snap = svc.create_snapshot(volume.id, unique("snap"))
+    inject(emulator, "POST", r"^/v1/resource-definitions$", 501)  # someone else just made it
+    name = unique("restored")
+    with pytest.raises(Busy, match="retry"):
+        svc.create_volume(name, 8 * MIB, ON_LOCAL, source=f"snapshot:{snap.id}")
+    assert svc.create_volume(name, 8 * MIB, ON_LOCAL, source=f"snapshot:{snap.id}").name == name
+
+
+def test_group_deleted_behind_our_back_is_made_again(svc: VolumeService, emulator: EmulatorProcess) -> None:
+    first = svc.create_volume(unique(), 8 * MIB, EXT4)
+    svc.delete_volume(first.id)
+    answer = requests.delete(f"{emulator.url}/v1/resource-groups/{first.resource_group}", timeout=10)
+    assert answer.ok, answer.text
+    second = svc.create_volume(unique(), 8 * MIB, EXT4)
+    assert second.resource_group == first.resource_group
+    assert svc.client.get_resource_group(first.resource_group)["select_filter"]["place_count"] == 1
+
+
+def test_linstor_makes_the_filesystem_with_the_users_options(svc: VolumeService) -> None:
+    params = VolumeParams(place_count=1, fs_type="ext4", mkfs_opts="-L core-test", nodes=(LOCAL,))
+    volume = svc.create_volume(unique(), 16 * MIB, params)
+    assert volume.mkfs_opts == "-L core-test"
+    device = svc.attach(volume.id, LOCAL).device_path
+    probe = subprocess.run(
+        ["blkid", "-p", "-o", "export", device], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert "TYPE=ext4" in probe and "LABEL=core-test" in probe
