@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 from plugin.config import Config
 from plugin.errors import FailedPrecondition, InvalidArgument, NotFound, OperationFailed
 from plugin.linstor_client import LinstorClient
+from plugin.models import VolumeCondition
 from plugin.mounts import read_mountinfo
 from plugin.nodeops import NodeOps
 from plugin.params import VolumeParams
@@ -72,7 +74,13 @@ def make_loop(root_loop: None, tmp_path: Path) -> Iterator[Callable[..., LoopDev
             backing.touch()
             os.truncate(backing, size)
         args = ["losetup", "-f", "--show", *(["-r"] if read_only else []), str(backing)]
-        out = subprocess.run(args, check=True, capture_output=True, text=True)
+        for attempt in range(5):  # another test on this machine may grab the same free device
+            out = subprocess.run(args, capture_output=True, text=True)
+            if out.returncode == 0:
+                break
+            time.sleep(0.2 * (attempt + 1))
+        else:
+            raise RuntimeError(f"losetup failed: {out.stderr.strip()}")
         loop = LoopDevice(out.stdout.strip(), backing)
         made.append(loop)
         return loop
@@ -81,6 +89,13 @@ def make_loop(root_loop: None, tmp_path: Path) -> Iterator[Callable[..., LoopDev
     unmount_below(tmp_path)
     for loop in made:
         subprocess.run(["losetup", "-d", loop.path], capture_output=True)
+
+
+@pytest.fixture
+def mounts_cleanup(tmp_path: Path) -> Iterator[None]:
+    """Unmount whatever a failed test left below its temp dir (before the emulator stops)."""
+    yield
+    unmount_below(tmp_path)
 
 
 @pytest.fixture
@@ -102,6 +117,16 @@ def ext4_error_trigger(device: str) -> Path:
     trigger = Path(f"/sys/fs/ext4/{name}/trigger_fs_error")
     require(trigger.exists(), f"needs the kernel's ext4 error trigger {trigger}")
     return trigger
+
+
+def condition_eventually_abnormal(ops: NodeOps, path: str) -> VolumeCondition:
+    """The kernel records an ext4 error in the superblock from a work queue, a moment later."""
+    deadline = time.monotonic() + 5
+    cond = ops.condition(path)
+    while not cond.abnormal and time.monotonic() < deadline:
+        time.sleep(0.05)
+        cond = ops.condition(path)
+    return cond
 
 
 def mkfs(device: str, fs: str) -> None:
@@ -412,7 +437,7 @@ def test_condition_sees_kernel_read_only_remount(
     assert not ops.condition(str(pub)).abnormal
     trigger = ext4_error_trigger(dev.path)
     trigger.write_text("nodeops condition test\n")
-    cond = ops.condition(str(pub))
+    cond = condition_eventually_abnormal(ops, str(pub))
     assert cond.abnormal
     assert "read-only" in cond.message
 
@@ -440,7 +465,7 @@ def test_condition_sees_recorded_ext4_errors(
     ops.stage(dev.path, str(staging), "ext4", mount_opts=["errors=continue"])
     trigger = ext4_error_trigger(dev.path)
     trigger.write_text("nodeops condition test\n")
-    cond = ops.condition(str(staging))
+    cond = condition_eventually_abnormal(ops, str(staging))
     assert cond.abnormal
     assert "ext4 error" in cond.message and "fsck" in cond.message
 
@@ -487,7 +512,7 @@ LOCAL = socket.gethostname().split(".")[0]
 
 @pytest.mark.parametrize("fs", ["ext4", "xfs"])
 def test_volume_lifecycle_through_the_core(
-    emulator: EmulatorProcess, ops: NodeOps, tmp_path: Path, fs: str
+    emulator: EmulatorProcess, mounts_cleanup: None, ops: NodeOps, tmp_path: Path, fs: str
 ) -> None:
     config = Config(controllers=(emulator.url,), node_name=LOCAL, read_timeout=60.0, config_file=None)
     svc = VolumeService(LinstorClient(config), config)
