@@ -891,17 +891,33 @@ class VolumeService:
             ):
                 node_list = self.client.list_nodes()
             nodes = placement.segment_nodes(segments, node_list, all_pools if pools_needed else [])
+        matching = [
+            pool
+            for pool in all_pools
+            if pool.get("provider_kind") != "DISKLESS" and (nodes is None or pool.get("node_name") in nodes)
+        ]
+        if not params.overprovision:
+            return sum(int(pool.get("free_capacity", 0)) for pool in matching) * 1024
+        # Like the official driver: total x factor - what volumes already reserve in those pools.
+        reserved = self._reserved_kib(nodes)
         total = 0
-        for pool in all_pools:
-            if pool.get("provider_kind") == "DISKLESS":
-                continue
-            if nodes is not None and pool.get("node_name") not in nodes:
-                continue
-            if params.overprovision:
-                total += int(float(pool.get("total_capacity", 0)) * params.overprovision)
-            else:
-                total += int(pool.get("free_capacity", 0))
+        for pool in matching:
+            key = (pool.get("node_name"), pool.get("storage_pool_name"))
+            total += max(
+                0, int(float(pool.get("total_capacity", 0)) * params.overprovision) - reserved.get(key, 0)
+            )
         return total * 1024
+
+    def _reserved_kib(self, nodes: list[str] | None) -> dict[tuple[Any, Any], int]:
+        reserved: dict[tuple[Any, Any], int] = {}
+        for resource in self.client.view_resources(nodes=nodes or ()):
+            for volume in resource.get("volumes") or ():
+                layers = volume.get("layer_data_list") or [{}]
+                data = layers[-1].get("data") or {}  # the storage layer is last
+                size = int(data.get("usable_size_kib") or volume.get("allocated_size_kib") or 0)
+                key = (resource.get("node_name"), volume.get("storage_pool_name"))
+                reserved[key] = reserved.get(key, 0) + size
+        return reserved
 
     def healthy(self) -> bool:
         """Whether a controller answers; cached for a couple of seconds so probes stay cheap."""

@@ -484,8 +484,11 @@ def test_capacity(svc: VolumeService) -> None:
     assert 0 < on_b < everywhere
     assert svc.capacity_bytes(VolumeParams(storage_pools=("NoSuchPool",))) == 0
     assert svc.capacity_bytes(EXT4, {HOST: "no-such-node"}) == 0
-    overprovisioned = svc.capacity_bytes(VolumeParams(overprovision=2.0), {HOST: "node-b"})
+    over = VolumeParams(overprovision=2.0)
+    overprovisioned = svc.capacity_bytes(over, {HOST: "node-b"})
     assert overprovisioned > on_b
+    svc.create_volume(unique(), 64 * MIB, VolumeParams(place_count=1, fs_type=None, nodes=("node-b",)))
+    assert svc.capacity_bytes(over, {HOST: "node-b"}) == overprovisioned - 64 * MIB  # reserved by the volume
 
 
 def test_outage_unavailable_then_back(svc: VolumeService, emulator: EmulatorProcess) -> None:
