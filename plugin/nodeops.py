@@ -107,12 +107,17 @@ def run(
     return checked(CommandResult(argv, proc.returncode, proc.stdout, proc.stderr), ok_codes)
 
 
+def one_line(text: str) -> str:
+    """A tool's multi-line message as one line for an error sentence."""
+    return "; ".join(line.strip().rstrip(".") for line in text.splitlines() if line.strip())
+
+
 def checked(result: CommandResult, ok_codes: Collection[int] = (0,)) -> CommandResult:
     """Turn an unexpected exit code into OperationFailed naming the command and its stderr."""
     if result.returncode in ok_codes:
         return result
     cmd = format_command(result.args)
-    detail = (result.stderr.strip() or result.stdout.strip() or "no output").replace("\n", "; ")
+    detail = one_line(result.stderr) or one_line(result.stdout) or "no output"
     raise OperationFailed(
         f"{cmd} failed (exit {result.returncode}): {detail}",
         command=cmd,
@@ -783,7 +788,7 @@ class NodeOps:
             return
         check = self._cmd(["e2fsck", "-f", "-p", device], timeout=self._mkfs_timeout, ok_codes=range(256))
         if check.returncode not in (0, 1, 2):
-            detail = (check.stderr.strip() or check.stdout.strip()).replace("\n", "; ")
+            detail = one_line(check.stderr) or one_line(check.stdout)
             raise FailedPrecondition(
                 f"the ext4 filesystem on {device} has errors that e2fsck -p cannot fix; "
                 f"run e2fsck on it by hand (exit {check.returncode}: {detail})"

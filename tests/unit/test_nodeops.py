@@ -226,6 +226,15 @@ def test_run_failure_names_command_and_stderr() -> None:
     assert info.value.details["returncode"] == 3
 
 
+def test_multi_line_stderr_becomes_one_sentence() -> None:
+    result = CommandResult(
+        ("mount", "/dev/x", "/t"), 32, "", "mount: /t: bad superblock.\n       see dmesg\n"
+    )
+    with pytest.raises(OperationFailed) as info:
+        checked(result)
+    assert str(info.value) == "mount /dev/x /t failed (exit 32): mount: /t: bad superblock; see dmesg"
+
+
 def test_run_accepts_listed_exit_codes_and_returns_output() -> None:
     result = nodeops.run([sys.executable, "-c", "print('hi'); raise SystemExit(2)"], ok_codes=(0, 2))
     assert result.returncode == 2 and result.stdout == "hi\n"
