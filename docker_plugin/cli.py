@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,11 @@ from docker_plugin.refcounts import MountStore
 from docker_plugin.server import DEFAULT_THREADS, SocketInUse, open_listen_socket, serve
 from plugin import errors
 from plugin.config import DEFAULT_CONFIG_FILE, load_config
+from plugin.linstor_client import LinstorClient
+from plugin.nodeops import NodeOps
 from plugin.observability import setup_logging, start_metrics_server
+from plugin.params import parse_docker_options
+from plugin.volume_service import VolumeService
 
 log = logging.getLogger("docker_plugin")
 
@@ -96,8 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("--threads must be at least 1")
     try:
         config = load_config(
-            {"controllers": args.controllers, "node_name": args.node, "config_file": args.config_file or None}
+            {"controllers": args.controllers, "node_name": args.node}, config_file=args.config_file or None
         )
+        parse_docker_options(None, config.docker_defaults)  # bad defaults fail now, not at each Create
     except errors.VolumeError as exc:
         return _fail(f"bad configuration: {exc}")
 
@@ -105,12 +111,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         listen = open_listen_socket(args.socket)
     except (SocketInUse, OSError) as exc:
         return _fail(f"cannot listen on {args.socket}: {exc}")
-
-    # Imported here so a broken environment still gets the socket bound and a clear log line.
-    from plugin.volume_service import VolumeService
-
-    from plugin.linstor_client import LinstorClient
-    from plugin.nodeops import NodeOps
 
     mount_root = Path(args.mount_root)
     state_file = Path(args.state_file) if args.state_file else mount_root / STATE_FILE_NAME
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             mount_root=mount_root,
             defaults=config.docker_defaults,
         )
-        driver.reconcile()
+        stale = driver.reconcile()
         start_metrics_server(args.metrics_port, args.metrics_addr)
     except (OSError, errors.VolumeError) as exc:
         listen.sock.close()
@@ -148,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
         },
     )
+    if stale:
+        threading.Thread(
+            target=driver.release_stale_attachments, args=(stale,), name="release-stale", daemon=True
+        ).start()
     serve(create_app(driver, health), listen, threads=args.threads)
     log.info("stopped")
     return 0

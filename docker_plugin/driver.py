@@ -311,8 +311,12 @@ class DockerVolumeDriver:
             for v in self.service.list_volumes(with_replicas=False)
         ]
 
-    def reconcile(self) -> None:
-        """At start: align the persisted counts with what is really mounted under the mount root."""
+    def reconcile(self) -> list[MountRecord]:
+        """At start: align the persisted counts with what is really mounted under the mount root.
+
+        Returns the records dropped because their mount is gone while their volume may still
+        be attached here: :meth:`release_stale_attachments` takes them.
+        """
         staged: list[MountRecord] = []
         if self.mount_root.is_dir():
             for entry in self.mount_root.iterdir():
@@ -320,5 +324,36 @@ class DockerVolumeDriver:
                     # attached=True: whether attach made the local resource is unknown now; the
                     # core's detach removes only a diskless resource its attach created.
                     staged.append(MountRecord(entry.name, name=entry.name, path=str(entry), attached=True))
-        self.store.reconcile(self.nodeops.is_mounted, staged)
+        dropped = self.store.reconcile(self.nodeops.is_mounted, staged)
         self._update_gauge()
+        return [r for r in dropped if r.attached]
+
+    def release_stale_attachments(
+        self, records: list[MountRecord], attempts: int = 10, pause: float = 30.0
+    ) -> None:
+        """Detach volumes whose mounts vanished while the plugin was down (a reboot, say).
+
+        Runs in the background after start, since it needs the controller; a volume that is
+        mounted again meanwhile is left alone.
+        """
+        pending = list(records)
+        for attempt in range(attempts):
+            retry: list[MountRecord] = []
+            for record in pending:
+                with self._lock(record.resource):
+                    current = self.store.get(record.resource)
+                    if current is not None and current.total > 0:
+                        continue
+                    try:
+                        self.service.detach(record.resource, self.node)
+                        log.info("detached %s, left attached by an earlier run", record.name)
+                    except errors.Unavailable:
+                        retry.append(record)
+                    except errors.VolumeError as exc:
+                        log.warning("could not detach %s left by an earlier run: %s", record.name, exc)
+            if not retry:
+                return
+            pending = retry
+            if attempt + 1 < attempts:
+                time.sleep(pause)
+        log.warning("gave up detaching %s: the controller stayed unreachable", [r.name for r in pending])

@@ -168,14 +168,20 @@ class MountStore:
             if self._records.pop(resource, None) is not None:
                 self._save_locked()
 
-    def reconcile(self, is_mounted: Callable[[str], bool], staged: Iterable[MountRecord] = ()) -> None:
-        """Align the records with the mount table (see module doc); run once at start."""
+    def reconcile(
+        self, is_mounted: Callable[[str], bool], staged: Iterable[MountRecord] = ()
+    ) -> list[MountRecord]:
+        """Align the records with the mount table (see module doc); run once at start.
+
+        Returns the dropped records: their volumes may still be attached to this node.
+        """
+        dropped: list[MountRecord] = []
         with self._lock:
             changed = False
             for resource, record in list(self._records.items()):
                 if not is_mounted(record.path):
                     log.info("dropping mount record of %s: %s is no longer mounted", record.name, record.path)
-                    del self._records[resource]
+                    dropped.append(self._records.pop(resource))
                     changed = True
             for found in staged:
                 if found.resource not in self._records and is_mounted(found.path):
@@ -190,6 +196,7 @@ class MountStore:
                     changed = True
             if changed or not self.path.exists():
                 self._save_locked()
+        return dropped
 
 
 def _copy(record: MountRecord) -> MountRecord:

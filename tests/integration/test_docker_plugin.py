@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -390,3 +391,55 @@ def test_concurrent_mounts_and_unmounts_of_one_volume(plugin: PluginProcess) -> 
         list(pool.map(lambda i: ok(c.call("VolumeDriver.Unmount", {"Name": "crowd", "ID": i})), ids))
     assert not _mounted(staging)
     assert json.loads(plugin.state_file.read_text())["volumes"] == []
+
+
+def test_attachment_left_by_a_vanished_mount_is_released_at_start(plugin: PluginProcess) -> None:
+    c = plugin.client()
+    ok(c.call("VolumeDriver.Create", {"Name": "stale", "Opts": {"size": "64M", "nodes": "node-b"}}))
+    path = ok(c.call("VolumeDriver.Mount", {"Name": "stale", "ID": "A"}))["Mountpoint"]
+    plugin.kill()
+    subprocess.run(["umount", str(Path(path).parent)], check=True)  # as after a reboot
+    plugin.start()
+    c = plugin.client()
+    assert ok(c.call("VolumeDriver.Path", {"Name": "stale"}))["Mountpoint"] == ""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        status = ok(c.call("VolumeDriver.Get", {"Name": "stale"}))["Volume"]["Status"]
+        if LOCAL not in status["diskless_nodes"]:
+            break
+        time.sleep(0.2)
+    assert LOCAL not in status["diskless_nodes"], status
+    assert status["diskful_nodes"] == ["node-b"]
+
+
+def test_config_file_defaults_apply_to_implicit_creation(emulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    conf = tmp_path / "docker-volume.conf"
+    conf.write_text("[global]\nfs = xfs\nsize = 320M\nreplicas = 1\n")
+    proc = PluginProcess(tmp_path / "cf", emulator.url, LOCAL, extra_args=("--config-file", str(conf)))
+    proc.start()
+    try:
+        c = proc.client()
+        ok(c.call("VolumeDriver.Create", {"Name": "from-defaults", "Opts": None}))
+        ok(c.call("VolumeDriver.Create", {"Name": "overridden", "Opts": {"fs": "ext4", "size": "64M"}}))
+        status = ok(c.call("VolumeDriver.Get", {"Name": "from-defaults"}))["Volume"]["Status"]
+        assert status["fs"] == "xfs" and status["size_bytes"] >= 320 * 1024 * 1024
+        assert len(status["diskful_nodes"]) == 1
+        assert ok(c.call("VolumeDriver.Get", {"Name": "overridden"}))["Volume"]["Status"]["fs"] == "ext4"
+    finally:
+        assert proc.stop() == 0
+
+
+def test_bad_default_in_config_file_stops_the_start(tmp_path: Path) -> None:
+    conf = tmp_path / "docker-volume.conf"
+    conf.write_text("[global]\ncontrollers = http://127.0.0.1:1\nflavour = sweet\n")
+    sock = tmp_path / "never.sock"
+    result = subprocess.run(
+        [sys.executable, "-m", "docker_plugin", "--socket", str(sock), "--config-file", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LS_")},
+    )
+    assert result.returncode == 2
+    assert 'unknown option "flavour"' in result.stderr and "Traceback" not in result.stderr
+    assert not sock.exists()
