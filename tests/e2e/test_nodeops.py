@@ -143,17 +143,23 @@ def test_format_mount_write_unmount_mount_read(
     dev = make_loop()
     target = tmp_path / "mnt"
     assert ops.filesystem_signature(dev.path) is None
-    assert ops.format_if_blank(dev.path, fs) is True
+    assert ops.format_if_blank(dev.path, fs, "-L 'node ops'") is True  # the user's mkfs options apply
     assert ops.filesystem_signature(dev.path) == fs
+    probe = subprocess.run(
+        ["blkid", "-p", "-s", "LABEL", "-o", "value", dev.path], capture_output=True, text=True
+    )
+    assert probe.stdout.strip() == "node ops"
     assert ops.format_if_blank(dev.path, fs) is False
 
-    ops.mount(dev.path, str(target), fs)
+    ops.mount(dev.path, str(target), fs, options=["noatime"])  # and so do the mount options
     assert ops.is_mounted(str(target))
     assert ops.mount_source(str(target)) == dev.path
     assert ops.mounts_of(dev.path) == [str(target)]
+    entry = next(e for e in read_mountinfo() if e.mount_point == str(target))
+    assert "noatime" in entry.mount_options and not entry.read_only
     payload = os.urandom(256 * 1024)
     write_file(target / "hello.bin", payload)
-    ops.mount(dev.path, str(target), fs)  # repeat: no-op
+    ops.mount(dev.path, str(target), fs, options=["noatime"])  # repeat: no-op
 
     ops.unmount(str(target))
     assert not target.exists() and ops.mounts_of(dev.path) == []
