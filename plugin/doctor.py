@@ -122,7 +122,8 @@ def check_controller(client: LinstorApi, config: Config) -> Result:
     return Result("controller", OK, f"reachable at {where}, {detail}")
 
 
-def check_node(client: LinstorApi, node: str) -> Result:
+def check_node(client: LinstorApi, node: str) -> tuple[Result, bool]:
+    """The verdict, and whether LINSTOR knows the node (its pools are worth showing then)."""
     try:
         info = client.get_node(node)
     except errors.NotFound:
@@ -132,26 +133,28 @@ def check_node(client: LinstorApi, node: str) -> Result:
             f"node {node!r} is not registered in LINSTOR",
             f"register it (linstor node create {node} <address>) or pass --node / set LS_NODE_NAME "
             "to the name LINSTOR knows this host by",
-        )
+        ), False
     except errors.VolumeError as exc:
-        return Result("node", FAIL, f"cannot read node {node!r}: {exc}", "see the controller's error reports")
+        return Result(
+            "node", FAIL, f"cannot read node {node!r}: {exc}", "see the controller's error reports"
+        ), False
     status = str(info.get("connection_status", "UNKNOWN")).upper()
     kind = str(info.get("type", "")).upper()
     if status == "ONLINE":
-        return Result("node", OK, f"{node!r} is registered ({kind or 'unknown type'}) and ONLINE")
+        return Result("node", OK, f"{node!r} is registered ({kind or 'unknown type'}) and ONLINE"), True
     return Result(
         "node",
         FAIL,
         f"{node!r} is registered but its satellite is {status}",
         "start linstor-satellite on this host and check the controller can reach it (port 3366)",
-    )
+    ), True
 
 
 def _human(kib: int) -> str:
     size = float(kib) * 1024
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if size < 1024 or unit == "PiB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024:
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} PiB"
 
@@ -348,9 +351,9 @@ def run_checks(
     """All checks in report order. LINSTOR checks after an unreachable controller are skipped."""
     results = [check_controller(client, config)]
     if results[0].verdict == OK:
-        node = check_node(client, config.node_name)
+        node, registered = check_node(client, config.node_name)
         results.append(node)
-        if node.verdict == OK or "registered but" in node.message:
+        if registered:
             results.extend(check_storage_pools(client, config.node_name))
     else:
         results.append(

@@ -243,3 +243,11 @@ def test_main_exit_code_and_output(
     assert out.splitlines()[0].startswith("FAIL  configuration:")
     assert str(missing_ca) in out
     assert "Traceback" not in out
+
+
+def test_sizes_are_shown_in_binary_units() -> None:
+    assert doctor._human(0) == "0 B"
+    assert doctor._human(1) == "1.0 KiB"
+    assert doctor._human(1536) == "1.5 MiB"
+    assert doctor._human(1024**3) == "1.0 TiB"
+    assert doctor._human(5 * 1024**4) == "5.0 PiB"
