@@ -10,11 +10,13 @@ the driver's built-in default, so the default deployment needs no ``--driver-nam
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from csi import cli as csi_cli
 from csi import keys
+from plugin.config import load_config
 from plugin.params import parse_csi_parameters
 from tests.unit.test_deploy_kubernetes import containers, driver_container, workloads
 from tests.unit.test_deploy_kustomize import KUBERNETES_DIR, render
@@ -96,3 +98,23 @@ def test_nomad_volume_parameters_are_accepted_by_the_driver() -> None:
     params = parse_csi_parameters(load("volume.hcl")["parameters"])
     assert params.place_count == 2
     assert dict(params.properties)["DrbdOptions/PeerDevice/c-max-rate"] == "102400"
+
+
+def test_tls_overlay_environment_is_what_the_config_loader_expects(tmp_path: Path) -> None:
+    """The overlay's LS_* values, with its mount directory moved to a temp dir, load cleanly."""
+    objects = render(KUBERNETES_DIR / "overlays/tls")
+    controllers = next(o for o in objects if o["kind"] == "ConfigMap")["data"]["LS_CONTROLLERS"]
+    for workload in workloads(objects):
+        env = {e["name"]: e["value"] for e in driver_container(workload)["env"] if "value" in e}
+        moved = {}
+        for var in ("LS_ROOT_CA", "LS_USER_CERTIFICATE", "LS_USER_KEY"):
+            local = tmp_path / Path(env[var]).name
+            local.write_text("-----BEGIN PLACEHOLDER-----\n")
+            moved[var] = str(local)
+        config = load_config(env={"LS_CONTROLLERS": controllers, **moved}, config_file=None)
+        assert config.controllers == (controllers,)
+        assert (config.root_ca, config.user_certificate, config.user_key) == (
+            moved["LS_ROOT_CA"],
+            moved["LS_USER_CERTIFICATE"],
+            moved["LS_USER_KEY"],
+        )
