@@ -12,12 +12,15 @@ import re
 import shlex
 from pathlib import Path
 
+import hcl2
 import pytest
 from prometheus_client import REGISTRY
 
 import csi.server  # noqa: F401 - registers any metrics of its own
 import docker_plugin.app  # noqa: F401
+from csi import cli as csi_cli
 from plugin import doctor
+from tests.unit.test_deploy_nomad import DRIVER_NAME, clean
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCS = REPO_ROOT / "docs"
@@ -115,3 +118,17 @@ def test_managed_plugin_settings_table_matches_config_json() -> None:
             assert f"`{value}`" in documented[name], (
                 f"{name}: docs say {documented[name]}, config.json {value!r}"
             )
+
+
+def test_nomad_raw_exec_example_is_a_valid_plugin_task() -> None:
+    """The container-less task shown in nomad.md parses and gives the driver valid flags."""
+    blocks = re.findall(r"```hcl\n(.*?)```", page("nomad.md"), flags=re.DOTALL)
+    tasks = [b for b in blocks if "csi_plugin" in b]
+    assert len(tasks) == 1
+    task = next(iter(clean(hcl2.loads(tasks[0]))["task"][0].values()))
+    assert task["driver"] == "raw_exec"
+    assert task["csi_plugin"][0]["id"] == DRIVER_NAME
+    args = [a.replace("${node.unique.name}", "node-1") for a in task["config"][0]["args"]]
+    parsed = csi_cli.build_parser().parse_args(args)
+    assert parsed.mode == task["csi_plugin"][0]["type"]
+    assert task["config"][0]["command"].endswith("/bin/linstor-csi")

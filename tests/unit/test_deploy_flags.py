@@ -5,6 +5,8 @@ removed flag would only show when a pod crash-loops. Here each command line is p
 with the real argument parser of ``linstor-csi`` (placeholders such as ``$(NODE_NAME)``
 or ``${node.unique.name}`` stand for a node name), and the driver name in every file is
 the driver's built-in default, so the default deployment needs no ``--driver-name`` at all.
+The example StorageClass and Nomad volume parameters go through the real parameter model,
+and the TLS overlay's environment through the real config loader.
 """
 
 from __future__ import annotations
