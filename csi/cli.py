@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics-address", default="0.0.0.0", help="address for the metrics server")
     parser.add_argument(
         "--log-level",
-        default=os.environ.get("LOG_LEVEL", "info"),
+        default=os.environ.get("LOG_LEVEL", "info").lower(),
+        type=str.lower,
         choices=["debug", "info", "warning", "error"],
         help="log level",
     )
@@ -67,11 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _build_driver(args: argparse.Namespace) -> CsiDriver:
-    from plugin.volume_service import VolumeService
-
     from plugin.config import load_config
     from plugin.linstor_client import LinstorClient
     from plugin.nodeops import NodeOps
+    from plugin.volume_service import VolumeService
 
     overrides: dict[str, object] = {}
     if args.node:
