@@ -157,3 +157,49 @@ def test_endpoint_on_a_regular_file_is_refused(socket_dir: Path, tmp_path: Path)
     text = log.read_text()
     assert "not a socket" in text and "Traceback" not in text
     assert target.read_text() == "keep"
+
+
+def test_controller_and_node_processes_split_the_services(
+    emulator: EmulatorProcess, socket_dir: Path, tmp_path: Path
+) -> None:
+    """The Kubernetes layout: a controller Deployment and a node DaemonSet, one binary."""
+    env = {"LS_CONTROLLERS": emulator.url}
+    procs = {}
+    for mode in ("controller", "node"):
+        procs[mode] = _start(
+            ["--endpoint", f"unix://{socket_dir}/{mode}.sock", "--node", LOCAL, "--mode", mode],
+            env,
+            tmp_path / f"{mode}.log",
+        )
+    try:
+        with (
+            grpc.insecure_channel(f"unix://{socket_dir}/controller.sock") as ctl_channel,
+            grpc.insecure_channel(f"unix://{socket_dir}/node.sock") as node_channel,
+        ):
+            grpc.channel_ready_future(ctl_channel).result(timeout=20)
+            grpc.channel_ready_future(node_channel).result(timeout=20)
+            controller, node = CsiClient(ctl_channel), CsiClient(node_channel)
+            volume = controller.controller.CreateVolume(
+                csi_pb2.CreateVolumeRequest(
+                    name="split-volume",
+                    capacity_range={"required_bytes": 16 * 1024**2},
+                    volume_capabilities=[mount_cap()],
+                )
+            ).volume
+            assert node.node.NodeGetInfo(csi_pb2.NodeGetInfoRequest()).node_id == LOCAL
+            for call in (
+                lambda: controller.node.NodeGetInfo(csi_pb2.NodeGetInfoRequest()),
+                lambda: node.controller.ListVolumes(csi_pb2.ListVolumesRequest()),
+            ):
+                with pytest.raises(grpc.RpcError) as info:
+                    call()
+                assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            # both report the same plugin capabilities, as the spec requires of one driver
+            assert controller.identity.GetPluginCapabilities(
+                csi_pb2.GetPluginCapabilitiesRequest()
+            ) == node.identity.GetPluginCapabilities(csi_pb2.GetPluginCapabilitiesRequest())
+            controller.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id))
+    finally:
+        codes = {mode: _stop(proc) for mode, proc in procs.items()}
+    assert codes == {"controller": 0, "node": 0}
+    assert list(socket_dir.iterdir()) == []
