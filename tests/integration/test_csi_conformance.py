@@ -870,3 +870,13 @@ def test_concurrent_retry_of_a_slow_create_is_aborted_then_converges(stack: Stac
         volume.volume_id
     ) == 1
     delete(stack, volume.volume_id)
+
+
+def test_no_space_is_resource_exhausted_and_leaves_nothing(stack: Stack) -> None:
+    name = unique()
+    huge = 1024**5  # 1 PiB: more than any pool of the emulator
+    assert code_of(lambda: create(stack, name, size=huge)) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    listed = stack.csi.controller.ListVolumes(csi_pb2.ListVolumesRequest()).entries
+    assert all(e.volume.capacity_bytes != huge for e in listed)
+    small = create(stack, name, size=16 * MIB)  # the name is free again: nothing half-made remains
+    delete(stack, small.volume_id)
