@@ -1,0 +1,468 @@
+"""Controller failover and degraded controllers, through VolumeService, against a real emulator.
+
+LINSTOR runs one active controller; HA setups list several addresses (``LS_CONTROLLERS``)
+of which the others are down, hung or behind a proxy that answers 503. Two emulators
+cannot stand in for an HA pair (they share no state), so the second address here is
+something that is *not* a controller: a refused port, a proxy answering 503 without a
+LINSTOR body, or a socket that accepts and never answers. The emulator's ``/_emu/``
+control API then provides what a live controller does on a bad day: outages, latency
+longer than the client's read timeout, and LINSTOR error answers on single endpoints,
+which must reach the caller as the right typed error and change nothing.
+
+Volumes live on the emulator's virtual nodes without a filesystem, so no loop devices or
+root are needed. Plain client-level failover and outages are covered in
+``test_linstor_client.py``; this module covers the service on top of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+
+from plugin.config import Config
+from plugin.errors import (
+    AlreadyExists,
+    InUse,
+    NodeOffline,
+    NoSpace,
+    NotFound,
+    OperationFailed,
+    Unavailable,
+    VolumeError,
+)
+from plugin.linstor_client import LinstorClient
+from plugin.params import VolumeParams
+from plugin.volume_service import VolumeService
+from tests.conftest import EmulatorProcess, free_port
+
+MIB = 1024 * 1024
+ON_B = VolumeParams(place_count=1, fs_type=None, nodes=("node-b",))
+HOST = "linbit.com/hostname"
+
+
+def unique(prefix: str = "fo") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def service(*controllers: str, read_timeout: float = 30.0) -> VolumeService:
+    config = Config(
+        controllers=controllers,
+        node_name="node-b",
+        connect_timeout=1.0,
+        read_timeout=read_timeout,
+        config_file=None,
+    )
+    return VolumeService(LinstorClient(config, retries=1, backoff=0.05), config)
+
+
+@pytest.fixture
+def emu(emulator_factory) -> EmulatorProcess:  # type: ignore[no-untyped-def]
+    return emulator_factory(nodes=("node-b", "node-c"))
+
+
+def faults(emu: EmulatorProcess) -> dict[str, Any]:
+    answer = requests.get(f"{emu.url}/_emu/faults", timeout=10)
+    answer.raise_for_status()
+    return answer.json()
+
+
+def clear_faults(emu: EmulatorProcess) -> None:
+    requests.delete(f"{emu.url}/_emu/errors", timeout=10).raise_for_status()
+
+
+# ------------------------------------------------------------------ things that are not controllers
+
+
+class _Proxy503(BaseHTTPRequestHandler):
+    """A load balancer whose backend is gone: 503 with an HTML body, no LINSTOR entries."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self) -> None:
+        self.server.hits += 1  # type: ignore[attr-defined]
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        body = b"<html><body>503 Service Unavailable</body></html>"
+        self.send_response(503)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the test counts hits instead."""
+
+
+class HungController:
+    """Accepts TCP connections and never answers: a controller stuck in a long GC pause."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.connections: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.connections.append(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for conn in self.connections:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def proxy_503() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy503)
+    server.daemon_threads = True
+    server.hits = 0  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def hung() -> Iterator[HungController]:
+    controller = HungController()
+    yield controller
+    controller.close()
+
+
+# ----------------------------------------------------------------------------- a dead controller listed first
+
+
+def _every_operation(fresh: Callable[[], VolumeService]) -> list[VolumeService]:
+    """Run each VolumeService operation on a new service, so each one starts at the dead address."""
+    used: list[VolumeService] = []
+
+    def svc() -> VolumeService:
+        used.append(fresh())
+        return used[-1]
+
+    name = unique()
+    volume = svc().create_volume(name, 8 * MIB, ON_B)
+    assert volume.diskful_nodes == ("node-b",)
+    assert svc().create_volume(name, 8 * MIB, ON_B).id == volume.id
+    assert svc().get_volume(volume.id).size_bytes == 8 * MIB
+    assert svc().find_volume(name) is not None
+    assert volume.id in {v.id for v in svc().list_volumes(with_replicas=True)}
+    assert svc().expand_volume(volume.id, 12 * MIB).size_bytes == 12 * MIB
+    snap = svc().create_snapshot(volume.id, unique("snap"))
+    assert snap.ready
+    assert [s.id for s in svc().list_snapshots(volume.id)] == [snap.id]
+    assert svc().get_snapshot(snap.id).volume_id == volume.id
+    restored = svc().create_volume(unique("restored"), 12 * MIB, ON_B, source=f"snapshot:{snap.id}")
+    cloned = svc().create_volume(unique("clone"), 12 * MIB, ON_B, source=f"volume:{volume.id}")
+    attachment = svc().attach(volume.id, "node-c")
+    assert attachment.diskless and attachment.created_by_attach
+    svc().detach(volume.id, "node-c")
+    assert "node-c" not in {r.node for r in svc().get_volume(volume.id).replicas}
+    assert svc().node_topology("node-b")[HOST] == "node-b"
+    assert svc().capacity_bytes(ON_B, {HOST: "node-b"}) > 0
+    assert svc().healthy()
+    svc().delete_snapshot(snap.id)
+    for victim in (cloned, restored, volume):
+        svc().delete_volume(victim.id)
+    assert svc().find_volume(name) is None
+    return used
+
+
+def test_every_operation_works_with_a_refused_controller_listed_first(emu: EmulatorProcess) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    used = _every_operation(lambda: service(dead, emu.url))
+    for svc in used:
+        # each service started at the dead address, then stayed with the live one
+        assert svc.client.current_controller == emu.url
+
+
+def test_every_operation_works_behind_a_503_proxy_listed_first(
+    emu: EmulatorProcess, proxy_503: ThreadingHTTPServer
+) -> None:
+    proxy = f"http://127.0.0.1:{proxy_503.server_address[1]}"
+    used = _every_operation(lambda: service(proxy, emu.url))
+    # a 503 without LINSTOR entries was never passed on, so even POSTs fail over; and
+    # each service asked the proxy exactly once, then kept to the controller that answered
+    assert proxy_503.hits == len(used)  # type: ignore[attr-defined]
+    assert all(svc.client.current_controller == emu.url for svc in used)
+
+
+def test_a_hung_controller_listed_first_costs_one_read_timeout(
+    emu: EmulatorProcess, hung: HungController
+) -> None:
+    svc = service(hung.url, emu.url, read_timeout=1.0)
+    name = unique()
+    volume = svc.create_volume(name, 8 * MIB, ON_B)  # starts with reads: they fail over
+    assert svc.client.current_controller == emu.url
+    svc.expand_volume(volume.id, 12 * MIB)
+    snap = svc.create_snapshot(volume.id, unique("snap"))
+    svc.delete_snapshot(snap.id)
+    svc.delete_volume(volume.id)
+    assert svc.find_volume(name) is None
+    assert len(hung.connections) == 1  # asked once; every later call went to the live one
+
+
+def test_a_write_that_may_have_reached_a_hung_controller_is_not_resent(
+    emu: EmulatorProcess, hung: HungController
+) -> None:
+    """A POST that timed out may have been applied: it is reported, not replayed elsewhere."""
+    client = service(hung.url, emu.url, read_timeout=1.0).client
+    group = unique("rg")
+    with pytest.raises(Unavailable, match="may or may not have been applied") as lost:
+        client.create_resource_group(group, {"place_count": 1})
+    assert hung.url in str(lost.value)
+    with pytest.raises(NotFound):
+        client.get_resource_group(group)  # the read fails over; nothing was sent to the live one
+
+
+# ----------------------------------------------------------------------------- outages
+
+
+def test_outage_with_every_controller_down_changes_nothing_and_names_each(emu: EmulatorProcess) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    svc = service(emu.url, dead)
+    volume = svc.create_volume(unique(), 8 * MIB, ON_B)
+    assert emu.control("outage", {"seconds": 3}).ok
+    time.sleep(0.3)  # the emulator answers the control call, then drops its listener
+    attempts: list[tuple[str, Callable[[], object]]] = [
+        ("expand", lambda: svc.expand_volume(volume.id, 16 * MIB)),
+        ("snapshot", lambda: svc.create_snapshot(volume.id, "during-outage")),
+        ("attach", lambda: svc.attach(volume.id, "node-c")),
+        ("delete", lambda: svc.delete_volume(volume.id)),
+        ("create", lambda: svc.create_volume(unique(), 8 * MIB, ON_B)),
+    ]
+    for what, attempt in attempts:
+        with pytest.raises(Unavailable) as down:
+            attempt()
+        message = str(down.value)
+        assert emu.url in message and dead in message, (what, message)
+        assert "LS_CONTROLLERS" in message, (what, message)
+        assert set(down.value.details["reasons"]) == {emu.url, dead}, what
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            after = svc.get_volume(volume.id)
+            break
+        except Unavailable:
+            assert time.monotonic() < deadline, "the emulator did not come back"
+            time.sleep(0.2)
+    assert svc.client.current_controller == emu.url
+    assert after.size_bytes == 8 * MIB
+    assert {r.node for r in after.replicas} == {"node-b"}
+    assert svc.list_snapshots(volume.id) == []
+    svc.delete_volume(volume.id)
+
+
+def test_first_write_after_an_outage_uses_a_fresh_connection(emu: EmulatorProcess) -> None:
+    """Pooled keep-alive connections die with the outage; the first POST afterwards must not
+    land on one of them and be reported as 'may or may not have been applied'."""
+    svc = service(emu.url)
+    svc.client.controller_version()  # leaves a pooled keep-alive connection behind
+    assert emu.control("outage", {"seconds": 1}).ok
+    time.sleep(0.3)
+    deadline = time.monotonic() + 15
+    while True:  # wait with a separate client, so the service's pool is untouched
+        try:
+            requests.get(f"{emu.url}/v1/controller/version", timeout=1)
+            break
+        except requests.RequestException:
+            assert time.monotonic() < deadline, "the emulator did not come back"
+            time.sleep(0.05)
+    group = unique("rg")
+    svc.client.create_resource_group(group, {"place_count": 1})
+    assert svc.client.get_resource_group(group)["name"] == group
+
+
+# ----------------------------------------------------------------------------- latency
+
+
+def test_latency_longer_than_the_read_timeout_is_a_clear_unavailable(emu: EmulatorProcess) -> None:
+    svc = service(emu.url, read_timeout=0.5)
+    volume = svc.create_volume(unique(), 8 * MIB, ON_B)
+    assert emu.control("latency", {"ms": 1500, "paths": "^/v1/(resource-definitions|view/resources)"}).ok
+    try:
+        for read in (lambda: svc.get_volume(volume.id), lambda: svc.list_volumes()):
+            with pytest.raises(Unavailable) as slow:
+                read()
+            assert "no answer within 0.5s" in str(slow.value)
+            assert emu.url in str(slow.value)
+        # other endpoints are not slowed down, and a patient client gets its answer
+        assert svc.node_topology("node-b")[HOST] == "node-b"
+        assert service(emu.url, read_timeout=10).get_volume(volume.id).id == volume.id
+    finally:
+        emu.control("latency", {"ms": 0})
+    assert svc.get_volume(volume.id).size_bytes == 8 * MIB
+
+
+def test_a_create_that_timed_out_but_was_applied_is_found_on_retry(emu: EmulatorProcess) -> None:
+    """The spawn outlives the client's read timeout, then completes: the retry converges."""
+    svc = service(emu.url, read_timeout=0.5)
+    svc.create_volume(unique(), 8 * MIB, ON_B)  # the resource group exists from here on
+    name = unique()
+    assert emu.control("latency", {"ms": 1500, "paths": "/spawn$"}).ok
+    try:
+        with pytest.raises(Unavailable, match="may or may not have been applied"):
+            svc.create_volume(name, 8 * MIB, ON_B)
+    finally:
+        emu.control("latency", {"ms": 0})
+    deadline = time.monotonic() + 10
+    while svc.find_volume(name) is None:  # the delayed spawn lands after the client gave up
+        assert time.monotonic() < deadline, "the delayed spawn never arrived"
+        time.sleep(0.1)
+    again = svc.create_volume(name, 8 * MIB, ON_B)
+    assert again.name == name and again.size_bytes == 8 * MIB
+    assert [v.id for v in svc.list_volumes() if v.name == name] == [again.id]
+    with pytest.raises(AlreadyExists):
+        svc.create_volume(name, 16 * MIB, ON_B)
+    svc.delete_volume(again.id)
+
+
+# ----------------------------------------------------------------------------- injected LINSTOR errors
+
+
+def _inject(emu: EmulatorProcess, method: str, path_regex: str, status: int, ret_code: int) -> None:
+    rule = {
+        "method": method,
+        "path_regex": path_regex,
+        "status": status,
+        "ret_code": ret_code,
+        "count": 1,
+        "message": f"Injected {ret_code} for {method} {path_regex}.",
+    }
+    assert emu.control("errors", rule).ok
+
+
+@pytest.mark.parametrize(
+    ("method", "path_regex", "status", "ret_code", "error", "says"),
+    [
+        ("POST", "/spawn$", 500, 996, NoSpace, "cannot place volume"),
+        ("POST", "/spawn$", 500, 980, NoSpace, "cannot place volume"),
+        ("POST", "/spawn$", 400, 206, NoSpace, "cannot place volume"),
+        ("POST", "/spawn$", 404, 300, NotFound, "cannot place volume"),
+        ("POST", "/spawn$", 500, 999, OperationFailed, "Injected 999"),
+        ("POST", "^/v1/resource-groups$", 500, 995, NodeOffline, "Injected 995"),
+    ],
+    ids=["not-enough-nodes", "no-free-space", "invalid-size", "unknown-node", "impl-error", "offline"],
+)
+def test_injected_create_errors_are_typed_and_leave_nothing(
+    emu: EmulatorProcess,
+    method: str,
+    path_regex: str,
+    status: int,
+    ret_code: int,
+    error: type[VolumeError],
+    says: str,
+) -> None:
+    svc = service(emu.url)
+    params = VolumeParams(place_count=1, fs_type=None, nodes=("node-c",))  # a group not made yet
+    _inject(emu, method, path_regex, status, ret_code)
+    name = unique()
+    with pytest.raises(error) as failed:
+        svc.create_volume(name, 8 * MIB, params)
+    assert type(failed.value) is error
+    assert says in str(failed.value)
+    assert failed.value.details["code"] == ret_code
+    assert faults(emu)["errors"] == []  # the rule was used up by exactly that call
+    assert svc.find_volume(name) is None
+    # the fault was one answer, not a broken service: the same request now works
+    assert svc.create_volume(name, 8 * MIB, params).name == name
+
+
+def test_injected_errors_on_existing_volumes_are_typed_and_change_nothing(emu: EmulatorProcess) -> None:
+    svc = service(emu.url)
+    volume = svc.create_volume(unique(), 8 * MIB, ON_B)
+    rd = f"^/v1/resource-definitions/{volume.id}"
+    cases: list[tuple[str, str, int, int, type[VolumeError], str, Callable[[], object]]] = [
+        ("DELETE", rd + "$", 500, 997, InUse, "in use", lambda: svc.delete_volume(volume.id)),
+        (
+            "PUT",
+            rd + "/volume-definitions/0$",
+            500,
+            980,
+            NoSpace,
+            "not enough free space to grow",
+            lambda: svc.expand_volume(volume.id, 64 * MIB),
+        ),
+        (
+            "POST",
+            rd + "/snapshots$",
+            500,
+            995,
+            NodeOffline,
+            "a node holding it is offline",
+            lambda: svc.create_snapshot(volume.id, "s1"),
+        ),
+        (
+            "POST",
+            rd + "/resources/node-c/make-available$",
+            404,
+            300,
+            NotFound,
+            "node node-c",
+            lambda: svc.attach(volume.id, "node-c"),
+        ),
+        (
+            "GET",
+            "^/v1/view/resources",
+            500,
+            999,
+            OperationFailed,
+            "Injected 999",
+            lambda: svc.get_volume(volume.id),
+        ),
+    ]
+    for method, regex, status, ret_code, error, says, call in cases:
+        _inject(emu, method, regex, status, ret_code)
+        with pytest.raises(error) as failed:
+            call()
+        assert type(failed.value) is error, (method, regex)
+        assert says in str(failed.value), (method, regex, str(failed.value))
+        assert faults(emu)["errors"] == [], (method, regex)
+        clear_faults(emu)
+    after = svc.get_volume(volume.id)
+    assert after.size_bytes == 8 * MIB
+    assert {r.node for r in after.replicas} == {"node-b"}
+    assert svc.list_snapshots(volume.id) == []
+    svc.delete_volume(volume.id)
+    assert svc.find_volume(volume.name) is None
+
+
+def test_an_error_that_outlasts_the_retries_is_not_hidden(emu: EmulatorProcess) -> None:
+    """LINSTOR error answers are final: the client never retries them, even for GETs."""
+    svc = service(emu.url)
+    rule = {"method": "GET", "path_regex": "^/v1/nodes/node-b$", "status": 500, "ret_code": 999, "count": -1}
+    assert emu.control("errors", rule).ok
+    try:
+        before = svc.client.request_count
+        with pytest.raises(OperationFailed):
+            svc.node_topology("node-b")
+        assert svc.client.request_count - before == 1
+    finally:
+        with contextlib.suppress(requests.RequestException):
+            clear_faults(emu)
+    assert svc.node_topology("node-b")[HOST] == "node-b"
