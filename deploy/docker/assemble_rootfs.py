@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
@@ -48,6 +49,7 @@ STDLIB_SKIP = {
     "site-packages", "dist-packages", "__pycache__",
 }  # fmt: skip
 PROPAGATED_MOUNT = "/var/lib/docker-volumes/linstor"
+LIB_DIR = "/opt/linstor-volume-plugin/lib"
 LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x[0-9a-f]+\)")
 
 
@@ -89,7 +91,7 @@ def copy_tree(src: Path, dest: Path, skip: set[str] = frozenset()) -> None:  # t
             copy_file(Path(root) / name, dest / rel / name)
 
 
-def copy_interpreter(rootfs: Path) -> tuple[Path, str]:
+def copy_interpreter(rootfs: Path) -> Path:
     """The base interpreter as /usr/local/bin/python3 and its stdlib beside it."""
     executable = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
     stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
@@ -100,11 +102,16 @@ def copy_interpreter(rootfs: Path) -> tuple[Path, str]:
         if not link.exists():
             link.symlink_to(version)
     copy_tree(stdlib, rootfs / "usr/local/lib" / version, STDLIB_SKIP)
-    return rootfs / "usr/local/bin" / version, version
+    return rootfs / "usr/local/bin" / version
 
 
-def copy_site_packages(rootfs: Path, version: str) -> Path:
-    target = rootfs / "usr/local/lib" / version / "site-packages"
+def copy_packages(rootfs: Path) -> Path:
+    """Runtime dependencies and the project into a directory of their own.
+
+    Not the interpreter's site-packages: Debian's Python looks in dist-packages instead, so
+    the launchers put this directory on sys.path themselves, whatever Python was copied.
+    """
+    target = rootfs / LIB_DIR.lstrip("/")
     target.mkdir(parents=True, exist_ok=True)
     for dist in runtime_distributions(PROJECT):
         for entry in dist.files or []:
@@ -116,6 +123,27 @@ def copy_site_packages(rootfs: Path, version: str) -> Path:
     for package in PROJECT_PACKAGES:
         copy_tree(REPO_ROOT / package, target / package)
     return target
+
+
+def write_launchers(rootfs: Path) -> list[str]:
+    """One executable per console script of the project, as pip would make them."""
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    written = []
+    for name, target in sorted(scripts.items()):
+        module, func = target.split(":")
+        if module.split(".")[0] not in PROJECT_PACKAGES:
+            continue
+        path = rootfs / "usr/local/bin" / name
+        path.write_text(
+            "#!/usr/local/bin/python3\n"
+            "import sys\n"
+            f"sys.path.insert(0, {LIB_DIR!r})\n"
+            f"from {module} import {func}\n"
+            f"sys.exit({func}())\n"
+        )
+        path.chmod(0o755)
+        written.append(name)
+    return written
 
 
 def host_tools(tools: Iterable[str]) -> list[tuple[str, Path]]:
@@ -212,8 +240,9 @@ def assemble(rootfs: Path) -> None:
     rootfs.mkdir(parents=True, exist_ok=True)
     mirror_usrmerge(rootfs)
     base_files(rootfs)
-    python, version = copy_interpreter(rootfs)
-    site = copy_site_packages(rootfs, version)
+    python = copy_interpreter(rootfs)
+    site = copy_packages(rootfs)
+    launchers = write_launchers(rootfs)
     tools = copy_tools(rootfs, host_tools(TOOLS))
     binaries = [Path(getattr(sys, "_base_executable", sys.executable)).resolve()]
     binaries += [path for _, path in host_tools(TOOLS)]
@@ -221,7 +250,7 @@ def assemble(rootfs: Path) -> None:
     binaries += [p for p in stdlib.glob("lib-dynload/*.so")]
     binaries += [p for p in site.rglob("*.so*") if is_elf(p)]
     copy_libraries(rootfs, shared_libraries(binaries))
-    print(f"assembled {rootfs}: {python.relative_to(rootfs)}, {len(tools)} tools")
+    print(f"assembled {rootfs}: {python.relative_to(rootfs)}, {', '.join(launchers)}, {len(tools)} tools")
 
 
 def main(argv: list[str] | None = None) -> int:

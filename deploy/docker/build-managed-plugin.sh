@@ -26,7 +26,7 @@ mkdir -p "$out"
 cp "$here/plugin/config.json" "$out/config.json"
 # The plugin must start from the rootfs alone: a smoke test with the copied interpreter.
 if command -v chroot >/dev/null && [ "$(id -u)" -eq 0 ]; then
-    chroot "$out/rootfs" /usr/local/bin/python3 -c 'import docker_plugin.cli, plugin.config, grpc, flask' \
+    chroot "$out/rootfs" /usr/local/bin/linstor-docker-volume --help >/dev/null \
         || { echo "build-managed-plugin: the rootfs cannot import the plugin" >&2; exit 1; }
 fi
 echo "managed plugin ready in $out ($(du -sh "$out" | cut -f1))"

@@ -51,8 +51,9 @@ def console_scripts() -> dict[str, str]:
 
 def entrypoint_args(config: dict[str, Any]) -> list[str]:
     entry = config["entrypoint"]
-    assert entry[1:3] == ["-m", "docker_plugin"], "the entrypoint runs the plugin module"
-    return entry[3:]
+    assert entry[0] == "/usr/local/bin/linstor-docker-volume", "the entrypoint runs the plugin's launcher"
+    assert console_scripts()["linstor-docker-volume"] == "docker_plugin.cli:main"
+    return entry[1:]
 
 
 # ---- managed plugin config.json -------------------------------------------------------------
@@ -70,7 +71,6 @@ def test_entrypoint_socket_and_mount_root_match_the_plugin_interface(config: dic
     assert config["interface"]["socket"] == "linstor.sock"
     # Docker only sees mounts made under propagatedMount.
     assert args.mount_root == config["propagatedMount"]
-    assert config["entrypoint"][0] == "/usr/local/bin/python3"
 
 
 def test_plugin_gets_devices_and_the_right_to_mount(config: dict[str, Any]) -> None:
