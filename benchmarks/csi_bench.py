@@ -327,7 +327,10 @@ def results_section(result: dict[str, Any]) -> str:
         "`benchmarks/csi_bench.py` (`sudo .venv/bin/python benchmarks/csi_bench.py`), "
         f"{result['when'][:10]}, "
         f"emulator (local node plus two virtual nodes, loop devices), Python {result['host']['python']}, "
-        f"{result['host']['cpus']} CPUs, shared machine. The driver runs as its own process "
+        f"{result['host']['cpus']} CPUs, shared machine "
+        f"(load average {result['host']['load_average_at_start'][0]} "
+        "at the start, so absolute numbers vary from run to run; compare the driver with the floor measured "
+        "right beside it). The driver runs as its own process "
         "(`python -m csi --mode all`) and is called over its unix socket, as a CO does.",
         "",
         f"**CreateVolume+DeleteVolume** (16 MiB raw block volumes, one replica) with "
@@ -392,6 +395,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("csi_bench: needs root (loop devices, mkfs, mount)", file=sys.stderr)
         return 1
+    load_at_start = [round(x, 2) for x in os.getloadavg()]  # other work on a shared machine skews results
     base = Path(tempfile.mkdtemp(prefix="csi-bench-"))
     emulator = EmulatorProcess(state_dir=base / "state", dev_dir=base / "dev", nodes=("node-b", "node-c"))
     emulator.start()
@@ -416,7 +420,12 @@ def main() -> int:
     result = {
         "benchmark": "csi",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
+        "host": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+            "load_average_at_start": load_at_start,
+        },
         "controller": controller,
         "node": node,
         "core_bench": json.loads(CORE_OUT.read_text()) if CORE_OUT.exists() else None,
