@@ -159,3 +159,26 @@ def test_doctor_finds_the_managed_plugin_socket(installed: Installed) -> None:
     assert managed["verdict"] == "OK", managed
     assert f"/run/docker/plugins/{plugin_id}/linstor.sock" in managed["message"]
     assert results["node"]["verdict"] == "OK"
+
+
+def test_doctor_inside_the_plugin_finds_every_required_tool(installed: Installed) -> None:
+    """The rootfs carries the node tools: run the doctor in the plugin as docs/docker.md shows."""
+    runc = shutil.which("runc")
+    require(runc is not None, "needs runc (Debian package runc, a docker.io dependency)")
+    plugin_id = json.loads(installed.docker("plugin", "inspect", PLUGIN).stdout)[0]["Id"]
+    root = installed.daemon.exec_root / "runtime-runc" / "plugins.moby"
+    proc = installed.daemon.run_in_namespace(
+        [str(runc), "--root", str(root), "exec", plugin_id, "linstor-plugin-doctor", "--json"]
+    )
+    results = {}
+    for line in proc.stdout.splitlines():
+        entry = json.loads(line)
+        results[entry["check"]] = entry
+    assert results, f"no doctor output: {proc.stderr}"
+    for check, entry in results.items():
+        if check.startswith("tool ") and check != "tool losetup":
+            assert entry["verdict"] == "OK", entry
+    # Inside the plugin the settings come from `docker plugin set`.
+    assert results["controller"]["verdict"] == "OK"
+    assert results["node"]["verdict"] == "OK"
+    assert results["docker socket"]["verdict"] == "OK", "the plugin's own socket is listening"
