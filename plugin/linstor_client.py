@@ -209,6 +209,7 @@ class LinstorClient:
                 reason = f"TLS handshake failed: {_short(exc)}"
             else:
                 reason = _short(exc)
+            reason += self._tls_hint(base, exc)
             log_fields(
                 log, logging.DEBUG, "linstor call unreachable", method=method, url=base + path, error=reason
             )
@@ -246,6 +247,25 @@ class LinstorClient:
             duration_ms=round(seconds * 1000, 2),
         )
         return status, payload
+
+    def _tls_hint(self, base: str, exc: requests.RequestException) -> str:
+        """What to configure when an HTTPS connection fails in a way a setting explains."""
+        if not base.startswith("https://") or isinstance(exc, requests.exceptions.ConnectTimeout):
+            return ""
+        text = _short(exc).lower()
+        if "certificate verify failed" in text:
+            return (
+                " (the controller's certificate is not trusted: set LS_ROOT_CA to the CA that signed it)"
+                if self._verify is True
+                else " (the controller's certificate is not signed by the CA in LS_ROOT_CA)"
+            )
+        refused = isinstance(getattr(exc.args[0] if exc.args else None, "reason", None), NewConnectionError)
+        if self._cert is None and not refused:
+            # A controller that demands client certificates just drops the handshake.
+            return (
+                " (if the controller requires client certificates, set LS_USER_CERTIFICATE and LS_USER_KEY)"
+            )
+        return ""
 
     def _result(
         self,

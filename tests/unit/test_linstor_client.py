@@ -478,14 +478,16 @@ def test_tls_with_ca_and_client_certificate(tls_fake: FakeController, pki: Pki) 
 
 
 def test_tls_server_is_verified_by_default(tls_fake: FakeController, pki: Pki) -> None:
-    with pytest.raises(Unavailable, match="TLS"):
+    with pytest.raises(Unavailable, match="TLS") as untrusted:
         tls_client(tls_fake.url, None, pki.client_cert, pki.client_key).controller_version()
+    assert "set LS_ROOT_CA" in str(untrusted.value)
     with pytest.raises(Unavailable, match="TLS"):
         tls_client(tls_fake.url, pki.other_ca, pki.client_cert, pki.client_key).controller_version()
     assert tls_fake.count("GET", "/v1/controller/version") == 0
 
 
 def test_tls_without_client_certificate_is_refused(tls_fake: FakeController, pki: Pki) -> None:
-    with pytest.raises(Unavailable):
+    with pytest.raises(Unavailable) as refused:
         tls_client(tls_fake.url, pki.ca).controller_version()
+    assert "LS_USER_CERTIFICATE" in str(refused.value)
     assert tls_fake.count("GET", "/v1/controller/version") == 0
