@@ -861,8 +861,12 @@ class NodeOps:
 
     def stats(self, path: str) -> VolumeStats:
         """Usage of a mounted volume; a raw block volume only has a size."""
-        if not os.path.exists(path):
-            raise NotFound(f"{path} does not exist")
+        try:
+            os.stat(path)
+        except FileNotFoundError as exc:
+            raise NotFound(f"{path} does not exist") from exc
+        except OSError as exc:
+            raise OperationFailed(f"cannot read usage of {path}: {exc.strerror}") from exc
         if blockdev.device_number(path) is not None:
             return VolumeStats(total_bytes=self.device_size_bytes(path), used_bytes=0, available_bytes=0)
         if not self.is_mounted(path):
@@ -883,8 +887,14 @@ class NodeOps:
 
     def condition(self, path: str) -> VolumeCondition:
         """Whether the volume at ``path`` is healthy, and if not, what is wrong, in words."""
-        if not os.path.lexists(path):
+        try:
+            os.lstat(path)
+        except FileNotFoundError:
             return VolumeCondition(True, f"{path} does not exist")
+        except OSError as exc:
+            return VolumeCondition(
+                True, f"the filesystem at {path} does not answer ({exc.strerror}); check the kernel log"
+            )
         real = normalize(path)
         entry = top_mount(self._mounts(), real)
         if entry is None:
@@ -919,6 +929,9 @@ class NodeOps:
                 )
         try:
             os.statvfs(real)
+            os.stat(real)  # a shut-down xfs still answers statvfs, but not stat
         except OSError as exc:
-            return VolumeCondition(True, f"the filesystem at {path} does not answer: {exc.strerror}")
+            return VolumeCondition(
+                True, f"the filesystem at {path} does not answer ({exc.strerror}); check the kernel log"
+            )
         return VolumeCondition(False, "mounted, device present, no filesystem errors recorded")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -474,6 +475,19 @@ def test_condition_sees_recorded_ext4_errors(
     cond = condition_eventually_abnormal(ops, str(staging))
     assert cond.abnormal
     assert "ext4 error" in cond.message and "fsck" in cond.message
+
+
+def test_condition_sees_a_shut_down_xfs(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
+) -> None:
+    require(shutil.which("xfs_io") is not None, "needs xfs_io (xfsprogs)")
+    dev = make_loop()
+    staging = tmp_path / "staging"
+    ops.stage(dev.path, str(staging), "xfs")
+    # What xfs does by itself after a metadata I/O error.
+    subprocess.run(["xfs_io", "-x", "-c", "shutdown", str(staging)], check=True, capture_output=True)
+    cond = ops.condition(str(staging))
+    assert cond.abnormal and "does not answer" in cond.message
 
 
 def test_condition_after_unmount(make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path) -> None:
