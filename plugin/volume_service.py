@@ -799,7 +799,9 @@ class VolumeService:
             except NotFound:
                 existed, resource = False, {}
             entries: list[dict[str, Any]] = []
-            if not existed:
+            if not existed or "TIE_BREAKER" in (resource.get("flags") or ()):
+                # A tie-breaker is reused, but LINSTOR must turn it into an ordinary diskless
+                # resource first, or it may remove it as no longer needed.
                 entries = self._make_available(volume_id, node)
             try:
                 volume = self.client.get_volume(volume_id, node)
