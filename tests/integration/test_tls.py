@@ -16,7 +16,12 @@ device is needed and the tests run without root.
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import signal
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -470,3 +475,132 @@ def test_python_linstor_over_linstor_ssl_with_its_cert_options(
     )
     with pytest.raises(linstor.LinstorNetworkError, match="certificate verify failed"):
         untrusting.connect()  # type: ignore[attr-defined]
+
+
+# ----------------------------------------------------------------------------- the front ends as processes
+
+
+def _key_material(path: Path) -> list[str]:
+    """The base64 lines of a PEM private key: none of them may ever show up in a log."""
+    return [line for line in path.read_text().splitlines() if line and not line.startswith("-----")]
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """Unix socket paths are limited to about 107 bytes, shorter than pytest's tmp_path allows."""
+    path = Path(tempfile.mkdtemp(prefix="tls-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _csi_driver(short_dir: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LS_")}
+    clean.update({"CSI_ENDPOINT": f"unix://{short_dir}/csi.sock", **env})
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "csi", "--mode", "controller", "--node", "node-b"],
+            cwd=REPO_ROOT,
+            env=clean,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("setup", ["client certificate", "foreign CA"])
+def test_csi_driver_process_over_mtls(
+    mtls: TlsEmulator, pki: TlsFiles, foreign: TlsFiles, short_dir: Path, tmp_path: Path, setup: str
+) -> None:
+    """The driver reads LS_ROOT_CA & co. as the TLS overlay sets them; a wrong CA is UNAVAILABLE."""
+    import grpc
+
+    from csi.generated import csi_pb2
+    from csi.testing import CsiClient, block_cap
+
+    ca = pki.ca_cert if setup == "client certificate" else foreign.ca_cert
+    env = {
+        "LS_CONTROLLERS": mtls.url,
+        "LS_ROOT_CA": str(ca),
+        "LS_USER_CERTIFICATE": str(pki.client_cert),
+        "LS_USER_KEY": str(pki.client_key),
+    }
+    log = tmp_path / "csi.log"
+    proc = _csi_driver(short_dir, log, env)
+    name = unique("pvc")
+    request = csi_pb2.CreateVolumeRequest(
+        name=name,
+        capacity_range={"required_bytes": 8 * MIB},
+        volume_capabilities=[block_cap()],
+        parameters={"linstor.csi.linbit.com/nodeList": "node-b"},
+    )
+    try:
+        with grpc.insecure_channel(f"unix://{short_dir}/csi.sock") as channel:
+            grpc.channel_ready_future(channel).result(timeout=20)
+            client = CsiClient(channel)
+            if setup == "client certificate":
+                volume = client.controller.CreateVolume(request, timeout=30).volume
+                assert volume.capacity_bytes == 8 * MIB
+                assert good_service(mtls, pki).find_volume(name) is not None
+                client.controller.DeleteVolume(
+                    csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id), timeout=30
+                )
+            else:
+                with pytest.raises(grpc.RpcError) as refused:
+                    client.controller.CreateVolume(request, timeout=30)
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+                details = refused.value.details() or ""
+                assert "certificate verify failed" in details and "Traceback" not in details
+            assert good_service(mtls, pki).find_volume(name) is None
+    finally:
+        _stop_process(proc)
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert "PRIVATE KEY" not in text
+    assert not [line for line in _key_material(pki.client_key) if line in text]
+
+
+@pytest.mark.parametrize("setup", ["client certificate", "foreign CA"])
+def test_docker_plugin_process_over_mtls_from_its_config_file(
+    root_loop: None, mtls: TlsEmulator, pki: TlsFiles, foreign: TlsFiles, short_dir: Path, setup: str
+) -> None:
+    """TLS from ``[global]`` of docker-volume.conf, as docs/docker.md describes it."""
+    from tests.dockerd import PluginProcess
+
+    ca = pki.ca_cert if setup == "client certificate" else foreign.ca_cert
+    conf = short_dir / "docker-volume.conf"
+    conf.write_text(
+        f"[global]\nroot_ca = {ca}\nuser_certificate = {pki.client_cert}\nuser_key = {pki.client_key}\n"
+    )
+    plugin = PluginProcess(short_dir / "p", mtls.url, "node-b", extra_args=("--config-file", str(conf)))
+    plugin.start()
+    name = unique("docker")
+    try:
+        client = plugin.client(timeout=60)
+        answer = client.call(
+            "VolumeDriver.Create", {"Name": name, "Opts": {"nodes": "node-b", "size": "16M"}}
+        )
+        if setup == "client certificate":
+            assert answer["Err"] == "", answer
+            listed = client.call("VolumeDriver.List", {})
+            assert name in {v["Name"] for v in listed["Volumes"]}
+            assert client.call("VolumeDriver.Remove", {"Name": name})["Err"] == ""
+            assert client.health()["linstor_reachable"] is True
+        else:
+            err = str(answer["Err"])
+            assert "certificate verify failed" in err and "Traceback" not in err, err
+            assert client.health()["linstor_reachable"] is False
+        assert good_service(mtls, pki).find_volume(name) is None
+    finally:
+        plugin.stop()
+    text = plugin.log_tail(1_000_000)
+    assert "PRIVATE KEY" not in text
+    assert not [line for line in _key_material(pki.client_key) if line in text]
