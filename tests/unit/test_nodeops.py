@@ -670,3 +670,93 @@ def test_stage_validates_everything_before_any_command(host: FakeHost, ops: Node
     with pytest.raises(InvalidArgument):
         ops.stage(str(tmp_path / "d"), str(tmp_path / "s"), "ext4", mount_opts=["bind"])
     assert host.calls == []
+
+
+def any_block_device() -> str:
+    """A block device node to stand in for a volume (only stat'ed, never opened)."""
+    for entry in sorted(os.scandir("/dev"), key=lambda e: e.name):
+        try:
+            if not entry.is_symlink() and stat.S_ISBLK(os.stat(entry.path).st_mode):
+                return entry.path
+        except OSError:
+            continue
+    pytest.skip("no block device node visible in /dev")
+
+
+def mounting_host(host: FakeHost, device: str) -> None:
+    """Teach the fake host to record mounts of ``device`` and binds in its mountinfo."""
+    rdev = os.stat(device).st_rdev
+    mm = f"{os.major(rdev)}:{os.minor(rdev)}"
+
+    binds: dict[str, str] = {}
+
+    def mount(argv: list[str]) -> CommandResult:
+        target = argv[-1]
+        if argv[1] == "--bind":
+            binds[target] = argv[2]
+            host.add_mount(target, mm="254:1", root=argv[2])
+        elif argv[2].startswith("remount,bind,"):
+            host.remove_mount(target)
+            host.add_mount(target, mm="254:1", root=binds[target], opts=argv[2].split(",")[2])
+        else:
+            ro = "ro" in argv[argv.index("-o") + 1].split(",") if "-o" in argv else False
+            host.add_mount(target, source=argv[-2], mm=mm, opts="ro" if ro else "rw")
+        return CommandResult(tuple(argv), 0, "", "")
+
+    host.on("mount", mount)
+
+
+def test_mount_argument_list_and_idempotent_repeat(host: FakeHost, ops: NodeOps, tmp_path: Path) -> None:
+    device = any_block_device()
+    mounting_host(host, device)
+    target = tmp_path / "staging"
+    ops.mount(device, str(target), "xfs", ["noatime"])
+    assert host.calls == [["mount", "-w", "-t", "xfs", "-o", "noatime,nouuid", device, str(target)]]
+    assert target.is_dir()
+    ops.mount(device, str(target), "xfs", ["noatime"])
+    assert len(host.calls) == 1
+    with pytest.raises(FailedPrecondition, match="already mounted read-write"):
+        ops.mount(device, str(target), "xfs", readonly=True)
+
+
+def test_read_only_mount_argument_list(host: FakeHost, ops: NodeOps, tmp_path: Path) -> None:
+    device = any_block_device()
+    mounting_host(host, device)
+    target = tmp_path / "ro"
+    ops.mount(device, str(target), "ext4", ["rw", "noatime"], readonly=True)
+    assert host.calls[0][:5] == ["mount", "-t", "ext4", "-o", host.calls[0][4]]
+    assert host.calls[0][4].split(",")[:2] == ["ro", "noatime"]
+    assert "-w" not in host.calls[0] and "rw" not in host.calls[0][4].split(",")
+
+
+def test_read_only_bind_argument_list(host: FakeHost, ops: NodeOps, tmp_path: Path) -> None:
+    device = any_block_device()
+    mounting_host(host, device)
+    source, target = tmp_path / "staging", tmp_path / "publish"
+    source.mkdir()
+    ops.bind_mount(str(source), str(target), readonly=True, options=["nosuid"])
+    assert host.calls == [
+        ["mount", "--bind", str(source), str(target)],
+        ["mount", "-o", "remount,bind,ro,nosuid", str(target)],
+    ]
+    ops.bind_mount(str(source), str(target), readonly=True)  # repeat: no-op
+    assert len(host.calls) == 2
+
+
+def test_failed_read_only_remount_undoes_the_bind(host: FakeHost, ops: NodeOps, tmp_path: Path) -> None:
+    device = any_block_device()
+    mounting_host(host, device)
+    plain_mount = host.handlers["mount"]
+
+    def remount_fails(argv: list[str]) -> CommandResult:
+        if "remount,bind,ro" in argv:
+            return CommandResult(tuple(argv), 32, "", "mount: cannot remount read-only\n")
+        return plain_mount(argv)
+
+    host.on("mount", remount_fails)
+    source, target = tmp_path / "staging", tmp_path / "publish"
+    source.mkdir()
+    with pytest.raises(OperationFailed, match="cannot remount read-only"):
+        ops.bind_mount(str(source), str(target), readonly=True)
+    assert host.calls[-1] == ["umount", str(target)]
+    assert not ops.is_mounted(str(target)) and not target.exists()
