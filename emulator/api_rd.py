@@ -83,7 +83,6 @@ def new_rd(
         props=dict(rd_props or {}),
         resource_group=rg.name,
         layer_stack=list(layer_stack or []),
-        port=emu.next_port(),
         peer_slots=rg.peer_slots or 7,
     )
     entry = rc.success(

@@ -479,6 +479,7 @@ def _start_clone(emu: Emulator, src_name: str, data: dict[str, Any]) -> list[rc.
                 props=dict(rsc.props),
                 flags=[f for f in rsc.flags if f != "RESTORE_FROM_SNAPSHOT"],
                 node_id=rsc.node_id,
+                tcp_port=emu.next_port(names.key(rsc.node)),
             )
             for key_, vol in rsc.volumes.items():
                 dst_rsc.volumes[key_] = st.Volume(number=vol.number, pool=vol.pool)

@@ -66,6 +66,8 @@ class Emulator:
         #: backing path -> (device path reported, loop device) while attached
         self.devices: dict[str, tuple[str, str | None]] = {}
         self._in_use_cache: dict[str, tuple[float, bool]] = {}
+        self._allocated_cache: dict[str, tuple[float, int]] = {}
+        self._dev_prefix = str(config.dev_dir) + "/drbd"
         self.started = time.time()
         self.saver = st.Saver(config.state_dir)
 
@@ -249,12 +251,19 @@ class Emulator:
                 return minor
         raise rc.ApiFailure(rc.error(rc.FAIL_POOL_EXHAUSTED_MINOR_NR, "No free DRBD minor number left."))
 
-    def next_port(self) -> int:
-        used = {rd.port for rd in self.state.resource_definitions.values()}
+    def next_port(self, node_key: str) -> int:
+        """DRBD TCP ports are a per-node pool (7000-7999), like the controller's."""
+        used = set()
+        for rd in self.state.resource_definitions.values():
+            rsc = rd.resources.get(node_key)
+            if rsc is not None:
+                used.add(rsc.tcp_port)
         for port in range(PORT_MIN, PORT_MAX + 1):
             if port not in used:
                 return port
-        raise rc.ApiFailure(rc.error(rc.FAIL_POOL_EXHAUSTED_TCP_PORT, "No free DRBD TCP port left."))
+        raise rc.ApiFailure(
+            rc.error(rc.FAIL_POOL_EXHAUSTED_TCP_PORT, f"No free DRBD TCP port left on node '{node_key}'.")
+        )
 
     def minor_arg(self, vd: st.VolumeDefinition) -> int | None:
         """Storage gets the minor only in DRBD-shaped mode (it then makes ``drbd<minor>``)."""
@@ -271,6 +280,24 @@ class Emulator:
             total, free = pool.capacity_override
             return int(total), int(free)
         return self.storage.pool_capacity_kib(pool.node, pool.name)
+
+    def reserved_all(self) -> dict[tuple[str, str], int]:
+        """``reserved_kib`` of every pool in one pass (the autoplacer needs all of them)."""
+        out: dict[tuple[str, str], int] = {}
+        for rd in self.state.resource_definitions.values():
+            for nk, rsc in rd.resources.items():
+                if rsc.diskless:
+                    continue
+                for vol in rsc.volumes.values():
+                    vd = rd.volume_definitions.get(str(vol.number))
+                    if vd is not None:
+                        key = (nk, names.key(vol.pool))
+                        out[key] = out.get(key, 0) + vd.size_kib
+            for snap in rd.snapshots.values():
+                for nk, pool in snap.pools.items():
+                    key = (nk, names.key(pool))
+                    out[key] = out.get(key, 0) + sum(sv.allocated_kib for sv in snap.volumes.values())
+        return out
 
     def reserved_kib(self, node_key: str, pool_key: str) -> int:
         """Usable sizes of volumes in the pool plus allocated sizes of its snapshots."""
@@ -324,7 +351,7 @@ class Emulator:
     def device_path(self, vd: st.VolumeDefinition) -> str | None:
         """The top device every replica reports: ``drbd<minor>`` (DRBD-shaped) or the loop device."""
         if self.drbd:
-            return str(self.config.dev_dir / f"drbd{vd.minor}")
+            return f"{self._dev_prefix}{vd.minor}"
         attached = self.devices.get(vd.backing or "")
         return attached[0] if attached else None
 
@@ -333,12 +360,19 @@ class Emulator:
         return attached[1] if attached else None
 
     def allocated_kib(self, vd: st.VolumeDefinition) -> int:
+        """Blocks the thin file really uses; one ``stat`` per volume per half second at most."""
         if not vd.backing:
             return 0
+        now = time.monotonic()
+        cached = self._allocated_cache.get(vd.backing)
+        if cached is not None and now - cached[0] < IN_USE_TTL_S:
+            return cached[1]
         try:
-            return self.storage.allocated_kib(Path(vd.backing))
-        except (OSError, Exception):
-            return 0
+            value = self.storage.allocated_kib(Path(vd.backing))
+        except Exception:
+            value = 0
+        self._allocated_cache[vd.backing] = (now, value)
+        return value
 
     # ------------------------------------------------------------------ in use
 
@@ -372,7 +406,9 @@ class Emulator:
         return any(self.device_in_use(vd, fresh) for vd in rd.volume_definitions.values())
 
     def invalidate_in_use(self) -> None:
+        """After a mutation: devices, mounts and file sizes may have changed."""
         self._in_use_cache.clear()
+        self._allocated_cache.clear()
 
     # ------------------------------------------------------------------ layers
 

@@ -149,7 +149,13 @@ def deploy(
                 check_space(emu, rd, pool, op, obj)
     props["StorPoolName"] = pool.name
     flags.extend(f for f in extra_flags if f not in flags)
-    rsc = st.Resource(node=node.name, props=props, flags=flags, node_id=next_node_id(rd))
+    rsc = st.Resource(
+        node=node.name,
+        props=props,
+        flags=flags,
+        node_id=next_node_id(rd),
+        tcp_port=emu.next_port(names.key(node.name)) if "DRBD" in stack else 7000,
+    )
     created: list[st.VolumeDefinition] = []
     formatted_candidates: list[st.VolumeDefinition] = []
     try:
@@ -351,6 +357,7 @@ def candidates(emu: Emulator) -> list[placement.Candidate]:
     for rd_key, rd in emu.state.resource_definitions.items():
         for nk in rd.resources:
             on_node.setdefault(nk, set()).add(rd_key)
+    reserved = emu.reserved_all()
     out = []
     for nk, node in emu.state.nodes.items():
         eligible = node.props.get("AutoplaceTarget", "true").lower() != "false" and not (
@@ -371,7 +378,7 @@ def candidates(emu: Emulator) -> list[placement.Candidate]:
                     resources_on_node=frozenset(on_node.get(nk, ())),
                     total_kib=cap[0] if cap else None,
                     free_kib=cap[1] if cap else None,
-                    reserved_kib=emu.reserved_kib(nk, names.key(pool.name)),
+                    reserved_kib=reserved.get((nk, names.key(pool.name)), 0),
                     thin=pool.kind.endswith("_THIN"),
                 )
             )

@@ -176,6 +176,10 @@ def select(
     return None
 
 
-def _rank(c: Candidate) -> tuple[float, str, str]:
-    est = c.estimated_free_kib()
-    return (-(est if est is not None else 0.0), c.node.upper(), c.pool.upper())
+def _rank(c: Candidate) -> tuple[float, int, str, str]:
+    """Most estimated free space first; among equals (virtual nodes share one filesystem)
+    the pool with the least already reserved, so replicas spread out; then by name."""
+    est = c.estimated_free_kib() or 0.0
+    # Compare free space at 1 % of capacity: pools sharing a filesystem see it move between calls.
+    step = max((c.total_kib or 0) / 100.0, 1.0)
+    return (-float(int(est / step)), c.reserved_kib, c.node.upper(), c.pool.upper())

@@ -160,14 +160,14 @@ def omit_empty(value: Any) -> Any:
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
-            v = omit_empty(v)
-            if v is None or (isinstance(v, str | list | dict) and len(v) == 0 and not isinstance(v, Pojo)):
-                if k not in _ALWAYS:
+            if isinstance(v, dict | list):
+                v = omit_empty(v)
+                if not v and not isinstance(v, Pojo):
                     continue
-                if v is None:
-                    continue
+            elif v is None or (v == "" and k not in _ALWAYS):
+                continue
             out[k] = v
         return Pojo(out) if isinstance(value, Pojo) else out
     if isinstance(value, list):
-        return [omit_empty(v) for v in value]
+        return [omit_empty(v) if isinstance(v, dict | list) else v for v in value]
     return value

@@ -95,6 +95,7 @@ class Resource:
     flags: list[str] = field(default_factory=list)
     volumes: dict[str, Volume] = field(default_factory=dict)
     node_id: int = 0
+    tcp_port: int = 7000
     create_ts: int = field(default_factory=now_ms)
     uuid: str = field(default_factory=new_uuid)
     #: None = detect; True/False = forced through the control API.
@@ -138,7 +139,8 @@ class ResourceDefinition:
     flags: list[str] = field(default_factory=list)
     resource_group: str = "DfltRscGrp"
     layer_stack: list[str] = field(default_factory=list)
-    port: int = 7000
+    #: -1: ports are allocated per node (per resource), as current LINSTOR does.
+    port: int = -1
     secret: str = field(default_factory=lambda: uuidlib.uuid4().hex[:20])
     peer_slots: int = 7
     volume_definitions: dict[str, VolumeDefinition] = field(default_factory=dict)

@@ -190,6 +190,11 @@ def _rsc_flags(rsc: st.Resource) -> list[str]:
     return list(rsc.flags)
 
 
+def _compact(data: dict[str, Any]) -> dict[str, Any]:
+    """Top-level NON_EMPTY for the hot list paths, whose nested parts are built clean."""
+    return {k: v for k, v in data.items() if not (v is None or v == "" or v == [] or v == {})}
+
+
 def _storage_volume(
     emu: Emulator, rd: st.ResourceDefinition, rsc: st.Resource, vd: st.VolumeDefinition
 ) -> dict:
@@ -235,31 +240,31 @@ def _layer_object(emu: Emulator, rd: st.ResourceDefinition, rsc: st.Resource) ->
             "device_path": emu.device_path(vd),
             "allocated_size_kib": 0 if rsc.diskless else emu.allocated_kib(vd),
             "usable_size_kib": vd.size_kib,
-            "disk_state": ("Diskless" if rsc.diskless else "UpToDate") if online else "",
         }
         if not rsc.diskless:
-            vol["backing_device"] = emu.backing_device(vd)
+            backing = emu.backing_device(vd)
+            if backing:
+                vol["backing_device"] = backing
             vol["meta_disk"] = "internal"
+        if online:
+            vol["disk_state"] = "Diskless" if rsc.diskless else "UpToDate"
         drbd_volumes.append(vol)
-    flags = ["INITIALIZED"]
-    return {
-        "type": "DRBD",
-        "resource_name_suffix": "",
-        "children": [] if rsc.diskless else [storage],
-        "drbd": {
-            "drbd_resource_definition": _rd_layer_data(emu, rd)[0]["data"],
-            "node_id": rsc.node_id,
-            "tcp_ports": [rd.port],
-            "peer_slots": rd.peer_slots,
-            "al_stripes": 1,
-            "al_size": 32,
-            "flags": flags,
-            "drbd_volumes": drbd_volumes,
-            "connections": {},
-            "promotion_score": 10102 if online else 0,
-            "may_promote": online,
-        },
+    out: dict[str, Any] = {"type": "DRBD", "resource_name_suffix": ""}
+    if not rsc.diskless:
+        out["children"] = [storage]
+    out["drbd"] = {
+        "drbd_resource_definition": _rd_layer_data(emu, rd)[0]["data"],
+        "node_id": rsc.node_id,
+        "tcp_ports": [rsc.tcp_port],
+        "peer_slots": rd.peer_slots,
+        "al_stripes": 1,
+        "al_size": 32,
+        "flags": ["INITIALIZED"],
+        "drbd_volumes": drbd_volumes,
+        "promotion_score": 10102 if online else 0,
+        "may_promote": online,
     }
+    return out
 
 
 def resource(emu: Emulator, rd: st.ResourceDefinition, rsc: st.Resource) -> dict[str, Any]:
@@ -272,7 +277,7 @@ def resource(emu: Emulator, rd: st.ResourceDefinition, rsc: st.Resource) -> dict
         "uuid": rsc.uuid,
         "create_timestamp": rsc.create_ts,
     }
-    out = omit_empty(data)
+    out = _compact(data)
     node_ = emu.state.nodes.get(names.key(rsc.node))
     if node_ is not None and node_.online:
         in_use = emu.in_use_reported(rd, rsc)
@@ -303,7 +308,9 @@ def volume(
             "disk_state": "Diskless" if diskless else "UpToDate",
         }
         if not diskless:
-            drbd_data["backing_device"] = emu.backing_device(vd)
+            backing = emu.backing_device(vd)
+            if backing:
+                drbd_data["backing_device"] = backing
             drbd_data["meta_disk"] = "internal"
         layers.append({"type": "DRBD", "data": drbd_data})
     layers.append({"type": "STORAGE", "data": storage_data})
@@ -318,7 +325,7 @@ def volume(
     }
     if drbd and online:
         data["state"] = {"disk_state": "Diskless" if diskless else "UpToDate"}
-    return omit_empty(data)
+    return _compact(data)
 
 
 def _pool_kind(emu: Emulator, node_name: str, pool_name: str) -> str:
