@@ -41,6 +41,7 @@ SIDECAR_VERSIONS = {
     "registry.k8s.io/sig-storage/csi-snapshotter": "v8.6.0",
     "registry.k8s.io/sig-storage/csi-node-driver-registrar": "v2.17.0",
     "registry.k8s.io/sig-storage/livenessprobe": "v2.19.0",
+    "registry.k8s.io/sig-storage/csi-external-health-monitor-controller": "v0.18.0",
 }
 # What each controller sidecar does against the API (from the sidecars' own RBAC files):
 # (apiGroup, resource, verbs, namespaced-only).
@@ -73,6 +74,14 @@ RBAC_NEEDS: dict[str, list[tuple[str, str, tuple[str, ...], bool]]] = {
         ("", "persistentvolumeclaims", ALL, False),
         ("", "persistentvolumeclaims/status", ("patch",), False),
         ("", "pods", ("list", "watch"), False),
+        ("", "events", ("create", "patch"), False),
+        ("coordination.k8s.io", "leases", ("get", "create", "update"), True),
+    ],
+    "csi-external-health-monitor-controller": [
+        ("", "persistentvolumes", ALL, False),
+        ("", "persistentvolumeclaims", ALL, False),
+        ("", "pods", ALL, False),
+        ("", "nodes", ALL, False),
         ("", "events", ("create", "patch"), False),
         ("coordination.k8s.io", "leases", ("get", "create", "update"), True),
     ],
@@ -398,7 +407,12 @@ def test_controller_sidecars_run_with_the_features_the_driver_supports(base: lis
     env = {e["name"] for e in by_name["csi-provisioner"]["env"]}
     assert {"POD_NAME", "NAMESPACE"} <= env, "capacity tracking needs POD_NAME and NAMESPACE"
     assert "--handle-volume-inuse-error=false" in by_name["csi-resizer"]["args"]
-    for sidecar in ("csi-attacher", "csi-resizer", "csi-snapshotter"):
+    for sidecar in (
+        "csi-attacher",
+        "csi-resizer",
+        "csi-snapshotter",
+        "csi-external-health-monitor-controller",
+    ):
         assert "--leader-election" in by_name[sidecar]["args"]
 
 
