@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from plugin import nodeops
+from plugin import nodecommands, nodeops
 from plugin.errors import FailedPrecondition, InUse, InvalidArgument, NotFound, OperationFailed, Unavailable
 from plugin.mounts import location_in_filesystem, parse_line, parse_mountinfo, top_mount, unescape
 from plugin.nodeops import CommandResult, NodeOps, checked
@@ -83,7 +83,7 @@ def test_location_in_filesystem_traces_binds_to_their_source() -> None:
 
 
 def test_mount_options_read_write_plain() -> None:
-    assert nodeops.mount_options("ext4", ["noatime,discard", "nodev"], readonly=False) == [
+    assert nodecommands.mount_options("ext4", ["noatime,discard", "nodev"], readonly=False) == [
         "noatime",
         "discard",
         "nodev",
@@ -91,31 +91,34 @@ def test_mount_options_read_write_plain() -> None:
 
 
 def test_mount_options_xfs_always_gets_nouuid() -> None:
-    assert nodeops.mount_options("xfs", [], readonly=False) == ["nouuid"]
-    assert nodeops.mount_options("xfs", ["nouuid"], readonly=False) == ["nouuid"]
+    assert nodecommands.mount_options("xfs", [], readonly=False) == ["nouuid"]
+    assert nodecommands.mount_options("xfs", ["nouuid"], readonly=False) == ["nouuid"]
 
 
 def test_mount_options_read_only_replays_journal_only_on_writable_device() -> None:
-    assert nodeops.mount_options("xfs", ["rw"], readonly=True, device_read_only=False) == ["ro", "nouuid"]
-    assert nodeops.mount_options("xfs", [], readonly=True, device_read_only=True) == [
+    assert nodecommands.mount_options("xfs", ["rw"], readonly=True, device_read_only=False) == [
+        "ro",
+        "nouuid",
+    ]
+    assert nodecommands.mount_options("xfs", [], readonly=True, device_read_only=True) == [
         "ro",
         "nouuid",
         "norecovery",
     ]
-    assert nodeops.mount_options("ext4", [], readonly=True, device_read_only=True) == ["ro", "noload"]
-    assert nodeops.mount_options("btrfs", [], readonly=True, device_read_only=True) == ["ro"]
+    assert nodecommands.mount_options("ext4", [], readonly=True, device_read_only=True) == ["ro", "noload"]
+    assert nodecommands.mount_options("btrfs", [], readonly=True, device_read_only=True) == ["ro"]
     # unknown device state: no replay skipping
-    assert nodeops.mount_options("xfs", [], readonly=True, device_read_only=None) == ["ro", "nouuid"]
+    assert nodecommands.mount_options("xfs", [], readonly=True, device_read_only=None) == ["ro", "nouuid"]
 
 
 @pytest.mark.parametrize("bad", ["bind", "remount", "rbind", "move", "--bind", "a b", "-w"])
 def test_mount_options_refuse_what_changes_the_mount_itself(bad: str) -> None:
     with pytest.raises(InvalidArgument, match="option"):
-        nodeops.split_mount_options([bad])
+        nodecommands.split_mount_options([bad])
 
 
 def test_mount_command_read_write_forbids_ro_fallback() -> None:
-    assert nodeops.mount_command("/dev/d", "/t", "ext4", ["noatime"], readonly=False) == [
+    assert nodecommands.mount_command("/dev/d", "/t", "ext4", ["noatime"], readonly=False) == [
         "mount",
         "-w",
         "-t",
@@ -125,7 +128,7 @@ def test_mount_command_read_write_forbids_ro_fallback() -> None:
         "/dev/d",
         "/t",
     ]
-    assert nodeops.mount_command("/dev/d", "/t", "xfs", ["ro", "nouuid"], readonly=True) == [
+    assert nodecommands.mount_command("/dev/d", "/t", "xfs", ["ro", "nouuid"], readonly=True) == [
         "mount",
         "-t",
         "xfs",
@@ -134,17 +137,22 @@ def test_mount_command_read_write_forbids_ro_fallback() -> None:
         "/dev/d",
         "/t",
     ]
-    assert nodeops.mount_command("/dev/d", "/t", None, [], readonly=False) == ["mount", "-w", "/dev/d", "/t"]
+    assert nodecommands.mount_command("/dev/d", "/t", None, [], readonly=False) == [
+        "mount",
+        "-w",
+        "/dev/d",
+        "/t",
+    ]
 
 
 def test_bind_remount_command() -> None:
-    assert nodeops.bind_remount_command("/t", True, ["nosuid", "rw"]) == [
+    assert nodecommands.bind_remount_command("/t", True, ["nosuid", "rw"]) == [
         "mount",
         "-o",
         "remount,bind,ro,nosuid",
         "/t",
     ]
-    assert nodeops.bind_remount_command("/t", False, ["noexec"]) == [
+    assert nodecommands.bind_remount_command("/t", False, ["noexec"]) == [
         "mount",
         "-o",
         "remount,bind,rw,noexec",
@@ -153,7 +161,7 @@ def test_bind_remount_command() -> None:
 
 
 def test_mkfs_command_uses_the_users_options() -> None:
-    assert nodeops.mkfs_command("/dev/d", "ext4", "-E nodiscard -L 'my data'") == [
+    assert nodecommands.mkfs_command("/dev/d", "ext4", "-E nodiscard -L 'my data'") == [
         "mkfs.ext4",
         "-E",
         "nodiscard",
@@ -161,57 +169,60 @@ def test_mkfs_command_uses_the_users_options() -> None:
         "my data",
         "/dev/d",
     ]
-    assert nodeops.mkfs_command("/dev/d", "XFS") == ["mkfs.xfs", "/dev/d"]
+    assert nodecommands.mkfs_command("/dev/d", "XFS") == ["mkfs.xfs", "/dev/d"]
 
 
 @pytest.mark.parametrize("fs", ["vfat", "ext3", "", "ext4;rm"])
 def test_unsupported_filesystem_is_invalid_argument(fs: str) -> None:
     with pytest.raises(InvalidArgument, match="ext4, xfs, btrfs"):
-        nodeops.mkfs_command("/dev/d", fs)
+        nodecommands.mkfs_command("/dev/d", fs)
 
 
 @pytest.mark.parametrize("opts", ["-L x /dev/sda", "-d file,name=/dev/sdb", "-L 'unterminated"])
 def test_mkfs_options_naming_paths_or_malformed_are_refused(opts: str) -> None:
     with pytest.raises(InvalidArgument, match="mkfs options"):
-        nodeops.mkfs_arguments(opts)
+        nodecommands.mkfs_arguments(opts)
 
 
 def test_blkid_export_is_described() -> None:
     assert (
-        nodeops.describe_signature(nodeops.parse_blkid_export("DEVNAME=/dev/x\nTYPE=xfs\nUUID=1\n")) == "xfs"
+        nodecommands.describe_signature(nodecommands.parse_blkid_export("DEVNAME=/dev/x\nTYPE=xfs\nUUID=1\n"))
+        == "xfs"
     )
     assert (
-        nodeops.describe_signature(nodeops.parse_blkid_export("DEVNAME=/dev/x\nPTUUID=ab\nPTTYPE=gpt\n"))
+        nodecommands.describe_signature(
+            nodecommands.parse_blkid_export("DEVNAME=/dev/x\nPTUUID=ab\nPTTYPE=gpt\n")
+        )
         == "gpt partition table"
     )
     assert (
-        nodeops.describe_signature({"DEVNAME": "/dev/x", "SBMAGIC": "x"})
+        nodecommands.describe_signature({"DEVNAME": "/dev/x", "SBMAGIC": "x"})
         == "unrecognised signature (SBMAGIC)"
     )
-    assert nodeops.describe_signature({"DEVNAME": "/dev/x"}) is None
+    assert nodecommands.describe_signature({"DEVNAME": "/dev/x"}) is None
 
 
 def test_filesystem_size_parsers() -> None:
     dumpe2fs = (
         "Filesystem volume name:   <none>\nBlock count:              409600\nBlock size:               1024\n"
     )
-    assert nodeops.parse_dumpe2fs_size(dumpe2fs) == 409600 * 1024
+    assert nodecommands.parse_dumpe2fs_size(dumpe2fs) == 409600 * 1024
     xfs_info = (
         "meta-data=/dev/loop0             isize=512    agcount=4, agsize=25600 blks\n"
         "         =                       sectsz=512   attr=2, projid32bit=1\n"
         "data     =                       bsize=4096   blocks=102400, imaxpct=25\n"
         "naming   =version 2              bsize=4096   ascii-ci=0, ftype=1\n"
     )
-    assert nodeops.parse_xfs_info_size(xfs_info) == 4096 * 102400
+    assert nodecommands.parse_xfs_info_size(xfs_info) == 4096 * 102400
     show = (
         "Label: none  uuid: 979b1b13\n\tTotal devices 1 FS bytes used 147456\n"
         "\tdevid    1 size 419430400 used 92274688 path /dev/loop0\n"
     )
-    assert nodeops.parse_btrfs_show_sizes(show) == [(419430400, "/dev/loop0")]
+    assert nodecommands.parse_btrfs_show_sizes(show) == [(419430400, "/dev/loop0")]
     with pytest.raises(OperationFailed):
-        nodeops.parse_dumpe2fs_size("nothing here")
+        nodecommands.parse_dumpe2fs_size("nothing here")
     with pytest.raises(OperationFailed):
-        nodeops.parse_xfs_info_size("nothing here")
+        nodecommands.parse_xfs_info_size("nothing here")
 
 
 # ---------------------------------------------------------------------------------------

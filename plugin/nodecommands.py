@@ -1,0 +1,167 @@
+"""Command lines for node operations, and reading what the tools answer.
+
+Pure functions, kept apart from :mod:`plugin.nodeops` (which runs the commands) so the
+rules can be read and unit-tested on their own: which filesystems are supported, which
+user options are accepted, the exact argument lists for mkfs and mount, and the parsing
+of blkid, dumpe2fs, xfs_info and btrfs output. Nothing here touches the host.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+
+from plugin.errors import InvalidArgument, OperationFailed
+
+SUPPORTED_FILESYSTEMS = ("ext4", "xfs", "btrfs")
+# Options that change what mount does rather than how the filesystem behaves.
+FORBIDDEN_MOUNT_OPTIONS = frozenset(
+    {"bind", "rbind", "remount", "move", "shared", "private", "slave", "unbindable", "defaults"}
+)
+# Signatures blkid reports as TYPE that are containers or metadata, not filesystems.
+NOT_MOUNTABLE = frozenset(
+    {"swap", "LVM2_member", "linux_raid_member", "crypto_LUKS", "drbd", "zfs_member", "bcache", "ceph"}
+)
+
+
+def filesystem_type(fs_type: str) -> str:
+    """Validate a filesystem name against what this plugin can create and grow."""
+    fs = (fs_type or "").strip().lower()
+    if fs not in SUPPORTED_FILESYSTEMS:
+        raise InvalidArgument(
+            f"unsupported filesystem type {fs_type!r}: use one of {', '.join(SUPPORTED_FILESYSTEMS)}"
+        )
+    return fs
+
+
+def mkfs_arguments(mkfs_opts: str) -> list[str]:
+    """Split the user's mkfs options like a shell would, but refuse anything naming a path.
+
+    mkfs takes positional arguments, so an option string smuggling in a device path could
+    point mkfs at a device other than the volume's.
+    """
+    try:
+        tokens = shlex.split(mkfs_opts or "")
+    except ValueError as exc:
+        raise InvalidArgument(f"cannot parse mkfs options {mkfs_opts!r}: {exc}") from exc
+    for token in tokens:
+        if token.startswith("/") or "/dev/" in token:
+            raise InvalidArgument(f"mkfs options must not name a device or file: {token!r}")
+    return tokens
+
+
+def mkfs_command(device: str, fs_type: str, mkfs_opts: str = "") -> list[str]:
+    return [f"mkfs.{filesystem_type(fs_type)}", *mkfs_arguments(mkfs_opts), device]
+
+
+def split_mount_options(options: Sequence[str]) -> list[str]:
+    """Flatten ``["noatime,discard", "nodev"]`` into single options and validate them."""
+    if isinstance(options, str):
+        options = [options]
+    result: list[str] = []
+    for item in options:
+        for opt in str(item).split(","):
+            opt = opt.strip()
+            if not opt:
+                continue
+            if opt.startswith("-") or any(c.isspace() for c in opt):
+                raise InvalidArgument(
+                    f"invalid mount option {opt!r}: give options like 'noatime' or 'discard'"
+                )
+            if opt in FORBIDDEN_MOUNT_OPTIONS:
+                raise InvalidArgument(
+                    f"mount option {opt!r} is not allowed here; it is managed by the plugin"
+                )
+            if opt not in result:
+                result.append(opt)
+    return result
+
+
+def mount_options(
+    fs_type: str | None, options: Sequence[str], readonly: bool, device_read_only: bool | None = False
+) -> list[str]:
+    """The ``-o`` list for a filesystem mount.
+
+    xfs always gets ``nouuid`` so a restored snapshot can be mounted beside its origin.
+    A read-only mount of a read-only device cannot replay a journal, so it skips replay
+    (xfs ``norecovery``, ext4 ``noload``); on a writable device the replay runs, which
+    gives a consistent view of a volume that was not cleanly unmounted.
+    """
+    opts = [o for o in split_mount_options(options) if o not in ("ro", "rw")]
+    if readonly:
+        opts.insert(0, "ro")
+    fs = (fs_type or "").lower()
+    if fs == "xfs" and "nouuid" not in opts:
+        opts.append("nouuid")
+    if readonly and device_read_only:
+        skip_replay = {"xfs": "norecovery", "ext4": "noload"}.get(fs)
+        if skip_replay and skip_replay not in opts:
+            opts.append(skip_replay)
+    return opts
+
+
+def mount_command(
+    source: str, target: str, fs_type: str | None, options: Sequence[str], readonly: bool
+) -> list[str]:
+    """``mount``; a read-write mount gets ``-w`` so it fails rather than silently falling back to ro."""
+    args = ["mount"]
+    if not readonly:
+        args.append("-w")
+    if fs_type:
+        args += ["-t", fs_type]
+    if options:
+        args += ["-o", ",".join(options)]
+    return [*args, source, target]
+
+
+def bind_remount_command(target: str, readonly: bool, options: Sequence[str]) -> list[str]:
+    """A bind mount ignores most options; they only take effect on a remount of the bind."""
+    opts = ["remount", "bind", "ro" if readonly else "rw", *[o for o in options if o not in ("ro", "rw")]]
+    return ["mount", "-o", ",".join(opts), target]
+
+
+def parse_blkid_export(text: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep:
+            values[key] = value
+    return values
+
+
+def describe_signature(values: dict[str, str]) -> str | None:
+    """What a low-level probe found, in words; None when it found nothing."""
+    if values.get("TYPE"):
+        return values["TYPE"]
+    if values.get("PTTYPE"):
+        return f"{values['PTTYPE']} partition table"
+    other = sorted(k for k in values if k != "DEVNAME")
+    if other:
+        return f"unrecognised signature ({', '.join(other)})"
+    return None
+
+
+_XFS_DATA = re.compile(r"^data\s*=.*?bsize=(\d+)\s+blocks=(\d+)", re.MULTILINE)
+_BTRFS_DEVID = re.compile(r"^\s*devid\s+\d+\s+size\s+(\d+)\s+used\s+\d+\s+path\s+(\S+)", re.MULTILINE)
+
+
+def parse_dumpe2fs_size(text: str) -> int:
+    fields = dict(
+        (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in text.splitlines()) if v
+    )
+    try:
+        return int(fields["Block count"]) * int(fields["Block size"])
+    except (KeyError, ValueError) as exc:
+        raise OperationFailed("could not read the ext4 size from dumpe2fs output") from exc
+
+
+def parse_xfs_info_size(text: str) -> int:
+    m = _XFS_DATA.search(text)
+    if not m:
+        raise OperationFailed("could not read the xfs size from xfs_info output")
+    return int(m.group(1)) * int(m.group(2))
+
+
+def parse_btrfs_show_sizes(text: str) -> list[tuple[int, str]]:
+    return [(int(m.group(1)), m.group(2)) for m in _BTRFS_DEVID.finditer(text)]
