@@ -31,7 +31,10 @@ class Stack:
         self.emulator = emulator
 
     def docker(self, *args: str, check: bool = True) -> str:
-        return self.daemon.docker(*args, check=check).stdout
+        try:
+            return self.daemon.docker(*args, check=check).stdout
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- plugin log ---\n{self.plugin.log_tail(6000)}") from None
 
     def staged(self) -> list[str]:
         """Mount points the plugin has under its root, as the daemon's namespace sees them."""
@@ -131,6 +134,10 @@ def test_plugin_restart_while_a_container_runs(stack: Stack) -> None:
         stack.plugin.start()
         assert len(stack.staged()) == 1  # the mount survived the restart
         stack.docker("exec", "runner", "sh", "-c", "echo after-restart > /data/f")
+        # docker cp on a running container mounts and unmounts again with the container's ID
+        assert "after-restart" in stack.docker("cp", "runner:/data/f", "-")
+        assert len(stack.staged()) == 1
+        stack.docker("exec", "runner", "cat", "/data/f")
 
         refused = stack.daemon.docker("volume", "rm", "live", check=False)
         assert refused.returncode != 0 and "in use" in refused.stderr
