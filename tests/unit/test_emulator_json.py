@@ -1,0 +1,84 @@
+"""JSON omission (Jackson NON_EMPTY), body parsing, pagination and the props helpers."""
+
+from __future__ import annotations
+
+import pytest
+
+from emulator import body, props
+from emulator import retcodes as rc
+from emulator.routing import Pojo, Request, omit_empty, paginate
+
+
+def test_omit_empty_drops_empties_but_keeps_zero_and_false() -> None:
+    data = {
+        "a": "",
+        "b": [],
+        "c": {},
+        "d": None,
+        "zero": 0,
+        "no": False,
+        "nested": {"x": "", "y": 1, "z": [{"k": None, "v": 0}]},
+        "empty_nested": {"x": ""},
+        "resource_name_suffix": "",
+        "state": Pojo(),
+    }
+    assert omit_empty(data) == {
+        "zero": 0,
+        "no": False,
+        "nested": {"y": 1, "z": [{"v": 0}]},
+        "resource_name_suffix": "",
+        "state": {},
+    }
+
+
+def test_body_check_accepts_valid_and_rejects_wrong_types_and_unknown_fields() -> None:
+    ok = body.check({"resource_definition": {"name": "r1", "props": {"Aux/a": "b"}}}, body.RD_CREATE)
+    assert ok["resource_definition"]["name"] == "r1"
+    assert body.check({"resource_definition": None}, body.RD_CREATE) == {"resource_definition": None}
+    for bad in (
+        {"resource_definition": {"name": 1}},
+        {"resource_definition": {"props": {"a": 1}}},
+        {"resource_definition": []},
+        {"other": 1},
+        [],
+    ):
+        with pytest.raises(body.ParseError):
+            body.check(bad, body.RD_CREATE)
+    with pytest.raises(body.ParseError):
+        body.check({"volume_definition": {"size_kib": True}}, body.VD_CREATE)
+    with pytest.raises(body.ParseError):
+        body.check({"volume_definition": {"size_kib": 1.5}}, body.VD_CREATE)
+
+
+def test_request_json_and_query_helpers() -> None:
+    req = Request("GET", "/v1/x", query={"limit": ["2"], "offset": ["1"], "flag": ["true"]}, raw_body=b"  ")
+    assert req.json() is None and req.q_int("limit") == 2 and req.q_bool("flag") and not req.q_bool("none")
+    assert paginate([1, 2, 3, 4], req) == [2, 3]
+    assert paginate([1, 2, 3], Request("GET", "/", query={"offset": ["2"]})) == [1, 2, 3]
+    with pytest.raises(body.ParseError):
+        Request("POST", "/", raw_body=b"{nope").json()
+    with pytest.raises(body.ParseError):
+        Request("GET", "/", query={"limit": ["many"]}).q_int("limit")
+
+
+def test_props_whitelist_and_modify() -> None:
+    assert props.key_problem("Aux/anything/deep", "x") is None
+    assert props.key_problem("FileSystem/Type", "xfs") is None
+    assert props.key_problem("FileSystem/Type", "vfat") is not None
+    assert props.key_problem("DrbdOptions/Net/allow-two-primaries", "maybe") is not None
+    assert props.key_problem("Nope", "x") is not None
+    assert props.key_problem("Aux/", "x") is not None
+    with pytest.raises(rc.ApiFailure) as exc:
+        props.validate_props({"Bad": "1"}, rc.MASK_MOD, rc.MASK_RSC_DFN)
+    assert exc.value.entries[0].code == rc.FAIL_INVLD_PROP
+    before = {"Aux/a": "1", "Aux/ns/b": "2", "Aux/ns/c": "3", "Keep": "k"}
+    after = props.apply_modify(before, {"Aux/new": "n"}, ["Aux/a"], ["Aux/ns"])
+    assert after == {"Keep": "k", "Aux/new": "n"} and before["Aux/a"] == "1"
+
+
+def test_props_filters_are_and_ed() -> None:
+    p = {"Aux/zone": "a", "Aux/rack": "1"}
+    assert props.matches_filters(p, [])
+    assert props.matches_filters(p, ["Aux/zone=a", "Aux/rack"])
+    assert not props.matches_filters(p, ["Aux/zone=a", "Aux/rack=2"])
+    assert not props.matches_filters(p, ["Aux/missing"])
