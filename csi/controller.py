@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from csi import capabilities, convert, keys
+from csi.errors import OutOfRange
 from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.inflight import InFlight
 from csi.validation import check_name, require, size_from_range
@@ -50,12 +51,17 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         for note in params.notes:
             log.info("CreateVolume %s: %s", request.name, note)
         capacity = request.capacity_range if request.HasField("capacity_range") else None
-        size = size_from_range(capacity, minimum_size_bytes(fs_type))
         source = (
             convert.source_argument(request.volume_content_source)
             if request.HasField("volume_content_source")
             else None
         )
+        if source and (capacity is None or not (capacity.required_bytes or capacity.limit_bytes)):
+            size = 0  # no size asked: the core makes it as big as the source
+        else:
+            size = size_from_range(capacity, minimum_size_bytes(fs_type))
+            if source:
+                self._check_source_fits(source, size)
         topology = (
             convert.topology_requirement(request.accessibility_requirements)
             if request.HasField("accessibility_requirements")
@@ -71,6 +77,18 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
                 request.volume_content_source if source else None,
             )
         )
+
+    def _check_source_fits(self, source: str, size: int) -> None:
+        """The spec's OUT_OF_RANGE for a volume asked smaller than its source."""
+        kind, _, ref = source.partition(":")
+        if kind == "snapshot":
+            source_size = self._service.get_snapshot(ref).size_bytes
+        else:
+            source_size = self._service.get_volume(ref).size_bytes
+        if size < source_size:
+            raise OutOfRange(
+                f"capacity_range asks for {size} bytes, less than the {source_size} bytes of {kind} {ref}"
+            )
 
     def DeleteVolume(self, request: csi_pb2.DeleteVolumeRequest, context: grpc.ServicerContext):
         require(request, "volume_id")

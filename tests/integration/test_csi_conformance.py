@@ -880,3 +880,33 @@ def test_no_space_is_resource_exhausted_and_leaves_nothing(stack: Stack) -> None
     assert all(e.volume.capacity_bytes != huge for e in listed)
     small = create(stack, name, size=16 * MIB)  # the name is free again: nothing half-made remains
     delete(stack, small.volume_id)
+
+
+def test_restore_without_a_size_takes_the_snapshot_size(stack: Stack) -> None:
+    ctl = stack.csi.controller
+    volume = create(stack, size=48 * MIB)
+    snap = ctl.CreateSnapshot(
+        csi_pb2.CreateSnapshotRequest(source_volume_id=volume.volume_id, name=unique("snap"))
+    ).snapshot
+    source = csi_pb2.VolumeContentSource(
+        snapshot=csi_pb2.VolumeContentSource.SnapshotSource(snapshot_id=snap.snapshot_id)
+    )
+    request = csi_pb2.CreateVolumeRequest(
+        name=unique(), volume_capabilities=[mount_cap()], volume_content_source=source
+    )
+    restored = ctl.CreateVolume(request).volume
+    assert restored.capacity_bytes == 48 * MIB
+    assert ctl.CreateVolume(request).volume.volume_id == restored.volume_id  # idempotent without a size too
+    smaller = csi_pb2.CreateVolumeRequest(
+        name=unique(),
+        volume_capabilities=[mount_cap()],
+        volume_content_source=source,
+        capacity_range=csi_pb2.CapacityRange(required_bytes=16 * MIB),
+    )
+    assert code_of(lambda: ctl.CreateVolume(smaller)) in (
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    delete(stack, restored.volume_id)
+    ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=snap.snapshot_id))
+    delete(stack, volume.volume_id)

@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.server import CsiDriver, DriverOptions
 from plugin import errors
-from plugin.models import Attachment, Replica, Volume
+from plugin.models import Attachment, Replica, Snapshot, Volume
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 MOUNT_CAP = csi_pb2.VolumeCapability(mount={}, access_mode={"mode": Mode.SINGLE_NODE_WRITER})
@@ -294,6 +294,9 @@ def test_create_volume_shapes_the_answer(client: Client, core: RecordingCore) ->
         return _volume("pvc-1", size)
 
     core.script["create_volume"] = create
+    core.script["get_snapshot"] = lambda sid: Snapshot(
+        id=sid, name="snap", volume_id="pvc-0", size_bytes=32 * 1024**2, ready=True
+    )
     answer = client.controller.CreateVolume(
         csi_pb2.CreateVolumeRequest(
             name="pvc-1",
@@ -309,6 +312,7 @@ def test_create_volume_shapes_the_answer(client: Client, core: RecordingCore) ->
     assert seen["topology"] is None
     assert seen["source"] == "snapshot:InCluster:///pvc-0/snap"
     assert answer.volume_id == "pvc-1" and answer.capacity_bytes == 300 * 1024**2
+    assert core.calls == ["get_snapshot", "create_volume"]  # the source is checked to fit first
     assert answer.volume_context["linstor.csi.linbit.com/mount-options"] == "noatime"
     assert answer.content_source.snapshot.snapshot_id == "InCluster:///pvc-0/snap"
     assert list(answer.accessible_topology) == []  # diskless access from anywhere
