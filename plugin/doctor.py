@@ -11,6 +11,7 @@ it never creates, changes or deletes anything.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -88,6 +89,65 @@ class LinstorApi(Protocol):
     def node_storage_pools(self, node: str) -> list[dict[str, Any]]: ...
 
 
+Probe = Callable[[str], tuple[str, str, str]]
+PROBE_TIMEOUT = 3.0
+
+
+def probe_csi(path: str) -> tuple[str, str, str]:
+    """Ask the driver's gRPC health service: a socket can accept while the server is hung."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    channel = grpc.insecure_channel(f"unix://{path}")
+    try:
+        answer = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=PROBE_TIMEOUT
+        )
+    except grpc.RpcError as exc:
+        code = exc.code().name if hasattr(exc, "code") else "error"
+        return FAIL, f"does not answer gRPC health checks ({code})", "restart the CSI driver and read its log"
+    finally:
+        channel.close()
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+    if status == "SERVING":
+        return OK, "gRPC health SERVING", ""
+    return WARN, f"gRPC health {status}", "the driver is shutting down or not ready; check it again shortly"
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=PROBE_TIMEOUT)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(PROBE_TIMEOUT)
+        sock.connect(self.unix_path)
+        self.sock = sock
+
+
+def probe_docker(path: str) -> tuple[str, str, str]:
+    """Ask the Docker plugin's /health: it says whether the plugin itself reaches LINSTOR."""
+    conn = _UnixHTTPConnection(path)
+    try:
+        conn.request("GET", "/health")
+        answer = json.loads(conn.getresponse().read())
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        return FAIL, f"does not answer /health ({exc})", "restart the plugin and read its log"
+    finally:
+        conn.close()
+    if not isinstance(answer, dict):
+        return FAIL, "answers /health with something else than a JSON object", "is this the LINSTOR plugin?"
+    mounted = answer.get("mounted_volumes", "?")
+    if answer.get("linstor_reachable") is False:
+        return (
+            WARN,
+            f"plugin answers but cannot reach LINSTOR ({mounted} volumes mounted)",
+            "check the plugin's LS_CONTROLLERS / controllers setting",
+        )
+    return OK, f"plugin healthy, {mounted} volumes mounted", ""
+
+
 @dataclass
 class Host:
     """Everything the doctor reads from this machine, replaceable in tests."""
@@ -100,6 +160,8 @@ class Host:
         )
     )
     glob: Callable[[str], list[str]] = glob
+    probe_csi: Probe = probe_csi
+    probe_docker: Probe = probe_docker
 
 
 def check_controller(client: LinstorApi, config: Config) -> Result:
@@ -269,7 +331,7 @@ def check_drbd(host: Host) -> Result:
     )
 
 
-def _socket_result(name: str, path: str, missing_hint: str) -> Result:
+def _socket_result(name: str, path: str, missing_hint: str, probe: Probe | None = None) -> Result:
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -302,14 +364,20 @@ def _socket_result(name: str, path: str, missing_hint: str) -> Result:
                 f"{path} exists but nothing accepts connections ({exc.strerror})",
                 "the daemon is not running: restart it (a stale socket is replaced at start)",
             )
+    verdict, detail, hint = probe(path) if probe else (OK, "", "")
+    detail = f", {detail}" if detail else ""
+    if verdict == FAIL:
+        return Result(name, FAIL, f"{path} accepts connections but {detail[2:]}", hint)
     if mode & stat.S_IWOTH:
         return Result(
             name,
             WARN,
-            f"{path} is listening but writable by every user (mode {mode:04o})",
+            f"{path} is listening but writable by every user (mode {mode:04o}){detail}",
             f"chmod o-w {path}: anyone who can write it can create and delete volumes",
         )
-    return Result(name, OK, f"{path} is listening (mode {mode:04o}, owner uid {info.st_uid})")
+    return Result(
+        name, verdict, f"{path} is listening (mode {mode:04o}, owner uid {info.st_uid}){detail}", hint
+    )
 
 
 def check_sockets(host: Host, csi_endpoint: str, docker_socket: str) -> list[Result]:
@@ -320,6 +388,7 @@ def check_sockets(host: Host, csi_endpoint: str, docker_socket: str) -> list[Res
                 "csi socket",
                 csi_endpoint.removeprefix("unix://"),
                 "the CSI node plugin is not running here (fine if this host does not use CSI)",
+                host.probe_csi,
             )
         )
     else:
@@ -338,10 +407,11 @@ def check_sockets(host: Host, csi_endpoint: str, docker_socket: str) -> list[Res
                 "docker socket",
                 docker_socket,
                 "the Docker volume plugin is not running here (fine if this host does not use it)",
+                host.probe_docker,
             )
         )
     for path in managed:
-        results.append(_socket_result("docker managed plugin socket", path, ""))
+        results.append(_socket_result("docker managed plugin socket", path, "", host.probe_docker))
     return results
 
 

@@ -158,6 +158,7 @@ def test_doctor_finds_the_managed_plugin_socket(installed: Installed) -> None:
     managed = results["docker managed plugin socket"]
     assert managed["verdict"] == "OK", managed
     assert f"/run/docker/plugins/{plugin_id}/linstor.sock" in managed["message"]
+    assert "plugin healthy" in managed["message"], "the plugin reaches the emulator"
     assert results["node"]["verdict"] == "OK"
 
 

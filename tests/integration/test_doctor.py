@@ -113,7 +113,7 @@ def test_doctor_sees_a_running_csi_driver_socket(emulator_factory: Any, tmp_path
         _, results = run_doctor(*args)
         csi = by_check(results)["csi socket"]
         assert csi["verdict"] == "OK", csi
-        assert "listening" in csi["message"]
+        assert "listening" in csi["message"] and "gRPC health SERVING" in csi["message"]
     finally:
         driver.terminate()
         driver.wait(timeout=30)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import socket
+import socketserver
 import subprocess
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -71,6 +75,8 @@ def fake_host(tmp_path: Path, tools: Sequence[str] = (), drbd: str | None = None
         proc_drbd=proc_drbd,
         run=run,
         glob=lambda pattern: [],
+        probe_csi=lambda path: (OK, "gRPC health SERVING", ""),
+        probe_docker=lambda path: (OK, "plugin healthy", ""),
     )
 
 
@@ -251,3 +257,92 @@ def test_sizes_are_shown_in_binary_units() -> None:
     assert doctor._human(1536) == "1.5 MiB"
     assert doctor._human(1024**3) == "1.0 TiB"
     assert doctor._human(5 * 1024**4) == "5.0 PiB"
+
+
+def test_socket_verdict_follows_the_health_probe(tmp_path: Path, listening_socket: Path) -> None:
+    host = fake_host(tmp_path)
+    host.probe_csi = lambda path: (FAIL, "does not answer gRPC health checks (DEADLINE_EXCEEDED)", "restart")
+    hung = by_check(doctor.check_sockets(host, f"unix://{listening_socket}", "/x"))["csi socket"]
+    assert hung.verdict == FAIL and "accepts connections but does not answer" in hung.message
+    host.probe_csi = lambda path: (WARN, "gRPC health NOT_SERVING", "wait")
+    assert (
+        by_check(doctor.check_sockets(host, f"unix://{listening_socket}", "/x"))["csi socket"].verdict == WARN
+    )
+
+
+@pytest.fixture
+def fast_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor, "PROBE_TIMEOUT", 0.5)
+
+
+def test_probe_csi_against_a_real_grpc_health_service(tmp_path: Path, fast_probes: None) -> None:
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    path = tmp_path / "csi.sock"
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    server.add_insecure_port(f"unix://{path}")
+    server.start()
+    try:
+        servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        assert doctor.probe_csi(str(path))[:2] == (OK, "gRPC health SERVING")
+        servicer.enter_graceful_shutdown()
+        assert doctor.probe_csi(str(path))[:2] == (WARN, "gRPC health NOT_SERVING")
+    finally:
+        server.stop(0).wait()
+
+
+def test_probe_csi_fails_on_a_socket_that_never_answers(listening_socket: Path, fast_probes: None) -> None:
+    verdict, message, hint = doctor.probe_csi(str(listening_socket))
+    assert verdict == FAIL and "gRPC health" in message and hint
+
+
+class _HealthHandler(http.server.BaseHTTPRequestHandler):
+    answer: ClassVar[dict[str, Any]] = {}
+
+    def do_GET(self) -> None:
+        body = json.dumps(self.answer).encode()
+        self.send_response(200 if self.path == "/health" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+@pytest.mark.parametrize(
+    ("answer", "verdict", "text"),
+    [
+        ({"status": "ok", "mounted_volumes": 2, "linstor_reachable": True}, OK, "2 volumes mounted"),
+        ({"status": "ok", "mounted_volumes": 0, "linstor_reachable": False}, WARN, "cannot reach LINSTOR"),
+    ],
+)
+def test_probe_docker_reads_the_plugin_health(
+    tmp_path: Path, fast_probes: None, answer: dict[str, Any], verdict: str, text: str
+) -> None:
+    path = tmp_path / "linstor.sock"
+    handler = type("Handler", (_HealthHandler,), {"answer": answer})
+    server = _UnixHTTPServer(str(path), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = doctor.probe_docker(str(path))
+        assert result[0] == verdict and text in result[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_probe_docker_fails_on_a_socket_that_never_answers(listening_socket: Path, fast_probes: None) -> None:
+    verdict, message, _ = doctor.probe_docker(str(listening_socket))
+    assert verdict == FAIL and "/health" in message
