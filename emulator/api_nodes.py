@@ -39,6 +39,12 @@ def version(emu: Emulator, req: Request) -> Json:
     )
 
 
+@route("GET", "/health")
+def health(emu: Emulator, req: Request) -> Json:
+    """The controller's always-open liveness path."""
+    return Json({})
+
+
 @route("GET", "/v1/nodes")
 def list_nodes(emu: Emulator, req: Request) -> Json:
     wanted = name_filter(req, "nodes", names.node_name_problem, code=rc.FAIL_INVLD_NODE_NAME)
