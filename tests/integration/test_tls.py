@@ -37,7 +37,7 @@ from plugin.linstor_client import LinstorClient
 from plugin.params import VolumeParams
 from plugin.volume_service import VolumeService
 from tests.certs import CertificateAuthority, TlsFiles, make_tls_files
-from tests.conftest import REPO_ROOT, EmulatorProcess
+from tests.conftest import REPO_ROOT, EmulatorProcess, free_port
 
 MIB = 1024 * 1024
 ON_B = VolumeParams(place_count=1, fs_type=None, nodes=("node-b",))
@@ -286,6 +286,52 @@ def test_many_threads_share_one_tls_client(mtls: TlsEmulator, pki: TlsFiles) -> 
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(lambda _: len(client.list_nodes()), range(32)))
     assert answers == [answers[0]] * 32 and answers[0] >= 3
+
+
+def test_failover_across_https_controllers(
+    tls_emulator_factory,  # type: ignore[no-untyped-def]
+    mtls: TlsEmulator,
+    pki: TlsFiles,
+    foreign: TlsFiles,
+) -> None:
+    """A dead HTTPS address and a controller whose certificate the client does not trust are
+    both passed over for the one that proves itself; nothing is sent to the untrusted one."""
+    impostor = tls_emulator_factory(foreign, name="impostor")
+    dead = f"https://127.0.0.1:{free_port()}"
+    config = Config(
+        controllers=(dead, impostor.url, mtls.url),
+        root_ca=str(pki.ca_cert),
+        user_certificate=str(pki.client_cert),
+        user_key=str(pki.client_key),
+        connect_timeout=2.0,
+        read_timeout=30.0,
+        config_file=None,
+    )
+    svc = service(config)
+    volume = svc.create_volume(unique(), 8 * MIB, ON_B)
+    assert svc.client.current_controller == mtls.url
+    assert volume.id.lower() in {str(k).lower() for k in mtls.state()["resource_definitions"]}  # type: ignore[union-attr]
+    assert impostor.state()["resource_definitions"] == {}
+    svc.delete_volume(volume.id)
+
+
+def test_outage_of_an_mtls_controller_then_a_fresh_handshake(mtls: TlsEmulator, pki: TlsFiles) -> None:
+    svc = good_service(mtls, pki)
+    volume = svc.create_volume(unique(), 8 * MIB, ON_B)
+    assert mtls.control("outage", {"seconds": 1.5}).ok
+    time.sleep(0.3)  # the emulator answers the control call, then drops its listener
+    with pytest.raises(Unavailable) as down:
+        svc.get_volume(volume.id)
+    assert_clear_unavailable(down.value, mtls.url)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            assert svc.get_volume(volume.id).id == volume.id  # pooled TLS connections are gone
+            break
+        except Unavailable:
+            assert time.monotonic() < deadline, "the emulator did not come back"
+            time.sleep(0.2)
+    svc.delete_volume(volume.id)
 
 
 # ----------------------------------------------------------------------------- refused setups
