@@ -25,6 +25,9 @@ from glob import glob
 from pathlib import Path
 from typing import Any, Protocol
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from plugin import errors
 from plugin.config import DEFAULT_CONFIG_FILE, Config, load_config
 
@@ -95,9 +98,6 @@ PROBE_TIMEOUT = 3.0
 
 def probe_csi(path: str) -> tuple[str, str, str]:
     """Ask the driver's gRPC health service: a socket can accept while the server is hung."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
     channel = grpc.insecure_channel(f"unix://{path}")
     try:
         answer = health_pb2_grpc.HealthStub(channel).Check(
@@ -137,7 +137,7 @@ def probe_docker(path: str) -> tuple[str, str, str]:
     finally:
         conn.close()
     if not isinstance(answer, dict):
-        return FAIL, "answers /health with something else than a JSON object", "is this the LINSTOR plugin?"
+        return FAIL, "answers /health with something other than a JSON object", "is this the LINSTOR plugin?"
     mounted = answer.get("mounted_volumes", "?")
     if answer.get("linstor_reachable") is False:
         return (
