@@ -59,6 +59,9 @@ RESULTS = REPO / "benchmarks" / "RESULTS.md"
 LOCAL = socket.gethostname().split(".")[0] or "localhost"
 MIB = 1024**2
 CONCURRENCY = (1, 8, 32)
+# Replicas on a virtual node, as the core benchmark places them: no loop device is made, so
+# the pairs measure the driver and LINSTOR's REST work, not the host's device handling.
+PAIR_PARAMETERS = {"linstor.csi.linbit.com/nodeList": "node-b"}
 
 SHELL_STAGE_PUBLISH = """#!/bin/sh
 # The node work of NodeStage+NodePublish, by hand: format, mount, bind.
@@ -161,6 +164,7 @@ def csi_create_delete(client: CsiClient, tag: str) -> Any:
                 # raw block: no FileSystem/Type, so the emulated satellite runs no mkfs and
                 # the pair costs what the floor's spawn+delete costs on the LINSTOR side
                 volume_capabilities=[block_cap()],
+                parameters=PAIR_PARAMETERS,
             )
         ).volume
         client.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id))
@@ -178,7 +182,7 @@ def recorded_pair(service: VolumeService) -> tuple[list[Any], str]:
     recorder = Recorder(service.client)
     try:
         name = "bench-template-pair"
-        params = with_fs_type(parse_csi_parameters({}), None)
+        params = with_fs_type(parse_csi_parameters(PAIR_PARAMETERS), None)
         service.create_volume(name, 16 * MIB, params)  # makes the resource group, not recorded
         service.delete_volume(name)
         recorder.take()
@@ -333,7 +337,8 @@ def results_section(result: dict[str, Any]) -> str:
         "right beside it). The driver runs as its own process "
         "(`python -m csi --mode all`) and is called over its unix socket, as a CO does.",
         "",
-        f"**CreateVolume+DeleteVolume** (16 MiB raw block volumes, one replica) with "
+        f"**CreateVolume+DeleteVolume** (16 MiB raw block volumes, one replica on a virtual node, "
+        "as in the core benchmark) with "
         f"**{ctl['latency_ms']} ms** injected into every LINSTOR REST call. The floor replays the same "
         f"{len(ctl['rest_calls_replayed'])} REST calls per pair ({', '.join(ctl['rest_calls_replayed'])}) "
         "through a bare `requests.Session` (the core benchmark's `Recorder`/`replay`) "
