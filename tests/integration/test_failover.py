@@ -17,12 +17,20 @@ root are needed. Plain client-level failover and outages are covered in
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,7 +50,7 @@ from plugin.errors import (
 from plugin.linstor_client import LinstorClient
 from plugin.params import VolumeParams
 from plugin.volume_service import VolumeService
-from tests.conftest import EmulatorProcess, free_port
+from tests.conftest import REPO_ROOT, EmulatorProcess, free_port
 
 MIB = 1024 * 1024
 ON_B = VolumeParams(place_count=1, fs_type=None, nodes=("node-b",))
@@ -466,3 +474,107 @@ def test_an_error_that_outlasts_the_retries_is_not_hidden(emu: EmulatorProcess) 
         with contextlib.suppress(requests.RequestException):
             clear_faults(emu)
     assert svc.node_topology("node-b")[HOST] == "node-b"
+
+
+# ------------------------------------------------------------------ many callers, and the front ends
+
+
+def test_many_threads_fail_over_together(emu: EmulatorProcess, proxy_503: ThreadingHTTPServer) -> None:
+    """Daemon threads share one client: the switch to the live controller is safe under load."""
+    proxy = f"http://127.0.0.1:{proxy_503.server_address[1]}"
+    svc = service(proxy, f"http://127.0.0.1:{free_port()}", emu.url)
+    names = [unique("t") for _ in range(12)]
+
+    def work(name: str) -> str:
+        volume = svc.create_volume(name, 8 * MIB, ON_B)
+        svc.expand_volume(volume.id, 12 * MIB)
+        svc.delete_volume(volume.id)
+        return name
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        assert sorted(pool.map(work, names)) == sorted(names)
+    assert svc.client.current_controller == emu.url
+    assert not set(names) & {v.name for v in svc.list_volumes()}
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """Unix socket paths are limited to about 107 bytes, shorter than pytest's tmp_path allows."""
+    path = Path(tempfile.mkdtemp(prefix="fo-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_csi_driver_process_with_a_dead_controller_first(
+    emu: EmulatorProcess, short_dir: Path, tmp_path: Path
+) -> None:
+    import grpc
+
+    from csi.generated import csi_pb2
+    from csi.testing import CsiClient, block_cap
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LS_")}
+    env.update(
+        {
+            "CSI_ENDPOINT": f"unix://{short_dir}/csi.sock",
+            "LS_CONTROLLERS": f"127.0.0.1:{free_port()},{emu.url}",  # a bare host:port is http
+        }
+    )
+    log = tmp_path / "csi.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "csi", "--mode", "controller", "--node", "node-b"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        with grpc.insecure_channel(f"unix://{short_dir}/csi.sock") as channel:
+            grpc.channel_ready_future(channel).result(timeout=20)
+            client = CsiClient(channel)
+            assert client.identity.Probe(csi_pb2.ProbeRequest(), timeout=5).ready.value
+            volume = client.controller.CreateVolume(
+                csi_pb2.CreateVolumeRequest(
+                    name=unique("pvc"),
+                    capacity_range={"required_bytes": 8 * MIB},
+                    volume_capabilities=[block_cap()],
+                    parameters={"linstor.csi.linbit.com/nodeList": "node-b"},
+                ),
+                timeout=30,
+            ).volume
+            listed = client.controller.ListVolumes(csi_pb2.ListVolumesRequest(), timeout=30)
+            assert volume.volume_id in {e.volume.volume_id for e in listed.entries}
+            client.controller.DeleteVolume(
+                csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id), timeout=30
+            )
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    assert proc.returncode == 0, log.read_text()
+    with pytest.raises(NotFound):
+        service(emu.url).get_volume(volume.volume_id)
+
+
+def test_docker_plugin_process_with_a_dead_controller_first(
+    root_loop: None, emu: EmulatorProcess, short_dir: Path
+) -> None:
+    from tests.dockerd import PluginProcess
+
+    controllers = f"http://127.0.0.1:{free_port()},{emu.url}"
+    plugin = PluginProcess(short_dir / "p", controllers, "node-b")
+    plugin.start()
+    name = unique("docker")
+    try:
+        client = plugin.client(timeout=60)
+        created = client.call(
+            "VolumeDriver.Create", {"Name": name, "Opts": {"nodes": "node-b", "size": "16M"}}
+        )
+        assert created["Err"] == "", created
+        assert name in {v["Name"] for v in client.call("VolumeDriver.List", {})["Volumes"]}
+        assert client.health()["linstor_reachable"] is True
+        assert client.call("VolumeDriver.Remove", {"Name": name})["Err"] == ""
+    finally:
+        plugin.stop()
+    assert service(emu.url).find_volume(name) is None
