@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 import requests
 
+from plugin import names
 from plugin.config import Config
 from plugin.errors import (
     AlreadyExists,
@@ -578,3 +579,77 @@ def test_docker_plugin_process_with_a_dead_controller_first(
     finally:
         plugin.stop()
     assert service(emu.url).find_volume(name) is None
+
+
+# ------------------------------------------------------------------ multi-step creates under faults
+
+
+def _restore_steps(target: str) -> dict[str, tuple[str, str]]:
+    return {
+        "definition": ("POST", "^/v1/resource-definitions$"),
+        "restore": ("POST", "/snapshot-restore-resource/"),
+        "placement": ("POST", f"^/v1/resource-definitions/{target}/autoplace$"),
+        "completion marker": ("PUT", f"^/v1/resource-definitions/{target}$"),
+    }
+
+
+@pytest.mark.parametrize("step", ["definition", "restore", "placement", "completion marker"])
+def test_a_restore_failing_at_any_step_leaves_nothing(emu: EmulatorProcess, step: str) -> None:
+    svc = service(emu.url)
+    source = svc.create_volume(unique("src"), 8 * MIB, ON_B)
+    snap = svc.create_snapshot(source.id, unique("snap"))
+    name = unique("restored")
+    target = names.resource_name_for(name)
+    method, regex = _restore_steps(target)[step]
+    _inject(emu, method, regex, 500, 999)
+    with pytest.raises(OperationFailed, match="Injected 999"):
+        svc.create_volume(name, 8 * MIB, ON_B, source=f"snapshot:{snap.id}")
+    assert faults(emu)["errors"] == []  # the step was reached and failed
+    assert svc.client.list_resource_definitions([target]) == []
+    restored = svc.create_volume(name, 8 * MIB, ON_B, source=f"snapshot:{snap.id}")
+    assert restored.id == target and restored.source == f"snapshot:{snap.id}"
+
+
+def test_a_restore_whose_rollback_failed_too_is_hidden_then_replaced(emu: EmulatorProcess) -> None:
+    """The half-made definition keeps its CREATING marker: invisible, and removed by the retry."""
+    svc = service(emu.url)
+    source = svc.create_volume(unique("src"), 8 * MIB, ON_B)
+    snap = svc.create_snapshot(source.id, unique("snap"))
+    name = unique("restored")
+    target = names.resource_name_for(name)
+    _inject(emu, "POST", f"^/v1/resource-definitions/{target}/autoplace$", 500, 999)
+    _inject(emu, "DELETE", f"^/v1/resource-definitions/{target}$", 500, 998)
+    with pytest.raises(OperationFailed, match="Injected 999"):  # the cause, not the rollback's error
+        svc.create_volume(name, 8 * MIB, ON_B, source=f"snapshot:{snap.id}")
+    assert faults(emu)["errors"] == []
+    assert len(svc.client.list_resource_definitions([target])) == 1  # left behind ...
+    assert svc.find_volume(name) is None  # ... but no volume to anyone
+    assert target not in {v.id for v in svc.list_volumes()}
+    with pytest.raises(NotFound):
+        svc.get_volume(target)
+    restored = svc.create_volume(name, 8 * MIB, ON_B, source=f"snapshot:{snap.id}")
+    assert restored.id == target and svc.get_volume(target).name == name
+
+
+@pytest.mark.parametrize(
+    ("step", "method", "regex"),
+    [
+        ("clone", "POST", "/clone$"),
+        ("clone status", "GET", "/clone/"),
+        ("placement", "POST", "/autoplace$"),
+    ],
+)
+def test_a_clone_failing_at_any_step_leaves_nothing(
+    emu: EmulatorProcess, step: str, method: str, regex: str
+) -> None:
+    svc = service(emu.url)
+    source = svc.create_volume(unique("src"), 8 * MIB, ON_B)
+    name = unique("clone")
+    target = names.resource_name_for(name)
+    _inject(emu, method, regex, 500, 999)
+    with pytest.raises(OperationFailed, match="Injected 999"):
+        svc.create_volume(name, 8 * MIB, ON_B, source=f"volume:{source.id}")
+    assert faults(emu)["errors"] == [], step
+    assert svc.client.list_resource_definitions([target]) == []
+    assert svc.list_snapshots(source.id) == []  # no temporary snapshot left either
+    assert svc.create_volume(name, 8 * MIB, ON_B, source=f"volume:{source.id}").id == target
