@@ -35,6 +35,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from docker_plugin.driver import DOCKER_MARKER_KEY  # noqa: E402
 from plugin import volume_records as rec  # noqa: E402
 from plugin.config import Config  # noqa: E402
 from plugin.linstor_client import LinstorClient  # noqa: E402
@@ -101,6 +102,7 @@ def seed(emulator_url: str, count: int) -> list[str]:
             mkfs_opts="",
             mount_opts=(),
             source=None,
+            extra=((DOCKER_MARKER_KEY, "true"),),
         )
         props = {**wanted.aux_props(datetime.now(UTC)), **wanted.filesystem_props()}
         client.spawn("bench-rg", wanted.volume_id, size_kib, definition_props=props, definitions_only=True)

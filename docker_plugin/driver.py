@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DATA_DIR = "data"
+DOCKER_MARKER_KEY = "is-linstor-docker-volume"  # stored as Aux/<key>, as LINBIT's Docker plugins did
+DOCKER_MARKER = f"Aux/{DOCKER_MARKER_KEY}"
 DEFAULT_SIZE_BYTES = 100 * 1024 * 1024  # LINBIT's Docker plugins default to 100 MB
 MAX_NAME_CHARS = 1024
 DEFAULT_SETTLE_SECONDS = 5.0
@@ -68,6 +70,15 @@ def rfc3339(when: datetime | None) -> str | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def is_docker_volume(volume: Volume) -> bool:
+    """Made through Docker (by this plugin or LINBIT's, which set the same marker).
+
+    Only these are listed and managed: ``docker volume prune`` must never reach a CSI
+    volume or one an operator made with the linstor client.
+    """
+    return volume.properties.get(DOCKER_MARKER) == "true"
 
 
 def validate_name(name: object) -> str:
@@ -164,8 +175,31 @@ class DockerVolumeDriver:
         size = params.size_bytes
         if size is None:
             size = max(DEFAULT_SIZE_BYTES, minimum_size_bytes(params.fs_type))
-        with self._lock(resource_name_for(name)):
-            self.service.create_volume(name, size, params)
+        params = replace(params, extra={**params.extra, DOCKER_MARKER_KEY: "true"})
+        resource = resource_name_for(name)
+        with self._lock(resource):
+            try:
+                volume = self.service.create_volume(name, size, params)
+            except errors.AlreadyExists:
+                existing = self.service.get_volume(resource)
+                if is_docker_volume(existing):
+                    raise
+                volume = existing
+        if not is_docker_volume(volume):
+            raise errors.AlreadyExists(
+                f"a LINSTOR volume named {name} (resource {volume.id}) exists that was not created "
+                "through Docker; it is left alone, choose another name"
+            )
+
+    def _docker_volume(self, name: str, resource: str, missing: str) -> Volume:
+        """The volume behind a Docker name; volumes made by other clients (CSI, linstor) stay invisible."""
+        try:
+            volume = self.service.get_volume(resource)
+        except errors.NotFound:
+            raise errors.NotFound(missing) from None
+        if not is_docker_volume(volume):
+            raise errors.NotFound(missing)
+        return volume
 
     def remove(self, name: str) -> None:
         resource = resource_name_for(name)
@@ -176,6 +210,15 @@ class DockerVolumeDriver:
                     f"volume {name} is in use on this node ({self.node}) "
                     f"by {record.total} container mount(s)",
                     nodes=[self.node],
+                )
+            try:
+                volume = self.service.get_volume(resource)
+            except errors.NotFound:
+                return  # already gone: success, Docker may repeat a Remove
+            if not is_docker_volume(volume):
+                raise errors.FailedPrecondition(
+                    f"volume {name} (LINSTOR resource {resource}) was not created through Docker; "
+                    "it is left alone, remove it with the tool that created it"
                 )
             try:
                 self._settling(lambda: self.service.delete_volume(resource))  # a missing volume is fine
@@ -200,12 +243,9 @@ class DockerVolumeDriver:
 
     def _stage(self, name: str, resource: str, record: MountRecord | None, mount_id: str) -> str:
         """Attach, mount at the staging path and count the first holder; undo all on failure."""
-        try:
-            volume = self.service.get_volume(resource)
-        except errors.NotFound:
-            raise errors.NotFound(
-                f"volume {name} does not exist; create it with docker volume create"
-            ) from None
+        volume = self._docker_volume(
+            name, resource, f"volume {name} does not exist; create it with docker volume create"
+        )
         elsewhere = sorted(n for n in volume.in_use_nodes if n != self.node)
         if elsewhere:
             raise errors.InUse(
@@ -280,9 +320,7 @@ class DockerVolumeDriver:
     def get(self, name: str) -> VolumeInfo:
         resource = resource_name_for(name)
         try:
-            volume = self.service.get_volume(resource)
-        except errors.NotFound:
-            raise errors.NotFound(f"volume {name} does not exist") from None
+            volume = self._docker_volume(name, resource, f"volume {name} does not exist")
         except errors.Unavailable as exc:
             # Docker calls Get for every known volume when it starts, and forgets the labels
             # and options of any volume whose Get fails. A volume mounted here certainly
@@ -309,6 +347,7 @@ class DockerVolumeDriver:
                 name=v.name or v.id, mountpoint=self._local_mountpoint(v.id), created_at=rfc3339(v.created_at)
             )
             for v in self.service.list_volumes(with_replicas=False)
+            if is_docker_volume(v)
         ]
 
     def reconcile(self) -> list[MountRecord]:

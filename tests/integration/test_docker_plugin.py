@@ -22,6 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from plugin.config import Config
+from plugin.linstor_client import LinstorClient
+from plugin.params import parse_csi_parameters
+from plugin.volume_service import VolumeService
 from tests.dockerd import PluginProcess
 
 LOCAL = socket.gethostname().split(".")[0] or "localhost"
@@ -443,3 +447,16 @@ def test_bad_default_in_config_file_stops_the_start(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert 'unknown option "flavour"' in result.stderr and "Traceback" not in result.stderr
     assert not sock.exists()
+
+
+def test_volumes_of_other_clients_are_invisible_and_left_alone(plugin: PluginProcess, emulator) -> None:  # type: ignore[no-untyped-def]
+    config = Config(controllers=(emulator.url,), node_name=LOCAL, config_file=None)
+    service = VolumeService(LinstorClient(config), config)
+    service.create_volume("pvc-foreign", 64 * 1024 * 1024, parse_csi_parameters({}))
+    c = plugin.client()
+    assert "pvc-foreign" not in names(c)  # docker volume prune can never reach it
+    assert "does not exist" in failed(c.call("VolumeDriver.Get", {"Name": "pvc-foreign"}))
+    assert "not created through Docker" in failed(c.call("VolumeDriver.Create", {"Name": "pvc-foreign"}))
+    assert "left alone" in failed(c.call("VolumeDriver.Remove", {"Name": "pvc-foreign"}))
+    assert "does not exist" in failed(c.call("VolumeDriver.Mount", {"Name": "pvc-foreign", "ID": "A"}))
+    assert service.get_volume("pvc-foreign").name == "pvc-foreign"
