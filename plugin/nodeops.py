@@ -358,6 +358,26 @@ class NodeOps:
                 found.append(entry)
         return found
 
+    def _filesystem_mounts(self, number: tuple[int, int], *, writable: bool) -> list[str]:
+        """Mount points of the device's filesystem (not raw binds) with a rw or ro superblock."""
+        return [
+            e.mount_point
+            for e in self._device_mounts(number)
+            if e.root == "/"
+            and blockdev.device_number(e.mount_point) is None
+            and e.superblock_read_only is not writable
+        ]
+
+    def _refuse_read_write_beside_read_only(self, device: str, number: tuple[int, int]) -> None:
+        if self._filesystem_mounts(number, writable=True):
+            return
+        read_only = self._filesystem_mounts(number, writable=False)
+        if read_only:
+            raise FailedPrecondition(
+                f"{device} is mounted read-only at {read_only[0]} on this node; "
+                "it cannot be mounted read-write at the same time"
+            )
+
     def _set_device_access(self, device: str, number: tuple[int, int], readonly: bool) -> None:
         """Set the kernel's read-only flag of the whole device.
 
@@ -429,24 +449,18 @@ class NodeOps:
         # The kernel keeps one superblock per device and refuses a second mount that would
         # flip it between read-only and read-write (Nomad stages one volume ro and rw on
         # the same node). A read-only view beside a read-write mount is a read-only bind.
-        elsewhere = [
-            e
-            for e in self._device_mounts(number)
-            if e.root == "/" and blockdev.device_number(e.mount_point) is None
-        ]
-        writable = [e for e in elsewhere if not e.superblock_read_only]
+        writable = self._filesystem_mounts(number, writable=True)
         if readonly and writable:
             created = self._ensure_dir(path)
-            self._bind(
-                writable[0].mount_point, path, True, [o for o in opts if o not in ("ro", "rw")], created
-            )
+            self._bind(writable[0], path, True, [o for o in opts if o not in ("ro", "rw")], created)
             return
-        if not readonly and elsewhere and not writable:
-            raise FailedPrecondition(
-                f"{source} is mounted read-only at {elsewhere[0].mount_point} on this node; "
-                "it cannot be mounted read-write at the same time"
-            )
-        if not readonly:
+        if readonly:
+            # Like the official driver: a read-only device cannot be written by a journal
+            # replay or promoted by DRBD. Left alone while something here writes to it.
+            if not any(not e.read_only for e in self._device_mounts(number)):
+                self._set_device_access(source, number, readonly=True)
+        else:
+            self._refuse_read_write_beside_read_only(source, number)
             self._set_device_access(source, number, readonly=False)
         final = mount_options(fs, opts, readonly, blockdev.read_only(number))
         created = self._ensure_dir(path)
@@ -536,9 +550,14 @@ class NodeOps:
         path = normalize(target)
         if not os.path.lexists(path) and not self.is_mounted(path):
             return
+        read_only_devices: set[tuple[int, int]] = set()
         for _ in range(32):
-            if not self.is_mounted(path):
+            entry = top_mount(self._mounts(), path)
+            if entry is None:
                 break
+            number = self._block_device_of(entry, path)
+            if entry.read_only and number is not None:
+                read_only_devices.add(number)
             try:
                 self._cmd(["umount", path])
             except VolumeError as exc:
@@ -552,8 +571,37 @@ class NodeOps:
                 self._cmd(["umount", "-l", path])
         else:
             raise OperationFailed(f"{target} is still mounted after repeated unmounts")
+        for number in read_only_devices:
+            self._release_read_only(number)
         if remove_target:
             self._remove_target(path, target)
+
+    @staticmethod
+    def _block_device_of(entry: MountEntry, path: str) -> tuple[int, int] | None:
+        """The block device behind a mount: the bound node itself, or the filesystem's device."""
+        bound = blockdev.device_number(path)
+        if bound is not None:
+            return bound
+        if blockdev.present(entry.device_number):
+            return entry.device_number
+        return blockdev.device_number(entry.source)  # btrfs shows an anonymous number
+
+    def _release_read_only(self, number: tuple[int, int]) -> None:
+        """Lift the read-only flag a read-only use set, once nothing on this node uses the device.
+
+        The kernel keeps the flag on the device even after a loop device is detached and
+        reused, so leaving it would surprise whoever uses the device next.
+        """
+        if not blockdev.read_only(number) or self._device_mounts(number):
+            return
+        device = blockdev.dev_path(number)
+        if device is None or blockdev.device_number(device) != number:
+            log.warning("cannot find the device node of %d:%d to make it writable again", *number)
+            return
+        try:
+            self._cmd(["blockdev", "--setrw", device])
+        except OperationFailed as exc:
+            log.warning("could not make %s writable again: %s", device, exc)
 
     @staticmethod
     def _remove_target(path: str, shown: str) -> None:
@@ -612,6 +660,7 @@ class NodeOps:
                         f"{device} holds no filesystem; a read-only volume is never formatted"
                     )
             else:
+                self._refuse_read_write_beside_read_only(device, number)
                 self._set_device_access(device, number, readonly=False)
                 self.format_if_blank(device, fs, mkfs_opts)
             found = self.filesystem_signature(device)

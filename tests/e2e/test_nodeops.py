@@ -89,6 +89,8 @@ def make_loop(root_loop: None, tmp_path: Path) -> Iterator[Callable[..., LoopDev
     yield make
     unmount_below(tmp_path)
     for loop in made:
+        # The kernel keeps a read-only flag across detach and reuse of a loop device.
+        subprocess.run(["blockdev", "--setrw", loop.path], capture_output=True)
         subprocess.run(["losetup", "-d", loop.path], capture_output=True)
 
 
@@ -301,6 +303,8 @@ def test_read_only_block_volume_refuses_writes_and_rw_comes_back(
     assert not rw.exists()
 
     ops.unmount(str(ro))
+    rdev = os.stat(dev.path).st_rdev
+    assert Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}/ro").read_text().strip() == "0"
     ops.bind_block_device(dev.path, str(rw))
     with open(rw, "r+b") as f:
         f.write(b"y" * 4096)
@@ -353,6 +357,29 @@ def test_read_only_and_read_write_stage_of_one_volume_on_one_node(
     with pytest.raises(FailedPrecondition, match="mounted read-only at"):
         ops.stage(dev.path, str(rw), "xfs")
     assert not rw.exists() or not ops.is_mounted(str(rw))
+
+
+def test_read_only_stage_protects_the_device_until_read_write_use(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
+) -> None:
+    dev = make_loop()
+    mkfs(dev.path, "xfs")
+    staging = tmp_path / "staging"
+    ops.stage(dev.path, str(staging), "xfs", readonly=True)
+    rdev = os.stat(dev.path).st_rdev
+    ro_flag = Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}/ro")
+    assert ro_flag.read_text().strip() == "1"  # no journal replay, no DRBD promotion
+    entry = next(e for e in read_mountinfo() if e.mount_point == str(staging))
+    assert entry.read_only and "norecovery" in entry.super_options
+    ops.unmount(str(staging), remove_target=False)
+    assert ro_flag.read_text().strip() == "0"  # lifted with the last read-only use
+
+    ops.stage(dev.path, str(staging), "xfs", readonly=True)
+    subprocess.run(["umount", str(staging)], check=True)  # as if the node rebooted meanwhile
+    assert ro_flag.read_text().strip() == "1"
+    ops.stage(dev.path, str(staging), "xfs")  # read-write use lifts it as well
+    assert ro_flag.read_text().strip() == "0"
+    write_file(staging / "f", b"writable again")
 
 
 def test_same_device_through_another_node_matches_by_number(
