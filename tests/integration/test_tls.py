@@ -22,17 +22,19 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 
 from plugin.config import Config, load_config
-from plugin.errors import InvalidArgument, Unavailable
+from plugin.errors import InvalidArgument, OperationFailed, Unavailable
 from plugin.linstor_client import LinstorClient
 from plugin.params import VolumeParams
 from plugin.volume_service import VolumeService
@@ -332,6 +334,68 @@ def test_outage_of_an_mtls_controller_then_a_fresh_handshake(mtls: TlsEmulator, 
             assert time.monotonic() < deadline, "the emulator did not come back"
             time.sleep(0.2)
     svc.delete_volume(volume.id)
+
+
+class _RedirectToHttps(BaseHTTPRequestHandler):
+    """A controller's plain port once HTTPS is on: every request is sent to the HTTPS port."""
+
+    protocol_version = "HTTP/1.1"
+    target = ""
+
+    def _redirect(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.send_response(302)
+        self.send_header("Location", self.target + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = do_PUT = do_DELETE = _redirect
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def redirector(mtls: TlsEmulator) -> Iterator[str]:
+    handler = type("Redirect", (_RedirectToHttps,), {"target": mtls.url})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.filterwarnings("ignore:ssl.PROTOCOL_TLS is deprecated:DeprecationWarning")
+def test_http_address_of_a_controller_that_redirects_to_https(
+    mtls: TlsEmulator, pki: TlsFiles, redirector: str
+) -> None:
+    """The plugin does not follow a redirect (it would re-send writes to an address the user
+    never configured) but says which address to configure; python-linstor follows it."""
+    svc = service(tls_config(redirector, root_ca=pki.ca_cert, cert=pki.client_cert, key=pki.client_key))
+    with pytest.raises(OperationFailed) as redirected:
+        svc.client.controller_version()
+    message = str(redirected.value)
+    assert mtls.url in message and "LS_CONTROLLERS" in message, message
+    name = unique()
+    with pytest.raises(OperationFailed):
+        svc.create_volume(name, 8 * MIB, ON_B)
+    assert _nothing_created(mtls, pki, name)
+
+    lin = _python_linstor(
+        redirector.replace("http://", "linstor://"),
+        cafile=pki.ca_cert,
+        certfile=pki.client_cert,
+        keyfile=pki.client_key,
+    )
+    lin.connect()  # type: ignore[attr-defined]
+    try:
+        assert {"node-b", "node-c"} <= {n.name for n in lin.node_list_raise().nodes}  # type: ignore[attr-defined]
+    finally:
+        lin.disconnect()  # type: ignore[attr-defined]
 
 
 # ----------------------------------------------------------------------------- refused setups
