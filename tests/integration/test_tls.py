@@ -16,6 +16,7 @@ device is needed and the tests run without root.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -578,6 +579,48 @@ def test_python_linstor_over_linstor_ssl_with_its_cert_options(
     )
     with pytest.raises(linstor.LinstorNetworkError, match="certificate verify failed"):
         untrusting.connect()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("setup", ["client certificate", "no client certificate", "foreign CA"])
+def test_doctor_checks_the_tls_connection(
+    mtls: TlsEmulator, pki: TlsFiles, foreign: TlsFiles, tmp_path: Path, setup: str
+) -> None:
+    """The first thing an operator runs when TLS does not work: it must say which setting."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LS_")}
+    env["LS_ROOT_CA"] = str(foreign.ca_cert if setup == "foreign CA" else pki.ca_cert)
+    if setup != "no client certificate":
+        env.update({"LS_USER_CERTIFICATE": str(pki.client_cert), "LS_USER_KEY": str(pki.client_key)})
+    command = [
+        sys.executable,
+        "-m",
+        "plugin.doctor",
+        "--json",
+        "--config-file",
+        "",
+        "--controllers",
+        mtls.url,
+    ]
+    command += ["--node", "node-b", "--csi-endpoint", f"unix://{tmp_path}/csi.sock"]
+    command += ["--docker-socket", str(tmp_path / "docker.sock")]
+    proc = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+        env=env,
+    )
+    assert "Traceback" not in proc.stdout + proc.stderr
+    checks = {r["check"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    controller = checks["controller"]
+    if setup == "client certificate":
+        assert controller["verdict"] == "OK", controller
+        assert checks["node"]["verdict"] == "OK", checks["node"]
+    else:
+        assert controller["verdict"] == "FAIL" and proc.returncode == 1
+        wanted = "LS_USER_CERTIFICATE" if setup == "no client certificate" else "LS_ROOT_CA"
+        assert wanted in controller["message"] + controller["hint"], controller
+    assert "PRIVATE KEY" not in proc.stdout + proc.stderr
 
 
 # ----------------------------------------------------------------------------- the front ends as processes
