@@ -143,7 +143,9 @@ def run(iterations: int) -> dict[str, Any]:
             service = VolumeService(client, config)
             recorder = Recorder(client)
             floor = requests.Session()
-            params = VolumeParams(place_count=1, fs_type="ext4", nodes=("node-b",))
+            # ext4 made by LINSTOR on the local node; attach goes to another node, so it is
+            # the full diskless path (make-available, device path, marker) and detach removes it.
+            params = VolumeParams(place_count=1, fs_type="ext4", nodes=(local,))
 
             first = time.perf_counter()
             service.create_volume("bench-warmup", 16 * MIB, params)  # makes and remembers the group
@@ -158,7 +160,7 @@ def run(iterations: int) -> dict[str, Any]:
             last: dict[str, tuple[list[Call], str]] = {}
             for i in range(iterations):
                 mine, twin = f"bench-s-{i:04d}", f"bench-f-{i:04d}"
-                steps = operation_steps(service, mine, local, params)
+                steps = operation_steps(service, mine, "node-b", params)
                 for op, action in steps:
                     # Alternate who goes first, so neither side always runs right after the
                     # other's write (the controller may still be settling it).
@@ -211,7 +213,8 @@ def results_section(result: dict[str, Any]) -> str:
         "## Core",
         "",
         f"`benchmarks/core_bench.py`, {result['iterations']} iterations against the {result['controller']} "
-        f"(local node plus two virtual nodes, loop devices), Python {result['machine']['python']}, "
+        "(local node plus two virtual nodes, loop devices; ext4 volume on the local node, attached diskless "
+        f"to another node), Python {result['machine']['python']}, "
         f"{result['machine']['cpus']} CPUs. Wall time per VolumeService operation beside the same REST calls "
         "sent through a bare `requests.Session` (the floor; which side runs first alternates per iteration). "
         "Medians; p95 in brackets. The emulator does real loop-device work and the machine is shared, so "

@@ -115,3 +115,9 @@ def describe(entry: Mapping[str, Any]) -> str:
         if text:
             parts.append(f"{key.capitalize()}: {str(text).rstrip('.')}.")
     return " ".join(parts)
+
+
+def code_of(error: VolumeError) -> int | None:
+    """The bare LINSTOR code a client error carries, if it came from a LINSTOR answer."""
+    code = error.details.get("code")
+    return code if isinstance(code, int) else None

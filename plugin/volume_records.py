@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from plugin import names
 from plugin.errors import InvalidArgument
 from plugin.models import Replica, Snapshot, Volume
 
@@ -81,6 +82,11 @@ class Wanted:
         if self.mkfs_opts:
             props[MKFS_PROP] = self.mkfs_opts
         return props
+
+
+def possible_volume_id(volume_id: str) -> bool:
+    """Ids that cannot be LINSTOR names cannot exist; asking LINSTOR would only get a 500."""
+    return names.is_valid_resource_name(volume_id)
 
 
 def props_of(obj: Mapping[str, Any] | None) -> dict[str, str]:

@@ -6,8 +6,10 @@ resource group, ensured once per process and remembered. A plain create is a sin
 transaction), so a failed placement leaves nothing behind; restore and clone are
 multi-step and roll back what they made when a later step fails. Everything the service
 needs to answer later lives in LINSTOR (see :mod:`plugin.volume_records`); the only
-local state is a cache of known resource groups and per-volume locks that let
-concurrent calls for the same volume converge instead of racing.
+local state is a cache of known resource groups (:mod:`plugin.resource_groups`) and
+per-volume locks that let concurrent calls for the same volume converge instead of
+racing. Restore and clone live in :mod:`plugin.volume_copy`, placement rules in
+:mod:`plugin.placement`.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ from plugin.errors import (
 from plugin.linstor_client import LinstorClient
 from plugin.models import Attachment, Snapshot, TopologyRequirement, Volume
 from plugin.observability import log_fields
-from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
+from plugin.params import VolumeParams, minimum_size_bytes
+from plugin.resource_groups import ResourceGroups
+from plugin.volume_copy import VolumeCopies
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,6 @@ CREATE_RACE_CODES = {
     rc.FAIL_EXISTS_VLM_DFN,
     rc.FAIL_EXISTS_RSC_GRP,
 }
-CLONE_POLL_MAX_SECONDS = 2.0
 MAX_SIZE_KIB = 1 << 40  # LINSTOR's largest volume definition
 
 
@@ -61,29 +64,18 @@ def _kib(size_bytes: int) -> int:
     return max(1, math.ceil(size_bytes / 1024))
 
 
-def _known_id(volume_id: str) -> bool:
-    """Ids that cannot be LINSTOR names cannot exist; asking LINSTOR would only get a 500."""
-    return names.is_valid_resource_name(volume_id)
-
-
 def _require_id(volume_id: str) -> None:
-    if not _known_id(volume_id):
+    if not rec.possible_volume_id(volume_id):
         raise NotFound(f"volume {volume_id!r} not found", volume=volume_id)
 
 
-def _code(error: VolumeError) -> int | None:
-    code = error.details.get("code")
-    return code if isinstance(code, int) else None
-
-
-class VolumeService:
+class VolumeService(VolumeCopies):
     """Create, delete, resize, snapshot, restore, clone, attach and detach LINSTOR volumes."""
 
     def __init__(self, client: LinstorClient, config: Config) -> None:
         self.client = client
         self.config = config
-        self._known_groups: set[str] = set()
-        self._groups_lock = threading.Lock()
+        self.groups = ResourceGroups(client)
         self._locks: dict[str, tuple[threading.Lock, int]] = {}
         self._locks_guard = threading.Lock()
         self._health: tuple[float, bool] | None = None
@@ -108,64 +100,6 @@ class VolumeService:
                     del self._locks[key]
                 else:
                     self._locks[key] = (lock, users - 1)
-
-    # ------------------------------------------------------------------ resource groups
-
-    def _ensure_group(self, params: VolumeParams) -> str:
-        """Create or reconcile the parameter set's resource group, once per process.
-
-        A derived group (``sc-<uuid>``) is made to match the parameters. An explicitly
-        named group that already exists is the operator's: it is used as it is, only
-        missing properties are added. Properties are add-only, like the official driver:
-        a different existing value is an error rather than a silent change for every
-        volume of the group.
-        """
-        name = resource_group_name(params)
-        with self._groups_lock:
-            if name in self._known_groups:
-                return name
-        wanted = placement.select_filter(params)
-        props = dict(params.properties)
-        try:
-            group = self.client.get_resource_group(name)
-        except NotFound:
-            group = None
-        if group is None:
-            try:
-                self.client.create_resource_group(name, wanted, props)
-            except AlreadyExists:
-                group = self.client.get_resource_group(name)  # made concurrently: reconcile below
-            except InvalidArgument as exc:
-                raise InvalidArgument(
-                    f"LINSTOR rejected resource group {name!r} for these parameters: {exc.message}",
-                    **exc.details,
-                ) from None
-        if group is not None:
-            current_props = rec.props_of(group)
-            conflicts = placement.property_conflicts(props.items(), current_props)
-            if conflicts:
-                key = conflicts[0]
-                raise FailedPrecondition(
-                    f"resource group {name!r} already has property {key}={current_props[key]!r}, "
-                    f"these parameters ask for {props[key]!r}; existing property values are never changed",
-                    resource_group=name,
-                    keys=conflicts,
-                )
-            missing = {k: v for k, v in props.items() if k not in current_props}
-            changes = (
-                None
-                if params.resource_group
-                else placement.filter_differences(wanted, group.get("select_filter") or {})
-            )
-            if missing or changes:
-                self.client.modify_resource_group(name, select_filter=changes or None, override_props=missing)
-        with self._groups_lock:
-            self._known_groups.add(name)
-        return name
-
-    def _forget_group(self, name: str) -> None:
-        with self._groups_lock:
-            self._known_groups.discard(name)
 
     # ------------------------------------------------------------------ create
 
@@ -199,7 +133,7 @@ class VolumeService:
             existing = self._read_rd(volume_id) if source else None
             if existing is not None:
                 existing = self._settle_existing(existing)
-            group = self._ensure_group(params)
+            group = self.groups.ensure(params)
             wanted = rec.Wanted(
                 volume_id=volume_id,
                 name=name,
@@ -229,10 +163,6 @@ class VolumeService:
             if from_pvc:
                 return from_pvc
         return names.resource_name_for(name)
-
-    def _read_rd(self, volume_id: str) -> dict[str, Any] | None:
-        found = self.client.list_resource_definitions([volume_id], with_volume_definitions=True)
-        return found[0] if found else None
 
     def _settle_existing(self, rd: dict[str, Any]) -> dict[str, Any] | None:
         """An RD half-made by an interrupted restore or clone is removed so the create starts clean."""
@@ -288,13 +218,6 @@ class VolumeService:
             )
         return self._with_replicas(rd)
 
-    def _with_replicas(self, rd: Mapping[str, Any]) -> Volume:
-        resources = self.client.view_resources([str(rd["name"])])
-        volume = rec.volume_from(rd, resources)
-        if volume is None:
-            raise NotFound(f"volume {rd.get('name')} not found", volume=rd.get("name"))
-        return volume
-
     def _candidate_nodes(
         self, params: VolumeParams, topology: TopologyRequirement | None
     ) -> tuple[list[str], bool]:
@@ -330,7 +253,7 @@ class VolumeService:
             rest_after = 0
             self._spawn_call(wanted, props, {}, params)
         except AlreadyExists as exc:
-            if _code(exc) not in CREATE_RACE_CODES:
+            if rc.code_of(exc) not in CREATE_RACE_CODES:
                 raise
             return self._converge(wanted)
         except Unavailable:
@@ -376,11 +299,11 @@ class VolumeService:
             try:
                 spawn()
             except NotFound as exc:
-                if _code(exc) != rc.FAIL_NOT_FOUND_RSC_GRP:
+                if rc.code_of(exc) != rc.FAIL_NOT_FOUND_RSC_GRP:
                     raise self._placement_error(exc, wanted) from None
                 # The group vanished behind our back (an operator deleted it): make it again.
-                self._forget_group(wanted.resource_group)
-                self._ensure_group(params)
+                self.groups.forget(wanted.resource_group)
+                self.groups.ensure(params)
                 spawn()
         except NoSpace as exc:
             raise NoSpace(
@@ -391,7 +314,7 @@ class VolumeService:
 
     @staticmethod
     def _placement_error(exc: NotFound, wanted: rec.Wanted) -> VolumeError:
-        if _code(exc) == rc.FAIL_NOT_FOUND_NODE:
+        if rc.code_of(exc) == rc.FAIL_NOT_FOUND_NODE:
             return NotFound(f"cannot place volume {wanted.name!r}: {exc.message}", **exc.details)
         return exc
 
@@ -417,205 +340,11 @@ class VolumeService:
         except VolumeError:
             return None
 
-    def _remove_quietly(self, volume_id: str) -> None:
-        """Roll back a volume this call made; a failure here is logged, the cause is raised."""
-        try:
-            self.client.delete_resource_definition(volume_id)
-        except VolumeError as exc:
-            log_fields(log, logging.ERROR, "rollback failed", volume=volume_id, error=str(exc))
-
-    # ------------------------------------------------------------------ restore and clone
-
-    def _start_multi_step(self, wanted: rec.Wanted) -> dict[str, str]:
-        props = {**wanted.aux_props(datetime.now(UTC)), **wanted.filesystem_props()}
-        props.pop(rec.NAME, None)
-        props[rec.CREATING] = wanted.volume_id
-        return props
-
-    def _finish_multi_step(self, wanted: rec.Wanted, props: dict[str, str]) -> Volume:
-        """Grow, place the remaining replicas, then write the completion marker last."""
-        vd = self.client.get_volume_definition(wanted.volume_id)
-        if int(vd.get("size_kib", 0)) < wanted.size_kib:
-            self.client.resize_volume_definition(wanted.volume_id, wanted.size_kib)
-        self.client.autoplace(wanted.volume_id)
-        final = {k: v for k, v in props.items() if k != rec.CREATING}
-        final[rec.NAME] = wanted.name
-        final[rec.VOLUME_ID] = wanted.volume_id
-        self.client.modify_resource_definition(
-            wanted.volume_id, override_props=final, delete_props=[rec.CREATING]
-        )
-        rd = self._read_rd(wanted.volume_id)
-        if rd is None:
-            raise OperationFailed(f"volume {wanted.volume_id} vanished right after it was created")
-        return self._with_replicas(rd)
-
-    def _resolve_snapshot(self, snapshot_id: str) -> tuple[str, str]:
-        volume_id, snap = rec.parse_snapshot_id(snapshot_id)
-        if not names.is_valid_snapshot_name(snap) or (volume_id is not None and not _known_id(volume_id)):
-            raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id)
-        if volume_id is not None:
-            return volume_id, snap
-        matches = [s for s in self.client.view_snapshots() if str(s.get("name", "")).lower() == snap.lower()]
-        if len(matches) != 1:
-            raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id)
-        return str(matches[0]["resource_name"]), str(matches[0]["name"])
-
-    def _create_from_snapshot(
-        self,
-        wanted: rec.Wanted,
-        params: VolumeParams,
-        snapshot_ref: str,
-        candidates: tuple[list[str], bool],
-        any_size: bool,
-    ) -> Volume:
-        source_volume, snap_name = self._resolve_snapshot(snapshot_ref)
-        try:
-            snap = self.client.get_snapshot(source_volume, snap_name)
-        except NotFound:
-            raise NotFound(f"snapshot {snapshot_ref!r} not found", snapshot=snapshot_ref) from None
-        info = rec.snapshot_from(snap)
-        if not info.ready:
-            raise FailedPrecondition(f"snapshot {snapshot_ref!r} is not ready yet", snapshot=snapshot_ref)
-        wanted = self._fit_to_source(wanted, info.size_bytes // 1024, f"snapshot {snapshot_ref!r}", any_size)
-        props = self._start_multi_step(wanted)
-        self._create_definition(wanted, props)
-        try:
-            self._restore_into(wanted.volume_id, source_volume, snap_name, snap, candidates[0])
-            return self._finish_multi_step(wanted, props)
-        except VolumeError:
-            self._remove_quietly(wanted.volume_id)
-            raise
-
-    @staticmethod
-    def _fit_to_source(wanted: rec.Wanted, source_kib: int, what: str, any_size: bool) -> rec.Wanted:
-        if any_size:
-            return replace(wanted, size_kib=max(source_kib, wanted.size_kib))
-        if wanted.size_kib < source_kib:
-            raise InvalidArgument(
-                f"requested size {wanted.size_kib * 1024} bytes is smaller than {what} "
-                f"({source_kib * 1024} bytes)"
-            )
-        return wanted
-
-    def _create_definition(self, wanted: rec.Wanted, props: dict[str, str]) -> None:
-        try:
-            self.client.create_resource_definition(wanted.volume_id, wanted.resource_group, props)
-        except AlreadyExists:
-            raise Busy(f"volume {wanted.name!r} is being created by another request; retry") from None
-
-    def _restore_into(
-        self, target: str, source_volume: str, snap_name: str, snap: Mapping[str, Any], preferred: list[str]
-    ) -> None:
-        try:
-            self.client.restore_volume_definition(source_volume, snap_name, target)
-        except AlreadyExists as exc:
-            if _code(exc) != rc.FAIL_EXISTS_VLM_DFN:
-                raise
-        holders = [str(n) for n in snap.get("nodes") or ()]
-        chosen = next((n for n in preferred if n in holders), holders[0] if holders else None)
-        try:
-            self.client.restore_resource(source_volume, snap_name, target, [chosen] if chosen else [])
-        except AlreadyExists as exc:
-            if _code(exc) != rc.FAIL_EXISTS_RSC:
-                raise
-
-    def _create_from_volume(
-        self,
-        wanted: rec.Wanted,
-        params: VolumeParams,
-        source_id: str,
-        candidates: tuple[list[str], bool],
-        any_size: bool,
-    ) -> Volume:
-        source = self._read_rd(source_id)
-        source_volume = rec.volume_from(source) if source else None
-        if source is None or source_volume is None or not rec.is_complete(source):
-            raise NotFound(f"source volume {source_id!r} not found", volume=source_id)
-        wanted = self._fit_to_source(
-            wanted, source_volume.size_bytes // 1024, f"source volume {source_id!r}", any_size
-        )
-        props = self._start_multi_step(wanted)
-        try:
-            self.client.clone(
-                str(source["name"]),
-                wanted.volume_id,
-                resource_group=wanted.resource_group,
-                override_props=props,
-                delete_props=[rec.NAME, rec.VOLUME_ID],
-            )
-        except InvalidArgument as exc:
-            if _code(exc) != rc.FAIL_INVLD_PROVIDER:
-                raise
-            return self._clone_by_snapshot(wanted, params, str(source["name"]), props, candidates)
-        except AlreadyExists:
-            raise Busy(f"volume {wanted.name!r} is being created by another request; retry") from None
-        try:
-            self._wait_for_clone(str(source["name"]), wanted.volume_id)
-            return self._finish_multi_step(wanted, props)
-        except VolumeError:
-            self._remove_quietly(wanted.volume_id)
-            raise
-
-    def _wait_for_clone(self, source: str, target: str) -> None:
-        deadline = time.monotonic() + max(self.config.read_timeout, 60.0)
-        pause = 0.05
-        while True:
-            status = self.client.clone_status(source, target)
-            if status == "COMPLETE":
-                return
-            if status == "FAILED":
-                raise OperationFailed(f"LINSTOR failed to clone {source} into {target}")
-            if time.monotonic() > deadline:
-                raise OperationFailed(f"cloning {source} into {target} did not finish in time")
-            time.sleep(pause)
-            pause = min(pause * 2, CLONE_POLL_MAX_SECONDS)
-
-    def _clone_by_snapshot(
-        self,
-        wanted: rec.Wanted,
-        params: VolumeParams,
-        source: str,
-        props: dict[str, str],
-        candidates: tuple[list[str], bool],
-    ) -> Volume:
-        """The pool cannot clone (FILE/FILE_THIN): copy through a temporary snapshot instead."""
-        temp = names.snapshot_name_for(f"clone-{wanted.volume_id}".lower())
-        try:
-            self.client.create_snapshot(source, temp)
-        except AlreadyExists as exc:
-            if _code(exc) != rc.FAIL_EXISTS_SNAPSHOT_DFN:
-                raise
-        except NotFound as exc:
-            raise FailedPrecondition(
-                f"cannot clone {source}: it has no replica with data ({exc.message})", **exc.details
-            ) from None
-        try:
-            snap = self.client.get_snapshot(source, temp)
-            self._create_definition(wanted, props)
-            try:
-                self._restore_into(wanted.volume_id, source, temp, snap, candidates[0])
-                return self._finish_multi_step(wanted, props)
-            except VolumeError:
-                self._remove_quietly(wanted.volume_id)
-                raise
-        finally:
-            try:
-                self.client.delete_snapshot(source, temp)
-            except VolumeError as exc:
-                log_fields(
-                    log,
-                    logging.ERROR,
-                    "temporary snapshot not removed",
-                    volume=source,
-                    snapshot=temp,
-                    error=str(exc),
-                )
-
     # ------------------------------------------------------------------ delete, get, list, expand
 
     def delete_volume(self, volume_id: str) -> None:
         """Delete a volume; a missing one is fine. Refuses while it is in use or has snapshots."""
-        if not _known_id(volume_id):
+        if not rec.possible_volume_id(volume_id):
             return
         with self._locked(volume_id):
             resources = self.client.view_resources([volume_id])
@@ -651,7 +380,7 @@ class VolumeService:
                     **exc.details,
                 ) from None
             except AlreadyExists as exc:
-                if _code(exc) != rc.FAIL_EXISTS_SNAPSHOT_DFN:
+                if rc.code_of(exc) != rc.FAIL_EXISTS_SNAPSHOT_DFN:
                     raise
                 raise self._has_snapshots(volume_id, self.client.list_snapshots(volume_id)) from None
 
@@ -744,10 +473,10 @@ class VolumeService:
             try:
                 self.client.create_snapshot(volume_id, snap_name, {rec.SNAPSHOT_NAME: name})
             except AlreadyExists as exc:
-                if _code(exc) != rc.FAIL_EXISTS_SNAPSHOT_DFN:
+                if rc.code_of(exc) != rc.FAIL_EXISTS_SNAPSHOT_DFN:
                     raise
             except NotFound as exc:
-                if _code(exc) == rc.FAIL_NOT_FOUND_RSC:
+                if rc.code_of(exc) == rc.FAIL_NOT_FOUND_RSC:
                     raise FailedPrecondition(
                         f"volume {volume_id} has no replica with data to snapshot",
                         volume=volume_id,
@@ -835,13 +564,13 @@ class VolumeService:
         try:
             return self.client.make_available(volume_id, node, diskful=False)
         except NotFound as exc:
-            if _code(exc) == rc.FAIL_NOT_FOUND_NODE:
+            if rc.code_of(exc) == rc.FAIL_NOT_FOUND_NODE:
                 raise NotFound(f"node {node} is not a LINSTOR node", node=node, **exc.details) from None
             raise NotFound(f"volume {volume_id} not found", volume=volume_id, **exc.details) from None
 
     def detach(self, volume_id: str, node: str) -> None:
         """Remove the diskless resource attach made; replicas with data are never touched."""
-        if not _known_id(volume_id) or not names.is_valid_node_name(node):
+        if not rec.possible_volume_id(volume_id) or not names.is_valid_node_name(node):
             return
         with self._locked(volume_id):
             try:

@@ -1,0 +1,252 @@
+"""Volumes with content: restore from a snapshot and clone from another volume.
+
+Both are several LINSTOR calls, so they follow one protocol (see
+:mod:`plugin.volume_records`): the definition is made with the ``CREATING`` marker,
+filled, grown and placed, and only then gets its name and ``VOLUME_ID`` marker. Any
+failure on the way deletes what was made. A clone uses LINSTOR's clone endpoint and falls
+back to a temporary snapshot plus restore where the pool cannot clone (FILE, FILE_THIN:
+ret code 227).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from plugin import linstor_retcodes as rc
+from plugin import names
+from plugin import volume_records as rec
+from plugin.config import Config
+from plugin.errors import (
+    AlreadyExists,
+    Busy,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OperationFailed,
+    VolumeError,
+)
+from plugin.linstor_client import LinstorClient
+from plugin.models import Volume
+from plugin.observability import log_fields
+from plugin.params import VolumeParams
+
+log = logging.getLogger(__name__)
+
+CLONE_POLL_MAX_SECONDS = 2.0
+
+
+class VolumeCopies:
+    """Restore and clone, plus the reads they share with the volume service."""
+
+    client: LinstorClient
+    config: Config
+
+    def _read_rd(self, volume_id: str) -> dict[str, Any] | None:
+        found = self.client.list_resource_definitions([volume_id], with_volume_definitions=True)
+        return found[0] if found else None
+
+    def _with_replicas(self, rd: Mapping[str, Any]) -> Volume:
+        resources = self.client.view_resources([str(rd["name"])])
+        volume = rec.volume_from(rd, resources)
+        if volume is None:
+            raise NotFound(f"volume {rd.get('name')} not found", volume=rd.get("name"))
+        return volume
+
+    def _remove_quietly(self, volume_id: str) -> None:
+        """Roll back a volume this call made; a failure here is logged, the cause is raised."""
+        try:
+            self.client.delete_resource_definition(volume_id)
+        except VolumeError as exc:
+            log_fields(log, logging.ERROR, "rollback failed", volume=volume_id, error=str(exc))
+
+    def _start_multi_step(self, wanted: rec.Wanted) -> dict[str, str]:
+        props = {**wanted.aux_props(datetime.now(UTC)), **wanted.filesystem_props()}
+        props.pop(rec.NAME, None)
+        props[rec.CREATING] = wanted.volume_id
+        return props
+
+    def _finish_multi_step(self, wanted: rec.Wanted, props: dict[str, str]) -> Volume:
+        """Grow, place the remaining replicas, then write the completion marker last."""
+        vd = self.client.get_volume_definition(wanted.volume_id)
+        if int(vd.get("size_kib", 0)) < wanted.size_kib:
+            self.client.resize_volume_definition(wanted.volume_id, wanted.size_kib)
+        self.client.autoplace(wanted.volume_id)
+        final = {k: v for k, v in props.items() if k != rec.CREATING}
+        final[rec.NAME] = wanted.name
+        final[rec.VOLUME_ID] = wanted.volume_id
+        self.client.modify_resource_definition(
+            wanted.volume_id, override_props=final, delete_props=[rec.CREATING]
+        )
+        rd = self._read_rd(wanted.volume_id)
+        if rd is None:
+            raise OperationFailed(f"volume {wanted.volume_id} vanished right after it was created")
+        return self._with_replicas(rd)
+
+    def _resolve_snapshot(self, snapshot_id: str) -> tuple[str, str]:
+        volume_id, snap = rec.parse_snapshot_id(snapshot_id)
+        if not names.is_valid_snapshot_name(snap) or (
+            volume_id is not None and not rec.possible_volume_id(volume_id)
+        ):
+            raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id)
+        if volume_id is not None:
+            return volume_id, snap
+        matches = [s for s in self.client.view_snapshots() if str(s.get("name", "")).lower() == snap.lower()]
+        if len(matches) != 1:
+            raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id)
+        return str(matches[0]["resource_name"]), str(matches[0]["name"])
+
+    def _create_from_snapshot(
+        self,
+        wanted: rec.Wanted,
+        params: VolumeParams,
+        snapshot_ref: str,
+        candidates: tuple[list[str], bool],
+        any_size: bool,
+    ) -> Volume:
+        source_volume, snap_name = self._resolve_snapshot(snapshot_ref)
+        try:
+            snap = self.client.get_snapshot(source_volume, snap_name)
+        except NotFound:
+            raise NotFound(f"snapshot {snapshot_ref!r} not found", snapshot=snapshot_ref) from None
+        info = rec.snapshot_from(snap)
+        if not info.ready:
+            raise FailedPrecondition(f"snapshot {snapshot_ref!r} is not ready yet", snapshot=snapshot_ref)
+        wanted = self._fit_to_source(wanted, info.size_bytes // 1024, f"snapshot {snapshot_ref!r}", any_size)
+        props = self._start_multi_step(wanted)
+        self._create_definition(wanted, props)
+        try:
+            self._restore_into(wanted.volume_id, source_volume, snap_name, snap, candidates[0])
+            return self._finish_multi_step(wanted, props)
+        except VolumeError:
+            self._remove_quietly(wanted.volume_id)
+            raise
+
+    @staticmethod
+    def _fit_to_source(wanted: rec.Wanted, source_kib: int, what: str, any_size: bool) -> rec.Wanted:
+        if any_size:
+            return replace(wanted, size_kib=max(source_kib, wanted.size_kib))
+        if wanted.size_kib < source_kib:
+            raise InvalidArgument(
+                f"requested size {wanted.size_kib * 1024} bytes is smaller than {what} "
+                f"({source_kib * 1024} bytes)"
+            )
+        return wanted
+
+    def _create_definition(self, wanted: rec.Wanted, props: dict[str, str]) -> None:
+        try:
+            self.client.create_resource_definition(wanted.volume_id, wanted.resource_group, props)
+        except AlreadyExists:
+            raise Busy(f"volume {wanted.name!r} is being created by another request; retry") from None
+
+    def _restore_into(
+        self, target: str, source_volume: str, snap_name: str, snap: Mapping[str, Any], preferred: list[str]
+    ) -> None:
+        try:
+            self.client.restore_volume_definition(source_volume, snap_name, target)
+        except AlreadyExists as exc:
+            if rc.code_of(exc) != rc.FAIL_EXISTS_VLM_DFN:
+                raise
+        holders = [str(n) for n in snap.get("nodes") or ()]
+        chosen = next((n for n in preferred if n in holders), holders[0] if holders else None)
+        try:
+            self.client.restore_resource(source_volume, snap_name, target, [chosen] if chosen else [])
+        except AlreadyExists as exc:
+            if rc.code_of(exc) != rc.FAIL_EXISTS_RSC:
+                raise
+
+    def _create_from_volume(
+        self,
+        wanted: rec.Wanted,
+        params: VolumeParams,
+        source_id: str,
+        candidates: tuple[list[str], bool],
+        any_size: bool,
+    ) -> Volume:
+        source = self._read_rd(source_id)
+        source_volume = rec.volume_from(source) if source else None
+        if source is None or source_volume is None or not rec.is_complete(source):
+            raise NotFound(f"source volume {source_id!r} not found", volume=source_id)
+        wanted = self._fit_to_source(
+            wanted, source_volume.size_bytes // 1024, f"source volume {source_id!r}", any_size
+        )
+        props = self._start_multi_step(wanted)
+        try:
+            self.client.clone(
+                str(source["name"]),
+                wanted.volume_id,
+                resource_group=wanted.resource_group,
+                override_props=props,
+                delete_props=[rec.NAME, rec.VOLUME_ID],
+            )
+        except InvalidArgument as exc:
+            if rc.code_of(exc) != rc.FAIL_INVLD_PROVIDER:
+                raise
+            return self._clone_by_snapshot(wanted, params, str(source["name"]), props, candidates)
+        except AlreadyExists:
+            raise Busy(f"volume {wanted.name!r} is being created by another request; retry") from None
+        try:
+            self._wait_for_clone(str(source["name"]), wanted.volume_id)
+            return self._finish_multi_step(wanted, props)
+        except VolumeError:
+            self._remove_quietly(wanted.volume_id)
+            raise
+
+    def _wait_for_clone(self, source: str, target: str) -> None:
+        deadline = time.monotonic() + max(self.config.read_timeout, 60.0)
+        pause = 0.05
+        while True:
+            status = self.client.clone_status(source, target)
+            if status == "COMPLETE":
+                return
+            if status == "FAILED":
+                raise OperationFailed(f"LINSTOR failed to clone {source} into {target}")
+            if time.monotonic() > deadline:
+                raise OperationFailed(f"cloning {source} into {target} did not finish in time")
+            time.sleep(pause)
+            pause = min(pause * 2, CLONE_POLL_MAX_SECONDS)
+
+    def _clone_by_snapshot(
+        self,
+        wanted: rec.Wanted,
+        params: VolumeParams,
+        source: str,
+        props: dict[str, str],
+        candidates: tuple[list[str], bool],
+    ) -> Volume:
+        """The pool cannot clone (FILE/FILE_THIN): copy through a temporary snapshot instead."""
+        temp = names.snapshot_name_for(f"clone-{wanted.volume_id}".lower())
+        try:
+            self.client.create_snapshot(source, temp)
+        except AlreadyExists as exc:
+            if rc.code_of(exc) != rc.FAIL_EXISTS_SNAPSHOT_DFN:
+                raise
+        except NotFound as exc:
+            raise FailedPrecondition(
+                f"cannot clone {source}: it has no replica with data ({exc.message})", **exc.details
+            ) from None
+        try:
+            snap = self.client.get_snapshot(source, temp)
+            self._create_definition(wanted, props)
+            try:
+                self._restore_into(wanted.volume_id, source, temp, snap, candidates[0])
+                return self._finish_multi_step(wanted, props)
+            except VolumeError:
+                self._remove_quietly(wanted.volume_id)
+                raise
+        finally:
+            try:
+                self.client.delete_snapshot(source, temp)
+            except VolumeError as exc:
+                log_fields(
+                    log,
+                    logging.ERROR,
+                    "temporary snapshot not removed",
+                    volume=source,
+                    snapshot=temp,
+                    error=str(exc),
+                )
