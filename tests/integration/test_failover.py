@@ -221,6 +221,23 @@ def test_every_operation_works_behind_a_503_proxy_listed_first(
     assert all(svc.client.current_controller == emu.url for svc in used)
 
 
+@pytest.mark.parametrize("dead", ["refused port", "unresolvable name", "503 proxy"])
+def test_a_first_write_fails_over_when_it_cannot_have_arrived(
+    emu: EmulatorProcess, proxy_503: ThreadingHTTPServer, dead: str
+) -> None:
+    """A POST is re-sent elsewhere only when the first address provably never took it."""
+    first = {
+        "refused port": f"http://127.0.0.1:{free_port()}",
+        "unresolvable name": "http://linstor-controller.invalid:3370",  # RFC 6761: never resolves
+        "503 proxy": f"http://127.0.0.1:{proxy_503.server_address[1]}",
+    }[dead]
+    client = service(first, emu.url).client
+    group = unique("rg")
+    client.create_resource_group(group, {"place_count": 1})  # the very first request is a write
+    assert client.current_controller == emu.url
+    assert client.get_resource_group(group)["name"] == group
+
+
 def test_a_hung_controller_listed_first_costs_one_read_timeout(
     emu: EmulatorProcess, hung: HungController
 ) -> None:
