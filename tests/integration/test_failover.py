@@ -10,8 +10,9 @@ longer than the client's read timeout, and LINSTOR error answers on single endpo
 which must reach the caller as the right typed error and change nothing.
 
 Volumes live on the emulator's virtual nodes without a filesystem, so no loop devices or
-root are needed. Plain client-level failover and outages are covered in
-``test_linstor_client.py``; this module covers the service on top of it.
+root are needed, except for the Docker plugin test (its volumes always get a filesystem).
+Plain client-level failover and outages are covered in ``test_linstor_client.py``; this
+module covers the service and the front ends on top of it.
 """
 
 from __future__ import annotations
@@ -666,6 +667,7 @@ def test_csi_driver_process_with_a_dead_controller_first(
         service(emu.url).get_volume(volume.volume_id)
 
 
+@pytest.mark.root
 def test_docker_plugin_process_with_a_dead_controller_first(
     root_loop: None, emu: EmulatorProcess, short_dir: Path
 ) -> None:

@@ -10,7 +10,8 @@ says what failed, and changes nothing. The official python-linstor client is che
 against the same server with its own certificate options.
 
 Volumes here live on the emulator's virtual nodes only, with no filesystem, so no loop
-device is needed and the tests run without root.
+device is needed and the tests run without root; only the Docker plugin test (its volumes
+always get a filesystem) needs root and loop devices.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -283,8 +285,6 @@ def test_https_without_client_verification_needs_only_the_ca(tls_emulator_factor
 
 
 def test_many_threads_share_one_tls_client(mtls: TlsEmulator, pki: TlsFiles) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
     client = good_service(mtls, pki).client
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(lambda _: len(client.list_nodes()), range(32)))
@@ -714,6 +714,7 @@ def test_csi_driver_process_over_mtls(
     assert not [line for line in _key_material(pki.client_key) if line in text]
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("setup", ["client certificate", "foreign CA"])
 def test_docker_plugin_process_over_mtls_from_its_config_file(
     root_loop: None, mtls: TlsEmulator, pki: TlsFiles, foreign: TlsFiles, short_dir: Path, setup: str
