@@ -346,7 +346,11 @@ class Emulator:
                 if vd.backing not in self.devices:
                     self.attach(vd)
             elif vd.backing in self.devices:
-                self.detach(vd)
+                try:
+                    self.detach(vd)
+                except Exception as exc:
+                    # Still open somewhere (a late probe): keep it, the next sync tries again.
+                    log.warning("could not release the device of %s yet: %s", vd.backing, exc)
 
     def device_path(self, vd: st.VolumeDefinition) -> str | None:
         """The top device every replica reports: ``drbd<minor>`` (DRBD-shaped) or the loop device."""

@@ -10,6 +10,7 @@ request leaves nothing behind.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -268,7 +269,20 @@ def _mkfs_if_wanted(emu: Emulator, rd: st.ResourceDefinition, vd: st.VolumeDefin
         emu.storage.mkfs_if_blank(device, fs_type, params)
     finally:
         if temporary:
+            _release_after_mkfs(emu, vd)
+
+
+def _release_after_mkfs(emu: Emulator, vd: st.VolumeDefinition) -> None:
+    """Drop the device mkfs needed; a late opener (a udev probe) only delays that, never fails the create."""
+    for attempt in range(20):
+        try:
             emu.detach(vd)
+            return
+        except Exception as exc:
+            if attempt == 19:
+                log.warning("keeping %s attached after mkfs: %s", vd.backing, exc)
+                return
+            time.sleep(0.1)
 
 
 def remove_resource(emu: Emulator, rd: st.ResourceDefinition, rsc_key: str) -> None:
