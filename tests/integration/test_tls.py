@@ -35,9 +35,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
 
 from plugin.config import Config, load_config
-from plugin.errors import InvalidArgument, OperationFailed, Unavailable
+from plugin.errors import InvalidArgument, OperationFailed, Unavailable, VolumeError
 from plugin.linstor_client import LinstorClient
 from plugin.params import VolumeParams
 from plugin.volume_service import VolumeService
@@ -515,6 +516,70 @@ def test_tls_settings_that_cannot_work_fail_at_configuration(pki: TlsFiles, tmp_
         )
     with pytest.raises(InvalidArgument, match="linstors"):
         load_config(env={"LS_CONTROLLERS": "linstors://127.0.0.1:1"}, config_file=None)
+
+
+def _unusable_tls_file(pki: TlsFiles, tmp_path: Path, problem: str) -> tuple[str, Path]:
+    """(setting, file) for a TLS file that exists and is readable but cannot be used."""
+    if problem == "key is not PEM":
+        path = tmp_path / "client.key.der"
+        key = serialization.load_pem_private_key(pki.client_key.read_bytes(), None)
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        return "user_key", path
+    if problem == "key is encrypted":
+        path = tmp_path / "client.key.enc"
+        key = serialization.load_pem_private_key(pki.client_key.read_bytes(), None)
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(b"passphrase"),
+            )
+        )
+        return "user_key", path
+    if problem == "CA file holds a key":
+        return "root_ca", pki.client_key
+    path = tmp_path / "empty.crt"
+    path.write_text("")
+    return "user_certificate", path
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="plugin/config.py only checks that TLS files exist and are readable; a key that is "
+    "DER or encrypted, or a CA or certificate file without a certificate, fails on every request "
+    "as 'no LINSTOR controller reachable (... TLS handshake failed: [SSL] PEM lib ...). Check "
+    "LS_CONTROLLERS and that the controller is running', naming neither the setting nor the file",
+)
+@pytest.mark.parametrize(
+    "problem", ["key is not PEM", "key is encrypted", "CA file holds a key", "certificate file is empty"]
+)
+def test_an_unusable_tls_file_is_named(
+    mtls: TlsEmulator, pki: TlsFiles, tmp_path: Path, problem: str
+) -> None:
+    """Best at start-up (like a missing file); at the latest, the error names the setting."""
+    setting, path = _unusable_tls_file(pki, tmp_path, problem)
+    files = {"root_ca": pki.ca_cert, "user_certificate": pki.client_cert, "user_key": pki.client_key}
+    files[setting] = path
+    env_names = {
+        "root_ca": "LS_ROOT_CA",
+        "user_certificate": "LS_USER_CERTIFICATE",
+        "user_key": "LS_USER_KEY",
+    }
+    env = {"LS_CONTROLLERS": mtls.url, **{env_names[k]: str(v) for k, v in files.items()}}
+    try:
+        config = load_config(env=env, config_file=None)
+    except InvalidArgument as exc:
+        message = str(exc)
+    else:
+        with pytest.raises(VolumeError) as failed:
+            LinstorClient(config, retries=0).controller_version()
+        message = str(failed.value)
+    assert "Traceback" not in message
+    assert setting in message or env_names[setting] in message or str(path) in message, message
 
 
 # ----------------------------------------------------------------------------- the emulator's side
