@@ -129,6 +129,77 @@ def node_pool(emu: Emulator, req: Request) -> Json:
     return Json(views.pool(emu, emu.pool(node, req.params["pool"])))
 
 
+_POOL_KINDS = {"FILE_THIN", "FILE", "DISKLESS"}
+
+
+@route("POST", "/v1/nodes/{node}/storage-pools", status=201, op=rc.MASK_CRT, obj=rc.MASK_STOR_POOL)
+def create_pool(emu: Emulator, req: Request) -> list[rc.Entry]:
+    """An extra pool on a node (bootstrap only); FILE pools live under the emulator's state dir."""
+    data = req.body(body.POOL_CREATE)
+    node = emu.node(req.params["node"], rc.MASK_CRT, rc.MASK_STOR_POOL)
+    name = data.get("storage_pool_name") or ""
+    problem = names.storage_pool_name_problem(name)
+    if problem:
+        raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_STOR_POOL_NAME, problem))
+    kind = (data.get("provider_kind") or "").upper()
+    if kind not in _POOL_KINDS:
+        raise rc.ApiFailure(
+            rc.error(
+                rc.FAIL_STLT_DOES_NOT_SUPPORT_PROVIDER,
+                f"Node '{node.name}' does not support the storage provider '{kind or '(none)'}'.",
+                details="The emulator provides FILE_THIN, FILE and DISKLESS pools.",
+            )
+        )
+    pools = emu.state.pools.setdefault(names.key(node.name), {})
+    if names.key(name) in pools:
+        raise rc.ApiFailure(
+            rc.error(
+                rc.FAIL_EXISTS_STOR_POOL,
+                f"A storage pool with the name '{name}' already exists on node '{node.name}'.",
+                obj_refs={"Node": node.name, "StorPool": name},
+            )
+        )
+    pool_props = dict(data.get("props") or {})
+    pool_props.pop("StorDriver/FileDir", None)
+    props.validate_props(pool_props, rc.MASK_CRT, rc.MASK_STOR_POOL)
+    if kind != "DISKLESS":
+        pool_props["StorDriver/StorPoolName"] = str(emu.storage.pool_path(node.name, name))
+    pool = st.Pool(node=node.name, name=name, kind=kind, props=pool_props)
+    pools[names.key(name)] = pool
+    return [
+        rc.success(
+            rc.CREATED,
+            f"New storage pool '{name}' on node '{node.name}' registered.",
+            details=f"Storage pool '{name}' on node '{node.name}' UUID is: {pool.uuid}",
+            obj_refs={"Node": node.name, "StorPool": name},
+        )
+    ]
+
+
+@route("DELETE", "/v1/nodes/{node}/storage-pools/{pool}", op=rc.MASK_DEL, obj=rc.MASK_STOR_POOL)
+def delete_pool(emu: Emulator, req: Request) -> list[rc.Entry]:
+    node = emu.node(req.params["node"], rc.MASK_DEL, rc.MASK_STOR_POOL)
+    name = req.params["pool"]
+    pools = emu.state.pools.get(names.key(node.name), {})
+    if names.key(name) not in pools:
+        return [rc.warn(rc.WARN_NOT_FOUND, f"Storage pool '{name}' on node '{node.name}' not found.")]
+    pool = pools[names.key(name)]
+    if pool.name in (emu.config.pool_name, "DfltDisklessStorPool"):
+        raise rc.ApiFailure(rc.error(rc.FAIL_IN_USE, f"The emulator's built-in pool '{pool.name}' stays."))
+    for rd in emu.state.resource_definitions.values():
+        rsc = rd.resources.get(names.key(node.name))
+        if rsc is not None and any(names.key(v.pool) == names.key(name) for v in rsc.volumes.values()):
+            raise rc.ApiFailure(
+                rc.error(
+                    rc.FAIL_IN_USE,
+                    f"Storage pool '{pool.name}' on node '{node.name}' still has volumes.",
+                    details=f"Resource: {rd.name}",
+                )
+            )
+    del pools[names.key(name)]
+    return [rc.success(rc.DELETED, f"Storage pool '{pool.name}' on node '{node.name}' deleted.")]
+
+
 # ---------------------------------------------------------------------- key-value store
 
 

@@ -114,6 +114,16 @@ SELECT_FILTER = Obj(
     }
 )
 
+POOL_CREATE = Obj(
+    {
+        "storage_pool_name": STR,
+        "provider_kind": STR,
+        "props": PROPS,
+        "free_space_mgr_name": STR,
+        "external_locking": BOOL,
+        "shared_space": STR,
+    }
+)
 NODE_MODIFY = Obj({**PROPS_MODIFY, "node_type": STR})
 RG_CREATE = Obj(
     {"name": STR, "description": STR, "props": PROPS, "select_filter": SELECT_FILTER, "peer_slots": INT}

@@ -56,7 +56,7 @@ def pool(emu: Emulator, p: st.Pool) -> dict[str, Any]:
         "props": dict(p.props),
         "static_traits": {"SupportsSnapshots": "false"}
         if diskless
-        else {"Provisioning": "Thin", "SupportsSnapshots": "true"},
+        else {"Provisioning": "Thin" if p.kind.endswith("_THIN") else "Fat", "SupportsSnapshots": "true"},
         "free_space_mgr_name": f"{p.node};{p.name}",
         "uuid": p.uuid,
         "supports_snapshots": not diskless,

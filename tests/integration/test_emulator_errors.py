@@ -424,6 +424,35 @@ def test_no_space_codes(api: Api) -> None:
     assert {p["free_capacity"] for p in pools} == {10240}
 
 
+def test_storage_pool_create_and_delete(api: Api) -> None:
+    st, body = api.post(
+        "/nodes/node-b/storage-pools", {"storage_pool_name": "fast", "provider_kind": "FILE_THIN"}
+    )
+    assert st == 201, body
+    st, body = api.post(
+        "/nodes/node-b/storage-pools", {"storage_pool_name": "FAST", "provider_kind": "FILE_THIN"}
+    )
+    assert st == 500 and code(body[0]) == ERR | 510
+    st, body = api.post("/nodes/node-b/storage-pools", {"storage_pool_name": "zfs1", "provider_kind": "ZFS"})
+    assert st == 500 and code(body[0]) == ERR | 989
+    st, body = api.post("/nodes/nowhere/storage-pools", {"storage_pool_name": "x1", "provider_kind": "FILE"})
+    assert st == 404 and code(body[0]) == ERR | 300
+    pool = api.get("/nodes/node-b/storage-pools/fast")[1]
+    assert pool["provider_kind"] == "FILE_THIN" and pool["props"]["StorDriver/StorPoolName"].endswith("fast")
+    api.rd("infast", 4096)
+    st, body = api.post(
+        "/resource-definitions/infast/autoplace",
+        {"select_filter": {"place_count": 1, "storage_pool": "fast"}},
+    )
+    assert st == 201, body
+    assert api.get("/resource-definitions/infast/resources/node-b")[1]["props"]["StorPoolName"] == "fast"
+    st, body = api.delete("/nodes/node-b/storage-pools/fast")
+    assert st == 500 and code(body[0]) == ERR | 997
+    api.delete("/resource-definitions/infast")
+    assert api.delete("/nodes/node-b/storage-pools/fast")[0] == 200
+    assert api.get("/nodes/node-b/storage-pools/fast")[0] == 404
+
+
 def test_pool_not_found_on_manual_create(api: Api) -> None:
     api.rd("pooled", 4096)
     st, body = api.post(
