@@ -88,6 +88,10 @@ class Emulator:
             self.state = loaded if loaded is not None else st.State()
             self._ensure_topology()
             for rd in self.state.resource_definitions.values():
+                if "CLONING" in rd.flags:
+                    # The copy thread died with the previous process: the clone is incomplete.
+                    rd.flags = [f for f in rd.flags if f != "CLONING"] + ["FAILED"]
+                    rd.clone_status = "FAILED"
                 try:
                     self.sync_devices(rd)
                 except Exception as exc:
