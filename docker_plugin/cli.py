@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from docker_plugin.app import create_app
-from docker_plugin.driver import DockerVolumeDriver
+from docker_plugin.driver import DEFAULT_RELEASE_DELAY, DockerVolumeDriver
 from docker_plugin.refcounts import MountStore
 from docker_plugin.server import DEFAULT_THREADS, SocketInUse, open_listen_socket, serve
 from plugin import errors
@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="(default: %(default)s)",
     )
+    p.add_argument(
+        "--release-delay",
+        type=float,
+        default=float(env.get("LS_DOCKER_RELEASE_DELAY", DEFAULT_RELEASE_DELAY) or 0),
+        help="seconds a volume stays staged after its last Unmount, so the Mount Docker sends right "
+        "after its pre-start Unmount reuses it; 0 releases at once (default: %(default)s)",
+    )
     p.add_argument("--log-format", default="json", choices=["json", "text"], help="(default: %(default)s)")
     return p
 
@@ -124,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             node=config.node_name,
             mount_root=mount_root,
             defaults=config.docker_defaults,
+            release_delay=max(0.0, args.release_delay),
         )
         stale = driver.reconcile()
         start_metrics_server(args.metrics_port, args.metrics_addr)
@@ -152,7 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         threading.Thread(
             target=driver.release_stale_attachments, args=(stale,), name="release-stale", daemon=True
         ).start()
-    serve(create_app(driver, health), listen, threads=args.threads)
+    try:
+        serve(create_app(driver, health), listen, threads=args.threads)
+    finally:
+        driver.close()
     log.info("stopped")
     return 0
 

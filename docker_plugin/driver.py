@@ -40,6 +40,7 @@ DOCKER_MARKER = f"Aux/{DOCKER_MARKER_KEY}"
 DEFAULT_SIZE_BYTES = 100 * 1024 * 1024  # LINBIT's Docker plugins default to 100 MB
 MAX_NAME_CHARS = 1024
 DEFAULT_SETTLE_SECONDS = 5.0
+DEFAULT_RELEASE_DELAY = 2.0
 SETTLE_POLL_SECONDS = 0.2
 
 
@@ -103,6 +104,7 @@ class DockerVolumeDriver:
         mount_root: Path,
         defaults: Mapping[str, str] | None = None,
         settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+        release_delay: float = DEFAULT_RELEASE_DELAY,
     ) -> None:
         self.service = service
         self.nodeops = nodeops
@@ -111,6 +113,10 @@ class DockerVolumeDriver:
         self.mount_root = mount_root
         self.defaults = dict(defaults or {})
         self.settle_seconds = settle_seconds
+        self.release_delay = release_delay
+        self._timers: dict[str, threading.Timer] = {}
+        self._timers_guard = threading.Lock()
+        self._closed = False
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._update_gauge()
@@ -211,6 +217,9 @@ class DockerVolumeDriver:
                     f"by {record.total} container mount(s)",
                     nodes=[self.node],
                 )
+            if record is not None:  # unmounted by every container, waiting for its release delay
+                self._cancel_release(resource)
+                self._release(record)
             try:
                 volume = self.service.get_volume(resource)
             except errors.NotFound:
@@ -234,8 +243,11 @@ class DockerVolumeDriver:
         resource = resource_name_for(name)
         with self._lock(resource):
             record = self.store.get(resource)
-            if record is not None and record.total > 0 and self.nodeops.is_mounted(record.path):
+            if record is not None and self.nodeops.is_mounted(record.path):
+                # staged already: in use, or released a moment ago and waiting for its delay
+                self._cancel_release(resource)
                 self.store.acquire(record, mount_id)
+                self._update_gauge()
                 return str(Path(record.path) / DATA_DIR)
             path = self._stage(name, resource, record, mount_id)
             self._update_gauge()
@@ -297,22 +309,77 @@ class DockerVolumeDriver:
                 log.exception("could not undo the attach of %s on %s", name, self.node)
 
     def unmount(self, name: str, mount_id: str) -> None:
-        """Idempotent: an unknown ID or an unmounted volume is success (Docker repeats after restarts)."""
+        """Idempotent: an unknown ID or an unmounted volume is success (Docker repeats after restarts).
+
+        The last holder's Unmount releases the volume after ``release_delay`` seconds: Docker
+        mounts and unmounts once before every container start (to copy image content in), and
+        the real Mount that follows then finds the volume still staged.
+        """
         resource = resource_name_for(name)
         with self._lock(resource):
             record = self.store.release(resource, mount_id)
             if record is None or record.total > 0:
                 return
-            self.nodeops.unmount(record.path)
-            if record.attached:
-                try:
-                    self._settling(lambda: self.service.detach(resource, self.node))
-                except errors.VolumeError as exc:
-                    # The volume is unmounted; a diskless resource left behind is harmless and
-                    # the next Mount reuses it. Docker must not see a failed Unmount for this.
-                    log.warning("could not detach %s from %s after unmount: %s", name, self.node, exc)
-            self.store.forget(resource)
-            self._update_gauge()
+            if self.release_delay > 0:
+                self._schedule_release(resource)
+                return
+            self._release(record)
+
+    def _schedule_release(self, resource: str) -> None:
+        with self._timers_guard:
+            old = self._timers.pop(resource, None)
+            if old is not None:
+                old.cancel()
+            if self._closed:
+                return
+            timer = threading.Timer(self.release_delay, self._release_if_idle, args=(resource,))
+            timer.daemon = True
+            timer.name = f"release-{resource}"
+            self._timers[resource] = timer
+            timer.start()
+
+    def _cancel_release(self, resource: str) -> None:
+        with self._timers_guard:
+            timer = self._timers.pop(resource, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _release_if_idle(self, resource: str) -> None:
+        with self._lock(resource):
+            with self._timers_guard:
+                self._timers.pop(resource, None)
+            record = self.store.get(resource)
+            if record is None or record.total > 0:
+                return  # mounted again meanwhile
+            try:
+                self._release(record)
+            except Exception:
+                # Stays staged with no holder: the next Mount reuses it, the next start retries.
+                log.exception("could not release %s from %s", record.name, record.path)
+
+    def _release(self, record: MountRecord) -> None:
+        """Unmount and detach a volume nobody holds; caller holds the volume's lock."""
+        self.nodeops.unmount(record.path)
+        if record.attached:
+            try:
+                self._settling(lambda: self.service.detach(record.resource, self.node))
+            except errors.VolumeError as exc:
+                # The volume is unmounted; a diskless resource left behind is harmless and
+                # the next Mount reuses it. Docker must not see a failed Unmount for this.
+                log.warning("could not detach %s from %s after unmount: %s", record.name, self.node, exc)
+        self.store.forget(record.resource)
+        self._update_gauge()
+
+    def close(self) -> None:
+        """At shutdown: release now what is waiting for its release delay."""
+        with self._timers_guard:
+            self._closed = True
+            pending = list(self._timers)
+            for timer in self._timers.values():
+                timer.cancel()
+            self._timers.clear()
+        for resource in pending:
+            self._release_if_idle(resource)
 
     def path(self, name: str) -> str:
         return self._local_mountpoint(resource_name_for(name))
@@ -365,6 +432,9 @@ class DockerVolumeDriver:
                     staged.append(MountRecord(entry.name, name=entry.name, path=str(entry), attached=True))
         dropped = self.store.reconcile(self.nodeops.is_mounted, staged)
         self._update_gauge()
+        for record in self.store.records():
+            if record.total == 0:  # was waiting for its release delay when the plugin stopped
+                self._schedule_release(record.resource)
         return [r for r in dropped if r.attached]
 
     def release_stale_attachments(

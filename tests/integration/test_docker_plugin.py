@@ -37,6 +37,35 @@ def _mounted(path: str | Path) -> bool:
         return any(line.split()[4] == target for line in f)
 
 
+def _mount_id(path: str | Path) -> str | None:
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == target:
+                return fields[0]
+    return None
+
+
+def _wait_unmounted(path: str | Path, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _mounted(path):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _wait_detached(c, name: str, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
+    """Release runs in the background: wait until this node's diskless resource is gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if LOCAL not in ok(c.call("VolumeDriver.Get", {"Name": name}))["Volume"]["Status"]["diskless_nodes"]:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def _unmount_below(root: Path) -> None:
     """Clean-up after a failed test: release mounts this test's plugin left under its root."""
     prefix = os.path.realpath(root) + "/"
@@ -48,7 +77,9 @@ def _unmount_below(root: Path) -> None:
 
 @pytest.fixture
 def plugin(emulator, tmp_path: Path) -> Iterator[PluginProcess]:  # type: ignore[no-untyped-def]
-    proc = PluginProcess(tmp_path / "p", emulator.url, LOCAL)
+    # Releases at once, so every test sees the effect of its last Unmount right away; the
+    # default delay has its own test.
+    proc = PluginProcess(tmp_path / "p", emulator.url, LOCAL, extra_args=("--release-delay", "0"))
     proc.start()
     yield proc
     proc.stop()
@@ -406,13 +437,8 @@ def test_attachment_left_by_a_vanished_mount_is_released_at_start(plugin: Plugin
     plugin.start()
     c = plugin.client()
     assert ok(c.call("VolumeDriver.Path", {"Name": "stale"}))["Mountpoint"] == ""
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        status = ok(c.call("VolumeDriver.Get", {"Name": "stale"}))["Volume"]["Status"]
-        if LOCAL not in status["diskless_nodes"]:
-            break
-        time.sleep(0.2)
-    assert LOCAL not in status["diskless_nodes"], status
+    assert _wait_detached(c, "stale")
+    status = ok(c.call("VolumeDriver.Get", {"Name": "stale"}))["Volume"]["Status"]
     assert status["diskful_nodes"] == ["node-b"]
 
 
@@ -460,3 +486,39 @@ def test_volumes_of_other_clients_are_invisible_and_left_alone(plugin: PluginPro
     assert "left alone" in failed(c.call("VolumeDriver.Remove", {"Name": "pvc-foreign"}))
     assert "does not exist" in failed(c.call("VolumeDriver.Mount", {"Name": "pvc-foreign", "ID": "A"}))
     assert service.get_volume("pvc-foreign").name == "pvc-foreign"
+
+
+def test_release_delay_bridges_docker_s_pre_start_unmount(emulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    proc = PluginProcess(tmp_path / "rd", emulator.url, LOCAL, extra_args=("--release-delay", "1.5"))
+    proc.start()
+    try:
+        c = proc.client()
+        ok(c.call("VolumeDriver.Create", {"Name": "lazy", "Opts": {"size": "64M", "nodes": "node-b"}}))
+        # docker run: Mount A, copy image content, Unmount A, then Mount B to start
+        path = ok(c.call("VolumeDriver.Mount", {"Name": "lazy", "ID": "A"}))["Mountpoint"]
+        staging = Path(path).parent
+        first = _mount_id(staging)
+        ok(c.call("VolumeDriver.Unmount", {"Name": "lazy", "ID": "A"}))
+        assert _mounted(staging)
+        assert ok(c.call("VolumeDriver.Path", {"Name": "lazy"}))["Mountpoint"] == ""  # nobody holds it
+        assert ok(c.call("VolumeDriver.Mount", {"Name": "lazy", "ID": "B"}))["Mountpoint"] == path
+        assert _mount_id(staging) == first  # reused, not mounted again
+        ok(c.call("VolumeDriver.Unmount", {"Name": "lazy", "ID": "B"}))
+        assert _wait_unmounted(staging)  # released once the delay passed
+        assert _wait_detached(c, "lazy")
+
+        # Remove right after the last Unmount releases at once instead of waiting
+        ok(c.call("VolumeDriver.Mount", {"Name": "lazy", "ID": "C"}))
+        ok(c.call("VolumeDriver.Unmount", {"Name": "lazy", "ID": "C"}))
+        ok(c.call("VolumeDriver.Remove", {"Name": "lazy"}))
+        assert not _mounted(staging) and "lazy" not in names(c)
+
+        # and a stop releases what is waiting
+        ok(c.call("VolumeDriver.Create", {"Name": "lazy2", "Opts": {"size": "64M", "nodes": LOCAL}}))
+        path2 = ok(c.call("VolumeDriver.Mount", {"Name": "lazy2", "ID": "D"}))["Mountpoint"]
+        ok(c.call("VolumeDriver.Unmount", {"Name": "lazy2", "ID": "D"}))
+        assert _mounted(Path(path2).parent)
+    finally:
+        assert proc.stop() == 0
+        _unmount_below(proc.mount_root)
+    assert not _mounted(Path(path2).parent)
