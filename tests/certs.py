@@ -50,31 +50,54 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         handle.write(data)
 
 
-def _write_cert(path: Path, cert: x509.Certificate) -> None:
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+def _write_cert(path: Path, *certs: x509.Certificate) -> None:
+    """Leaf first, then its issuers: the order a TLS peer sends its chain in."""
+    path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs))
 
 
 @dataclass(frozen=True)
 class CertificateAuthority:
-    """A self-signed CA that can issue server and client certificates."""
+    """A CA that can issue server and client certificates, and intermediate CAs.
+
+    A root is self-signed; an intermediate (see :meth:`intermediate`) carries its issuer's
+    chain, so the certificates it issues are written with the intermediate appended, as
+    cert-manager and most site CAs hand them out.
+    """
 
     name: str
     key: ec.EllipticCurvePrivateKey
     cert: x509.Certificate
+    chain: tuple[x509.Certificate, ...] = ()  # issuers above this CA, up to (not incl.) the root
 
     @classmethod
     def create(cls, name: str = "test-ca") -> CertificateAuthority:
         key = ec.generate_private_key(ec.SECP256R1())
+        return cls(name, key, cls._ca_cert(name, key, _name(name), key, path_length=1))
+
+    def intermediate(self, name: str) -> CertificateAuthority:
+        """A CA signed by this one; what it issues verifies against this CA's root."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self._ca_cert(name, key, self.cert.subject, self.key, path_length=0)
+        return CertificateAuthority(name, key, cert, (cert, *self.chain))
+
+    @staticmethod
+    def _ca_cert(
+        name: str,
+        key: ec.EllipticCurvePrivateKey,
+        issuer: x509.Name,
+        issuer_key: ec.EllipticCurvePrivateKey,
+        path_length: int,
+    ) -> x509.Certificate:
         not_before, not_after = _validity(True)
-        cert = (
+        return (
             x509.CertificateBuilder()
             .subject_name(_name(name))
-            .issuer_name(_name(name))
+            .issuer_name(issuer)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(not_before)
             .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
             .add_extension(
                 x509.KeyUsage(
                     digital_signature=True,
@@ -90,9 +113,11 @@ class CertificateAuthority:
                 critical=True,
             )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256())
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
+            )
+            .sign(issuer_key, hashes.SHA256())
         )
-        return cls(name, key, cert)
 
     def write(self, path: Path) -> Path:
         _write_cert(path, self.cert)
@@ -130,7 +155,7 @@ class CertificateAuthority:
             alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in SERVER_ADDRESSES]
             builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         cert = builder.sign(self.key, hashes.SHA256())
-        _write_cert(cert_path, cert)
+        _write_cert(cert_path, cert, *self.chain)
         _write_key(key_path, key)
         return cert_path, key_path
 

@@ -285,6 +285,35 @@ def test_https_without_client_verification_needs_only_the_ca(tls_emulator_factor
     assert svc.find_volume(volume.name) is None
 
 
+def test_certificates_from_an_intermediate_ca_verify_against_the_root(
+    tls_emulator_factory,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """Both sides send leaf plus intermediate and trust only the root, as with cert-manager."""
+    root = CertificateAuthority.create("site-root")
+    issuing = root.intermediate("site-issuing")
+    base = tmp_path / "chain"
+    base.mkdir()
+    server_cert, server_key = issuing.issue("controller", base / "s.crt", base / "s.key", server=True)
+    client_cert, client_key = issuing.issue("plugin", base / "c.crt", base / "c.key", server=False)
+    assert server_cert.read_text().count("BEGIN CERTIFICATE") == 2
+    chained = TlsFiles(root.write(base / "root.crt"), server_cert, server_key, client_cert, client_key)
+    emu = tls_emulator_factory(chained, name="chained")
+    svc = service(tls_config(emu.url, root_ca=chained.ca_cert, cert=client_cert, key=client_key))
+    volume = svc.create_volume(unique(), 8 * MIB, ON_B)
+    svc.delete_volume(volume.id)
+    assert svc.find_volume(volume.name) is None
+    # a client certificate without its intermediate cannot be traced to the root by the server
+    leaf_only = base / "c-leaf.crt"
+    text = client_cert.read_text()
+    leaf_only.write_text(
+        text[: text.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")] + "\n"
+    )
+    refused = LinstorClient(tls_config(emu.url, root_ca=chained.ca_cert, cert=leaf_only, key=client_key))
+    with pytest.raises(Unavailable, match="TLS handshake failed"):
+        refused.controller_version()
+
+
 def test_many_threads_share_one_tls_client(mtls: TlsEmulator, pki: TlsFiles) -> None:
     client = good_service(mtls, pki).client
     with ThreadPoolExecutor(max_workers=8) as pool:
