@@ -668,7 +668,7 @@ class NodeOps:
                 raise FailedPrecondition(
                     f"{device} holds {found}, not {fs}; it is neither formatted nor mounted as {fs}"
                 )
-            if not readonly and fs == "ext4":
+            if not readonly and fs == "ext4" and not self._device_mounts(number):
                 self._grow_ext4_offline(device)
         self.mount(device, path, fs, mount_opts, readonly)
         if readonly:
@@ -677,18 +677,19 @@ class NodeOps:
             if self._needs_grow(device, path, fs):
                 self.grow_filesystem(path)
         except VolumeError as exc:
-            if not already:
+            if not already and not exc.details.get("missing_capability"):
                 self.unmount(path, remove_target=False)
                 raise
-            # The volume is mounted and usable; a later expand call can retry the grow.
+            # The volume is mounted and usable; a later stage or expand can retry the grow.
             log.warning("could not grow the filesystem at %s: %s", staging_path, exc)
 
     def _grow_ext4_offline(self, device: str) -> None:
-        """Grow an unmounted ext4 before mounting it.
+        """Grow an ext4 that is mounted nowhere on this node before mounting it.
 
         Online ext4 resize needs CAP_SYS_RESOURCE, which containers often lack; offline
         resize only needs the device. resize2fs insists on a fresh check first, so e2fsck
-        runs in its safe automatic mode, and anything it cannot fix stops the stage.
+        runs in its safe automatic mode (it opens the device exclusively and refuses a
+        filesystem mounted elsewhere), and anything it cannot fix stops the stage.
         """
         size = self.device_size_bytes(device)
         if size - parse_dumpe2fs_size(self._cmd(["dumpe2fs", "-h", device]).stdout) < GROW_THRESHOLD:
@@ -746,7 +747,8 @@ class NodeOps:
                     raise
                 raise OperationFailed(
                     f"this node cannot grow a mounted ext4 filesystem (resize2fs needs CAP_SYS_RESOURCE); "
-                    f"it is grown offline the next time the volume is staged. {exc}"
+                    f"it is grown offline the next time the volume is staged. {exc}",
+                    missing_capability="CAP_SYS_RESOURCE",
                 ) from exc
         elif fs == "xfs":
             self._cmd(["xfs_growfs", path], timeout=self._mkfs_timeout)
