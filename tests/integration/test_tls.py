@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -627,6 +628,19 @@ def test_refused_handshake_is_one_log_line_without_traceback(mtls: TlsEmulator, 
     log = mtls.log_text()
     assert "TLS handshake with 127.0.0.1 failed" in log
     assert "Traceback" not in log
+
+
+def test_a_client_that_never_starts_its_handshake_blocks_no_one(mtls: TlsEmulator, pki: TlsFiles) -> None:
+    """The handshake runs on the connection's own thread, not on the accepting one."""
+    silent = [socket.create_connection(("127.0.0.1", mtls.port), timeout=5) for _ in range(4)]
+    try:
+        config = tls_config(
+            mtls.url, root_ca=pki.ca_cert, cert=pki.client_cert, key=pki.client_key, read_timeout=5.0
+        )
+        assert LinstorClient(config, retries=0).controller_version()["rest_api_version"].startswith("1.")
+    finally:
+        for conn in silent:
+            conn.close()
 
 
 # ----------------------------------------------------------------------------- python-linstor
