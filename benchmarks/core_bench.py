@@ -16,6 +16,7 @@ Writes ``benchmarks/out/core.json`` and the ``## Core`` section of ``benchmarks/
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -178,6 +179,9 @@ def run(iterations: int) -> dict[str, Any]:
                         samples[op]["floor"].append(replay(floor, calls, mine, twin))
             version = client.controller_version()
         finally:
+            # release the loop devices and device nodes this emulator made
+            with contextlib.suppress(requests.RequestException):
+                requests.post(url + "/_emu/reset", json={}, timeout=60)
             proc.terminate()
             proc.wait(timeout=60)
 
