@@ -58,6 +58,10 @@ class _Server(ThreadingHTTPServer):
         self.app.track(request, False)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A broken connection is logged as one line, never as a traceback on stderr."""
+        log.warning("connection from %s failed", client_address[0] if client_address else "?", exc_info=True)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -78,6 +82,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Access lines are written by :meth:`_respond`; silence the stdlib's own."""
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Malformed HTTP (bad request line, oversized headers) gets JSON, not the stdlib's HTML page."""
+        entry = rc.error(rc.FAIL_INVLD_REQUEST, message or "Malformed HTTP request.")
+        data = json.dumps([entry.to_json()]).encode()
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.send_response(code, message)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+                self.wfile.write(data)
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -121,6 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             raw = self._read_body()
         except (ValueError, bodymod.ParseError) as exc:
+            self.close_connection = True  # the body's extent is unknown; the stream cannot be reused
             self._respond(400, [bodymod.parse_error_entry(str(exc)).to_json()], method, path, started)
             return
         status, payload = app.dispatch(method, path, url.query, raw)

@@ -667,3 +667,25 @@ def test_tls_with_client_certificates(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_malformed_http_gets_json_not_html(plain: Api) -> None:
+    port = int(plain.url.rsplit(":", 1)[1])
+    for raw in (
+        b"GARBAGE\r\n\r\n",
+        b"GET /v1/nodes HTTP/9.9\r\n\r\n",
+        b"POST /v1/resource-definitions HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+    ):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(raw)
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+        if reply.startswith(b"HTTP/"):
+            head, _, payload = reply.partition(b"\r\n\r\n")
+            assert head.split(b" ")[1] in (b"400", b"505"), reply
+            assert b"application/json" in head
+        else:  # an HTTP/0.9-style request line gets a bare body, as HTTP/0.9 has no headers
+            payload = reply
+        assert b"<html" not in payload.lower()
+        assert json.loads(payload)[0]["ret_code"] < 0
