@@ -41,6 +41,10 @@ BLOCK = "none"  # FS_TYPE value of a raw block volume
 
 SNAPSHOT_ID_SCHEME = "InCluster://"
 
+# CSI parameters from other namespaces kept on the volume, as the official driver keeps
+# them (``Aux/csi.storage.k8s.io/pvc/name``...); the rest (e.g. secret references) is not.
+KEPT_EXTRA_PREFIXES = ("csi.storage.k8s.io/pvc/", "csi.storage.k8s.io/pv/", "qos.linbit.com/")
+
 
 @dataclass(frozen=True)
 class Wanted:
@@ -71,7 +75,8 @@ class Wanted:
         if self.source:
             props[SOURCE] = self.source
         for key, value in self.extra:
-            props[f"Aux/{key}"] = value
+            if value and key.startswith(KEPT_EXTRA_PREFIXES):
+                props[f"Aux/{key}"] = value
         return props
 
     def filesystem_props(self) -> dict[str, str]:

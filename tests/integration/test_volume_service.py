@@ -183,6 +183,21 @@ def test_ids_that_cannot_exist(svc: VolumeService) -> None:
     svc.detach(volume.id, "bad node!")
 
 
+def test_pvc_metadata_is_kept_and_names_the_volume_when_asked(svc: VolumeService) -> None:
+    pvc = unique("data")
+    extra = {
+        "csi.storage.k8s.io/pvc/name": pvc,
+        "csi.storage.k8s.io/pvc/namespace": "team-a",
+        "csi.storage.k8s.io/provisioner-secret-name": "creds",
+    }
+    plain = svc.create_volume(unique("pvc"), 8 * MIB, VolumeParams(place_count=1, fs_type=None, extra=extra))
+    assert plain.properties["Aux/csi.storage.k8s.io/pvc/name"] == pvc
+    assert not [k for k in plain.properties if "secret" in k]
+    named = VolumeParams(place_count=1, fs_type=None, use_pvc_name=True, extra=extra)
+    volume = svc.create_volume(unique("pvc"), 8 * MIB, named)
+    assert volume.id == f"team-a-{pvc}"
+
+
 def test_manual_placement_with_client_nodes(svc: VolumeService) -> None:
     params = VolumeParams(place_count=1, fs_type=None, nodes=("node-b",), client_nodes=("node-c",))
     volume = svc.create_volume(unique(), 8 * MIB, params)

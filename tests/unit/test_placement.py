@@ -122,7 +122,11 @@ def wanted(**changes: object) -> rec.Wanted:
         "mkfs_opts": "-m crc=1",
         "mount_opts": ("noatime", "discard"),
         "source": None,
-        "extra": (("csi.storage.k8s.io/pvc/name", "data"),),
+        "extra": (
+            ("csi.storage.k8s.io/pvc/name", "data"),
+            ("csi.storage.k8s.io/pvc/namespace", ""),
+            ("csi.storage.k8s.io/provisioner-secret-name", "creds"),
+        ),
     }
     base.update(changes)
     return rec.Wanted(**base)  # type: ignore[arg-type]
@@ -134,6 +138,7 @@ def test_props_round_trip_into_a_volume() -> None:
     props = {**w.aux_props(when), **w.filesystem_props(), rec.VOLUME_ID: "pvc-1"}
     assert props[rec.FS_PROP] == "xfs" and props[rec.MKFS_PROP] == "-m crc=1"
     assert props["Aux/csi.storage.k8s.io/pvc/name"] == "data"
+    assert not [k for k in props if "secret" in k or k.endswith("pvc/namespace")]  # empty or not kept
     rd = {
         "name": "pvc-1",
         "props": props,
