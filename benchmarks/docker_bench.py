@@ -35,6 +35,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from docker_plugin.client import PluginClient  # noqa: E402
 from docker_plugin.driver import DOCKER_MARKER_KEY  # noqa: E402
 from plugin import volume_records as rec  # noqa: E402
 from plugin.config import Config  # noqa: E402
@@ -46,6 +47,7 @@ from tests.dockerd import PluginProcess  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "docker.json"
 PHASES = ("create", "mount", "unmount", "remove")
+REMOTE_OPTS = {"size": "64M", "nodes": "node-b"}
 LOCAL = socket.gethostname().split(".")[0] or "localhost"
 
 
@@ -119,6 +121,32 @@ def cycle_calls(name: str) -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
+def prestart_times(c: PluginClient, cycles: int) -> list[float]:
+    """What ``docker run`` sends before the container starts; then the container's stop."""
+    samples = []
+    for i in range(cycles):
+        steps = [
+            ("VolumeDriver.Mount", {"Name": "remote", "ID": f"pre-{i}"}),
+            ("VolumeDriver.Unmount", {"Name": "remote", "ID": f"pre-{i}"}),
+            ("VolumeDriver.Mount", {"Name": "remote", "ID": f"run-{i}"}),
+        ]
+        samples.append(sum(timed(lambda m=m, b=b: c.call(m, b)) for m, b in steps))
+        timed(lambda i=i: c.call("VolumeDriver.Unmount", {"Name": "remote", "ID": f"run-{i}"}))
+        wait_released(c)
+    return samples
+
+
+def wait_released(c: PluginClient, timeout: float = 30.0) -> None:
+    """Until the plugin has released every volume (the delay included), so cycles are alike."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = c.call("VolumeDriver.Get", {"Name": "remote"})["Volume"]["Status"]
+        if LOCAL not in status["diskless_nodes"] and not status["mounted_on_this_node"]:
+            return
+        time.sleep(0.1)
+    raise RuntimeError("the volume was not released in time")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--volumes", type=int, default=1000)
@@ -133,11 +161,16 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="dv-bench-") as tmp:
         base = Path(tmp)
-        emulator = EmulatorProcess(state_dir=base / "emu" / "state", dev_dir=base / "emu" / "dev")
+        emu_dir = base / "emu"
+        emulator = EmulatorProcess(state_dir=emu_dir / "state", dev_dir=emu_dir / "dev", nodes=("node-b",))
         emulator.start()
         metrics_port = free_port()
         metrics_args = ("--metrics-port", str(metrics_port), "--metrics-addr", "127.0.0.1")
-        plugin = PluginProcess(base / "p", emulator.url, LOCAL, extra_args=metrics_args)
+        # Release at once, so Unmount is timed with the work it causes.
+        plugin = PluginProcess(
+            base / "p", emulator.url, LOCAL, extra_args=(*metrics_args, "--release-delay", "0")
+        )
+        lazy = PluginProcess(base / "lazy", emulator.url, LOCAL)  # the default release delay
         try:
             plugin.start()
             c = plugin.client()
@@ -153,6 +186,16 @@ def main(argv: list[str] | None = None) -> int:
                     phases[phase].append(elapsed)
                     total += elapsed
                 phases["total"].append(total)
+
+            # docker run on a node without a replica: Mount, Unmount (image copy-up), Mount.
+            timed(lambda: c.call("VolumeDriver.Create", {"Name": "remote", "Opts": REMOTE_OPTS}))
+            prestart_now = prestart_times(c, args.cycles)
+            plugin.stop()
+            lazy.start()
+            prestart_lazy = prestart_times(lazy.client(), args.cycles)
+            lazy.stop()
+            plugin.start()
+            timed(lambda: c.call("VolumeDriver.Remove", {"Name": "remote"}))
 
             t0 = time.perf_counter()
             names = seed(emulator.url, args.volumes)
@@ -170,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             get_times = [timed(lambda n=n: c.call("VolumeDriver.Get", {"Name": n})) for n in picks]
             calls_per_get = (linstor_calls(metrics) - before) / args.get_runs
         finally:
+            lazy.stop()
             plugin.stop()
             emulator.control("reset")
             emulator.stop()
@@ -186,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         "seed_seconds": round(seed_s, 2),
         "list": {**summarize(list_times), "linstor_calls_per_request": calls_per_list},
         "get": {**summarize(get_times), "linstor_calls_per_request": calls_per_get},
+        "docker_run_prestart": {
+            "what": "Mount, Unmount, Mount of a volume with no local replica (diskless attach)",
+            "release_at_once": summarize(prestart_now),
+            "release_delay_default": summarize(prestart_lazy),
+        },
         "lifecycle": {
             "cycles": args.cycles,
             "size": "64M",
