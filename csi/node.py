@@ -27,9 +27,8 @@ from csi.validation import check_path, require
 from plugin import errors
 
 if TYPE_CHECKING:
-    from plugin.volume_service import VolumeService
-
     from plugin.nodeops import NodeOps
+    from plugin.volume_service import VolumeService
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,8 @@ from csi.node import NodeServicer
 from plugin.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from plugin.volume_service import VolumeService
-
     from plugin.nodeops import NodeOps
+    from plugin.volume_service import VolumeService
 
 log = logging.getLogger(__name__)
 
