@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 
 echo "== ruff"
-.venv/bin/ruff check .
+.venv/bin/ruff check --no-cache .
 .venv/bin/ruff format --check . >/dev/null || {
     .venv/bin/ruff format --check .
     exit 1
