@@ -26,6 +26,7 @@ from plugin.config import Config
 from plugin.linstor_client import LinstorClient
 from plugin.params import parse_csi_parameters
 from plugin.volume_service import VolumeService
+from tests.conftest import free_port
 from tests.dockerd import PluginProcess
 
 LOCAL = socket.gethostname().split(".")[0] or "localhost"
@@ -522,3 +523,18 @@ def test_release_delay_bridges_docker_s_pre_start_unmount(emulator, tmp_path: Pa
         assert proc.stop() == 0
         _unmount_below(proc.mount_root)
     assert not _mounted(Path(path2).parent)
+
+
+def test_socket_is_served_before_the_controller_answers(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    proc = PluginProcess(tmp_path / "dc", dead, LOCAL, extra_args=("--release-delay", "0"))
+    proc.start(timeout=10)  # waits for Plugin.Activate over the socket
+    try:
+        c = proc.client()
+        assert ok(c.call("VolumeDriver.Capabilities", {}))["Capabilities"]["Scope"] == "global"
+        assert ok(c.call("VolumeDriver.Path", {"Name": "v"}))["Mountpoint"] == ""
+        assert c.health()["linstor_reachable"] is False
+        err = failed(c.call("VolumeDriver.Create", {"Name": "v", "Opts": {}}))
+        assert "LINSTOR controller" in err and "then retry" in err
+    finally:
+        assert proc.stop() == 0
