@@ -65,7 +65,9 @@ class VolumeCopies:
             log_fields(log, logging.ERROR, "rollback failed", volume=volume_id, error=str(exc))
 
     def _start_multi_step(self, wanted: rec.Wanted) -> dict[str, str]:
-        props = {**wanted.aux_props(datetime.now(UTC)), **wanted.filesystem_props()}
+        # No FileSystem/* here: the data comes from the source, and a satellite that saw
+        # FileSystem/Type on a new volume without a filesystem signature would run mkfs.
+        props = wanted.aux_props(datetime.now(UTC))
         props.pop(rec.NAME, None)
         props[rec.CREATING] = wanted.volume_id
         return props
@@ -116,7 +118,17 @@ class VolumeCopies:
         info = rec.snapshot_from(snap)
         if not info.ready:
             raise FailedPrecondition(f"snapshot {snapshot_ref!r} is not ready yet", snapshot=snapshot_ref)
-        wanted = self._fit_to_source(wanted, info.size_bytes // 1024, f"snapshot {snapshot_ref!r}", any_size)
+        what = f"snapshot {snapshot_ref!r}"
+        vds = snap.get("volume_definitions") or [{}]
+        self._check_same_content(
+            wanted,
+            rec.stored_fs_type(
+                snap.get("resource_definition_props") or snap.get("props"),
+                vds[0].get("volume_definition_props"),
+            ),
+            what,
+        )
+        wanted = self._fit_to_source(wanted, info.size_bytes // 1024, what, any_size)
         props = self._start_multi_step(wanted)
         self._create_definition(wanted, props)
         try:
@@ -125,6 +137,18 @@ class VolumeCopies:
         except VolumeError:
             self._remove_quietly(wanted.volume_id)
             raise
+
+    @staticmethod
+    def _check_same_content(wanted: rec.Wanted, stored: tuple[bool, str | None], what: str) -> None:
+        """A copy keeps its source's content: a raw volume never becomes a filesystem (whose
+        node stage would format raw data) and a filesystem never changes its type."""
+        known, fs_type = stored
+        if known and fs_type != wanted.fs_type:
+            raise InvalidArgument(
+                f"{what} holds {f'a {fs_type} filesystem' if fs_type else 'a raw block volume'}, "
+                f"but the new volume asks for {f'{wanted.fs_type}' if wanted.fs_type else 'raw block'}; "
+                "request the same filesystem (or block mode) as the source"
+            )
 
     @staticmethod
     def _fit_to_source(wanted: rec.Wanted, source_kib: int, what: str, any_size: bool) -> rec.Wanted:
@@ -171,6 +195,11 @@ class VolumeCopies:
         source_volume = rec.volume_from(source) if source else None
         if source is None or source_volume is None or not rec.is_complete(source):
             raise NotFound(f"source volume {source_id!r} not found", volume=source_id)
+        self._check_same_content(
+            wanted,
+            rec.stored_fs_type(rec.props_of(source), rec.props_of(rec.volume_definition(source))),
+            f"source volume {source_id!r}",
+        )
         wanted = self._fit_to_source(
             wanted, source_volume.size_bytes // 1024, f"source volume {source_id!r}", any_size
         )

@@ -106,6 +106,23 @@ def volume_definition(rd: Mapping[str, Any], number: int = 0) -> Mapping[str, An
     return None
 
 
+def stored_fs_type(
+    rd_props: Mapping[str, str] | None, vd_props: Mapping[str, str] | None = None
+) -> tuple[bool, str | None]:
+    """(known, filesystem) of existing data: ``(True, None)`` is a raw block volume.
+
+    ``FileSystem/Type`` (VD first, like LINSTOR's lookup) says what LINSTOR made; the
+    plugin's own record covers block volumes, which carry no ``FileSystem/Type``.
+    """
+    for props in (vd_props or {}, rd_props or {}):
+        if props.get(FS_PROP):
+            return True, props[FS_PROP]
+    recorded = (rd_props or {}).get(FS_TYPE)
+    if recorded:
+        return True, None if recorded == BLOCK else recorded
+    return False, None
+
+
 def is_complete(rd: Mapping[str, Any]) -> bool:
     """Not half-made by an interrupted restore or clone, and not being cloned or deleted."""
     props = props_of(rd)

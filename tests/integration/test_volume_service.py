@@ -471,6 +471,30 @@ def test_restore_from_snapshot_keeps_data_and_grows(svc: VolumeService) -> None:
     assert svc.get_volume(restored.id).size_bytes == 12 * MIB
 
 
+def test_copies_keep_the_source_content_kind(svc: VolumeService) -> None:
+    raw = svc.create_volume(unique(), 8 * MIB, ON_LOCAL)
+    raw_snap = svc.create_snapshot(raw.id, unique("snap"))
+    formatted = svc.create_volume(unique(), 16 * MIB, EXT4)
+    name = unique("copy")
+    with pytest.raises(InvalidArgument, match="raw block"):
+        svc.create_volume(name, 8 * MIB, EXT4, source=f"snapshot:{raw_snap.id}")
+    with pytest.raises(InvalidArgument, match="ext4 filesystem"):
+        svc.create_volume(name, 16 * MIB, ON_LOCAL, source=f"volume:{formatted.id}")
+    xfs = VolumeParams(place_count=1, fs_type="xfs", nodes=(LOCAL,))
+    with pytest.raises(InvalidArgument, match="ext4 filesystem"):
+        svc.create_volume(name, 300 * MIB, xfs, source=f"volume:{formatted.id}")
+    assert svc.client.list_resource_definitions([name]) == []
+    # the same kind works, and the filesystem LINSTOR made on the source comes along
+    snap = svc.create_snapshot(formatted.id, unique("snap"))
+    restored = svc.create_volume(name, 16 * MIB, EXT4, source=f"snapshot:{snap.id}")
+    assert restored.fs_type == "ext4"
+    device = svc.attach(restored.id, LOCAL).device_path
+    probe = subprocess.run(
+        ["blkid", "-p", "-o", "value", "-s", "TYPE", device], capture_output=True, text=True
+    )
+    assert probe.stdout.strip() == "ext4"
+
+
 def _clone_and_check(svc: VolumeService) -> None:
     volume = svc.create_volume(unique(), 8 * MIB, ON_LOCAL)
     write_marker(svc.attach(volume.id, LOCAL).device_path, b"clone me", 8192)
