@@ -228,3 +228,12 @@ def test_snapshot_from_linstor_json() -> None:
     assert (snap.volume_id, snap.size_bytes, snap.ready) == ("pvc-1", 1024 * 1024, True)
     assert snap.created_at == datetime.fromtimestamp(1780000000, UTC)
     assert not rec.snapshot_from({"name": "s", "resource_name": "r", "flags": []}).ready
+
+
+def test_stored_fs_type_reads_what_linstor_and_the_plugin_recorded() -> None:
+    assert rec.stored_fs_type({rec.FS_PROP: "ext4"}) == (True, "ext4")
+    assert rec.stored_fs_type({rec.FS_PROP: "ext4"}, {rec.FS_PROP: "xfs"}) == (True, "xfs")  # VD first
+    assert rec.stored_fs_type({rec.FS_TYPE: rec.BLOCK}) == (True, None)
+    assert rec.stored_fs_type({rec.FS_TYPE: "btrfs"}) == (True, "btrfs")
+    assert rec.stored_fs_type({"Aux/other": "x"}, {}) == (False, None)
+    assert rec.stored_fs_type(None) == (False, None)
