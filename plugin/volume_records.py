@@ -43,7 +43,14 @@ SNAPSHOT_ID_SCHEME = "InCluster://"
 
 # CSI parameters from other namespaces kept on the volume, as the official driver keeps
 # them (``Aux/csi.storage.k8s.io/pvc/name``...); the rest (e.g. secret references) is not.
-KEPT_EXTRA_PREFIXES = ("csi.storage.k8s.io/pvc/", "csi.storage.k8s.io/pv/", "qos.linbit.com/")
+# ``is-linstor-docker-volume`` is the Docker front end's marker (LINBIT's Docker plugins set
+# the same ``Aux/`` property): Docker lists and removes only volumes that carry it.
+KEPT_EXTRA_PREFIXES = (
+    "csi.storage.k8s.io/pvc/",
+    "csi.storage.k8s.io/pv/",
+    "qos.linbit.com/",
+    "is-linstor-docker-volume",
+)
 
 
 @dataclass(frozen=True)
