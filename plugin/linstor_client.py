@@ -56,10 +56,11 @@ _SPACE_206: Overrides = {rc.FAIL_INVLD_VLM_SIZE: NoSpace}
 class _Unreachable(Exception):
     """A controller did not answer; ``sent`` says whether the request may have arrived."""
 
-    def __init__(self, reason: str, sent: bool) -> None:
+    def __init__(self, reason: str, sent: bool, timed_out: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.sent = sent
+        self.timed_out = timed_out
 
 
 def _never_sent(exc: requests.RequestException) -> bool:
@@ -147,6 +148,7 @@ class LinstorClient:
         path = template.format(*(quote(str(a), safe="") for a in args))
         idempotent = method in IDEMPOTENT_METHODS
         failures: dict[str, str] = {}
+        hung: set[str] = set()
         start_index = self._preferred
         order = [
             self.controllers[(start_index + i) % len(self.controllers)] for i in range(len(self.controllers))
@@ -155,10 +157,14 @@ class LinstorClient:
             if attempt:
                 time.sleep(self.backoff * (2 ** (attempt - 1)))
             for base in order:
+                if base in hung:
+                    continue
                 try:
                     status, payload = self._send_once(method, base, path, template, params, body)
                 except _Unreachable as exc:
                     failures[base] = exc.reason
+                    if exc.timed_out:
+                        hung.add(base)  # it already had the full read timeout; do not wait again
                     if exc.sent and not idempotent:
                         raise Unavailable(
                             f"LINSTOR controller {base} did not answer {method} {path} ({exc.reason}); "
@@ -213,7 +219,7 @@ class LinstorClient:
             log_fields(
                 log, logging.DEBUG, "linstor call unreachable", method=method, url=base + path, error=reason
             )
-            raise _Unreachable(reason, sent) from None
+            raise _Unreachable(reason, sent, isinstance(exc, requests.exceptions.ReadTimeout)) from None
         seconds = time.perf_counter() - started
         payload: Any = None
         if response.content:

@@ -332,6 +332,24 @@ def test_read_timeout_on_post_is_unavailable_without_resend(fake: FakeController
     assert fake.count("POST", "/v1/resource-definitions") == 1
 
 
+def test_read_timeout_on_get_is_not_waited_for_again(fake: FakeController) -> None:
+    release = threading.Event()
+
+    def hang(h: FakeHandler) -> None:
+        release.wait(5)
+        drop_connection(h)
+
+    fake.on("GET", "/v1/nodes", hang)
+    config = Config(controllers=(fake.url,), connect_timeout=1.0, read_timeout=0.3, config_file=None)
+    client = LinstorClient(config, backoff=0.01)
+    try:
+        with pytest.raises(Unavailable, match="no answer within"):
+            client.list_nodes()
+    finally:
+        release.set()
+    assert fake.count("GET", "/v1/nodes") == 1  # one full timeout, not three
+
+
 def metric(name: str, labels: dict[str, str]) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
