@@ -111,6 +111,20 @@ def test_data_written_by_one_container_is_read_by_the_next(stack: Stack) -> None
     assert "lost+found" not in out  # containers see <mount>/data, not the filesystem root
 
 
+def test_image_content_is_copied_into_a_new_volume(stack: Stack) -> None:
+    # Docker copies the image's files at the mount path into an empty volume (Mount,
+    # copy, Unmount, then Mount again to start); data/ is what makes "empty" true.
+    seed = "mkdir -p /seed && echo from-image > /seed/f"
+    stack.docker("run", "--name", "seeder", "busybox", "sh", "-c", seed)
+    stack.docker("commit", "seeder", "seeded:latest")
+    stack.docker("rm", "seeder")
+    stack.docker("volume", "create", "-d", "linstor", "-o", "size=64M", "copyup")
+    out = stack.docker("run", "--rm", "-v", "copyup:/seed", "seeded", "cat", "/seed/f")
+    assert out.strip() == "from-image"
+    # and the copy is in the volume: a container of another image sees it
+    assert stack.docker("run", "--rm", "-v", "copyup:/x", "busybox", "cat", "/x/f").strip() == "from-image"
+
+
 def test_implicit_creation_with_volume_driver(stack: Stack) -> None:
     out = stack.docker(
         "run",
