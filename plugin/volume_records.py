@@ -41,8 +41,10 @@ BLOCK = "none"  # FS_TYPE value of a raw block volume
 
 SNAPSHOT_ID_SCHEME = "InCluster://"
 
-# CSI parameters from other namespaces kept on the volume, as the official driver keeps
-# them (``Aux/csi.storage.k8s.io/pvc/name``...); the rest (e.g. secret references) is not.
+# Extra values kept on the volume as ``Aux/<key>``: a front end's own markers (plain keys,
+# e.g. the Docker plugin's ``is-linstor-docker-volume``) and the CSI parameters the official
+# driver keeps (``Aux/csi.storage.k8s.io/pvc/name``...); other namespaced parameters (e.g.
+# secret references) are not stored.
 # ``is-linstor-docker-volume`` is the Docker front end's marker (LINBIT's Docker plugins set
 # the same ``Aux/`` property): Docker lists and removes only volumes that carry it.
 KEPT_EXTRA_PREFIXES = (
@@ -82,7 +84,7 @@ class Wanted:
         if self.source:
             props[SOURCE] = self.source
         for key, value in self.extra:
-            if value and key.startswith(KEPT_EXTRA_PREFIXES):
+            if value and ("/" not in key or key.startswith(KEPT_EXTRA_PREFIXES)):
                 props[f"Aux/{key}"] = value
         return props
 
