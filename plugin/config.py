@@ -12,6 +12,7 @@ from __future__ import annotations
 import configparser
 import os
 import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -219,7 +220,51 @@ def load_config(
             kwargs[name] = _parse_timeout(name, merged[name])
     if kwargs.get("user_key") and not kwargs.get("user_certificate"):
         raise InvalidArgument("a client key (LS_USER_KEY) needs its certificate (LS_USER_CERTIFICATE)")
+    check_tls_files(
+        kwargs.get("root_ca"),  # type: ignore[arg-type]
+        kwargs.get("user_certificate"),  # type: ignore[arg-type]
+        kwargs.get("user_key"),  # type: ignore[arg-type]
+    )
     return Config(**kwargs)  # type: ignore[arg-type]
+
+
+class _PassphraseNeeded(Exception):
+    pass
+
+
+def _no_passphrase() -> bytes:
+    # A daemon cannot type a passphrase; without this OpenSSL would prompt on the terminal.
+    raise _PassphraseNeeded
+
+
+def check_tls_files(root_ca: str | None, certificate: str | None, key: str | None) -> None:
+    """Load the TLS files once at start-up, so a wrong file is named now, not on every request."""
+    if root_ca:
+        try:
+            ssl.create_default_context(cafile=root_ca)
+        except (ssl.SSLError, ValueError) as exc:
+            raise InvalidArgument(
+                f"root_ca (LS_ROOT_CA): {root_ca} holds no usable PEM CA certificate ({exc})"
+            ) from None
+    if not certificate:
+        return
+    with open(certificate, "rb") as handle:
+        if b"-----BEGIN CERTIFICATE-----" not in handle.read():
+            raise InvalidArgument(
+                f"user_certificate (LS_USER_CERTIFICATE): {certificate} holds no PEM certificate"
+            )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    what = (
+        f"user_key (LS_USER_KEY): {key}" if key else f"user_certificate (LS_USER_CERTIFICATE): {certificate}"
+    )
+    try:
+        context.load_cert_chain(certificate, key, password=_no_passphrase)
+    except _PassphraseNeeded:
+        raise InvalidArgument(f"{what} is encrypted; the plugin needs the key without a passphrase") from None
+    except ssl.SSLError as exc:
+        raise InvalidArgument(
+            f"{what} is not a PEM private key matching the certificate {certificate} ({exc})"
+        ) from None
 
 
 def _existing_file(name: str, path: str) -> str:

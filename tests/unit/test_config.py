@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from plugin.config import Config, load_config, normalize_controller
 from plugin.errors import InvalidArgument
+from tests.certs import TlsFiles, make_tls_files
+
+
+@pytest.fixture(scope="module")
+def pem(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls_files(tmp_path_factory.mktemp("pem"))
 
 
 def write(path: Path, text: str) -> str:
@@ -58,8 +65,8 @@ def test_env_gives_several_controllers_and_node_name(tmp_path: Path) -> None:
     assert load_config(env={"NODE_NAME": "n-plain"}, config_file=None).node_name == "n-plain"
 
 
-def test_file_global_section_gives_connection_and_docker_defaults(tmp_path: Path) -> None:
-    ca = write(tmp_path / "ca.pem", "x")
+def test_file_global_section_gives_connection_and_docker_defaults(tmp_path: Path, pem: TlsFiles) -> None:
+    ca = str(pem.ca_cert)
     path = write(
         tmp_path / "docker-volume.conf",
         f"[global]\ncontrollers = ctrl1,ctrl2\ncafile = {ca}\nFS = xfs\nsize = 2G\nreplicas = 2\n"
@@ -116,14 +123,52 @@ def test_missing_tls_file_is_an_error(tmp_path: Path) -> None:
     assert "root_ca" in str(info.value) and "nope.pem" in str(info.value)
 
 
+def test_unusable_tls_files_are_named_at_start_up(tmp_path: Path, pem: TlsFiles) -> None:
+    good = {
+        "LS_ROOT_CA": str(pem.ca_cert),
+        "LS_USER_CERTIFICATE": str(pem.client_cert),
+        "LS_USER_KEY": str(pem.client_key),
+    }
+    assert load_config(env=good, config_file=None).user_key == str(pem.client_key)
+    not_pem = write(tmp_path / "key.txt", "not a key")
+    encrypted = tmp_path / "enc.key"
+    subprocess.run(
+        [
+            "openssl",
+            "pkey",
+            "-in",
+            str(pem.client_key),
+            "-aes256",
+            "-passout",
+            "pass:secret",
+            "-out",
+            str(encrypted),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    empty = write(tmp_path / "empty.crt", "")
+    cases = [
+        ("LS_ROOT_CA", str(pem.client_key), "root_ca"),
+        ("LS_USER_CERTIFICATE", empty, "user_certificate"),
+        ("LS_USER_KEY", not_pem, "user_key"),
+        ("LS_USER_KEY", str(encrypted), "encrypted"),
+        ("LS_USER_KEY", str(pem.server_key), "matching"),  # a key of another certificate
+    ]
+    for variable, path, fragment in cases:
+        with pytest.raises(InvalidArgument) as info:
+            load_config(env={**good, variable: path}, config_file=None)
+        assert variable in str(info.value) and path in str(info.value) and fragment in str(info.value)
+
+
 def test_key_without_certificate_is_an_error(tmp_path: Path) -> None:
     key = write(tmp_path / "k.pem", "k")
     with pytest.raises(InvalidArgument, match="certificate"):
         load_config(env={"LS_USER_KEY": key}, config_file=None)
 
 
-def test_tls_env_including_linbit_plugin_spellings(tmp_path: Path) -> None:
-    ca, cert, key = (write(tmp_path / n, n) for n in ("ca.pem", "c.pem", "k.pem"))
+def test_tls_env_including_linbit_plugin_spellings(pem: TlsFiles) -> None:
+    ca, cert, key = str(pem.ca_cert), str(pem.client_cert), str(pem.client_key)
     config = load_config(env={"LS_CA_FILE": ca, "LS_CERT_FILE": cert, "LS_KEY_FILE": key}, config_file=None)
     assert (config.root_ca, config.user_certificate, config.user_key) == (ca, cert, key)
     config = load_config(env={"LS_ROOT_CA": ca, "LS_CA_FILE": "/nonexistent"}, config_file=None)
