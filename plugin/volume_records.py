@@ -33,6 +33,7 @@ MOUNT_OPTS = AUX + "mount-opts"
 CREATED_AT = AUX + "created-at"
 SOURCE = AUX + "source"
 ATTACHED_BY_PLUGIN = AUX + "attached-diskless"  # on a resource: attach made it, detach may remove it
+ATTACH_PENDING = AUX + "attach-pending/"  # on a definition, + node: an attach lost its answer
 SNAPSHOT_NAME = AUX + "snapshot-name"  # on a snapshot definition: the user's snapshot name
 
 FS_PROP = "FileSystem/Type"
@@ -101,6 +102,10 @@ class Wanted:
 def possible_volume_id(volume_id: str) -> bool:
     """Ids that cannot be LINSTOR names cannot exist; asking LINSTOR would only get a 500."""
     return names.is_valid_resource_name(volume_id)
+
+
+def attach_pending_key(node: str) -> str:
+    return ATTACH_PENDING + node
 
 
 def props_of(obj: Mapping[str, Any] | None) -> dict[str, str]:

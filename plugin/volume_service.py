@@ -531,7 +531,12 @@ class VolumeService(VolumeCopies):
             if not existed or "TIE_BREAKER" in (resource.get("flags") or ()):
                 # A tie-breaker is reused, but LINSTOR must turn it into an ordinary diskless
                 # resource first, or it may remove it as no longer needed.
-                entries = self._make_available(volume_id, node)
+                try:
+                    entries = self._make_available(volume_id, node)
+                except Unavailable:
+                    if not existed:
+                        self._note_pending_attach(volume_id, node)
+                    raise
             try:
                 volume = self.client.get_volume(volume_id, node)
             except NotFound:
@@ -541,6 +546,8 @@ class VolumeService(VolumeCopies):
                 ) from None
             diskless = volume.get("provider_kind") == "DISKLESS"
             created = rec.props_of(resource).get(rec.ATTACHED_BY_PLUGIN) == "true"
+            if existed and diskless and not created:
+                created = self._claim_pending_attach(volume_id, node)
             if not existed and diskless:
                 self.client.modify_resource(volume_id, node, override_props={rec.ATTACHED_BY_PLUGIN: "true"})
                 created = True
@@ -560,6 +567,31 @@ class VolumeService(VolumeCopies):
                 created_by_attach=created,
             )
 
+    def _note_pending_attach(self, volume_id: str, node: str) -> None:
+        """make-available may have been applied without an answer: remember on the definition
+        that a diskless resource on ``node`` would be ours, so a retried attach or a detach
+        can still tell it from one the plugin did not make."""
+        try:
+            self.client.modify_resource_definition(volume_id, {rec.attach_pending_key(node): "true"})
+        except VolumeError as exc:
+            log_fields(
+                log,
+                logging.WARNING,
+                "pending attach not recorded",
+                volume=volume_id,
+                node=node,
+                error=str(exc),
+            )
+
+    def _claim_pending_attach(self, volume_id: str, node: str) -> bool:
+        """Whether an earlier attach whose answer was lost made this node's diskless resource."""
+        key = rec.attach_pending_key(node)
+        if rec.props_of(self.client.get_resource_definition(volume_id)).get(key) != "true":
+            return False
+        self.client.modify_resource(volume_id, node, override_props={rec.ATTACHED_BY_PLUGIN: "true"})
+        self.client.modify_resource_definition(volume_id, delete_props=[key])
+        return True
+
     def _make_available(self, volume_id: str, node: str) -> list[dict[str, Any]]:
         try:
             return self.client.make_available(volume_id, node, diskful=False)
@@ -578,8 +610,10 @@ class VolumeService(VolumeCopies):
             except NotFound:
                 return
             flags = set(resource.get("flags") or ())
+            if not flags & {"DISKLESS", "DRBD_DISKLESS"}:
+                return
             made_by_attach = rec.props_of(resource).get(rec.ATTACHED_BY_PLUGIN) == "true"
-            if not made_by_attach or not flags & {"DISKLESS", "DRBD_DISKLESS"}:
+            if not made_by_attach and not self._claim_pending_attach(volume_id, node):
                 return
             try:
                 self.client.delete_resource(volume_id, node, keep_tiebreaker=True)

@@ -364,6 +364,27 @@ def test_detach_of_a_busy_attachment_is_in_use(svc: VolumeService, emulator: Emu
     svc.detach(volume.id, "node-c")
 
 
+def test_an_attach_whose_answer_was_lost_is_undone_by_detach(emulator: EmulatorProcess) -> None:
+    config = Config(controllers=(emulator.url,), node_name=LOCAL, read_timeout=0.5, config_file=None)
+    svc = VolumeService(LinstorClient(config), config)
+    volume = svc.create_volume(
+        unique(), 8 * MIB, VolumeParams(place_count=1, fs_type=None, nodes=("node-b",))
+    )
+    assert emulator.control("latency", {"ms": 1200, "paths": "/make-available$"}).ok
+    try:
+        with pytest.raises(Unavailable, match="may or may not"):
+            svc.attach(volume.id, "node-c")
+    finally:
+        emulator.control("latency", {"ms": 0})
+    deadline = time.monotonic() + 10
+    while "node-c" not in {r.node for r in svc.get_volume(volume.id).replicas}:
+        assert time.monotonic() < deadline, "the delayed make-available never arrived"
+        time.sleep(0.1)
+    svc.detach(volume.id, "node-c")  # the CO gave up on the publish and unpublishes
+    assert "node-c" not in {r.node for r in svc.get_volume(volume.id).replicas}
+    assert not [k for k in svc.get_volume(volume.id).properties if "attach-pending" in k]
+
+
 # ----------------------------------------------------------------------------- delete
 
 
