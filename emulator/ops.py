@@ -286,16 +286,19 @@ def _release_after_mkfs(emu: Emulator, vd: st.VolumeDefinition) -> None:
 
 
 def remove_resource(emu: Emulator, rd: st.ResourceDefinition, rsc_key: str) -> None:
-    """Drop a resource; a volume's data goes with its last diskful replica."""
-    rd.resources.pop(rsc_key, None)
+    """Drop a resource; a volume's data goes with its last diskful replica.
+
+    Host work comes first, so a device that cannot be released leaves the resource listed.
+    """
+    remaining = [r for k, r in rd.resources.items() if k != rsc_key]
     for vd in rd.volume_definitions.values():
         if not vd.backing:
             continue
-        still = any(not r.diskless and str(vd.number) in r.volumes for r in rd.resources.values())
-        if not still:
-            emu.detach(vd)
+        if not any(not r.diskless and str(vd.number) in r.volumes for r in remaining):
             emu.storage.delete(Path(vd.backing), emu.minor_arg(vd))
+            emu.devices.pop(vd.backing, None)
             vd.backing = None
+    rd.resources.pop(rsc_key, None)
     emu.sync_devices(rd)
 
 

@@ -184,9 +184,10 @@ def test_restart_keeps_data_and_devices(emulator) -> None:  # type: ignore[no-un
     assert _read(device, 4096, len(payload)) == payload
 
 
-@pytest.mark.parametrize("mode", ["storage-only"])
-def test_storage_only_mode_reports_loop_devices(root_loop, emulator_factory, mode: str) -> None:  # type: ignore[no-untyped-def]
-    emu = emulator_factory(extra_args=("--storage-only",), name=mode)
+@pytest.mark.parametrize("strict", [False, True], ids=["detected-in-use", "strict-in-use"])
+def test_storage_only_mode_reports_loop_devices(root_loop, emulator_factory, strict: bool) -> None:  # type: ignore[no-untyped-def]
+    flags = ("--storage-only", "--strict-in-use") if strict else ("--storage-only",)
+    emu = emulator_factory(extra_args=flags, name="strict" if strict else "storage-only")
     base = emu.url + "/v1"
     nodes = requests.get(base + "/nodes", timeout=5).json()
     assert nodes[0]["resource_layers"] == ["STORAGE"]
@@ -209,3 +210,25 @@ def test_storage_only_mode_reports_loop_devices(root_loop, emulator_factory, mod
     assert vol["device_path"].startswith("/dev/loop")
     assert [ld["type"] for ld in vol["layer_data_list"]] == ["STORAGE"]
     assert "state" not in vol
+    rsc = requests.get(base + f"/resource-definitions/plain/resources/{local}", timeout=5).json()
+    assert rsc["layer_object"]["type"] == "STORAGE"
+    # STORAGE-only: the real controller knows no in_use ("state": {}); by default the emulator detects it.
+    assert rsc["state"] == ({} if strict else {"in_use": False})
+    fd = os.open(vol["device_path"], os.O_RDWR)
+    try:
+        r = requests.delete(base + f"/resource-definitions/plain/resources/{local}", timeout=30)
+        if strict:
+            assert r.status_code == 500  # the device cannot be released under an opener
+        else:
+            assert r.status_code == 500 and r.json()[0]["ret_code"] & MASK == 0xC000000000000000 | 997
+        # A refused delete changes nothing.
+        assert (
+            requests.get(base + f"/resource-definitions/plain/resources/{local}", timeout=5).status_code
+            == 200
+        )
+    finally:
+        os.close(fd)
+    r = requests.delete(base + f"/resource-definitions/plain/resources/{local}", timeout=30)
+    assert r.status_code == 200 and r.json()[-1]["ret_code"] == 53739522
+    assert requests.get(base + f"/resource-definitions/plain/resources/{local}", timeout=5).status_code == 404
+    assert not list((emu.state_dir / "pools").rglob("plain_*.img"))
