@@ -232,3 +232,35 @@ def test_storage_only_mode_reports_loop_devices(root_loop, emulator_factory, str
     assert r.status_code == 200 and r.json()[-1]["ret_code"] == 53739522
     assert requests.get(base + f"/resource-definitions/plain/resources/{local}", timeout=5).status_code == 404
     assert not list((emu.state_dir / "pools").rglob("plain_*.img"))
+
+
+def test_concurrent_clients_are_serialised(emulator_factory) -> None:  # type: ignore[no-untyped-def]
+    """Many clients at once: every create lands exactly once, lists stay whole and sorted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base = emulator_factory().url + "/v1"
+
+    def work(i: int) -> list[int]:
+        s = requests.Session()
+        name = f"c{i:03d}"
+        codes = [
+            s.post(base + "/resource-definitions", json={"resource_definition": {"name": name}}).status_code
+        ]
+        codes.append(
+            s.post(base + "/resource-definitions", json={"resource_definition": {"name": name}}).status_code
+        )
+        vd = {"volume_definition": {"size_kib": 4096}}
+        codes.append(s.post(base + f"/resource-definitions/{name}/volume-definitions", json=vd).status_code)
+        listed = s.get(base + "/resource-definitions").json()
+        assert [r["name"] for r in listed] == sorted((r["name"] for r in listed), key=str.upper)
+        return codes
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(work, range(48)))
+    assert all(codes == [201, 500, 200] for codes in results), results
+    listed = requests.get(
+        base + "/resource-definitions", params={"with_volume_definitions": "true"}, timeout=10
+    ).json()
+    assert len(listed) == 48
+    minors = [r["volume_definitions"][0]["layer_data"][0]["data"]["minor_number"] for r in listed]
+    assert len(set(minors)) == 48 and min(minors) >= 1000
