@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import grpc
@@ -35,7 +36,9 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
 
     # ------------------------------------------------------------ volumes
 
-    def CreateVolume(self, request: csi_pb2.CreateVolumeRequest, context: grpc.ServicerContext):
+    def CreateVolume(
+        self, request: csi_pb2.CreateVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.CreateVolumeResponse:
         check_name(request.name)
         access = capabilities.parse_all(request.volume_capabilities)
         if request.mutable_parameters:
@@ -90,7 +93,9 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
                 f"capacity_range asks for {size} bytes, less than the {source_size} bytes of {kind} {ref}"
             )
 
-    def DeleteVolume(self, request: csi_pb2.DeleteVolumeRequest, context: grpc.ServicerContext):
+    def DeleteVolume(
+        self, request: csi_pb2.DeleteVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.DeleteVolumeResponse:
         require(request, "volume_id")
         # An id we never issued is as gone as a deleted volume.
         with (
@@ -102,7 +107,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
 
     def ControllerPublishVolume(
         self, request: csi_pb2.ControllerPublishVolumeRequest, context: grpc.ServicerContext
-    ):
+    ) -> csi_pb2.ControllerPublishVolumeResponse:
         require(request, "volume_id", "node_id", "volume_capability")
         access = capabilities.parse(request.volume_capability)
         if reason := capabilities.unsupported_reason(access):
@@ -119,7 +124,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
 
     def ControllerUnpublishVolume(
         self, request: csi_pb2.ControllerUnpublishVolumeRequest, context: grpc.ServicerContext
-    ):
+    ) -> csi_pb2.ControllerUnpublishVolumeResponse:
         require(request, "volume_id")
         with self._inflight.hold(request.volume_id, "ControllerUnpublishVolume"):
             if request.node_id:
@@ -138,7 +143,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
 
     def ValidateVolumeCapabilities(
         self, request: csi_pb2.ValidateVolumeCapabilitiesRequest, context: grpc.ServicerContext
-    ):
+    ) -> csi_pb2.ValidateVolumeCapabilitiesResponse:
         require(request, "volume_id", "volume_capabilities")
         parsed = [
             capabilities.parse(c, f"volume_capabilities[{i}]")
@@ -167,7 +172,9 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         )
         return csi_pb2.ValidateVolumeCapabilitiesResponse(confirmed=confirmed)
 
-    def ListVolumes(self, request: csi_pb2.ListVolumesRequest, context: grpc.ServicerContext):
+    def ListVolumes(
+        self, request: csi_pb2.ListVolumesRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ListVolumesResponse:
         volumes = sorted(self._service.list_volumes(with_replicas=True), key=lambda v: v.id)
         page, next_token = convert.paginate(volumes, request.max_entries, request.starting_token, "volume")
         entries = [
@@ -183,7 +190,9 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         ]
         return csi_pb2.ListVolumesResponse(entries=entries, next_token=next_token)
 
-    def ControllerGetVolume(self, request: csi_pb2.ControllerGetVolumeRequest, context: grpc.ServicerContext):
+    def ControllerGetVolume(
+        self, request: csi_pb2.ControllerGetVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ControllerGetVolumeResponse:
         require(request, "volume_id")
         volume = self._service.get_volume(request.volume_id)
         return csi_pb2.ControllerGetVolumeResponse(
@@ -195,7 +204,9 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
             ),
         )
 
-    def GetCapacity(self, request: csi_pb2.GetCapacityRequest, context: grpc.ServicerContext):
+    def GetCapacity(
+        self, request: csi_pb2.GetCapacityRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.GetCapacityResponse:
         parsed = [
             capabilities.parse(c, f"volume_capabilities[{i}]")
             for i, c in enumerate(request.volume_capabilities)
@@ -219,12 +230,12 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
 
     def ControllerGetCapabilities(
         self, request: csi_pb2.ControllerGetCapabilitiesRequest, context: grpc.ServicerContext
-    ):
+    ) -> csi_pb2.ControllerGetCapabilitiesResponse:
         return csi_pb2.ControllerGetCapabilitiesResponse(capabilities=capabilities.controller_capabilities())
 
     def ControllerExpandVolume(
         self, request: csi_pb2.ControllerExpandVolumeRequest, context: grpc.ServicerContext
-    ):
+    ) -> csi_pb2.ControllerExpandVolumeResponse:
         require(request, "volume_id", "capacity_range")
         rng = request.capacity_range
         if rng.required_bytes <= 0 and rng.limit_bytes <= 0:
@@ -248,7 +259,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
 
     def ControllerModifyVolume(
         self, request: csi_pb2.ControllerModifyVolumeRequest, context: grpc.ServicerContext
-    ):
+    ) -> csi_pb2.ControllerModifyVolumeResponse:
         require(request, "volume_id", "mutable_parameters")
         self._service.get_volume(request.volume_id)
         keys_ = ", ".join(sorted(request.mutable_parameters))
@@ -258,7 +269,9 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
 
     # ------------------------------------------------------------ snapshots
 
-    def CreateSnapshot(self, request: csi_pb2.CreateSnapshotRequest, context: grpc.ServicerContext):
+    def CreateSnapshot(
+        self, request: csi_pb2.CreateSnapshotRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.CreateSnapshotResponse:
         require(request, "source_volume_id")
         check_name(request.name)
         _check_snapshot_parameters(request.parameters)
@@ -266,7 +279,9 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
             snapshot = self._service.create_snapshot(request.source_volume_id, request.name)
         return csi_pb2.CreateSnapshotResponse(snapshot=convert.csi_snapshot(snapshot))
 
-    def DeleteSnapshot(self, request: csi_pb2.DeleteSnapshotRequest, context: grpc.ServicerContext):
+    def DeleteSnapshot(
+        self, request: csi_pb2.DeleteSnapshotRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.DeleteSnapshotResponse:
         require(request, "snapshot_id")
         with (
             self._inflight.hold(f"snapshot:{request.snapshot_id}", "DeleteSnapshot"),
@@ -275,7 +290,9 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
             self._service.delete_snapshot(request.snapshot_id)
         return csi_pb2.DeleteSnapshotResponse()
 
-    def ListSnapshots(self, request: csi_pb2.ListSnapshotsRequest, context: grpc.ServicerContext):
+    def ListSnapshots(
+        self, request: csi_pb2.ListSnapshotsRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ListSnapshotsResponse:
         if request.snapshot_id:
             try:
                 snapshots = [self._service.get_snapshot(request.snapshot_id)]
@@ -297,7 +314,9 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         entries = [csi_pb2.ListSnapshotsResponse.Entry(snapshot=convert.csi_snapshot(s)) for s in page]
         return csi_pb2.ListSnapshotsResponse(entries=entries, next_token=next_token)
 
-    def GetSnapshot(self, request: csi_pb2.GetSnapshotRequest, context: grpc.ServicerContext):
+    def GetSnapshot(
+        self, request: csi_pb2.GetSnapshotRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.GetSnapshotResponse:
         require(request, "snapshot_id")
         try:
             snapshot = self._service.get_snapshot(request.snapshot_id)
@@ -306,10 +325,9 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         return csi_pb2.GetSnapshotResponse(snapshot=convert.csi_snapshot(snapshot))
 
 
-def _check_snapshot_parameters(parameters: dict[str, str] | object) -> None:
+def _check_snapshot_parameters(parameters: Mapping[str, str]) -> None:
     """Only in-cluster LINSTOR snapshots are offered; other snapshot classes are refused early."""
-    items = dict(parameters)  # type: ignore[call-overload]
-    for key, value in items.items():
+    for key, value in parameters.items():
         if not key.startswith(keys.SNAPSHOT_PREFIX):
             continue  # e.g. csi.storage.k8s.io/volumesnapshot/* injected by the snapshotter
         if key == keys.SNAPSHOT_TYPE:

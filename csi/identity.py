@@ -82,13 +82,15 @@ class IdentityServicer(csi_pb2_grpc.IdentityServicer):
         self._name = driver_name
         self._version = version or driver_version()
 
-    def GetPluginInfo(self, request: csi_pb2.GetPluginInfoRequest, context: grpc.ServicerContext):
+    def GetPluginInfo(
+        self, request: csi_pb2.GetPluginInfoRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.GetPluginInfoResponse:
         return csi_pb2.GetPluginInfoResponse(name=self._name, vendor_version=self._version)
 
     def GetPluginCapabilities(
         self, request: csi_pb2.GetPluginCapabilitiesRequest, context: grpc.ServicerContext
-    ):
+    ) -> csi_pb2.GetPluginCapabilitiesResponse:
         return csi_pb2.GetPluginCapabilitiesResponse(capabilities=list(capabilities.PLUGIN_CAPABILITIES))
 
-    def Probe(self, request: csi_pb2.ProbeRequest, context: grpc.ServicerContext):
+    def Probe(self, request: csi_pb2.ProbeRequest, context: grpc.ServicerContext) -> csi_pb2.ProbeResponse:
         return csi_pb2.ProbeResponse(ready={"value": self._health.ready()})

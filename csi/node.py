@@ -81,7 +81,9 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
 
     # ------------------------------------------------------------ stage
 
-    def NodeStageVolume(self, request: csi_pb2.NodeStageVolumeRequest, context: grpc.ServicerContext):
+    def NodeStageVolume(
+        self, request: csi_pb2.NodeStageVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeStageVolumeResponse:
         require(request, "volume_id")
         check_path(request.staging_target_path, "staging_target_path")
         require(request, "volume_capability")
@@ -107,7 +109,9 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
             self._ops.stage(device, staging, fs_type, mount_opts=options, readonly=access.read_only)
         return csi_pb2.NodeStageVolumeResponse()
 
-    def NodeUnstageVolume(self, request: csi_pb2.NodeUnstageVolumeRequest, context: grpc.ServicerContext):
+    def NodeUnstageVolume(
+        self, request: csi_pb2.NodeUnstageVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeUnstageVolumeResponse:
         require(request, "volume_id")
         check_path(request.staging_target_path, "staging_target_path")
         with self._inflight.hold(f"{request.volume_id}@{request.staging_target_path}", "NodeUnstageVolume"):
@@ -117,7 +121,9 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
 
     # ------------------------------------------------------------ publish
 
-    def NodePublishVolume(self, request: csi_pb2.NodePublishVolumeRequest, context: grpc.ServicerContext):
+    def NodePublishVolume(
+        self, request: csi_pb2.NodePublishVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodePublishVolumeResponse:
         require(request, "volume_id")
         check_path(request.target_path, "target_path")
         check_path(request.staging_target_path, "staging_target_path")
@@ -141,7 +147,9 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
             self._ops.bind_mount(request.staging_target_path, target, readonly=readonly)
         return csi_pb2.NodePublishVolumeResponse()
 
-    def NodeUnpublishVolume(self, request: csi_pb2.NodeUnpublishVolumeRequest, context: grpc.ServicerContext):
+    def NodeUnpublishVolume(
+        self, request: csi_pb2.NodeUnpublishVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeUnpublishVolumeResponse:
         require(request, "volume_id")
         check_path(request.target_path, "target_path")
         with self._inflight.hold(f"{request.volume_id}@{request.target_path}", "NodeUnpublishVolume"):
@@ -156,7 +164,9 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         if not self._ops.is_mounted(path):
             raise errors.NotFound(f"path {path} is not a mounted path of volume {volume_id}")
 
-    def NodeGetVolumeStats(self, request: csi_pb2.NodeGetVolumeStatsRequest, context: grpc.ServicerContext):
+    def NodeGetVolumeStats(
+        self, request: csi_pb2.NodeGetVolumeStatsRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeGetVolumeStatsResponse:
         require(request, "volume_id")
         check_path(request.volume_path, "volume_path")
         path = request.volume_path
@@ -188,7 +198,9 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
             )
         return csi_pb2.NodeGetVolumeStatsResponse(usage=usage, volume_condition=volume_condition)
 
-    def NodeExpandVolume(self, request: csi_pb2.NodeExpandVolumeRequest, context: grpc.ServicerContext):
+    def NodeExpandVolume(
+        self, request: csi_pb2.NodeExpandVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeExpandVolumeResponse:
         require(request, "volume_id")
         check_path(request.volume_path, "volume_path")
         access = (
@@ -209,10 +221,14 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
 
     # ------------------------------------------------------------ info
 
-    def NodeGetCapabilities(self, request: csi_pb2.NodeGetCapabilitiesRequest, context: grpc.ServicerContext):
+    def NodeGetCapabilities(
+        self, request: csi_pb2.NodeGetCapabilitiesRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeGetCapabilitiesResponse:
         return csi_pb2.NodeGetCapabilitiesResponse(capabilities=capabilities.node_capabilities())
 
-    def NodeGetInfo(self, request: csi_pb2.NodeGetInfoRequest, context: grpc.ServicerContext):
+    def NodeGetInfo(
+        self, request: csi_pb2.NodeGetInfoRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeGetInfoResponse:
         with self._topology_lock:
             if self._topology is None:
                 # COs cache NodeGetInfo for the plugin's lifetime; so do we.
