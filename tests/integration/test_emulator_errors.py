@@ -689,3 +689,31 @@ def test_malformed_http_gets_json_not_html(plain: Api) -> None:
             payload = reply
         assert b"<html" not in payload.lower()
         assert json.loads(payload)[0]["ret_code"] < 0
+
+
+def test_group_place_count_change_places_more_replicas(api: Api) -> None:
+    assert api.post("/resource-groups", {"name": "grow-rg", "select_filter": {"place_count": 1}})[0] == 201
+    st, body = api.post("/resource-groups/grow-rg/volume-groups", {"props": {"Aux/from-vg": "yes"}})
+    assert st == 201, body
+    st, body = api.post(
+        "/resource-groups/grow-rg/spawn", {"resource_definition_name": "g1", "volume_sizes": [4096]}
+    )
+    assert st == 201, body
+    assert api.get("/resource-definitions/g1/volume-definitions/0")[1]["props"] == {"Aux/from-vg": "yes"}
+    assert len(api.get("/resource-definitions/g1/resources")[1]) == 1
+    st, body = api.put("/resource-groups/grow-rg", {"select_filter": {"place_count": 2}})
+    assert st == 200, body
+    assert len(api.get("/resource-definitions/g1/resources")[1]) == 2
+    # More replicas than nodes: the group is changed, the autoplace error lands in the same answer.
+    st, body = api.put("/resource-groups/grow-rg", {"select_filter": {"place_count": 5}})
+    assert st == 500 and has(body, ERR | 996)
+    assert api.get("/resource-groups/grow-rg")[1]["select_filter"]["place_count"] == 5
+    st, body = api.post(
+        "/resource-groups/grow-rg/spawn",
+        {"resource_definition_name": "g2", "volume_sizes": [4096], "definitions_only": True},
+    )
+    assert st == 201 and has(body, INFO | 10000)
+    assert api.get("/resource-definitions/g2/resources") == (200, [])
+    st, body = api.post("/resource-groups/grow-rg/adjust", {"select_filter": {"place_count": 1}})
+    assert st == 200, body
+    assert len(api.get("/resource-definitions/g2/resources")[1]) == 1
