@@ -182,7 +182,7 @@ def deploy(
             rd.layer_stack = list(stack)
         emu.sync_devices(rd)
         for vd in formatted_candidates:
-            _mkfs_if_wanted(emu, rd, vd)
+            _mkfs_if_wanted(emu, rd, vd, props)
     except rc.ApiFailure:
         _undo_deploy(emu, rd, node, created)
         raise
@@ -257,12 +257,18 @@ def _undo_deploy(
         log.error("device sync after rollback failed: %s", exc)
 
 
-def _mkfs_if_wanted(emu: Emulator, rd: st.ResourceDefinition, vd: st.VolumeDefinition) -> None:
-    """A satellite formats a newly created volume whose FileSystem/Type resolves, if blank."""
-    fs_type = emu.effective_prop(rd, vd, "FileSystem/Type")
+def _mkfs_if_wanted(
+    emu: Emulator, rd: st.ResourceDefinition, vd: st.VolumeDefinition, rsc_props: dict[str, str] | None = None
+) -> None:
+    """A satellite formats a newly created volume whose FileSystem/Type resolves, if blank.
+
+    Lookup order as the satellite's: resource, VD, volume group, RD, resource group.
+    """
+    own = rsc_props or {}
+    fs_type = own.get("FileSystem/Type") or emu.effective_prop(rd, vd, "FileSystem/Type")
     if not fs_type or not vd.backing:
         return
-    params = emu.effective_prop(rd, vd, "FileSystem/MkfsParams") or ""
+    params = own.get("FileSystem/MkfsParams") or emu.effective_prop(rd, vd, "FileSystem/MkfsParams") or ""
     temporary = vd.backing not in emu.devices
     device = emu.attach(vd) if temporary else emu.devices[vd.backing][0]
     try:
