@@ -67,6 +67,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body go out in two writes; without TCP_NODELAY, delayed ACKs add ~40 ms.
     disable_nagle_algorithm = True
+    # Idle keep-alive connections are closed after this long, so abandoned clients free their thread.
+    timeout = 300
     server_version = "LINSTOR-emulator"
     sys_version = ""
 
