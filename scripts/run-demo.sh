@@ -51,7 +51,7 @@ wait_for() { # what, command...
 }
 
 .venv/bin/linstor-emulator serve --state-dir "$DEMO/emulator" --host 127.0.0.1 --port "$PORT" \
-    --nodes "$NODES" >"$DEMO/logs/emulator.log" 2>&1 &
+    --local-node "$NODE" --nodes "$NODES" >"$DEMO/logs/emulator.log" 2>&1 &
 pids+=($!)
 wait_for "the emulator" curl -fsS "$LS_CONTROLLERS/v1/controller/version"
 
