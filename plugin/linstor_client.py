@@ -421,8 +421,14 @@ class LinstorClient:
         name: str,
         override_props: Mapping[str, str] | None = None,
         delete_props: Sequence[str] = (),
+        delete_namespaces: Sequence[str] = (),
     ) -> Entries:
-        body = {"override_props": dict(override_props or {}), "delete_props": list(delete_props)}
+        body: dict[str, Any] = {
+            "override_props": dict(override_props or {}),
+            "delete_props": list(delete_props),
+        }
+        if delete_namespaces:
+            body["delete_namespaces"] = list(delete_namespaces)
         return rc.entries_of(self.request("PUT", "/v1/resource-definitions/{}", name, body=body))
 
     def delete_resource_definition(self, name: str) -> Entries:

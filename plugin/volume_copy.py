@@ -81,8 +81,12 @@ class VolumeCopies:
         final = {k: v for k, v in props.items() if k != rec.CREATING}
         final[rec.NAME] = wanted.name
         final[rec.VOLUME_ID] = wanted.volume_id
+        # Pending-attach notes copied from the source are about the source's resources.
         self.client.modify_resource_definition(
-            wanted.volume_id, override_props=final, delete_props=[rec.CREATING]
+            wanted.volume_id,
+            override_props=final,
+            delete_props=[rec.CREATING],
+            delete_namespaces=[rec.ATTACH_PENDING.rstrip("/")],
         )
         rd = self._read_rd(wanted.volume_id)
         if rd is None:

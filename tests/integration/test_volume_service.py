@@ -36,7 +36,7 @@ from plugin.errors import (
 from plugin.linstor_client import LinstorClient
 from plugin.models import TopologyRequirement
 from plugin.params import VolumeParams, resource_group_name
-from plugin.volume_records import ATTACHED_BY_PLUGIN, NAME
+from plugin.volume_records import ATTACHED_BY_PLUGIN, NAME, attach_pending_key
 from plugin.volume_service import VolumeService
 from tests.conftest import EmulatorProcess
 
@@ -519,9 +519,11 @@ def test_copies_keep_the_source_content_kind(svc: VolumeService) -> None:
 def _clone_and_check(svc: VolumeService) -> None:
     volume = svc.create_volume(unique(), 8 * MIB, ON_LOCAL)
     write_marker(svc.attach(volume.id, LOCAL).device_path, b"clone me", 8192)
+    svc.client.modify_resource_definition(volume.id, {attach_pending_key("node-c"): "true"})
     name = unique("clone")
     clone = svc.create_volume(name, 8 * MIB, ON_LOCAL, source=f"volume:{volume.id}")
     assert clone.name == name and clone.source == f"volume:{volume.id}"
+    assert attach_pending_key("node-c") not in clone.properties  # a note about the source's resources
     assert read_at(svc.attach(clone.id, LOCAL).device_path, 8, 8192) == b"clone me"
     assert svc.find_volume(name) is not None
     # the source keeps its own identity, and no temporary snapshot is left behind
