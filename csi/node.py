@@ -106,7 +106,14 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
                 # restored snapshots carry their origin's xfs uuid; let both mount side by side
                 ["nouuid"] if fs_type == "xfs" else [],
             )
-            self._ops.stage(device, staging, fs_type, mount_opts=options, readonly=access.read_only)
+            self._ops.stage(
+                device,
+                staging,
+                fs_type,
+                mount_opts=options,
+                readonly=access.read_only,
+                post_mount_xfs_opts=request.volume_context.get(keys.POST_MOUNT_XFS_OPTS, ""),
+            )
         return csi_pb2.NodeStageVolumeResponse()
 
     def NodeUnstageVolume(

@@ -63,6 +63,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool("mkfs.xfs", "xfsprogs", "xfs volumes", WARN),
     Tool("xfs_growfs", "xfsprogs", "growing xfs volumes", WARN),
     Tool("xfs_info", "xfsprogs", "sizing xfs filesystems", WARN),
+    Tool("xfs_io", "xfsprogs", "the postMountXfsOpts StorageClass parameter", WARN),
     Tool("mkfs.btrfs", "btrfs-progs", "btrfs volumes", WARN),
     Tool("losetup", "mount (util-linux)", "the single-node emulator only", WARN),
 )

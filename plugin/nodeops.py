@@ -634,12 +634,15 @@ class NodeOps:
         mkfs_opts: str = "",
         mount_opts: Sequence[str] = (),
         readonly: bool = False,
+        post_mount_xfs_opts: str = "",
     ) -> None:
         """Make the volume's filesystem available at ``staging_path``; safe to repeat.
 
         Order matters: nothing is formatted unless the device is blank, a filesystem of
         another type is an error (never a reformat), and a filesystem smaller than its
         device (the volume was expanded, or restored into a bigger one) is grown.
+        ``post_mount_xfs_opts`` is the StorageClass ``postMountXfsOpts`` of the official
+        driver: an ``xfs_io -c`` command run on every fresh read-write xfs mount.
         """
         fs = filesystem_type(fs_type)
         mkfs_arguments(mkfs_opts)
@@ -673,6 +676,8 @@ class NodeOps:
         self.mount(device, path, fs, mount_opts, readonly)
         if readonly:
             return
+        if post_mount_xfs_opts and fs == "xfs" and not already:
+            self._run_post_mount_xfs_io(path, post_mount_xfs_opts)
         try:
             if self._needs_grow(device, path, fs):
                 self.grow_filesystem(path)
@@ -682,6 +687,20 @@ class NodeOps:
                 raise
             # The volume is mounted and usable; a later stage or expand can retry the grow.
             log.warning("could not grow the filesystem at %s: %s", staging_path, exc)
+
+    def _run_post_mount_xfs_io(self, path: str, command: str) -> None:
+        """Run ``xfs_io -c command`` on a fresh mount; undo the mount when it fails.
+
+        xfs_io exits 0 even for an unknown command, so anything on stderr is a failure.
+        """
+        done = self._cmd(["xfs_io", "-c", command, path], ok_codes=range(256))
+        if done.returncode == 0 and not done.stderr.strip():
+            return
+        self.unmount(path, remove_target=False)
+        raise OperationFailed(
+            f"xfs_io -c {command!r} failed on {path} (postMountXfsOpts): "
+            f"{one_line(done.stderr) or f'exit {done.returncode}'}"
+        )
 
     def _grow_ext4_offline(self, device: str) -> None:
         """Grow an ext4 that is mounted nowhere on this node before mounting it.
@@ -745,7 +764,7 @@ class NodeOps:
             except OperationFailed as exc:
                 if "permission denied" not in str(exc).lower():
                     raise
-                raise OperationFailed(
+                raise FailedPrecondition(
                     f"this node cannot grow a mounted ext4 filesystem (resize2fs needs CAP_SYS_RESOURCE); "
                     f"it is grown offline the next time the volume is staged. {exc}",
                     missing_capability="CAP_SYS_RESOURCE",

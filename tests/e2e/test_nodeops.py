@@ -204,7 +204,7 @@ def test_filesystem_grows_online_and_on_stage(
     assert ops.device_size_bytes(dev.path) == 640 * MiB
     if fs == "ext4" and not can_resize_ext4_online():
         # Without the capability the error says so; the offline path below (stage) grows it.
-        with pytest.raises(OperationFailed, match="CAP_SYS_RESOURCE"):
+        with pytest.raises(FailedPrecondition, match="CAP_SYS_RESOURCE"):
             ops.grow_filesystem(str(staging))
         assert ops.stats(str(staging)).total_bytes == first
     else:
@@ -467,6 +467,23 @@ def test_xfs_clone_mounts_beside_its_origin(
     ops.stage(clone.path, str(tmp_path / "b"), "xfs")
     assert (tmp_path / "b" / "f").read_bytes() == b"from the origin"
     assert ops.mount_source(str(tmp_path / "b")) == clone.path
+
+
+def test_post_mount_xfs_opts_run_on_a_fresh_xfs_stage(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
+) -> None:
+    """postMountXfsOpts of the official driver: an xfs_io command after the mount."""
+    dev = make_loop()
+    staging = tmp_path / "staging"
+    ops.stage(dev.path, str(staging), "xfs", post_mount_xfs_opts="extsize 1m")
+    shown = subprocess.run(
+        ["xfs_io", "-c", "extsize", str(staging)], capture_output=True, text=True, check=True
+    )
+    assert shown.stdout.startswith("[1048576]"), shown.stdout
+    bad = tmp_path / "bad"
+    with pytest.raises(OperationFailed, match="postMountXfsOpts"):
+        ops.stage(make_loop().path, str(bad), "xfs", post_mount_xfs_opts="no-such-command")
+    assert not ops.is_mounted(str(bad))  # a failed stage leaves nothing mounted
 
 
 def test_stats_follow_usage(make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path) -> None:
