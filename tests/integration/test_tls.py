@@ -577,13 +577,6 @@ def _unusable_tls_file(pki: TlsFiles, tmp_path: Path, problem: str) -> tuple[str
     return "user_certificate", path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plugin/config.py only checks that TLS files exist and are readable; a key that is "
-    "DER or encrypted, or a CA or certificate file without a certificate, fails on every request "
-    "as 'no LINSTOR controller reachable (... TLS handshake failed: [SSL] PEM lib ...). Check "
-    "LS_CONTROLLERS and that the controller is running', naming neither the setting nor the file",
-)
 @pytest.mark.parametrize(
     "problem", ["key is not PEM", "key is encrypted", "CA file holds a key", "certificate file is empty"]
 )
@@ -822,19 +815,8 @@ def test_csi_driver_process_over_mtls(
     assert not [line for line in _key_material(pki.client_key) if line in text]
 
 
-DOCKER_MARKER_DROPPED = pytest.mark.xfail(
-    strict=True,
-    reason="plugin/volume_records.py Wanted.aux_props (commit 0de57d2) keeps only extra keys under "
-    "KEPT_EXTRA_PREFIXES, so the Docker driver's marker Aux/is-linstor-docker-volume (passed in "
-    "params.extra) is never stored and every Docker Create answers 'exists that was not created "
-    "through Docker'",
-)
-
-
 @pytest.mark.root
-@pytest.mark.parametrize(
-    "setup", [pytest.param("client certificate", marks=DOCKER_MARKER_DROPPED), "foreign CA"]
-)
+@pytest.mark.parametrize("setup", ["client certificate", "foreign CA"])
 def test_docker_plugin_process_over_mtls_from_its_config_file(
     root_loop: None, mtls: TlsEmulator, pki: TlsFiles, foreign: TlsFiles, short_dir: Path, setup: str
 ) -> None:
