@@ -436,7 +436,9 @@ def test_writes_that_timed_out_but_were_applied_are_safe_to_retry(emu: EmulatorP
     svc.delete_volume(volume.id)  # a missing volume is fine
 
 
-def test_an_attach_that_timed_out_is_still_undone_by_detach(emu: EmulatorProcess) -> None:
+@pytest.mark.parametrize("retried", [True, False], ids=["publish retried", "unpublished at once"])
+def test_an_attach_that_timed_out_is_still_undone_by_detach(emu: EmulatorProcess, retried: bool) -> None:
+    """The diskless resource made by a lost make-available answer still belongs to the plugin."""
     svc = service(emu.url, read_timeout=0.5)
     volume = svc.create_volume(unique(), 8 * MIB, ON_B)
     assert emu.control("latency", {"ms": 1200, "paths": "/make-available$"}).ok
@@ -449,10 +451,15 @@ def test_an_attach_that_timed_out_is_still_undone_by_detach(emu: EmulatorProcess
     while "node-c" not in {r.node for r in svc.get_volume(volume.id).replicas}:
         assert time.monotonic() < deadline, "the delayed make-available never arrived"
         time.sleep(0.1)
-    attachment = svc.attach(volume.id, "node-c")  # the CO retries the publish
-    assert attachment.diskless
-    svc.detach(volume.id, "node-c")  # ... and later unpublishes
+    if retried:
+        attachment = svc.attach(volume.id, "node-c")  # the CO retries the publish
+        assert attachment.diskless and attachment.created_by_attach
+    svc.detach(volume.id, "node-c")  # ... and unpublishes, later or right away
     assert "node-c" not in {r.node for r in svc.get_volume(volume.id).replicas}
+    # a replica with data is never taken for a lost attach
+    svc.attach(volume.id, "node-b")
+    svc.detach(volume.id, "node-b")
+    assert {r.node for r in svc.get_volume(volume.id).replicas} == {"node-b"}
 
 
 # ----------------------------------------------------------------------------- injected LINSTOR errors
