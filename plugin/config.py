@@ -220,11 +220,6 @@ def load_config(
             kwargs[name] = _parse_timeout(name, merged[name])
     if kwargs.get("user_key") and not kwargs.get("user_certificate"):
         raise InvalidArgument("a client key (LS_USER_KEY) needs its certificate (LS_USER_CERTIFICATE)")
-    check_tls_files(
-        kwargs.get("root_ca"),  # type: ignore[arg-type]
-        kwargs.get("user_certificate"),  # type: ignore[arg-type]
-        kwargs.get("user_key"),  # type: ignore[arg-type]
-    )
     return Config(**kwargs)  # type: ignore[arg-type]
 
 
@@ -238,7 +233,11 @@ def _no_passphrase() -> bytes:
 
 
 def check_tls_files(root_ca: str | None, certificate: str | None, key: str | None) -> None:
-    """Load the TLS files once at start-up, so a wrong file is named now, not on every request."""
+    """Load the TLS files once, so a wrong file is named at start-up, not on every request.
+
+    The LINSTOR client calls this when it is made (daemons make it at start-up);
+    :func:`load_config` itself only checks that the files exist.
+    """
     if root_ca:
         try:
             ssl.create_default_context(cafile=root_ca)
@@ -262,9 +261,9 @@ def check_tls_files(root_ca: str | None, certificate: str | None, key: str | Non
     except _PassphraseNeeded:
         raise InvalidArgument(f"{what} is encrypted; the plugin needs the key without a passphrase") from None
     except ssl.SSLError as exc:
-        raise InvalidArgument(
-            f"{what} is not a PEM private key matching the certificate {certificate} ({exc})"
-        ) from None
+        if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH":
+            return  # both files are usable; the handshake error names the settings
+        raise InvalidArgument(f"{what} is not a usable PEM private key for {certificate} ({exc})") from None
 
 
 def _existing_file(name: str, path: str) -> str:

@@ -29,7 +29,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from plugin import linstor_retcodes as rc
-from plugin.config import Config
+from plugin.config import Config, check_tls_files
 from plugin.errors import (
     InvalidArgument,
     NoSpace,
@@ -108,6 +108,7 @@ class LinstorClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        check_tls_files(config.root_ca, config.user_certificate, config.user_key)
         # Passed on every request: a session-level ``verify`` would lose against
         # REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE from the environment, and LS_ROOT_CA must win.
         self._verify: str | bool = config.root_ca or True
@@ -259,6 +260,8 @@ class LinstorClient:
         if not base.startswith("https://") or isinstance(exc, requests.exceptions.ConnectTimeout):
             return ""
         text = _short(exc).lower()
+        if "key values mismatch" in text:
+            return " (LS_USER_KEY is not the private key of LS_USER_CERTIFICATE)"
         if "certificate verify failed" in text:
             return (
                 " (the controller's certificate is not trusted: set LS_ROOT_CA to the CA that signed it)"

@@ -9,6 +9,7 @@ import pytest
 
 from plugin.config import Config, load_config, normalize_controller
 from plugin.errors import InvalidArgument
+from plugin.linstor_client import LinstorClient
 from tests.certs import TlsFiles, make_tls_files
 
 
@@ -129,7 +130,7 @@ def test_unusable_tls_files_are_named_at_start_up(tmp_path: Path, pem: TlsFiles)
         "LS_USER_CERTIFICATE": str(pem.client_cert),
         "LS_USER_KEY": str(pem.client_key),
     }
-    assert load_config(env=good, config_file=None).user_key == str(pem.client_key)
+    assert LinstorClient(load_config(env=good, config_file=None)).config.user_key == str(pem.client_key)
     not_pem = write(tmp_path / "key.txt", "not a key")
     encrypted = tmp_path / "enc.key"
     subprocess.run(
@@ -153,11 +154,13 @@ def test_unusable_tls_files_are_named_at_start_up(tmp_path: Path, pem: TlsFiles)
         ("LS_USER_CERTIFICATE", empty, "user_certificate"),
         ("LS_USER_KEY", not_pem, "user_key"),
         ("LS_USER_KEY", str(encrypted), "encrypted"),
-        ("LS_USER_KEY", str(pem.server_key), "matching"),  # a key of another certificate
     ]
+    # a usable key of another certificate is left to the handshake, whose error names both settings
+    LinstorClient(load_config(env={**good, "LS_USER_KEY": str(pem.server_key)}, config_file=None))
     for variable, path, fragment in cases:
+        config = load_config(env={**good, variable: path}, config_file=None)  # files exist: fine here
         with pytest.raises(InvalidArgument) as info:
-            load_config(env={**good, variable: path}, config_file=None)
+            LinstorClient(config)  # made at start-up by every daemon
         assert variable in str(info.value) and path in str(info.value) and fragment in str(info.value)
 
 

@@ -509,3 +509,9 @@ def test_tls_without_client_certificate_is_refused(tls_fake: FakeController, pki
         tls_client(tls_fake.url, pki.ca).controller_version()
     assert "LS_USER_CERTIFICATE" in str(refused.value)
     assert tls_fake.count("GET", "/v1/controller/version") == 0
+
+
+def test_tls_key_of_another_certificate_names_both_settings(tls_fake: FakeController, pki: Pki) -> None:
+    with pytest.raises(Unavailable) as mismatch:
+        tls_client(tls_fake.url, pki.ca, pki.client_cert, pki.server_key).controller_version()
+    assert "LS_USER_KEY is not the private key of LS_USER_CERTIFICATE" in str(mismatch.value)
