@@ -39,7 +39,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 
 from plugin.config import Config, load_config
-from plugin.errors import InvalidArgument, OperationFailed, Unavailable, VolumeError
+from plugin.errors import InvalidArgument, NotFound, OperationFailed, Unavailable, VolumeError
 from plugin.linstor_client import LinstorClient
 from plugin.params import VolumeParams
 from plugin.volume_service import VolumeService
@@ -366,6 +366,32 @@ def test_outage_of_an_mtls_controller_then_a_fresh_handshake(mtls: TlsEmulator, 
             assert time.monotonic() < deadline, "the emulator did not come back"
             time.sleep(0.2)
     svc.delete_volume(volume.id)
+
+
+def test_a_write_cut_off_mid_request_over_tls_is_not_resent(mtls: TlsEmulator, pki: TlsFiles) -> None:
+    """A TLS connection lost after the request went out is "may have been applied", like plain
+    HTTP, and not a handshake failure that would be safe to re-send: the write lands once."""
+    config = tls_config(mtls.url, root_ca=pki.ca_cert, cert=pki.client_cert, key=pki.client_key)
+    client = LinstorClient(config, retries=6, backoff=0.2)  # retries would outlast the outage
+    client.controller_version()
+    group = unique("rg")
+    assert mtls.control("latency", {"ms": 1500, "paths": "^/v1/resource-groups$"}).ok
+    outage = threading.Timer(0.4, lambda: mtls.control("outage", {"seconds": 0.6}))
+    outage.start()
+    try:
+        with pytest.raises(Unavailable, match="may or may not have been applied"):
+            client.create_resource_group(group, {"place_count": 1})
+    finally:
+        outage.join()
+    deadline = time.monotonic() + 15
+    while True:  # the emulator finishes the request it had, after the outage
+        try:
+            assert client.get_resource_group(group)["name"] == group
+            break
+        except (Unavailable, NotFound):
+            assert time.monotonic() < deadline, "the cut-off write never landed"
+            time.sleep(0.2)
+    mtls.control("latency", {"ms": 0})
 
 
 class _RedirectToHttps(BaseHTTPRequestHandler):
