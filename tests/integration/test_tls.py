@@ -598,18 +598,27 @@ def _unusable_tls_file(pki: TlsFiles, tmp_path: Path, problem: str) -> tuple[str
         return "user_key", path
     if problem == "CA file holds a key":
         return "root_ca", pki.client_key
+    if problem == "key of another certificate":
+        return "user_key", pki.server_key
     path = tmp_path / "empty.crt"
     path.write_text("")
     return "user_certificate", path
 
 
 @pytest.mark.parametrize(
-    "problem", ["key is not PEM", "key is encrypted", "CA file holds a key", "certificate file is empty"]
+    "problem",
+    [
+        "key is not PEM",
+        "key is encrypted",
+        "key of another certificate",
+        "CA file holds a key",
+        "certificate file is empty",
+    ],
 )
 def test_an_unusable_tls_file_is_named(
     mtls: TlsEmulator, pki: TlsFiles, tmp_path: Path, problem: str
 ) -> None:
-    """Best at start-up (like a missing file); at the latest, the error names the setting."""
+    """Caught no later than the first request (best when the client is made), naming the setting."""
     setting, path = _unusable_tls_file(pki, tmp_path, problem)
     files = {"root_ca": pki.ca_cert, "user_certificate": pki.client_cert, "user_key": pki.client_key}
     files[setting] = path
@@ -619,14 +628,9 @@ def test_an_unusable_tls_file_is_named(
         "user_key": "LS_USER_KEY",
     }
     env = {"LS_CONTROLLERS": mtls.url, **{env_names[k]: str(v) for k, v in files.items()}}
-    try:
-        config = load_config(env=env, config_file=None)
-    except InvalidArgument as exc:
-        message = str(exc)
-    else:
-        with pytest.raises(VolumeError) as failed:
-            LinstorClient(config, retries=0).controller_version()
-        message = str(failed.value)
+    with pytest.raises(VolumeError) as unusable:
+        LinstorClient(load_config(env=env, config_file=None), retries=0).controller_version()
+    message = str(unusable.value)
     assert "Traceback" not in message
     assert setting in message or env_names[setting] in message or str(path) in message, message
 
