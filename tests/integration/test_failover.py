@@ -146,6 +146,37 @@ class HungController:
         self.sock.close()
 
 
+class BlackholedController:
+    """An address whose SYNs go unanswered (a full accept queue): connects time out."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.fillers: list[socket.socket] = []
+        for _ in range(3):  # never accepted: they fill the queue, later SYNs are dropped
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            self.fillers.append(filler)
+
+    def close(self) -> None:
+        for filler in self.fillers:
+            filler.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def blackhole() -> Iterator[BlackholedController]:
+    controller = BlackholedController()
+    time.sleep(0.1)  # let the fillers' handshakes complete into the queue
+    yield controller
+    controller.close()
+
+
 @pytest.fixture
 def proxy_503() -> Iterator[ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy503)
@@ -223,15 +254,16 @@ def test_every_operation_works_behind_a_503_proxy_listed_first(
     assert all(svc.client.current_controller == emu.url for svc in used)
 
 
-@pytest.mark.parametrize("dead", ["refused port", "unresolvable name", "503 proxy"])
+@pytest.mark.parametrize("dead", ["refused port", "unresolvable name", "503 proxy", "connect timeout"])
 def test_a_first_write_fails_over_when_it_cannot_have_arrived(
-    emu: EmulatorProcess, proxy_503: ThreadingHTTPServer, dead: str
+    emu: EmulatorProcess, proxy_503: ThreadingHTTPServer, blackhole: BlackholedController, dead: str
 ) -> None:
     """A POST is re-sent elsewhere only when the first address provably never took it."""
     first = {
         "refused port": f"http://127.0.0.1:{free_port()}",
         "unresolvable name": "http://linstor-controller.invalid:3370",  # RFC 6761: never resolves
         "503 proxy": f"http://127.0.0.1:{proxy_503.server_address[1]}",
+        "connect timeout": blackhole.url,
     }[dead]
     client = service(first, emu.url).client
     group = unique("rg")
