@@ -278,6 +278,19 @@ def test_volume_lifecycle_over_mtls(mtls: TlsEmulator, pki: TlsFiles) -> None:
     assert volume.id.lower() not in left and restored.id.lower() not in left
 
 
+def test_ls_root_ca_wins_over_a_ca_bundle_from_the_environment(
+    mtls: TlsEmulator, pki: TlsFiles, foreign: TlsFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Container images often set REQUESTS_CA_BUNDLE; the controller's CA must still be the one used."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(foreign.ca_cert))
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(foreign.ca_cert))
+    assert good_service(mtls, pki).client.list_nodes()
+    # without LS_ROOT_CA the environment's bundle is the trust store, and it lacks the test CA
+    untrusting = LinstorClient(tls_config(mtls.url, root_ca=None, cert=pki.client_cert, key=pki.client_key))
+    with pytest.raises(Unavailable, match="certificate verify failed"):
+        untrusting.controller_version()
+
+
 def test_https_without_client_verification_needs_only_the_ca(tls_emulator_factory, pki: TlsFiles) -> None:  # type: ignore[no-untyped-def]
     emu = tls_emulator_factory(pki, require_client_cert=False, name="https-only")
     svc = service(tls_config(emu.url, root_ca=pki.ca_cert))
