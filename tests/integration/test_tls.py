@@ -6,8 +6,9 @@ run the emulator that way, with a throwaway CA from :mod:`tests.certs`, and chec
 directions: every way a user configures the client's CA and certificate reaches a working
 VolumeService, and every wrong setup (no client certificate, a foreign CA, an expired
 server certificate, plain http, a mismatched key) is a typed error with a sentence that
-says what failed, and changes nothing. The official python-linstor client is checked
-against the same server with its own certificate options.
+says what failed, and changes nothing. The CSI driver, the Docker plugin and the doctor
+are run as processes against the same server, and the official python-linstor client is
+checked with its own certificate options.
 
 Volumes here live on the emulator's virtual nodes only, with no filesystem, so no loop
 device is needed and the tests run without root; only the Docker plugin test (its volumes
