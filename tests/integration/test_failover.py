@@ -810,3 +810,68 @@ def test_a_clone_failing_at_any_step_leaves_no_volume(
             time.sleep(0.2)
     assert made.id == target and svc.get_volume(target).name == name
     assert len(svc.client.list_resource_definitions([target])) == 1
+
+
+# ----------------------------------------------------------------------------- injected errors through CSI
+
+
+def test_injected_linstor_errors_reach_csi_as_the_spec_codes(emu: EmulatorProcess) -> None:
+    """The same LINSTOR answers, one layer up: the gRPC status a CO acts on."""
+    import grpc
+
+    from csi.generated import csi_pb2
+    from csi.testing import block_cap, driver_on_emulator
+
+    def create(name: str) -> csi_pb2.CreateVolumeRequest:
+        return csi_pb2.CreateVolumeRequest(
+            name=name,
+            capacity_range={"required_bytes": 8 * MIB},
+            volume_capabilities=[block_cap()],
+            parameters={"linstor.csi.linbit.com/nodeList": "node-b"},
+        )
+
+    with driver_on_emulator(emu.url, "node-b", mode="controller") as (_, client, _):
+        ctl = client.controller
+        volume = ctl.CreateVolume(create(unique("pvc")), timeout=30).volume
+        rd = f"^/v1/resource-definitions/{volume.volume_id}"
+        cases: list[tuple[str, str, int, int, grpc.StatusCode, Callable[[], object]]] = [
+            ("POST", "/spawn$", 500, 996, grpc.StatusCode.RESOURCE_EXHAUSTED,
+             lambda: ctl.CreateVolume(create(unique("pvc")), timeout=30)),
+            ("DELETE", rd + "$", 500, 997, grpc.StatusCode.FAILED_PRECONDITION,
+             lambda: ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id), timeout=30)),
+            ("POST", rd + "/snapshots$", 500, 995, grpc.StatusCode.UNAVAILABLE,
+             lambda: ctl.CreateSnapshot(
+                 csi_pb2.CreateSnapshotRequest(source_volume_id=volume.volume_id, name=unique("snap")),
+                 timeout=30,
+             )),
+            ("PUT", rd + "/volume-definitions/0$", 500, 980, grpc.StatusCode.RESOURCE_EXHAUSTED,
+             lambda: ctl.ControllerExpandVolume(
+                 csi_pb2.ControllerExpandVolumeRequest(
+                     volume_id=volume.volume_id, capacity_range={"required_bytes": 64 * MIB}
+                 ),
+                 timeout=30,
+             )),
+            ("POST", "/make-available$", 404, 300, grpc.StatusCode.NOT_FOUND,
+             lambda: ctl.ControllerPublishVolume(
+                 csi_pb2.ControllerPublishVolumeRequest(
+                     volume_id=volume.volume_id, node_id="node-c", volume_capability=block_cap()
+                 ),
+                 timeout=30,
+             )),
+            ("GET", "^/v1/view/resources", 500, 999, grpc.StatusCode.INTERNAL,
+             lambda: ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id), timeout=30)),
+        ]  # fmt: skip
+        for method, regex, status, ret_code, code, call in cases:
+            _inject(emu, method, regex, status, ret_code)
+            with pytest.raises(grpc.RpcError) as failed:
+                call()
+            assert failed.value.code() == code, (method, regex, failed.value.details())
+            details = failed.value.details() or ""
+            assert details and "Traceback" not in details, (method, regex)
+            assert faults(emu)["errors"] == [], (method, regex)
+        after = service(emu.url).get_volume(volume.volume_id)  # nothing changed on the way
+        assert after.size_bytes == 8 * MIB and {r.node for r in after.replicas} == {"node-b"}
+        assert service(emu.url).list_snapshots(volume.volume_id) == []
+        ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id), timeout=30)
+    with pytest.raises(NotFound):
+        service(emu.url).get_volume(volume.volume_id)
