@@ -812,7 +812,7 @@ def test_a_clone_failing_at_any_step_leaves_no_volume(
     assert len(svc.client.list_resource_definitions([target])) == 1
 
 
-# ----------------------------------------------------------------------------- injected errors through CSI
+# ----------------------------------------------------------------------------- injected errors, front ends
 
 
 def test_injected_linstor_errors_reach_csi_as_the_spec_codes(emu: EmulatorProcess) -> None:
@@ -875,3 +875,37 @@ def test_injected_linstor_errors_reach_csi_as_the_spec_codes(emu: EmulatorProces
         ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id), timeout=30)
     with pytest.raises(NotFound):
         service(emu.url).get_volume(volume.volume_id)
+
+
+@pytest.mark.root
+def test_injected_linstor_errors_reach_docker_as_actionable_sentences(
+    root_loop: None, emu: EmulatorProcess, short_dir: Path
+) -> None:
+    from tests.dockerd import PluginProcess
+
+    plugin = PluginProcess(short_dir / "p", emu.url, "node-b")
+    plugin.start()
+    try:
+        client = plugin.client(timeout=60)
+        name = unique("docker")
+        opts = {"nodes": "node-b", "size": "16M"}
+        _inject(emu, "POST", "/spawn$", 500, 996)
+        err = str(client.call("VolumeDriver.Create", {"Name": name, "Opts": opts})["Err"])
+        assert "Injected 996" in err and "add storage or nodes" in err, err
+        assert name not in {v["Name"] for v in client.call("VolumeDriver.List", {})["Volumes"]}
+        assert client.call("VolumeDriver.Create", {"Name": name, "Opts": opts})["Err"] == ""
+
+        resource = names.resource_name_for(name)
+        _inject(emu, "DELETE", f"^/v1/resource-definitions/{resource}$", 500, 997)
+        err = str(client.call("VolumeDriver.Remove", {"Name": name})["Err"])
+        assert "in use" in err and "Traceback" not in err, err
+        assert name in {v["Name"] for v in client.call("VolumeDriver.List", {})["Volumes"]}
+
+        _inject(emu, "GET", "^/v1/resource-definitions", 500, 999)
+        err = str(client.call("VolumeDriver.Get", {"Name": name})["Err"])
+        assert "Injected 999" in err and "log" in err and "Traceback" not in err, err
+        assert faults(emu)["errors"] == []
+        assert client.call("VolumeDriver.Remove", {"Name": name})["Err"] == ""
+    finally:
+        plugin.stop()
+    assert service(emu.url).find_volume(name) is None
