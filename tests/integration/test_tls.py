@@ -900,3 +900,44 @@ def test_docker_plugin_process_over_mtls_from_its_config_file(
     text = plugin.log_tail(1_000_000)
     assert "PRIVATE KEY" not in text
     assert not [line for line in _key_material(pki.client_key) if line in text]
+
+
+@pytest.mark.parametrize("front_end", ["csi", "docker_plugin"])
+def test_front_ends_refuse_to_start_with_an_unusable_tls_file(
+    pki: TlsFiles, short_dir: Path, tmp_path: Path, front_end: str
+) -> None:
+    """A wrong key file stops the daemon at once with the setting and file named, no traceback."""
+    setting, der_key = _unusable_tls_file(pki, tmp_path, "key is not PEM")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LS_")}
+    env.update(
+        {
+            "CSI_ENDPOINT": f"unix://{short_dir}/csi.sock",
+            "LS_CONTROLLERS": "https://127.0.0.1:1",
+            "LS_ROOT_CA": str(pki.ca_cert),
+            "LS_USER_CERTIFICATE": str(pki.client_cert),
+            "LS_USER_KEY": str(der_key),
+        }
+    )
+    args = {
+        "csi": ["--mode", "controller", "--node", "node-b"],
+        "docker_plugin": [
+            "--socket", str(short_dir / "d.sock"), "--mount-root", str(short_dir / "mnt"),
+            "--state-file", str(short_dir / "mounts.json"), "--config-file", "",
+        ],
+    }[front_end]  # fmt: skip
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", front_end, *args],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{front_end} started with an unusable {setting}")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert "LS_USER_KEY" in output and str(der_key) in output, output
+    assert "Traceback" not in output
+    assert not (short_dir / "csi.sock").exists() and not (short_dir / "d.sock").exists()
