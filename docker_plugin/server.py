@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 SD_LISTEN_FDS_START = 3
 DEFAULT_THREADS = 8
 SOCKET_MODE = 0o660
+POLL_SECONDS = 0.25  # how soon a stop signal is noticed
 
 
 class SocketInUse(RuntimeError):
@@ -110,28 +112,31 @@ def open_listen_socket(path: str, env: Mapping[str, str] = os.environ) -> Listen
     return ListenSocket(bind_unix_socket(path), path)
 
 
-class _Stop(Exception):
-    pass
-
-
 def serve(app: Any, listen: ListenSocket, threads: int = DEFAULT_THREADS) -> None:
-    """Serve until SIGTERM/SIGINT; then stop accepting, let requests finish, clean up."""
-    server = create_server(app, sockets=[listen.sock], threads=threads, channel_timeout=300)
+    """Serve until SIGTERM/SIGINT; then stop accepting, let requests finish, clean up.
+
+    The signal handler only records the signal: raising from it could interrupt the main
+    thread while it holds a lock (logging's, say) and hang the shutdown. The loop below
+    polls in short rounds and looks at the record between rounds.
+    """
+    sock_map: dict[int, Any] = {}
+    server = create_server(app, map=sock_map, sockets=[listen.sock], threads=threads, channel_timeout=300)
+    received: list[int] = []
 
     def stop(signum: int, _frame: FrameType | None) -> None:
-        raise _Stop(signal.Signals(signum).name)
+        received.append(signum)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        server.run()
-    except _Stop as why:
-        log.info("stopping on %s", why)
+        while not received:
+            wasyncore.loop(timeout=POLL_SECONDS, map=sock_map, use_poll=True, count=1)
+        log.info("stopping on %s", signal.Signals(received[0]).name)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         server.task_dispatcher.shutdown(cancel_pending=False, timeout=10)
         with contextlib.suppress(OSError):
-            server.close()
+            wasyncore.close_all(sock_map)
         if listen.path is not None:
             try:
                 if os.path.exists(listen.path):
