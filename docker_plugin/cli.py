@@ -10,8 +10,10 @@ that need it fail with a clear ``Err`` until it is back.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -104,6 +106,8 @@ def _fail(message: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, json_output=args.log_format == "json")
+    # `kill -USR1 <pid>` writes every thread's stack to stderr: for operators facing a stuck call.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     if args.threads < 1:
         return _fail("--threads must be at least 1")
     try:

@@ -327,7 +327,11 @@ class PluginProcess:
         raise RuntimeError(f"plugin did not answer within {timeout}s:\n{self.log_tail()}")
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM and wait; returns the exit code (None if it was not running)."""
+        """SIGTERM and wait; returns the exit code (None if it was not running).
+
+        A plugin that does not stop in time first writes its threads' stacks to its log
+        (SIGUSR1), then is killed.
+        """
         if self.proc is None:
             return None
         proc, self.proc = self.proc, None
@@ -336,6 +340,8 @@ class PluginProcess:
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGUSR1)
+                time.sleep(1)
                 proc.kill()
                 proc.wait()
         return proc.returncode
