@@ -790,7 +790,8 @@ def short_dir() -> Iterator[Path]:
 
 def _csi_driver(short_dir: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("LS_")}
-    clean.update({"CSI_ENDPOINT": f"unix://{short_dir}/csi.sock", **env})
+    # debug logging: the most a daemon ever writes, and still no key material in it
+    clean.update({"CSI_ENDPOINT": f"unix://{short_dir}/csi.sock", "LOG_LEVEL": "debug", **env})
     with open(log, "wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "csi", "--mode", "controller", "--node", "node-b"],
@@ -877,7 +878,7 @@ def test_docker_plugin_process_over_mtls_from_its_config_file(
         f"[global]\nroot_ca = {ca}\nuser_certificate = {pki.client_cert}\nuser_key = {pki.client_key}\n"
     )
     plugin = PluginProcess(short_dir / "p", mtls.url, "node-b", extra_args=("--config-file", str(conf)))
-    plugin.start()
+    plugin.start(env={"LS_DOCKER_LOG_LEVEL": "debug"})
     name = unique("docker")
     try:
         client = plugin.client(timeout=60)
