@@ -131,8 +131,10 @@ class CertificateAuthority:
         *,
         server: bool,
         valid: bool = True,
+        server_names: tuple[str, ...] = SERVER_NAMES,
+        server_addresses: tuple[str, ...] = SERVER_ADDRESSES,
     ) -> tuple[Path, Path]:
-        """A leaf certificate for a server (SANs for this host) or a client (clientAuth)."""
+        """A leaf certificate for a server (SANs for this host by default) or a client (clientAuth)."""
         key = ec.generate_private_key(ec.SECP256R1())
         not_before, not_after = _validity(valid)
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
@@ -151,8 +153,8 @@ class CertificateAuthority:
             )
         )
         if server:
-            alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVER_NAMES]
-            alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in SERVER_ADDRESSES]
+            alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in server_names]
+            alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in server_addresses]
             builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         cert = builder.sign(self.key, hashes.SHA256())
         _write_cert(cert_path, cert, *self.chain)
