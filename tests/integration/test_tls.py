@@ -44,7 +44,7 @@ from plugin.errors import InvalidArgument, NotFound, OperationFailed, Unavailabl
 from plugin.linstor_client import LinstorClient
 from plugin.params import VolumeParams
 from plugin.volume_service import VolumeService
-from tests.certs import CertificateAuthority, TlsFiles, make_tls_files
+from tests.certs import SERVER_ADDRESSES, SERVER_NAMES, CertificateAuthority, TlsFiles, make_tls_files
 from tests.conftest import REPO_ROOT, EmulatorProcess, free_port
 
 MIB = 1024 * 1024
@@ -554,32 +554,38 @@ def test_expired_server_certificate_is_not_trusted(tls_emulator_factory, tmp_pat
     strict=True,
     reason="plugin/linstor_client.py _tls_hint: every 'certificate verify failed' gets the hint "
     "'(the controller's certificate is not signed by the CA in LS_ROOT_CA)', also for a host name or "
-    "IP address mismatch, where the CA is right and the address in LS_CONTROLLERS is what to change",
+    "IP address mismatch (the address in LS_CONTROLLERS is what to change) and for an expired "
+    "certificate (the controller's certificate must be renewed), where the CA is right",
 )
 @pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
-def test_a_certificate_for_another_name_is_not_blamed_on_the_ca(
+@pytest.mark.parametrize("problem", ["issued for another name", "expired"])
+def test_a_server_certificate_of_the_right_ca_is_not_blamed_on_the_ca(
     tls_emulator_factory,  # type: ignore[no-untyped-def]
     tmp_path: Path,
+    problem: str,
 ) -> None:
     ca = CertificateAuthority.create("site-ca")
-    base = tmp_path / "other-name"
+    base = tmp_path / "right-ca"
     base.mkdir()
     server_cert, server_key = ca.issue(
         "controller",
         base / "server.crt",
         base / "server.key",
         server=True,
-        server_names=("linstor-controller.example",),
-        server_addresses=(),
+        valid=problem != "expired",
+        server_names=("linstor-controller.example",) if problem != "expired" else SERVER_NAMES,
+        server_addresses=() if problem != "expired" else SERVER_ADDRESSES,
     )
     client_cert, client_key = ca.issue("client", base / "client.crt", base / "client.key", server=False)
     files = TlsFiles(ca.write(base / "ca.crt"), server_cert, server_key, client_cert, client_key)
-    emu = tls_emulator_factory(files, verify_server=False, name="other-name")
+    emu = tls_emulator_factory(files, verify_server=False, name="right-ca")
     client = LinstorClient(tls_config(emu.url, root_ca=files.ca_cert, cert=client_cert, key=client_key))
-    with pytest.raises(Unavailable) as mismatch:
+    with pytest.raises(Unavailable) as refused:
         client.controller_version()
-    message = str(mismatch.value)
-    assert "mismatch" in message, message  # OpenSSL's own words: the name, not the signature
+    message = str(refused.value)
+    # OpenSSL's own words name the real problem ...
+    assert ("mismatch" if problem != "expired" else "expired") in message, message
+    # ... and the advice must not contradict them
     assert "not signed by the CA" not in message, message
 
 
