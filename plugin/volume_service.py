@@ -323,15 +323,13 @@ class VolumeService(VolumeCopies):
         deadline = time.monotonic() + 10.0
         while True:
             rd = self._read_rd(wanted.volume_id)
-            if rd is not None and rec.is_complete(rd) and rec.volume_definition(rd) is not None:
-                return self._compare_existing(rd, wanted, False)
-            if rd is None or time.monotonic() > deadline:
-                if rd is not None:
-                    return self._compare_existing(rd, wanted, False)
+            if rd is None:
                 raise Busy(
-                    f"volume {wanted.name!r} is being created by another request; retry",
+                    f"volume {wanted.name!r} is being created or deleted by another request; retry",
                     volume=wanted.volume_id,
                 )
+            if rec.is_complete(rd) or time.monotonic() > deadline:
+                return self._compare_existing(rd, wanted, False)
             time.sleep(0.2)
 
     def _read_rd_quietly(self, volume_id: str) -> dict[str, Any] | None:

@@ -123,6 +123,16 @@ def test_create_with_other_size_fs_or_parameters_is_already_exists(svc: VolumeSe
         )
 
 
+def test_a_foreign_definition_without_a_volume_is_already_exists_at_once(svc: VolumeService) -> None:
+    name = unique("foreign")
+    svc.client.create_resource_definition(name, "DfltRscGrp")  # someone else's, holds no volume
+    started = time.monotonic()
+    with pytest.raises(AlreadyExists, match="holds no volume"):
+        svc.create_volume(name, 8 * MIB, ANY)
+    assert time.monotonic() - started < 5  # nothing to wait for: it is not being created
+    assert svc.client.list_resource_definitions([name])[0].get("volume_definitions") in (None, [])
+
+
 def test_size_is_rounded_up_to_kib_and_to_the_filesystem_minimum(svc: VolumeService) -> None:
     odd = svc.create_volume(unique(), 5 * MIB + 1, EXT4)
     assert odd.size_bytes == 5 * MIB + 1024
