@@ -42,6 +42,7 @@ MAX_NAME_CHARS = 1024
 DEFAULT_SETTLE_SECONDS = 5.0
 DEFAULT_RELEASE_DELAY = 2.0
 SETTLE_POLL_SECONDS = 0.2
+ADOPTABLE_FILESYSTEMS = ("ext4", "xfs", "btrfs")
 
 
 @dataclass(frozen=True)
@@ -265,19 +266,16 @@ class DockerVolumeDriver:
                 "at a time, stop the containers using it there first",
                 nodes=elsewhere,
             )
-        if volume.fs_type is None:
-            raise errors.FailedPrecondition(
-                f"volume {name} is a raw block volume without a filesystem; Docker can only mount filesystems"
-            )
         staging = self.staging_path(resource)
         attachment = self.service.attach(resource, self.node)
         mounted = False
         try:
+            fs_type = volume.fs_type or self._adopted_filesystem(name, attachment.device_path)
             was_mounted = self.nodeops.is_mounted(str(staging))
             self.nodeops.stage(
                 attachment.device_path,
                 str(staging),
-                volume.fs_type,
+                fs_type,
                 mkfs_opts=volume.mkfs_opts,
                 mount_opts=volume.mount_opts,
             )
@@ -295,6 +293,22 @@ class DockerVolumeDriver:
             self._undo_stage(name, resource, str(staging), mounted, attachment.created_by_attach)
             raise
         return str(data)
+
+    def _adopted_filesystem(self, name: str, device: str) -> str:
+        """The filesystem of a Docker volume that records none: one made by LINBIT's Python plugin.
+
+        That plugin ran mkfs itself and left no ``FileSystem/Type``; the filesystem on the
+        device says what to mount. A device without a supported one is refused, never formatted.
+        """
+        self.nodeops.wait_for_device(device)
+        found = self.nodeops.filesystem_signature(device)
+        if found in ADOPTABLE_FILESYSTEMS:
+            return str(found)
+        raise errors.FailedPrecondition(
+            f"volume {name} records no filesystem and its device holds {found or 'nothing'}; "
+            f"Docker volumes need {', '.join(ADOPTABLE_FILESYSTEMS)}, and a volume is never "
+            "formatted on mount"
+        )
 
     def _undo_stage(self, name: str, resource: str, staging: str, mounted: bool, attached: bool) -> None:
         if mounted:

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import requests
 
 from plugin.config import Config
 from plugin.linstor_client import LinstorClient
@@ -538,3 +539,35 @@ def test_socket_is_served_before_the_controller_answers(tmp_path: Path) -> None:
         assert "LINSTOR controller" in err and "then retry" in err
     finally:
         assert proc.stop() == 0
+
+
+def _legacy_volume(emulator, name: str) -> str:  # type: ignore[no-untyped-def]
+    """A volume as LINBIT's Python Docker plugin left it: marker, no filesystem properties."""
+    config = Config(controllers=(emulator.url,), node_name=LOCAL, config_file=None)
+    client = LinstorClient(config)
+    client.create_resource_definition(name, "DfltRscGrp", props={"Aux/is-linstor-docker-volume": "true"})
+    answer = requests.post(
+        f"{emulator.url}/v1/resource-definitions/{name}/volume-definitions",
+        json={"volume_definition": {"size_kib": 64 * 1024}},
+        timeout=30,
+    )
+    assert answer.status_code < 300, answer.text
+    client.create_resource(name, LOCAL)
+    return str(client.get_volume(name, LOCAL)["device_path"])
+
+
+def test_linbit_python_plugin_volumes_are_adopted_not_formatted(plugin: PluginProcess, emulator) -> None:  # type: ignore[no-untyped-def]
+    device = _legacy_volume(emulator, "legacy")
+    subprocess.run(["mkfs.ext4", "-q", device], check=True)
+    c = plugin.client()
+    assert "legacy" in names(c)
+    path = ok(c.call("VolumeDriver.Mount", {"Name": "legacy", "ID": "A"}))["Mountpoint"]
+    Path(path, "kept").write_text("x")
+    ok(c.call("VolumeDriver.Unmount", {"Name": "legacy", "ID": "A"}))
+
+    blank = _legacy_volume(emulator, "legacy-blank")
+    answer = c.call("VolumeDriver.Mount", {"Name": "legacy-blank", "ID": "A"})
+    err = failed(answer)
+    assert "records no filesystem" in err and "never formatted" in err
+    assert answer["Mountpoint"] == ""
+    assert subprocess.run(["blkid", "-p", blank], capture_output=True).returncode == 2  # still blank
