@@ -68,7 +68,7 @@ if ! docker info >/dev/null 2>&1; then
     wait_for "dockerd" docker info
 fi
 
-.venv/bin/linstor-docker-volume --socket /run/docker/plugins/linstor.sock \
+.venv/bin/linstor-docker-volume --socket /run/docker/plugins/linstor.sock --node "$NODE" \
     --mount-root "$DEMO/docker-mounts" >"$DEMO/logs/docker-plugin.log" 2>&1 &
 pids+=($!)
 wait_for "the Docker plugin" test -S /run/docker/plugins/linstor.sock
