@@ -263,16 +263,26 @@ class LinstorClient:
         if "key values mismatch" in text:
             return " (LS_USER_KEY is not the private key of LS_USER_CERTIFICATE)"
         if "certificate verify failed" in text:
-            return (
-                " (the controller's certificate is not trusted: set LS_ROOT_CA to the CA that signed it)"
-                if self._verify is True
-                else " (the controller's certificate is not signed by the CA in LS_ROOT_CA)"
-            )
+            return self._verify_hint(text)
         refused = isinstance(getattr(exc.args[0] if exc.args else None, "reason", None), NewConnectionError)
         if self._cert is None and not refused:
             # A controller that demands client certificates just drops the handshake.
             return (
                 " (if the controller requires client certificates, set LS_USER_CERTIFICATE and LS_USER_KEY)"
+            )
+        return ""
+
+    def _verify_hint(self, text: str) -> str:
+        """OpenSSL names the verification problem; the hint says which setting fixes it."""
+        if "mismatch" in text:
+            return " (the certificate was issued for another name: use that name in LS_CONTROLLERS)"
+        if "expired" in text or "not yet valid" in text:
+            return " (the controller's certificate is outside its validity period: renew it)"
+        if "issuer" in text or "self-signed" in text or "self signed" in text:
+            return (
+                " (the controller's certificate is not trusted: set LS_ROOT_CA to the CA that signed it)"
+                if self._verify is True
+                else " (the controller's certificate is not signed by the CA in LS_ROOT_CA)"
             )
         return ""
 
