@@ -244,7 +244,10 @@ class VolumeService(VolumeCopies):
                 rest_after = params.place_count - len(nodes)
         try:
             self._spawn_call(wanted, props, sf, params)
-        except NoSpace:
+        except (NoSpace, NotFound) as exc:
+            # NotFound here: a topology node that is no LINSTOR node (a client-only host).
+            if isinstance(exc, NotFound) and (params.nodes or rc.code_of(exc) != rc.FAIL_NOT_FOUND_NODE):
+                raise
             if not nodes or (required and not params.allow_remote_volume_access):
                 raise
             # The preferred (or, with remote access, merely requisite) nodes are full:

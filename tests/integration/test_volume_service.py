@@ -233,6 +233,16 @@ def test_topology_requisite_and_preferred(svc: VolumeService) -> None:
     top = TopologyRequirement(requisite=({HOST: "node-c"},))
     volume = svc.create_volume(unique(), 8 * MIB, two, topology=top)
     assert "node-c" in volume.diskful_nodes and len(volume.diskful_nodes) == 2
+    # a host that is no LINSTOR node (a client-only machine) can still reach a volume placed elsewhere
+    top = TopologyRequirement(
+        requisite=({HOST: "client-only-host"},), preferred=({HOST: "client-only-host"},)
+    )
+    assert len(svc.create_volume(unique(), 8 * MIB, ANY, topology=top).diskful_nodes) == 1
+    local_only = VolumeParams(place_count=1, fs_type=None, allow_remote_volume_access=False)
+    name = unique()
+    with pytest.raises((NotFound, NoSpace)):
+        svc.create_volume(name, 8 * MIB, local_only, topology=top)
+    assert svc.find_volume(name) is None
     # an empty requirement (Nomad) means anywhere
     assert len(svc.create_volume(unique(), 8 * MIB, ANY, topology=TopologyRequirement()).diskful_nodes) == 1
 
