@@ -507,8 +507,17 @@ def autoplace(
 def _diskless_on_remaining(
     emu: Emulator, rd: st.ResourceDefinition, stack: list[str], op: int, obj: int
 ) -> list:
-    if "DRBD" not in stack or not any(not r.diskless for r in rd.resources.values()):
-        return []
+    if "DRBD" not in stack:
+        return []  # no diskless resources without DRBD (storage-only mode)
+    if not any(not r.diskless for r in rd.resources.values()):
+        raise rc.ApiFailure(
+            rc.error(
+                rc.FAIL_NOT_FOUND_RSC,
+                f"Resource '{rd.name}' has no diskful replica to attach diskless resources to.",
+                op,
+                obj,
+            )
+        )
     entries: list[rc.Entry] = []
     for nk, node in sorted(emu.state.nodes.items()):
         if nk in rd.resources or not node.online:

@@ -362,7 +362,7 @@ def snapshot(emu: Emulator, rd: st.ResourceDefinition, snap: st.Snapshot) -> dic
                 "create_timestamp": snap.create_ts,
                 "flags": list(snap.flags),
                 "uuid": snap.node_uuids.get(names.key(n), snap.uuid),
-                "snapshot_volumes": [{"uuid": v.uuid, "vlm_nr": v.number, "state": "complete"} for v in vols],
+                "snapshot_volumes": [{"uuid": v.uuid, "vlm_nr": v.number} for v in vols],
             }
             for n in snap.nodes
         ],

@@ -717,3 +717,17 @@ def test_group_place_count_change_places_more_replicas(api: Api) -> None:
     st, body = api.post("/resource-groups/grow-rg/adjust", {"select_filter": {"place_count": 1}})
     assert st == 200, body
     assert len(api.get("/resource-definitions/g2/resources")[1]) == 1
+
+
+def test_diskless_on_remaining_attaches_every_other_node(api: Api) -> None:
+    api.rd("dor", 4096)
+    body_ = {"diskless_on_remaining": True, "select_filter": {"place_count": 1}}
+    st, body = api.post("/resource-definitions/dor/autoplace", body_)
+    assert st == 201, body
+    rscs = api.get("/resource-definitions/dor/resources")[1]
+    assert len(rscs) == 3
+    assert sorted("DRBD_DISKLESS" in r.get("flags", []) for r in rscs) == [False, True, True]
+    # A diskless attachment reports the volume's one shared device.
+    local = api.local()
+    device = api.get(f"/resource-definitions/dor/resources/{local}/volumes/0")[1]["device_path"]
+    assert Path(device).is_block_device()
