@@ -207,3 +207,19 @@ def test_fault_rules_count_down_and_match_method() -> None:
     assert f.latency_for("/v1/controller/version") == 0.25 and f.latency_for("/v1/nodes") == 0.0
     f.clear()
     assert f.take_error("GET", "/v1/nodes") is None and f.latency_for("/v1/controller/version") == 0.0
+
+
+def test_external_names_become_valid_resource_names(emu: Emulator) -> None:
+    def create(external: str) -> str:
+        entries = call(
+            api_rd.create_rd, emu, {}, {"resource_definition": {"name": "", "external_name": external}}
+        )
+        return entries[0].obj_refs["RscDfn"]
+
+    assert create("plain-name") == "plain-name"
+    assert create("my volume/1") == "my_volume_1"
+    assert create("0f8a4b2c-1d2e-4f5a-8b9c-0123456789ab") == "LS_0f8a4b2c_1d2e_4f5a_8b9c_0123456789ab"
+    again = create("plain-name")
+    assert again.startswith("LS_") and again != "plain-name"
+    rd = emu.state.resource_definitions[again.upper()]
+    assert rd.external_name == "plain-name"
