@@ -24,6 +24,10 @@ class ResourceGroups:
         self._known: set[str] = set()
         self._lock = threading.Lock()
 
+    def is_known(self, name: str) -> bool:
+        with self._lock:
+            return name in self._known
+
     def ensure(self, params: VolumeParams) -> str:
         """Create or reconcile the parameter set's resource group, once per process.
 

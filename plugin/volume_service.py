@@ -44,7 +44,7 @@ from plugin.errors import (
 from plugin.linstor_client import LinstorClient
 from plugin.models import Attachment, Snapshot, TopologyRequirement, Volume
 from plugin.observability import log_fields
-from plugin.params import VolumeParams, minimum_size_bytes
+from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
 from plugin.resource_groups import ResourceGroups
 from plugin.volume_copy import VolumeCopies
 
@@ -130,10 +130,13 @@ class VolumeService(VolumeCopies):
             if kind not in ("snapshot", "volume") or not ref:
                 raise InvalidArgument(f"content source {source!r} must be 'snapshot:<id>' or 'volume:<id>'")
         with self._locked(volume_id):
-            existing = self._read_rd(volume_id) if source else None
+            group = resource_group_name(params)
+            # Multi-step creates always look first. A plain create looks first only while its
+            # group is new to this process, so that a repeated request with other parameters
+            # is refused without leaving a new resource group behind; afterwards it is one spawn.
+            existing = self._read_rd(volume_id) if source or not self.groups.is_known(group) else None
             if existing is not None:
                 existing = self._settle_existing(existing)
-            group = self.groups.ensure(params)
             wanted = rec.Wanted(
                 volume_id=volume_id,
                 name=name,
@@ -147,6 +150,7 @@ class VolumeService(VolumeCopies):
             )
             if existing is not None:
                 return self._compare_existing(existing, wanted, size_bytes == 0)
+            self.groups.ensure(params)
             nodes = self._candidate_nodes(params, topology)
             if source is None:
                 return self._spawn(wanted, params, nodes)

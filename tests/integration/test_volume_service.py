@@ -115,12 +115,11 @@ def test_create_with_other_size_fs_or_parameters_is_already_exists(svc: VolumeSe
         svc.create_volume(name, 32 * MIB, EXT4)
     with pytest.raises(AlreadyExists, match="filesystem"):
         svc.create_volume(name, 16 * MIB, VolumeParams(place_count=1, fs_type=None, nodes=(LOCAL,)))
+    other = VolumeParams(place_count=1, fs_type="ext4", nodes=(LOCAL,), replicas_on_same=("Aux/zone",))
     with pytest.raises(AlreadyExists, match="parameters"):
-        svc.create_volume(
-            name,
-            16 * MIB,
-            VolumeParams(place_count=1, fs_type="ext4", nodes=(LOCAL,), replicas_on_same=("Aux/zone",)),
-        )
+        svc.create_volume(name, 16 * MIB, other)
+    with pytest.raises(NotFound):  # refused before anything was made for the other parameters
+        svc.client.get_resource_group(resource_group_name(other))
 
 
 def test_a_foreign_definition_without_a_volume_is_already_exists_at_once(svc: VolumeService) -> None:

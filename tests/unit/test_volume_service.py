@@ -51,7 +51,10 @@ def test_spawn_applied_but_answer_lost_converges(fake: FakeController) -> None:
     fake.on("POST", f"/v1/resource-groups/{GROUP}/spawn", drop_connection)
 
     def listing(handler: FakeHandler) -> None:
-        spawn = next(body for method, path, body in fake.seen if path.endswith("/spawn"))
+        spawn = next((body for method, path, body in fake.seen if path.endswith("/spawn")), None)
+        if spawn is None:  # the look before the first create of a parameter set
+            reply_json(handler, [])
+            return
         rd = {
             "name": "vol-a",
             "resource_group_name": GROUP,
@@ -87,6 +90,7 @@ def test_spawn_lost_and_nothing_there_is_unavailable(fake: FakeController) -> No
 
 def test_resource_group_is_ensured_once_per_process(fake: FakeController) -> None:
     fake.on("POST", f"/v1/resource-groups/{GROUP}/spawn", (201, []))
+    fake.on("GET", "/v1/resource-definitions?with_volume_definitions=true&resource_definitions=v1", (200, []))
     fake.on("GET", "/v1/view/resources?resources=v1", (200, []))
     fake.on("GET", "/v1/view/resources?resources=v2", (200, []))
     svc = service(fake)
