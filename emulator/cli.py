@@ -99,6 +99,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 def serve(args: argparse.Namespace) -> int:
     from emulator.core import Emulator
+    from emulator.ops import reconnect
     from emulator.server import EmulatorServer, tls_context
     from emulator.storage import Storage
 
@@ -118,6 +119,12 @@ def serve(args: argparse.Namespace) -> int:
     )
     emu = Emulator(config, storage)
     emu.bootstrap()
+    with emu.lock:
+        # A restarted emulator restarts its virtual satellites too: they all connect again.
+        for node in emu.state.nodes.values():
+            if not node.online:
+                reconnect(emu, node)
+        emu.persist()
     tls = tls_context(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     server = EmulatorServer(emu, args.host, args.port, tls)
     try:

@@ -161,15 +161,8 @@ class Control:
                 raise ControlError(404, f"node '{node}' not found")
             if obj.local and what == "offline":
                 raise ControlError(400, "the local node cannot go offline (it is the host itself)")
+            finished = ops.reconnect(self.emu, obj) if what == "online" else []
             obj.online = what == "online"
-            finished = []
-            if obj.online:
-                # Deletes stored while the node was away are carried out on reconnect.
-                for rd in list(self.emu.state.resource_definitions.values()):
-                    rsc = rd.resources.get(names.key(obj.name))
-                    if rsc is not None and "DELETE" in rsc.flags:
-                        ops.remove_resource(self.emu, rd, names.key(obj.name))
-                        finished.append(rd.name)
             self.emu.persist()
             return {"node": obj.name, "online": obj.online, "completed_deletes": finished}
 

@@ -308,6 +308,21 @@ def remove_resource(emu: Emulator, rd: st.ResourceDefinition, rsc_key: str) -> N
     emu.sync_devices(rd)
 
 
+def reconnect(emu: Emulator, node: st.Node) -> list[str]:
+    """A satellite comes back: it is online again and the deletes stored meanwhile are carried out."""
+    node.online = True
+    finished = []
+    for rd in list(emu.state.resource_definitions.values()):
+        rsc = rd.resources.get(names.key(node.name))
+        if rsc is not None and "DELETE" in rsc.flags:
+            try:
+                remove_resource(emu, rd, names.key(node.name))
+                finished.append(rd.name)
+            except Exception as exc:
+                log.error("pending delete of %s on %s failed: %s", rd.name, node.name, exc)
+    return finished
+
+
 def check_deletable(emu: Emulator, rd: st.ResourceDefinition, rsc: st.Resource, op: int, obj: int) -> None:
     """997 when the resource is open, or when it is the last disk under diskless peers."""
     if emu.in_use_reported(rd, rsc, fresh=True):

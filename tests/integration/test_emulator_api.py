@@ -174,8 +174,17 @@ def test_restart_keeps_data_and_devices(emulator) -> None:  # type: ignore[no-un
     device = vol["device_path"]
     payload = os.urandom(64 * 1024)
     _write(device, 4096, payload)
+    # A delete on an offline node stays pending; a restart reconnects the virtual satellites.
+    assert _post(base + "/resource-definitions/keep/resources/node-b", {"resource": {}}).status_code == 201
+    assert emulator.control("nodes/node-b/offline").status_code == 200
+    assert (
+        requests.delete(base + "/resource-definitions/keep/resources/node-b", timeout=30).status_code == 200
+    )
 
     emulator.restart()
+
+    assert requests.get(base + "/nodes/node-b", timeout=5).json()["connection_status"] == "ONLINE"
+    assert requests.get(base + "/resource-definitions/keep/resources/node-b", timeout=5).status_code == 404
 
     vol2 = requests.get(base + f"/resource-definitions/keep/resources/{local}/volumes/0", timeout=5).json()
     assert vol2["device_path"] == device
