@@ -14,6 +14,7 @@ import logging
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,8 +60,16 @@ class _Server(ThreadingHTTPServer):
         super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A broken connection is logged as one line, never as a traceback on stderr."""
-        log.warning("connection from %s failed", client_address[0] if client_address else "?", exc_info=True)
+        """Expected network failures are one line (or none: a refused handshake is logged by the
+        handler already); only a real bug in the emulator carries a traceback."""
+        exc = sys.exc_info()[1]
+        client = client_address[0] if client_address else "?"
+        if isinstance(exc, ConnectionAbortedError):
+            return
+        if isinstance(exc, OSError):  # resets, broken pipes, timeouts, TLS errors
+            log.info("connection from %s ended: %s", client, exc)
+            return
+        log.warning("connection from %s failed", client, exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
