@@ -550,13 +550,6 @@ def test_expired_server_certificate_is_not_trusted(tls_emulator_factory, tmp_pat
     assert_clear_unavailable(refused.value, "certificate verify failed", "expired")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plugin/linstor_client.py _tls_hint: every 'certificate verify failed' gets the hint "
-    "'(the controller's certificate is not signed by the CA in LS_ROOT_CA)', also for a host name or "
-    "IP address mismatch (the address in LS_CONTROLLERS is what to change) and for an expired "
-    "certificate (the controller's certificate must be renewed), where the CA is right",
-)
 @pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 @pytest.mark.parametrize("problem", ["issued for another name", "expired"])
 def test_a_server_certificate_of_the_right_ca_is_not_blamed_on_the_ca(
@@ -691,12 +684,6 @@ def test_an_unusable_tls_file_is_named(
 # ----------------------------------------------------------------------------- the emulator's side
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator/server.py: _Handler.setup logs the refused handshake, then raises "
-    "ConnectionAbortedError on purpose; _Server.handle_error logs that again with exc_info=True, so "
-    "every refused client adds a second warning carrying a full traceback (JSON 'exc' field)",
-)
 def test_refused_handshake_is_one_log_line_without_traceback(mtls: TlsEmulator, pki: TlsFiles) -> None:
     """A client without a certificate is an expected event: one structured warning, no traceback."""
     client = LinstorClient(tls_config(mtls.url, root_ca=pki.ca_cert), retries=0)
