@@ -9,10 +9,14 @@ Docker ``-o`` option defaults (``fs``, ``size``, ``replicas``, ...), as in LINBI
 
 from __future__ import annotations
 
+import atexit
 import configparser
+import hashlib
 import os
+import shutil
 import socket
 import ssl
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -44,13 +48,17 @@ _FILE_KEYS = {
 # must not end up as Docker option defaults (they would be rejected as unknown options).
 _IGNORED_FILE_KEYS = {"username", "password"}
 
-# Environment variables, first match wins. LS_CA_FILE & co. are the names LINBIT's Go
-# Docker plugin reads, accepted so existing `docker plugin set` settings keep working.
+# Environment variables, first match wins. The official CSI driver (golinstor) reads
+# LS_ROOT_CA, LS_USER_CERTIFICATE and LS_USER_KEY as PEM *contents* and the *_FILE names as
+# paths; both work here (a value that starts with "-----BEGIN" is contents, anything else a
+# path), so its Deployments and the operator's TLS patch carry over. LS_CA_FILE & co. are the
+# names LINBIT's Go Docker plugin reads, accepted so existing `docker plugin set` settings
+# keep working.
 _ENV_KEYS: dict[str, tuple[str, ...]] = {
     "controllers": ("LS_CONTROLLERS",),
-    "root_ca": ("LS_ROOT_CA", "LS_CA_FILE"),
-    "user_certificate": ("LS_USER_CERTIFICATE", "LS_CERT_FILE"),
-    "user_key": ("LS_USER_KEY", "LS_KEY_FILE"),
+    "root_ca": ("LS_ROOT_CA_FILE", "LS_ROOT_CA", "LS_CA_FILE"),
+    "user_certificate": ("LS_USER_CERTIFICATE_FILE", "LS_USER_CERTIFICATE", "LS_CERT_FILE"),
+    "user_key": ("LS_USER_KEY_FILE", "LS_USER_KEY", "LS_KEY_FILE"),
     "node_name": ("LS_NODE_NAME", "NODE_NAME"),
 }
 # Docker option defaults from the environment: LS_DOCKER_DEFAULT_FS=xfs -> {"fs": "xfs"}.
@@ -212,7 +220,7 @@ def load_config(
     for name in ("root_ca", "user_certificate", "user_key"):
         value = merged.get(name)
         if value:
-            kwargs[name] = _existing_file(name, str(value))
+            kwargs[name] = _pem_file(name, str(value))
     if merged.get("node_name"):
         kwargs["node_name"] = str(merged["node_name"]).strip()
     for name in ("connect_timeout", "read_timeout"):
@@ -264,6 +272,27 @@ def check_tls_files(root_ca: str | None, certificate: str | None, key: str | Non
         if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH":
             return  # both files are usable; the handshake error names the settings
         raise InvalidArgument(f"{what} is not a usable PEM private key for {certificate} ({exc})") from None
+
+
+_PEM_MARKER = "-----BEGIN"
+_pem_dir: str | None = None
+
+
+def _pem_file(name: str, value: str) -> str:
+    """A path as given, or PEM contents written once to a private file (requests wants paths)."""
+    if not value.lstrip().startswith(_PEM_MARKER):
+        return _existing_file(name, value)
+    global _pem_dir
+    if _pem_dir is None:
+        _pem_dir = tempfile.mkdtemp(prefix="linstor-plugin-tls-")  # mode 0700
+        atexit.register(shutil.rmtree, _pem_dir, True)
+    digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+    path = os.path.join(_pem_dir, f"{name}-{digest}.pem")
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(value.strip() + "\n")
+    return path
 
 
 def _existing_file(name: str, path: str) -> str:

@@ -178,6 +178,28 @@ def test_tls_env_including_linbit_plugin_spellings(pem: TlsFiles) -> None:
     assert config.root_ca == ca
 
 
+def test_pem_contents_in_env_work_like_the_official_driver(pem: TlsFiles) -> None:
+    """golinstor reads LS_ROOT_CA & co. as PEM contents; the operator's TLS patch sets them so."""
+    contents = {
+        "LS_ROOT_CA": pem.ca_cert.read_text(),
+        "LS_USER_CERTIFICATE": pem.client_cert.read_text(),
+        "LS_USER_KEY": pem.client_key.read_text(),
+    }
+    config = load_config(env=contents, config_file=None)
+    assert Path(config.root_ca).read_text().strip() == contents["LS_ROOT_CA"].strip()
+    assert Path(config.user_certificate).read_text().strip() == contents["LS_USER_CERTIFICATE"].strip()
+    assert Path(config.user_key).read_text().strip() == contents["LS_USER_KEY"].strip()
+    assert Path(config.user_key).stat().st_mode & 0o077 == 0  # the key is private to this process
+    LinstorClient(config)  # the files load as a CA, a certificate and its key
+    again = load_config(env=contents, config_file=None)
+    assert again.user_key == config.user_key  # written once, not per load
+
+
+def test_file_variants_of_the_official_driver_win(pem: TlsFiles) -> None:
+    env = {"LS_ROOT_CA_FILE": str(pem.ca_cert), "LS_ROOT_CA": "/nonexistent"}
+    assert load_config(env=env, config_file=None).root_ca == str(pem.ca_cert)
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "abc"])
 def test_bad_timeouts_are_rejected(value: str) -> None:
     with pytest.raises(InvalidArgument, match="connect_timeout"):
