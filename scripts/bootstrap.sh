@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(util-linux mount e2fsprogs xfsprogs btrfs-progs kmod procps curl docker.io busybox-static ca-certificates)
+SYSTEM_PACKAGES=(util-linux mount e2fsprogs xfsprogs btrfs-progs kmod procps curl openssl systemd docker.io runc busybox-static ca-certificates)
 PYTHON=${PYTHON:-python3}
 
 missing=()
