@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +74,14 @@ class EmulatorProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def request_kwargs(self) -> dict[str, object]:
+        """Extra ``requests`` arguments for talking to this emulator.
+
+        Plain http needs none; a subclass serving HTTPS returns its CA and client
+        certificate here, so readiness probes and control calls reach it unchanged.
+        """
+        return {}
+
     def command(self) -> list[str]:
         cmd = [
             sys.executable,
@@ -97,20 +105,21 @@ class EmulatorProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.dev_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.state_dir.parent / f"emulator-{self.port}.log"
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"emulator exited early:\n{self.log_path.read_text()[-4000:]}")
             try:
-                if requests.get(self.url + "/v1/controller/version", timeout=1).status_code == 200:
+                answer = requests.get(self.url + "/v1/controller/version", timeout=1, **self.request_kwargs())
+                if answer.status_code == 200:
                     return
             except requests.RequestException:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"emulator did not answer within {timeout}s")
+        raise RuntimeError(f"emulator did not answer at {self.url} within {timeout}s")
 
     def stop(self) -> None:
         if self.proc is None:
@@ -129,7 +138,9 @@ class EmulatorProcess:
 
     def control(self, path: str, body: dict | None = None) -> requests.Response:
         """POST to the emulator's /_emu/ control API."""
-        return requests.post(f"{self.url}/_emu/{path.lstrip('/')}", json=body or {}, timeout=10)
+        return requests.post(
+            f"{self.url}/_emu/{path.lstrip('/')}", json=body or {}, timeout=10, **self.request_kwargs()
+        )
 
 
 @pytest.fixture
@@ -149,9 +160,13 @@ def emulator_factory(tmp_path: Path) -> Iterator[object]:
         return emu
 
     yield start
-    for emu in started:
+    reset_and_stop(started)
+
+
+def reset_and_stop(emulators: Iterable[EmulatorProcess]) -> None:
+    """Release the loop devices and device nodes each running emulator made, then stop it."""
+    for emu in emulators:
         if emu.proc is not None:
-            # Release loop devices and device nodes this emulator made, then stop it.
             with contextlib.suppress(requests.RequestException):
                 emu.control("reset")
             emu.stop()

@@ -17,7 +17,6 @@ always get a filesystem) needs root and loop devices.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -45,7 +44,7 @@ from plugin.linstor_client import LinstorClient
 from plugin.params import VolumeParams
 from plugin.volume_service import VolumeService
 from tests.certs import SERVER_ADDRESSES, SERVER_NAMES, CertificateAuthority, TlsFiles, make_tls_files
-from tests.conftest import REPO_ROOT, EmulatorProcess, free_port
+from tests.conftest import REPO_ROOT, EmulatorProcess, free_port, reset_and_stop
 
 MIB = 1024 * 1024
 ON_B = VolumeParams(place_count=1, fs_type=None, nodes=("node-b",))
@@ -53,11 +52,7 @@ ON_B = VolumeParams(place_count=1, fs_type=None, nodes=("node-b",))
 
 @dataclass
 class TlsEmulator(EmulatorProcess):
-    """An emulator serving HTTPS; readiness and control calls use the test CA and client cert.
-
-    The base class probes readiness over plain http, which an HTTPS-only listener never
-    answers, so start() probes with the certificates instead.
-    """
+    """An emulator serving HTTPS; readiness and control calls use the test CA and client cert."""
 
     tls: TlsFiles | None = None
     client_cert: bool = True
@@ -67,39 +62,14 @@ class TlsEmulator(EmulatorProcess):
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def _requests_tls(self) -> dict[str, object]:
+    def request_kwargs(self) -> dict[str, object]:
         assert self.tls is not None
         cert = (str(self.tls.client_cert), str(self.tls.client_key)) if self.client_cert else None
         return {"verify": str(self.tls.ca_cert) if self.verify_server else False, "cert": cert}
 
-    def start(self, timeout: float = 20.0) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.dev_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.state_dir.parent / f"emulator-{self.port}.log"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"emulator exited early:\n{self.log_path.read_text()[-4000:]}")
-            try:
-                answer = requests.get(self.url + "/v1/controller/version", timeout=1, **self._requests_tls())
-                if answer.status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"emulator did not answer over HTTPS within {timeout}s")
-
-    def control(self, path: str, body: dict | None = None) -> requests.Response:
-        return requests.post(
-            f"{self.url}/_emu/{path.lstrip('/')}", json=body or {}, timeout=10, **self._requests_tls()
-        )
-
     def state(self) -> dict[str, object]:
         """The emulator's whole state, read over the same HTTPS listener."""
-        answer = requests.get(f"{self.url}/_emu/state", timeout=10, **self._requests_tls())
+        answer = requests.get(f"{self.url}/_emu/state", timeout=10, **self.request_kwargs())
         answer.raise_for_status()
         return answer.json()
 
@@ -140,11 +110,7 @@ def tls_emulator_factory(tmp_path: Path) -> Iterator[object]:
         return emu
 
     yield start
-    for emu in started:
-        if emu.proc is not None:
-            with contextlib.suppress(requests.RequestException):
-                emu.control("reset")
-            emu.stop()
+    reset_and_stop(started)
 
 
 @pytest.fixture
