@@ -12,13 +12,10 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import socket
 import stat
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -26,44 +23,18 @@ import pytest
 import requests
 
 from csi.generated import csi_pb2
-from csi.testing import CsiClient, block_cap, driver_on_emulator, mount_cap, unmount_under
-from plugin.nodeops import NodeOps
-from tests.conftest import EmulatorProcess, have_root_and_loop, require
+from csi.testing import block_cap, mount_cap, unmount_under
+from tests.integration.csi_stack import LOCAL, Stack, csi_stack
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 MIB = 1024**2
-LOCAL = socket.gethostname().split(".")[0] or "localhost"
 DEVICE_KEY = "linstor.csi.linbit.com/device-path"
-
-
-@dataclass
-class Stack:
-    emulator: EmulatorProcess
-    csi: CsiClient
-    workdir: Path
-    nodeops: NodeOps
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    ok, reason = have_root_and_loop()
-    require(ok, reason)
-    base = tmp_path_factory.mktemp("csi-conformance")
-    emulator = EmulatorProcess(state_dir=base / "state", dev_dir=base / "dev", nodes=("node-b", "node-c"))
-    emulator.start()
-    workdir = Path(tempfile.mkdtemp(prefix="csi-conf-"))
-    try:
-        with driver_on_emulator(emulator.url, LOCAL) as (_driver, client, nodeops):
-            try:
-                yield Stack(emulator, client, workdir, nodeops)
-            finally:
-                unmount_under(str(workdir), nodeops)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        try:
-            emulator.control("reset")
-        finally:
-            emulator.stop()
+    with csi_stack(tmp_path_factory.mktemp("csi-conformance"), "csi-conf-") as made:
+        yield made
 
 
 def code_of(call: Callable[[], object]) -> grpc.StatusCode:

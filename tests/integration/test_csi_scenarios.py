@@ -10,53 +10,24 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
-import socket
-import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from csi.generated import csi_pb2
-from csi.testing import CsiClient, driver_on_emulator, mount_cap, unmount_under
-from plugin.nodeops import NodeOps
-from tests.conftest import EmulatorProcess, have_root_and_loop, require
+from csi.testing import mount_cap
+from tests.integration.csi_stack import LOCAL, Stack, csi_stack
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 MIB = 1024**2
-LOCAL = socket.gethostname().split(".")[0] or "localhost"
-
-
-@dataclass
-class Stack:
-    csi: CsiClient
-    workdir: Path
-    nodeops: NodeOps
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    ok, reason = have_root_and_loop()
-    require(ok, reason)
-    base = tmp_path_factory.mktemp("csi-scenarios")
-    emulator = EmulatorProcess(state_dir=base / "state", dev_dir=base / "dev", nodes=("node-b", "node-c"))
-    emulator.start()
-    workdir = Path(tempfile.mkdtemp(prefix="csi-scn-"))
-    try:
-        with driver_on_emulator(emulator.url, LOCAL) as (_driver, client, nodeops):
-            try:
-                yield Stack(client, workdir, nodeops)
-            finally:
-                unmount_under(str(workdir), nodeops)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        try:
-            emulator.control("reset")
-        finally:
-            emulator.stop()
+    with csi_stack(tmp_path_factory.mktemp("csi-scenarios"), "csi-scn-") as made:
+        yield made
 
 
 def test_kubernetes_sidecar_order(stack: Stack) -> None:

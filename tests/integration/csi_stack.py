@@ -1,0 +1,53 @@
+"""The emulator-plus-CSI-driver stack that the CSI conformance and scenario modules share.
+
+Both modules need the same thing: root and loop devices, one emulator with the local
+node plus two virtual nodes, one in-process driver on a unix socket, and a work
+directory whose mounts are undone afterwards. Building it in one place keeps their
+set-up and clean-up order identical.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from csi.testing import CsiClient, driver_on_emulator, unmount_under
+from plugin.nodeops import NodeOps
+from tests.conftest import EmulatorProcess, have_root_and_loop, require
+
+LOCAL = socket.gethostname().split(".")[0] or "localhost"
+
+
+@dataclass
+class Stack:
+    emulator: EmulatorProcess
+    csi: CsiClient
+    workdir: Path
+    nodeops: NodeOps
+
+
+@contextmanager
+def csi_stack(base: Path, workdir_prefix: str) -> Iterator[Stack]:
+    """Start the stack under ``base``; afterwards unmount, remove the work dir, reset and stop."""
+    ok, reason = have_root_and_loop()
+    require(ok, reason)
+    emulator = EmulatorProcess(state_dir=base / "state", dev_dir=base / "dev", nodes=("node-b", "node-c"))
+    emulator.start()
+    workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix))
+    try:
+        with driver_on_emulator(emulator.url, LOCAL) as (_driver, client, nodeops):
+            try:
+                yield Stack(emulator, client, workdir, nodeops)
+            finally:
+                unmount_under(str(workdir), nodeops)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            emulator.control("reset")
+        finally:
+            emulator.stop()
