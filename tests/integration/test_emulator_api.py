@@ -9,12 +9,13 @@ the emulator speaks LINSTOR well enough for the plugin's tests to mean something
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import linstor
 import pytest
 import requests
+
+from tests.blockio import read_at, size_bytes, write_at
 
 MASK = 0xC000000000007FFF
 MIB_KIB = 1024
@@ -25,28 +26,6 @@ def _ok(replies: list) -> list:
     errors = [r for r in replies if r.is_error()]
     assert not errors, [(r.ret_code, r.message) for r in errors]
     return replies
-
-
-def _write(device: str, offset: int, data: bytes) -> None:
-    fd = os.open(device, os.O_WRONLY)
-    try:
-        os.pwrite(fd, data, offset)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read(device: str, offset: int, length: int) -> bytes:
-    fd = os.open(device, os.O_RDONLY)
-    try:
-        return os.pread(fd, length, offset)
-    finally:
-        os.close(fd)
-
-
-def _size_bytes(device: str) -> int:
-    out = subprocess.run(["blockdev", "--getsize64", device], check=True, capture_output=True, text=True)
-    return int(out.stdout.strip())
 
 
 def _post(url: str, body: object) -> requests.Response:
@@ -88,13 +67,13 @@ def test_full_lifecycle_with_python_linstor(emulator) -> None:  # type: ignore[n
         _ok(lin.resource_make_available(local, "vol-a"))
         device = _device_on(lin, "vol-a", local)
         before = os.urandom(256 * 1024)
-        _write(device, 1024 * 1024, before)
-        assert _read(device, 1024 * 1024, len(before)) == before
-        assert _size_bytes(device) == 64 * 1024 * 1024
+        write_at(device, 1024 * 1024, before)
+        assert read_at(device, 1024 * 1024, len(before)) == before
+        assert size_bytes(device) == 64 * 1024 * 1024
 
         # Grow: visible on the device when the call returns.
         _ok(lin.volume_dfn_modify("vol-a", 0, size=128 * MIB_KIB))
-        assert _size_bytes(device) == 128 * 1024 * 1024
+        assert size_bytes(device) == 128 * 1024 * 1024
 
         # Snapshot, then change the live volume: the snapshot keeps the old bytes.
         _ok(lin.snapshot_create(None, "vol-a", "snap1"))
@@ -102,7 +81,7 @@ def test_full_lifecycle_with_python_linstor(emulator) -> None:  # type: ignore[n
         assert [(s.rsc_name, s.snapshot_name) for s in snaps] == [("vol-a", "snap1")]
         assert "SUCCESSFUL" in snaps[0].flags
         after = os.urandom(256 * 1024)
-        _write(device, 1024 * 1024, after)
+        write_at(device, 1024 * 1024, after)
 
         # Restore into a new definition, attach it here, read the snapshot's data.
         _ok(lin.resource_dfn_create("vol-r", resource_group="sc-two"))
@@ -111,8 +90,8 @@ def test_full_lifecycle_with_python_linstor(emulator) -> None:  # type: ignore[n
         _ok(lin.resource_make_available(local, "vol-r"))
         restored = _device_on(lin, "vol-r", local)
         assert restored != device
-        assert _read(restored, 1024 * 1024, len(before)) == before
-        assert _size_bytes(restored) == 128 * 1024 * 1024
+        assert read_at(restored, 1024 * 1024, len(before)) == before
+        assert size_bytes(restored) == 128 * 1024 * 1024
 
         # Clone the live volume: the clone carries its current data.
         started = lin.resource_dfn_clone("vol-a", "vol-c")
@@ -120,7 +99,7 @@ def test_full_lifecycle_with_python_linstor(emulator) -> None:  # type: ignore[n
         assert lin.resource_dfn_clone_wait_complete("vol-a", "vol-c", wait_interval=0.2, timeout=60)
         _ok(lin.resource_make_available(local, "vol-c"))
         cloned = _device_on(lin, "vol-c", local)
-        assert _read(cloned, 1024 * 1024, len(after)) == after
+        assert read_at(cloned, 1024 * 1024, len(after)) == after
 
         # Delete everything, diskless attachments first, then snapshots and definitions.
         for rsc in ("vol-a", "vol-r", "vol-c"):
@@ -173,7 +152,7 @@ def test_restart_keeps_data_and_devices(emulator) -> None:  # type: ignore[no-un
     vol = requests.get(base + f"/resource-definitions/keep/resources/{local}/volumes/0", timeout=5).json()
     device = vol["device_path"]
     payload = os.urandom(64 * 1024)
-    _write(device, 4096, payload)
+    write_at(device, 4096, payload)
     # A delete on an offline node stays pending; a restart reconnects the virtual satellites.
     assert _post(base + "/resource-definitions/keep/resources/node-b", {"resource": {}}).status_code == 201
     assert emulator.control("nodes/node-b/offline").status_code == 200
@@ -190,7 +169,7 @@ def test_restart_keeps_data_and_devices(emulator) -> None:  # type: ignore[no-un
     assert vol2["device_path"] == device
     assert vol2["uuid"] == vol["uuid"]
     assert Path(device).is_block_device()
-    assert _read(device, 4096, len(payload)) == payload
+    assert read_at(device, 4096, len(payload)) == payload
 
 
 @pytest.mark.parametrize("strict", [False, True], ids=["detected-in-use", "strict-in-use"])

@@ -16,6 +16,7 @@ from pathlib import Path
 import linstor
 import pytest
 
+from tests.blockio import read_at, write_at
 from tests.conftest import EmulatorProcess
 
 VIRTUAL = "node-b"
@@ -81,23 +82,6 @@ def _reported_after_restart(emu: EmulatorProcess, rsc: str) -> str:
         return _device_path(lin, rsc, _local_node(lin))
 
 
-def _write(device: str, data: bytes) -> None:
-    fd = os.open(device, os.O_WRONLY)
-    try:
-        os.pwrite(fd, data, OFFSET)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read(device: str, length: int) -> bytes:
-    fd = os.open(device, os.O_RDONLY)
-    try:
-        return os.pread(fd, length, OFFSET)
-    finally:
-        os.close(fd)
-
-
 def _assert_block_device(path: str) -> None:
     assert stat.S_ISBLK(os.stat(path).st_mode), f"{path} is not a block device"
 
@@ -120,7 +104,7 @@ def test_data_reads_back_after_a_restart_on_the_same_device(
     _assert_block_device(device)
     assert Path(device).name.startswith(device_prefix)
     payload = os.urandom(128 * 1024)
-    _write(device, payload)
+    write_at(device, OFFSET, payload)
     loops_before = _loops_backed_under(emu.state_dir)
     assert len(loops_before) == 1
 
@@ -130,7 +114,7 @@ def test_data_reads_back_after_a_restart_on_the_same_device(
     _assert_block_device(device)
     assert _loops_backed_under(emu.state_dir) == loops_before  # reused, not a second loop on the file
     assert os.stat(device).st_rdev == os.stat(next(iter(loops_before))).st_rdev
-    assert _read(device, len(payload)) == payload
+    assert read_at(device, OFFSET, len(payload)) == payload
 
 
 def test_devices_come_back_after_loops_and_nodes_were_lost(
@@ -140,7 +124,7 @@ def test_devices_come_back_after_loops_and_nodes_were_lost(
     emu = emulator_factory(nodes=(VIRTUAL,))
     device = _create_local_volume(emu, "restart-reboot")
     payload = os.urandom(64 * 1024)
-    _write(device, payload)
+    write_at(device, OFFSET, payload)
 
     emu.stop()
     for loop in _loops_backed_under(emu.state_dir):
@@ -156,7 +140,7 @@ def test_devices_come_back_after_loops_and_nodes_were_lost(
     loops = _loops_backed_under(emu.state_dir)
     assert len(loops) == 1
     assert os.stat(reported).st_rdev == os.stat(next(iter(loops))).st_rdev
-    assert _read(reported, len(payload)) == payload
+    assert read_at(reported, OFFSET, len(payload)) == payload
 
 
 def test_a_formatted_volume_keeps_its_files_across_a_restart(

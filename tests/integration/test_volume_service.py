@@ -38,6 +38,7 @@ from plugin.models import TopologyRequirement
 from plugin.params import VolumeParams, resource_group_name
 from plugin.volume_records import ATTACHED_BY_PLUGIN, NAME, attach_pending_key
 from plugin.volume_service import VolumeService
+from tests.blockio import read_at, write_at
 from tests.conftest import EmulatorProcess
 
 pytestmark = pytest.mark.root
@@ -72,23 +73,6 @@ ON_LOCAL = VolumeParams(place_count=1, fs_type=None, nodes=(LOCAL,))
 # where the filesystem matters place on the local node, the others use raw volumes.
 EXT4 = VolumeParams(place_count=1, fs_type="ext4", nodes=(LOCAL,))
 ANY = VolumeParams(place_count=1, fs_type=None)
-
-
-def write_marker(device: str, data: bytes, offset: int = 0) -> None:
-    fd = os.open(device, os.O_WRONLY)
-    try:
-        os.pwrite(fd, data, offset)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_at(device: str, length: int, offset: int = 0) -> bytes:
-    fd = os.open(device, os.O_RDONLY)
-    try:
-        return os.pread(fd, length, offset)
-    finally:
-        os.close(fd)
 
 
 # ----------------------------------------------------------------------------- create
@@ -488,16 +472,16 @@ def test_snapshot_errors(svc: VolumeService, emulator: EmulatorProcess) -> None:
 def test_restore_from_snapshot_keeps_data_and_grows(svc: VolumeService) -> None:
     volume = svc.create_volume(unique(), 8 * MIB, ON_LOCAL)
     device = svc.attach(volume.id, LOCAL).device_path
-    write_marker(device, b"restore me", 4096)
+    write_at(device, 4096, b"restore me")
     snap = svc.create_snapshot(volume.id, unique("snap"))
-    write_marker(device, b"after snap", 4096)
+    write_at(device, 4096, b"after snap")
     name = unique("restored")
     source = f"snapshot:{snap.id}"
     restored = svc.create_volume(name, 12 * MIB, ON_LOCAL, source=source)
     assert restored.name == name and restored.size_bytes == 12 * MIB and restored.source == source
     assert restored.diskful_nodes
     restored_device = svc.attach(restored.id, LOCAL).device_path
-    assert read_at(restored_device, 10, 4096) == b"restore me"
+    assert read_at(restored_device, 4096, 10) == b"restore me"
     assert svc.create_volume(name, 12 * MIB, ON_LOCAL, source=source).id == restored.id  # idempotent
     with pytest.raises(AlreadyExists, match="source"):
         svc.create_volume(name, 12 * MIB, ON_LOCAL)
@@ -537,13 +521,13 @@ def test_copies_keep_the_source_content_kind(svc: VolumeService) -> None:
 
 def _clone_and_check(svc: VolumeService) -> None:
     volume = svc.create_volume(unique(), 8 * MIB, ON_LOCAL)
-    write_marker(svc.attach(volume.id, LOCAL).device_path, b"clone me", 8192)
+    write_at(svc.attach(volume.id, LOCAL).device_path, 8192, b"clone me")
     svc.client.modify_resource_definition(volume.id, {attach_pending_key("node-c"): "true"})
     name = unique("clone")
     clone = svc.create_volume(name, 8 * MIB, ON_LOCAL, source=f"volume:{volume.id}")
     assert clone.name == name and clone.source == f"volume:{volume.id}"
     assert attach_pending_key("node-c") not in clone.properties  # a note about the source's resources
-    assert read_at(svc.attach(clone.id, LOCAL).device_path, 8, 8192) == b"clone me"
+    assert read_at(svc.attach(clone.id, LOCAL).device_path, 8192, 8) == b"clone me"
     assert svc.find_volume(name) is not None
     # the source keeps its own identity, and no temporary snapshot is left behind
     assert svc.get_volume(volume.id).name != name

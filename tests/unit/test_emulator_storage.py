@@ -18,6 +18,7 @@ import pytest
 
 from emulator import blockdev
 from emulator.storage import Storage, StorageError
+from tests.blockio import read_at, size_bytes, write_at
 
 MiB_KIB = 1024
 POOL = "DfltStorPool"
@@ -63,28 +64,6 @@ def mounter(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
 
 def _umount(target: Path) -> None:
     subprocess.run(["umount", str(target)], capture_output=True, text=True, check=True)
-
-
-def _write(device: str, offset: int, data: bytes) -> None:
-    fd = os.open(device, os.O_WRONLY)
-    try:
-        os.pwrite(fd, data, offset)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read(path: str | Path, offset: int, length: int) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.pread(fd, length, offset)
-    finally:
-        os.close(fd)
-
-
-def _getsize64(device: str) -> int:
-    out = subprocess.run(["blockdev", "--getsize64", device], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip())
 
 
 def _blkid_type(device: str) -> str:
@@ -169,17 +148,17 @@ def test_snapshot_and_copy_preserve_content_and_holes_on_plain_files(storage: St
     storage.snapshot(backing, snap)
     assert snap.name == "pvc-1_00000_snap1.img"
     assert snap.stat().st_size == backing.stat().st_size
-    assert _read(snap, 10 * 1024 * 1024, len(payload)) == payload
+    assert read_at(snap, 10 * 1024 * 1024, len(payload)) == payload
     assert storage.allocated_kib(snap) < 4 * 1024  # the 63 MiB of holes stayed holes
 
     with open(backing, "r+b") as f:  # the snapshot must not follow later writes
         f.seek(10 * 1024 * 1024)
         f.write(b"\xff" * len(payload))
-    assert _read(snap, 10 * 1024 * 1024, len(payload)) == payload
+    assert read_at(snap, 10 * 1024 * 1024, len(payload)) == payload
 
     restored = storage.volume_path("node-a", POOL, "pvc-2", 0)
     storage.copy_volume(snap, restored)
-    assert _read(restored, 10 * 1024 * 1024, len(payload)) == payload
+    assert read_at(restored, 10 * 1024 * 1024, len(payload)) == payload
     assert not list(restored.parent.glob(".*partial"))
 
 
@@ -270,7 +249,7 @@ def test_attach_gives_a_drbd_shaped_node_with_the_loops_major_minor(
         os.minor(loop_st.st_rdev),
     )
     assert storage.device_for(backing, 1000) == device
-    assert _getsize64(device) == 32 * 1024 * 1024
+    assert size_bytes(device) == 32 * 1024 * 1024
 
 
 def test_attach_is_idempotent(root_loop: None, storage: Storage) -> None:
@@ -319,8 +298,8 @@ def test_symlink_stands_in_where_device_nodes_cannot_be_made(
     assert storage.device_for(backing, 1040) == device
     assert storage.attach(backing, 1040) == device
     payload = os.urandom(4096)
-    _write(device, 0, payload)
-    assert _read(backing, 0, len(payload)) == payload
+    write_at(device, 0, payload)
+    assert read_at(backing, 0, len(payload)) == payload
     storage.detach(backing, 1040)
     assert not os.path.lexists(device)
     assert _losetup_j(backing) == []
@@ -330,9 +309,9 @@ def test_data_written_through_the_device_lands_in_the_backing_file(root_loop: No
     backing = storage.create_volume("node-a", POOL, "pvc-1", 0, 16 * MiB_KIB)
     device = storage.attach(backing, 1002)
     payload = os.urandom(64 * 1024)
-    _write(device, 3 * 1024 * 1024, payload)
-    assert _read(device, 3 * 1024 * 1024, len(payload)) == payload
-    assert _read(backing, 3 * 1024 * 1024, len(payload)) == payload
+    write_at(device, 3 * 1024 * 1024, payload)
+    assert read_at(device, 3 * 1024 * 1024, len(payload)) == payload
+    assert read_at(backing, 3 * 1024 * 1024, len(payload)) == payload
 
 
 def test_attach_of_a_missing_file_is_a_clear_error(root_loop: None, storage: Storage, tmp_path: Path) -> None:
@@ -345,26 +324,26 @@ def test_resize_is_visible_on_the_device_when_it_returns(root_loop: None, storag
     backing = storage.create_volume("node-a", POOL, "pvc-1", 0, 16 * MiB_KIB)
     device = storage.attach(backing, 1003)
     payload = os.urandom(4096)
-    _write(device, 8 * 1024 * 1024, payload)
+    write_at(device, 8 * 1024 * 1024, payload)
     storage.resize(backing, 48 * MiB_KIB)
-    assert _getsize64(device) == 48 * 1024 * 1024
+    assert size_bytes(device) == 48 * 1024 * 1024
     assert backing.stat().st_size == 48 * 1024 * 1024
-    assert _read(device, 8 * 1024 * 1024, len(payload)) == payload
-    _write(device, 40 * 1024 * 1024, payload)  # the new space is usable
-    assert _read(backing, 40 * 1024 * 1024, len(payload)) == payload
+    assert read_at(device, 8 * 1024 * 1024, len(payload)) == payload
+    write_at(device, 40 * 1024 * 1024, payload)  # the new space is usable
+    assert read_at(backing, 40 * 1024 * 1024, len(payload)) == payload
 
 
 def test_detach_removes_node_and_loop_and_keeps_the_data(root_loop: None, storage: Storage) -> None:
     backing = storage.create_volume("node-a", POOL, "pvc-1", 0, 8 * MiB_KIB)
     device = storage.attach(backing, 1004)
     payload = os.urandom(4096)
-    _write(device, 0, payload)
+    write_at(device, 0, payload)
     storage.detach(backing, 1004)
     assert _losetup_j(backing) == []
     assert not os.path.lexists(device)
     assert storage.device_for(backing, 1004) is None
     assert storage.loop_for(backing) is None
-    assert _read(backing, 0, len(payload)) == payload
+    assert read_at(backing, 0, len(payload)) == payload
     storage.detach(backing, 1004)  # already gone is fine
 
 
@@ -400,14 +379,14 @@ def test_restart_reuses_the_existing_loop_device_with_data_intact(
     device = storage.attach(backing, 1006)
     loop = storage.loop_for(backing)
     payload = os.urandom(8192)
-    _write(device, 4096, payload)
+    write_at(device, 4096, payload)
 
     after_restart = Storage(tmp_path / "state", tmp_path / "dev")
     assert after_restart.device_for(backing, 1006) == device
     assert after_restart.attach(backing, 1006) == device
     assert after_restart.loop_for(backing) == loop
     assert _losetup_j(backing) == [loop]
-    assert _read(device, 4096, len(payload)) == payload
+    assert read_at(device, 4096, len(payload)) == payload
 
 
 def test_restart_through_another_path_to_the_same_file_reuses_the_loop(
@@ -436,7 +415,7 @@ def test_restart_recreates_a_lost_device_node_and_a_lost_loop(
     backing = storage.create_volume("node-a", POOL, "pvc-1", 0, 8 * MiB_KIB)
     device = storage.attach(backing, 1007)
     payload = os.urandom(4096)
-    _write(device, 0, payload)
+    write_at(device, 0, payload)
 
     os.unlink(device)  # e.g. dev_dir was a tmpfs that did not survive a reboot
     for loop in _losetup_j(backing):  # ... and neither did the loop devices
@@ -446,7 +425,7 @@ def test_restart_recreates_a_lost_device_node_and_a_lost_loop(
     assert after_restart.attach(backing, 1007) == device
     assert len(_losetup_j(backing)) == 1
     assert os.stat(device).st_rdev == os.stat(_losetup_j(backing)[0]).st_rdev
-    assert _read(device, 0, len(payload)) == payload
+    assert read_at(device, 0, len(payload)) == payload
 
 
 def test_a_stale_node_pointing_elsewhere_is_replaced(root_loop: None, storage: Storage) -> None:
@@ -537,8 +516,8 @@ def test_mkfs_if_blank_respects_a_non_filesystem_signature(root_loop: None, stor
     device = storage.attach(backing, 1023)
     # An MBR with one Linux partition: no filesystem, but certainly not blank.
     entry = bytes([0, 0, 0, 0, 0x83, 0, 0, 0]) + struct.pack("<II", 2048, 8192)
-    _write(device, 446, entry)
-    _write(device, 510, b"\x55\xaa")
+    write_at(device, 446, entry)
+    write_at(device, 510, b"\x55\xaa")
     assert _blkid_pttype(device) == "dos"
     before = backing.read_bytes()
     assert storage.mkfs_if_blank(device, "ext4") is False
@@ -551,10 +530,10 @@ def test_mkfs_if_blank_leaves_raw_data_without_a_signature_untouched(
     backing = storage.create_volume("node-a", POOL, "pvc-1", 0, 16 * MiB_KIB)
     device = storage.attach(backing, 1034)
     payload = os.urandom(4096)
-    _write(device, 9 * 1024 * 1024, payload)  # e.g. a database on the raw block device
+    write_at(device, 9 * 1024 * 1024, payload)  # e.g. a database on the raw block device
     assert _blkid_type(device) == "" and _blkid_pttype(device) == ""
     assert storage.mkfs_if_blank(device, "ext4") is False
-    assert _read(backing, 9 * 1024 * 1024, len(payload)) == payload
+    assert read_at(backing, 9 * 1024 * 1024, len(payload)) == payload
     assert _blkid_type(device) == ""
 
 
@@ -563,7 +542,7 @@ def test_mkfs_if_blank_formats_a_device_whose_allocated_blocks_are_zero(
 ) -> None:
     backing = storage.create_volume("node-a", POOL, "pvc-1", 0, 64 * MiB_KIB)
     device = storage.attach(backing, 1035)
-    _write(device, 2 * 1024 * 1024, bytes(1024 * 1024))  # allocated, but nothing in it
+    write_at(device, 2 * 1024 * 1024, bytes(1024 * 1024))  # allocated, but nothing in it
     assert storage.allocated_kib(backing) >= 1024
     assert storage.mkfs_if_blank(device, "ext4") is True
     assert _blkid_type(device) == "ext4"
@@ -664,20 +643,20 @@ def test_snapshot_of_an_attached_device_captures_written_data(root_loop: None, s
     backing = storage.create_volume("node-a", POOL, "pvc-1", 0, 16 * MiB_KIB)
     device = storage.attach(backing, 1030)
     old = os.urandom(64 * 1024)
-    _write(device, 1024 * 1024, old)
+    write_at(device, 1024 * 1024, old)
     snap = storage.snapshot_path("node-a", POOL, "pvc-1", 0, "before")
     storage.snapshot(backing, snap)
-    _write(device, 1024 * 1024, os.urandom(64 * 1024))
+    write_at(device, 1024 * 1024, os.urandom(64 * 1024))
 
     restored = storage.create_volume("node-a", POOL, "pvc-2", 0, 16 * MiB_KIB)
     storage.copy_volume(snap, restored)
     restored_device = storage.attach(restored, 1031)
-    assert _read(restored_device, 1024 * 1024, len(old)) == old
-    assert _read(device, 1024 * 1024, len(old)) != old
+    assert read_at(restored_device, 1024 * 1024, len(old)) == old
+    assert read_at(device, 1024 * 1024, len(old)) != old
 
     with pytest.raises(StorageError, match="attached"):
         storage.copy_volume(snap, restored)  # would swap the file out from under a live device
-    assert _read(restored_device, 1024 * 1024, len(old)) == old
+    assert read_at(restored_device, 1024 * 1024, len(old)) == old
 
 
 @pytest.mark.parametrize("fs_type", ["ext4", "xfs"])
@@ -751,6 +730,6 @@ def test_snapshot_uses_reflinks_where_the_filesystem_has_them(xfs_dir: Path) -> 
     free_before = os.statvfs(xfs_dir).f_bfree
     snap = strict.snapshot_path("node-a", POOL, "pvc-1", 0, "s1")
     strict.snapshot(backing, snap)  # strict: would raise if it fell back to copying
-    assert _read(snap, 0, len(payload)) == payload
+    assert read_at(snap, 0, len(payload)) == payload
     used = (free_before - os.statvfs(xfs_dir).f_bfree) * os.statvfs(xfs_dir).f_frsize
     assert used < 4 * 1024 * 1024  # shared extents, not another 32 MiB
