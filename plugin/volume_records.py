@@ -39,6 +39,9 @@ SNAPSHOT_NAME = AUX + "snapshot-name"  # on a snapshot definition: the user's sn
 FS_PROP = "FileSystem/Type"
 MKFS_PROP = "FileSystem/MkfsParams"
 BLOCK = "none"  # FS_TYPE value of a raw block volume
+# The only FileSystem/Type values LINSTOR accepts; other filesystems (btrfs) live in FS_TYPE
+# alone, and the node formats the blank device when it first stages it.
+LINSTOR_MKFS_TYPES = ("ext4", "xfs")
 
 SNAPSHOT_ID_SCHEME = "InCluster://"
 
@@ -90,8 +93,11 @@ class Wanted:
         return props
 
     def filesystem_props(self) -> dict[str, str]:
-        """``FileSystem/*`` make the satellite run mkfs on a new, blank volume, as linstor-csi relies on."""
-        if not self.fs_type:
+        """``FileSystem/*`` make the satellite run mkfs on a new, blank volume, as linstor-csi relies on.
+
+        Only for filesystems LINSTOR knows: it refuses any other ``FileSystem/Type``.
+        """
+        if self.fs_type not in LINSTOR_MKFS_TYPES:
             return {}
         props = {FS_PROP: self.fs_type}
         if self.mkfs_opts:

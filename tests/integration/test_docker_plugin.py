@@ -234,6 +234,26 @@ def test_mount_counts_per_id_and_last_unmount_releases(plugin: PluginProcess) ->
     ok(c.call("VolumeDriver.Unmount", {"Name": "counted", "ID": "C"}))
 
 
+def test_btrfs_volume_is_formatted_by_its_first_mount_and_kept_after(plugin: PluginProcess) -> None:
+    """LINSTOR refuses FileSystem/Type=btrfs, so the node makes the filesystem on the blank device."""
+    c = plugin.client()
+    ok(
+        c.call(
+            "VolumeDriver.Create", {"Name": "butter", "Opts": {"size": "120M", "fs": "btrfs", "nodes": LOCAL}}
+        )
+    )
+    assert ok(c.call("VolumeDriver.Get", {"Name": "butter"}))["Volume"]["Status"]["fs"] == "btrfs"
+    path = ok(c.call("VolumeDriver.Mount", {"Name": "butter", "ID": "A"}))["Mountpoint"]
+    staging = os.path.realpath(Path(path).parent)
+    with open("/proc/self/mountinfo") as f:
+        assert [line.split(" - ")[1].split()[0] for line in f if line.split()[4] == staging] == ["btrfs"]
+    Path(path, "f").write_text("kept")
+    ok(c.call("VolumeDriver.Unmount", {"Name": "butter", "ID": "A"}))
+    path = ok(c.call("VolumeDriver.Mount", {"Name": "butter", "ID": "B"}))["Mountpoint"]
+    assert Path(path, "f").read_text() == "kept"  # not formatted again
+    ok(c.call("VolumeDriver.Unmount", {"Name": "butter", "ID": "B"}))
+
+
 def test_mount_of_missing_volume_fails_cleanly(plugin: PluginProcess) -> None:
     c = plugin.client()
     answer = c.call("VolumeDriver.Mount", {"Name": "ghost", "ID": "A"})

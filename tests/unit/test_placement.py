@@ -170,6 +170,18 @@ def test_props_round_trip_into_a_volume() -> None:
     assert volume.replicas[1].tie_breaker and volume.replicas[1].diskless
 
 
+def test_btrfs_is_recorded_for_the_node_to_format_not_given_to_linstor() -> None:
+    """LINSTOR's FileSystem/Type takes only ext4 and xfs: btrfs would fail every create."""
+    w = wanted(fs_type="btrfs", mkfs_opts="--nodiscard")
+    assert w.filesystem_props() == {}
+    props = w.aux_props(datetime.now(UTC))
+    assert props[rec.FS_TYPE] == "btrfs" and props[rec.MKFS_OPTS] == "--nodiscard"
+    rd = {"name": "b", "props": props, "volume_definitions": [{"volume_number": 0, "size_kib": 8}]}
+    volume = rec.volume_from(rd)
+    assert volume is not None and (volume.fs_type, volume.mkfs_opts) == ("btrfs", "--nodiscard")
+    assert rec.stored_fs_type(props) == (True, "btrfs")
+
+
 def test_block_volume_and_foreign_rd() -> None:
     props = wanted(fs_type=None, mkfs_opts="", mount_opts=()).aux_props(datetime.now(UTC))
     assert props[rec.FS_TYPE] == rec.BLOCK and rec.MOUNT_OPTS not in props and rec.MKFS_OPTS not in props
