@@ -9,6 +9,8 @@
 # Ctrl-C (or SIGTERM) stops everything cleanly; state survives for the next run.
 #
 #   sudo scripts/run-demo.sh
+#   sudo env DEMO_DIR=/tmp/demo EMULATOR_PORT=3371 EMULATOR_NODES=node-b scripts/run-demo.sh
+# (state and logs under DEMO_DIR, default .demo; the emulator's port; its virtual nodes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -96,7 +98,7 @@ Try it from another shell:
   docker run --rm -v demo:/data busybox cat /data/hello
   docker volume rm demo
   curl -s $LS_CONTROLLERS/v1/view/resources | python3 -m json.tool
-  sudo .venv/bin/linstor-plugin-doctor
+  sudo .venv/bin/linstor-plugin-doctor --controllers $LS_CONTROLLERS --csi-endpoint unix://$DEMO/csi/csi.sock
 
 Press Ctrl-C to stop.
 INFO
