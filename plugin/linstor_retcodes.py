@@ -3,7 +3,7 @@
 A ret code is a signed 64-bit integer: severity in bits 62-63, operation and object bits
 filled in from the *request context*, and the code itself in bits 0-14. Only severity
 plus code identify an answer, so every comparison here masks with
-``MASK_ERROR | MASK_BITS_CODE`` (what golinstor's ``ApiCallRc.Is`` does). Message texts
+``MASK_SEVERITY_AND_CODE`` (what golinstor's ``ApiCallRc.Is`` does). Message texts
 are for people and are never parsed.
 """
 
@@ -28,6 +28,7 @@ MASK_WARN = 0x8000000000000000
 MASK_INFO = 0x4000000000000000
 MASK_BITS_TYPE = MASK_ERROR
 MASK_BITS_CODE = 0x7FFF
+MASK_SEVERITY_AND_CODE = MASK_ERROR | MASK_BITS_CODE  # all that identifies an answer
 
 # Bare codes (without severity) the plugin tells apart.
 FAIL_INVLD_VLM_SIZE = 206
@@ -80,14 +81,17 @@ def first_error(entries: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | Non
     return next((e for e in entries if is_error(ret_code(e))), None)
 
 
+def _has(entries: Iterable[Mapping[str, Any]], severity: int, code: int) -> bool:
+    wanted = severity | code
+    return any((ret_code(e) & MASK_SEVERITY_AND_CODE) == wanted for e in entries)
+
+
 def has_error(entries: Iterable[Mapping[str, Any]], code: int) -> bool:
-    wanted = MASK_ERROR | code
-    return any((ret_code(e) & (MASK_ERROR | MASK_BITS_CODE)) == wanted for e in entries)
+    return _has(entries, MASK_ERROR, code)
 
 
 def has_warning(entries: Iterable[Mapping[str, Any]], code: int) -> bool:
-    wanted = MASK_WARN | code
-    return any((ret_code(e) & (MASK_ERROR | MASK_BITS_CODE)) == wanted for e in entries)
+    return _has(entries, MASK_WARN, code)
 
 
 def error_class(code: int) -> type[VolumeError]:

@@ -15,9 +15,10 @@ import linstor
 import pytest
 import requests
 
+from plugin.linstor_retcodes import MASK_ERROR
+from plugin.linstor_retcodes import MASK_SEVERITY_AND_CODE as MASK
 from tests.blockio import read_at, size_bytes, write_at
 
-MASK = 0xC000000000007FFF
 MIB_KIB = 1024
 
 
@@ -188,7 +189,7 @@ def test_storage_only_mode_reports_loop_devices(root_loop, emulator_factory, str
     )
     # The default layer stack contains DRBD, which a DRBD-less satellite refuses (988).
     r = requests.post(base + f"/resource-definitions/plain/resources/{local}", json={"resource": {}})
-    assert r.status_code == 500 and r.json()[0]["ret_code"] & MASK == 0xC000000000000000 | 988
+    assert r.status_code == 500 and r.json()[0]["ret_code"] & MASK == MASK_ERROR | 988
     r = requests.post(
         base + f"/resource-definitions/plain/resources/{local}",
         json={"resource": {}, "layer_list": ["STORAGE"]},
@@ -208,7 +209,7 @@ def test_storage_only_mode_reports_loop_devices(root_loop, emulator_factory, str
         if strict:
             assert r.status_code == 500  # the device cannot be released under an opener
         else:
-            assert r.status_code == 500 and r.json()[0]["ret_code"] & MASK == 0xC000000000000000 | 997
+            assert r.status_code == 500 and r.json()[0]["ret_code"] & MASK == MASK_ERROR | 997
         # A refused delete changes nothing.
         assert (
             requests.get(base + f"/resource-definitions/plain/resources/{local}", timeout=5).status_code

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import requests
 
+from plugin.linstor_retcodes import MASK_BITS_CODE
+from plugin.linstor_retcodes import MASK_ERROR as ERR
+from plugin.linstor_retcodes import MASK_INFO as INFO
+from plugin.linstor_retcodes import MASK_SEVERITY_AND_CODE as MASK
+from plugin.linstor_retcodes import MASK_WARN as WARN
 from tests.conftest import REPO_ROOT, EmulatorProcess, require
-
-MASK = 0xC000000000007FFF
-ERR = 0xC000000000000000
-WARN = 0x8000000000000000
-INFO = 0x4000000000000000
 
 
 class Api:
@@ -478,7 +478,7 @@ def test_snapshot_and_restore_errors(api: Api) -> None:
     st, body = api.post(
         "/resource-definitions/src/snapshot-restore-volume-definition/s1", {"to_resource": "dst"}
     )
-    assert st == 200 and body[0]["ret_code"] & 0x7FFF == 2
+    assert st == 200 and body[0]["ret_code"] & MASK_BITS_CODE == 2
     st, body = api.post(
         "/resource-definitions/src/snapshot-restore-volume-definition/s1", {"to_resource": "dst"}
     )

@@ -20,6 +20,7 @@ from emulator.config import Config
 from emulator.core import Emulator
 from emulator.faults import Faults, error_ret_code
 from emulator.routing import Request
+from plugin.linstor_retcodes import MASK_SEVERITY_AND_CODE
 
 
 class FakeStorage:
@@ -196,7 +197,7 @@ def test_fault_rules_count_down_and_match_method() -> None:
     assert (
         first is not None
         and first[0] == 503
-        and first[1][0]["ret_code"] & 0xC000000000007FFF == 0xC0000000000003E5
+        and first[1][0]["ret_code"] & MASK_SEVERITY_AND_CODE == 0xC0000000000003E5
     )
     assert f.take_error("POST", "/v1/resource-definitions") is not None
     assert f.take_error("POST", "/v1/resource-definitions") is None

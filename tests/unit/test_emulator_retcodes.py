@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emulator import retcodes as rc
-
-MASK = 0xC000000000007FFF
+from plugin.linstor_retcodes import MASK_SEVERITY_AND_CODE as MASK
 
 
 @pytest.mark.parametrize(
