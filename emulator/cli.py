@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-cert", default=None, help="serve HTTPS with this certificate (PEM)")
     s.add_argument("--tls-key", default=None, help="private key of --tls-cert (PEM)")
     s.add_argument("--tls-client-ca", default=None, help="require client certificates signed by this CA")
+    s.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="serve Prometheus metrics at /metrics on the API listener (default on)",
+    )
     s.add_argument("--log-level", default="INFO", help="log level (default INFO)")
     return p
 
@@ -126,7 +132,7 @@ def serve(args: argparse.Namespace) -> int:
                 reconnect(emu, node)
         emu.persist()
     tls = tls_context(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
-    server = EmulatorServer(emu, args.host, args.port, tls)
+    server = EmulatorServer(emu, args.host, args.port, tls, metrics=args.metrics)
     try:
         server.start()
     except OSError as exc:
@@ -150,6 +156,7 @@ def serve(args: argparse.Namespace) -> int:
                 "virtual_nodes": list(config.virtual_nodes),
                 "mode": "drbd-shaped" if config.drbd_shaped else "storage-only",
                 "state_dir": str(config.state_dir),
+                "metrics": args.metrics,
             }
         },
     )

@@ -65,6 +65,14 @@ class Control:
             ("POST", re.compile(r"^/_emu/resources/(?P<rd>[^/]+)/(?P<node>[^/]+)/in_use/?$"), self.in_use),
         ]
 
+    def template(self, path: str) -> str | None:
+        """The control path with its parameters as ``{name}`` (a bounded metrics label), None if unknown."""
+        for _method, pattern, _fn in self._routes:
+            if pattern.match(path) is not None:
+                text = pattern.pattern.removeprefix("^").removesuffix("/?$")
+                return re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", text)
+        return None
+
     def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         known = False
         for m, pattern, fn in self._routes:

@@ -93,6 +93,8 @@ class Route:
     op: int = 0
     obj: int = 0
     mutates: bool = False
+    #: The path as registered (``/v1/resource-definitions/{rd}``): a bounded metrics label.
+    template: str = ""
 
 
 _ROUTES: list[Route] = []
@@ -105,7 +107,7 @@ def route(
     regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "/?$"
 
     def register(fn: Handler) -> Handler:
-        _ROUTES.append(Route(method, re.compile(regex), fn, status, op, obj, method != "GET"))
+        _ROUTES.append(Route(method, re.compile(regex), fn, status, op, obj, method != "GET", template))
         return fn
 
     return register
@@ -122,6 +124,18 @@ def match(method: str, path: str) -> tuple[Route, dict[str, str]] | bool | None:
             return r, {k: unquote(v) for k, v in m.groupdict().items()}
         path_known = True
     return False if path_known else None
+
+
+def template_of(method: str, path: str) -> str | None:
+    """The template of the route ``path`` belongs to (the method's own first), None if unknown."""
+    fallback = None
+    for r in _ROUTES:
+        if r.pattern.match(path) is None:
+            continue
+        if r.method == method:
+            return r.template
+        fallback = fallback or r.template
+    return fallback
 
 
 def finish(route_: Route, reply: Reply) -> tuple[int, Any]:

@@ -28,12 +28,15 @@ from emulator import retcodes as rc
 from emulator.control import Control
 from emulator.core import Emulator
 from emulator.faults import Faults
-from emulator.routing import Request, failure, finish, match
+from emulator.metrics import MALFORMED, UNMATCHED, EmulatorMetrics, Exposition
+from emulator.routing import Request, failure, finish, match, template_of
 
 log = logging.getLogger("emulator")
 access_log = logging.getLogger("emulator.access")
 
 MAX_BODY = 16 * 1024 * 1024
+#: Prometheus scrape path on the API listener; no LINSTOR REST path starts with it.
+METRICS_PATH = "/metrics"
 
 
 class _Server(ThreadingHTTPServer):
@@ -99,6 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
         entry = rc.error(rc.FAIL_INVLD_REQUEST, message or "Malformed HTTP request.")
         data = json.dumps([entry.to_json()]).encode()
         self.close_connection = True
+        self._count_unparsed(code)
         with contextlib.suppress(OSError):
             self.send_response(code, message)
             self.send_header("Content-Type", "application/json")
@@ -107,6 +111,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if self.command != "HEAD" and code >= 200 and code not in (204, 304):
                 self.wfile.write(data)
+
+    def _count_unparsed(self, code: int) -> None:
+        """A request the stdlib refused before :meth:`_handle`: counted, but not timed."""
+        app: EmulatorServer = self.server.app  # type: ignore[attr-defined]
+        if app.metrics is None:
+            return
+        path = getattr(self, "path", "") or ""
+        endpoint = (
+            app.endpoint(self.command or "", urlsplit(path).path) if path.startswith("/") else MALFORMED
+        )
+        app.metrics.observe(self.command, endpoint, code, None)
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -153,11 +168,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the body's extent is unknown; the stream cannot be reused
             self._respond(400, [bodymod.parse_error_entry(str(exc)).to_json()], method, path, started)
             return
-        status, payload = app.dispatch(method, path, url.query, raw)
+        status, payload = app.dispatch(method, path, url.query, raw, self.headers.get("Accept") or "")
         self._respond(status, payload, method, path, started)
 
     def _respond(self, status: int, payload: Any, method: str, path: str, started: float) -> None:
-        if isinstance(payload, bytes | str):
+        if isinstance(payload, Exposition):
+            data, ctype = payload.body, payload.content_type
+        elif isinstance(payload, bytes | str):
             data = payload.encode() if isinstance(payload, str) else payload
             ctype = "text/plain; charset=utf-8"
         else:
@@ -172,6 +189,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(data)
         except OSError:
             self.close_connection = True
+        app: EmulatorServer = self.server.app  # type: ignore[attr-defined]
+        if app.metrics is not None:
+            app.metrics.observe(method, app.endpoint(method, path), status, time.monotonic() - started)
         access_log.info(
             "%s %s %d",
             method,
@@ -192,8 +212,17 @@ class _Handler(BaseHTTPRequestHandler):
 class EmulatorServer:
     """Owns the listening socket (which an injected outage closes and reopens) and dispatch."""
 
-    def __init__(self, emu: Emulator, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        emu: Emulator,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+        *,
+        metrics: bool = True,
+    ) -> None:
         self.emu = emu
+        self.metrics = EmulatorMetrics(emu) if metrics else None
         self.host = host
         self.port = port
         self.tls = tls
@@ -242,6 +271,7 @@ class EmulatorServer:
     def begin_outage(self, seconds: float) -> None:
         """Drop the listener (clients get connection refused) and bring it back after ``seconds``."""
         self._outage_until = time.monotonic() + seconds
+        self._count_fault("outage")
 
         def run() -> None:
             time.sleep(0.05)  # let the control answer leave first
@@ -268,14 +298,42 @@ class EmulatorServer:
 
     # ------------------------------------------------------------------ dispatch
 
-    def dispatch(self, method: str, path: str, query: str, raw: bytes) -> tuple[int, Any]:
+    def endpoint(self, method: str, path: str) -> str:
+        """The metrics label for a path: its route's template, never the raw path."""
+        if path.startswith("/_emu/"):
+            template = self.control.template(path)
+        elif path.rstrip("/") == METRICS_PATH:
+            template = METRICS_PATH
+        else:
+            template = template_of(method, path)
+        return template or UNMATCHED
+
+    def _count_fault(self, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.fault(kind)
+
+    def _scrape(self, method: str, accept: str) -> tuple[int, Any]:
+        if self.metrics is None:
+            return 404, "Not Found"
+        if method != "GET":
+            return 405, [
+                rc.error(rc.FAIL_INVLD_REQUEST, f"Method {method} is not allowed on {METRICS_PATH}").to_json()
+            ]
+        return 200, self.metrics.exposition(accept)
+
+    def dispatch(self, method: str, path: str, query: str, raw: bytes, accept: str = "") -> tuple[int, Any]:
         if path.startswith("/_emu/"):
             return self._control(method, path, raw)
+        if path.rstrip("/") == METRICS_PATH:
+            # Like the control API, the scrape path is outside fault injection.
+            return self._scrape(method, accept)
         delay = self.faults.latency_for(path)
         if delay:
+            self._count_fault("latency")
             time.sleep(delay)
         injected = self.faults.take_error(method, path)
         if injected is not None:
+            self._count_fault("error")
             return injected
         found = match(method, path)
         if found is None:
