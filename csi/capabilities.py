@@ -141,6 +141,18 @@ def unsupported_reason(access: Access) -> str | None:
 SUPPORTED_FS = frozenset({"ext4", "xfs", "ext3", "ext2", "btrfs"})
 
 
+def parse_supported(capability: csi_pb2.VolumeCapability, field: str = "volume_capability") -> Access:
+    """Parse one capability the driver must serve: malformed or unsupported is InvalidArgument.
+
+    The single-capability RPCs (ControllerPublish, NodeStage, NodePublish, and
+    ControllerExpand when it carries one) all refuse the same way through this.
+    """
+    access = parse(capability, field)
+    if reason := unsupported_reason(access):
+        raise InvalidArgument(reason)
+    return access
+
+
 def parse_all(
     capabilities: Iterable[csi_pb2.VolumeCapability], field: str = "volume_capabilities"
 ) -> list[Access]:

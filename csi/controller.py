@@ -109,9 +109,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         self, request: csi_pb2.ControllerPublishVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.ControllerPublishVolumeResponse:
         require(request, "volume_id", "node_id", "volume_capability")
-        access = capabilities.parse(request.volume_capability)
-        if reason := capabilities.unsupported_reason(access):
-            raise errors.InvalidArgument(reason)
+        capabilities.parse_supported(request.volume_capability)
         with self._inflight.hold(request.volume_id, "ControllerPublishVolume"):
             volume = self._service.get_volume(request.volume_id)
             attachment = self._service.attach(request.volume_id, request.node_id)
@@ -241,10 +239,10 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         if rng.required_bytes <= 0 and rng.limit_bytes <= 0:
             raise errors.InvalidArgument("capacity_range needs required_bytes or limit_bytes")
         access = (
-            capabilities.parse(request.volume_capability) if request.HasField("volume_capability") else None
+            capabilities.parse_supported(request.volume_capability)
+            if request.HasField("volume_capability")
+            else None
         )
-        if access is not None and (reason := capabilities.unsupported_reason(access)):
-            raise errors.InvalidArgument(reason)
         target = rng.required_bytes or rng.limit_bytes
         if rng.limit_bytes and target > rng.limit_bytes:
             raise errors.InvalidArgument("capacity_range: required_bytes is larger than limit_bytes")

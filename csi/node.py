@@ -87,9 +87,7 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         require(request, "volume_id")
         check_path(request.staging_target_path, "staging_target_path")
         require(request, "volume_capability")
-        access = capabilities.parse(request.volume_capability)
-        if reason := capabilities.unsupported_reason(access):
-            raise errors.InvalidArgument(reason)
+        access = capabilities.parse_supported(request.volume_capability)
         staging = request.staging_target_path
         with self._inflight.hold(f"{request.volume_id}@{staging}", "NodeStageVolume"):
             device = self._device(request.volume_id, request.publish_context)
@@ -135,9 +133,7 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         check_path(request.target_path, "target_path")
         check_path(request.staging_target_path, "staging_target_path")
         require(request, "volume_capability")
-        access = capabilities.parse(request.volume_capability)
-        if reason := capabilities.unsupported_reason(access):
-            raise errors.InvalidArgument(reason)
+        access = capabilities.parse_supported(request.volume_capability)
         readonly = request.readonly or access.read_only
         target = request.target_path
         with self._inflight.hold(f"{request.volume_id}@{target}", "NodePublishVolume"):
