@@ -8,6 +8,8 @@ written for a person; this module adds the hint that fits the Docker user.
 
 from __future__ import annotations
 
+import re
+
 from plugin import errors
 
 _HINTS: dict[type[errors.VolumeError], str] = {
@@ -34,6 +36,11 @@ INTERNAL_ERROR = (
 )
 
 
+# The core's generic closing advice ("... . Check LS_CONTROLLERS and ..."): the Docker hint
+# says the same for a Docker user, naming the config file too, so only one of them is kept.
+_CORE_ADVICE = re.compile(r"\.\s+Check [^.]*$")
+
+
 class RequestError(errors.InvalidArgument):
     """The request body from Docker is malformed (missing Name, not JSON)."""
 
@@ -55,6 +62,8 @@ def docker_error_message(exc: BaseException) -> str:
         if cls in _HINTS:
             hint = _HINTS[cls]
             break
+    if hint and _CORE_ADVICE.search(message):
+        return f"{_CORE_ADVICE.sub('', message)}: {hint}"
     # A message that already carries advice ("...; unmount it there first") is left alone.
     if hint and ";" not in message and hint.lower() not in message.lower():
         return f"{message}: {hint}"

@@ -49,3 +49,29 @@ def test_message_with_its_own_advice_gets_no_second_hint() -> None:
 def test_empty_core_message_still_says_something() -> None:
     assert docker_error_message(errors.NotFound("")) == "the volume operation failed"
     assert docker_error_message(errors.NoSpace("")).startswith("the volume operation failed: add storage")
+
+
+def test_the_core_s_generic_advice_gives_way_to_the_docker_hint() -> None:
+    """One piece of advice, the one that names the Docker plugin's config file."""
+    exc = errors.Unavailable(
+        "no LINSTOR controller reachable (http://127.0.0.1:3370: [Errno 111] Connection refused). "
+        "Check LS_CONTROLLERS and that the controller is running."
+    )
+    message = docker_error_message(exc)
+    assert message.startswith(
+        "no LINSTOR controller reachable (http://127.0.0.1:3370: [Errno 111] Connection refused): "
+    )
+    assert message.lower().count("check") == 1 and message.count("LS_CONTROLLERS") == 1
+    assert message.endswith("controllers= in /etc/linstor/docker-volume.conf), then retry")
+
+
+def test_the_docker_hint_replaces_the_core_advice_after_several_controllers() -> None:
+    exc = errors.Unavailable(
+        "no LINSTOR controller reachable (http://a:3370: refused; http://b:3370: timed out). "
+        "Check LS_CONTROLLERS and that the controller is running."
+    )
+    message = docker_error_message(exc)
+    assert message.startswith(
+        "no LINSTOR controller reachable (http://a:3370: refused; http://b:3370: timed out): "
+    )
+    assert message.lower().count("check") == 1 and "docker-volume.conf" in message
