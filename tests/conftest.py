@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.processes import terminate
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -124,12 +126,7 @@ class EmulatorProcess:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, timeout=30)
         self.proc = None
 
     def restart(self) -> None:

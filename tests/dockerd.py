@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import Any
 
 from docker_plugin.client import PluginClient
+from tests.processes import terminate
 
 BUSYBOX = "/bin/busybox"
 DOCKERD = "dockerd"
@@ -163,13 +164,7 @@ class DockerDaemon:
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, timeout)
         # containerd shims run in the same session; they must not outlive the test.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -335,15 +330,12 @@ class PluginProcess:
         if self.proc is None:
             return None
         proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGUSR1)
-                time.sleep(1)
-                proc.kill()
-                proc.wait()
+
+        def dump_stacks() -> None:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+
+        terminate(proc, timeout, before_kill=dump_stacks)
         return proc.returncode
 
     def kill(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import requests
 from csi.generated import csi_pb2
 from csi.testing import CsiClient, mount_cap
 from tests.conftest import REPO_ROOT, EmulatorProcess, free_port
+from tests.processes import terminate
 
 LOCAL = socket.gethostname().split(".")[0] or "localhost"
 
@@ -53,15 +53,9 @@ def _wait_for_socket(path: Path, proc: subprocess.Popen[bytes], log: Path) -> No
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            pytest.fail("driver did not stop within 20s of SIGTERM")
-    return proc.returncode
+    if not terminate(proc, timeout=20):
+        pytest.fail("driver did not stop within 20s of SIGTERM")
+    return proc.wait()
 
 
 def test_driver_process_serves_logs_metrics_and_stops_on_sigterm(

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from plugin.params import VolumeParams
 from plugin.volume_service import VolumeService
 from tests.certs import SERVER_ADDRESSES, SERVER_NAMES, CertificateAuthority, TlsFiles, make_tls_files
 from tests.conftest import REPO_ROOT, EmulatorProcess, free_port, reset_and_stop
+from tests.processes import terminate
 
 MIB = 1024 * 1024
 ON_B = VolumeParams(place_count=1, fs_type=None, nodes=("node-b",))
@@ -795,13 +795,7 @@ def _csi_driver(short_dir: Path, log: Path, env: dict[str, str]) -> subprocess.P
 
 
 def _stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    terminate(proc, timeout=20)
 
 
 @pytest.mark.parametrize("setup", ["client certificate", "foreign CA"])

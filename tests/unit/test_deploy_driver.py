@@ -22,6 +22,7 @@ import grpc
 import pytest
 
 from csi.generated import csi_pb2, csi_pb2_grpc
+from tests.processes import terminate
 from tests.unit.test_deploy_kubernetes import containers, driver_container, image_name, one
 from tests.unit.test_deploy_kustomize import KUBERNETES_DIR, render
 
@@ -74,12 +75,7 @@ def channel(
     chan = grpc.insecure_channel(f"unix://{sock}")
     yield chan
     chan.close()
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    terminate(proc, timeout=30)
     log.close()
 
 
