@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from emulator import body, names, props, views
 from emulator import retcodes as rc
 from emulator import state as st
 from emulator.core import Emulator
 from emulator.routing import Json, Request, paginate, route
+
+
+class _HasProps(Protocol):
+    props: dict[str, str]
+
+
+_P = TypeVar("_P", bound=_HasProps)
 
 
 def name_filter(
@@ -24,6 +32,21 @@ def name_filter(
         if problem:
             raise rc.ApiFailure(rc.error(code, problem, op, obj))
     return {names.key(v) for v in values}
+
+
+def listed(req: Request, objects: Mapping[str, _P], wanted: set[str] | None) -> list[_P]:
+    """What a list call returns: sorted by key, name and ``props`` filters applied, then one page.
+
+    Nodes, resource groups and resource definitions are listed by the same rules, so the
+    order of filtering, sorting and paging cannot differ between them.
+    """
+    pf = req.q("props")
+    kept = [
+        o
+        for k, o in sorted(objects.items())
+        if (wanted is None or k in wanted) and props.matches_filters(o.props, pf)
+    ]
+    return paginate(kept, req)
 
 
 @route("GET", "/v1/controller/version")
@@ -48,13 +71,7 @@ def health(emu: Emulator, req: Request) -> Json:
 @route("GET", "/v1/nodes")
 def list_nodes(emu: Emulator, req: Request) -> Json:
     wanted = name_filter(req, "nodes", names.node_name_problem, code=rc.FAIL_INVLD_NODE_NAME)
-    pf = req.q("props")
-    out = [
-        views.node(emu, n)
-        for k, n in sorted(emu.state.nodes.items())
-        if (wanted is None or k in wanted) and props.matches_filters(n.props, pf)
-    ]
-    return Json(paginate(out, req))
+    return Json([views.node(emu, n) for n in listed(req, emu.state.nodes, wanted)])
 
 
 @route("GET", "/v1/nodes/{node}")

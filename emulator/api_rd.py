@@ -10,10 +10,10 @@ from typing import Any
 from emulator import body, names, ops, props, views
 from emulator import retcodes as rc
 from emulator import state as st
-from emulator.api_nodes import modify_props, name_filter
+from emulator.api_nodes import listed, modify_props, name_filter
 from emulator.config import DEFAULT_RG
 from emulator.core import Emulator
-from emulator.routing import Json, Request, paginate, route
+from emulator.routing import Json, Request, route
 
 RD = rc.MASK_RSC_DFN
 VD = rc.MASK_VLM_DFN
@@ -113,13 +113,8 @@ def list_rds(emu: Emulator, req: Request) -> Json:
         req, "resource_definitions", names.resource_name_problem, code=rc.FAIL_INVLD_RSC_NAME
     )
     with_vds = req.q_bool("with_volume_definitions")
-    pf = req.q("props")
-    items = [
-        rd
-        for k, rd in sorted(emu.state.resource_definitions.items())
-        if (wanted is None or k in wanted) and props.matches_filters(rd.props, pf)
-    ]
-    return Json([views.resource_definition(emu, rd, with_vds) for rd in paginate(items, req)])
+    items = listed(req, emu.state.resource_definitions, wanted)
+    return Json([views.resource_definition(emu, rd, with_vds) for rd in items])
 
 
 @route("GET", "/v1/resource-definitions/{rd}")

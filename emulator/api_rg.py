@@ -7,10 +7,10 @@ from typing import Any
 from emulator import body, names, ops, placement, props, views
 from emulator import retcodes as rc
 from emulator import state as st
-from emulator.api_nodes import modify_props, name_filter
+from emulator.api_nodes import listed, modify_props, name_filter
 from emulator.api_rd import new_rd, new_vd, purge_rd
 from emulator.core import Emulator
-from emulator.routing import Json, Request, paginate, route
+from emulator.routing import Json, Request, route
 
 RG = rc.MASK_RSC_GRP
 
@@ -49,13 +49,7 @@ def list_rgs(emu: Emulator, req: Request) -> Json:
     wanted = name_filter(
         req, "resource_groups", names.resource_group_name_problem, code=rc.FAIL_INVLD_RSC_GRP_NAME
     )
-    pf = req.q("props")
-    out = [
-        views.resource_group(emu, g)
-        for k, g in sorted(emu.state.resource_groups.items())
-        if (wanted is None or k in wanted) and props.matches_filters(g.props, pf)
-    ]
-    return Json(paginate(out, req))
+    return Json([views.resource_group(emu, g) for g in listed(req, emu.state.resource_groups, wanted)])
 
 
 @route("GET", "/v1/resource-groups/{rg}")
