@@ -28,9 +28,7 @@ def name_filter(
     if not values:
         return None
     for v in values:
-        problem = check(v)
-        if problem:
-            raise rc.ApiFailure(rc.error(code, problem, op, obj))
+        rc.refuse_invalid(check(v), code, op, obj)
     return {names.key(v) for v in values}
 
 
@@ -155,9 +153,7 @@ def create_pool(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.POOL_CREATE)
     node = emu.node(req.params["node"], rc.MASK_CRT, rc.MASK_STOR_POOL)
     name = data.get("storage_pool_name") or ""
-    problem = names.storage_pool_name_problem(name)
-    if problem:
-        raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_STOR_POOL_NAME, problem))
+    rc.refuse_invalid(names.storage_pool_name_problem(name), rc.FAIL_INVLD_STOR_POOL_NAME)
     kind = (data.get("provider_kind") or "").upper()
     if kind not in _POOL_KINDS:
         raise rc.ApiFailure(
@@ -221,9 +217,7 @@ def delete_pool(emu: Emulator, req: Request) -> list[rc.Entry]:
 
 
 def _kvs_name(name: str, op: int) -> str:
-    problem = names.kvs_name_problem(name)
-    if problem:
-        raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_KVS_NAME, problem, op, rc.MASK_KVS))
+    rc.refuse_invalid(names.kvs_name_problem(name), rc.FAIL_INVLD_KVS_NAME, op, rc.MASK_KVS)
     return name
 
 

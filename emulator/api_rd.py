@@ -183,9 +183,7 @@ def modify_rd(emu: Emulator, req: Request) -> list[rc.Entry]:
 @route("DELETE", "/v1/resource-definitions/{rd}", op=rc.MASK_DEL, obj=RD)
 def delete_rd(emu: Emulator, req: Request) -> list[rc.Entry]:
     name = req.params["rd"]
-    problem = names.resource_name_problem(name)
-    if problem:
-        raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_RSC_NAME, problem))
+    rc.refuse_invalid(names.resource_name_problem(name), rc.FAIL_INVLD_RSC_NAME)
     rd = emu.state.resource_definitions.get(names.key(name))
     if rd is None:
         return [
@@ -438,9 +436,7 @@ def modify_vd(emu: Emulator, req: Request) -> list[rc.Entry]:
 @route("DELETE", "/v1/resource-definitions/{rd}/volume-definitions/{nr}", op=rc.MASK_DEL, obj=VD)
 def delete_vd(emu: Emulator, req: Request) -> list[rc.Entry]:
     rd_name = req.params["rd"]
-    problem = names.resource_name_problem(rd_name)
-    if problem:
-        raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_RSC_NAME, problem))
+    rc.refuse_invalid(names.resource_name_problem(rd_name), rc.FAIL_INVLD_RSC_NAME)
     nr = _vd_number(req.params["nr"], rc.MASK_DEL)
     found = emu.state.resource_definitions.get(names.key(rd_name))
     vd = found.volume_definitions.get(str(nr)) if found else None

@@ -32,13 +32,9 @@ def check_filter(flt: dict[str, Any] | None, op: int, obj: int) -> dict[str, Any
         *(flt.get("storage_pool_list") or []),
         *([flt["storage_pool"]] if flt.get("storage_pool") else []),
     ]:
-        problem = names.storage_pool_name_problem(p)
-        if problem:
-            raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_STOR_POOL_NAME, problem, op, obj))
+        rc.refuse_invalid(names.storage_pool_name_problem(p), rc.FAIL_INVLD_STOR_POOL_NAME, op, obj)
     for n in flt.get("node_name_list") or []:
-        problem = names.node_name_problem(n)
-        if problem:
-            raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_NODE_NAME, problem, op, obj))
+        rc.refuse_invalid(names.node_name_problem(n), rc.FAIL_INVLD_NODE_NAME, op, obj)
     if "layer_stack" in flt:
         flt["layer_stack"] = [s.upper() for s in flt["layer_stack"]]
     return flt
@@ -61,9 +57,7 @@ def get_rg(emu: Emulator, req: Request) -> Json:
 def create_rg(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.RG_CREATE)
     name = data.get("name") or ""
-    problem = names.resource_group_name_problem(name)
-    if problem:
-        raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_RSC_GRP_NAME, problem))
+    rc.refuse_invalid(names.resource_group_name_problem(name), rc.FAIL_INVLD_RSC_GRP_NAME)
     if names.key(name) in emu.state.resource_groups:
         raise rc.ApiFailure(
             rc.error(
@@ -130,9 +124,7 @@ def _rds_of(emu: Emulator, rg: st.ResourceGroup) -> list[st.ResourceDefinition]:
 @route("DELETE", "/v1/resource-groups/{rg}", op=rc.MASK_DEL, obj=RG)
 def delete_rg(emu: Emulator, req: Request) -> list[rc.Entry]:
     name = req.params["rg"]
-    problem = names.resource_group_name_problem(name)
-    if problem:
-        raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_RSC_GRP_NAME, problem))
+    rc.refuse_invalid(names.resource_group_name_problem(name), rc.FAIL_INVLD_RSC_GRP_NAME)
     rg = emu.state.resource_groups.get(names.key(name))
     if rg is None:
         return [rc.warn(rc.WARN_NOT_FOUND, f"Resource group '{name}' not found.", obj_refs={"RscGrp": name})]

@@ -20,9 +20,7 @@ CRT = rc.MASK_CRT
 def find_rsc(
     emu: Emulator, rd: st.ResourceDefinition, node_name: str, op: int = 0, obj: int = 0
 ) -> st.Resource:
-    problem = names.node_name_problem(node_name)
-    if problem:
-        raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_NODE_NAME, problem, op, obj))
+    rc.refuse_invalid(names.node_name_problem(node_name), rc.FAIL_INVLD_NODE_NAME, op, obj)
     rsc = rd.resources.get(names.key(node_name))
     if rsc is None:
         raise rc.ApiFailure(
@@ -151,9 +149,7 @@ def modify_rsc(emu: Emulator, req: Request) -> list[rc.Entry]:
 @route("DELETE", "/v1/resource-definitions/{rd}/resources/{node}", op=rc.MASK_DEL, obj=RSC)
 def delete_rsc(emu: Emulator, req: Request) -> list[rc.Entry]:
     rd_name, node_name = req.params["rd"], req.params["node"]
-    problem = names.resource_name_problem(rd_name)
-    if problem:
-        raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_RSC_NAME, problem))
+    rc.refuse_invalid(names.resource_name_problem(rd_name), rc.FAIL_INVLD_RSC_NAME)
     rd = emu.state.resource_definitions.get(names.key(rd_name))
     rsc = rd.resources.get(names.key(node_name)) if rd else None
     if rd is None or rsc is None:

@@ -212,9 +212,7 @@ def modify_snap(emu: Emulator, req: Request) -> list[rc.Entry]:
 @route("DELETE", "/v1/resource-definitions/{rd}/snapshots/{snap}", op=rc.MASK_DEL, obj=SNAP)
 def delete_snap(emu: Emulator, req: Request) -> list[rc.Entry]:
     rd_name, snap_name = req.params["rd"], req.params["snap"]
-    problem = names.resource_name_problem(rd_name)
-    if problem:
-        raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_RSC_NAME, problem))
+    rc.refuse_invalid(names.resource_name_problem(rd_name), rc.FAIL_INVLD_RSC_NAME)
     _snap_name(snap_name)
     rd = emu.state.resource_definitions.get(names.key(rd_name))
     snap = rd.snapshots.get(names.key(snap_name)) if rd else None

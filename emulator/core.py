@@ -167,9 +167,7 @@ class Emulator:
     # ------------------------------------------------------------------ lookups
 
     def node(self, name: str, op: int = 0, obj: int = 0) -> st.Node:
-        problem = names.node_name_problem(name)
-        if problem:
-            raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_NODE_NAME, problem, op, obj))
+        rc.refuse_invalid(names.node_name_problem(name), rc.FAIL_INVLD_NODE_NAME, op, obj)
         node = self.state.nodes.get(names.key(name))
         if node is None:
             raise rc.ApiFailure(
@@ -180,9 +178,7 @@ class Emulator:
         return node
 
     def rd(self, name: str, op: int = 0, obj: int = 0) -> st.ResourceDefinition:
-        problem = names.resource_name_problem(name)
-        if problem:
-            raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_RSC_NAME, problem, op, obj))
+        rc.refuse_invalid(names.resource_name_problem(name), rc.FAIL_INVLD_RSC_NAME, op, obj)
         rd = self.state.resource_definitions.get(names.key(name))
         if rd is None:
             raise rc.ApiFailure(
@@ -197,9 +193,7 @@ class Emulator:
         return rd
 
     def rg(self, name: str, op: int = 0, obj: int = 0) -> st.ResourceGroup:
-        problem = names.resource_group_name_problem(name)
-        if problem:
-            raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_RSC_GRP_NAME, problem, op, obj))
+        rc.refuse_invalid(names.resource_group_name_problem(name), rc.FAIL_INVLD_RSC_GRP_NAME, op, obj)
         rg = self.state.resource_groups.get(names.key(name))
         if rg is None:
             raise rc.ApiFailure(
@@ -214,9 +208,7 @@ class Emulator:
         return rg
 
     def pool(self, node: st.Node, name: str, op: int = 0, obj: int = 0, code: int = 0) -> st.Pool:
-        problem = names.storage_pool_name_problem(name)
-        if problem:
-            raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_STOR_POOL_NAME, problem, op, obj))
+        rc.refuse_invalid(names.storage_pool_name_problem(name), rc.FAIL_INVLD_STOR_POOL_NAME, op, obj)
         pool = self.state.pools.get(names.key(node.name), {}).get(names.key(name))
         if pool is None:
             raise rc.ApiFailure(

@@ -202,6 +202,16 @@ class ApiFailure(Exception):
         self.entries = list(entries)
 
 
+def refuse_invalid(problem: str | None, code: int, op: int = 0, obj: int = 0) -> None:
+    """Raise LINSTOR's answer to an invalid name: error ``code`` with the name check's sentence.
+
+    Every lookup and create checks its names this way, so an invalid name always gets the
+    same kind of entry (and HTTP 500) whichever call it arrives in.
+    """
+    if problem:
+        raise ApiFailure(error(code, problem, op, obj))
+
+
 def new_error_report_id() -> str:
     return uuidlib.uuid4().hex[:8].upper() + "-00000-000001"
 
