@@ -64,6 +64,19 @@ def _kib(size_bytes: int) -> int:
     return max(1, math.ceil(size_bytes / 1024))
 
 
+def placement_asked(params: VolumeParams) -> str:
+    """What the placement asked for, in words: LINSTOR's refusal names no pool or node."""
+    count = len(params.nodes) if params.nodes else params.place_count
+    words = [f"{count} replica{'' if count == 1 else 's'}"]
+    if params.nodes:
+        words.append("on " + ", ".join(params.nodes))
+    if params.storage_pools:
+        words.append("in storage pool " + ", ".join(params.storage_pools))
+    if params.resource_group:
+        words.append(f"of resource group {params.resource_group}")
+    return " ".join(words)
+
+
 def _require_id(volume_id: str) -> None:
     if not rec.possible_volume_id(volume_id):
         raise NotFound(f"volume {volume_id!r} not found", volume=volume_id)
@@ -307,22 +320,25 @@ class VolumeService(VolumeCopies):
                 spawn()
             except NotFound as exc:
                 if rc.code_of(exc) != rc.FAIL_NOT_FOUND_RSC_GRP:
-                    raise self._placement_error(exc, wanted) from None
+                    raise self._placement_error(exc, wanted, params) from None
                 # The group vanished behind our back (an operator deleted it): make it again.
                 self.groups.forget(wanted.resource_group)
                 self.groups.ensure(params)
                 spawn()
         except NoSpace as exc:
             raise NoSpace(
-                f"LINSTOR cannot place volume {wanted.name!r} ({wanted.size_kib * 1024} bytes): "
-                f"{exc.message}",
+                f"LINSTOR cannot place volume {wanted.name!r} ({wanted.size_kib * 1024} bytes, "
+                f"{placement_asked(params)}): {exc.message}",
                 **exc.details,
             ) from None
 
     @staticmethod
-    def _placement_error(exc: NotFound, wanted: rec.Wanted) -> VolumeError:
+    def _placement_error(exc: NotFound, wanted: rec.Wanted, params: VolumeParams) -> VolumeError:
         if rc.code_of(exc) == rc.FAIL_NOT_FOUND_NODE:
-            return NotFound(f"cannot place volume {wanted.name!r}: {exc.message}", **exc.details)
+            return NotFound(
+                f"cannot place volume {wanted.name!r} ({placement_asked(params)}): {exc.message}",
+                **exc.details,
+            )
         return exc
 
     def _converge(self, wanted: rec.Wanted) -> Volume:

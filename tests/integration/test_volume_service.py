@@ -141,6 +141,20 @@ def test_failed_placement_leaves_nothing(svc: VolumeService) -> None:
     assert svc.client.list_resource_definitions([name]) == []
 
 
+def test_a_failed_placement_says_what_was_asked(svc: VolumeService) -> None:
+    """LINSTOR's "Not enough available nodes" alone hides a mistyped pool or node name."""
+    name = unique()
+    with pytest.raises(NoSpace) as caught:
+        svc.create_volume(
+            name, 8 * MIB, VolumeParams(place_count=2, fs_type=None, storage_pools=("no-such-pool",))
+        )
+    assert "2 replicas in storage pool no-such-pool" in caught.value.message
+    with pytest.raises((NoSpace, NotFound)) as other:
+        svc.create_volume(name, 8 * MIB, VolumeParams(fs_type=None, nodes=("node-b", "no-such-node")))
+    assert "2 replicas on node-b, no-such-node" in other.value.message
+    assert svc.client.list_resource_definitions([name]) == []
+
+
 def test_bad_requests_change_nothing(svc: VolumeService) -> None:
     before = len(svc.list_volumes())
     with pytest.raises(InvalidArgument, match="negative"):
