@@ -16,13 +16,11 @@ Writes ``benchmarks/out/core.json`` and the ``## Core`` section of ``benchmarks/
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +37,7 @@ from plugin.config import Config  # noqa: E402
 from plugin.linstor_client import LinstorClient  # noqa: E402
 from plugin.params import VolumeParams  # noqa: E402
 from plugin.volume_service import VolumeService  # noqa: E402
+from tests.conftest import EmulatorProcess, reset_and_stop  # noqa: E402
 
 MIB = 1024 * 1024
 OPERATIONS = ("create", "attach", "expand", "snapshot", "delete_snapshot", "detach", "delete")
@@ -73,40 +72,19 @@ def replay(session: requests.Session, calls: list[Call], old: str, new: str) -> 
     return time.perf_counter() - started
 
 
-def start_emulator(state: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [
-        sys.executable,
-        "-m",
-        "emulator",
-        "serve",
-        "--state-dir",
-        str(state / "state"),
-        "--dev-dir",
-        str(state / "dev"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--nodes",
-        "node-b,node-c",
-        "--log-level",
-        "WARNING",
-    ]
-    log = open(state / "emulator.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/v1/controller/version", timeout=1).ok:
-                return proc, url
-        except requests.RequestException:
-            time.sleep(0.1)
-    proc.terminate()
-    raise SystemExit(f"the emulator did not start; see {state / 'emulator.log'}")
+def start_emulator(base: Path) -> EmulatorProcess:
+    """The emulator the benchmark measures against: local node plus two virtual nodes, quiet log."""
+    emulator = EmulatorProcess(
+        state_dir=base / "state",
+        dev_dir=base / "dev",
+        nodes=("node-b", "node-c"),
+        extra_args=("--log-level", "WARNING"),
+    )
+    try:
+        emulator.start(timeout=30)
+    except RuntimeError as exc:
+        raise SystemExit(f"the emulator did not start: {exc}") from None
+    return emulator
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -137,7 +115,8 @@ def operation_steps(
 def run(iterations: int) -> dict[str, Any]:
     local = socket.gethostname().split(".")[0]
     with tempfile.TemporaryDirectory(prefix="core-bench-") as tmp:
-        proc, url = start_emulator(Path(tmp))
+        emulator = start_emulator(Path(tmp))
+        url = emulator.url
         try:
             config = Config(controllers=(url,), node_name=local, config_file=None)
             client = LinstorClient(config)
@@ -179,11 +158,7 @@ def run(iterations: int) -> dict[str, Any]:
                         samples[op]["floor"].append(replay(floor, calls, mine, twin))
             version = client.controller_version()
         finally:
-            # release the loop devices and device nodes this emulator made
-            with contextlib.suppress(requests.RequestException):
-                requests.post(url + "/_emu/reset", json={}, timeout=60)
-            proc.terminate()
-            proc.wait(timeout=60)
+            reset_and_stop([emulator], reset_timeout=60)
 
     operations = {}
     for op in OPERATIONS:

@@ -133,10 +133,10 @@ class EmulatorProcess:
         self.stop()
         self.start()
 
-    def control(self, path: str, body: dict | None = None) -> requests.Response:
+    def control(self, path: str, body: dict | None = None, timeout: float = 10) -> requests.Response:
         """POST to the emulator's /_emu/ control API."""
         return requests.post(
-            f"{self.url}/_emu/{path.lstrip('/')}", json=body or {}, timeout=10, **self.request_kwargs()
+            f"{self.url}/_emu/{path.lstrip('/')}", json=body or {}, timeout=timeout, **self.request_kwargs()
         )
 
 
@@ -160,12 +160,12 @@ def emulator_factory(tmp_path: Path) -> Iterator[object]:
     reset_and_stop(started)
 
 
-def reset_and_stop(emulators: Iterable[EmulatorProcess]) -> None:
+def reset_and_stop(emulators: Iterable[EmulatorProcess], reset_timeout: float = 10) -> None:
     """Release the loop devices and device nodes each running emulator made, then stop it."""
     for emu in emulators:
         if emu.proc is not None:
             with contextlib.suppress(requests.RequestException):
-                emu.control("reset")
+                emu.control("reset", timeout=reset_timeout)
             emu.stop()
 
 
