@@ -466,6 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 check``, ``2 checks``: the summary line reads as a sentence."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def main(argv: Sequence[str] | None = None, host: Host | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = {
@@ -493,7 +498,7 @@ def main(argv: Sequence[str] | None = None, host: Host | None = None) -> int:
     failed = [r for r in results if r.verdict == FAIL]
     if not args.json:
         warned = sum(r.verdict == WARN for r in results)
-        print(f"{len(results)} checks: {len(failed)} failed, {warned} warnings")
+        print(f"{counted(len(results), 'check')}: {len(failed)} failed, {counted(warned, 'warning')}")
     return 1 if failed else 0
 
 

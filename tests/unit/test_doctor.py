@@ -248,6 +248,7 @@ def test_main_exit_code_and_output(
     assert code == 1
     assert out.splitlines()[0].startswith("FAIL  configuration:")
     assert str(missing_ca) in out
+    assert out.splitlines()[-1] == "1 check: 1 failed, 0 warnings"
     assert "Traceback" not in out
 
 
