@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.certs import TlsFiles
 from tests.processes import terminate
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -138,6 +139,33 @@ class EmulatorProcess:
         return requests.post(
             f"{self.url}/_emu/{path.lstrip('/')}", json=body or {}, timeout=timeout, **self.request_kwargs()
         )
+
+
+@dataclass
+class TlsEmulator(EmulatorProcess):
+    """An emulator serving HTTPS; readiness and control calls use the test CA and client cert."""
+
+    tls: TlsFiles | None = None
+    client_cert: bool = True
+    verify_server: bool = True
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def request_kwargs(self) -> dict[str, object]:
+        assert self.tls is not None
+        cert = (str(self.tls.client_cert), str(self.tls.client_key)) if self.client_cert else None
+        return {"verify": str(self.tls.ca_cert) if self.verify_server else False, "cert": cert}
+
+    def state(self) -> dict[str, object]:
+        """The emulator's whole state, read over the same HTTPS listener."""
+        answer = requests.get(f"{self.url}/_emu/state", timeout=10, **self.request_kwargs())
+        answer.raise_for_status()
+        return answer.json()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
 
 
 @pytest.fixture

@@ -29,12 +29,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import requests
 from cryptography.hazmat.primitives import serialization
 
 from plugin.config import Config, load_config
@@ -43,38 +41,11 @@ from plugin.linstor_client import LinstorClient
 from plugin.params import VolumeParams
 from plugin.volume_service import VolumeService
 from tests.certs import SERVER_ADDRESSES, SERVER_NAMES, CertificateAuthority, TlsFiles, make_tls_files
-from tests.conftest import REPO_ROOT, EmulatorProcess, free_port, reset_and_stop
+from tests.conftest import REPO_ROOT, TlsEmulator, free_port, reset_and_stop
 from tests.processes import terminate
 
 MIB = 1024 * 1024
 ON_B = VolumeParams(place_count=1, fs_type=None, nodes=("node-b",))
-
-
-@dataclass
-class TlsEmulator(EmulatorProcess):
-    """An emulator serving HTTPS; readiness and control calls use the test CA and client cert."""
-
-    tls: TlsFiles | None = None
-    client_cert: bool = True
-    verify_server: bool = True
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def request_kwargs(self) -> dict[str, object]:
-        assert self.tls is not None
-        cert = (str(self.tls.client_cert), str(self.tls.client_key)) if self.client_cert else None
-        return {"verify": str(self.tls.ca_cert) if self.verify_server else False, "cert": cert}
-
-    def state(self) -> dict[str, object]:
-        """The emulator's whole state, read over the same HTTPS listener."""
-        answer = requests.get(f"{self.url}/_emu/state", timeout=10, **self.request_kwargs())
-        answer.raise_for_status()
-        return answer.json()
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path else ""
 
 
 @pytest.fixture
