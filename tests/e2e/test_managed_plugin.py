@@ -21,7 +21,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO_ROOT, EmulatorProcess, have_root_and_loop, require
+from tests.certs import make_tls_files
+from tests.conftest import (
+    REPO_ROOT,
+    EmulatorProcess,
+    TlsEmulator,
+    have_root_and_loop,
+    require,
+    reset_and_stop,
+)
 from tests.dockerd import DockerDaemon, dockerd_available
 
 pytestmark = [pytest.mark.docker, pytest.mark.root, pytest.mark.slow]
@@ -39,10 +47,19 @@ class Installed:
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.daemon.docker(*args, check=check)
 
-    def resource_definitions(self) -> list[str]:
-        answer = requests.get(self.emulator.url + "/v1/resource-definitions", timeout=10)
+    def resource_definitions(self, emulator: EmulatorProcess | None = None) -> list[str]:
+        emulator = emulator or self.emulator
+        url = emulator.url + "/v1/resource-definitions"
+        answer = requests.get(url, timeout=10, **emulator.request_kwargs())
         answer.raise_for_status()
         return [rd["name"] for rd in answer.json()]
+
+    def reconfigure(self, **env: str) -> None:
+        """``docker plugin set`` works only on a disabled plugin: disable, set, enable."""
+        self.docker("plugin", "disable", "-f", PLUGIN)
+        self.docker("plugin", "set", PLUGIN, *(f"{name}={value}" for name, value in env.items()))
+        enabled = self.docker("plugin", "enable", "--timeout", "60", PLUGIN, check=False)
+        assert enabled.returncode == 0, f"enable failed: {enabled.stderr}\n{self.daemon.log_tail()}"
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +200,49 @@ def test_doctor_inside_the_plugin_finds_every_required_tool(installed: Installed
     assert results["controller"]["verdict"] == "OK"
     assert results["node"]["verdict"] == "OK"
     assert results["docker socket"]["verdict"] == "OK", "the plugin's own socket is listening"
+
+
+def test_a_controller_requiring_client_certificates_is_reached_with_pem_contents(
+    installed: Installed, tmp_path: Path
+) -> None:
+    """The plugin sees no host files: TLS material is handed over as PEM contents with `plugin set`."""
+    tls = make_tls_files(tmp_path / "pki")
+    dev_dir = Path("/dev") / f"linstor-e2e-{uuid.uuid4().hex[:8]}"
+    secure = TlsEmulator(
+        state_dir=tmp_path / "state",
+        dev_dir=dev_dir,
+        nodes=("node-b",),
+        extra_args=tls.emulator_args(),
+        tls=tls,
+    )
+    secure.start()
+    name = f"mp-tls-{uuid.uuid4().hex[:8]}"
+    try:
+        # Without the CA the plugin cannot trust the controller, and says so in docker's output.
+        installed.reconfigure(LS_CONTROLLERS=secure.url)
+        refused = installed.docker("volume", "create", "-d", PLUGIN, "-o", "size=32M", name, check=False)
+        assert refused.returncode != 0
+        assert "set LS_ROOT_CA" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert installed.resource_definitions(secure) == []
+
+        installed.reconfigure(
+            LS_ROOT_CA=tls.ca_cert.read_text(),
+            LS_USER_CERTIFICATE=tls.client_cert.read_text(),
+            LS_USER_KEY=tls.client_key.read_text(),
+        )
+        installed.docker("volume", "create", "-d", PLUGIN, "-o", "size=32M", name)
+        assert len(installed.resource_definitions(secure)) == 1
+        assert installed.resource_definitions() == [], "the plain controller is not involved"
+        run = ("run", "--rm", "--network", "none", "-v", f"{name}:/data", "busybox")
+        installed.docker(*run, "sh", "-c", "echo over-mtls > /data/proof && sync")
+        assert installed.docker(*run, "cat", "/data/proof").stdout.strip() == "over-mtls"
+        installed.docker("volume", "rm", name)
+        assert installed.resource_definitions(secure) == []
+    finally:
+        installed.docker("volume", "rm", "-f", name, check=False)
+        installed.reconfigure(
+            LS_CONTROLLERS=installed.emulator.url, LS_ROOT_CA="", LS_USER_CERTIFICATE="", LS_USER_KEY=""
+        )
+        reset_and_stop([secure])
+        shutil.rmtree(dev_dir, ignore_errors=True)
