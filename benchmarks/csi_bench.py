@@ -51,7 +51,7 @@ from plugin.linstor_client import LinstorClient  # noqa: E402
 from plugin.nodeops import NodeOps  # noqa: E402
 from plugin.params import parse_csi_parameters, with_fs_type  # noqa: E402
 from plugin.volume_service import VolumeService  # noqa: E402
-from tests.conftest import EmulatorProcess, free_port  # noqa: E402
+from tests.conftest import EmulatorProcess, free_port, reset_and_stop  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "csi.json"
 CORE_OUT = REPO / "benchmarks" / "out" / "core.json"
@@ -452,11 +452,8 @@ def main() -> int:
     finally:
         if driver is not None:
             driver.stop()
-        try:
-            emulator.control("reset")
-        finally:
-            emulator.stop()
-            shutil.rmtree(base, ignore_errors=True)
+        reset_and_stop([emulator], reset_timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
     result = {
         "benchmark": "csi",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

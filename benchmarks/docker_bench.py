@@ -42,7 +42,7 @@ from plugin.config import Config  # noqa: E402
 from plugin.linstor_client import LinstorClient  # noqa: E402
 from plugin.names import resource_name_for  # noqa: E402
 from plugin.params import parse_docker_options  # noqa: E402
-from tests.conftest import EmulatorProcess, free_port  # noqa: E402
+from tests.conftest import EmulatorProcess, free_port, reset_and_stop  # noqa: E402
 from tests.dockerd import PluginProcess  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "docker.json"
@@ -215,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             lazy.stop()
             plugin.stop()
-            emulator.control("reset")
-            emulator.stop()
+            reset_and_stop([emulator], reset_timeout=60)
 
     result = {
         "benchmark": "docker",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EmulatorProcess, have_root_and_loop, require
+from tests.conftest import EmulatorProcess, have_root_and_loop, require, reset_and_stop
 from tests.dockerd import DockerDaemon, PluginProcess, dockerd_available
 
 pytestmark = [pytest.mark.docker, pytest.mark.root, pytest.mark.slow]
@@ -84,8 +84,7 @@ def stack() -> Iterator[Stack]:
                 plugin.stop()
         finally:
             daemon.stop()  # its mount namespace, and every mount in it, goes away
-            emulator.control("reset")
-            emulator.stop()
+            reset_and_stop([emulator])
 
 
 def test_create_inspect_and_ls(stack: Stack) -> None:

@@ -101,11 +101,8 @@ def installed() -> Iterator[Installed]:
                 daemon.docker("plugin", "rm", "-f", PLUGIN, check=False)
         finally:
             daemon.stop()
-            try:
-                emulator.control("reset")
-            finally:
-                emulator.stop()
-                shutil.rmtree(dev_dir, ignore_errors=True)
+            reset_and_stop([emulator])
+            shutil.rmtree(dev_dir, ignore_errors=True)
 
 
 def test_plugin_is_installed_enabled_and_configured(installed: Installed) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from csi.testing import CsiClient, driver_on_emulator, unmount_under
 from plugin.nodeops import NodeOps
-from tests.conftest import EmulatorProcess, have_root_and_loop, require
+from tests.conftest import EmulatorProcess, have_root_and_loop, require, reset_and_stop
 
 LOCAL = socket.gethostname().split(".")[0] or "localhost"
 
@@ -47,7 +47,4 @@ def csi_stack(base: Path, workdir_prefix: str) -> Iterator[Stack]:
                 unmount_under(str(workdir), nodeops)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-        try:
-            emulator.control("reset")
-        finally:
-            emulator.stop()
+        reset_and_stop([emulator])
