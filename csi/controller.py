@@ -21,7 +21,7 @@ from csi.inflight import InFlight
 from csi.validation import check_name, require, size_from_range
 from plugin import errors
 from plugin.names import resource_name_for
-from plugin.params import minimum_size_bytes, parse_csi_parameters, with_fs_type
+from plugin.params import VolumeParams, minimum_size_bytes, parse_csi_parameters, with_fs_type
 
 if TYPE_CHECKING:
     from plugin.volume_service import VolumeService
@@ -34,6 +34,10 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         self._service = service
         self._inflight = inflight or InFlight("volume")
 
+    def _params(self, parameters: Mapping[str, str]) -> VolumeParams:
+        """StorageClass parameters, read with the driver's property namespace."""
+        return parse_csi_parameters(dict(parameters), self._service.config.property_namespace)
+
     # ------------------------------------------------------------ volumes
 
     def CreateVolume(
@@ -43,7 +47,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         access = capabilities.parse_all(request.volume_capabilities)
         if request.mutable_parameters:
             raise errors.InvalidArgument("mutable_parameters are not supported by this driver")
-        params = parse_csi_parameters(dict(request.parameters))
+        params = self._params(request.parameters)
         block = access[0].block
         fs_type = (
             None
@@ -156,7 +160,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
                 problems.append(f"volume {volume.id} holds {volume.fs_type}, not {access.fs_type}")
         if request.parameters:
             try:
-                parse_csi_parameters(dict(request.parameters))
+                self._params(request.parameters)
             except errors.InvalidArgument as exc:
                 problems.append(str(exc))
         if problems:
@@ -209,7 +213,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
             capabilities.parse(c, f"volume_capabilities[{i}]")
             for i, c in enumerate(request.volume_capabilities)
         ]
-        params = parse_csi_parameters(dict(request.parameters))
+        params = self._params(request.parameters)
         fs_type = next((a.fs_type for a in parsed if a.fs_type), "") or params.fs_type
         if any(a.block for a in parsed):
             fs_type = None

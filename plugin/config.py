@@ -61,6 +61,7 @@ _ENV_KEYS: dict[str, tuple[str, ...]] = {
     "user_key": ("LS_USER_KEY_FILE", "LS_USER_KEY", "LS_KEY_FILE"),
     "node_name": ("LS_NODE_NAME", "NODE_NAME"),
 }
+DEFAULT_PROPERTY_NAMESPACE = "Aux"
 # Docker option defaults from the environment: LS_DOCKER_DEFAULT_FS=xfs -> {"fs": "xfs"}.
 DOCKER_DEFAULT_ENV_PREFIX = "LS_DOCKER_DEFAULT_"
 
@@ -82,6 +83,11 @@ class Config:
     read_timeout: float = 120.0
     docker_defaults: Mapping[str, str] = field(default_factory=_empty_defaults, hash=False)
     config_file: str | None = DEFAULT_CONFIG_FILE
+    #: Node properties under this namespace are CSI topology keys (prefix stripped), and
+    #: bare names in replicasOnSame/Different get it as a prefix (official ``--property-namespace``).
+    property_namespace: str = DEFAULT_PROPERTY_NAMESPACE
+    #: Report ``linbit.com/sp-<pool>`` topology keys (official ``--label-by-storage-pool``).
+    label_by_storage_pool: bool = True
 
 
 def normalize_controller(value: str) -> str:
@@ -131,6 +137,17 @@ def _parse_timeout(name: str, value: object) -> float:
     if not number > 0:
         raise InvalidArgument(f"{name} must be more than 0 seconds, got {value!r}")
     return number
+
+
+def parse_property_namespace(value: object) -> str:
+    """A LINSTOR property namespace such as ``Aux`` or ``Aux/topology``; end slashes are dropped."""
+    text = str(value).strip().strip("/")
+    if not text or any(c.isspace() for c in text) or "//" in text:
+        raise InvalidArgument(
+            f"property namespace {value!r} is not usable: name a LINSTOR property namespace "
+            "such as Aux or Aux/topology"
+        )
+    return text
 
 
 def read_config_file(path: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -226,6 +243,10 @@ def load_config(
     for name in ("connect_timeout", "read_timeout"):
         if name in merged:
             kwargs[name] = _parse_timeout(name, merged[name])
+    if "property_namespace" in merged:
+        kwargs["property_namespace"] = parse_property_namespace(merged["property_namespace"])
+    if "label_by_storage_pool" in merged:
+        kwargs["label_by_storage_pool"] = bool(merged["label_by_storage_pool"])
     if kwargs.get("user_key") and not kwargs.get("user_certificate"):
         raise InvalidArgument("a client key (LS_USER_KEY) needs its certificate (LS_USER_CERTIFICATE)")
     return Config(**kwargs)  # type: ignore[arg-type]

@@ -115,7 +115,8 @@ def generate() -> str:
         "  100-byte volume). Decimals such as `1.5G` are rounded up to a whole byte.",
         "- Booleans: `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0`, in any case.",
         f"- Property names in `replicasOnSame`, `replicasOnDifferent` and `xReplicasOnDifferent` get the"
-        f" `{AUX_PREFIX}` prefix unless they have it.",
+        f" `{AUX_PREFIX}` prefix unless they have it (the CSI driver's `--property-namespace`, such as"
+        " `Aux/topology`, replaces that prefix).",
         "- Names must be valid LINSTOR names: resource groups 2-48 characters, storage pools 3-48",
         f"  characters, {names.NAME_RULE}; nodes are host names.",
         "- Contradictions are errors:",

@@ -87,6 +87,8 @@ CSI_NAMESPACE = "linstor.csi.linbit.com"
 PROPERTY_NAMESPACE = "property.linstor.csi.linbit.com"
 LEGACY_PROPERTY_NAMESPACE = "DrbdOptions"
 AUX_PREFIX = "Aux/"
+#: The official driver's default ``--property-namespace``.
+DEFAULT_PROPERTY_NAMESPACE = "Aux"
 FILESYSTEMS = ("ext4", "xfs", "btrfs")
 LAYERS = ("drbd", "luks", "nvme", "cache", "writecache", "bcache", "storage")
 DISKLESS_LAYERS = frozenset({"drbd", "nvme"})
@@ -167,19 +169,20 @@ def parse_layer_list(value: str) -> tuple[str, ...]:
 
 
 def parse_aux_keys(value: str) -> tuple[str, ...]:
-    """Property names for replicasOnSame/Different; bare names get the ``Aux/`` prefix."""
+    """Property names for replicasOnSame/Different, as written (the namespace comes in ``_build``)."""
     items = split_words(value)
     if not items:
         raise BadValue("expected property names separated by spaces, such as 'topology/zone'")
-    return tuple(_aux(item) for item in items)
-
-
-def _aux(key: str) -> str:
-    return key if key.startswith(AUX_PREFIX) else AUX_PREFIX + key
+    return tuple(items)
 
 
 def parse_aux_count_map(value: str) -> tuple[tuple[str, int], ...]:
-    return tuple(sorted((_aux(key), count) for key, count in parse_count_map(value)))
+    return tuple(parse_count_map(value))
+
+
+def in_namespace(key: str, namespace: str) -> str:
+    """A node property name as LINSTOR knows it: bare names get ``<namespace>/``, ``Aux/...`` stays."""
+    return key if key.startswith(AUX_PREFIX) else f"{namespace}/{key}"
 
 
 def parse_regex(value: str) -> str:
@@ -297,11 +300,11 @@ CSI_PARAMETERS: tuple[ParamSpec, ...] = (
        parse_layer_list, "layer_list"),
     _S("replicasOnSame", "property names, space separated", "none",
        "Place all replicas on nodes with equal values of these node properties "
-       "(names without `Aux/` get that prefix).",
+       "(names without `Aux/` get the driver's `--property-namespace` prefix, `Aux/` by default).",
        parse_aux_keys, "replicas_on_same"),
     _S("replicasOnDifferent", "property names, space separated", "none",
        "Place replicas on nodes with different values of these node properties "
-       "(names without `Aux/` get that prefix).",
+       "(names without `Aux/` get the driver's `--property-namespace` prefix, `Aux/` by default).",
        parse_aux_keys, "replicas_on_different"),
     _S("xReplicasOnDifferent", "YAML map of property name to count", "none",
        "At most this many replicas per value of a node property, e.g. `{zone: 2}`.",
@@ -501,13 +504,16 @@ def _property_key(key: str, name: str, word: str) -> str:
     return name
 
 
-def parse_csi_parameters(parameters: Mapping[str, str]) -> VolumeParams:
+def parse_csi_parameters(
+    parameters: Mapping[str, str], property_namespace: str = DEFAULT_PROPERTY_NAMESPACE
+) -> VolumeParams:
     """StorageClass (or Nomad volume) parameters, with the official driver's keys and rules.
 
     Keys are split at the first ``/``. No namespace or ``linstor.csi.linbit.com`` is a
     driver key (case-insensitive); ``property.linstor.csi.linbit.com/<KEY>`` and
     ``DrbdOptions/...`` become resource group properties; other namespaces are kept in
-    ``extra`` and otherwise ignored. An empty value means "not set".
+    ``extra`` and otherwise ignored. An empty value means "not set". Bare node property
+    names in replicasOnSame/Different get ``property_namespace`` as their prefix.
     """
     settings = _Settings("parameter")
     extra: dict[str, str] = {}
@@ -535,7 +541,7 @@ def parse_csi_parameters(parameters: Mapping[str, str]) -> VolumeParams:
             settings.notes.append(f'parameter "{key}" {spec.note}')
             continue
         settings.put(settings.values, spec.field, _Given(key, raw, value))
-    return _build(settings, extra, fs_type="ext4", size_bytes=None)
+    return _build(settings, extra, fs_type="ext4", size_bytes=None, property_namespace=property_namespace)
 
 
 # --- Docker -----------------------------------------------------------------------------
@@ -691,7 +697,11 @@ def _check_diskless(settings: _Settings, layers: tuple[str, ...], allow_remote: 
 
 
 def _build(
-    settings: _Settings, extra: dict[str, str], fs_type: str | None, size_bytes: int | None
+    settings: _Settings,
+    extra: dict[str, str],
+    fs_type: str | None,
+    size_bytes: int | None,
+    property_namespace: str = DEFAULT_PROPERTY_NAMESPACE,
 ) -> VolumeParams:
     _check_manual_placement(settings)
     layers: tuple[str, ...] = settings.get("layer_list", ())
@@ -714,6 +724,14 @@ def _build(
     }
     if nodes:
         fields["place_count"] = len(nodes)
+    for fld in ("replicas_on_same", "replicas_on_different"):
+        if fld in fields:
+            fields[fld] = tuple(in_namespace(key, property_namespace) for key in fields[fld])
+    if "x_replicas_on_different" in fields:
+        counts = fields["x_replicas_on_different"]
+        fields["x_replicas_on_different"] = tuple(
+            sorted((in_namespace(key, property_namespace), count) for key, count in counts)
+        )
     properties = tuple(sorted((name, given.value) for name, given in settings.properties.items()))
     return VolumeParams(
         **{"fs_type": fs_type, "size_bytes": size_bytes, **fields},

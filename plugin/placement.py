@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from plugin.models import TopologyRequirement
-from plugin.params import VolumeParams
+from plugin.params import DEFAULT_PROPERTY_NAMESPACE, VolumeParams
 
 HOSTNAME_KEY = "linbit.com/hostname"
 POOL_KEY_PREFIX = "linbit.com/sp-"
@@ -58,11 +58,13 @@ def segment_nodes(
     segment: Mapping[str, str],
     nodes: Sequence[Mapping[str, Any]] | None,
     pools: Sequence[Mapping[str, Any]] | None,
+    namespace: str = DEFAULT_PROPERTY_NAMESPACE,
 ) -> list[str]:
     """Node names matching every key of one topology segment.
 
     ``linbit.com/hostname`` names the node; ``linbit.com/sp-<pool>: "true"`` needs that
-    pool on the node; any other key is the node property ``Aux/<key>``, as in NodeGetInfo.
+    pool on the node; any other key is the node property ``<namespace>/<key>``, as in
+    NodeGetInfo.
     """
     candidates: list[str] | None = None
     if HOSTNAME_KEY in segment:
@@ -80,7 +82,9 @@ def segment_nodes(
             )
         else:
             matches = [
-                str(n.get("name")) for n in nodes or () if (n.get("props") or {}).get(f"Aux/{key}") == value
+                str(n.get("name"))
+                for n in nodes or ()
+                if (n.get("props") or {}).get(f"{namespace}/{key}") == value
             ]
         candidates = matches if candidates is None else [n for n in candidates if n in matches]
     return candidates or []
@@ -99,6 +103,7 @@ def topology_nodes(
     topology: TopologyRequirement | None,
     nodes: Sequence[Mapping[str, Any]] | None = None,
     pools: Sequence[Mapping[str, Any]] | None = None,
+    namespace: str = DEFAULT_PROPERTY_NAMESPACE,
 ) -> tuple[list[str], bool]:
     """(ordered candidate nodes, whether they are required).
 
@@ -110,14 +115,14 @@ def topology_nodes(
         return [], False
     ordered: list[str] = []
     for segment in topology.preferred:
-        for node in segment_nodes(segment, nodes, pools):
+        for node in segment_nodes(segment, nodes, pools, namespace):
             if node not in ordered:
                 ordered.append(node)
     if not topology.requisite:
         return ordered, False
     allowed: list[str] = []
     for segment in topology.requisite:
-        for node in segment_nodes(segment, nodes, pools):
+        for node in segment_nodes(segment, nodes, pools, namespace):
             if node not in allowed:
                 allowed.append(node)
     first = [n for n in ordered if n in allowed]

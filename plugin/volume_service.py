@@ -244,7 +244,7 @@ class VolumeService(VolumeCopies):
         need_listing, need_pools = placement.needs_node_listing(topology)
         nodes = self.client.list_nodes() if need_listing else None
         pools = self.client.list_storage_pools() if need_pools else None
-        return placement.topology_nodes(topology, nodes, pools)
+        return placement.topology_nodes(topology, nodes, pools, self.config.property_namespace)
 
     def _spawn(self, wanted: rec.Wanted, params: VolumeParams, candidates: tuple[list[str], bool]) -> Volume:
         now = datetime.now(UTC)
@@ -658,11 +658,13 @@ class VolumeService(VolumeCopies):
         except NotFound:
             raise NotFound(f"node {node} is not a LINSTOR node", node=node) from None
         segments = {placement.HOSTNAME_KEY: node}
-        for pool in self.client.node_storage_pools(node):
-            segments[f"{placement.POOL_KEY_PREFIX}{pool.get('storage_pool_name')}"] = "true"
+        if self.config.label_by_storage_pool:
+            for pool in self.client.node_storage_pools(node):
+                segments[f"{placement.POOL_KEY_PREFIX}{pool.get('storage_pool_name')}"] = "true"
+        prefix = self.config.property_namespace + "/"
         for key, value in rec.props_of(info).items():
-            if key.startswith("Aux/") and not key.startswith(rec.AUX):
-                segments[key[len("Aux/") :]] = str(value)
+            if key.startswith(prefix) and not key.startswith(rec.AUX):
+                segments[key[len(prefix) :]] = str(value)
         return segments
 
     def capacity_bytes(self, params: VolumeParams, segments: Mapping[str, str] | None = None) -> int:
@@ -676,7 +678,9 @@ class VolumeService(VolumeCopies):
                 k != placement.HOSTNAME_KEY and not k.startswith(placement.POOL_KEY_PREFIX) for k in segments
             ):
                 node_list = self.client.list_nodes()
-            nodes = placement.segment_nodes(segments, node_list, all_pools if pools_needed else [])
+            nodes = placement.segment_nodes(
+                segments, node_list, all_pools if pools_needed else [], self.config.property_namespace
+            )
         matching = [
             pool
             for pool in all_pools

@@ -221,3 +221,18 @@ def test_docker_defaults_override_merges() -> None:
         {"docker_defaults": {"FS": "ext4"}}, env={"LS_DOCKER_DEFAULT_SIZE": "5G"}, config_file=None
     )
     assert dict(config.docker_defaults) == {"fs": "ext4", "size": "5G"}
+
+
+def test_property_namespace_and_pool_labels_from_overrides() -> None:
+    assert load_config(config_file=None, env={}).property_namespace == "Aux"
+    config = load_config(
+        {"property_namespace": "Aux/topology/", "label_by_storage_pool": False}, env={}, config_file=None
+    )
+    assert config.property_namespace == "Aux/topology"
+    assert config.label_by_storage_pool is False
+
+
+@pytest.mark.parametrize("bad", ["", "/", "Aux topology", "Aux//topology"])
+def test_unusable_property_namespace_is_refused(bad: str) -> None:
+    with pytest.raises(InvalidArgument, match="property namespace"):
+        load_config({"property_namespace": bad}, env={}, config_file=None)

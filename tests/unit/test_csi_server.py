@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.server import CsiDriver, DriverOptions
 from plugin import errors
+from plugin.config import Config
 from plugin.models import Attachment, Replica, Snapshot, Volume
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -36,6 +37,7 @@ class RecordingCore:
         self.calls: list[str] = []
         self.script: dict[str, Callable[..., Any]] = {}
         self.health = True
+        self.config = Config(config_file=None)  # the settings servicers read, as on VolumeService
 
     def healthy(self) -> bool:
         return self.health

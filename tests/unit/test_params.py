@@ -766,3 +766,19 @@ def test_shipped_nomad_volume_parameters_parse() -> None:
         assert parameters, path
         params = parse_csi_parameters(parameters)
         assert params.place_count >= 1
+
+
+def test_bare_property_names_get_the_drivers_property_namespace() -> None:
+    """The official driver prefixes bare names with --property-namespace; Aux/ names stay as written."""
+    given = {
+        "replicasOnSame": "zone Aux/rack",
+        "replicasOnDifferent": "topology.kubernetes.io/zone",
+        "xReplicasOnDifferent": "{dc: 2, Aux/row: 1}",
+    }
+    params = parse_csi_parameters(given, property_namespace="Aux/topology")
+    assert params.replicas_on_same == ("Aux/topology/zone", "Aux/rack")
+    assert params.replicas_on_different == ("Aux/topology/topology.kubernetes.io/zone",)
+    assert params.x_replicas_on_different == (("Aux/row", 1), ("Aux/topology/dc", 2))
+    assert parse_csi_parameters(given).replicas_on_same == ("Aux/zone", "Aux/rack")
+    # the namespace is part of the placement, so it is part of the derived resource group
+    assert resource_group_name(params) != resource_group_name(parse_csi_parameters(given))

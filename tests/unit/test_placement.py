@@ -251,3 +251,16 @@ def test_stored_fs_type_reads_what_linstor_and_the_plugin_recorded() -> None:
     assert rec.stored_fs_type({rec.FS_TYPE: "btrfs"}) == (True, "btrfs")
     assert rec.stored_fs_type({"Aux/other": "x"}, {}) == (False, None)
     assert rec.stored_fs_type(None) == (False, None)
+
+
+def test_segments_read_node_properties_under_the_driver_namespace() -> None:
+    """With --property-namespace=Aux/topology (the Piraeus operator's) a key is Aux/topology/<key>."""
+    nodes = [
+        {"name": "a", "props": {"Aux/topology/zone": "z1", "Aux/zone": "z9"}},
+        {"name": "b", "props": {"Aux/topology/zone": "z2"}},
+    ]
+    assert placement.segment_nodes({"zone": "z1"}, nodes, [], "Aux/topology") == ["a"]
+    assert placement.segment_nodes({"zone": "z9"}, nodes, [], "Aux/topology") == []
+    assert placement.segment_nodes({"zone": "z9"}, nodes, []) == ["a"]
+    by_zone = TopologyRequirement(requisite=({"zone": "z2"},))
+    assert placement.topology_nodes(by_zone, nodes, [], "Aux/topology") == (["b"], True)
