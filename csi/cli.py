@@ -3,6 +3,13 @@
 Flags mirror the official driver's deployment: the endpoint from ``--endpoint`` or
 ``CSI_ENDPOINT``, LINSTOR from ``LS_CONTROLLERS`` (and the TLS variables), the node
 name from ``--node``. SIGTERM and SIGINT stop it gracefully and remove the socket.
+
+The official binary's own flags are understood too, so its manifests (the Piraeus
+operator's among them) run this driver unchanged: ``--csi-endpoint``,
+``--linstor-endpoint``, ``--property-namespace``, ``--label-by-storage-pool`` and its log
+levels. Its tuning flags are accepted with a warning that they change nothing here; a flag
+for a feature this driver lacks (NFS RWX, consistency groups, ...) stops the start with
+a sentence saying so, rather than running without what was asked for.
 """
 
 from __future__ import annotations
@@ -20,11 +27,90 @@ from csi import keys
 from csi.server import MODES, CsiDriver, DriverOptions
 from plugin.errors import VolumeError
 from plugin.observability import setup_logging, start_metrics_server
+from plugin.param_values import BadValue, parse_bool
 
 log = logging.getLogger("csi")
 
 # csi-sanity is stricter than the spec: letters at both ends.
 _DRIVER_NAME = re.compile(r"^[A-Za-z]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$")
+
+
+# The official driver's log levels (logrus) mapped onto ours.
+_LOG_LEVEL_ALIASES = {"trace": "debug", "warn": "warning", "fatal": "error", "panic": "error"}
+
+# Official flags for tuning that has no counterpart here: accepted, with a warning.
+IGNORED_OFFICIAL_FLAGS = {
+    "--node-cache-timeout": "node and storage-pool views are read live; only this node's topology is cached",
+    "--resource-cache-timeout": "resource views are read live",
+    "--resync-after": "there is no periodic resync loop",
+    "--linstor-api-requests-per-second": "there is no client-side rate limit",
+    "--linstor-api-burst": "there is no client-side rate limit",
+    "--enable-volume-snapshot-classes": "snapshot classes are always supported",
+}
+
+# Official flags for features this driver does not have: refused when switched on.
+UNSUPPORTED_OFFICIAL_FLAGS = {
+    "--linstor-skip-tls-verification": "the controller's certificate is always verified; set LS_ROOT_CA "
+    "to the CA that signed it",
+    "--bearer-token": "token authentication is not supported; use client certificates "
+    "(LS_USER_CERTIFICATE, LS_USER_KEY)",
+    "--enable-rwx": "ReadWriteMany volumes over NFS are not supported",
+    "--nfs-service-namespace": "ReadWriteMany volumes over NFS are not supported",
+    "--nfs-reactor-config-map-name": "ReadWriteMany volumes over NFS are not supported",
+    "--disable-rwx-block-validation": "ReadWriteMany volumes over NFS are not supported",
+    "--enable-consistency-groups": "consistency groups are not supported",
+    "--default-remote-access-policy": "set allowRemoteVolumeAccess in the StorageClass instead",
+}
+
+# Which of those are on/off switches (``--enable-rwx=false`` asks for nothing).
+_OFFICIAL_SWITCHES = frozenset(
+    {
+        "--linstor-skip-tls-verification",
+        "--enable-rwx",
+        "--disable-rwx-block-validation",
+        "--enable-consistency-groups",
+    }
+)
+
+
+def _flag_bool(text: str) -> bool:
+    try:
+        return parse_bool(text)
+    except BadValue as exc:
+        raise argparse.ArgumentTypeError(exc.expected) from None
+
+
+def _log_level(text: str) -> str:
+    word = text.lower()
+    return _LOG_LEVEL_ALIASES.get(word, word)
+
+
+class _Ignored(argparse.Action):
+    """An official tuning flag: remembered, so a warning can say it changes nothing."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        namespace.ignored_flags = [*getattr(namespace, "ignored_flags", []), option_string]
+
+
+class _Unsupported(argparse.Action):
+    """An official feature flag: switched off it is harmless, switched on it stops the start."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        flag = option_string or self.dest
+        if isinstance(values, str) and not values.strip():
+            return  # an empty path or name asks for nothing
+        if flag in _OFFICIAL_SWITCHES and isinstance(values, str):
+            try:
+                switched_on = parse_bool(values)
+            except BadValue:
+                switched_on = True
+        else:
+            switched_on = True  # a bare switch, or a value (a path, a name, a policy) that asks for it
+        if switched_on:
+            parser.error(f"{flag} is a flag of LINBIT's driver that this driver does not support: "
+                         f"{UNSUPPORTED_OFFICIAL_FLAGS[flag]}")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,8 +119,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--endpoint",
+        "--csi-endpoint",
+        dest="endpoint",
         default=os.environ.get("CSI_ENDPOINT", "unix:///csi/csi.sock"),
         help="gRPC endpoint, unix:///path/to/csi.sock (env CSI_ENDPOINT)",
+    )
+    parser.add_argument(
+        "--linstor-endpoint",
+        default=None,
+        help="LINSTOR controller URL(s), comma separated (default: LS_CONTROLLERS)",
+    )
+    parser.add_argument(
+        "--property-namespace",
+        default=None,
+        help="node properties under this namespace are topology keys, and bare property names in "
+        "replicasOnSame/Different get it as prefix (default: Aux; the Piraeus operator uses Aux/topology)",
+    )
+    parser.add_argument(
+        "--label-by-storage-pool",
+        type=_flag_bool,
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="BOOL",
+        help="report linbit.com/sp-<pool> topology keys (default: true)",
     )
     parser.add_argument("--node", default=None, help="this node's LINSTOR node name (default: hostname)")
     parser.add_argument(
@@ -50,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics-address", default="0.0.0.0", help="address for the metrics server")
     parser.add_argument(
         "--log-level",
-        default=os.environ.get("LOG_LEVEL", "info").lower(),
-        type=str.lower,
+        default=_log_level(os.environ.get("LOG_LEVEL", "info")),
+        type=_log_level,
         choices=["debug", "info", "warning", "error"],
         help="log level",
     )
@@ -64,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--grace-period", type=float, default=30.0, help="seconds running calls get to finish on SIGTERM"
     )
+    parser.set_defaults(ignored_flags=[])
+    for flag in IGNORED_OFFICIAL_FLAGS:
+        parser.add_argument(flag, action=_Ignored, nargs="?", help=argparse.SUPPRESS)
+    for flag in UNSUPPORTED_OFFICIAL_FLAGS:
+        parser.add_argument(flag, action=_Unsupported, nargs="?", help=argparse.SUPPRESS)
     return parser
 
 
@@ -73,7 +186,11 @@ def _build_driver(args: argparse.Namespace) -> CsiDriver:
     from plugin.nodeops import NodeOps
     from plugin.volume_service import VolumeService
 
-    overrides: dict[str, object] = {}
+    overrides: dict[str, object] = {
+        "controllers": args.linstor_endpoint,
+        "property_namespace": args.property_namespace,
+        "label_by_storage_pool": args.label_by_storage_pool,
+    }
     if args.node:
         overrides["node_name"] = args.node
     # The CSI driver is configured by flags and environment only; the config file is Docker's.
@@ -93,6 +210,8 @@ def _build_driver(args: argparse.Namespace) -> CsiDriver:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    for flag in args.ignored_flags:
+        log.warning("%s has no effect in this driver: %s", flag, IGNORED_OFFICIAL_FLAGS[flag])
     if not _DRIVER_NAME.match(args.driver_name):
         print(
             f"linstor-csi: invalid --driver-name {args.driver_name!r}: up to 63 characters, letters, "

@@ -197,3 +197,83 @@ def test_controller_and_node_processes_split_the_services(
         codes = {mode: _stop(proc) for mode, proc in procs.items()}
     assert codes == {"controller": 0, "node": 0}
     assert list(socket_dir.iterdir()) == []
+
+
+ZONE = "topology.kubernetes.io/zone"
+
+
+def test_the_piraeus_operators_command_line_with_topology_from_node_properties(
+    emulator: EmulatorProcess, socket_dir: Path, tmp_path: Path
+) -> None:
+    """LINBIT's flags as the operator writes them: zones come from Aux/topology/ node properties."""
+    zones = {LOCAL: "z1", "node-b": "z1", "node-c": "z2"}
+    for node, zone in zones.items():
+        answer = requests.put(
+            f"{emulator.url}/v1/nodes/{node}",
+            json={"override_props": {f"Aux/topology/{ZONE}": zone, "Aux/rack": "r1"}},
+            timeout=10,
+        )
+        assert answer.ok, answer.text
+    sock = socket_dir / "operator.sock"
+    log = tmp_path / "driver.log"
+    args = [
+        f"--csi-endpoint=unix://{sock}",
+        f"--node={LOCAL}",
+        "--property-namespace=Aux/topology",
+        "--label-by-storage-pool=false",
+        f"--linstor-endpoint={emulator.url}",
+        "--resync-after=5m",
+    ]
+    # --linstor-endpoint wins over the environment, as in LINBIT's driver
+    proc = _start(args, {"LS_CONTROLLERS": "http://127.0.0.1:1"}, log)
+
+    def replicas(volume_id: str) -> dict[str, str]:
+        listed = requests.get(f"{emulator.url}/v1/view/resources?resources={volume_id}", timeout=10).json()
+        return {
+            r["node_name"]: zones[r["node_name"]] for r in listed if "DRBD_DISKLESS" not in r.get("flags", [])
+        }
+
+    try:
+        _wait_for_socket(sock, proc, log)
+        with grpc.insecure_channel(f"unix://{sock}") as channel:
+            client = CsiClient(channel)
+            info = client.node.NodeGetInfo(csi_pb2.NodeGetInfoRequest())
+            # no linbit.com/sp-* keys, no Aux/rack (outside the namespace), the zone without its prefix
+            assert dict(info.accessible_topology.segments) == {"linbit.com/hostname": LOCAL, ZONE: "z1"}
+
+            in_z2 = client.controller.CreateVolume(
+                csi_pb2.CreateVolumeRequest(
+                    name="zone-volume",
+                    capacity_range={"required_bytes": 16 * 1024**2},
+                    volume_capabilities=[mount_cap()],
+                    parameters={"linstor.csi.linbit.com/placementCount": "1"},
+                    accessibility_requirements=csi_pb2.TopologyRequirement(
+                        requisite=[csi_pb2.Topology(segments={ZONE: "z2"})]
+                    ),
+                )
+            ).volume
+            assert replicas(in_z2.volume_id) == {"node-c": "z2"}
+
+            spread = client.controller.CreateVolume(
+                csi_pb2.CreateVolumeRequest(
+                    name="spread-volume",
+                    capacity_range={"required_bytes": 16 * 1024**2},
+                    volume_capabilities=[mount_cap()],
+                    parameters={
+                        "linstor.csi.linbit.com/placementCount": "2",
+                        "linstor.csi.linbit.com/replicasOnDifferent": ZONE,
+                    },
+                )
+            ).volume
+            placed = replicas(spread.volume_id)
+            assert len(placed) == 2 and sorted(placed.values()) == ["z1", "z2"], placed
+            for volume in (in_z2, spread):
+                client.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id))
+    finally:
+        code = _stop(proc)
+    assert code == 0, log.read_text()
+    groups = requests.get(f"{emulator.url}/v1/resource-groups", timeout=10).json()
+    filters = [g.get("select_filter", {}).get("replicas_on_different") for g in groups]
+    assert [f"Aux/topology/{ZONE}"] in filters, "bare names get the operator's namespace"
+    text = log.read_text()
+    assert "--resync-after has no effect in this driver" in text and "Traceback" not in text

@@ -120,3 +120,61 @@ def test_tls_overlay_environment_is_what_the_config_loader_expects(tmp_path: Pat
             moved["LS_USER_CERTIFICATE"],
             moved["LS_USER_KEY"],
         )
+
+
+# The Piraeus operator's command lines for LINBIT's driver (linstor-csi-notes, section 5).
+OPERATOR_CONTROLLER_ARGS = [
+    "--csi-endpoint=unix:///csi/csi.sock",
+    "--property-namespace=Aux/topology",
+    "--label-by-storage-pool=false",
+]
+OPERATOR_NODE_ARGS = [*OPERATOR_CONTROLLER_ARGS, "--node=$(KUBE_NODE_NAME)"]
+
+
+def test_the_official_drivers_command_lines_run_this_driver() -> None:
+    args = parse(
+        [*OPERATOR_NODE_ARGS, "--linstor-endpoint=https://linstor-controller:3371", "--log-level=warn"]
+    )
+    assert args.endpoint == "unix:///csi/csi.sock"  # type: ignore[attr-defined]
+    assert args.node == "node-1"  # type: ignore[attr-defined]
+    assert args.property_namespace == "Aux/topology"  # type: ignore[attr-defined]
+    assert args.label_by_storage_pool is False  # type: ignore[attr-defined]
+    assert args.linstor_endpoint == "https://linstor-controller:3371"  # type: ignore[attr-defined]
+    assert args.log_level == "warning"  # type: ignore[attr-defined]
+    assert parse(["--label-by-storage-pool"]).label_by_storage_pool is True  # type: ignore[attr-defined]
+    assert parse([]).label_by_storage_pool is None  # type: ignore[attr-defined]
+    assert parse(["--log-level", "trace"]).log_level == "debug"  # type: ignore[attr-defined]
+
+
+def test_official_tuning_flags_are_accepted_and_remembered_for_a_warning() -> None:
+    args = parse(["--resync-after=5m", "--node-cache-timeout", "1m", "--linstor-api-burst=3"])
+    assert args.ignored_flags == ["--resync-after", "--node-cache-timeout", "--linstor-api-burst"]  # type: ignore[attr-defined]
+    assert set(csi_cli.IGNORED_OFFICIAL_FLAGS).isdisjoint(csi_cli.UNSUPPORTED_OFFICIAL_FLAGS)
+
+
+@pytest.mark.parametrize(
+    ("flag", "needle"),
+    [
+        ("--enable-rwx", "ReadWriteMany"),
+        ("--enable-rwx=true", "ReadWriteMany"),
+        ("--enable-consistency-groups", "consistency groups"),
+        ("--linstor-skip-tls-verification", "LS_ROOT_CA"),
+        ("--bearer-token=/etc/token", "LS_USER_CERTIFICATE"),
+        ("--default-remote-access-policy=false", "allowRemoteVolumeAccess"),
+    ],
+)
+def test_official_feature_flags_this_driver_lacks_stop_the_start(
+    flag: str, needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        csi_cli.build_parser().parse_args(["--endpoint=unix:///csi/csi.sock", flag])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert flag.split("=")[0] in err and needle in err and "does not support" in err
+
+
+@pytest.mark.parametrize(
+    "flag", ["--enable-rwx=false", "--linstor-skip-tls-verification=false", "--bearer-token="]
+)
+def test_official_feature_flags_switched_off_are_harmless(flag: str) -> None:
+    parse(["--endpoint=unix:///csi/csi.sock", flag])
