@@ -23,6 +23,7 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from plugin.errors import InvalidArgument
+from plugin.params import DEFAULT_PROPERTY_NAMESPACE
 
 DEFAULT_CONFIG_FILE = "/etc/linstor/docker-volume.conf"
 DEFAULT_HTTP_PORT = 3370
@@ -61,7 +62,6 @@ _ENV_KEYS: dict[str, tuple[str, ...]] = {
     "user_key": ("LS_USER_KEY_FILE", "LS_USER_KEY", "LS_KEY_FILE"),
     "node_name": ("LS_NODE_NAME", "NODE_NAME"),
 }
-DEFAULT_PROPERTY_NAMESPACE = "Aux"
 # Docker option defaults from the environment: LS_DOCKER_DEFAULT_FS=xfs -> {"fs": "xfs"}.
 DOCKER_DEFAULT_ENV_PREFIX = "LS_DOCKER_DEFAULT_"
 

@@ -176,10 +176,6 @@ def parse_aux_keys(value: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-def parse_aux_count_map(value: str) -> tuple[tuple[str, int], ...]:
-    return tuple(parse_count_map(value))
-
-
 def in_namespace(key: str, namespace: str) -> str:
     """A node property name as LINSTOR knows it: bare names get ``<namespace>/``, ``Aux/...`` stays."""
     return key if key.startswith(AUX_PREFIX) else f"{namespace}/{key}"
@@ -308,7 +304,7 @@ CSI_PARAMETERS: tuple[ParamSpec, ...] = (
        parse_aux_keys, "replicas_on_different"),
     _S("xReplicasOnDifferent", "YAML map of property name to count", "none",
        "At most this many replicas per value of a node property, e.g. `{zone: 2}`.",
-       parse_aux_count_map, "x_replicas_on_different"),
+       parse_count_map, "x_replicas_on_different"),
     _S("doNotPlaceWithRegex", "regular expression", "none",
        "Avoid nodes that hold a resource whose name matches.",
        parse_regex, "do_not_place_with_regex"),
