@@ -2,8 +2,9 @@
 
 A CSI endpoint is a unix socket the CO owns the directory of. A socket file left by
 a killed driver is removed before binding, and ours is removed on stop, so a restart
-never trips over the previous run. The standard gRPC health service runs on the same
-socket for probes that speak it.
+never trips over the previous run. The socket is made mode 0660, owned by root when the
+driver runs as root, whatever the umask: whoever reaches it can mount and unmount. The
+standard gRPC health service runs on the same socket for probes that speak it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODES = ("controller", "node", "all")
+SOCKET_MODE = 0o660
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,22 @@ def parse_endpoint(endpoint: str) -> Endpoint:
         raise InvalidArgument(f"endpoint {endpoint!r} has no socket path")
     path = os.path.abspath(path)
     return Endpoint(address=f"unix://{path}", socket_path=path)
+
+
+@contextlib.contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def _secure_socket(path: str) -> None:
+    """Mode 0660 and, as root, owner root:root, so only root (and root's group) can call in."""
+    if os.geteuid() == 0:
+        os.chown(path, 0, 0, follow_symlinks=False)
+    os.chmod(path, SOCKET_MODE)
 
 
 def _remove_stale_socket(path: str) -> None:
@@ -119,9 +138,14 @@ class CsiDriver:
         if self.endpoint.socket_path:
             os.makedirs(os.path.dirname(self.endpoint.socket_path), exist_ok=True)
             _remove_stale_socket(self.endpoint.socket_path)
-        port = self._server.add_insecure_port(self.endpoint.address)
+        # gRPC creates the socket when the port is added: under umask 0 it would be 0777
+        # until the chmod below, so the umask closes that window.
+        with _umask(0o177):
+            port = self._server.add_insecure_port(self.endpoint.address)
         if self.endpoint.socket_path is None and port == 0:
             raise InvalidArgument(f"cannot listen on {self.options.endpoint}")
+        if self.endpoint.socket_path:
+            _secure_socket(self.endpoint.socket_path)
         self._server.start()
         self._started = True
         log.info(

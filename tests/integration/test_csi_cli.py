@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -136,6 +137,33 @@ def test_bad_flags_fail_with_a_sentence(args: list[str], code: int, needle: str,
     assert proc.wait(timeout=30) == code
     text = log.read_text()
     assert needle in text and "Traceback" not in text
+
+
+def test_socket_is_0660_root_under_umask_0(socket_dir: Path, tmp_path: Path) -> None:
+    """Whoever can connect can mount and unmount: the umask must not open the socket to all."""
+    sock = socket_dir / "csi.sock"
+    log = tmp_path / "driver.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "csi", "--endpoint", f"unix://{sock}", "--mode", "controller"],
+            cwd=REPO_ROOT,
+            env={**os.environ, "LS_CONTROLLERS": "http://127.0.0.1:1"},
+            stdout=out,
+            stderr=out,
+            preexec_fn=lambda: os.umask(0),  # the umask under test
+        )
+    try:
+        _wait_for_socket(sock, proc, log)
+        with grpc.insecure_channel(f"unix://{sock}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=20)  # serving: set-up is done
+        info = sock.stat()
+    finally:
+        code = _stop(proc)
+    assert code == 0, log.read_text()
+    assert stat.S_ISSOCK(info.st_mode)
+    assert stat.S_IMODE(info.st_mode) == 0o660
+    if os.geteuid() == 0:
+        assert (info.st_uid, info.st_gid) == (0, 0)
 
 
 def test_endpoint_on_a_regular_file_is_refused(socket_dir: Path, tmp_path: Path) -> None:
