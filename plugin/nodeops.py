@@ -69,6 +69,21 @@ GROW_THRESHOLD = 1 << 20
 
 
 @dataclass(frozen=True)
+class MountOwner:
+    """Whose mounts an unmount may undo, and whose mount a lookup may report on.
+
+    ``device`` is the volume's device on this node as LINSTOR reports it. A mount belongs
+    to the volume when it shows that device's filesystem (the staging mount, or a bind of
+    it) or binds the device node itself. Without a device (LINSTOR no longer knows the
+    volume, or it is not attached here), only a mount whose device has vanished from this
+    node counts: a stale mount of a deleted volume can be undone, a live foreign one never.
+    """
+
+    volume: str
+    device: str | None
+
+
+@dataclass(frozen=True)
 class CommandResult:
     args: tuple[str, ...]
     returncode: int
@@ -541,11 +556,51 @@ class NodeOps:
         created = self._ensure_file(path)
         self._bind(device, path, readonly, (), created)
 
-    def unmount(self, target: str, remove_target: bool = True, lazy: bool = False) -> None:
+    # -- whose mount is it ---------------------------------------------------------------
+
+    def mount_owned_by(self, target: str, owner: MountOwner) -> bool | None:
+        """Whether the visible mount at ``target`` belongs to ``owner``; None when nothing is mounted."""
+        path = normalize(target)
+        entry = top_mount(self._mounts(), path)
+        if entry is None:
+            return None
+        return self._owned(entry, path, owner)
+
+    def _owned(self, entry: MountEntry, path: str, owner: MountOwner) -> bool:
+        number = blockdev.device_number(owner.device) if owner.device else None
+        bound = blockdev.device_number(path)
+        if bound is not None:  # a raw block volume: the file is the bound device node
+            return bound == number or not blockdev.present(bound)
+        if number is not None and self._entry_is_device(entry, number):
+            return True
+        return self._device_gone(entry)
+
+    @staticmethod
+    def _device_gone(entry: MountEntry) -> bool:
+        """A filesystem mount whose block device no longer exists on this node (tmpfs and the like never)."""
+        if entry.fs_type not in SUPPORTED_FILESYSTEMS or blockdev.present(entry.device_number):
+            return False
+        source = blockdev.device_number(entry.source) if entry.source.startswith("/") else None
+        return source is None or not blockdev.present(source)
+
+    def _refuse_foreign(self, entry: MountEntry, path: str, target: str, owner: MountOwner) -> None:
+        if self._owned(entry, path, owner):
+            return
+        device = f"its device here is {owner.device}" if owner.device else "it has no device on this node"
+        raise FailedPrecondition(
+            f"{target} holds a {entry.fs_type} mount of {entry.source}, which is not volume {owner.volume}'s "
+            f"({device}); not unmounted",
+            mount_source=entry.source,
+        )
+
+    def unmount(
+        self, target: str, remove_target: bool = True, lazy: bool = False, owner: MountOwner | None = None
+    ) -> None:
         """Unmount everything stacked on ``target``; a target that is missing or not mounted is fine.
 
         A busy mount is an error unless ``lazy`` is asked, and a lazy unmount is logged as a
         warning: detaching a busy filesystem silently would hide a process that still holds it.
+        With an ``owner``, a mount that is not the owner's is refused and left in place.
         """
         path = normalize(target)
         if not os.path.lexists(path) and not self.is_mounted(path):
@@ -555,6 +610,8 @@ class NodeOps:
             entry = top_mount(self._mounts(), path)
             if entry is None:
                 break
+            if owner is not None:
+                self._refuse_foreign(entry, path, target, owner)
             number = self._block_device_of(entry, path)
             if entry.read_only and number is not None:
                 read_only_devices.add(number)
