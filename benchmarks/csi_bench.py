@@ -98,6 +98,8 @@ class DriverProcess:
                     str(self.metrics_port),
                     "--metrics-address",
                     "127.0.0.1",
+                    "--path-root",
+                    str(workdir),
                 ],
                 cwd=REPO,
                 env=env,
@@ -252,8 +254,8 @@ def controller_section(
     }
 
 
-def node_section(client: CsiClient, nodeops: NodeOps, rounds: int) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="csi-bench-"))
+def node_section(client: CsiClient, nodeops: NodeOps, rounds: int, base: Path) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="node-", dir=base))  # below the driver's --path-root
     script = workdir / "stage-publish.sh"
     script.write_text(SHELL_STAGE_PUBLISH)
     driver_samples: list[float] = []
@@ -448,7 +450,7 @@ def main() -> int:
         print(f"CreateVolume+DeleteVolume with {args.latency_ms} ms injected controller latency:")
         controller = controller_section(emulator, driver.client, service, driver, args.latency_ms, args.pairs)
         print("Node:")
-        node = node_section(driver.client, nodeops, args.node_rounds)
+        node = node_section(driver.client, nodeops, args.node_rounds, base)
     finally:
         if driver is not None:
             driver.stop()

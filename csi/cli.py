@@ -2,7 +2,9 @@
 
 Flags mirror the official driver's deployment: the endpoint from ``--endpoint`` or
 ``CSI_ENDPOINT``, LINSTOR from ``LS_CONTROLLERS`` (and the TLS variables), the node
-name from ``--node``. SIGTERM and SIGINT stop it gracefully and remove the socket.
+name from ``--node``. SIGTERM and SIGINT stop it gracefully and remove the socket. The
+node service works only below kubelet's directory, or below the ``--path-root``
+directories given instead (Nomad's ``stage_publish_base_dir``).
 
 The official binary's own flags are understood too, so its manifests (the Piraeus
 operator's among them) run this driver unchanged: ``--csi-endpoint``,
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 
 from csi import keys
 from csi.server import MODES, CsiDriver, DriverOptions
+from csi.validation import DEFAULT_PATH_ROOTS
 from plugin.errors import VolumeError
 from plugin.observability import setup_logging, start_metrics_server
 from plugin.param_values import BadValue, parse_bool
@@ -146,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--node", default=None, help="this node's LINSTOR node name (default: hostname)")
     parser.add_argument(
+        "--path-root",
+        dest="path_roots",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="the node service stages, publishes and unmounts only below this directory; repeat for "
+        f"several (default: {', '.join(DEFAULT_PATH_ROOTS)}, kubelet's; Nomad: its stage_publish_base_dir, "
+        "e.g. /local/csi)",
+    )
+    parser.add_argument(
         "--mode",
         choices=MODES,
         default=os.environ.get("CSI_MODE", "all"),
@@ -203,6 +216,7 @@ def _build_driver(args: argparse.Namespace) -> CsiDriver:
         driver_name=args.driver_name,
         node_name=config.node_name,
         max_volumes_per_node=args.max_volumes_per_node,
+        path_roots=tuple(args.path_roots or DEFAULT_PATH_ROOTS),
     )
     return CsiDriver(service, nodeops, options)
 

@@ -6,8 +6,16 @@ Nomad stages one volume at several staging paths on a node (one per usage mode),
 nothing here assumes a single staging path per volume. Raw block volumes skip the
 staging mount: publish binds the device node onto a file at the target path.
 
-The node service talks to LINSTOR only for NodeGetInfo (topology, cached) and when a
-request lacks the publish context (volumes attached by an older driver).
+What a request may touch is confined. Staging and target paths must lie below one of the
+configured roots (kubelet's directory by default, Nomad's ``stage_publish_base_dir`` when
+the driver is told), resolved before the check. The device to format, mount or bind is
+the one LINSTOR reports for the volume on this node, never a device path taken from the
+request alone. Unstage, unpublish, expand and stats act only on a mount that belongs to
+the volume: its device's filesystem, a bind of it, or a bind of the device node. When
+LINSTOR no longer knows the volume, only a stale mount of a device that has vanished from
+the node is undone (idempotent cleanup after a delete); a path with nothing mounted is
+removed if it is an empty directory or file; a live mount of anything else is refused
+and left alone.
 """
 
 from __future__ import annotations
@@ -23,8 +31,9 @@ import grpc
 from csi import capabilities, convert, keys
 from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.inflight import InFlight
-from csi.validation import check_path, require
+from csi.validation import PathRoots, require
 from plugin import errors
+from plugin.nodeops import MountOwner
 
 if TYPE_CHECKING:
     from plugin.nodeops import NodeOps
@@ -51,12 +60,14 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         service: VolumeService,
         nodeops: NodeOps,
         node_name: str,
+        roots: PathRoots,
         max_volumes_per_node: int = keys.DEFAULT_MAX_VOLUMES_PER_NODE,
         inflight: InFlight | None = None,
     ) -> None:
         self._service = service
         self._ops = nodeops
         self._node = node_name
+        self._roots = roots
         self._max_volumes = max_volumes_per_node
         self._inflight = inflight or InFlight("volume path")
         self._topology: dict[str, str] | None = None
@@ -64,20 +75,60 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
 
     # ------------------------------------------------------------ helpers
 
-    def _device(self, volume_id: str, publish_context: Mapping[str, str]) -> str:
-        """The block device of the volume on this node, from the publish context or LINSTOR."""
-        device = publish_context.get(keys.DEVICE_PATH, "")
-        if device:
-            if not os.path.exists(device):
-                self._service.get_volume(volume_id)  # NOT_FOUND for a volume that is gone
-            return device
+    def _local_device(self, volume_id: str) -> str | None:
+        """The volume's device on this node as LINSTOR reports it; NOT_FOUND for an unknown volume."""
         volume = self._service.get_volume(volume_id)
         for replica in volume.replicas:
             if replica.node == self._node and replica.device_path:
                 return replica.device_path
-        raise errors.FailedPrecondition(
-            f"volume {volume_id} is not attached to node {self._node}; ControllerPublishVolume must run first"
-        )
+        return None
+
+    def _device(self, volume_id: str, publish_context: Mapping[str, str]) -> str:
+        """The block device to stage or bind: LINSTOR's, whatever the publish context says."""
+        device = self._local_device(volume_id)
+        if device is None:
+            raise errors.FailedPrecondition(
+                f"volume {volume_id} is not attached to node {self._node}; "
+                "ControllerPublishVolume must run first"
+            )
+        given = publish_context.get(keys.DEVICE_PATH, "")
+        if given and not _same_device(given, device):
+            log.warning(
+                "publish context of volume %s names %s, but LINSTOR reports %s on this node; using %s",
+                volume_id,
+                given,
+                device,
+                device,
+            )
+        return device
+
+    def _owner(self, volume_id: str, *, must_exist: bool) -> MountOwner:
+        """Whose mounts a request may act on; an unknown volume owns only stale mounts of vanished devices."""
+        try:
+            return MountOwner(volume_id, self._local_device(volume_id))
+        except errors.NotFound:
+            if must_exist:
+                raise
+            return MountOwner(volume_id, None)
+
+    def _owned_mount(self, volume_id: str, path: str, what: str) -> MountOwner:
+        """The owner, once ``path`` is known to show a mount of the volume; NOT_FOUND otherwise."""
+        owner = self._owner(volume_id, must_exist=True)
+        if not os.path.lexists(path):
+            raise errors.NotFound(f"{what} {path} of volume {volume_id} does not exist")
+        owned = self._ops.mount_owned_by(path, owner)
+        if owned is None:
+            raise errors.NotFound(f"{what} {path} is not a mounted path of volume {volume_id}")
+        if not owned:
+            raise errors.NotFound(f"{what} {path} holds a mount that is not volume {volume_id}'s")
+        return owner
+
+    def _unmount(self, volume_id: str, path: str, remove_target: bool) -> None:
+        # Nothing mounted: no need to ask LINSTOR. A mount that appears meanwhile is
+        # refused by the owner without a device unless its device is gone.
+        mounted = self._ops.is_mounted(path)
+        owner = self._owner(volume_id, must_exist=False) if mounted else MountOwner(volume_id, None)
+        self._ops.unmount(path, remove_target=remove_target, owner=owner)
 
     # ------------------------------------------------------------ stage
 
@@ -85,10 +136,9 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         self, request: csi_pb2.NodeStageVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeStageVolumeResponse:
         require(request, "volume_id")
-        check_path(request.staging_target_path, "staging_target_path")
+        staging = self._roots.confine(request.staging_target_path, "staging_target_path")
         require(request, "volume_capability")
         access = capabilities.parse_supported(request.volume_capability)
-        staging = request.staging_target_path
         with self._inflight.hold(f"{request.volume_id}@{staging}", "NodeStageVolume"):
             device = self._device(request.volume_id, request.publish_context)
             if access.block:
@@ -118,10 +168,10 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         self, request: csi_pb2.NodeUnstageVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeUnstageVolumeResponse:
         require(request, "volume_id")
-        check_path(request.staging_target_path, "staging_target_path")
-        with self._inflight.hold(f"{request.volume_id}@{request.staging_target_path}", "NodeUnstageVolume"):
+        staging = self._roots.confine(request.staging_target_path, "staging_target_path")
+        with self._inflight.hold(f"{request.volume_id}@{staging}", "NodeUnstageVolume"):
             # The CO created the staging directory and removes it; leave it empty.
-            self._ops.unmount(request.staging_target_path, remove_target=False)
+            self._unmount(request.volume_id, staging, remove_target=False)
         return csi_pb2.NodeUnstageVolumeResponse()
 
     # ------------------------------------------------------------ publish
@@ -130,50 +180,47 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         self, request: csi_pb2.NodePublishVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodePublishVolumeResponse:
         require(request, "volume_id")
-        check_path(request.target_path, "target_path")
-        check_path(request.staging_target_path, "staging_target_path")
+        target = self._roots.confine(request.target_path, "target_path")
+        staging = self._roots.confine(request.staging_target_path, "staging_target_path")
         require(request, "volume_capability")
         access = capabilities.parse_supported(request.volume_capability)
         readonly = request.readonly or access.read_only
-        target = request.target_path
         with self._inflight.hold(f"{request.volume_id}@{target}", "NodePublishVolume"):
             if access.block:
                 device = self._device(request.volume_id, request.publish_context)
                 self._ops.bind_block_device(device, target, readonly=readonly)
                 return csi_pb2.NodePublishVolumeResponse()
-            if not self._ops.is_mounted(request.staging_target_path):
-                self._service.get_volume(request.volume_id)  # NOT_FOUND wins over "not staged"
+            owner = self._owner(request.volume_id, must_exist=True)  # NOT_FOUND wins over "not staged"
+            owned = self._ops.mount_owned_by(staging, owner)
+            if owned is None:
                 raise errors.FailedPrecondition(
-                    f"volume {request.volume_id} is not staged at {request.staging_target_path}; "
-                    "NodeStageVolume must run first"
+                    f"volume {request.volume_id} is not staged at {staging}; NodeStageVolume must run first"
                 )
-            self._ops.bind_mount(request.staging_target_path, target, readonly=readonly)
+            if not owned:
+                raise errors.FailedPrecondition(
+                    f"staging_target_path {staging} holds a mount that is not volume {request.volume_id}'s; "
+                    "not publishing it"
+                )
+            self._ops.bind_mount(staging, target, readonly=readonly)
         return csi_pb2.NodePublishVolumeResponse()
 
     def NodeUnpublishVolume(
         self, request: csi_pb2.NodeUnpublishVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeUnpublishVolumeResponse:
         require(request, "volume_id")
-        check_path(request.target_path, "target_path")
-        with self._inflight.hold(f"{request.volume_id}@{request.target_path}", "NodeUnpublishVolume"):
-            self._ops.unmount(request.target_path, remove_target=True)
+        target = self._roots.confine(request.target_path, "target_path")
+        with self._inflight.hold(f"{request.volume_id}@{target}", "NodeUnpublishVolume"):
+            self._unmount(request.volume_id, target, remove_target=True)
         return csi_pb2.NodeUnpublishVolumeResponse()
 
     # ------------------------------------------------------------ stats and expansion
-
-    def _mounted_path(self, volume_id: str, path: str) -> None:
-        if not os.path.exists(path):
-            raise errors.NotFound(f"path {path} of volume {volume_id} does not exist")
-        if not self._ops.is_mounted(path):
-            raise errors.NotFound(f"path {path} is not a mounted path of volume {volume_id}")
 
     def NodeGetVolumeStats(
         self, request: csi_pb2.NodeGetVolumeStatsRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeGetVolumeStatsResponse:
         require(request, "volume_id")
-        check_path(request.volume_path, "volume_path")
-        path = request.volume_path
-        self._mounted_path(request.volume_id, path)
+        path = self._roots.confine(request.volume_path, "volume_path")
+        self._owned_mount(request.volume_id, path, "volume_path")
         condition = self._ops.condition(path)
         volume_condition = csi_pb2.VolumeCondition(abnormal=condition.abnormal, message=condition.message)
         if not os.path.isdir(path):  # a raw block volume bound onto a file
@@ -205,18 +252,21 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         self, request: csi_pb2.NodeExpandVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeExpandVolumeResponse:
         require(request, "volume_id")
-        check_path(request.volume_path, "volume_path")
+        path = self._roots.confine(request.volume_path, "volume_path")
+        staging = (
+            self._roots.confine(request.staging_target_path, "staging_target_path")
+            if request.staging_target_path
+            else ""
+        )
         access = (
             capabilities.parse(request.volume_capability) if request.HasField("volume_capability") else None
         )
-        path = request.volume_path
         with self._inflight.hold(f"{request.volume_id}@{path}", "NodeExpandVolume"):
-            self._mounted_path(request.volume_id, path)
+            owner = self._owned_mount(request.volume_id, path, "volume_path")
             block = access.block if access is not None else not os.path.isdir(path)
             if block:
                 return csi_pb2.NodeExpandVolumeResponse(capacity_bytes=self._ops.device_size_bytes(path))
-            staging = request.staging_target_path
-            grow_at = staging if staging and self._ops.is_mounted(staging) else path
+            grow_at = staging if staging and self._ops.mount_owned_by(staging, owner) else path
             self._ops.grow_filesystem(grow_at)
             device = self._ops.mount_source(grow_at)
             size = self._ops.device_size_bytes(device) if device else request.capacity_range.required_bytes

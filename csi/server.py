@@ -27,6 +27,7 @@ from csi.generated import csi_pb2_grpc
 from csi.identity import IdentityServicer
 from csi.interceptor import ObservingInterceptor
 from csi.node import NodeServicer
+from csi.validation import DEFAULT_PATH_ROOTS, PathRoots
 from plugin.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -97,6 +98,8 @@ class DriverOptions:
     node_name: str = ""
     max_volumes_per_node: int = keys.DEFAULT_MAX_VOLUMES_PER_NODE
     workers: int = 64
+    # Staging and target paths are accepted only below these (node service).
+    path_roots: tuple[str, ...] = DEFAULT_PATH_ROOTS
 
 
 class CsiDriver:
@@ -109,6 +112,7 @@ class CsiDriver:
             raise InvalidArgument("node mode needs the node name (--node) and node operations")
         self.options = options
         self.endpoint = parse_endpoint(options.endpoint)
+        roots = PathRoots(options.path_roots)
         # No maximum_concurrent_rpcs: grpc would answer RESOURCE_EXHAUSTED, which COs
         # read as "no space here"; the pool size and per-volume locks bound the work.
         self._server = grpc.server(
@@ -125,7 +129,8 @@ class CsiDriver:
         if options.mode in ("node", "all"):
             assert nodeops is not None
             csi_pb2_grpc.add_NodeServicer_to_server(
-                NodeServicer(service, nodeops, options.node_name, options.max_volumes_per_node), self._server
+                NodeServicer(service, nodeops, options.node_name, roots, options.max_volumes_per_node),
+                self._server,
             )
             served.append("csi.v1.Node")
         self._health = health.HealthServicer()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,6 +18,7 @@ import grpc
 
 from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.server import CsiDriver, DriverOptions
+from csi.validation import DEFAULT_PATH_ROOTS
 from plugin.mounts import MOUNTINFO, unescape
 
 if TYPE_CHECKING:
@@ -57,15 +58,27 @@ class CsiClient:
 
 @contextmanager
 def running_driver(
-    service: VolumeService, nodeops: NodeOps | None, node_name: str, mode: str = "all", workers: int = 64
+    service: VolumeService,
+    nodeops: NodeOps | None,
+    node_name: str,
+    mode: str = "all",
+    workers: int = 64,
+    path_roots: Sequence[str] = DEFAULT_PATH_ROOTS,
 ) -> Iterator[tuple[CsiDriver, CsiClient]]:
-    """An in-process driver on a unix socket in a fresh temp dir, with a connected client."""
+    """An in-process driver on a unix socket in a fresh temp dir, with a connected client.
+
+    ``path_roots`` are the directories the node service may work in; a test passes its own.
+    """
     socket_dir = tempfile.mkdtemp(prefix="csi-")  # short: unix socket paths are limited
     driver = CsiDriver(
         service,
         nodeops,
         DriverOptions(
-            endpoint=f"unix://{socket_dir}/csi.sock", mode=mode, node_name=node_name, workers=workers
+            endpoint=f"unix://{socket_dir}/csi.sock",
+            mode=mode,
+            node_name=node_name,
+            workers=workers,
+            path_roots=tuple(path_roots),
         ),
     )
     driver.start()
@@ -100,7 +113,12 @@ def unmount_under(directory: str, nodeops: NodeOps) -> list[str]:
 
 @contextmanager
 def driver_on_emulator(
-    controller_url: str, node_name: str, mode: str = "all", workers: int = 64, device_timeout: float = 10.0
+    controller_url: str,
+    node_name: str,
+    mode: str = "all",
+    workers: int = 64,
+    device_timeout: float = 10.0,
+    path_roots: Sequence[str] = DEFAULT_PATH_ROOTS,
 ) -> Iterator[tuple[CsiDriver, CsiClient, NodeOps]]:
     """The real core (client, volume service, node ops) behind an in-process driver."""
     from plugin.config import load_config
@@ -111,5 +129,5 @@ def driver_on_emulator(
     config = load_config({"controllers": controller_url, "node_name": node_name}, env={}, config_file=None)
     service = RealVolumeService(LinstorClient(config), config)
     nodeops = RealNodeOps(device_timeout=device_timeout)
-    with running_driver(service, nodeops, node_name, mode=mode, workers=workers) as (driver, client):
+    with running_driver(service, nodeops, node_name, mode, workers, path_roots) as (driver, client):
         yield driver, client, nodeops

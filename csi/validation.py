@@ -7,7 +7,9 @@ INVALID_ARGUMENT, not NOT_FOUND, so handlers call these first. proto3 cannot tel
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterable
 
 from google.protobuf.message import Message
 
@@ -47,6 +49,52 @@ def check_path(path: str, what: str) -> None:
         raise InvalidArgument(f"{what} is required")
     if "\x00" in path:
         raise InvalidArgument(f"{what} contains a NUL byte")
+    if not os.path.isabs(path):
+        raise InvalidArgument(f"{what} must be an absolute path, not {path!r}")
+
+
+# Where kubelet hands out staging and target paths; Nomad's are under its
+# stage_publish_base_dir (``/local/csi`` in the task), which the node jobs pass as a root.
+DEFAULT_PATH_ROOTS = ("/var/lib/kubelet",)
+
+
+class PathRoots:
+    """The directories inside which the node service stages, publishes, unmounts and removes.
+
+    A CO only ever hands out paths below its own directory, so a path anywhere else is a
+    mistake or an attack (binding ``/`` somewhere, mounting over ``/etc``, removing the
+    driver's working directory). A path is resolved (``..`` and symlinks, as far as they
+    exist) before it is compared, so neither can lead out of a root, and the node service
+    goes on with the resolved path, not the one it was given.
+    """
+
+    def __init__(self, roots: Iterable[str]) -> None:
+        checked = []
+        for root in roots:
+            if not root or "\x00" in root or not os.path.isabs(root):
+                raise InvalidArgument(f"path root {root!r} must be an absolute directory path")
+            normal = os.path.normpath(root)
+            if normal == "/":
+                raise InvalidArgument("path root / would confine nothing; name the CO's directory")
+            checked.append(normal)
+        if not checked:
+            raise InvalidArgument("the node service needs at least one path root")
+        self.roots = tuple(dict.fromkeys(checked))
+
+    def confine(self, path: str, what: str) -> str:
+        """The resolved path, if it lies strictly below a root; INVALID_ARGUMENT naming ``what`` if not."""
+        check_path(path, what)
+        resolved = os.path.realpath(path)
+        for root in self.roots:
+            inside = os.path.realpath(root).rstrip("/") + "/"
+            if resolved.startswith(inside) and len(resolved) > len(inside):
+                return resolved
+        shown = path if resolved == path else f"{path} (resolved: {resolved})"
+        raise InvalidArgument(
+            f"{what} {shown} is outside the directories this node plugin works in "
+            f"({', '.join(self.roots)}); a CO's paths lie below its own directory "
+            "(start the driver with --path-root for another one)"
+        )
 
 
 def size_from_range(

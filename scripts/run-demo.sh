@@ -3,7 +3,8 @@
 # controller emulator:
 #   - linstor-emulator: LINSTOR REST API on http://127.0.0.1:3370, local node + 2 virtual
 #     nodes, real loop-device storage under .demo/emulator;
-#   - linstor-csi (controller + node) on unix://.demo/csi/csi.sock;
+#   - linstor-csi (controller + node) on unix://.demo/csi/csi.sock, staging and publishing
+#     only below .demo/csi-volumes;
 #   - linstor-docker-volume on /run/docker/plugins/linstor.sock (driver name "linstor");
 #   - a Docker daemon if none is running, and a "busybox" image to try volumes with.
 # Ctrl-C (or SIGTERM) stops everything cleanly; state survives for the next run.
@@ -23,7 +24,7 @@ DEMO=${DEMO_DIR:-$PWD/.demo}
 PORT=${EMULATOR_PORT:-3370}
 NODES=${EMULATOR_NODES:-node-b,node-c}
 NODE=$(hostname)
-mkdir -p "$DEMO/emulator" "$DEMO/csi" "$DEMO/logs" "$DEMO/docker-mounts"
+mkdir -p "$DEMO/emulator" "$DEMO/csi" "$DEMO/csi-volumes" "$DEMO/logs" "$DEMO/docker-mounts"
 export LS_CONTROLLERS="http://127.0.0.1:$PORT"
 pids=()
 
@@ -58,7 +59,7 @@ pids+=($!)
 wait_for "the emulator" curl -fsS "$LS_CONTROLLERS/v1/controller/version"
 
 .venv/bin/linstor-csi --endpoint "unix://$DEMO/csi/csi.sock" --node "$NODE" --mode all \
-    >"$DEMO/logs/csi.log" 2>&1 &
+    --path-root "$DEMO/csi-volumes" >"$DEMO/logs/csi.log" 2>&1 &
 pids+=($!)
 wait_for "the CSI driver" test -S "$DEMO/csi/csi.sock"
 
@@ -88,7 +89,8 @@ cat <<INFO
 
 The LINSTOR plugin stack is running (logs in $DEMO/logs):
   LINSTOR emulator   $LS_CONTROLLERS   nodes: $NODE (local), ${NODES//,/, }
-  CSI driver         unix://$DEMO/csi/csi.sock   (node $NODE, controller + node)
+  CSI driver         unix://$DEMO/csi/csi.sock   (node $NODE, controller + node;
+                     staging and target paths below $DEMO/csi-volumes)
   Docker plugin      /run/docker/plugins/linstor.sock   (driver "linstor")
 
 Try it from another shell:

@@ -39,6 +39,8 @@ job "linstor-csi" {
           "--driver-name=linstor.csi.linbit.com",
           "--metrics-port=9810",
           "--log-level=info",
+          # staging and target paths are accepted only below stage_publish_base_dir
+          "--path-root=/local/csi",
         ]
       }
 

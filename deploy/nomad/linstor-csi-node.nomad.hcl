@@ -40,6 +40,8 @@ job "linstor-csi-node" {
           "--driver-name=linstor.csi.linbit.com",
           "--metrics-port=9810",
           "--log-level=info",
+          # staging and target paths are accepted only below stage_publish_base_dir
+          "--path-root=/local/csi",
         ]
       }
 

@@ -40,7 +40,8 @@ def csi_stack(base: Path, workdir_prefix: str) -> Iterator[Stack]:
     emulator.start()
     workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix))
     try:
-        with driver_on_emulator(emulator.url, LOCAL) as (_driver, client, nodeops):
+        # The work dir stands in for kubelet's (or Nomad's) directory: the only root.
+        with driver_on_emulator(emulator.url, LOCAL, path_roots=[str(workdir)]) as (_driver, client, nodeops):
             try:
                 yield Stack(emulator, client, workdir, nodeops)
             finally:

@@ -127,6 +127,8 @@ def test_driver_process_serves_logs_metrics_and_stops_on_sigterm(
         (["--mode", "bogus"], 2, "invalid choice"),
         (["--driver-name", "ends-with-digit-2-"], 2, "invalid --driver-name"),
         (["--max-volumes-per-node", "-1"], 2, "must not be negative"),
+        (["--path-root", "var/lib/kubelet"], 1, "must be an absolute directory path"),
+        (["--path-root", "/"], 1, "would confine nothing"),
     ],
 )
 def test_bad_flags_fail_with_a_sentence(args: list[str], code: int, needle: str, tmp_path: Path) -> None:
