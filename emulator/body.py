@@ -7,6 +7,7 @@ runs. The tiny schema language here reproduces that without a dependency.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,23 @@ def check(value: Any, spec: Any, where: str = "body") -> Any:
                 raise ParseError(f"{where}: unrecognized field '{unknown[0]}'")
         return {k: check(value.get(k), s, f"{where}.{k}") for k, s in spec.fields.items() if k in value}
     raise AssertionError(f"bad spec {spec!r}")
+
+
+def loads(raw: bytes) -> Any:
+    """A request body as JSON; an empty body reads as null (Jackson maps it to defaults).
+
+    Every way the text can fail to be JSON is a :class:`ParseError`, nesting too deep for
+    the parser included (Jackson also refuses documents nested beyond its limit).
+    """
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ParseError(f"malformed JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ParseError("malformed JSON: the document is nested too deeply") from exc
 
 
 def parse_error_entry(detail: str) -> rc.Entry:

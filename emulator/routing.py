@@ -51,16 +51,7 @@ class Request:
     def json(self) -> Any:
         """The body as JSON; an empty body reads as null (Jackson maps it to defaults)."""
         if not self._has_parsed:
-            text = self.raw_body.strip()
-            if not text:
-                self._parsed = None
-            else:
-                import json
-
-                try:
-                    self._parsed = json.loads(text)
-                except (ValueError, UnicodeDecodeError) as exc:
-                    raise bodymod.ParseError(f"malformed JSON: {exc}") from exc
+            self._parsed = bodymod.loads(self.raw_body)
             self._has_parsed = True
         return self._parsed
 

@@ -377,9 +377,9 @@ class EmulatorServer:
 
     def _control(self, method: str, path: str, raw: bytes) -> tuple[int, Any]:
         try:
-            body = json.loads(raw) if raw.strip() else None
-        except ValueError as exc:
-            return 400, {"error": f"malformed JSON: {exc}"}
+            body = bodymod.loads(raw)
+        except bodymod.ParseError as exc:
+            return 400, {"error": str(exc)}
         try:
             return self.control.handle(method, path, body)
         except Exception as exc:

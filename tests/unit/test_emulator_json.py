@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from emulator import body, props
@@ -82,3 +84,18 @@ def test_props_filters_are_and_ed() -> None:
     assert props.matches_filters(p, ["Aux/zone=a", "Aux/rack"])
     assert not props.matches_filters(p, ["Aux/zone=a", "Aux/rack=2"])
     assert not props.matches_filters(p, ["Aux/missing"])
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"a":' * 50_000 + "1" + "}" * 50_000])
+def test_deeply_nested_json_is_a_parse_error(text: str) -> None:
+    with pytest.raises(body.ParseError, match="nested too deeply"):
+        body.loads(text.encode())
+
+
+def test_body_loads_keeps_ordinary_json() -> None:
+    assert body.loads(b"  ") is None
+    assert body.loads(json.dumps({"a": [1, 2]}).encode()) == {"a": [1, 2]}
+    with pytest.raises(body.ParseError, match="malformed JSON"):
+        body.loads(b"{")
+    with pytest.raises(body.ParseError):
+        body.loads(b"\xff\xfe")
