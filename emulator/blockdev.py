@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import stat
+import struct
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +121,33 @@ def refresh_capacity(dev: str) -> None:
 
 def size_bytes(dev: str) -> int:
     return int(run(["blockdev", "--getsize64", dev]).stdout.strip())
+
+
+# ioctl numbers of BLKROSET / BLKROGET (_IO(0x12, 93/94)).
+BLKROSET = 0x125D
+BLKROGET = 0x125E
+
+
+def make_writable(dev: str) -> bool:
+    """Clear a read-only flag left on a device (``blockdev --setro`` survives a loop's reuse).
+
+    Returns whether a flag was cleared; a device that stays read-only is an error.
+    """
+    try:
+        fd = os.open(dev, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise StorageError(f"cannot open {dev} to check its read-only flag: {exc.strerror}") from exc
+    try:
+        if not struct.unpack("i", fcntl.ioctl(fd, BLKROGET, struct.pack("i", 0)))[0]:
+            return False
+        fcntl.ioctl(fd, BLKROSET, struct.pack("i", 0))
+        if struct.unpack("i", fcntl.ioctl(fd, BLKROGET, struct.pack("i", 0)))[0]:
+            raise StorageError(f"{dev} stays read-only after clearing its read-only flag")
+        return True
+    except OSError as exc:
+        raise StorageError(f"cannot clear the read-only flag of {dev}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
 
 
 def devno_of(dev: str) -> int:

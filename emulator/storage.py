@@ -18,6 +18,7 @@ devices whose backing file is one of its own files, as reported by the kernel.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import threading
@@ -28,6 +29,8 @@ from emulator import blockdev
 from emulator.blockdev import StorageError
 
 __all__ = ["Storage", "StorageError"]
+
+log = logging.getLogger("emulator")
 
 # A path component we are willing to build from a node, pool, resource or snapshot name.
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -137,6 +140,8 @@ class Storage:
                 raise StorageError(f"cannot attach {backing}: backing file does not exist")
             existing = blockdev.loops_of(backing, thorough=True)
             loop = existing[0] if existing else blockdev.attach_loop(backing)
+            if blockdev.make_writable(loop):
+                log.warning("cleared a read-only flag left on %s before using it for %s", loop, backing)
             node = self._node_path(minor)
             if node is None:
                 return loop
