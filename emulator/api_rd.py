@@ -101,7 +101,7 @@ def purge_rd(emu: Emulator, rd: st.ResourceDefinition) -> None:
     for vd in rd.volume_definitions.values():
         if vd.backing:
             emu.detach(vd)
-            emu.storage.delete(Path(vd.backing), emu.minor_arg(vd))
+            emu.host(emu.storage.delete, Path(vd.backing), emu.minor_arg(vd))
             vd.backing = None
     rd.resources.clear()
     emu.state.resource_definitions.pop(names.key(rd.name), None)
@@ -311,7 +311,7 @@ def new_vd(
             rsc.volumes.pop(str(nr), None)
         if vd.backing:
             emu.detach(vd)
-            emu.storage.delete(Path(vd.backing), emu.minor_arg(vd))
+            emu.host(emu.storage.delete, Path(vd.backing), emu.minor_arg(vd))
         if isinstance(exc, rc.ApiFailure):
             raise
         raise ops.storage_failure(f"Creating volume {nr} of '{rd.name}'", exc, rc.MASK_CRT, VD) from exc
@@ -335,7 +335,7 @@ def _deploy_new_volume(emu: Emulator, rd: st.ResourceDefinition, vd: st.VolumeDe
             )
         )
         emu.sync_devices(rd)
-        ops._mkfs_if_wanted(emu, rd, vd)
+        ops._mkfs_if_wanted(emu, rd, vd, first.node)
 
 
 @route("GET", "/v1/resource-definitions/{rd}/volume-definitions")
@@ -409,7 +409,7 @@ def modify_vd(emu: Emulator, req: Request) -> list[rc.Entry]:
     if new_size is not None:
         if vd.backing:
             try:
-                emu.storage.resize(Path(vd.backing), new_size)
+                emu.host(emu.storage.resize, Path(vd.backing), new_size)
             except Exception as exc:
                 raise ops.storage_failure(f"Resizing volume {vd.number} of '{rd.name}'", exc) from exc
         old = vd.size_kib
@@ -458,7 +458,7 @@ def delete_vd(emu: Emulator, req: Request) -> list[rc.Entry]:
     try:
         if vd.backing:
             emu.detach(vd)
-            emu.storage.delete(Path(vd.backing), emu.minor_arg(vd))
+            emu.host(emu.storage.delete, Path(vd.backing), emu.minor_arg(vd))
             vd.backing = None
     except Exception as exc:
         raise ops.storage_failure(f"Deleting volume {nr} of '{rd.name}'", exc) from exc

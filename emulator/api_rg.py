@@ -244,6 +244,7 @@ def spawn(emu: Emulator, req: Request) -> list[rc.Entry]:
     for size in sizes:
         new_vd_check_size(size)
     emu.state.resource_definitions[names.key(rd.name)] = rd
+    emu.reservations.claim(names.key(rd.name))  # a name made from the external name
     try:
         for nr, size in enumerate(sizes):
             vg = rg.volume_groups.get(str(nr))

@@ -119,8 +119,8 @@ def create_snapshot(emu: Emulator, rd: st.ResourceDefinition, spec: dict[str, An
             sv = st.SnapshotVolume(number=vd.number, size_kib=vd.size_kib, props=dict(vd.props))
             if vd.backing:
                 dest = emu.storage.snapshot_path(first.node, pool_name, rd.name, vd.number, name)
-                emu.storage.snapshot(Path(vd.backing), dest)
                 made.append(dest)
+                emu.host(emu.storage.snapshot, Path(vd.backing), dest)
                 sv.file = str(dest)
                 sv.allocated_kib = emu.storage.allocated_kib(dest)
             snap.volumes[str(vd.number)] = sv
@@ -527,29 +527,40 @@ def _copy_clone(emu: Emulator, dst_name: str, copies: list[tuple[st.VolumeDefini
             log.error("clone copy into %s failed: %s", dest, exc)
             break
     with emu.lock:
-        rd = emu.state.resource_definitions.get(names.key(dst_name))
-        if rd is None:
-            for _, dest in done:
-                dest.unlink(missing_ok=True)
-            return
-        if rd.flags.count("CLONING"):
-            rd.flags.remove("CLONING")
-        if failed:
+        emu.reservations.acquire({names.key(dst_name)}, emu.state.resource_definitions.keys)
+        try:
+            _finish_clone(emu, dst_name, done, failed)
+        finally:
+            emu.reservations.release()
+        emu.persist({names.key(dst_name)})
+
+
+def _finish_clone(
+    emu: Emulator, dst_name: str, done: list[tuple[st.VolumeDefinition, Path]], failed: str
+) -> None:
+    """Record the copy's outcome, with the clone reserved like any request changing it."""
+    rd = emu.state.resource_definitions.get(names.key(dst_name))
+    if rd is None:
+        for _, dest in done:
+            dest.unlink(missing_ok=True)
+        return
+    if rd.flags.count("CLONING"):
+        rd.flags.remove("CLONING")
+    if failed:
+        rd.flags.append("FAILED")
+        rd.clone_status = "FAILED"
+        for _, dest in done:
+            dest.unlink(missing_ok=True)
+    else:
+        for vd, dest in done:
+            vd.backing = str(dest)
+        try:
+            emu.sync_devices(rd)
+            rd.clone_status = "COMPLETE"
+        except Exception as exc:
+            log.error("clone %s: attaching devices failed: %s", dst_name, exc)
             rd.flags.append("FAILED")
             rd.clone_status = "FAILED"
-            for _, dest in done:
-                dest.unlink(missing_ok=True)
-        else:
-            for vd, dest in done:
-                vd.backing = str(dest)
-            try:
-                emu.sync_devices(rd)
-                rd.clone_status = "COMPLETE"
-            except Exception as exc:
-                log.error("clone %s: attaching devices failed: %s", dst_name, exc)
-                rd.flags.append("FAILED")
-                rd.clone_status = "FAILED"
-        emu.persist({names.key(dst_name)})
 
 
 @route("GET", "/v1/resource-definitions/{rd}/clone/{clone}")

@@ -15,6 +15,7 @@ import fcntl
 import os
 import re
 import shlex
+import shutil
 import stat
 import struct
 import subprocess
@@ -25,7 +26,8 @@ from pathlib import Path
 FICLONE = 0x40049409
 
 DEFAULT_TIMEOUT = 30.0
-MKFS_TIMEOUT = 300.0
+#: Copies of whole volumes (sparse cp); mkfs gets a limit from the device size instead.
+COPY_TIMEOUT = 300.0
 
 # Errors from FICLONE that mean "this filesystem/pair cannot share extents", not "I/O broke".
 _NO_REFLINK_ERRNOS = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS}
@@ -36,13 +38,19 @@ class StorageError(Exception):
 
 
 def run(
-    argv: list[str], *, timeout: float = DEFAULT_TIMEOUT, check: bool = True
+    argv: list[str], *, timeout: float = DEFAULT_TIMEOUT, check: bool = True, long: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command without a shell; turn every way it can fail into a StorageError."""
+    """Run a command without a shell; turn every way it can fail into a StorageError.
+
+    ``long`` commands (mkfs, copies) die with the emulator: killed with -9, it cannot stop
+    them itself, and one left running would keep its device busy after a restart.
+    """
     shown = shlex.join(argv)
+    setpriv = shutil.which("setpriv") if long else None
+    full = [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
     try:
         proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False
+            full, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False
         )
     except FileNotFoundError as exc:
         raise StorageError(f"command not found: {argv[0]} (needed for `{shown}`)") from exc
@@ -148,6 +156,30 @@ def make_writable(dev: str) -> bool:
         raise StorageError(f"cannot clear the read-only flag of {dev}: {exc.strerror}") from exc
     finally:
         os.close(fd)
+
+
+def device_bytes(dev: str) -> int:
+    """Size of a block device, without running a command."""
+    fd = os.open(dev, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def loops_backed_under(root: Path) -> dict[str, str]:
+    """loop device -> backing file, for every loop whose file lies under root (deleted files too)."""
+    prefix = str(root.resolve()) + os.sep
+    found: dict[str, str] = {}
+    for entry in SYS_BLOCK.glob("loop*"):
+        try:
+            backing = (entry / "loop" / "backing_file").read_text().rstrip("\n")
+        except OSError:
+            continue
+        backing = backing.removesuffix(" (deleted)")
+        if backing.startswith(prefix):
+            found[f"/dev/{entry.name}"] = backing
+    return found
 
 
 def devno_of(dev: str) -> int:
@@ -446,7 +478,7 @@ MKFS_COMMANDS: dict[str, list[str]] = {
 }
 
 
-def mkfs(dev: str, fs_type: str, extra: str) -> None:
+def mkfs(dev: str, fs_type: str, extra: str, timeout: float) -> None:
     base = MKFS_COMMANDS.get(fs_type)
     if base is None:
         raise StorageError(f"unsupported filesystem type {fs_type!r}; use one of: {', '.join(MKFS_COMMANDS)}")
@@ -454,7 +486,7 @@ def mkfs(dev: str, fs_type: str, extra: str) -> None:
         user = shlex.split(extra)
     except ValueError as exc:
         raise StorageError(f"cannot parse mkfs parameters {extra!r}: {exc}") from exc
-    run([*base, *user, dev], timeout=MKFS_TIMEOUT)
+    run([*base, *user, dev], timeout=timeout, long=True)
 
 
 # ---------------------------------------------------------------------------------------------- copies
@@ -476,4 +508,8 @@ def reflink(src: Path, dest: Path) -> bool:
 
 def sparse_copy(src: Path, dest: Path) -> None:
     """Copy keeping holes as holes, so a mostly empty thin volume stays cheap."""
-    run(["cp", "--sparse=always", "--reflink=never", "--", str(src), str(dest)], timeout=MKFS_TIMEOUT)
+    run(
+        ["cp", "--sparse=always", "--reflink=never", "--", str(src), str(dest)],
+        timeout=COPY_TIMEOUT,
+        long=True,
+    )

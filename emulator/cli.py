@@ -14,6 +14,7 @@ from typing import Any
 
 from emulator import names
 from emulator.config import Config, default_node_name
+from emulator.storage import MKFS_MIN_SECONDS, MKFS_SECONDS_PER_GIB
 
 
 class _JsonLines(logging.Formatter):
@@ -64,6 +65,18 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-file-clone", action="store_true", help="accepted for compatibility; clones work by default"
     )
     s.add_argument("--pool-name", default="DfltStorPool", help="name of each node's FILE_THIN pool")
+    s.add_argument(
+        "--mkfs-min-seconds",
+        type=_seconds,
+        default=MKFS_MIN_SECONDS,
+        help=f"time limit of a satellite mkfs on the smallest device (default {MKFS_MIN_SECONDS:g})",
+    )
+    s.add_argument(
+        "--mkfs-seconds-per-gib",
+        type=_seconds,
+        default=MKFS_SECONDS_PER_GIB,
+        help=f"added to the mkfs time limit per GiB of the device (default {MKFS_SECONDS_PER_GIB:g})",
+    )
     s.add_argument("--tls-cert", default=None, help="serve HTTPS with this certificate (PEM)")
     s.add_argument("--tls-key", default=None, help="private key of --tls-cert (PEM)")
     s.add_argument("--tls-client-ca", default=None, help="require client certificates signed by this CA")
@@ -75,6 +88,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--log-level", default="INFO", help="log level (default INFO)")
     return p
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between 0 and 86400")
+    return value
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -121,7 +144,12 @@ def serve(args: argparse.Namespace) -> int:
     config.state_dir.mkdir(parents=True, exist_ok=True)
     config.dev_dir.mkdir(parents=True, exist_ok=True)
     storage = Storage(
-        config.state_dir, config.dev_dir, drbd_shaped=config.drbd_shaped, strict_reflink=config.strict_reflink
+        config.state_dir,
+        config.dev_dir,
+        drbd_shaped=config.drbd_shaped,
+        strict_reflink=config.strict_reflink,
+        mkfs_min_seconds=args.mkfs_min_seconds,
+        mkfs_seconds_per_gib=args.mkfs_seconds_per_gib,
     )
     emu = Emulator(config, storage)
     emu.bootstrap()

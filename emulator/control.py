@@ -15,7 +15,7 @@ from typing import Any
 from emulator import names, ops
 from emulator import retcodes as rc
 from emulator.core import Emulator
-from emulator.faults import Faults, error_ret_code
+from emulator.faults import PHASES, Faults, error_ret_code
 
 
 class ControlError(Exception):
@@ -117,8 +117,11 @@ class Control:
         paths = data.get("paths")
         if paths is not None and not isinstance(paths, str):
             raise ControlError(400, "'paths' must be a regular expression string")
+        phase = data.get("phase", "request")
+        if phase not in PHASES:
+            raise ControlError(400, f"'phase' must be one of: {', '.join(PHASES)}")
         try:
-            self.faults.set_latency(ms, paths)
+            self.faults.set_latency(ms, paths, phase)
         except re.error as exc:
             raise ControlError(400, f"invalid regular expression: {exc}") from exc
         return self.faults.describe()
@@ -164,6 +167,8 @@ class Control:
 
     def node_state(self, body: Any, node: str, what: str) -> dict[str, Any]:
         with self.emu.lock:
+            # Finishing pending deletes may touch any definition: wait for requests in flight.
+            self.emu.reservations.wait_idle()
             obj = self.emu.state.nodes.get(names.key(node))
             if obj is None:
                 raise ControlError(404, f"node '{node}' not found")
@@ -205,10 +210,14 @@ class Control:
         if value is not None and not isinstance(value, bool):
             raise ControlError(400, "'in_use' must be true, false or null (detect)")
         with self.emu.lock:
-            rdo = self.emu.state.resource_definitions.get(names.key(rd))
-            rsc = rdo.resources.get(names.key(node)) if rdo else None
-            if rsc is None:
-                raise ControlError(404, f"resource '{rd}' on node '{node}' not found")
-            rsc.in_use_override = value
+            self.emu.reservations.acquire({names.key(rd)}, self.emu.state.resource_definitions.keys)
+            try:
+                rdo = self.emu.state.resource_definitions.get(names.key(rd))
+                rsc = rdo.resources.get(names.key(node)) if rdo else None
+                if rsc is None:
+                    raise ControlError(404, f"resource '{rd}' on node '{node}' not found")
+                rsc.in_use_override = value
+            finally:
+                self.emu.reservations.release()
             self.emu.persist({names.key(rd)})
             return {"resource": rd, "node": rsc.node, "in_use_override": value}

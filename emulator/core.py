@@ -14,15 +14,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from emulator import names
+from emulator import names, recovery
 from emulator import retcodes as rc
 from emulator import state as st
 from emulator.config import DEFAULT_RG, DISKLESS_POOL, Config
+from emulator.reservations import Reservations
 
 log = logging.getLogger("emulator")
 
@@ -31,6 +32,8 @@ IN_USE_TTL_S = 0.5
 MINOR_MIN, MINOR_MAX = 1000, 49999
 PORT_MIN, PORT_MAX = 7000, 7999
 KNOWN_LAYERS = ("DRBD", "LUKS", "STORAGE", "NVME", "WRITECACHE", "CACHE", "BCACHE", "OPENFLEX")
+
+T = TypeVar("T")
 
 
 class StorageLike(Protocol):
@@ -53,6 +56,7 @@ class StorageLike(Protocol):
     def snapshot(self, backing: Path, dest: Path) -> None: ...
     def copy_volume(self, src: Path, dest: Path) -> None: ...
     def release_all(self, backings: Iterable[tuple[Path, int | None]]) -> None: ...
+    def sweep(self, keep_files: set[str], keep_minors: set[int]) -> list[str]: ...
 
 
 class Emulator:
@@ -62,6 +66,7 @@ class Emulator:
         self.config = config
         self.storage = storage
         self.lock = threading.RLock()
+        self.reservations = Reservations(self.lock)
         self.state = st.State()
         #: backing path -> (device path reported, loop device) while attached
         self.devices: dict[str, tuple[str, str | None]] = {}
@@ -84,6 +89,8 @@ class Emulator:
     def bootstrap(self) -> None:
         """Load the saved state (or make a fresh one) and bring every needed device back."""
         with self.lock:
+            for tmp in st.remove_temp_files(self.config.state_dir):
+                log.warning("removed %s, left by an interrupted save", tmp)
             loaded = st.load(self.config.state_dir)
             self.state = loaded if loaded is not None else st.State()
             self._ensure_topology()
@@ -92,8 +99,11 @@ class Emulator:
                     # The copy thread died with the previous process: the clone is incomplete.
                     rd.flags = [f for f in rd.flags if f != "CLONING"] + ["FAILED"]
                     rd.clone_status = "FAILED"
+            recovery.sweep(self)
+            for rd in self.state.resource_definitions.values():
                 try:
                     self.sync_devices(rd)
+                    recovery.release_stale(self, rd)
                 except Exception as exc:
                     log.error("could not re-attach devices of %s: %s", rd.name, exc)
             self.persist()
@@ -133,8 +143,15 @@ class Emulator:
             )
 
     def persist(self, dirty: set[str] | None = None) -> None:
-        """Save after a mutation; ``dirty`` names the changed definitions (None: any may have)."""
-        self.saver.save(self.state, dirty)
+        """Save after a mutation; ``dirty`` names the changed definitions (None: any may have).
+
+        Definitions another request is still changing are saved as they were.
+        """
+        self.saver.save(self.state, dirty, self.reservations.held())
+
+    def host(self, fn: Callable[..., T], *args: object) -> T:
+        """Run a host command of a reserved definition without holding the state lock."""
+        return self.reservations.outside_lock(fn, *args)
 
     def all_backings(self) -> Iterator[tuple[Path, int | None]]:
         for rd in self.state.resource_definitions.values():
@@ -145,6 +162,7 @@ class Emulator:
     def reset(self) -> None:
         """Forget everything and release every device and file the emulator made."""
         with self.lock:
+            self.reservations.wait_idle()
             backings = list(self.all_backings())
             try:
                 self.storage.release_all(backings)
@@ -325,15 +343,19 @@ class Emulator:
 
     def attach(self, vd: st.VolumeDefinition) -> str:
         assert vd.backing
-        path = self.storage.attach(Path(vd.backing), self.minor_arg(vd))
-        loop = self.storage.loop_for(Path(vd.backing))
-        self.devices[vd.backing] = (path, loop)
+        backing = vd.backing
+        path, loop = self.host(self._attach, Path(backing), self.minor_arg(vd))
+        self.devices[backing] = (path, loop)
         return path
+
+    def _attach(self, backing: Path, minor: int | None) -> tuple[str, str | None]:
+        return self.storage.attach(backing, minor), self.storage.loop_for(backing)
 
     def detach(self, vd: st.VolumeDefinition) -> None:
         if vd.backing and vd.backing in self.devices:
-            self.storage.detach(Path(vd.backing), self.minor_arg(vd))
-            self.devices.pop(vd.backing, None)
+            backing = vd.backing
+            self.host(self.storage.detach, Path(backing), self.minor_arg(vd))
+            self.devices.pop(backing, None)
             self._in_use_cache.pop(vd.backing, None)
 
     def sync_devices(self, rd: st.ResourceDefinition) -> None:

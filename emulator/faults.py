@@ -13,11 +13,19 @@ from typing import Any
 
 from emulator import retcodes as rc
 
+#: When injected latency applies: before a request is handled, before each host command of a
+#: mutation (with the state lock released, so a kill lands in the middle of the work), or after
+#: the change is saved and before the answer is sent.
+PHASES = ("request", "host", "answer")
+
 
 @dataclass
 class LatencyRule:
     ms: float
     paths: re.Pattern[str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ms": self.ms, "paths": self.paths.pattern if self.paths else None}
 
 
 @dataclass
@@ -44,16 +52,23 @@ class Faults:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.latency: LatencyRule | None = None
+        self.latency: dict[str, LatencyRule] = {}
         self.errors: list[ErrorRule] = []
 
-    def set_latency(self, ms: float, paths: str | None) -> None:
+    def set_latency(self, ms: float, paths: str | None, phase: str = "request") -> None:
+        """One rule per phase; ``ms`` 0 clears the phase's rule."""
+        if phase not in PHASES:
+            raise ValueError(f"unknown latency phase {phase!r}; use one of: {', '.join(PHASES)}")
+        rule = LatencyRule(ms, re.compile(paths) if paths else None) if ms > 0 else None
         with self._lock:
-            self.latency = LatencyRule(ms, re.compile(paths) if paths else None) if ms > 0 else None
+            if rule is None:
+                self.latency.pop(phase, None)
+            else:
+                self.latency[phase] = rule
 
-    def latency_for(self, path: str) -> float:
+    def latency_for(self, path: str, phase: str = "request") -> float:
         with self._lock:
-            rule = self.latency
+            rule = self.latency.get(phase)
         if rule is None or (rule.paths is not None and not rule.paths.search(path)):
             return 0.0
         return rule.ms / 1000.0
@@ -81,7 +96,7 @@ class Faults:
 
     def clear(self) -> None:
         with self._lock:
-            self.latency = None
+            self.latency.clear()
             self.errors.clear()
 
     def take_error(self, method: str, path: str) -> tuple[int, list[dict[str, Any]]] | None:
@@ -103,9 +118,10 @@ class Faults:
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
-            lat = self.latency
+            lat = self.latency.get("request")
             return {
-                "latency": {"ms": lat.ms, "paths": lat.paths.pattern if lat.paths else None} if lat else None,
+                "latency": lat.to_json() if lat else None,
+                "latency_by_phase": {phase: rule.to_json() for phase, rule in self.latency.items()},
                 "errors": [r.to_json() for r in self.errors],
             }
 

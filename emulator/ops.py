@@ -159,6 +159,10 @@ def deploy(
     )
     created: list[st.VolumeDefinition] = []
     formatted_candidates: list[st.VolumeDefinition] = []
+    copies: list[tuple[st.VolumeDefinition, Path]] = []
+    # Registered before any host work, so requests running meanwhile see the resource (its
+    # port, its share of the pool) while this one runs its commands without the state lock.
+    rd.resources[names.key(node.name)] = rsc
     try:
         for vd in sorted(rd.volume_definitions.values(), key=lambda v: v.number):
             rsc.volumes[str(vd.number)] = st.Volume(number=vd.number, pool=pool.name)
@@ -166,23 +170,21 @@ def deploy(
                 continue
             src = (sources or {}).get(vd.number)
             if src is not None:
-                dest = emu.storage.pool_path(node.name, pool.name) / f"{rd.name}_{vd.number:05d}.img"
-                emu.storage.copy_volume(src, dest)
-                if dest.stat().st_size < vd.size_kib * 1024:
-                    emu.storage.resize(dest, vd.size_kib)
-                vd.backing = str(dest)
+                vd.backing = str(emu.storage.volume_path(node.name, pool.name, rd.name, vd.number))
+                copies.append((vd, src))
             else:
                 vd.backing = str(
                     emu.storage.create_volume(node.name, pool.name, rd.name, vd.number, vd.size_kib)
                 )
                 formatted_candidates.append(vd)
             created.append(vd)
-        rd.resources[names.key(node.name)] = rsc
         if not rd.layer_stack:
             rd.layer_stack = list(stack)
+        for vd, src in copies:
+            emu.host(_copy_into, emu, src, Path(vd.backing or ""), vd.size_kib)
         emu.sync_devices(rd)
         for vd in formatted_candidates:
-            _mkfs_if_wanted(emu, rd, vd, props)
+            _mkfs_if_wanted(emu, rd, vd, node.name, props)
     except rc.ApiFailure:
         _undo_deploy(emu, rd, node, created)
         raise
@@ -239,6 +241,13 @@ def not_connected(node_name: str, op: int, obj: int) -> rc.Entry:
     )
 
 
+def _copy_into(emu: Emulator, src: Path, dest: Path, size_kib: int) -> None:
+    """A restored volume starts as a copy of the snapshot, grown to the volume's size."""
+    emu.storage.copy_volume(src, dest)
+    if dest.stat().st_size < size_kib * 1024:
+        emu.storage.resize(dest, size_kib)
+
+
 def _undo_deploy(
     emu: Emulator, rd: st.ResourceDefinition, node: st.Node, created: list[st.VolumeDefinition]
 ) -> None:
@@ -247,7 +256,7 @@ def _undo_deploy(
         if vd.backing:
             try:
                 emu.detach(vd)
-                emu.storage.delete(Path(vd.backing), emu.minor_arg(vd))
+                emu.host(emu.storage.delete, Path(vd.backing), emu.minor_arg(vd))
             except Exception as exc:
                 log.error("rollback of %s failed: %s", vd.backing, exc)
             vd.backing = None
@@ -258,11 +267,17 @@ def _undo_deploy(
 
 
 def _mkfs_if_wanted(
-    emu: Emulator, rd: st.ResourceDefinition, vd: st.VolumeDefinition, rsc_props: dict[str, str] | None = None
+    emu: Emulator,
+    rd: st.ResourceDefinition,
+    vd: st.VolumeDefinition,
+    node_name: str,
+    rsc_props: dict[str, str] | None = None,
 ) -> None:
     """A satellite formats a newly created volume whose FileSystem/Type resolves, if blank.
 
-    Lookup order as the satellite's: resource, VD, volume group, RD, resource group.
+    Lookup order as the satellite's: resource, VD, volume group, RD, resource group. mkfs runs
+    without the state lock and within a time limit that grows with the device; a failure or a
+    timeout is the satellite's error, reported with an error report as LINSTOR does.
     """
     own = rsc_props or {}
     fs_type = own.get("FileSystem/Type") or emu.effective_prop(rd, vd, "FileSystem/Type")
@@ -272,7 +287,19 @@ def _mkfs_if_wanted(
     temporary = vd.backing not in emu.devices
     device = emu.attach(vd) if temporary else emu.devices[vd.backing][0]
     try:
-        emu.storage.mkfs_if_blank(device, fs_type, params)
+        emu.host(emu.storage.mkfs_if_blank, device, fs_type, params)
+    except Exception as exc:
+        raise rc.ApiFailure(
+            rc.error(
+                rc.FAIL_UNKNOWN_ERROR,
+                f"(Node: '{node_name}') Failed to create a {fs_type} filesystem on volume {vd.number} "
+                f"of resource '{rd.name}'.",
+                cause=str(exc) or type(exc).__name__,
+                correction="Check FileSystem/MkfsParams of the volume, its definition and its group.",
+                obj_refs={"RscDfn": rd.name, "Node": node_name, "VlmNr": str(vd.number)},
+                error_report_ids=[rc.new_error_report_id()],
+            )
+        ) from exc
     finally:
         if temporary:
             _release_after_mkfs(emu, vd)
@@ -288,7 +315,7 @@ def _release_after_mkfs(emu: Emulator, vd: st.VolumeDefinition) -> None:
             if attempt == 19:
                 log.warning("keeping %s attached after mkfs: %s", vd.backing, exc)
                 return
-            time.sleep(0.1)
+            emu.host(time.sleep, 0.1)
 
 
 def remove_resource(emu: Emulator, rd: st.ResourceDefinition, rsc_key: str) -> None:
@@ -301,8 +328,9 @@ def remove_resource(emu: Emulator, rd: st.ResourceDefinition, rsc_key: str) -> N
         if not vd.backing:
             continue
         if not any(not r.diskless and str(vd.number) in r.volumes for r in remaining):
-            emu.storage.delete(Path(vd.backing), emu.minor_arg(vd))
-            emu.devices.pop(vd.backing, None)
+            backing = vd.backing
+            emu.host(emu.storage.delete, Path(backing), emu.minor_arg(vd))
+            emu.devices.pop(backing, None)
             vd.backing = None
     rd.resources.pop(rsc_key, None)
     emu.sync_devices(rd)

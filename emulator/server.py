@@ -29,7 +29,7 @@ from emulator.control import Control
 from emulator.core import Emulator
 from emulator.faults import Faults
 from emulator.metrics import MALFORMED, UNMATCHED, EmulatorMetrics, Exposition
-from emulator.routing import Request, failure, finish, match, template_of
+from emulator.routing import Request, Route, failure, finish, match, template_of
 
 log = logging.getLogger("emulator")
 access_log = logging.getLogger("emulator.access")
@@ -344,7 +344,26 @@ class EmulatorServer:
             ]
         route, params = found
         req = Request(method, path, params, parse_qs(query, keep_blank_values=True), raw)
+        touched = touched_definitions(path, params, req) if route.mutates else set()
+        result = self._run(route, req, touched)
+        delay = self.faults.latency_for(path, "answer") if route.mutates else 0.0
+        if delay:
+            self._count_fault("latency")
+            time.sleep(delay)
+        return result
+
+    def _run(self, route: Route, req: Request, touched: set[str] | None) -> tuple[int, Any]:
+        """Run a handler under the state lock; a mutation first reserves the definitions it touches,
+        so its host commands can run without the lock (see :mod:`emulator.reservations`)."""
+        method, path = req.method, req.path
+        reservations = self.emu.reservations
         with self.emu.lock:
+            if route.mutates:
+                reservations.acquire(touched, self.emu.state.resource_definitions.keys)
+                host_delay = self.faults.latency_for(path, "host")
+                if host_delay:
+                    self._count_fault("latency")
+                    reservations.set_delay(host_delay)
             try:
                 status, payload = finish(route, route.handler(self.emu, req))
             except bodymod.ParseError as exc:
@@ -366,11 +385,14 @@ class EmulatorServer:
                         )
                     ],
                 )
+            finally:
+                if route.mutates:
+                    reservations.release()
             if route.mutates:
                 # Also after errors: a PUT can change a group and then fail its autoplace.
                 self.emu.invalidate_in_use()
                 try:
-                    self.emu.persist(touched_definitions(path, params, req))
+                    self.emu.persist(touched)
                 except OSError as exc:
                     log.error("could not save the state: %s", exc)
             return status, payload
@@ -403,7 +425,7 @@ def touched_definitions(path: str, params: dict[str, str], req: Request) -> set[
     try:
         data = req.json()
     except bodymod.ParseError:
-        data = None
+        data = None  # the handler answers the parse error
     if isinstance(data, dict):
         for field in ("to_resource", "name", "resource_definition_name"):
             if isinstance(data.get(field), str):

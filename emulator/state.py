@@ -217,14 +217,27 @@ class Saver:
         self.state_dir = state_dir
         self._fragments: dict[str, str] = {}
 
-    def save(self, state: State, dirty: set[str] | None = None) -> None:
-        """``dirty``: keys of changed resource definitions; None = all may have changed."""
+    def save(self, state: State, dirty: set[str] | None = None, held: set[str] | None = None) -> None:
+        """``dirty``: keys of changed resource definitions; None = all may have changed.
+
+        ``held``: definitions a request is still changing; they are written as last saved
+        (or left out when they were never saved), so the file only ever holds finished changes.
+        """
+        held = held or set()
         fragments: dict[str, str] = {}
         for key, rd in state.resource_definitions.items():
             cached = self._fragments.get(key)
+            if key in held:
+                if cached is not None:
+                    fragments[key] = cached
+                continue
             if cached is None or dirty is None or key in dirty:
                 cached = json.dumps(_plain(rd), separators=(",", ":"))
             fragments[key] = cached
+        for key in held:
+            # Removed from memory by a request that has not finished yet: still saved as it was.
+            if key not in fragments and key in self._fragments:
+                fragments[key] = self._fragments[key]
         self._fragments = fragments
         head = {
             "format": FORMAT_VERSION,
@@ -263,6 +276,15 @@ def _write_atomic(state_dir: Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_temp_files(state_dir: Path) -> list[Path]:
+    """Temp files of saves that a crash interrupted (the state file itself is always whole)."""
+    removed = []
+    for tmp in state_dir.glob(".state-*"):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
 
 
 def load(state_dir: Path) -> State | None:

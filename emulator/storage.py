@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import re
+import stat
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,6 +32,10 @@ from emulator.blockdev import StorageError
 __all__ = ["Storage", "StorageError"]
 
 log = logging.getLogger("emulator")
+
+#: mkfs time limit: a floor plus seconds per GiB of the device (mkfs writes metadata in proportion).
+MKFS_MIN_SECONDS = 60.0
+MKFS_SECONDS_PER_GIB = 6.0
 
 # A path component we are willing to build from a node, pool, resource or snapshot name.
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -46,12 +51,21 @@ class Storage:
     """Backing files and devices for one emulator state directory."""
 
     def __init__(
-        self, state_dir: Path, dev_dir: Path, *, drbd_shaped: bool = True, strict_reflink: bool = False
+        self,
+        state_dir: Path,
+        dev_dir: Path,
+        *,
+        drbd_shaped: bool = True,
+        strict_reflink: bool = False,
+        mkfs_min_seconds: float = MKFS_MIN_SECONDS,
+        mkfs_seconds_per_gib: float = MKFS_SECONDS_PER_GIB,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.dev_dir = Path(dev_dir)
         self.drbd_shaped = drbd_shaped
         self.strict_reflink = strict_reflink
+        self.mkfs_min_seconds = mkfs_min_seconds
+        self.mkfs_seconds_per_gib = mkfs_seconds_per_gib
         # The REST layer serialises mutations already; this lock keeps attach/detach of one file
         # from racing when a caller (a test, a reset) does not go through that lock.
         self._lock = threading.RLock()
@@ -225,8 +239,16 @@ class Storage:
         backing = blockdev.loop_backing_file(device)
         if backing is not None and self._holds_data(backing):
             return False
-        blockdev.mkfs(device, fs_type, mkfs_params)
+        blockdev.mkfs(device, fs_type, mkfs_params, self.mkfs_time_limit(device))
         return True
+
+    def mkfs_time_limit(self, device: str) -> float:
+        """How long mkfs may run on this device: a floor plus a share per GiB of its size."""
+        try:
+            size = blockdev.device_bytes(device)
+        except OSError as exc:
+            raise StorageError(f"cannot read the size of {device}: {exc.strerror}") from exc
+        return self.mkfs_min_seconds + self.mkfs_seconds_per_gib * size / (1 << 30)
 
     @staticmethod
     def _holds_data(backing: Path) -> bool:
@@ -315,3 +337,65 @@ class Storage:
                     failures.append(f"{backing}: {exc}")
         if failures:
             raise StorageError("could not release every device: " + "; ".join(failures))
+
+    def sweep(self, keep_files: set[str], keep_minors: set[int]) -> list[str]:
+        """Remove what the state does not name: loops on unknown files, the files, stale nodes.
+
+        Only objects of this state directory are touched: loop devices whose backing file lies
+        in its pools, ``*.img`` and half-made copies in its pool directories, and ``drbd<minor>``
+        nodes in its device directory. A loop that is still in use is kept and reported.
+        """
+        removed: list[str] = []
+        pools = self.state_dir / "pools"
+        busy: set[str] = set()
+        with self._lock:
+            for loop, backing in sorted(blockdev.loops_backed_under(pools).items()):
+                if backing in keep_files and os.path.exists(backing):
+                    continue
+                if blockdev.exclusively_busy(loop) or devno_mounted(loop):
+                    log.warning("keeping %s on unknown file %s: it is in use", loop, backing)
+                    busy.add(backing)
+                    continue
+                blockdev.detach_loop(loop)
+                removed.append(f"{loop} (on {backing})")
+            if pools.is_dir():
+                for path in sorted(pools.glob("*/*/*")):
+                    orphan = path.name.endswith(".img") and str(path) not in keep_files
+                    partial = path.name.startswith(".") and path.name.endswith(".partial")
+                    if (orphan or partial) and path.is_file() and str(path) not in busy:
+                        path.unlink(missing_ok=True)
+                        removed.append(str(path))
+            if self.dev_dir.is_dir():
+                for node in sorted(self.dev_dir.glob("*drbd*")):
+                    number = node.name.removeprefix("drbd")
+                    if number.isdigit() and int(number) in keep_minors:
+                        continue
+                    if not (number.isdigit() or node.name.endswith(".new")) or not _loop_node(node):
+                        continue  # not a node this class makes (the device directory may be /dev)
+                    try:
+                        blockdev.remove_node(node)
+                        removed.append(str(node))
+                    except StorageError as exc:
+                        log.warning("%s", exc)
+        return removed
+
+
+LOOP_MAJOR = 7
+
+
+def _loop_node(node: Path) -> bool:
+    """A symlink to a loop device or a block node with the loop major: what :func:`make_node` makes."""
+    try:
+        st = os.lstat(node)
+    except OSError:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        return os.readlink(node).startswith("/dev/loop")
+    return stat.S_ISBLK(st.st_mode) and os.major(st.st_rdev) == LOOP_MAJOR
+
+
+def devno_mounted(dev: str) -> bool:
+    try:
+        return blockdev.devno_of(dev) in blockdev.mounted_devnos()
+    except (OSError, StorageError):
+        return False

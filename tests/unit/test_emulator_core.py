@@ -93,6 +93,12 @@ class FakeStorage:
         for b, _ in backings:
             self.attached.pop(str(b), None)
 
+    def sweep(self, keep_files: set[str], keep_minors: set[int]) -> list[str]:
+        orphans = [f for f in self.files if f not in keep_files]
+        for f in orphans:
+            self.files.pop(f)
+        return orphans
+
 
 @pytest.fixture
 def emu(tmp_path: Path) -> Emulator:
@@ -224,3 +230,31 @@ def test_external_names_become_valid_resource_names(emu: Emulator) -> None:
     assert again.startswith("LS_") and again != "plain-name"
     rd = emu.state.resource_definitions[again.upper()]
     assert rd.external_name == "plain-name"
+
+
+def test_latency_rules_are_kept_per_phase() -> None:
+    f = Faults()
+    f.set_latency(100, "spawn", "host")
+    f.set_latency(200, None, "answer")
+    assert f.latency_for("/v1/resource-groups/g/spawn", "host") == 0.1
+    assert f.latency_for("/v1/resource-groups/g/spawn") == 0.0  # the request phase has no rule
+    assert f.latency_for("/v1/nodes", "answer") == 0.2
+    assert set(f.describe()["latency_by_phase"]) == {"host", "answer"}
+    f.set_latency(0, None, "answer")
+    assert f.latency_for("/v1/nodes", "answer") == 0.0
+    with pytest.raises(ValueError, match="unknown latency phase"):
+        f.set_latency(1, None, "later")
+
+
+def test_a_restart_removes_files_the_saved_state_does_not_name(emu: Emulator) -> None:
+    call(api_rd.create_rd, emu, {}, {"resource_definition": {"name": "kept"}})
+    call(api_rd.create_vd, emu, {"rd": "kept"}, {"volume_definition": {"size_kib": 1024}})
+    call(api_rsc.create_rsc, emu, {"rd": "kept", "node": "here"})
+    emu.persist()
+    storage = emu.storage
+    assert isinstance(storage, FakeStorage)
+    storage.files["/orphan/left_00000.img"] = 1024  # made by a request the crash cut short
+    again = Emulator(emu.config, storage)
+    again.bootstrap()
+    kept = again.state.resource_definitions["KEPT"].volume_definitions["0"].backing
+    assert list(storage.files) == [kept]

@@ -1,4 +1,5 @@
-"""Robustness of the emulator's host side: read-only loops.
+"""Robustness of the emulator's host side: read-only loops, mkfs time limits, the start-up sweep,
+reservations of definitions, and saves that hold back unfinished changes.
 
 Loop-device tests take the ``root_loop`` fixture; every loop, file and flag a test makes is
 released by the test even when it fails.
@@ -8,12 +9,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from emulator import blockdev
+from emulator import state as st
+from emulator.reservations import Reservations
 from emulator.storage import Storage, StorageError
 
 POOL = "DfltStorPool"
@@ -96,6 +100,156 @@ def test_the_next_volume_on_a_loop_device_left_read_only_is_writable(
             # Never leave the flag behind on a device somebody else may get next.
             subprocess.run(["blockdev", "--setrw", flagged], capture_output=True, check=False)
     pytest.fail("losetup never handed out the flagged loop device again")
+
+
+# ---------------------------------------------------------------------------------- mkfs time limit
+
+
+def test_mkfs_time_limit_grows_with_the_device(root_loop: None, tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "state", tmp_path / "dev", mkfs_min_seconds=10, mkfs_seconds_per_gib=4)
+    try:
+        small = storage.attach(storage.create_volume("n1", POOL, "small", 0, 256 * 1024), None)
+        big = storage.attach(storage.create_volume("n1", POOL, "big", 0, 2 * 1024 * 1024), None)
+        assert storage.mkfs_time_limit(small) == pytest.approx(11.0)
+        assert storage.mkfs_time_limit(big) == pytest.approx(18.0)
+    finally:
+        for path in tmp_path.rglob("*.img"):
+            for loop in _losetup_j(path):
+                subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
+
+
+def test_an_mkfs_that_spins_is_stopped_at_its_time_limit(root_loop: None, tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "state", tmp_path / "dev", mkfs_min_seconds=1, mkfs_seconds_per_gib=0)
+    backing = storage.create_volume("n1", POOL, "spin", 0, 16 * 1024)
+    try:
+        device = storage.attach(backing, None)
+        with pytest.raises(StorageError, match="did not finish within 1s"):
+            storage.mkfs_if_blank(device, "ext4", "-E offset=99999999999")
+        # The killed mkfs no longer holds the device: it can be released at once.
+        storage.detach(backing, None)
+        assert _losetup_j(backing) == []
+    finally:
+        for loop in _losetup_j(backing):
+            subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
+
+
+# ---------------------------------------------------------------------------------- start-up sweep
+
+
+def test_sweep_removes_what_the_state_does_not_name_and_keeps_the_rest(
+    root_loop: None, storage: Storage, tmp_path: Path
+) -> None:
+    kept = storage.create_volume("n1", POOL, "kept", 0, 4 * 1024)
+    orphan = storage.create_volume("n1", POOL, "orphan", 0, 4 * 1024)
+    kept_dev = storage.attach(kept, 1000)
+    storage.attach(orphan, 1001)
+    orphan_loops = _losetup_j(orphan)
+    partial = kept.parent / ".kept_00000_snap.img.partial"
+    partial.write_bytes(b"half")
+    other = kept.parent / "notes.txt"  # not a file this class makes
+    other.write_text("keep me")
+    foreign = tmp_path / "dev" / "drbd1999"
+    foreign.write_text("a regular file is never a node of ours")
+
+    removed = storage.sweep({str(kept)}, {1000})
+
+    assert not orphan.exists() and not partial.exists()
+    assert all(not Path(f"/sys/block/{Path(loop).name}/loop/backing_file").exists() for loop in orphan_loops)
+    assert not (tmp_path / "dev" / "drbd1001").exists()
+    assert kept.exists() and _losetup_j(kept) and Path(kept_dev).exists()
+    assert other.exists() and foreign.exists()
+    assert any(str(orphan) in item for item in removed)
+
+
+def test_sweep_detaches_a_loop_whose_file_is_already_deleted(root_loop: None, storage: Storage) -> None:
+    gone = storage.create_volume("n1", POOL, "gone", 0, 4 * 1024)
+    storage.attach(gone, None)
+    loop = _losetup_j(gone)[0]
+    gone.unlink()
+    storage.sweep(set(), set())
+    backing = Path(f"/sys/block/{Path(loop).name}/loop/backing_file")
+    assert not backing.exists() or not backing.read_text().startswith(str(gone))
+
+
+# ---------------------------------------------------------------------------------- saves and reservations
+
+
+def test_a_save_holds_back_definitions_still_being_changed(tmp_path: Path) -> None:
+    state = st.State()
+    state.resource_definitions["OLD"] = st.ResourceDefinition(name="old", props={"v": "1"})
+    saver = st.Saver(tmp_path)
+    saver.save(state)
+    state.resource_definitions["OLD"].props["v"] = "2"
+    state.resource_definitions["NEW"] = st.ResourceDefinition(name="new")
+    saver.save(state, None, held={"OLD", "NEW"})
+    saved = st.load(tmp_path)
+    assert saved is not None
+    assert saved.resource_definitions["OLD"].props == {"v": "1"}
+    assert "NEW" not in saved.resource_definitions
+    del state.resource_definitions["OLD"]  # deleted by a request that has not finished
+    saver.save(state, None, held={"OLD"})
+    saved = st.load(tmp_path)
+    assert saved is not None and "OLD" in saved.resource_definitions
+    saver.save(state, {"OLD", "NEW"})
+    saved = st.load(tmp_path)
+    assert saved is not None and set(saved.resource_definitions) == {"NEW"}
+
+
+def test_temp_files_of_an_interrupted_save_are_removed(tmp_path: Path) -> None:
+    st.save(st.State(), tmp_path)
+    (tmp_path / ".state-abc123").write_text('{"half')
+    assert st.remove_temp_files(tmp_path) == [tmp_path / ".state-abc123"]
+    assert st.load(tmp_path) is not None
+
+
+def test_a_second_change_of_a_reserved_definition_waits_and_others_do_not() -> None:
+    lock = threading.RLock()
+    res = Reservations(lock)
+    events: list[str] = []
+    inside = threading.Event()
+    proceed = threading.Event()
+
+    def first() -> None:
+        with lock:
+            res.acquire({"A"}, list)
+            try:
+                res.outside_lock(lambda: (inside.set(), proceed.wait(10)))
+                events.append("first done")
+            finally:
+                res.release()
+
+    def second(key: str) -> None:
+        with lock:
+            res.acquire({key}, list)
+            events.append(f"{key} ran")
+            res.release()
+
+    t1 = threading.Thread(target=first)
+    t1.start()
+    assert inside.wait(10)
+    # The lock is free while the first request runs its host work: another definition goes ahead.
+    other = threading.Thread(target=second, args=("B",))
+    other.start()
+    other.join(10)
+    assert events == ["B ran"]
+    same = threading.Thread(target=second, args=("A",))
+    same.start()
+    with lock:
+        assert res.held() == {"A"}  # the second change of A is still waiting
+    proceed.set()
+    t1.join(10)
+    same.join(10)
+    assert events == ["B ran", "first done", "A ran"]
+    with lock:
+        assert res.held() == set()
+
+
+def test_without_a_reservation_host_work_keeps_the_lock() -> None:
+    lock = threading.RLock()
+    res = Reservations(lock)
+    with lock:
+        owned = res.outside_lock(lambda: lock._is_owned())  # type: ignore[attr-defined]
+    assert owned is True
 
 
 def test_make_writable_refuses_a_missing_device(tmp_path: Path) -> None:
