@@ -8,8 +8,8 @@ multi-step and roll back what they made when a later step fails. Everything the 
 needs to answer later lives in LINSTOR (see :mod:`plugin.volume_records`); the only
 local state is a cache of known resource groups (:mod:`plugin.resource_groups`) and
 per-volume locks that let concurrent calls for the same volume converge instead of
-racing. Restore and clone live in :mod:`plugin.volume_copy`, placement rules in
-:mod:`plugin.placement`.
+racing. Restore and clone live in :mod:`plugin.volume_copy`, attach and detach in
+:mod:`plugin.volume_attach`, placement rules in :mod:`plugin.placement`.
 """
 
 from __future__ import annotations
@@ -37,15 +37,15 @@ from plugin.errors import (
     NodeOffline,
     NoSpace,
     NotFound,
-    OperationFailed,
     Unavailable,
     VolumeError,
 )
 from plugin.linstor_client import LinstorClient
-from plugin.models import Attachment, Snapshot, TopologyRequirement, Volume
+from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.observability import log_fields
 from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
 from plugin.resource_groups import ResourceGroups
+from plugin.volume_attach import VolumeAttachments
 from plugin.volume_copy import VolumeCopies
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def _require_id(volume_id: str) -> None:
         raise NotFound(f"volume {volume_id!r} not found", volume=volume_id)
 
 
-class VolumeService(VolumeCopies):
+class VolumeService(VolumeAttachments, VolumeCopies):
     """Create, delete, resize, snapshot, restore, clone, attach and detach LINSTOR volumes."""
 
     def __init__(self, client: LinstorClient, config: Config) -> None:
@@ -534,118 +534,6 @@ class VolumeService(VolumeCopies):
         except (NotFound, InvalidArgument):
             return []  # an unknown or impossible volume name has no snapshots
         return [rec.snapshot_from(s) for s in found]
-
-    # ------------------------------------------------------------------ attach and detach
-
-    def attach(self, volume_id: str, node: str) -> Attachment:
-        """Make the volume available on a node: its replica there, else a diskless one."""
-        _require_id(volume_id)
-        if not names.is_valid_node_name(node):
-            raise NotFound(f"node {node!r} is not a LINSTOR node", node=node)
-        with self._locked(volume_id):
-            existed = True
-            try:
-                resource = self.client.get_resource(volume_id, node)
-            except NotFound:
-                existed, resource = False, {}
-            entries: list[dict[str, Any]] = []
-            if not existed or "TIE_BREAKER" in (resource.get("flags") or ()):
-                # A tie-breaker is reused, but LINSTOR must turn it into an ordinary diskless
-                # resource first, or it may remove it as no longer needed.
-                try:
-                    entries = self._make_available(volume_id, node)
-                except Unavailable:
-                    if not existed:
-                        self._note_pending_attach(volume_id, node)
-                    raise
-            try:
-                volume = self.client.get_volume(volume_id, node)
-            except NotFound:
-                raise NodeOffline(
-                    f"volume {volume_id} was attached to {node}, but the node reports no device yet",
-                    node=node,
-                ) from None
-            diskless = volume.get("provider_kind") == "DISKLESS"
-            created = rec.props_of(resource).get(rec.ATTACHED_BY_PLUGIN) == "true"
-            if existed and diskless and not created:
-                created = self._claim_pending_attach(volume_id, node)
-            if not existed and diskless:
-                self.client.modify_resource(volume_id, node, override_props={rec.ATTACHED_BY_PLUGIN: "true"})
-                created = True
-            if rc.has_warning(entries, rc.WARN_NOT_CONNECTED):
-                raise NodeOffline(
-                    f"node {node} is offline; volume {volume_id} will be attached when it reconnects",
-                    node=node,
-                )
-            device = volume.get("device_path")
-            if not device:
-                raise OperationFailed(f"LINSTOR reports no device for volume {volume_id} on {node}")
-            return Attachment(
-                volume_id=volume_id,
-                node=node,
-                device_path=str(device),
-                diskless=diskless,
-                created_by_attach=created,
-            )
-
-    def _note_pending_attach(self, volume_id: str, node: str) -> None:
-        """make-available may have been applied without an answer: remember on the definition
-        that a diskless resource on ``node`` would be ours, so a retried attach or a detach
-        can still tell it from one the plugin did not make."""
-        try:
-            self.client.modify_resource_definition(volume_id, {rec.attach_pending_key(node): "true"})
-        except VolumeError as exc:
-            log_fields(
-                log,
-                logging.WARNING,
-                "pending attach not recorded",
-                volume=volume_id,
-                node=node,
-                error=str(exc),
-            )
-
-    def _claim_pending_attach(self, volume_id: str, node: str) -> bool:
-        """Whether an earlier attach whose answer was lost made this node's diskless resource."""
-        key = rec.attach_pending_key(node)
-        if rec.props_of(self.client.get_resource_definition(volume_id)).get(key) != "true":
-            return False
-        self.client.modify_resource(volume_id, node, override_props={rec.ATTACHED_BY_PLUGIN: "true"})
-        self.client.modify_resource_definition(volume_id, delete_props=[key])
-        return True
-
-    def _make_available(self, volume_id: str, node: str) -> list[dict[str, Any]]:
-        try:
-            return self.client.make_available(volume_id, node, diskful=False)
-        except NotFound as exc:
-            if rc.code_of(exc) == rc.FAIL_NOT_FOUND_NODE:
-                raise NotFound(f"node {node} is not a LINSTOR node", node=node, **exc.details) from None
-            raise NotFound(f"volume {volume_id} not found", volume=volume_id, **exc.details) from None
-
-    def detach(self, volume_id: str, node: str) -> None:
-        """Remove the diskless resource attach made; replicas with data are never touched."""
-        if not rec.possible_volume_id(volume_id) or not names.is_valid_node_name(node):
-            return
-        with self._locked(volume_id):
-            try:
-                resource = self.client.get_resource(volume_id, node)
-            except NotFound:
-                return
-            flags = set(resource.get("flags") or ())
-            if not flags & {"DISKLESS", "DRBD_DISKLESS"}:
-                return
-            made_by_attach = rec.props_of(resource).get(rec.ATTACHED_BY_PLUGIN) == "true"
-            if not made_by_attach and not self._claim_pending_attach(volume_id, node):
-                return
-            try:
-                self.client.delete_resource(volume_id, node, keep_tiebreaker=True)
-            except NotFound:
-                return
-            except InUse as exc:
-                raise InUse(
-                    f"volume {volume_id} is still in use on {node}; unmount it there first",
-                    nodes=[node],
-                    **exc.details,
-                ) from None
 
     # ------------------------------------------------------------------ nodes, capacity, health
 

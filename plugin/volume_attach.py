@@ -1,0 +1,204 @@
+"""Attach and detach: a volume's device on a node, and only the plugin's own resources removed.
+
+Attaching where the node holds no resource makes a diskless one (``make-available``);
+detach removes exactly those and never a replica with data or a diskless resource that
+an operator or LINSTOR made. What tells them apart lives in LINSTOR, in two steps:
+
+1. Before ``make-available``, the *intent* is written on the resource definition
+   (``ATTACH_PENDING + node``). From then on, whatever resource appears on that node
+   is the plugin's, even if the answer is lost, LINSTOR answers an error, or the
+   process dies before step 2.
+2. Once the resource exists, it gets the mark ``ATTACHED_BY_PLUGIN`` and the intent is
+   cleared.
+
+A retried attach or a detach that finds an unmarked diskless resource *and* the intent
+claims it (step 2 again); a detach clears an intent left over by an interrupted attach,
+so a diskless resource made later by someone else is never taken for the plugin's.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from plugin import linstor_retcodes as rc
+from plugin import names
+from plugin import volume_records as rec
+from plugin.errors import InUse, NodeOffline, NotFound, OperationFailed, Unavailable, VolumeError
+from plugin.linstor_client import LinstorClient
+from plugin.models import Attachment
+from plugin.observability import log_fields
+
+log = logging.getLogger(__name__)
+
+DISKLESS_FLAGS = frozenset({"DISKLESS", "DRBD_DISKLESS"})
+
+
+class _Locking(Protocol):
+    def __call__(self, key: str) -> AbstractContextManager[None]: ...
+
+
+def _require_id(volume_id: str) -> None:
+    if not rec.possible_volume_id(volume_id):
+        raise NotFound(f"volume {volume_id!r} not found", volume=volume_id)
+
+
+class VolumeAttachments:
+    """Attach and detach for :class:`plugin.volume_service.VolumeService`."""
+
+    client: LinstorClient
+    _locked: _Locking
+
+    def attach(self, volume_id: str, node: str) -> Attachment:
+        """Make the volume available on a node: its replica there, else a diskless one."""
+        _require_id(volume_id)
+        if not names.is_valid_node_name(node):
+            raise NotFound(f"node {node!r} is not a LINSTOR node", node=node)
+        with self._locked(volume_id):
+            existed = True
+            try:
+                resource = self.client.get_resource(volume_id, node)
+            except NotFound:
+                existed, resource = False, {}
+            entries: list[dict[str, Any]] = []
+            if not existed:
+                self._note_pending_attach(volume_id, node)
+            if not existed or "TIE_BREAKER" in (resource.get("flags") or ()):
+                # A tie-breaker is reused, but LINSTOR must turn it into an ordinary diskless
+                # resource first, or it may remove it as no longer needed.
+                try:
+                    entries = self._make_available(volume_id, node)
+                except VolumeError as exc:
+                    if not existed:
+                        self._settle_failed_attach(volume_id, node, exc)
+                    raise
+            try:
+                volume = self.client.get_volume(volume_id, node)
+            except NotFound:
+                raise NodeOffline(
+                    f"volume {volume_id} was attached to {node}, but the node reports no device yet",
+                    node=node,
+                ) from None
+            diskless = volume.get("provider_kind") == "DISKLESS"
+            created = rec.props_of(resource).get(rec.ATTACHED_BY_PLUGIN) == "true"
+            if existed and diskless and not created:
+                created = self._claim_pending_attach(volume_id, node)
+            if not existed:
+                if diskless:
+                    self._mark(volume_id, node)
+                    created = True
+                self._clear_pending_attach(volume_id, node)
+            if rc.has_warning(entries, rc.WARN_NOT_CONNECTED):
+                raise NodeOffline(
+                    f"node {node} is offline; volume {volume_id} will be attached when it reconnects",
+                    node=node,
+                )
+            device = volume.get("device_path")
+            if not device:
+                raise OperationFailed(f"LINSTOR reports no device for volume {volume_id} on {node}")
+            return Attachment(
+                volume_id=volume_id,
+                node=node,
+                device_path=str(device),
+                diskless=diskless,
+                created_by_attach=created,
+            )
+
+    def _note_pending_attach(self, volume_id: str, node: str) -> None:
+        """Step 1: before anything is made, the definition says a resource on ``node`` will be ours.
+
+        A failure here is the attach's failure: nothing was made yet.
+        """
+        try:
+            self.client.modify_resource_definition(volume_id, {rec.attach_pending_key(node): "true"})
+        except NotFound as exc:
+            raise NotFound(f"volume {volume_id} not found", volume=volume_id, **exc.details) from None
+
+    def _mark(self, volume_id: str, node: str) -> None:
+        self.client.modify_resource(volume_id, node, override_props={rec.ATTACHED_BY_PLUGIN: "true"})
+
+    def _pending(self, volume_id: str, node: str) -> bool:
+        """Whether an attach to ``node`` was started and not finished (a lost answer, an error, a crash)."""
+        try:
+            rd = self.client.get_resource_definition(volume_id)
+        except NotFound:
+            return False
+        return rec.props_of(rd).get(rec.attach_pending_key(node)) == "true"
+
+    def _clear_pending_attach(self, volume_id: str, node: str, *, quiet: bool = True) -> None:
+        """Drop the intent; when it cannot be dropped now, a later detach drops it."""
+        try:
+            self.client.modify_resource_definition(volume_id, delete_props=[rec.attach_pending_key(node)])
+        except NotFound:
+            return  # the volume is gone, and the note with it
+        except VolumeError as exc:
+            if not quiet:
+                raise
+            log_fields(
+                log,
+                logging.WARNING,
+                "pending attach not cleared",
+                volume=volume_id,
+                node=node,
+                error=str(exc),
+            )
+
+    def _settle_failed_attach(self, volume_id: str, node: str, exc: VolumeError) -> None:
+        """make-available failed. With a LINSTOR answer it is over: if nothing was made, the
+        intent goes; if a resource was made anyway, the intent stays so a retry or a detach
+        takes it as the plugin's. Without an answer it may still land: the intent stays."""
+        if isinstance(exc, Unavailable):
+            return
+        try:
+            self.client.get_resource(volume_id, node)
+        except NotFound:
+            self._clear_pending_attach(volume_id, node)
+        except VolumeError:
+            return  # cannot tell now; the intent stays for a retry or a detach
+
+    def _claim_pending_attach(self, volume_id: str, node: str) -> bool:
+        """Whether an earlier, interrupted attach made this node's diskless resource (then mark it)."""
+        if not self._pending(volume_id, node):
+            return False
+        self._mark(volume_id, node)
+        self._clear_pending_attach(volume_id, node)
+        return True
+
+    def _make_available(self, volume_id: str, node: str) -> list[dict[str, Any]]:
+        try:
+            return self.client.make_available(volume_id, node, diskful=False)
+        except NotFound as exc:
+            if rc.code_of(exc) == rc.FAIL_NOT_FOUND_NODE:
+                raise NotFound(f"node {node} is not a LINSTOR node", node=node, **exc.details) from None
+            raise NotFound(f"volume {volume_id} not found", volume=volume_id, **exc.details) from None
+
+    def detach(self, volume_id: str, node: str) -> None:
+        """Remove the diskless resource attach made; replicas with data are never touched."""
+        if not rec.possible_volume_id(volume_id) or not names.is_valid_node_name(node):
+            return
+        with self._locked(volume_id):
+            pending = self._pending(volume_id, node)
+            try:
+                resource = self.client.get_resource(volume_id, node)
+            except NotFound:
+                resource = None
+            flags = set((resource or {}).get("flags") or ())
+            ours = resource is not None and bool(flags & DISKLESS_FLAGS)
+            ours = ours and (rec.props_of(resource).get(rec.ATTACHED_BY_PLUGIN) == "true" or pending)
+            if ours:
+                self._remove_attached(volume_id, node)
+            if pending:
+                self._clear_pending_attach(volume_id, node, quiet=False)
+
+    def _remove_attached(self, volume_id: str, node: str) -> None:
+        try:
+            self.client.delete_resource(volume_id, node, keep_tiebreaker=True)
+        except NotFound:
+            return
+        except InUse as exc:
+            raise InUse(
+                f"volume {volume_id} is still in use on {node}; unmount it there first",
+                nodes=[node],
+                **exc.details,
+            ) from None

@@ -1,0 +1,175 @@
+"""Calls interrupted half-way, against a real emulator: what LINSTOR made is found again.
+
+An attach is several LINSTOR calls (note the intent, make-available, mark the resource,
+clear the intent). A LINSTOR error, a lost answer or a killed process between those calls
+must not leak a resource: a retry or a detach converges. Faults come
+from the emulator's ``/_emu/`` control API (an injected error is answered before the
+emulator does any work) and from kill -9 of a real process.
+
+Volumes live on the emulator's virtual nodes without a filesystem, so neither loop
+devices nor root are needed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import pytest
+import requests
+
+from plugin import volume_records as rec
+from plugin.config import Config
+from plugin.errors import NotFound, OperationFailed
+from plugin.linstor_client import LinstorClient
+from plugin.params import VolumeParams
+from plugin.volume_service import VolumeService
+from tests.conftest import REPO_ROOT, EmulatorProcess
+from tests.processes import terminate
+
+MIB = 1024 * 1024
+ON_B = VolumeParams(place_count=1, fs_type=None, nodes=("node-b",))
+
+
+def unique(prefix: str = "ic") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def service(emu: EmulatorProcess, read_timeout: float = 30.0) -> VolumeService:
+    config = Config(controllers=(emu.url,), node_name="node-b", read_timeout=read_timeout, config_file=None)
+    return VolumeService(LinstorClient(config, retries=1, backoff=0.05), config)
+
+
+@pytest.fixture
+def emu(emulator_factory) -> EmulatorProcess:  # type: ignore[no-untyped-def]
+    return emulator_factory(nodes=("node-b", "node-c"))
+
+
+def inject(emu: EmulatorProcess, method: str, path_regex: str, count: int = 1, ret_code: int = 999) -> None:
+    rule = {"method": method, "path_regex": path_regex, "status": 500, "ret_code": ret_code, "count": count}
+    assert emu.control("errors", rule).ok
+
+
+def pending_faults(emu: EmulatorProcess) -> list[Any]:
+    answer = requests.get(f"{emu.url}/_emu/faults", timeout=10)
+    answer.raise_for_status()
+    return list(answer.json()["errors"])
+
+
+def resource_on(svc: VolumeService, volume_id: str, node: str) -> dict[str, Any] | None:
+    try:
+        return svc.client.get_resource(volume_id, node)
+    except NotFound:
+        return None
+
+
+def intents(svc: VolumeService, volume_id: str) -> list[str]:
+    props = rec.props_of(svc.client.get_resource_definition(volume_id))
+    return sorted(k for k in props if k.startswith(rec.ATTACH_PENDING))
+
+
+# ----------------------------------------------------------------------------- attach
+
+
+@pytest.mark.parametrize("retried", [True, False], ids=["attach retried", "detached at once"])
+def test_an_attach_whose_mark_failed_is_undone_by_detach(emu: EmulatorProcess, retried: bool) -> None:
+    """One injected 500 on the modify after make-available: the diskless resource is the plugin's."""
+    svc = service(emu)
+    volume = svc.create_volume(unique(), 8 * MIB, ON_B)
+    inject(emu, "PUT", f"^/v1/resource-definitions/{volume.id}/resources/node-c$")
+    with pytest.raises(OperationFailed, match="Injected"):
+        svc.attach(volume.id, "node-c")
+    assert pending_faults(emu) == []  # the fault hit exactly the mark
+    made = resource_on(svc, volume.id, "node-c")
+    assert made is not None and "DRBD_DISKLESS" in made["flags"]
+    assert rec.ATTACHED_BY_PLUGIN not in rec.props_of(made)
+    if retried:
+        attachment = svc.attach(volume.id, "node-c")
+        assert attachment.diskless and attachment.created_by_attach
+        assert intents(svc, volume.id) == []  # marked now, the intent is done
+        marked = resource_on(svc, volume.id, "node-c")
+        assert marked is not None and rec.props_of(marked)[rec.ATTACHED_BY_PLUGIN] == "true"
+    service(emu).detach(volume.id, "node-c")  # another process (a restarted driver) detaches
+    assert resource_on(svc, volume.id, "node-c") is None
+    assert intents(svc, volume.id) == []
+    assert {r.node for r in svc.get_volume(volume.id).replicas} == {"node-b"}
+    svc.delete_volume(volume.id)
+
+
+def test_a_failed_make_available_leaves_no_intent_behind(emu: EmulatorProcess) -> None:
+    """LINSTOR answered the make-available with an error and made nothing: the intent goes,
+    so a diskless resource an operator adds later is not taken for the plugin's."""
+    svc = service(emu)
+    volume = svc.create_volume(unique(), 8 * MIB, ON_B)
+    inject(emu, "POST", "/make-available$")
+    with pytest.raises(OperationFailed, match="Injected"):
+        svc.attach(volume.id, "node-c")
+    assert resource_on(svc, volume.id, "node-c") is None
+    assert intents(svc, volume.id) == []
+    svc.client.create_resource(volume.id, "node-c", diskless=True)  # an operator's resource
+    svc.detach(volume.id, "node-c")
+    assert resource_on(svc, volume.id, "node-c") is not None
+    svc.client.delete_resource(volume.id, "node-c")
+    svc.delete_volume(volume.id)
+
+
+def test_a_left_over_intent_never_removes_what_the_plugin_did_not_make(emu: EmulatorProcess) -> None:
+    """An intent (from an attach that died before make-available) next to a replica with data:
+    detach keeps the replica and drops the intent."""
+    svc = service(emu)
+    volume = svc.create_volume(unique(), 8 * MIB, ON_B)
+    svc.client.modify_resource_definition(volume.id, {rec.attach_pending_key("node-b"): "true"})
+    svc.detach(volume.id, "node-b")
+    assert svc.get_volume(volume.id).diskful_nodes == ("node-b",)
+    assert intents(svc, volume.id) == []
+    # the same for a node without any resource: the stale intent is dropped, nothing else happens
+    svc.client.modify_resource_definition(volume.id, {rec.attach_pending_key("node-c"): "true"})
+    svc.detach(volume.id, "node-c")
+    assert intents(svc, volume.id) == []
+    assert {r.node for r in svc.get_volume(volume.id).replicas} == {"node-b"}
+    svc.delete_volume(volume.id)
+
+
+_ATTACH_SCRIPT = """
+import sys
+from plugin.config import Config
+from plugin.linstor_client import LinstorClient
+from plugin.volume_service import VolumeService
+config = Config(controllers=(sys.argv[1],), node_name="node-c", read_timeout=60.0, config_file=None)
+VolumeService(LinstorClient(config), config).attach(sys.argv[2], "node-c")
+"""
+
+
+def test_an_attach_killed_before_its_mark_is_undone_by_detach(emu: EmulatorProcess) -> None:
+    """kill -9 of the attaching process after make-available, while its mark is on the way."""
+    svc = service(emu)
+    volume = svc.create_volume(unique(), 8 * MIB, ON_B)
+    # The read of the new device, between make-available and the mark, is held back long
+    # enough for the kill to land first.
+    assert emu.control("latency", {"ms": 30000, "paths": "/resources/node-c/volumes/"}).ok
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _ATTACH_SCRIPT, emu.url, volume.id],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "node-c" not in {r.node for r in svc.get_volume(volume.id).replicas}:
+            assert proc.poll() is None, "the attach ended before it made the resource"
+            assert time.monotonic() < deadline, "make-available never arrived"
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+    finally:
+        terminate(proc, timeout=5)
+        emu.control("latency", {"ms": 0})
+    made = resource_on(svc, volume.id, "node-c")
+    assert made is not None and rec.ATTACHED_BY_PLUGIN not in rec.props_of(made)
+    svc.detach(volume.id, "node-c")
+    assert resource_on(svc, volume.id, "node-c") is None
+    assert intents(svc, volume.id) == []
+    svc.delete_volume(volume.id)
