@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +28,7 @@ from plugin.errors import (
     InvalidArgument,
     NotFound,
     OperationFailed,
+    Unavailable,
     VolumeError,
 )
 from plugin.linstor_client import LinstorClient
@@ -38,6 +39,8 @@ from plugin.params import VolumeParams
 log = logging.getLogger(__name__)
 
 CLONE_POLL_MAX_SECONDS = 2.0
+# Pauses before reading a just-made volume again, when the first read failed.
+READ_BACK_PAUSES = (0.2, 0.5)
 
 
 class VolumeCopies:
@@ -72,7 +75,7 @@ class VolumeCopies:
         props[rec.CREATING] = wanted.volume_id
         return props
 
-    def _finish_multi_step(self, wanted: rec.Wanted, props: dict[str, str]) -> Volume:
+    def _finish_multi_step(self, wanted: rec.Wanted, props: dict[str, str]) -> None:
         """Grow, place the remaining replicas, then write the completion marker last."""
         vd = self.client.get_volume_definition(wanted.volume_id)
         if int(vd.get("size_kib", 0)) < wanted.size_kib:
@@ -88,10 +91,43 @@ class VolumeCopies:
             delete_props=[rec.CREATING],
             delete_namespaces=[rec.ATTACH_PENDING.rstrip("/")],
         )
-        rd = self._read_rd(wanted.volume_id)
-        if rd is None:
-            raise OperationFailed(f"volume {wanted.volume_id} vanished right after it was created")
-        return self._with_replicas(rd)
+
+    def _read_back(self, wanted: rec.Wanted, read: Callable[[], Volume] | None = None) -> Volume:
+        """Read a volume LINSTOR has just made (by default: its definition, then its replicas).
+
+        The volume exists now, so a failed read is not reported at once: after a LINSTOR
+        error it is tried again after a pause (an unreachable controller is not waited for,
+        each try could cost a whole read timeout). If it keeps failing, the error keeps its
+        type (an unreachable controller stays retryable) and says that the volume exists
+        and a retry returns it.
+        """
+
+        def read_definition() -> Volume:
+            rd = self._read_rd(wanted.volume_id)
+            if rd is None:
+                raise OperationFailed(f"volume {wanted.volume_id} vanished right after it was created")
+            return self._with_replicas(rd)
+
+        for pause in (*READ_BACK_PAUSES, None):
+            try:
+                return (read or read_definition)()
+            except VolumeError as exc:
+                if pause is None or isinstance(exc, Unavailable):
+                    reason = exc.message.rstrip(". ") or "no reason given"
+                    raise type(exc)(
+                        f"volume {wanted.name!r} was created (LINSTOR resource {wanted.volume_id}), but "
+                        f"reading it back failed: {reason}; retry the request to get it",
+                        **exc.details,
+                    ) from None
+                log_fields(
+                    log,
+                    logging.WARNING,
+                    "reading a new volume back failed; looking again",
+                    volume=wanted.volume_id,
+                    error=str(exc),
+                )
+                time.sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _resolve_snapshot(self, snapshot_id: str) -> tuple[str, str]:
         volume_id, snap = rec.parse_snapshot_id(snapshot_id)
@@ -137,10 +173,11 @@ class VolumeCopies:
         self._create_definition(wanted, props)
         try:
             self._restore_into(wanted.volume_id, source_volume, snap_name, snap, candidates[0])
-            return self._finish_multi_step(wanted, props)
+            self._finish_multi_step(wanted, props)
         except VolumeError:
             self._remove_quietly(wanted.volume_id)
             raise
+        return self._read_back(wanted)
 
     @staticmethod
     def _check_same_content(wanted: rec.Wanted, stored: tuple[bool, str | None], what: str) -> None:
@@ -224,10 +261,11 @@ class VolumeCopies:
             raise Busy(f"volume {wanted.name!r} is being created by another request; retry") from None
         try:
             self._wait_for_clone(str(source["name"]), wanted.volume_id)
-            return self._finish_multi_step(wanted, props)
+            self._finish_multi_step(wanted, props)
         except VolumeError:
             self._remove_quietly(wanted.volume_id)
             raise
+        return self._read_back(wanted)
 
     def _wait_for_clone(self, source: str, target: str) -> None:
         deadline = time.monotonic() + max(self.config.read_timeout, 60.0)
@@ -267,10 +305,11 @@ class VolumeCopies:
             self._create_definition(wanted, props)
             try:
                 self._restore_into(wanted.volume_id, source, temp, snap, candidates[0])
-                return self._finish_multi_step(wanted, props)
+                self._finish_multi_step(wanted, props)
             except VolumeError:
                 self._remove_quietly(wanted.volume_id)
                 raise
+            return self._read_back(wanted)
         finally:
             try:
                 self.client.delete_snapshot(source, temp)

@@ -292,16 +292,19 @@ class VolumeService(VolumeAttachments, VolumeCopies):
         except VolumeError:
             self._remove_quietly(wanted.volume_id)
             raise
-        resources = self.client.view_resources([wanted.volume_id])
         rd = {
             "name": wanted.volume_id,
             "props": props,
             "resource_group_name": wanted.resource_group,
             "volume_definitions": [{"volume_number": 0, "size_kib": wanted.size_kib}],
         }
-        built = rec.volume_from(rd, resources)
-        assert built is not None
-        return built
+
+        def with_replicas() -> Volume:
+            built = rec.volume_from(rd, self.client.view_resources([wanted.volume_id]))
+            assert built is not None  # rd has volume 0
+            return built
+
+        return self._read_back(wanted, with_replicas)
 
     def _spawn_call(
         self, wanted: rec.Wanted, props: dict[str, str], sf: dict[str, Any], params: VolumeParams

@@ -163,6 +163,31 @@ def test_create_is_idempotent_and_conflicts_are_explained(plugin: PluginProcess)
     assert names(c).count("same") == 1
 
 
+def test_create_converges_when_the_read_after_spawn_fails(plugin: PluginProcess, emulator) -> None:  # type: ignore[no-untyped-def]
+    """LINSTOR made the volume, the read that follows failed: Create looks again and succeeds;
+    when the read keeps failing, the sentence says the volume exists, and the retry succeeds."""
+    c = plugin.client()
+    body = {"Name": "readback", "Opts": {"size": "16M"}}
+    rule = {"method": "GET", "path_regex": "^/v1/view/resources", "status": 500, "ret_code": 999, "count": 1}
+    assert emulator.control("errors", rule).ok
+    ok(c.call("VolumeDriver.Create", body))
+    assert requests.get(f"{emulator.url}/_emu/faults", timeout=10).json()["errors"] == []  # it was met
+    ok(c.call("VolumeDriver.Create", body))  # the identical retry
+    assert names(c).count("readback") == 1
+
+    again = {"Name": "readback2", "Opts": {"size": "16M"}}
+    assert emulator.control("errors", {**rule, "count": -1}).ok
+    try:
+        err = failed(c.call("VolumeDriver.Create", again))
+    finally:
+        requests.delete(f"{emulator.url}/_emu/errors", timeout=10).raise_for_status()
+    assert "readback2" in err and "was created" in err and "retry" in err, err
+    ok(c.call("VolumeDriver.Create", again))
+    assert names(c).count("readback2") == 1
+    ok(c.call("VolumeDriver.Remove", {"Name": "readback"}))
+    ok(c.call("VolumeDriver.Remove", {"Name": "readback2"}))
+
+
 @pytest.mark.parametrize(
     ("opts", "expected"),
     [

@@ -1,8 +1,9 @@
 """Calls interrupted half-way, against a real emulator: what LINSTOR made is found again.
 
 An attach is several LINSTOR calls (note the intent, make-available, mark the resource,
-clear the intent). A LINSTOR error, a lost answer or a killed process between those calls
-must not leak a resource: a retry or a detach converges. Faults come
+clear the intent) and a create reads the volume back after spawning it. A LINSTOR error,
+a lost answer or a killed process between those calls must neither leak a resource nor
+report a failure for a volume that exists: a retry or a detach converges. Faults come
 from the emulator's ``/_emu/`` control API (an injected error is answered before the
 emulator does any work) and from kill -9 of a real process.
 
@@ -23,7 +24,7 @@ import requests
 
 from plugin import volume_records as rec
 from plugin.config import Config
-from plugin.errors import NotFound, OperationFailed
+from plugin.errors import NotFound, OperationFailed, Unavailable
 from plugin.linstor_client import LinstorClient
 from plugin.params import VolumeParams
 from plugin.volume_service import VolumeService
@@ -173,3 +174,74 @@ def test_an_attach_killed_before_its_mark_is_undone_by_detach(emu: EmulatorProce
     assert resource_on(svc, volume.id, "node-c") is None
     assert intents(svc, volume.id) == []
     svc.delete_volume(volume.id)
+
+
+# ----------------------------------------------------------------------------- create
+
+
+def test_a_create_whose_read_back_failed_once_converges(emu: EmulatorProcess) -> None:
+    """An error on the read that follows spawn: the service looks again and returns the volume."""
+    svc = service(emu)
+    name = unique()
+    inject(emu, "GET", "^/v1/view/resources")
+    volume = svc.create_volume(name, 8 * MIB, ON_B)
+    assert pending_faults(emu) == []  # the injected error was met, and looked past
+    assert volume.name == name and volume.diskful_nodes == ("node-b",)
+    again = svc.create_volume(name, 8 * MIB, ON_B)
+    assert again.id == volume.id and again.diskful_nodes == ("node-b",)
+    assert [v.id for v in svc.list_volumes() if v.name == name] == [volume.id]
+    svc.delete_volume(volume.id)
+
+
+def test_a_create_whose_read_back_keeps_failing_says_so_and_the_retry_returns_it(
+    emu: EmulatorProcess,
+) -> None:
+    svc = service(emu)
+    name = unique()
+    inject(emu, "GET", "^/v1/view/resources", count=-1)
+    try:
+        with pytest.raises(OperationFailed) as failed:
+            svc.create_volume(name, 8 * MIB, ON_B)
+    finally:
+        requests.delete(f"{emu.url}/_emu/errors", timeout=10).raise_for_status()
+    message = str(failed.value)
+    assert "Injected" in message  # LINSTOR's reason ...
+    assert "was created" in message and "retry" in message  # ... and what it means for the caller
+    again = svc.create_volume(name, 8 * MIB, ON_B)
+    assert again.name == name and again.diskful_nodes == ("node-b",)
+    svc.delete_volume(again.id)
+
+
+def test_a_create_whose_read_back_goes_unanswered_is_unavailable(emu: EmulatorProcess) -> None:
+    """The controller stops answering right after the spawn: a retryable error that says the
+    volume exists, and the retry converges."""
+    svc = service(emu, read_timeout=0.5)
+    svc.create_volume(unique(), 8 * MIB, ON_B)  # the resource group exists from here on
+    name = unique()
+    assert emu.control("latency", {"ms": 2000, "paths": "^/v1/view/resources"}).ok
+    try:
+        with pytest.raises(Unavailable, match="was created"):
+            svc.create_volume(name, 8 * MIB, ON_B)
+    finally:
+        emu.control("latency", {"ms": 0})
+    again = svc.create_volume(name, 8 * MIB, ON_B)
+    assert again.name == name and again.diskful_nodes == ("node-b",)
+    svc.delete_volume(again.id)
+
+
+@pytest.mark.parametrize("kind", ["snapshot", "volume"])
+def test_a_restore_or_clone_whose_read_back_failed_once_is_kept(emu: EmulatorProcess, kind: str) -> None:
+    """The copy is complete when its read back fails: it is read again, not rolled back."""
+    svc = service(emu)
+    source = svc.create_volume(unique("src"), 8 * MIB, ON_B)
+    ref = svc.create_snapshot(source.id, unique("snap")).id if kind == "snapshot" else source.id
+    name = unique("copy")
+    inject(emu, "GET", "^/v1/view/resources")
+    copy = svc.create_volume(name, 8 * MIB, ON_B, source=f"{kind}:{ref}")
+    assert pending_faults(emu) == []
+    assert copy.name == name and copy.diskful_nodes == ("node-b",)
+    assert svc.create_volume(name, 8 * MIB, ON_B, source=f"{kind}:{ref}").id == copy.id
+    svc.delete_volume(copy.id)
+    if kind == "snapshot":
+        svc.delete_snapshot(ref)
+    svc.delete_volume(source.id)
