@@ -9,14 +9,9 @@ Docker ``-o`` option defaults (``fs``, ``size``, ``replicas``, ...), as in LINBI
 
 from __future__ import annotations
 
-import atexit
 import configparser
-import hashlib
 import os
-import shutil
 import socket
-import ssl
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -24,6 +19,7 @@ from urllib.parse import urlsplit
 
 from plugin.errors import InvalidArgument
 from plugin.params import DEFAULT_PROPERTY_NAMESPACE
+from plugin.tls import is_pem
 
 DEFAULT_CONFIG_FILE = "/etc/linstor/docker-volume.conf"
 DEFAULT_HTTP_PORT = 3370
@@ -51,8 +47,9 @@ _IGNORED_FILE_KEYS = {"username", "password"}
 
 # Environment variables, first match wins. The official CSI driver (golinstor) reads
 # LS_ROOT_CA, LS_USER_CERTIFICATE and LS_USER_KEY as PEM *contents* and the *_FILE names as
-# paths; both work here (a value that starts with "-----BEGIN" is contents, anything else a
-# path), so its Deployments and the operator's TLS patch carry over. LS_CA_FILE & co. are the
+# paths; both work here (a value that starts with "-----BEGIN" is contents, kept in memory
+# and never written to a file; anything else a path), so its Deployments and the
+# operator's TLS patch carry over. LS_CA_FILE & co. are the
 # names LINBIT's Go Docker plugin reads, accepted so existing `docker plugin set` settings
 # keep working.
 _ENV_KEYS: dict[str, tuple[str, ...]] = {
@@ -75,9 +72,10 @@ class Config:
     """Connection settings and defaults shared by the core and both front ends."""
 
     controllers: tuple[str, ...] = ("http://localhost:3370",)
+    #: TLS material: a path, or the PEM contents themselves (see :mod:`plugin.tls`).
     root_ca: str | None = None
     user_certificate: str | None = None
-    user_key: str | None = None
+    user_key: str | None = field(default=None, repr=False)  # may be a private key's contents
     node_name: str = field(default_factory=socket.gethostname)
     connect_timeout: float = 5.0
     read_timeout: float = 120.0
@@ -237,7 +235,7 @@ def load_config(
     for name in ("root_ca", "user_certificate", "user_key"):
         value = merged.get(name)
         if value:
-            kwargs[name] = _pem_file(name, str(value))
+            kwargs[name] = _tls_value(name, str(value))
     if merged.get("node_name"):
         kwargs["node_name"] = str(merged["node_name"]).strip()
     for name in ("connect_timeout", "read_timeout"):
@@ -252,68 +250,11 @@ def load_config(
     return Config(**kwargs)  # type: ignore[arg-type]
 
 
-class _PassphraseNeeded(Exception):
-    pass
-
-
-def _no_passphrase() -> bytes:
-    # A daemon cannot type a passphrase; without this OpenSSL would prompt on the terminal.
-    raise _PassphraseNeeded
-
-
-def check_tls_files(root_ca: str | None, certificate: str | None, key: str | None) -> None:
-    """Load the TLS files once, so a wrong file is named at start-up, not on every request.
-
-    The LINSTOR client calls this when it is made (daemons make it at start-up);
-    :func:`load_config` itself only checks that the files exist.
-    """
-    if root_ca:
-        try:
-            ssl.create_default_context(cafile=root_ca)
-        except (ssl.SSLError, ValueError) as exc:
-            raise InvalidArgument(
-                f"root_ca (LS_ROOT_CA): {root_ca} holds no usable PEM CA certificate ({exc})"
-            ) from None
-    if not certificate:
-        return
-    with open(certificate, "rb") as handle:
-        if b"-----BEGIN CERTIFICATE-----" not in handle.read():
-            raise InvalidArgument(
-                f"user_certificate (LS_USER_CERTIFICATE): {certificate} holds no PEM certificate"
-            )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    what = (
-        f"user_key (LS_USER_KEY): {key}" if key else f"user_certificate (LS_USER_CERTIFICATE): {certificate}"
-    )
-    try:
-        context.load_cert_chain(certificate, key, password=_no_passphrase)
-    except _PassphraseNeeded:
-        raise InvalidArgument(f"{what} is encrypted; the plugin needs the key without a passphrase") from None
-    except ssl.SSLError as exc:
-        if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH":
-            return  # both files are usable; the handshake error names the settings
-        raise InvalidArgument(f"{what} is not a usable PEM private key for {certificate} ({exc})") from None
-
-
-_PEM_MARKER = "-----BEGIN"
-_pem_dir: str | None = None
-
-
-def _pem_file(name: str, value: str) -> str:
-    """A path as given, or PEM contents written once to a private file (requests wants paths)."""
-    if not value.lstrip().startswith(_PEM_MARKER):
-        return _existing_file(name, value)
-    global _pem_dir
-    if _pem_dir is None:
-        _pem_dir = tempfile.mkdtemp(prefix="linstor-plugin-tls-")  # mode 0700
-        atexit.register(shutil.rmtree, _pem_dir, True)
-    digest = hashlib.sha256(value.encode()).hexdigest()[:16]
-    path = os.path.join(_pem_dir, f"{name}-{digest}.pem")
-    if not os.path.exists(path):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(value.strip() + "\n")
-    return path
+def _tls_value(name: str, value: str) -> str:
+    """PEM contents as given (they are loaded from memory, see :mod:`plugin.tls`), or an existing file."""
+    if is_pem(value):
+        return value.strip() + "\n"
+    return _existing_file(name, value)
 
 
 def _existing_file(name: str, path: str) -> str:

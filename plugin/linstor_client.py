@@ -29,7 +29,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from plugin import linstor_retcodes as rc
-from plugin.config import Config, check_tls_files
+from plugin.config import Config
 from plugin.errors import (
     InvalidArgument,
     NoSpace,
@@ -39,6 +39,7 @@ from plugin.errors import (
     VolumeError,
 )
 from plugin.observability import log_fields, record_linstor_call
+from plugin.tls import ContextAdapter, client_tls
 
 log = logging.getLogger(__name__)
 
@@ -104,19 +105,14 @@ class LinstorClient:
         self._count_lock = threading.Lock()
         self._preferred = 0
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=max(4, len(self.controllers)), pool_maxsize=pool_size)
+        # TLS settings are loaded once, here (daemons make their client at start-up), into one
+        # SSLContext that alone decides what HTTPS trusts and presents; PEM contents stay in memory.
+        self._tls = client_tls(config.root_ca, config.user_certificate, config.user_key)
+        pools = {"pool_connections": max(4, len(self.controllers)), "pool_maxsize": pool_size}
+        adapter = ContextAdapter(self._tls, **pools) if self._tls else HTTPAdapter(**pools)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-        check_tls_files(config.root_ca, config.user_certificate, config.user_key)
-        # Passed on every request: a session-level ``verify`` would lose against
-        # REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE from the environment, and LS_ROOT_CA must win.
-        self._verify: str | bool = config.root_ca or True
-        self._cert: str | tuple[str, str] | None = None
-        if config.user_certificate:
-            self._cert = (
-                (config.user_certificate, config.user_key) if config.user_key else config.user_certificate
-            )
 
     def close(self) -> None:
         self.session.close()
@@ -203,8 +199,6 @@ class LinstorClient:
                 json=body,
                 timeout=self.timeout,
                 allow_redirects=False,
-                verify=self._verify,
-                cert=self._cert,
             )
         except requests.RequestException as exc:
             seconds = time.perf_counter() - started
@@ -265,7 +259,7 @@ class LinstorClient:
         if "certificate verify failed" in text:
             return self._verify_hint(text)
         refused = isinstance(getattr(exc.args[0] if exc.args else None, "reason", None), NewConnectionError)
-        if self._cert is None and not refused:
+        if not self.config.user_certificate and not refused:
             # A controller that demands client certificates just drops the handshake.
             return (
                 " (if the controller requires client certificates, set LS_USER_CERTIFICATE and LS_USER_KEY)"
@@ -281,7 +275,7 @@ class LinstorClient:
         if "issuer" in text or "self-signed" in text or "self signed" in text:
             return (
                 " (the controller's certificate is not trusted: set LS_ROOT_CA to the CA that signed it)"
-                if self._verify is True
+                if not self.config.root_ca
                 else " (the controller's certificate is not signed by the CA in LS_ROOT_CA)"
             )
         return ""

@@ -899,3 +899,89 @@ def test_front_ends_refuse_to_start_with_an_unusable_tls_file(
     assert "LS_USER_KEY" in output and str(der_key) in output, output
     assert "Traceback" not in output
     assert not (short_dir / "csi.sock").exists() and not (short_dir / "d.sock").exists()
+
+
+def _files_holding(roots: list[Path], material: list[str]) -> list[str]:
+    """Regular files below ``roots`` that contain any line of ``material``."""
+    found = []
+    for root in roots:
+        for path in root.rglob("*") if root.is_dir() else ():
+            try:
+                if path.is_file() and not path.is_symlink():
+                    text = path.read_text(errors="replace")
+                    if any(line in text for line in material):
+                        found.append(str(path))
+            except OSError:
+                continue
+    return found
+
+
+def _open_files_holding(pid: int, material: list[str]) -> list[str]:
+    """Files on disk the process has open that contain any line of ``material``."""
+    found = []
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if not target.startswith("/") or target.startswith("/memfd:"):
+            continue  # sockets, pipes, anonymous inodes and memory-only files are no disk
+        try:
+            text = Path(target).read_text(errors="replace")
+        except OSError:
+            continue
+        if any(line in text for line in material):
+            found.append(target)
+    return found
+
+
+def test_pem_contents_are_never_written_to_a_file_not_even_by_a_killed_driver(
+    mtls: TlsEmulator, pki: TlsFiles, short_dir: Path, tmp_path: Path
+) -> None:
+    """PEM contents in LS_ROOT_CA & co.: the driver works over mTLS, and neither while it runs
+    nor after kill -9 does any file hold the key (nothing to leak, nothing to clean up)."""
+    import grpc
+
+    from csi.generated import csi_pb2
+    from csi.testing import CsiClient, block_cap
+
+    scratch = tmp_path / "tmpdir"  # the driver's TMPDIR: where temporary files would go
+    scratch.mkdir()
+    system_tmp = Path(tempfile.gettempdir())
+    before = set(system_tmp.glob("linstor-plugin-tls-*"))
+    env = {
+        "LS_CONTROLLERS": mtls.url,
+        "LS_ROOT_CA": pki.ca_cert.read_text(),
+        "LS_USER_CERTIFICATE": pki.client_cert.read_text(),
+        "LS_USER_KEY": pki.client_key.read_text(),
+        "TMPDIR": str(scratch),
+    }
+    material = _key_material(pki.client_key)
+    log = tmp_path / "csi.log"
+    proc = _csi_driver(short_dir, log, env)
+    name = unique("pvc")
+    try:
+        with grpc.insecure_channel(f"unix://{short_dir}/csi.sock") as channel:
+            grpc.channel_ready_future(channel).result(timeout=20)
+            request = csi_pb2.CreateVolumeRequest(
+                name=name,
+                capacity_range={"required_bytes": 8 * MIB},
+                volume_capabilities=[block_cap()],
+                parameters={"linstor.csi.linbit.com/nodeList": "node-b"},
+            )
+            volume = CsiClient(channel).controller.CreateVolume(request, timeout=30).volume
+        assert good_service(mtls, pki).find_volume(name) is not None  # mTLS with the contents works
+        # during: no file anywhere a temporary file could go, none among the driver's open files
+        assert _files_holding([scratch, Path("/dev/shm")], material) == []
+        assert _open_files_holding(proc.pid, material) == []
+        assert set(system_tmp.glob("linstor-plugin-tls-*")) == before
+        proc.kill()  # kill -9: no exit handler runs
+        proc.wait(timeout=20)
+    finally:
+        _stop_process(proc)
+    # after: nothing was left behind
+    assert _files_holding([scratch, Path("/dev/shm")], material) == []
+    assert set(system_tmp.glob("linstor-plugin-tls-*")) == before
+    good_service(mtls, pki).delete_volume(volume.volume_id)
+    assert "PRIVATE KEY" not in log.read_text()

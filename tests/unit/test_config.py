@@ -178,21 +178,48 @@ def test_tls_env_including_linbit_plugin_spellings(pem: TlsFiles) -> None:
     assert config.root_ca == ca
 
 
-def test_pem_contents_in_env_work_like_the_official_driver(pem: TlsFiles) -> None:
-    """golinstor reads LS_ROOT_CA & co. as PEM contents; the operator's TLS patch sets them so."""
+def test_pem_contents_in_env_work_like_the_official_driver(pem: TlsFiles, tmp_path: Path) -> None:
+    """golinstor reads LS_ROOT_CA & co. as PEM contents; the operator's TLS patch sets them so.
+
+    The contents stay in memory: nothing is written for them, and the key shows in no repr.
+    """
     contents = {
         "LS_ROOT_CA": pem.ca_cert.read_text(),
         "LS_USER_CERTIFICATE": pem.client_cert.read_text(),
         "LS_USER_KEY": pem.client_key.read_text(),
     }
     config = load_config(env=contents, config_file=None)
-    assert Path(config.root_ca).read_text().strip() == contents["LS_ROOT_CA"].strip()
-    assert Path(config.user_certificate).read_text().strip() == contents["LS_USER_CERTIFICATE"].strip()
-    assert Path(config.user_key).read_text().strip() == contents["LS_USER_KEY"].strip()
-    assert Path(config.user_key).stat().st_mode & 0o077 == 0  # the key is private to this process
-    LinstorClient(config)  # the files load as a CA, a certificate and its key
-    again = load_config(env=contents, config_file=None)
-    assert again.user_key == config.user_key  # written once, not per load
+    assert config.root_ca is not None and config.root_ca.strip() == contents["LS_ROOT_CA"].strip()
+    assert config.user_certificate is not None
+    assert config.user_certificate.strip() == contents["LS_USER_CERTIFICATE"].strip()
+    assert config.user_key is not None and config.user_key.strip() == contents["LS_USER_KEY"].strip()
+    assert "PRIVATE KEY" not in repr(config)
+    LinstorClient(config)  # they load as a CA, a certificate and its key
+
+
+@pytest.mark.parametrize(
+    ("variable", "fragment"),
+    [
+        ("LS_ROOT_CA", "holds no usable PEM CA certificate"),
+        ("LS_USER_CERTIFICATE", "holds no PEM certificate"),
+        ("LS_USER_KEY", "is not a usable PEM private key"),
+    ],
+)
+def test_unusable_pem_contents_are_named_without_showing_them(
+    pem: TlsFiles, variable: str, fragment: str
+) -> None:
+    good = {
+        "LS_ROOT_CA": pem.ca_cert.read_text(),
+        "LS_USER_CERTIFICATE": pem.client_cert.read_text(),
+        "LS_USER_KEY": pem.client_key.read_text(),
+    }
+    broken = "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n"
+    config = load_config(env={**good, variable: broken}, config_file=None)
+    with pytest.raises(InvalidArgument) as info:
+        LinstorClient(config)
+    message = str(info.value)
+    assert variable in message and fragment in message and "PEM contents" in message, message
+    assert "bm90IGEga2V5" not in message and "BEGIN" not in message
 
 
 def test_file_variants_of_the_official_driver_win(pem: TlsFiles) -> None:
