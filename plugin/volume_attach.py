@@ -183,11 +183,11 @@ class VolumeAttachments:
                 resource = self.client.get_resource(volume_id, node)
             except NotFound:
                 resource = None
-            flags = set((resource or {}).get("flags") or ())
-            ours = resource is not None and bool(flags & DISKLESS_FLAGS)
-            ours = ours and (rec.props_of(resource).get(rec.ATTACHED_BY_PLUGIN) == "true" or pending)
-            if ours:
-                self._remove_attached(volume_id, node)
+            if resource is not None:
+                diskless = bool(set(resource.get("flags") or ()) & DISKLESS_FLAGS)
+                marked = rec.props_of(resource).get(rec.ATTACHED_BY_PLUGIN) == "true"
+                if diskless and (marked or pending):
+                    self._remove_attached(volume_id, node)
             if pending:
                 self._clear_pending_attach(volume_id, node, quiet=False)
 
