@@ -29,7 +29,8 @@ fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[test]'
+    # The runtime packages at the versions the plugin image pins (deploy/docker/constraints.txt).
+    .venv/bin/python -m pip install -q -e '.[test]' -c deploy/docker/constraints.txt
     rm -f .venv/.installed-*
     touch "$stamp"
 fi

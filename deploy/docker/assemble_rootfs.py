@@ -23,6 +23,7 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
+import zipfile
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
@@ -42,6 +43,8 @@ TOOLS = (
     "mkfs.ext4", "mke2fs", "e2fsck", "fsck.ext4", "resize2fs", "dumpe2fs",
     "mkfs.xfs", "xfs_growfs", "xfs_info", "xfs_spaceman", "xfs_db", "xfs_io", "xfs_repair",
     "mkfs.btrfs", "btrfs",
+    # for a person looking inside (kubectl exec, runc exec): what is mounted, what is there
+    "cat", "ls", "df",
 )  # fmt: skip
 REQUIRED_TOOLS = ("blkid", "blockdev", "mount", "umount", "mkfs.ext4", "resize2fs", "dumpe2fs", "e2fsck")
 STDLIB_SKIP = {
@@ -105,11 +108,14 @@ def copy_interpreter(rootfs: Path) -> Path:
     return rootfs / "usr/local/bin" / version
 
 
-def copy_packages(rootfs: Path) -> Path:
+def copy_packages(rootfs: Path, wheel: Path | None = None) -> Path:
     """Runtime dependencies and the project into a directory of their own.
 
     Not the interpreter's site-packages: Debian's Python looks in dist-packages instead, so
     the launchers put this directory on sys.path themselves, whatever Python was copied.
+    With ``wheel`` the project is installed from its wheel (every package and its
+    metadata, so the installed version can be read back); otherwise the plugin's own
+    packages are copied from the source tree.
     """
     target = rootfs / LIB_DIR.lstrip("/")
     target.mkdir(parents=True, exist_ok=True)
@@ -120,18 +126,38 @@ def copy_packages(rootfs: Path) -> Path:
             src = Path(str(dist.locate_file(entry)))
             if src.is_file():
                 copy_file(src, target / entry)
-    for package in PROJECT_PACKAGES:
-        copy_tree(REPO_ROOT / package, target / package)
+    if wheel is not None:
+        install_wheel(wheel, target)
+    else:
+        for package in PROJECT_PACKAGES:
+            copy_tree(REPO_ROOT / package, target / package)
     return target
 
 
+def install_wheel(wheel: Path, target: Path) -> None:
+    """A pure-Python wheel is installed by unpacking it (no scripts: the launchers are ours)."""
+    with zipfile.ZipFile(wheel) as archive:
+        for member in archive.infolist():
+            parts = Path(member.filename).parts
+            if member.is_dir() or ".." in parts or member.filename.startswith("/"):
+                continue
+            if parts[0].endswith(".data"):
+                raise SystemExit(
+                    f"assemble_rootfs: {wheel.name} carries {parts[0]}; only pure wheels install here"
+                )
+            dest = target / member.filename
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(archive.read(member))
+
+
 def write_launchers(rootfs: Path) -> list[str]:
-    """One executable per console script of the project, as pip would make them."""
+    """One executable per console script whose package is in the rootfs, as pip would make them."""
     scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    lib = rootfs / LIB_DIR.lstrip("/")
     written = []
     for name, target in sorted(scripts.items()):
         module, func = target.split(":")
-        if module.split(".")[0] not in PROJECT_PACKAGES:
+        if not (lib / module.split(".")[0] / "__init__.py").is_file():
             continue
         path = rootfs / "usr/local/bin" / name
         path.write_text(
@@ -234,14 +260,14 @@ def base_files(rootfs: Path) -> None:
             copy_file(Path(conf), rootfs / conf.lstrip("/"))
 
 
-def assemble(rootfs: Path) -> None:
+def assemble(rootfs: Path, wheel: Path | None = None) -> None:
     if rootfs.exists() and any(rootfs.iterdir()):
         raise SystemExit(f"assemble_rootfs: {rootfs} is not empty; give a new directory")
     rootfs.mkdir(parents=True, exist_ok=True)
     mirror_usrmerge(rootfs)
     base_files(rootfs)
     python = copy_interpreter(rootfs)
-    site = copy_packages(rootfs)
+    site = copy_packages(rootfs, wheel)
     launchers = write_launchers(rootfs)
     tools = copy_tools(rootfs, host_tools(TOOLS))
     binaries = [Path(getattr(sys, "_base_executable", sys.executable)).resolve()]

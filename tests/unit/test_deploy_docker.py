@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +260,72 @@ def test_service_command_line_serves_a_socket_activated_socket(tmp_path: Path) -
         if proc.stdout:
             proc.stdout.close()
     assert "socket activation" in output, f"the plugin did not use the handed-over socket:\n{output}"
+
+
+# ---- the offline image build (deploy/docker/build_image.py) ---------------------------------
+
+
+def _build_image_module() -> Any:
+    sys.path.insert(0, str(DOCKER_DIR))
+    try:
+        import build_image
+    finally:
+        sys.path.remove(str(DOCKER_DIR))
+    return build_image
+
+
+def test_image_tag_is_the_project_version_everywhere_it_is_named() -> None:
+    build_image = _build_image_module()
+    version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert build_image.default_tag() == f"linstor-volume-plugin:{version}"
+    kustomization = (REPO_ROOT / "deploy" / "kubernetes" / "base" / "kustomization.yaml").read_text()
+    assert re.search(rf'newTag: "{re.escape(version)}"', kustomization), "kustomize tag != project version"
+    for job in (REPO_ROOT / "deploy" / "nomad").glob("linstor-csi-*.nomad.hcl"):
+        assert f'default     = "{build_image.default_tag()}"' in job.read_text(), job.name
+
+
+def test_pinned_packages_are_exactly_the_runtime_dependencies() -> None:
+    build_image = _build_image_module()
+    build_image.check_pins(build_image.installed_runtime(), build_image.read_constraints())
+
+
+def test_a_package_off_its_pin_is_refused_with_both_versions() -> None:
+    build_image = _build_image_module()
+    pins = build_image.read_constraints()
+    drifted = {**pins, "grpcio": "0.0.1", "extra-thing": "1.0"}
+    del drifted["requests"]
+    with pytest.raises(build_image.BuildError) as refused:
+        build_image.check_pins(drifted, pins)
+    message = str(refused.value)
+    assert f"grpcio is 0.0.1 here, pinned {pins['grpcio']}" in message
+    assert "extra-thing 1.0 is a runtime dependency but is not pinned" in message
+    assert f"requests=={pins['requests']} is pinned but is not a runtime dependency" in message
+    assert "constraints.txt" in message
+
+
+def test_a_malformed_pin_line_names_its_line(tmp_path: Path) -> None:
+    build_image = _build_image_module()
+    bad = tmp_path / "constraints.txt"
+    bad.write_text("# pins\nrequests==2.0\nflask>=3\n")
+    with pytest.raises(build_image.BuildError, match=r"line 3: expected name==version, found 'flask>=3'"):
+        build_image.read_constraints(bad)
+
+
+def test_image_build_script_is_executable_and_strict() -> None:
+    script = DOCKER_DIR / "build-image.sh"
+    assert os.access(script, os.X_OK)
+    assert "set -euo pipefail" in script.read_text()
+    check = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_the_wheel_carries_the_project_and_its_version(tmp_path: Path) -> None:
+    """The image installs the project from this wheel: every package and the metadata."""
+    build_image = _build_image_module()
+    wheel = build_image.build_wheel(tmp_path)
+    names = zipfile.ZipFile(wheel).namelist()
+    version = build_image.project_version()
+    for package in ("plugin", "csi", "docker_plugin", "emulator"):
+        assert f"{package}/__init__.py" in names
+    assert f"linstor_volume_plugin-{version}.dist-info/entry_points.txt" in names
+    assert not any("__pycache__" in name for name in names)
