@@ -11,7 +11,7 @@ variable "linstor_controllers" {
 
 variable "image" {
   type        = string
-  description = "plugin image, built from deploy/docker/Dockerfile"
+  description = "plugin image, built by deploy/docker/build-image.sh"
   default     = "linstor-volume-plugin:0.1.0"
 }
 
