@@ -100,7 +100,14 @@ def test_doctor_command_lines_parse(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "overlay", ["deploy/kubernetes/base", "deploy/kubernetes/overlays/tls", "deploy/kubernetes/examples"]
+    "overlay",
+    [
+        "deploy/kubernetes/base",
+        "deploy/kubernetes/overlays/tls",
+        "deploy/kubernetes/overlays/monitoring",
+        "deploy/kubernetes/overlays/piraeus",
+        "deploy/kubernetes/examples",
+    ],
 )
 def test_kustomize_paths_in_the_docs_are_kustomizations(overlay: str) -> None:
     assert overlay in page("kubernetes.md")

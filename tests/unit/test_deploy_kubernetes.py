@@ -1,6 +1,6 @@
 """The Kubernetes manifests build, validate against the API schemas and agree with each other.
 
-Every object of every kustomization (base, the TLS overlay, the examples) is checked with
+Every object of every kustomization (base, the overlays, the examples) is checked with
 ``kubernetes-validate`` in strict mode (unknown fields are errors). Cross-reference
 checks then catch what schemas cannot: a sidecar pointed at another socket than the
 driver listens on, a driver name that differs between CSIDriver, StorageClass and the
@@ -20,6 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.unit import crd_schemas
 from tests.unit.test_deploy_kustomize import (
     KUBERNETES_DIR,
     KUSTOMIZATIONS,
@@ -93,22 +94,6 @@ RBAC_NEEDS: dict[str, list[tuple[str, str, tuple[str, ...], bool]]] = {
         ("coordination.k8s.io", "leases", ("get", "create", "update"), True),
     ],
 }
-# The snapshot CRDs are not part of the core API schemas; this is the shape of
-# snapshot.storage.k8s.io/v1 VolumeSnapshotClass from the external-snapshotter CRD.
-VOLUME_SNAPSHOT_CLASS_SCHEMA = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "driver", "deletionPolicy"],
-    "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": "snapshot.storage.k8s.io/v1"},
-        "kind": {"const": "VolumeSnapshotClass"},
-        "metadata": {"type": "object", "required": ["name"]},
-        "driver": {"type": "string", "minLength": 1},
-        "deletionPolicy": {"enum": ["Delete", "Retain"]},
-        "parameters": {"type": "object", "additionalProperties": {"type": "string"}},
-    },
-}
-
 Obj = dict[str, Any]
 
 
@@ -182,8 +167,8 @@ def workloads(objects: list[Obj]) -> list[Obj]:
 def test_every_object_matches_the_kubernetes_schema(builds: dict[str, list[Obj]], name: str) -> None:
     assert builds[name], f"{name} renders no objects"
     for obj in builds[name]:
-        if obj["kind"] == "VolumeSnapshotClass":
-            jsonschema.validate(obj, VOLUME_SNAPSHOT_CLASS_SCHEMA)
+        if obj["kind"] in crd_schemas.BY_KIND:  # custom resources: no API schema to check with
+            jsonschema.validate(obj, crd_schemas.BY_KIND[obj["kind"]])
             continue
         try:
             kubernetes_validate.validate(obj, K8S_VERSION, strict=True)

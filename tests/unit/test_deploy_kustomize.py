@@ -21,7 +21,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_DIR = REPO_ROOT / "deploy" / "kubernetes"
-KUSTOMIZATIONS = ("base", "overlays/tls", "examples")
+KUSTOMIZATIONS = ("base", "overlays/tls", "overlays/monitoring", "overlays/piraeus", "examples")
 
 SUPPORTED_FIELDS = {"apiVersion", "kind", "resources", "namespace", "images", "patches"}
 # Kinds without a namespace among those the manifests use (plus common neighbours).
@@ -37,6 +37,7 @@ CLUSTER_SCOPED_KINDS = {
     "PriorityClass",
     "CustomResourceDefinition",
     "VolumeAttributesClass",
+    "LinstorCluster",
 }
 
 Obj = dict[str, Any]

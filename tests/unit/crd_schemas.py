@@ -1,0 +1,130 @@
+"""JSON schemas for the custom resources the Kubernetes manifests use.
+
+The API schemas ``kubernetes-validate`` carries cover built-in kinds only. These are the
+shapes of the custom resources, written from their CRDs' documentation and limited to the
+fields the manifests may use: anything else is an error, as in strict validation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[str, Any]
+
+_METADATA: Schema = {"type": "object", "required": ["name"]}
+_STRING_MAP: Schema = {"type": "object", "additionalProperties": {"type": "string"}}
+_LABEL_SELECTOR: Schema = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"matchLabels": _STRING_MAP, "matchExpressions": {"type": "array"}},
+}
+# Prometheus operator durations: 30s, 1m, 1h30m ...
+_DURATION: Schema = {"type": "string", "pattern": r"^(0|([0-9]+(ms|s|m|h|d|w|y))+)$"}
+
+# snapshot.storage.k8s.io/v1 VolumeSnapshotClass (external-snapshotter CRD).
+VOLUME_SNAPSHOT_CLASS: Schema = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "driver", "deletionPolicy"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "snapshot.storage.k8s.io/v1"},
+        "kind": {"const": "VolumeSnapshotClass"},
+        "metadata": _METADATA,
+        "driver": {"type": "string", "minLength": 1},
+        "deletionPolicy": {"enum": ["Delete", "Retain"]},
+        "parameters": _STRING_MAP,
+    },
+}
+
+# monitoring.coreos.com/v1 ServiceMonitor (Prometheus operator CRD).
+SERVICE_MONITOR: Schema = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": _METADATA,
+        "spec": {
+            "type": "object",
+            "required": ["selector", "endpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": _LABEL_SELECTOR,
+                "namespaceSelector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "any": {"type": "boolean"},
+                        "matchNames": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "jobLabel": {"type": "string"},
+                "targetLabels": {"type": "array", "items": {"type": "string"}},
+                "podTargetLabels": {"type": "array", "items": {"type": "string"}},
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"},
+                            "targetPort": {"type": ["string", "integer"]},
+                            "path": {"type": "string", "pattern": "^/"},
+                            "scheme": {"enum": ["http", "https"]},
+                            "interval": _DURATION,
+                            "scrapeTimeout": _DURATION,
+                            "honorLabels": {"type": "boolean"},
+                            "relabelings": {"type": "array"},
+                            "metricRelabelings": {"type": "array"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+_COMPONENT: Schema = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"enabled": {"type": "boolean"}, "podTemplate": {"type": "object"}},
+}
+
+# piraeus.io/v1 LinstorCluster (Piraeus operator v2 CRD, cluster scoped).
+LINSTOR_CLUSTER: Schema = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "piraeus.io/v1"},
+        "kind": {"const": "LinstorCluster"},
+        "metadata": {**_METADATA, "not": {"required": ["namespace"]}},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "nodeSelector": _STRING_MAP,
+                "nodeAffinity": {"type": "object"},
+                "repository": {"type": "string"},
+                "properties": {"type": "array"},
+                "linstorPassphraseSecret": {"type": "string"},
+                "patches": {"type": "array"},
+                "externalController": {"type": "object", "required": ["url"]},
+                "controller": _COMPONENT,
+                "csiController": _COMPONENT,
+                "csiNode": _COMPONENT,
+                "highAvailabilityController": _COMPONENT,
+                "internalTLS": {"type": "object"},
+                "apiTLS": {"type": "object"},
+            },
+        },
+    },
+}
+
+BY_KIND: dict[str, Schema] = {
+    "VolumeSnapshotClass": VOLUME_SNAPSHOT_CLASS,
+    "ServiceMonitor": SERVICE_MONITOR,
+    "LinstorCluster": LINSTOR_CLUSTER,
+}
