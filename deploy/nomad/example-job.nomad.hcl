@@ -26,6 +26,11 @@ job "postgres" {
         POSTGRES_PASSWORD = "change-me"
         PGDATA            = "/var/lib/postgresql/data/pgdata"
       }
+
+      resources {
+        cpu    = 500
+        memory = 512
+      }
     }
   }
 }

@@ -56,9 +56,12 @@ job "linstor-csi-controller" {
         health_timeout = "60s"
       }
 
+      # memory is reserved and is the hard limit; memory_max (LINSTOR calls only) raises the limit
+      # where the cluster allows memory oversubscription.
       resources {
-        cpu    = 100
-        memory = 128
+        cpu        = 100
+        memory     = 128
+        memory_max = 256
       }
     }
   }

@@ -58,9 +58,12 @@ job "linstor-csi" {
         health_timeout         = "60s"
       }
 
+      # memory is reserved and is the hard limit; memory_max (mkfs of a large volume runs in the task's memory) raises the limit
+      # where the cluster allows memory oversubscription.
       resources {
-        cpu    = 100
-        memory = 128
+        cpu        = 100
+        memory     = 128
+        memory_max = 512
       }
     }
   }

@@ -21,6 +21,7 @@ PLUGIN_JOBS = {
     "linstor-csi-controller.nomad.hcl": ("controller", "service", "controller"),
     "linstor-csi-node.nomad.hcl": ("node", "system", "node"),
     "linstor-csi-monolith.nomad.hcl": ("monolith", "system", "all"),
+    "linstor-csi-tls.nomad.hcl": ("monolith", "system", "all"),
 }
 ACCESS_MODES = {
     "single-node-reader-only",
@@ -163,3 +164,63 @@ def test_tasks_tell_the_doctor_their_node_name() -> None:
         for _, task, _ in plugin_tasks(job_file):
             env = task["env"][0]
             assert env["LS_NODE_NAME"] == flag(task["config"][0]["args"], "--node")
+
+
+def all_tasks(job_file: str) -> list[dict[str, Any]]:
+    doc = load(job_file)
+    return [
+        task
+        for job in labelled(doc["job"]).values()
+        for group in labelled(job["group"]).values()
+        for task in labelled(group["task"]).values()
+    ]
+
+
+@pytest.mark.parametrize("job_file", sorted(p.name for p in NOMAD_DIR.glob("*.nomad.hcl")))
+def test_every_task_reserves_cpu_and_memory(job_file: str) -> None:
+    for task in all_tasks(job_file):
+        resources = task["resources"][0]
+        assert resources["cpu"] > 0 and resources["memory"] > 0
+        if "memory_max" in resources:
+            assert resources["memory_max"] >= resources["memory"]
+
+
+def test_node_tasks_may_grow_for_mkfs() -> None:
+    for job_file, (plugin_type, _, _) in PLUGIN_JOBS.items():
+        if plugin_type in ("node", "monolith"):
+            (_, task, _) = plugin_tasks(job_file)[0]
+            assert task["resources"][0]["memory_max"] >= 512, job_file
+
+
+def test_tls_job_hands_the_driver_certificate_files_from_nomad_variables() -> None:
+    (_, task, _) = plugin_tasks("linstor-csi-tls.nomad.hcl")[0]
+    env = task["env"][0]
+    doc = load("linstor-csi-tls.nomad.hcl")
+    default = doc["variable"][0]["linstor_controllers"]["default"]
+    assert default.startswith("https://"), "the TLS job points at an HTTPS controller"
+    job_name = next(iter(labelled(doc["job"])))
+    templates = {t["destination"]: t for t in task["template"]}
+    for var, key in (
+        ("LS_ROOT_CA", "ca_crt"),
+        ("LS_USER_CERTIFICATE", "tls_crt"),
+        ("LS_USER_KEY", "tls_key"),
+    ):
+        path = env[var]
+        # The docker driver mounts the task's secrets/ at /secrets.
+        assert path.startswith("/secrets/"), f"{var}={path} is not in the secrets directory"
+        template = templates["secrets/" + path.removeprefix("/secrets/")]
+        data = template["data"].replace('\\"', '"')  # python-hcl2 keeps the escapes
+        assert f'nomadVar "nomad/jobs/{job_name}"' in data, data
+        assert f"{{{{ .{key} }}}}" in data, data
+        assert template["perms"] == "0600"
+        assert template["change_mode"] == "restart"
+    assert "--metrics-port=9810" in task["config"][0]["args"]
+
+
+def test_tls_job_is_the_monolith_job_plus_tls() -> None:
+    plain = plugin_tasks("linstor-csi-monolith.nomad.hcl")[0][1]
+    tls = plugin_tasks("linstor-csi-tls.nomad.hcl")[0][1]
+    assert tls["config"] == plain["config"]
+    assert tls["csi_plugin"] == plain["csi_plugin"]
+    extra = set(tls["env"][0]) - set(plain["env"][0])
+    assert extra == {"LS_ROOT_CA", "LS_USER_CERTIFICATE", "LS_USER_KEY"}
