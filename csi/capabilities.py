@@ -4,8 +4,12 @@ The lists are built once and used both to answer the *GetCapabilities RPCs and t
 check requests, so an advertised capability and the behaviour behind it cannot drift.
 Deliberately not advertised: PUBLISH_READONLY (Nomad sends readonly=true per read
 claim and would get ALREADY_EXISTS for mixed claims on one node; read-only is enforced
-at mount time instead), GET_SNAPSHOT and SNAPSHOT_METADATA (newer than what common
-conformance tools accept; GetSnapshot still answers), MODIFY_VOLUME.
+at mount time instead), SNAPSHOT_METADATA and MODIFY_VOLUME. GET_SNAPSHOT is advertised
+(spec v1.12; csi-sanity before v5.4 does not know it).
+
+The filesystems a capability may ask for are the node's own list
+(:data:`plugin.nodecommands.SUPPORTED_FILESYSTEMS`): a volume the node could never stage
+is refused when it is created.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 
 from csi.generated import csi_pb2
 from plugin.errors import InvalidArgument
+from plugin.nodecommands import SUPPORTED_FILESYSTEMS
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 CtrlRpc = csi_pb2.ControllerServiceCapability.RPC.Type
@@ -49,6 +54,7 @@ CONTROLLER_RPCS = (
     CtrlRpc.GET_VOLUME,
     CtrlRpc.VOLUME_CONDITION,
     CtrlRpc.SINGLE_NODE_MULTI_WRITER,
+    CtrlRpc.GET_SNAPSHOT,
 )
 
 NODE_RPCS = (
@@ -56,6 +62,7 @@ NODE_RPCS = (
     NodeRpc.GET_VOLUME_STATS,
     NodeRpc.EXPAND_VOLUME,
     NodeRpc.VOLUME_CONDITION,
+    NodeRpc.SINGLE_NODE_MULTI_WRITER,
 )
 
 # Filesystem volumes can be written from one node at a time (no RWX export); raw block
@@ -138,7 +145,7 @@ def unsupported_reason(access: Access) -> str | None:
     return None
 
 
-SUPPORTED_FS = frozenset({"ext4", "xfs", "ext3", "ext2", "btrfs"})
+SUPPORTED_FS = frozenset(SUPPORTED_FILESYSTEMS)
 
 
 def parse_supported(capability: csi_pb2.VolumeCapability, field: str = "volume_capability") -> Access:

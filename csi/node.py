@@ -2,6 +2,9 @@
 
 Staging mounts the volume's filesystem once per staging path; publishing bind-mounts
 from there, so read-only pods get a read-only view of a read-write staging mount.
+SINGLE_NODE_MULTI_WRITER volumes may be published read-write at any number of targets;
+a SINGLE_NODE_SINGLE_WRITER volume at one read-write target at a time (a second one is
+FAILED_PRECONDITION, read-only targets beside it are fine).
 Nomad stages one volume at several staging paths on a node (one per usage mode), so
 nothing here assumes a single staging path per volume. Raw block volumes skip the
 staging mount: publish binds the device node onto a file at the target path.
@@ -185,9 +188,12 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         require(request, "volume_capability")
         access = capabilities.parse_supported(request.volume_capability)
         readonly = request.readonly or access.read_only
+        single_writer = access.mode == capabilities.Mode.SINGLE_NODE_SINGLE_WRITER and not readonly
         with self._inflight.hold(f"{request.volume_id}@{target}", "NodePublishVolume"):
             if access.block:
                 device = self._device(request.volume_id, request.publish_context)
+                if single_writer:
+                    self._refuse_second_writer(request.volume_id, device, target)
                 self._ops.bind_block_device(device, target, readonly=readonly)
                 return csi_pb2.NodePublishVolumeResponse()
             owner = self._owner(request.volume_id, must_exist=True)  # NOT_FOUND wins over "not staged"
@@ -201,8 +207,20 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
                     f"staging_target_path {staging} holds a mount that is not volume {request.volume_id}'s; "
                     "not publishing it"
                 )
+            if single_writer and owner.device:
+                self._refuse_second_writer(request.volume_id, owner.device, target, staging)
             self._ops.bind_mount(staging, target, readonly=readonly)
         return csi_pb2.NodePublishVolumeResponse()
+
+    def _refuse_second_writer(self, volume_id: str, device: str, target: str, staging: str = "") -> None:
+        """SINGLE_NODE_SINGLE_WRITER: one read-write publication at a time, the spec's FAILED_PRECONDITION."""
+        own = {os.path.realpath(p) for p in (target, staging) if p}
+        others = [m for m in self._ops.writable_mounts_of(device) if os.path.realpath(m) not in own]
+        if others:
+            raise errors.FailedPrecondition(
+                f"volume {volume_id} has access mode SINGLE_NODE_SINGLE_WRITER and is already published "
+                f"read-write at {others[0]}; unpublish it there first"
+            )
 
     def NodeUnpublishVolume(
         self, request: csi_pb2.NodeUnpublishVolumeRequest, context: grpc.ServicerContext

@@ -362,6 +362,14 @@ class NodeOps:
             return []
         return [e.mount_point for e in entries if (e.device_number, e.root) == location]
 
+    def writable_mounts_of(self, device: str) -> list[str]:
+        """Mount points where the device's data is writable: rw filesystem mounts, binds and device binds.
+
+        What SINGLE_NODE_SINGLE_WRITER needs to know: where else the volume is open for writing.
+        """
+        number = self._require_block_device(device)
+        return [e.mount_point for e in self._device_mounts(number) if not e.read_only]
+
     def _device_mounts(self, number: tuple[int, int]) -> list[MountEntry]:
         """Mounts of a filesystem on the device, and binds of the device node itself."""
         cache: dict[str, object] = {}

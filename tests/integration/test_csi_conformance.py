@@ -693,6 +693,7 @@ def test_node_info_and_capabilities(stack: Stack) -> None:
         rpc.GET_VOLUME_STATS,
         rpc.EXPAND_VOLUME,
         rpc.VOLUME_CONDITION,
+        rpc.SINGLE_NODE_MULTI_WRITER,
     }
 
 

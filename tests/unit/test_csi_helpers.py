@@ -14,6 +14,7 @@ from csi.inflight import InFlight
 from csi.sanitize import loggable, strip_secrets
 from csi.server import parse_endpoint
 from plugin import errors as core
+from plugin.nodecommands import SUPPORTED_FILESYSTEMS
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 
@@ -118,15 +119,28 @@ def test_capabilities_accept_and_refuse() -> None:
         )
 
 
-def test_advertised_capabilities_avoid_publish_readonly_and_newer_values() -> None:
+def test_advertised_capabilities() -> None:
     types = {c.rpc.type for c in capabilities.controller_capabilities()}
     rpc = csi_pb2.ControllerServiceCapability.RPC
-    assert (
-        rpc.PUBLISH_READONLY not in types and rpc.GET_SNAPSHOT not in types and rpc.MODIFY_VOLUME not in types
-    )
-    assert {rpc.CREATE_DELETE_VOLUME, rpc.PUBLISH_UNPUBLISH_VOLUME, rpc.LIST_VOLUMES_PUBLISHED_NODES} <= types
+    assert rpc.PUBLISH_READONLY not in types and rpc.MODIFY_VOLUME not in types
+    assert {
+        rpc.CREATE_DELETE_VOLUME,
+        rpc.PUBLISH_UNPUBLISH_VOLUME,
+        rpc.LIST_VOLUMES_PUBLISHED_NODES,
+        rpc.GET_SNAPSHOT,
+    } <= types
     node_types = {c.rpc.type for c in capabilities.node_capabilities()}
-    assert csi_pb2.NodeServiceCapability.RPC.STAGE_UNSTAGE_VOLUME in node_types
+    node_rpc = csi_pb2.NodeServiceCapability.RPC
+    assert {node_rpc.STAGE_UNSTAGE_VOLUME, node_rpc.SINGLE_NODE_MULTI_WRITER} <= node_types
+
+
+def test_capability_filesystems_are_the_nodes() -> None:
+    assert frozenset(SUPPORTED_FILESYSTEMS) == capabilities.SUPPORTED_FS
+    for fs in ("ext2", "ext3", "vfat"):
+        with pytest.raises(core.InvalidArgument, match=fs):
+            capabilities.parse_all([_cap(Mode.SINGLE_NODE_WRITER, fs=fs)])
+    for fs in SUPPORTED_FILESYSTEMS:
+        assert capabilities.parse_all([_cap(Mode.SINGLE_NODE_WRITER, fs=fs)])[0].fs_type == fs
 
 
 def test_paginate() -> None:
