@@ -77,6 +77,18 @@ def _parser() -> argparse.ArgumentParser:
         default=MKFS_SECONDS_PER_GIB,
         help=f"added to the mkfs time limit per GiB of the device (default {MKFS_SECONDS_PER_GIB:g})",
     )
+    s.add_argument(
+        "--drbd-minors",
+        type=_count,
+        default=49000,
+        help="DRBD minor numbers to hand out, from 1000 (default 49000, LINSTOR's range)",
+    )
+    s.add_argument(
+        "--drbd-ports",
+        type=_count,
+        default=1000,
+        help="DRBD TCP ports to hand out per node, from 7000 (default 1000, LINSTOR's range)",
+    )
     s.add_argument("--tls-cert", default=None, help="serve HTTPS with this certificate (PEM)")
     s.add_argument("--tls-key", default=None, help="private key of --tls-cert (PEM)")
     s.add_argument("--tls-client-ca", default=None, help="require client certificates signed by this CA")
@@ -88,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--log-level", default="INFO", help="log level (default INFO)")
     return p
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 49000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count between 1 and 49000")
+    return int(text)
 
 
 def _seconds(text: str) -> float:
@@ -123,6 +141,8 @@ def _config(args: argparse.Namespace) -> Config:
         strict_reflink=args.strict_reflink,
         strict_clone=args.strict_clone,
         pool_name=args.pool_name,
+        drbd_minor_count=args.drbd_minors,
+        drbd_port_count=args.drbd_ports,
     )
 
 

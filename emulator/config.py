@@ -30,5 +30,9 @@ class Config:
     #: Reproduce the real 227 for clones of FILE_THIN volumes instead of copying.
     strict_clone: bool = False
     pool_name: str = DEFAULT_POOL
+    #: How many DRBD minors (from 1000) and TCP ports per node (from 7000) there are to hand
+    #: out; LINSTOR's ranges by default, fewer to let tests run out as a big cluster does.
+    drbd_minor_count: int = 49000
+    drbd_port_count: int = 1000
     version: str = "1.34.0"
     rest_api_version: str = "1.28.0"

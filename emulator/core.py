@@ -260,7 +260,7 @@ class Emulator:
                     rc.error(rc.FAIL_INVLD_MINOR_NR, f"Minor number {wanted} is not available.")
                 )
             return wanted
-        for minor in range(MINOR_MIN, MINOR_MAX + 1):
+        for minor in range(MINOR_MIN, min(MINOR_MAX, MINOR_MIN + self.config.drbd_minor_count - 1) + 1):
             if minor not in used:
                 return minor
         raise rc.ApiFailure(rc.error(rc.FAIL_POOL_EXHAUSTED_MINOR_NR, "No free DRBD minor number left."))
@@ -272,7 +272,7 @@ class Emulator:
             rsc = rd.resources.get(node_key)
             if rsc is not None:
                 used.add(rsc.tcp_port)
-        for port in range(PORT_MIN, PORT_MAX + 1):
+        for port in range(PORT_MIN, min(PORT_MAX, PORT_MIN + self.config.drbd_port_count - 1) + 1):
             if port not in used:
                 return port
         raise rc.ApiFailure(
