@@ -2,10 +2,11 @@
 
 The lists are built once and used both to answer the *GetCapabilities RPCs and to
 check requests, so an advertised capability and the behaviour behind it cannot drift.
-Deliberately not advertised: PUBLISH_READONLY (Nomad sends readonly=true per read
-claim and would get ALREADY_EXISTS for mixed claims on one node; read-only is enforced
-at mount time instead), SNAPSHOT_METADATA and MODIFY_VOLUME. GET_SNAPSHOT is advertised
-(spec v1.12; csi-sanity before v5.4 does not know it).
+Deliberately not advertised: SNAPSHOT_METADATA and MODIFY_VOLUME. GET_SNAPSHOT is
+advertised (spec v1.12; csi-sanity before v5.4 does not know it). PUBLISH_READONLY is
+advertised; how it coexists with Nomad's per-claim ``readonly`` is told in
+:mod:`csi.publications`. LIST_VOLUMES_PUBLISHED_NODES reports the nodes the volume was
+published to, as recorded in LINSTOR, never mere replicas.
 
 The filesystems a capability may ask for are the node's own list
 (:data:`plugin.nodecommands.SUPPORTED_FILESYSTEMS`): a volume the node could never stage
@@ -44,6 +45,7 @@ PLUGIN_CAPABILITIES = (
 CONTROLLER_RPCS = (
     CtrlRpc.CREATE_DELETE_VOLUME,
     CtrlRpc.PUBLISH_UNPUBLISH_VOLUME,
+    CtrlRpc.PUBLISH_READONLY,
     CtrlRpc.LIST_VOLUMES,
     CtrlRpc.LIST_VOLUMES_PUBLISHED_NODES,
     CtrlRpc.GET_CAPACITY,

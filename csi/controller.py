@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from csi import capabilities, convert, keys
+from csi import capabilities, convert, keys, publications
 from csi.errors import OutOfRange
 from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.inflight import InFlight
@@ -30,9 +30,15 @@ log = logging.getLogger(__name__)
 
 
 class ControllerServicer(csi_pb2_grpc.ControllerServicer):
-    def __init__(self, service: VolumeService, inflight: InFlight | None = None) -> None:
+    def __init__(
+        self,
+        service: VolumeService,
+        inflight: InFlight | None = None,
+        max_volumes_per_node: int = keys.DEFAULT_MAX_VOLUMES_PER_NODE,
+    ) -> None:
         self._service = service
         self._inflight = inflight or InFlight("volume")
+        self._limits = publications.AttachLimit(max_volumes_per_node)
 
     def _params(self, parameters: Mapping[str, str]) -> VolumeParams:
         """StorageClass parameters, read with the driver's property namespace."""
@@ -113,15 +119,23 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         self, request: csi_pb2.ControllerPublishVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.ControllerPublishVolumeResponse:
         require(request, "volume_id", "node_id", "volume_capability")
-        capabilities.parse_supported(request.volume_capability)
+        access = capabilities.parse_supported(request.volume_capability)
+        token = publications.token(access.mode, request.readonly)
         with self._inflight.hold(request.volume_id, "ControllerPublishVolume"):
             volume = self._service.get_volume(request.volume_id)
-            attachment = self._service.attach(request.volume_id, request.node_id)
+            recorded = self._service.publications(request.volume_id, request.node_id)
+            publications.check_compatible(volume.id, request.node_id, recorded, access.mode, request.readonly)
+            with self._limits.hold(request.node_id):
+                self._limits.check(self._service, request.volume_id, request.node_id)
+                attachment = self._service.attach(request.volume_id, request.node_id)
+                self._service.record_publication(request.volume_id, request.node_id, token)
         publish_context = {
             keys.USES_PUBLISH_CONTEXT: "true",
             keys.DEVICE_PATH: attachment.device_path,
             keys.FS_TYPE: volume.fs_type or "",
         }
+        if request.readonly:
+            publish_context[keys.READ_ONLY] = "true"
         return csi_pb2.ControllerPublishVolumeResponse(publish_context=publish_context)
 
     def ControllerUnpublishVolume(
@@ -136,11 +150,12 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
                     volume = self._service.get_volume(request.volume_id)
                 except (errors.NotFound, errors.InvalidArgument):
                     return csi_pb2.ControllerUnpublishVolumeResponse()
-                nodes = [r.node for r in volume.replicas if r.diskless and not r.tie_breaker]
+                nodes = [r.node for r in volume.replicas if r.published or (r.diskless and not r.tie_breaker)]
             for node in nodes:
                 # A missing volume or node is detached by definition.
                 with contextlib.suppress(errors.NotFound, errors.InvalidArgument):
                     self._service.detach(request.volume_id, node)
+                    self._service.clear_publication(request.volume_id, node)
         return csi_pb2.ControllerUnpublishVolumeResponse()
 
     def ValidateVolumeCapabilities(

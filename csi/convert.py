@@ -114,8 +114,17 @@ def csi_snapshot(snapshot: Snapshot) -> csi_pb2.Snapshot:
 
 
 def published_nodes(volume: Volume) -> list[str]:
-    """Nodes where the volume is usable: every replica except quorum tie-breakers."""
-    return sorted({r.node for r in volume.replicas if not r.tie_breaker})
+    """Nodes the volume was published to by ControllerPublishVolume, not every replica.
+
+    csi-attacher reads these as attachments; a replica on a hyper-converged node is none
+    (why LINBIT's driver dropped the capability). Publications are recorded in LINSTOR.
+    """
+    return sorted({r.node for r in volume.replicas if r.published})
+
+
+def read_only_publication(publish_context: Mapping[str, str]) -> bool:
+    """Whether ControllerPublishVolume published this claim read-only (PUBLISH_READONLY)."""
+    return publish_context.get(keys.READ_ONLY, "").lower() == "true"
 
 
 def condition(volume: Volume) -> csi_pb2.VolumeCondition:

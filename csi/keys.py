@@ -19,6 +19,8 @@ REMOTE_ACCESS_POLICY = f"{PREFIX}/remote-access-policy"
 USES_PUBLISH_CONTEXT = f"{PREFIX}/uses-publish-context"
 DEVICE_PATH = f"{PREFIX}/device-path"
 FS_TYPE = f"{PREFIX}/fs-type"
+# Ours alone (LINBIT's driver has no PUBLISH_READONLY): "true" when this publication is read-only.
+READ_ONLY = f"{PREFIX}/read-only"
 
 # topology segments
 TOPOLOGY_HOSTNAME = "linbit.com/hostname"

@@ -1,5 +1,7 @@
 """CSI Node service: stage (format guard + mount), publish (bind), stats, expand, info.
 
+A publication ControllerPublishVolume made read-only (PUBLISH_READONLY; the publish
+context says so) is staged and published read-only whatever the access mode asks.
 Staging mounts the volume's filesystem once per staging path; publishing bind-mounts
 from there, so read-only pods get a read-only view of a read-write staging mount.
 SINGLE_NODE_MULTI_WRITER volumes may be published read-write at any number of targets;
@@ -157,12 +159,13 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
                 # restored snapshots carry their origin's xfs uuid; let both mount side by side
                 ["nouuid"] if fs_type == "xfs" else [],
             )
+            readonly = access.read_only or convert.read_only_publication(request.publish_context)
             self._ops.stage(
                 device,
                 staging,
                 fs_type,
                 mount_opts=options,
-                readonly=access.read_only,
+                readonly=readonly,
                 post_mount_xfs_opts=request.volume_context.get(keys.POST_MOUNT_XFS_OPTS, ""),
             )
         return csi_pb2.NodeStageVolumeResponse()
@@ -187,7 +190,8 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         staging = self._roots.confine(request.staging_target_path, "staging_target_path")
         require(request, "volume_capability")
         access = capabilities.parse_supported(request.volume_capability)
-        readonly = request.readonly or access.read_only
+        published_ro = convert.read_only_publication(request.publish_context)
+        readonly = request.readonly or access.read_only or published_ro
         single_writer = access.mode == capabilities.Mode.SINGLE_NODE_SINGLE_WRITER and not readonly
         with self._inflight.hold(f"{request.volume_id}@{target}", "NodePublishVolume"):
             if access.block:

@@ -124,7 +124,9 @@ class CsiDriver:
         )
         served = ["csi.v1.Identity"]
         if options.mode in ("controller", "all"):
-            csi_pb2_grpc.add_ControllerServicer_to_server(ControllerServicer(service), self._server)
+            csi_pb2_grpc.add_ControllerServicer_to_server(
+                ControllerServicer(service, max_volumes_per_node=options.max_volumes_per_node), self._server
+            )
             served.append("csi.v1.Controller")
         if options.mode in ("node", "all"):
             assert nodeops is not None

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from csi.generated import csi_pb2, csi_pb2_grpc
+from csi.keys import DEFAULT_MAX_VOLUMES_PER_NODE
 from csi.server import CsiDriver, DriverOptions
 from csi.validation import DEFAULT_PATH_ROOTS
 from plugin.mounts import MOUNTINFO, unescape
@@ -64,6 +65,7 @@ def running_driver(
     mode: str = "all",
     workers: int = 64,
     path_roots: Sequence[str] = DEFAULT_PATH_ROOTS,
+    max_volumes_per_node: int = DEFAULT_MAX_VOLUMES_PER_NODE,
 ) -> Iterator[tuple[CsiDriver, CsiClient]]:
     """An in-process driver on a unix socket in a fresh temp dir, with a connected client.
 
@@ -79,6 +81,7 @@ def running_driver(
             node_name=node_name,
             workers=workers,
             path_roots=tuple(path_roots),
+            max_volumes_per_node=max_volumes_per_node,
         ),
     )
     driver.start()
@@ -119,6 +122,7 @@ def driver_on_emulator(
     workers: int = 64,
     device_timeout: float = 10.0,
     path_roots: Sequence[str] = DEFAULT_PATH_ROOTS,
+    max_volumes_per_node: int = DEFAULT_MAX_VOLUMES_PER_NODE,
 ) -> Iterator[tuple[CsiDriver, CsiClient, NodeOps]]:
     """The real core (client, volume service, node ops) behind an in-process driver."""
     from plugin.config import load_config
@@ -129,5 +133,8 @@ def driver_on_emulator(
     config = load_config({"controllers": controller_url, "node_name": node_name}, env={}, config_file=None)
     service = RealVolumeService(LinstorClient(config), config)
     nodeops = RealNodeOps(device_timeout=device_timeout)
-    with running_driver(service, nodeops, node_name, mode, workers, path_roots) as (driver, client):
+    with running_driver(service, nodeops, node_name, mode, workers, path_roots, max_volumes_per_node) as (
+        driver,
+        client,
+    ):
         yield driver, client, nodeops

@@ -294,8 +294,9 @@ class LinstorClient:
         if error is not None:
             code = rc.bare_code(rc.ret_code(error))
             cls = (overrides or {}).get(code) or rc.error_class(code)
+            exhausted = rc.exhausted_pool(code)  # say which number pool ran out
             raise cls(
-                f"LINSTOR: {rc.describe(error)}",
+                f"{exhausted + '. ' if exhausted else ''}LINSTOR: {rc.describe(error)}",
                 code=code,
                 ret_code=rc.ret_code(error),
                 entries=entries,

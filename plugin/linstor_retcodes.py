@@ -43,6 +43,10 @@ FAIL_EXISTS_RSC = 502
 FAIL_EXISTS_VLM_DFN = 503
 FAIL_EXISTS_SNAPSHOT_DFN = 514
 FAIL_EXISTS_RSC_GRP = 522
+FAIL_POOL_EXHAUSTED_VLM_NR = 800
+FAIL_POOL_EXHAUSTED_MINOR_NR = 801
+FAIL_POOL_EXHAUSTED_TCP_PORT = 802
+FAIL_POOL_EXHAUSTED_NODE_ID = 803
 FAIL_NOT_ENOUGH_FREE_SPACE = 980
 FAIL_NOT_CONNECTED = 995
 FAIL_NOT_ENOUGH_NODES = 996
@@ -94,9 +98,28 @@ def has_warning(entries: Iterable[Mapping[str, Any]], code: int) -> bool:
     return _has(entries, MASK_WARN, code)
 
 
+# Codes 800-899: a number pool of the controller ran out. Which pool, in words a person can act on.
+_EXHAUSTED = {
+    FAIL_POOL_EXHAUSTED_VLM_NR: "LINSTOR has no free volume number left in this resource definition",
+    FAIL_POOL_EXHAUSTED_MINOR_NR: "LINSTOR has run out of DRBD minor numbers (every device number "
+    "of its range is taken; delete unused volumes or widen the range)",
+    FAIL_POOL_EXHAUSTED_TCP_PORT: "LINSTOR has run out of DRBD TCP ports on a node (every port of "
+    "its range is taken there; place the volume elsewhere, delete unused resources or widen the range)",
+    FAIL_POOL_EXHAUSTED_NODE_ID: "LINSTOR has run out of DRBD node ids for this resource (too many "
+    "replicas and diskless attachments of one volume)",
+}
+
+
+def exhausted_pool(code: int) -> str | None:
+    """The sentence for a number-pool error (800-899), None for any other code."""
+    if 800 <= code <= 899:
+        return _EXHAUSTED.get(code, f"LINSTOR has run out of a number pool (code {code})")
+    return None
+
+
 def error_class(code: int) -> type[VolumeError]:
     """Default mapping of a bare error code to the core's typed errors."""
-    if code in (FAIL_NOT_ENOUGH_NODES, FAIL_NOT_ENOUGH_FREE_SPACE):
+    if code in (FAIL_NOT_ENOUGH_NODES, FAIL_NOT_ENOUGH_FREE_SPACE) or exhausted_pool(code):
         return NoSpace
     if code == FAIL_IN_USE:
         return InUse

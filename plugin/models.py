@@ -18,6 +18,7 @@ class Replica:
     in_use: bool
     device_path: str | None = None
     tie_breaker: bool = False
+    published: bool = False  # a front end published the volume to this node (not merely a replica)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ MOUNT_OPTS = AUX + "mount-opts"
 CREATED_AT = AUX + "created-at"
 SOURCE = AUX + "source"
 ATTACHED_BY_PLUGIN = AUX + "attached-diskless"  # on a resource: attach made it, detach may remove it
+PUBLISHED = AUX + "published"  # on a resource: how a front end published the volume there
 ATTACH_PENDING = AUX + "attach-pending/"  # on a definition, + node: an attach lost its answer
 SNAPSHOT_NAME = AUX + "snapshot-name"  # on a snapshot definition: the user's snapshot name
 
@@ -171,12 +172,14 @@ def replica_from(resource: Mapping[str, Any]) -> Replica:
         or vol0.get("provider_kind") == "DISKLESS"
     )
     state = resource.get("state") or {}
+    props = props_of(resource)
     return Replica(
         node=str(resource.get("node_name", "")),
         diskless=diskless,
         in_use=bool(state.get("in_use", False)),
         device_path=vol0.get("device_path") or None,
         tie_breaker="TIE_BREAKER" in flags,
+        published=bool(props.get(PUBLISHED)) or props.get(ATTACHED_BY_PLUGIN) == "true",
     )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from csi.testing import CsiClient, driver_on_emulator, unmount_under
 from plugin.nodeops import NodeOps
@@ -32,16 +33,27 @@ class Stack:
 
 
 @contextmanager
-def csi_stack(base: Path, workdir_prefix: str) -> Iterator[Stack]:
-    """Start the stack under ``base``; afterwards unmount, remove the work dir, reset and stop."""
+def csi_stack(
+    base: Path, workdir_prefix: str, emulator_args: tuple[str, ...] = (), **driver: Any
+) -> Iterator[Stack]:
+    """Start the stack under ``base``; afterwards unmount, remove the work dir, reset and stop.
+
+    ``emulator_args`` go to the emulator's command line, ``driver`` to ``driver_on_emulator``.
+    """
     ok, reason = have_root_and_loop()
     require(ok, reason)
-    emulator = EmulatorProcess(state_dir=base / "state", dev_dir=base / "dev", nodes=("node-b", "node-c"))
+    emulator = EmulatorProcess(
+        state_dir=base / "state", dev_dir=base / "dev", nodes=("node-b", "node-c"), extra_args=emulator_args
+    )
     emulator.start()
     workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix))
     try:
         # The work dir stands in for kubelet's (or Nomad's) directory: the only root.
-        with driver_on_emulator(emulator.url, LOCAL, path_roots=[str(workdir)]) as (_driver, client, nodeops):
+        with driver_on_emulator(emulator.url, LOCAL, path_roots=[str(workdir)], **driver) as (
+            _driver,
+            client,
+            nodeops,
+        ):
             try:
                 yield Stack(emulator, client, workdir, nodeops)
             finally:

@@ -279,3 +279,207 @@ def test_single_node_single_writer_block(stack: Stack, base: Path) -> None:
     unstage(stack, vid, staging)
     unpublish(stack, vid)
     delete(stack, vid)
+
+
+# ---------------------------------------------------------------- PUBLISH_READONLY
+
+
+def published(stack: Stack, vid: str) -> list[str]:
+    status = stack.csi.controller.ControllerGetVolume(
+        csi_pb2.ControllerGetVolumeRequest(volume_id=vid)
+    ).status
+    listed = {
+        e.volume.volume_id: list(e.status.published_node_ids)
+        for e in stack.csi.controller.ListVolumes(csi_pb2.ListVolumesRequest()).entries
+    }
+    assert listed[vid] == list(status.published_node_ids)  # both answers agree
+    return list(status.published_node_ids)
+
+
+def test_publish_readonly_reaches_the_node_which_mounts_read_only(stack: Stack, base: Path) -> None:
+    caps = stack.csi.controller.ControllerGetCapabilities(csi_pb2.ControllerGetCapabilitiesRequest())
+    assert csi_pb2.ControllerServiceCapability.RPC.PUBLISH_READONLY in {c.rpc.type for c in caps.capabilities}
+    cap = mount_cap()
+    vid = create(stack, cap)
+    ctx = publish(stack, vid, cap, readonly=True)
+    assert ctx["linstor.csi.linbit.com/read-only"] == "true"
+    assert publish(stack, vid, cap, readonly=True) == ctx  # idempotent
+    code, message = details_of(lambda: publish(stack, vid, cap, readonly=False))
+    assert code == grpc.StatusCode.ALREADY_EXISTS and "read-only" in message
+    assert published(stack, vid) == [LOCAL]
+
+    staging, target = base / "staging", base / "target"
+    staging.mkdir()
+    stage(stack, vid, staging, ctx, cap)  # the capability asks read-write; the publication says no
+    stage(stack, vid, staging, ctx, cap)  # idempotent
+    node_publish(stack, vid, staging, target, ctx, cap)
+    assert (target / "lost+found").is_dir()
+    for path in (staging, target):
+        with pytest.raises(OSError) as info:
+            (path / "x").write_text("x")
+        assert info.value.errno == errno.EROFS
+    node_unpublish(stack, vid, target)
+    unstage(stack, vid, staging)
+    unpublish(stack, vid)
+    assert published(stack, vid) == []
+
+    rw = publish(stack, vid, cap)  # after unpublish the other way is fine
+    assert "linstor.csi.linbit.com/read-only" not in rw
+    code = code_of(lambda: publish(stack, vid, cap, readonly=True))
+    assert code == grpc.StatusCode.ALREADY_EXISTS
+    stage(stack, vid, staging, rw, cap)
+    write_and_read(staging / "rw", "writable")
+    unstage(stack, vid, staging)
+    unpublish(stack, vid)
+    delete(stack, vid)
+
+
+def test_publish_readonly_block(stack: Stack, base: Path) -> None:
+    cap = block_cap()
+    vid = create(stack, cap, size=16 * MIB)
+    ctx = publish(stack, vid, cap, readonly=True)
+    staging, target = base / "staging", base / "target"
+    staging.mkdir()
+    stage(stack, vid, staging, ctx, cap)
+    node_publish(stack, vid, staging, target, ctx, cap)
+    with pytest.raises(OSError) as info:
+        fd = os.open(target, os.O_WRONLY)
+        try:
+            os.write(fd, b"x" * 512)
+        finally:
+            os.close(fd)
+    assert info.value.errno in (errno.EROFS, errno.EPERM, errno.EACCES)
+    node_unpublish(stack, vid, target)
+    unstage(stack, vid, staging)
+    unpublish(stack, vid)
+    rw = publish(stack, vid, cap)  # the device is writable again for a read-write publication
+    node_publish(stack, vid, staging, target, rw, cap)
+    fd = os.open(target, os.O_WRONLY)
+    try:
+        assert os.write(fd, b"y" * 512) == 512
+    finally:
+        os.close(fd)
+    node_unpublish(stack, vid, target)
+    unpublish(stack, vid)
+    delete(stack, vid)
+
+
+def test_nomad_mixed_claims_on_one_node_are_not_a_conflict(stack: Stack) -> None:
+    writer = mount_cap(Mode.SINGLE_NODE_WRITER)
+    reader = mount_cap(Mode.MULTI_NODE_READER_ONLY)
+    vid = stack.csi.controller.CreateVolume(
+        csi_pb2.CreateVolumeRequest(
+            name=f"nomad-{uuid.uuid4()}",
+            capacity_range=csi_pb2.CapacityRange(required_bytes=32 * MIB),
+            volume_capabilities=[writer, reader],
+        )
+    ).volume.volume_id
+    rw = publish(stack, vid, writer)
+    ro = publish(stack, vid, reader, readonly=True)  # a read claim beside the write claim
+    assert "linstor.csi.linbit.com/read-only" not in rw and ro["linstor.csi.linbit.com/read-only"] == "true"
+    assert publish(stack, vid, writer) == rw and published(stack, vid) == [LOCAL]
+    unpublish(stack, vid)
+    assert published(stack, vid) == []
+    delete(stack, vid)
+
+
+# ---------------------------------------------------------------- published nodes
+
+
+def test_published_nodes_are_publications_not_replicas(stack: Stack) -> None:
+    on_local = csi_pb2.TopologyRequirement(
+        requisite=[csi_pb2.Topology(segments={"linbit.com/hostname": LOCAL})],
+        preferred=[csi_pb2.Topology(segments={"linbit.com/hostname": LOCAL})],
+    )
+    vid = create(
+        stack,
+        parameters={"linstor.csi.linbit.com/placementCount": "2"},
+        accessibility_requirements=on_local,
+    )
+    assert published(stack, vid) == []  # two replicas, nothing published
+    publish(stack, vid)  # onto the local replica that holds data
+    assert published(stack, vid) == [LOCAL]
+    publish(stack, vid, node="node-b")  # a second replica or a diskless attachment: either way
+    assert published(stack, vid) == sorted([LOCAL, "node-b"])
+    unpublish(stack, vid)  # the replica with data stays, only the publication goes
+    assert published(stack, vid) == ["node-b"]
+    assert stack.csi.controller.ControllerGetVolume(csi_pb2.ControllerGetVolumeRequest(volume_id=vid))
+    stack.csi.controller.ControllerUnpublishVolume(csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid))
+    assert published(stack, vid) == []
+    unpublish(stack, vid)  # again: OK
+    delete(stack, vid)
+
+
+# ---------------------------------------------------------------- attach limit, DRBD number pools
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A driver started with --max-volumes-per-node=2."""
+    with csi_stack(tmp_path_factory.mktemp("csi-limit"), "csi-limit-", max_volumes_per_node=2) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def scarce(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A controller with 3 DRBD minors and 2 DRBD TCP ports per node to hand out."""
+    with csi_stack(
+        tmp_path_factory.mktemp("csi-scarce"),
+        "csi-scarce-",
+        emulator_args=("--drbd-minors", "3", "--drbd-ports", "2"),
+    ) as made:
+        yield made
+
+
+def test_attach_limit_is_resource_exhausted(limited: Stack) -> None:
+    info = limited.csi.node.NodeGetInfo(csi_pb2.NodeGetInfoRequest())
+    assert info.max_volumes_per_node == 2
+    vids = [create(limited) for _ in range(3)]
+    for vid in vids[:2]:
+        publish(limited, vid, node="node-b")
+    assert publish(limited, vids[0], node="node-b")  # again: no second slot taken
+    code, message = details_of(lambda: publish(limited, vids[2], node="node-b"))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "max-volumes-per-node" in message
+    assert published(limited, vids[2]) == []  # refused before anything was attached
+    publish(limited, vids[2], node="node-c")  # another node has room
+    unpublish(limited, vids[0], node="node-b")
+    publish(limited, vids[2], node="node-b")  # a slot came free
+    for vid in vids:
+        limited.csi.controller.ControllerUnpublishVolume(
+            csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid)
+        )
+        delete(limited, vid)
+
+
+def test_running_out_of_drbd_minors_is_resource_exhausted(scarce: Stack) -> None:
+    made = [create(scarce) for _ in range(3)]
+    before = volume_ids(scarce)
+    code, message = details_of(lambda: create(scarce))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "DRBD minor numbers" in message
+    assert volume_ids(scarce) == before
+    delete(scarce, made.pop())
+    made.append(create(scarce))  # a freed minor is used again
+    for vid in made:
+        delete(scarce, vid)
+
+
+def test_running_out_of_drbd_tcp_ports_is_resource_exhausted(scarce: Stack) -> None:
+    def on(node: str) -> csi_pb2.TopologyRequirement:
+        return csi_pb2.TopologyRequirement(
+            requisite=[csi_pb2.Topology(segments={"linbit.com/hostname": node})]
+        )
+
+    # two ports per node: two volumes with data here, one on node-c, none on node-b yet
+    vids = [create(scarce, accessibility_requirements=on(n)) for n in (LOCAL, LOCAL, "node-c")]
+    for vid in vids[:2]:
+        publish(scarce, vid, node="node-b")  # each diskless resource takes a port on node-b
+    code, message = details_of(lambda: publish(scarce, vids[2], node="node-b"))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "DRBD TCP ports" in message
+    assert published(scarce, vids[2]) == []
+    unpublish(scarce, vids[0], node="node-b")
+    publish(scarce, vids[2], node="node-b")
+    for vid in vids:
+        scarce.csi.controller.ControllerUnpublishVolume(
+            csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid)
+        )
+        delete(scarce, vid)

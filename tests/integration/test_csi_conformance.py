@@ -187,7 +187,7 @@ def test_create_volume_with_empty_and_requisite_topology(stack: Stack) -> None:
     status = stack.csi.controller.ControllerGetVolume(
         csi_pb2.ControllerGetVolumeRequest(volume_id=placed.volume_id)
     ).status
-    assert "node-c" in status.published_node_ids
+    assert list(status.published_node_ids) == []  # placed there, not published
     delete(stack, placed.volume_id)
 
 
@@ -328,7 +328,7 @@ def test_controller_get_volume(stack: Stack) -> None:
     got = ctl.ControllerGetVolume(csi_pb2.ControllerGetVolumeRequest(volume_id=volume.volume_id))
     assert got.volume.volume_id == volume.volume_id and got.volume.capacity_bytes == 64 * MIB
     assert dict(got.volume.volume_context) == dict(volume.volume_context)  # stable per volume
-    assert got.status.published_node_ids
+    assert not got.status.published_node_ids  # replicas are no publications
     assert not got.status.volume_condition.abnormal
     assert code_of(
         lambda: ctl.ControllerGetVolume(csi_pb2.ControllerGetVolumeRequest(volume_id="fake-vol"))

@@ -339,6 +339,9 @@ def test_publish_context_carries_device_and_fs(client: Client, core: RecordingCo
     core.script["attach"] = lambda vid, node: Attachment(
         vid, node, "/dev/drbd1000", diskless=True, created_by_attach=True
     )
+    recorded: list[tuple[str, str, str]] = []
+    core.script["publications"] = lambda vid, node: frozenset()
+    core.script["record_publication"] = lambda vid, node, token: recorded.append((vid, node, token))
     context = client.controller.ControllerPublishVolume(
         csi_pb2.ControllerPublishVolumeRequest(
             volume_id="pvc-1", node_id="node-b", volume_capability=MOUNT_CAP, readonly=True
@@ -346,6 +349,8 @@ def test_publish_context_carries_device_and_fs(client: Client, core: RecordingCo
     ).publish_context
     assert context["linstor.csi.linbit.com/device-path"] == "/dev/drbd1000"
     assert context["linstor.csi.linbit.com/fs-type"] == "ext4"
+    assert context["linstor.csi.linbit.com/read-only"] == "true"
+    assert recorded == [("pvc-1", "node-b", "SINGLE_NODE_WRITER:ro")]
 
 
 def test_list_volumes_bad_token_is_aborted(client: Client, core: RecordingCore) -> None:
@@ -356,7 +361,7 @@ def test_list_volumes_bad_token_is_aborted(client: Client, core: RecordingCore) 
     assert [e.volume.volume_id for e in page.entries] == ["a"] and page.next_token
     rest = client.controller.ListVolumes(csi_pb2.ListVolumesRequest(starting_token=page.next_token))
     assert [e.volume.volume_id for e in rest.entries] == ["b"] and rest.next_token == ""
-    assert list(rest.entries[0].status.published_node_ids) == ["node-a"]
+    assert list(rest.entries[0].status.published_node_ids) == []  # a replica, never published
 
 
 def test_node_info_reports_topology_once(client: Client, core: RecordingCore) -> None:
