@@ -159,7 +159,13 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
                 # restored snapshots carry their origin's xfs uuid; let both mount side by side
                 ["nouuid"] if fs_type == "xfs" else [],
             )
-            readonly = access.read_only or convert.read_only_publication(request.publish_context)
+            readonly = (
+                access.read_only or convert.read_only_publication(request.publish_context) or "ro" in options
+            )
+            if fs_type == "ext4" and not readonly and current is None:
+                # As LINBIT's driver since 1.10.1: a preen check before every fresh read-write mount.
+                outcome = self._ops.preen_ext4(device)
+                log.info("NodeStageVolume %s: ext4 check of %s: %s", request.volume_id, device, outcome)
             self._ops.stage(
                 device,
                 staging,

@@ -753,6 +753,41 @@ class NodeOps:
             # The volume is mounted and usable; a later stage or expand can retry the grow.
             log.warning("could not grow the filesystem at %s: %s", staging_path, exc)
 
+    def preen_ext4(self, device: str) -> str:
+        """Check an unmounted ext4 with ``e2fsck -p`` before it is mounted, as LINBIT's driver does.
+
+        Preen mode fixes only what is safe to fix without a person; what it finds is logged.
+        Anything it leaves (exit 4) stops the mount with FAILED_PRECONDITION: mounting a
+        damaged filesystem would spread the damage. A device mounted anywhere on this node,
+        or holding no ext4, is not checked; e2fsck's own "in use" refusal (exit 8, e.g. the
+        device is open in another mount namespace) is logged and the mount goes ahead.
+        Returns what happened, in words.
+        """
+        number = self._require_block_device(device)
+        if self._device_mounts(number):
+            return "not checked: mounted on this node"
+        if self.filesystem_signature(device) != "ext4":
+            return "not checked: no ext4 on the device"
+        done = self._cmd(["e2fsck", "-p", device], timeout=self._mkfs_timeout, ok_codes=range(256))
+        detail = one_line(done.stdout) or one_line(done.stderr) or "no output"
+        code = done.returncode
+        if code == 0:
+            log.info("e2fsck -p %s: clean (%s)", device, detail)
+            return "clean"
+        if code in (1, 2, 3):
+            log.warning("e2fsck -p %s repaired the filesystem (exit %d): %s", device, code, detail)
+            return "repaired"
+        if code == 8:
+            log.warning("e2fsck -p %s could not check the filesystem (exit 8): %s", device, detail)
+            return "not checked: e2fsck could not open it"
+        log.error("e2fsck -p %s found errors it must not fix alone (exit %d): %s", device, code, detail)
+        raise FailedPrecondition(
+            f"the ext4 filesystem on {device} has errors that e2fsck -p will not repair without a person "
+            f"(exit {code}: {detail}); not mounting it. Run e2fsck on {device} by hand, then retry",
+            device=device,
+            returncode=code,
+        )
+
     def _run_post_mount_xfs_io(self, path: str, command: str) -> None:
         """Run ``xfs_io -c command`` on a fresh mount; undo the mount when it fails.
 

@@ -483,3 +483,44 @@ def test_running_out_of_drbd_tcp_ports_is_resource_exhausted(scarce: Stack) -> N
             csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid)
         )
         delete(scarce, vid)
+
+
+# ---------------------------------------------------------------- ext4 check before mount
+
+
+def debugfs(device: str, command: str) -> None:
+    import subprocess
+
+    subprocess.run(["debugfs", "-w", "-R", command, device], check=True, capture_output=True)
+
+
+def test_ext4_is_preened_before_it_is_mounted(
+    stack: Stack, base: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cap = mount_cap(fs_type="ext4")
+    vid = create(stack, cap)
+    ctx = publish(stack, vid, cap)
+    device = ctx["linstor.csi.linbit.com/device-path"]
+    staging = base / "staging"
+    staging.mkdir()
+    stage(stack, vid, staging, ctx, cap)
+    write_and_read(staging / "kept", "data")
+    unstage(stack, vid, staging)
+
+    debugfs(device, "ssv state 0")  # not cleanly unmounted, so the check is not skipped
+    debugfs(device, "ssv free_blocks_count 1")  # a wrong summary: preen fixes that alone
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        stage(stack, vid, staging, ctx, cap)
+    assert "ext4 check of" in caplog.text and "repaired" in caplog.text
+    assert (staging / "kept").read_text() == "data"
+    stage(stack, vid, staging, ctx, cap)  # already mounted: not checked again, still OK
+    unstage(stack, vid, staging)
+
+    debugfs(device, "ssv state 0")
+    debugfs(device, "clri <2>")  # the root directory is gone: that needs a person
+    code, message = details_of(lambda: stage(stack, vid, staging, ctx, cap))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "e2fsck" in message and device in message
+    assert not os.path.ismount(staging)  # nothing was mounted
+    unpublish(stack, vid)
+    delete(stack, vid)
