@@ -107,6 +107,16 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
             )
         return device
 
+    def _stored_mount_options(self, volume_id: str, volume_context: Mapping[str, str]) -> str:
+        """The StorageClass ``mountOpts``: from the volume context, or from LINSTOR when the PV has none.
+
+        PVs made by LINBIT's driver before it wrote a volume context (and static PVs) carry no
+        context marker; their options live in LINSTOR (``Aux/csi-volume-annotations`` then).
+        """
+        if keys.USES_VOLUME_CONTEXT in volume_context:
+            return volume_context.get(keys.MOUNT_OPTIONS, "")
+        return ",".join(self._service.get_volume(volume_id).mount_opts)
+
     def _owner(self, volume_id: str, *, must_exist: bool) -> MountOwner:
         """Whose mounts a request may act on; an unknown volume owns only stale mounts of vanished devices."""
         try:
@@ -154,7 +164,7 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
                 raise errors.AlreadyExists(f"{staging} already has another device mounted ({current})")
             fs_type = access.fs_type or request.publish_context.get(keys.FS_TYPE) or "ext4"
             options = convert.merge_options(
-                convert.split_options(request.volume_context.get(keys.MOUNT_OPTIONS)),
+                convert.split_options(self._stored_mount_options(request.volume_id, request.volume_context)),
                 access.mount_flags,
                 # restored snapshots carry their origin's xfs uuid; let both mount side by side
                 ["nouuid"] if fs_type == "xfs" else [],

@@ -4,6 +4,10 @@ The core keeps no database: the user's name and the parameters that decide idemp
 live in ``Aux/`` properties on the resource definition, so any replica of the plugin can
 answer from LINSTOR alone. ``Aux/`` keys are always accepted by the controller.
 
+Volumes made by LINBIT's driver are read too: where this plugin's own ``Aux/volume-plugin/``
+record is missing, the legacy ``Aux/csi-volume-annotations`` JSON supplies the name,
+creation time, filesystem and mkfs/mount options.
+
 Completion marker: multi-step creations (restore, clone) first write
 ``CREATING=<own name>`` and only at the very end ``VOLUME_ID=<own name>``. Restore and
 clone copy the source's properties, so the marker holds the *own* name: a copied
@@ -12,6 +16,7 @@ clone copy the source's properties, so the marker holds the *own* name: a copied
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +41,11 @@ ATTACHED_BY_PLUGIN = AUX + "attached-diskless"  # on a resource: attach made it,
 PUBLISHED = AUX + "published"  # on a resource: how a front end published the volume there
 ATTACH_PENDING = AUX + "attach-pending/"  # on a definition, + node: an attach lost its answer
 SNAPSHOT_NAME = AUX + "snapshot-name"  # on a snapshot definition: the user's snapshot name
+
+# What LINBIT's CSI driver wrote on a resource definition before its volume context (up to
+# 0.16): a JSON record {name, id, createdBy, creationTime, sizeBytes, readonly, parameters}.
+LEGACY_ANNOTATIONS = "Aux/csi-volume-annotations"
+_LEGACY_PREFIX = "linstor.csi.linbit.com/"
 
 FS_PROP = "FileSystem/Type"
 MKFS_PROP = "FileSystem/MkfsParams"
@@ -183,6 +193,32 @@ def replica_from(resource: Mapping[str, Any]) -> Replica:
     )
 
 
+def legacy_annotations(props: Mapping[str, str]) -> dict[str, Any]:
+    """LINBIT's legacy record of a volume, when there is one and this plugin's own is missing."""
+    if NAME in props or LEGACY_ANNOTATIONS not in props:
+        return {}
+    try:
+        record = json.loads(props[LEGACY_ANNOTATIONS])
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def legacy_parameter(record: Mapping[str, Any], *keys: str) -> str:
+    """A StorageClass parameter of the legacy record, matched as LINBIT's driver does (case-insensitive)."""
+    params = record.get("parameters")
+    if not isinstance(params, dict):
+        return ""
+    wanted = {k.lower() for k in keys}
+    for key, value in params.items():
+        bare = str(key)
+        if bare.lower().startswith(_LEGACY_PREFIX):
+            bare = bare[len(_LEGACY_PREFIX) :]
+        if bare.lower() in wanted and isinstance(value, str):
+            return value
+    return ""
+
+
 def volume_from(rd: Mapping[str, Any], resources: list[Mapping[str, Any]] | None = None) -> Volume | None:
     """The :class:`Volume` of a resource definition listed with its volume definitions.
 
@@ -193,22 +229,36 @@ def volume_from(rd: Mapping[str, Any], resources: list[Mapping[str, Any]] | None
         return None
     props = props_of(rd)
     vd_props = props_of(vd)
-    fs_type = vd_props.get(FS_PROP) or props.get(FS_PROP) or props.get(FS_TYPE)
+    legacy = legacy_annotations(props)
+    fs_type = (
+        vd_props.get(FS_PROP)
+        or props.get(FS_PROP)
+        or props.get(FS_TYPE)
+        or legacy_parameter(legacy, "filesystem", "fsType", "csi.storage.k8s.io/fstype")
+        or None
+    )
     if fs_type == BLOCK:
         fs_type = None
-    mkfs = vd_props.get(MKFS_PROP) or props.get(MKFS_PROP) or props.get(MKFS_OPTS, "")
-    mount = tuple(o for o in props.get(MOUNT_OPTS, "").split(",") if o)
+    mkfs = (
+        vd_props.get(MKFS_PROP)
+        or props.get(MKFS_PROP)
+        or props.get(MKFS_OPTS, "")
+        or legacy_parameter(legacy, "fsOpts")
+    )
+    mount_text = props.get(MOUNT_OPTS, "") or legacy_parameter(legacy, "mountOpts")
+    mount = tuple(o.strip() for o in mount_text.split(",") if o.strip())
     replicas = tuple(replica_from(r) for r in resources or ())
     name = str(rd.get("name", ""))
+    legacy_name = legacy.get("name")
     return Volume(
         id=name,
-        name=props.get(NAME) or name,
+        name=props.get(NAME) or (legacy_name if isinstance(legacy_name, str) and legacy_name else name),
         size_bytes=int(vd.get("size_kib", 0)) * 1024,
         resource_group=str(rd.get("resource_group_name") or "DfltRscGrp"),
         fs_type=fs_type,
         mkfs_opts=mkfs,
         mount_opts=mount,
-        created_at=_timestamp(props.get(CREATED_AT)),
+        created_at=_timestamp(props.get(CREATED_AT) or str(legacy.get("creationTime") or "")),
         source=props.get(SOURCE),
         replicas=replicas,
         properties=props,

@@ -524,3 +524,76 @@ def test_ext4_is_preened_before_it_is_mounted(
     assert not os.path.ismount(staging)  # nothing was mounted
     unpublish(stack, vid)
     delete(stack, vid)
+
+
+# ---------------------------------------------------------------- volumes made by LINBIT's driver
+
+
+def test_volumes_made_by_linbits_driver_are_adopted(stack: Stack, base: Path) -> None:
+    import json
+
+    import requests
+
+    api = stack.emulator.url + "/v1"
+    rd = f"csi-{uuid.uuid4()}"
+    pv_name = f"pvc-{uuid.uuid4()}"
+    annotations = {
+        "name": pv_name,
+        "id": rd,
+        "createdBy": "linstor.csi.linbit.com",
+        "creationTime": "2020-12-10T08:07:44.79360651Z",
+        "sizeBytes": 32 * MIB,
+        "readonly": False,
+        "parameters": {"autoPlace": "1", "mountOpts": "noatime,nodiratime", "storagePool": "DfltStorPool"},
+        "snapshots": [],
+    }
+    for path, body in (
+        (
+            "/resource-definitions",
+            {
+                "resource_definition": {
+                    "name": rd,
+                    "props": {"Aux/csi-volume-annotations": json.dumps(annotations)},
+                }
+            },
+        ),
+        (
+            f"/resource-definitions/{rd}/volume-definitions",
+            {
+                "volume_definition": {
+                    "volume_number": 0,
+                    "size_kib": 32 * 1024,
+                    "props": {"FileSystem/Type": "ext4"},
+                }
+            },
+        ),
+        (
+            f"/resource-definitions/{rd}/resources/{LOCAL}",
+            {"resource": {"node_name": LOCAL, "props": {"StorPoolName": "DfltStorPool"}}},
+        ),
+    ):
+        answer = requests.post(api + path, json=body, timeout=30)
+        assert answer.status_code < 300, answer.text
+
+    got = stack.csi.controller.ControllerGetVolume(csi_pb2.ControllerGetVolumeRequest(volume_id=rd))
+    assert got.volume.capacity_bytes == 32 * MIB
+    assert rd in volume_ids(stack)
+    cap = mount_cap()
+    ctx = publish(stack, vid := rd, cap)
+    assert ctx["linstor.csi.linbit.com/fs-type"] == "ext4"
+    staging, target = base / "staging", base / "target"
+    staging.mkdir()
+    stage(stack, vid, staging, ctx, cap)  # a static PV: no volume context at all
+    options = next(
+        line.split()[3]
+        for line in Path("/proc/self/mounts").read_text().splitlines()
+        if line.split()[1] == str(staging)
+    )
+    assert "noatime" in options.split(",") and "nodiratime" in options.split(",")
+    node_publish(stack, vid, staging, target, ctx, cap)
+    write_and_read(target / "adopted", "yes")
+    node_unpublish(stack, vid, target)
+    unstage(stack, vid, staging)
+    unpublish(stack, vid)
+    delete(stack, vid)
+    assert rd not in volume_ids(stack)
