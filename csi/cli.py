@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-volumes-per-node",
         type=int,
         default=keys.DEFAULT_MAX_VOLUMES_PER_NODE,
-        help="attach limit reported to the CO (0: no limit)",
+        help="attach limit: the node reports it, the controller refuses publications beyond it (0: no limit)",
     )
     parser.add_argument(
         "--grace-period", type=float, default=30.0, help="seconds running calls get to finish on SIGTERM"
