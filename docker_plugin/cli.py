@@ -4,7 +4,9 @@ Start-up order matters: read the configuration (local, fails fast with a clear
 message), bind the socket (Docker must find it at once), build the LINSTOR client
 without contacting the controller, reconcile the persisted mount counts with the mount
 table (local only), then serve. A controller that is down at start only makes the calls
-that need it fail with a clear ``Err`` until it is back.
+that need it fail with a clear ``Err`` until it is back. The background check starts with
+the server: it releases mount counts no container holds any more and finishes detaches a
+controller outage left pending.
 """
 
 from __future__ import annotations
@@ -15,15 +17,15 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from docker_plugin.app import create_app
-from docker_plugin.driver import DEFAULT_RELEASE_DELAY, DockerVolumeDriver
+from docker_plugin.driver import DockerVolumeDriver
 from docker_plugin.refcounts import MountStore
 from docker_plugin.server import DEFAULT_THREADS, SocketInUse, open_listen_socket, serve
+from docker_plugin.staging import DEFAULT_CHECK_INTERVAL, DEFAULT_RELEASE_DELAY, DEFAULT_STALE_GRACE
 from plugin import errors
 from plugin.config import DEFAULT_CONFIG_FILE, load_config
 from plugin.linstor_client import LinstorClient
@@ -93,6 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a volume stays staged after its last Unmount, so the Mount Docker sends right "
         "after its pre-start Unmount reuses it; 0 releases at once (default: %(default)s)",
     )
+    p.add_argument(
+        "--check-interval",
+        type=float,
+        default=float(env.get("LS_DOCKER_CHECK_INTERVAL", DEFAULT_CHECK_INTERVAL) or 0),
+        help="seconds between background checks, which release mount counts no container holds "
+        "any more and retry detaches a controller outage left pending; 0 checks only at start "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--stale-grace",
+        type=float,
+        default=float(env.get("LS_DOCKER_STALE_GRACE", DEFAULT_STALE_GRACE) or 0),
+        help="seconds after a Mount before its count may be released as unused: a container "
+        "starting up does not show its use yet (default: %(default)s)",
+    )
     p.add_argument("--log-format", default="json", choices=["json", "text"], help="(default: %(default)s)")
     return p
 
@@ -110,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     if args.threads < 1:
         return _fail("--threads must be at least 1")
+    if args.check_interval < 0 or args.stale_grace < 0:
+        return _fail("--check-interval and --stale-grace must not be negative")
     try:
         config = load_config(
             {"controllers": args.controllers, "node_name": args.node}, config_file=args.config_file or None
@@ -136,8 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             mount_root=mount_root,
             defaults=config.docker_defaults,
             release_delay=max(0.0, args.release_delay),
+            stale_grace=args.stale_grace,
         )
-        stale = driver.reconcile()
+        driver.reconcile()
         start_metrics_server(args.metrics_port, args.metrics_addr)
     except (OSError, errors.VolumeError) as exc:
         listen.sock.close()
@@ -160,10 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
         },
     )
-    if stale:
-        threading.Thread(
-            target=driver.release_stale_attachments, args=(stale,), name="release-stale", daemon=True
-        ).start()
+    driver.start_housekeeping(args.check_interval)
     try:
         serve(create_app(driver, health), listen, threads=args.threads)
     finally:

@@ -6,26 +6,31 @@ them into :class:`~plugin.volume_service.VolumeService` and
 relies on. It owns only the Docker-specific node workflow: stage a volume once per node
 under the mount root, hand containers ``<mount>/data`` (so ``lost+found`` stays out of
 the way and Docker's copy-up sees an empty directory, as with LINBIT's plugins), and
-release and detach when the last holder unmounts. Unmount never needs the LINSTOR
-controller except to remove a diskless resource this plugin created.
+release and detach when the last holder unmounts (the bookkeeping for that, and its
+recovery after failures, is :class:`docker_plugin.staging.NodeStaging`). Unmount never
+needs the LINSTOR controller: a detach that cannot reach it is done later.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from docker_plugin.recovery import MountUse, scan_mount_use
 from docker_plugin.refcounts import MountRecord, MountStore
+from docker_plugin.staging import (
+    DEFAULT_RELEASE_DELAY,
+    DEFAULT_SETTLE_SECONDS,
+    DEFAULT_STALE_GRACE,
+    NodeStaging,
+)
 from plugin import errors
 from plugin.models import Volume
 from plugin.names import resource_name_for
-from plugin.observability import MOUNTED_VOLUMES
 from plugin.params import minimum_size_bytes, parse_docker_options
 
 if TYPE_CHECKING:
@@ -39,9 +44,6 @@ DOCKER_MARKER_KEY = "is-linstor-docker-volume"  # stored as Aux/<key>, as LINBIT
 DOCKER_MARKER = f"Aux/{DOCKER_MARKER_KEY}"
 DEFAULT_SIZE_BYTES = 100 * 1024 * 1024  # LINBIT's Docker plugins default to 100 MB
 MAX_NAME_CHARS = 1024
-DEFAULT_SETTLE_SECONDS = 5.0
-DEFAULT_RELEASE_DELAY = 2.0
-SETTLE_POLL_SECONDS = 0.2
 ADOPTABLE_FILESYSTEMS = ("ext4", "xfs", "btrfs")
 
 
@@ -92,7 +94,7 @@ def validate_name(name: object) -> str:
     return name
 
 
-class DockerVolumeDriver:
+class DockerVolumeDriver(NodeStaging):
     """Docker's VolumeDriver calls over the core, for one node."""
 
     def __init__(
@@ -106,52 +108,23 @@ class DockerVolumeDriver:
         defaults: Mapping[str, str] | None = None,
         settle_seconds: float = DEFAULT_SETTLE_SECONDS,
         release_delay: float = DEFAULT_RELEASE_DELAY,
+        stale_grace: float = DEFAULT_STALE_GRACE,
+        scan: Callable[[], MountUse | None] = scan_mount_use,
     ) -> None:
-        self.service = service
-        self.nodeops = nodeops
-        self.store = store
-        self.node = node
-        self.mount_root = mount_root
+        super().__init__(
+            service,
+            nodeops,
+            store,
+            node=node,
+            mount_root=mount_root,
+            settle_seconds=settle_seconds,
+            release_delay=release_delay,
+            stale_grace=stale_grace,
+            scan=scan,
+        )
         self.defaults = dict(defaults or {})
-        self.settle_seconds = settle_seconds
-        self.release_delay = release_delay
-        self._timers: dict[str, threading.Timer] = {}
-        self._timers_guard = threading.Lock()
-        self._closed = False
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
-        self._update_gauge()
 
     # -- helpers -------------------------------------------------------------------
-
-    def _lock(self, resource: str) -> threading.Lock:
-        """One lock per volume: Docker runs calls concurrently, and Mount/Unmount must not race."""
-        with self._locks_guard:
-            return self._locks.setdefault(resource, threading.Lock())
-
-    def _update_gauge(self) -> None:
-        MOUNTED_VOLUMES.labels("docker").set(self.store.mounted_count())
-
-    def _settling(self, action: Callable[[], None]) -> None:
-        """Run ``action``, retrying briefly while only this node still reports the volume in use.
-
-        After the last container using a volume exits, the kernel drops the container's
-        mount namespace, and with it the last reference to the device, a moment later;
-        ``docker rm -f c && docker volume rm v`` must not fail on that.
-        """
-        deadline = time.monotonic() + self.settle_seconds
-        while True:
-            try:
-                action()
-                return
-            except errors.InUse as exc:
-                nodes = [str(n) for n in exc.details.get("nodes") or ()]
-                if nodes != [self.node] or time.monotonic() >= deadline:
-                    raise
-            time.sleep(SETTLE_POLL_SECONDS)
-
-    def staging_path(self, resource: str) -> Path:
-        return self.mount_root / resource
 
     def _local_mountpoint(self, resource: str) -> str:
         """The container path if this node has the volume staged, else "" (Docker asks again)."""
@@ -212,6 +185,8 @@ class DockerVolumeDriver:
         resource = resource_name_for(name)
         with self._lock(resource):
             record = self.store.get(resource)
+            if record is not None and record.total > 0 and self._release_stale(record, 0.0, "Remove"):
+                record = None  # released: no container held it any more
             if record is not None and record.total > 0:
                 raise errors.InUse(
                     f"volume {name} is in use on this node ({self.node}) "
@@ -332,68 +307,15 @@ class DockerVolumeDriver:
         resource = resource_name_for(name)
         with self._lock(resource):
             record = self.store.release(resource, mount_id)
-            if record is None or record.total > 0:
+            if record is None:
+                return
+            if record.total > 0:
+                self._release_stale(record, self.stale_grace, "Unmount")
                 return
             if self.release_delay > 0:
                 self._schedule_release(resource)
                 return
             self._release(record)
-
-    def _schedule_release(self, resource: str) -> None:
-        with self._timers_guard:
-            old = self._timers.pop(resource, None)
-            if old is not None:
-                old.cancel()
-            if self._closed:
-                return
-            timer = threading.Timer(self.release_delay, self._release_if_idle, args=(resource,))
-            timer.daemon = True
-            timer.name = f"release-{resource}"
-            self._timers[resource] = timer
-            timer.start()
-
-    def _cancel_release(self, resource: str) -> None:
-        with self._timers_guard:
-            timer = self._timers.pop(resource, None)
-        if timer is not None:
-            timer.cancel()
-
-    def _release_if_idle(self, resource: str) -> None:
-        with self._lock(resource):
-            with self._timers_guard:
-                self._timers.pop(resource, None)
-            record = self.store.get(resource)
-            if record is None or record.total > 0:
-                return  # mounted again meanwhile
-            try:
-                self._release(record)
-            except Exception:
-                # Stays staged with no holder: the next Mount reuses it, the next start retries.
-                log.exception("could not release %s from %s", record.name, record.path)
-
-    def _release(self, record: MountRecord) -> None:
-        """Unmount and detach a volume nobody holds; caller holds the volume's lock."""
-        self.nodeops.unmount(record.path)
-        if record.attached:
-            try:
-                self._settling(lambda: self.service.detach(record.resource, self.node))
-            except errors.VolumeError as exc:
-                # The volume is unmounted; a diskless resource left behind is harmless and
-                # the next Mount reuses it. Docker must not see a failed Unmount for this.
-                log.warning("could not detach %s from %s after unmount: %s", record.name, self.node, exc)
-        self.store.forget(record.resource)
-        self._update_gauge()
-
-    def close(self) -> None:
-        """At shutdown: release now what is waiting for its release delay."""
-        with self._timers_guard:
-            self._closed = True
-            pending = list(self._timers)
-            for timer in self._timers.values():
-                timer.cancel()
-            self._timers.clear()
-        for resource in pending:
-            self._release_if_idle(resource)
 
     def path(self, name: str) -> str:
         return self._local_mountpoint(resource_name_for(name))
@@ -430,53 +352,3 @@ class DockerVolumeDriver:
             for v in self.service.list_volumes(with_replicas=False)
             if is_docker_volume(v)
         ]
-
-    def reconcile(self) -> list[MountRecord]:
-        """At start: align the persisted counts with what is really mounted under the mount root.
-
-        Returns the records dropped because their mount is gone while their volume may still
-        be attached here: :meth:`release_stale_attachments` takes them.
-        """
-        staged: list[MountRecord] = []
-        if self.mount_root.is_dir():
-            for entry in self.mount_root.iterdir():
-                if entry.is_dir() and self.nodeops.is_mounted(str(entry)):
-                    # attached=True: whether attach made the local resource is unknown now; the
-                    # core's detach removes only a diskless resource its attach created.
-                    staged.append(MountRecord(entry.name, name=entry.name, path=str(entry), attached=True))
-        dropped = self.store.reconcile(self.nodeops.is_mounted, staged)
-        self._update_gauge()
-        for record in self.store.records():
-            if record.total == 0:  # was waiting for its release delay when the plugin stopped
-                self._schedule_release(record.resource)
-        return [r for r in dropped if r.attached]
-
-    def release_stale_attachments(
-        self, records: list[MountRecord], attempts: int = 10, pause: float = 30.0
-    ) -> None:
-        """Detach volumes whose mounts vanished while the plugin was down (a reboot, say).
-
-        Runs in the background after start, since it needs the controller; a volume that is
-        mounted again meanwhile is left alone.
-        """
-        pending = list(records)
-        for attempt in range(attempts):
-            retry: list[MountRecord] = []
-            for record in pending:
-                with self._lock(record.resource):
-                    current = self.store.get(record.resource)
-                    if current is not None and current.total > 0:
-                        continue
-                    try:
-                        self.service.detach(record.resource, self.node)
-                        log.info("detached %s, left attached by an earlier run", record.name)
-                    except errors.Unavailable:
-                        retry.append(record)
-                    except errors.VolumeError as exc:
-                        log.warning("could not detach %s left by an earlier run: %s", record.name, exc)
-            if not retry:
-                return
-            pending = retry
-            if attempt + 1 < attempts:
-                time.sleep(pause)
-        log.warning("gave up detaching %s: the controller stayed unreachable", [r.name for r in pending])

@@ -5,9 +5,16 @@ after the plugin restarts; the same ID may be mounted twice (``docker cp`` on a 
 container). So the plugin counts per (volume, ID), a multiset, and only releases the
 volume when the total reaches zero. The counts are written atomically (temp file, fsync,
 rename, fsync of the directory) after every change, and reconciled with the mount table
-at start: a record whose staging mount is gone (the node rebooted) is dropped, a staging
-mount nobody recorded (the state file was lost) is adopted with one anonymous holder that
-the next Unmount of an unknown ID releases.
+at start: a record whose staging mount is gone (the node rebooted) is dropped, or kept
+as a pending detach when our attach made the local resource; a staging mount nobody
+recorded (the state file was lost) is adopted with one anonymous holder that the next
+Unmount of an unknown ID releases.
+
+A record also remembers when it was last mounted (``acquired_at``, wall-clock time, so it
+means something after a restart): counts that no container uses any more are only
+released once they are older than a grace period (see :mod:`docker_plugin.recovery`).
+A record whose volume is unmounted but whose detach could not reach LINSTOR stays, with
+no holders and ``detach_pending`` set, until a later detach succeeds.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +45,8 @@ class MountRecord:
     path: str  # staging mount point; containers get ``<path>/data``
     attached: bool = False  # our attach created the local resource: detach it when released
     holders: dict[str, int] = field(default_factory=dict)
+    acquired_at: float = 0.0  # time.time() of the last Mount; 0 when unknown (older state files)
+    detach_pending: bool = False  # unmounted, but the detach is still to be done
 
     @property
     def total(self) -> int:
@@ -49,6 +59,8 @@ class MountRecord:
             "path": self.path,
             "attached": self.attached,
             "holders": dict(self.holders),
+            "acquired_at": self.acquired_at,
+            "detach_pending": self.detach_pending,
         }
 
     @classmethod
@@ -62,6 +74,8 @@ class MountRecord:
             path=str(data["path"]),
             attached=bool(data.get("attached", False)),
             holders={str(k): int(v) for k, v in holders.items() if int(v) > 0},
+            acquired_at=float(data.get("acquired_at", 0.0) or 0.0),  # type: ignore[arg-type]
+            detach_pending=bool(data.get("detach_pending", False)),
         )
 
 
@@ -139,6 +153,8 @@ class MountStore:
                 current.path = record.path
                 current.attached = current.attached or record.attached
             current.holders[mount_id] = current.holders.get(mount_id, 0) + 1
+            current.acquired_at = time.time()
+            current.detach_pending = False
             self._save_locked()
             return _copy(current)
 
@@ -162,6 +178,20 @@ class MountStore:
                 self._save_locked()
             return _copy(current)
 
+    def drop_holders(self, resource: str, detach_pending: bool = False) -> dict[str, int]:
+        """Forget every holder of a volume (stale counts, or an unmount awaiting its detach).
+
+        Returns the holders dropped; ``detach_pending`` marks the record for a later detach.
+        """
+        with self._lock:
+            current = self._records.get(resource)
+            if current is None:
+                return {}
+            dropped, current.holders = current.holders, {}
+            current.detach_pending = detach_pending
+            self._save_locked()
+            return dropped
+
     def forget(self, resource: str) -> None:
         """Drop a volume once it is unmounted (and detached)."""
         with self._lock:
@@ -173,15 +203,26 @@ class MountStore:
     ) -> list[MountRecord]:
         """Align the records with the mount table (see module doc); run once at start.
 
-        Returns the dropped records: their volumes may still be attached to this node.
+        Returns the records whose mount is gone; those our attach made stay as pending detaches.
         """
-        dropped: list[MountRecord] = []
+        gone: list[MountRecord] = []
         with self._lock:
             changed = False
             for resource, record in list(self._records.items()):
-                if not is_mounted(record.path):
+                if is_mounted(record.path):
+                    continue
+                gone.append(_copy(record))
+                if record.attached:
+                    if record.holders or not record.detach_pending:
+                        log.info(
+                            "%s is no longer mounted at %s; its detach is pending", record.name, record.path
+                        )
+                        record.holders = {}
+                        record.detach_pending = True
+                        changed = True
+                else:
                     log.info("dropping mount record of %s: %s is no longer mounted", record.name, record.path)
-                    dropped.append(self._records.pop(resource))
+                    del self._records[resource]
                     changed = True
             for found in staged:
                 if found.resource not in self._records and is_mounted(found.path):
@@ -196,8 +237,16 @@ class MountStore:
                     changed = True
             if changed or not self.path.exists():
                 self._save_locked()
-        return dropped
+        return gone
 
 
 def _copy(record: MountRecord) -> MountRecord:
-    return MountRecord(record.resource, record.name, record.path, record.attached, dict(record.holders))
+    return MountRecord(
+        record.resource,
+        record.name,
+        record.path,
+        record.attached,
+        dict(record.holders),
+        record.acquired_at,
+        record.detach_pending,
+    )
