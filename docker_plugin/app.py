@@ -6,7 +6,8 @@ answer is HTTP 200 with an ``Err`` field: empty on success, one sentence a perso
 act on otherwise (Docker prints it after "create NAME:" and the like; a non-200 status
 would only add the method name in front). Each handler is a few lines: validate, call the
 driver, shape the answer. Failures are mapped in :func:`docker_plugin.errors.docker_error_message`
-and nothing, not even an unexpected exception, returns a traceback.
+and nothing, not even an unexpected exception, returns a traceback. Bodies are bounded
+(:data:`MAX_BODY_BYTES`; Docker's are a few KiB): a larger one is refused unread.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from plugin.observability import observe_request
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
+MAX_BODY_BYTES = 64 * 1024
 FRONTEND = "docker"
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -33,6 +35,23 @@ Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 def _reply(payload: Mapping[str, Any], status: int = 200) -> Response:
     return Response(json.dumps(payload) + "\n", status=status, content_type=CONTENT_TYPE)
+
+
+def _read_body() -> bytes:
+    """The request body, refused unread when it is over :data:`MAX_BODY_BYTES`."""
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise RequestError(too_large_message())
+    raw = request.stream.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise RequestError(too_large_message())
+    return bytes(raw)
+
+
+def too_large_message() -> str:
+    return (
+        f"the request body is larger than {MAX_BODY_BYTES // 1024} KiB and was not read; "
+        "Docker's volume requests are a few KiB"
+    )
 
 
 def decode_body(raw: bytes) -> dict[str, Any]:
@@ -87,7 +106,7 @@ def create_app(driver: DockerVolumeDriver, health: Callable[[], dict[str, Any]] 
             def view() -> Response:
                 name: str | None = None
                 try:
-                    body = decode_body(request.get_data(cache=False))
+                    body = decode_body(_read_body())
                     if isinstance(body.get("Name"), str):
                         name = body["Name"]
                     with observe_request(log, FRONTEND, method, volume=name, id=body.get("ID")):

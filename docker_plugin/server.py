@@ -7,24 +7,37 @@ as fd 3 is used instead, and systemd queues Docker's connections while the servi
 restarts. waitress serves with several threads, so a slow Create never stalls
 ``docker volume ls``. SIGTERM and SIGINT end the loop cleanly: requests in flight finish
 (up to a grace period), and a socket file this process created is removed.
+
+Docker's requests are small, so bodies are bounded: a larger one is refused with an
+``Err`` sentence as soon as its headers arrive, never read. And a few connections are
+always kept free for Docker: when open connections near the limit, the connections
+without a request in progress (idle ones, or ones still trickling in their headers) are
+closed, least recently active first, so idle clients can no longer lock Docker out.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import signal
 import socket
 import stat
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 from waitress import wasyncore
-from waitress.server import create_server
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, create_server
+from waitress.task import ErrorTask
+from waitress.utilities import RequestEntityTooLarge, RequestHeaderFieldsTooLarge
+
+from docker_plugin.app import CONTENT_TYPE, MAX_BODY_BYTES, too_large_message
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +45,11 @@ SD_LISTEN_FDS_START = 3
 DEFAULT_THREADS = 8
 SOCKET_MODE = 0o660
 POLL_SECONDS = 0.25  # how soon a stop signal is noticed
+MAX_HEADER_BYTES = 32 * 1024
+CONNECTION_LIMIT = 200
+FREE_CONNECTIONS = 16  # kept free for Docker by closing idle connections
+IDLE_SECONDS = 1.0  # a connection younger than this is never closed as idle
+CHANNEL_TIMEOUT = 120  # waitress closes connections idle this long anyway
 
 
 class SocketInUse(RuntimeError):
@@ -58,6 +76,59 @@ def systemd_socket(env: Mapping[str, str] = os.environ) -> socket.socket | None:
     sock = socket.socket(fileno=SD_LISTEN_FDS_START)
     sock.setblocking(False)
     return sock
+
+
+class _JsonErrorTask(ErrorTask):
+    """waitress's answer to a request it refuses (too large, malformed), as Docker's ``Err``."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        if isinstance(error, RequestEntityTooLarge):
+            message = too_large_message()
+        elif isinstance(error, RequestHeaderFieldsTooLarge):
+            message = f"the request headers are larger than {MAX_HEADER_BYTES // 1024} KiB and were not read"
+        else:
+            message = f"malformed HTTP request: {error.body}"
+        body = (json.dumps({"Err": message}) + "\n").encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", CONTENT_TYPE))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class _PluginChannel(HTTPChannel):
+    error_task_class = _JsonErrorTask
+
+
+def free_connections(
+    server: BaseWSGIServer, limit: int = CONNECTION_LIMIT, reserve: int = FREE_CONNECTIONS
+) -> int:
+    """Close idle connections until ``reserve`` of ``limit`` are free; returns how many were closed.
+
+    A connection with a request queued or running is never closed, nor one opened in the
+    last second (Docker's request may still be on its way).
+    """
+    channels = list(server.active_channels.values())
+    excess = len(channels) - (limit - reserve)
+    if excess <= 0:
+        return 0
+    now = time.time()
+    idle = [
+        ch
+        for ch in channels
+        if not ch.requests and not ch.will_close and now - ch.creation_time >= IDLE_SECONDS
+    ]
+    idle.sort(key=lambda ch: ch.last_activity)
+    for channel in idle[:excess]:
+        channel.will_close = True  # closed by the loop's next write pass, as waitress's own timeout does
+    if idle:
+        log.warning(
+            "closing %d idle connection(s) to keep connections free for Docker (%d open)",
+            min(excess, len(idle)),
+            len(channels),
+        )
+    return min(excess, len(idle))
 
 
 def _answering(path: str) -> bool:
@@ -120,7 +191,19 @@ def serve(app: Any, listen: ListenSocket, threads: int = DEFAULT_THREADS) -> Non
     polls in short rounds and looks at the record between rounds.
     """
     sock_map: dict[int, Any] = {}
-    server = create_server(app, map=sock_map, sockets=[listen.sock], threads=threads, channel_timeout=300)
+    server = create_server(
+        app,
+        map=sock_map,
+        sockets=[listen.sock],
+        threads=threads,
+        connection_limit=CONNECTION_LIMIT,
+        channel_timeout=CHANNEL_TIMEOUT,
+        max_request_body_size=MAX_BODY_BYTES + 1,  # waitress refuses a body of this size or more
+        max_request_header_size=MAX_HEADER_BYTES,
+    )
+    servers = [s for s in list(sock_map.values()) if isinstance(s, BaseWSGIServer)]
+    for each in servers:
+        each.channel_class = _PluginChannel
     received: list[int] = []
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -130,6 +213,8 @@ def serve(app: Any, listen: ListenSocket, threads: int = DEFAULT_THREADS) -> Non
     try:
         while not received:
             wasyncore.loop(timeout=POLL_SECONDS, map=sock_map, use_poll=True, count=1)
+            for each in servers:
+                free_connections(each)
         log.info("stopping on %s", signal.Signals(received[0]).name)
     finally:
         for sig, handler in previous.items():

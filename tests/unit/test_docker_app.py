@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from docker_plugin.app import CONTENT_TYPE, create_app
+from docker_plugin.app import CONTENT_TYPE, MAX_BODY_BYTES, create_app
 from docker_plugin.driver import DockerVolumeDriver
 from docker_plugin.errors import INTERNAL_ERROR
 from docker_plugin.refcounts import MountStore
@@ -104,3 +104,11 @@ def test_unexpected_failure_is_an_err_sentence_not_a_traceback(tmp_path: Path) -
     )  # type: ignore[arg-type]
     answer = _post(create_app(driver).test_client(), "VolumeDriver.Path", b'{"Name": "v"}')
     assert answer == {"_status": 200, "Mountpoint": "", "Err": INTERNAL_ERROR}
+
+
+def test_an_oversized_body_is_refused_unread(client: FlaskClient) -> None:
+    answer = _post(client, "VolumeDriver.Get", b"x" * (MAX_BODY_BYTES + 1))
+    assert answer["_status"] == 200
+    assert f"larger than {MAX_BODY_BYTES // 1024} KiB" in str(answer["Err"])
+    # a body at the bound is read (and this one is no JSON)
+    assert "not valid JSON" in str(_post(client, "VolumeDriver.Get", b"x" * MAX_BODY_BYTES)["Err"])
