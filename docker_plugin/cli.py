@@ -16,12 +16,14 @@ import faulthandler
 import logging
 import os
 import signal
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from docker_plugin.app import create_app
+from docker_plugin.dirs import make_dirs
 from docker_plugin.driver import DockerVolumeDriver
 from docker_plugin.refcounts import MountStore
 from docker_plugin.server import DEFAULT_THREADS, SocketInUse, open_listen_socket, serve
@@ -40,6 +42,7 @@ DEFAULT_SOCKET = "/run/docker/plugins/linstor.sock"
 # The Go plugin's root; also the managed plugin's propagatedMount, so one default fits both modes.
 DEFAULT_MOUNT_ROOT = "/var/lib/docker-volumes/linstor"
 STATE_FILE_NAME = ".linstor-docker-volume-mounts.json"
+MOUNT_ROOT_MODE = 0o700
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +123,25 @@ def _fail(message: str) -> int:
     return 2
 
 
+def ensure_mount_root(root: Path) -> None:
+    """Create the mount root 0700 (missing parents 0755) whatever the umask.
+
+    An existing root keeps its mode (dockerd makes a managed plugin's propagatedMount
+    0710) unless others may write to it; then it is tightened to 0700.
+    """
+    make_dirs(root.parent, 0o755)
+    try:
+        root.mkdir(mode=MOUNT_ROOT_MODE)
+    except FileExistsError:
+        if not root.is_dir():
+            raise NotADirectoryError(f"the mount root {root} exists and is not a directory") from None
+        mode = stat.S_IMODE(os.stat(root).st_mode)
+        if not mode & 0o022:
+            return
+        log.warning("mount root %s was writable by others (mode %o); set to %o", root, mode, MOUNT_ROOT_MODE)
+    os.chmod(root, MOUNT_ROOT_MODE)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, json_output=args.log_format == "json")
@@ -145,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mount_root = Path(args.mount_root)
     state_file = Path(args.state_file) if args.state_file else mount_root / STATE_FILE_NAME
     try:
-        mount_root.mkdir(parents=True, exist_ok=True)
+        ensure_mount_root(mount_root)
         service = VolumeService(LinstorClient(config), config)
         driver = DockerVolumeDriver(
             service,

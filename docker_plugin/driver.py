@@ -256,7 +256,9 @@ class DockerVolumeDriver(NodeStaging):
             )
             mounted = not was_mounted
             data = staging / DATA_DIR
-            data.mkdir(mode=0o755, exist_ok=True)
+            if not data.is_dir():
+                data.mkdir(mode=0o755)
+                data.chmod(0o755)  # whatever the umask: containers of any user must reach it
             seed = MountRecord(
                 resource=resource,
                 name=name,

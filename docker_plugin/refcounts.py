@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from docker_plugin.dirs import make_dirs
+
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
@@ -104,7 +106,7 @@ class MountStore:
         self._records = {r.resource: r for r in records}
 
     def _save_locked(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path.parent, 0o700)
         payload = {
             "version": STATE_VERSION,
             "volumes": [r.to_json() for r in sorted(self._records.values(), key=lambda r: r.resource)],

@@ -38,6 +38,7 @@ from waitress.task import ErrorTask
 from waitress.utilities import RequestEntityTooLarge, RequestHeaderFieldsTooLarge
 
 from docker_plugin.app import CONTENT_TYPE, MAX_BODY_BYTES, too_large_message
+from docker_plugin.dirs import make_dirs
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def bind_unix_socket(path: str, mode: int = SOCKET_MODE, backlog: int = 128) -> 
     plugins never fight over one driver name.
     """
     directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o755, exist_ok=True)
+    make_dirs(directory, 0o755)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
