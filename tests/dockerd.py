@@ -298,6 +298,9 @@ class PluginProcess:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LS_", "LISTEN_"))}
+        # nsenter starts the plugin in the namespace's root directory, not in cwd: without
+        # this, ``-m docker_plugin`` would import whatever copy the environment has installed.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_repo_root()), env.get("PYTHONPATH")) if p)
         env.update(popen_kwargs.pop("env", {}))
         kwargs: dict[str, Any] = {"stdout": log, "stderr": subprocess.STDOUT, "env": env, "cwd": _repo_root()}
         kwargs.update(popen_kwargs)

@@ -191,3 +191,25 @@ def test_volume_rm_of_a_volume_used_on_another_node_is_refused(stack: Stack) -> 
     assert result.returncode != 0 and "node-b" in result.stderr
     stack.emulator.control(f"resources/{resource}/node-b/in_use", {"in_use": False})
     stack.docker("volume", "rm", "remote")
+
+
+def test_a_mount_resent_after_a_lost_answer_does_not_pin_the_volume(stack: Stack) -> None:
+    """Docker re-sends a Mount whose answer a plugin crash lost: one container, counted twice."""
+    stack.docker("volume", "create", "-d", "linstor", "-o", "size=64M", "resent")
+    stack.docker("run", "-d", "--name", "twice", "-v", "resent:/data", "busybox", "sleep", "600")
+    try:
+        state = json.loads(stack.plugin.state_file.read_text())
+        (record,) = [v for v in state["volumes"] if v["name"] == "resent"]
+        (mount_id,) = record["holders"]  # the container's mount ID, as Docker sent it
+        # what Docker's client retry delivers after the plugin restarted
+        answer = stack.plugin.client().call("VolumeDriver.Mount", {"Name": "resent", "ID": mount_id})
+        assert answer["Err"] == "", answer
+        assert stack.docker("exec", "twice", "sh", "-c", "echo kept > /data/f; cat /data/f").strip() == "kept"
+    finally:
+        stack.docker("rm", "-f", "twice")  # one Unmount for the two Mounts
+    stack.docker("volume", "rm", "resent")  # released: no container uses it any more
+    assert "resent" not in stack.docker("volume", "ls", "-q").split()
+    assert not stack.is_staged("resent")
+    lines = [json.loads(x) for x in stack.plugin.log_tail(200_000).splitlines() if x.startswith("{")]
+    released = [e for e in lines if e.get("event") == "stale_mounts_released" and e.get("volume") == "resent"]
+    assert released and released[-1]["ids"] == [mount_id]
