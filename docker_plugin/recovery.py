@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 PROC = "/proc"
 DATA_DIR = "data"
-_GONE = (errno.ENOENT, errno.ESRCH)  # the process exited while we looked
+# The process exited while we looked; EINVAL: it is exiting and has left its namespaces.
+_GONE = (errno.ENOENT, errno.ESRCH, errno.EINVAL)
 
 
 def sees_all_processes(proc: str = PROC) -> bool:

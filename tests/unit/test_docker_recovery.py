@@ -7,10 +7,12 @@ tests/integration/test_docker_recovery.py.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
 
+from docker_plugin import recovery
 from docker_plugin.recovery import MountUse, scan_mount_use, sees_all_processes
 from docker_plugin.refcounts import MountRecord, MountStore
 
@@ -132,3 +134,19 @@ def test_reconcile_keeps_an_attached_volume_whose_mount_is_gone_as_a_pending_det
     records = {r.resource: r for r in MountStore(path).records()}
     assert list(records) == ["att"]  # the one our attach made waits for its detach
     assert records["att"].detach_pending and records["att"].holders == {}
+
+
+def test_a_process_exiting_during_the_scan_is_skipped(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    proc = _proc(
+        tmp_path, {"host": HOST, "ctr": ["300 1 7:3 /data /vol rw - ext4 /dev/loop3 rw"]}, {"7": "ctr"}
+    )
+    real = recovery._read_mount_roots
+
+    def exiting(path: str, into: dict) -> None:  # type: ignore[type-arg]
+        if "/7/" in path:  # the kernel answers EINVAL for a task that has left its namespaces
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real(path, into)
+
+    monkeypatch.setattr(recovery, "_read_mount_roots", exiting)
+    use = scan_mount_use(proc)
+    assert use is not None and not use.used_by_container(STAGING)
