@@ -235,6 +235,7 @@ class MountStore:
                     )
                     adopted = _copy(found)
                     adopted.holders = {ADOPTED_HOLDER: 1}
+                    adopted.acquired_at = time.time()  # unknown: as young as can be, for the grace
                     self._records[found.resource] = adopted
                     changed = True
             if changed or not self.path.exists():

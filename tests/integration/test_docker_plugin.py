@@ -7,6 +7,7 @@ process; volumes are real loop devices, formatted and mounted for real.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -29,6 +30,7 @@ from plugin.params import parse_csi_parameters
 from plugin.volume_service import VolumeService
 from tests.conftest import free_port
 from tests.dockerd import PluginProcess
+from tests.processes import terminate
 
 LOCAL = socket.gethostname().split(".")[0] or "localhost"
 
@@ -47,6 +49,16 @@ def _mount_id(path: str | Path) -> str | None:
             if fields[4] == target:
                 return fields[0]
     return None
+
+
+@contextlib.contextmanager
+def _in_use(path: str) -> Iterator[None]:
+    """A process working in the volume, as a container's would: a bare Mount count is not a use."""
+    user = subprocess.Popen(["sleep", "600"], cwd=path)
+    try:
+        yield
+    finally:
+        terminate(user, 10)
 
 
 def _wait_unmounted(path: str | Path, timeout: float = 15.0) -> bool:
@@ -307,8 +319,9 @@ def test_remote_replica_is_attached_diskless_and_detached_after(plugin: PluginPr
 def test_remove_refuses_while_mounted_and_missing_is_fine(plugin: PluginProcess) -> None:
     c = plugin.client()
     ok(c.call("VolumeDriver.Create", {"Name": "busy", "Opts": {"size": "64M", "nodes": LOCAL}}))
-    ok(c.call("VolumeDriver.Mount", {"Name": "busy", "ID": "A"}))
-    err = failed(c.call("VolumeDriver.Remove", {"Name": "busy"}))
+    path = ok(c.call("VolumeDriver.Mount", {"Name": "busy", "ID": "A"}))["Mountpoint"]
+    with _in_use(path):
+        err = failed(c.call("VolumeDriver.Remove", {"Name": "busy"}))
     assert f"in use on this node ({LOCAL})" in err and "stop the containers" in err
     assert "busy" in names(c)
     ok(c.call("VolumeDriver.Unmount", {"Name": "busy", "ID": "A"}))
@@ -368,7 +381,8 @@ def test_lost_state_file_adopts_the_mount(plugin: PluginProcess) -> None:
     plugin.start()
     c = plugin.client()
     assert ok(c.call("VolumeDriver.Path", {"Name": "orphan"}))["Mountpoint"] == path
-    assert "in use on this node" in failed(c.call("VolumeDriver.Remove", {"Name": "orphan"}))
+    with _in_use(path):
+        assert "in use on this node" in failed(c.call("VolumeDriver.Remove", {"Name": "orphan"}))
     ok(c.call("VolumeDriver.Unmount", {"Name": "orphan", "ID": "A"}))  # unknown ID releases the adopted one
     assert not _mounted(Path(path).parent)
 

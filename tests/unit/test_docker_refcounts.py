@@ -85,6 +85,7 @@ def test_reconcile_adopts_an_unrecorded_mount_released_by_any_unknown_id(tmp_pat
     store.reconcile(lambda p: True, [MountRecord(resource="orphan", name="orphan", path="/mnt/orphan")])
     record = store.get("orphan")
     assert record is not None and record.holders == {ADOPTED_HOLDER: 1}
+    assert record.acquired_at > 0  # its age is unknown: it gets a fresh mount's grace
     store.acquire(MountRecord(resource="orphan", name="my volume", path="/mnt/orphan"), "NEW")
     assert store.get("orphan").name == "my volume"  # type: ignore[union-attr]
     # an Unmount from before the restart (unknown ID) releases the adopted holder only
