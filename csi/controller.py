@@ -60,7 +60,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
             if block
             else (next((a.fs_type for a in access if a.fs_type), "") or params.fs_type or "ext4")
         )
-        params = with_fs_type(params, fs_type)
+        params = with_fs_type(params, fs_type, [flag for a in access for flag in a.mount_flags])
         for note in params.notes:
             log.info("CreateVolume %s: %s", request.name, note)
         capacity = request.capacity_range if request.HasField("capacity_range") else None

@@ -2,17 +2,20 @@
 
 Pure functions, kept apart from :mod:`plugin.nodeops` (which runs the commands) so the
 rules can be read and unit-tested on their own: which filesystems are supported, which
-user options are accepted, the exact argument lists for mkfs and mount, and the parsing
-of blkid, dumpe2fs, xfs_info and btrfs output. Nothing here touches the host.
+user options are accepted (the allow-lists of :mod:`plugin.fs_options` and
+:mod:`plugin.mount_rules`, the same ones volume creation checks), the exact argument lists
+for mkfs and mount, and the parsing of blkid, dumpe2fs, xfs_info and btrfs output.
+Nothing here touches the host.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Sequence
 
 from plugin.errors import InvalidArgument, OperationFailed
+from plugin.fs_options import MAX_OPTIONS_CHARS, OptionError, check_mkfs_options, split_mkfs_options
+from plugin.mount_rules import check_mount_option
 
 SUPPORTED_FILESYSTEMS = ("ext4", "xfs", "btrfs")
 # Options that change what mount does rather than how the filesystem behaves.
@@ -35,47 +38,67 @@ def filesystem_type(fs_type: str) -> str:
     return fs
 
 
-def mkfs_arguments(mkfs_opts: str) -> list[str]:
-    """Split the user's mkfs options like a shell would, but refuse anything naming a path.
+def mkfs_arguments(mkfs_opts: str, fs_type: str | None = None) -> list[str]:
+    """Split the user's mkfs options like a shell would and check them against the allow-list.
 
-    mkfs takes positional arguments, so an option string smuggling in a device path could
-    point mkfs at a device other than the volume's.
+    mkfs takes positional arguments, so a stray word could point mkfs at a device other
+    than the volume's; options such as ``mke2fs -d`` read host files. Only the options
+    :mod:`plugin.fs_options` allows for ``fs_type`` pass (for any supported filesystem
+    when ``fs_type`` is None).
     """
     try:
-        tokens = shlex.split(mkfs_opts or "")
-    except ValueError as exc:
-        raise InvalidArgument(f"cannot parse mkfs options {mkfs_opts!r}: {exc}") from exc
-    for token in tokens:
-        if token.startswith("/") or "/dev/" in token:
-            raise InvalidArgument(f"mkfs options must not name a device or file: {token!r}")
-    return tokens
+        words = split_mkfs_options(mkfs_opts or "")
+        check_mkfs_options(words, fs_type.lower() if fs_type else None)
+    except OptionError as exc:
+        raise InvalidArgument(f"invalid mkfs options {_shown(mkfs_opts or '')}: {exc}") from None
+    return words
 
 
 def mkfs_command(device: str, fs_type: str, mkfs_opts: str = "") -> list[str]:
-    return [f"mkfs.{filesystem_type(fs_type)}", *mkfs_arguments(mkfs_opts), device]
+    fs = filesystem_type(fs_type)
+    return [f"mkfs.{fs}", *mkfs_arguments(mkfs_opts, fs), device]
 
 
-def split_mount_options(options: Sequence[str]) -> list[str]:
-    """Flatten ``["noatime,discard", "nodev"]`` into single options and validate them."""
+def split_mount_options(options: Sequence[str], fs_type: str | None = None) -> list[str]:
+    """Flatten ``["noatime,discard", "nodev"]`` into single options and validate them.
+
+    Every option must be on the allow-list of ``fs_type`` (generic options plus the
+    filesystem's own; with None, of at least one supported filesystem). This is the one
+    check for options from every source: stored volume options, CSI mount flags,
+    Docker options.
+    """
     if isinstance(options, str):
         options = [options]
+    items = [str(item) for item in options]
+    if sum(len(item) + 1 for item in items) > MAX_OPTIONS_CHARS:
+        raise InvalidArgument(f"mount options are limited to {MAX_OPTIONS_CHARS} characters in all")
     result: list[str] = []
-    for item in options:
-        for opt in str(item).split(","):
+    for item in items:
+        for opt in item.split(","):
             opt = opt.strip()
             if not opt:
                 continue
-            if opt.startswith("-") or any(c.isspace() for c in opt):
+            if opt.startswith("-") or any(c.isspace() or c == "\0" for c in opt):
                 raise InvalidArgument(
-                    f"invalid mount option {opt!r}: give options like 'noatime' or 'discard'"
+                    f"invalid mount option {_shown(opt)}: give options like 'noatime' or 'discard'"
                 )
             if opt in FORBIDDEN_MOUNT_OPTIONS:
                 raise InvalidArgument(
                     f"mount option {opt!r} is not allowed here; it is managed by the plugin"
                 )
+            try:
+                check_mount_option(opt, fs_type)
+            except OptionError as exc:
+                raise InvalidArgument(str(exc)) from None
             if opt not in result:
                 result.append(opt)
     return result
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """A user's value quoted in a message: one line, not endless."""
+    text = text.replace("\n", "\\n").replace("\0", "\\0")
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def mount_options(
@@ -88,7 +111,7 @@ def mount_options(
     (xfs ``norecovery``, ext4 ``noload``); on a writable device the replay runs, which
     gives a consistent view of a volume that was not cleanly unmounted.
     """
-    opts = [o for o in split_mount_options(options) if o not in ("ro", "rw")]
+    opts = [o for o in split_mount_options(options, fs_type) if o not in ("ro", "rw")]
     if readonly:
         opts.insert(0, "ro")
     fs = (fs_type or "").lower()

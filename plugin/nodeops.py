@@ -710,8 +710,8 @@ class NodeOps:
         driver: an ``xfs_io -c`` command run on every fresh read-write xfs mount.
         """
         fs = filesystem_type(fs_type)
-        mkfs_arguments(mkfs_opts)
-        readonly = readonly or "ro" in split_mount_options(mount_opts)
+        mkfs_arguments(mkfs_opts, fs)
+        readonly = readonly or "ro" in split_mount_options(mount_opts, fs)
         self.wait_for_device(device)
         number = self._require_block_device(device)
         path = normalize(staging_path)

@@ -125,14 +125,25 @@ def split_commas(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
+MAX_YAML_BRACKETS = 64
+
+
 def parse_yaml(value: str, expected: str) -> object:
-    """YAML (which includes JSON) as the official driver reads map and list parameters."""
+    """YAML (which includes JSON) as the official driver reads map and list parameters.
+
+    Real values nest two or three levels; deeper ones are refused before the YAML parser,
+    which takes seconds on a few thousand nested brackets.
+    """
+    if value.count("[") + value.count("{") > MAX_YAML_BRACKETS:
+        raise BadValue(f"{expected} (with at most {MAX_YAML_BRACKETS} brackets)")
     try:
         return yaml.safe_load(value)
+    except (RecursionError, ValueError):  # deep nesting; an integer too long for Python
+        raise BadValue(expected) from None
     except yaml.YAMLError:
         try:
             return json.loads(value)
-        except ValueError:
+        except (RecursionError, ValueError):
             raise BadValue(expected) from None
 
 

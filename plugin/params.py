@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -24,6 +23,8 @@ from typing import Any
 
 from plugin import names
 from plugin.errors import InvalidArgument
+from plugin.fs_options import MAX_OPTIONS_CHARS, OptionError, check_mkfs_options, split_mkfs_options
+from plugin.nodecommands import split_mount_options
 from plugin.param_values import (
     MAX_REPLICAS,
     MIB,
@@ -115,6 +116,11 @@ AUTOPLACE_ONLY_FIELDS = (
     "diskless_on_remaining",
 )
 
+# Bounds on what one request may carry; every parser below is linear in its input.
+MAX_KEY_CHARS = 256
+MAX_VALUE_CHARS = MAX_OPTIONS_CHARS
+MAX_KEYS = 256
+
 _MINIMUM_SIZE = {"ext4": 2 * MIB, "xfs": 300 * MIB, "btrfs": 114294784}
 _SMALLEST_VOLUME = 4096  # LINSTOR's smallest volume: 4 KiB
 _RG_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, CSI_NAMESPACE)
@@ -205,30 +211,43 @@ def parse_fs(value: str) -> str:
     return word
 
 
-def parse_mkfs_opts(value: str) -> str:
-    """Extra mkfs arguments; rejected unless they split cleanly into arguments."""
-    if "\0" in value or "\n" in value:
-        raise BadValue("expected mkfs arguments on one line, such as '-E nodiscard'")
+def parse_mkfs_words(value: str) -> str:
+    """mkfs arguments that split cleanly; the filesystem's allow-list is checked once it is known."""
     try:
-        shlex.split(value)
-    except ValueError:
-        raise BadValue("expected mkfs arguments with balanced quotes, such as '-L \"my data\"'") from None
+        split_mkfs_options(value)
+    except OptionError as exc:
+        raise BadValue(str(exc)) from None
     return value.strip()
 
 
-def _mount_option_list(items: tuple[str, ...]) -> tuple[str, ...]:
+def parse_mkfs_opts(value: str) -> str:
+    """mkfs arguments that suit at least one filesystem (a StorageClass does not name one)."""
+    parse_mkfs_words(value)
+    try:
+        check_mkfs_options(split_mkfs_options(value), None)
+    except OptionError as exc:
+        raise BadValue(str(exc)) from None
+    return value.strip()
+
+
+def _mount_option_list(items: tuple[str, ...], any_filesystem: bool) -> tuple[str, ...]:
     for item in items:
         if any(ch.isspace() or ch == "\0" for ch in item):
             raise BadValue("expected mount options such as 'noatime,discard' (no spaces inside an option)")
+    if any_filesystem:
+        try:
+            split_mount_options(items)  # allowed for at least one filesystem; exact check follows
+        except InvalidArgument as exc:
+            raise BadValue(str(exc)) from None
     return items
 
 
 def parse_mount_opts_commas(value: str) -> tuple[str, ...]:
-    return _mount_option_list(split_commas(value))
+    return _mount_option_list(split_commas(value), any_filesystem=True)
 
 
 def parse_mount_opts_words(value: str) -> tuple[str, ...]:
-    return _mount_option_list(split_words(value))
+    return _mount_option_list(split_words(value), any_filesystem=False)
 
 
 def parse_text(value: str) -> str:
@@ -372,7 +391,7 @@ DOCKER_OPTIONS: tuple[ParamSpec, ...] = (
        parse_fs, "fs_type"),
     _S("fsopts", "mkfs arguments", "none",
        "Extra arguments for mkfs, e.g. `-E nodiscard`.",
-       parse_mkfs_opts, "mkfs_opts"),
+       parse_mkfs_words, "mkfs_opts"),
     _S("mountopts", "mount options, comma or space separated", "none",
        "Mount options, e.g. `noatime,discard`.",
        parse_mount_opts_words, "mount_opts"),
@@ -469,6 +488,27 @@ def _show(raw: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _check_bounds(mapping: Mapping[str, str], word: str, where: str = "") -> None:
+    """Refuse oversized requests before parsing anything: every key and value has a length limit."""
+    if len(mapping) > MAX_KEYS:
+        raise InvalidArgument(f"{len(mapping)} {word}s{where} are too many: at most {MAX_KEYS} are accepted")
+    for key, raw in mapping.items():
+        key = str(key)
+        if len(key) > MAX_KEY_CHARS:
+            raise InvalidArgument(
+                f'{word} name "{_show(key)}"{where} is {len(key)} characters long; {word} names are '
+                f"limited to {MAX_KEY_CHARS} characters",
+                key=key[:MAX_KEY_CHARS],
+            )
+        size = 0 if raw is None else len(str(raw))
+        if size > MAX_VALUE_CHARS:
+            raise InvalidArgument(
+                f'the value of {word} "{_show(key)}"{where} is {size} characters long; values are '
+                f"limited to {MAX_VALUE_CHARS} characters",
+                key=key,
+            )
+
+
 def _parse_value(spec: ParamSpec, key: str, raw: str, word: str) -> Any:
     try:
         return spec.parse(raw)
@@ -511,6 +551,7 @@ def parse_csi_parameters(
     ``extra`` and otherwise ignored. An empty value means "not set". Bare node property
     names in replicasOnSame/Different get ``property_namespace`` as their prefix.
     """
+    _check_bounds(parameters, "parameter")
     settings = _Settings("parameter")
     extra: dict[str, str] = {}
     for key, raw in parameters.items():
@@ -544,6 +585,7 @@ def parse_csi_parameters(
 
 
 def _collect_docker(settings: _Settings, mapping: Mapping[str, str], from_defaults: bool) -> set[str]:
+    _check_bounds(mapping, "option", " in the defaults of the configuration" if from_defaults else "")
     given_fields: set[str] = set()
     for key, raw in mapping.items():
         raw = "" if raw is None else str(raw)
@@ -594,6 +636,7 @@ def parse_docker_options(options: Mapping[str, str] | None, defaults: Mapping[st
     explicit = _collect_docker(settings, options or {}, from_defaults=False)
     _drop_overridden_defaults(settings, explicit)
     fs_type = settings.get("fs_type", "ext4")
+    _check_filesystem_options(settings, fs_type)
     minimum = minimum_size_bytes(fs_type)
     if settings.has("size_bytes"):
         size = settings.get("size_bytes")
@@ -616,6 +659,26 @@ def parse_docker_options(options: Mapping[str, str] | None, defaults: Mapping[st
 
 
 # --- shared: contradictions and the final model --------------------------------------------
+
+
+def _check_filesystem_options(settings: _Settings, fs_type: str) -> None:
+    """mkfs and mount options against the allow-lists of the volume's own filesystem."""
+    if settings.has("mkfs_opts"):
+        given = settings.values["mkfs_opts"]
+        try:
+            check_mkfs_options(split_mkfs_options(given.value), fs_type)
+        except OptionError as exc:
+            raise InvalidArgument(
+                f'invalid value "{_show(given.raw)}" for {settings.label("mkfs_opts")}: {exc}', key=given.key
+            ) from None
+    if settings.has("mount_opts"):
+        given = settings.values["mount_opts"]
+        try:
+            split_mount_options(given.value, fs_type)
+        except InvalidArgument as exc:
+            raise InvalidArgument(
+                f'invalid value "{_show(given.raw)}" for {settings.label("mount_opts")}: {exc}', key=given.key
+            ) from None
 
 
 def _check_manual_placement(settings: _Settings) -> None:
@@ -776,6 +839,29 @@ def resource_group_name(params: VolumeParams) -> str:
     return f"sc-{uuid.uuid5(_RG_NAMESPACE, canonical)}"
 
 
-def with_fs_type(params: VolumeParams, fs_type: str | None) -> VolumeParams:
-    """The same parameters for another filesystem (CSI takes it from the capability)."""
+def with_fs_type(params: VolumeParams, fs_type: str | None, mount_flags: Iterable[str] = ()) -> VolumeParams:
+    """The same parameters for another filesystem (CSI takes it from the capability).
+
+    ``fsOpts`` and ``mountOpts`` were checked against every filesystem when the
+    StorageClass was parsed; now that the filesystem is known, they and the capability's
+    ``mount_flags`` must suit it, before anything reaches LINSTOR.
+    """
+    if fs_type:
+        try:
+            check_mkfs_options(split_mkfs_options(params.mkfs_opts), fs_type)
+        except OptionError as exc:
+            raise InvalidArgument(
+                f'invalid value "{_show(params.mkfs_opts)}" for parameter "fsOpts": {exc}', key="fsOpts"
+            ) from None
+        try:
+            split_mount_options(params.mount_opts, fs_type)
+        except InvalidArgument as exc:
+            shown = _show(",".join(params.mount_opts))
+            raise InvalidArgument(
+                f'invalid value "{shown}" for parameter "mountOpts": {exc}', key="mountOpts"
+            ) from None
+        try:
+            split_mount_options(list(mount_flags), fs_type)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"invalid mount_flags in the volume capability: {exc}") from None
     return replace(params, fs_type=fs_type)
