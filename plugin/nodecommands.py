@@ -4,13 +4,15 @@ Pure functions, kept apart from :mod:`plugin.nodeops` (which runs the commands) 
 rules can be read and unit-tested on their own: which filesystems are supported, which
 user options are accepted (the allow-lists of :mod:`plugin.fs_options` and
 :mod:`plugin.mount_rules`, the same ones volume creation checks), the exact argument lists
-for mkfs and mount, and the parsing of blkid, dumpe2fs, xfs_info and btrfs output.
-Nothing here touches the host.
+for mkfs and mount, how a command is shown in logs and errors, and the parsing of blkid,
+dumpe2fs, xfs_info and btrfs output. Nothing here touches the host.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 from collections.abc import Sequence
 
 from plugin.errors import InvalidArgument, OperationFailed
@@ -142,6 +144,31 @@ def bind_remount_command(target: str, readonly: bool, options: Sequence[str]) ->
     """A bind mount ignores most options; they only take effect on a remount of the bind."""
     opts = ["remount", "bind", "ro" if readonly else "rw", *[o for o in options if o not in ("ro", "rw")]]
     return ["mount", "-o", ",".join(opts), target]
+
+
+def loggable_command(args: Sequence[str]) -> str:
+    """A command line for logs and error messages, with the user's options left out.
+
+    Mount options, mkfs options and xfs_io commands come from users and may carry
+    secrets (an SELinux context, a label), so only their number is shown: ``mount -w -t
+    ext4 -o <3 options> /dev/drbd1000 /mnt``. The command, device and paths stay.
+    """
+    argv = [str(a) for a in args]
+    if not argv:
+        return ""
+    tool = os.path.basename(argv[0])
+    words = [shlex.quote(a) for a in argv]
+    if tool.startswith("mkfs.") and len(argv) > 2:
+        words[1:-1] = [_count(len(argv) - 2, "argument")]
+    flag = {"mount": "-o", "xfs_io": "-c"}.get(tool)
+    for i in range(1, len(argv) - 1):
+        if argv[i] == flag:
+            words[i + 1] = _count(len(argv[i + 1].split(",")), "option") if tool == "mount" else "<command>"
+    return " ".join(words)
+
+
+def _count(n: int, word: str) -> str:
+    return f"<{n} {word}{'' if n == 1 else 's'}>"
 
 
 def parse_blkid_export(text: str) -> dict[str, str]:

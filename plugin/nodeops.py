@@ -16,7 +16,6 @@ import errno
 import logging
 import os
 import re
-import shlex
 import stat
 import subprocess
 import threading
@@ -49,6 +48,7 @@ from plugin.nodecommands import (
     bind_remount_command,
     describe_signature,
     filesystem_type,
+    loggable_command,
     mkfs_arguments,
     mkfs_command,
     mount_command,
@@ -95,7 +95,8 @@ Runner = Callable[..., CommandResult]
 
 
 def format_command(args: Sequence[str]) -> str:
-    return " ".join(shlex.quote(a) for a in args)
+    """The command as logs and errors show it: user options redacted, see ``loggable_command``."""
+    return loggable_command(args)
 
 
 def run(
@@ -798,7 +799,7 @@ class NodeOps:
             return
         self.unmount(path, remove_target=False)
         raise OperationFailed(
-            f"xfs_io -c {command!r} failed on {path} (postMountXfsOpts): "
+            f"xfs_io -c <command> failed on {path} (postMountXfsOpts): "
             f"{one_line(done.stderr) or f'exit {done.returncode}'}"
         )
 
