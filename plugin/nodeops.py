@@ -59,11 +59,16 @@ from plugin.nodecommands import (
     parse_xfs_info_size,
     split_mount_options,
 )
+from plugin.param_values import format_size
 
 log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT = 120.0
+# fsck and resize of a whole filesystem
 MKFS_TIMEOUT = 1800.0
+# mkfs gets a time limit that grows with the device: a floor plus seconds per GiB
+MKFS_TIMEOUT_FLOOR = 60.0
+MKFS_SECONDS_PER_GIB = 2.0
 # A grow is worth doing when the device exceeds the filesystem by at least this much.
 GROW_THRESHOLD = 1 << 20
 
@@ -99,6 +104,13 @@ def format_command(args: Sequence[str]) -> str:
     return loggable_command(args)
 
 
+def mkfs_timeout(
+    size_bytes: int, floor: float = MKFS_TIMEOUT_FLOOR, per_gib: float = MKFS_SECONDS_PER_GIB
+) -> float:
+    """How long mkfs may take on a device of ``size_bytes``: ``floor`` plus ``per_gib`` per GiB."""
+    return floor + per_gib * max(size_bytes, 0) / (1 << 30)
+
+
 def run(
     args: Sequence[str], *, timeout: float = COMMAND_TIMEOUT, ok_codes: Collection[int] = (0,)
 ) -> CommandResult:
@@ -124,7 +136,9 @@ def run(
     except FileNotFoundError as exc:
         raise OperationFailed(f"{cmd} failed: {argv[0]} is not installed on this node", command=cmd) from exc
     except subprocess.TimeoutExpired as exc:
-        raise OperationFailed(f"{cmd} did not finish within {timeout:g}s", command=cmd) from exc
+        raise OperationFailed(
+            f"{cmd} did not finish within {timeout:g}s", command=cmd, timed_out=True
+        ) from exc
     except OSError as exc:
         raise OperationFailed(f"{cmd} could not be started: {exc.strerror}", command=cmd) from exc
     return checked(CommandResult(argv, proc.returncode, proc.stdout, proc.stderr), ok_codes)
@@ -160,12 +174,16 @@ class NodeOps:
         mountinfo_path: str = MOUNTINFO,
         command_timeout: float = COMMAND_TIMEOUT,
         mkfs_timeout: float = MKFS_TIMEOUT,
+        mkfs_timeout_floor: float = MKFS_TIMEOUT_FLOOR,
+        mkfs_seconds_per_gib: float = MKFS_SECONDS_PER_GIB,
     ) -> None:
         self.device_timeout = device_timeout
         self._run = run
         self._mountinfo_path = mountinfo_path
         self._command_timeout = command_timeout
         self._mkfs_timeout = mkfs_timeout
+        self._mkfs_floor = mkfs_timeout_floor
+        self._mkfs_per_gib = mkfs_seconds_per_gib
         # Check-then-mkfs must not interleave between two requests for the same device.
         self._format_locks: dict[object, threading.Lock] = {}
         self._format_locks_guard = threading.Lock()
@@ -333,8 +351,37 @@ class NodeOps:
                 log.info("not formatting %s: it holds %s", device, found)
                 return False
             log.info("formatting %s", format_command(command))
-            self._cmd(command, timeout=self._mkfs_timeout)
+            self._mkfs(command, device)
         return True
+
+    def _mkfs(self, command: Sequence[str], device: str) -> None:
+        """Run mkfs with a time limit that grows with the device, and say why it ran out."""
+        size = self._size_for_timeout(device)
+        limit = mkfs_timeout(size, self._mkfs_floor, self._mkfs_per_gib)
+        try:
+            self._cmd(command, timeout=limit)
+        except OperationFailed as exc:
+            if not exc.details.get("timed_out"):
+                raise
+            raise OperationFailed(
+                f"{format_command(command)} did not finish within {limit:g}s, the time allowed for "
+                f"formatting {format_size(size)} ({self._mkfs_floor:g}s plus {self._mkfs_per_gib:g}s "
+                "per GiB): "
+                "the device is unusually slow, or an mkfs option made mkfs do far more work than "
+                "formatting needs",
+                command=format_command(command),
+                timed_out=True,
+            ) from exc
+
+    @staticmethod
+    def _size_for_timeout(device: str) -> int:
+        try:
+            return blockdev.size_bytes(device)
+        except OSError:
+            try:
+                return os.stat(device).st_size  # an image file rather than a device
+            except OSError:
+                return 0
 
     # -- mount table queries ------------------------------------------------------------
 
