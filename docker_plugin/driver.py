@@ -89,7 +89,9 @@ def validate_name(name: object) -> str:
     """Docker accepts any volume name for a plugin; only empty or absurd ones are refused."""
     if not isinstance(name, str) or not name:
         raise errors.InvalidArgument("the request has no volume Name")
-    if len(name) > MAX_NAME_CHARS or "\x00" in name:
+    if "\x00" in name:
+        raise errors.InvalidArgument("volume names cannot contain a NUL character")
+    if len(name) > MAX_NAME_CHARS:
         raise errors.InvalidArgument(f"volume names are limited to {MAX_NAME_CHARS} characters")
     return name
 

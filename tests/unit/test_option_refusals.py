@@ -150,6 +150,12 @@ def test_csi_create_volume_refuses_mount_options_and_flags(mountopts: str, expec
     assert message.startswith('invalid value "inode64" for parameter "mountOpts": ')
 
 
+def test_docker_name_with_nul_is_reported_as_such(docker: FlaskClient) -> None:
+    err = docker_create(docker, "da\x00ta", None)
+    assert "NUL" in err and "1024" not in err
+    assert "limited to 1024 characters" in docker_create(docker, "x" * 1025, None)
+
+
 # --- bounds and linear parsing ------------------------------------------------------------
 
 
