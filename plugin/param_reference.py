@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from plugin import names
+from plugin.fs_options import MKFS_RULES, MkfsRules
+from plugin.mount_rules import GENERIC_MOUNT, MOUNT_RULES
 from plugin.param_values import MAX_REPLICAS, format_size
 from plugin.params import (
     AUX_PREFIX,
@@ -25,6 +27,9 @@ from plugin.params import (
     DOCKER_OPTIONS,
     FILESYSTEMS,
     LEGACY_PROPERTY_NAMESPACE,
+    MAX_KEY_CHARS,
+    MAX_KEYS,
+    MAX_VALUE_CHARS,
     PROPERTY_NAMESPACE,
     ParamSpec,
     minimum_size_bytes,
@@ -52,6 +57,53 @@ def _table(specs: Iterable[ParamSpec], prefix: str) -> list[str]:
 def _minimum_sizes() -> str:
     parts = [f"{fs} {format_size(minimum_size_bytes(fs))}" for fs in FILESYSTEMS]
     return ", ".join(parts) + f", raw block {format_size(minimum_size_bytes(None))}"
+
+
+def _mkfs_lines(rules: MkfsRules) -> list[str]:
+    shapes = {f"-{c}": shape for c, shape in rules.short.items()}
+    shapes.update({f"--{name}": shape for name, shape in rules.long.items()})
+    lines = [f"- `mkfs.{rules.fs}`:"]
+    for option, shape in shapes.items():
+        lines.append(f"  - `{option}`" + (f": {_cell(shape.hint)}" if shape is not None else ""))
+    refused = ", ".join(f"`{option}`" for option in rules.refused)
+    lines.append(
+        f"  - refused with the reason: {refused}, any other option, and any word that is not an option"
+    )
+    return lines
+
+
+def _filesystem_options() -> list[str]:
+    lines = [
+        "## Filesystem options",
+        "",
+        "mkfs options (`fsOpts` / `fsopts`) and mount options (`mountOpts` / `mountopts`, CSI",
+        "`mount_flags`) are checked against allow-lists of options and value shapes for the",
+        "volume's filesystem when the volume is created, and again on the node right before mkfs",
+        "and mount. Refused: anything that names another device or a file of the host, options",
+        "that make mkfs do something other than format (print and exit, dry run, force), words",
+        "that are not options (mkfs would take them as devices), and settings that halt the node",
+        "or keep mkfs busy (`errors=panic`, `-E offset=`). A StorageClass does not name its",
+        "filesystem, so its options must suit at least one filesystem until the volume capability",
+        "names it. Values are split like a shell does, without backslashes.",
+        "",
+    ]
+    for rules in MKFS_RULES.values():
+        lines += _mkfs_lines(rules)
+    lines += [
+        "",
+        "Mount options, besides the generic "
+        + ", ".join(f"`{name}`" for name in GENERIC_MOUNT.names())
+        + " (`bind`, `remount`, propagation flags and `defaults` are managed by the plugin; refused"
+        + " with the reason: "
+        + ", ".join(f"`{name}`" for name in GENERIC_MOUNT.refused)
+        + "):",
+        "",
+    ]
+    for fs, mount in MOUNT_RULES.items():
+        allowed = ", ".join(f"`{name}`" for name in mount.names())
+        refused = ", ".join(f"`{name}`" for name in mount.refused)
+        lines.append(f"- {fs}: {allowed}; refused with the reason: {refused}")
+    return [*lines, ""]
 
 
 def generate() -> str:
@@ -114,6 +166,8 @@ def generate() -> str:
         "  Python plugin read megabytes, so `size=100` now fails with a hint instead of making a",
         "  100-byte volume). Decimals such as `1.5G` are rounded up to a whole byte.",
         "- Booleans: `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0`, in any case.",
+        f"- Limits: key names up to {MAX_KEY_CHARS} characters, values up to {MAX_VALUE_CHARS}"
+        f" characters, at most {MAX_KEYS} keys per request.",
         f"- Property names in `replicasOnSame`, `replicasOnDifferent` and `xReplicasOnDifferent` get the"
         f" `{AUX_PREFIX}` prefix unless they have it (the CSI driver's `--property-namespace`, such as"
         " `Aux/topology`, replaces that prefix).",
@@ -137,6 +191,7 @@ def generate() -> str:
         "  Equal settings share one resource group. Filesystem, mount and manual node settings do",
         "  not change it.",
         "",
+        *_filesystem_options(),
         "## Volume names",
         "",
         "LINSTOR resource names are 2-48 characters, " + names.NAME_RULE + ", not `all` or",
