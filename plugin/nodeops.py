@@ -494,7 +494,7 @@ class NodeOps:
         readonly: bool = False,
     ) -> None:
         """Mount a filesystem; a repeat with the same device is a no-op."""
-        opts = split_mount_options(options)
+        opts = split_mount_options(options, fs_type)
         readonly = readonly or "ro" in opts
         number = self._require_block_device(source)
         path = normalize(target)

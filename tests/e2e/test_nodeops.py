@@ -354,8 +354,12 @@ def test_mount_is_idempotent_and_refuses_conflicts(
         ops.mount(a.path, str(target), "ext4", readonly=True)
     assert ops.mounts_of(b.path) == []
 
-    # A bad option fails with mount's own words and leaves no mount point behind.
+    # An option mount refuses fails with mount's own words and leaves no mount point behind;
+    # an option off the allow-list is refused before mount runs.
     with pytest.raises(OperationFailed, match="mount"):
+        ops.mount(b.path, str(tmp_path / "bad"), "ext4", options=["sb=99999999"])
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(InvalidArgument, match='mount option "no_such_option_xyz" is not allowed for ext4'):
         ops.mount(b.path, str(tmp_path / "bad"), "ext4", options=["no_such_option_xyz"])
     assert not (tmp_path / "bad").exists()
 
