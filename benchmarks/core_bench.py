@@ -37,7 +37,7 @@ from plugin.config import Config  # noqa: E402
 from plugin.linstor_client import LinstorClient  # noqa: E402
 from plugin.params import VolumeParams  # noqa: E402
 from plugin.volume_service import VolumeService  # noqa: E402
-from tests.conftest import EmulatorProcess, reset_and_stop  # noqa: E402
+from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402
 
 MIB = 1024 * 1024
 OPERATIONS = ("create", "attach", "expand", "snapshot", "delete_snapshot", "detach", "delete")

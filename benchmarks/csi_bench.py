@@ -51,7 +51,8 @@ from plugin.linstor_client import LinstorClient  # noqa: E402
 from plugin.nodeops import NodeOps  # noqa: E402
 from plugin.params import parse_csi_parameters, with_fs_type  # noqa: E402
 from plugin.volume_service import VolumeService  # noqa: E402
-from tests.conftest import EmulatorProcess, free_port, reset_and_stop  # noqa: E402
+from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402
+from testkit.processes import free_port  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "csi.json"
 CORE_OUT = REPO / "benchmarks" / "out" / "core.json"

@@ -7,25 +7,23 @@ fail instead, so CI can never go green by skipping the real work.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
+# The process helpers live in testkit (the benchmarks use them too, without pytest);
+# tests keep importing them from here.
+from testkit.emulator import REPO_ROOT as REPO_ROOT
+from testkit.emulator import EmulatorProcess, reset_and_stop
+from testkit.processes import free_port as free_port
 from tests.certs import TlsFiles
-from tests.processes import terminate
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def require(condition: bool, reason: str) -> None:
@@ -53,92 +51,6 @@ def root_loop() -> None:
     """Use in tests that create loop devices, filesystems or mounts."""
     ok, reason = have_root_and_loop()
     require(ok, reason)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class EmulatorProcess:
-    """A LINSTOR controller emulator running as a child process on a free port."""
-
-    state_dir: Path
-    dev_dir: Path
-    nodes: tuple[str, ...] = ()
-    extra_args: tuple[str, ...] = ()
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def request_kwargs(self) -> dict[str, object]:
-        """Extra ``requests`` arguments for talking to this emulator.
-
-        Plain http needs none; a subclass serving HTTPS returns its CA and client
-        certificate here, so readiness probes and control calls reach it unchanged.
-        """
-        return {}
-
-    def command(self) -> list[str]:
-        cmd = [
-            sys.executable,
-            "-m",
-            "emulator",
-            "serve",
-            "--state-dir",
-            str(self.state_dir),
-            "--dev-dir",
-            str(self.dev_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-        ]
-        if self.nodes:
-            cmd += ["--nodes", ",".join(self.nodes)]
-        return cmd + list(self.extra_args)
-
-    def start(self, timeout: float = 20.0) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.dev_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.state_dir.parent / f"emulator-{self.port}.log"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"emulator exited early:\n{self.log_path.read_text()[-4000:]}")
-            try:
-                answer = requests.get(self.url + "/v1/controller/version", timeout=1, **self.request_kwargs())
-                if answer.status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"emulator did not answer at {self.url} within {timeout}s")
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        terminate(self.proc, timeout=30)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def control(self, path: str, body: dict | None = None, timeout: float = 10) -> requests.Response:
-        """POST to the emulator's /_emu/ control API."""
-        return requests.post(
-            f"{self.url}/_emu/{path.lstrip('/')}", json=body or {}, timeout=timeout, **self.request_kwargs()
-        )
 
 
 @dataclass
@@ -186,15 +98,6 @@ def emulator_factory(tmp_path: Path) -> Iterator[object]:
 
     yield start
     reset_and_stop(started)
-
-
-def reset_and_stop(emulators: Iterable[EmulatorProcess], reset_timeout: float = 10) -> None:
-    """Release the loop devices and device nodes each running emulator made, then stop it."""
-    for emu in emulators:
-        if emu.proc is not None:
-            with contextlib.suppress(requests.RequestException):
-                emu.control("reset", timeout=reset_timeout)
-            emu.stop()
 
 
 @pytest.fixture

@@ -1,35 +1,5 @@
-"""Stopping child processes that tests started, the same way everywhere.
+"""Kept for existing imports: the helper lives in :mod:`testkit.processes`."""
 
-Every helper that runs a daemon (emulator, dockerd, Docker plugin, CSI driver) stops it
-with SIGTERM first, so its clean shutdown path is what the tests exercise, and only
-kills it when it does not stop in time, so a hung child never outlives the test run.
-"""
+from testkit.processes import free_port, terminate
 
-from __future__ import annotations
-
-import signal
-import subprocess
-from collections.abc import Callable
-from typing import Any
-
-
-def terminate(
-    proc: subprocess.Popen[Any], timeout: float, before_kill: Callable[[], None] | None = None
-) -> bool:
-    """SIGTERM and wait up to ``timeout``; one still running then gets ``before_kill`` and SIGKILL.
-
-    Returns True when the process had exited or stopped on SIGTERM, False when it had to be
-    killed, so a caller can fail a test over a shutdown that hangs.
-    """
-    if proc.poll() is not None:
-        return True
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        if before_kill is not None:
-            before_kill()
-        proc.kill()
-        proc.wait()
-        return False
-    return True
+__all__ = ["free_port", "terminate"]

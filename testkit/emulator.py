@@ -1,0 +1,106 @@
+"""A LINSTOR controller emulator as a child process, for tests and benchmarks alike."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from testkit.processes import free_port, terminate
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class EmulatorProcess:
+    """A LINSTOR controller emulator running as a child process on a free port."""
+
+    state_dir: Path
+    dev_dir: Path
+    nodes: tuple[str, ...] = ()
+    extra_args: tuple[str, ...] = ()
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def request_kwargs(self) -> dict[str, object]:
+        """Extra ``requests`` arguments for talking to this emulator.
+
+        Plain http needs none; a subclass serving HTTPS returns its CA and client
+        certificate here, so readiness probes and control calls reach it unchanged.
+        """
+        return {}
+
+    def command(self) -> list[str]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "emulator",
+            "serve",
+            "--state-dir",
+            str(self.state_dir),
+            "--dev-dir",
+            str(self.dev_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+        if self.nodes:
+            cmd += ["--nodes", ",".join(self.nodes)]
+        return cmd + list(self.extra_args)
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.dev_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.state_dir.parent / f"emulator-{self.port}.log"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"emulator exited early:\n{self.log_path.read_text()[-4000:]}")
+            try:
+                answer = requests.get(self.url + "/v1/controller/version", timeout=1, **self.request_kwargs())
+                if answer.status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"emulator did not answer at {self.url} within {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        terminate(self.proc, timeout=30)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def control(self, path: str, body: dict | None = None, timeout: float = 10) -> requests.Response:
+        """POST to the emulator's /_emu/ control API."""
+        return requests.post(
+            f"{self.url}/_emu/{path.lstrip('/')}", json=body or {}, timeout=timeout, **self.request_kwargs()
+        )
+
+
+def reset_and_stop(emulators: Iterable[EmulatorProcess], reset_timeout: float = 10) -> None:
+    """Release the loop devices and device nodes each running emulator made, then stop it."""
+    for emu in emulators:
+        if emu.proc is not None:
+            with contextlib.suppress(requests.RequestException):
+                emu.control("reset", timeout=reset_timeout)
+            emu.stop()
