@@ -418,38 +418,54 @@ class NodeOps:
         number = self._require_block_device(device)
         return [e.mount_point for e in self._device_mounts(number) if not e.read_only]
 
-    def _device_mounts(self, number: tuple[int, int]) -> list[MountEntry]:
-        """Mounts of a filesystem on the device, and binds of the device node itself."""
+    def _device_mounts(
+        self, number: tuple[int, int], entries: list[MountEntry] | None = None
+    ) -> list[MountEntry]:
+        """Mounts of a filesystem on the device, and binds of the device node itself.
+
+        ``entries`` is a mount table the caller already read; without it, it is read now.
+        """
         cache: dict[str, object] = {}
         found: list[MountEntry] = []
-        for entry in self._mounts():
+        for entry in self._mounts() if entries is None else entries:
             if self._entry_is_device(entry, number, cache) or (
                 entry.root != "/" and blockdev.device_number(entry.mount_point) == number
             ):
                 found.append(entry)
         return found
 
-    def _filesystem_mounts(self, number: tuple[int, int], *, writable: bool) -> list[str]:
+    def _filesystem_mounts(
+        self, number: tuple[int, int], *, writable: bool, entries: list[MountEntry] | None = None
+    ) -> list[str]:
         """Mount points of the device's filesystem (not raw binds) with a rw or ro superblock."""
         return [
             e.mount_point
-            for e in self._device_mounts(number)
+            for e in self._device_mounts(number, entries)
             if e.root == "/"
             and blockdev.device_number(e.mount_point) is None
             and e.superblock_read_only is not writable
         ]
 
-    def _refuse_read_write_beside_read_only(self, device: str, number: tuple[int, int]) -> None:
-        if self._filesystem_mounts(number, writable=True):
+    def _refuse_read_write_beside_read_only(
+        self, device: str, number: tuple[int, int], entries: list[MountEntry] | None = None
+    ) -> None:
+        entries = self._mounts() if entries is None else entries
+        if self._filesystem_mounts(number, writable=True, entries=entries):
             return
-        read_only = self._filesystem_mounts(number, writable=False)
+        read_only = self._filesystem_mounts(number, writable=False, entries=entries)
         if read_only:
             raise FailedPrecondition(
                 f"{device} is mounted read-only at {read_only[0]} on this node; "
                 "it cannot be mounted read-write at the same time"
             )
 
-    def _set_device_access(self, device: str, number: tuple[int, int], readonly: bool) -> None:
+    def _set_device_access(
+        self,
+        device: str,
+        number: tuple[int, int],
+        readonly: bool,
+        entries: list[MountEntry] | None = None,
+    ) -> None:
         """Set the kernel's read-only flag of the whole device.
 
         A read-only bind of a device node does not stop writes through it, so read-only
@@ -461,7 +477,7 @@ class NodeOps:
         if current is readonly:
             return
         if readonly:
-            writers = [e.mount_point for e in self._device_mounts(number) if not e.read_only]
+            writers = [e.mount_point for e in self._device_mounts(number, entries) if not e.read_only]
             if writers:
                 raise FailedPrecondition(
                     f"{device} is in use read-write at {', '.join(writers)}; it cannot also be "
@@ -473,7 +489,7 @@ class NodeOps:
             return
         readers = [
             e.mount_point
-            for e in self._device_mounts(number)
+            for e in self._device_mounts(number, entries)
             if e.read_only and blockdev.device_number(e.mount_point) == number
         ]
         if readers:
@@ -494,11 +510,24 @@ class NodeOps:
         readonly: bool = False,
     ) -> None:
         """Mount a filesystem; a repeat with the same device is a no-op."""
+        self._mount(source, target, fs_type, options, readonly, None)
+
+    def _mount(
+        self,
+        source: str,
+        target: str,
+        fs_type: str | None,
+        options: Sequence[str],
+        readonly: bool,
+        entries: list[MountEntry] | None,
+    ) -> None:
+        """:meth:`mount`, checked against ``entries`` when the caller has just read the table."""
         opts = split_mount_options(options, fs_type)
         readonly = readonly or "ro" in opts
         number = self._require_block_device(source)
         path = normalize(target)
-        existing = top_mount(self._mounts(), path)
+        entries = self._mounts() if entries is None else entries
+        existing = top_mount(entries, path)
         if existing is not None:
             if not self._entry_is_device(existing, number):
                 raise FailedPrecondition(
@@ -520,7 +549,7 @@ class NodeOps:
         # The kernel keeps one superblock per device and refuses a second mount that would
         # flip it between read-only and read-write (Nomad stages one volume ro and rw on
         # the same node). A read-only view beside a read-write mount is a read-only bind.
-        writable = self._filesystem_mounts(number, writable=True)
+        writable = self._filesystem_mounts(number, writable=True, entries=entries)
         if readonly and writable:
             created = self._ensure_dir(path)
             self._bind(writable[0], path, True, [o for o in opts if o not in ("ro", "rw")], created)
@@ -528,11 +557,11 @@ class NodeOps:
         if readonly:
             # Like the official driver: a read-only device cannot be written by a journal
             # replay or promoted by DRBD. Left alone while something here writes to it.
-            if not any(not e.read_only for e in self._device_mounts(number)):
-                self._set_device_access(source, number, readonly=True)
+            if not any(not e.read_only for e in self._device_mounts(number, entries)):
+                self._set_device_access(source, number, readonly=True, entries=entries)
         else:
-            self._refuse_read_write_beside_read_only(source, number)
-            self._set_device_access(source, number, readonly=False)
+            self._refuse_read_write_beside_read_only(source, number, entries)
+            self._set_device_access(source, number, readonly=False, entries=entries)
         final = mount_options(fs, opts, readonly, blockdev.read_only(number))
         created = self._ensure_dir(path)
         try:
@@ -756,6 +785,11 @@ class NodeOps:
         device (the volume was expanded, or restored into a bigger one) is grown.
         ``post_mount_xfs_opts`` is the StorageClass ``postMountXfsOpts`` of the official
         driver: an ``xfs_io -c`` command run on every fresh read-write xfs mount.
+
+        The mount table is read once, before anything here changes it (formatting, growing
+        offline and setting the device's read-only flag do not), and every check uses that
+        reading. The device is probed once. A filesystem this call made, or grew offline,
+        fills its device, so its size is not asked again after mounting.
         """
         fs = filesystem_type(fs_type)
         mkfs_arguments(mkfs_opts, fs)
@@ -763,34 +797,44 @@ class NodeOps:
         self.wait_for_device(device)
         number = self._require_block_device(device)
         path = normalize(staging_path)
-        existing = top_mount(self._mounts(), path)
+        entries = self._mounts()
+        existing = top_mount(entries, path)
         already = existing is not None and self._entry_is_device(existing, number)
         if existing is not None and not already:
             raise FailedPrecondition(
                 f"{staging_path} is already mounted from {existing.source}, not {device}"
             )
+        fills_device = False
         if not already:
             if readonly:
-                if self.filesystem_signature(device) is None:
+                found = self.filesystem_signature(device)
+                if found is None:
                     raise FailedPrecondition(
                         f"{device} holds no filesystem; a read-only volume is never formatted"
                     )
             else:
-                self._refuse_read_write_beside_read_only(device, number)
-                self._set_device_access(device, number, readonly=False)
-                self.format_if_blank(device, fs, mkfs_opts)
-            found = self.filesystem_signature(device)
+                self._refuse_read_write_beside_read_only(device, number, entries)
+                self._set_device_access(device, number, readonly=False, entries=entries)
+                found, fills_device = self._probe_then_format(device, number, fs, mkfs_opts, entries)
             if found != fs:
                 raise FailedPrecondition(
                     f"{device} holds {found}, not {fs}; it is neither formatted nor mounted as {fs}"
                 )
-            if not readonly and fs == "ext4" and not self._device_mounts(number):
+            if (
+                not fills_device
+                and not readonly
+                and fs == "ext4"
+                and not self._device_mounts(number, entries)
+            ):
                 self._grow_ext4_offline(device)
-        self.mount(device, path, fs, mount_opts, readonly)
+                fills_device = True
+        self._mount(device, path, fs, mount_opts, readonly, entries)
         if readonly:
             return
         if post_mount_xfs_opts and fs == "xfs" and not already:
             self._run_post_mount_xfs_io(path, post_mount_xfs_opts)
+        if fills_device:
+            return
         try:
             if self._needs_grow(device, path, fs):
                 self.grow_filesystem(path)
@@ -835,6 +879,28 @@ class NodeOps:
             device=device,
             returncode=code,
         )
+
+    def _probe_then_format(
+        self, device: str, number: tuple[int, int], fs: str, mkfs_opts: str, entries: list[MountEntry]
+    ) -> tuple[str | None, bool]:
+        """(what the device holds, whether this call formatted it) for :meth:`stage`.
+
+        The mount table was read before the probe, so the one probe is the last look at
+        the device before mkfs; nothing is formatted unless it finds the device blank and
+        nothing on this node uses it.
+        """
+        with self._format_lock(device):
+            users = [e.mount_point for e in self._device_mounts(number, entries)]
+            found = self.filesystem_signature(device)
+            if found is not None:
+                log.info("not formatting %s: it holds %s", device, found)
+                return found, False
+            if users:
+                raise InUse(f"{device} is in use at {', '.join(users)}; not formatting it", mounts=users)
+            command = mkfs_command(device, fs, mkfs_opts)
+            log.info("formatting %s", format_command(command))
+            self._cmd(command, timeout=self._mkfs_timeout)
+        return fs, True
 
     def _run_post_mount_xfs_io(self, path: str, command: str) -> None:
         """Run ``xfs_io -c command`` on a fresh mount; undo the mount when it fails.

@@ -15,9 +15,10 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,8 +26,8 @@ from plugin.config import Config
 from plugin.errors import FailedPrecondition, InvalidArgument, NotFound, OperationFailed
 from plugin.linstor_client import LinstorClient
 from plugin.models import VolumeCondition
-from plugin.mounts import read_mountinfo
-from plugin.nodeops import NodeOps
+from plugin.mounts import MountEntry, read_mountinfo
+from plugin.nodeops import CommandResult, NodeOps, run
 from plugin.params import VolumeParams
 from plugin.volume_service import VolumeService
 from tests.conftest import EmulatorProcess, require
@@ -641,3 +642,57 @@ def test_volume_lifecycle_through_the_core(
     ops.unmount(str(staging))
     svc.detach(vol.id, LOCAL)
     svc.delete_volume(vol.id)
+
+
+class CountingOps(NodeOps):
+    """Real node operations that record each command they run and each mount table read."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+        self.table_reads = 0
+        super().__init__(device_timeout=5.0, run=self._counted)
+
+    def _counted(self, args: Sequence[str], **kwargs: Any) -> CommandResult:
+        self.commands.append(args[0])
+        return run(args, **kwargs)
+
+    def _mounts(self) -> list[MountEntry]:
+        self.table_reads += 1
+        return super()._mounts()
+
+
+@pytest.mark.parametrize("fs", FILESYSTEMS)
+def test_stage_of_a_fresh_volume_probes_once_and_reads_the_mount_table_once(
+    make_loop: Callable[..., LoopDevice], tmp_path: Path, fs: str
+) -> None:
+    """The fast path: blkid, mkfs, mount; no second probe, no size queries of a filesystem just made."""
+    dev = make_loop()
+    ops = CountingOps()
+    staging = tmp_path / "staging"
+    ops.stage(dev.path, str(staging), fs)
+    assert ops.commands == ["blkid", f"mkfs.{fs}", "mount"]
+    assert ops.table_reads == 1
+    assert ops.mounts_of(dev.path) == [str(staging)]
+    assert ops.stats(str(staging)).total_bytes > 200 * MiB  # made to fill the device
+
+    # A restage after growth still grows it: the size is only skipped when it is known.
+    ops.unmount(str(staging), remove_target=False)
+    dev.grow(640 * MiB)
+    before = ops.commands[:]
+    ops.stage(dev.path, str(staging), fs)
+    assert ops.commands[len(before)] == "blkid" and ops.commands.count("blkid") == 2
+    assert not any(c.startswith("mkfs") for c in ops.commands[len(before) :])
+    assert ops.stats(str(staging)).total_bytes > 500 * MiB
+
+
+def test_read_only_stage_probes_the_device_once(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
+) -> None:
+    dev = make_loop()
+    ops.stage(dev.path, str(tmp_path / "rw"), "ext4")
+    ops.unmount(str(tmp_path / "rw"), remove_target=False)
+    counting = CountingOps()
+    counting.stage(dev.path, str(tmp_path / "ro"), "ext4", readonly=True)
+    assert counting.commands.count("blkid") == 1
+    assert counting.table_reads == 1
+    assert counting.mounts_of(dev.path) == [str(tmp_path / "ro")]
