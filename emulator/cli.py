@@ -8,12 +8,20 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from emulator import names
-from emulator.config import Config, default_node_name
+from emulator.config import (
+    DEFAULT_MINOR_RANGE,
+    DEFAULT_TCP_PORT_RANGE,
+    MINOR_LIMITS,
+    TCP_PORT_LIMITS,
+    Config,
+    default_node_name,
+)
 from emulator.storage import MKFS_MIN_SECONDS, MKFS_SECONDS_PER_GIB
 
 
@@ -66,6 +74,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--pool-name", default="DfltStorPool", help="name of each node's FILE_THIN pool")
     s.add_argument(
+        "--tcp-port-range",
+        type=_number_range("DRBD TCP port", TCP_PORT_LIMITS),
+        default=DEFAULT_TCP_PORT_RANGE,
+        metavar="LOW-HIGH",
+        help="DRBD TCP ports allocated per node, as the controller's TcpPortAutoRange "
+        f"(default {DEFAULT_TCP_PORT_RANGE[0]}-{DEFAULT_TCP_PORT_RANGE[1]})",
+    )
+    s.add_argument(
+        "--minor-range",
+        type=_number_range("DRBD minor", MINOR_LIMITS),
+        default=DEFAULT_MINOR_RANGE,
+        metavar="LOW-HIGH",
+        help="DRBD minors allocated per volume, as the controller's MinorNrAutoRange "
+        f"(default {DEFAULT_MINOR_RANGE[0]}-{DEFAULT_MINOR_RANGE[1]})",
+    )
+    s.add_argument(
         "--mkfs-min-seconds",
         type=_seconds,
         default=MKFS_MIN_SECONDS,
@@ -76,18 +100,6 @@ def _parser() -> argparse.ArgumentParser:
         type=_seconds,
         default=MKFS_SECONDS_PER_GIB,
         help=f"added to the mkfs time limit per GiB of the device (default {MKFS_SECONDS_PER_GIB:g})",
-    )
-    s.add_argument(
-        "--drbd-minors",
-        type=_count,
-        default=49000,
-        help="DRBD minor numbers to hand out, from 1000 (default 49000, LINSTOR's range)",
-    )
-    s.add_argument(
-        "--drbd-ports",
-        type=_count,
-        default=1000,
-        help="DRBD TCP ports to hand out per node, from 7000 (default 1000, LINSTOR's range)",
     )
     s.add_argument("--tls-cert", default=None, help="serve HTTPS with this certificate (PEM)")
     s.add_argument("--tls-key", default=None, help="private key of --tls-cert (PEM)")
@@ -102,12 +114,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _count(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 49000:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count between 1 and 49000")
-    return int(text)
-
-
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -116,6 +122,23 @@ def _seconds(text: str) -> float:
     if not 0 <= value <= 86400:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between 0 and 86400")
     return value
+
+
+def _number_range(what: str, limits: tuple[int, int]) -> Callable[[str], tuple[int, int]]:
+    """An argparse type for ``LOW-HIGH`` (inclusive), both within ``limits``."""
+
+    def parse(text: str) -> tuple[int, int]:
+        low_text, sep, high_text = text.strip().partition("-")
+        if not sep or not low_text.strip().isdigit() or not high_text.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"{text!r} is not a range LOW-HIGH of {what} numbers")
+        low, high = int(low_text), int(high_text)
+        if not limits[0] <= low <= high <= limits[1]:
+            raise argparse.ArgumentTypeError(
+                f"{what} range {low}-{high} must have LOW <= HIGH, both within {limits[0]}-{limits[1]}"
+            )
+        return low, high
+
+    return parse
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -141,8 +164,8 @@ def _config(args: argparse.Namespace) -> Config:
         strict_reflink=args.strict_reflink,
         strict_clone=args.strict_clone,
         pool_name=args.pool_name,
-        drbd_minor_count=args.drbd_minors,
-        drbd_port_count=args.drbd_ports,
+        tcp_port_range=args.tcp_port_range,
+        minor_range=args.minor_range,
     )
 
 

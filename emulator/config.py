@@ -9,6 +9,12 @@ from pathlib import Path
 DEFAULT_POOL = "DfltStorPool"
 DISKLESS_POOL = "DfltDisklessStorPool"
 DEFAULT_RG = "DfltRscGrp"
+#: The controller's defaults: ``TcpPortAutoRange`` 7000-7999 (per node) and
+#: ``MinorNrAutoRange`` 1000-49999 (per cluster), both inclusive.
+DEFAULT_TCP_PORT_RANGE = (7000, 7999)
+DEFAULT_MINOR_RANGE = (1000, 49999)
+TCP_PORT_LIMITS = (1, 65535)
+MINOR_LIMITS = (0, 1048575)
 
 
 def default_node_name() -> str:
@@ -30,9 +36,9 @@ class Config:
     #: Reproduce the real 227 for clones of FILE_THIN volumes instead of copying.
     strict_clone: bool = False
     pool_name: str = DEFAULT_POOL
-    #: How many DRBD minors (from 1000) and TCP ports per node (from 7000) there are to hand
-    #: out; LINSTOR's ranges by default, fewer to let tests run out as a big cluster does.
-    drbd_minor_count: int = 49000
-    drbd_port_count: int = 1000
     version: str = "1.34.0"
     rest_api_version: str = "1.28.0"
+    #: Automatically allocated DRBD TCP ports, per node (the controller's ``TcpPortAutoRange``).
+    tcp_port_range: tuple[int, int] = DEFAULT_TCP_PORT_RANGE
+    #: Automatically allocated DRBD minors, per cluster (the controller's ``MinorNrAutoRange``).
+    minor_range: tuple[int, int] = DEFAULT_MINOR_RANGE

@@ -29,8 +29,6 @@ log = logging.getLogger("emulator")
 
 #: How long an in-use answer is reused by list calls (mutations always look again).
 IN_USE_TTL_S = 0.5
-MINOR_MIN, MINOR_MAX = 1000, 49999
-PORT_MIN, PORT_MAX = 7000, 7999
 KNOWN_LAYERS = ("DRBD", "LUKS", "STORAGE", "NVME", "WRITECACHE", "CACHE", "BCACHE", "OPENFLEX")
 
 T = TypeVar("T")
@@ -260,19 +258,21 @@ class Emulator:
                     rc.error(rc.FAIL_INVLD_MINOR_NR, f"Minor number {wanted} is not available.")
                 )
             return wanted
-        for minor in range(MINOR_MIN, min(MINOR_MAX, MINOR_MIN + self.config.drbd_minor_count - 1) + 1):
+        low, high = self.config.minor_range
+        for minor in range(low, high + 1):
             if minor not in used:
                 return minor
         raise rc.ApiFailure(rc.error(rc.FAIL_POOL_EXHAUSTED_MINOR_NR, "No free DRBD minor number left."))
 
     def next_port(self, node_key: str) -> int:
-        """DRBD TCP ports are a per-node pool (7000-7999), like the controller's."""
+        """DRBD TCP ports are a per-node pool (default 7000-7999), like the controller's."""
         used = set()
         for rd in self.state.resource_definitions.values():
             rsc = rd.resources.get(node_key)
             if rsc is not None:
                 used.add(rsc.tcp_port)
-        for port in range(PORT_MIN, min(PORT_MAX, PORT_MIN + self.config.drbd_port_count - 1) + 1):
+        low, high = self.config.tcp_port_range
+        for port in range(low, high + 1):
             if port not in used:
                 return port
         raise rc.ApiFailure(

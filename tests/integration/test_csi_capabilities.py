@@ -426,7 +426,7 @@ def scarce(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with csi_stack(
         tmp_path_factory.mktemp("csi-scarce"),
         "csi-scarce-",
-        emulator_args=("--drbd-minors", "3", "--drbd-ports", "2"),
+        emulator_args=("--minor-range", "1000-1002", "--tcp-port-range", "7000-7001"),
     ) as made:
         yield made
 
