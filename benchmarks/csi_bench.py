@@ -431,14 +431,17 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=int, default=20, help="latency injected per LINSTOR REST call")
     parser.add_argument("--pairs", type=int, default=128, help="create+delete pairs per concurrency level")
     parser.add_argument("--node-rounds", type=int, default=7, help="fresh volumes staged+published per side")
+    parser.add_argument("--out", type=Path, default=OUT, help="the JSON to write")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the RESULTS.md to update")
     args = parser.parse_args()
     if args.results_only:
-        write_results(results_section(json.loads(OUT.read_text())), RESULTS)
+        write_results(results_section(json.loads(args.out.read_text())), args.results)
         return 0
     if os.geteuid() != 0:
         print("csi_bench: needs root (loop devices, mkfs, mount)", file=sys.stderr)
         return 1
     load_at_start = [round(x, 2) for x in os.getloadavg()]  # other work on a shared machine skews results
+    core_out = args.out.parent / CORE_OUT.name  # the core benchmark's JSON beside this one
     base = Path(tempfile.mkdtemp(prefix="csi-bench-"))
     emulator = EmulatorProcess(state_dir=base / "state", dev_dir=base / "dev", nodes=("node-b", "node-c"))
     emulator.start()
@@ -468,12 +471,12 @@ def main() -> int:
         },
         "controller": controller,
         "node": node,
-        "core_bench": json.loads(CORE_OUT.read_text()) if CORE_OUT.exists() else None,
+        "core_bench": json.loads(core_out.read_text()) if core_out.exists() else None,
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    write_results(results_section(result), RESULTS)
-    print(f"wrote {OUT.relative_to(REPO)} and the ## CSI section of {RESULTS.relative_to(REPO)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(results_section(result), args.results)
+    print(f"wrote {args.out} and the ## CSI section of {args.results}")
     return 0
 
 

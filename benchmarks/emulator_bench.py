@@ -190,7 +190,7 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def record(results: dict[str, Any]) -> None:
+def record(results: dict[str, Any], path: Path = RESULTS) -> None:
     env = results["environment"]
     setup = results["setup"]
     section = (
@@ -203,14 +203,14 @@ def record(results: dict[str, Any]) -> None:
         f"Setting up the {setup['definitions']} definitions took {setup['spawn_seconds']} s "
         f"({setup['spawn_ms_each']} ms per spawn, each one saving the state file).\n"
     )
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
     start_at = text.find("## Emulator\n")
     if start_at >= 0:
         end = text.find("\n## ", start_at + 1)
         text = text[:start_at] + section + (text[end + 1 :] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    path.write_text(text)
 
 
 def main() -> int:
@@ -218,13 +218,15 @@ def main() -> int:
     p.add_argument("--iterations", type=int, default=200)
     p.add_argument("--definitions", type=int, default=2000)
     p.add_argument("--record", action="store_true", help="write the ## Emulator section of RESULTS.md")
+    p.add_argument("--out", type=Path, default=OUT, help="the JSON to write")
+    p.add_argument("--results", type=Path, default=RESULTS, help="the RESULTS.md --record writes to")
     args = p.parse_args()
     results = run(args.iterations, args.definitions)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
     if args.record:
-        record(results)
+        record(results, args.results)
     return 0
 
 

@@ -19,6 +19,12 @@ COLOURS = ("#2b6cb0", "#a0aec0")  # the plugin, then its floor
 BAR_HEIGHT = 12
 LABEL_WIDTH = 300
 PLOT_WIDTH = 420
+SCALE_FIGURES = (
+    ("csi_list_volumes_all_pages", "CSI ListVolumes, all pages"),
+    ("docker_list", "Docker List"),
+    ("csi_get_capacity", "CSI GetCapacity"),
+    ("csi_create_volume", "CSI CreateVolume"),
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,13 @@ def panels_from(out_dir: Path) -> list[Panel]:
             for label, data in emulator.get(group, {}).items()
         )
         panels.append(Panel("Emulator: its own latency per call, median", "ms", ("emulator",), rows))
+    if scale := _load(out_dir, "scale"):
+        rows = tuple(
+            (f"{label}, {row['volumes']:,} volumes", (row[key]["median_ms"],))
+            for key, label in SCALE_FIGURES
+            for row in scale["rows"]
+        )
+        panels.append(Panel("Scale: calls by number of volumes, median", "ms", ("driver / plugin",), rows))
     return panels
 
 

@@ -56,3 +56,25 @@ def test_missing_json_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
         plot.main(["--out-dir", str(tmp_path), "--svg", str(tmp_path / "x.svg")])
     assert "run the benchmarks first" in capsys.readouterr().err
     assert not (tmp_path / "x.svg").exists()
+
+
+def test_scale_panel_shows_each_call_at_each_size(tmp_path: Path) -> None:
+    figure = lambda ms: {"median_ms": ms}  # noqa: E731
+    rows = [
+        {
+            "volumes": n,
+            "csi_list_volumes_all_pages": figure(n / 10),
+            "docker_list": figure(n / 50),
+            "csi_get_capacity": figure(2.0),
+            "csi_create_volume": figure(40.0),
+        }
+        for n in (100, 1000)
+    ]
+    write(tmp_path, "scale", {"rows": rows})
+    (panel,) = plot.panels_from(tmp_path)
+    assert panel.rows[:2] == (
+        ("CSI ListVolumes, all pages, 100 volumes", (10.0,)),
+        ("CSI ListVolumes, all pages, 1,000 volumes", (100.0,)),
+    )
+    assert ("CSI CreateVolume, 1,000 volumes", (40.0,)) in panel.rows
+    ET.fromstring(plot.render([panel]))

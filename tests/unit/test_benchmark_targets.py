@@ -1,0 +1,55 @@
+"""The targets table says measured / target for every target, and what is not measured yet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks import targets
+
+
+def test_every_target_is_listed_even_without_measurements(tmp_path: Path) -> None:
+    rows = targets.rows_from(tmp_path)
+    assert len(rows) == 5
+    assert all(measured == targets.NOT_MEASURED for _, measured, _, _ in rows)
+
+
+def test_measured_figures_are_judged_against_their_targets(tmp_path: Path) -> None:
+    (tmp_path / "csi.json").write_text(
+        json.dumps(
+            {
+                "node": {
+                    "driver_stage_publish": {"median_ms": 22.0},
+                    "shell_mkfs_mount_bind": {"median_ms": 20.0},
+                },
+                "controller": {
+                    "latency_ms": 20,
+                    "rows": [
+                        {
+                            "concurrency": 1,
+                            "driver": {"pairs_per_s": 9.0},
+                            "rest_floor": {"pairs_per_s": 10.0},
+                        }
+                    ],
+                },
+            }
+        )
+    )
+    (tmp_path / "core.json").write_text(json.dumps({"operations": {"delete": {"rest_calls": 3}}}))
+    by_name = {t: (m, v) for t, m, _, v in targets.rows_from(tmp_path)}
+    node = next(k for k in by_name if k.startswith("NodeStage"))
+    assert by_name[node] == ("1.10x (22.0 vs 20.0 ms)", "met")
+    pairs = next(k for k in by_name if "concurrency 1" in k)
+    assert by_name[pairs] == ("0.90 of the floor", "**not met**")
+    assert by_name["DeleteVolume REST calls, steady state"] == ("3", "**not met**")
+
+
+def test_the_section_replaces_itself_and_leaves_the_others(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\nintro\n\n## Core\n\ncore text\n")
+    targets.write_section(targets.section(tmp_path, "2 CPUs"), results)
+    targets.write_section(targets.section(tmp_path, "2 CPUs"), results)
+    text = results.read_text()
+    assert text.count("## Targets") == 1 and "Machine: 2 CPUs." in text
+    assert text.index("intro") < text.index("## Targets") < text.index("## Core")
+    assert text.endswith("## Core\n\ncore text\n")
