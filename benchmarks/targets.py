@@ -73,7 +73,7 @@ def rows_from(out_dir: Path) -> list[tuple[str, str, str, str]]:
                 (
                     f"CreateVolume+DeleteVolume pairs, concurrency {row['concurrency']}, "
                     f"{csi['controller']['latency_ms']} ms latency",
-                    f"{ratio:.2f} of the floor",
+                    f"{ratio:.3f} of the floor",
                     ">= 0.95",
                     _verdict(ratio >= 0.95),
                 )
@@ -157,11 +157,18 @@ def rows_from(out_dir: Path) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(HERE.parent))
+    except ValueError:
+        return str(path)
+
+
 def section(out_dir: Path, machine_facts: str = "") -> str:
     lines = [
         "## Targets",
         "",
-        "Every target of the performance issue, from the JSON in `benchmarks/out/` "
+        f"Every target of the performance issue, from the JSON in `{_shown(out_dir)}/` "
         "(`benchmarks/targets.py` writes this table; `benchmarks/run_all.py` runs it last). "
         "Ratios are measured side by side in one run.",
         "",

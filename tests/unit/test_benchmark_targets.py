@@ -40,7 +40,7 @@ def test_measured_figures_are_judged_against_their_targets(tmp_path: Path) -> No
     node = next(k for k in by_name if k.startswith("NodeStage"))
     assert by_name[node] == ("1.10x (22.0 vs 20.0 ms)", "met")
     pairs = next(k for k in by_name if "concurrency 1" in k)
-    assert by_name[pairs] == ("0.90 of the floor", "**not met**")
+    assert by_name[pairs] == ("0.900 of the floor", "**not met**")
     assert by_name["DeleteVolume REST calls, steady state"] == ("3", "**not met**")
 
 
