@@ -28,6 +28,9 @@ class EmulatorProcess:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # Environment and working directory of the process (default: the caller's, the repository).
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
 
     @property
     def url(self) -> str:
@@ -65,7 +68,9 @@ class EmulatorProcess:
         self.dev_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.state_dir.parent / f"emulator-{self.port}.log"
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd or REPO_ROOT, env=self.env
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
