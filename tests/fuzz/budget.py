@@ -4,7 +4,7 @@ CI runs a fixed, derandomized set (the same examples every run) sized so the who
 takes a few minutes; ``FUZZ_EXAMPLES=5000`` runs that many examples per test with fresh
 randomness, and ``FUZZ_SHRINK=1`` lets Hypothesis shrink a failure to a minimal example
 (off by default: a request that hangs would be replayed for every shrink step).
-``FUZZ_DEADLINE`` is how long one call may take before it counts as a hang (default 30 s).
+``FUZZ_DEADLINE`` is how long one call may take before it counts as a hang (default 20 s).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0") or 0)
-CALL_DEADLINE = float(os.environ.get("FUZZ_DEADLINE", "30"))
+CALL_DEADLINE = float(os.environ.get("FUZZ_DEADLINE", "20"))
 
 
 def fuzz_settings(ci_examples: int) -> settings:

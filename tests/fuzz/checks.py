@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -84,6 +85,12 @@ class Watch:
     required_mounts: list[str] = field(default_factory=list)  # e.g. another volume's staging mount
     baseline: dict[str, str] = field(default_factory=dict)
     foreign: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def __repr__(self) -> str:
+        return f"Watch(root={self.root!r})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # Hypothesis's printer
+        printer.text(repr(self))
 
     def outside_root(self) -> set[tuple[str, str, str]]:
         """Mounts outside the daemon's root, leaving out other tests' temporary mounts.

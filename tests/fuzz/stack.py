@@ -64,6 +64,33 @@ def start_emulator(base: Path, cwd: Path, nodes: tuple[str, ...] = ("node-b", "n
     return emulator
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children of all its threads), deepest last."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                children = [int(c) for c in fh.read().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *descendants(child)]
+    return found
+
+
+def restart_emulator(emulator: EmulatorProcess) -> None:
+    """Restart the emulator from its state, first killing what it ran (a mkfs that never ends)."""
+    if emulator.proc is not None:
+        for pid in reversed(descendants(emulator.proc.pid)):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    emulator.restart()
+
+
 @dataclass
 class NamespacedDaemon:
     """A daemon started by its command line in a private mount namespace, with audited commands."""
