@@ -42,7 +42,12 @@ class PluginClient:
         conn = _UnixConnection(self.socket_path, self.timeout)
         try:
             hdrs = {"Accept": "application/vnd.docker.plugins.v1.2+json", **(headers or {})}
-            conn.request(method, path, body=body, headers=hdrs)
+            try:
+                conn.request(method, path, body=body, headers=hdrs)
+            except (BrokenPipeError, ConnectionResetError):
+                # The plugin answered and stopped reading before the whole body was sent (a
+                # body over its bound); read that answer, as Docker's Go client does.
+                pass
             resp = conn.getresponse()
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
         finally:

@@ -113,3 +113,12 @@ def test_bodies_within_the_bound_are_read(plugin: PluginProcess) -> None:
     assert status == 200 and json.loads(raw)["Capabilities"] == {"Scope": "global"}
     status, _, raw = client.raw("/VolumeDriver.Capabilities", b" " * (MAX_BODY_BYTES + 1))
     assert status == 413 and "not read" in json.loads(raw)["Err"]
+
+
+def test_the_client_reads_the_refusal_of_a_body_the_plugin_stopped_reading(plugin: PluginProcess) -> None:
+    # Far more than the socket buffers hold: the plugin answers and closes while the client
+    # is still sending, and the client reads that answer as Docker's does.
+    status, _, raw = plugin.client(timeout=ANSWER_TIMEOUT).raw(
+        "/VolumeDriver.Create", b'{"Name": "big", "Opts": {"pad": "' + b"x" * (16 * 1024 * 1024) + b'"}}'
+    )
+    assert status == 413 and "not read" in json.loads(raw)["Err"]
