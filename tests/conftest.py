@@ -26,6 +26,24 @@ from tests.certs import TlsFiles
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The crash suite's scale and seed (tests/fault); registered here so any test path may be given."""
+    group = parser.getgroup("fault", "crash suite (tests/fault)")
+    group.addoption(
+        "--fault-runs",
+        type=int,
+        default=int(os.environ["FAULT_RUNS"]) if os.environ.get("FAULT_RUNS") else None,
+        help="kills per killed process (CSI driver, Docker plugin, emulator), spread over its steps; "
+        "default: each step once (env FAULT_RUNS)",
+    )
+    group.addoption(
+        "--fault-seed",
+        type=int,
+        default=int(os.environ["FAULT_SEED"]) if os.environ.get("FAULT_SEED") else None,
+        help="seed for the crash suite's kill points; default: a fixed seed (env FAULT_SEED)",
+    )
+
+
 def require(condition: bool, reason: str) -> None:
     """Skip (developer machine) or fail (CI) when a test's precondition is missing."""
     if condition:
