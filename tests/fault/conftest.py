@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import have_root_and_loop, require
-from tests.fault.harness import FaultLog, FaultPlan
+from tests.fault import csi_lifecycle, docker_lifecycle
+from tests.fault.harness import FaultLog, FaultPlan, StepDurations
 
 FIXED_SEED = 1
 SECONDS_PER_KILL = 30  # a generous bound per lifecycle for pytest-timeout
@@ -58,6 +59,28 @@ def fault_plan(request: pytest.FixtureRequest) -> FaultPlan:
 @pytest.fixture(scope="session")
 def fault_log(request: pytest.FixtureRequest) -> FaultLog:
     return request.config.stash[_LOG]
+
+
+@pytest.fixture(scope="session")
+def csi_durations(
+    tmp_path_factory: pytest.TempPathFactory, fault_plan: FaultPlan, fault_log: FaultLog
+) -> StepDurations:
+    """How long each CSI step takes here, from one uninterrupted life (which must leak nothing)."""
+    require(*have_root_and_loop())
+    return csi_lifecycle.calibrate(
+        tmp_path_factory.mktemp("csi-calibration"), fault_plan.rng("csi"), fault_log
+    )
+
+
+@pytest.fixture(scope="session")
+def docker_durations(
+    tmp_path_factory: pytest.TempPathFactory, fault_plan: FaultPlan, fault_log: FaultLog
+) -> StepDurations:
+    """How long each Docker step takes here, from one uninterrupted life (which must leak nothing)."""
+    require(*have_root_and_loop())
+    return docker_lifecycle.calibrate(
+        tmp_path_factory.mktemp("docker-calibration"), fault_plan.rng("docker"), fault_log
+    )
 
 
 @pytest.fixture

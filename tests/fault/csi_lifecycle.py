@@ -17,12 +17,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import requests
 
 from csi import keys
 from csi.generated import csi_pb2
 from csi.testing import mount_cap
-from tests.fault.harness import Lifecycle, digest_of, write_blob
-from tests.fault.processes import LOCAL, CsiDriverProcess
+from tests.conftest import EmulatorProcess, reset_and_stop
+from tests.fault.harness import (
+    FaultLog,
+    Lifecycle,
+    StepDurations,
+    digest_of,
+    leaks,
+    run_lifecycle,
+    write_blob,
+)
+from tests.fault.processes import LOCAL, CsiDriverProcess, new_emulator, scratch_dir
 
 MIB = 1024 * 1024
 FS = "xfs"
@@ -54,6 +64,20 @@ def transient(exc: Exception) -> bool:
     return isinstance(exc, grpc.RpcError) and exc.code() in TRANSIENT  # type: ignore[attr-defined]
 
 
+def node_resource(emu: EmulatorProcess, volume_id: str, node: str) -> str | None:
+    """What LINSTOR still has of the volume on a node ("diskless resource", "resource"), or None."""
+    answer = requests.get(
+        f"{emu.url}/v1/resource-definitions/{volume_id}/resources/{node}",
+        timeout=30,
+        **emu.request_kwargs(),  # type: ignore[arg-type]
+    )
+    if answer.status_code == 404:
+        return None
+    answer.raise_for_status()
+    flags = set(answer.json().get("flags") or ())
+    return "diskless resource" if flags & {"DISKLESS", "DRBD_DISKLESS"} else "resource"
+
+
 def _fs_bytes(path: Path) -> int:
     st = os.statvfs(path)
     return st.f_blocks * st.f_frsize
@@ -70,6 +94,7 @@ class CsiLifecycle(Lifecycle):
     publish_context: dict[str, str] = field(default_factory=dict)
     digest: str = ""
     fs_bytes: int = 0
+    findings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.name = f"pvc-{self.rng.getrandbits(48):012x}"
@@ -190,6 +215,10 @@ class CsiLifecycle(Lifecycle):
         if step == "NodePublishVolume" and not self.digest:
             _, self.digest = write_blob(self.target, self.rng)
             self.fs_bytes = _fs_bytes(self.target)
+        if step == "ControllerUnpublishVolume":
+            left = node_resource(self.driver.emu, self.volume_id, LOCAL)
+            if left is not None:
+                self.findings.append(f"{left} on {LOCAL} after ControllerUnpublishVolume of {self.volume_id}")
         if step == "Expand":
             grown = _fs_bytes(self.target)
             assert grown > self.fs_bytes, f"the filesystem did not grow: {self.fs_bytes} -> {grown} bytes"
@@ -218,3 +247,22 @@ class CsiLifecycle(Lifecycle):
             return digest_of(self.check / "fault-data.bin")
         finally:
             subprocess.run(["umount", str(self.check)], check=False, capture_output=True)
+
+
+def calibrate(base: Path, rng: random.Random, log: FaultLog) -> StepDurations:
+    """One uninterrupted life under latency: each step's duration, and proof the checks see no leak."""
+    measured = StepDurations()
+    emu = new_emulator(base)
+    try:
+        with scratch_dir("fault-csi-") as work:
+            driver = CsiDriverProcess(work, emu)
+            driver.start()
+            try:
+                run_lifecycle(CsiLifecycle(driver, work, rng), STEPS, [], None, emu, measured, log)
+            finally:
+                driver.stop()
+            left = leaks(emu, [work], driver.tmpdir)
+            assert left == [], f"an uninterrupted life left {left}"
+    finally:
+        reset_and_stop([emu])
+    return measured

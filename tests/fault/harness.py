@@ -46,10 +46,17 @@ TLS_TEMP_GLOB = "/tmp/linstor-plugin-tls-*"
 
 @dataclass(frozen=True)
 class Kill:
-    """One planned SIGKILL: in ``step``, at ``fraction`` of the step's measured duration."""
+    """One planned SIGKILL: in ``step``, at ``fraction`` of the step's measured duration.
+
+    With ``paths`` only the controller requests matching it are slowed, by ``latency_ms``, and
+    the kill lands at ``fraction`` of that latency after the step starts: the request is then
+    on its way, and the controller applies it after the caller is gone.
+    """
 
     step: str
     fraction: float
+    paths: str | None = None
+    latency_ms: float = DEFAULT_LATENCY_MS
 
 
 @dataclass
@@ -64,6 +71,16 @@ class FaultPlan:
         rng = random.Random(f"{self.seed}:{scope}:{step}")
         count = 1 if self.runs is None else _share(self.runs, len(steps), steps.index(step))
         return [Kill(step, rng.uniform(0.05, 0.95)) for _ in range(count)]
+
+    def targeted(
+        self, scope: str, steps: Sequence[str], step: str, paths: str, latency_ms: float
+    ) -> list[Kill]:
+        """As many kills as :meth:`kills` plans for ``step``, each while a request matching
+        ``paths`` is held by the controller (the window between two of the step's requests)."""
+        return [
+            Kill(step, k.fraction * 0.6 + 0.2, paths, latency_ms)
+            for k in self.kills(f"{scope}:targeted", steps, step)
+        ]
 
     def rng(self, scope: str) -> random.Random:
         return random.Random(f"{self.seed}:{scope}")
@@ -83,6 +100,7 @@ class FaultLog:
     mid_call: Counter[str] = field(default_factory=Counter)
     leaks: list[str] = field(default_factory=list)
     data_errors: list[str] = field(default_factory=list)
+    failed_lives: list[str] = field(default_factory=list)
     scenarios_failed: list[str] = field(default_factory=list)
     scenarios_passed: int = 0
 
@@ -96,7 +114,8 @@ class FaultLog:
         outcome = "failed" if self.scenarios_failed else "passed"
         return (
             f"fault suite: seed {self.seed}, {total} kills ({mid} mid-call), {len(self.leaks)} leaks, "
-            f"{len(self.data_errors)} data mismatches, {self.scenarios_passed} scenarios passed, "
+            f"{len(self.data_errors)} data mismatches, {len(self.failed_lives)} lives not completed, "
+            f"{self.scenarios_passed} scenarios passed, "
             f"{len(self.scenarios_failed)} failed: {outcome}"
         )
 
@@ -106,6 +125,7 @@ class FaultLog:
         ]
         lines += [f"  leak: {text}" for text in self.leaks]
         lines += [f"  data: {text}" for text in self.data_errors]
+        lines += [f"  not completed: {text}" for text in self.failed_lives]
         lines += [f"  failed: {name}" for name in self.scenarios_failed]
         return lines
 
@@ -176,9 +196,9 @@ def retry(call: Callable[[], T], transient: Callable[[Exception], bool], what: s
         time.sleep(0.2)
 
 
-def set_latency(emu: EmulatorProcess, ms: float) -> None:
-    """Slow every controller request, so a kill lands while the plugin waits for LINSTOR."""
-    emu.control("latency", {"ms": ms}).raise_for_status()
+def set_latency(emu: EmulatorProcess, ms: float, paths: str | None = None) -> None:
+    """Slow controller requests (all, or those matching ``paths``), so a kill lands mid-call."""
+    emu.control("latency", {"ms": ms, "paths": paths}).raise_for_status()
 
 
 def hard_kill(proc: subprocess.Popen[bytes] | None) -> None:
@@ -366,7 +386,13 @@ exec sleep 3600
 
 
 class Lifecycle:
-    """What :func:`run_lifecycle` drives: named idempotent steps plus the test's own checks."""
+    """What :func:`run_lifecycle` drives: named idempotent steps plus the test's own checks.
+
+    ``findings`` collects what the checks between steps saw left behind (a resource a
+    release should have removed) while the life goes on, so one leak does not hide the next.
+    """
+
+    findings: list[str]
 
     def step(self, name: str) -> Callable[[], None]:
         raise NotImplementedError
@@ -416,10 +442,12 @@ def run_lifecycle(
                 ) from exc
             life.after(step)
             continue
-        set_latency(emu, latency_ms)
-        delay = kill.fraction * durations.of(step)
+        set_latency(emu, kill.latency_ms, kill.paths)
+        delay = kill.fraction * (kill.latency_ms / 1000 if kill.paths else durations.of(step))
         mid = kill_during(life.step(step), killer.kill, delay)
         log.killed(killer.kind, step, mid)
+        if kill.paths:  # let the controller apply the request the dead caller sent
+            time.sleep(max(0.0, kill.latency_ms / 1000 - delay) + 0.3)
         killer.restart()
         set_latency(emu, 0)
         retry(life.step(step), killer.transient, f"{step} after {killer.kind} was killed at {delay:.3f}s")
@@ -430,3 +458,27 @@ def run_lifecycle(
             log.data_errors.append(f"{killer.kind}: {problem}")
     set_latency(emu, 0)
     return problems
+
+
+def run_lives(
+    new_life: Callable[[int], Lifecycle],
+    steps: Sequence[str],
+    kills: Sequence[Kill],
+    killer: Killer,
+    emu: EmulatorProcess,
+    durations: StepDurations,
+    log: FaultLog,
+    on_error: Callable[[], str],
+) -> list[str]:
+    """One life per planned kill; every problem of every life, a failed life not stopping the rest."""
+    found: list[str] = []
+    for n, kill in enumerate(kills):
+        life = new_life(n)
+        try:
+            found += run_lifecycle(life, steps, [kill], killer, emu, durations, log)
+        except Exception as exc:
+            found.append(f"life {n} (kill in {kill.step} at {kill.fraction:.2f}) failed: {exc}\n{on_error()}")
+            log.failed_lives.append(f"{killer.kind} in {kill.step}: {str(exc).splitlines()[0][:300]}")
+        found += life.findings
+        log.leaks += [f"{killer.kind} in {kill.step}: {item}" for item in life.findings]
+    return found

@@ -130,6 +130,13 @@ class DockerPluginProcess(PluginProcess):
         self.starts += 1
 
 
+def new_emulator(base: Path) -> EmulatorProcess:
+    """An emulator with the local node and two virtual ones, its state and devices under ``base``."""
+    emu = EmulatorProcess(state_dir=base / "state", dev_dir=base / "dev", nodes=("node-b", "node-c"))
+    emu.start()
+    return emu
+
+
 def kill_emulator(emu: EmulatorProcess) -> None:
     """SIGKILL the emulator: its state file and loop devices stay as the crash left them."""
     hard_kill(emu.proc)

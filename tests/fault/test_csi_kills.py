@@ -21,12 +21,13 @@ from tests.fault.csi_lifecycle import STEPS, CsiLifecycle, transient
 from tests.fault.harness import (
     FaultLog,
     FaultPlan,
+    Kill,
     Killer,
     StepDurations,
     leaks,
     loops_over,
     mounts_naming,
-    run_lifecycle,
+    run_lives,
     tls_temp_files,
 )
 from tests.fault.processes import CsiDriverProcess, release_everything, scratch_dir
@@ -34,31 +35,8 @@ from tests.fault.processes import CsiDriverProcess, release_everything, scratch_
 pytestmark = pytest.mark.root
 
 KIND = "CSI driver"
-
-
-@pytest.fixture(scope="module")
-def durations(
-    tmp_path_factory: pytest.TempPathFactory, fault_plan: FaultPlan, fault_log: FaultLog
-) -> StepDurations:
-    """One uninterrupted life under latency: each step's duration, and proof the checks see no leak."""
-    measured = StepDurations()
-    base = tmp_path_factory.mktemp("csi-calibration")
-    emu = EmulatorProcess(state_dir=base / "state", dev_dir=base / "dev", nodes=("node-b", "node-c"))
-    emu.start()
-    try:
-        with scratch_dir("fault-csi-") as work:
-            driver = CsiDriverProcess(work, emu)
-            driver.start()
-            try:
-                life = CsiLifecycle(driver, work, fault_plan.rng("csi-calibration"))
-                run_lifecycle(life, STEPS, [], None, emu, measured, fault_log)
-            finally:
-                driver.stop()
-            left = leaks(emu, [work], driver.tmpdir)
-            assert left == [], f"an uninterrupted life left {left}"
-    finally:
-        reset_and_stop([emu])
-    return measured
+ATTACH_REQUEST = "/make-available$"
+ATTACH_LATENCY_MS = 1500
 
 
 def _scenario(
@@ -69,30 +47,38 @@ def _scenario(
     log: FaultLog,
     durations: StepDurations,
     env_extra: dict[str, str] | None = None,
+    kills: list[Kill] | None = None,
+    kind: str = KIND,
 ) -> None:
     tls_before = tls_temp_files()
     driver = CsiDriverProcess(work, emu, env_extra)
     driver.start()
-    killer = Killer(KIND, driver.kill, driver.start, transient)
-    problems: list[str] = []
-    try:
-        for n, kill in enumerate(plan.kills("csi", STEPS, step)):
-            life = CsiLifecycle(driver, work, plan.rng(f"csi:{step}:{n}"))
-            problems += run_lifecycle(life, STEPS, [kill], killer, emu, durations, log)
-    except Exception as exc:
+    killer = Killer(kind, driver.kill, driver.start, transient)
+
+    def on_error() -> str:
         where = mounts_naming([work, emu.dev_dir], loops_over(emu.state_dir))
         release_everything(emu, [work])
-        raise AssertionError(
-            f"seed {plan.seed}, kills in {step}: {exc}\nmounts: {where}\ndriver log:\n{driver.log_tail()}"
-        ) from exc
+        return f"mounts: {where}\ndriver log:\n{driver.log_tail()}"
+
+    try:
+        problems = run_lives(
+            lambda n: CsiLifecycle(driver, work, plan.rng(f"csi:{step}:{n}")),
+            STEPS,
+            kills or plan.kills("csi", STEPS, step),
+            killer,
+            emu,
+            durations,
+            log,
+            on_error,
+        )
     finally:
         driver.stop()
-    left = leaks(emu, [work], driver.tmpdir, tls_before)
-    log.leaks += [f"{KIND} killed in {step}: {item}" for item in left]
-    assert not problems and not left, (
-        f"seed {plan.seed}, kills in {step}: data {problems}, left behind {left}\n"
-        f"driver log:\n{driver.log_tail()}"
-    )
+    try:
+        left = leaks(emu, [work], driver.tmpdir, tls_before)
+    finally:
+        release_everything(emu, [work])
+    log.leaks += [f"{kind} killed in {step}: {item}" for item in left]
+    assert not problems and not left, f"seed {plan.seed}, kills in {step}: {problems}, left behind {left}"
 
 
 @pytest.fixture
@@ -110,14 +96,14 @@ def test_csi_driver_killed_during(
     csi_emulator: EmulatorProcess,
     fault_plan: FaultPlan,
     fault_log: FaultLog,
-    durations: StepDurations,
+    csi_durations: StepDurations,
 ) -> None:
     with scratch_dir("fault-csi-") as work:
-        _scenario(csi_emulator, work, step, fault_plan, fault_log, durations)
+        _scenario(csi_emulator, work, step, fault_plan, fault_log, csi_durations)
 
 
 def test_csi_driver_with_tls_contents_killed_during_create(
-    scenario: str, tmp_path: Path, fault_plan: FaultPlan, fault_log: FaultLog, durations: StepDurations
+    scenario: str, tmp_path: Path, fault_plan: FaultPlan, fault_log: FaultLog, csi_durations: StepDurations
 ) -> None:
     """PEM contents in the environment (as the managed plugin and Helm charts pass them) must not
     outlive a killed driver on disk."""
@@ -137,6 +123,23 @@ def test_csi_driver_with_tls_contents_killed_during_create(
     }
     try:
         with scratch_dir("fault-tls-") as work:
-            _scenario(emu, work, "CreateVolume", fault_plan, fault_log, durations, env)
+            _scenario(
+                emu, work, "CreateVolume", fault_plan, fault_log, csi_durations, env, kind=f"{KIND} (TLS)"
+            )
     finally:
         reset_and_stop([emu])
+
+
+def test_csi_driver_killed_while_the_attach_is_applied(
+    scenario: str,
+    csi_emulator: EmulatorProcess,
+    fault_plan: FaultPlan,
+    fault_log: FaultLog,
+    csi_durations: StepDurations,
+) -> None:
+    """The kill lands while LINSTOR holds make-available: it is applied after the driver is gone,
+    and the mark saying the plugin made the diskless resource is never written."""
+    step = "ControllerPublishVolume"
+    kills = fault_plan.targeted("csi", STEPS, step, ATTACH_REQUEST, ATTACH_LATENCY_MS)
+    with scratch_dir("fault-csi-") as work:
+        _scenario(csi_emulator, work, step, fault_plan, fault_log, csi_durations, kills=kills)
