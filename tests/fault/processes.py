@@ -52,6 +52,13 @@ def unmount_below(path: Path) -> None:
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
+def path_root_args(base: Path) -> list[str]:
+    """Confine the node service to the scenario's directory, on a driver that confines paths."""
+    from csi import validation
+
+    return ["--path-root", str(base)] if hasattr(validation, "DEFAULT_PATH_ROOTS") else []
+
+
 class CsiDriverProcess:
     """``python -m csi --mode all`` on a unix socket, serving this node."""
 
@@ -80,7 +87,7 @@ class CsiDriverProcess:
         )
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "csi", "--node", LOCAL, "--mode", "all", "--log-level", "debug"],
+                [sys.executable, "-m", "csi", "--node", LOCAL, "--mode", "all", *path_root_args(self.base)],
                 cwd=REPO_ROOT,
                 env=env,
                 stdout=log,
