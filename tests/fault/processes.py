@@ -53,10 +53,8 @@ def unmount_below(path: Path) -> None:
 
 
 def path_root_args(base: Path) -> list[str]:
-    """Confine the node service to the scenario's directory, on a driver that confines paths."""
-    from csi import validation
-
-    return ["--path-root", str(base)] if hasattr(validation, "DEFAULT_PATH_ROOTS") else []
+    """Confine the node service to the scenario's directory."""
+    return ["--path-root", str(base)]
 
 
 class CsiDriverProcess:
