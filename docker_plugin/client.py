@@ -7,6 +7,7 @@ plugin by hand) exercise the real wire path rather than Flask's test client.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -42,12 +43,10 @@ class PluginClient:
         conn = _UnixConnection(self.socket_path, self.timeout)
         try:
             hdrs = {"Accept": "application/vnd.docker.plugins.v1.2+json", **(headers or {})}
-            try:
+            # The plugin may answer and stop reading before the whole body is sent (a body
+            # over its bound); that answer is read below, as Docker's Go client does.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 conn.request(method, path, body=body, headers=hdrs)
-            except (BrokenPipeError, ConnectionResetError):
-                # The plugin answered and stopped reading before the whole body was sent (a
-                # body over its bound); read that answer, as Docker's Go client does.
-                pass
             resp = conn.getresponse()
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
         finally:

@@ -1,5 +1,5 @@
 """Kept for existing imports: the Docker helpers live in :mod:`testkit.dockerd`."""
 
-from testkit.dockerd import DockerDaemon, PluginProcess, dockerd_available
+from testkit.dockerd import DOCKER_CLIS, DockerDaemon, PluginProcess, dockerd_available
 
-__all__ = ["DockerDaemon", "PluginProcess", "dockerd_available"]
+__all__ = ["DOCKER_CLIS", "DockerDaemon", "PluginProcess", "dockerd_available"]
