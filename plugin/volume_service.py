@@ -18,7 +18,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -86,8 +86,11 @@ def _require_id(volume_id: str) -> None:
 class VolumeService(VolumeAttachments, VolumeCopies, Publications):
     """Create, delete, resize, snapshot, restore, clone, attach and detach LINSTOR volumes."""
 
-    def __init__(self, client: LinstorClient, config: Config) -> None:
+    def __init__(
+        self, client: LinstorClient, config: Config, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.client = client
+        self._clock = clock  # for the health cache
         self.config = config
         self.groups = ResourceGroups(client)
         self._locks: dict[str, tuple[threading.Lock, int]] = {}
@@ -603,7 +606,7 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
 
     def healthy(self) -> bool:
         """Whether a controller answers; cached for a couple of seconds so probes stay cheap."""
-        now = time.monotonic()
+        now = self._clock()
         with self._health_lock:
             if self._health and now - self._health[0] < HEALTH_CACHE_SECONDS:
                 return self._health[1]
@@ -615,5 +618,5 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
         except VolumeError:
             ok = True  # it answered, even if oddly
         with self._health_lock:
-            self._health = (time.monotonic(), ok)
+            self._health = (self._clock(), ok)
         return ok
