@@ -33,6 +33,7 @@ from plugin.errors import (
     Unavailable,
     VolumeError,
 )
+from plugin.filesystems import FILESYSTEMS
 from plugin.models import VolumeCondition, VolumeStats
 from plugin.mounts import (
     MOUNTINFO,
@@ -44,7 +45,6 @@ from plugin.mounts import (
 )
 from plugin.nodecommands import (
     NOT_MOUNTABLE,
-    SUPPORTED_FILESYSTEMS,
     bind_remount_command,
     describe_signature,
     filesystem_type,
@@ -663,7 +663,7 @@ class NodeOps:
     @staticmethod
     def _device_gone(entry: MountEntry) -> bool:
         """A filesystem mount whose block device no longer exists on this node (tmpfs and the like never)."""
-        if entry.fs_type not in SUPPORTED_FILESYSTEMS or blockdev.present(entry.device_number):
+        if entry.fs_type not in FILESYSTEMS or blockdev.present(entry.device_number):
             return False
         source = blockdev.device_number(entry.source) if entry.source.startswith("/") else None
         return source is None or not blockdev.present(source)
@@ -989,7 +989,7 @@ class NodeOps:
             self._cmd(["btrfs", "filesystem", "resize", "max", path], timeout=self._mkfs_timeout)
         else:
             raise InvalidArgument(
-                f"growing {fs} filesystems is not supported (only {', '.join(SUPPORTED_FILESYSTEMS)})"
+                f"growing {fs} filesystems is not supported (only {', '.join(FILESYSTEMS)})"
             )
         log.info("grew the %s filesystem at %s", fs, mount_path)
 
@@ -1053,7 +1053,7 @@ class NodeOps:
             and not blockdev.present(number)
         ):
             return VolumeCondition(True, f"device {entry.source} behind {path} is gone from this node")
-        if not blockdev.present(number) and entry.fs_type in SUPPORTED_FILESYSTEMS:
+        if not blockdev.present(number) and entry.fs_type in FILESYSTEMS:
             return VolumeCondition(True, f"device {entry.source} behind {path} is gone from this node")
         if entry.superblock_read_only and not entry.read_only:
             return VolumeCondition(

@@ -14,7 +14,7 @@ from csi.inflight import InFlight
 from csi.sanitize import loggable, strip_secrets
 from csi.server import parse_endpoint
 from plugin import errors as core
-from plugin.nodecommands import SUPPORTED_FILESYSTEMS
+from plugin.filesystems import FILESYSTEMS
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 
@@ -136,11 +136,11 @@ def test_advertised_capabilities() -> None:
 
 
 def test_capability_filesystems_are_the_nodes() -> None:
-    assert frozenset(SUPPORTED_FILESYSTEMS) == capabilities.SUPPORTED_FS
+    assert frozenset(FILESYSTEMS) == capabilities.SUPPORTED_FS
     for fs in ("ext2", "ext3", "vfat"):
         with pytest.raises(core.InvalidArgument, match=fs):
             capabilities.parse_all([_cap(Mode.SINGLE_NODE_WRITER, fs=fs)])
-    for fs in SUPPORTED_FILESYSTEMS:
+    for fs in FILESYSTEMS:
         assert capabilities.parse_all([_cap(Mode.SINGLE_NODE_WRITER, fs=fs)])[0].fs_type == fs
 
 
