@@ -18,9 +18,9 @@ import os
 import re
 import stat
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from plugin import blockdev
@@ -34,6 +34,7 @@ from plugin.errors import (
     VolumeError,
 )
 from plugin.filesystems import FILESYSTEMS
+from plugin.keyed_locks import KeyedLocks
 from plugin.models import VolumeCondition, VolumeStats
 from plugin.mounts import (
     MOUNTINFO,
@@ -185,8 +186,7 @@ class NodeOps:
         self._mkfs_floor = mkfs_timeout_floor
         self._mkfs_per_gib = mkfs_seconds_per_gib
         # Check-then-mkfs must not interleave between two requests for the same device.
-        self._format_locks: dict[object, threading.Lock] = {}
-        self._format_locks_guard = threading.Lock()
+        self._format_locks = KeyedLocks("device")
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -274,11 +274,10 @@ class NodeOps:
         except OSError as exc:
             log.warning("could not remove %s after a failed mount: %s", path, exc.strerror)
 
-    def _format_lock(self, device: str) -> threading.Lock:
+    def _format_lock(self, device: str) -> AbstractContextManager[None]:
         """One lock per device (by number, so two names of one device share it)."""
         key: object = blockdev.device_number(device) or normalize(device)
-        with self._format_locks_guard:
-            return self._format_locks.setdefault(key, threading.Lock())
+        return self._format_locks.lock(key)  # type: ignore[arg-type]
 
     # -- devices ------------------------------------------------------------------------
 

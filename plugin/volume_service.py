@@ -18,8 +18,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, suppress
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +40,7 @@ from plugin.errors import (
     Unavailable,
     VolumeError,
 )
+from plugin.keyed_locks import KeyedLocks
 from plugin.linstor_client import LinstorClient
 from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.observability import log_fields
@@ -93,30 +94,15 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
         self._clock = clock  # for the health cache
         self.config = config
         self.groups = ResourceGroups(client)
-        self._locks: dict[str, tuple[threading.Lock, int]] = {}
-        self._locks_guard = threading.Lock()
+        self._volume_locks = KeyedLocks("volume", normalize=lambda key: str(key).upper())
         self._health: tuple[float, bool] | None = None
         self._health_lock = threading.Lock()
 
     # ------------------------------------------------------------------ locking
 
-    @contextmanager
-    def _locked(self, key: str) -> Iterator[None]:
-        """Serialise work on one volume in this process; entries vanish when unused."""
-        key = key.upper()  # LINSTOR names are case-insensitive
-        with self._locks_guard:
-            lock, users = self._locks.get(key, (threading.Lock(), 0))
-            self._locks[key] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._locks_guard:
-                lock, users = self._locks[key]
-                if users <= 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
+    def _locked(self, key: str) -> AbstractContextManager[None]:
+        """Serialise work on one volume in this process (LINSTOR names are case-insensitive)."""
+        return self._volume_locks.lock(key)
 
     # ------------------------------------------------------------------ create
 
