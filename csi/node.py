@@ -38,10 +38,10 @@ from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.validation import PathRoots, require
 from plugin import errors
 from plugin.keyed_locks import KeyedLocks
-from plugin.nodeops import MountOwner
+from plugin.node.unmounting import MountOwner
 
 if TYPE_CHECKING:
-    from plugin.nodeops import NodeOps
+    from plugin.node.ops import NodeOps
     from plugin.volume_service import VolumeService
 
 log = logging.getLogger(__name__)

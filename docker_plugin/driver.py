@@ -2,7 +2,7 @@
 
 The Flask layer hands decoded requests to :class:`DockerVolumeDriver`; the driver turns
 them into :class:`~plugin.volume_service.VolumeService` and
-:class:`~plugin.nodeops.NodeOps` calls and keeps the per-(volume, ID) mount counts Docker
+:class:`~plugin.node.ops.NodeOps` calls and keeps the per-(volume, ID) mount counts Docker
 relies on. It owns only the Docker-specific node workflow: stage a volume once per node
 under the mount root, hand containers ``<mount>/data`` (so ``lost+found`` stays out of
 the way and Docker's copy-up sees an empty directory, as with LINBIT's plugins), and
@@ -35,7 +35,7 @@ from plugin.names import resource_name_for
 from plugin.params import DOCKER_DEFAULT_SIZE, minimum_size_bytes, parse_docker_options
 
 if TYPE_CHECKING:
-    from plugin.nodeops import NodeOps
+    from plugin.node.ops import NodeOps
     from plugin.volume_service import VolumeService
 
 log = logging.getLogger(__name__)

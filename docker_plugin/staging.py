@@ -31,7 +31,7 @@ from plugin.keyed_locks import KeyedLocks
 from plugin.observability import MOUNTED_VOLUMES
 
 if TYPE_CHECKING:
-    from plugin.nodeops import NodeOps
+    from plugin.node.ops import NodeOps
     from plugin.volume_service import VolumeService
 
 log = logging.getLogger("docker_plugin.driver")

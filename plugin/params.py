@@ -25,7 +25,7 @@ from plugin import names
 from plugin.errors import InvalidArgument
 from plugin.filesystems import DEFAULT_FILESYSTEM, FILESYSTEMS
 from plugin.fs_options import MAX_OPTIONS_CHARS, OptionError, check_mkfs_options, split_mkfs_options
-from plugin.nodecommands import split_mount_options
+from plugin.node.commandlines import split_mount_options
 from plugin.param_values import (
     MAX_REPLICAS,
     MIB,

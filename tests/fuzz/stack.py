@@ -30,7 +30,7 @@ import requests
 from csi.generated import csi_pb2
 from csi.testing import CsiClient
 from docker_plugin.client import PluginClient
-from plugin.mounts import unescape
+from plugin.node.mounttable import unescape
 from tests.conftest import REPO_ROOT, EmulatorProcess
 from tests.fuzz.audit import EMULATOR_TOOLS, NODE_TOOLS, AuditedTools
 from tests.processes import terminate

@@ -1,6 +1,6 @@
 """Command lines for node operations, and reading what the tools answer.
 
-Pure functions, kept apart from :mod:`plugin.nodeops` (which runs the commands) so the
+Pure functions, kept apart from :mod:`plugin.node.ops` (which runs the commands) so the
 rules can be read and unit-tested on their own: which filesystems are supported, which
 user options are accepted (the allow-lists of :mod:`plugin.fs_options` and
 :mod:`plugin.mount_rules`, the same ones volume creation checks), the exact argument lists
