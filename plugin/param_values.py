@@ -115,6 +115,16 @@ def format_size(size: int) -> str:
     return f"{size} bytes"
 
 
+def human_size(size: int) -> str:
+    """A size for people: ``10 TiB``, ``9.5 GiB``, ``512 bytes`` (exact where it is whole)."""
+    for unit, factor in (("PiB", 1024**5), ("TiB", 1024**4), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
+        if size >= factor:
+            if size % factor == 0:
+                return f"{size // factor} {unit}"
+            return f"{size / factor:.1f} {unit}"
+    return "1 byte" if size == 1 else f"{size} bytes"
+
+
 def split_words(value: str) -> tuple[str, ...]:
     """Items separated by spaces or commas (LINBIT's plugins used one or the other)."""
     return tuple(item for item in re.split(r"[\s,]+", value.strip()) if item)

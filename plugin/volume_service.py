@@ -26,6 +26,7 @@ from typing import Any
 
 from plugin import linstor_retcodes as rc
 from plugin import names, placement
+from plugin import placement_diagnosis as diagnosis
 from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import (
@@ -43,6 +44,7 @@ from plugin.errors import (
 from plugin.linstor_client import LinstorClient
 from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.observability import log_fields
+from plugin.param_values import human_size
 from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
 from plugin.publications import Publications
 from plugin.resource_groups import ResourceGroups
@@ -261,7 +263,12 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
                 sf["place_count"] = len(nodes)
                 rest_after = params.place_count - len(nodes)
         try:
-            self._spawn_call(wanted, props, sf, params)
+            try:
+                self._spawn_call(wanted, props, sf, params)
+            except NoSpace as exc:
+                if nodes and not (required and not params.allow_remote_volume_access):
+                    raise  # retried below without the topology preference
+                raise self._placement_failed(exc, wanted, params, nodes if required else []) from None
         except (NoSpace, NotFound) as exc:
             # NotFound here: a topology node that is no LINSTOR node (a client-only host).
             if isinstance(exc, NotFound) and (params.nodes or rc.code_of(exc) != rc.FAIL_NOT_FOUND_NODE):
@@ -272,7 +279,10 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
             # any node will do, the volume is reachable from everywhere.
             log_fields(log, logging.INFO, "placing without topology preference", volume=wanted.volume_id)
             rest_after = 0
-            self._spawn_call(wanted, props, {}, params)
+            try:
+                self._spawn_call(wanted, props, {}, params)
+            except NoSpace as again:
+                raise self._placement_failed(again, wanted, params, []) from None
         except AlreadyExists as exc:
             if rc.code_of(exc) not in CREATE_RACE_CODES:
                 raise
@@ -320,21 +330,34 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
             )
 
         try:
+            spawn()
+        except NotFound as exc:
+            if rc.code_of(exc) != rc.FAIL_NOT_FOUND_RSC_GRP:
+                raise self._placement_error(exc, wanted, params) from None
+            # The group vanished behind our back (an operator deleted it): make it again.
+            self.groups.forget(wanted.resource_group)
+            self.groups.ensure(params)
+            spawn()
+
+    def _placement_failed(
+        self, exc: NoSpace, wanted: rec.Wanted, params: VolumeParams, allowed: list[str]
+    ) -> VolumeError:
+        """LINSTOR's "not enough nodes" made specific with one read of the storage pools."""
+        asked = f"{human_size(wanted.size_kib * 1024)}, {placement_asked(params)}"
+        cause = None
+        if rc.code_of(exc) == rc.FAIL_NOT_ENOUGH_NODES:
             try:
-                spawn()
-            except NotFound as exc:
-                if rc.code_of(exc) != rc.FAIL_NOT_FOUND_RSC_GRP:
-                    raise self._placement_error(exc, wanted, params) from None
-                # The group vanished behind our back (an operator deleted it): make it again.
-                self.groups.forget(wanted.resource_group)
-                self.groups.ensure(params)
-                spawn()
-        except NoSpace as exc:
-            raise NoSpace(
-                f"LINSTOR cannot place volume {wanted.name!r} ({wanted.size_kib * 1024} bytes, "
-                f"{placement_asked(params)}): {exc.message}",
-                **exc.details,
-            ) from None
+                pools = self.client.list_storage_pools()
+            except VolumeError:
+                pools = None  # the refusal stands as LINSTOR worded it
+            if pools is not None:
+                cause = diagnosis.diagnose(diagnosis.wish_for(params, wanted.size_kib, allowed), pools)
+        if cause is None:
+            return NoSpace(
+                f"LINSTOR cannot place volume {wanted.name!r} ({asked}): {exc.message}", **exc.details
+            )
+        error = InvalidArgument if cause.unknown_name else NoSpace
+        return error(f"cannot place volume {wanted.name!r} ({asked}): {cause.sentence}", **exc.details)
 
     @staticmethod
     def _placement_error(exc: NotFound, wanted: rec.Wanted, params: VolumeParams) -> VolumeError:
