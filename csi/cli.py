@@ -31,6 +31,7 @@ from csi.validation import DEFAULT_PATH_ROOTS
 from plugin.errors import VolumeError
 from plugin.observability import setup_logging, start_metrics_server
 from plugin.param_values import BadValue, parse_bool
+from plugin.version import add_version_flag
 
 log = logging.getLogger("csi")
 
@@ -164,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("CSI_MODE", "all"),
         help="services to run: controller, node, or all (default: all)",
     )
+    add_version_flag(parser)
     parser.add_argument("--driver-name", default=keys.DEFAULT_DRIVER_NAME, help="CSI driver name")
     parser.add_argument(
         "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (0: off)"
@@ -175,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_log_level,
         choices=["debug", "info", "warning", "error"],
         help="log level",
+    )
+    parser.add_argument(
+        "--log-format", default="json", choices=["json", "text"], help="JSON lines or text (default: json)"
     )
     parser.add_argument(
         "--max-volumes-per-node",
@@ -223,7 +228,7 @@ def _build_driver(args: argparse.Namespace) -> CsiDriver:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, json_output=args.log_format == "json")
     for flag in args.ignored_flags:
         log.warning("%s has no effect in this driver: %s", flag, IGNORED_OFFICIAL_FLAGS[flag])
     if not _DRIVER_NAME.match(args.driver_name):

@@ -34,6 +34,7 @@ from plugin.linstor_client import LinstorClient
 from plugin.nodeops import NodeOps
 from plugin.observability import setup_logging, start_metrics_server
 from plugin.params import parse_docker_options
+from plugin.version import add_version_flag
 from plugin.volume_service import VolumeService
 
 log = logging.getLogger("docker_plugin")
@@ -83,8 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics on this TCP port; 0 turns them off (default: %(default)s)",
     )
     p.add_argument(
-        "--metrics-addr", default="0.0.0.0", help="address for the metrics port (default: %(default)s)"
+        "--metrics-address", default="0.0.0.0", help="address for the metrics port (default: %(default)s)"
     )
+    # the earlier spelling, still accepted; --metrics-address is the one both daemons document
+    p.add_argument("--metrics-addr", dest="metrics_address", help=argparse.SUPPRESS)
+    add_version_flag(p)
     p.add_argument(
         "--log-level",
         default=env.get("LS_DOCKER_LOG_LEVEL", "info"),
@@ -180,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stale_grace=args.stale_grace,
         )
         driver.reconcile()
-        start_metrics_server(args.metrics_port, args.metrics_addr)
+        start_metrics_server(args.metrics_port, args.metrics_address)
     except (OSError, errors.VolumeError) as exc:
         listen.sock.close()
         if listen.path:

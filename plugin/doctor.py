@@ -30,6 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from plugin import errors
 from plugin.config import DEFAULT_CONFIG_FILE, Config, load_config
+from plugin.version import add_version_flag
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -463,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Docker plugin socket to check (default: %(default)s)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object per check instead of text")
+    add_version_flag(p)
     return p
 
 
