@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from csi import keys
 from csi.server import MODES, CsiDriver, DriverOptions
 from csi.validation import DEFAULT_PATH_ROOTS
+from plugin import progress
 from plugin.errors import VolumeError
 from plugin.observability import setup_logging, start_metrics_server
 from plugin.param_values import BadValue, parse_bool
@@ -190,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--grace-period", type=float, default=30.0, help="seconds running calls get to finish on SIGTERM"
     )
+    parser.add_argument(
+        "--progress-interval",
+        type=float,
+        default=progress.DEFAULT_INTERVAL,
+        help="seconds between the log lines of a long operation (clone, restore, mkfs) still under way "
+        "(default: %(default)s)",
+    )
     parser.set_defaults(ignored_flags=[])
     for flag in IGNORED_OFFICIAL_FLAGS:
         parser.add_argument(flag, action=_Ignored, nargs="?", help=argparse.SUPPRESS)
@@ -241,6 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_volumes_per_node < 0:
         print("linstor-csi: --max-volumes-per-node must not be negative", file=sys.stderr)
         return 2
+    if args.progress_interval <= 0:
+        print("linstor-csi: --progress-interval must be greater than zero", file=sys.stderr)
+        return 2
+    progress.set_interval(args.progress_interval)
     try:
         driver = _build_driver(args)
         start_metrics_server(args.metrics_port, args.metrics_address)

@@ -60,6 +60,7 @@ from plugin.nodecommands import (
     split_mount_options,
 )
 from plugin.param_values import format_size
+from plugin.progress import long_operation
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +360,8 @@ class NodeOps:
         size = self._size_for_timeout(device)
         limit = mkfs_timeout(size, self._mkfs_floor, self._mkfs_per_gib)
         try:
-            self._cmd(command, timeout=limit)
+            with long_operation(device, f"formatting {device} ({command[0]}, {format_size(size)})"):
+                self._cmd(command, timeout=limit)
         except OperationFailed as exc:
             if not exc.details.get("timed_out"):
                 raise
