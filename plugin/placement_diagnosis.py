@@ -3,22 +3,23 @@
 The controller answers every failed autoplace with one code (``FAIL_NOT_ENOUGH_NODES``,
 "Not enough available nodes"): its filter silently drops a node name or a pool name it
 does not know, a pool without room and a node that is offline alike. After such a failure
-the volume service reads the storage pools once (``GET /v1/view/storage-pools``: every
-node with a satellite has at least its diskless pool there) and these pure functions say
-which of the request's wishes nothing in the cluster satisfies: a node that does not
-exist, a storage pool that does not exist (anywhere, or on a named node), more replicas
-than nodes that qualify, or a size no qualifying pool has free. When none of these
-explains it (replicas-on-same rules, an explicit resource group's own filter), the
-answer is None and the caller keeps LINSTOR's own words.
+:func:`refusal` reads the storage pools once (``GET /v1/view/storage-pools``: every node
+with a satellite has at least its diskless pool there), and :func:`diagnose`, a pure
+function of that listing, says which of the request's wishes nothing in the cluster
+satisfies: a node that does not exist, a storage pool that does not exist (anywhere, or
+on a named node), more replicas than nodes that qualify, or a size no qualifying pool has
+free. When none of these explains it (replicas-on-same rules, an explicit resource
+group's own filter), the error keeps LINSTOR's own words.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from plugin import linstor_retcodes as rc
+from plugin.errors import InvalidArgument, NoSpace, VolumeError
 from plugin.param_values import human_size
 from plugin.params import VolumeParams
 
@@ -43,6 +44,44 @@ class Cause:
 
     sentence: str
     unknown_name: bool  # a node or pool that does not exist: a bad request, not a full cluster
+
+
+def placement_asked(params: VolumeParams) -> str:
+    """What the placement asked for, in words: LINSTOR's refusal names no pool or node."""
+    count = len(params.nodes) if params.nodes else params.place_count
+    words = [f"{count} replica{'' if count == 1 else 's'}"]
+    if params.nodes:
+        words.append("on " + ", ".join(params.nodes))
+    if params.storage_pools:
+        words.append("in storage pool " + ", ".join(params.storage_pools))
+    if params.resource_group:
+        words.append(f"of resource group {params.resource_group}")
+    return " ".join(words)
+
+
+def refusal(
+    exc: NoSpace,
+    name: str,
+    size_kib: int,
+    params: VolumeParams,
+    allowed_nodes: Sequence[str],
+    read_pools: Callable[[], list[dict[str, Any]]],
+) -> VolumeError:
+    """The error for a refused placement: the cause where one read of the pools shows it
+    (an unknown node or pool is a bad request, the rest is no space), else LINSTOR's words."""
+    asked = f"{human_size(size_kib * 1024)}, {placement_asked(params)}"
+    cause = None
+    if rc.code_of(exc) == rc.FAIL_NOT_ENOUGH_NODES:
+        try:
+            pools = read_pools()
+        except VolumeError:
+            pools = None  # the refusal stands as LINSTOR worded it
+        if pools is not None:
+            cause = diagnose(wish_for(params, size_kib, allowed_nodes), pools)
+    if cause is None:
+        return NoSpace(f"LINSTOR cannot place volume {name!r} ({asked}): {exc.message}", **exc.details)
+    error = InvalidArgument if cause.unknown_name else NoSpace
+    return error(f"cannot place volume {name!r} ({asked}): {cause.sentence}", **exc.details)
 
 
 def wish_for(params: VolumeParams, size_kib: int, allowed_nodes: Sequence[str] = ()) -> PlacementWish:

@@ -34,6 +34,7 @@ from plugin.errors import (
 from plugin.linstor_client import LinstorClient
 from plugin.models import Volume
 from plugin.observability import log_fields
+from plugin.param_values import human_size
 from plugin.params import VolumeParams
 from plugin.progress import Operation, long_operation
 
@@ -200,8 +201,8 @@ class VolumeCopies:
             return replace(wanted, size_kib=max(source_kib, wanted.size_kib))
         if wanted.size_kib < source_kib:
             raise InvalidArgument(
-                f"requested size {wanted.size_kib * 1024} bytes is smaller than {what} "
-                f"({source_kib * 1024} bytes)"
+                f"requested size {human_size(wanted.size_kib * 1024, exact=True)} is smaller than {what} "
+                f"({human_size(source_kib * 1024, exact=True)})"
             )
         return wanted
 

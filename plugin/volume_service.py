@@ -67,19 +67,6 @@ def _kib(size_bytes: int) -> int:
     return max(1, math.ceil(size_bytes / 1024))
 
 
-def placement_asked(params: VolumeParams) -> str:
-    """What the placement asked for, in words: LINSTOR's refusal names no pool or node."""
-    count = len(params.nodes) if params.nodes else params.place_count
-    words = [f"{count} replica{'' if count == 1 else 's'}"]
-    if params.nodes:
-        words.append("on " + ", ".join(params.nodes))
-    if params.storage_pools:
-        words.append("in storage pool " + ", ".join(params.storage_pools))
-    if params.resource_group:
-        words.append(f"of resource group {params.resource_group}")
-    return " ".join(words)
-
-
 def _require_id(volume_id: str) -> None:
     if not rec.possible_volume_id(volume_id):
         raise NotFound(f"volume {volume_id!r} not found", volume=volume_id)
@@ -140,7 +127,9 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
         minimum = minimum_size_bytes(params.fs_type)
         size_kib = _kib(max(size_bytes, minimum))
         if size_kib > MAX_SIZE_KIB:
-            raise InvalidArgument(f"volume size {size_bytes} bytes is larger than LINSTOR's limit of 1 PiB")
+            raise InvalidArgument(
+                f"volume size {human_size(size_bytes, exact=True)} is larger than LINSTOR's limit of 1 PiB"
+            )
         if source is not None:
             kind, _, ref = source.partition(":")
             if kind not in ("snapshot", "volume") or not ref:
@@ -215,7 +204,10 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
         current_kib = volume.size_bytes // 1024
         requested = {current_kib, int(props.get(rec.REQUESTED_KIB, "0") or 0)}
         if not any_size and wanted.size_kib not in requested:
-            problems.append(f"its size is {volume.size_bytes} bytes, {wanted.size_kib * 1024} were requested")
+            problems.append(
+                f"its size is {human_size(volume.size_bytes, exact=True)}, "
+                f"{human_size(wanted.size_kib * 1024, exact=True)} was requested"
+            )
         if ours and props.get(rec.RESOURCE_GROUP) != wanted.resource_group:
             problems.append(
                 f"it was made with other parameters (resource group {props.get(rec.RESOURCE_GROUP)}, "
@@ -343,27 +335,15 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
         self, exc: NoSpace, wanted: rec.Wanted, params: VolumeParams, allowed: list[str]
     ) -> VolumeError:
         """LINSTOR's "not enough nodes" made specific with one read of the storage pools."""
-        asked = f"{human_size(wanted.size_kib * 1024)}, {placement_asked(params)}"
-        cause = None
-        if rc.code_of(exc) == rc.FAIL_NOT_ENOUGH_NODES:
-            try:
-                pools = self.client.list_storage_pools()
-            except VolumeError:
-                pools = None  # the refusal stands as LINSTOR worded it
-            if pools is not None:
-                cause = diagnosis.diagnose(diagnosis.wish_for(params, wanted.size_kib, allowed), pools)
-        if cause is None:
-            return NoSpace(
-                f"LINSTOR cannot place volume {wanted.name!r} ({asked}): {exc.message}", **exc.details
-            )
-        error = InvalidArgument if cause.unknown_name else NoSpace
-        return error(f"cannot place volume {wanted.name!r} ({asked}): {cause.sentence}", **exc.details)
+        return diagnosis.refusal(
+            exc, wanted.name, wanted.size_kib, params, allowed, self.client.list_storage_pools
+        )
 
     @staticmethod
     def _placement_error(exc: NotFound, wanted: rec.Wanted, params: VolumeParams) -> VolumeError:
         if rc.code_of(exc) == rc.FAIL_NOT_FOUND_NODE:
             return NotFound(
-                f"cannot place volume {wanted.name!r} ({placement_asked(params)}): {exc.message}",
+                f"cannot place volume {wanted.name!r} ({diagnosis.placement_asked(params)}): {exc.message}",
                 **exc.details,
             )
         return exc
@@ -482,13 +462,12 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
             volume = self.get_volume(volume_id)
             new_kib = _kib(size_bytes)
             if new_kib > MAX_SIZE_KIB:
-                raise InvalidArgument(
-                    f"volume size {size_bytes} bytes is larger than LINSTOR's limit of 1 PiB"
-                )
+                too_big = human_size(size_bytes, exact=True)
+                raise InvalidArgument(f"volume size {too_big} is larger than LINSTOR's limit of 1 PiB")
             if new_kib * 1024 < volume.size_bytes:
                 raise InvalidArgument(
-                    f"volume {volume_id} is {volume.size_bytes} bytes; it can only grow, "
-                    f"not shrink to {size_bytes}"
+                    f"volume {volume_id} is {human_size(volume.size_bytes, exact=True)}; it can only grow, "
+                    f"not shrink to {human_size(size_bytes, exact=True)}"
                 )
             if new_kib * 1024 == volume.size_bytes:
                 return volume

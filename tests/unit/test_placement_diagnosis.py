@@ -138,6 +138,11 @@ def test_human_sizes(size: int, text: str) -> None:
     assert human_size(size) == text
 
 
+def test_exact_sizes_add_the_bytes_only_when_rounded() -> None:
+    assert human_size(1024**3, exact=True) == "1 GiB"
+    assert human_size(1024**3 + 1, exact=True) == "1.0 GiB (1073741825 bytes)"
+
+
 def test_long_lists_are_cut() -> None:
     assert listing([f"n{i}" for i in range(12)], limit=3) == "n0, n1, n2 and 9 more"
     assert listing([]) == "none"
