@@ -130,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="gRPC endpoint, unix:///path/to/csi.sock (env CSI_ENDPOINT)",
     )
     parser.add_argument(
-        "--linstor-endpoint",
+        "--controllers",
+        "--linstor-endpoint",  # the official driver's spelling, which its manifests use
+        dest="linstor_endpoint",
         default=None,
         help="LINSTOR controller URL(s), comma separated (default: LS_CONTROLLERS)",
     )

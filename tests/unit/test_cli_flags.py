@@ -47,3 +47,16 @@ def test_metrics_address_has_one_spelling_and_the_old_one_still_works() -> None:
     assert parser.parse_args([]).metrics_address == "0.0.0.0"
     assert "--metrics-addr " not in parser.format_help()  # hidden: the help shows one spelling
     assert "--metrics-address" in parser.format_help()
+
+
+def test_both_daemons_take_controllers_and_metrics_address() -> None:
+    from csi.cli import build_parser as csi_parser
+
+    for parser in (csi_parser(), docker_parser()):
+        args = parser.parse_args(["--metrics-address", "127.0.0.2", "--controllers", "http://c1:3370"])
+        assert args.metrics_address == "127.0.0.2"
+        assert (getattr(args, "controllers", None) or args.linstor_endpoint) == "http://c1:3370"
+    # the official driver's spelling stays
+    assert (
+        csi_parser().parse_args(["--linstor-endpoint", "http://c2:3370"]).linstor_endpoint == "http://c2:3370"
+    )
