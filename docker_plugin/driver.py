@@ -29,9 +29,10 @@ from docker_plugin.staging import (
     NodeStaging,
 )
 from plugin import errors
+from plugin.filesystems import FILESYSTEMS
 from plugin.models import Volume
 from plugin.names import resource_name_for
-from plugin.params import minimum_size_bytes, parse_docker_options
+from plugin.params import DOCKER_DEFAULT_SIZE, minimum_size_bytes, parse_docker_options
 from plugin.progress import long_operation, under_way
 
 if TYPE_CHECKING:
@@ -43,9 +44,7 @@ log = logging.getLogger(__name__)
 DATA_DIR = "data"
 DOCKER_MARKER_KEY = "is-linstor-docker-volume"  # stored as Aux/<key>, as LINBIT's Docker plugins did
 DOCKER_MARKER = f"Aux/{DOCKER_MARKER_KEY}"
-DEFAULT_SIZE_BYTES = 100 * 1024 * 1024  # LINBIT's Docker plugins default to 100 MB
 MAX_NAME_CHARS = 1024
-ADOPTABLE_FILESYSTEMS = ("ext4", "xfs", "btrfs")
 
 
 @dataclass(frozen=True)
@@ -159,7 +158,7 @@ class DockerVolumeDriver(NodeStaging):
         params = parse_docker_options(opts, self.defaults)
         size = params.size_bytes
         if size is None:
-            size = max(DEFAULT_SIZE_BYTES, minimum_size_bytes(params.fs_type))
+            size = max(DOCKER_DEFAULT_SIZE, minimum_size_bytes(params.fs_type))
         params = replace(params, extra={**params.extra, DOCKER_MARKER_KEY: "true"})
         resource = resource_name_for(name)
         with self._lock(resource):
@@ -286,11 +285,11 @@ class DockerVolumeDriver(NodeStaging):
         """
         self.nodeops.wait_for_device(device)
         found = self.nodeops.filesystem_signature(device)
-        if found in ADOPTABLE_FILESYSTEMS:
+        if found in FILESYSTEMS:
             return str(found)
         raise errors.FailedPrecondition(
             f"volume {name} records no filesystem and its device holds {found or 'nothing'}; "
-            f"Docker volumes need {', '.join(ADOPTABLE_FILESYSTEMS)}, and a volume is never "
+            f"Docker volumes need {', '.join(FILESYSTEMS)}, and a volume is never "
             "formatted on mount"
         )
 

@@ -21,7 +21,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-FILESYSTEMS = ("ext4", "xfs", "btrfs")
 MAX_OPTIONS_CHARS = 4096
 
 

@@ -13,9 +13,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from plugin.filesystems import FILESYSTEMS
 from plugin.fs_options import (
     BIT,
-    FILESYSTEMS,
     NUMBER,
     PATH_REASON,
     SIZE,

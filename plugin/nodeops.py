@@ -18,9 +18,9 @@ import os
 import re
 import stat
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from plugin import blockdev
@@ -33,6 +33,8 @@ from plugin.errors import (
     Unavailable,
     VolumeError,
 )
+from plugin.filesystems import FILESYSTEMS
+from plugin.keyed_locks import KeyedLocks
 from plugin.models import VolumeCondition, VolumeStats
 from plugin.mounts import (
     MOUNTINFO,
@@ -44,7 +46,6 @@ from plugin.mounts import (
 )
 from plugin.nodecommands import (
     NOT_MOUNTABLE,
-    SUPPORTED_FILESYSTEMS,
     bind_remount_command,
     describe_signature,
     filesystem_type,
@@ -186,8 +187,7 @@ class NodeOps:
         self._mkfs_floor = mkfs_timeout_floor
         self._mkfs_per_gib = mkfs_seconds_per_gib
         # Check-then-mkfs must not interleave between two requests for the same device.
-        self._format_locks: dict[object, threading.Lock] = {}
-        self._format_locks_guard = threading.Lock()
+        self._format_locks = KeyedLocks("device")
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -275,11 +275,10 @@ class NodeOps:
         except OSError as exc:
             log.warning("could not remove %s after a failed mount: %s", path, exc.strerror)
 
-    def _format_lock(self, device: str) -> threading.Lock:
+    def _format_lock(self, device: str) -> AbstractContextManager[None]:
         """One lock per device (by number, so two names of one device share it)."""
         key: object = blockdev.device_number(device) or normalize(device)
-        with self._format_locks_guard:
-            return self._format_locks.setdefault(key, threading.Lock())
+        return self._format_locks.lock(key)  # type: ignore[arg-type]
 
     # -- devices ------------------------------------------------------------------------
 
@@ -665,7 +664,7 @@ class NodeOps:
     @staticmethod
     def _device_gone(entry: MountEntry) -> bool:
         """A filesystem mount whose block device no longer exists on this node (tmpfs and the like never)."""
-        if entry.fs_type not in SUPPORTED_FILESYSTEMS or blockdev.present(entry.device_number):
+        if entry.fs_type not in FILESYSTEMS or blockdev.present(entry.device_number):
             return False
         source = blockdev.device_number(entry.source) if entry.source.startswith("/") else None
         return source is None or not blockdev.present(source)
@@ -991,7 +990,7 @@ class NodeOps:
             self._cmd(["btrfs", "filesystem", "resize", "max", path], timeout=self._mkfs_timeout)
         else:
             raise InvalidArgument(
-                f"growing {fs} filesystems is not supported (only {', '.join(SUPPORTED_FILESYSTEMS)})"
+                f"growing {fs} filesystems is not supported (only {', '.join(FILESYSTEMS)})"
             )
         log.info("grew the %s filesystem at %s", fs, mount_path)
 
@@ -1055,7 +1054,7 @@ class NodeOps:
             and not blockdev.present(number)
         ):
             return VolumeCondition(True, f"device {entry.source} behind {path} is gone from this node")
-        if not blockdev.present(number) and entry.fs_type in SUPPORTED_FILESYSTEMS:
+        if not blockdev.present(number) and entry.fs_type in FILESYSTEMS:
             return VolumeCondition(True, f"device {entry.source} behind {path} is gone from this node")
         if entry.superblock_read_only and not entry.read_only:
             return VolumeCondition(

@@ -24,6 +24,7 @@ import pytest
 
 from plugin.config import Config
 from plugin.errors import FailedPrecondition, InvalidArgument, NotFound, OperationFailed
+from plugin.filesystems import FILESYSTEMS
 from plugin.linstor_client import LinstorClient
 from plugin.models import VolumeCondition
 from plugin.mounts import MountEntry, read_mountinfo
@@ -35,7 +36,6 @@ from tests.conftest import EmulatorProcess, require
 pytestmark = pytest.mark.root
 
 MiB = 1 << 20
-FILESYSTEMS = ("ext4", "xfs", "btrfs")
 SIZE = 320 * MiB  # mkfs.xfs wants at least 300 MiB
 
 

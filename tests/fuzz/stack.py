@@ -240,6 +240,10 @@ def docker_plugin(base: Path, emulator: EmulatorProcess, node: str, cwd: Path) -
             "",
             "--release-delay",
             "0",
+            # The victim's mount has no container holding it in this namespace; the stale
+            # check would rightly release it on a long run, which is recovery, not a defect.
+            "--stale-grace",
+            "86400",
         ],
         cwd=cwd,
         path_roots=[str(mount_root)],
