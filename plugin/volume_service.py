@@ -47,6 +47,7 @@ from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.observability import log_fields
 from plugin.param_values import human_size
 from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
+from plugin.progress import long_operation
 from plugin.publications import Publications
 from plugin.resource_groups import ResourceGroups
 from plugin.volume_attach import VolumeAttachments
@@ -301,14 +302,18 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
     def _spawn_call(
         self, wanted: rec.Wanted, props: dict[str, str], sf: dict[str, Any], params: VolumeParams
     ) -> None:
+        # A satellite makes the filesystem while the spawn runs: a large volume can take a while.
+        what = f"creating in LINSTOR ({human_size(wanted.size_kib * 1024)}, {wanted.fs_type or 'raw block'})"
+
         def spawn() -> None:
-            self.client.spawn(
-                wanted.resource_group,
-                wanted.volume_id,
-                wanted.size_kib,
-                definition_props=props,
-                select_filter=sf,
-            )
+            with long_operation(wanted.volume_id, what):
+                self.client.spawn(
+                    wanted.resource_group,
+                    wanted.volume_id,
+                    wanted.size_kib,
+                    definition_props=props,
+                    select_filter=sf,
+                )
 
         try:
             spawn()

@@ -150,3 +150,26 @@ def test_a_slow_clone_is_listed_and_reported_at_intervals(
     assert mine[-1]["operation"] == f"cloning from volume {source.volume_id}"
     assert mine[-1]["detail"]  # the step it was at: LINSTOR's clone status, or the snapshot copy
     assert mine[-1]["elapsed_s"] > mine[0]["elapsed_s"]
+
+
+def test_a_slow_create_reports_at_intervals(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    """With a real LINSTOR a satellite formats the volume during the spawn: that wait is reported."""
+    name = f"pvc-{uuid.uuid4()}"
+    progress.set_interval(0.2)
+    answer = stack.emulator.control("latency", {"ms": 1500, "paths": "spawn"})
+    assert answer.ok, answer.text
+    try:
+        with caplog.at_level(logging.INFO, logger="plugin.progress"):
+            create(stack, name, 16 * MIB, {})
+    finally:
+        stack.emulator.control("latency", {"ms": 0})
+        progress.set_interval(progress.DEFAULT_INTERVAL)
+    target = resource_name_for(name)
+    mine = [
+        (r.getMessage(), r.fields)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == "plugin.progress" and r.fields["volume"] == target  # type: ignore[attr-defined]
+    ]
+    assert [m for m, _ in mine][-1] == "long operation done"
+    assert sum(m == "still working" for m, _ in mine) >= 2
+    assert mine[0][1]["operation"] == "creating in LINSTOR (16 MiB, ext4)"
