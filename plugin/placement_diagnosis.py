@@ -221,6 +221,10 @@ def _too_few_nodes(wish: PlacementWish, pools: Sequence[Mapping[str, Any]]) -> C
         sentence += f" ({listing(online)})"
     if offline:
         sentence += f"; {listing(offline)} {'is' if len(offline) == 1 else 'are'} offline"
+    seen = {n.upper() for n in online + offline}
+    without = [n for n in wish.nodes if n.upper() not in seen]  # a named node with diskless pools only
+    if without:
+        sentence += f"; {listing(without)} {'has' if len(without) == 1 else 'have'} none"
     return Cause(sentence, unknown_name=False)
 
 

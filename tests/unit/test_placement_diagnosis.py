@@ -83,6 +83,13 @@ def test_offline_nodes_are_named_and_do_not_count() -> None:
     assert cause.sentence == "2 replicas asked for, but only 1 node has a storage pool (a); b is offline"
 
 
+def test_a_named_node_with_only_a_diskless_pool_is_named() -> None:
+    pools = [pool("a"), diskless("a"), diskless("client")]
+    cause = diagnose(PlacementWish(replicas=2, size_kib=1024, nodes=("a", "client")), pools)
+    assert cause is not None and not cause.unknown_name
+    assert cause.sentence == "2 replicas asked for, but only 1 node has a storage pool (a); client has none"
+
+
 def test_a_size_no_pool_can_hold_is_given_in_human_units() -> None:
     ten_tib_kib = 10 * 1024 * GIB_KIB
     pools = [pool("a", free_kib=95 * GIB_KIB), pool("b", free_kib=9 * GIB_KIB + GIB_KIB // 2), diskless("a")]
