@@ -179,6 +179,15 @@ def options(world: DockerWorld) -> st.SearchStrategy[object]:
     return st.one_of(st.dictionaries(key, value, max_size=4), st.sampled_from([None, "size=1G", [], 5]))
 
 
+def name_in(body: bytes | None) -> object:
+    """The Name the plugin reads from a raw body (JSON's last duplicate key wins), if any."""
+    try:
+        parsed = json.loads(body or b"")
+    except (ValueError, RecursionError):
+        return None
+    return parsed.get("Name") if isinstance(parsed, dict) else None
+
+
 def bodies(world: DockerWorld) -> st.SearchStrategy[tuple[str, bytes | None, object]]:
     """(endpoint, raw body, the Name it carries) for every endpoint and some that do not exist."""
     endpoint = st.one_of(
@@ -201,7 +210,7 @@ def bodies(world: DockerWorld) -> st.SearchStrategy[tuple[str, bytes | None, obj
         st.dictionaries(fz.names(), st.just(1), max_size=2),
     )
     raw = st.builds(
-        lambda ep, body: (ep, body, None),
+        lambda ep, body: (ep, body, name_in(body)),
         endpoint,
         st.sampled_from(
             [
