@@ -24,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from csi import keys
 from csi.controller import ControllerServicer
 from csi.generated import csi_pb2_grpc
+from csi.group_controller import GroupControllerServicer
 from csi.identity import IdentityServicer
 from csi.interceptor import ObservingInterceptor
 from csi.node import NodeServicer
@@ -128,6 +129,8 @@ class CsiDriver:
                 ControllerServicer(service, max_volumes_per_node=options.max_volumes_per_node), self._server
             )
             served.append("csi.v1.Controller")
+            csi_pb2_grpc.add_GroupControllerServicer_to_server(GroupControllerServicer(service), self._server)
+            served.append("csi.v1.GroupController")
         if options.mode in ("node", "all"):
             assert nodeops is not None
             csi_pb2_grpc.add_NodeServicer_to_server(

@@ -47,7 +47,7 @@ def block_cap(mode: int = Mode.SINGLE_NODE_WRITER) -> csi_pb2.VolumeCapability:
 
 @dataclass
 class CsiClient:
-    """The three CSI services on one channel."""
+    """The CSI services on one channel."""
 
     channel: grpc.Channel
 
@@ -55,6 +55,7 @@ class CsiClient:
         self.identity = csi_pb2_grpc.IdentityStub(self.channel)
         self.controller = csi_pb2_grpc.ControllerStub(self.channel)
         self.node = csi_pb2_grpc.NodeStub(self.channel)
+        self.group = csi_pb2_grpc.GroupControllerStub(self.channel)
 
 
 @contextmanager

@@ -562,9 +562,24 @@ class LinstorClient:
             body["snapshot_definition_props"] = dict(props)
         return rc.entries_of(self.request("POST", "/v1/resource-definitions/{}/snapshots", name, body=body))
 
-    def create_snapshots(self, pairs: Sequence[tuple[str, str]]) -> Entries:
-        """Crash-consistent snapshots of several volumes at once: (resource, snapshot) pairs."""
-        body = {"snapshots": [{"resource_name": r, "name": s} for r, s in pairs]}
+    def create_snapshots(
+        self, pairs: Sequence[tuple[str, str]], props: Mapping[str, str] | None = None
+    ) -> Entries:
+        """Crash-consistent snapshots of several volumes at once: (resource, snapshot) pairs.
+
+        LINSTOR makes them in one transaction and suspends I/O on all before taking any.
+        ``props`` go on every snapshot definition.
+        """
+        body = {
+            "snapshots": [
+                {
+                    "resource_name": r,
+                    "name": s,
+                    **({"snapshot_definition_props": dict(props)} if props else {}),
+                }
+                for r, s in pairs
+            ]
+        }
         return rc.entries_of(self.request("POST", "/v1/actions/snapshot/multi", body=body))
 
     def get_snapshot(self, name: str, snapshot: str) -> dict[str, Any]:
