@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from plugin import linstor_retcodes as rc
 from plugin import names
+from plugin import volume_members as vm
 from plugin import volume_records as rec
 from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NodeOffline, NotFound
 from plugin.models import Snapshot
@@ -81,7 +82,11 @@ class GroupSnapshots:
     # ------------------------------------------------------------------ create
 
     def create(self, name: str, volume_ids: Sequence[str]) -> GroupSnapshot:
-        """Snapshot all volumes together; the same name and volumes again return the group."""
+        """Snapshot all volumes together; the same name and volumes again return the group.
+
+        Volumes of a consistency group share a resource: one LINSTOR snapshot of it stands for
+        all of them, and records which volume numbers it was taken for.
+        """
         if not name:
             raise InvalidArgument("a group snapshot needs a name")
         if not volume_ids or any(not v for v in volume_ids):
@@ -95,21 +100,29 @@ class GroupSnapshots:
             existing = self._named(group_id)
             if existing:
                 return self._same_group(name, group_id, existing, volume_ids)
+            by_resource: dict[str, list[int]] = {}
             for volume_id in volume_ids:
                 self._service.get_volume(volume_id)  # NotFound names the missing one
-            self._take(name, group_id, volume_ids)
-            found = [s for s in self._client.view_snapshots(list(volume_ids)) if _named(s, group_id)]
+                resource, number = vm.split_volume_id(volume_id)
+                known = next((r for r in by_resource if r.lower() == resource.lower()), resource)
+                by_resource.setdefault(known, []).append(number)
+            self._take(name, group_id, by_resource)
+            found = [s for s in self._client.view_snapshots(list(by_resource)) if _named(s, group_id)]
             return self._group(name, group_id, found)
 
-    def _take(self, name: str, group_id: str, volume_ids: Sequence[str]) -> None:
+    def _take(self, name: str, group_id: str, by_resource: dict[str, list[int]]) -> None:
         props = {rec.SNAPSHOT_NAME: name, rec.GROUP_SNAPSHOT: group_id}
+        numbers = {
+            r: {vm.SNAPSHOT_VOLUMES: ",".join(str(n) for n in sorted(v))} for r, v in by_resource.items()
+        }
         try:
-            self._client.create_snapshots([(v, group_id) for v in volume_ids], props)
+            self._client.create_snapshots([(r, group_id) for r in by_resource], props, numbers)
         except AlreadyExists as exc:
             if rc.code_of(exc) != rc.FAIL_EXISTS_SNAPSHOT_DFN:
                 raise
             # Another driver replica took it meanwhile: it is the same group or a conflict.
-            self._same_group(name, group_id, self._named(group_id), volume_ids)
+            wanted = [vm.join_volume_id(r, n) for r, v in by_resource.items() for n in v]
+            self._same_group(name, group_id, self._named(group_id), wanted)
         except NotFound as exc:
             if rc.code_of(exc) == rc.FAIL_NOT_FOUND_RSC:
                 raise FailedPrecondition(
@@ -125,7 +138,9 @@ class GroupSnapshots:
                 f"cannot take group snapshot {name!r}: a node holding a volume is offline ({exc.message})",
                 **exc.details,
             ) from None
-        log_fields(log, logging.INFO, "group snapshot taken", snapshot=group_id, volumes=",".join(volume_ids))
+        log_fields(
+            log, logging.INFO, "group snapshot taken", snapshot=group_id, volumes=",".join(by_resource)
+        )
 
     def _same_group(
         self, name: str, group_id: str, existing: list[dict[str, Any]], volume_ids: Sequence[str]
@@ -136,7 +151,7 @@ class GroupSnapshots:
                 f"snapshot name {name!r} is already used by a snapshot of volume {', '.join(strangers)}",
                 snapshot=name,
             )
-        have = {str(s.get("resource_name", "")).lower() for s in existing}
+        have = {m.volume_id.lower() for s in existing for m in vm.member_snapshots(s)}
         want = {v.lower() for v in volume_ids}
         if have != want:
             raise AlreadyExists(
@@ -151,10 +166,10 @@ class GroupSnapshots:
     def get(self, group_id: str, snapshot_ids: Sequence[str]) -> GroupSnapshot:
         """The group, if ``snapshot_ids`` are exactly its members (the spec's mismatch check)."""
         given = self._keys(snapshot_ids)
-        members = self._members(group_id)
-        if not members:
+        found = self._members(group_id)
+        if not found:
             raise NotFound(f"group snapshot {group_id!r} does not exist", snapshot=group_id)
-        group = self._group("", group_id, members)
+        group = self._group("", group_id, found)
         have = {member_key(s.id) for s in group.snapshots}
         if given != have:
             raise InvalidArgument(self._mismatch(group_id, given, have))
@@ -166,15 +181,15 @@ class GroupSnapshots:
         if not names.is_valid_snapshot_name(group_id):
             return
         with self._service._locked(f"group-snapshot/{group_id}"):
-            members = self._members(group_id)
-            if not members:
+            found = self._members(group_id)
+            if not found:
                 return  # gone, or never made: the spec's OK
-            have = {member_key(rec.snapshot_from(s).id) for s in members}
+            have = {member_key(m.id) for s in found for m in vm.member_snapshots(s)}
             # A retry after a partial delete lists members that are gone already: those are fine.
             foreign = {k for k in given if k[2] != group_id.lower()}
             if not have <= given or foreign:
                 raise InvalidArgument(self._mismatch(group_id, given, have) + "; nothing was deleted")
-            for snap in members:
+            for snap in found:
                 try:
                     self._client.delete_snapshot(str(snap["resource_name"]), str(snap["name"]))
                 except NotFound:
@@ -208,7 +223,7 @@ class GroupSnapshots:
 
     @staticmethod
     def _group(name: str, group_id: str, found: list[dict[str, Any]]) -> GroupSnapshot:
-        snapshots = tuple(sorted((rec.snapshot_from(s) for s in found), key=lambda s: s.id))
+        snapshots = tuple(sorted((m for s in found for m in vm.member_snapshots(s)), key=lambda s: s.id))
         stored = next(
             (rec.snapshot_definition_props(s).get(rec.SNAPSHOT_NAME) for s in found),
             None,

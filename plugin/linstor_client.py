@@ -563,24 +563,24 @@ class LinstorClient:
         return rc.entries_of(self.request("POST", "/v1/resource-definitions/{}/snapshots", name, body=body))
 
     def create_snapshots(
-        self, pairs: Sequence[tuple[str, str]], props: Mapping[str, str] | None = None
+        self,
+        pairs: Sequence[tuple[str, str]],
+        props: Mapping[str, str] | None = None,
+        per_resource: Mapping[str, Mapping[str, str]] | None = None,
     ) -> Entries:
         """Crash-consistent snapshots of several volumes at once: (resource, snapshot) pairs.
 
         LINSTOR makes them in one transaction and suspends I/O on all before taking any.
-        ``props`` go on every snapshot definition.
+        ``props`` go on every snapshot definition, ``per_resource[resource]`` on that one's.
         """
-        body = {
-            "snapshots": [
-                {
-                    "resource_name": r,
-                    "name": s,
-                    **({"snapshot_definition_props": dict(props)} if props else {}),
-                }
-                for r, s in pairs
-            ]
-        }
-        return rc.entries_of(self.request("POST", "/v1/actions/snapshot/multi", body=body))
+        specs = []
+        for resource, snapshot in pairs:
+            merged = {**(props or {}), **((per_resource or {}).get(resource) or {})}
+            spec: dict[str, Any] = {"resource_name": resource, "name": snapshot}
+            if merged:
+                spec["snapshot_definition_props"] = merged
+            specs.append(spec)
+        return rc.entries_of(self.request("POST", "/v1/actions/snapshot/multi", body={"snapshots": specs}))
 
     def get_snapshot(self, name: str, snapshot: str) -> dict[str, Any]:
         return self.request("GET", "/v1/resource-definitions/{}/snapshots/{}", name, snapshot)
