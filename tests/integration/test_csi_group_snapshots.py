@@ -72,9 +72,10 @@ class Attached:
 
     def __init__(self, stack: Stack, base: Path, volume_id: str, cap: csi_pb2.VolumeCapability) -> None:
         self.stack, self.volume_id, self.cap = stack, volume_id, cap
-        self.staging = base / f"{volume_id}-staging"
+        slug = volume_id.replace("/", "-")  # a consistency-group member's id carries its number
+        self.staging = base / f"{slug}-staging"
         self.staging.mkdir()
-        self.target = base / f"{volume_id}-target"
+        self.target = base / f"{slug}-target"
         ctx = stack.csi.controller.ControllerPublishVolume(
             csi_pb2.ControllerPublishVolumeRequest(volume_id=volume_id, node_id=LOCAL, volume_capability=cap)
         ).publish_context
