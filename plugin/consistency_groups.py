@@ -51,7 +51,9 @@ from plugin.errors import (
     VolumeError,
 )
 from plugin.linstor_client import LinstorClient
-from plugin.models import Attachment, Snapshot, TopologyRequirement, Volume
+from plugin.member_attach import MemberAttachments, publication_key
+from plugin.member_snapshots import MemberSnapshots
+from plugin.models import TopologyRequirement, Volume
 from plugin.observability import log_fields
 from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
 from plugin.volume_service import MAX_SIZE_KIB, VolumeService
@@ -61,7 +63,6 @@ log = logging.getLogger(__name__)
 GROUP_LABEL = "linstor.csi.linbit.com/consistency-group"
 GROUP_PROP = f"Aux/{GROUP_LABEL}"  # on the resource definition: "<namespace>/<label>"
 RESTORED_FROM = rec.AUX + "restored-from"  # on a restored shared resource: "<resource>/<snapshot>"
-PUBLISHED_PREFIX = rec.PUBLISHED + "/"
 PVC_NAME = "csi.storage.k8s.io/pvc/name"
 PVC_NAMESPACE = "csi.storage.k8s.io/pvc/namespace"
 _UUID_SPACE = b"linstor.csi.linbit.com"
@@ -83,10 +84,6 @@ def is_shared(rd: Mapping[str, Any]) -> bool:
     return GROUP_PROP in rec.props_of(rd) or bool(vm.tagged_members(rd.get("volume_definitions")))
 
 
-def _publication_key(number: int) -> str:
-    return rec.PUBLISHED if number == 0 else f"{PUBLISHED_PREFIX}{number}"
-
-
 def _kib(size_bytes: int) -> int:
     return max(1, math.ceil(size_bytes / 1024))
 
@@ -99,7 +96,7 @@ class _Target:
     group: str | None
 
 
-class ConsistencyGroupService(VolumeService):
+class ConsistencyGroupService(MemberAttachments, MemberSnapshots, VolumeService):
     """The volume service, with volumes that share a resource."""
 
     def __init__(self, client: LinstorClient, config: Config, group_of: GroupOf | None = None) -> None:
@@ -122,7 +119,7 @@ class ConsistencyGroupService(VolumeService):
             "props": {**shared, **vd_props},
             "volume_definitions": [{**vd, "volume_number": 0}],
         }
-        key = _publication_key(number)
+        key = publication_key(number)
         replicas = []
         for resource in resources:
             props = {
@@ -518,134 +515,3 @@ class ConsistencyGroupService(VolumeService):
                         f"not enough free space to grow volume {volume_id}: {exc.message}", **exc.details
                     ) from None
             return replace(volume, size_bytes=max(volume.size_bytes, new_kib * 1024))
-
-    # ------------------------------------------------------------------ attach, publications
-
-    def attach(self, volume_id: str, node: str, volume_number: int = 0) -> Attachment:
-        resource, number = vm.split_volume_id(volume_id)
-        if number:
-            self._shared(volume_id)  # NotFound for a number that is no member
-        attachment = super().attach(resource, node, number)
-        return replace(attachment, volume_id=volume_id)
-
-    def detach(self, volume_id: str, node: str) -> None:
-        try:
-            resource, number = vm.split_volume_id(volume_id)
-        except NotFound:
-            return
-        if names.is_valid_node_name(node):
-            with suppress(NotFound):
-                props = rec.props_of(self.client.get_resource(resource, node))
-                own = _publication_key(number)
-                if any(k.startswith(rec.PUBLISHED) and k != own for k in props):
-                    return  # another member is published here: the resource stays
-        super().detach(resource, node)
-
-    def publications(self, volume_id: str, node: str) -> frozenset[str]:
-        try:
-            resource, number = vm.split_volume_id(volume_id)
-        except NotFound:
-            return frozenset()
-        if not names.is_valid_node_name(node):
-            return frozenset()
-        try:
-            value = rec.props_of(self.client.get_resource(resource, node)).get(_publication_key(number), "")
-        except NotFound:
-            return frozenset()
-        return frozenset(t for t in value.split(",") if t)
-
-    def record_publication(self, volume_id: str, node: str, token: str) -> None:
-        resource, number = vm.split_volume_id(volume_id)
-        current = self.publications(volume_id, node)
-        if token not in current:
-            value = ",".join(sorted(current | {token}))
-            self.client.modify_resource(resource, node, override_props={_publication_key(number): value})
-
-    def clear_publication(self, volume_id: str, node: str) -> None:
-        try:
-            resource, number = vm.split_volume_id(volume_id)
-        except NotFound:
-            return
-        if not names.is_valid_node_name(node):
-            return
-        with suppress(NotFound):
-            if _publication_key(number) in rec.props_of(self.client.get_resource(resource, node)):
-                self.client.modify_resource(resource, node, delete_props=[_publication_key(number)])
-
-    def published_on_node(self, node: str) -> list[str]:
-        if not names.is_valid_node_name(node):
-            return []
-        found = set()
-        for resource in self.client.view_resources(nodes=[node]):
-            name, props = str(resource.get("name", "")), rec.props_of(resource)
-            suffixes = [k[len(PUBLISHED_PREFIX) :] for k in props if k.startswith(PUBLISHED_PREFIX)]
-            numbers = [int(n) for n in suffixes if n.isdigit()]
-            found.update(vm.join_volume_id(name, n) for n in numbers)
-            if props.get(rec.PUBLISHED) or (props.get(rec.ATTACHED_BY_PLUGIN) == "true" and not numbers):
-                found.add(name)
-        return sorted(found)
-
-    # ------------------------------------------------------------------ snapshots
-
-    def create_snapshot(self, volume_id: str, name: str) -> Snapshot:
-        member = self._shared(volume_id)
-        if member is None:
-            return super().create_snapshot(volume_id, name)
-        if not name:
-            raise InvalidArgument("a snapshot needs a name")
-        resource, number, _rd = member
-        snap_name = names.snapshot_name_for(name)
-        with self._locked(resource):
-            for snap in self.client.view_snapshots():
-                if str(snap.get("name", "")).lower() != snap_name.lower():
-                    continue
-                taken = vm.member_snapshots(snap)
-                same = str(snap.get("resource_name", "")).lower() == resource.lower() and len(taken) == 1
-                if same and taken[0].volume_id.lower() == volume_id.lower():
-                    return taken[0]
-                raise AlreadyExists(
-                    f"snapshot name {name!r} is already used for volume {taken[0].volume_id}", snapshot=name
-                )
-            props = {rec.SNAPSHOT_NAME: name, vm.SNAPSHOT_VOLUMES: str(number)}
-            try:
-                self.client.create_snapshot(resource, snap_name, props)
-            except NotFound as exc:
-                raise FailedPrecondition(
-                    f"volume {volume_id} has no replica with data to snapshot ({exc.message})", **exc.details
-                ) from None
-            return vm.member_snapshots(self.client.get_snapshot(resource, snap_name))[0]
-
-    def get_snapshot(self, snapshot_id: str) -> Snapshot:
-        try:
-            resource, number, snap = vm.split_snapshot_id(snapshot_id)
-        except NotFound:
-            return super().get_snapshot(snapshot_id)  # a bare name: looked up everywhere
-        if not names.is_valid_resource_name(resource) or not names.is_valid_snapshot_name(snap):
-            raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id)
-        try:
-            found = self.client.get_snapshot(resource, snap)
-        except NotFound:
-            raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id) from None
-        wanted = vm.join_volume_id(resource, number).lower()
-        for member in vm.member_snapshots(found):
-            if member.volume_id.lower() == wanted:
-                return member
-        raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id)
-
-    def list_snapshots(self, volume_id: str | None = None) -> list[Snapshot]:
-        resources: tuple[str, ...] = ()
-        if volume_id:
-            try:
-                resource, number = vm.split_volume_id(volume_id)
-            except NotFound:
-                return []
-            resources = (resource,)
-            wanted = vm.join_volume_id(resource, number).lower()
-        try:
-            found = self.client.view_snapshots(resources)
-        except (NotFound, InvalidArgument):
-            return []
-        members = [m for s in found for m in vm.member_snapshots(s)]
-        if volume_id:
-            members = [m for m in members if m.volume_id.lower() == wanted]
-        return members
