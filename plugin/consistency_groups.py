@@ -456,8 +456,12 @@ class ConsistencyGroupService(MemberAttachments, MemberSnapshots, VolumeService)
                 if stale:
                     self.client.modify_volume_definition(resource, vd_number, delete_props=stale)
             self.client.autoplace(resource)
+            # Restore copies the source's definition properties: its group, its pending attaches.
             self.client.modify_resource_definition(
-                resource, delete_namespaces=[rec.ATTACH_PENDING.rstrip("/")]
+                resource,
+                override_props=props,
+                delete_props=[] if target.group else [GROUP_PROP],
+                delete_namespaces=[rec.ATTACH_PENDING.rstrip("/")],
             )
         except VolumeError:
             self._remove_quietly(resource)
