@@ -9,12 +9,14 @@ DeleteVolumeGroupSnapshot. Real mounts, so the module needs root.
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+import requests
 
 from csi.generated import csi_pb2
 from csi.testing import block_cap, mount_cap, unmount_under
@@ -369,3 +371,43 @@ def test_many_volumes_in_one_group(stack: Stack) -> None:
     assert made.creation_time.ToNanoseconds() == min(stamps)
     group_delete(stack, made.group_snapshot_id, member_ids(made))
     delete_volumes(stack, *(v.volume_id for v in volumes))
+
+
+def test_no_space_is_resource_exhausted_and_takes_nothing(stack: Stack) -> None:
+    """LINSTOR refusing the multi-snapshot for space (ret code 980) is the spec's RESOURCE_EXHAUSTED."""
+    a, b = create(stack), create(stack)
+    rule = {
+        "method": "POST",
+        "path_regex": "^/v1/actions/snapshot/multi",
+        "status": 500,
+        "ret_code": 980,
+        "message": "Not enough free space available for snapshot",
+        "count": 1,
+    }
+    assert stack.emulator.control("errors", rule).ok
+    try:
+        with pytest.raises(grpc.RpcError) as full:
+            group_create(stack, unique("g"), a.volume_id, b.volume_id)
+    finally:
+        requests.delete(f"{stack.emulator.url}/_emu/errors", timeout=10).raise_for_status()
+    assert full.value.code() == Code.RESOURCE_EXHAUSTED and "space" in full.value.details()
+    assert not linstor_snapshots(stack, a.volume_id) and not linstor_snapshots(stack, b.volume_id)
+    delete_volumes(stack, a.volume_id, b.volume_id)
+
+
+def test_a_group_snapshot_in_progress_is_aborted_for_a_second_caller(stack: Stack) -> None:
+    """While one CreateVolumeGroupSnapshot works on a name, a second call for it is ABORTED (retry)."""
+    volume = create(stack)
+    request = csi_pb2.CreateVolumeGroupSnapshotRequest(name=unique("g"), source_volume_ids=[volume.volume_id])
+    stack.emulator.control("latency", {"ms": 300}).raise_for_status()
+    try:
+        first = stack.csi.group.CreateVolumeGroupSnapshot.future(request)
+        time.sleep(0.2)  # the first call is now waiting on LINSTOR
+        assert code_of(lambda: stack.csi.group.CreateVolumeGroupSnapshot(request)) == Code.ABORTED
+        made = first.result(timeout=60).group_snapshot
+    finally:
+        stack.emulator.control("latency", {"ms": 0}).raise_for_status()
+    again = stack.csi.group.CreateVolumeGroupSnapshot(request).group_snapshot  # the CO's retry converges
+    assert again.group_snapshot_id == made.group_snapshot_id and member_ids(again) == member_ids(made)
+    group_delete(stack, made.group_snapshot_id, member_ids(made))
+    delete_volumes(stack, volume.volume_id)
