@@ -208,7 +208,7 @@ def _build_driver(args: argparse.Namespace) -> CsiDriver:
     from plugin.config import load_config
     from plugin.consistency_groups import ConsistencyGroupService
     from plugin.linstor_client import LinstorClient
-    from plugin.nodeops import NodeOps
+    from plugin.node.ops import NodeOps
 
     overrides: dict[str, object] = {
         "controllers": args.linstor_endpoint,

@@ -14,10 +14,10 @@ import grpc
 from csi import capabilities, convert
 from csi.controller import _check_snapshot_parameters
 from csi.generated import csi_pb2, csi_pb2_grpc
-from csi.inflight import InFlight
 from csi.validation import check_name, require
 from plugin import names
 from plugin.group_snapshots import GroupSnapshots
+from plugin.keyed_locks import KeyedLocks
 
 if TYPE_CHECKING:
     from plugin.volume_service import VolumeService
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 class GroupControllerServicer(csi_pb2_grpc.GroupControllerServicer):
     def __init__(self, service: VolumeService) -> None:
         self._groups = GroupSnapshots(service)
-        self._inflight = InFlight("group snapshot")
+        self._inflight = KeyedLocks("group snapshot")
 
     def GroupControllerGetCapabilities(
         self, request: csi_pb2.GroupControllerGetCapabilitiesRequest, context: grpc.ServicerContext

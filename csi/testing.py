@@ -20,10 +20,10 @@ from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.keys import DEFAULT_MAX_VOLUMES_PER_NODE
 from csi.server import CsiDriver, DriverOptions
 from csi.validation import DEFAULT_PATH_ROOTS
-from plugin.mounts import MOUNTINFO, unescape
+from plugin.node.mounttable import MOUNTINFO, unescape
 
 if TYPE_CHECKING:
-    from plugin.nodeops import NodeOps
+    from plugin.node.ops import NodeOps
     from plugin.volume_service import VolumeService
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -133,7 +133,7 @@ def driver_on_emulator(
     from plugin.config import load_config
     from plugin.consistency_groups import ConsistencyGroupService
     from plugin.linstor_client import LinstorClient
-    from plugin.nodeops import NodeOps as RealNodeOps
+    from plugin.node.ops import NodeOps as RealNodeOps
 
     config = load_config({"controllers": controller_url, "node_name": node_name}, env={}, config_file=None)
     service = ConsistencyGroupService(LinstorClient(config), config, group_of)
