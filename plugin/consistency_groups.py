@@ -56,6 +56,7 @@ from plugin.member_snapshots import MemberSnapshots
 from plugin.models import TopologyRequirement, Volume
 from plugin.observability import log_fields
 from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
+from plugin.progress import long_operation
 from plugin.volume_service import MAX_SIZE_KIB, VolumeService
 
 log = logging.getLogger(__name__)
@@ -445,7 +446,8 @@ class ConsistencyGroupService(MemberAttachments, MemberSnapshots, VolumeService)
         except AlreadyExists:
             raise Busy(f"volume {wanted.name!r} is being created by another request; retry") from None
         try:
-            self._restore_into(resource, source, snap_name, snap, [])
+            with long_operation(resource, f"restoring from snapshot {source}/{snap_name}") as op:
+                self._restore_into(resource, source, snap_name, snap, [], op)
             for vd in self.client.list_volume_definitions(resource):
                 vd_number = int(vd.get("volume_number", 0))
                 if target.group is None and vd_number != number:
