@@ -40,7 +40,15 @@ PLUGIN_CAPABILITIES = (
             type=csi_pb2.PluginCapability.VolumeExpansion.ONLINE
         )
     ),
+    csi_pb2.PluginCapability(
+        service=csi_pb2.PluginCapability.Service(
+            type=csi_pb2.PluginCapability.Service.GROUP_CONTROLLER_SERVICE
+        )
+    ),
 )
+
+GroupRpc = csi_pb2.GroupControllerServiceCapability.RPC.Type
+GROUP_CONTROLLER_RPCS = (GroupRpc.CREATE_DELETE_GET_VOLUME_GROUP_SNAPSHOT,)
 
 CONTROLLER_RPCS = (
     CtrlRpc.CREATE_DELETE_VOLUME,
@@ -86,6 +94,13 @@ def controller_capabilities() -> list[csi_pb2.ControllerServiceCapability]:
     return [
         csi_pb2.ControllerServiceCapability(rpc=csi_pb2.ControllerServiceCapability.RPC(type=t))
         for t in CONTROLLER_RPCS
+    ]
+
+
+def group_controller_capabilities() -> list[csi_pb2.GroupControllerServiceCapability]:
+    return [
+        csi_pb2.GroupControllerServiceCapability(rpc=csi_pb2.GroupControllerServiceCapability.RPC(type=t))
+        for t in GROUP_CONTROLLER_RPCS
     ]
 
 

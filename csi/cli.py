@@ -9,9 +9,12 @@ directories given instead (Nomad's ``stage_publish_base_dir``).
 The official binary's own flags are understood too, so its manifests (the Piraeus
 operator's among them) run this driver unchanged: ``--csi-endpoint``,
 ``--linstor-endpoint``, ``--property-namespace``, ``--label-by-storage-pool`` and its log
-levels. Its tuning flags are accepted with a warning that they change nothing here; a flag
-for a feature this driver lacks (NFS RWX, consistency groups, ...) stops the start with
-a sentence saying so, rather than running without what was asked for.
+levels, and ``--enable-consistency-groups`` (PVCs sharing the
+``linstor.csi.linbit.com/consistency-group`` label become volumes of one LINSTOR resource,
+the label read from Kubernetes; outside a pod the driver warns and runs without, as LINBIT's
+does). Its tuning flags are accepted with a warning that they change nothing here; a flag for
+a feature this driver lacks (NFS RWX, ...) stops the start with a sentence saying so, rather
+than running without what was asked for.
 """
 
 from __future__ import annotations
@@ -23,13 +26,13 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from csi import keys
 from csi.server import MODES, CsiDriver, DriverOptions
 from csi.validation import DEFAULT_PATH_ROOTS
 from plugin import progress
-from plugin.errors import VolumeError
+from plugin.errors import InvalidArgument, VolumeError
 from plugin.observability import setup_logging, start_metrics_server
 from plugin.param_values import BadValue, parse_bool
 from plugin.version import add_version_flag
@@ -63,7 +66,6 @@ UNSUPPORTED_OFFICIAL_FLAGS = {
     "--nfs-service-namespace": "ReadWriteMany volumes over NFS are not supported",
     "--nfs-reactor-config-map-name": "ReadWriteMany volumes over NFS are not supported",
     "--disable-rwx-block-validation": "ReadWriteMany volumes over NFS are not supported",
-    "--enable-consistency-groups": "consistency groups are not supported",
     "--default-remote-access-policy": "set allowRemoteVolumeAccess in the StorageClass instead",
 }
 
@@ -73,7 +75,6 @@ _OFFICIAL_SWITCHES = frozenset(
         "--linstor-skip-tls-verification",
         "--enable-rwx",
         "--disable-rwx-block-validation",
-        "--enable-consistency-groups",
     }
 )
 
@@ -191,6 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="attach limit: the node reports it, the controller refuses publications beyond it (0: no limit)",
     )
     parser.add_argument(
+        "--enable-consistency-groups",
+        type=_flag_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="BOOL",
+        help="PVCs sharing the linstor.csi.linbit.com/consistency-group label become volumes of one LINSTOR "
+        "resource (controller; reads PVCs from the Kubernetes API with the pod's service account)",
+    )
+    parser.add_argument(
         "--grace-period", type=float, default=30.0, help="seconds running calls get to finish on SIGTERM"
     )
     parser.add_argument(
@@ -210,9 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _build_driver(args: argparse.Namespace) -> CsiDriver:
     from plugin.config import load_config
+    from plugin.consistency_groups import ConsistencyGroupService
     from plugin.linstor_client import LinstorClient
     from plugin.node.ops import NodeOps
-    from plugin.volume_service import VolumeService
 
     overrides: dict[str, object] = {
         "controllers": args.linstor_endpoint,
@@ -223,7 +234,8 @@ def _build_driver(args: argparse.Namespace) -> CsiDriver:
         overrides["node_name"] = args.node
     # The CSI driver is configured by flags and environment only; the config file is Docker's.
     config = load_config(overrides, config_file=None)
-    service = VolumeService(LinstorClient(config), config)
+    # Volumes of consistency groups are understood in every mode; only making them needs the PVCs.
+    service = ConsistencyGroupService(LinstorClient(config), config, _pvc_groups(args))
     nodeops = NodeOps() if args.mode in ("node", "all") else None
     options = DriverOptions(
         endpoint=args.endpoint,
@@ -234,6 +246,19 @@ def _build_driver(args: argparse.Namespace) -> CsiDriver:
         path_roots=tuple(args.path_roots or DEFAULT_PATH_ROOTS),
     )
     return CsiDriver(service, nodeops, options)
+
+
+def _pvc_groups(args: argparse.Namespace) -> Callable[[str, str], str | None] | None:
+    """The PVC label reader for --enable-consistency-groups, when the controller runs in a pod."""
+    if not args.enable_consistency_groups or args.mode == "node":
+        return None
+    from csi.kube import PvcGroups, in_cluster_configuration
+
+    try:
+        return PvcGroups(in_cluster_configuration())
+    except InvalidArgument as exc:
+        log.warning("consistency groups stay off, the driver runs without them: %s", exc)
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,8 @@ same volume is built the same way (the spec wants volume_context stable per volu
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -14,6 +16,7 @@ from csi import keys
 from csi.errors import Aborted
 from csi.generated import csi_pb2
 from plugin.errors import InvalidArgument
+from plugin.group_snapshots import GroupSnapshot
 from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.params import VolumeParams
 
@@ -99,17 +102,34 @@ def snapshot_id_for_csi(snapshot_id: str) -> str:
     return f"{keys.SNAPSHOT_ID_SCHEME}/{snapshot_id}"
 
 
+def _timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
 def csi_snapshot(snapshot: Snapshot) -> csi_pb2.Snapshot:
     message = csi_pb2.Snapshot(
         size_bytes=snapshot.size_bytes,
         snapshot_id=snapshot_id_for_csi(snapshot.id),
         source_volume_id=snapshot.volume_id,
         ready_to_use=snapshot.ready,
+        group_snapshot_id=snapshot.group_id or "",
     )
     if snapshot.created_at is not None:
-        stamp = Timestamp()
-        stamp.FromDatetime(snapshot.created_at)
-        message.creation_time.CopyFrom(stamp)
+        message.creation_time.CopyFrom(_timestamp(snapshot.created_at))
+    return message
+
+
+def csi_group_snapshot(group: GroupSnapshot) -> csi_pb2.VolumeGroupSnapshot:
+    """A group and its members; every member names the group (the spec: same id inside the group)."""
+    message = csi_pb2.VolumeGroupSnapshot(
+        group_snapshot_id=group.id,
+        snapshots=[csi_snapshot(replace(s, group_id=group.id)) for s in group.snapshots],
+        ready_to_use=group.ready,
+    )
+    if group.created_at is not None:
+        message.creation_time.CopyFrom(_timestamp(group.created_at))
     return message
 
 

@@ -25,6 +25,7 @@ from csi import keys
 from csi.controller import ControllerServicer
 from csi.errors import RESULT_CODES
 from csi.generated import csi_pb2_grpc
+from csi.group_controller import GroupControllerServicer
 from csi.identity import IdentityServicer
 from csi.interceptor import ObservingInterceptor, served_methods
 from csi.node import NodeServicer
@@ -130,6 +131,8 @@ class CsiDriver:
                 ControllerServicer(service, max_volumes_per_node=options.max_volumes_per_node), self._server
             )
             served.append("csi.v1.Controller")
+            csi_pb2_grpc.add_GroupControllerServicer_to_server(GroupControllerServicer(service), self._server)
+            served.append("csi.v1.GroupController")
         if options.mode in ("node", "all"):
             assert nodeops is not None
             csi_pb2_grpc.add_NodeServicer_to_server(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -47,7 +47,7 @@ def block_cap(mode: int = Mode.SINGLE_NODE_WRITER) -> csi_pb2.VolumeCapability:
 
 @dataclass
 class CsiClient:
-    """The three CSI services on one channel."""
+    """The CSI services on one channel."""
 
     channel: grpc.Channel
 
@@ -55,6 +55,7 @@ class CsiClient:
         self.identity = csi_pb2_grpc.IdentityStub(self.channel)
         self.controller = csi_pb2_grpc.ControllerStub(self.channel)
         self.node = csi_pb2_grpc.NodeStub(self.channel)
+        self.group = csi_pb2_grpc.GroupControllerStub(self.channel)
 
 
 @contextmanager
@@ -123,15 +124,19 @@ def driver_on_emulator(
     device_timeout: float = 10.0,
     path_roots: Sequence[str] = DEFAULT_PATH_ROOTS,
     max_volumes_per_node: int = DEFAULT_MAX_VOLUMES_PER_NODE,
+    group_of: Callable[[str, str], str | None] | None = None,
 ) -> Iterator[tuple[CsiDriver, CsiClient, NodeOps]]:
-    """The real core (client, volume service, node ops) behind an in-process driver."""
+    """The real core (client, volume service, node ops) behind an in-process driver.
+
+    ``group_of`` stands in for the PVC label lookup of ``--enable-consistency-groups``.
+    """
     from plugin.config import load_config
+    from plugin.consistency_groups import ConsistencyGroupService
     from plugin.linstor_client import LinstorClient
     from plugin.node.ops import NodeOps as RealNodeOps
-    from plugin.volume_service import VolumeService as RealVolumeService
 
     config = load_config({"controllers": controller_url, "node_name": node_name}, env={}, config_file=None)
-    service = RealVolumeService(LinstorClient(config), config)
+    service = ConsistencyGroupService(LinstorClient(config), config, group_of)
     nodeops = RealNodeOps(device_timeout=device_timeout)
     with running_driver(service, nodeops, node_name, mode, workers, path_roots, max_volumes_per_node) as (
         driver,

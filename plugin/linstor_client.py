@@ -456,6 +456,45 @@ class LinstorClient:
             )
         )
 
+    def create_volume_definition(
+        self, name: str, size_kib: int, props: Mapping[str, str] | None = None
+    ) -> Entries:
+        """A new volume of the resource, numbered by LINSTOR (the lowest free number)."""
+        vd: dict[str, Any] = {"size_kib": size_kib}
+        if props:
+            vd["props"] = dict(props)
+        return rc.entries_of(
+            self.request(
+                "POST",
+                "/v1/resource-definitions/{}/volume-definitions",
+                name,
+                body={"volume_definition": vd},
+                overrides=_SPACE_206,
+            )
+        )
+
+    def list_volume_definitions(self, name: str) -> list[dict[str, Any]]:
+        return self.request("GET", "/v1/resource-definitions/{}/volume-definitions", name) or []
+
+    def modify_volume_definition(
+        self,
+        name: str,
+        volume_number: int,
+        override_props: Mapping[str, str] | None = None,
+        delete_props: Sequence[str] = (),
+    ) -> Entries:
+        body = {"override_props": dict(override_props or {}), "delete_props": list(delete_props)}
+        return rc.entries_of(
+            self.request(
+                "PUT", "/v1/resource-definitions/{}/volume-definitions/{}", name, volume_number, body=body
+            )
+        )
+
+    def delete_volume_definition(self, name: str, volume_number: int) -> Entries:
+        return rc.entries_of(
+            self.request("DELETE", "/v1/resource-definitions/{}/volume-definitions/{}", name, volume_number)
+        )
+
     # ------------------------------------------------------------------ resources
 
     def list_resources(self, name: str) -> list[dict[str, Any]]:
@@ -562,10 +601,25 @@ class LinstorClient:
             body["snapshot_definition_props"] = dict(props)
         return rc.entries_of(self.request("POST", "/v1/resource-definitions/{}/snapshots", name, body=body))
 
-    def create_snapshots(self, pairs: Sequence[tuple[str, str]]) -> Entries:
-        """Crash-consistent snapshots of several volumes at once: (resource, snapshot) pairs."""
-        body = {"snapshots": [{"resource_name": r, "name": s} for r, s in pairs]}
-        return rc.entries_of(self.request("POST", "/v1/actions/snapshot/multi", body=body))
+    def create_snapshots(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        props: Mapping[str, str] | None = None,
+        per_resource: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> Entries:
+        """Crash-consistent snapshots of several volumes at once: (resource, snapshot) pairs.
+
+        LINSTOR makes them in one transaction and suspends I/O on all before taking any.
+        ``props`` go on every snapshot definition, ``per_resource[resource]`` on that one's.
+        """
+        specs = []
+        for resource, snapshot in pairs:
+            merged = {**(props or {}), **((per_resource or {}).get(resource) or {})}
+            spec: dict[str, Any] = {"resource_name": resource, "name": snapshot}
+            if merged:
+                spec["snapshot_definition_props"] = merged
+            specs.append(spec)
+        return rc.entries_of(self.request("POST", "/v1/actions/snapshot/multi", body={"snapshots": specs}))
 
     def get_snapshot(self, name: str, snapshot: str) -> dict[str, Any]:
         return self.request("GET", "/v1/resource-definitions/{}/snapshots/{}", name, snapshot)

@@ -60,6 +60,7 @@ class Snapshot:
     size_bytes: int
     ready: bool
     created_at: datetime | None = None
+    group_id: str | None = None  # the group snapshot it was taken with, deleted only with it
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,11 @@ class VolumeAttachments:
     client: LinstorClient
     _locked: _Locking
 
-    def attach(self, volume_id: str, node: str) -> Attachment:
-        """Make the volume available on a node: its replica there, else a diskless one."""
+    def attach(self, volume_id: str, node: str, volume_number: int = 0) -> Attachment:
+        """Make the volume available on a node: its replica there, else a diskless one.
+
+        ``volume_number`` picks the device of a volume that shares its resource with others.
+        """
         _require_id(volume_id)
         if not names.is_valid_node_name(node):
             raise NotFound(f"node {node!r} is not a LINSTOR node", node=node)
@@ -74,7 +77,7 @@ class VolumeAttachments:
                         self._settle_failed_attach(volume_id, node, exc)
                     raise
             try:
-                volume = self.client.get_volume(volume_id, node)
+                volume = self.client.get_volume(volume_id, node, volume_number)
             except NotFound:
                 raise NodeOffline(
                     f"volume {volume_id} was attached to {node}, but the node reports no device yet",

@@ -41,6 +41,7 @@ ATTACHED_BY_PLUGIN = AUX + "attached-diskless"  # on a resource: attach made it,
 PUBLISHED = AUX + "published"  # on a resource: how a front end published the volume there
 ATTACH_PENDING = AUX + "attach-pending/"  # on a definition, + node: an attach lost its answer
 SNAPSHOT_NAME = AUX + "snapshot-name"  # on a snapshot definition: the user's snapshot name
+GROUP_SNAPSHOT = AUX + "group-snapshot"  # on a snapshot definition: the group snapshot it belongs to
 
 # What LINBIT's CSI driver wrote on a resource definition before its volume context (up to
 # 0.16): a JSON record {name, id, createdBy, creationTime, sizeBytes, readonly, parameters}.
@@ -309,4 +310,13 @@ def snapshot_from(snap: Mapping[str, Any]) -> Snapshot:
         size_bytes=int(vd0.get("size_kib", 0)) * 1024,
         ready="SUCCESSFUL" in (snap.get("flags") or ()),
         created_at=created,
+        group_id=snapshot_definition_props(snap).get(GROUP_SNAPSHOT) or None,
     )
+
+
+def snapshot_definition_props(snap: Mapping[str, Any]) -> dict[str, str]:
+    """The snapshot definition's own properties (``props`` is the older merged view)."""
+    value = snap.get("snapshot_definition_props")
+    if not isinstance(value, dict):
+        value = snap.get("props")
+    return dict(value) if isinstance(value, dict) else {}

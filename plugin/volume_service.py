@@ -517,6 +517,13 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
         except NotFound:
             return
         try:
+            group = rec.snapshot_from(self.client.get_snapshot(volume_id, snap)).group_id
+            if group:
+                raise FailedPrecondition(
+                    f"snapshot {snapshot_id!r} is a member of group snapshot {group}; "
+                    "delete the group snapshot instead",
+                    snapshot=snapshot_id,
+                )
             self.client.delete_snapshot(volume_id, snap)
         except NotFound:
             return

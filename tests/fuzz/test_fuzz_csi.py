@@ -301,7 +301,7 @@ def test_node_expand_and_stats(world: CsiWorld, data: st.DataObject) -> None:
 
 
 def controller_requests(world: CsiWorld) -> st.SearchStrategy[tuple[str, object]]:
-    """(RPC name, request) for every Identity and Controller RPC, with fuzzed fields."""
+    """(RPC name, request) for every Identity, Controller and GroupController RPC, with fuzzed fields."""
     t = world.targets
     ids = fz.names()  # never A or V: a fuzzed delete must not take the node tests' volumes
     caps = st.lists(fz.capability(t), max_size=3)
@@ -399,6 +399,34 @@ def controller_requests(world: CsiWorld) -> st.SearchStrategy[tuple[str, object]
         ),
         st.tuples(st.just("ControllerGetVolume"), st.builds(p.ControllerGetVolumeRequest, volume_id=ids)),
         st.tuples(
+            st.just("CreateVolumeGroupSnapshot"),
+            st.builds(
+                p.CreateVolumeGroupSnapshotRequest,
+                name=fz.names(),
+                source_volume_ids=st.lists(st.one_of(ids, st.just(world.a_id)), max_size=3),
+                parameters=params,
+            ),
+        ),
+        st.tuples(
+            st.just("GetVolumeGroupSnapshot"),
+            st.builds(
+                p.GetVolumeGroupSnapshotRequest,
+                group_snapshot_id=fz.names(),
+                snapshot_ids=st.lists(fz.names(), max_size=3),
+            ),
+        ),
+        st.tuples(
+            st.just("DeleteVolumeGroupSnapshot"),
+            st.builds(
+                p.DeleteVolumeGroupSnapshotRequest,
+                group_snapshot_id=fz.names(),
+                snapshot_ids=st.lists(fz.names(), max_size=3),
+            ),
+        ),
+        st.tuples(
+            st.just("GroupControllerGetCapabilities"), st.just(p.GroupControllerGetCapabilitiesRequest())
+        ),
+        st.tuples(
             st.just("ControllerModifyVolume"),
             st.builds(p.ControllerModifyVolumeRequest, volume_id=ids, mutable_parameters=params),
         ),
@@ -419,5 +447,9 @@ def test_identity_and_controller(world: CsiWorld, data: st.DataObject) -> None:
         "GetPluginCapabilities": world.csi.identity,
         "NodeGetInfo": world.csi.node,
         "NodeGetCapabilities": world.csi.node,
+        "CreateVolumeGroupSnapshot": world.csi.group,
+        "GetVolumeGroupSnapshot": world.csi.group,
+        "DeleteVolumeGroupSnapshot": world.csi.group,
+        "GroupControllerGetCapabilities": world.csi.group,
     }.get(method, world.csi.controller)
     world.call("", getattr(service, method), request)

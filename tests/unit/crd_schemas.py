@@ -36,6 +36,78 @@ VOLUME_SNAPSHOT_CLASS: Schema = {
     },
 }
 
+# groupsnapshot.storage.k8s.io/v1beta2 VolumeGroupSnapshotClass (external-snapshotter CRD,
+# v1beta2 is its storage version since external-snapshotter 8.3).
+VOLUME_GROUP_SNAPSHOT_CLASS: Schema = {
+    **VOLUME_SNAPSHOT_CLASS,
+    "properties": {
+        **VOLUME_SNAPSHOT_CLASS["properties"],
+        "apiVersion": {"const": "groupsnapshot.storage.k8s.io/v1beta2"},
+        "kind": {"const": "VolumeGroupSnapshotClass"},
+    },
+}
+
+# snapshot.storage.k8s.io/v1 VolumeSnapshot: from a PVC or a pre-provisioned content.
+VOLUME_SNAPSHOT: Schema = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "snapshot.storage.k8s.io/v1"},
+        "kind": {"const": "VolumeSnapshot"},
+        "metadata": _METADATA,
+        "spec": {
+            "type": "object",
+            "required": ["source"],
+            "additionalProperties": False,
+            "properties": {
+                "volumeSnapshotClassName": {"type": "string", "minLength": 1},
+                "source": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "minProperties": 1,
+                    "maxProperties": 1,
+                    "properties": {
+                        "persistentVolumeClaimName": {"type": "string", "minLength": 1},
+                        "volumeSnapshotContentName": {"type": "string", "minLength": 1},
+                    },
+                },
+            },
+        },
+    },
+}
+
+# groupsnapshot.storage.k8s.io/v1beta2 VolumeGroupSnapshot: PVCs by label selector, or a
+# pre-provisioned group content.
+VOLUME_GROUP_SNAPSHOT: Schema = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "groupsnapshot.storage.k8s.io/v1beta2"},
+        "kind": {"const": "VolumeGroupSnapshot"},
+        "metadata": _METADATA,
+        "spec": {
+            "type": "object",
+            "required": ["source"],
+            "additionalProperties": False,
+            "properties": {
+                "volumeGroupSnapshotClassName": {"type": "string", "minLength": 1},
+                "source": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "minProperties": 1,
+                    "maxProperties": 1,
+                    "properties": {
+                        "selector": _LABEL_SELECTOR,
+                        "volumeGroupSnapshotContentName": {"type": "string", "minLength": 1},
+                    },
+                },
+            },
+        },
+    },
+}
+
 # monitoring.coreos.com/v1 ServiceMonitor (Prometheus operator CRD).
 SERVICE_MONITOR: Schema = {
     "type": "object",
@@ -125,6 +197,9 @@ LINSTOR_CLUSTER: Schema = {
 
 BY_KIND: dict[str, Schema] = {
     "VolumeSnapshotClass": VOLUME_SNAPSHOT_CLASS,
+    "VolumeGroupSnapshotClass": VOLUME_GROUP_SNAPSHOT_CLASS,
+    "VolumeSnapshot": VOLUME_SNAPSHOT,
+    "VolumeGroupSnapshot": VOLUME_GROUP_SNAPSHOT,
     "ServiceMonitor": SERVICE_MONITOR,
     "LinstorCluster": LINSTOR_CLUSTER,
 }

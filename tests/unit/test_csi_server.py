@@ -60,6 +60,7 @@ class Client:
         self.identity = csi_pb2_grpc.IdentityStub(channel)
         self.controller = csi_pb2_grpc.ControllerStub(channel)
         self.node = csi_pb2_grpc.NodeStub(channel)
+        self.group = csi_pb2_grpc.GroupControllerStub(channel)
         self.health = health_pb2_grpc.HealthStub(channel)
 
 
@@ -199,6 +200,24 @@ MISSING_FIELD_CASES = [
     ("node", "NodeGetVolumeStats", csi_pb2.NodeGetVolumeStatsRequest(volume_id="fake-vol")),
     ("node", "NodeExpandVolume", csi_pb2.NodeExpandVolumeRequest(volume_path="/tmp/t")),
     ("node", "NodeExpandVolume", csi_pb2.NodeExpandVolumeRequest(volume_id="fake-vol")),
+    ("group", "CreateVolumeGroupSnapshot", csi_pb2.CreateVolumeGroupSnapshotRequest(name="g")),
+    (
+        "group",
+        "CreateVolumeGroupSnapshot",
+        csi_pb2.CreateVolumeGroupSnapshotRequest(source_volume_ids=["fake-vol"]),
+    ),
+    (
+        "group",
+        "DeleteVolumeGroupSnapshot",
+        csi_pb2.DeleteVolumeGroupSnapshotRequest(snapshot_ids=["InCluster:///fake-vol/g"]),
+    ),
+    ("group", "DeleteVolumeGroupSnapshot", csi_pb2.DeleteVolumeGroupSnapshotRequest(group_snapshot_id="g")),
+    (
+        "group",
+        "GetVolumeGroupSnapshot",
+        csi_pb2.GetVolumeGroupSnapshotRequest(snapshot_ids=["InCluster:///fake-vol/g"]),
+    ),
+    ("group", "GetVolumeGroupSnapshot", csi_pb2.GetVolumeGroupSnapshotRequest(group_snapshot_id="g")),
 ]
 
 
@@ -225,6 +244,7 @@ def test_identity(client: Client, core: RecordingCore) -> None:
     assert services == {
         csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE,
         csi_pb2.PluginCapability.Service.VOLUME_ACCESSIBILITY_CONSTRAINTS,
+        csi_pb2.PluginCapability.Service.GROUP_CONTROLLER_SERVICE,
     }
     assert any(c.volume_expansion.type == csi_pb2.PluginCapability.VolumeExpansion.ONLINE for c in caps)
     assert client.identity.Probe(csi_pb2.ProbeRequest()).ready.value is True
@@ -236,7 +256,7 @@ def test_identity(client: Client, core: RecordingCore) -> None:
 
 
 def test_health_service_serves(client: Client) -> None:
-    for name in ("", "csi.v1.Controller", "csi.v1.Node"):
+    for name in ("", "csi.v1.Controller", "csi.v1.GroupController", "csi.v1.Node"):
         answer = client.health.Check(health_pb2.HealthCheckRequest(service=name))
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
 

@@ -157,7 +157,6 @@ def test_official_tuning_flags_are_accepted_and_remembered_for_a_warning() -> No
     [
         ("--enable-rwx", "ReadWriteMany"),
         ("--enable-rwx=true", "ReadWriteMany"),
-        ("--enable-consistency-groups", "consistency groups"),
         ("--linstor-skip-tls-verification", "LS_ROOT_CA"),
         ("--bearer-token=/etc/token", "LS_USER_CERTIFICATE"),
         ("--default-remote-access-policy=false", "allowRemoteVolumeAccess"),

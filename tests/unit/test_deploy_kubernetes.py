@@ -90,6 +90,10 @@ RBAC_NEEDS: dict[str, list[tuple[str, str, tuple[str, ...], bool]]] = {
         ("snapshot.storage.k8s.io", "volumesnapshotclasses", ALL, False),
         ("snapshot.storage.k8s.io", "volumesnapshotcontents", (*ALL, "update", "patch"), False),
         ("snapshot.storage.k8s.io", "volumesnapshotcontents/status", ("update", "patch"), False),
+        ("snapshot.storage.k8s.io", "volumesnapshotcontents", ("create",), False),
+        ("groupsnapshot.storage.k8s.io", "volumegroupsnapshotclasses", ALL, False),
+        ("groupsnapshot.storage.k8s.io", "volumegroupsnapshotcontents", (*ALL, "update", "patch"), False),
+        ("groupsnapshot.storage.k8s.io", "volumegroupsnapshotcontents/status", ("update", "patch"), False),
         ("", "events", ("create", "patch"), False),
         ("coordination.k8s.io", "leases", ("get", "create", "update"), True),
     ],
@@ -213,6 +217,8 @@ def test_driver_name_agrees_everywhere(builds: dict[str, list[Obj]]) -> None:
     assert len(classes) >= 3
     assert {sc["provisioner"] for sc in classes} == {DRIVER_NAME}
     assert {vsc["driver"] for vsc in find(builds["examples"], "VolumeSnapshotClass")} == {DRIVER_NAME}
+    (group_class,) = find(builds["examples"], "VolumeGroupSnapshotClass")
+    assert group_class["driver"] == DRIVER_NAME
 
 
 def test_every_sidecar_talks_to_the_socket_the_driver_serves(base: list[Obj]) -> None:
@@ -392,6 +398,8 @@ def test_controller_sidecars_run_with_the_features_the_driver_supports(base: lis
     env = {e["name"] for e in by_name["csi-provisioner"]["env"]}
     assert {"POD_NAME", "NAMESPACE"} <= env, "capacity tracking needs POD_NAME and NAMESPACE"
     assert "--handle-volume-inuse-error=false" in by_name["csi-resizer"]["args"]
+    # The driver serves the GroupController; the snapshotter calls it only with the gate on.
+    assert "--feature-gates=CSIVolumeGroupSnapshot=true" in by_name["csi-snapshotter"]["args"]
     for sidecar in (
         "csi-attacher",
         "csi-resizer",

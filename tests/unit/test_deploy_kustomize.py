@@ -33,6 +33,7 @@ CLUSTER_SCOPED_KINDS = {
     "CSINode",
     "StorageClass",
     "VolumeSnapshotClass",
+    "VolumeGroupSnapshotClass",
     "PersistentVolume",
     "PriorityClass",
     "CustomResourceDefinition",

@@ -1,0 +1,523 @@
+"""Consistency groups: volumes that are volume numbers of one LINSTOR resource, as LINBIT's driver.
+
+PVCs of one namespace that carry the same ``linstor.csi.linbit.com/consistency-group`` label
+become volumes of one resource definition, ``cg-<uuid>``, the uuid derived from namespace and
+label as LINBIT's driver derives it (so groups it made carry over). DRBD replicates all
+volumes of a resource in one stream, in write order across them, and a LINSTOR snapshot of
+the resource takes them all at the same instant: a group snapshot of the members is one
+LINSTOR snapshot.
+
+A member's volume definition carries its CSI name (``Aux/csi-volume-name``, LINBIT's tag)
+and this plugin's record of it (``Aux/volume-plugin/*`` on the volume definition, where a
+plain volume keeps them on the resource definition). Its id is ``<resource>/<number>``
+(``<resource>`` for number 0); a snapshot id carries the number too. Members share their
+resource on a node, so publications are recorded per volume number on it
+(``Aux/volume-plugin/published/<number>``) and a detach leaves the resource while another
+member is published there. A member is removed as its volume definition; the last one
+takes the resource with it. Members come from a create, or from a snapshot of a group:
+the first restore brings back the whole resource, each member then claims its number.
+Cloning a volume into a group is refused, as LINBIT's driver does.
+
+The service understands member ids always (a node plugin must stage what a controller with
+consistency groups made); only creating into a group needs the PVC's label, which the CSI
+front end reads from Kubernetes and hands in as ``group_of``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from plugin import names
+from plugin import volume_members as vm
+from plugin import volume_records as rec
+from plugin.config import Config
+from plugin.errors import (
+    AlreadyExists,
+    Busy,
+    FailedPrecondition,
+    InUse,
+    InvalidArgument,
+    NoSpace,
+    NotFound,
+    OperationFailed,
+    VolumeError,
+)
+from plugin.linstor_client import LinstorClient
+from plugin.member_attach import MemberAttachments, publication_key
+from plugin.member_snapshots import MemberSnapshots
+from plugin.models import TopologyRequirement, Volume
+from plugin.observability import log_fields
+from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
+from plugin.progress import long_operation
+from plugin.volume_service import MAX_SIZE_KIB, VolumeService
+
+log = logging.getLogger(__name__)
+
+GROUP_LABEL = "linstor.csi.linbit.com/consistency-group"
+GROUP_PROP = f"Aux/{GROUP_LABEL}"  # on the resource definition: "<namespace>/<label>"
+RESTORED_FROM = rec.AUX + "restored-from"  # on a restored shared resource: "<resource>/<snapshot>"
+PVC_NAME = "csi.storage.k8s.io/pvc/name"
+PVC_NAMESPACE = "csi.storage.k8s.io/pvc/namespace"
+_UUID_SPACE = b"linstor.csi.linbit.com"
+
+# (namespace, PVC name) -> the PVC's consistency-group label, or None.
+GroupOf = Callable[[str, str], str | None]
+
+
+def group_resource_name(namespace: str, group: str) -> str:
+    """``cg-<uuid>`` as LINBIT's driver names it: SHA-1 name-based uuid over the driver name."""
+    raw = bytearray(hashlib.sha1(_UUID_SPACE + f"{namespace}/{group}".encode()).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return f"cg-{uuid.UUID(bytes=bytes(raw))}"
+
+
+def is_shared(rd: Mapping[str, Any]) -> bool:
+    """A resource whose volumes are members (a group's, or one restored from a group's snapshot)."""
+    return GROUP_PROP in rec.props_of(rd) or bool(vm.tagged_members(rd.get("volume_definitions")))
+
+
+def _kib(size_bytes: int) -> int:
+    return max(1, math.ceil(size_bytes / 1024))
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a new member goes: its resource, and the group it belongs to (None: a lone restore)."""
+
+    resource: str
+    group: str | None
+
+
+class ConsistencyGroupService(MemberAttachments, MemberSnapshots, VolumeService):
+    """The volume service, with volumes that share a resource."""
+
+    def __init__(self, client: LinstorClient, config: Config, group_of: GroupOf | None = None) -> None:
+        super().__init__(client, config)
+        self._group_of = group_of
+
+    # ------------------------------------------------------------------ reading members
+
+    def _member(self, rd: Mapping[str, Any], number: int, resources: list[dict[str, Any]]) -> Volume:
+        """One member as a :class:`Volume`, its record and device read from its own volume number."""
+        vd = rec.volume_definition(rd, number)
+        tag = vm.tagged_members([vd]).get(number) if vd else None
+        member_id = vm.join_volume_id(str(rd["name"]), number)
+        if vd is None or not tag:
+            raise NotFound(f"volume {member_id} not found", volume=member_id)
+        vd_props = rec.props_of(vd)
+        shared = {k: v for k, v in rec.props_of(rd).items() if not k.startswith("Aux/")}
+        view = {
+            **rd,
+            "props": {**shared, **vd_props},
+            "volume_definitions": [{**vd, "volume_number": 0}],
+        }
+        key = publication_key(number)
+        replicas = []
+        for resource in resources:
+            props = {
+                k: v
+                for k, v in rec.props_of(resource).items()
+                if not k.startswith(rec.PUBLISHED) and k != rec.ATTACHED_BY_PLUGIN
+            }
+            if rec.props_of(resource).get(key):
+                props[rec.PUBLISHED] = rec.props_of(resource)[key]
+            volumes = [
+                {**v, "volume_number": 0}
+                for v in resource.get("volumes") or ()
+                if v.get("volume_number", 0) == number
+            ]
+            replicas.append({**resource, "props": props, "volumes": volumes})
+        volume = rec.volume_from(view, replicas)
+        assert volume is not None  # the view has volume 0
+        return replace(volume, id=member_id, name=vd_props.get(rec.NAME) or tag)
+
+    def get_volume(self, volume_id: str) -> Volume:
+        resource, number = vm.split_volume_id(volume_id)
+        rd = self._read_rd(resource)
+        if rd is None or (number and not is_shared(rd)):
+            raise NotFound(f"volume {volume_id} not found", volume=volume_id)
+        if not is_shared(rd):
+            if rec.volume_definition(rd) is None or not rec.is_complete(rd):
+                raise NotFound(f"volume {volume_id} not found", volume=volume_id)
+            return self._with_replicas(rd)
+        return self._member(rd, number, self.client.view_resources([resource]))
+
+    def list_volumes(self, with_replicas: bool = False) -> list[Volume]:
+        rds = self.client.list_resource_definitions(with_volume_definitions=True)
+        by_rd: dict[str, list[dict[str, Any]]] = {}
+        if with_replicas:
+            for resource in self.client.view_resources():
+                by_rd.setdefault(str(resource.get("name", "")).upper(), []).append(resource)
+        volumes = []
+        for rd in rds:
+            resources = by_rd.get(str(rd.get("name", "")).upper(), [])
+            if is_shared(rd):
+                volumes.extend(
+                    self._member(rd, n, resources)
+                    for n in sorted(vm.tagged_members(rd["volume_definitions"]))
+                )
+            elif rec.is_complete(rd):
+                volume = rec.volume_from(rd, resources or None)
+                if volume is not None:
+                    volumes.append(volume)
+        return volumes
+
+    def _shared(self, volume_id: str) -> tuple[str, int, dict[str, Any]] | None:
+        """(resource, number, definition) when the id names a member; None for a plain volume."""
+        resource, number = vm.split_volume_id(volume_id)
+        if number == 0 and "/" not in volume_id:
+            rd = self._read_rd(resource)
+            if rd is None or not is_shared(rd):
+                return None
+        else:
+            rd = self._read_rd(resource)
+            if rd is None or not is_shared(rd):
+                raise NotFound(f"volume {volume_id} not found", volume=volume_id)
+        if number not in vm.tagged_members(rd.get("volume_definitions")):
+            raise NotFound(f"volume {volume_id} not found", volume=volume_id)
+        return resource, number, rd
+
+    # ------------------------------------------------------------------ create
+
+    def create_volume(
+        self,
+        name: str,
+        size_bytes: int,
+        params: VolumeParams,
+        *,
+        source: str | None = None,
+        topology: TopologyRequirement | None = None,
+    ) -> Volume:
+        group = self._group_for(params)
+        if group is not None:
+            namespace, label = group
+            target = _Target(group_resource_name(namespace, label), f"{namespace}/{label}")
+            return self._create_member(name, size_bytes, params, target, source)
+        if source and source.startswith("snapshot:") and self._is_member_snapshot(source[len("snapshot:") :]):
+            target = _Target(self._volume_id_for(name, params), None)
+            return self._create_member(name, size_bytes, params, target, source)
+        return super().create_volume(name, size_bytes, params, source=source, topology=topology)
+
+    def _group_for(self, params: VolumeParams) -> tuple[str, str] | None:
+        if self._group_of is None:
+            return None
+        namespace, pvc = params.extra.get(PVC_NAMESPACE, ""), params.extra.get(PVC_NAME, "")
+        if not namespace or not pvc:
+            return None
+        label = self._group_of(namespace, pvc)
+        return (namespace, label) if label else None
+
+    def _is_member_snapshot(self, snapshot_ref: str) -> bool:
+        """Whether restoring it must pick one volume number out of a shared resource."""
+        try:
+            resource, number, snap = vm.split_snapshot_id(snapshot_ref)
+        except (NotFound, InvalidArgument):
+            return False
+        if number:
+            return True
+        if not names.is_valid_resource_name(resource) or not names.is_valid_snapshot_name(snap):
+            return False
+        try:
+            found = self.client.get_snapshot(resource, snap)
+        except (NotFound, InvalidArgument):
+            return False
+        return vm.snapshot_numbers(found) != [0] or bool(vm.tagged_members(found.get("volume_definitions")))
+
+    def _create_member(
+        self, name: str, size_bytes: int, params: VolumeParams, target: _Target, source: str | None
+    ) -> Volume:
+        if not name:
+            raise InvalidArgument("a volume needs a name")
+        if size_bytes < 0:
+            raise InvalidArgument(f"volume size must not be negative, got {size_bytes}")
+        if source and not source.startswith("snapshot:"):
+            raise InvalidArgument(
+                f"volume {name!r} belongs to consistency group {target.group}: cloning a volume into a "
+                "consistency group is not supported; restore from a group snapshot instead"
+            )
+        size_kib = _kib(max(size_bytes, minimum_size_bytes(params.fs_type)))
+        if size_kib > MAX_SIZE_KIB:
+            raise InvalidArgument(f"volume size {size_bytes} bytes is larger than LINSTOR's limit of 1 PiB")
+        wanted = rec.Wanted(
+            volume_id=target.resource,
+            name=name,
+            size_kib=size_kib,
+            resource_group=resource_group_name(params),
+            fs_type=params.fs_type,
+            mkfs_opts=params.mkfs_opts,
+            mount_opts=tuple(params.mount_opts),
+            source=source,
+            extra=tuple(sorted(params.extra.items())),
+        )
+        with self._locked(target.resource):
+            rd = self._read_rd(target.resource)
+            if rd is not None:
+                taken = [
+                    n for n, tag in vm.tagged_members(rd.get("volume_definitions")).items() if tag == name
+                ]
+                if taken:
+                    return self._compare_member(rd, min(taken), wanted, size_bytes == 0)
+                if not is_shared(rd) or (target.group and rec.props_of(rd).get(GROUP_PROP) != target.group):
+                    raise AlreadyExists(
+                        f"LINSTOR resource {target.resource} exists and is not consistency group "
+                        f"{target.group or name}; choose another name",
+                        volume=target.resource,
+                    )
+                group_rg = str(rd.get("resource_group_name") or "")
+                if group_rg.lower() != wanted.resource_group.lower():
+                    raise InvalidArgument(
+                        f"all members of consistency group {target.group} must use the same StorageClass: "
+                        f"the group uses resource group {group_rg}, volume {name!r} asks for "
+                        f"{wanted.resource_group}; nothing was made"
+                    )
+            self.groups.ensure(params)
+            if source:
+                number = self._restore_member(wanted, target, rd, source[len("snapshot:") :], size_bytes == 0)
+            else:
+                number = self._add_member(wanted, params, target, rd)
+        return self.get_volume(vm.join_volume_id(target.resource, number))
+
+    def _member_props(self, wanted: rec.Wanted, with_filesystem: bool) -> dict[str, str]:
+        props = {**wanted.aux_props(datetime.now(UTC)), vm.MEMBER_NAME: wanted.name}
+        if with_filesystem:
+            props.update(wanted.filesystem_props())
+        return props
+
+    def _add_member(
+        self, wanted: rec.Wanted, params: VolumeParams, target: _Target, rd: Mapping[str, Any] | None
+    ) -> int:
+        resource = target.resource
+        made_rd = rd is None
+        if made_rd:
+            try:
+                self.client.create_resource_definition(
+                    resource, wanted.resource_group, {GROUP_PROP: target.group or ""}
+                )
+            except AlreadyExists:
+                raise Busy(
+                    f"consistency group {target.group} is being made by another request; retry"
+                ) from None
+        number: int | None = None
+        try:
+            self.client.create_volume_definition(resource, wanted.size_kib, self._member_props(wanted, True))
+            number = self._claim_number(resource, wanted.name)
+            if made_rd or not self.client.list_resources(resource):
+                self._place(resource, params)
+        except VolumeError as exc:
+            if made_rd:
+                self._remove_quietly(resource)
+            elif number is not None:
+                with suppress(VolumeError):
+                    self.client.delete_volume_definition(resource, number)
+            if isinstance(exc, NoSpace):
+                raise NoSpace(
+                    f"LINSTOR cannot place volume {wanted.name!r} of consistency group {target.group} "
+                    f"({wanted.size_kib * 1024} bytes): {exc.message}; nothing was made",
+                    **exc.details,
+                ) from None
+            raise
+        log_fields(log, logging.INFO, "consistency-group member made", volume=resource, number=number)
+        return number
+
+    def _place(self, resource: str, params: VolumeParams) -> None:
+        select: dict[str, Any] = {}
+        if params.nodes:
+            select = {"node_name_list": list(params.nodes), "place_count": len(params.nodes)}
+        self.client.autoplace(resource, select or None)
+        for node in params.client_nodes:
+            self.client.create_resource(
+                resource, node, diskless=True, storage_pool=params.diskless_storage_pool
+            )
+
+    def _claim_number(self, resource: str, name: str) -> int:
+        """The member's number; duplicates from a race are removed, keeping the lowest (as LINBIT's)."""
+        tagged = vm.tagged_members(self.client.list_volume_definitions(resource))
+        numbers = sorted(n for n, tag in tagged.items() if tag == name)
+        if not numbers:
+            raise OperationFailed(f"volume {name!r} vanished from {resource} right after it was made")
+        for extra in numbers[1:]:
+            with suppress(NotFound):
+                self.client.delete_volume_definition(resource, extra)
+        return numbers[0]
+
+    def _compare_member(
+        self, rd: Mapping[str, Any], number: int, wanted: rec.Wanted, any_size: bool
+    ) -> Volume:
+        vd = rec.volume_definition(rd, number) or {}
+        props = rec.props_of(vd)
+        problems = []
+        size_kib = int(vd.get("size_kib", 0))
+        if not any_size and wanted.size_kib not in {size_kib, int(props.get(rec.REQUESTED_KIB, "0") or 0)}:
+            problems.append(f"its size is {size_kib * 1024} bytes, {wanted.size_kib * 1024} were requested")
+        fs_type = props.get(rec.FS_TYPE)
+        if fs_type and fs_type != (wanted.fs_type or rec.BLOCK):
+            problems.append(f"its filesystem is {fs_type}, not {wanted.fs_type or 'block'}")
+        if (props.get(rec.SOURCE) or None) != wanted.source:
+            problems.append(
+                f"its content source is {props.get(rec.SOURCE) or 'none'}, not {wanted.source or 'none'}"
+            )
+        if problems:
+            raise AlreadyExists(
+                f"volume {wanted.name!r} already exists and differs: {'; '.join(problems)}",
+                volume=wanted.volume_id,
+            )
+        return self._member(rd, number, self.client.view_resources([str(rd["name"])]))
+
+    def _restore_member(
+        self,
+        wanted: rec.Wanted,
+        target: _Target,
+        rd: Mapping[str, Any] | None,
+        snapshot_ref: str,
+        any_size: bool,
+    ) -> int:
+        """Claim the snapshot's volume number in the target; the first restore brings back the resource."""
+        source, number, snap_name = vm.split_snapshot_id(snapshot_ref)
+        try:
+            snap = self.client.get_snapshot(source, snap_name)
+        except (NotFound, InvalidArgument):
+            raise NotFound(f"snapshot {snapshot_ref!r} not found", snapshot=snapshot_ref) from None
+        if number not in vm.snapshot_numbers(snap):
+            raise NotFound(f"snapshot {snapshot_ref!r} not found", snapshot=snapshot_ref)
+        if not rec.snapshot_from(snap).ready:
+            raise FailedPrecondition(f"snapshot {snapshot_ref!r} is not ready yet", snapshot=snapshot_ref)
+        snap_vd = rec.volume_definition({"volume_definitions": snap.get("volume_definitions")}, number) or {}
+        vd_props = snap_vd.get("volume_definition_props") or {}
+        self._check_same_content(wanted, rec.stored_fs_type(vd_props, vd_props), f"snapshot {snapshot_ref!r}")
+        origin = f"{source}/{snap_name}"
+        resource = target.resource
+        if rd is None:
+            self._restore_resource(resource, wanted, target, source, snap_name, snap, origin, number)
+            rd = self._read_rd(resource)
+        elif rec.props_of(rd).get(RESTORED_FROM, "").lower() != origin.lower():
+            raise FailedPrecondition(
+                f"consistency group {target.group} already exists and was not restored from snapshot "
+                f"{snapshot_ref!r}; restore a group snapshot into a group that does not exist yet"
+            )
+        vd = rec.volume_definition(rd or {}, number)
+        if vd is None:
+            raise FailedPrecondition(
+                f"volume number {number} of {resource} is gone; it cannot be restored again"
+            )
+        holder = vm.tagged_members([vd]).get(number)
+        if holder and holder != wanted.name:
+            raise AlreadyExists(
+                f"volume number {number} restored into {resource} already belongs to volume {holder!r}",
+                volume=resource,
+            )
+        size_kib = int(vd.get("size_kib", 0))
+        if wanted.size_kib < size_kib and not any_size:
+            raise InvalidArgument(
+                f"requested size {wanted.size_kib * 1024} bytes is smaller than snapshot {snapshot_ref!r} "
+                f"({size_kib * 1024} bytes)"
+            )
+        if wanted.size_kib > size_kib and not any_size:
+            self.client.resize_volume_definition(resource, wanted.size_kib, number)
+        claimed = replace(wanted, size_kib=max(size_kib, wanted.size_kib if not any_size else size_kib))
+        self.client.modify_volume_definition(
+            resource, number, override_props=self._member_props(claimed, False)
+        )
+        return number
+
+    def _restore_resource(
+        self,
+        resource: str,
+        wanted: rec.Wanted,
+        target: _Target,
+        source: str,
+        snap_name: str,
+        snap: Mapping[str, Any],
+        origin: str,
+        number: int,
+    ) -> None:
+        """The whole resource from the snapshot, members untagged (each restore claims its own)."""
+        props = {RESTORED_FROM: origin, **({GROUP_PROP: target.group} if target.group else {})}
+        try:
+            self.client.create_resource_definition(resource, wanted.resource_group, props)
+        except AlreadyExists:
+            raise Busy(f"volume {wanted.name!r} is being created by another request; retry") from None
+        try:
+            with long_operation(resource, f"restoring from snapshot {source}/{snap_name}") as op:
+                self._restore_into(resource, source, snap_name, snap, [], op)
+            for vd in self.client.list_volume_definitions(resource):
+                vd_number = int(vd.get("volume_number", 0))
+                if target.group is None and vd_number != number:
+                    # A lone restore keeps only its own volume.
+                    self.client.delete_volume_definition(resource, vd_number)
+                    continue
+                stale = [k for k in rec.props_of(vd) if k == vm.MEMBER_NAME or k.startswith(rec.AUX)]
+                if stale:
+                    self.client.modify_volume_definition(resource, vd_number, delete_props=stale)
+            self.client.autoplace(resource)
+            # Restore copies the source's definition properties: its group, its pending attaches.
+            self.client.modify_resource_definition(
+                resource,
+                override_props=props,
+                delete_props=[] if target.group else [GROUP_PROP],
+                delete_namespaces=[rec.ATTACH_PENDING.rstrip("/")],
+            )
+        except VolumeError:
+            self._remove_quietly(resource)
+            raise
+
+    # ------------------------------------------------------------------ delete, expand
+
+    def delete_volume(self, volume_id: str) -> None:
+        try:
+            member = self._shared(volume_id)
+        except NotFound:
+            return
+        if member is None:
+            super().delete_volume(volume_id)
+            return
+        resource, number, rd = member
+        others = [n for n in vm.tagged_members(rd.get("volume_definitions")) if n != number]
+        if not others:
+            super().delete_volume(resource)  # the last member: the resource goes
+            return
+        with self._locked(resource):
+            try:
+                self.client.delete_volume_definition(resource, number)
+            except NotFound:
+                return
+            except InUse as exc:
+                raise InUse(
+                    f"volume {volume_id} shares its resource with volumes that are in use; "
+                    f"unmount them first ({exc.message})",
+                    **exc.details,
+                ) from None
+
+    def expand_volume(self, volume_id: str, size_bytes: int) -> Volume:
+        member = self._shared(volume_id)
+        if member is None:
+            return super().expand_volume(volume_id, size_bytes)
+        resource, number, rd = member
+        with self._locked(resource):
+            volume = self._member(rd, number, [])
+            new_kib = _kib(size_bytes)
+            if new_kib > MAX_SIZE_KIB:
+                raise InvalidArgument(
+                    f"volume size {size_bytes} bytes is larger than LINSTOR's limit of 1 PiB"
+                )
+            if new_kib * 1024 < volume.size_bytes:
+                raise InvalidArgument(
+                    f"volume {volume_id} is {volume.size_bytes} bytes; it can only grow, "
+                    f"not shrink to {size_bytes}"
+                )
+            if new_kib * 1024 > volume.size_bytes:
+                try:
+                    self.client.resize_volume_definition(resource, new_kib, number)
+                except NoSpace as exc:
+                    raise NoSpace(
+                        f"not enough free space to grow volume {volume_id}: {exc.message}", **exc.details
+                    ) from None
+            return replace(volume, size_bytes=max(volume.size_bytes, new_kib * 1024))

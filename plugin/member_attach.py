@@ -1,0 +1,99 @@
+"""Attach, detach and publications of volumes that share a resource (consistency-group members).
+
+Members of one resource share its resource on a node: attach makes it available and hands
+back the member's own device; each member's publications are recorded on the shared
+resource under its volume number (``Aux/volume-plugin/published/<number>``, number 0 under
+the plain key); a detach leaves the resource while another member is published there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import replace
+from typing import Any
+
+from plugin import names
+from plugin import volume_members as vm
+from plugin import volume_records as rec
+from plugin.errors import NotFound
+from plugin.linstor_client import LinstorClient
+from plugin.models import Attachment
+
+PUBLISHED_PREFIX = rec.PUBLISHED + "/"
+
+
+def publication_key(number: int) -> str:
+    return rec.PUBLISHED if number == 0 else f"{PUBLISHED_PREFIX}{number}"
+
+
+class MemberAttachments:
+    """Mixed into the consistency-group service, before the volume service it overrides."""
+
+    client: LinstorClient
+
+    _shared: Callable[[str], tuple[str, int, dict[str, Any]] | None]
+
+    def attach(self, volume_id: str, node: str, volume_number: int = 0) -> Attachment:
+        resource, number = vm.split_volume_id(volume_id)
+        if number:
+            self._shared(volume_id)  # NotFound for a number that is no member
+        attachment = super().attach(resource, node, number)
+        return replace(attachment, volume_id=volume_id)
+
+    def detach(self, volume_id: str, node: str) -> None:
+        try:
+            resource, number = vm.split_volume_id(volume_id)
+        except NotFound:
+            return
+        if names.is_valid_node_name(node):
+            with suppress(NotFound):
+                props = rec.props_of(self.client.get_resource(resource, node))
+                own = publication_key(number)
+                if any(k.startswith(rec.PUBLISHED) and k != own for k in props):
+                    return  # another member is published here: the resource stays
+        super().detach(resource, node)
+
+    def publications(self, volume_id: str, node: str) -> frozenset[str]:
+        try:
+            resource, number = vm.split_volume_id(volume_id)
+        except NotFound:
+            return frozenset()
+        if not names.is_valid_node_name(node):
+            return frozenset()
+        try:
+            value = rec.props_of(self.client.get_resource(resource, node)).get(publication_key(number), "")
+        except NotFound:
+            return frozenset()
+        return frozenset(t for t in value.split(",") if t)
+
+    def record_publication(self, volume_id: str, node: str, token: str) -> None:
+        resource, number = vm.split_volume_id(volume_id)
+        current = self.publications(volume_id, node)
+        if token not in current:
+            value = ",".join(sorted(current | {token}))
+            self.client.modify_resource(resource, node, override_props={publication_key(number): value})
+
+    def clear_publication(self, volume_id: str, node: str) -> None:
+        try:
+            resource, number = vm.split_volume_id(volume_id)
+        except NotFound:
+            return
+        if not names.is_valid_node_name(node):
+            return
+        with suppress(NotFound):
+            if publication_key(number) in rec.props_of(self.client.get_resource(resource, node)):
+                self.client.modify_resource(resource, node, delete_props=[publication_key(number)])
+
+    def published_on_node(self, node: str) -> list[str]:
+        if not names.is_valid_node_name(node):
+            return []
+        found = set()
+        for resource in self.client.view_resources(nodes=[node]):
+            name, props = str(resource.get("name", "")), rec.props_of(resource)
+            suffixes = [k[len(PUBLISHED_PREFIX) :] for k in props if k.startswith(PUBLISHED_PREFIX)]
+            numbers = [int(n) for n in suffixes if n.isdigit()]
+            found.update(vm.join_volume_id(name, n) for n in numbers)
+            if props.get(rec.PUBLISHED) or (props.get(rec.ATTACHED_BY_PLUGIN) == "true" and not numbers):
+                found.add(name)
+        return sorted(found)

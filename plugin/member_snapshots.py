@@ -1,0 +1,91 @@
+"""Snapshots of volumes that share a resource: one LINSTOR snapshot stands for one volume number.
+
+A CreateSnapshot of a consistency-group member snapshots its resource (LINSTOR snapshots
+whole resources) and records the member's number on the snapshot definition, so its id,
+size and restore are the member's (see :mod:`plugin.volume_members`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+from plugin import names
+from plugin import volume_members as vm
+from plugin import volume_records as rec
+from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from plugin.linstor_client import LinstorClient
+from plugin.models import Snapshot
+
+
+class MemberSnapshots:
+    """Mixed into the consistency-group service, before the volume service it overrides."""
+
+    client: LinstorClient
+
+    _shared: Callable[[str], tuple[str, int, dict[str, Any]] | None]
+    _locked: Callable[[str], AbstractContextManager[None]]
+
+    def create_snapshot(self, volume_id: str, name: str) -> Snapshot:
+        member = self._shared(volume_id)
+        if member is None:
+            return super().create_snapshot(volume_id, name)
+        if not name:
+            raise InvalidArgument("a snapshot needs a name")
+        resource, number, _rd = member
+        snap_name = names.snapshot_name_for(name)
+        with self._locked(resource):
+            for snap in self.client.view_snapshots():
+                if str(snap.get("name", "")).lower() != snap_name.lower():
+                    continue
+                taken = vm.member_snapshots(snap)
+                same = str(snap.get("resource_name", "")).lower() == resource.lower() and len(taken) == 1
+                if same and taken[0].volume_id.lower() == volume_id.lower():
+                    return taken[0]
+                raise AlreadyExists(
+                    f"snapshot name {name!r} is already used for volume {taken[0].volume_id}", snapshot=name
+                )
+            props = {rec.SNAPSHOT_NAME: name, vm.SNAPSHOT_VOLUMES: str(number)}
+            try:
+                self.client.create_snapshot(resource, snap_name, props)
+            except NotFound as exc:
+                raise FailedPrecondition(
+                    f"volume {volume_id} has no replica with data to snapshot ({exc.message})", **exc.details
+                ) from None
+            return vm.member_snapshots(self.client.get_snapshot(resource, snap_name))[0]
+
+    def get_snapshot(self, snapshot_id: str) -> Snapshot:
+        try:
+            resource, number, snap = vm.split_snapshot_id(snapshot_id)
+        except NotFound:
+            return super().get_snapshot(snapshot_id)  # a bare name: looked up everywhere
+        if not names.is_valid_resource_name(resource) or not names.is_valid_snapshot_name(snap):
+            raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id)
+        try:
+            found = self.client.get_snapshot(resource, snap)
+        except NotFound:
+            raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id) from None
+        wanted = vm.join_volume_id(resource, number).lower()
+        for member in vm.member_snapshots(found):
+            if member.volume_id.lower() == wanted:
+                return member
+        raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id)
+
+    def list_snapshots(self, volume_id: str | None = None) -> list[Snapshot]:
+        resources: tuple[str, ...] = ()
+        if volume_id:
+            try:
+                resource, number = vm.split_volume_id(volume_id)
+            except NotFound:
+                return []
+            resources = (resource,)
+            wanted = vm.join_volume_id(resource, number).lower()
+        try:
+            found = self.client.view_snapshots(resources)
+        except (NotFound, InvalidArgument):
+            return []
+        members = [m for s in found for m in vm.member_snapshots(s)]
+        if volume_id:
+            members = [m for m in members if m.volume_id.lower() == wanted]
+        return members
