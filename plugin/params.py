@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from plugin import names
+from plugin import names, qos
 from plugin.errors import InvalidArgument
 from plugin.fs_options import MAX_OPTIONS_CHARS, OptionError, check_mkfs_options, split_mkfs_options
 from plugin.nodecommands import split_mount_options
@@ -564,6 +564,14 @@ def parse_csi_parameters(
             name = _property_key(key, rest if space == PROPERTY_NAMESPACE else key, "parameter")
             if raw != "":
                 settings.put(settings.properties, name, _Given(key, raw, raw))
+            continue
+        if key.startswith(qos.PREFIX):
+            # as LINBIT's driver: the four limits are checked and kept, other qos keys ignored
+            if key not in qos.LIMIT_KEYS:
+                limits = ", ".join(qos.LIMIT_KEYS)
+                settings.notes.append(f'parameter "{key}" is ignored; the IO limits are {limits}')
+            elif raw.strip() and qos.parse_limit(key, raw):
+                extra[key] = str(qos.parse_limit(key, raw))
             continue
         if space not in ("", CSI_NAMESPACE):
             extra[key] = raw

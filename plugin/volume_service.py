@@ -9,7 +9,8 @@ needs to answer later lives in LINSTOR (see :mod:`plugin.volume_records`); the o
 local state is a cache of known resource groups (:mod:`plugin.resource_groups`) and
 per-volume locks that let concurrent calls for the same volume converge instead of
 racing. Restore and clone live in :mod:`plugin.volume_copy`, attach and detach in
-:mod:`plugin.volume_attach`, placement rules in :mod:`plugin.placement`.
+:mod:`plugin.volume_attach`, placement rules in :mod:`plugin.placement`, mutable
+parameters in :mod:`plugin.volume_modify`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from plugin.publications import Publications
 from plugin.resource_groups import ResourceGroups
 from plugin.volume_attach import VolumeAttachments
 from plugin.volume_copy import VolumeCopies
+from plugin.volume_modify import VolumeModifications
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,7 @@ def _require_id(volume_id: str) -> None:
         raise NotFound(f"volume {volume_id!r} not found", volume=volume_id)
 
 
-class VolumeService(VolumeAttachments, VolumeCopies, Publications):
+class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModifications):
     """Create, delete, resize, snapshot, restore, clone, attach and detach LINSTOR volumes."""
 
     def __init__(self, client: LinstorClient, config: Config) -> None:

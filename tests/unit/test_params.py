@@ -231,7 +231,7 @@ def test_csi_other_namespaces_are_kept_as_information() -> None:
     assert params.extra == {
         "csi.storage.k8s.io/pvc/name": "data",
         "csi.storage.k8s.io/pvc/namespace": "default",
-        "qos.linbit.com/rbps": "100M",
+        "qos.linbit.com/rbps": "100000000",  # IO limits are kept as plain integers
         "example.com/anything": "x",
     }
     assert params == VolumeParams()  # extra does not take part in equality
