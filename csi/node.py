@@ -37,7 +37,7 @@ from csi import capabilities, convert, keys
 from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.inflight import InFlight
 from csi.validation import PathRoots, require
-from plugin import errors
+from plugin import errors, node_qos
 from plugin.nodeops import MountOwner
 
 if TYPE_CHECKING:
@@ -215,6 +215,9 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
                 if single_writer:
                     self._refuse_second_writer(request.volume_id, device, target)
                 self._ops.bind_block_device(device, target, readonly=readonly)
+                node_qos.apply_for_publication(
+                    request.volume_id, device, request.publish_context, request.volume_context
+                )
                 return csi_pb2.NodePublishVolumeResponse()
             owner = self._owner(request.volume_id, must_exist=True)  # NOT_FOUND wins over "not staged"
             owned = self._ops.mount_owned_by(staging, owner)
@@ -230,6 +233,10 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
             if single_writer and owner.device:
                 self._refuse_second_writer(request.volume_id, owner.device, target, staging)
             self._ops.bind_mount(staging, target, readonly=readonly)
+            if owner.device:  # the device LINSTOR reports here, never one from the request
+                node_qos.apply_for_publication(
+                    request.volume_id, owner.device, request.publish_context, request.volume_context
+                )
         return csi_pb2.NodePublishVolumeResponse()
 
     def _refuse_second_writer(self, volume_id: str, device: str, target: str, staging: str = "") -> None:

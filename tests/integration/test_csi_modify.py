@@ -14,8 +14,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ import requests
 
 from csi.generated import csi_pb2
 from csi.testing import block_cap, mount_cap, unmount_under
+from plugin import node_qos
+from tests.conftest import require
 from tests.integration.csi_stack import LOCAL, Stack, csi_stack
 
 MIB = 1024**2
@@ -125,7 +129,14 @@ def unpublish(stack: Stack, volume_id: str, node: str = LOCAL) -> None:
     )
 
 
-def mount(stack: Stack, volume_id: str, staging: str, target: str, context: dict[str, str]) -> None:
+def mount(
+    stack: Stack,
+    volume_id: str,
+    staging: str,
+    target: str,
+    context: dict[str, str],
+    volume_context: dict[str, str] | None = None,
+) -> None:
     stack.csi.node.NodeStageVolume(
         csi_pb2.NodeStageVolumeRequest(
             volume_id=volume_id,
@@ -141,6 +152,7 @@ def mount(stack: Stack, volume_id: str, staging: str, target: str, context: dict
             target_path=target,
             volume_capability=mount_cap(),
             publish_context=context,
+            volume_context=volume_context or {},
         )
     )
 
@@ -276,6 +288,72 @@ def test_io_limits_reach_the_publish_context(stack: Stack) -> None:
     modify(stack, vid, {"qos.linbit.com/rbps": "0", "qos.linbit.com/riops": "0"})
     plain = publish(stack, vid)
     assert not any(key.startswith("qos.linbit.com/") for key in plain)  # no limits: no device key either
+    unpublish(stack, vid)
+    delete(stack, vid)
+
+
+@contextmanager
+def pod_cgroup(pod_uid: str) -> Iterator[tuple[str, Path]]:
+    """A private cgroup shaped like kubelet's pod cgroup: (root for node_qos, pod directory).
+
+    cgroup v1 blkio (this host) or cgroup v2 with the io controller; removed afterwards.
+    """
+    tag = f"csi-qos-test-{uuid.uuid4().hex[:8]}"
+    blkio = Path("/sys/fs/cgroup/blkio")
+    unified = Path("/sys/fs/cgroup")
+    made: list[Path] = []
+    with tempfile.TemporaryDirectory() as fake_root:
+        if (blkio / "blkio.throttle.read_bps_device").exists():
+            private = blkio / tag
+            Path(fake_root, "blkio").symlink_to(private)
+            root = fake_root
+        else:
+            controllers = (
+                (unified / "cgroup.controllers").read_text().split()
+                if (unified / "cgroup.controllers").exists()
+                else []
+            )
+            require(
+                "io" in controllers, "the host has neither cgroup v1 blkio nor the cgroup v2 io controller"
+            )
+            private = unified / tag
+            root = str(private)
+        try:
+            for part in (private, private / "kubepods", private / "kubepods" / "besteffort"):
+                part.mkdir()
+                made.append(part)
+                if root == str(private):
+                    (part / "cgroup.subtree_control").write_text("+io\n")
+            pod = private / "kubepods" / "besteffort" / f"pod{pod_uid}"
+            pod.mkdir()
+            made.append(pod)
+            yield root, pod
+        finally:
+            for part in reversed(made):
+                part.rmdir()
+
+
+def test_io_limits_reach_the_pods_cgroup_on_the_node(
+    stack: Stack, paths: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staging, target = paths
+    volume = create(stack, {"qos.linbit.com/rbps": "40Mi", "qos.linbit.com/wiops": "300"})
+    vid = volume.volume_id
+    context = publish(stack, vid)
+    info = os.stat(context[NS + "device-path"])
+    numbers = f"{os.major(info.st_rdev)}:{os.minor(info.st_rdev)}"
+    pod_uid = str(uuid.uuid4())
+    with pod_cgroup(pod_uid) as (root, pod):
+        monkeypatch.setattr(node_qos, "CGROUP_ROOT", root)
+        mount(stack, vid, staging, target, context, {node_qos.POD_UID_KEY: pod_uid})
+        if (pod / "io.max").exists():
+            line = next(x for x in (pod / "io.max").read_text().splitlines() if x.startswith(numbers + " "))
+            assert f"rbps={40 * MIB}" in line and "wiops=300" in line
+        else:  # the kernel read the rules back: they are in force for the pod's processes
+            assert (pod / "blkio.throttle.read_bps_device").read_text().split() == [numbers, str(40 * MIB)]
+            assert (pod / "blkio.throttle.write_iops_device").read_text().split() == [numbers, "300"]
+            assert (pod / "blkio.throttle.write_bps_device").read_text().strip() == ""  # no limit, no rule
+        unmount(stack, vid, staging, target)
     unpublish(stack, vid)
     delete(stack, vid)
 
