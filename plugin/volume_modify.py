@@ -46,8 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REPLICA_KEYS = ("placementcount", "autoplace")
-#: Property names a mutable parameter may not touch: the plugin's own record of the volume.
-PROTECTED_PREFIXES = (rec.AUX, "Aux/qos.linbit.com/")
+#: Property names a mutable parameter may not touch: the plugin's record, limits and filesystem.
+PROTECTED_PREFIXES = (rec.AUX, "Aux/qos.linbit.com/", "FileSystem/")
 MUTABLE_KEYS_TEXT = (
     f"{CSI_NAMESPACE}/placementCount, {LEGACY_PROPERTY_NAMESPACE}/<option>, "
     f"{PROPERTY_NAMESPACE}/<LINSTOR key>, " + ", ".join(qos.LIMIT_KEYS)
@@ -86,8 +86,9 @@ def _property_name(key: str, name: str) -> str:
         )
     if name.startswith(PROTECTED_PREFIXES):
         raise InvalidArgument(
-            f'mutable parameter "{_show(key)}" would change the plugin\'s own record of the volume '
-            f"({name}); set IO limits with {', '.join(qos.LIMIT_KEYS)}",
+            f'mutable parameter "{_show(key)}" would change {name}, which the plugin keeps for the volume '
+            f"(its record and filesystem are fixed when it is made; IO limits are set with "
+            f"{', '.join(qos.LIMIT_KEYS)})",
             key=key,
         )
     return name
@@ -111,7 +112,7 @@ def parse_mutable_parameters(parameters: Mapping[str, str]) -> Changes:
         if space in ("", CSI_NAMESPACE):
             place_count = _replica_count(key, rest, value, place_count)
             continue
-        if space == PROPERTY_NAMESPACE or namespace == LEGACY_PROPERTY_NAMESPACE:
+        if space in (PROPERTY_NAMESPACE, LEGACY_PROPERTY_NAMESPACE.lower()):
             name = _property_name(key, rest if space == PROPERTY_NAMESPACE else key)
         elif key in qos.LIMIT_KEYS:
             limit = qos.parse_limit(key, value) if value.strip() else 0
