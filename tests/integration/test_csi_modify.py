@@ -219,6 +219,47 @@ def test_replica_count_up_and_down_keeps_the_data(stack: Stack, paths: tuple[str
     delete(stack, vid)
 
 
+def test_block_volume_replica_count_keeps_the_data(stack: Stack, paths: tuple[str, str]) -> None:
+    staging, target = paths
+    cap = block_cap()
+    volume = create(stack, {NS + "placementCount": "2", NS + "nodeList": f"{LOCAL} node-b"}, cap=cap)
+    vid = volume.volume_id
+    answer = stack.csi.controller.ControllerPublishVolume(
+        csi_pb2.ControllerPublishVolumeRequest(volume_id=vid, node_id=LOCAL, volume_capability=cap)
+    )
+    context = dict(answer.publish_context)
+    stack.csi.node.NodeStageVolume(
+        csi_pb2.NodeStageVolumeRequest(
+            volume_id=vid, staging_target_path=staging, volume_capability=cap, publish_context=context
+        )
+    )
+    request = csi_pb2.NodePublishVolumeRequest(
+        volume_id=vid,
+        staging_target_path=staging,
+        target_path=target,
+        volume_capability=cap,
+        publish_context=context,
+    )
+    stack.csi.node.NodePublishVolume(request)
+    payload = os.urandom(MIB)
+    with open(target, "r+b") as device:
+        device.write(payload)
+        device.flush()
+        os.fsync(device.fileno())
+    modify(stack, vid, {NS + "placementCount": "3"})
+    assert diskful(stack, vid) == sorted([LOCAL, "node-b", "node-c"])
+    modify(stack, vid, {NS + "placementCount": "1"})
+    assert diskful(stack, vid) == [LOCAL]
+    with open(target, "rb") as device:
+        assert device.read(MIB) == payload
+    stack.csi.node.NodeUnpublishVolume(csi_pb2.NodeUnpublishVolumeRequest(volume_id=vid, target_path=target))
+    stack.csi.node.NodeUnstageVolume(
+        csi_pb2.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=staging)
+    )
+    unpublish(stack, vid)
+    delete(stack, vid)
+
+
 def test_replicas_in_use_or_published_are_never_removed(stack: Stack) -> None:
     volume = create(stack, {NS + "placementCount": "2", NS + "nodeList": f"{LOCAL} node-b"})
     vid = volume.volume_id
