@@ -17,6 +17,7 @@ from plugin import remote_access
 from plugin.errors import InvalidArgument
 from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.params import VolumeParams
+from plugin.volume_records import REMOTE_ACCESS
 
 
 def volume_context(params: VolumeParams | None, volume: Volume) -> dict[str, str]:
@@ -29,11 +30,14 @@ def volume_context(params: VolumeParams | None, volume: Volume) -> dict[str, str
     # report the same context as CreateVolume did (the spec wants it stable per volume).
     if params is not None and params.post_mount_xfs_opts:
         context[keys.POST_MOUNT_XFS_OPTS] = params.post_mount_xfs_opts
-    if params is not None:
-        # as LINBIT's driver writes it at creation: "true", "false" or the fromSame rules
-        context[keys.REMOTE_ACCESS_POLICY] = remote_access.policy_text(
-            params.allow_remote_volume_access, params.remote_access_from_same
-        )
+    # as LINBIT's driver writes it: "true", "false" or the fromSame rules; kept on the volume
+    policy = (
+        remote_access.policy_text(params.allow_remote_volume_access, params.remote_access_from_same)
+        if params is not None
+        else volume.properties.get(REMOTE_ACCESS, "")
+    )
+    if policy:
+        context[keys.REMOTE_ACCESS_POLICY] = policy
     return context
 
 

@@ -46,6 +46,7 @@ from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.observability import log_fields
 from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
 from plugin.publications import Publications
+from plugin.remote_access import policy_text
 from plugin.resource_groups import ResourceGroups
 from plugin.volume_attach import VolumeAttachments
 from plugin.volume_copy import VolumeCopies
@@ -163,6 +164,7 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModific
                 mount_opts=tuple(params.mount_opts),
                 source=source,
                 extra=tuple(sorted(params.extra.items())),
+                remote_access=policy_text(params.allow_remote_volume_access, params.remote_access_from_same),
             )
             if existing is not None:
                 return self._compare_existing(existing, wanted, size_bytes == 0)
