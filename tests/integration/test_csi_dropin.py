@@ -107,6 +107,10 @@ def test_remote_access_rules_decide_the_accessible_topology(
     volume = create(stack, parameters)
     assert topology(volume) == expected
     assert volume.volume_context[POLICY] == policy
+    got = stack.csi.controller.ControllerGetVolume(
+        csi_pb2.ControllerGetVolumeRequest(volume_id=volume.volume_id)
+    )
+    assert dict(got.volume.volume_context) == dict(volume.volume_context)  # kept on the volume
     delete(stack, volume.volume_id)
 
 
