@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from plugin import names, qos
+from plugin.filesystems import FILESYSTEMS
 from plugin.fs_options import MKFS_RULES, MkfsRules
 from plugin.mount_rules import GENERIC_MOUNT, MOUNT_RULES
 from plugin.param_values import MAX_REPLICAS, format_size
@@ -25,7 +26,6 @@ from plugin.params import (
     DOCKER_DEFAULT_REPLICAS,
     DOCKER_DEFAULT_SIZE,
     DOCKER_OPTIONS,
-    FILESYSTEMS,
     LEGACY_PROPERTY_NAMESPACE,
     MAX_KEY_CHARS,
     MAX_KEYS,
