@@ -19,8 +19,10 @@ The pod's cgroup is found from its UID (kubelet passes ``csi.storage.k8s.io/pod.
 ``podInfoOnMount: true``) under either cgroup driver: systemd
 (``kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_>.slice``) or
 cgroupfs (``kubepods/burstable/pod<uid>``). The device is the one LINSTOR reports for the
-volume on this node, never a path from the request. Enforcement is best effort, as with
-nri-volume-qos: a node without an io controller, or a pod cgroup that cannot be found,
+volume on this node, never a path from the request, and the limits are the volume's record
+in LINSTOR at publish time (the publish context keeps what they were at attach time, for
+nri-volume-qos), so a VolumeAttributesClass change holds from the next pod on. Enforcement
+is best effort, as with nri-volume-qos: a node without an io controller, or a pod cgroup that cannot be found,
 gets a warning in the log and the volume is published without limits.
 """
 
@@ -32,9 +34,13 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from plugin.observability import log_fields
-from plugin.qos import Limits, from_publish_context
+from plugin.qos import Limits, stored_limits
+
+if TYPE_CHECKING:
+    from plugin.models import Volume
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +141,16 @@ def apply_limits(limits: Limits, device: str, pod_uid: str, root: str | None = N
     return Applied(reason="; ".join(reasons))
 
 
-def apply_for_publication(
-    volume_id: str, device: str, publish_context: Mapping[str, str], volume_context: Mapping[str, str]
-) -> Applied | None:
-    """NodePublishVolume's part: None when the publication carries no limits."""
-    found = from_publish_context(publish_context)
-    if found is None:
+def apply_for_publication(volume: Volume, device: str, volume_context: Mapping[str, str]) -> Applied | None:
+    """NodePublishVolume's part: None when the volume has no limits.
+
+    The limits are the volume's record in LINSTOR as it is now, not the publish context of
+    the attachment, so limits changed by ControllerModifyVolume hold from the next pod on.
+    """
+    limits = stored_limits(volume.properties)
+    if not limits:
         return None
-    _, limits = found
+    volume_id = volume.id
     result = apply_limits(limits, device, volume_context.get(POD_UID_KEY, ""))
     if result.cgroup:
         log_fields(

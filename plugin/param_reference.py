@@ -119,11 +119,12 @@ def _io_limits() -> list[str]:
         f"stored on the volume's resource definition (`Aux/{qos.PREFIX}<key>`, plain integers) and",
         f"ControllerPublishVolume puts them, with `{qos.DEVICE}` (the device on that node), into the",
         "publish context: the keys LINBIT's nri-volume-qos plugin reads from the VolumeAttachment.",
-        "The node plugin also applies them itself when it publishes the volume to a pod: into the",
-        "pod's cgroup (cgroup v2 `io.max`, or cgroup v1 `blkio.throttle.*`), found from the pod UID",
-        "kubelet passes with `podInfoOnMount: true`. That is best effort: without an io controller",
-        "or a pod cgroup the reason is logged and the volume is used without limits. Changed limits",
-        "reach a node with the volume's next publication (pod restart).",
+        "The node plugin also applies them itself when it publishes the volume to a pod: the",
+        "volume's current limits, read from LINSTOR, into the pod's cgroup (cgroup v2 `io.max`, or",
+        "cgroup v1 `blkio.throttle.*`), found from the pod UID kubelet passes with",
+        "`podInfoOnMount: true`. That is best effort: without an io controller or a pod cgroup the",
+        "reason is logged and the volume is used without limits. Changed limits hold for the next",
+        "pod that mounts the volume; the publish context keeps those of the attachment.",
         "",
     ]
 

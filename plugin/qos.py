@@ -7,7 +7,7 @@ resource definition as ``Aux/qos.linbit.com/<key>`` in plain integers, and
 ControllerPublishVolume hands them, with ``qos.linbit.com/device`` (the device on that
 node), to the node in the publish context: the contract of LINBIT's nri-volume-qos plugin,
 which Kubernetes copies into ``VolumeAttachment.status.attachmentMetadata``. The node side
-(:mod:`plugin.node_qos`) applies them to the pod's cgroup itself.
+(:mod:`plugin.node_qos`) applies the volume's current limits to the pod's cgroup itself.
 """
 
 from __future__ import annotations
@@ -125,18 +125,3 @@ def publish_context(properties: Mapping[str, str], device_path: str) -> dict[str
     if not limits or not device_path:
         return {}
     return {DEVICE: device_path, **limits.as_map()}
-
-
-def from_publish_context(context: Mapping[str, str]) -> tuple[str, Limits] | None:
-    """(device, limits) a node was handed; None when the publication carries no limits."""
-    device = context.get(DEVICE, "")
-    if not device:
-        return None
-    values: dict[str, int] = {}
-    for key in LIMIT_KEYS:
-        try:
-            values[key] = parse_quantity(context[key]) if context.get(key) else 0
-        except ValueError:
-            values[key] = 0  # unparseable is absent, as nri-volume-qos reads it
-    limits = Limits(rbps=values[RBPS], wbps=values[WBPS], riops=values[RIOPS], wiops=values[WIOPS])
-    return (device, limits) if limits else None

@@ -313,6 +313,6 @@ def mutable_keys() -> Iterator[tuple[str, str]]:
             key,
             (
                 f"IO limit in {unit} (Kubernetes quantity); empty or 0: unlimited. "
-                "Applies from the volume's next publication on a node."
+                "Holds for the next pod that mounts the volume."
             ),
         )

@@ -395,6 +395,20 @@ def test_io_limits_reach_the_pods_cgroup_on_the_node(
             assert (pod / "blkio.throttle.write_iops_device").read_text().split() == [numbers, "300"]
             assert (pod / "blkio.throttle.write_bps_device").read_text().strip() == ""  # no limit, no rule
         unmount(stack, vid, staging, target)
+
+    # A class change while attached: the next pod gets the new limits, the attachment stays as it was
+    modify(stack, vid, {"qos.linbit.com/rbps": "80Mi", "qos.linbit.com/wiops": "0"})
+    next_pod = str(uuid.uuid4())
+    with pod_cgroup(next_pod) as (root, pod):
+        monkeypatch.setattr(node_qos, "CGROUP_ROOT", root)
+        mount(stack, vid, staging, target, context, {node_qos.POD_UID_KEY: next_pod})  # the old context
+        if (pod / "io.max").exists():
+            line = next(x for x in (pod / "io.max").read_text().splitlines() if x.startswith(numbers + " "))
+            assert f"rbps={80 * MIB}" in line and "wiops=max" in line
+        else:
+            assert (pod / "blkio.throttle.read_bps_device").read_text().split() == [numbers, str(80 * MIB)]
+            assert (pod / "blkio.throttle.write_iops_device").read_text().strip() == ""
+        unmount(stack, vid, staging, target)
     unpublish(stack, vid)
     delete(stack, vid)
 

@@ -14,6 +14,7 @@ import pytest
 
 from plugin import node_qos, qos
 from plugin.errors import InvalidArgument
+from plugin.models import Volume
 from plugin.params import parse_csi_parameters
 
 UID = "6f1c2a0e-1b2c-4d5e-8f90-0123456789ab"
@@ -72,9 +73,9 @@ def test_publish_context_carries_device_and_limits_only_when_limited() -> None:
     }
     assert qos.publish_context({}, "/dev/drbd1000") == {}
     assert qos.publish_context({"Aux/qos.linbit.com/rbps": "0"}, "/dev/drbd1000") == {}
-    device, limits = qos.from_publish_context(context) or ("", qos.Limits())
-    assert device == "/dev/drbd1000" and limits == qos.Limits(rbps=1048576, wiops=200)
-    assert qos.from_publish_context({"qos.linbit.com/rbps": "5"}) is None  # no device: ignored
+    assert qos.publish_context(props, "") == {}  # no device on the node: nothing to limit
+    assert qos.stored_limits(props) == qos.Limits(rbps=1048576, wiops=200)
+    assert qos.stored_limits({"Aux/qos.linbit.com/rbps": "garbage"}) == qos.Limits()
 
 
 def test_pod_cgroup_names_for_both_cgroup_drivers() -> None:
@@ -142,11 +143,30 @@ def test_a_pod_without_a_cgroup_is_reported(tmp_path: Path, numbers: None) -> No
     assert not result.cgroup and f"no cgroup v2 directory of pod {UID}" in result.reason
 
 
-def test_a_publication_without_limits_touches_nothing(tmp_path: Path) -> None:
-    assert (
-        node_qos.apply_for_publication("pvc-1", "/dev/null", {"linstor.csi.linbit.com/device-path": "x"}, {})
-        is None
+def test_a_publication_without_limits_touches_nothing() -> None:
+    plain = Volume(id="pvc-1", name="pvc-1", size_bytes=1, resource_group="rg", properties={"Aux/x": "1"})
+    assert node_qos.apply_for_publication(plain, "/dev/null", {node_qos.POD_UID_KEY: UID}) is None
+
+
+def test_a_publication_applies_the_volumes_current_limits(
+    tmp_path: Path, numbers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blkio = tmp_path / "blkio"
+    blkio.mkdir()
+    (blkio / "blkio.throttle.read_bps_device").write_text("")
+    pod = blkio / "kubepods" / f"pod{UID}"
+    pod.mkdir(parents=True)
+    limited = Volume(
+        id="pvc-1",
+        name="pvc-1",
+        size_bytes=1,
+        resource_group="rg",
+        properties={"Aux/qos.linbit.com/wiops": "7"},
     )
+    monkeypatch.setattr(node_qos, "CGROUP_ROOT", str(tmp_path))
+    result = node_qos.apply_for_publication(limited, "/dev/drbd1000", {node_qos.POD_UID_KEY: UID})
+    assert result is not None and result.cgroup == str(pod)
+    assert (pod / "blkio.throttle.write_iops_device").read_text() == "147:1000 7\n"
 
 
 def test_device_numbers_refuse_a_file(tmp_path: Path) -> None:
