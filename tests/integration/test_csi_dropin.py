@@ -8,6 +8,7 @@ developer machine, fails in CI).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 
@@ -114,7 +115,10 @@ def test_remote_access_rules_decide_the_accessible_topology(
     delete(stack, volume.volume_id)
 
 
-def test_autoplace_keys_next_to_a_node_list_are_ignored(stack: Stack) -> None:
+def test_autoplace_keys_next_to_a_node_list_are_ignored(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="csi.controller")
     volume = create(
         stack,
         {
@@ -125,6 +129,9 @@ def test_autoplace_keys_next_to_a_node_list_are_ignored(stack: Stack) -> None:
         },
     )
     assert placed(stack, volume.volume_id) == (sorted([LOCAL, "node-b"]), [])
+    noted = " ".join(r.getMessage() for r in caplog.records if r.name == "csi.controller")
+    for key in ("placementCount", "replicasOnDifferent", "placementPolicy"):
+        assert f"{NS}{key}" in noted and "is ignored" in noted, noted  # the driver says what it ignored
     delete(stack, volume.volume_id)
 
 
