@@ -219,6 +219,28 @@ def test_replica_count_up_and_down_keeps_the_data(stack: Stack, paths: tuple[str
     delete(stack, vid)
 
 
+def test_a_diskless_attachment_gets_a_disk_when_replicas_are_added(
+    stack: Stack, paths: tuple[str, str]
+) -> None:
+    """As LINSTOR's autoplace does: a node with a diskless resource may get the new replica."""
+    staging, target = paths
+    volume = create(stack, {NS + "nodeList": "node-b"})
+    vid = volume.volume_id
+    context = publish(stack, vid)  # LOCAL has no replica: attached diskless
+    assert diskful(stack, vid) == ["node-b"]
+    mount(stack, vid, staging, target, context)
+    Path(target, "note").write_text("kept")
+    modify(stack, vid, {NS + "placementCount": "3"})
+    assert diskful(stack, vid) == sorted([LOCAL, "node-b", "node-c"])
+    modify(stack, vid, {NS + "placementCount": "1"})
+    assert diskful(stack, vid) == [LOCAL]  # the published one stays
+    assert Path(target, "note").read_text() == "kept"
+    unmount(stack, vid, staging, target)
+    unpublish(stack, vid)
+    assert diskful(stack, vid) == [LOCAL]  # unpublishing never removes a replica with data
+    delete(stack, vid)
+
+
 def test_block_volume_replica_count_keeps_the_data(stack: Stack, paths: tuple[str, str]) -> None:
     staging, target = paths
     cap = block_cap()
