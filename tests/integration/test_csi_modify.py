@@ -28,6 +28,7 @@ import requests
 from csi.generated import csi_pb2
 from csi.testing import block_cap, mount_cap, unmount_under
 from plugin import node_qos
+from testkit.waiting import wait_until
 from tests.conftest import require
 from tests.integration.csi_stack import LOCAL, Stack, csi_stack
 
@@ -84,7 +85,18 @@ def modify(stack: Stack, volume_id: str, mutable: dict[str, str]) -> None:
 
 
 def delete(stack: Stack, volume_id: str) -> None:
-    stack.csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume_id))
+    """DeleteVolume; right after an unmount LINSTOR may report the device in use a moment longer."""
+
+    def deleted() -> bool:
+        try:
+            stack.csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume_id))
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and "in use" in (exc.details() or ""):
+                return False
+            raise
+        return True
+
+    wait_until(deleted, what=f"deleting volume {volume_id} once it is unmounted")
 
 
 def linstor(stack: Stack, path: str) -> Any:
