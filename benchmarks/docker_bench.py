@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         emulator = EmulatorProcess(state_dir=emu_dir / "state", dev_dir=emu_dir / "dev", nodes=("node-b",))
         emulator.start()
         metrics_port = free_port()
-        metrics_args = ("--metrics-port", str(metrics_port), "--metrics-addr", "127.0.0.1")
+        metrics_args = ("--metrics-port", str(metrics_port), "--metrics-address", "127.0.0.1")
         # Release at once, so Unmount is timed with the work it causes.
         plugin = PluginProcess(
             base / "p", emulator.url, LOCAL, extra_args=(*metrics_args, "--release-delay", "0")

@@ -28,9 +28,11 @@ from collections.abc import Sequence
 from csi import keys
 from csi.server import MODES, CsiDriver, DriverOptions
 from csi.validation import DEFAULT_PATH_ROOTS
+from plugin import progress
 from plugin.errors import VolumeError
 from plugin.observability import setup_logging, start_metrics_server
 from plugin.param_values import BadValue, parse_bool
+from plugin.version import add_version_flag
 
 log = logging.getLogger("csi")
 
@@ -128,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="gRPC endpoint, unix:///path/to/csi.sock (env CSI_ENDPOINT)",
     )
     parser.add_argument(
-        "--linstor-endpoint",
+        "--controllers",
+        "--linstor-endpoint",  # the official driver's spelling, which its manifests use
+        dest="linstor_endpoint",
         default=None,
         help="LINSTOR controller URL(s), comma separated (default: LS_CONTROLLERS)",
     )
@@ -164,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("CSI_MODE", "all"),
         help="services to run: controller, node, or all (default: all)",
     )
+    add_version_flag(parser)
     parser.add_argument("--driver-name", default=keys.DEFAULT_DRIVER_NAME, help="CSI driver name")
     parser.add_argument(
         "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (0: off)"
@@ -177,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="log level",
     )
     parser.add_argument(
+        "--log-format", default="json", choices=["json", "text"], help="JSON lines or text (default: json)"
+    )
+    parser.add_argument(
         "--max-volumes-per-node",
         type=int,
         default=keys.DEFAULT_MAX_VOLUMES_PER_NODE,
@@ -184,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--grace-period", type=float, default=30.0, help="seconds running calls get to finish on SIGTERM"
+    )
+    parser.add_argument(
+        "--progress-interval",
+        type=float,
+        default=progress.DEFAULT_INTERVAL,
+        help="seconds between the log lines of a long operation (clone, restore, mkfs) still under way "
+        "(default: %(default)s)",
     )
     parser.set_defaults(ignored_flags=[])
     for flag in IGNORED_OFFICIAL_FLAGS:
@@ -223,7 +238,7 @@ def _build_driver(args: argparse.Namespace) -> CsiDriver:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, json_output=args.log_format == "json")
     for flag in args.ignored_flags:
         log.warning("%s has no effect in this driver: %s", flag, IGNORED_OFFICIAL_FLAGS[flag])
     if not _DRIVER_NAME.match(args.driver_name):
@@ -236,6 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_volumes_per_node < 0:
         print("linstor-csi: --max-volumes-per-node must not be negative", file=sys.stderr)
         return 2
+    if args.progress_interval <= 0:
+        print("linstor-csi: --progress-interval must be greater than zero", file=sys.stderr)
+        return 2
+    progress.set_interval(args.progress_interval)
     try:
         driver = _build_driver(args)
         start_metrics_server(args.metrics_port, args.metrics_address)

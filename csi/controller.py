@@ -21,6 +21,7 @@ from csi.validation import check_name, require, size_from_range
 from plugin import errors, qos
 from plugin.keyed_locks import KeyedLocks
 from plugin.names import resource_name_for
+from plugin.param_values import human_size
 from plugin.params import VolumeParams, minimum_size_bytes, parse_csi_parameters, with_fs_type
 from plugin.remote_access import volume_accessible_segments
 from plugin.volume_modify import parse_mutable_parameters
@@ -115,7 +116,8 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
             source_size = self._service.get_volume(ref).size_bytes
         if size < source_size:
             raise OutOfRange(
-                f"capacity_range asks for {size} bytes, less than the {source_size} bytes of {kind} {ref}"
+                f"capacity_range asks for {human_size(size, exact=True)}, less than the "
+                f"{human_size(source_size, exact=True)} of {kind} {ref}"
             )
 
     def DeleteVolume(

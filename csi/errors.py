@@ -42,6 +42,10 @@ _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
 )
 
 
+#: Every error code (class name) a CSI call can end with on purpose, for the metrics' zero series.
+RESULT_CODES: tuple[str, ...] = (*(cls.__name__ for cls, _ in _CODES), errors.OperationFailed.__name__)
+
+
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """Map any exception to the code and message the client sees."""
     for cls, code in _CODES:

@@ -9,13 +9,14 @@ stripper, so credentials handed to the driver never reach a log.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
 from google.protobuf.message import Message
 
 from csi.errors import is_expected, status_for
+from csi.generated import csi_pb2
 from csi.sanitize import loggable
 from plugin.observability import observe_request
 
@@ -23,6 +24,16 @@ log = logging.getLogger("csi.rpc")
 
 _CSI_PREFIX = "/csi.v1."
 _ID_FIELDS = ("volume_id", "source_volume_id", "snapshot_id", "name")
+
+
+def served_methods(services: Iterable[str]) -> list[str]:
+    """The RPC names of the given services (``csi.v1.Controller``, ...), as the log and metrics name them."""
+    methods: list[str] = []
+    for full_name in services:
+        service = csi_pb2.DESCRIPTOR.services_by_name.get(full_name.rsplit(".", 1)[-1])
+        if service is not None:
+            methods.extend(m.name for m in service.methods)
+    return methods
 
 
 def _subject(request: Message) -> str | None:

@@ -23,12 +23,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from csi import keys
 from csi.controller import ControllerServicer
+from csi.errors import RESULT_CODES
 from csi.generated import csi_pb2_grpc
 from csi.identity import IdentityServicer
-from csi.interceptor import ObservingInterceptor
+from csi.interceptor import ObservingInterceptor, served_methods
 from csi.node import NodeServicer
 from csi.validation import DEFAULT_PATH_ROOTS, PathRoots
 from plugin.errors import InvalidArgument
+from plugin.observability import preregister
 
 if TYPE_CHECKING:
     from plugin.node.ops import NodeOps
@@ -139,6 +141,7 @@ class CsiDriver:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         for name in ["", *served]:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        preregister("csi", served_methods(served), RESULT_CODES)
         self._started = False
 
     def start(self) -> None:

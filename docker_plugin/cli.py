@@ -28,12 +28,13 @@ from docker_plugin.driver import DockerVolumeDriver
 from docker_plugin.refcounts import MountStore
 from docker_plugin.server import DEFAULT_THREADS, SocketInUse, open_listen_socket, serve
 from docker_plugin.staging import DEFAULT_CHECK_INTERVAL, DEFAULT_RELEASE_DELAY, DEFAULT_STALE_GRACE
-from plugin import errors
+from plugin import errors, progress
 from plugin.config import DEFAULT_CONFIG_FILE, load_config
 from plugin.linstor_client import LinstorClient
 from plugin.node.ops import NodeOps
 from plugin.observability import setup_logging, start_metrics_server
 from plugin.params import parse_docker_options
+from plugin.version import add_version_flag
 from plugin.volume_service import VolumeService
 
 log = logging.getLogger("docker_plugin")
@@ -83,8 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics on this TCP port; 0 turns them off (default: %(default)s)",
     )
     p.add_argument(
-        "--metrics-addr", default="0.0.0.0", help="address for the metrics port (default: %(default)s)"
+        "--metrics-address", default="0.0.0.0", help="address for the metrics port (default: %(default)s)"
     )
+    # the earlier spelling, still accepted; --metrics-address is the one both daemons document
+    p.add_argument("--metrics-addr", dest="metrics_address", help=argparse.SUPPRESS)
+    add_version_flag(p)
     p.add_argument(
         "--log-level",
         default=env.get("LS_DOCKER_LOG_LEVEL", "info"),
@@ -114,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         "starting up does not show its use yet (default: %(default)s)",
     )
     p.add_argument("--log-format", default="json", choices=["json", "text"], help="(default: %(default)s)")
+    p.add_argument(
+        "--progress-interval",
+        type=float,
+        default=float(env.get("LS_DOCKER_PROGRESS_INTERVAL", progress.DEFAULT_INTERVAL) or 0),
+        help="seconds between the log lines of a long operation (attach, mkfs, clone) still under way "
+        "(default: %(default)s)",
+    )
     return p
 
 
@@ -151,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("--threads must be at least 1")
     if args.check_interval < 0 or args.stale_grace < 0:
         return _fail("--check-interval and --stale-grace must not be negative")
+    if args.progress_interval <= 0:
+        return _fail("--progress-interval must be greater than zero")
+    progress.set_interval(args.progress_interval)
     try:
         config = load_config(
             {"controllers": args.controllers, "node_name": args.node}, config_file=args.config_file or None
@@ -180,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stale_grace=args.stale_grace,
         )
         driver.reconcile()
-        start_metrics_server(args.metrics_port, args.metrics_addr)
+        start_metrics_server(args.metrics_port, args.metrics_address)
     except (OSError, errors.VolumeError) as exc:
         listen.sock.close()
         if listen.path:

@@ -33,6 +33,7 @@ from plugin.filesystems import FILESYSTEMS
 from plugin.models import Volume
 from plugin.names import resource_name_for
 from plugin.params import DOCKER_DEFAULT_SIZE, minimum_size_bytes, parse_docker_options
+from plugin.progress import long_operation, under_way
 
 if TYPE_CHECKING:
     from plugin.node.ops import NodeOps
@@ -136,7 +137,9 @@ class DockerVolumeDriver(NodeStaging):
 
     def _status(self, volume: Volume) -> dict[str, Any]:
         record = self.store.get(volume.id)
+        preparing = [op.describe() for op in under_way(volume.id)]
         return {
+            "state": "being prepared: " + "; ".join(preparing) if preparing else "ready",
             "resource": volume.id,
             "size_bytes": volume.size_bytes,
             "fs": volume.fs_type or "none (raw block)",
@@ -243,18 +246,20 @@ class DockerVolumeDriver(NodeStaging):
                 nodes=elsewhere,
             )
         staging = self.staging_path(resource)
-        attachment = self.service.attach(resource, self.node)
+        with long_operation(resource, f"attaching to this node ({self.node})"):
+            attachment = self.service.attach(resource, self.node)
         mounted = False
         try:
             fs_type = volume.fs_type or self._adopted_filesystem(name, attachment.device_path)
             was_mounted = self.nodeops.is_mounted(str(staging))
-            self.nodeops.stage(
-                attachment.device_path,
-                str(staging),
-                fs_type,
-                mkfs_opts=volume.mkfs_opts,
-                mount_opts=volume.mount_opts,
-            )
+            with long_operation(resource, f"mounting on this node ({self.node}), formatting first if blank"):
+                self.nodeops.stage(
+                    attachment.device_path,
+                    str(staging),
+                    fs_type,
+                    mkfs_opts=volume.mkfs_opts,
+                    mount_opts=volume.mount_opts,
+                )
             mounted = not was_mounted
             data = staging / DATA_DIR
             if not data.is_dir():

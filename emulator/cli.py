@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,21 @@ class _JsonLines(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def _version() -> str:
+    """The installed project's version (the emulator ships in the same distribution)."""
+    try:
+        return metadata.version("linstor-volume-plugin")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="linstor-emulator",
         description="A single-node LINSTOR controller emulator (REST API v1) with real loop-device storage. "
         "Nothing is replicated: every replica of a volume shares one backing file on this host.",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}", help="print the version")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the emulator")
     s.add_argument("--state-dir", required=True, type=Path, help="where state, pools and snapshots live")

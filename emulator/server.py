@@ -192,21 +192,28 @@ class _Handler(BaseHTTPRequestHandler):
         app: EmulatorServer = self.server.app  # type: ignore[attr-defined]
         if app.metrics is not None:
             app.metrics.observe(method, app.endpoint(method, path), status, time.monotonic() - started)
-        access_log.info(
-            "%s %s %d",
-            method,
-            path,
-            status,
-            extra={
-                "fields": {
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "duration_ms": round((time.monotonic() - started) * 1000, 2),
-                    "client": self.client_address[0] if self.client_address else "",
-                }
-            },
-        )
+        fields: dict[str, Any] = {
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round((time.monotonic() - started) * 1000, 2),
+            "client": self.client_address[0] if self.client_address else "",
+        }
+        if status >= 400:
+            fields["error"] = error_message(payload)
+        access_log.info("%s %s %d", method, path, status, extra={"fields": fields})
+
+
+def error_message(payload: Any) -> str:
+    """The sentence of a refusal for the access log: the first error entry's message."""
+    if isinstance(payload, list):
+        for entry in payload:
+            if isinstance(entry, dict) and entry.get("message"):
+                return str(entry["message"])
+    if isinstance(payload, bytes | str):
+        text = payload.decode(errors="replace") if isinstance(payload, bytes) else payload
+        return text[:200]
+    return ""
 
 
 class EmulatorServer:

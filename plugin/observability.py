@@ -13,7 +13,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +48,7 @@ MOUNTED_VOLUMES = Gauge(
 )
 
 _REDACTED = "***"
+MAX_ERROR_CHARS = 1000
 _SECRET_KEYS = ("secret", "password", "passphrase", "token", "key")
 
 
@@ -81,13 +82,33 @@ def redact(value: Any) -> Any:
     return value
 
 
+class TextFormatter(logging.Formatter):
+    """``time level logger: msg key=value ...``: the same fields as the JSON lines, for people."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = getattr(record, "fields", None)
+        if not isinstance(fields, dict):
+            return line
+        parts = [line.split("\n", 1)[0]]
+        for key, value in redact(fields).items():
+            if value is None:
+                continue
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            if not text or any(c.isspace() or c in '"=' for c in text):
+                text = json.dumps(text)
+            parts.append(f"{key}={text}")
+        rest = line.split("\n", 1)[1:]  # a traceback stays below the line
+        return " ".join(parts) + ("\n" + rest[0] if rest else "")
+
+
 def setup_logging(level: str = "info", json_output: bool = True) -> None:
     """Configure the root logger once: JSON lines on stderr (plain text when asked)."""
     handler = logging.StreamHandler(sys.stderr)
-    if json_output:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if json_output else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -104,7 +125,8 @@ def observe_request(
     """Time one request, log one line for it and record metrics.
 
     The caller may add fields to the yielded dict. An exception is recorded as the
-    result (its class name is the error code) and re-raised for the front end to map.
+    result (its class name is the error code), its sentence as ``error``, and re-raised
+    for the front end to map.
     """
     extra: dict[str, Any] = {}
     start = time.perf_counter()
@@ -113,6 +135,7 @@ def observe_request(
         yield extra
     except BaseException as exc:
         result = type(exc).__name__
+        extra.setdefault("error", error_sentence(exc))
         raise
     finally:
         duration = time.perf_counter() - start
@@ -131,6 +154,22 @@ def observe_request(
             **fields,
             **extra,
         )
+
+
+def error_sentence(exc: BaseException) -> str:
+    """What went wrong, for the log line: the error's own sentence, bounded."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+def preregister(frontend: str, operations: Iterable[str], codes: Iterable[str]) -> None:
+    """Make every (operation) and (operation, code) series exist at zero before the first call,
+    so rates and alerts work from the start instead of seeing "no data"."""
+    codes = tuple(codes)
+    for operation in operations:
+        OPERATION_SECONDS.labels(frontend, operation)
+        for code in codes:
+            OPERATION_ERRORS.labels(frontend, operation, code)
 
 
 def record_linstor_call(method: str, endpoint: str, outcome: str, seconds: float) -> None:

@@ -115,6 +115,21 @@ def format_size(size: int) -> str:
     return f"{size} bytes"
 
 
+def human_size(size: int, exact: bool = False) -> str:
+    """A size for people: ``10 TiB``, ``9.5 GiB``, ``512 bytes`` (exact where it is whole).
+
+    With ``exact``, a rounded figure is followed by the bytes (``1.0 GiB (1073741825 bytes)``),
+    for messages that compare two sizes which may round to the same figure.
+    """
+    for unit, factor in (("PiB", 1024**5), ("TiB", 1024**4), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
+        if size >= factor:
+            if size % factor == 0:
+                return f"{size // factor} {unit}"
+            rounded = f"{size / factor:.1f} {unit}"
+            return f"{rounded} ({size} bytes)" if exact else rounded
+    return "1 byte" if size == 1 else f"{size} bytes"
+
+
 def split_words(value: str) -> tuple[str, ...]:
     """Items separated by spaces or commas (LINBIT's plugins used one or the other)."""
     return tuple(item for item in re.split(r"[\s,]+", value.strip()) if item)

@@ -5,7 +5,7 @@ CSI StorageClass parameters and Docker ``-o`` options are parsed into the same
 
 Both dialects are driven by declarative key tables (:data:`CSI_PARAMETERS`,
 :data:`DOCKER_OPTIONS`); the parsers and the generated reference
-(``python -m plugin.param_reference``) read the same tables, so the documentation cannot
+(``python -m tools.param_reference``) read the same tables, so the documentation cannot
 drift from the code. Every problem a user can cause raises
 :class:`~plugin.errors.InvalidArgument` with a message naming the key as the user wrote
 it and saying what is allowed.

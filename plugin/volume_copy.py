@@ -34,7 +34,9 @@ from plugin.errors import (
 from plugin.linstor_client import LinstorClient
 from plugin.models import Volume
 from plugin.observability import log_fields
+from plugin.param_values import human_size
 from plugin.params import VolumeParams
+from plugin.progress import Operation, long_operation
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +77,9 @@ class VolumeCopies:
         props[rec.CREATING] = wanted.volume_id
         return props
 
-    def _finish_multi_step(self, wanted: rec.Wanted, props: dict[str, str]) -> None:
+    def _finish_multi_step(self, wanted: rec.Wanted, props: dict[str, str], op: Operation) -> None:
         """Grow, place the remaining replicas, then write the completion marker last."""
+        op.detail = "placing the replicas"
         vd = self.client.get_volume_definition(wanted.volume_id)
         if int(vd.get("size_kib", 0)) < wanted.size_kib:
             self.client.resize_volume_definition(wanted.volume_id, wanted.size_kib)
@@ -171,12 +174,13 @@ class VolumeCopies:
         wanted = self._fit_to_source(wanted, info.size_bytes // 1024, what, any_size)
         props = self._start_multi_step(wanted)
         self._create_definition(wanted, props)
-        try:
-            self._restore_into(wanted.volume_id, source_volume, snap_name, snap, candidates[0])
-            self._finish_multi_step(wanted, props)
-        except VolumeError:
-            self._remove_quietly(wanted.volume_id)
-            raise
+        with long_operation(wanted.volume_id, f"restoring from snapshot {snapshot_ref}") as op:
+            try:
+                self._restore_into(wanted.volume_id, source_volume, snap_name, snap, candidates[0], op)
+                self._finish_multi_step(wanted, props, op)
+            except VolumeError:
+                self._remove_quietly(wanted.volume_id)
+                raise
         return self._read_back(wanted)
 
     @staticmethod
@@ -197,8 +201,8 @@ class VolumeCopies:
             return replace(wanted, size_kib=max(source_kib, wanted.size_kib))
         if wanted.size_kib < source_kib:
             raise InvalidArgument(
-                f"requested size {wanted.size_kib * 1024} bytes is smaller than {what} "
-                f"({source_kib * 1024} bytes)"
+                f"requested size {human_size(wanted.size_kib * 1024, exact=True)} is smaller than {what} "
+                f"({human_size(source_kib * 1024, exact=True)})"
             )
         return wanted
 
@@ -209,8 +213,15 @@ class VolumeCopies:
             raise Busy(f"volume {wanted.name!r} is being created by another request; retry") from None
 
     def _restore_into(
-        self, target: str, source_volume: str, snap_name: str, snap: Mapping[str, Any], preferred: list[str]
+        self,
+        target: str,
+        source_volume: str,
+        snap_name: str,
+        snap: Mapping[str, Any],
+        preferred: list[str],
+        op: Operation,
     ) -> None:
+        op.detail = "restoring the snapshot's volume definition"
         try:
             self.client.restore_volume_definition(source_volume, snap_name, target)
         except AlreadyExists as exc:
@@ -218,6 +229,7 @@ class VolumeCopies:
                 raise
         holders = [str(n) for n in snap.get("nodes") or ()]
         chosen = next((n for n in preferred if n in holders), holders[0] if holders else None)
+        op.detail = f"copying the snapshot's data on {chosen or 'its node'}"
         try:
             self.client.restore_resource(source_volume, snap_name, target, [chosen] if chosen else [])
         except AlreadyExists as exc:
@@ -245,6 +257,19 @@ class VolumeCopies:
             wanted, source_volume.size_bytes // 1024, f"source volume {source_id!r}", any_size
         )
         props = self._start_multi_step(wanted)
+        with long_operation(wanted.volume_id, f"cloning from volume {source_id}") as op:
+            return self._clone(wanted, params, source, props, candidates, op)
+
+    def _clone(
+        self,
+        wanted: rec.Wanted,
+        params: VolumeParams,
+        source: Mapping[str, Any],
+        props: dict[str, str],
+        candidates: tuple[list[str], bool],
+        op: Operation,
+    ) -> Volume:
+        op.detail = "asking LINSTOR to clone"
         try:
             self.client.clone(
                 str(source["name"]),
@@ -256,22 +281,23 @@ class VolumeCopies:
         except InvalidArgument as exc:
             if rc.code_of(exc) != rc.FAIL_INVLD_PROVIDER:
                 raise
-            return self._clone_by_snapshot(wanted, params, str(source["name"]), props, candidates)
+            return self._clone_by_snapshot(wanted, params, str(source["name"]), props, candidates, op)
         except AlreadyExists:
             raise Busy(f"volume {wanted.name!r} is being created by another request; retry") from None
         try:
-            self._wait_for_clone(str(source["name"]), wanted.volume_id)
-            self._finish_multi_step(wanted, props)
+            self._wait_for_clone(str(source["name"]), wanted.volume_id, op)
+            self._finish_multi_step(wanted, props, op)
         except VolumeError:
             self._remove_quietly(wanted.volume_id)
             raise
         return self._read_back(wanted)
 
-    def _wait_for_clone(self, source: str, target: str) -> None:
+    def _wait_for_clone(self, source: str, target: str, op: Operation) -> None:
         deadline = time.monotonic() + max(self.config.read_timeout, 60.0)
         pause = 0.05
         while True:
             status = self.client.clone_status(source, target)
+            op.detail = f"LINSTOR clone status: {status}"
             if status == "COMPLETE":
                 return
             if status == "FAILED":
@@ -288,9 +314,11 @@ class VolumeCopies:
         source: str,
         props: dict[str, str],
         candidates: tuple[list[str], bool],
+        op: Operation,
     ) -> Volume:
         """The pool cannot clone (FILE/FILE_THIN): copy through a temporary snapshot instead."""
         temp = names.snapshot_name_for(f"clone-{wanted.volume_id}".lower())
+        op.detail = f"taking a temporary snapshot of {source}"
         try:
             self.client.create_snapshot(source, temp)
         except AlreadyExists as exc:
@@ -304,8 +332,8 @@ class VolumeCopies:
             snap = self.client.get_snapshot(source, temp)
             self._create_definition(wanted, props)
             try:
-                self._restore_into(wanted.volume_id, source, temp, snap, candidates[0])
-                self._finish_multi_step(wanted, props)
+                self._restore_into(wanted.volume_id, source, temp, snap, candidates[0], op)
+                self._finish_multi_step(wanted, props, op)
             except VolumeError:
                 self._remove_quietly(wanted.volume_id)
                 raise

@@ -27,6 +27,7 @@ from typing import Any
 
 from plugin import linstor_retcodes as rc
 from plugin import names, placement
+from plugin import placement_diagnosis as diagnosis
 from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import (
@@ -45,7 +46,9 @@ from plugin.keyed_locks import KeyedLocks
 from plugin.linstor_client import LinstorClient
 from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.observability import log_fields
+from plugin.param_values import human_size
 from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
+from plugin.progress import long_operation
 from plugin.publications import Publications
 from plugin.remote_access import policy_text
 from plugin.resource_groups import ResourceGroups
@@ -67,19 +70,6 @@ MAX_SIZE_KIB = 1 << 40  # LINSTOR's largest volume definition
 
 def _kib(size_bytes: int) -> int:
     return max(1, math.ceil(size_bytes / 1024))
-
-
-def placement_asked(params: VolumeParams) -> str:
-    """What the placement asked for, in words: LINSTOR's refusal names no pool or node."""
-    count = len(params.nodes) if params.nodes else params.place_count
-    words = [f"{count} replica{'' if count == 1 else 's'}"]
-    if params.nodes:
-        words.append("on " + ", ".join(params.nodes))
-    if params.storage_pools:
-        words.append("in storage pool " + ", ".join(params.storage_pools))
-    if params.resource_group:
-        words.append(f"of resource group {params.resource_group}")
-    return " ".join(words)
 
 
 def _require_id(volume_id: str) -> None:
@@ -130,7 +120,9 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModific
         minimum = minimum_size_bytes(params.fs_type)
         size_kib = _kib(max(size_bytes, minimum))
         if size_kib > MAX_SIZE_KIB:
-            raise InvalidArgument(f"volume size {size_bytes} bytes is larger than LINSTOR's limit of 1 PiB")
+            raise InvalidArgument(
+                f"volume size {human_size(size_bytes, exact=True)} is larger than LINSTOR's limit of 1 PiB"
+            )
         if source is not None:
             kind, _, ref = source.partition(":")
             if kind not in ("snapshot", "volume") or not ref:
@@ -206,7 +198,10 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModific
         current_kib = volume.size_bytes // 1024
         requested = {current_kib, int(props.get(rec.REQUESTED_KIB, "0") or 0)}
         if not any_size and wanted.size_kib not in requested:
-            problems.append(f"its size is {volume.size_bytes} bytes, {wanted.size_kib * 1024} were requested")
+            problems.append(
+                f"its size is {human_size(volume.size_bytes, exact=True)}, "
+                f"{human_size(wanted.size_kib * 1024, exact=True)} was requested"
+            )
         if ours and props.get(rec.RESOURCE_GROUP) != wanted.resource_group:
             problems.append(
                 f"it was made with other parameters (resource group {props.get(rec.RESOURCE_GROUP)}, "
@@ -254,7 +249,12 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModific
                 sf["place_count"] = len(nodes)
                 rest_after = params.place_count - len(nodes)
         try:
-            self._spawn_call(wanted, props, sf, params)
+            try:
+                self._spawn_call(wanted, props, sf, params)
+            except NoSpace as exc:
+                if nodes and not (required and not params.allow_remote_volume_access):
+                    raise  # retried below without the topology preference
+                raise self._placement_failed(exc, wanted, params, nodes if required else []) from None
         except (NoSpace, NotFound) as exc:
             # NotFound here: a topology node that is no LINSTOR node (a client-only host).
             if isinstance(exc, NotFound) and (params.nodes or rc.code_of(exc) != rc.FAIL_NOT_FOUND_NODE):
@@ -265,7 +265,10 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModific
             # any node will do, the volume is reachable from everywhere.
             log_fields(log, logging.INFO, "placing without topology preference", volume=wanted.volume_id)
             rest_after = 0
-            self._spawn_call(wanted, props, {}, params)
+            try:
+                self._spawn_call(wanted, props, {}, params)
+            except NoSpace as again:
+                raise self._placement_failed(again, wanted, params, []) from None
         except AlreadyExists as exc:
             if rc.code_of(exc) not in CREATE_RACE_CODES:
                 raise
@@ -303,37 +306,42 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModific
     def _spawn_call(
         self, wanted: rec.Wanted, props: dict[str, str], sf: dict[str, Any], params: VolumeParams
     ) -> None:
+        # A satellite makes the filesystem while the spawn runs: a large volume can take a while.
+        what = f"creating in LINSTOR ({human_size(wanted.size_kib * 1024)}, {wanted.fs_type or 'raw block'})"
+
         def spawn() -> None:
-            self.client.spawn(
-                wanted.resource_group,
-                wanted.volume_id,
-                wanted.size_kib,
-                definition_props=props,
-                select_filter=sf,
-            )
+            with long_operation(wanted.volume_id, what):
+                self.client.spawn(
+                    wanted.resource_group,
+                    wanted.volume_id,
+                    wanted.size_kib,
+                    definition_props=props,
+                    select_filter=sf,
+                )
 
         try:
-            try:
-                spawn()
-            except NotFound as exc:
-                if rc.code_of(exc) != rc.FAIL_NOT_FOUND_RSC_GRP:
-                    raise self._placement_error(exc, wanted, params) from None
-                # The group vanished behind our back (an operator deleted it): make it again.
-                self.groups.forget(wanted.resource_group)
-                self.groups.ensure(params)
-                spawn()
-        except NoSpace as exc:
-            raise NoSpace(
-                f"LINSTOR cannot place volume {wanted.name!r} ({wanted.size_kib * 1024} bytes, "
-                f"{placement_asked(params)}): {exc.message}",
-                **exc.details,
-            ) from None
+            spawn()
+        except NotFound as exc:
+            if rc.code_of(exc) != rc.FAIL_NOT_FOUND_RSC_GRP:
+                raise self._placement_error(exc, wanted, params) from None
+            # The group vanished behind our back (an operator deleted it): make it again.
+            self.groups.forget(wanted.resource_group)
+            self.groups.ensure(params)
+            spawn()
+
+    def _placement_failed(
+        self, exc: NoSpace, wanted: rec.Wanted, params: VolumeParams, allowed: list[str]
+    ) -> VolumeError:
+        """LINSTOR's "not enough nodes" made specific with one read of the storage pools."""
+        return diagnosis.refusal(
+            exc, wanted.name, wanted.size_kib, params, allowed, self.client.list_storage_pools
+        )
 
     @staticmethod
     def _placement_error(exc: NotFound, wanted: rec.Wanted, params: VolumeParams) -> VolumeError:
         if rc.code_of(exc) == rc.FAIL_NOT_FOUND_NODE:
             return NotFound(
-                f"cannot place volume {wanted.name!r} ({placement_asked(params)}): {exc.message}",
+                f"cannot place volume {wanted.name!r} ({diagnosis.placement_asked(params)}): {exc.message}",
                 **exc.details,
             )
         return exc
@@ -452,13 +460,12 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModific
             volume = self.get_volume(volume_id)
             new_kib = _kib(size_bytes)
             if new_kib > MAX_SIZE_KIB:
-                raise InvalidArgument(
-                    f"volume size {size_bytes} bytes is larger than LINSTOR's limit of 1 PiB"
-                )
+                too_big = human_size(size_bytes, exact=True)
+                raise InvalidArgument(f"volume size {too_big} is larger than LINSTOR's limit of 1 PiB")
             if new_kib * 1024 < volume.size_bytes:
                 raise InvalidArgument(
-                    f"volume {volume_id} is {volume.size_bytes} bytes; it can only grow, "
-                    f"not shrink to {size_bytes}"
+                    f"volume {volume_id} is {human_size(volume.size_bytes, exact=True)}; it can only grow, "
+                    f"not shrink to {human_size(size_bytes, exact=True)}"
                 )
             if new_kib * 1024 == volume.size_bytes:
                 return volume

@@ -35,6 +35,7 @@ from plugin.node.mounttable import (
     normalize,
 )
 from plugin.param_values import format_size
+from plugin.progress import long_operation
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ class Formatter:
         size = self.size_for_timeout(device)
         limit = mkfs_timeout(size, self._mkfs_floor, self._mkfs_per_gib)
         try:
-            self.host.cmd(command, timeout=limit)
+            with long_operation(device, f"formatting {device} ({command[0]}, {format_size(size)})"):
+                self.host.cmd(command, timeout=limit)
         except OperationFailed as exc:
             if not exc.details.get("timed_out"):
                 raise

@@ -307,3 +307,27 @@ def test_the_piraeus_operators_command_line_with_topology_from_node_properties(
     assert [f"Aux/topology/{ZONE}"] in filters, "bare names get the operator's namespace"
     text = log.read_text()
     assert "--resync-after has no effect in this driver" in text and "Traceback" not in text
+
+
+def test_metrics_series_exist_at_zero_before_the_first_call(socket_dir: Path, tmp_path: Path) -> None:
+    sock = socket_dir / "csi.sock"
+    metrics_port = free_port()
+    log = tmp_path / "driver.log"
+    proc = _start(
+        ["--mode", "controller", "--metrics-port", str(metrics_port), "--metrics-address", "127.0.0.1"],
+        {"CSI_ENDPOINT": f"unix://{sock}", "LS_CONTROLLERS": "http://127.0.0.1:9"},  # never asked
+        log,
+    )
+    try:
+        _wait_for_socket(sock, proc, log)
+        metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    finally:
+        code = _stop(proc)
+    assert code == 0, log.read_text()
+    for rpc in ("CreateVolume", "DeleteVolume", "ControllerPublishVolume", "Probe", "GetPluginInfo"):
+        assert f'linstor_plugin_operation_seconds_count{{frontend="csi",operation="{rpc}"}} 0.0' in metrics
+        for code_name in ("NoSpace", "InvalidArgument", "Unavailable", "NotFound"):
+            labels = f'code="{code_name}",frontend="csi",operation="{rpc}"'
+            assert f"linstor_plugin_operation_errors_total{{{labels}}} 0.0" in metrics
+    # the node service is not served by a controller process: no series for it
+    assert 'operation="NodeStageVolume"' not in metrics

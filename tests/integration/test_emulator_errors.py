@@ -761,3 +761,22 @@ def test_reset_releases_every_device_and_file(emulator) -> None:  # type: ignore
     assert list((emulator.state_dir / "pools").rglob("*.img")) == []
     assert api.get("/resource-definitions") == (200, [])
     assert [n["name"] for n in api.get("/nodes")[1]] == sorted([local, "node-b", "node-c"], key=str.upper)
+
+
+def test_the_access_log_line_of_a_refusal_carries_its_sentence(emulator_factory) -> None:  # type: ignore[no-untyped-def]
+    emu = emulator_factory()
+    status, body = Api(emu.url).call("GET", "/resource-definitions/nosuchrd")
+    assert status == 404
+    assert emu.log_path is not None
+    deadline = time.monotonic() + 10  # the line is written right after the answer is sent
+    while True:
+        lines = [json.loads(x) for x in emu.log_path.read_text().splitlines() if x.startswith("{")]
+        found = [e for e in lines if e.get("path") == "/v1/resource-definitions/nosuchrd"]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    (refused,) = found
+    assert refused["status"] == 404
+    assert refused["error"] == body[0]["message"] and "nosuchrd" in refused["error"].lower()
+    ok = [e for e in lines if e.get("path") == "/v1/controller/version" and e.get("status") == 200]
+    assert all("error" not in e for e in ok)

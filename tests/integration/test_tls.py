@@ -711,7 +711,7 @@ def test_doctor_checks_the_tls_connection(
     command = [
         sys.executable,
         "-m",
-        "plugin.doctor",
+        "tools.doctor",
         "--json",
         "--config-file",
         "",

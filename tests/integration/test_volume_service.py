@@ -145,14 +145,52 @@ def test_failed_placement_leaves_nothing(svc: VolumeService) -> None:
 def test_a_failed_placement_says_what_was_asked(svc: VolumeService) -> None:
     """LINSTOR's "Not enough available nodes" alone hides a mistyped pool or node name."""
     name = unique()
-    with pytest.raises(NoSpace) as caught:
+    with pytest.raises(InvalidArgument) as caught:
         svc.create_volume(
             name, 8 * MIB, VolumeParams(place_count=2, fs_type=None, storage_pools=("no-such-pool",))
         )
-    assert "2 replicas in storage pool no-such-pool" in caught.value.message
-    with pytest.raises((NoSpace, NotFound)) as other:
+    assert "8 MiB, 2 replicas in storage pool no-such-pool" in caught.value.message
+    assert "storage pool no-such-pool does not exist on any node (storage pools: DfltStorPool)" in str(
+        caught.value
+    )
+    with pytest.raises(InvalidArgument) as other:
         svc.create_volume(name, 8 * MIB, VolumeParams(fs_type=None, nodes=("node-b", "no-such-node")))
     assert "2 replicas on node-b, no-such-node" in other.value.message
+    assert "node no-such-node is not a LINSTOR node (LINSTOR nodes: " in other.value.message
+    assert svc.client.list_resource_definitions([name]) == []
+
+
+def test_too_many_replicas_is_named_with_one_extra_read(svc: VolumeService) -> None:
+    name = unique()
+    params = VolumeParams(place_count=4, fs_type=None)
+    svc.groups.ensure(params)  # a known group: the create is one spawn, then one read of the pools
+    with pytest.raises(NoSpace) as caught:
+        svc.create_volume(name, 8 * MIB, params)
+    assert "4 replicas asked for, but only 3 nodes have a storage pool" in caught.value.message
+    before = svc.client.request_count
+    with pytest.raises(NoSpace):
+        svc.create_volume(name, 8 * MIB, params)
+    assert svc.client.request_count - before == 2  # spawn, then GET /v1/view/storage-pools
+    assert svc.client.list_resource_definitions([name]) == []
+
+
+def test_a_size_no_pool_holds_is_named_in_human_units(svc: VolumeService, emulator: EmulatorProcess) -> None:
+    for node in (LOCAL, "node-b", "node-c"):
+        answer = emulator.control(
+            f"pools/{node}/DfltStorPool/capacity",
+            {"total_kib": 200 * 1024 * 1024, "free_kib": 100 * 1024 * 1024},
+        )
+        assert answer.ok, answer.text
+    name = unique()
+    with pytest.raises(NoSpace) as caught:
+        svc.create_volume(name, 10 * 1024**4, VolumeParams(place_count=1, fs_type=None))
+    message = caught.value.message
+    assert "(10 TiB, 1 replica)" in message
+    assert (
+        "no storage pool has 10 TiB free; the most free space is 100 GiB in storage pool DfltStorPool"
+        in message
+    )
+    assert "10995116277760" not in message
     assert svc.client.list_resource_definitions([name]) == []
 
 
@@ -213,9 +251,9 @@ def test_manual_placement_with_client_nodes(svc: VolumeService) -> None:
     assert {(r.node, r.diskless) for r in volume.replicas} == {("node-b", False), ("node-c", True)}
 
 
-def test_manual_placement_on_unknown_node_is_not_found_and_leaves_nothing(svc: VolumeService) -> None:
+def test_manual_placement_on_unknown_node_is_refused_and_leaves_nothing(svc: VolumeService) -> None:
     name = unique()
-    with pytest.raises((NotFound, NoSpace)):
+    with pytest.raises(InvalidArgument, match="node no-such-node is not a LINSTOR node"):
         svc.create_volume(name, 8 * MIB, VolumeParams(place_count=1, fs_type=None, nodes=("no-such-node",)))
     assert svc.find_volume(name) is None
 

@@ -29,8 +29,8 @@ import pytest
 
 from docker_plugin import cli as docker_cli
 from docker_plugin.client import PluginClient
-from plugin import doctor
 from plugin.config import load_config
+from tools import doctor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO_ROOT / "deploy" / "docker"
@@ -105,6 +105,7 @@ def test_env_is_settable_and_read_by_the_code(
     args = docker_cli.build_parser().parse_args(entrypoint_args(config))
     assert args.log_level == values["LS_DOCKER_LOG_LEVEL"]
     assert args.metrics_port == int(values["LS_DOCKER_METRICS_PORT"])
+    assert args.progress_interval == float(values["LS_DOCKER_PROGRESS_INTERVAL"])
 
 
 def test_rootfs_builder_copies_the_tools_the_doctor_requires() -> None:

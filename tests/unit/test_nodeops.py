@@ -3,15 +3,18 @@ NodeOps driven through a fake host (a scripted ``run`` plus a fake mountinfo fil
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
+from plugin import progress
 from plugin.errors import FailedPrecondition, InUse, InvalidArgument, NotFound, OperationFailed, Unavailable
 from plugin.node import blockdev
 from plugin.node import commandlines as nodecommands
@@ -398,6 +401,38 @@ def test_format_if_blank_runs_mkfs_with_user_options(host: FakeHost, ops: NodeOp
     assert ops.format_if_blank(image, "xfs", "-m crc=1 -K") is True
     assert host.calls[-1] == ["mkfs.xfs", "-m", "crc=1", "-K", image]
     assert host.tools_called().count("blkid") == 2  # probed again right before mkfs
+
+
+def test_a_running_mkfs_is_listed_and_logs_progress(
+    host: FakeHost, ops: NodeOps, image: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: dict[str, object] = {}
+
+    def slow_mkfs(argv: list[str]) -> CommandResult:
+        seen["listed"] = [op.what for op in progress.under_way(image)]
+        deadline = time.monotonic() + 20  # until the first progress line, as a slow mkfs would
+        while time.monotonic() < deadline and not any(
+            r.name == "plugin.progress" and r.getMessage() == "still working" for r in caplog.records
+        ):
+            time.sleep(0.01)
+        return CommandResult(tuple(argv), 0, "", "")
+
+    host.on("blkid", answer(2))
+    host.on("mkfs.ext4", slow_mkfs)
+    progress.set_interval(0.05)
+    try:
+        with caplog.at_level(logging.INFO, logger="plugin.progress"):
+            assert ops.format_if_blank(image, "ext4") is True
+    finally:
+        progress.set_interval(progress.DEFAULT_INTERVAL)
+    (what,) = seen["listed"]  # type: ignore[misc]
+    assert what.startswith(f"formatting {image} (mkfs.ext4, ")
+    records = [r for r in caplog.records if r.name == "plugin.progress"]
+    lines = [r.fields for r in records]  # type: ignore[attr-defined]
+    assert records[0].getMessage() == "still working"
+    assert lines[0]["volume"] == image and lines[0]["operation"] == what
+    assert records[-1].getMessage() == "long operation done" and lines[-1]["operation"] == what
+    assert progress.under_way(image) == []
 
 
 def test_format_if_blank_never_formats_a_device_with_a_signature(

@@ -31,6 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from plugin import errors
 from plugin.config import DEFAULT_CONFIG_FILE, Config, load_config
 from plugin.unix_http import UnixHTTPConnection
+from plugin.version import add_version_flag
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -452,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Docker plugin socket to check (default: %(default)s)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object per check instead of text")
+    add_version_flag(p)
     return p
 
 

@@ -3,8 +3,8 @@
 The parsers in :mod:`plugin.params` and this page read the same tables, and a unit test
 compares the committed page with the generated text, so the page cannot go stale::
 
-    python -m plugin.param_reference > docs/parameters.md
-    python -m plugin.param_reference --check docs/parameters.md   # exit 1 when stale
+    python -m tools.param_reference > docs/parameters.md
+    python -m tools.param_reference --check docs/parameters.md   # exit 1 when stale
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from plugin.params import (
 )
 from plugin.volume_modify import mutable_keys
 
-REGENERATE = "python -m plugin.param_reference > docs/parameters.md"
+REGENERATE = "python -m tools.param_reference > docs/parameters.md"
 
 
 def _cell(text: str) -> str:
