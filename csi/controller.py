@@ -18,11 +18,13 @@ from csi import capabilities, convert, keys, publications
 from csi.errors import OutOfRange
 from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.validation import check_name, require, size_from_range
-from plugin import errors
+from plugin import errors, qos
 from plugin.keyed_locks import KeyedLocks
 from plugin.names import resource_name_for
 from plugin.param_values import human_size
 from plugin.params import VolumeParams, minimum_size_bytes, parse_csi_parameters, with_fs_type
+from plugin.remote_access import volume_accessible_segments
+from plugin.volume_modify import parse_mutable_parameters
 
 if TYPE_CHECKING:
     from plugin.volume_service import VolumeService
@@ -52,8 +54,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
     ) -> csi_pb2.CreateVolumeResponse:
         check_name(request.name)
         access = capabilities.parse_all(request.volume_capabilities)
-        if request.mutable_parameters:
-            raise errors.InvalidArgument("mutable_parameters are not supported by this driver")
+        changes = parse_mutable_parameters(request.mutable_parameters)
         params = self._params(request.parameters)
         block = access[0].block
         fs_type = (
@@ -82,12 +83,26 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
             else None
         )
         with self._inflight.hold(resource_name_for(request.name), "CreateVolume"):
-            volume = self._service.create_volume(request.name, size, params, source=source, topology=topology)
+            if changes:  # a VolumeAttributesClass: created, then its parameters applied
+                volume = self._service.create_volume_with(
+                    request.name, size, params, changes, source=source, topology=topology
+                )
+            else:
+                volume = self._service.create_volume(
+                    request.name, size, params, source=source, topology=topology
+                )
+        segments = volume_accessible_segments(
+            self._service.client,
+            volume,
+            params.allow_remote_volume_access,
+            params.remote_access_from_same,
+            self._service.config.property_namespace,
+        )
         return csi_pb2.CreateVolumeResponse(
             volume=convert.csi_volume(
                 volume,
                 convert.volume_context(params, volume),
-                convert.accessible_topology(volume, params.allow_remote_volume_access),
+                convert.accessible_topology(segments),
                 request.volume_content_source if source else None,
             )
         )
@@ -138,6 +153,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         }
         if request.readonly:
             publish_context[keys.READ_ONLY] = "true"
+        publish_context.update(qos.publish_context(volume.properties, attachment.device_path))
         return csi_pb2.ControllerPublishVolumeResponse(publish_context=publish_context)
 
     def ControllerUnpublishVolume(
@@ -178,6 +194,11 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         if request.parameters:
             try:
                 self._params(request.parameters)
+            except errors.InvalidArgument as exc:
+                problems.append(str(exc))
+        if request.mutable_parameters:
+            try:
+                parse_mutable_parameters(request.mutable_parameters)
             except errors.InvalidArgument as exc:
                 problems.append(str(exc))
         if problems:
@@ -280,11 +301,10 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         self, request: csi_pb2.ControllerModifyVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.ControllerModifyVolumeResponse:
         require(request, "volume_id", "mutable_parameters")
-        self._service.get_volume(request.volume_id)
-        keys_ = ", ".join(sorted(request.mutable_parameters))
-        raise errors.InvalidArgument(
-            f"mutable parameters are not supported by this driver ({keys_}); nothing changed"
-        )
+        changes = parse_mutable_parameters(request.mutable_parameters)
+        with self._inflight.hold(request.volume_id, "ControllerModifyVolume"):
+            self._service.modify_volume(request.volume_id, changes)
+        return csi_pb2.ControllerModifyVolumeResponse()
 
     # ------------------------------------------------------------ snapshots
 

@@ -15,10 +15,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from csi import keys
 from csi.errors import Aborted
 from csi.generated import csi_pb2
+from plugin import remote_access
 from plugin.errors import InvalidArgument
 from plugin.group_snapshots import GroupSnapshot
 from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.params import VolumeParams
+from plugin.volume_records import REMOTE_ACCESS
 
 
 def volume_context(params: VolumeParams | None, volume: Volume) -> dict[str, str]:
@@ -31,14 +33,20 @@ def volume_context(params: VolumeParams | None, volume: Volume) -> dict[str, str
     # report the same context as CreateVolume did (the spec wants it stable per volume).
     if params is not None and params.post_mount_xfs_opts:
         context[keys.POST_MOUNT_XFS_OPTS] = params.post_mount_xfs_opts
+    # as LINBIT's driver writes it: "true", "false" or the fromSame rules; kept on the volume
+    policy = (
+        remote_access.policy_text(params.allow_remote_volume_access, params.remote_access_from_same)
+        if params is not None
+        else volume.properties.get(REMOTE_ACCESS, "")
+    )
+    if policy:
+        context[keys.REMOTE_ACCESS_POLICY] = policy
     return context
 
 
-def accessible_topology(volume: Volume, remote_access: bool) -> list[csi_pb2.Topology]:
-    """Where the volume can be used: anywhere (no topology) when diskless access is allowed."""
-    if remote_access:
-        return []
-    return [csi_pb2.Topology(segments={keys.TOPOLOGY_HOSTNAME: n}) for n in sorted(volume.diskful_nodes)]
+def accessible_topology(segments: Sequence[Mapping[str, str]]) -> list[csi_pb2.Topology]:
+    """Where the volume can be used, from :mod:`plugin.remote_access`; no segments: anywhere."""
+    return [csi_pb2.Topology(segments=dict(s)) for s in segments]
 
 
 def csi_volume(

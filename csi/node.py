@@ -36,11 +36,12 @@ import grpc
 from csi import capabilities, convert, keys
 from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.validation import PathRoots, require
-from plugin import errors
+from plugin import errors, node_qos
 from plugin.keyed_locks import KeyedLocks
 from plugin.node.unmounting import MountOwner
 
 if TYPE_CHECKING:
+    from plugin.models import Volume
     from plugin.node.ops import NodeOps
     from plugin.volume_service import VolumeService
 
@@ -80,17 +81,19 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
 
     # ------------------------------------------------------------ helpers
 
-    def _local_device(self, volume_id: str) -> str | None:
+    def _local_device(self, volume_id: str, volume: Volume | None = None) -> str | None:
         """The volume's device on this node as LINSTOR reports it; NOT_FOUND for an unknown volume."""
-        volume = self._service.get_volume(volume_id)
+        volume = volume or self._service.get_volume(volume_id)
         for replica in volume.replicas:
             if replica.node == self._node and replica.device_path:
                 return replica.device_path
         return None
 
-    def _device(self, volume_id: str, publish_context: Mapping[str, str]) -> str:
+    def _device(
+        self, volume_id: str, publish_context: Mapping[str, str], volume: Volume | None = None
+    ) -> str:
         """The block device to stage or bind: LINSTOR's, whatever the publish context says."""
-        device = self._local_device(volume_id)
+        device = self._local_device(volume_id, volume)
         if device is None:
             raise errors.FailedPrecondition(
                 f"volume {volume_id} is not attached to node {self._node}; "
@@ -210,13 +213,15 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         readonly = request.readonly or access.read_only or published_ro
         single_writer = access.mode == capabilities.Mode.SINGLE_NODE_SINGLE_WRITER and not readonly
         with self._inflight.hold(f"{request.volume_id}@{target}", "NodePublishVolume"):
+            volume = self._service.get_volume(request.volume_id)  # NOT_FOUND wins over "not staged"
             if access.block:
-                device = self._device(request.volume_id, request.publish_context)
+                device = self._device(request.volume_id, request.publish_context, volume)
                 if single_writer:
                     self._refuse_second_writer(request.volume_id, device, target)
                 self._ops.bind_block_device(device, target, readonly=readonly)
+                node_qos.apply_for_publication(volume, device, request.volume_context)
                 return csi_pb2.NodePublishVolumeResponse()
-            owner = self._owner(request.volume_id, must_exist=True)  # NOT_FOUND wins over "not staged"
+            owner = MountOwner(request.volume_id, self._local_device(request.volume_id, volume))
             owned = self._ops.mount_owned_by(staging, owner)
             if owned is None:
                 raise errors.FailedPrecondition(
@@ -230,6 +235,8 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
             if single_writer and owner.device:
                 self._refuse_second_writer(request.volume_id, owner.device, target, staging)
             self._ops.bind_mount(staging, target, readonly=readonly)
+            if owner.device:  # the device LINSTOR reports here, never one from the request
+                node_qos.apply_for_publication(volume, owner.device, request.volume_context)
         return csi_pb2.NodePublishVolumeResponse()
 
     def _refuse_second_writer(self, volume_id: str, device: str, target: str, staging: str = "") -> None:

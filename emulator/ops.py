@@ -9,6 +9,7 @@ request leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -501,9 +502,17 @@ def autoplace(
     existing_props = [
         emu.state.nodes[names.key(r.node)].props for r in diskful if names.key(r.node) in emu.state.nodes
     ]
-    chosen = placement.select(
-        candidates(emu), flt, names.key(rd.name), required_kib(rd), need, existing_props
-    )
+    # As the controller: a node with a DRBD-diskless resource of this definition (a client or
+    # a tie-breaker) may be chosen, and that resource then gets a disk (toggle-disk).
+    rd_key = names.key(rd.name)
+    toggle = {k for k, r in rd.resources.items() if "DRBD_DISKLESS" in r.flags and "DELETE" not in r.flags}
+    pools = [
+        dataclasses.replace(c, resources_on_node=c.resources_on_node - {rd_key})
+        if names.key(c.node) in toggle
+        else c
+        for c in candidates(emu)
+    ]
+    chosen = placement.select(pools, flt, rd_key, required_kib(rd), need, existing_props)
     if chosen is None:
         raise rc.ApiFailure(
             rc.error(
@@ -516,16 +525,27 @@ def autoplace(
             )
         )
     deployed: list[str] = []
+    toggled: list[tuple[str, st.Resource]] = []
     try:
         for c in chosen:
-            node = emu.state.nodes[names.key(c.node)]
+            nk = names.key(c.node)
+            node = emu.state.nodes[nk]
+            if nk in toggle:
+                saved = rd.resources[nk]
+                entries.extend(_give_disk(emu, rd, node, c.pool, stack, op, obj))
+                toggled.append((nk, saved))
+                continue
             entries.extend(
                 deploy(emu, rd, node, pool_name=c.pool, stack=stack, check_capacity=False, op=op, obj=obj)
             )
-            deployed.append(names.key(c.node))
+            deployed.append(nk)
     except rc.ApiFailure:
         for nk in deployed:
             remove_resource(emu, rd, nk)
+        for nk, saved in toggled:  # the diskless resource as it was; the data stays with the others
+            rd.resources[nk] = saved
+        if toggled:
+            emu.sync_devices(rd)
         raise
     refs = {"RscDfn": rd.name}
     for i, c in enumerate(chosen):
@@ -544,6 +564,25 @@ def autoplace(
     )
     if flt.get("diskless_on_remaining"):
         entries.extend(_diskless_on_remaining(emu, rd, stack, op, obj))
+    return entries
+
+
+def _give_disk(
+    emu: Emulator, rd: st.ResourceDefinition, node: st.Node, pool: str, stack: list[str], op: int, obj: int
+) -> list[rc.Entry]:
+    """Turn the node's DRBD-diskless resource into a diskful one; it keeps its identity."""
+    nk = names.key(node.name)
+    saved = rd.resources.pop(nk)
+    props = {k: v for k, v in saved.props.items() if k != "StorPoolName"}
+    try:
+        entries = deploy(
+            emu, rd, node, pool_name=pool, stack=stack, props=props, check_capacity=False, op=op, obj=obj
+        )
+    except rc.ApiFailure:
+        rd.resources[nk] = saved
+        raise
+    new = rd.resources[nk]
+    new.uuid, new.create_ts, new.node_id = saved.uuid, saved.create_ts, saved.node_id
     return entries
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from plugin import names
+from plugin import names, qos
 from plugin.errors import InvalidArgument
 from plugin.filesystems import DEFAULT_FILESYSTEM, FILESYSTEMS
 from plugin.fs_options import MAX_OPTIONS_CHARS, OptionError, check_mkfs_options, split_mkfs_options
@@ -450,11 +450,19 @@ class _Given:
 class _Settings:
     """Parsed values by VolumeParams field, with enough provenance for good messages."""
 
-    def __init__(self, word: str) -> None:
+    def __init__(self, word: str, lenient: bool = False) -> None:
         self.word = word  # "parameter" or "option"
+        # lenient: what LINBIT's CSI driver accepts and ignores is accepted with a note
+        self.lenient = lenient
         self.values: dict[str, _Given] = {}
         self.properties: dict[str, _Given] = {}
         self.notes: list[str] = []
+
+    def drop(self, fld: str, why: str) -> None:
+        """Forget a parsed value the way LINBIT's driver ignores it, and say so."""
+        if fld in self.values:
+            self.notes.append(f"{self.label(fld)} is ignored: {why}")
+            del self.values[fld]
 
     def label(self, fld: str) -> str:
         given = self.values[fld]
@@ -474,6 +482,11 @@ class _Settings:
             and previous.from_defaults == given.from_defaults
             and previous.value != given.value
         ):
+            if self.lenient:  # the first in priority order stays (see _csi_order)
+                self.notes.append(
+                    f'{self.word} "{given.key}" is ignored: {self.word} "{previous.key}" sets the same thing'
+                )
+                return
             raise InvalidArgument(
                 f'{self.word} "{given.key}" and {self.word} "{previous.key}" set the same thing '
                 f'to different values ("{_show(given.raw)}" and "{_show(previous.raw)}"): give only one'
@@ -540,6 +553,16 @@ def _property_key(key: str, name: str, word: str) -> str:
     return name
 
 
+def _csi_order(item: tuple[str, Any]) -> tuple[int, int, str]:
+    """Two keys for one setting: the namespaced spelling, then the canonical name, win."""
+    key = str(item[0])
+    _, slash, rest = key.partition("/")
+    bare = not slash
+    spec = _CSI_INDEX.get((key if bare else rest).lower())
+    alias = spec is not None and (key if bare else rest).lower() != spec.name.lower()
+    return (1 if bare else 0, 1 if alias else 0, key)
+
+
 def parse_csi_parameters(
     parameters: Mapping[str, str], property_namespace: str = DEFAULT_PROPERTY_NAMESPACE
 ) -> VolumeParams:
@@ -552,9 +575,9 @@ def parse_csi_parameters(
     names in replicasOnSame/Different get ``property_namespace`` as their prefix.
     """
     _check_bounds(parameters, "parameter")
-    settings = _Settings("parameter")
+    settings = _Settings("parameter", lenient=True)
     extra: dict[str, str] = {}
-    for key, raw in parameters.items():
+    for key, raw in sorted(parameters.items(), key=_csi_order):
         raw = "" if raw is None else str(raw)
         namespace, slash, rest = key.partition("/")
         if not slash:
@@ -564,6 +587,14 @@ def parse_csi_parameters(
             name = _property_key(key, rest if space == PROPERTY_NAMESPACE else key, "parameter")
             if raw != "":
                 settings.put(settings.properties, name, _Given(key, raw, raw))
+            continue
+        if key.startswith(qos.PREFIX):
+            # as LINBIT's driver: the four limits are checked and kept, other qos keys ignored
+            if key not in qos.LIMIT_KEYS:
+                limits = ", ".join(qos.LIMIT_KEYS)
+                settings.notes.append(f'parameter "{key}" is ignored; the IO limits are {limits}')
+            elif raw.strip() and qos.parse_limit(key, raw):
+                extra[key] = str(qos.parse_limit(key, raw))
             continue
         if space not in ("", CSI_NAMESPACE):
             extra[key] = raw
@@ -689,7 +720,7 @@ def _check_manual_placement(settings: _Settings) -> None:
     manual_key = "nodes" if settings.has("nodes") else "client_nodes"
     if settings.has("placement_policy"):
         policy = settings.get("placement_policy")
-        if (nodes or clients) and policy != "manual":
+        if (nodes or (clients and not settings.lenient)) and policy != "manual":
             raise InvalidArgument(
                 f"{settings.label('placement_policy')} is {PLACEMENT_POLICIES[policy]}, but "
                 f"{settings.label(manual_key)} places replicas by hand (Manual): drop one of them"
@@ -701,7 +732,7 @@ def _check_manual_placement(settings: _Settings) -> None:
             )
     if not (nodes or clients):
         return
-    if clients and not nodes:
+    if clients and not nodes and not settings.lenient:
         raise InvalidArgument(
             f'{settings.label("client_nodes")} needs diskful nodes as well: set "{CSI_NAMESPACE}/nodeList"'
         )
@@ -711,6 +742,8 @@ def _check_manual_placement(settings: _Settings) -> None:
             f"{settings.label('client_nodes')} and {settings.label('nodes')} both name "
             f"{', '.join(both)}: a node is either diskful or diskless"
         )
+    if not nodes:
+        return  # a clientList alone (CSI): LINSTOR places the replicas, clients get diskless ones
     if settings.has("place_count") and settings.get("place_count") != len(nodes):
         raise InvalidArgument(
             f"{settings.label('place_count')} is {settings.get('place_count')}, but "
@@ -718,7 +751,7 @@ def _check_manual_placement(settings: _Settings) -> None:
             f'"{settings.values["place_count"].key}", or name as many nodes as replicas'
         )
     pools: tuple[str, ...] = settings.get("storage_pools", ())
-    if len(pools) > 1:
+    if len(pools) > 1 and not settings.lenient:  # CSI: LINSTOR picks among the pools on those nodes
         raise InvalidArgument(
             f"{settings.label('storage_pools')} names {len(pools)} pools, but {settings.label('nodes')} "
             "places replicas by hand, which uses one pool on every node: name one storage pool"
@@ -729,6 +762,52 @@ def _check_manual_placement(settings: _Settings) -> None:
                 f"{settings.label(fld)} only applies when LINSTOR places replicas automatically, "
                 f"but {settings.label('nodes')} places them by hand: drop one of them"
             )
+
+
+def _ignore_as_linbit(settings: _Settings) -> None:
+    """StorageClass combinations LINBIT's driver accepts by ignoring a key: ignored here too, with a note.
+
+    Only combinations it accepts *and* provisions; what fails there at provisioning (a node
+    in both lists, diskless resources without drbd or nvme) is still refused here, earlier.
+    """
+    nodes: tuple[str, ...] = settings.get("nodes", ())
+    clients: tuple[str, ...] = settings.get("client_nodes", ())
+    policy = settings.get("placement_policy")
+    if nodes:
+        by_hand = f"{settings.label('nodes')} places the replicas by hand"
+        if settings.has("place_count") and settings.get("place_count") != len(nodes):
+            settings.drop("place_count", f"{by_hand}, one on each node named")
+        for fld in AUTOPLACE_ONLY_FIELDS:
+            if settings.has(fld) and settings.get(fld) not in (False, (), ""):
+                settings.drop(fld, f"{by_hand}; it only applies when LINSTOR places them")
+        if policy not in (None, "manual"):
+            settings.drop("placement_policy", f"{by_hand} (Manual)")
+    elif clients:
+        settings.notes.append(
+            f"{settings.label('client_nodes')} without a nodeList: LINSTOR places the replicas with data "
+            "automatically and the client nodes get diskless resources"
+        )
+        if policy == "manual":
+            settings.drop("placement_policy", "Manual placement needs a nodeList")
+    elif policy == "manual":
+        settings.drop("placement_policy", "Manual placement needs a nodeList; LINSTOR places the replicas")
+    layers: tuple[str, ...] = settings.get("layer_list", ())
+    if layers and not DISKLESS_LAYERS & set(layers):
+        nothing_diskless = f"{settings.label('layer_list')} has neither drbd nor nvme, so nothing is diskless"
+        settings.drop("diskless_storage_pool", nothing_diskless)
+        if settings.has("remote_access") and settings.get("remote_access")[0]:
+            settings.notes.append(
+                f"{settings.label('remote_access')} is read as false: {nothing_diskless}, and the volume "
+                "is used only where it has a replica"
+            )
+            settings.values["remote_access"].value = (False, ())
+    allow = (
+        settings.get("remote_access", (True, ()))[0] if not layers or DISKLESS_LAYERS & set(layers) else False
+    )
+    if not (allow or clients or settings.get("diskless_on_remaining")):
+        settings.drop(
+            "diskless_storage_pool", "nothing is ever diskless with remote access off and no clients"
+        )
 
 
 def _check_diskless(settings: _Settings, layers: tuple[str, ...], allow_remote: bool) -> None:
@@ -764,6 +843,8 @@ def _build(
     size_bytes: int | None,
     property_namespace: str = DEFAULT_PROPERTY_NAMESPACE,
 ) -> VolumeParams:
+    if settings.lenient:
+        _ignore_as_linbit(settings)
     _check_manual_placement(settings)
     layers: tuple[str, ...] = settings.get("layer_list", ())
     default_remote = not layers or bool(DISKLESS_LAYERS & set(layers))

@@ -42,6 +42,7 @@ PUBLISHED = AUX + "published"  # on a resource: how a front end published the vo
 ATTACH_PENDING = AUX + "attach-pending/"  # on a definition, + node: an attach lost its answer
 SNAPSHOT_NAME = AUX + "snapshot-name"  # on a snapshot definition: the user's snapshot name
 GROUP_SNAPSHOT = AUX + "group-snapshot"  # on a snapshot definition: the group snapshot it belongs to
+REMOTE_ACCESS = AUX + "remote-access-policy"  # the allowRemoteVolumeAccess policy, as the context spells it
 
 # What LINBIT's CSI driver wrote on a resource definition before its volume context (up to
 # 0.16): a JSON record {name, id, createdBy, creationTime, sizeBytes, readonly, parameters}.
@@ -84,6 +85,7 @@ class Wanted:
     mount_opts: tuple[str, ...]
     source: str | None
     extra: tuple[tuple[str, str], ...] = ()
+    remote_access: str = ""  # kept so every answer repeats the volume context of CreateVolume
 
     def aux_props(self, created_at: datetime) -> dict[str, str]:
         props = {
@@ -99,6 +101,8 @@ class Wanted:
             props[MOUNT_OPTS] = ",".join(self.mount_opts)
         if self.source:
             props[SOURCE] = self.source
+        if self.remote_access:
+            props[REMOTE_ACCESS] = self.remote_access
         for key, value in self.extra:
             if value and ("/" not in key or key.startswith(KEPT_EXTRA_PREFIXES)):
                 props[f"Aux/{key}"] = value

@@ -9,7 +9,8 @@ needs to answer later lives in LINSTOR (see :mod:`plugin.volume_records`); the o
 local state is a cache of known resource groups (:mod:`plugin.resource_groups`) and
 per-volume locks that let concurrent calls for the same volume converge instead of
 racing. Restore and clone live in :mod:`plugin.volume_copy`, attach and detach in
-:mod:`plugin.volume_attach`, placement rules in :mod:`plugin.placement`.
+:mod:`plugin.volume_attach`, placement rules in :mod:`plugin.placement`, mutable
+parameters in :mod:`plugin.volume_modify`.
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ from plugin.param_values import human_size
 from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
 from plugin.progress import long_operation
 from plugin.publications import Publications
+from plugin.remote_access import policy_text
 from plugin.resource_groups import ResourceGroups
 from plugin.volume_attach import VolumeAttachments
 from plugin.volume_copy import VolumeCopies
+from plugin.volume_modify import VolumeModifications
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +77,7 @@ def _require_id(volume_id: str) -> None:
         raise NotFound(f"volume {volume_id!r} not found", volume=volume_id)
 
 
-class VolumeService(VolumeAttachments, VolumeCopies, Publications):
+class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModifications):
     """Create, delete, resize, snapshot, restore, clone, attach and detach LINSTOR volumes."""
 
     def __init__(
@@ -142,6 +145,7 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
                 mount_opts=tuple(params.mount_opts),
                 source=source,
                 extra=tuple(sorted(params.extra.items())),
+                remote_access=policy_text(params.allow_remote_volume_access, params.remote_access_from_same),
             )
             if existing is not None:
                 return self._compare_existing(existing, wanted, size_bytes == 0)

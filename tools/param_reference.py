@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from plugin import names
+from plugin import names, qos
 from plugin.filesystems import FILESYSTEMS
 from plugin.fs_options import MKFS_RULES, MkfsRules
 from plugin.mount_rules import GENERIC_MOUNT, MOUNT_RULES
@@ -34,6 +34,7 @@ from plugin.params import (
     ParamSpec,
     minimum_size_bytes,
 )
+from plugin.volume_modify import mutable_keys
 
 REGENERATE = "python -m tools.param_reference > docs/parameters.md"
 
@@ -106,6 +107,46 @@ def _filesystem_options() -> list[str]:
     return [*lines, ""]
 
 
+def _io_limits() -> list[str]:
+    keys = ", ".join(f"`{key}`" for key in qos.LIMIT_KEYS)
+    return [
+        "## IO limits",
+        "",
+        f"{keys} (CSI StorageClass parameters and mutable parameters, as LINBIT's driver 1.11.3+",
+        "reads them) limit read/write bandwidth in bytes per second and read/write operations per",
+        "second. Values are Kubernetes quantities (`104857600`, `100Mi`, `1G`, `500k`); `0` means",
+        "unlimited; a negative or unreadable value is an error naming the key. The limits are",
+        f"stored on the volume's resource definition (`Aux/{qos.PREFIX}<key>`, plain integers) and",
+        f"ControllerPublishVolume puts them, with `{qos.DEVICE}` (the device on that node), into the",
+        "publish context: the keys LINBIT's nri-volume-qos plugin reads from the VolumeAttachment.",
+        "The node plugin also applies them itself when it publishes the volume to a pod: the",
+        "volume's current limits, read from LINSTOR, into the pod's cgroup (cgroup v2 `io.max`, or",
+        "cgroup v1 `blkio.throttle.*`), found from the pod UID kubelet passes with",
+        "`podInfoOnMount: true`. That is best effort: without an io controller or a pod cgroup the",
+        "reason is logged and the volume is used without limits. Changed limits hold for the next",
+        "pod that mounts the volume; the publish context keeps those of the attachment.",
+        "",
+    ]
+
+
+def _mutable_parameters() -> list[str]:
+    lines = [
+        "## Mutable parameters (VolumeAttributesClass)",
+        "",
+        "The CSI driver advertises MODIFY_VOLUME: a VolumeAttributesClass's `parameters` reach it as",
+        "`mutable_parameters` in CreateVolume (applied once the volume exists; a new volume that",
+        "cannot take them is removed again) and in ControllerModifyVolume (a PVC moved to another",
+        "class). Only these keys are mutable; any other key is INVALID_ARGUMENT naming the key, and",
+        "nothing changes. A repeated call finds nothing to change and writes nothing.",
+        "",
+        "| Key | Effect |",
+        "|---|---|",
+    ]
+    for key, meaning in mutable_keys():
+        lines.append(f"| `{_cell(key)}` | {_cell(meaning)} |")
+    return [*lines, ""]
+
+
 def generate() -> str:
     """The whole reference page as Markdown."""
     lines: list[str] = [
@@ -127,11 +168,15 @@ def generate() -> str:
         f"- `{PROPERTY_NAMESPACE}/<KEY>` sets the LINSTOR property `<KEY>` on the resource group,",
         f"  e.g. `{PROPERTY_NAMESPACE}/DrbdOptions/PeerDevice/c-max-rate: 100M` for resync tuning.",
         f"  Legacy `{LEGACY_PROPERTY_NAMESPACE}/...` keys without a prefix do the same.",
-        "- Keys of other namespaces (`csi.storage.k8s.io/*`, `qos.linbit.com/*`, ...) are kept as",
-        "  information (for example the PVC name and namespace) and do not change placement.",
+        f"- `{qos.PREFIX}{{rbps,wbps,riops,wiops}}` are IO limits (see IO limits below); other",
+        f"  `{qos.PREFIX}*` keys are ignored with a note, as LINBIT's driver ignores them.",
+        "- Keys of other namespaces (`csi.storage.k8s.io/*`, ...) are kept as information (for",
+        "  example the PVC name and namespace) and do not change placement.",
         "- An empty value means the key is not set, so its default applies.",
-        "- Giving one setting twice (for example `placementCount` and its alias `autoPlace`) with",
-        "  different values is an error.",
+        "- One setting given twice with different values (for example `placementCount` and its alias",
+        f"  `autoPlace`, or `{CSI_NAMESPACE}/placementCount` and a bare `placementCount`): LINBIT's",
+        "  driver takes either; here the namespaced spelling, then the canonical name, wins and the",
+        "  other is ignored with a note in the log.",
         "- The filesystem type comes from the volume capability (`fsType`, default `ext4`).",
         "",
         *_table(CSI_PARAMETERS, f"{CSI_NAMESPACE}/"),
@@ -173,18 +218,23 @@ def generate() -> str:
         " `Aux/topology`, replaces that prefix).",
         "- Names must be valid LINSTOR names: resource groups 2-48 characters, storage pools 3-48",
         f"  characters, {names.NAME_RULE}; nodes are host names.",
-        "- Contradictions are errors:",
-        "  - diskful nodes given by hand (`nodeList` / `nodes`) with a replica count that differs from",
-        "    the number of nodes, with more than one storage pool, with a placement policy other than",
-        "    Manual, or with a setting that only automatic placement uses (`replicasOnSame`,",
-        "    `replicasOnDifferent`, `xReplicasOnDifferent`, `doNotPlaceWithRegex`,",
-        "    `disklessOnRemaining`);",
-        "  - `placementPolicy: Manual` without `nodeList`; `clientList` without `nodeList`; a node in",
-        "    both lists;",
-        "  - a diskless setting (`clientList`, `disklessOnRemaining`, `disklessStoragePool`,",
-        "    `allowRemoteVolumeAccess`) with a `layerList` that has neither `drbd` nor `nvme`;",
-        "  - a `disklessStoragePool` when nothing can be diskless (`allowRemoteVolumeAccess: false`,",
-        "    no `clientList`, no `disklessOnRemaining`).",
+        "- Combinations LINBIT's CSI driver accepts by ignoring a key are accepted by the CSI driver",
+        "  the same way, with a note in the log naming the ignored key:",
+        "  - next to a `nodeList`: a `placementCount` that differs from the number of nodes, a",
+        "    placement policy other than Manual, and the settings only automatic placement uses",
+        "    (`replicasOnSame`, `replicasOnDifferent`, `xReplicasOnDifferent`, `doNotPlaceWithRegex`,",
+        "    `disklessOnRemaining`); several storage pools are fine (LINSTOR picks one per node);",
+        "  - `placementPolicy: Manual` without `nodeList` (LINBIT's driver places nothing; here",
+        "    LINSTOR places the replicas); a `clientList` without `nodeList` (here LINSTOR places the",
+        "    replicas with data and the client nodes get diskless resources);",
+        "  - `disklessStoragePool` with a `layerList` without `drbd` or `nvme`, or when nothing can be",
+        "    diskless; `allowRemoteVolumeAccess` is read as `false` without `drbd` or `nvme`.",
+        "- Contradictions that cannot be provisioned (LINBIT's driver fails on them when it creates",
+        "  the volume) are errors at once: a node in both `nodeList` and `clientList`, and a",
+        "  `clientList` or `disklessOnRemaining` with a `layerList` that has neither `drbd` nor `nvme`.",
+        "- Docker options are stricter: diskful `nodes` with a replica count that differs, with more",
+        "  than one storage pool, or with a setting only automatic placement uses are errors, as are",
+        "  a `disklessstoragepool` when nothing can be diskless and one option given twice.",
         "- Without `resourceGroup` / `resourcegroup`, the resource group is named",
         "  `sc-<uuid5 of the placement settings>`: replica count, storage pools, diskless pool,",
         "  diskless-on-remaining, layer list, replica constraints and passed-through properties.",
@@ -192,6 +242,8 @@ def generate() -> str:
         "  not change it.",
         "",
         *_filesystem_options(),
+        *_io_limits(),
+        *_mutable_parameters(),
         "## Volume names",
         "",
         "LINSTOR resource names are 2-48 characters, " + names.NAME_RULE + ", not `all` or",

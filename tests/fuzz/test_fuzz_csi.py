@@ -317,6 +317,16 @@ def controller_requests(world: CsiWorld) -> st.SearchStrategy[tuple[str, object]
             "csi.storage.k8s.io/fstype",
         ],
     )
+    mutable = fz.string_maps(
+        t,
+        [
+            "linstor.csi.linbit.com/placementCount",
+            "DrbdOptions/PeerDevice/c-max-rate",
+            "property.linstor.csi.linbit.com/DrbdOptions/Net/max-buffers",
+            "qos.linbit.com/rbps",
+            "qos.linbit.com/wiops",
+        ],
+    )
     capacity = st.builds(csi_pb2.CapacityRange, required_bytes=fz.sizes(), limit_bytes=fz.sizes())
     node = st.one_of(st.sampled_from([LOCAL, "node-b", "node-c"]), fz.names())
     count = st.one_of(st.sampled_from([0, -1, 1, 2**31 - 1, -(2**31)]), st.integers(-(2**31), 2**31 - 1))
@@ -335,6 +345,7 @@ def controller_requests(world: CsiWorld) -> st.SearchStrategy[tuple[str, object]
                 capacity_range=capacity,
                 volume_capabilities=caps,
                 parameters=params,
+                mutable_parameters=mutable,
             ),
         ),
         st.tuples(st.just("DeleteVolume"), st.builds(p.DeleteVolumeRequest, volume_id=ids)),
@@ -428,7 +439,7 @@ def controller_requests(world: CsiWorld) -> st.SearchStrategy[tuple[str, object]
         ),
         st.tuples(
             st.just("ControllerModifyVolume"),
-            st.builds(p.ControllerModifyVolumeRequest, volume_id=ids, mutable_parameters=params),
+            st.builds(p.ControllerModifyVolumeRequest, volume_id=ids, mutable_parameters=mutable),
         ),
     )
 

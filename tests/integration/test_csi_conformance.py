@@ -784,20 +784,6 @@ def test_delete_of_a_mounted_volume_is_refused_and_changes_nothing(
     delete(stack, vid)
 
 
-def test_modify_volume_is_refused_clearly(stack: Stack) -> None:
-    ctl = stack.csi.controller
-    volume = create(stack)
-    request = csi_pb2.ControllerModifyVolumeRequest(
-        volume_id=volume.volume_id, mutable_parameters={"iops": "100"}
-    )
-    assert code_of(lambda: ctl.ControllerModifyVolume(request)) == grpc.StatusCode.INVALID_ARGUMENT
-    missing = csi_pb2.ControllerModifyVolumeRequest(
-        volume_id="fake-vol-id-1", mutable_parameters={"iops": "1"}
-    )
-    assert code_of(lambda: ctl.ControllerModifyVolume(missing)) == grpc.StatusCode.NOT_FOUND
-    delete(stack, volume.volume_id)
-
-
 def _emulator_answers(stack: Stack) -> bool:
     try:
         requests.get(f"{stack.emulator.url}/v1/controller/version", timeout=1)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from plugin.params import CSI_NAMESPACE, CSI_PARAMETERS, DOCKER_OPTIONS
+from plugin.volume_modify import mutable_keys
 from tools.param_reference import REGENERATE, generate, main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -17,8 +18,13 @@ def test_committed_reference_matches_the_code() -> None:
     assert DOCS.read_text(encoding="utf-8") == generate(), f"docs/parameters.md is stale; run: {REGENERATE}"
 
 
+def _parameter_tables() -> str:
+    """The page up to the mutable parameters, whose own table has two columns."""
+    return generate().split("## Mutable parameters")[0]
+
+
 def test_every_key_and_alias_is_documented_once() -> None:
-    text = generate()
+    text = _parameter_tables()
     for spec in CSI_PARAMETERS:
         assert text.count(f"| `{CSI_NAMESPACE}/{spec.name}` |") == 1, spec.name
         for alias in spec.aliases:
@@ -30,11 +36,18 @@ def test_every_key_and_alias_is_documented_once() -> None:
 
 
 def test_table_rows_have_five_cells() -> None:
-    rows = [line for line in generate().splitlines() if line.startswith("| `")]
+    rows = [line for line in _parameter_tables().splitlines() if line.startswith("| `")]
     assert len(rows) == len(CSI_PARAMETERS) + len(DOCKER_OPTIONS)
     for row in rows:
         cells = row.replace("\\|", "").strip("|").split("|")
         assert len(cells) == 5, row
+
+
+def test_every_mutable_key_is_documented() -> None:
+    mutable = generate().split("## Mutable parameters")[1].split("\n## ")[0]
+    rows = [line for line in mutable.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == [key for key, _ in mutable_keys()]
+    assert "linstor.csi.linbit.com/placementCount" in rows[0]
 
 
 def test_check_mode_detects_a_stale_file(tmp_path: Path) -> None:
