@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from plugin.backups.snapshot_class import SnapshotClass, missing_for_new_remote
-from plugin.errors import AlreadyExists, InvalidArgument
+from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, OperationFailed
 from plugin.linstor_client import LinstorClient
 
 _LISTS = {"S3": "s3_remotes", "Linstor": "linstor_remotes"}
@@ -66,6 +66,8 @@ def ensure_remote(client: LinstorClient, cls: SnapshotClass, *, send_keys: bool)
                 client.create_linstor_remote(body)
         except AlreadyExists:
             pass  # made by a concurrent call: the next request compares it
+        except (OperationFailed, InvalidArgument) as exc:
+            raise _refused(cls, "create", exc) from None
         return "created"
     kind, current = found
     if kind != cls.type:
@@ -77,8 +79,25 @@ def ensure_remote(client: LinstorClient, cls: SnapshotClass, *, send_keys: bool)
     if not differs and not (send_keys and cls.type == "S3" and cls.access_key):
         return "kept"
     body = _with_keys(cls, {"remote_name": current.get("remote_name", cls.remote_name), **wanted})
-    if cls.type == "S3":
-        client.modify_s3_remote(str(body["remote_name"]), body)
-    else:
-        client.modify_linstor_remote(str(body["remote_name"]), body)
+    try:
+        if cls.type == "S3":
+            client.modify_s3_remote(str(body["remote_name"]), body)
+        else:
+            client.modify_linstor_remote(str(body["remote_name"]), body)
+    except (OperationFailed, InvalidArgument) as exc:
+        raise _refused(cls, "update", exc) from None
     return "modified"
+
+
+def _refused(cls: SnapshotClass, what: str, exc: OperationFailed | InvalidArgument) -> FailedPrecondition:
+    """LINSTOR checks a remote when it is made (an S3 bucket is listed): say which class setting to fix."""
+    hint = (
+        "check s3-endpoint, s3-bucket, s3-signing-region and the access-key/secret-key secret"
+        if cls.type == "S3"
+        else "check linstor-target-url and linstor-target-cluster-id"
+    )
+    return FailedPrecondition(
+        f"LINSTOR could not {what} remote {cls.remote_name!r} from the snapshot class ({hint}): "
+        f"{exc.message}",
+        **{k: v for k, v in exc.details.items() if k in ("code", "status", "endpoint")},
+    )
