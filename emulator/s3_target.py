@@ -84,13 +84,17 @@ class S3Target:
         self._call(lambda: self._client.list_objects_v2(Bucket=self.bucket, MaxKeys=1))
 
     def keys(self, prefix: str = "") -> list[str]:
-        """Every object key in the bucket (the controller lists them all)."""
+        """Every object key in the bucket (under ``prefix``; the controller lists them all)."""
+        return list(self.sizes(prefix))
 
-        def run() -> list[str]:
-            out: list[str] = []
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        """Object key -> size in bytes, for every object under ``prefix``."""
+
+        def run() -> dict[str, int]:
+            out: dict[str, int] = {}
             pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
             for page in pages:
-                out.extend(obj["Key"] for obj in page.get("Contents", []))
+                out.update((obj["Key"], int(obj.get("Size", 0))) for obj in page.get("Contents", []))
             return out
 
         return self._call(run)

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 # Registers every endpoint module with the route table.
-from emulator import api_nodes, api_rd, api_remotes, api_rg, api_rsc, api_snap, names  # noqa: F401
+from emulator import api_backups, api_nodes, api_rd, api_remotes, api_rg, api_rsc, api_snap, l2l, names  # noqa: F401
 from emulator import body as bodymod
 from emulator import retcodes as rc
 from emulator.control import Control
@@ -322,6 +322,9 @@ class EmulatorServer:
         return 200, self.metrics.exposition(accept)
 
     def dispatch(self, method: str, path: str, query: str, raw: bytes, accept: str = "") -> tuple[int, Any]:
+        if path.startswith("/_emu/l2l/"):
+            # LINSTOR-to-LINSTOR data between emulators (see emulator.l2l).
+            return l2l.handle(self.emu, method, path, query, raw)
         if path.startswith("/_emu/"):
             return self._control(method, path, raw)
         if path.rstrip("/") == METRICS_PATH:
@@ -410,7 +413,11 @@ class EmulatorServer:
 
 
 #: Mutations outside ``/v1/resource-definitions/{rd}`` that may change any definition.
-_BROAD = re.compile(r"^/v1/resource-groups/[^/]+(/adjust)?/?$")
+_BROAD = re.compile(
+    r"^/v1/resource-groups/[^/]+(/adjust)?/?$"
+    # backups create, delete or restore snapshots of definitions their body names in several ways
+    r"|^/v1/remotes/[^/]+/backups(/restore|/abort|/ship)?/?$"
+)
 
 
 def touched_definitions(path: str, params: dict[str, str], req: Request) -> set[str] | None:
