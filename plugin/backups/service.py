@@ -88,17 +88,16 @@ class Backups(BackupRestores):
                     f"not as a backup to {cls.remote_name}",
                     snapshot=name,
                 )
-            if state is status.Shipping.FAILED:
-                self._discard_failed(backup_id, local)
-                local = None
-            else:
+            if state is not status.Shipping.FAILED:
                 return self._finish(backup_id, local, state is status.Shipping.DONE, cls)
+            # Interrupted (e.g. the controller restarted): ship the same point in time again.
+            local = self._discard_failed(backup_id, local)
+        ensure_remote(self.client, cls, send_keys=True)
         shipped = self._remote_backup(backup_id) if local is None else None
         if shipped is not None and not status.backup_failed(shipped):
             return snapshot_of_backup(backup_id, shipped)  # the local copy is gone (delete-local)
         if shipped is not None:
             self._delete_remote_entries(backup_id, [str(shipped.get("id"))])
-        ensure_remote(self.client, cls, send_keys=True)
         incremental = cls.allow_incremental and self._has_base(backup_id)
         log_fields(
             log,
@@ -240,14 +239,21 @@ class Backups(BackupRestores):
                 )
         return snapshot_of_local(backup_id, snap, done)
 
-    def _discard_failed(self, backup_id: BackupId, snap: Mapping[str, Any]) -> None:
-        """A failed shipment: its remote leftovers and its local snapshot go, so it can start again."""
+    def _discard_failed(self, backup_id: BackupId, snap: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """A failed shipment: its remote leftovers go, so it can start again.
+
+        A complete local snapshot is kept (and returned) so the retry ships the same point in
+        time; a broken one is deleted too (None).
+        """
         log_fields(log, logging.WARNING, "backup failed; starting again", snapshot=str(backup_id))
         if backup_id.kind == "S3":
             leftovers = [str(b.get("id")) for b in self._remote_entries(backup_id)]
             self._delete_remote_entries(backup_id, leftovers)
+            if status.locally_ready(snap) and not status.local_failure(snap):
+                return snap
         with contextlib.suppress(NotFound):
             self.client.delete_snapshot(backup_id.volume_id, backup_id.snapshot)
+        return None
 
     # ------------------------------------------------------------------ remote lookups
 
@@ -399,7 +405,8 @@ def _done_key(snap_name: str) -> str:
 
 def _snapshot_ref(entries: list[dict[str, Any]]) -> str | None:
     for entry in entries:
-        ref = (entry.get("obj_refs") or {}).get("SnapDfn")
+        refs = entry.get("obj_refs") or {}
+        ref = refs.get("SnapshotName") or refs.get("SnapDfn")
         if ref:
             return str(ref)
     return None
