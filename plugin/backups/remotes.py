@@ -1,10 +1,10 @@
 """Keep the LINSTOR remote of a snapshot class in step with the class.
 
 A missing remote is created from the class and its secret; one whose visible settings differ
-(endpoint, bucket, region, path style; URL, cluster id) is modified. The keys cannot be
-compared (LINSTOR never returns them), so they are sent whenever the remote is created or
-modified and whenever a new backup starts with a secret at hand. No message ever contains
-a key.
+(endpoint, bucket, region, path style; URL, cluster id) is modified, with the keys of the
+secret. LINSTOR never returns keys, so they cannot be compared: a remote whose visible
+settings match is left alone (no request per backup, and a remote made by an administrator
+keeps its keys). No message ever contains a key.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _with_keys(cls: SnapshotClass, body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def ensure_remote(client: LinstorClient, cls: SnapshotClass, *, send_keys: bool) -> str:
+def ensure_remote(client: LinstorClient, cls: SnapshotClass) -> str:
     """Create or update the class's remote; returns what was done ("kept", "created", "modified")."""
     found = _find(client.list_remotes(), cls.remote_name)
     wanted = _wanted(cls)
@@ -76,7 +76,7 @@ def ensure_remote(client: LinstorClient, cls: SnapshotClass, *, send_keys: bool)
             f"type {cls.type}; use another remote-name"
         )
     differs = {k: v for k, v in wanted.items() if current.get(k, False if k == "use_path_style" else "") != v}
-    if not differs and not (send_keys and cls.type == "S3" and cls.access_key):
+    if not differs:
         return "kept"
     body = _with_keys(cls, {"remote_name": current.get("remote_name", cls.remote_name), **wanted})
     try:

@@ -92,7 +92,7 @@ class Backups(BackupRestores):
                 return self._finish(backup_id, local, state is status.Shipping.DONE, cls)
             # Interrupted (e.g. the controller restarted): ship the same point in time again.
             local = self._discard_failed(backup_id, local)
-        ensure_remote(self.client, cls, send_keys=True)
+        ensure_remote(self.client, cls)
         shipped = self._remote_backup(backup_id) if local is None else None
         if shipped is not None and not status.backup_failed(shipped):
             return snapshot_of_backup(backup_id, shipped)  # the local copy is gone (delete-local)
@@ -146,7 +146,7 @@ class Backups(BackupRestores):
                 return self._linstor_state(
                     BackupId("Linstor", cls.remote_name, volume_id, adopted), cls, snap_name, mapping
                 )
-        ensure_remote(self.client, cls, send_keys=False)
+        ensure_remote(self.client, cls)
         self._record(snap_name, PENDING)  # a crash after the ship still finds its snapshot
         before = {str(s.get("name")) for s in self.client.list_snapshots(volume_id)}
         ship: dict[str, Any] = {

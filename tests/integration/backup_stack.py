@@ -8,7 +8,9 @@ publish, stage, publish to a path, a file, and the reverse.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +26,7 @@ from csi.testing import CsiClient, driver_on_emulator, mount_cap, unmount_under
 from plugin.nodeops import NodeOps
 from testkit.emulator import EmulatorProcess, reset_and_stop
 from testkit.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from testkit.tcpproxy import TcpProxy
 from tests.integration.csi_stack import LOCAL, Stack
 
 MIB = 1024**2
@@ -221,3 +224,26 @@ def backups_in(emulator: EmulatorProcess, remote: str, resource: str = "") -> di
 
 def s3_server(base: Path) -> AbstractContextManager[S3Server]:
     return S3Server(log_dir=base)
+
+
+class SlowProxy(TcpProxy):
+    """A slow network to the S3 server: a shipment stays in flight long enough to restart things."""
+
+    def __init__(self, target_port: int, bytes_per_second: int) -> None:
+        self.bytes_per_second = bytes_per_second
+        super().__init__(target_port)
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        src.settimeout(None)
+        try:
+            while not self._stop.is_set():
+                data = src.recv(16384)
+                if not data:
+                    break
+                time.sleep(len(data) / self.bytes_per_second)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)

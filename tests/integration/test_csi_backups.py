@@ -13,18 +13,20 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
+from contextlib import contextmanager
 
 import grpc
 import pytest
 import requests
 
 from csi.generated import csi_pb2
+from csi.testing import driver_on_emulator
 from testkit.s3server import S3Server
 from tests.integration.backup_stack import (
     MIB,
     SECRETS,
     Side,
+    SlowProxy,
     append,
     backups_in,
     cluster_id,
@@ -39,7 +41,7 @@ from tests.integration.backup_stack import (
     snapshot,
     until_ready,
 )
-from tests.integration.csi_stack import csi_stack
+from tests.integration.csi_stack import LOCAL, csi_stack
 
 
 @pytest.fixture(scope="module")
@@ -229,35 +231,41 @@ def test_bad_remotes_end_in_clear_errors(a: Side, s3: S3Server, caplog: pytest.L
     delete(a, vol.volume_id)
 
 
-def test_restarts_during_shipping_lose_and_duplicate_nothing(a: Side, s3: S3Server, tmp_path: Path) -> None:
-    from testkit.tcpproxy import TcpProxy
-
-    proxy = TcpProxy(s3.port)
+def test_restarts_during_shipping_lose_and_duplicate_nothing(
+    a: Side, s3: S3Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="plugin.backups")
+    proxy = SlowProxy(s3.port, bytes_per_second=MIB)  # 4 MiB take about four seconds
     try:
         bucket, remote = fresh_bucket(s3), f"slow-{uuid.uuid4().hex[:8]}"
         params = s3_class(proxy.endpoint, remote, bucket)
+        # The remote exists already (an administrator made it; the class matches it).
+        made = s3.remote_body(remote, bucket, endpoint=proxy.endpoint)
+        requests.post(f"{a.emulator.url}/v1/remotes/s3", json=made, timeout=30).raise_for_status()
         data = os.urandom(4 * MIB)
         vol = create(a, 64 * MIB)
         append(a, vol.volume_id, data)
 
         # The controller restarts while the data is on its way.
         name = f"snapshot-{uuid.uuid4()}"
-        proxy.pause()
         assert not snapshot(a, vol.volume_id, name, params).ready_to_use
         a.emulator.restart()
-        proxy.resume()
         done = until_ready(a, vol.volume_id, name, params)
+        # The restart cut the shipment off (LINSTOR marks it aborted); the driver shipped it again.
+        assert "backup failed; starting again" in caplog.text
         assert len(backups_in(a.emulator, remote, vol.volume_id)) == 1
 
         # The driver restarts while the data is on its way: a new driver on the same cluster.
         name2 = f"snapshot-{uuid.uuid4()}"
-        proxy.pause()
         assert not snapshot(a, vol.volume_id, name2, params).ready_to_use
-        with second_driver(a, tmp_path) as fresh:
+        with second_driver(a) as fresh:
             assert not snapshot(fresh, vol.volume_id, name2, params).ready_to_use
-            proxy.resume()
             done2 = until_ready(fresh, vol.volume_id, name2, params)
-        assert len(backups_in(a.emulator, remote, vol.volume_id)) == 2
+        shipped = backups_in(a.emulator, remote, vol.volume_id)
+        assert sorted(b["origin_snap"] for b in shipped.values()) == sorted(
+            i.rsplit("/", 1)[1] for i in (done.snapshot_id, done2.snapshot_id)
+        )
+        assert all(b.get("success") and b.get("restorable", True) for b in shipped.values())
 
         for snapshot_id in (done.snapshot_id, done2.snapshot_id):
             restored = create(a, 0, snapshot_id=snapshot_id)
@@ -270,19 +278,11 @@ def test_restarts_during_shipping_lose_and_duplicate_nothing(a: Side, s3: S3Serv
         proxy.close()
 
 
-def second_driver(a: Side, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A new driver process image on cluster A: what a restarted controller pod is."""
-    from contextlib import contextmanager
-
-    from csi.testing import driver_on_emulator
-    from tests.integration.csi_stack import LOCAL
-
-    @contextmanager
-    def run():  # type: ignore[no-untyped-def]
-        with driver_on_emulator(a.emulator.url, LOCAL, path_roots=[str(a.workdir)]) as (_d, client, nodeops):
-            yield Side(client, a.workdir, nodeops, a.emulator)
-
-    return run()
+@contextmanager
+def second_driver(a: Side) -> Iterator[Side]:
+    """A new driver on cluster A: what a restarted controller pod is."""
+    with driver_on_emulator(a.emulator.url, LOCAL, path_roots=[str(a.workdir)]) as (_d, client, nodeops):
+        yield Side(client, a.workdir, nodeops, a.emulator)
 
 
 def test_secrets_are_not_in_the_answers(a: Side, s3: S3Server) -> None:
