@@ -93,8 +93,8 @@ KEYS: tuple[KeySpec, ...] = (
         "allow_incremental",
         "boolean",
         "false",
-        "S3: ship only the changes since the last backup of the volume in this remote when that "
-        "backup's snapshot is still there.",
+        "S3: ship only the changes since the previous backup of the volume in this remote (LINSTOR "
+        "ships a full backup when there is none to base on).",
         parse_bool,
     ),
     KeySpec(
