@@ -128,6 +128,30 @@ def test_s3_backup_survives_the_loss_of_volume_and_snapshot(a: Side, s3: S3Serve
     delete(a, restored.volume_id)
 
 
+def test_s3_backup_restores_in_another_cluster(a: Side, b: Side, s3: S3Server) -> None:
+    """Cluster B knows the bucket under another remote name; the S3:// id of cluster A still works."""
+    bucket = fresh_bucket(s3)
+    params = s3_class(s3.endpoint, f"site-a-{uuid.uuid4().hex[:6]}", bucket, **{"delete-local": "true"})
+    data = os.urandom(MIB + 99)
+    vol = create(a, 64 * MIB)
+    append(a, vol.volume_id, data)
+    done = until_ready(a, vol.volume_id, f"snapshot-{uuid.uuid4()}", params)
+    requests.post(
+        f"{b.emulator.url}/v1/remotes/s3",
+        json=s3.remote_body(f"site-b-{uuid.uuid4().hex[:6]}", bucket),
+        timeout=30,
+    ).raise_for_status()
+
+    restored = create(b, 0, snapshot_id=done.snapshot_id)
+    assert read(b, restored.volume_id) == data
+    assert snapshots_of(b, vol.volume_id) == []  # the download is gone again
+    delete(b, restored.volume_id)
+    a.ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=done.snapshot_id))
+    delete(a, vol.volume_id)
+    code, text = code_of(lambda: create(b, 0, snapshot_id=done.snapshot_id))
+    assert code == grpc.StatusCode.NOT_FOUND and "no S3 remote holds that backup" in text
+
+
 def test_incremental_chain_of_three_restores_at_each_point(a: Side, s3: S3Server) -> None:
     bucket, remote = fresh_bucket(s3), f"inc-{uuid.uuid4().hex[:8]}"
     params = s3_class(s3.endpoint, remote, bucket, **{"allow-incremental": "true"})
