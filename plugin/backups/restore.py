@@ -54,6 +54,14 @@ class BackupRestores:
         volume_id = self.service._volume_id_for(name, params)
         rd = self.service._read_rd(volume_id)
         if rd is not None and rec.is_complete(rd):
+            # Made before (the same request again): no second download. A restore interrupted
+            # right before it recorded the backup as its source still names the local copy.
+            local_forms = {
+                f"snapshot:{rec.snapshot_id(backup_id.volume_id, backup_id.snapshot)}",
+                f"snapshot:{rec.snapshot_id(TARGET_PREFIX + backup_id.volume_id, backup_id.snapshot)}",
+            }
+            if rec.props_of(rd).get(rec.SOURCE) in local_forms:
+                self.client.modify_resource_definition(volume_id, override_props={rec.SOURCE: source})
             return self.service.create_volume(name, size_bytes, params, source=source, topology=topology)
         with self.service._locked(f"backup:{backup_id}"):
             local_id, drop = self._local_copy(backup_id, params)

@@ -25,7 +25,14 @@ from plugin.backups.remotes import ensure_remote
 from plugin.backups.restore import BackupRestores
 from plugin.backups.snapshot_class import SnapshotClass
 from plugin.backups.views import snapshot_of_backup, snapshot_of_local
-from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, VolumeError
+from plugin.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OperationFailed,
+    VolumeError,
+)
 from plugin.linstor_client import LinstorClient
 from plugin.models import Snapshot
 from plugin.observability import log_fields
@@ -159,7 +166,11 @@ class Backups(BackupRestores):
         log_fields(
             log, logging.INFO, "backup started", volume=volume_id, snapshot=snap_name, remote=cls.remote_name
         )
-        entries = self.client.ship_backup(cls.remote_name, ship)
+        try:
+            entries = self.client.ship_backup(cls.remote_name, ship)
+        except VolumeError:
+            self._record(snap_name, None)  # nothing was shipped: no pending mark stays behind
+            raise
         local_name = _snapshot_ref(entries) or self._new_snapshot(volume_id, before, cls.remote_name)
         if not local_name:
             raise VolumeError(f"LINSTOR started shipping volume {volume_id} but named no snapshot; retry")
@@ -329,7 +340,11 @@ class Backups(BackupRestores):
         for remote in s3_remotes:
             try:
                 listed = self.client.list_backups(remote, volume_id or "")
-            except NotFound:
+            except (NotFound, InvalidArgument, OperationFailed) as exc:
+                # One unreachable bucket must not hide every other snapshot.
+                log_fields(
+                    log, logging.WARNING, "backups of a remote not listed", remote=remote, error=exc.message
+                )
                 continue
             for key, backup in (listed.get("linstor") or {}).items():
                 source, snap_name = str(backup.get("origin_rsc", "")), str(backup.get("origin_snap", ""))
