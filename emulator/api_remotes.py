@@ -55,6 +55,11 @@ def cluster_id(emu: Emulator) -> str:
     return emu.state.cluster_id
 
 
+def backup_error(code: int, message: str, **kw: Any) -> rc.Entry:
+    """An error entry about backups: the code, with ``MASK_BACKUP`` as its object bits."""
+    return rc.error(code, message, 0, MASK_BACKUP, **kw)
+
+
 def describe(name: str) -> str:
     return f"Remote '{name}'"
 
@@ -102,8 +107,8 @@ def _missing(data: dict[str, Any], wanted: list[str]) -> None:
     if missing:
         plural = "parameter is" if len(missing) == 1 else "parameters are"
         raise rc.ApiFailure(
-            rc.error(
-                FAIL_INVLD_BACKUP_CONFIG | MASK_BACKUP,
+            backup_error(
+                FAIL_INVLD_BACKUP_CONFIG,
                 f"The remote could not be created because the following required {plural} missing: "
                 f"[{', '.join(missing)}]",
             )
@@ -129,8 +134,8 @@ def _check_s3(emu: Emulator, remote: dict[str, Any], what: str) -> None:
         unlocked(emu, target.check)
     except S3Error as exc:
         raise rc.ApiFailure(
-            rc.error(
-                rc.FAIL_UNKNOWN_ERROR | MASK_BACKUP,
+            backup_error(
+                rc.FAIL_UNKNOWN_ERROR,
                 f"The remote could not be reached with the given parameters and therefore wasn't {what}. "
                 "Please check for spelling errors and that you have the correct access-key and secret-key.",
                 cause=str(exc),

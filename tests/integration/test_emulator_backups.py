@@ -137,8 +137,14 @@ def backups(emu: EmulatorProcess, remote: str, **params: Any) -> dict[str, Any]:
 
 
 def restored_bytes(emu: EmulatorProcess, rsc: str, length: int) -> bytes:
-    dev = wait_for(lambda: get(emu, "/v1/view/resources", resources=rsc), message=f"restored {rsc}")
-    return read_at(dev[0]["volumes"][0]["device_path"], 0, length)
+    """The first bytes of a restored volume, once its resource and device are there."""
+
+    def ready() -> str:
+        found = get(emu, "/v1/view/resources", resources=rsc)
+        path = found[0]["volumes"][0].get("device_path", "") if found and found[0].get("volumes") else ""
+        return path if path and os.path.exists(path) else ""
+
+    return read_at(wait_for(ready, message=f"restored {rsc}"), 0, length)
 
 
 def object_keys(s3: S3Server, bucket: str) -> list[str]:
@@ -427,8 +433,8 @@ def test_restart_during_shipping_neither_loses_nor_duplicates(
     emu: EmulatorProcess, s3: S3Server, bucket: str, held_s3: TcpProxy, how: str
 ) -> None:
     _start_held_shipment(emu, s3, bucket, held_s3, "vol-rst")
-    listing = backups(emu, "held")
-    assert [b["shipping"] for b in listing["linstor"].values()] == [True]
+    in_progress = snapshot(emu, "vol-rst", "s1")
+    assert in_progress["snapshot_definition_props"][STATUS.format("held")] == "Shipping"
     assert emu.proc is not None
     if how == "sigkill":
         emu.proc.kill()
