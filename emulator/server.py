@@ -323,7 +323,12 @@ class EmulatorServer:
 
     def dispatch(self, method: str, path: str, query: str, raw: bytes, accept: str = "") -> tuple[int, Any]:
         if path.startswith("/_emu/l2l/"):
-            # LINSTOR-to-LINSTOR data between emulators (see emulator.l2l).
+            # LINSTOR-to-LINSTOR data between emulators (see emulator.l2l); injected latency applies,
+            # so a test can hold a transfer in the middle.
+            delay = self.faults.latency_for(path)
+            if delay:
+                self._count_fault("latency")
+                time.sleep(delay)
             return l2l.handle(self.emu, method, path, query, raw)
         if path.startswith("/_emu/"):
             return self._control(method, path, raw)

@@ -521,3 +521,56 @@ def test_linstor_remote_unreachable_is_an_error(emu: EmulatorProcess) -> None:
     entry = answer.json()[0]
     assert answer.status_code == 500 and code(entry) == 998 and "could not be reached" in entry["message"]
     assert get(emu, "/v1/resource-definitions/vol-nw/snapshots") == []
+
+
+@pytest.mark.parametrize("killed", ["source", "target"])
+def test_linstor_to_linstor_survives_a_restart_of_either_side(
+    root_loop: None, emulator_factory: Callable[..., EmulatorProcess], killed: str
+) -> None:
+    src = emulator_factory(name="src")
+    dst = emulator_factory(name="dst")
+    src_id = get(src, "/v1/controller/properties")["Cluster/LocalID"]
+    dst_id = get(dst, "/v1/controller/properties")["Cluster/LocalID"]
+    post(src, "/v1/remotes/linstor", {"remote_name": "dr", "url": dst.url, "cluster_id": dst_id})
+    post(dst, "/v1/remotes/linstor", {"remote_name": "prod", "url": src.url, "cluster_id": src_id})
+    dev = make_volume(src, "vol-kr")
+    write_at(dev, 0, os.urandom(4 * MIB))
+    expected = read_at(dev, 0, SIZE_KIB * 1024)
+    # Every piece of data the target receives waits, so the transfer is caught in the middle.
+    dst.control("latency", {"ms": 2000, "paths": "^/_emu/l2l/data"}).raise_for_status()
+    post(
+        src,
+        "/v1/remotes/dr/backups/ship",
+        {"src_rsc_name": "vol-kr", "dst_rsc_name": "bk-kr", "src_snap_name": "k1", "download_only": True},
+    )
+    assert snapshot(src, "vol-kr", "k1")["snapshot_definition_props"][STATUS.format("dr")] == "Shipping"
+    assert "SHIPPING" in snapshot(dst, "bk-kr", "k1")["flags"]
+    victim = src if killed == "source" else dst
+    assert victim.proc is not None
+    victim.proc.kill()
+    victim.proc.wait()
+    victim.proc = None
+    victim.start()
+    dst.control("latency", {"ms": 0}).raise_for_status()
+    # The source ends the shipment (aborted after its own restart, failed when the target went away);
+    # the target keeps nothing half received.
+    assert shipped(src, "vol-kr", "k1", "dr") == ("Aborted" if killed == "source" else "Failed")
+    wait_for(lambda: get(dst, "/v1/view/snapshots") == [], message="target drops the unfinished snapshot")
+    # Shipping again makes exactly one complete copy.
+    post(
+        src,
+        "/v1/remotes/dr/backups/ship",
+        {"src_rsc_name": "vol-kr", "dst_rsc_name": "bk-kr", "src_snap_name": "k1", "download_only": True},
+    )
+    assert shipped(src, "vol-kr", "k1", "dr") == "Success"
+    received = get(dst, "/v1/view/snapshots")
+    assert [(s["resource_name"], s["name"]) for s in received] == [("bk-kr", "k1")]
+    assert "SUCCESSFUL" in received[0]["flags"]
+    post(dst, "/v1/resource-definitions", {"resource_definition": {"name": "vol-kr-back"}})
+    post(
+        dst,
+        "/v1/resource-definitions/bk-kr/snapshot-restore-volume-definition/k1",
+        {"to_resource": "vol-kr-back"},
+    )
+    post(dst, "/v1/resource-definitions/bk-kr/snapshot-restore-resource/k1", {"to_resource": "vol-kr-back"})
+    assert read_at(device(dst, "vol-kr-back"), 0, SIZE_KIB * 1024) == expected
