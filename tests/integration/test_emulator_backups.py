@@ -574,3 +574,31 @@ def test_linstor_to_linstor_survives_a_restart_of_either_side(
     )
     post(dst, "/v1/resource-definitions/bk-kr/snapshot-restore-resource/k1", {"to_resource": "vol-kr-back"})
     assert read_at(device(dst, "vol-kr-back"), 0, SIZE_KIB * 1024) == expected
+
+
+def test_restart_during_a_restore_drops_the_half_download(
+    emu: EmulatorProcess, s3: S3Server, bucket: str, held_s3: TcpProxy
+) -> None:
+    dev = make_volume(emu, "vol-rd")
+    write_at(dev, 0, os.urandom(4 * MIB))
+    expected = read_at(dev, 0, SIZE_KIB * 1024)
+    create_s3_remote(emu, s3, "held", bucket, endpoint=held_s3.endpoint)
+    post(emu, "/v1/remotes/held/backups", {"rsc_name": "vol-rd", "snap_name": "r1"})
+    assert shipped(emu, "vol-rd", "r1", "held") == "Success"
+    restore = {"src_rsc_name": "vol-rd", "target_rsc_name": "vol-rd-back", "node_name": local_node(emu)}
+    held_s3.pause_after(256 * 1024)  # the listing and meta objects pass, the 4 MiB of data do not
+    post(emu, "/v1/remotes/held/backups/restore", restore)
+    # Held in the middle: the target snapshot says so.
+    half = snapshot(emu, "vol-rd-back", "r1")
+    assert "SHIPPING" in half["flags"] and "SUCCESSFUL" not in half["flags"]
+    assert half["snapshot_definition_props"]["BackupShipping/Target/ShippingStatus"] == "Shipping"
+    assert emu.proc is not None
+    emu.proc.kill()
+    emu.proc.wait()
+    emu.proc = None
+    held_s3.cut()
+    held_s3.resume()
+    emu.start()
+    assert requests.get(emu.url + "/v1/resource-definitions/vol-rd-back", timeout=30).status_code == 404
+    post(emu, "/v1/remotes/held/backups/restore", restore)
+    assert restored_bytes(emu, "vol-rd-back", SIZE_KIB * 1024) == expected
