@@ -12,7 +12,7 @@ import uuid as uuidlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from emulator import body, names
+from emulator import backups, body, names
 from emulator import retcodes as rc
 from emulator.core import Emulator
 from emulator.routing import Json, Request, route
@@ -317,10 +317,6 @@ def modify_linstor(emu: Emulator, req: Request) -> list[rc.Entry]:
 # ---------------------------------------------------------------------- delete
 
 
-#: Set by :mod:`emulator.backups`: does this remote have shipments in progress?
-busy_check: Callable[[Emulator, str], bool] = lambda emu, key: False  # noqa: E731
-
-
 @route("DELETE", "/v1/remotes", op=MOD, obj=MASK_REMOTE)
 def delete_remote(emu: Emulator, req: Request) -> list[rc.Entry]:
     name = req.q_first("remote_name") or ""
@@ -329,7 +325,7 @@ def delete_remote(emu: Emulator, req: Request) -> list[rc.Entry]:
     remote = emu.state.remotes.get(key)
     if remote is None or "DELETE" in remote.get("flags", []):
         return [rc.warn(rc.WARN_NOT_FOUND, f"{describe(name)} not found.")]
-    if busy_check(emu, key):
+    if backups.engine_of(emu).running(key):
         if "MARK_DELETED" not in remote["flags"]:
             remote["flags"].append("MARK_DELETED")
         return [
