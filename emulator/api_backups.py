@@ -72,7 +72,7 @@ def _s3(emu: Emulator, name: str) -> dict[str, Any]:
 
 
 def _s3_failure(exc: S3Error, what: str) -> rc.ApiFailure:
-    return rc.ApiFailure(rc.error(rc.FAIL_UNKNOWN_ERROR | BACKUP, f"{what}: {exc}"))
+    return rc.ApiFailure(remotes.backup_error(rc.FAIL_UNKNOWN_ERROR, f"{what}: {exc}"))
 
 
 def _network(emu: Emulator, remote: dict[str, Any], fn: Any, what: str) -> Any:
@@ -226,8 +226,8 @@ def _select(
         name = bn.parse_id(last)
         if name is None:
             raise rc.ApiFailure(
-                rc.error(
-                    remotes.FAIL_INVLD_BACKUP_CONFIG | BACKUP,
+                remotes.backup_error(
+                    remotes.FAIL_INVLD_BACKUP_CONFIG,
                     f"The target backup {last} is invalid since it does not match the pattern of '<rscName>"
                     "_back_YYYYMMDD_HHMMSS[optional-backup-s3-suffix][^snapshot-name][.meta]' "
                     "(e.g. my-rsc_back_20210824_072543).Please provide a valid target backup, or provide "
@@ -239,8 +239,8 @@ def _select(
         name, prefix = None, src_rsc
     else:
         raise rc.ApiFailure(
-            rc.error(
-                remotes.FAIL_INVLD_BACKUP_CONFIG | BACKUP,
+            remotes.backup_error(
+                remotes.FAIL_INVLD_BACKUP_CONFIG,
                 "Either the source resource (src_rsc_name) or a backup id (last_backup) is needed.",
             )
         )
@@ -255,16 +255,16 @@ def _select(
     chosen, sizes, chain = _network(emu, remote, read, "Reading the backups failed")
     if chosen is None:
         raise rc.ApiFailure(
-            rc.error(
-                FAIL_NOT_FOUND_BACKUP | BACKUP,
+            remotes.backup_error(
+                FAIL_NOT_FOUND_BACKUP,
                 f"Could not find a matching backup for resource '{src_rsc}', snapshot '{src_snap}' and id "
                 f"'{last}' in remote '{remote['name']}'",
             )
         )
     if chain is None:
         raise rc.ApiFailure(
-            rc.error(
-                rc.FAIL_NOT_FOUND_SNAPSHOT_DFN | BACKUP,
+            remotes.backup_error(
+                rc.FAIL_NOT_FOUND_SNAPSHOT_DFN,
                 f"Could not find the needed meta-file with the name '{chosen.meta_key}' in remote "
                 f"'{remote['name']}'",
             )
@@ -274,8 +274,8 @@ def _select(
             for info in infos or []:
                 if info.get("name") not in sizes:
                     raise rc.ApiFailure(
-                        rc.error(
-                            FAIL_NOT_FOUND_BACKUP | BACKUP,
+                        remotes.backup_error(
+                            FAIL_NOT_FOUND_BACKUP,
                             f"The backup {part.id} is not restorable: its object {info.get('name')} is "
                             f"missing in remote '{remote['name']}'.",
                         )

@@ -12,7 +12,7 @@ import uuid as uuidlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from emulator import body, names
+from emulator import backups, body, names
 from emulator import retcodes as rc
 from emulator.core import Emulator
 from emulator.routing import Json, Request, route
@@ -53,6 +53,11 @@ def cluster_id(emu: Emulator) -> str:
     if not emu.state.cluster_id:
         emu.state.cluster_id = str(uuidlib.uuid4())
     return emu.state.cluster_id
+
+
+def backup_error(code: int, message: str, **kw: Any) -> rc.Entry:
+    """An error entry about backups: the code, with ``MASK_BACKUP`` as its object bits."""
+    return rc.error(code, message, 0, MASK_BACKUP, **kw)
 
 
 def describe(name: str) -> str:
@@ -102,8 +107,8 @@ def _missing(data: dict[str, Any], wanted: list[str]) -> None:
     if missing:
         plural = "parameter is" if len(missing) == 1 else "parameters are"
         raise rc.ApiFailure(
-            rc.error(
-                FAIL_INVLD_BACKUP_CONFIG | MASK_BACKUP,
+            backup_error(
+                FAIL_INVLD_BACKUP_CONFIG,
                 f"The remote could not be created because the following required {plural} missing: "
                 f"[{', '.join(missing)}]",
             )
@@ -129,8 +134,8 @@ def _check_s3(emu: Emulator, remote: dict[str, Any], what: str) -> None:
         unlocked(emu, target.check)
     except S3Error as exc:
         raise rc.ApiFailure(
-            rc.error(
-                rc.FAIL_UNKNOWN_ERROR | MASK_BACKUP,
+            backup_error(
+                rc.FAIL_UNKNOWN_ERROR,
                 f"The remote could not be reached with the given parameters and therefore wasn't {what}. "
                 "Please check for spelling errors and that you have the correct access-key and secret-key.",
                 cause=str(exc),
@@ -312,10 +317,6 @@ def modify_linstor(emu: Emulator, req: Request) -> list[rc.Entry]:
 # ---------------------------------------------------------------------- delete
 
 
-#: Set by :mod:`emulator.backups`: does this remote have shipments in progress?
-busy_check: Callable[[Emulator, str], bool] = lambda emu, key: False  # noqa: E731
-
-
 @route("DELETE", "/v1/remotes", op=MOD, obj=MASK_REMOTE)
 def delete_remote(emu: Emulator, req: Request) -> list[rc.Entry]:
     name = req.q_first("remote_name") or ""
@@ -324,7 +325,7 @@ def delete_remote(emu: Emulator, req: Request) -> list[rc.Entry]:
     remote = emu.state.remotes.get(key)
     if remote is None or "DELETE" in remote.get("flags", []):
         return [rc.warn(rc.WARN_NOT_FOUND, f"{describe(name)} not found.")]
-    if busy_check(emu, key):
+    if backups.engine_of(emu).running(key):
         if "MARK_DELETED" not in remote["flags"]:
             remote["flags"].append("MARK_DELETED")
         return [

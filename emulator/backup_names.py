@@ -22,7 +22,8 @@ META_RE = re.compile(
 )
 VOLUME_RE = re.compile(
     r"^(?P<rsc>[a-zA-Z0-9_-]{2,48})(?P<rsuffix>\..+)?_(?P<vlm>[0-9]{5})_(?P<bid>back_[0-9]{8}_[0-9]{6})"
-    r"(?P<suffix>:?.+?)?(?P<snap>\^.*)?$"
+    # As in the meta pattern, an empty suffix is tried first, so "^<snap>" is the snapshot name.
+    r"(?:|(?P<suffix>:?.+?))(?P<snap>\^.*)?$"
 )
 
 #: snapshot definition property namespaces of a shipment

@@ -8,6 +8,7 @@ it is based on.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from pathlib import Path
@@ -48,8 +49,12 @@ def _upload(emu: Emulator, job: bk.Job) -> None:
             for nr, (path, size_kib, base_path) in sorted(vols.items()):
                 key = name.volume_key(nr)
                 made.append(key)
-                reader = bs.StreamReader(
-                    bs.pieces(path, size_kib * 1024, base_path if base is not None else None)
+                # Buffered, so each read fills a whole part (S3 parts but the last are >= 5 MiB).
+                reader = io.BufferedReader(
+                    bs.StreamReader(
+                        bs.pieces(path, size_kib * 1024, base_path if base is not None else None)
+                    ),
+                    buffer_size=1 << 20,
                 )
                 target.upload(key, reader, job.stop.is_set)
                 backups[str(nr)] = [{"name": key, "finishedTimestamp": st.now_ms(), "node": node}]

@@ -77,8 +77,8 @@ def _post(url: str, path: str, **kw: Any) -> Any:
     except requests.RequestException as exc:
         raise RemoteFailure(
             [
-                rc.error(
-                    rc.FAIL_UNKNOWN_ERROR | remotes.MASK_BACKUP,
+                remotes.backup_error(
+                    rc.FAIL_UNKNOWN_ERROR,
                     f"The LINSTOR remote at {url} could not be reached: {type(exc).__name__}",
                 )
             ]
@@ -95,8 +95,8 @@ def _post(url: str, path: str, **kw: Any) -> Any:
         raise RemoteFailure(
             entries
             or [
-                rc.error(
-                    rc.FAIL_UNKNOWN_ERROR | remotes.MASK_BACKUP,
+                remotes.backup_error(
+                    rc.FAIL_UNKNOWN_ERROR,
                     f"The LINSTOR remote at {url} answered HTTP {answer.status_code}.",
                 )
             ]

@@ -323,7 +323,12 @@ class EmulatorServer:
 
     def dispatch(self, method: str, path: str, query: str, raw: bytes, accept: str = "") -> tuple[int, Any]:
         if path.startswith("/_emu/l2l/"):
-            # LINSTOR-to-LINSTOR data between emulators (see emulator.l2l).
+            # LINSTOR-to-LINSTOR data between emulators (see emulator.l2l); injected latency applies,
+            # so a test can hold a transfer in the middle.
+            delay = self.faults.latency_for(path)
+            if delay:
+                self._count_fault("latency")
+                time.sleep(delay)
             return l2l.handle(self.emu, method, path, query, raw)
         if path.startswith("/_emu/"):
             return self._control(method, path, raw)
@@ -413,11 +418,9 @@ class EmulatorServer:
 
 
 #: Mutations outside ``/v1/resource-definitions/{rd}`` that may change any definition.
-_BROAD = re.compile(
-    r"^/v1/resource-groups/[^/]+(/adjust)?/?$"
-    # backups create, delete or restore snapshots of definitions their body names in several ways
-    r"|^/v1/remotes/[^/]+/backups(/restore|/abort|/ship)?/?$"
-)
+_BROAD = re.compile(r"^/v1/resource-groups/[^/]+(/adjust)?/?$")
+#: Deleting backups may delete the local snapshots they came from, in any definition.
+_BACKUPS = re.compile(r"^/v1/remotes/[^/]+/backups/?$")
 
 
 def touched_definitions(path: str, params: dict[str, str], req: Request) -> set[str] | None:
@@ -426,7 +429,7 @@ def touched_definitions(path: str, params: dict[str, str], req: Request) -> set[
     New definitions are always saved (they have no cached copy), so only changes to
     existing ones need naming: the ones in the path and the ones a body refers to.
     """
-    if _BROAD.match(path):
+    if _BROAD.match(path) or (req.method == "DELETE" and _BACKUPS.match(path)):
         return None
     keys = {names.key(params[p]) for p in ("rd", "clone") if p in params}
     try:
@@ -434,7 +437,14 @@ def touched_definitions(path: str, params: dict[str, str], req: Request) -> set[
     except bodymod.ParseError:
         data = None  # the handler answers the parse error
     if isinstance(data, dict):
-        for field in ("to_resource", "name", "resource_definition_name"):
+        for field in (
+            "to_resource",
+            "name",
+            "resource_definition_name",
+            "rsc_name",
+            "src_rsc_name",
+            "target_rsc_name",
+        ):
             if isinstance(data.get(field), str):
                 keys.add(names.key(data[field]))
         for snap in data.get("snapshots") or []:

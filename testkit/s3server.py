@@ -81,9 +81,7 @@ class S3Server:
 
     def enable_auth(self) -> None:
         """Make moto check keys: only ``ACCESS_KEY`` is then known (others get InvalidAccessKeyId)."""
-        requests.post(
-            self.endpoint + "/moto-api/reset-auth", data=b"0", timeout=5
-        ).raise_for_status()
+        requests.post(self.endpoint + "/moto-api/reset-auth", data=b"0", timeout=5).raise_for_status()
 
     def remote_body(self, name: str, bucket: str, **over: Any) -> dict[str, Any]:
         """The JSON of ``POST /v1/remotes/s3`` for a bucket of this server."""

@@ -23,6 +23,8 @@ class TcpProxy:
         self._stop = threading.Event()
         self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
+        #: bytes from the server still allowed through before traffic is held (None: no limit)
+        self._budget: int | None = None
         self._server = socket.create_server(("127.0.0.1", self.port))
         self._server.settimeout(0.2)
         threading.Thread(target=self._accept, name="tcpproxy", daemon=True).start()
@@ -35,7 +37,14 @@ class TcpProxy:
         self._open.clear()
 
     def resume(self) -> None:
+        with self._lock:
+            self._budget = None
         self._open.set()
+
+    def pause_after(self, server_bytes: int) -> None:
+        """Let ``server_bytes`` more bytes of answers through, then hold everything (as ``pause``)."""
+        with self._lock:
+            self._budget = server_bytes
 
     def cut(self) -> None:
         """Drop every open connection and what it still holds (a network cut); new ones may come."""
@@ -70,16 +79,26 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._socks += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, answers in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pipe, args=(a, b, answers), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    def _spend(self, n: int) -> None:
+        with self._lock:
+            if self._budget is None:
+                return
+            self._budget -= n
+            if self._budget < 0:
+                self._open.clear()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
         src.settimeout(None)
         try:
             while not self._stop.is_set():
                 data = src.recv(65536)
                 if not data:
                     break
+                if answers:
+                    self._spend(len(data))
                 self._open.wait()
                 if src.fileno() < 0 or dst.fileno() < 0:
                     break  # cut while held: the data is dropped

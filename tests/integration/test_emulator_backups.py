@@ -137,8 +137,14 @@ def backups(emu: EmulatorProcess, remote: str, **params: Any) -> dict[str, Any]:
 
 
 def restored_bytes(emu: EmulatorProcess, rsc: str, length: int) -> bytes:
-    dev = wait_for(lambda: get(emu, "/v1/view/resources", resources=rsc), message=f"restored {rsc}")
-    return read_at(dev[0]["volumes"][0]["device_path"], 0, length)
+    """The first bytes of a restored volume, once its resource and device are there."""
+
+    def ready() -> str:
+        found = get(emu, "/v1/view/resources", resources=rsc)
+        path = found[0]["volumes"][0].get("device_path", "") if found and found[0].get("volumes") else ""
+        return path if path and os.path.exists(path) else ""
+
+    return read_at(wait_for(ready, message=f"restored {rsc}"), 0, length)
 
 
 def object_keys(s3: S3Server, bucket: str) -> list[str]:
@@ -415,11 +421,16 @@ def test_views_show_a_shipment_in_progress_and_abort_ends_it(
     dup = post(emu, "/v1/remotes/held/backups", {"rsc_name": "vol-held", "snap_name": "s1"}, ok=False)
     assert code(dup.json()[0]) == 997
     post(emu, "/v1/remotes/held/backups/abort", {"rsc_name": "vol-held", "create": True})
+    # A remote with a shipment in progress is only marked; it goes when the shipment has ended.
+    marked = requests.delete(emu.url + "/v1/remotes", params={"remote_name": "held"}, timeout=30)
+    assert marked.status_code == 200 and "prepared for deletion" in marked.json()[0]["message"]
+    refused = post(emu, "/v1/remotes/held/backups", {"rsc_name": "vol-held", "snap_name": "s9"}, ok=False)
+    assert code(refused.json()[0]) == 321
     held_s3.resume()
     assert shipped(emu, "vol-held", "s1", "held") == "Aborted"
     assert "SHIPPING" not in snapshot(emu, "vol-held", "s1")["flags"]
     assert object_keys(s3, bucket) == []
-    assert backups(emu, "held").get("linstor", {}) == {}
+    wait_for(lambda: get(emu, "/v1/remotes")["s3_remotes"] == [], message="marked remote deleted")
 
 
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
@@ -427,8 +438,8 @@ def test_restart_during_shipping_neither_loses_nor_duplicates(
     emu: EmulatorProcess, s3: S3Server, bucket: str, held_s3: TcpProxy, how: str
 ) -> None:
     _start_held_shipment(emu, s3, bucket, held_s3, "vol-rst")
-    listing = backups(emu, "held")
-    assert [b["shipping"] for b in listing["linstor"].values()] == [True]
+    in_progress = snapshot(emu, "vol-rst", "s1")
+    assert in_progress["snapshot_definition_props"][STATUS.format("held")] == "Shipping"
     assert emu.proc is not None
     if how == "sigkill":
         emu.proc.kill()
@@ -515,3 +526,84 @@ def test_linstor_remote_unreachable_is_an_error(emu: EmulatorProcess) -> None:
     entry = answer.json()[0]
     assert answer.status_code == 500 and code(entry) == 998 and "could not be reached" in entry["message"]
     assert get(emu, "/v1/resource-definitions/vol-nw/snapshots") == []
+
+
+@pytest.mark.parametrize("killed", ["source", "target"])
+def test_linstor_to_linstor_survives_a_restart_of_either_side(
+    root_loop: None, emulator_factory: Callable[..., EmulatorProcess], killed: str
+) -> None:
+    src = emulator_factory(name="src")
+    dst = emulator_factory(name="dst")
+    src_id = get(src, "/v1/controller/properties")["Cluster/LocalID"]
+    dst_id = get(dst, "/v1/controller/properties")["Cluster/LocalID"]
+    post(src, "/v1/remotes/linstor", {"remote_name": "dr", "url": dst.url, "cluster_id": dst_id})
+    post(dst, "/v1/remotes/linstor", {"remote_name": "prod", "url": src.url, "cluster_id": src_id})
+    dev = make_volume(src, "vol-kr")
+    write_at(dev, 0, os.urandom(4 * MIB))
+    expected = read_at(dev, 0, SIZE_KIB * 1024)
+    # Every piece of data the target receives waits, so the transfer is caught in the middle.
+    dst.control("latency", {"ms": 2000, "paths": "^/_emu/l2l/data"}).raise_for_status()
+    post(
+        src,
+        "/v1/remotes/dr/backups/ship",
+        {"src_rsc_name": "vol-kr", "dst_rsc_name": "bk-kr", "src_snap_name": "k1", "download_only": True},
+    )
+    assert snapshot(src, "vol-kr", "k1")["snapshot_definition_props"][STATUS.format("dr")] == "Shipping"
+    assert "SHIPPING" in snapshot(dst, "bk-kr", "k1")["flags"]
+    victim = src if killed == "source" else dst
+    assert victim.proc is not None
+    victim.proc.kill()
+    victim.proc.wait()
+    victim.proc = None
+    victim.start()
+    dst.control("latency", {"ms": 0}).raise_for_status()
+    # The source ends the shipment (aborted after its own restart, failed when the target went away);
+    # the target keeps nothing half received.
+    assert shipped(src, "vol-kr", "k1", "dr") == ("Aborted" if killed == "source" else "Failed")
+    wait_for(lambda: get(dst, "/v1/view/snapshots") == [], message="target drops the unfinished snapshot")
+    # Shipping again makes exactly one complete copy.
+    post(
+        src,
+        "/v1/remotes/dr/backups/ship",
+        {"src_rsc_name": "vol-kr", "dst_rsc_name": "bk-kr", "src_snap_name": "k1", "download_only": True},
+    )
+    assert shipped(src, "vol-kr", "k1", "dr") == "Success"
+    received = get(dst, "/v1/view/snapshots")
+    assert [(s["resource_name"], s["name"]) for s in received] == [("bk-kr", "k1")]
+    assert "SUCCESSFUL" in received[0]["flags"]
+    post(dst, "/v1/resource-definitions", {"resource_definition": {"name": "vol-kr-back"}})
+    post(
+        dst,
+        "/v1/resource-definitions/bk-kr/snapshot-restore-volume-definition/k1",
+        {"to_resource": "vol-kr-back"},
+    )
+    post(dst, "/v1/resource-definitions/bk-kr/snapshot-restore-resource/k1", {"to_resource": "vol-kr-back"})
+    assert read_at(device(dst, "vol-kr-back"), 0, SIZE_KIB * 1024) == expected
+
+
+def test_restart_during_a_restore_drops_the_half_download(
+    emu: EmulatorProcess, s3: S3Server, bucket: str, held_s3: TcpProxy
+) -> None:
+    dev = make_volume(emu, "vol-rd")
+    write_at(dev, 0, os.urandom(4 * MIB))
+    expected = read_at(dev, 0, SIZE_KIB * 1024)
+    create_s3_remote(emu, s3, "held", bucket, endpoint=held_s3.endpoint)
+    post(emu, "/v1/remotes/held/backups", {"rsc_name": "vol-rd", "snap_name": "r1"})
+    assert shipped(emu, "vol-rd", "r1", "held") == "Success"
+    restore = {"src_rsc_name": "vol-rd", "target_rsc_name": "vol-rd-back", "node_name": local_node(emu)}
+    held_s3.pause_after(256 * 1024)  # the listing and meta objects pass, the 4 MiB of data do not
+    post(emu, "/v1/remotes/held/backups/restore", restore)
+    # Held in the middle: the target snapshot says so.
+    half = snapshot(emu, "vol-rd-back", "r1")
+    assert "SHIPPING" in half["flags"] and "SUCCESSFUL" not in half["flags"]
+    assert half["snapshot_definition_props"]["BackupShipping/Target/ShippingStatus"] == "Shipping"
+    assert emu.proc is not None
+    emu.proc.kill()
+    emu.proc.wait()
+    emu.proc = None
+    held_s3.cut()
+    held_s3.resume()
+    emu.start()
+    assert requests.get(emu.url + "/v1/resource-definitions/vol-rd-back", timeout=30).status_code == 404
+    post(emu, "/v1/remotes/held/backups/restore", restore)
+    assert restored_bytes(emu, "vol-rd-back", SIZE_KIB * 1024) == expected
