@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import grpc
 import pytest
 import requests
+from prometheus_client import REGISTRY
 
 from csi.generated import csi_pb2
 from csi.testing import driver_on_emulator
@@ -317,5 +318,8 @@ def test_secrets_are_not_in_the_answers(a: Side, s3: S3Server) -> None:
     listed = requests.get(f"{a.emulator.url}/v1/remotes", timeout=10).text
     assert SECRETS["secret-key"] not in listed and SECRETS["access-key"] not in listed
     assert SECRETS["secret-key"] not in str(done)
+    labels = {v for metric in REGISTRY.collect() for sample in metric.samples for v in sample.labels.values()}
+    assert any("/v1/remotes/" in v for v in labels), "the backup calls are measured"
+    assert not {v for v in labels if SECRETS["access-key"] in v or SECRETS["secret-key"] in v}
     a.ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=done.snapshot_id))
     delete(a, vol.volume_id)
