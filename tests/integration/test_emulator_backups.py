@@ -175,7 +175,8 @@ def test_remotes_keep_keys_but_never_show_them(emu: EmulatorProcess, s3: S3Serve
     answer = requests.put(emu.url + "/v1/remotes/s3/s3-one", json={"region": "eu-west-1"}, timeout=30)
     assert answer.status_code == 200, answer.text
     assert get(emu, "/v1/remotes/s3")[0]["region"] == "eu-west-1"
-    text = json.dumps(get(emu, "/v1/remotes")) + emu.log_path.read_text()  # type: ignore[union-attr]
+    text = json.dumps(get(emu, "/v1/remotes")) + json.dumps(get(emu, "/_emu/state"))
+    text += emu.log_path.read_text()  # type: ignore[union-attr]
     assert ACCESS_KEY not in text and SECRET_KEY not in text
     # A second remote with the name, a missing parameter, a bad cluster id: refused, nothing kept.
     dup = post(emu, "/v1/remotes/s3", s3.remote_body("S3-ONE", bucket), ok=False)
@@ -607,3 +608,36 @@ def test_restart_during_a_restore_drops_the_half_download(
     assert requests.get(emu.url + "/v1/resource-definitions/vol-rd-back", timeout=30).status_code == 404
     post(emu, "/v1/remotes/held/backups/restore", restore)
     assert restored_bytes(emu, "vol-rd-back", SIZE_KIB * 1024) == expected
+
+
+def test_restart_after_the_meta_object_was_written_keeps_the_backup(
+    emu: EmulatorProcess, s3: S3Server, bucket: str, held_s3: TcpProxy
+) -> None:
+    """The upload completed in S3 but the process died before it saved that: the backup counts."""
+    dev = make_volume(emu, "vol-meta")
+    write_at(dev, 0, os.urandom(2 * MIB))
+    create_s3_remote(emu, s3, "held", bucket, endpoint=held_s3.endpoint)
+    # How many bytes the S3 server answers to one PutObject (the same for the volume and the meta object).
+    before = held_s3.answered
+    via_proxy = S3Server(s3.log_dir, port=held_s3.port).client()
+    via_proxy.put_object(Bucket=bucket, Key="probe", Body=b"x" * 1024)
+    one_answer = held_s3.answered - before
+    s3.client().delete_object(Bucket=bucket, Key="probe")
+    # The answer to the volume upload passes; the one to the meta object is held.
+    held_s3.pause_after(one_answer + one_answer // 2)
+    post(emu, "/v1/remotes/held/backups", {"rsc_name": "vol-meta", "snap_name": "m1"})
+    wait_for(lambda: any(k.endswith(".meta") for k in object_keys(s3, bucket)), message="meta object written")
+    assert snapshot(emu, "vol-meta", "m1")["snapshot_definition_props"][STATUS.format("held")] == "Shipping"
+    assert emu.proc is not None
+    emu.proc.kill()
+    emu.proc.wait()
+    emu.proc = None
+    held_s3.cut()
+    held_s3.resume()
+    emu.start()
+    assert shipped(emu, "vol-meta", "m1", "held") == "Success"
+    listing = backups(emu, "held")["linstor"]
+    assert [(b["origin_snap"], b["success"], b["restorable"]) for b in listing.values()] == [
+        ("m1", True, True)
+    ]
+    assert len(object_keys(s3, bucket)) == 2
