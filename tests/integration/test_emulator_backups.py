@@ -509,12 +509,10 @@ def test_linstor_to_linstor_full_incremental_and_restore(
         dst, "/v1/resource-definitions/backup-vol-l2l/snapshot-restore-resource/l2", {"to_resource": "vol-dr"}
     )
     assert read_at(device(dst, "vol-dr"), 0, SIZE_KIB * 1024) == expected
-    # Without download_only the target deploys the resource itself.
-    post(
-        src,
-        "/v1/remotes/dr/backups/ship",
-        {"src_rsc_name": "vol-l2l", "dst_rsc_name": "vol-live", "src_snap_name": "l2"},
-    )
+    # Without download_only the target deploys the resource itself (here through python-linstor).
+    with linstor.Linstor(src.url) as lin:
+        replies = lin.backup_ship("dr", "vol-l2l", "vol-live", src_snap="l2")
+        assert linstor.Linstor.all_api_responses_no_error(replies), [str(r) for r in replies]
     assert restored_bytes(dst, "vol-live", SIZE_KIB * 1024) == expected
 
 
