@@ -221,9 +221,12 @@ def test_bad_remotes_are_refused_with_the_controllers_error(
     assert get(emu, "/v1/remotes")["s3_remotes"] == []
 
 
-def test_shipment_to_a_remote_gone_bad_ends_failed(emu: EmulatorProcess, s3: S3Server, bucket: str) -> None:
+def test_shipment_to_a_remote_gone_bad_ends_failed(
+    emu: EmulatorProcess, s3: S3Server, bucket: str, held_s3: TcpProxy
+) -> None:
     dev = make_volume(emu, "vol-bad")
     write_at(dev, 0, os.urandom(MIB))
+    # The bucket goes away after the remote was made.
     create_s3_remote(emu, s3, "gone", bucket)
     s3.client().delete_bucket(Bucket=bucket)
     post(emu, "/v1/remotes/gone/backups", {"rsc_name": "vol-bad", "snap_name": "s1"})
@@ -232,6 +235,14 @@ def test_shipment_to_a_remote_gone_bad_ends_failed(emu: EmulatorProcess, s3: S3S
     assert "SHIPPING" not in snap["flags"] and "SHIPPED" not in snap["flags"]
     listing = requests.get(emu.url + "/v1/remotes/gone/backups", timeout=60)
     assert listing.status_code == 500 and "does not exist" in listing.json()[0]["message"]
+    # The endpoint stops answering after the remote was made.
+    s3.make_bucket(bucket)
+    create_s3_remote(emu, s3, "down", bucket, endpoint=held_s3.endpoint)
+    held_s3.close()
+    post(emu, "/v1/remotes/down/backups", {"rsc_name": "vol-bad", "snap_name": "s2"})
+    assert shipped(emu, "vol-bad", "s2", "down") == "Failed"
+    info = post(emu, "/v1/remotes/down/backups/info", {"src_rsc_name": "vol-bad"}, ok=False)
+    assert info.status_code == 500 and "could not be reached" in info.json()[0]["message"]
 
 
 # ---------------------------------------------------------------------- S3 shipping and restore
