@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import requests
 from testkit.emulator import EmulatorProcess
 from testkit.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 from testkit.tcpproxy import TcpProxy
+from testkit.waiting import wait_until
 from tests.blockio import read_at, write_at
 
 SIZE_KIB = 16 * 1024
@@ -106,15 +106,8 @@ def snapshot(emu: EmulatorProcess, rsc: str, snap: str) -> dict[str, Any]:
     return get(emu, f"/v1/resource-definitions/{rsc}/snapshots/{snap}")
 
 
-def wait_for(what: Callable[[], Any], timeout: float = 60.0, message: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting: {message}")
-        time.sleep(0.1)
+def wait_for(what: Callable[[], Any], timeout: float = 60.0, message: str = "the condition") -> Any:
+    return wait_until(what, timeout=timeout, interval=0.1, what=message)
 
 
 def shipped(emu: EmulatorProcess, rsc: str, snap: str, remote: str) -> str:
@@ -650,3 +643,26 @@ def test_restart_after_the_meta_object_was_written_keeps_the_backup(
         ("m1", True, True)
     ]
     assert len(object_keys(s3, bucket)) == 2
+
+
+def test_a_large_volume_goes_up_in_parts_and_comes_back_whole(
+    emu: EmulatorProcess, s3: S3Server, bucket: str
+) -> None:
+    size_kib = 64 * 1024
+    dev = make_volume(emu, "vol-big", size_kib)
+    write_at(dev, 0, os.urandom(20 * MIB))
+    write_at(dev, 40 * MIB, os.urandom(3 * MIB))
+    expected = read_at(dev, 0, size_kib * 1024)
+    create_s3_remote(emu, s3, "s3big", bucket)
+    post(emu, "/v1/remotes/s3big/backups", {"rsc_name": "vol-big", "snap_name": "b1"})
+    assert shipped(emu, "vol-big", "b1", "s3big") == "Success"
+    (backup,) = backups(emu, "s3big")["linstor"].values()
+    head = s3.client().head_object(Bucket=bucket, Key=backup["vlms"][0]["s3"]["key"])
+    assert head["ETag"].strip('"').endswith("-3"), head["ETag"]  # 23 MiB of data: three 8 MiB parts
+    assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    post(
+        emu,
+        "/v1/remotes/s3big/backups/restore",
+        {"last_backup": backup["id"], "target_rsc_name": "vol-big2", "node_name": local_node(emu)},
+    )
+    assert restored_bytes(emu, "vol-big2", size_kib * 1024) == expected
