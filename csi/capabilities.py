@@ -9,7 +9,7 @@ advertised; how it coexists with Nomad's per-claim ``readonly`` is told in
 published to, as recorded in LINSTOR, never mere replicas.
 
 The filesystems a capability may ask for are the node's own list
-(:data:`plugin.nodecommands.SUPPORTED_FILESYSTEMS`): a volume the node could never stage
+(:data:`plugin.filesystems.FILESYSTEMS`): a volume the node could never stage
 is refused when it is created.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from csi.generated import csi_pb2
 from plugin.errors import InvalidArgument
-from plugin.nodecommands import SUPPORTED_FILESYSTEMS
+from plugin.filesystems import FILESYSTEMS
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 CtrlRpc = csi_pb2.ControllerServiceCapability.RPC.Type
@@ -147,7 +147,7 @@ def unsupported_reason(access: Access) -> str | None:
     return None
 
 
-SUPPORTED_FS = frozenset(SUPPORTED_FILESYSTEMS)
+SUPPORTED_FS = frozenset(FILESYSTEMS)
 
 
 def parse_supported(capability: csi_pb2.VolumeCapability, field: str = "volume_capability") -> Access:

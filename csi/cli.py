@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _build_driver(args: argparse.Namespace) -> CsiDriver:
     from plugin.config import load_config
     from plugin.linstor_client import LinstorClient
-    from plugin.nodeops import NodeOps
+    from plugin.node.ops import NodeOps
     from plugin.volume_service import VolumeService
 
     overrides: dict[str, object] = {

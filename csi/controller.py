@@ -17,10 +17,10 @@ import grpc
 from csi import capabilities, convert, keys, publications
 from csi.errors import OutOfRange
 from csi.generated import csi_pb2, csi_pb2_grpc
-from csi.inflight import InFlight
 from csi.validation import check_name, require, size_from_range
 from plugin import errors
 from plugin.backups import Backups, is_remote_snapshot_id, parse_snapshot_class
+from plugin.keyed_locks import KeyedLocks
 from plugin.names import resource_name_for
 from plugin.params import VolumeParams, minimum_size_bytes, parse_csi_parameters, with_fs_type
 
@@ -35,11 +35,11 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
     def __init__(
         self,
         service: VolumeService,
-        inflight: InFlight | None = None,
+        inflight: KeyedLocks | None = None,
         max_volumes_per_node: int = keys.DEFAULT_MAX_VOLUMES_PER_NODE,
     ) -> None:
         self._service = service
-        self._inflight = inflight or InFlight("volume")
+        self._inflight = inflight or KeyedLocks("volume")
         self._limits = publications.AttachLimit(max_volumes_per_node)
         self._backups = Backups(service)
 

@@ -35,13 +35,13 @@ import grpc
 
 from csi import capabilities, convert, keys
 from csi.generated import csi_pb2, csi_pb2_grpc
-from csi.inflight import InFlight
 from csi.validation import PathRoots, require
 from plugin import errors
-from plugin.nodeops import MountOwner
+from plugin.keyed_locks import KeyedLocks
+from plugin.node.unmounting import MountOwner
 
 if TYPE_CHECKING:
-    from plugin.nodeops import NodeOps
+    from plugin.node.ops import NodeOps
     from plugin.volume_service import VolumeService
 
 log = logging.getLogger(__name__)
@@ -67,14 +67,14 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         node_name: str,
         roots: PathRoots,
         max_volumes_per_node: int = keys.DEFAULT_MAX_VOLUMES_PER_NODE,
-        inflight: InFlight | None = None,
+        inflight: KeyedLocks | None = None,
     ) -> None:
         self._service = service
         self._ops = nodeops
         self._node = node_name
         self._roots = roots
         self._max_volumes = max_volumes_per_node
-        self._inflight = inflight or InFlight("volume path")
+        self._inflight = inflight or KeyedLocks("volume path")
         self._topology: dict[str, str] | None = None
         self._topology_lock = threading.Lock()
 

@@ -31,7 +31,7 @@ from csi.validation import DEFAULT_PATH_ROOTS, PathRoots
 from plugin.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from plugin.nodeops import NodeOps
+    from plugin.node.ops import NodeOps
     from plugin.volume_service import VolumeService
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.keys import DEFAULT_MAX_VOLUMES_PER_NODE
 from csi.server import CsiDriver, DriverOptions
 from csi.validation import DEFAULT_PATH_ROOTS
-from plugin.mounts import MOUNTINFO, unescape
+from plugin.node.mounttable import MOUNTINFO, unescape
 
 if TYPE_CHECKING:
-    from plugin.nodeops import NodeOps
+    from plugin.node.ops import NodeOps
     from plugin.volume_service import VolumeService
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -127,7 +127,7 @@ def driver_on_emulator(
     """The real core (client, volume service, node ops) behind an in-process driver."""
     from plugin.config import load_config
     from plugin.linstor_client import LinstorClient
-    from plugin.nodeops import NodeOps as RealNodeOps
+    from plugin.node.ops import NodeOps as RealNodeOps
     from plugin.volume_service import VolumeService as RealVolumeService
 
     config = load_config({"controllers": controller_url, "node_name": node_name}, env={}, config_file=None)

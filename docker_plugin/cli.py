@@ -31,7 +31,7 @@ from docker_plugin.staging import DEFAULT_CHECK_INTERVAL, DEFAULT_RELEASE_DELAY,
 from plugin import errors
 from plugin.config import DEFAULT_CONFIG_FILE, load_config
 from plugin.linstor_client import LinstorClient
-from plugin.nodeops import NodeOps
+from plugin.node.ops import NodeOps
 from plugin.observability import setup_logging, start_metrics_server
 from plugin.params import parse_docker_options
 from plugin.volume_service import VolumeService

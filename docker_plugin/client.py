@@ -8,26 +8,12 @@ plugin by hand) exercise the real wire path rather than Flask's test client.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
-import socket
 from typing import Any
 
+from plugin.unix_http import UnixHTTPConnection
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("plugin.moby.localhost", timeout=timeout)  # Docker's dummy host
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+DOCKER_HOST = "plugin.moby.localhost"  # the Host header Docker's plugin client sends
 
 
 class PluginClient:
@@ -40,7 +26,7 @@ class PluginClient:
     def raw(
         self, path: str, body: bytes | None, method: str = "POST", headers: dict[str, str] | None = None
     ) -> tuple[int, dict[str, str], bytes]:
-        conn = _UnixConnection(self.socket_path, self.timeout)
+        conn = UnixHTTPConnection(self.socket_path, self.timeout, host=DOCKER_HOST)
         try:
             hdrs = {"Accept": "application/vnd.docker.plugins.v1.2+json", **(headers or {})}
             # The plugin may answer and stop reading before the whole body is sent (a body

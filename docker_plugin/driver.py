@@ -2,7 +2,7 @@
 
 The Flask layer hands decoded requests to :class:`DockerVolumeDriver`; the driver turns
 them into :class:`~plugin.volume_service.VolumeService` and
-:class:`~plugin.nodeops.NodeOps` calls and keeps the per-(volume, ID) mount counts Docker
+:class:`~plugin.node.ops.NodeOps` calls and keeps the per-(volume, ID) mount counts Docker
 relies on. It owns only the Docker-specific node workflow: stage a volume once per node
 under the mount root, hand containers ``<mount>/data`` (so ``lost+found`` stays out of
 the way and Docker's copy-up sees an empty directory, as with LINBIT's plugins), and
@@ -29,12 +29,13 @@ from docker_plugin.staging import (
     NodeStaging,
 )
 from plugin import errors
+from plugin.filesystems import FILESYSTEMS
 from plugin.models import Volume
 from plugin.names import resource_name_for
-from plugin.params import minimum_size_bytes, parse_docker_options
+from plugin.params import DOCKER_DEFAULT_SIZE, minimum_size_bytes, parse_docker_options
 
 if TYPE_CHECKING:
-    from plugin.nodeops import NodeOps
+    from plugin.node.ops import NodeOps
     from plugin.volume_service import VolumeService
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,7 @@ log = logging.getLogger(__name__)
 DATA_DIR = "data"
 DOCKER_MARKER_KEY = "is-linstor-docker-volume"  # stored as Aux/<key>, as LINBIT's Docker plugins did
 DOCKER_MARKER = f"Aux/{DOCKER_MARKER_KEY}"
-DEFAULT_SIZE_BYTES = 100 * 1024 * 1024  # LINBIT's Docker plugins default to 100 MB
 MAX_NAME_CHARS = 1024
-ADOPTABLE_FILESYSTEMS = ("ext4", "xfs", "btrfs")
 
 
 @dataclass(frozen=True)
@@ -156,7 +155,7 @@ class DockerVolumeDriver(NodeStaging):
         params = parse_docker_options(opts, self.defaults)
         size = params.size_bytes
         if size is None:
-            size = max(DEFAULT_SIZE_BYTES, minimum_size_bytes(params.fs_type))
+            size = max(DOCKER_DEFAULT_SIZE, minimum_size_bytes(params.fs_type))
         params = replace(params, extra={**params.extra, DOCKER_MARKER_KEY: "true"})
         resource = resource_name_for(name)
         with self._lock(resource):
@@ -281,11 +280,11 @@ class DockerVolumeDriver(NodeStaging):
         """
         self.nodeops.wait_for_device(device)
         found = self.nodeops.filesystem_signature(device)
-        if found in ADOPTABLE_FILESYSTEMS:
+        if found in FILESYSTEMS:
             return str(found)
         raise errors.FailedPrecondition(
             f"volume {name} records no filesystem and its device holds {found or 'nothing'}; "
-            f"Docker volumes need {', '.join(ADOPTABLE_FILESYSTEMS)}, and a volume is never "
+            f"Docker volumes need {', '.join(FILESYSTEMS)}, and a volume is never "
             "formatted on mount"
         )
 

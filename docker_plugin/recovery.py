@@ -24,7 +24,7 @@ import os
 import posixpath
 from dataclasses import dataclass
 
-from plugin.mounts import MountEntry, normalize, read_mountinfo, top_mount, unescape
+from plugin.node.mounttable import MountEntry, normalize, read_mountinfo, top_mount, unescape
 
 log = logging.getLogger(__name__)
 

@@ -20,16 +20,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from docker_plugin.recovery import MountUse, scan_mount_use, sees_all_processes
 from docker_plugin.refcounts import MountRecord, MountStore
 from plugin import errors
+from plugin.keyed_locks import KeyedLocks
 from plugin.observability import MOUNTED_VOLUMES
 
 if TYPE_CHECKING:
-    from plugin.nodeops import NodeOps
+    from plugin.node.ops import NodeOps
     from plugin.volume_service import VolumeService
 
 log = logging.getLogger("docker_plugin.driver")
@@ -75,14 +77,12 @@ class NodeStaging:
         self._timers: dict[str, threading.Timer] = {}
         self._timers_guard = threading.Lock()
         self._closed = False
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self._volume_locks = KeyedLocks("volume")
         self._update_gauge()
 
-    def _lock(self, resource: str) -> threading.Lock:
+    def _lock(self, resource: str) -> AbstractContextManager[None]:
         """One lock per volume: Docker runs calls concurrently, and Mount/Unmount must not race."""
-        with self._locks_guard:
-            return self._locks.setdefault(resource, threading.Lock())
+        return self._volume_locks.lock(resource)
 
     def _update_gauge(self) -> None:
         MOUNTED_VOLUMES.labels("docker").set(self.store.mounted_count())

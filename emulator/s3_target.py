@@ -6,8 +6,10 @@ remote cannot be created and the answer says so. Nothing here ever logs or retur
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import IO, Any
 
 log = logging.getLogger("emulator.s3")
@@ -17,6 +19,7 @@ CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0
 ATTEMPTS = 2
 PART_SIZE = 8 * 1024 * 1024
+CONCURRENCY = 4
 
 
 class S3Error(Exception):
@@ -106,19 +109,66 @@ class S3Target:
         return self._call(lambda: self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
     def upload(self, key: str, stream: IO[bytes], stop: Callable[[], bool]) -> None:
-        """Multipart upload of ``stream``; ``stop()`` turning true aborts it (and the multipart upload)."""
-        from boto3.s3.transfer import TransferConfig
+        """Upload ``stream`` (a multipart upload of parallel parts when it is large); ``stop()`` aborts it.
 
-        def progress(_n: int) -> None:
+        The stream is read part by part, so a volume never sits in memory whole; at most
+        ``2 * CONCURRENCY`` parts do. An aborted or failed upload leaves no multipart upload behind.
+        """
+        first = _read_full(stream, PART_SIZE)
+        if len(first) < PART_SIZE:
             if stop():
                 raise Aborted("shipment aborted")
+            self._call(lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=first))
+            return
+        upload_id = self._call(
+            lambda: self._client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        )
+        try:
+            parts = self._parts(key, upload_id, first, stream, stop)
+            self._call(
+                lambda: self._client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
+            )
+        except BaseException:
+            with contextlib.suppress(S3Error):
+                self._call(
+                    lambda: self._client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=key, UploadId=upload_id
+                    )
+                )
+            raise
 
-        config = TransferConfig(
-            multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=4
-        )
-        self._call(
-            lambda: self._client.upload_fileobj(stream, self.bucket, key, Callback=progress, Config=config)
-        )
+    def _parts(
+        self, key: str, upload_id: str, first: bytes, stream: IO[bytes], stop: Callable[[], bool]
+    ) -> list[dict[str, Any]]:
+        def send(number: int, data: bytes) -> dict[str, Any]:
+            answer = self._call(
+                lambda: self._client.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+                )
+            )
+            return {"PartNumber": number, "ETag": answer["ETag"]}
+
+        futures: list[Future[dict[str, Any]]] = []
+        with ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="s3-part") as pool:
+            try:
+                number, data = 1, first
+                while data:
+                    if stop():
+                        raise Aborted("shipment aborted")
+                    futures.append(pool.submit(send, number, data))
+                    while sum(not f.done() for f in futures) >= 2 * CONCURRENCY:
+                        wait(futures, return_when=FIRST_COMPLETED)
+                    for f in futures:
+                        if f.done() and f.exception() is not None:
+                            raise f.exception()  # type: ignore[misc]
+                    number, data = number + 1, _read_full(stream, PART_SIZE)
+                return [f.result() for f in futures]
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
 
     def download(self, key: str) -> Iterator[bytes]:
         """The object's bytes in pieces (streamed, never all in memory)."""
@@ -154,7 +204,6 @@ class S3Target:
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         from botocore import exceptions as bex
-        from s3transfer.exceptions import S3UploadFailedError
 
         try:
             return fn()
@@ -166,17 +215,21 @@ class S3Target:
             ) from None
         except bex.ClientError as exc:
             raise _client_error(exc, self.bucket) from None
-        except S3UploadFailedError as exc:
-            cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, Aborted):
-                raise cause from None
-            if isinstance(cause, bex.ClientError):
-                raise _client_error(cause, self.bucket) from None
-            raise S3Error(f"Uploading to bucket '{self.bucket}' failed: {_safe(exc)}") from None
         except bex.BotoCoreError as exc:
             raise S3Error(
                 f"The S3 request to {self.endpoint} failed: {_safe(exc)}", kind="unreachable"
             ) from None
+
+
+def _read_full(stream: IO[bytes], size: int) -> bytes:
+    """``size`` bytes, fewer only at the end of the stream."""
+    out = bytearray()
+    while len(out) < size:
+        piece = stream.read(size - len(out))
+        if not piece:
+            break
+        out += piece
+    return bytes(out)
 
 
 def _safe(exc: BaseException) -> str:

@@ -163,7 +163,7 @@ class State:
     resource_groups: dict[str, ResourceGroup] = field(default_factory=dict)
     resource_definitions: dict[str, ResourceDefinition] = field(default_factory=dict)
     kvs: dict[str, KeyValueStore] = field(default_factory=dict)
-    #: remote key -> plain record (see :mod:`emulator.remotes`)
+    #: remote key -> plain record (see :mod:`emulator.api_remotes`)
     remotes: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: this emulated cluster's ``Cluster/LocalID`` (made on first use)
     cluster_id: str = ""

@@ -11,7 +11,7 @@ the filesystem and what is allowed. Mount options follow the same idea in
 :mod:`plugin.mount_rules`.
 
 The same functions check at volume creation (:mod:`plugin.params`) and on the node
-right before mkfs (:mod:`plugin.nodecommands`). Every check is linear in the length of
+right before mkfs (:mod:`plugin.node.commandlines`). Every check is linear in the length of
 its input, and the input is bounded.
 """
 
@@ -21,7 +21,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-FILESYSTEMS = ("ext4", "xfs", "btrfs")
 MAX_OPTIONS_CHARS = 4096
 
 

@@ -4,7 +4,7 @@ Generic VFS flags plus each filesystem's own options, with the shapes of their v
 options that name a device or file of the host (``journal_path=``, ``logdev=``,
 ``device=``, ``loop=``), run helpers, or make an error halt the node are refused with the
 reason. Used when a volume is created (:mod:`plugin.params`) and on the node right
-before mount (:mod:`plugin.nodecommands`), so both refuse the same options.
+before mount (:mod:`plugin.node.commandlines`), so both refuse the same options.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from plugin.filesystems import FILESYSTEMS
 from plugin.fs_options import (
     BIT,
-    FILESYSTEMS,
     NUMBER,
     PATH_REASON,
     SIZE,

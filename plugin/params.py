@@ -5,7 +5,7 @@ CSI StorageClass parameters and Docker ``-o`` options are parsed into the same
 
 Both dialects are driven by declarative key tables (:data:`CSI_PARAMETERS`,
 :data:`DOCKER_OPTIONS`); the parsers and the generated reference
-(``python -m plugin.param_reference``) read the same tables, so the documentation cannot
+(``python -m tools.param_reference``) read the same tables, so the documentation cannot
 drift from the code. Every problem a user can cause raises
 :class:`~plugin.errors.InvalidArgument` with a message naming the key as the user wrote
 it and saying what is allowed.
@@ -23,8 +23,9 @@ from typing import Any
 
 from plugin import names
 from plugin.errors import InvalidArgument
+from plugin.filesystems import DEFAULT_FILESYSTEM, FILESYSTEMS
 from plugin.fs_options import MAX_OPTIONS_CHARS, OptionError, check_mkfs_options, split_mkfs_options
-from plugin.nodecommands import split_mount_options
+from plugin.node.commandlines import split_mount_options
 from plugin.param_values import (
     MAX_REPLICAS,
     MIB,
@@ -64,7 +65,7 @@ class VolumeParams:
     client_nodes: tuple[str, ...] = ()  # manual placement: diskless nodes
     properties: tuple[tuple[str, str], ...] = ()  # LINSTOR properties passed through to the RG
     # filesystem
-    fs_type: str | None = "ext4"  # None: raw block volume
+    fs_type: str | None = DEFAULT_FILESYSTEM  # None: raw block volume
     mkfs_opts: str = ""
     mount_opts: tuple[str, ...] = ()
     post_mount_xfs_opts: str = ""
@@ -90,7 +91,6 @@ LEGACY_PROPERTY_NAMESPACE = "DrbdOptions"
 AUX_PREFIX = "Aux/"
 #: The official driver's default ``--property-namespace``.
 DEFAULT_PROPERTY_NAMESPACE = "Aux"
-FILESYSTEMS = ("ext4", "xfs", "btrfs")
 LAYERS = ("drbd", "luks", "nvme", "cache", "writecache", "bcache", "storage")
 DISKLESS_LAYERS = frozenset({"drbd", "nvme"})
 PLACEMENT_POLICIES = {
@@ -578,7 +578,9 @@ def parse_csi_parameters(
             settings.notes.append(f'parameter "{key}" {spec.note}')
             continue
         settings.put(settings.values, spec.field, _Given(key, raw, value))
-    return _build(settings, extra, fs_type="ext4", size_bytes=None, property_namespace=property_namespace)
+    return _build(
+        settings, extra, fs_type=DEFAULT_FILESYSTEM, size_bytes=None, property_namespace=property_namespace
+    )
 
 
 # --- Docker -----------------------------------------------------------------------------
@@ -635,7 +637,7 @@ def parse_docker_options(options: Mapping[str, str] | None, defaults: Mapping[st
     _collect_docker(settings, defaults, from_defaults=True)
     explicit = _collect_docker(settings, options or {}, from_defaults=False)
     _drop_overridden_defaults(settings, explicit)
-    fs_type = settings.get("fs_type", "ext4")
+    fs_type = settings.get("fs_type", DEFAULT_FILESYSTEM)
     _check_filesystem_options(settings, fs_type)
     minimum = minimum_size_bytes(fs_type)
     if settings.has("size_bytes"):

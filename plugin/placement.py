@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from plugin.models import TopologyRequirement
-from plugin.params import DEFAULT_PROPERTY_NAMESPACE, VolumeParams
+from plugin.params import DEFAULT_DISKLESS_POOL, DEFAULT_PROPERTY_NAMESPACE, VolumeParams
 
 HOSTNAME_KEY = "linbit.com/hostname"
 POOL_KEY_PREFIX = "linbit.com/sp-"
@@ -34,7 +34,7 @@ def select_filter(params: VolumeParams) -> dict[str, Any]:
         sf["x_replicas_on_different_map"] = dict(params.x_replicas_on_different)
     if params.do_not_place_with_regex:
         sf["not_place_with_rsc_regex"] = params.do_not_place_with_regex
-    if params.diskless_storage_pool and params.diskless_storage_pool != "DfltDisklessStorPool":
+    if params.diskless_storage_pool and params.diskless_storage_pool != DEFAULT_DISKLESS_POOL:
         sf["storage_pool_diskless_list"] = [params.diskless_storage_pool]
     return sf
 

@@ -18,8 +18,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, suppress
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +40,7 @@ from plugin.errors import (
     Unavailable,
     VolumeError,
 )
+from plugin.keyed_locks import KeyedLocks
 from plugin.linstor_client import LinstorClient
 from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.observability import log_fields
@@ -86,34 +87,22 @@ def _require_id(volume_id: str) -> None:
 class VolumeService(VolumeAttachments, VolumeCopies, Publications):
     """Create, delete, resize, snapshot, restore, clone, attach and detach LINSTOR volumes."""
 
-    def __init__(self, client: LinstorClient, config: Config) -> None:
+    def __init__(
+        self, client: LinstorClient, config: Config, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.client = client
+        self._clock = clock  # for the health cache
         self.config = config
         self.groups = ResourceGroups(client)
-        self._locks: dict[str, tuple[threading.Lock, int]] = {}
-        self._locks_guard = threading.Lock()
+        self._volume_locks = KeyedLocks("volume", normalize=lambda key: str(key).upper())
         self._health: tuple[float, bool] | None = None
         self._health_lock = threading.Lock()
 
     # ------------------------------------------------------------------ locking
 
-    @contextmanager
-    def _locked(self, key: str) -> Iterator[None]:
-        """Serialise work on one volume in this process; entries vanish when unused."""
-        key = key.upper()  # LINSTOR names are case-insensitive
-        with self._locks_guard:
-            lock, users = self._locks.get(key, (threading.Lock(), 0))
-            self._locks[key] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._locks_guard:
-                lock, users = self._locks[key]
-                if users <= 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
+    def _locked(self, key: str) -> AbstractContextManager[None]:
+        """Serialise work on one volume in this process (LINSTOR names are case-insensitive)."""
+        return self._volume_locks.lock(key)
 
     # ------------------------------------------------------------------ create
 
@@ -603,7 +592,7 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
 
     def healthy(self) -> bool:
         """Whether a controller answers; cached for a couple of seconds so probes stay cheap."""
-        now = time.monotonic()
+        now = self._clock()
         with self._health_lock:
             if self._health and now - self._health[0] < HEALTH_CACHE_SECONDS:
                 return self._health[1]
@@ -615,5 +604,5 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
         except VolumeError:
             ok = True  # it answered, even if oddly
         with self._health_lock:
-            self._health = (time.monotonic(), ok)
+            self._health = (self._clock(), ok)
         return ok

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import requests
 
 from testkit.processes import free_port, terminate
+from testkit.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,6 +96,31 @@ class EmulatorProcess:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def listening(self) -> bool:
+        """Whether the emulator's port accepts a TCP connection right now."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def outage(self, seconds: float) -> None:
+        """Take the controller off the network for ``seconds``; return once its listener is down."""
+        answer = self.control("outage", {"seconds": seconds})
+        assert answer.ok, answer.text
+        wait_until(lambda: not self.listening(), timeout=5, interval=0.02, what="the emulator's outage")
+
+    def wait_back(self, timeout: float = 15.0) -> None:
+        """Return once the controller answers REST calls again after an outage."""
+
+        def answers() -> bool:
+            url = self.url + "/v1/controller/version"
+            return requests.get(url, timeout=1, **self.request_kwargs()).status_code == 200
+
+        wait_until(
+            answers, timeout=timeout, what="the emulator's return", ignore=(requests.RequestException,)
+        )
 
     def control(self, path: str, body: dict | None = None, timeout: float = 10) -> requests.Response:
         """POST to the emulator's /_emu/ control API."""

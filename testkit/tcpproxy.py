@@ -25,6 +25,8 @@ class TcpProxy:
         self._lock = threading.Lock()
         #: bytes from the server still allowed through before traffic is held (None: no limit)
         self._budget: int | None = None
+        #: bytes of answers (server to client) forwarded so far
+        self.answered = 0
         self._server = socket.create_server(("127.0.0.1", self.port))
         self._server.settimeout(0.2)
         threading.Thread(target=self._accept, name="tcpproxy", daemon=True).start()
@@ -84,6 +86,7 @@ class TcpProxy:
 
     def _spend(self, n: int) -> None:
         with self._lock:
+            self.answered += n
             if self._budget is None:
                 return
             self._budget -= n

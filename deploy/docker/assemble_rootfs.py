@@ -34,9 +34,9 @@ except ImportError:  # pip always carries a copy
     from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
 
 PROJECT = "linstor-volume-plugin"
-PROJECT_PACKAGES = ("plugin", "csi", "docker_plugin")
+PROJECT_PACKAGES = ("plugin", "csi", "docker_plugin", "tools")
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# Host tools the node side runs (plugin/blockdev.py, plugin/mounts.py) plus what they call.
+# Host tools the node side runs (plugin/node/) plus what they call.
 # xfs_info is a shell script: it needs sh, tail, losetup, findmnt, xfs_spaceman and xfs_db.
 TOOLS = (
     "sh", "tail", "blkid", "blockdev", "mount", "umount", "losetup", "findmnt",

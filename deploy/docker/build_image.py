@@ -35,7 +35,7 @@ IMAGE_NAME = "linstor-volume-plugin"
 CONSTRAINTS = Path(__file__).resolve().parent / "constraints.txt"
 MANIFEST = "usr/local/share/linstor-volume-plugin/packages.txt"
 # What the wheel is built from: the distribution's packages, its metadata and the proto.
-SOURCES = ("pyproject.toml", "README.md", "plugin", "csi", "docker_plugin", "emulator", "protos")
+SOURCES = ("pyproject.toml", "README.md", "plugin", "csi", "docker_plugin", "emulator", "tools", "protos")
 IMAGE_PATH = "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 

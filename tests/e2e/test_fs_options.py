@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from plugin.errors import InvalidArgument
-from plugin.mounts import read_mountinfo
-from plugin.nodeops import CommandResult, NodeOps, run
+from plugin.node.commands import CommandResult, run
+from plugin.node.mounttable import read_mountinfo
+from plugin.node.ops import NodeOps
 from tests.e2e import test_nodeops as shared
 from tests.e2e.test_nodeops import LoopDevice
 
@@ -108,7 +109,7 @@ def test_refused_mount_option_mounts_nothing(make_loop: Callable[..., LoopDevice
 def test_mount_options_never_reach_the_log(
     make_loop: Callable[..., LoopDevice], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="plugin.nodeops")
+    caplog.set_level(logging.DEBUG, logger="plugin.node")
     dev = make_loop()
     staging = tmp_path / "staging"
     secret_label = "labelsecret"

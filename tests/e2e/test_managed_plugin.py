@@ -161,7 +161,7 @@ def test_doctor_finds_the_managed_plugin_socket(installed: Installed) -> None:
     plugin_id = json.loads(installed.docker("plugin", "inspect", PLUGIN).stdout)[0]["Id"]
     proc = installed.daemon.run_in_namespace(
         [
-            sys.executable, "-m", "plugin.doctor", "--json", "--config-file", "",
+            sys.executable, "-m", "tools.doctor", "--json", "--config-file", "",
             "--controllers", installed.emulator.url, "--node", installed.node,
         ]
     )  # fmt: skip

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from plugin.errors import FailedPrecondition, OperationFailed
-from plugin.nodeops import NodeOps
+from plugin.node.ops import NodeOps
 from tests.e2e import test_nodeops as shared
 from tests.e2e.test_nodeops import FILESYSTEMS, LoopDevice
 

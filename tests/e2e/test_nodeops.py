@@ -24,10 +24,12 @@ import pytest
 
 from plugin.config import Config
 from plugin.errors import FailedPrecondition, InvalidArgument, NotFound, OperationFailed
+from plugin.filesystems import FILESYSTEMS
 from plugin.linstor_client import LinstorClient
 from plugin.models import VolumeCondition
-from plugin.mounts import MountEntry, read_mountinfo
-from plugin.nodeops import CommandResult, NodeOps, run
+from plugin.node.commands import CommandResult, run
+from plugin.node.mounttable import MountEntry, read_mountinfo
+from plugin.node.ops import NodeOps
 from plugin.params import VolumeParams
 from plugin.volume_service import VolumeService
 from tests.conftest import EmulatorProcess, require
@@ -35,7 +37,6 @@ from tests.conftest import EmulatorProcess, require
 pytestmark = pytest.mark.root
 
 MiB = 1 << 20
-FILESYSTEMS = ("ext4", "xfs", "btrfs")
 SIZE = 320 * MiB  # mkfs.xfs wants at least 300 MiB
 
 
@@ -651,14 +652,17 @@ class CountingOps(NodeOps):
         self.commands: list[str] = []
         self.table_reads = 0
         super().__init__(device_timeout=5.0, run=self._counted)
+        read_table = self.host.mounts
+
+        def counted_read() -> list[MountEntry]:
+            self.table_reads += 1
+            return read_table()
+
+        self.host.mounts = counted_read  # type: ignore[method-assign]
 
     def _counted(self, args: Sequence[str], **kwargs: Any) -> CommandResult:
         self.commands.append(args[0])
         return run(args, **kwargs)
-
-    def _mounts(self) -> list[MountEntry]:
-        self.table_reads += 1
-        return super()._mounts()
 
 
 @pytest.mark.parametrize("fs", FILESYSTEMS)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 AUDIT_EXEC = Path(__file__).with_name("audit_exec.py")
 
-# What the node services and the emulator run (plugin/nodeops.py, emulator/blockdev.py).
+# What the node services and the emulator run (plugin/node/, emulator/blockdev.py).
 NODE_TOOLS = (
     "mount", "umount", "blkid", "blockdev", "mkfs.ext4", "mkfs.xfs", "mkfs.btrfs", "resize2fs",
     "e2fsck", "dumpe2fs", "xfs_growfs", "xfs_info", "xfs_io", "btrfs", "wipefs", "fsfreeze",

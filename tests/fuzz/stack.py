@@ -30,7 +30,7 @@ import requests
 from csi.generated import csi_pb2
 from csi.testing import CsiClient
 from docker_plugin.client import PluginClient
-from plugin.mounts import unescape
+from plugin.node.mounttable import unescape
 from tests.conftest import REPO_ROOT, EmulatorProcess
 from tests.fuzz.audit import EMULATOR_TOOLS, NODE_TOOLS, AuditedTools
 from tests.processes import terminate
@@ -240,6 +240,10 @@ def docker_plugin(base: Path, emulator: EmulatorProcess, node: str, cwd: Path) -
             "",
             "--release-delay",
             "0",
+            # The victim's mount has no container holding it in this namespace; the stale
+            # check would rightly release it on a long run, which is recovery, not a defect.
+            "--stale-grace",
+            "86400",
         ],
         cwd=cwd,
         path_roots=[str(mount_root)],

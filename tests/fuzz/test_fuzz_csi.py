@@ -39,6 +39,7 @@ from tests.fuzz.stack import (
     start_emulator,
     wait_for_csi,
 )
+from tests.fuzz.tally import TALLY
 
 LOCAL = socket.gethostname().split(".")[0] or "localhost"
 MIB = 1024**2
@@ -133,14 +134,16 @@ class CsiWorld:
         """One fuzzed request, then every property; the failing example leaves a recovered world."""
         self.watch.before()
         try:
-            outcome = csi_outcome(lambda: rpc(request, timeout=CALL_DEADLINE))
-            self.watch.after(self.own_rdevs(volume_id))
+            with TALLY.counting("CSI"):
+                outcome = csi_outcome(lambda: rpc(request, timeout=CALL_DEADLINE))
+                self.watch.after(self.own_rdevs(volume_id))
         except AssertionError as failure:
             try:
                 self.recover()
             except Exception as exc:  # the failure stands; the note says why later ones may differ
                 failure.add_note(f"afterwards the world could not be recovered: {exc!r}")
             raise
+        TALLY.record("CSI", outcome)
         return outcome
 
 

@@ -37,6 +37,7 @@ from tests.fuzz.stack import (
     start_emulator,
     wait_for_docker,
 )
+from tests.fuzz.tally import DOCKER_ERROR, TALLY
 
 LOCAL = socket.gethostname().split(".")[0] or "localhost"
 VICTIM = "victim"
@@ -110,20 +111,22 @@ class DockerWorld:
         before = self.devices_of(name)
         self.watch.before()
         try:
-            try:
-                status, _, payload = self.client.raw(f"/{endpoint}", body)
-            except TimeoutError:
-                raise AssertionError(f"hang: no answer within {CALL_DEADLINE:g}s") from None
-            except (OSError, ValueError) as exc:
-                raise AssertionError(f"no protocol answer: {exc!r}") from None
-            outcome = docker_outcome(status, payload)
-            self.watch.after(before | self.devices_of(name))
+            with TALLY.counting("Docker"):
+                try:
+                    status, _, payload = self.client.raw(f"/{endpoint}", body)
+                except TimeoutError:
+                    raise AssertionError(f"hang: no answer within {CALL_DEADLINE:g}s") from None
+                except (OSError, ValueError) as exc:
+                    raise AssertionError(f"no protocol answer: {exc!r}") from None
+                outcome = docker_outcome(status, payload)
+                self.watch.after(before | self.devices_of(name))
         except AssertionError as failure:
             try:
                 self.recover()
             except Exception as exc:  # the failure stands; the note says why later ones may differ
                 failure.add_note(f"afterwards the world could not be recovered: {exc!r}")
             raise
+        TALLY.record("Docker", "OK" if outcome == "OK" else DOCKER_ERROR)
         return outcome
 
 

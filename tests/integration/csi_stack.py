@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from csi.testing import CsiClient, driver_on_emulator, unmount_under
-from plugin.nodeops import NodeOps
+from plugin.node.ops import NodeOps
 from tests.conftest import EmulatorProcess, have_root_and_loop, require, reset_and_stop
 
 LOCAL = socket.gethostname().split(".")[0] or "localhost"

@@ -16,7 +16,7 @@ from tests.conftest import REPO_ROOT
 
 def run_doctor(*args: str) -> tuple[int, list[dict[str, Any]]]:
     proc = subprocess.run(
-        [sys.executable, "-m", "plugin.doctor", "--json", "--config-file", "", *args],
+        [sys.executable, "-m", "tools.doctor", "--json", "--config-file", "", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import requests
 from testkit.emulator import EmulatorProcess
 from testkit.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 from testkit.tcpproxy import TcpProxy
+from testkit.waiting import wait_until
 from tests.blockio import read_at, write_at
 
 SIZE_KIB = 16 * 1024
@@ -106,15 +106,8 @@ def snapshot(emu: EmulatorProcess, rsc: str, snap: str) -> dict[str, Any]:
     return get(emu, f"/v1/resource-definitions/{rsc}/snapshots/{snap}")
 
 
-def wait_for(what: Callable[[], Any], timeout: float = 60.0, message: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting: {message}")
-        time.sleep(0.1)
+def wait_for(what: Callable[[], Any], timeout: float = 60.0, message: str = "the condition") -> Any:
+    return wait_until(what, timeout=timeout, interval=0.1, what=message)
 
 
 def shipped(emu: EmulatorProcess, rsc: str, snap: str, remote: str) -> str:
@@ -175,7 +168,8 @@ def test_remotes_keep_keys_but_never_show_them(emu: EmulatorProcess, s3: S3Serve
     answer = requests.put(emu.url + "/v1/remotes/s3/s3-one", json={"region": "eu-west-1"}, timeout=30)
     assert answer.status_code == 200, answer.text
     assert get(emu, "/v1/remotes/s3")[0]["region"] == "eu-west-1"
-    text = json.dumps(get(emu, "/v1/remotes")) + emu.log_path.read_text()  # type: ignore[union-attr]
+    text = json.dumps(get(emu, "/v1/remotes")) + json.dumps(get(emu, "/_emu/state"))
+    text += emu.log_path.read_text()  # type: ignore[union-attr]
     assert ACCESS_KEY not in text and SECRET_KEY not in text
     # A second remote with the name, a missing parameter, a bad cluster id: refused, nothing kept.
     dup = post(emu, "/v1/remotes/s3", s3.remote_body("S3-ONE", bucket), ok=False)
@@ -220,9 +214,12 @@ def test_bad_remotes_are_refused_with_the_controllers_error(
     assert get(emu, "/v1/remotes")["s3_remotes"] == []
 
 
-def test_shipment_to_a_remote_gone_bad_ends_failed(emu: EmulatorProcess, s3: S3Server, bucket: str) -> None:
+def test_shipment_to_a_remote_gone_bad_ends_failed(
+    emu: EmulatorProcess, s3: S3Server, bucket: str, held_s3: TcpProxy
+) -> None:
     dev = make_volume(emu, "vol-bad")
     write_at(dev, 0, os.urandom(MIB))
+    # The bucket goes away after the remote was made.
     create_s3_remote(emu, s3, "gone", bucket)
     s3.client().delete_bucket(Bucket=bucket)
     post(emu, "/v1/remotes/gone/backups", {"rsc_name": "vol-bad", "snap_name": "s1"})
@@ -231,6 +228,14 @@ def test_shipment_to_a_remote_gone_bad_ends_failed(emu: EmulatorProcess, s3: S3S
     assert "SHIPPING" not in snap["flags"] and "SHIPPED" not in snap["flags"]
     listing = requests.get(emu.url + "/v1/remotes/gone/backups", timeout=60)
     assert listing.status_code == 500 and "does not exist" in listing.json()[0]["message"]
+    # The endpoint stops answering after the remote was made.
+    s3.make_bucket(bucket)
+    create_s3_remote(emu, s3, "down", bucket, endpoint=held_s3.endpoint)
+    held_s3.close()
+    post(emu, "/v1/remotes/down/backups", {"rsc_name": "vol-bad", "snap_name": "s2"})
+    assert shipped(emu, "vol-bad", "s2", "down") == "Failed"
+    info = post(emu, "/v1/remotes/down/backups/info", {"src_rsc_name": "vol-bad"}, ok=False)
+    assert info.status_code == 500 and "could not be reached" in info.json()[0]["message"]
 
 
 # ---------------------------------------------------------------------- S3 shipping and restore
@@ -508,12 +513,10 @@ def test_linstor_to_linstor_full_incremental_and_restore(
         dst, "/v1/resource-definitions/backup-vol-l2l/snapshot-restore-resource/l2", {"to_resource": "vol-dr"}
     )
     assert read_at(device(dst, "vol-dr"), 0, SIZE_KIB * 1024) == expected
-    # Without download_only the target deploys the resource itself.
-    post(
-        src,
-        "/v1/remotes/dr/backups/ship",
-        {"src_rsc_name": "vol-l2l", "dst_rsc_name": "vol-live", "src_snap_name": "l2"},
-    )
+    # Without download_only the target deploys the resource itself (here through python-linstor).
+    with linstor.Linstor(src.url) as lin:
+        replies = lin.backup_ship("dr", "vol-l2l", "vol-live", src_snap="l2")
+        assert linstor.Linstor.all_api_responses_no_error(replies), [str(r) for r in replies]
     assert restored_bytes(dst, "vol-live", SIZE_KIB * 1024) == expected
 
 
@@ -607,3 +610,59 @@ def test_restart_during_a_restore_drops_the_half_download(
     assert requests.get(emu.url + "/v1/resource-definitions/vol-rd-back", timeout=30).status_code == 404
     post(emu, "/v1/remotes/held/backups/restore", restore)
     assert restored_bytes(emu, "vol-rd-back", SIZE_KIB * 1024) == expected
+
+
+def test_restart_after_the_meta_object_was_written_keeps_the_backup(
+    emu: EmulatorProcess, s3: S3Server, bucket: str, held_s3: TcpProxy
+) -> None:
+    """The upload completed in S3 but the process died before it saved that: the backup counts."""
+    dev = make_volume(emu, "vol-meta")
+    write_at(dev, 0, os.urandom(2 * MIB))
+    create_s3_remote(emu, s3, "held", bucket, endpoint=held_s3.endpoint)
+    # How many bytes the S3 server answers to one PutObject (the same for the volume and the meta object).
+    before = held_s3.answered
+    via_proxy = S3Server(s3.log_dir, port=held_s3.port).client()
+    via_proxy.put_object(Bucket=bucket, Key="probe", Body=b"x" * 1024)
+    one_answer = held_s3.answered - before
+    s3.client().delete_object(Bucket=bucket, Key="probe")
+    # The answer to the volume upload passes; the one to the meta object is held.
+    held_s3.pause_after(one_answer + one_answer // 2)
+    post(emu, "/v1/remotes/held/backups", {"rsc_name": "vol-meta", "snap_name": "m1"})
+    wait_for(lambda: any(k.endswith(".meta") for k in object_keys(s3, bucket)), message="meta object written")
+    assert snapshot(emu, "vol-meta", "m1")["snapshot_definition_props"][STATUS.format("held")] == "Shipping"
+    assert emu.proc is not None
+    emu.proc.kill()
+    emu.proc.wait()
+    emu.proc = None
+    held_s3.cut()
+    held_s3.resume()
+    emu.start()
+    assert shipped(emu, "vol-meta", "m1", "held") == "Success"
+    listing = backups(emu, "held")["linstor"]
+    assert [(b["origin_snap"], b["success"], b["restorable"]) for b in listing.values()] == [
+        ("m1", True, True)
+    ]
+    assert len(object_keys(s3, bucket)) == 2
+
+
+def test_a_large_volume_goes_up_in_parts_and_comes_back_whole(
+    emu: EmulatorProcess, s3: S3Server, bucket: str
+) -> None:
+    size_kib = 64 * 1024
+    dev = make_volume(emu, "vol-big", size_kib)
+    write_at(dev, 0, os.urandom(20 * MIB))
+    write_at(dev, 40 * MIB, os.urandom(3 * MIB))
+    expected = read_at(dev, 0, size_kib * 1024)
+    create_s3_remote(emu, s3, "s3big", bucket)
+    post(emu, "/v1/remotes/s3big/backups", {"rsc_name": "vol-big", "snap_name": "b1"})
+    assert shipped(emu, "vol-big", "b1", "s3big") == "Success"
+    (backup,) = backups(emu, "s3big")["linstor"].values()
+    head = s3.client().head_object(Bucket=bucket, Key=backup["vlms"][0]["s3"]["key"])
+    assert head["ETag"].strip('"').endswith("-3"), head["ETag"]  # 23 MiB of data: three 8 MiB parts
+    assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    post(
+        emu,
+        "/v1/remotes/s3big/backups/restore",
+        {"last_backup": backup["id"], "target_rsc_name": "vol-big2", "node_name": local_node(emu)},
+    )
+    assert restored_bytes(emu, "vol-big2", size_kib * 1024) == expected

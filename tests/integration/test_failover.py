@@ -307,8 +307,7 @@ def test_outage_with_every_controller_down_changes_nothing_and_names_each(emu: E
     dead = f"http://127.0.0.1:{free_port()}"
     svc = service(emu.url, dead)
     volume = svc.create_volume(unique(), 8 * MIB, ON_B)
-    assert emu.control("outage", {"seconds": 3}).ok
-    time.sleep(0.3)  # the emulator answers the control call, then drops its listener
+    emu.outage(3)
     attempts: list[tuple[str, Callable[[], object]]] = [
         ("expand", lambda: svc.expand_volume(volume.id, 16 * MIB)),
         ("snapshot", lambda: svc.create_snapshot(volume.id, "during-outage")),
@@ -343,16 +342,8 @@ def test_first_write_after_an_outage_uses_a_fresh_connection(emu: EmulatorProces
     land on one of them and be reported as 'may or may not have been applied'."""
     svc = service(emu.url)
     svc.client.controller_version()  # leaves a pooled keep-alive connection behind
-    assert emu.control("outage", {"seconds": 1}).ok
-    time.sleep(0.3)
-    deadline = time.monotonic() + 15
-    while True:  # wait with a separate client, so the service's pool is untouched
-        try:
-            requests.get(f"{emu.url}/v1/controller/version", timeout=1)
-            break
-        except requests.RequestException:
-            assert time.monotonic() < deadline, "the emulator did not come back"
-            time.sleep(0.05)
+    emu.outage(1)
+    emu.wait_back()  # waits with a separate client, so the service's pool is untouched
     group = unique("rg")
     svc.client.create_resource_group(group, {"place_count": 1})
     assert svc.client.get_resource_group(group)["name"] == group
@@ -368,19 +359,11 @@ def test_a_client_moves_to_the_next_controller_when_the_active_one_dies(emulator
     second = emulator_factory(nodes=("node-b", "second-only"), name="second")
     svc = service(first.url, second.url)
     assert "first-only" in {n["name"] for n in svc.client.list_nodes()}
-    assert first.control("outage", {"seconds": 2}).ok
-    time.sleep(0.3)
+    first.outage(2)
     assert "second-only" in {n["name"] for n in svc.client.list_nodes()}
     volume = svc.create_volume(unique(), 8 * MIB, ON_B)  # the writes go to the new controller
     assert service(second.url).get_volume(volume.id).name == volume.name
-    deadline = time.monotonic() + 15
-    while True:  # the first controller comes back ...
-        try:
-            requests.get(f"{first.url}/v1/controller/version", timeout=1)
-            break
-        except requests.RequestException:
-            assert time.monotonic() < deadline, "the first emulator did not come back"
-            time.sleep(0.1)
+    first.wait_back()  # the first controller comes back ...
     # ... but the client keeps to the one that answered, as there is one active controller
     assert svc.get_volume(volume.id).id == volume.id
     assert svc.client.current_controller == second.url

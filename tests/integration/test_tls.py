@@ -40,6 +40,7 @@ from plugin.errors import InvalidArgument, NotFound, OperationFailed, Unavailabl
 from plugin.linstor_client import LinstorClient
 from plugin.params import VolumeParams
 from plugin.volume_service import VolumeService
+from testkit.waiting import wait_until
 from tests.certs import SERVER_ADDRESSES, SERVER_NAMES, CertificateAuthority, TlsFiles, make_tls_files
 from tests.conftest import REPO_ROOT, TlsEmulator, free_port, reset_and_stop
 from tests.processes import terminate
@@ -303,8 +304,7 @@ def test_failover_across_https_controllers(
 def test_outage_of_an_mtls_controller_then_a_fresh_handshake(mtls: TlsEmulator, pki: TlsFiles) -> None:
     svc = good_service(mtls, pki)
     volume = svc.create_volume(unique(), 8 * MIB, ON_B)
-    assert mtls.control("outage", {"seconds": 1.5}).ok
-    time.sleep(0.3)  # the emulator answers the control call, then drops its listener
+    mtls.outage(1.5)
     with pytest.raises(Unavailable) as down:
         svc.get_volume(volume.id)
     assert_clear_unavailable(down.value, mtls.url)
@@ -626,10 +626,16 @@ def test_refused_handshake_is_one_log_line_without_traceback(mtls: TlsEmulator, 
     client = LinstorClient(tls_config(mtls.url, root_ca=pki.ca_cert), retries=0)
     with pytest.raises(Unavailable):
         client.controller_version()
-    time.sleep(0.3)  # the server thread logs after the client gave up
-    lines = [json.loads(line) for line in mtls.log_text().splitlines() if line.strip()]
+
+    def logged() -> list[dict]:  # the server thread logs after the client gave up
+        lines = [json.loads(line) for line in mtls.log_text().splitlines() if line.strip()]
+        warned = [line for line in lines if line.get("level") == "warning"]
+        return (
+            lines if any("TLS handshake with 127.0.0.1 failed" in str(w.get("msg")) for w in warned) else []
+        )
+
+    lines = wait_until(logged, timeout=5, what="the refused handshake's log line")
     warnings = [line for line in lines if line.get("level") == "warning"]
-    assert any("TLS handshake with 127.0.0.1 failed" in str(w.get("msg")) for w in warnings), warnings
     assert len(warnings) == 1, warnings
     assert "Traceback" not in json.dumps(lines)
 
@@ -705,7 +711,7 @@ def test_doctor_checks_the_tls_connection(
     command = [
         sys.executable,
         "-m",
-        "plugin.doctor",
+        "tools.doctor",
         "--json",
         "--config-file",
         "",

@@ -37,7 +37,8 @@ from plugin.linstor_client import LinstorClient
 from plugin.models import TopologyRequirement
 from plugin.params import VolumeParams, resource_group_name
 from plugin.volume_records import ATTACHED_BY_PLUGIN, NAME, attach_pending_key
-from plugin.volume_service import VolumeService
+from plugin.volume_service import HEALTH_CACHE_SECONDS, VolumeService
+from testkit.waiting import wait_until
 from tests.blockio import read_at, write_at
 from tests.conftest import EmulatorProcess
 
@@ -577,11 +578,13 @@ def test_capacity(svc: VolumeService) -> None:
     assert svc.capacity_bytes(over, {HOST: "node-b"}) == overprovisioned - 64 * MIB  # reserved by the volume
 
 
-def test_outage_unavailable_then_back(svc: VolumeService, emulator: EmulatorProcess) -> None:
+def test_outage_unavailable_then_back(emulator: EmulatorProcess) -> None:
+    now = [0.0]
+    config = Config(controllers=(emulator.url,), node_name=LOCAL, config_file=None)
+    svc = VolumeService(LinstorClient(config), config, clock=lambda: now[0])
     assert svc.healthy()
     svc.create_volume(unique(), 8 * MIB, ANY)
-    assert emulator.control("outage", {"seconds": 5}).ok
-    time.sleep(0.3)  # the emulator answers the control call, then drops its listener
+    emulator.outage(5)
     started = time.monotonic()
     with pytest.raises(Unavailable):
         svc.create_volume(unique(), 8 * MIB, ANY)
@@ -589,12 +592,14 @@ def test_outage_unavailable_then_back(svc: VolumeService, emulator: EmulatorProc
         svc.list_volumes()
     assert time.monotonic() - started < 2.0  # fast, not a hang until some timeout
     assert svc.healthy()  # still the cached answer from before the outage
-    time.sleep(2.1)  # let the cached health answer expire
+    now[0] += HEALTH_CACHE_SECONDS  # the cached health answer expires
     assert not svc.healthy()
-    deadline = time.monotonic() + 15
-    while not svc.healthy():
-        assert time.monotonic() < deadline, "the emulator did not come back"
-        time.sleep(0.5)
+
+    def healthy_again() -> bool:
+        now[0] += HEALTH_CACHE_SECONDS
+        return svc.healthy()
+
+    wait_until(healthy_again, interval=0.5, what="the emulator's return")
     assert svc.create_volume(unique(), 8 * MIB, ANY).size_bytes == 8 * MIB
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from plugin import nodeops
 from plugin.errors import OperationFailed
-from plugin.nodecommands import loggable_command
-from plugin.nodeops import CommandResult, NodeOps, mkfs_timeout
+from plugin.node import commands as nodeops
+from plugin.node.commandlines import loggable_command
+from plugin.node.commands import CommandResult, mkfs_timeout
+from plugin.node.ops import NodeOps
 
 GIB = 1 << 30
 
@@ -31,7 +32,7 @@ def test_user_options_are_counted_not_shown() -> None:
 
 def test_a_failing_mount_is_logged_and_reported_without_its_options(caplog: pytest.LogCaptureFixture) -> None:
     """A real mount that fails: the debug line and the error name the command, never the options."""
-    caplog.set_level(logging.DEBUG, logger="plugin.nodeops")
+    caplog.set_level(logging.DEBUG, logger="plugin.node")
     secret = "context=system_u:object_r:secret_t:s0"
     with pytest.raises(OperationFailed) as info:
         nodeops.run(

@@ -10,11 +10,10 @@ import pytest
 
 from csi import capabilities, convert, errors, validation
 from csi.generated import csi_pb2
-from csi.inflight import InFlight
 from csi.sanitize import loggable, strip_secrets
 from csi.server import parse_endpoint
 from plugin import errors as core
-from plugin.nodecommands import SUPPORTED_FILESYSTEMS
+from plugin.filesystems import FILESYSTEMS
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 
@@ -136,11 +135,11 @@ def test_advertised_capabilities() -> None:
 
 
 def test_capability_filesystems_are_the_nodes() -> None:
-    assert frozenset(SUPPORTED_FILESYSTEMS) == capabilities.SUPPORTED_FS
+    assert frozenset(FILESYSTEMS) == capabilities.SUPPORTED_FS
     for fs in ("ext2", "ext3", "vfat"):
         with pytest.raises(core.InvalidArgument, match=fs):
             capabilities.parse_all([_cap(Mode.SINGLE_NODE_WRITER, fs=fs)])
-    for fs in SUPPORTED_FILESYSTEMS:
+    for fs in FILESYSTEMS:
         assert capabilities.parse_all([_cap(Mode.SINGLE_NODE_WRITER, fs=fs)])[0].fs_type == fs
 
 
@@ -185,29 +184,6 @@ def test_strip_secrets_recurses_and_leaves_the_original() -> None:
     assert stripped.volume_id == "v1"
     assert request.secrets["password"] == "hunter2"
     assert "hunter2" not in str(loggable(request))
-
-
-def test_inflight_refuses_a_second_holder_until_released() -> None:
-    inflight = InFlight()
-    entered = threading.Event()
-    release = threading.Event()
-
-    def first() -> None:
-        with inflight.hold("vol-1", "CreateVolume"):
-            entered.set()
-            release.wait(5)
-
-    thread = threading.Thread(target=first)
-    thread.start()
-    assert entered.wait(5)
-    with pytest.raises(core.Busy, match="CreateVolume"), inflight.hold("vol-1", "DeleteVolume"):
-        pass
-    with inflight.hold("vol-2", "DeleteVolume"):
-        pass  # other keys are free
-    release.set()
-    thread.join(5)
-    with inflight.hold("vol-1", "DeleteVolume"):
-        assert inflight.busy() == {"vol-1": "DeleteVolume"}
 
 
 def test_parse_endpoint() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from plugin import doctor
+from tools import doctor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_SCRIPT = REPO_ROOT / "scripts" / "run-demo.sh"

@@ -29,8 +29,8 @@ import pytest
 
 from docker_plugin import cli as docker_cli
 from docker_plugin.client import PluginClient
-from plugin import doctor
 from plugin.config import load_config
+from tools import doctor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO_ROOT / "deploy" / "docker"

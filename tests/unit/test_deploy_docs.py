@@ -19,8 +19,8 @@ from prometheus_client import REGISTRY
 import csi.server  # noqa: F401 - registers any metrics of its own
 import docker_plugin.app  # noqa: F401
 from csi import cli as csi_cli
-from plugin import doctor
 from tests.unit.test_deploy_nomad import DRIVER_NAME, clean
+from tools import doctor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCS = REPO_ROOT / "docs"

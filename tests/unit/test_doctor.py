@@ -15,9 +15,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from plugin import doctor, errors
+from plugin import errors
 from plugin.config import Config
-from plugin.doctor import FAIL, OK, WARN, Host, Result
+from tools import doctor
+from tools.doctor import FAIL, OK, WARN, Host, Result
 
 GIB_KIB = 1024 * 1024
 

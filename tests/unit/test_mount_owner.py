@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from plugin import blockdev
 from plugin.errors import FailedPrecondition
-from plugin.nodeops import CommandResult, MountOwner, NodeOps
+from plugin.node import blockdev
+from plugin.node.commands import CommandResult
+from plugin.node.ops import NodeOps
+from plugin.node.unmounting import MountOwner
 
 # ---------------------------------------------------------------- whose mount is it
 

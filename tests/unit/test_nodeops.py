@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from plugin import blockdev, nodecommands, nodeops
 from plugin.errors import FailedPrecondition, InUse, InvalidArgument, NotFound, OperationFailed, Unavailable
-from plugin.mounts import location_in_filesystem, parse_line, parse_mountinfo, top_mount, unescape
-from plugin.nodeops import CommandResult, NodeOps, checked
+from plugin.node import blockdev
+from plugin.node import commandlines as nodecommands
+from plugin.node import commands as nodeops
+from plugin.node.commands import CommandResult, checked
+from plugin.node.mounttable import location_in_filesystem, parse_line, parse_mountinfo, top_mount, unescape
+from plugin.node.ops import NodeOps
 
 # ---------------------------------------------------------------------------------------
 # mountinfo parsing

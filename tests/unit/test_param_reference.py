@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from plugin.backups.snapshot_class import KEYS as SNAPSHOT_CLASS_KEYS
-from plugin.param_reference import REGENERATE, generate, main
 from plugin.params import CSI_NAMESPACE, CSI_PARAMETERS, DOCKER_OPTIONS
+from tools.param_reference import REGENERATE, generate, main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCS = REPO_ROOT / "docs" / "parameters.md"
@@ -49,7 +49,7 @@ def test_check_mode_detects_a_stale_file(tmp_path: Path) -> None:
 
 def test_module_prints_the_reference() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "plugin.param_reference"],
+        [sys.executable, "-m", "tools.param_reference"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -3,8 +3,8 @@
 The parsers in :mod:`plugin.params` and this page read the same tables, and a unit test
 compares the committed page with the generated text, so the page cannot go stale::
 
-    python -m plugin.param_reference > docs/parameters.md
-    python -m plugin.param_reference --check docs/parameters.md   # exit 1 when stale
+    python -m tools.param_reference > docs/parameters.md
+    python -m tools.param_reference --check docs/parameters.md   # exit 1 when stale
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from plugin import names
 from plugin.backups import snapshot_class as snapclass
+from plugin.filesystems import FILESYSTEMS
 from plugin.fs_options import MKFS_RULES, MkfsRules
 from plugin.mount_rules import GENERIC_MOUNT, MOUNT_RULES
 from plugin.param_values import MAX_REPLICAS, format_size
@@ -26,7 +27,6 @@ from plugin.params import (
     DOCKER_DEFAULT_REPLICAS,
     DOCKER_DEFAULT_SIZE,
     DOCKER_OPTIONS,
-    FILESYSTEMS,
     LEGACY_PROPERTY_NAMESPACE,
     MAX_KEY_CHARS,
     MAX_KEYS,
@@ -36,7 +36,7 @@ from plugin.params import (
     minimum_size_bytes,
 )
 
-REGENERATE = "python -m plugin.param_reference > docs/parameters.md"
+REGENERATE = "python -m tools.param_reference > docs/parameters.md"
 
 
 def _cell(text: str) -> str:

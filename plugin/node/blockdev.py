@@ -1,6 +1,6 @@
 """Facts about block devices that the kernel answers directly (stat, ioctl, sysfs).
 
-Kept apart from :mod:`plugin.nodeops` because none of this runs a command: it is cheap,
+Kept apart from :mod:`plugin.node.ops` because none of this runs a command: it is cheap,
 cannot hang on a tool, and is what the command-running code consults before acting.
 Devices are identified by their device number, never by name, because the same device
 is often reachable through several nodes (``/dev/loop3``, a DRBD-shaped node made with

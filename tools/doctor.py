@@ -30,6 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from plugin import errors
 from plugin.config import DEFAULT_CONFIG_FILE, Config, load_config
+from plugin.unix_http import UnixHTTPConnection
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -115,21 +116,9 @@ def probe_csi(path: str) -> tuple[str, str, str]:
     return WARN, f"gRPC health {status}", "the driver is shutting down or not ready; check it again shortly"
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=PROBE_TIMEOUT)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(PROBE_TIMEOUT)
-        sock.connect(self.unix_path)
-        self.sock = sock
-
-
 def probe_docker(path: str) -> tuple[str, str, str]:
     """Ask the Docker plugin's /health: it says whether the plugin itself reaches LINSTOR."""
-    conn = _UnixHTTPConnection(path)
+    conn = UnixHTTPConnection(path, timeout=PROBE_TIMEOUT)
     try:
         conn.request("GET", "/health")
         answer = json.loads(conn.getresponse().read())

@@ -1,6 +1,6 @@
 """Command lines for node operations, and reading what the tools answer.
 
-Pure functions, kept apart from :mod:`plugin.nodeops` (which runs the commands) so the
+Pure functions, kept apart from :mod:`plugin.node.ops` (which runs the commands) so the
 rules can be read and unit-tested on their own: which filesystems are supported, which
 user options are accepted (the allow-lists of :mod:`plugin.fs_options` and
 :mod:`plugin.mount_rules`, the same ones volume creation checks), the exact argument lists
@@ -16,10 +16,10 @@ import shlex
 from collections.abc import Sequence
 
 from plugin.errors import InvalidArgument, OperationFailed
+from plugin.filesystems import FILESYSTEMS
 from plugin.fs_options import MAX_OPTIONS_CHARS, OptionError, check_mkfs_options, split_mkfs_options
 from plugin.mount_rules import check_mount_option
 
-SUPPORTED_FILESYSTEMS = ("ext4", "xfs", "btrfs")
 # Options that change what mount does rather than how the filesystem behaves.
 FORBIDDEN_MOUNT_OPTIONS = frozenset(
     {"bind", "rbind", "remount", "move", "shared", "private", "slave", "unbindable", "defaults"}
@@ -33,10 +33,8 @@ NOT_MOUNTABLE = frozenset(
 def filesystem_type(fs_type: str) -> str:
     """Validate a filesystem name against what this plugin can create and grow."""
     fs = (fs_type or "").strip().lower()
-    if fs not in SUPPORTED_FILESYSTEMS:
-        raise InvalidArgument(
-            f"unsupported filesystem type {fs_type!r}: use one of {', '.join(SUPPORTED_FILESYSTEMS)}"
-        )
+    if fs not in FILESYSTEMS:
+        raise InvalidArgument(f"unsupported filesystem type {fs_type!r}: use one of {', '.join(FILESYSTEMS)}")
     return fs
 
 

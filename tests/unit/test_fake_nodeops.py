@@ -1,0 +1,59 @@
+"""FakeNodeOps passes the node-operation scenarios the real NodeOps passes (tests/node_contract.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from plugin.node.fake import FakeNodeOps
+from tests.node_contract import SCENARIOS, Scene
+
+MiB = 1 << 20
+
+
+class FakeScene:
+    def __init__(self, base: Path) -> None:
+        self.ops = FakeNodeOps()
+        self.base = base
+        self.made = 0
+
+    def blank(self, size: int = 320 * MiB) -> str:
+        self.made += 1
+        path = f"/dev/fake{self.made}"
+        self.ops.add_device(path, size)
+        return path
+
+    def holding(self, fs: str, size: int = 320 * MiB) -> str:
+        path = self.blank(size)
+        self.ops.devices[path].fs = fs
+        self.ops.devices[path].fs_size = size
+        return path
+
+    def grow(self, device: str, size: int) -> None:
+        self.ops.resize_device(device, size)
+
+    def path(self, name: str) -> str:
+        return str(self.base / name)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+def test_fake_keeps_the_node_rules(scenario: Callable[[Scene], None], tmp_path: Path) -> None:
+    scenario(FakeScene(tmp_path))
+
+
+def test_fake_records_what_the_real_one_would_run(tmp_path: Path) -> None:
+    scene = FakeScene(tmp_path)
+    dev = scene.blank()
+    scene.ops.stage(dev, scene.path("s"), "xfs")
+    assert scene.ops.commands == [f"mkfs.xfs {dev}", f"mount {dev} {tmp_path / 's'}"]
+
+
+def test_fake_reports_a_vanished_device(tmp_path: Path) -> None:
+    scene = FakeScene(tmp_path)
+    dev = scene.blank()
+    scene.ops.stage(dev, scene.path("s"), "ext4")
+    scene.ops.remove_device(dev)
+    condition = scene.ops.condition(scene.path("s"))
+    assert condition.abnormal and "gone" in condition.message
