@@ -24,7 +24,7 @@ import requests
 
 from csi.generated import csi_pb2
 from csi.testing import CsiClient, driver_on_emulator, mount_cap, unmount_under
-from plugin.nodeops import NodeOps
+from plugin.node.ops import NodeOps
 from testkit.emulator import EmulatorProcess, reset_and_stop
 from testkit.processes import free_port
 from testkit.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
