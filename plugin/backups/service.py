@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -105,7 +106,7 @@ class Backups(BackupRestores):
             return snapshot_of_backup(backup_id, shipped)  # the local copy is gone (delete-local)
         if shipped is not None:
             self._delete_remote_entries(backup_id, [str(shipped.get("id"))])
-        incremental = cls.allow_incremental and self._has_base(backup_id)
+        incremental = cls.allow_incremental and self._incremental_allowed(backup_id, cls)
         log_fields(
             log,
             logging.INFO,
@@ -124,16 +125,32 @@ class Backups(BackupRestores):
             backup_id, snap, status.shipping_to(snap, cls.remote_name) is status.Shipping.DONE, cls
         )
 
-    def _has_base(self, backup_id: BackupId) -> bool:
-        """Incremental needs an earlier finished backup of the volume in this remote."""
+    def _incremental_allowed(self, backup_id: BackupId, cls: SnapshotClass) -> bool:
+        """A finished backup to base on, and a chain within max-increments and full-snapshot-after."""
         try:
             listed = self.client.list_backups(backup_id.remote, backup_id.volume_id)
         except NotFound:
             return False
-        return any(
-            status.backup_done(b) and str(b.get("origin_rsc", "")).lower() == backup_id.volume_id.lower()
-            for b in (listed.get("linstor") or {}).values()
-        )
+        done = {
+            str(b.get("id", key)).removesuffix(".meta"): b
+            for key, b in (listed.get("linstor") or {}).items()
+            if status.backup_done(b) and str(b.get("origin_rsc", "")).lower() == backup_id.volume_id.lower()
+        }
+        if not done:
+            return False
+        increments, full_started = chain_of(done)
+        if cls.max_increments and increments >= cls.max_increments:
+            reason = f"{increments} incremental backups in a row (max-increments {cls.max_increments})"
+        elif (
+            cls.full_snapshot_after and full_started and time.time() - full_started >= cls.full_snapshot_after
+        ):
+            reason = (
+                f"the chain's full backup is older than full-snapshot-after ({cls.full_snapshot_after:g}s)"
+            )
+        else:
+            return True
+        log_fields(log, logging.INFO, "next backup is a full one", volume=backup_id.volume_id, reason=reason)
+        return False
 
     def _create_linstor(self, volume_id: str, name: str, snap_name: str, cls: SnapshotClass) -> Snapshot:
         mapping = self.client.get_key_value_store(KV_MAPPING)
@@ -412,6 +429,24 @@ class Backups(BackupRestores):
                 "delete those first"
             )
         self._delete_remote_entries(backup_id, own)
+
+
+def chain_of(done: Mapping[str, Mapping[str, Any]]) -> tuple[int, float]:
+    """Incremental backups since the last full one, and when that full one started (epoch seconds).
+
+    The next incremental builds on the newest finished backup, so the chain is followed from it
+    through ``based_on_id`` back to a backup based on nothing.
+    """
+    newest = max(
+        done.values(), key=lambda b: int(b.get("start_timestamp") or b.get("finished_timestamp") or 0)
+    )
+    increments, current = 0, newest
+    while True:
+        base = str(current.get("based_on_id") or "").removesuffix(".meta")
+        if not base or base not in done or increments > len(done):
+            return increments, int(current.get("start_timestamp") or 0) / 1000
+        increments += 1
+        current = done[base]
 
 
 def _done_key(snap_name: str) -> str:

@@ -7,6 +7,7 @@ message; a problem with them names the secret, not its value.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,26 @@ def _url(value: str) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise BadValue("expected an http:// or https:// URL")
     return value.strip()
+
+
+def _count(value: str) -> int:
+    text = value.strip()
+    if not text.isdigit():
+        raise BadValue("expected a whole number, 0 or more")
+    return int(text)
+
+
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def _duration(value: str) -> float:
+    """Go's duration form, as LINBIT's driver reads it: ``168h``, ``1h30m``, ``90s``; in seconds."""
+    text = value.strip()
+    parts = _DURATION_RE.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise BadValue("expected a duration such as 168h, 24h, 1h30m or 90m")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
 
 
 def _remote_name(value: str) -> str:
@@ -96,6 +117,23 @@ KEYS: tuple[KeySpec, ...] = (
         "S3: ship only the changes since the previous backup of the volume in this remote (LINSTOR "
         "ships a full backup when there is none to base on).",
         parse_bool,
+    ),
+    KeySpec(
+        "max-increments",
+        "max_increments",
+        "whole number",
+        "0 (no limit)",
+        "S3 with allow-incremental: after this many incremental backups in a row the next one is full, "
+        "so older chains can be deleted.",
+        _count,
+    ),
+    KeySpec(
+        "full-snapshot-after",
+        "full_snapshot_after",
+        "duration (168h, 1h30m)",
+        "- (no limit)",
+        "S3 with allow-incremental: once the chain's full backup is this old, the next backup is full.",
+        _duration,
     ),
     KeySpec(
         "s3-endpoint",
@@ -154,6 +192,8 @@ class SnapshotClass:
     remote_name: str = ""
     delete_local: bool = False
     allow_incremental: bool = False
+    max_increments: int = 0
+    full_snapshot_after: float = 0.0  # seconds; 0: no limit
     s3_endpoint: str = ""
     s3_bucket: str = ""
     s3_signing_region: str = ""

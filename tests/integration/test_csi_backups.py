@@ -189,6 +189,23 @@ def test_incremental_chain_of_three_restores_at_each_point(a: Side, s3: S3Server
     assert backups_in(a.emulator, remote, vol.volume_id) == {}
 
 
+def test_max_increments_starts_a_new_chain(a: Side, s3: S3Server) -> None:
+    bucket, remote = fresh_bucket(s3), f"max-{uuid.uuid4().hex[:8]}"
+    params = s3_class(s3.endpoint, remote, bucket, **{"allow-incremental": "true", "max-increments": "1"})
+    vol = create(a, 64 * MIB)
+    ids = []
+    for i in range(3):
+        append(a, vol.volume_id, os.urandom(MIB // 2))
+        ids.append(until_ready(a, vol.volume_id, f"max-{i}-{uuid.uuid4().hex[:6]}", params).snapshot_id)
+    by_snap = {b["origin_snap"]: b for b in backups_in(a.emulator, remote, vol.volume_id).values()}
+    first, second, third = (by_snap[i.rsplit("/", 1)[1]] for i in ids)
+    assert not first.get("based_on_id") and not third.get("based_on_id"), "full, and full again after one"
+    assert second["based_on_id"].removesuffix(".meta") == first["id"]
+    for snapshot_id in reversed(ids):
+        a.ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=snapshot_id))
+    delete(a, vol.volume_id)
+
+
 def test_backup_to_a_second_linstor_cluster(a: Side, b: Side) -> None:
     remote = f"dr-{uuid.uuid4().hex[:8]}"
     params = linstor_class(b.emulator, remote, **{"delete-local": "true"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from plugin.backups import ids, status
+from plugin.backups.service import chain_of
 from plugin.backups.snapshot_class import KEYS, PREFIX, missing_for_new_remote, parse_snapshot_class
 from plugin.errors import InvalidArgument
 
@@ -29,7 +30,7 @@ def test_every_key_of_linbits_driver_is_read() -> None:
     assert {k.name for k in KEYS} == {
         "type", "remote-name", "delete-local", "allow-incremental", "s3-endpoint", "s3-bucket",
         "s3-signing-region", "s3-use-path-style", "linstor-target-url", "linstor-target-cluster-id",
-        "linstor-target-storage-pool",
+        "linstor-target-storage-pool", "max-increments", "full-snapshot-after",
     }  # fmt: skip
     cls = parse_snapshot_class(s3_class(**{"delete-local": "True", "allow-incremental": "1"}), SECRETS)
     assert (cls.type, cls.remote_name, cls.s3_bucket, cls.s3_signing_region) == (
@@ -126,3 +127,25 @@ def test_shipping_state_from_properties_and_flags() -> None:
     assert not status.locally_ready(downloading)
     assert status.locally_ready(snap({"BackupShipping/Target/ShippingStatus": "Success"}))
     assert status.local_failure(snap(flags=("FAILED_DEPLOYMENT",)))
+
+
+def test_chain_limits_read_as_linbits_driver_reads_them() -> None:
+    cls = parse_snapshot_class(s3_class(**{"max-increments": "3", "full-snapshot-after": "1h30m"}), SECRETS)
+    assert (cls.max_increments, cls.full_snapshot_after) == (3, 5400.0)
+    assert (
+        parse_snapshot_class(s3_class(**{"full-snapshot-after": "168h"}), SECRETS).full_snapshot_after
+        == 604800
+    )
+    for key, bad in (("max-increments", "-1"), ("max-increments", "two"), ("full-snapshot-after", "1 day")):
+        with pytest.raises(InvalidArgument, match=key):
+            parse_snapshot_class(s3_class(**{key: bad}), SECRETS)
+
+
+def test_the_chain_is_followed_from_the_newest_backup() -> None:
+    def b(bid: str, start: int, base: str = "") -> tuple[str, dict]:
+        return bid, {"id": bid, "start_timestamp": start, "based_on_id": base + ".meta" if base else ""}
+
+    done = dict([b("full1", 1000), b("inc1", 2000, "full1"), b("inc2", 3000, "inc1"), b("full2", 4000)])
+    assert chain_of(done) == (0, 4.0)
+    done.update([b("inc3", 5000, "full2"), b("inc4", 6000, "inc3")])
+    assert chain_of(done) == (2, 4.0)
