@@ -219,7 +219,8 @@ class Backups(BackupRestores):
             )
         done = state is status.Shipping.DONE
         if done:
-            self.client.modify_key_value_store(KV_MAPPING, {_done_key(snap_name): "true"})
+            # The remote's name, so ListSnapshots can show it once delete-local removed the snapshot.
+            self.client.modify_key_value_store(KV_MAPPING, {_done_key(snap_name): cls.remote_name})
         return self._finish(backup_id, snap, done, cls)
 
     def _record(self, snap_name: str, value: str | None) -> None:
@@ -373,7 +374,28 @@ class Backups(BackupRestores):
                 by_key[(source.lower(), snap_name.lower())] = snapshot_of_backup(
                     backup_id, dict(backup, id=backup.get("id", key))
                 )
+        by_key.update(self._shipped_elsewhere(by_key, volume_id))
         return list(by_key.values())
+
+    def _shipped_elsewhere(
+        self, known: Mapping[tuple[str, str], Snapshot], volume_id: str | None
+    ) -> dict[tuple[str, str], Snapshot]:
+        """LINSTOR backups whose local snapshot is gone (delete-local), from the KV mapping."""
+        found: dict[tuple[str, str], Snapshot] = {}
+        mapping = self.client.get_key_value_store(KV_MAPPING)
+        for key, remote in mapping.items():
+            if not key.endswith(_done_key("")) or "/" not in mapping.get(key[: -len(_done_key(""))], ""):
+                continue
+            source, local_name = mapping[key[: -len(_done_key(""))]].split("/", 1)
+            if (source.lower(), local_name.lower()) in known or (
+                volume_id and source.lower() != volume_id.lower()
+            ):
+                continue
+            backup_id = BackupId("Linstor", remote, source, local_name)
+            found[(source.lower(), local_name.lower())] = Snapshot(
+                str(backup_id), local_name, source, 0, True
+            )
+        return found
 
     def delete(self, snapshot_id: str) -> None:
         """Remove the backup and the local snapshot; a missing one is fine."""

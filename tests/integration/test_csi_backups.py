@@ -220,6 +220,8 @@ def test_backup_to_a_second_linstor_cluster(a: Side, b: Side) -> None:
     assert done.snapshot_id.startswith(f"Linstor://{remote}/{vol.volume_id}/")
     assert snapshot(a, vol.volume_id, name, params).snapshot_id == done.snapshot_id  # no second shipment
     assert snapshots_of(a, vol.volume_id) == []  # delete-local
+    listed = a.ctl.ListSnapshots(csi_pb2.ListSnapshotsRequest(source_volume_id=vol.volume_id)).entries
+    assert [(e.snapshot.snapshot_id, e.snapshot.ready_to_use) for e in listed] == [(done.snapshot_id, True)]
     received = snapshots_of(b, f"backup-{vol.volume_id}")
     assert received == [done.snapshot_id.rsplit("/", 1)[1]]
 
