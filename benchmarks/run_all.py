@@ -37,6 +37,7 @@ def steps(quick: bool, out: Path, results: Path) -> list[tuple[str, list[str]]]:
             ("docker_bench", ["--volumes", "1000", "--list-runs", "5", "--get-runs", "30", "--cycles", "2",
                               "--out", j("docker")]),
             ("scale_bench", ["--quick", "--out", j("scale")]),
+            ("backup_bench", ["--size-mib", "64", "--rounds", "1", "--out", j("backup"), "--results", r]),
         ]  # fmt: skip
     return [
         ("emulator_bench", ["--out", j("emulator"), "--record", "--results", r]),
@@ -44,6 +45,7 @@ def steps(quick: bool, out: Path, results: Path) -> list[tuple[str, list[str]]]:
         ("csi_bench", ["--out", j("csi"), "--results", r]),
         ("docker_bench", ["--out", j("docker")]),
         ("scale_bench", ["--out", j("scale")]),
+        ("backup_bench", ["--out", j("backup"), "--results", r]),
     ]
 
 

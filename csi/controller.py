@@ -19,6 +19,7 @@ from csi.errors import OutOfRange
 from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.validation import check_name, require, size_from_range
 from plugin import errors, qos
+from plugin.backups import Backups, is_remote_snapshot_id, parse_snapshot_class
 from plugin.keyed_locks import KeyedLocks
 from plugin.names import resource_name_for
 from plugin.param_values import human_size
@@ -27,6 +28,7 @@ from plugin.remote_access import volume_accessible_segments
 from plugin.volume_modify import parse_mutable_parameters
 
 if TYPE_CHECKING:
+    from plugin.models import Snapshot
     from plugin.volume_service import VolumeService
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         self._service = service
         self._inflight = inflight or KeyedLocks("volume")
         self._limits = publications.AttachLimit(max_volumes_per_node)
+        self._backups = Backups(service)
 
     def _params(self, parameters: Mapping[str, str]) -> VolumeParams:
         """StorageClass parameters, read with the driver's property namespace."""
@@ -71,11 +74,14 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
             if request.HasField("volume_content_source")
             else None
         )
+        backup = (
+            source.partition(":")[2] if source and is_remote_snapshot_id(source.partition(":")[2]) else ""
+        )
         if source and (capacity is None or not (capacity.required_bytes or capacity.limit_bytes)):
             size = 0  # no size asked: the core makes it as big as the source
         else:
             size = size_from_range(capacity, minimum_size_bytes(fs_type))
-            if source:
+            if source and not backup:
                 self._check_source_fits(source, size)
         topology = (
             convert.topology_requirement(request.accessibility_requirements)
@@ -83,7 +89,13 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
             else None
         )
         with self._inflight.hold(resource_name_for(request.name), "CreateVolume"):
-            if changes:  # a VolumeAttributesClass: created, then its parameters applied
+            if backup:
+                volume = self._backups.restore(
+                    request.name, size, params, backup, topology, lambda s: _fits(s.size_bytes, size, backup)
+                )
+                if changes:  # a VolumeAttributesClass on a restored backup: applied like any modify
+                    volume = self._service.modify_volume(volume.id, changes)
+            elif changes:  # a VolumeAttributesClass: created, then its parameters applied
                 volume = self._service.create_volume_with(
                     request.name, size, params, changes, source=source, topology=topology
                 )
@@ -114,11 +126,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
             source_size = self._service.get_snapshot(ref).size_bytes
         else:
             source_size = self._service.get_volume(ref).size_bytes
-        if size < source_size:
-            raise OutOfRange(
-                f"capacity_range asks for {human_size(size, exact=True)}, less than the "
-                f"{human_size(source_size, exact=True)} of {kind} {ref}"
-            )
+        _fits(source_size, size, f"{kind} {ref}")
 
     def DeleteVolume(
         self, request: csi_pb2.DeleteVolumeRequest, context: grpc.ServicerContext
@@ -313,9 +321,12 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
     ) -> csi_pb2.CreateSnapshotResponse:
         require(request, "source_volume_id")
         check_name(request.name)
-        _check_snapshot_parameters(request.parameters)
+        snapshot_class = parse_snapshot_class(request.parameters, request.secrets)
         with self._inflight.hold(request.source_volume_id, "CreateSnapshot"):
-            snapshot = self._service.create_snapshot(request.source_volume_id, request.name)
+            if snapshot_class.remote:
+                snapshot = self._backups.create(request.source_volume_id, request.name, snapshot_class)
+            else:
+                snapshot = self._service.create_snapshot(request.source_volume_id, request.name)
         return csi_pb2.CreateSnapshotResponse(snapshot=convert.csi_snapshot(snapshot))
 
     def DeleteSnapshot(
@@ -326,7 +337,10 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
             self._inflight.hold(f"snapshot:{request.snapshot_id}", "DeleteSnapshot"),
             contextlib.suppress(errors.NotFound, errors.InvalidArgument),
         ):
-            self._service.delete_snapshot(request.snapshot_id)
+            if is_remote_snapshot_id(request.snapshot_id):
+                self._backups.delete(request.snapshot_id)
+            else:
+                self._service.delete_snapshot(request.snapshot_id)
         return csi_pb2.DeleteSnapshotResponse()
 
     def ListSnapshots(
@@ -334,18 +348,19 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
     ) -> csi_pb2.ListSnapshotsResponse:
         if request.snapshot_id:
             try:
-                snapshots = [self._service.get_snapshot(request.snapshot_id)]
+                snapshots = [self._get_snapshot(request.snapshot_id)]
             except (errors.NotFound, errors.InvalidArgument):
                 snapshots = []
             if request.source_volume_id:
                 snapshots = [s for s in snapshots if s.volume_id == request.source_volume_id]
         elif request.source_volume_id:
             try:
-                snapshots = self._service.list_snapshots(request.source_volume_id)
+                local = self._service.list_snapshots(request.source_volume_id)
+                snapshots = self._backups.list(local, request.source_volume_id)
             except (errors.NotFound, errors.InvalidArgument):
                 snapshots = []
         else:
-            snapshots = self._service.list_snapshots()
+            snapshots = self._backups.list(self._service.list_snapshots())
         snapshots = sorted(snapshots, key=lambda s: s.id)
         page, next_token = convert.paginate(
             snapshots, request.max_entries, request.starting_token, "snapshot"
@@ -358,21 +373,21 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
     ) -> csi_pb2.GetSnapshotResponse:
         require(request, "snapshot_id")
         try:
-            snapshot = self._service.get_snapshot(request.snapshot_id)
+            snapshot = self._get_snapshot(request.snapshot_id)
         except errors.InvalidArgument as exc:
             raise errors.NotFound(f"snapshot {request.snapshot_id!r} does not exist") from exc
         return csi_pb2.GetSnapshotResponse(snapshot=convert.csi_snapshot(snapshot))
 
+    def _get_snapshot(self, snapshot_id: str) -> Snapshot:
+        if is_remote_snapshot_id(snapshot_id):
+            return self._backups.get(snapshot_id)
+        return self._service.get_snapshot(snapshot_id)
 
-def _check_snapshot_parameters(parameters: Mapping[str, str]) -> None:
-    """Only in-cluster LINSTOR snapshots are offered; other snapshot classes are refused early."""
-    for key, value in parameters.items():
-        if not key.startswith(keys.SNAPSHOT_PREFIX):
-            continue  # e.g. csi.storage.k8s.io/volumesnapshot/* injected by the snapshotter
-        if key == keys.SNAPSHOT_TYPE:
-            if value and value.lower() != "incluster":
-                raise errors.InvalidArgument(
-                    f"snapshot type {value!r} (backups to a remote) is not supported; use InCluster"
-                )
-            continue
-        raise errors.InvalidArgument(f"unknown snapshot parameter {key!r}")
+
+def _fits(source_size: int, size: int, what: str) -> None:
+    """The spec's OUT_OF_RANGE for a volume asked smaller than its source."""
+    if size and size < source_size:
+        raise OutOfRange(
+            f"capacity_range asks for {human_size(size, exact=True)}, less than the "
+            f"{human_size(source_size, exact=True)} of {what}"
+        )

@@ -26,9 +26,7 @@ READ_ONLY = f"{PREFIX}/read-only"
 TOPOLOGY_HOSTNAME = "linbit.com/hostname"
 TOPOLOGY_POOL_PREFIX = "linbit.com/sp-"
 
-# snapshot class parameters
-SNAPSHOT_PREFIX = f"snap.{PREFIX}/"
-SNAPSHOT_TYPE = f"{SNAPSHOT_PREFIX}type"
+# snapshot class parameters (snap.linstor.csi.linbit.com/*) live in plugin.backups.snapshot_class
 
 SNAPSHOT_ID_SCHEME = "InCluster://"
 

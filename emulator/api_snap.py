@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from emulator import body, names, ops, props, views
+from emulator import backups, body, names, ops, props, views
 from emulator import retcodes as rc
 from emulator import state as st
 from emulator.api_nodes import modify_props, name_filter
@@ -223,6 +223,15 @@ def delete_snap(emu: Emulator, req: Request) -> list[rc.Entry]:
                 rc.WARN_NOT_FOUND, f"Snapshot '{snap_name}' of resource '{rd_name}' not found.", obj_refs=refs
             )
         ]
+    if backups.busy(snap):
+        raise rc.ApiFailure(
+            rc.error(
+                rc.FAIL_IN_USE,
+                f"Snapshot '{snap.name}' of resource '{rd.name}' is being shipped or restored; abort the "
+                "shipment first.",
+                obj_refs=refs,
+            )
+        )
     only = {names.key(n) for n in req.q("nodes")}
     if only and only != {names.key(n) for n in snap.nodes}:
         snap.nodes = [n for n in snap.nodes if names.key(n) not in only]

@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from emulator import names
+from emulator import backups, names
 from emulator.config import (
     DEFAULT_MINOR_RANGE,
     DEFAULT_TCP_PORT_RANGE,
@@ -212,6 +212,8 @@ def serve(args: argparse.Namespace) -> int:
             if not node.online:
                 reconnect(emu, node)
         emu.persist()
+    # Shipments the previous process left unfinished end as the controller ends them.
+    backups.recover(emu)
     tls = tls_context(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     server = EmulatorServer(emu, args.host, args.port, tls, metrics=args.metrics)
     try:

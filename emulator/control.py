@@ -102,6 +102,11 @@ class Control:
     def dump_state(self, body: Any) -> dict[str, Any]:
         with self.emu.lock:
             data = self.emu.state.to_json()
+            # Remote secrets stay in the state file; the control API does not show them either.
+            for remote in data.get("remotes", {}).values():
+                for secret in ("access_key", "secret_key", "passphrase"):
+                    if remote.get(secret):
+                        remote[secret] = "***"
             data["devices"] = {k: {"device": v[0], "loop": v[1]} for k, v in self.emu.devices.items()}
             data["faults"] = self.faults.describe()
             return data

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 # Registers every endpoint module with the route table.
-from emulator import api_nodes, api_rd, api_rg, api_rsc, api_snap, names  # noqa: F401
+from emulator import api_backups, api_nodes, api_rd, api_remotes, api_rg, api_rsc, api_snap, l2l, names  # noqa: F401
 from emulator import body as bodymod
 from emulator import retcodes as rc
 from emulator.control import Control
@@ -329,6 +329,14 @@ class EmulatorServer:
         return 200, self.metrics.exposition(accept)
 
     def dispatch(self, method: str, path: str, query: str, raw: bytes, accept: str = "") -> tuple[int, Any]:
+        if path.startswith("/_emu/l2l/"):
+            # LINSTOR-to-LINSTOR data between emulators (see emulator.l2l); injected latency applies,
+            # so a test can hold a transfer in the middle.
+            delay = self.faults.latency_for(path)
+            if delay:
+                self._count_fault("latency")
+                time.sleep(delay)
+            return l2l.handle(self.emu, method, path, query, raw)
         if path.startswith("/_emu/"):
             return self._control(method, path, raw)
         if path.rstrip("/") == METRICS_PATH:
@@ -418,6 +426,8 @@ class EmulatorServer:
 
 #: Mutations outside ``/v1/resource-definitions/{rd}`` that may change any definition.
 _BROAD = re.compile(r"^/v1/resource-groups/[^/]+(/adjust)?/?$")
+#: Deleting backups may delete the local snapshots they came from, in any definition.
+_BACKUPS = re.compile(r"^/v1/remotes/[^/]+/backups/?$")
 
 
 def touched_definitions(path: str, params: dict[str, str], req: Request) -> set[str] | None:
@@ -426,7 +436,7 @@ def touched_definitions(path: str, params: dict[str, str], req: Request) -> set[
     New definitions are always saved (they have no cached copy), so only changes to
     existing ones need naming: the ones in the path and the ones a body refers to.
     """
-    if _BROAD.match(path):
+    if _BROAD.match(path) or (req.method == "DELETE" and _BACKUPS.match(path)):
         return None
     keys = {names.key(params[p]) for p in ("rd", "clone") if p in params}
     try:
@@ -434,7 +444,14 @@ def touched_definitions(path: str, params: dict[str, str], req: Request) -> set[
     except bodymod.ParseError:
         data = None  # the handler answers the parse error
     if isinstance(data, dict):
-        for field in ("to_resource", "name", "resource_definition_name"):
+        for field in (
+            "to_resource",
+            "name",
+            "resource_definition_name",
+            "rsc_name",
+            "src_rsc_name",
+            "target_rsc_name",
+        ):
             if isinstance(data.get(field), str):
                 keys.add(names.key(data[field]))
         for snap in data.get("snapshots") or []:

@@ -163,6 +163,10 @@ class State:
     resource_groups: dict[str, ResourceGroup] = field(default_factory=dict)
     resource_definitions: dict[str, ResourceDefinition] = field(default_factory=dict)
     kvs: dict[str, KeyValueStore] = field(default_factory=dict)
+    #: remote key -> plain record (see :mod:`emulator.api_remotes`)
+    remotes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: this emulated cluster's ``Cluster/LocalID`` (made on first use)
+    cluster_id: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT_VERSION, **_plain(self)}
@@ -191,6 +195,8 @@ class State:
                 **v, volume_definitions=vds, resources=rscs, snapshots=snaps
             )
         state.kvs = {k: KeyValueStore(**v) for k, v in data.get("kvs", {}).items()}
+        state.remotes = dict(data.get("remotes", {}))
+        state.cluster_id = data.get("cluster_id", "")
         return state
 
 
@@ -245,6 +251,8 @@ class Saver:
             "pools": _plain(state.pools),
             "resource_groups": _plain(state.resource_groups),
             "kvs": _plain(state.kvs),
+            "remotes": _plain(state.remotes),
+            "cluster_id": state.cluster_id,
         }
         text = json.dumps(head, separators=(",", ":"))[:-1]
         body = ",".join(f"{json.dumps(k)}:{frag}" for k, frag in fragments.items())

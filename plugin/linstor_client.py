@@ -685,3 +685,83 @@ class LinstorClient:
     def clone_status(self, source: str, target: str) -> str:
         answer = self.request("GET", "/v1/resource-definitions/{}/clone/{}", source, target) or {}
         return str(answer.get("status", ""))
+
+    # ------------------------------------------------------------------ remotes (backup targets)
+
+    def list_remotes(self) -> dict[str, Any]:
+        """``{"s3_remotes": [...], "linstor_remotes": [...], ...}``; secrets are never returned."""
+        answer = self.request("GET", "/v1/remotes")
+        if isinstance(answer, list):  # the spec words it as an array of one RemoteList
+            answer = answer[0] if answer else {}
+        return answer or {}
+
+    def create_s3_remote(self, remote: Mapping[str, Any]) -> Entries:
+        return rc.entries_of(self.request("POST", "/v1/remotes/s3", body=dict(remote)))
+
+    def modify_s3_remote(self, name: str, remote: Mapping[str, Any]) -> Entries:
+        return rc.entries_of(self.request("PUT", "/v1/remotes/s3/{}", name, body=dict(remote)))
+
+    def create_linstor_remote(self, remote: Mapping[str, Any]) -> Entries:
+        return rc.entries_of(self.request("POST", "/v1/remotes/linstor", body=dict(remote)))
+
+    def modify_linstor_remote(self, name: str, remote: Mapping[str, Any]) -> Entries:
+        return rc.entries_of(self.request("PUT", "/v1/remotes/linstor/{}", name, body=dict(remote)))
+
+    def delete_remote(self, name: str) -> Entries:
+        return rc.entries_of(self.request("DELETE", "/v1/remotes", params={"remote_name": name}))
+
+    # ------------------------------------------------------------------ backups
+
+    def create_backup(self, remote: str, resource: str, snapshot: str, incremental: bool) -> Entries:
+        """Snapshot ``resource`` as ``snapshot`` and ship it to an S3 remote (in the background)."""
+        body = {"rsc_name": resource, "snap_name": snapshot, "incremental": incremental}
+        return rc.entries_of(self.request("POST", "/v1/remotes/{}/backups", remote, body=body))
+
+    def ship_backup(self, remote: str, ship: Mapping[str, Any]) -> Entries:
+        """Snapshot and ship a resource to another LINSTOR cluster (in the background)."""
+        return rc.entries_of(self.request("POST", "/v1/remotes/{}/backups/ship", remote, body=dict(ship)))
+
+    def list_backups(self, remote: str, resource: str = "", snapshot: str = "") -> dict[str, Any]:
+        params = {k: v for k, v in (("rsc_name", resource), ("snap_name", snapshot)) if v}
+        return self.request("GET", "/v1/remotes/{}/backups", remote, params=params or None) or {}
+
+    def backup_info(self, remote: str, resource: str, snapshot: str) -> dict[str, Any]:
+        body = {"src_rsc_name": resource, "src_snap_name": snapshot}
+        return self.request("POST", "/v1/remotes/{}/backups/info", remote, body=body) or {}
+
+    def restore_backup(self, remote: str, restore: Mapping[str, Any]) -> Entries:
+        return rc.entries_of(
+            self.request(
+                "POST", "/v1/remotes/{}/backups/restore", remote, body=dict(restore), overrides=_SPACE_206
+            )
+        )
+
+    def delete_backup(self, remote: str, backup_id: str, cascading: bool = False) -> Entries:
+        params: dict[str, Any] = {"id": backup_id}
+        if cascading:
+            params["cascading"] = "true"
+        return rc.entries_of(self.request("DELETE", "/v1/remotes/{}/backups", remote, params=params))
+
+    def abort_backup(
+        self, remote: str, resource: str, *, create: bool = True, restore: bool = False
+    ) -> Entries:
+        body = {"rsc_name": resource, "create": create, "restore": restore}
+        return rc.entries_of(self.request("POST", "/v1/remotes/{}/backups/abort", remote, body=body))
+
+    # ------------------------------------------------------------------ key-value store
+
+    def get_key_value_store(self, instance: str) -> dict[str, str]:
+        """The props of one KV instance; a missing instance is empty."""
+        try:
+            answer = self.request("GET", "/v1/key-value-store/{}", instance)
+        except NotFound:
+            return {}
+        if isinstance(answer, list):
+            answer = answer[0] if answer else {}
+        return {str(k): str(v) for k, v in ((answer or {}).get("props") or {}).items()}
+
+    def modify_key_value_store(
+        self, instance: str, override_props: Mapping[str, str] | None = None, delete_props: Sequence[str] = ()
+    ) -> Entries:
+        body = {"override_props": dict(override_props or {}), "delete_props": list(delete_props)}
+        return rc.entries_of(self.request("PUT", "/v1/key-value-store/{}", instance, body=body))

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from plugin import names, qos
+from plugin.backups import snapshot_class as snapclass
 from plugin.filesystems import FILESYSTEMS
 from plugin.fs_options import MKFS_RULES, MkfsRules
 from plugin.mount_rules import GENERIC_MOUNT, MOUNT_RULES
@@ -53,6 +54,38 @@ def _table(specs: Iterable[ParamSpec], prefix: str) -> list[str]:
         row = [f"`{prefix}{spec.name}`", aliases, spec.type, spec.default, spec.description]
         lines.append("| " + " | ".join(_cell(part) for part in row) + " |")
     return lines
+
+
+def _snapshot_class() -> list[str]:
+    lines = [
+        "## CSI VolumeSnapshotClass parameters",
+        "",
+        "The keys of LINBIT's driver, so its snapshot classes work unchanged. `type: InCluster` (the",
+        "default) makes a LINSTOR snapshot in this cluster; `S3` and `Linstor` make a backup: LINSTOR",
+        "ships the snapshot to an S3 bucket or to another LINSTOR cluster in the background, and",
+        "CreateSnapshot answers `ready_to_use: false` until the shipment is done (the snapshotter",
+        "asks again). The LINSTOR remote named by `remote-name` is created from the class when it is",
+        "missing and updated when its endpoint, bucket, region, path style, URL or cluster id differ.",
+        "",
+        f"- Keys are matched case-insensitively under `{snapclass.PREFIX}`; an unknown key there is",
+        "  an error. Keys of other namespaces (the snapshotter's `csi.storage.k8s.io/*`) are ignored.",
+        "- S3 keys come from the snapshot secret (`csi.storage.k8s.io/snapshotter-secret-name` and",
+        f"  `-namespace`): `{snapclass.ACCESS_KEY}` and `{snapclass.SECRET_KEY}`. They are needed to",
+        "  create or update the remote and never appear in logs, errors or metrics.",
+        "- Snapshot ids: `InCluster:///<volume>/<snapshot>`, `S3://<remote>/<volume>/<snapshot>`,",
+        "  `Linstor://<remote>/<volume>/<snapshot>`. DeleteSnapshot deletes the backup (a backup that",
+        "  newer incremental ones are based on is refused until those are gone) and the local snapshot.",
+        "- CreateVolume from an `S3://` id downloads the backup when its snapshot is not in the cluster",
+        "  and restores it with the size rules of any restore; a `Linstor://` id is restored in the",
+        "  cluster that received it (from `backup-<volume>`).",
+        "",
+        "| Key | Aliases | Type | Default | Description |",
+        "|---|---|---|---|---|",
+    ]
+    for spec in snapclass.KEYS:
+        row = [f"`{snapclass.PREFIX}{spec.name}`", "-", spec.type, spec.default, spec.description]
+        lines.append("| " + " | ".join(_cell(part) for part in row) + " |")
+    return [*lines, ""]
 
 
 def _minimum_sizes() -> str:
@@ -181,6 +214,7 @@ def generate() -> str:
         "",
         *_table(CSI_PARAMETERS, f"{CSI_NAMESPACE}/"),
         "",
+        *_snapshot_class(),
         "## Docker volume options",
         "",
         "The keys of LINBIT's Docker volume plugins plus `resourcegroup`, for",

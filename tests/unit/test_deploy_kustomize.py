@@ -21,7 +21,14 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_DIR = REPO_ROOT / "deploy" / "kubernetes"
-KUSTOMIZATIONS = ("base", "overlays/tls", "overlays/monitoring", "overlays/piraeus", "examples")
+KUSTOMIZATIONS = (
+    "base",
+    "overlays/tls",
+    "overlays/monitoring",
+    "overlays/piraeus",
+    "examples",
+    "examples/backups",
+)
 
 SUPPORTED_FIELDS = {"apiVersion", "kind", "resources", "namespace", "images", "patches"}
 # Kinds without a namespace among those the manifests use (plus common neighbours).

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from plugin.backups.snapshot_class import KEYS as SNAPSHOT_CLASS_KEYS
 from plugin.params import CSI_NAMESPACE, CSI_PARAMETERS, DOCKER_OPTIONS
 from plugin.volume_modify import mutable_keys
 from tools.param_reference import REGENERATE, generate, main
@@ -37,7 +38,7 @@ def test_every_key_and_alias_is_documented_once() -> None:
 
 def test_table_rows_have_five_cells() -> None:
     rows = [line for line in _parameter_tables().splitlines() if line.startswith("| `")]
-    assert len(rows) == len(CSI_PARAMETERS) + len(DOCKER_OPTIONS)
+    assert len(rows) == len(CSI_PARAMETERS) + len(SNAPSHOT_CLASS_KEYS) + len(DOCKER_OPTIONS)
     for row in rows:
         cells = row.replace("\\|", "").strip("|").split("|")
         assert len(cells) == 5, row

@@ -1,0 +1,98 @@
+"""Where a shipment stands, read from a LINSTOR snapshot as the controller reports it.
+
+LINSTOR >= 1.33 keeps the state in snapshot-definition properties:
+``BackupShipping/Source/<remote>/ShippingStatus`` on the shipping side and
+``BackupShipping/Target/ShippingStatus`` (with ``.../Target/BackupSrcRemote``) on the side
+that receives or downloads a backup. Older controllers set the ``BACKUP`` flag and add
+``SHIPPED`` when done. A snapshot without either is local: ready when ``SUCCESSFUL``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any
+
+NAMESPACE = "BackupShipping"
+SOURCE = f"{NAMESPACE}/Source/"
+TARGET = f"{NAMESPACE}/Target/"
+STATUS = "ShippingStatus"
+SUCCESS = "success"
+FAILURES = ("fail", "abort", "error")
+
+
+class Shipping(Enum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    NONE = "none"  # no shipment recorded on this snapshot
+
+
+def _props(snap: Mapping[str, Any]) -> dict[str, str]:
+    merged = dict(snap.get("props") or {})
+    merged.update(snap.get("snapshot_definition_props") or {})
+    return {str(k): str(v) for k, v in merged.items()}
+
+
+def _word(value: str | None) -> Shipping:
+    text = (value or "").strip().lower()
+    if text == SUCCESS:
+        return Shipping.DONE
+    if any(word in text for word in FAILURES):
+        return Shipping.FAILED
+    return Shipping.RUNNING
+
+
+def shipping_to(snap: Mapping[str, Any], remote: str) -> Shipping:
+    """The state of shipping ``snap`` to ``remote`` (remote names compare case-insensitively)."""
+    props = _props(snap)
+    flags = {str(f).upper() for f in snap.get("flags") or ()}
+    for key, value in props.items():
+        if key.startswith(SOURCE) and key.endswith("/" + STATUS):
+            name = key[len(SOURCE) : -len(STATUS) - 1]
+            if name.lower() == remote.lower():
+                return _word(value)
+    if "BACKUP" in flags and props.get(f"{NAMESPACE}/BackupTargetRemote", remote).lower() == remote.lower():
+        if "SHIPPED" in flags:
+            return Shipping.DONE
+        if any(f.startswith("FAILED") or "ABORT" in f for f in flags):
+            return Shipping.FAILED
+        return Shipping.RUNNING
+    return Shipping.NONE
+
+
+def receiving(snap: Mapping[str, Any]) -> Shipping:
+    """The state of a snapshot that is being downloaded or received from a remote."""
+    props = _props(snap)
+    if f"{TARGET}{STATUS}" in props or f"{TARGET}BackupSrcRemote" in props:
+        return _word(props.get(f"{TARGET}{STATUS}"))
+    return Shipping.NONE
+
+
+def locally_ready(snap: Mapping[str, Any]) -> bool:
+    """The snapshot's data is complete in this cluster (restores from it can start)."""
+    flags = {str(f).upper() for f in snap.get("flags") or ()}
+    state = receiving(snap)
+    if state is not Shipping.NONE:
+        return state is Shipping.DONE
+    return "SUCCESSFUL" in flags
+
+
+def local_failure(snap: Mapping[str, Any]) -> bool:
+    flags = {str(f).upper() for f in snap.get("flags") or ()}
+    return any(f.startswith("FAILED") for f in flags) or receiving(snap) is Shipping.FAILED
+
+
+def backup_done(backup: Mapping[str, Any]) -> bool:
+    """A backup entry of ``GET .../backups``: finished and restorable."""
+    return bool(backup.get("success")) and backup.get("restorable", True) is not False
+
+
+def backup_failed(backup: Mapping[str, Any]) -> bool:
+    return (
+        not backup.get("shipping")
+        and not backup.get("success")
+        and bool(
+            backup.get("finished_timestamp") or backup.get("finished_time") or backup.get("fail_messages")
+        )
+    )

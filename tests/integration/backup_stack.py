@@ -1,0 +1,281 @@
+"""Two emulated clusters, an S3 server and a CSI driver on each cluster, for the backup tests.
+
+Cluster A is the usual CSI stack (:mod:`tests.integration.csi_stack`); cluster B is a second
+emulator with its own driver, the target of LINSTOR-to-LINSTOR backups. The S3 server is
+moto in server mode, a separate process. Data is written and read through the CSI front end:
+publish, stage, publish to a path, a file, and the reverse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import requests
+
+from csi.generated import csi_pb2
+from csi.testing import CsiClient, driver_on_emulator, mount_cap, unmount_under
+from plugin.node.ops import NodeOps
+from testkit.emulator import EmulatorProcess, reset_and_stop
+from testkit.processes import free_port
+from testkit.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from tests.integration.csi_stack import LOCAL, Stack
+
+MIB = 1024**2
+PREFIX = "snap.linstor.csi.linbit.com/"
+SECRETS = {"access-key": ACCESS_KEY, "secret-key": SECRET_KEY}
+CAP = mount_cap(fs_type="ext4")
+
+
+@dataclass
+class Side:
+    """One cluster as a CO sees it: its driver's services and a directory for mounts."""
+
+    csi: CsiClient
+    workdir: Path
+    nodeops: NodeOps
+    emulator: EmulatorProcess
+
+    @property
+    def ctl(self):  # type: ignore[no-untyped-def]
+        return self.csi.controller
+
+
+def side_of(stack: Stack) -> Side:
+    return Side(stack.csi, stack.workdir, stack.nodeops, stack.emulator)
+
+
+@contextmanager
+def second_cluster(base: Path) -> Iterator[Side]:
+    """Cluster B: an emulator with the local node only, and a driver on it."""
+    emulator = EmulatorProcess(state_dir=base / "state", dev_dir=base / "dev")
+    emulator.start()
+    workdir = base / "work"
+    workdir.mkdir()
+    try:
+        with driver_on_emulator(emulator.url, LOCAL, path_roots=[str(workdir)]) as (_driver, client, nodeops):
+            try:
+                yield Side(client, workdir, nodeops, emulator)
+            finally:
+                unmount_under(str(workdir), nodeops)
+    finally:
+        reset_and_stop([emulator])
+
+
+def cluster_id(emulator: EmulatorProcess) -> str:
+    answer = requests.get(f"{emulator.url}/v1/controller/properties", timeout=10)
+    answer.raise_for_status()
+    return str(answer.json()["Cluster/LocalID"])
+
+
+def s3_class(endpoint: str, remote: str, bucket: str, **extra: str) -> dict[str, str]:
+    params = {
+        f"{PREFIX}type": "S3",
+        f"{PREFIX}remote-name": remote,
+        f"{PREFIX}s3-endpoint": endpoint,
+        f"{PREFIX}s3-bucket": bucket,
+        f"{PREFIX}s3-signing-region": REGION,
+        f"{PREFIX}s3-use-path-style": "true",
+        # what the snapshotter adds with --extra-create-metadata
+        "csi.storage.k8s.io/volumesnapshot/name": "snap",
+        "csi.storage.k8s.io/volumesnapshot/namespace": "default",
+    }
+    params.update({f"{PREFIX}{k}": v for k, v in extra.items()})
+    return params
+
+
+def linstor_class(target: EmulatorProcess, remote: str, **extra: str) -> dict[str, str]:
+    params = {
+        f"{PREFIX}type": "Linstor",
+        f"{PREFIX}remote-name": remote,
+        f"{PREFIX}linstor-target-url": target.url,
+        f"{PREFIX}linstor-target-cluster-id": cluster_id(target),
+        f"{PREFIX}linstor-target-storage-pool": "DfltStorPool",
+    }
+    params.update({f"{PREFIX}{k}": v for k, v in extra.items()})
+    return params
+
+
+def create(side: Side, size: int = 64 * MIB, snapshot_id: str = "", name: str = "") -> csi_pb2.Volume:
+    request = csi_pb2.CreateVolumeRequest(
+        name=name or f"pvc-{uuid.uuid4()}",
+        volume_capabilities=[CAP],
+        parameters={"linstor.csi.linbit.com/placementCount": "1"},
+    )
+    if size:
+        request.capacity_range.required_bytes = size
+    if snapshot_id:
+        request.volume_content_source.snapshot.snapshot_id = snapshot_id
+    return side.ctl.CreateVolume(request).volume
+
+
+def delete(side: Side, volume_id: str) -> None:
+    side.ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume_id))
+
+
+@contextmanager
+def mounted(side: Side, volume_id: str) -> Iterator[Path]:
+    """The volume mounted as kubelet would: attach, stage, publish; undone afterwards."""
+    node_id = side.csi.node.NodeGetInfo(csi_pb2.NodeGetInfoRequest()).node_id
+    ctx = side.ctl.ControllerPublishVolume(
+        csi_pb2.ControllerPublishVolumeRequest(volume_id=volume_id, node_id=node_id, volume_capability=CAP)
+    ).publish_context
+    stage = side.workdir / "stage" / volume_id
+    target = side.workdir / "pods" / volume_id / "mount"
+    stage.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    node = side.csi.node
+    node.NodeStageVolume(
+        csi_pb2.NodeStageVolumeRequest(
+            volume_id=volume_id, publish_context=ctx, staging_target_path=str(stage), volume_capability=CAP
+        )
+    )
+    node.NodePublishVolume(
+        csi_pb2.NodePublishVolumeRequest(
+            volume_id=volume_id,
+            publish_context=ctx,
+            staging_target_path=str(stage),
+            target_path=str(target),
+            volume_capability=CAP,
+        )
+    )
+    try:
+        yield target
+    finally:
+        node.NodeUnpublishVolume(
+            csi_pb2.NodeUnpublishVolumeRequest(volume_id=volume_id, target_path=str(target))
+        )
+        node.NodeUnstageVolume(
+            csi_pb2.NodeUnstageVolumeRequest(volume_id=volume_id, staging_target_path=str(stage))
+        )
+        side.ctl.ControllerUnpublishVolume(
+            csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume_id, node_id=node_id)
+        )
+
+
+def append(side: Side, volume_id: str, data: bytes) -> None:
+    with mounted(side, volume_id) as path, open(path / "data.bin", "ab") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read(side: Side, volume_id: str) -> bytes:
+    with mounted(side, volume_id) as path:
+        return (path / "data.bin").read_bytes()
+
+
+def snapshot(
+    side: Side, volume_id: str, name: str, params: dict[str, str], secrets: dict[str, str] | None = None
+) -> csi_pb2.Snapshot:
+    request = csi_pb2.CreateSnapshotRequest(
+        source_volume_id=volume_id,
+        name=name,
+        parameters=params,
+        secrets=SECRETS if secrets is None else secrets,
+    )
+    return side.ctl.CreateSnapshot(request).snapshot
+
+
+def until_ready(
+    side: Side,
+    volume_id: str,
+    name: str,
+    params: dict[str, str],
+    timeout: float = 120.0,
+    between: Callable[[], object] | None = None,
+) -> csi_pb2.Snapshot:
+    """Call CreateSnapshot again and again, as the snapshotter does, until it is ready to use."""
+    deadline = time.monotonic() + timeout
+    while True:
+        made = snapshot(side, volume_id, name, params)
+        if made.ready_to_use:
+            return made
+        if time.monotonic() > deadline:
+            raise AssertionError(f"snapshot {name} not ready after {timeout}s: {made}")
+        if between is not None:
+            between()
+        time.sleep(0.2)
+
+
+def code_of(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
+    try:
+        call()
+    except grpc.RpcError as exc:
+        return exc.code(), exc.details() or ""
+    raise AssertionError("the call succeeded")
+
+
+def backups_in(emulator: EmulatorProcess, remote: str, resource: str = "") -> dict[str, dict]:
+    """The remote's backup list as the controller reports it (``linstor`` part)."""
+    params = {"rsc_name": resource} if resource else None
+    answer = requests.get(f"{emulator.url}/v1/remotes/{remote}/backups", params=params, timeout=30)
+    answer.raise_for_status()
+    return answer.json().get("linstor") or {}
+
+
+def s3_server(base: Path) -> AbstractContextManager[S3Server]:
+    return S3Server(log_dir=base)
+
+
+class SlowProxy:
+    """A slow network to the S3 server: a shipment stays in flight long enough to restart things."""
+
+    def __init__(self, target_port: int, bytes_per_second: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.bytes_per_second = bytes_per_second
+        self.port = free_port()
+        self._stop = threading.Event()
+        self._socks: list[socket.socket] = []
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        self._server.settimeout(0.2)
+        threading.Thread(target=self._accept, name="slowproxy", daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._stop.set()
+        for sock in [self._server, *self._socks]:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._server.accept()
+                upstream = socket.create_connection(self.target, timeout=5)
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                continue
+            self._socks += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        src.settimeout(None)
+        try:
+            while not self._stop.is_set():
+                data = src.recv(16384)
+                if not data:
+                    break
+                time.sleep(len(data) / self.bytes_per_second)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
