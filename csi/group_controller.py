@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import grpc
 
 from csi import capabilities, convert
-from csi.controller import _check_snapshot_parameters
 from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.validation import check_name, require
-from plugin import names
+from plugin import errors, names
+from plugin.backups import parse_snapshot_class
 from plugin.group_snapshots import GroupSnapshots
 from plugin.keyed_locks import KeyedLocks
 
@@ -40,7 +40,12 @@ class GroupControllerServicer(csi_pb2_grpc.GroupControllerServicer):
     ) -> csi_pb2.CreateVolumeGroupSnapshotResponse:
         check_name(request.name)
         require(request, "source_volume_ids")
-        _check_snapshot_parameters(request.parameters)
+        snapshot_class = parse_snapshot_class(request.parameters, request.secrets)
+        if snapshot_class.remote:
+            raise errors.InvalidArgument(
+                f"snapshot type {snapshot_class.type!r} (backups to a remote) is not offered for group "
+                "snapshots; use a VolumeGroupSnapshotClass of type InCluster"
+            )
         with self._inflight.hold(names.snapshot_name_for(request.name), "CreateVolumeGroupSnapshot"):
             group = self._groups.create(request.name, list(request.source_volume_ids))
         return csi_pb2.CreateVolumeGroupSnapshotResponse(group_snapshot=convert.csi_group_snapshot(group))
