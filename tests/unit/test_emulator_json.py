@@ -38,8 +38,8 @@ def test_body_check_accepts_valid_and_rejects_wrong_types_and_unknown_fields() -
     assert ok["resource_definition"]["name"] == "r1"
     assert body.check({"resource_definition": None}, body.RD_CREATE) == {"resource_definition": None}
     for bad in (
-        {"resource_definition": {"name": 1}},
-        {"resource_definition": {"props": {"a": 1}}},
+        {"resource_definition": {"name": [1]}},
+        {"resource_definition": {"props": {"a": {}}}},
         {"resource_definition": []},
         {"other": 1},
         [],
@@ -49,7 +49,31 @@ def test_body_check_accepts_valid_and_rejects_wrong_types_and_unknown_fields() -
     with pytest.raises(body.ParseError):
         body.check({"volume_definition": {"size_kib": True}}, body.VD_CREATE)
     with pytest.raises(body.ParseError):
-        body.check({"volume_definition": {"size_kib": 1.5}}, body.VD_CREATE)
+        body.check({"volume_definition": {"size_kib": "1.5"}}, body.VD_CREATE)
+
+
+def test_body_check_coerces_scalars_like_jackson() -> None:
+    """The linstor client sends numbers as strings; Jackson's default mapper accepts them."""
+    flt = body.check({"place_count": "2", "diskless_on_remaining": "true"}, body.SELECT_FILTER)
+    assert flt == {"place_count": 2, "diskless_on_remaining": True}
+    assert body.check({"place_count": " 3 ", "diskless_on_remaining": "FALSE"}, body.SELECT_FILTER) == {
+        "place_count": 3,
+        "diskless_on_remaining": False,
+    }
+    assert body.check({"diskless_on_remaining": 0}, body.SELECT_FILTER) == {"diskless_on_remaining": False}
+    assert body.check({"place_count": ""}, body.SELECT_FILTER) == {"place_count": None}
+    # ACCEPT_FLOAT_AS_INT truncates; numbers and booleans become their text in String fields.
+    assert body.check({"volume_definition": {"size_kib": 1.5}}, body.VD_CREATE)["volume_definition"] == {
+        "size_kib": 1
+    }
+    named = body.check({"resource_definition": {"name": 1, "props": {"a": True}}}, body.RD_CREATE)
+    assert named["resource_definition"] == {"name": "1", "props": {"a": "true"}}
+    # Sizes are Java longs; place counts are ints.
+    big = body.check({"volume_sizes": [str(1 << 40)]}, body.RG_SPAWN)
+    assert big == {"volume_sizes": [1 << 40]}
+    for bad in ({"place_count": "two"}, {"place_count": str(1 << 31)}, {"diskless_on_remaining": "yes"}):
+        with pytest.raises(body.ParseError):
+            body.check(bad, body.SELECT_FILTER)
 
 
 def test_request_json_and_query_helpers() -> None:
