@@ -81,7 +81,8 @@ def pool(emu: Emulator, p: st.Pool) -> dict[str, Any]:
 
 
 def select_filter(flt: dict[str, Any]) -> dict[str, Any]:
-    data = dict(flt)
+    """The filter as the controller's JSON shows it: its serializer never writes the diskless pools."""
+    data = {k: v for k, v in flt.items() if k != "storage_pool_diskless_list"}
     data.setdefault("place_count", 2)
     if data.get("storage_pool") and not data.get("storage_pool_list"):
         data["storage_pool_list"] = [data["storage_pool"]]

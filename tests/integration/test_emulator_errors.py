@@ -699,7 +699,8 @@ def test_group_place_count_change_places_more_replicas(api: Api) -> None:
         "/resource-groups/grow-rg/spawn", {"resource_definition_name": "g1", "volume_sizes": [4096]}
     )
     assert st == 201, body
-    assert api.get("/resource-definitions/g1/volume-definitions/0")[1]["props"] == {"Aux/from-vg": "yes"}
+    # The volume group's props stay on the group (the controller copies only number and flags).
+    assert "props" not in api.get("/resource-definitions/g1/volume-definitions/0")[1]
     assert len(api.get("/resource-definitions/g1/resources")[1]) == 1
     st, body = api.put("/resource-groups/grow-rg", {"select_filter": {"place_count": 2}})
     assert st == 200, body
