@@ -229,7 +229,7 @@ def delete_vg(emu: Emulator, req: Request) -> list[rc.Entry]:
 
 @route("POST", "/v1/resource-groups/{rg}/spawn", status=201, op=rc.MASK_CRT, obj=rc.MASK_RSC_DFN)
 def spawn(emu: Emulator, req: Request) -> list[rc.Entry]:
-    data = req.body(body.RG_SPAWN)
+    data = req.body(emu.config.controller.spawn_spec())
     rg = emu.rg(req.params["rg"], rc.MASK_CRT, rc.MASK_RSC_DFN)
     name = data.get("resource_definition_name") or ""
     sizes = data.get("volume_sizes") or []

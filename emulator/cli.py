@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from emulator import names
+from emulator import names, versions
 from emulator.config import (
     DEFAULT_MINOR_RANGE,
     DEFAULT_TCP_PORT_RANGE,
@@ -73,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-file-clone", action="store_true", help="accepted for compatibility; clones work by default"
     )
     s.add_argument("--pool-name", default="DfltStorPool", help="name of each node's FILE_THIN pool")
+    s.add_argument(
+        "--linstor-version",
+        default=versions.NEWEST,
+        metavar="X.Y.Z",
+        help=f"controller release to play ({versions.OLDEST} to {versions.NEWEST}, default "
+        f"{versions.NEWEST}); older ones report their version and lack the request fields added after them",
+    )
     s.add_argument(
         "--tcp-port-range",
         type=_number_range("DRBD TCP port", TCP_PORT_LIMITS),
@@ -153,6 +160,8 @@ def _config(args: argparse.Namespace) -> Config:
         raise SystemExit("linstor-emulator: node names must be unique (case-insensitive)")
     if names.storage_pool_name_problem(args.pool_name):
         raise SystemExit(f"linstor-emulator: {names.storage_pool_name_problem(args.pool_name)}")
+    if versions.version_problem(args.linstor_version):
+        raise SystemExit(f"linstor-emulator: {versions.version_problem(args.linstor_version)}")
     state_dir = args.state_dir.resolve()
     return Config(
         state_dir=state_dir,
@@ -166,6 +175,7 @@ def _config(args: argparse.Namespace) -> Config:
         pool_name=args.pool_name,
         tcp_port_range=args.tcp_port_range,
         minor_range=args.minor_range,
+        version=versions.text(versions.parse(args.linstor_version) or (1, 34, 0)),
     )
 
 

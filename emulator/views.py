@@ -348,8 +348,6 @@ def snapshot(emu: Emulator, rd: st.ResourceDefinition, snap: st.Snapshot) -> dic
         "resource_name": rd.name,
         "nodes": list(snap.nodes),
         "props": merged,
-        "snapshot_definition_props": dict(snap.props),
-        "resource_definition_props": dict(snap.rd_props),
         "flags": list(snap.flags),
         "volume_definitions": [
             {"volume_number": v.number, "size_kib": v.size_kib, "volume_definition_props": dict(v.props)}
@@ -368,4 +366,7 @@ def snapshot(emu: Emulator, rd: st.ResourceDefinition, snap: st.Snapshot) -> dic
             for n in snap.nodes
         ],
     }
+    if emu.config.controller.splits_snapshot_props():
+        data["snapshot_definition_props"] = dict(snap.props)
+        data["resource_definition_props"] = dict(snap.rd_props)
     return omit_empty(data)

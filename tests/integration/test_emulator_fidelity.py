@@ -132,3 +132,90 @@ def test_python_linstor_spawn_with_too_few_sizes_is_228(plain: Api) -> None:
         assert _ok(lin.resource_group_spawn("pls-rg", "pls2", [4096, 8192], definitions_only=True))
     finally:
         lin.disconnect()
+
+
+# ---------------------------------------------------------------------- controller version (item 8)
+
+
+def test_default_version_is_the_newest_modelled(plain: Api) -> None:
+    st, body = plain.get("/controller/version")
+    assert st == 200 and body["version"] == "1.34.0" and body["rest_api_version"] == "1.28.0"
+
+
+def test_an_older_controller_lacks_the_newer_request_fields(emulator_factory) -> None:  # type: ignore[no-untyped-def]
+    api = Api(emulator_factory(extra_args=("--linstor-version", "1.29.1")).url)
+    st, body = api.get("/controller/version")
+    assert (body["version"], body["rest_api_version"]) == ("1.29.1", "1.23.0")
+    assert api.post("/resource-groups", {"name": "old-rg", "select_filter": {"place_count": 1}})[0] == 201
+    # Spawn's resource_definition_props exist since REST 1.22: known here.
+    st, body = api.post(
+        "/resource-groups/old-rg/spawn",
+        {
+            "resource_definition_name": "old1",
+            "volume_sizes": [4096],
+            "definitions_only": True,
+            "resource_definition_props": {"Aux/x": "y"},
+        },
+    )
+    assert st == 201, body
+    assert api.get("/resource-definitions/old1")[1]["props"] == {"Aux/x": "y"}
+    # snapshot_definition_props arrived with REST 1.24: an unknown field, a parse error.
+    for path, snap in (
+        ("/resource-definitions/old1/snapshots", {"name": "s1", "snapshot_definition_props": {"Aux/a": "b"}}),
+        (
+            "/actions/snapshot/multi",
+            {"snapshots": [{"name": "s1", "resource_name": "old1", "snapshot_definition_props": {}}]},
+        ),
+    ):
+        st, body = api.post(path, snap)
+        assert st == 400 and body[0]["message"] == "Unable to parse input json.", body
+    # Clone's override_props/delete_props arrived with 1.32.0: the old handler answered a bare 500.
+    st, body = api.post(
+        "/resource-definitions/old1/clone", {"name": "old2", "override_props": {"Aux/a": "b"}}
+    )
+    assert st == 500 and body == ""
+    assert api.get("/resource-definitions/old2")[0] == 404
+    # Without those fields the older endpoints work as before.
+    st, body = api.post("/resource-definitions/old1/clone", {"name": "old3"})
+    assert st == 201, body
+
+
+def test_spawn_definition_props_need_rest_1_22(emulator_factory) -> None:  # type: ignore[no-untyped-def]
+    api = Api(emulator_factory(extra_args=("--linstor-version", "1.27.0")).url)
+    assert api.get("/controller/version")[1]["rest_api_version"] == "1.21.0"
+    assert api.post("/resource-groups", {"name": "rg27", "select_filter": {"place_count": 1}})[0] == 201
+    st, body = api.post(
+        "/resource-groups/rg27/spawn",
+        {
+            "resource_definition_name": "r27",
+            "volume_sizes": [4096],
+            "resource_definition_props": {"Aux/x": "y"},
+        },
+    )
+    assert st == 400, body
+    assert api.get("/resource-definitions/r27")[0] == 404
+
+
+def test_python_linstor_sees_the_played_version(emulator_factory) -> None:  # type: ignore[no-untyped-def]
+    api = Api(emulator_factory(extra_args=("--linstor-version", "1.31.2")).url)
+    lin = _lin(api)
+    try:
+        assert lin.controller_version().version == "1.31.2"
+        assert lin.api_version_smaller("1.26.0") and not lin.api_version_smaller("1.25.0")
+    finally:
+        lin.disconnect()
+
+
+@pytest.mark.parametrize("value", ["1.19.0", "2.0.0", "latest"])
+def test_unmodelled_versions_are_refused_at_start(tmp_path, value: str) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "emulator", "serve", "--state-dir", str(tmp_path), "--linstor-version", value],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "--linstor-version" in done.stderr and "Traceback" not in done.stderr
