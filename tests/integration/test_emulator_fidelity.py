@@ -219,3 +219,56 @@ def test_unmodelled_versions_are_refused_at_start(tmp_path, value: str) -> None:
     )
     assert done.returncode != 0
     assert "--linstor-version" in done.stderr and "Traceback" not in done.stderr
+
+
+# ---------------------------------------------------------------------- properties (item 9)
+
+
+def test_drbd_options_are_checked_like_the_controller(plain: Api) -> None:
+    plain.rd("props1")
+    path = "/resource-definitions/props1"
+    st, body = plain.put(
+        path,
+        {
+            "override_props": {
+                "DrbdOptions/Net/allow-two-primaries": "yes",
+                "DrbdOptions/Resource/quorum": "majority",
+                "DrbdOptions/PeerDevice/c-max-rate": "102400",
+            }
+        },
+    )
+    assert st == 200, body
+    for key, value in (
+        ("DrbdOptions/PeerDevice/c-max-rate", "100M"),  # DRBD's unit is KiB/s; no suffixes
+        ("DrbdOptions/Net/max-buffers", "20"),  # below DRBD's 32
+        ("DrbdOptions/Resource/quorum", "most"),
+        ("DrbdOptions/Net/allow-three-primaries", "yes"),  # no such option
+        ("FileSystem/Colour", "blue"),
+        ("Aux/" + "k" * 253, "x"),  # 257 characters
+    ):
+        st, body = plain.put(path, {"override_props": {key: value}})
+        assert st == 500 and code(body[0]) == ERR | 213, (key, body)
+        assert key[:40] in body[0]["message"]
+    # Nothing of the refused edits landed.
+    assert plain.get(path)[1]["props"] == {
+        "DrbdOptions/Net/allow-two-primaries": "yes",
+        "DrbdOptions/Resource/quorum": "majority",
+        "DrbdOptions/PeerDevice/c-max-rate": "102400",
+    }
+    # Groups check the same way when created.
+    st, body = plain.post("/resource-groups", {"name": "bad-rg", "props": {"DrbdOptions/Net/protocol": "D"}})
+    assert st == 500 and code(body[0]) == ERR | 213
+    assert plain.get("/resource-groups/bad-rg")[0] == 404
+
+
+def test_python_linstor_property_checks(plain: Api) -> None:
+    lin = _lin(plain)
+    try:
+        assert _ok(lin.resource_dfn_create("props2"))
+        assert _ok(lin.resource_dfn_modify("props2", {"DrbdOptions/Net/protocol": "C", "Aux/a": "b"}))
+        replies = lin.resource_dfn_modify("props2", {"DrbdOptions/Net/ping-timeout": "301"})
+        assert replies[0].is_error() and replies[0].ret_code & 0x7FFF == 213
+        (rd,) = lin.resource_dfn_list_raise(filter_by_resource_definitions=["props2"]).resource_definitions
+        assert rd.properties == {"DrbdOptions/Net/protocol": "C", "Aux/a": "b"}
+    finally:
+        lin.disconnect()

@@ -102,6 +102,44 @@ def test_props_whitelist_and_modify() -> None:
     assert after == {"Keep": "k", "Aux/new": "n"} and before["Aux/a"] == "1"
 
 
+def test_drbd_options_are_whitelisted_with_drbd_ranges() -> None:
+    ok = {
+        "DrbdOptions/Net/allow-two-primaries": "yes",
+        "DrbdOptions/Net/protocol": "C",
+        "DrbdOptions/Resource/quorum": "majority",
+        "DrbdOptions/Resource/on-no-quorum": "suspend-io",
+        "DrbdOptions/PeerDevice/c-max-rate": "102400",
+        "DrbdOptions/Net/max-buffers": "131072",
+        "DrbdOptions/auto-add-quorum-tiebreaker": "True",
+        "DrbdOptions/Handlers/split-brain": "/usr/lib/drbd/notify-split-brain.sh root",
+    }
+    for key, value in ok.items():
+        assert props.key_problem(key, value) is None, key
+    assert props.key_problem("DrbdOptions/Resource/quorum", "3") is None
+    refused = {
+        ("DrbdOptions/Resource/quorum", "33"): "between 1 and 32",
+        ("DrbdOptions/Resource/quorum", "most"): "majority",
+        ("DrbdOptions/Net/max-buffers", "31"): "between 32 and 131072",
+        ("DrbdOptions/PeerDevice/c-max-rate", "100M"): "an integer 250-4194304",
+        ("DrbdOptions/Net/protocol", "D"): "one of A, B, C",
+        ("DrbdOptions/Net/no-such-option", "1"): "not whitelisted",
+        ("DrbdOptions/x", "y"): "not whitelisted",
+        ("FileSystem/Colour", "blue"): "not whitelisted",
+    }
+    for (key, value), why in refused.items():
+        problem = props.key_problem(key, value)
+        assert problem is not None and why in problem, (key, value, problem)
+
+
+def test_property_keys_have_at_most_256_characters() -> None:
+    assert props.key_problem("Aux/" + "k" * 252, "v") is None
+    problem = props.key_problem("Aux/" + "k" * 253, "v")
+    assert problem is not None and "at most 256" in problem
+    with pytest.raises(rc.ApiFailure) as exc:
+        props.validate_props({"Aux/" + "k" * 300: "v"}, rc.MASK_CRT, rc.MASK_RSC_DFN)
+    assert exc.value.entries[0].code == rc.FAIL_INVLD_PROP
+
+
 def test_props_filters_are_and_ed() -> None:
     p = {"Aux/zone": "a", "Aux/rack": "1"}
     assert props.matches_filters(p, [])
