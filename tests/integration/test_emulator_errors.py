@@ -226,7 +226,7 @@ def test_malformed_json_wrong_types_and_unknown_fields(plain: Api) -> None:
         assert r.headers["Content-Type"].startswith("application/json")
         assert r.json()[0]["ret_code"] == -3458764513820540931
     bad_bodies = [
-        {"resource_definition": {"name": 5}},
+        {"resource_definition": {"name": [5]}},  # a bare 5 is read as "5", as Jackson does
         {"resource_definition": "x"},
         {"resource_definition": {"name": "ok", "surprise": 1}},
         {"unexpected": True},
