@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 # Registers every endpoint module with the route table.
-from emulator import api_nodes, api_rd, api_rg, api_rsc, api_snap, names  # noqa: F401
+from emulator import api_cluster, api_nodes, api_rd, api_rg, api_rsc, api_snap, names  # noqa: F401
 from emulator import body as bodymod
 from emulator import retcodes as rc
 from emulator.control import Control

@@ -37,6 +37,10 @@ class Node:
     online: bool = True
     local: bool = False
     uuid: str = field(default_factory=new_uuid)
+    #: The satellite's address and port as ``node create`` gave them ("" = the emulator's default).
+    address: str = ""
+    port: int = 3366
+    encryption: str = "PLAIN"
 
 
 @dataclass
@@ -163,6 +167,8 @@ class State:
     resource_groups: dict[str, ResourceGroup] = field(default_factory=dict)
     resource_definitions: dict[str, ResourceDefinition] = field(default_factory=dict)
     kvs: dict[str, KeyValueStore] = field(default_factory=dict)
+    #: ``/v1/controller/properties``: set by clients, on top of the defaults a controller starts with.
+    controller_props: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT_VERSION, **_plain(self)}
@@ -191,6 +197,7 @@ class State:
                 **v, volume_definitions=vds, resources=rscs, snapshots=snaps
             )
         state.kvs = {k: KeyValueStore(**v) for k, v in data.get("kvs", {}).items()}
+        state.controller_props = dict(data.get("controller_props", {}))
         return state
 
 
@@ -245,6 +252,7 @@ class Saver:
             "pools": _plain(state.pools),
             "resource_groups": _plain(state.resource_groups),
             "kvs": _plain(state.kvs),
+            "controller_props": dict(state.controller_props),
         }
         text = json.dumps(head, separators=(",", ":"))[:-1]
         body = ",".join(f"{json.dumps(k)}:{frag}" for k, frag in fragments.items())

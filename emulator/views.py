@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator import names
+from emulator import addresses, names
 from emulator import state as st
 from emulator.core import Emulator
 from emulator.routing import Pojo, omit_empty
@@ -28,9 +28,9 @@ def node(emu: Emulator, n: st.Node) -> dict[str, Any]:
         "net_interfaces": [
             {
                 "name": "default",
-                "address": "127.0.0.1",
-                "satellite_port": 3366,
-                "satellite_encryption_type": "PLAIN",
+                "address": addresses.address_of(emu.state, n),
+                "satellite_port": n.port,
+                "satellite_encryption_type": n.encryption,
                 "is_active": True,
                 "uuid": n.uuid,
             }

@@ -272,3 +272,99 @@ def test_python_linstor_property_checks(plain: Api) -> None:
         assert rd.properties == {"DrbdOptions/Net/protocol": "C", "Aux/a": "b"}
     finally:
         lin.disconnect()
+
+
+# ---------------------------------------------------------------------- a linstor client session (item 13)
+
+
+def test_controller_properties_list_and_set(plain: Api) -> None:
+    st, body = plain.get("/controller/properties")
+    assert st == 200 and isinstance(body, dict)
+    st, body = plain.post(
+        "/controller/properties",
+        {
+            "override_props": {
+                "DrbdOptions/Net/protocol": "C",
+                "TcpPortAutoRange": "7000-7999",
+                "Aux/site": "a",
+            }
+        },
+    )
+    assert st == 200, body
+    assert plain.get("/controller/properties")[1] == {
+        "DrbdOptions/Net/protocol": "C",
+        "TcpPortAutoRange": "7000-7999",
+        "Aux/site": "a",
+    }
+    for bad in ({"TcpPortAutoRange": "lots"}, {"DrbdOptions/Net/protocol": "Z"}, {"Bogus": "1"}):
+        st, body = plain.post("/controller/properties", {"override_props": bad})
+        assert st == 500 and code(body[0]) == ERR | 213, body
+    st, body = plain.post("/controller/properties", {"delete_props": ["Aux/site"]})
+    assert st == 200, body
+    assert "Aux/site" not in plain.get("/controller/properties")[1]
+
+
+def test_node_create_registers_a_virtual_satellite(plain: Api) -> None:
+    node = {
+        "name": "node-x",
+        "type": "Satellite",
+        "net_interfaces": [
+            {"name": "default", "address": "192.168.7.10", "satellite_encryption_type": "Plain"}
+        ],
+    }
+    st, body = plain.post("/nodes", node)
+    assert st == 201, body
+    shown = plain.get("/nodes/node-x")[1]
+    assert shown["type"] == "SATELLITE" and shown["connection_status"] == "ONLINE"
+    netif = shown["net_interfaces"][0]
+    assert (netif["address"], netif["satellite_port"], netif["satellite_encryption_type"]) == (
+        "192.168.7.10",
+        3366,
+        "PLAIN",
+    )
+    pools = plain.get("/nodes/node-x/storage-pools")[1]
+    assert [p["storage_pool_name"] for p in pools] == ["DfltDisklessStorPool"]
+    st, body = plain.post("/nodes", node)
+    assert st == 500 and code(body[0]) == ERR | 500
+    for bad, expected in (
+        ({**node, "name": "node-y", "net_interfaces": [{"name": "default", "address": "not-an-ip"}]}, 210),
+        ({**node, "name": "node-y", "type": "STORAGE_BOX"}, 201),
+        ({**node, "name": "node y"}, 200),
+        ({**node, "name": "node-y", "net_interfaces": []}, 210),
+    ):
+        st, body = plain.post("/nodes", bad)
+        assert st == 500 and code(body[0]) == ERR | expected, body
+    assert [n["name"] for n in plain.get("/nodes")[1]].count("node-y") == 0
+
+
+def test_every_node_has_its_own_address(emulator_factory) -> None:  # type: ignore[no-untyped-def]
+    api = Api(emulator_factory(nodes=("node-b", "node-c")).url)
+    found = [n["net_interfaces"][0]["address"] for n in api.get("/nodes")[1]]
+    assert len(found) == 3 and len(set(found)) == 3, found
+
+
+def test_empty_lists_a_client_session_shows(plain: Api) -> None:
+    assert plain.get("/physical-storage") == (200, [])
+    assert plain.get("/error-reports") == (200, [])
+    assert plain.get("/remotes") == (200, {})
+    assert plain.get("/schedules") == (200, {})
+
+
+def test_python_linstor_client_session(emulator_factory) -> None:  # type: ignore[no-untyped-def]
+    api = Api(emulator_factory(nodes=("node-b",)).url)
+    lin = _lin(api)
+    try:
+        assert _ok(lin.controller_set_prop("DrbdOptions/Resource/quorum", "majority"))
+        (ctrl,) = lin.controller_props()
+        assert ctrl.properties["DrbdOptions/Resource/quorum"] == "majority"
+        assert _ok(lin.node_create("node-z", "Satellite", "10.0.0.9"))
+        nodes = {n.name: n for n in lin.node_list_raise().nodes}
+        assert nodes["node-z"].net_interfaces[0].address == "10.0.0.9"
+        assert len({n.net_interfaces[0].address for n in nodes.values()}) == len(nodes) == 3
+        assert lin.physical_storage_list().physical_devices == []
+        assert lin.error_report_list() == []
+        (remotes,) = lin.remote_list()
+        assert remotes.s3_remotes == [] and remotes.linstor_remotes == []
+        assert lin.schedule_list().schedules == []
+    finally:
+        lin.disconnect()
