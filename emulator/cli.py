@@ -22,6 +22,7 @@ from emulator.config import (
     Config,
     default_node_name,
 )
+from emulator.in_use_reports import DEFAULT_DELAY_S as DEFAULT_IN_USE_REPORT_S
 from emulator.storage import MKFS_MIN_SECONDS, MKFS_SECONDS_PER_GIB
 
 
@@ -108,6 +109,13 @@ def _parser() -> argparse.ArgumentParser:
         default=MKFS_SECONDS_PER_GIB,
         help=f"added to the mkfs time limit per GiB of the device (default {MKFS_SECONDS_PER_GIB:g})",
     )
+    s.add_argument(
+        "--in-use-report-seconds",
+        type=_seconds,
+        default=DEFAULT_IN_USE_REPORT_S,
+        help="lag between a device's open or close and the controller's in_use and 997 checks knowing it "
+        f"(default {DEFAULT_IN_USE_REPORT_S:g})",
+    )
     s.add_argument("--tls-cert", default=None, help="serve HTTPS with this certificate (PEM)")
     s.add_argument("--tls-key", default=None, help="private key of --tls-cert (PEM)")
     s.add_argument("--tls-client-ca", default=None, help="require client certificates signed by this CA")
@@ -175,6 +183,7 @@ def _config(args: argparse.Namespace) -> Config:
         pool_name=args.pool_name,
         tcp_port_range=args.tcp_port_range,
         minor_range=args.minor_range,
+        in_use_report_seconds=args.in_use_report_seconds,
         version=versions.text(versions.parse(args.linstor_version) or (1, 34, 0)),
     )
 

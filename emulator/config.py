@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emulator import versions
+from emulator.in_use_reports import DEFAULT_DELAY_S as DEFAULT_IN_USE_REPORT_S
 
 DEFAULT_POOL = "DfltStorPool"
 DISKLESS_POOL = "DfltDisklessStorPool"
@@ -38,6 +39,8 @@ class Config:
     #: Reproduce the real 227 for clones of FILE_THIN volumes instead of copying.
     strict_clone: bool = False
     pool_name: str = DEFAULT_POOL
+    #: Seconds between an open or close on the host and the controller's in-use knowing it.
+    in_use_report_seconds: float = DEFAULT_IN_USE_REPORT_S
     #: The controller release played (``--linstor-version``); older ones lack newer request fields.
     version: str = versions.NEWEST
     #: Automatically allocated DRBD TCP ports, per node (the controller's ``TcpPortAutoRange``).

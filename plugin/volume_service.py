@@ -24,8 +24,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from plugin import in_use, names, placement
 from plugin import linstor_retcodes as rc
-from plugin import names, placement
 from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import (
@@ -372,8 +372,15 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
         if not rec.possible_volume_id(volume_id):
             return
         with self._locked(volume_id):
-            resources = self.client.view_resources([volume_id])
-            busy = sorted(str(r.get("node_name")) for r in resources if (r.get("state") or {}).get("in_use"))
+            resources: list[dict[str, Any]] = []
+
+            def busy_nodes() -> list[str]:
+                resources[:] = self.client.view_resources([volume_id])
+                return sorted(
+                    str(r.get("node_name")) for r in resources if (r.get("state") or {}).get("in_use")
+                )
+
+            busy = in_use.wait_until_free(busy_nodes)
             if busy:
                 raise InUse(
                     f"volume {volume_id} is in use on {', '.join(busy)}; unmount it there first", nodes=busy
@@ -389,7 +396,7 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
                     with suppress(NotFound):
                         self.client.delete_resource(volume_id, replica.node)
             try:
-                self.client.delete_resource_definition(volume_id)
+                in_use.retry_while_in_use(lambda: self.client.delete_resource_definition(volume_id))
             except NotFound:
                 return
             except InUse as exc:

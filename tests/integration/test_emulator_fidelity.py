@@ -8,6 +8,8 @@ where python-linstor has a call for it, through python-linstor too.
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import linstor
@@ -366,5 +368,73 @@ def test_python_linstor_client_session(emulator_factory) -> None:  # type: ignor
         (remotes,) = lin.remote_list()
         assert remotes.s3_remotes == [] and remotes.linstor_remotes == []
         assert lin.schedule_list().schedules == []
+    finally:
+        lin.disconnect()
+
+
+# ---------------------------------------------------------------------- in-use reports lag (item 12)
+
+
+def _until(check: Any, seconds: float = 30.0) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def _in_use(api: Api, rd: str, node: str) -> bool:
+    return bool(api.get(f"/resource-definitions/{rd}/resources/{node}")[1].get("state", {}).get("in_use"))
+
+
+def test_in_use_is_the_satellites_last_report(root_loop: None, emulator_factory) -> None:  # type: ignore[no-untyped-def]
+    """An open shows after the report lag; a delete right after the close is still refused."""
+    api = Api(emulator_factory(extra_args=("--in-use-report-seconds", "4")).url)
+    node = api.local()
+    api.rd("lag1", 8192)
+    st, body = api.post(f"/resource-definitions/lag1/resources/{node}", {"resource": {}})
+    assert st == 201, body
+    device = api.get(f"/resource-definitions/lag1/resources/{node}/volumes/0")[1]["device_path"]
+    fd = os.open(device, os.O_RDWR | os.O_EXCL)
+    try:
+        # The satellite has not reported the open yet.
+        assert not _in_use(api, "lag1", node)
+        assert _until(lambda: _in_use(api, "lag1", node))
+        st, body = api.delete("/resource-definitions/lag1")
+        assert st == 500 and code(body[0]) == ERR | 997
+    finally:
+        os.close(fd)
+    # Closed, but still reported open: the delete is refused as the controller would refuse it.
+    st, body = api.delete("/resource-definitions/lag1")
+    assert st == 500 and code(body[0]) == ERR | 997, body
+    assert _until(lambda: not _in_use(api, "lag1", node))
+    st, body = api.delete("/resource-definitions/lag1")
+    assert st == 200, body
+
+
+def test_python_linstor_sees_the_reported_in_use(root_loop: None, emulator_factory) -> None:  # type: ignore[no-untyped-def]
+    api = Api(emulator_factory(extra_args=("--in-use-report-seconds", "4")).url)
+    node = api.local()
+    lin = _lin(api)
+    try:
+        assert _ok(lin.resource_dfn_create("lag2"))
+        assert _ok(lin.volume_dfn_create("lag2", 8192))
+        assert _ok(lin.resource_create([linstor.ResourceData(node, "lag2")]))
+
+        def reported() -> bool | None:
+            (state,) = lin.resource_list_raise(filter_by_resources=["lag2"]).resource_states
+            return state.in_use  # type: ignore[no-any-return]
+
+        device = api.get(f"/resource-definitions/lag2/resources/{node}/volumes/0")[1]["device_path"]
+        fd = os.open(device, os.O_RDWR | os.O_EXCL)
+        try:
+            assert reported() is False
+            assert _until(reported)
+        finally:
+            os.close(fd)
+        assert reported() is True
+        assert _until(lambda: reported() is False)
+        assert _ok(lin.resource_dfn_delete("lag2"))
     finally:
         lin.disconnect()
