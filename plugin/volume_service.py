@@ -46,6 +46,7 @@ from plugin.observability import log_fields
 from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
 from plugin.publications import Publications
 from plugin.resource_groups import ResourceGroups
+from plugin.shared_writers import SharedWriters
 from plugin.volume_attach import VolumeAttachments
 from plugin.volume_copy import VolumeCopies
 
@@ -83,7 +84,7 @@ def _require_id(volume_id: str) -> None:
         raise NotFound(f"volume {volume_id!r} not found", volume=volume_id)
 
 
-class VolumeService(VolumeAttachments, VolumeCopies, Publications):
+class VolumeService(VolumeAttachments, VolumeCopies, Publications, SharedWriters):
     """Create, delete, resize, snapshot, restore, clone, attach and detach LINSTOR volumes."""
 
     def __init__(self, client: LinstorClient, config: Config) -> None:

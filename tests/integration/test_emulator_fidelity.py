@@ -438,3 +438,40 @@ def test_python_linstor_sees_the_reported_in_use(root_loop: None, emulator_facto
         assert _ok(lin.resource_dfn_delete("lag2"))
     finally:
         lin.disconnect()
+
+
+# ---------------------------------------------------------------------- DRBD roles (RWX block)
+
+
+def _role(api: Api, rd: str, node: str, role: str) -> tuple[int, Any]:
+    r = api.s.post(f"{api.url}/_emu/resources/{rd}/{node}/role", json={"role": role}, timeout=30)
+    return r.status_code, r.json()
+
+
+def test_a_second_primary_needs_allow_two_primaries(root_loop: None, emulator_factory) -> None:  # type: ignore[no-untyped-def]
+    api = Api(emulator_factory(nodes=("node-b", "node-c")).url)
+    api.rd("roles", 8192)
+    for node in ("node-b", "node-c"):
+        st, body = api.post(f"/resource-definitions/roles/resources/{node}", {"resource": {}})
+        assert st == 201, body
+    assert _role(api, "roles", "node-b", "Primary")[0] == 200
+    assert _in_use(api, "roles", "node-b") and not _in_use(api, "roles", "node-c")
+    st, body = _role(api, "roles", "node-c", "Primary")
+    assert st == 409 and "Multiple primaries not allowed" in body["error"]
+    assert not _in_use(api, "roles", "node-c")
+    # With the option on the definition (as LINBIT's driver sets it) the second writer gets in.
+    st, body = api.put(
+        "/resource-definitions/roles", {"override_props": {"DrbdOptions/Net/allow-two-primaries": "yes"}}
+    )
+    assert st == 200, body
+    assert _role(api, "roles", "node-c", "Primary")[0] == 200
+    assert _in_use(api, "roles", "node-b") and _in_use(api, "roles", "node-c")
+    # One writer left, the option gone: the other node cannot come back as a second primary.
+    assert _role(api, "roles", "node-b", "Secondary")[0] == 200
+    st, body = api.put(
+        "/resource-definitions/roles", {"delete_props": ["DrbdOptions/Net/allow-two-primaries"]}
+    )
+    assert st == 200, body
+    assert _role(api, "roles", "node-b", "Primary")[0] == 409
+    assert _role(api, "no-such", "node-b", "Primary")[0] == 404
+    assert _role(api, "roles", "node-b", "Boss")[0] == 400

@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
+import requests
 
 from csi.generated import csi_pb2
-from csi.testing import mount_cap
+from csi.testing import Mode, block_cap, mount_cap
 from plugin.errors import FailedPrecondition, InUse
 from plugin.params import VolumeParams
+from plugin.shared_writers import TWO_PRIMARIES
 from plugin.volume_service import VolumeService
 from tests.conftest import EmulatorProcess
 from tests.integration.csi_stack import LOCAL, Stack, csi_stack
@@ -142,3 +144,93 @@ def test_a_volume_really_in_use_is_still_refused(lagging: EmulatorProcess) -> No
         assert svc.find_volume(volume.id) is not None
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------------- RWX block (two primaries)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with csi_stack(tmp_path_factory.mktemp("csi-rwx"), "csi-rwx-") as made:
+        yield made
+
+
+def _role(stack: Stack, rd: str, node: str, role: str) -> int:
+    url = f"{stack.emulator.url}/_emu/resources/{rd}/{node}/role"
+    return requests.post(url, json={"role": role}, timeout=30).status_code
+
+
+def _two_primaries(stack: Stack, rd: str) -> str | None:
+    props = (
+        requests.get(f"{stack.emulator.url}/v1/resource-definitions/{rd}", timeout=30).json().get("props", {})
+    )
+    return props.get(TWO_PRIMARIES)  # type: ignore[no-any-return]
+
+
+def test_rwx_block_live_migration_allows_two_primaries_while_two_nodes_write(stack: Stack) -> None:
+    ctl = stack.csi.controller
+    cap = block_cap(Mode.MULTI_NODE_MULTI_WRITER)
+    vid = ctl.CreateVolume(
+        csi_pb2.CreateVolumeRequest(
+            name=f"pvc-{uuid.uuid4()}",
+            capacity_range={"required_bytes": 16 * MIB},
+            volume_capabilities=[cap],
+            parameters={"linstor.csi.linbit.com/placementCount": "2"},
+        )
+    ).volume.volume_id
+
+    def publish(node: str) -> None:
+        ctl.ControllerPublishVolume(
+            csi_pb2.ControllerPublishVolumeRequest(volume_id=vid, node_id=node, volume_capability=cap)
+        )
+
+    def unpublish(node: str) -> None:
+        ctl.ControllerUnpublishVolume(csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid, node_id=node))
+
+    # The VM runs on node-b; one writer needs no option.
+    publish("node-b")
+    assert _role(stack, vid, "node-b", "Primary") == 200
+    assert _two_primaries(stack, vid) is None
+    # Live migration to node-c: the second publication allows the second primary.
+    publish("node-c")
+    assert _two_primaries(stack, vid) == "yes"
+    assert _role(stack, vid, "node-c", "Primary") == 200
+    # A third writer is refused before anything changes there.
+    with pytest.raises(grpc.RpcError) as exc:
+        publish(LOCAL)
+    assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "not a third" in exc.value.details()
+    # Migration done: node-b lets go, and with one writer left the option goes away.
+    assert _role(stack, vid, "node-b", "Secondary") == 200
+    unpublish("node-b")
+    assert _two_primaries(stack, vid) is None
+    # DRBD now refuses a second primary again (where node-b still holds a replica or its attachment).
+    rscs = requests.get(f"{stack.emulator.url}/v1/resource-definitions/{vid}/resources", timeout=30).json()
+    others = [r["node_name"] for r in rscs if r["node_name"] != "node-c"]
+    assert others and all(_role(stack, vid, n, "Primary") == 409 for n in others)
+    assert _role(stack, vid, "node-c", "Secondary") == 200
+    unpublish("node-c")
+    ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vid))
+
+
+def test_a_single_writer_mode_never_touches_the_option(stack: Stack) -> None:
+    ctl = stack.csi.controller
+    cap = block_cap(Mode.MULTI_NODE_READER_ONLY)
+    vid = ctl.CreateVolume(
+        csi_pb2.CreateVolumeRequest(
+            name=f"pvc-{uuid.uuid4()}",
+            capacity_range={"required_bytes": 16 * MIB},
+            volume_capabilities=[cap],
+            parameters={"linstor.csi.linbit.com/placementCount": "1"},
+        )
+    ).volume.volume_id
+    for node in ("node-b", "node-c"):
+        ctl.ControllerPublishVolume(
+            csi_pb2.ControllerPublishVolumeRequest(
+                volume_id=vid, node_id=node, volume_capability=cap, readonly=True
+            )
+        )
+    assert _two_primaries(stack, vid) is None
+    for node in ("node-b", "node-c"):
+        ctl.ControllerUnpublishVolume(csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid, node_id=node))
+    ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vid))
