@@ -1,10 +1,10 @@
 """What an ordinary ``linstor`` client session touches beyond volumes.
 
 Controller properties (list, set), ``node create`` of a (virtual) satellite, and the lists a
-client shows on a cluster that uses none of them: physical storage, error reports, remotes,
-schedules. The answers have the controller's shapes; an empty list is what a controller with
-nothing of that kind answers (Jackson leaves out the empty lists of the remote and schedule
-wrappers, so those are ``{}``).
+client shows on a cluster that uses none of them: physical storage, error reports, schedules.
+The answers have the controller's shapes; an empty list is what a controller with nothing of
+that kind answers (Jackson leaves out the empty list of the schedule wrapper, so that is ``{}``).
+Remotes (``/v1/remotes``) belong to the backup part of the emulator.
 """
 
 from __future__ import annotations
@@ -198,11 +198,6 @@ def physical_storage(emu: Emulator, req: Request) -> Json:
 def error_reports(emu: Emulator, req: Request) -> Json:
     """Error reports are not kept: the ids in 998/999 entries name nothing retrievable."""
     return Json([])
-
-
-@route("GET", "/v1/remotes")
-def remotes(emu: Emulator, req: Request) -> Json:
-    return Json({})
 
 
 @route("GET", "/v1/schedules")

@@ -348,7 +348,6 @@ def test_every_node_has_its_own_address(emulator_factory) -> None:  # type: igno
 def test_empty_lists_a_client_session_shows(plain: Api) -> None:
     assert plain.get("/physical-storage") == (200, [])
     assert plain.get("/error-reports") == (200, [])
-    assert plain.get("/remotes") == (200, {})
     assert plain.get("/schedules") == (200, {})
 
 
@@ -365,8 +364,6 @@ def test_python_linstor_client_session(emulator_factory) -> None:  # type: ignor
         assert len({n.net_interfaces[0].address for n in nodes.values()}) == len(nodes) == 3
         assert lin.physical_storage_list().physical_devices == []
         assert lin.error_report_list() == []
-        (remotes,) = lin.remote_list()
-        assert remotes.s3_remotes == [] and remotes.linstor_remotes == []
         assert lin.schedule_list().schedules == []
     finally:
         lin.disconnect()
