@@ -24,6 +24,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from plugin import controller_features as features
 from plugin import in_use, names, placement
 from plugin import linstor_retcodes as rc
 from plugin import volume_records as rec
@@ -165,6 +166,7 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications, SharedWriters
             )
             if existing is not None:
                 return self._compare_existing(existing, wanted, size_bytes == 0)
+            self.client.features.require(features.SPAWN_PROPS)  # before the group is made
             self.groups.ensure(params)
             nodes = self._candidate_nodes(params, topology)
             if source is None:

@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -24,6 +25,7 @@ from plugin.params import VolumeParams
 from plugin.shared_writers import TWO_PRIMARIES
 from plugin.volume_service import VolumeService
 from tests.conftest import EmulatorProcess
+from tests.dockerd import PluginProcess
 from tests.integration.csi_stack import LOCAL, Stack, csi_stack
 from tests.integration.test_volume_service import service_for
 
@@ -234,3 +236,26 @@ def test_a_single_writer_mode_never_touches_the_option(stack: Stack) -> None:
     for node in ("node-b", "node-c"):
         ctl.ControllerUnpublishVolume(csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid, node_id=node))
     ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vid))
+
+
+# ---------------------------------------------------------------------- Docker front end
+
+
+def test_docker_create_on_a_controller_without_spawn_props_names_the_version(
+    root_loop: None,
+    emulator_factory,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    emu = emulator_factory(extra_args=("--linstor-version", "1.27.0"))  # REST API 1.21
+    proc = PluginProcess(tmp_path / "p", emu.url, LOCAL, extra_args=("--release-delay", "0"))
+    proc.start()
+    try:
+        answer = proc.client().call("VolumeDriver.Create", {"Name": "old", "Opts": {"size": "64M"}})
+        assert answer["_status"] == 200 and "Traceback" not in answer["Err"]
+        assert "REST API 1.22.0 or newer" in answer["Err"] and "REST API 1.21.0" in answer["Err"]
+        # Refused before anything was made, the resource group included.
+        assert requests.get(f"{emu.url}/v1/resource-definitions", timeout=30).json() == []
+        groups = requests.get(f"{emu.url}/v1/resource-groups", timeout=30).json()
+        assert [g["name"] for g in groups] == ["DfltRscGrp"]
+    finally:
+        proc.stop()
