@@ -381,15 +381,26 @@ def test_mounted_resource_cannot_be_deleted(api: Api, tmp_path: Path) -> None:
     target = tmp_path / "m"
     target.mkdir()
     subprocess.run(["mount", dev, str(target)], check=True)
+    rsc = f"/resource-definitions/mnt/resources/{local}"
     try:
-        st, body = api.delete(f"/resource-definitions/mnt/resources/{local}")
+        # The controller knows of the mount once the satellite has reported it.
+        _wait_for(lambda: api.get(rsc)[1]["state"] == {"in_use": True}, "the mount was never reported")
+        st, body = api.delete(rsc)
         assert st == 500 and code(body[0]) == ERR | 997
         st, body = api.delete("/resource-definitions/mnt")
         assert st == 500 and code(body[0]) == ERR | 997
-        assert api.get(f"/resource-definitions/mnt/resources/{local}")[1]["state"] == {"in_use": True}
+        assert api.get(rsc)[1]["state"] == {"in_use": True}
     finally:
         subprocess.run(["umount", str(target)], check=True)
-    assert api.delete(f"/resource-definitions/mnt/resources/{local}")[0] == 200
+    _wait_for(lambda: api.get(rsc)[1]["state"] == {"in_use": False}, "the unmount was never reported")
+    assert api.delete(rsc)[0] == 200
+
+
+def _wait_for(check: Any, what: str, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
 
 
 def test_in_use_override_from_control_api(api: Api) -> None:
