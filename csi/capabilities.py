@@ -196,3 +196,8 @@ def parse_all(
     if len(fs_types) > 1:
         raise InvalidArgument(f"{field}: conflicting filesystem types {sorted(fs_types)}")
     return parsed
+
+
+def shared_block_writer(access: Access, readonly: bool) -> bool:
+    """A read-write MULTI_NODE_MULTI_WRITER block publication (RWX block: a second primary may follow)."""
+    return access.block and access.mode == Mode.MULTI_NODE_MULTI_WRITER and not readonly

@@ -152,6 +152,8 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
             publications.check_compatible(volume.id, request.node_id, recorded, access.mode, request.readonly)
             with self._limits.hold(request.node_id):
                 self._limits.check(self._service, request.volume_id, request.node_id)
+                if capabilities.shared_block_writer(access, request.readonly):
+                    self._service.admit_shared_writer(request.volume_id, request.node_id)
                 attachment = self._service.attach(request.volume_id, request.node_id)
                 self._service.record_publication(request.volume_id, request.node_id, token)
         publish_context = {
@@ -182,6 +184,8 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
                 with contextlib.suppress(errors.NotFound, errors.InvalidArgument):
                     self._service.detach(request.volume_id, node)
                     self._service.clear_publication(request.volume_id, node)
+            with contextlib.suppress(errors.NotFound, errors.InvalidArgument):
+                self._service.release_shared_writer(request.volume_id)
         return csi_pb2.ControllerUnpublishVolumeResponse()
 
     def ValidateVolumeCapabilities(

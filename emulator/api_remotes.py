@@ -48,13 +48,6 @@ DEFAULT_HTTP_PORT = 3370
 DEFAULT_HTTPS_PORT = 3371
 
 
-def cluster_id(emu: Emulator) -> str:
-    """This emulated cluster's ``Cluster/LocalID`` (made once, kept in the state file)."""
-    if not emu.state.cluster_id:
-        emu.state.cluster_id = str(uuidlib.uuid4())
-    return emu.state.cluster_id
-
-
 def backup_error(code: int, message: str, **kw: Any) -> rc.Entry:
     """An error entry about backups: the code, with ``MASK_BACKUP`` as its object bits."""
     return rc.error(code, message, 0, MASK_BACKUP, **kw)
@@ -199,12 +192,6 @@ def create_ebs(emu: Emulator, req: Request) -> list[rc.Entry]:
     raise rc.ApiFailure(
         rc.error(rc.FAIL_INVLD_REQUEST, "EBS remotes are not emulated; only S3 and LINSTOR remotes are.")
     )
-
-
-@route("GET", "/v1/controller/properties")
-def controller_props(emu: Emulator, req: Request) -> Json:
-    """The one controller property a LINSTOR remote needs from its peer: ``Cluster/LocalID``."""
-    return Json({"Cluster/LocalID": cluster_id(emu)})
 
 
 # ---------------------------------------------------------------------- S3

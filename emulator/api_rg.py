@@ -229,11 +229,12 @@ def delete_vg(emu: Emulator, req: Request) -> list[rc.Entry]:
 
 @route("POST", "/v1/resource-groups/{rg}/spawn", status=201, op=rc.MASK_CRT, obj=rc.MASK_RSC_DFN)
 def spawn(emu: Emulator, req: Request) -> list[rc.Entry]:
-    data = req.body(body.RG_SPAWN)
+    data = req.body(emu.config.controller.spawn_spec())
     rg = emu.rg(req.params["rg"], rc.MASK_CRT, rc.MASK_RSC_DFN)
     name = data.get("resource_definition_name") or ""
     sizes = data.get("volume_sizes") or []
     request_filter = check_filter(data.get("select_filter"), rc.MASK_CRT, rc.MASK_RSC_DFN)
+    vgs, notes = _spawn_volume_groups(rg, len(sizes), bool(data.get("partial")))
     rd, entries = new_rd(
         emu,
         name,
@@ -246,13 +247,14 @@ def spawn(emu: Emulator, req: Request) -> list[rc.Entry]:
     emu.state.resource_definitions[names.key(rd.name)] = rd
     emu.reservations.claim(names.key(rd.name))  # a name made from the external name
     try:
-        for nr, size in enumerate(sizes):
-            vg = rg.volume_groups.get(str(nr))
-            entries.extend(
-                new_vd(
-                    emu, rd, {"volume_number": nr, "size_kib": size, "props": dict(vg.props) if vg else {}}
-                )
-            )
+        for idx, size in enumerate(sizes):
+            # The volume group gives its number and flags; its props stay on the group, where the
+            # controller's lookup (resource, VD, volume group, RD, group) finds them.
+            vg = vgs[idx] if idx < len(vgs) else None
+            spec: dict[str, Any] = {"size_kib": size, "flags": list(vg.flags) if vg else []}
+            if vg is not None:
+                spec["volume_number"] = vg.number
+            entries.extend(new_vd(emu, rd, spec))
         if data.get("definitions_only"):
             entries.append(
                 rc.info(rc.INFO_NO_RSC_SPAWNED, f"No resources spawned for '{rd.name}' (definitions only).")
@@ -263,7 +265,40 @@ def spawn(emu: Emulator, req: Request) -> list[rc.Entry]:
     except rc.ApiFailure:
         purge_rd(emu, rd)
         raise
-    return entries
+    return notes + entries
+
+
+def _spawn_volume_groups(
+    rg: st.ResourceGroup, n_sizes: int, partial: bool
+) -> tuple[list[st.VolumeGroup], list[rc.Entry]]:
+    """The group's volume groups in number order, or 228 when the sizes do not match them.
+
+    A group without volume groups spawns in partial mode (with an INFO entry saying so);
+    otherwise every volume group needs a size unless ``partial`` is set.
+    """
+    vgs = sorted(rg.volume_groups.values(), key=lambda v: v.number)
+    if not vgs and not partial:
+        note = rc.info(
+            0,
+            "Resource-group doesn't have any volume-groups, automatically assume partial mode.",
+            0,
+            RG,
+        )
+        return vgs, [note]
+    if n_sizes != len(vgs) and not partial:
+        inline = f"resource group '{rg.name}'"
+        raise rc.ApiFailure(
+            rc.error(
+                rc.FAIL_INVLD_VLM_SIZES,
+                f"Invalid count of volume sizes to spawn {inline}",
+                rc.MASK_CRT,
+                RG,
+                details=f"The {inline} has {len(vgs)} Volume groups, but only {n_sizes} sizes were provided.",
+                correction="Either provide the correct count of volume sizes or use the 'partial' option",
+                obj_refs={"RscGrp": rg.name},
+            )
+        )
+    return vgs, []
 
 
 def new_vd_check_size(size: int) -> None:

@@ -169,14 +169,14 @@ def get_snap(emu: Emulator, req: Request) -> Json:
 
 @route("POST", "/v1/resource-definitions/{rd}/snapshots", status=201, op=CRT, obj=SNAP)
 def post_snap(emu: Emulator, req: Request) -> list[rc.Entry]:
-    spec = req.body(body.SNAPSHOT_CREATE)
+    spec = req.body(emu.config.controller.snapshot_spec())
     rd = emu.rd(req.params["rd"], CRT, SNAP)
     return create_snapshot(emu, rd, spec)
 
 
 @route("POST", "/v1/actions/snapshot/multi", status=201, op=CRT, obj=SNAP)
 def multi_snap(emu: Emulator, req: Request) -> list[rc.Entry]:
-    data = req.body(body.SNAPSHOT_MULTI)
+    data = req.body(emu.config.controller.snapshot_multi_spec())
     specs = data.get("snapshots") or []
     rds = [emu.rd(s.get("resource_name") or "", CRT, SNAP) for s in specs]
     done: list[tuple[st.ResourceDefinition, str]] = []
@@ -423,7 +423,10 @@ def _clone_reply(
 
 @route("POST", "/v1/resource-definitions/{rd}/clone", status=201, op=CRT, obj=rc.MASK_RSC_DFN)
 def clone(emu: Emulator, req: Request) -> Json:
-    data = req.body(body.CLONE)
+    if emu.config.controller.clone_fields_unknown(req.json()):
+        # Before 1.32.0 the clone handler let Jackson's unknown-field error escape: a bare 500.
+        return Json("", 500)
+    data = req.body(emu.config.controller.clone_spec())
     src_name = req.params["rd"]
     dst_name = data.get("name") or ""
     try:

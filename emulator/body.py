@@ -8,6 +8,7 @@ runs. The tiny schema language here reproduces that without a dependency.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,33 +37,25 @@ class MapOf:
 
 STR = "str"
 INT = "int"
+#: A Java ``long`` (sizes in KiB, timestamps): the same coercions, a 64-bit range.
+LONG = "long"
 BOOL = "bool"
 NUM = "num"
 ANY = "any"
 
 
 def check(value: Any, spec: Any, where: str = "body") -> Any:
-    """Validate ``value`` against ``spec``; JSON null is accepted anywhere (Jackson leaves the default)."""
+    """Validate ``value`` against ``spec``; JSON null is accepted anywhere (Jackson leaves the default).
+
+    Scalars are coerced as Jackson's default mapper coerces them (``ALLOW_COERCION_OF_SCALARS``,
+    ``ACCEPT_FLOAT_AS_INT``): the ``linstor`` client sends ``"place_count": "2"``.
+    """
     if value is None:
         return None
     if spec == ANY:
         return value
-    if spec == STR:
-        if not isinstance(value, str):
-            raise ParseError(f"{where}: expected a string")
-        return value
-    if spec == INT:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ParseError(f"{where}: expected an integer")
-        return value
-    if spec == NUM:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ParseError(f"{where}: expected a number")
-        return value
-    if spec == BOOL:
-        if not isinstance(value, bool):
-            raise ParseError(f"{where}: expected true or false")
-        return value
+    if spec in (STR, INT, LONG, NUM, BOOL):
+        return _scalar(value, spec, where)
     if isinstance(spec, ListOf):
         if not isinstance(value, list):
             raise ParseError(f"{where}: expected a list")
@@ -80,6 +73,57 @@ def check(value: Any, spec: Any, where: str = "body") -> Any:
                 raise ParseError(f"{where}: unrecognized field '{unknown[0]}'")
         return {k: check(value.get(k), s, f"{where}.{k}") for k, s in spec.fields.items() if k in value}
     raise AssertionError(f"bad spec {spec!r}")
+
+
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_NUM_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_JAVA_INT = (-(1 << 31), (1 << 31) - 1)
+_JAVA_LONG = (-(1 << 63), (1 << 63) - 1)
+
+
+def _scalar(value: Any, spec: str, where: str) -> Any:
+    """One scalar as Jackson maps it onto a Java ``String``, ``Integer``, ``Double`` or ``Boolean``."""
+    if isinstance(value, dict | list):
+        raise ParseError(
+            f"{where}: expected a {_WHAT[spec]}, not {'an object' if isinstance(value, dict) else 'a list'}"
+        )
+    if spec == STR:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return value if isinstance(value, str) else json.dumps(value)
+    if spec == BOOL:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            return value != 0
+        if isinstance(value, str):
+            text = value.strip()
+            if text == "":
+                return None
+            if text.lower() in ("true", "false"):
+                return text.lower() == "true"
+        raise ParseError(f"{where}: expected true or false")
+    if isinstance(value, bool):
+        raise ParseError(f"{where}: expected a {_WHAT[spec]}, not a boolean")
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "":
+            return None
+        if spec in (INT, LONG) and _INT_TEXT.fullmatch(text):
+            value = int(text)
+        elif spec == NUM and _NUM_TEXT.fullmatch(text):
+            return float(text)
+        else:
+            raise ParseError(f"{where}: expected a {_WHAT[spec]}, not '{value}'")
+    if spec in (INT, LONG):
+        value = int(value)  # a float is truncated, as ACCEPT_FLOAT_AS_INT does
+        low, high = _JAVA_INT if spec == INT else _JAVA_LONG
+        if not low <= value <= high:
+            raise ParseError(f"{where}: {value} is out of range of {spec}")
+    return value
+
+
+_WHAT = {STR: "string", INT: "integer", LONG: "integer", NUM: "number", BOOL: "boolean"}
 
 
 def loads(raw: bytes) -> Any:
@@ -160,7 +204,7 @@ RG_SPAWN = Obj(
     {
         "resource_definition_name": STR,
         "resource_definition_external_name": STR,
-        "volume_sizes": ListOf(INT),
+        "volume_sizes": ListOf(LONG),
         "select_filter": SELECT_FILTER,
         "partial": BOOL,
         "definitions_only": BOOL,
@@ -202,7 +246,7 @@ VD_CREATE = Obj(
         "volume_definition": Obj(
             {
                 "volume_number": INT,
-                "size_kib": INT,
+                "size_kib": LONG,
                 "props": PROPS,
                 "flags": STR_LIST,
                 "layer_data": ListOf(LAYER_DATA),
@@ -213,7 +257,7 @@ VD_CREATE = Obj(
         "passphrase": STR,
     }
 )
-VD_MODIFY = Obj({**PROPS_MODIFY, "size_kib": INT, "flags": STR_LIST})
+VD_MODIFY = Obj({**PROPS_MODIFY, "size_kib": LONG, "flags": STR_LIST})
 RSC_CREATE = Obj(
     {
         "resource": Obj(
@@ -225,7 +269,7 @@ RSC_CREATE = Obj(
                 "layer_object": ANY,
                 "state": ANY,
                 "uuid": STR,
-                "create_timestamp": INT,
+                "create_timestamp": LONG,
                 "effective_props": ANY,
             }
         ),
@@ -283,7 +327,7 @@ CLONE = Obj(
         "layer_list": STR_LIST,
         "use_zfs_clone": BOOL,
         "volume_passphrases": STR_LIST,
-        "volume_sizes": ListOf(INT),
+        "volume_sizes": ListOf(LONG),
         **PROPS_MODIFY,
     }
 )

@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from emulator import backups, names
+from emulator import backups, names, versions
 from emulator.config import (
     DEFAULT_MINOR_RANGE,
     DEFAULT_TCP_PORT_RANGE,
@@ -23,6 +23,7 @@ from emulator.config import (
     Config,
     default_node_name,
 )
+from emulator.in_use_reports import DEFAULT_DELAY_S as DEFAULT_IN_USE_REPORT_S
 from emulator.storage import MKFS_MIN_SECONDS, MKFS_SECONDS_PER_GIB
 
 
@@ -84,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--pool-name", default="DfltStorPool", help="name of each node's FILE_THIN pool")
     s.add_argument(
+        "--linstor-version",
+        default=versions.NEWEST,
+        metavar="X.Y.Z",
+        help=f"controller release to play ({versions.OLDEST} to {versions.NEWEST}, default "
+        f"{versions.NEWEST}); older ones report their version and lack the request fields added after them",
+    )
+    s.add_argument(
         "--tcp-port-range",
         type=_number_range("DRBD TCP port", TCP_PORT_LIMITS),
         default=DEFAULT_TCP_PORT_RANGE,
@@ -110,6 +118,13 @@ def _parser() -> argparse.ArgumentParser:
         type=_seconds,
         default=MKFS_SECONDS_PER_GIB,
         help=f"added to the mkfs time limit per GiB of the device (default {MKFS_SECONDS_PER_GIB:g})",
+    )
+    s.add_argument(
+        "--in-use-report-seconds",
+        type=_seconds,
+        default=DEFAULT_IN_USE_REPORT_S,
+        help="lag between a device's open or close and the controller's in_use and 997 checks knowing it "
+        f"(default {DEFAULT_IN_USE_REPORT_S:g})",
     )
     s.add_argument("--tls-cert", default=None, help="serve HTTPS with this certificate (PEM)")
     s.add_argument("--tls-key", default=None, help="private key of --tls-cert (PEM)")
@@ -163,6 +178,8 @@ def _config(args: argparse.Namespace) -> Config:
         raise SystemExit("linstor-emulator: node names must be unique (case-insensitive)")
     if names.storage_pool_name_problem(args.pool_name):
         raise SystemExit(f"linstor-emulator: {names.storage_pool_name_problem(args.pool_name)}")
+    if versions.version_problem(args.linstor_version):
+        raise SystemExit(f"linstor-emulator: {versions.version_problem(args.linstor_version)}")
     state_dir = args.state_dir.resolve()
     return Config(
         state_dir=state_dir,
@@ -176,6 +193,8 @@ def _config(args: argparse.Namespace) -> Config:
         pool_name=args.pool_name,
         tcp_port_range=args.tcp_port_range,
         minor_range=args.minor_range,
+        in_use_report_seconds=args.in_use_report_seconds,
+        version=versions.text(versions.parse(args.linstor_version) or (1, 34, 0)),
     )
 
 

@@ -6,6 +6,9 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emulator import versions
+from emulator.in_use_reports import DEFAULT_DELAY_S as DEFAULT_IN_USE_REPORT_S
+
 DEFAULT_POOL = "DfltStorPool"
 DISKLESS_POOL = "DfltDisklessStorPool"
 DEFAULT_RG = "DfltRscGrp"
@@ -36,9 +39,20 @@ class Config:
     #: Reproduce the real 227 for clones of FILE_THIN volumes instead of copying.
     strict_clone: bool = False
     pool_name: str = DEFAULT_POOL
-    version: str = "1.34.0"
-    rest_api_version: str = "1.28.0"
+    #: Seconds between an open or close on the host and the controller's in-use knowing it.
+    in_use_report_seconds: float = DEFAULT_IN_USE_REPORT_S
+    #: The controller release played (``--linstor-version``); older ones lack newer request fields.
+    version: str = versions.NEWEST
     #: Automatically allocated DRBD TCP ports, per node (the controller's ``TcpPortAutoRange``).
     tcp_port_range: tuple[int, int] = DEFAULT_TCP_PORT_RANGE
     #: Automatically allocated DRBD minors, per cluster (the controller's ``MinorNrAutoRange``).
     minor_range: tuple[int, int] = DEFAULT_MINOR_RANGE
+
+    @property
+    def controller(self) -> versions.ControllerVersion:
+        parsed = versions.parse(self.version)
+        return versions.ControllerVersion(parsed) if parsed else versions.ControllerVersion()
+
+    @property
+    def rest_api_version(self) -> str:
+        return versions.text(self.controller.rest)

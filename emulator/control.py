@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from emulator import names, ops
+from emulator import drbd_roles, names, ops
 from emulator import retcodes as rc
 from emulator.core import Emulator
 from emulator.faults import PHASES, Faults, error_ret_code
@@ -63,6 +63,7 @@ class Control:
             ("POST", re.compile(r"^/_emu/pools/(?P<node>[^/]+)/(?P<pool>[^/]+)/capacity/?$"), self.capacity),
             ("POST", re.compile(r"^/_emu/pools/(?P<pool>[^/]+)/capacity/?$"), self.capacity),
             ("POST", re.compile(r"^/_emu/resources/(?P<rd>[^/]+)/(?P<node>[^/]+)/in_use/?$"), self.in_use),
+            ("POST", re.compile(r"^/_emu/resources/(?P<rd>[^/]+)/(?P<node>[^/]+)/role/?$"), self.role),
         ]
 
     def template(self, path: str) -> str | None:
@@ -226,3 +227,24 @@ class Control:
                 self.emu.reservations.release()
             self.emu.persist({names.key(rd)})
             return {"resource": rd, "node": rsc.node, "in_use_override": value}
+
+    def role(self, body: Any, rd: str, node: str) -> dict[str, Any]:
+        """Play a writer on a node: ``{"role": "Primary"}`` (refused as DRBD refuses) or ``Secondary``."""
+        role = _obj(body).get("role")
+        if role not in ("Primary", "Secondary"):
+            raise ControlError(400, '\'role\' must be "Primary" or "Secondary"')
+        with self.emu.lock:
+            self.emu.reservations.acquire({names.key(rd)}, self.emu.state.resource_definitions.keys)
+            try:
+                rdo = self.emu.state.resource_definitions.get(names.key(rd))
+                rsc = rdo.resources.get(names.key(node)) if rdo else None
+                if rdo is None or rsc is None:
+                    raise ControlError(404, f"resource '{rd}' on node '{node}' not found")
+                try:
+                    drbd_roles.set_role(self.emu, rdo, rsc, role)
+                except drbd_roles.RoleRefused as exc:
+                    raise ControlError(409, str(exc)) from None
+            finally:
+                self.emu.reservations.release()
+            self.emu.persist({names.key(rd)})
+            return {"resource": rdo.name, "node": rsc.node, "role": role}

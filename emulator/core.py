@@ -23,6 +23,7 @@ from emulator import names, recovery
 from emulator import retcodes as rc
 from emulator import state as st
 from emulator.config import DEFAULT_RG, DISKLESS_POOL, Config
+from emulator.in_use_reports import InUseReports
 from emulator.reservations import Reservations
 
 log = logging.getLogger("emulator")
@@ -69,6 +70,8 @@ class Emulator:
         #: backing path -> (device path reported, loop device) while attached
         self.devices: dict[str, tuple[str, str | None]] = {}
         self._in_use_cache: dict[str, tuple[float, bool]] = {}
+        #: What the satellites last reported (the controller's view of in-use lags the host).
+        self.in_use_reports = InUseReports(config.in_use_report_seconds)
         self._allocated_cache: dict[str, tuple[float, int]] = {}
         self._dev_prefix = str(config.dev_dir) + "/drbd"
         self.started = time.time()
@@ -176,6 +179,7 @@ class Emulator:
                             Path(sv.file).unlink(missing_ok=True)
             self.devices.clear()
             self._in_use_cache.clear()
+            self.in_use_reports.clear()
             self.state = st.State()
             self._ensure_topology()
             self.persist()
@@ -346,6 +350,7 @@ class Emulator:
         backing = vd.backing
         path, loop = self.host(self._attach, Path(backing), self.minor_arg(vd))
         self.devices[backing] = (path, loop)
+        self.in_use_reports.seed(backing)
         return path
 
     def _attach(self, backing: Path, minor: int | None) -> tuple[str, str | None]:
@@ -357,6 +362,7 @@ class Emulator:
             self.host(self.storage.detach, Path(backing), self.minor_arg(vd))
             self.devices.pop(backing, None)
             self._in_use_cache.pop(vd.backing, None)
+            self.in_use_reports.forget(backing)
 
     def sync_devices(self, rd: st.ResourceDefinition) -> None:
         for vd in rd.volume_definitions.values():
@@ -399,19 +405,20 @@ class Emulator:
     # ------------------------------------------------------------------ in use
 
     def device_in_use(self, vd: st.VolumeDefinition, fresh: bool = False) -> bool:
+        """The state the satellite last reported: a live look, passed through the report lag."""
         if not vd.backing or vd.backing not in self.devices:
             return False
         now = time.monotonic()
         cached = self._in_use_cache.get(vd.backing)
         if not fresh and cached is not None and now - cached[0] < IN_USE_TTL_S:
-            return cached[1]
+            return self.in_use_reports.report(vd.backing, cached[1])
         try:
             value = self.storage.in_use(Path(vd.backing), self.minor_arg(vd))
         except Exception as exc:
             log.warning("in-use detection failed for %s: %s", vd.backing, exc)
             value = False
         self._in_use_cache[vd.backing] = (now, value)
-        return value
+        return self.in_use_reports.report(vd.backing, value)
 
     def in_use_reported(
         self, rd: st.ResourceDefinition, rsc: st.Resource, fresh: bool = False

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -624,3 +625,10 @@ def _criteria(flt: dict[str, Any], need: int, size: int) -> str:
         if flt.get(key):
             parts.append(f"{key}: {flt[key]}")
     return "Auto-place configuration details:\n   " + "\n   ".join(parts)
+
+
+def cluster_id(emu: Emulator) -> str:
+    """This emulated cluster's ``Cluster/LocalID`` (made once, kept in the state file)."""
+    if not emu.state.cluster_id:
+        emu.state.cluster_id = str(uuid.uuid4())
+    return emu.state.cluster_id

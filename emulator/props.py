@@ -10,7 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from emulator import drbd_options
 from emulator import retcodes as rc
+
+#: The controller's longest property key (``PropsContainer``'s path limit).
+MAX_KEY_LENGTH = 256
 
 _FS_TYPES = frozenset({"ext4", "xfs"})
 _BOOLS = frozenset({"true", "false", "yes", "no"})
@@ -32,15 +36,19 @@ _KEYS: dict[str, frozenset[str] | None] = {
     "cloned-from": None,
     "PrefNic": None,
     "DrbdPrimarySetOn": None,
-    "DrbdOptions/Net/allow-two-primaries": _BOOLS,
 }
-_PREFIXES = ("Aux/", "DrbdOptions/", "FileSystem/", "StorDriver/", "Internal/")
+#: Namespaces whose keys are free (``Aux/``) or not modelled key by key.
+_PREFIXES = ("Aux/", "StorDriver/", "Internal/")
 
 
 def key_problem(key: str, value: str | None) -> str | None:
     """Why ``key`` (with ``value`` when setting) is refused, or None."""
     if not isinstance(key, str) or not key:
         return "Property keys must be non-empty strings"
+    if len(key) > MAX_KEY_LENGTH:
+        return f"The key '{key[:40]}...' is {len(key)} characters long; keys have at most {MAX_KEY_LENGTH}."
+    if key.startswith("DrbdOptions/"):
+        return drbd_options.problem(key, value)
     if key in _KEYS:
         allowed = _KEYS[key]
         if value is not None and allowed is not None and value.lower() not in allowed:

@@ -22,7 +22,18 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 # Registers every endpoint module with the route table.
-from emulator import api_backups, api_nodes, api_rd, api_remotes, api_rg, api_rsc, api_snap, l2l, names  # noqa: F401
+from emulator import (  # noqa: F401  (each module registers its routes)
+    api_backups,
+    api_cluster,
+    api_nodes,
+    api_rd,
+    api_remotes,
+    api_rg,
+    api_rsc,
+    api_snap,
+    l2l,
+    names,
+)
 from emulator import body as bodymod
 from emulator import retcodes as rc
 from emulator.control import Control

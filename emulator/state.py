@@ -37,6 +37,10 @@ class Node:
     online: bool = True
     local: bool = False
     uuid: str = field(default_factory=new_uuid)
+    #: The satellite's address and port as ``node create`` gave them ("" = the emulator's default).
+    address: str = ""
+    port: int = 3366
+    encryption: str = "PLAIN"
 
 
 @dataclass
@@ -167,6 +171,8 @@ class State:
     remotes: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: this emulated cluster's ``Cluster/LocalID`` (made on first use)
     cluster_id: str = ""
+    #: ``/v1/controller/properties``: set by clients, on top of the defaults a controller starts with.
+    controller_props: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT_VERSION, **_plain(self)}
@@ -197,6 +203,7 @@ class State:
         state.kvs = {k: KeyValueStore(**v) for k, v in data.get("kvs", {}).items()}
         state.remotes = dict(data.get("remotes", {}))
         state.cluster_id = data.get("cluster_id", "")
+        state.controller_props = dict(data.get("controller_props", {}))
         return state
 
 
@@ -253,6 +260,7 @@ class Saver:
             "kvs": _plain(state.kvs),
             "remotes": _plain(state.remotes),
             "cluster_id": state.cluster_id,
+            "controller_props": dict(state.controller_props),
         }
         text = json.dumps(head, separators=(",", ":"))[:-1]
         body = ",".join(f"{json.dumps(k)}:{frag}" for k, frag in fragments.items())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator import names
+from emulator import addresses, names
 from emulator import state as st
 from emulator.core import Emulator
 from emulator.routing import Pojo, omit_empty
@@ -28,9 +28,9 @@ def node(emu: Emulator, n: st.Node) -> dict[str, Any]:
         "net_interfaces": [
             {
                 "name": "default",
-                "address": "127.0.0.1",
-                "satellite_port": 3366,
-                "satellite_encryption_type": "PLAIN",
+                "address": addresses.address_of(emu.state, n),
+                "satellite_port": n.port,
+                "satellite_encryption_type": n.encryption,
                 "is_active": True,
                 "uuid": n.uuid,
             }
@@ -81,7 +81,8 @@ def pool(emu: Emulator, p: st.Pool) -> dict[str, Any]:
 
 
 def select_filter(flt: dict[str, Any]) -> dict[str, Any]:
-    data = dict(flt)
+    """The filter as the controller's JSON shows it: its serializer never writes the diskless pools."""
+    data = {k: v for k, v in flt.items() if k != "storage_pool_diskless_list"}
     data.setdefault("place_count", 2)
     if data.get("storage_pool") and not data.get("storage_pool_list"):
         data["storage_pool_list"] = [data["storage_pool"]]
@@ -347,8 +348,6 @@ def snapshot(emu: Emulator, rd: st.ResourceDefinition, snap: st.Snapshot) -> dic
         "resource_name": rd.name,
         "nodes": list(snap.nodes),
         "props": merged,
-        "snapshot_definition_props": dict(snap.props),
-        "resource_definition_props": dict(snap.rd_props),
         "flags": list(snap.flags),
         "volume_definitions": [
             {"volume_number": v.number, "size_kib": v.size_kib, "volume_definition_props": dict(v.props)}
@@ -367,4 +366,7 @@ def snapshot(emu: Emulator, rd: st.ResourceDefinition, snap: st.Snapshot) -> dic
             for n in snap.nodes
         ],
     }
+    if emu.config.controller.splits_snapshot_props():
+        data["snapshot_definition_props"] = dict(snap.props)
+        data["resource_definition_props"] = dict(snap.rd_props)
     return omit_empty(data)

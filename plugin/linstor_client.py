@@ -28,6 +28,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
+from plugin import controller_features as features
 from plugin import linstor_retcodes as rc
 from plugin.config import Config
 from plugin.errors import (
@@ -113,6 +114,8 @@ class LinstorClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        #: The controller's version, read once, for the request fields older controllers lack.
+        self.features = features.ControllerFeatures(self.controller_version)
 
     def close(self) -> None:
         self.session.close()
@@ -388,6 +391,7 @@ class LinstorClient:
     ) -> Entries:
         body: dict[str, Any] = {"resource_definition_name": name, "volume_sizes": [size_kib]}
         if definition_props:
+            self.features.require(features.SPAWN_PROPS)
             body["resource_definition_props"] = dict(definition_props)
         if select_filter:
             body["select_filter"] = dict(select_filter)
@@ -598,6 +602,7 @@ class LinstorClient:
     def create_snapshot(self, name: str, snapshot: str, props: Mapping[str, str] | None = None) -> Entries:
         body: dict[str, Any] = {"name": snapshot}
         if props:
+            self.features.require(features.SNAPSHOT_PROPS)
             body["snapshot_definition_props"] = dict(props)
         return rc.entries_of(self.request("POST", "/v1/resource-definitions/{}/snapshots", name, body=body))
 
@@ -674,6 +679,8 @@ class LinstorClient:
         delete_props: Sequence[str] = (),
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"name": target}
+        if override_props or delete_props:
+            self.features.require(features.CLONE_PROPS)
         if resource_group:
             body["resource_group"] = resource_group
         if override_props:

@@ -22,8 +22,8 @@ import logging
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from plugin import in_use, names
 from plugin import linstor_retcodes as rc
-from plugin import names
 from plugin import volume_records as rec
 from plugin.errors import InUse, NodeOffline, NotFound, OperationFailed, Unavailable, VolumeError
 from plugin.linstor_client import LinstorClient
@@ -196,7 +196,9 @@ class VolumeAttachments:
 
     def _remove_attached(self, volume_id: str, node: str) -> None:
         try:
-            self.client.delete_resource(volume_id, node, keep_tiebreaker=True)
+            in_use.retry_while_in_use(
+                lambda: self.client.delete_resource(volume_id, node, keep_tiebreaker=True)
+            )
         except NotFound:
             return
         except InUse as exc:

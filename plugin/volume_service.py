@@ -25,8 +25,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from plugin import controller_features as features
+from plugin import in_use, names, placement
 from plugin import linstor_retcodes as rc
-from plugin import names, placement
 from plugin import placement_diagnosis as diagnosis
 from plugin import volume_records as rec
 from plugin.config import Config
@@ -52,6 +53,7 @@ from plugin.progress import long_operation
 from plugin.publications import Publications
 from plugin.remote_access import policy_text
 from plugin.resource_groups import ResourceGroups
+from plugin.shared_writers import SharedWriters
 from plugin.volume_attach import VolumeAttachments
 from plugin.volume_copy import VolumeCopies
 from plugin.volume_modify import VolumeModifications
@@ -77,7 +79,7 @@ def _require_id(volume_id: str) -> None:
         raise NotFound(f"volume {volume_id!r} not found", volume=volume_id)
 
 
-class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModifications):
+class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModifications, SharedWriters):
     """Create, delete, resize, snapshot, restore, clone, attach and detach LINSTOR volumes."""
 
     def __init__(
@@ -149,6 +151,7 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModific
             )
             if existing is not None:
                 return self._compare_existing(existing, wanted, size_bytes == 0)
+            self.client.features.require(features.SPAWN_PROPS)  # before the group is made
             self.groups.ensure(params)
             nodes = self._candidate_nodes(params, topology)
             if source is None:
@@ -373,8 +376,15 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModific
         if not rec.possible_volume_id(volume_id):
             return
         with self._locked(volume_id):
-            resources = self.client.view_resources([volume_id])
-            busy = sorted(str(r.get("node_name")) for r in resources if (r.get("state") or {}).get("in_use"))
+            resources: list[dict[str, Any]] = []
+
+            def busy_nodes() -> list[str]:
+                resources[:] = self.client.view_resources([volume_id])
+                return sorted(
+                    str(r.get("node_name")) for r in resources if (r.get("state") or {}).get("in_use")
+                )
+
+            busy = in_use.wait_until_free(busy_nodes)
             if busy:
                 raise InUse(
                     f"volume {volume_id} is in use on {', '.join(busy)}; unmount it there first", nodes=busy
@@ -390,7 +400,7 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModific
                     with suppress(NotFound):
                         self.client.delete_resource(volume_id, replica.node)
             try:
-                self.client.delete_resource_definition(volume_id)
+                in_use.retry_while_in_use(lambda: self.client.delete_resource_definition(volume_id))
             except NotFound:
                 return
             except InUse as exc:

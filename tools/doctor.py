@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from plugin import controller_features as features
 from plugin import errors
 from plugin.config import DEFAULT_CONFIG_FILE, Config, load_config
 from plugin.unix_http import UnixHTTPConnection
@@ -169,10 +170,19 @@ def check_controller(client: LinstorApi, config: Config) -> Result:
             f"{where} did not answer like a LINSTOR controller: {exc}",
             "check that the URL points at the LINSTOR REST API (port 3370, or 3371 for TLS)",
         )
-    text = version.get("version", "unknown version")
-    rest = version.get("rest_api_version")
-    detail = f"LINSTOR {text}" + (f" (REST API {rest})" if rest else "")
-    return Result("controller", OK, f"reachable at {where}, {detail}")
+    verdict, sentence = features.support_verdict(features.ControllerVersion.of(version))
+    if verdict == "old":
+        return Result(
+            "controller", FAIL, f"reachable at {where}, but {sentence}", "upgrade the LINSTOR controller"
+        )
+    if verdict != "ok":
+        return Result(
+            "controller",
+            WARN,
+            f"reachable at {where}; {sentence}",
+            "volumes should work; report anything that does not",
+        )
+    return Result("controller", OK, f"reachable at {where}, {sentence}")
 
 
 def check_node(client: LinstorApi, node: str) -> tuple[Result, bool]:

@@ -776,6 +776,15 @@ def test_delete_of_a_mounted_volume_is_refused_and_changes_nothing(
     _stage(stack, vid, staging, ctx)
     _publish(stack, vid, staging, target, ctx)
     Path(target, "keep").write_text("me")
+    # LINSTOR answers from the satellite's report of the mount, which follows it a moment later.
+    view = f"{stack.emulator.url}/v1/view/resources"
+    deadline = time.monotonic() + 30
+    while not any(
+        (r.get("state") or {}).get("in_use")
+        for r in requests.get(view, params={"resources": vid}, timeout=10).json()
+    ):
+        assert time.monotonic() < deadline, "the mount was never reported"
+        time.sleep(0.1)
     assert code_of(lambda: delete(stack, vid)) == grpc.StatusCode.FAILED_PRECONDITION
     assert Path(target, "keep").read_text() == "me"
     _unpublish(stack, vid, target)

@@ -309,6 +309,11 @@ def test_remote_replica_is_attached_diskless_and_detached_after(plugin: PluginPr
     Path(path, "f").write_text("x")
     status = ok(c.call("VolumeDriver.Get", {"Name": "remote"}))["Volume"]["Status"]
     assert LOCAL in status["diskless_nodes"]
+    # in_use_on is LINSTOR's view: the satellite reports the open a moment after the mount.
+    deadline = time.monotonic() + 30
+    while status["in_use_on"] != [LOCAL] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = ok(c.call("VolumeDriver.Get", {"Name": "remote"}))["Volume"]["Status"]
     assert status["in_use_on"] == [LOCAL]
 
     ok(c.call("VolumeDriver.Unmount", {"Name": "remote", "ID": "A"}))

@@ -9,6 +9,7 @@ the emulator speaks LINSTOR well enough for the plugin's tests to mean something
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import linstor
@@ -203,8 +204,15 @@ def test_storage_only_mode_reports_loop_devices(root_loop, emulator_factory, str
     assert rsc["layer_object"]["type"] == "STORAGE"
     # STORAGE-only: the real controller knows no in_use ("state": {}); by default the emulator detects it.
     assert rsc["state"] == ({} if strict else {"in_use": False})
+    rsc_url = base + f"/resource-definitions/plain/resources/{local}"
     fd = os.open(vol["device_path"], os.O_RDWR)
     try:
+        if not strict:
+            # The controller learns of the open from the satellite's report, a moment later.
+            deadline = time.monotonic() + 30
+            while not requests.get(rsc_url, timeout=5).json()["state"].get("in_use"):
+                assert time.monotonic() < deadline, "the open was never reported"
+                time.sleep(0.1)
         r = requests.delete(base + f"/resource-definitions/plain/resources/{local}", timeout=30)
         if strict:
             assert r.status_code == 500  # the device cannot be released under an opener
@@ -217,6 +225,11 @@ def test_storage_only_mode_reports_loop_devices(root_loop, emulator_factory, str
         )
     finally:
         os.close(fd)
+    if not strict:  # and of the close
+        deadline = time.monotonic() + 30
+        while requests.get(rsc_url, timeout=5).json()["state"].get("in_use"):
+            assert time.monotonic() < deadline, "the close was never reported"
+            time.sleep(0.1)
     r = requests.delete(base + f"/resource-definitions/plain/resources/{local}", timeout=30)
     assert r.status_code == 200 and r.json()[-1]["ret_code"] == 53739522
     assert requests.get(base + f"/resource-definitions/plain/resources/{local}", timeout=5).status_code == 404

@@ -348,3 +348,23 @@ def test_probe_docker_reads_the_plugin_health(
 def test_probe_docker_fails_on_a_socket_that_never_answers(listening_socket: Path, fast_probes: None) -> None:
     verdict, message, _ = doctor.probe_docker(str(listening_socket))
     assert verdict == FAIL and "/health" in message
+
+
+@pytest.mark.parametrize(
+    ("version", "verdict", "words"),
+    [
+        ({"version": "1.34.0", "rest_api_version": "1.28.0"}, OK, "within the supported range"),
+        ({"version": "1.27.1", "rest_api_version": "1.21.0"}, FAIL, "REST API 1.22.0 or newer"),
+        ({"version": "1.36.0", "rest_api_version": "1.30.0"}, WARN, "newer than the newest tested"),
+        ({"version": "custom-build"}, WARN, "no usable version"),
+    ],
+)
+def test_controller_version_is_checked_against_the_supported_range(
+    tmp_path: Path, listening_socket: Path, version: dict[str, str], verdict: str, words: str
+) -> None:
+    host = fake_host(tmp_path, ALL_TOOLS, drbd="version: 9.2.12 (api:2/proto:86-122)\n")
+    results = doctor.run_checks(
+        CONFIG, FakeLinstor(version=version), host, f"unix://{listening_socket}", str(listening_socket)
+    )
+    controller = by_check(results)["controller"]
+    assert controller.verdict == verdict and words in controller.message, controller

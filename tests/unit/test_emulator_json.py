@@ -38,8 +38,8 @@ def test_body_check_accepts_valid_and_rejects_wrong_types_and_unknown_fields() -
     assert ok["resource_definition"]["name"] == "r1"
     assert body.check({"resource_definition": None}, body.RD_CREATE) == {"resource_definition": None}
     for bad in (
-        {"resource_definition": {"name": 1}},
-        {"resource_definition": {"props": {"a": 1}}},
+        {"resource_definition": {"name": [1]}},
+        {"resource_definition": {"props": {"a": {}}}},
         {"resource_definition": []},
         {"other": 1},
         [],
@@ -49,7 +49,31 @@ def test_body_check_accepts_valid_and_rejects_wrong_types_and_unknown_fields() -
     with pytest.raises(body.ParseError):
         body.check({"volume_definition": {"size_kib": True}}, body.VD_CREATE)
     with pytest.raises(body.ParseError):
-        body.check({"volume_definition": {"size_kib": 1.5}}, body.VD_CREATE)
+        body.check({"volume_definition": {"size_kib": "1.5"}}, body.VD_CREATE)
+
+
+def test_body_check_coerces_scalars_like_jackson() -> None:
+    """The linstor client sends numbers as strings; Jackson's default mapper accepts them."""
+    flt = body.check({"place_count": "2", "diskless_on_remaining": "true"}, body.SELECT_FILTER)
+    assert flt == {"place_count": 2, "diskless_on_remaining": True}
+    assert body.check({"place_count": " 3 ", "diskless_on_remaining": "FALSE"}, body.SELECT_FILTER) == {
+        "place_count": 3,
+        "diskless_on_remaining": False,
+    }
+    assert body.check({"diskless_on_remaining": 0}, body.SELECT_FILTER) == {"diskless_on_remaining": False}
+    assert body.check({"place_count": ""}, body.SELECT_FILTER) == {"place_count": None}
+    # ACCEPT_FLOAT_AS_INT truncates; numbers and booleans become their text in String fields.
+    assert body.check({"volume_definition": {"size_kib": 1.5}}, body.VD_CREATE)["volume_definition"] == {
+        "size_kib": 1
+    }
+    named = body.check({"resource_definition": {"name": 1, "props": {"a": True}}}, body.RD_CREATE)
+    assert named["resource_definition"] == {"name": "1", "props": {"a": "true"}}
+    # Sizes are Java longs; place counts are ints.
+    big = body.check({"volume_sizes": [str(1 << 40)]}, body.RG_SPAWN)
+    assert big == {"volume_sizes": [1 << 40]}
+    for bad in ({"place_count": "two"}, {"place_count": str(1 << 31)}, {"diskless_on_remaining": "yes"}):
+        with pytest.raises(body.ParseError):
+            body.check(bad, body.SELECT_FILTER)
 
 
 def test_request_json_and_query_helpers() -> None:
@@ -76,6 +100,44 @@ def test_props_whitelist_and_modify() -> None:
     before = {"Aux/a": "1", "Aux/ns/b": "2", "Aux/ns/c": "3", "Keep": "k"}
     after = props.apply_modify(before, {"Aux/new": "n"}, ["Aux/a"], ["Aux/ns"])
     assert after == {"Keep": "k", "Aux/new": "n"} and before["Aux/a"] == "1"
+
+
+def test_drbd_options_are_whitelisted_with_drbd_ranges() -> None:
+    ok = {
+        "DrbdOptions/Net/allow-two-primaries": "yes",
+        "DrbdOptions/Net/protocol": "C",
+        "DrbdOptions/Resource/quorum": "majority",
+        "DrbdOptions/Resource/on-no-quorum": "suspend-io",
+        "DrbdOptions/PeerDevice/c-max-rate": "102400",
+        "DrbdOptions/Net/max-buffers": "131072",
+        "DrbdOptions/auto-add-quorum-tiebreaker": "True",
+        "DrbdOptions/Handlers/split-brain": "/usr/lib/drbd/notify-split-brain.sh root",
+    }
+    for key, value in ok.items():
+        assert props.key_problem(key, value) is None, key
+    assert props.key_problem("DrbdOptions/Resource/quorum", "3") is None
+    refused = {
+        ("DrbdOptions/Resource/quorum", "33"): "between 1 and 32",
+        ("DrbdOptions/Resource/quorum", "most"): "majority",
+        ("DrbdOptions/Net/max-buffers", "31"): "between 32 and 131072",
+        ("DrbdOptions/PeerDevice/c-max-rate", "100M"): "an integer 250-4194304",
+        ("DrbdOptions/Net/protocol", "D"): "one of A, B, C",
+        ("DrbdOptions/Net/no-such-option", "1"): "not whitelisted",
+        ("DrbdOptions/x", "y"): "not whitelisted",
+        ("FileSystem/Colour", "blue"): "not whitelisted",
+    }
+    for (key, value), why in refused.items():
+        problem = props.key_problem(key, value)
+        assert problem is not None and why in problem, (key, value, problem)
+
+
+def test_property_keys_have_at_most_256_characters() -> None:
+    assert props.key_problem("Aux/" + "k" * 252, "v") is None
+    problem = props.key_problem("Aux/" + "k" * 253, "v")
+    assert problem is not None and "at most 256" in problem
+    with pytest.raises(rc.ApiFailure) as exc:
+        props.validate_props({"Aux/" + "k" * 300: "v"}, rc.MASK_CRT, rc.MASK_RSC_DFN)
+    assert exc.value.entries[0].code == rc.FAIL_INVLD_PROP
 
 
 def test_props_filters_are_and_ed() -> None:

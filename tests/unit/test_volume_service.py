@@ -24,6 +24,8 @@ def fake() -> Iterator[FakeController]:
     controller.on(
         "GET", f"/v1/resource-groups/{GROUP}", (200, {"name": GROUP, "select_filter": {"place_count": 1}})
     )
+    # Read once, before the first spawn with definition properties (REST API 1.22+).
+    controller.on("GET", "/v1/controller/version", (200, {"version": "1.34.0", "rest_api_version": "1.28.0"}))
     yield controller
     assert controller.server is not None
     controller.server.shutdown()
