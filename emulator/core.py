@@ -335,7 +335,7 @@ class Emulator:
         if not vd.backing or "CLONING" in rd.flags:
             return False
         for rsc in rd.resources.values():
-            if str(vd.number) not in rsc.volumes or "DELETE" in rsc.flags:
+            if str(vd.number) not in rsc.volumes or {"DELETE", "TIE_BREAKER"} & set(rsc.flags):
                 continue
             if names.key(rsc.node) == self.local_key or rsc.diskless:
                 return True
@@ -421,6 +421,8 @@ class Emulator:
             return rsc.in_use_override
         if not self.drbd and self.config.strict_in_use:
             return None
+        if "TIE_BREAKER" in rsc.flags:
+            return False  # a tie-breaker has no device a host could open
         # The host's opener is the local node's resource; without one, a diskless
         # replica stands for the attaching node.
         if names.key(rsc.node) != self.local_key and (not rsc.diskless or self.local_key in rd.resources):

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from emulator import names, placement
+from emulator import names, placement, tiebreaker
 from emulator import retcodes as rc
 from emulator import state as st
 from emulator.config import DEFAULT_POOL, DISKLESS_POOL
@@ -497,6 +497,7 @@ def autoplace(
         )
         if flt.get("diskless_on_remaining"):
             entries.extend(_diskless_on_remaining(emu, rd, stack, op, obj))
+        entries.extend(tiebreaker.manage(emu, rd))
         return entries
     existing_props = [
         emu.state.nodes[names.key(r.node)].props for r in diskful if names.key(r.node) in emu.state.nodes
@@ -544,6 +545,7 @@ def autoplace(
     )
     if flt.get("diskless_on_remaining"):
         entries.extend(_diskless_on_remaining(emu, rd, stack, op, obj))
+    entries.extend(tiebreaker.manage(emu, rd))
     return entries
 
 

@@ -703,7 +703,10 @@ def test_group_place_count_change_places_more_replicas(api: Api) -> None:
     assert len(api.get("/resource-definitions/g1/resources")[1]) == 1
     st, body = api.put("/resource-groups/grow-rg", {"select_filter": {"place_count": 2}})
     assert st == 200, body
-    assert len(api.get("/resource-definitions/g1/resources")[1]) == 2
+    placed = api.get("/resource-definitions/g1/resources")[1]
+    # Two diskful replicas now, so the controller adds a tie-breaker on the third node.
+    assert sorted(len(r.get("flags", [])) for r in placed) == [0, 0, 3]
+    assert [r["flags"] for r in placed if r.get("flags")] == [["DISKLESS", "DRBD_DISKLESS", "TIE_BREAKER"]]
     # More replicas than nodes: the group is changed, the autoplace error lands in the same answer.
     st, body = api.put("/resource-groups/grow-rg", {"select_filter": {"place_count": 5}})
     assert st == 500 and has(body, ERR | 996)
