@@ -25,7 +25,15 @@ from typing import Any, Protocol
 from plugin import linstor_retcodes as rc
 from plugin import names
 from plugin import volume_records as rec
-from plugin.errors import InUse, NodeOffline, NotFound, OperationFailed, Unavailable, VolumeError
+from plugin.errors import (
+    FailedPrecondition,
+    InUse,
+    NodeOffline,
+    NotFound,
+    OperationFailed,
+    Unavailable,
+    VolumeError,
+)
 from plugin.linstor_client import LinstorClient
 from plugin.models import Attachment
 from plugin.observability import log_fields
@@ -171,7 +179,30 @@ class VolumeAttachments:
         except NotFound as exc:
             if rc.code_of(exc) == rc.FAIL_NOT_FOUND_NODE:
                 raise NotFound(f"node {node} is not a LINSTOR node", node=node, **exc.details) from None
+            if rc.code_of(exc) == rc.FAIL_NOT_FOUND_STOR_POOL:
+                raise self._no_pool_on(volume_id, node, exc) from None
             raise NotFound(f"volume {volume_id} not found", volume=volume_id, **exc.details) from None
+
+    def _no_pool_on(self, volume_id: str, node: str, exc: NotFound) -> VolumeError:
+        """LINSTOR found no pool on the node for the attach: an offline node, or one that does not fit."""
+        try:
+            status = str(self.client.get_node(node).get("connection_status") or "")
+        except VolumeError:
+            status = ""
+        if status and status.upper() != "ONLINE":
+            return NodeOffline(
+                f"cannot attach volume {volume_id} to node {node}: the node is {status.lower()} in LINSTOR, "
+                "so no resource can be placed there; bring its satellite back online and retry",
+                node=node,
+                **exc.details,
+            )
+        return FailedPrecondition(
+            f"cannot attach volume {volume_id} to node {node}: LINSTOR finds no storage pool there that "
+            f"fits the volume's resource group ({exc.message.rstrip('.')}); give the node a diskless "
+            "storage pool or allow it in the resource group's placement",
+            node=node,
+            **exc.details,
+        )
 
     def detach(self, volume_id: str, node: str) -> None:
         """Remove the diskless resource attach made; replicas with data are never touched."""
