@@ -7,7 +7,7 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
-from emulator import body, names, ops, props, views
+from emulator import body, disk_states, names, ops, props, views
 from emulator import retcodes as rc
 from emulator import state as st
 from emulator.api_nodes import listed, modify_props, name_filter
@@ -104,6 +104,7 @@ def purge_rd(emu: Emulator, rd: st.ResourceDefinition) -> None:
             emu.host(emu.storage.delete, Path(vd.backing), emu.minor_arg(vd))
             vd.backing = None
     rd.resources.clear()
+    emu.disks.forget(rd.name)
     emu.state.resource_definitions.pop(names.key(rd.name), None)
 
 
@@ -407,6 +408,9 @@ def modify_vd(emu: Emulator, req: Request) -> list[rc.Entry]:
                 )
             )
     if new_size is not None:
+        emu.disks.require_up_to_date(
+            emu.state.nodes, rd, disk_states.FAIL_NOT_ALL_UPTODATE, "Resizing", rc.MASK_MOD, VD
+        )
         if vd.backing:
             try:
                 emu.host(emu.storage.resize, Path(vd.backing), new_size)

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from emulator import body, names, ops, props, views
+from emulator import body, disk_states, names, ops, props, views
 from emulator import retcodes as rc
 from emulator import state as st
 from emulator.api_nodes import modify_props, name_filter
@@ -63,6 +63,9 @@ def create_snapshot(emu: Emulator, rd: st.ResourceDefinition, spec: dict[str, An
         )
     snap_props = dict(spec.get("snapshot_definition_props") or spec.get("props") or {})
     props.validate_props(snap_props, CRT, SNAP)
+    emu.disks.require_up_to_date(
+        emu.state.nodes, rd, disk_states.FAIL_SNAPSHOT_NOT_UPTODATE, "Taking a snapshot", CRT, SNAP
+    )
     diskful = [r for _, r in sorted(rd.resources.items()) if not r.diskless and "DELETE" not in r.flags]
     wanted = spec.get("nodes") or []
     if wanted:
@@ -438,6 +441,9 @@ def _start_clone(emu: Emulator, src_name: str, data: dict[str, Any]) -> list[rc.
         raise rc.ApiFailure(
             rc.error(rc.FAIL_NOT_ALL_UPTODATE, f"Resource definition '{src.name}' is still being cloned.")
         )
+    emu.disks.require_up_to_date(
+        emu.state.nodes, src, disk_states.FAIL_NOT_ALL_UPTODATE, "Cloning", CRT, rc.MASK_RSC_DFN
+    )
     override = data.get("override_props") or {}
     props.validate_props(override, CRT, rc.MASK_RSC_DFN)
     rd_props = props.apply_modify(

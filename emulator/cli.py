@@ -16,6 +16,7 @@ from typing import Any
 from emulator import names
 from emulator.config import (
     DEFAULT_MINOR_RANGE,
+    DEFAULT_SYNC_SECONDS,
     DEFAULT_TCP_PORT_RANGE,
     MINOR_LIMITS,
     TCP_PORT_LIMITS,
@@ -73,6 +74,18 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-file-clone", action="store_true", help="accepted for compatibility; clones work by default"
     )
     s.add_argument("--pool-name", default="DfltStorPool", help="name of each node's FILE_THIN pool")
+    s.add_argument(
+        "--thick-pool",
+        default=None,
+        metavar="NAME",
+        help="add a thick FILE pool of this name on every node (its replicas sync before they are UpToDate)",
+    )
+    s.add_argument(
+        "--sync-seconds",
+        type=_seconds,
+        default=DEFAULT_SYNC_SECONDS,
+        help=f"initial sync time of a replica on a thick pool (default {DEFAULT_SYNC_SECONDS:g})",
+    )
     s.add_argument(
         "--tcp-port-range",
         type=_number_range("DRBD TCP port", TCP_PORT_LIMITS),
@@ -151,8 +164,11 @@ def _config(args: argparse.Namespace) -> Config:
     keys = [names.key(n) for n in (local, *virtual)]
     if len(set(keys)) != len(keys):
         raise SystemExit("linstor-emulator: node names must be unique (case-insensitive)")
-    if names.storage_pool_name_problem(args.pool_name):
-        raise SystemExit(f"linstor-emulator: {names.storage_pool_name_problem(args.pool_name)}")
+    for pool in (args.pool_name, args.thick_pool):
+        if pool is not None and names.storage_pool_name_problem(pool):
+            raise SystemExit(f"linstor-emulator: {names.storage_pool_name_problem(pool)}")
+    if args.thick_pool is not None and names.key(args.thick_pool) == names.key(args.pool_name):
+        raise SystemExit("linstor-emulator: --thick-pool must differ from --pool-name")
     state_dir = args.state_dir.resolve()
     return Config(
         state_dir=state_dir,
@@ -164,6 +180,8 @@ def _config(args: argparse.Namespace) -> Config:
         strict_reflink=args.strict_reflink,
         strict_clone=args.strict_clone,
         pool_name=args.pool_name,
+        thick_pool=args.thick_pool,
+        sync_seconds=args.sync_seconds,
         tcp_port_range=args.tcp_port_range,
         minor_range=args.minor_range,
     )

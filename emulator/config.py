@@ -15,6 +15,7 @@ DEFAULT_TCP_PORT_RANGE = (7000, 7999)
 DEFAULT_MINOR_RANGE = (1000, 49999)
 TCP_PORT_LIMITS = (1, 65535)
 MINOR_LIMITS = (0, 1048575)
+DEFAULT_SYNC_SECONDS = 3.0
 
 
 def default_node_name() -> str:
@@ -36,6 +37,10 @@ class Config:
     #: Reproduce the real 227 for clones of FILE_THIN volumes instead of copying.
     strict_clone: bool = False
     pool_name: str = DEFAULT_POOL
+    #: A thick ``FILE`` pool of this name beside the thin one on every node (None: none).
+    thick_pool: str | None = None
+    #: Initial sync of a diskful replica on a thick pool (Inconsistent until then).
+    sync_seconds: float = DEFAULT_SYNC_SECONDS
     version: str = "1.34.0"
     rest_api_version: str = "1.28.0"
     #: Automatically allocated DRBD TCP ports, per node (the controller's ``TcpPortAutoRange``).

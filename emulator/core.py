@@ -23,6 +23,7 @@ from emulator import names, recovery
 from emulator import retcodes as rc
 from emulator import state as st
 from emulator.config import DEFAULT_RG, DISKLESS_POOL, Config
+from emulator.disk_states import DiskStates
 from emulator.reservations import Reservations
 
 log = logging.getLogger("emulator")
@@ -73,6 +74,7 @@ class Emulator:
         self._dev_prefix = str(config.dev_dir) + "/drbd"
         self.started = time.time()
         self.saver = st.Saver(config.state_dir)
+        self.disks = DiskStates(config.sync_seconds)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -126,15 +128,16 @@ class Emulator:
             dk = names.key(DISKLESS_POOL)
             if dk not in pools:
                 pools[dk] = st.Pool(node=name, name=DISKLESS_POOL, kind="DISKLESS")
-            pk = names.key(self.config.pool_name)
-            if pk not in pools:
-                path = self.storage.pool_path(name, self.config.pool_name)
-                pools[pk] = st.Pool(
-                    node=name,
-                    name=self.config.pool_name,
-                    kind="FILE_THIN",
-                    props={"StorDriver/StorPoolName": str(path)},
-                )
+            wanted_pools = [(self.config.pool_name, "FILE_THIN")]
+            if self.config.thick_pool:
+                wanted_pools.append((self.config.thick_pool, "FILE"))
+            for pool_name, kind in wanted_pools:
+                pk = names.key(pool_name)
+                if pk not in pools:
+                    path = self.storage.pool_path(name, pool_name)
+                    pools[pk] = st.Pool(
+                        node=name, name=pool_name, kind=kind, props={"StorDriver/StorPoolName": str(path)}
+                    )
         if names.key(DEFAULT_RG) not in s.resource_groups:
             s.resource_groups[names.key(DEFAULT_RG)] = st.ResourceGroup(
                 name=DEFAULT_RG, select_filter={"place_count": 2}
@@ -176,6 +179,7 @@ class Emulator:
                             Path(sv.file).unlink(missing_ok=True)
             self.devices.clear()
             self._in_use_cache.clear()
+            self.disks = DiskStates(self.config.sync_seconds)
             self.state = st.State()
             self._ensure_topology()
             self.persist()
