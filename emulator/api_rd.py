@@ -215,6 +215,9 @@ def delete_rd(emu: Emulator, req: Request) -> list[rc.Entry]:
         raise rc.ApiFailure(
             rc.error(rc.FAIL_IN_USE, f"Resource definition '{rd.name}' is still being cloned.")
         )
+    offline = [r for r in rd.resources.values() if not ops.node_online(emu, r.node)]
+    if offline:
+        return _delete_pending(emu, rd, offline)
     try:
         purge_rd(emu, rd)
     except Exception as exc:
@@ -229,6 +232,38 @@ def delete_rd(emu: Emulator, req: Request) -> list[rc.Entry]:
             obj_refs=ctx,
         ),
     ]
+
+
+def _delete_pending(emu: Emulator, rd: st.ResourceDefinition, offline: list[st.Resource]) -> list[rc.Entry]:
+    """A replica on an offline node: the definition stays, flagged DELETE, until the node is back.
+
+    The connected replicas go now; the rest (and then the definition) when their satellite
+    reconnects, as the controller finishes a delete only once every satellite confirmed it.
+    """
+    ctx = {"RscDfn": rd.name, "UUID": rd.uuid}
+    try:
+        for key, rsc in list(rd.resources.items()):
+            if rsc not in offline:
+                ops.remove_resource(emu, rd, key)
+    except Exception as exc:
+        raise ops.storage_failure(f"Deleting resource definition '{rd.name}'", exc) from exc
+    for rsc in offline:
+        if "DELETE" not in rsc.flags:
+            rsc.flags.append("DELETE")
+    if "DELETE" not in rd.flags:
+        rd.flags.append("DELETE")
+    return [
+        rc.success(rc.DELETED, f"Resource definition '{rd.name}' marked for deletion.", obj_refs=ctx),
+        *(ops.not_connected(r.node, rc.MASK_DEL, RD) for r in offline),
+    ]
+
+
+def finish_pending_delete(emu: Emulator, rd: st.ResourceDefinition) -> bool:
+    """After a reconnect: a definition flagged DELETE whose last resource is gone goes too."""
+    if "DELETE" not in rd.flags or rd.resources:
+        return False
+    purge_rd(emu, rd)
+    return True
 
 
 # ---------------------------------------------------------------------- volume definitions

@@ -90,21 +90,24 @@ def create_snapshot(emu: Emulator, rd: st.ResourceDefinition, spec: dict[str, An
                 )
             chosen.append(rsc)
         diskful = chosen
+    # As the controller (CtrlSnapshotCrtApiCallHandler): offline diskful nodes are skipped with a
+    # warning; when no diskful node is left to snapshot, there are "no resources" to snapshot.
+    skipped = [r for r in diskful if not ops.node_online(emu, r.node)]
+    diskful = [r for r in diskful if ops.node_online(emu, r.node)]
     if not diskful:
         raise rc.ApiFailure(
             rc.error(rc.FAIL_NOT_FOUND_RSC, "No resources found for snapshotting", CRT, SNAP, obj_refs=refs)
         )
-    for rsc in diskful:
-        if not ops.node_online(emu, rsc.node):
-            raise rc.ApiFailure(
-                rc.error(
-                    rc.FAIL_NOT_CONNECTED,
-                    f"Unable to create snapshot '{name}' of '{rd.name}': node '{rsc.node}' is not connected.",
-                    CRT,
-                    SNAP,
-                    obj_refs=refs,
-                )
-            )
+    warnings = [
+        rc.warn(
+            0,
+            f"Snapshot for resource '{rd.name}' will not be created on node '{r.node}' because that node is "
+            "currently offline.",
+            CRT,
+            SNAP,
+        )
+        for r in skipped
+    ]
     first = diskful[0]
     pool_name = first.props.get("StorPoolName", emu.config.pool_name)
     snap = st.Snapshot(
@@ -138,6 +141,7 @@ def create_snapshot(emu: Emulator, rd: st.ResourceDefinition, spec: dict[str, An
         raise code_exc from exc
     rd.snapshots[names.key(name)] = snap
     return [
+        *warnings,
         rc.success(
             rc.CREATED,
             f"New snapshot '{name}' of resource '{rd.name}' registered.",

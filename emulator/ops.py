@@ -395,6 +395,14 @@ def reconnect(emu: Emulator, node: st.Node) -> list[str]:
                 finished.append(rd.name)
             except Exception as exc:
                 log.error("pending delete of %s on %s failed: %s", rd.name, node.name, exc)
+                continue
+        if "DELETE" in rd.flags and not rd.resources:
+            from emulator.api_rd import finish_pending_delete
+
+            try:
+                finish_pending_delete(emu, rd)
+            except Exception as exc:
+                log.error("pending delete of definition %s failed: %s", rd.name, exc)
     return finished
 
 

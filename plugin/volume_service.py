@@ -502,11 +502,7 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
                     raise
             except NotFound as exc:
                 if rc.code_of(exc) == rc.FAIL_NOT_FOUND_RSC:
-                    raise FailedPrecondition(
-                        f"volume {volume_id} has no replica with data to snapshot",
-                        volume=volume_id,
-                        **exc.details,
-                    ) from None
+                    raise self._nothing_to_snapshot(volume_id, exc) from None
                 raise NotFound(f"volume {volume_id} not found", volume=volume_id, **exc.details) from None
             except NodeOffline as exc:
                 raise NodeOffline(
@@ -514,6 +510,30 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
                     **exc.details,
                 ) from None
             return rec.snapshot_from(self.client.get_snapshot(volume_id, snap_name))
+
+    def _nothing_to_snapshot(self, volume_id: str, exc: NotFound) -> VolumeError:
+        """LINSTOR skips offline nodes; with every replica that has data offline, nothing is left."""
+        down = {
+            str(n.get("name")).upper()
+            for n in self.client.list_nodes()
+            if str(n.get("connection_status") or "").upper() != "ONLINE"
+        }
+        offline = sorted(
+            str(r.get("node_name"))
+            for r in self.client.view_resources([volume_id])
+            if not set(r.get("flags") or ()) & {"DISKLESS", "DRBD_DISKLESS"}
+            and str(r.get("node_name")).upper() in down
+        )
+        if offline:
+            return NodeOffline(
+                f"cannot snapshot volume {volume_id}: every node with its data is offline "
+                f"({', '.join(offline)}); retry when one of them is back",
+                nodes=offline,
+                **exc.details,
+            )
+        return FailedPrecondition(
+            f"volume {volume_id} has no replica with data to snapshot", volume=volume_id, **exc.details
+        )
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         try:
