@@ -75,12 +75,12 @@ class VolumeCopies:
         props[rec.CREATING] = wanted.volume_id
         return props
 
-    def _finish_multi_step(self, wanted: rec.Wanted, props: dict[str, str]) -> None:
+    def _finish_multi_step(self, wanted: rec.Wanted, props: dict[str, str], params: VolumeParams) -> None:
         """Grow, place the remaining replicas, then write the completion marker last."""
         vd = self.client.get_volume_definition(wanted.volume_id)
         if int(vd.get("size_kib", 0)) < wanted.size_kib:
             self.client.resize_volume_definition(wanted.volume_id, wanted.size_kib)
-        self.client.autoplace(wanted.volume_id)
+        self.client.autoplace(wanted.volume_id, diskless_on_remaining=params.diskless_on_remaining)
         final = {k: v for k, v in props.items() if k != rec.CREATING}
         final[rec.NAME] = wanted.name
         final[rec.VOLUME_ID] = wanted.volume_id
@@ -173,7 +173,7 @@ class VolumeCopies:
         self._create_definition(wanted, props)
         try:
             self._restore_into(wanted.volume_id, source_volume, snap_name, snap, candidates[0])
-            self._finish_multi_step(wanted, props)
+            self._finish_multi_step(wanted, props, params)
         except VolumeError:
             self._remove_quietly(wanted.volume_id)
             raise
@@ -261,7 +261,7 @@ class VolumeCopies:
             raise Busy(f"volume {wanted.name!r} is being created by another request; retry") from None
         try:
             self._wait_for_clone(str(source["name"]), wanted.volume_id)
-            self._finish_multi_step(wanted, props)
+            self._finish_multi_step(wanted, props, params)
         except VolumeError:
             self._remove_quietly(wanted.volume_id)
             raise
@@ -305,7 +305,7 @@ class VolumeCopies:
             self._create_definition(wanted, props)
             try:
                 self._restore_into(wanted.volume_id, source, temp, snap, candidates[0])
-                self._finish_multi_step(wanted, props)
+                self._finish_multi_step(wanted, props, params)
             except VolumeError:
                 self._remove_quietly(wanted.volume_id)
                 raise

@@ -285,7 +285,7 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
             return self._compare_existing(rd, wanted, False)
         try:
             if rest_after:
-                self.client.autoplace(wanted.volume_id)
+                self.client.autoplace(wanted.volume_id, diskless_on_remaining=params.diskless_on_remaining)
             for node in params.client_nodes:
                 self.client.create_resource(
                     wanted.volume_id, node, diskless=True, storage_pool=params.diskless_storage_pool

@@ -37,3 +37,21 @@ def test_snapshot_skips_an_offline_replica(svc: VolumeService, emulator: Emulato
     finally:
         emulator.control("nodes/node-b/online")
         emulator.control("nodes/node-c/online")
+
+
+@pytest.mark.parametrize("remaining", [True, False])
+def test_restore_and_clone_state_diskless_on_remaining(svc: VolumeService, remaining: bool) -> None:
+    params = VolumeParams(place_count=1, fs_type=None, diskless_on_remaining=remaining)
+    source = svc.create_volume(unique(), 8 * MIB, params)
+    snap = svc.create_snapshot(source.id, unique("snap"))
+    restored = svc.create_volume(unique(), 8 * MIB, params, source=f"snapshot:{snap.id}")
+    cloned = svc.create_volume(unique(), 8 * MIB, params, source=f"volume:{source.id}")
+    for volume in (restored, cloned):
+        replicas = svc.get_volume(volume.id).replicas
+        assert len([r for r in replicas if not r.diskless]) == 1
+        # Three nodes: with diskless_on_remaining the other two get a diskless resource.
+        assert len([r for r in replicas if r.diskless]) == (2 if remaining else 0)
+    for volume in (cloned, restored):
+        svc.delete_volume(volume.id)
+    svc.delete_snapshot(snap.id)
+    svc.delete_volume(source.id)
