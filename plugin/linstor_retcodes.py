@@ -54,6 +54,7 @@ FAIL_NOT_ENOUGH_NODES = 996
 FAIL_IN_USE = 997
 WARN_NOT_CONNECTED = 1002
 WARN_NOT_FOUND = 3000
+INFO_TIE_BREAKER_TAKEOVER = 10006
 
 
 def ret_code(entry: Mapping[str, Any]) -> int:
@@ -97,6 +98,10 @@ def has_error(entries: Iterable[Mapping[str, Any]], code: int) -> bool:
 
 def has_warning(entries: Iterable[Mapping[str, Any]], code: int) -> bool:
     return _has(entries, MASK_WARN, code)
+
+
+def has_info(entries: Iterable[Mapping[str, Any]], code: int) -> bool:
+    return _has(entries, MASK_INFO, code)
 
 
 # Codes 800-899: a number pool of the controller ran out. Which pool, in words a person can act on.

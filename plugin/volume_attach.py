@@ -70,16 +70,17 @@ class VolumeAttachments:
             except NotFound:
                 existed, resource = False, {}
             entries: list[dict[str, Any]] = []
-            if not existed:
+            # A tie-breaker is reused, but LINSTOR must turn it into an ordinary diskless resource
+            # first, or it may remove it as no longer needed. From then on it is the plugin's to
+            # give back: detach deletes it with keep_tiebreaker, and LINSTOR takes it over again.
+            tie_breaker = existed and "TIE_BREAKER" in (resource.get("flags") or ())
+            ours_now = not existed or tie_breaker
+            if ours_now:
                 self._note_pending_attach(volume_id, node)
-            if not existed or "TIE_BREAKER" in (resource.get("flags") or ()):
-                # A tie-breaker is reused, but LINSTOR must turn it into an ordinary diskless
-                # resource first, or it may remove it as no longer needed.
                 try:
                     entries = self._make_available(volume_id, node)
                 except VolumeError as exc:
-                    if not existed:
-                        self._settle_failed_attach(volume_id, node, exc)
+                    self._settle_failed_attach(volume_id, node, exc)
                     raise
             try:
                 volume = self.client.get_volume(volume_id, node)
@@ -92,7 +93,7 @@ class VolumeAttachments:
             created = rec.props_of(resource).get(rec.ATTACHED_BY_PLUGIN) == "true"
             if existed and diskless and not created:
                 created = self._claim_pending_attach(volume_id, node)
-            if not existed:
+            if ours_now:
                 if diskless:
                     self._mark(volume_id, node)
                     created = True
@@ -215,16 +216,29 @@ class VolumeAttachments:
             except NotFound:
                 resource = None
             if resource is not None:
-                diskless = bool(set(resource.get("flags") or ()) & DISKLESS_FLAGS)
+                flags = set(resource.get("flags") or ())
+                diskless = bool(flags & DISKLESS_FLAGS)
                 marked = rec.props_of(resource).get(rec.ATTACHED_BY_PLUGIN) == "true"
-                if diskless and (marked or pending):
+                if "TIE_BREAKER" in flags:
+                    # Already given back (an earlier detach): LINSTOR's, not ours any more.
+                    if marked:
+                        self._unmark(volume_id, node)
+                elif diskless and (marked or pending):
                     self._remove_attached(volume_id, node)
             if pending:
                 self._clear_pending_attach(volume_id, node, quiet=False)
 
-    def _remove_attached(self, volume_id: str, node: str) -> None:
+    def _unmark(self, volume_id: str, node: str) -> None:
         try:
-            self.client.delete_resource(volume_id, node, keep_tiebreaker=True)
+            self.client.modify_resource(volume_id, node, delete_props=[rec.ATTACHED_BY_PLUGIN])
+        except NotFound:
+            return
+
+    def _remove_attached(self, volume_id: str, node: str) -> None:
+        """Delete the diskless resource attach made or reused; LINSTOR may keep it as tie-breaker
+        (takeover), and then it is LINSTOR's again: the plugin's mark goes."""
+        try:
+            entries = self.client.delete_resource(volume_id, node, keep_tiebreaker=True)
         except NotFound:
             return
         except InUse as exc:
@@ -233,3 +247,5 @@ class VolumeAttachments:
                 nodes=[node],
                 **exc.details,
             ) from None
+        if rc.has_info(entries, rc.INFO_TIE_BREAKER_TAKEOVER):
+            self._unmark(volume_id, node)

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plugin import linstor_retcodes as rc
-from plugin import names, placement
+from plugin import names, placement, replica_states
 from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import (
@@ -163,6 +163,8 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
                 extra=tuple(sorted(params.extra.items())),
             )
             if existing is not None:
+                if source is None and self._is_ours(existing, wanted):
+                    return self._converge(wanted, size_bytes == 0)
                 return self._compare_existing(existing, wanted, size_bytes == 0)
             self.groups.ensure(params)
             nodes = self._candidate_nodes(params, topology)
@@ -282,7 +284,12 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
             rd = self._read_rd_quietly(wanted.volume_id)
             if rd is None:
                 raise
-            return self._compare_existing(rd, wanted, False)
+            return self._converge(wanted)
+        except VolumeError as exc:
+            # LINSTOR commits the definition before its satellites deploy it: a deployment that
+            # failed leaves a half-made volume, which is never reported as created.
+            self._drop_half_made(wanted, exc)
+            raise
         try:
             if rest_after:
                 self.client.autoplace(wanted.volume_id, diskless_on_remaining=params.diskless_on_remaining)
@@ -345,8 +352,13 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
             )
         return exc
 
-    def _converge(self, wanted: rec.Wanted) -> Volume:
-        """Another caller created the same name at the same time: wait for it, then compare."""
+    def _converge(self, wanted: rec.Wanted, any_size: bool = False) -> Volume:
+        """Another caller created the same name at the same time: wait for it, then compare.
+
+        Only a definition whose replicas are all deployed is the volume; one whose deployment
+        failed (an earlier spawn answered an error) and that carries this plugin's marks is
+        removed, so the retry the caller is asked for creates it cleanly.
+        """
         deadline = time.monotonic() + 10.0
         while True:
             rd = self._read_rd(wanted.volume_id)
@@ -355,9 +367,36 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
                     f"volume {wanted.name!r} is being created or deleted by another request; retry",
                     volume=wanted.volume_id,
                 )
-            if rec.is_complete(rd) or time.monotonic() > deadline:
-                return self._compare_existing(rd, wanted, False)
+            failed = replica_states.undeployed(self.client.view_resources([wanted.volume_id]))
+            if rec.is_complete(rd) and not failed:
+                return self._compare_existing(rd, wanted, any_size)
+            if time.monotonic() > deadline:
+                if failed and self._is_ours(rd, wanted):
+                    self._remove_quietly(wanted.volume_id)
+                    raise Busy(
+                        f"volume {wanted.name!r} was left half-made by an earlier request (LINSTOR could not "
+                        f"deploy it on {', '.join(failed)}); it was removed, retry to create it again",
+                        volume=wanted.volume_id,
+                        nodes=failed,
+                    )
+                return self._compare_existing(rd, wanted, any_size)
             time.sleep(0.2)
+
+    @staticmethod
+    def _is_ours(rd: Mapping[str, Any], wanted: rec.Wanted) -> bool:
+        """The definition carries this plugin's marks for this very volume."""
+        props = rec.props_of(rd)
+        return props.get(rec.VOLUME_ID) == wanted.volume_id and props.get(rec.NAME) == wanted.name
+
+    def _drop_half_made(self, wanted: rec.Wanted, exc: VolumeError) -> None:
+        """After a failed spawn: remove what LINSTOR committed anyway, if it carries our marks."""
+        rd = self._read_rd_quietly(wanted.volume_id)
+        if rd is None or not self._is_ours(rd, wanted):
+            return
+        log_fields(
+            log, logging.WARNING, "removing half-made volume", volume=wanted.volume_id, error=exc.message
+        )
+        self._remove_quietly(wanted.volume_id)
 
     def _read_rd_quietly(self, volume_id: str) -> dict[str, Any] | None:
         try:
