@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plugin import linstor_retcodes as rc
-from plugin import names
+from plugin import names, replica_states, sync_wait
 from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import (
@@ -246,12 +246,16 @@ class VolumeCopies:
         )
         props = self._start_multi_step(wanted)
         try:
-            self.client.clone(
-                str(source["name"]),
-                wanted.volume_id,
-                resource_group=wanted.resource_group,
-                override_props=props,
-                delete_props=[rec.NAME, rec.VOLUME_ID],
+            sync_wait.retry_while_syncing(
+                lambda: self.client.clone(
+                    str(source["name"]),
+                    wanted.volume_id,
+                    resource_group=wanted.resource_group,
+                    override_props=props,
+                    delete_props=[rec.NAME, rec.VOLUME_ID],
+                ),
+                f"clone volume {source_id}",
+                lambda: replica_states.not_up_to_date(self.client.view_resources([source_id])),
             )
         except InvalidArgument as exc:
             if rc.code_of(exc) != rc.FAIL_INVLD_PROVIDER:
@@ -292,7 +296,11 @@ class VolumeCopies:
         """The pool cannot clone (FILE/FILE_THIN): copy through a temporary snapshot instead."""
         temp = names.snapshot_name_for(f"clone-{wanted.volume_id}".lower())
         try:
-            self.client.create_snapshot(source, temp)
+            sync_wait.retry_while_syncing(
+                lambda: self.client.create_snapshot(source, temp),
+                f"clone volume {source}",
+                lambda: replica_states.not_up_to_date(self.client.view_resources([source])),
+            )
         except AlreadyExists as exc:
             if rc.code_of(exc) != rc.FAIL_EXISTS_SNAPSHOT_DFN:
                 raise

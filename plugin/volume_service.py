@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plugin import linstor_retcodes as rc
-from plugin import names, placement, replica_states
+from plugin import names, placement, replica_states, sync_wait
 from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import (
@@ -509,7 +509,11 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
             if new_kib * 1024 == volume.size_bytes:
                 return volume
             try:
-                self.client.resize_volume_definition(volume_id, new_kib)
+                sync_wait.retry_while_syncing(
+                    lambda: self.client.resize_volume_definition(volume_id, new_kib),
+                    f"grow volume {volume_id}",
+                    lambda: self._lagging(volume_id),
+                )
             except NoSpace as exc:
                 raise NoSpace(
                     f"not enough free space to grow volume {volume_id}: {exc.message}", **exc.details
@@ -535,7 +539,11 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
                     snapshot=name,
                 )
             try:
-                self.client.create_snapshot(volume_id, snap_name, {rec.SNAPSHOT_NAME: name})
+                sync_wait.retry_while_syncing(
+                    lambda: self.client.create_snapshot(volume_id, snap_name, {rec.SNAPSHOT_NAME: name}),
+                    f"snapshot volume {volume_id}",
+                    lambda: self._lagging(volume_id),
+                )
             except AlreadyExists as exc:
                 if rc.code_of(exc) != rc.FAIL_EXISTS_SNAPSHOT_DFN:
                     raise
@@ -549,6 +557,9 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
                     **exc.details,
                 ) from None
             return rec.snapshot_from(self.client.get_snapshot(volume_id, snap_name))
+
+    def _lagging(self, volume_id: str) -> list[tuple[str, str]]:
+        return replica_states.not_up_to_date(self.client.view_resources([volume_id]))
 
     def _nothing_to_snapshot(self, volume_id: str, exc: NotFound) -> VolumeError:
         """LINSTOR skips offline nodes; with every replica that has data offline, nothing is left."""

@@ -122,6 +122,32 @@ def test_csi_attach_reuses_the_tie_breaker_and_detach_gives_it_back(stack: Stack
     assert volume.volume_id not in _rd_names(url)
 
 
+def test_csi_expand_and_snapshot_wait_for_an_outdated_replica_within_the_deadline(stack: Stack) -> None:
+    volume = _create(stack, unique(), TWO_REMOTE)
+    assert stack.emulator.control(f"resources/{volume.volume_id}/node-b/disk_state", {"state": "Outdated"}).ok
+    expand = csi_pb2.ControllerExpandVolumeRequest(
+        volume_id=volume.volume_id,
+        capacity_range=csi_pb2.CapacityRange(required_bytes=32 * MIB),
+        volume_capability=mount_cap(),
+    )
+    try:
+        with pytest.raises(grpc.RpcError) as caught:
+            stack.csi.controller.ControllerExpandVolume(expand, timeout=4)
+        # Refused before the caller's deadline, with a sentence, not DEADLINE_EXCEEDED.
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "the replica on node-b is Outdated" in caught.value.details()
+        with pytest.raises(grpc.RpcError) as caught:
+            stack.csi.controller.CreateSnapshot(
+                csi_pb2.CreateSnapshotRequest(source_volume_id=volume.volume_id, name=unique("snap")),
+                timeout=4,
+            )
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        stack.emulator.control(f"resources/{volume.volume_id}/node-b/disk_state", {"state": None})
+    assert stack.csi.controller.ControllerExpandVolume(expand, timeout=30).capacity_bytes == 32 * MIB
+    stack.csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id))
+
+
 # ---------------------------------------------------------------------- Docker
 
 

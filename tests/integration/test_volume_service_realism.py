@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from plugin.errors import NodeOffline
+from plugin import replica_states, sync_wait
+from plugin.errors import FailedPrecondition, NodeOffline
 from plugin.params import VolumeParams
 from plugin.volume_service import VolumeService
 from tests.conftest import EmulatorProcess
@@ -55,3 +56,54 @@ def test_restore_and_clone_state_diskless_on_remaining(svc: VolumeService, remai
         svc.delete_volume(volume.id)
     svc.delete_snapshot(snap.id)
     svc.delete_volume(source.id)
+
+
+# ---------------------------------------------------------------------- replicas still syncing
+
+THICK = "ThickPool"
+
+
+@pytest.fixture
+def thick_svc(root_loop, emulator_factory) -> tuple[VolumeService, EmulatorProcess]:  # type: ignore[no-untyped-def]
+    emu = emulator_factory(
+        nodes=("node-b", "node-c"), extra_args=("--thick-pool", THICK, "--sync-seconds", "2")
+    )
+    return service_for(emu), emu
+
+
+def test_expand_snapshot_and_clone_right_after_a_thick_create(
+    thick_svc: tuple[VolumeService, EmulatorProcess],
+) -> None:
+    svc, _emu = thick_svc
+    params = VolumeParams(place_count=2, fs_type=None, storage_pools=(THICK,))
+    volume = svc.create_volume(unique(), 8 * MIB, params)
+    assert replica_states.not_up_to_date(svc.client.view_resources([volume.id]))  # still syncing
+    # LINSTOR refuses all three with 974/979 while the replicas sync; the plugin waits it out.
+    grown = svc.expand_volume(volume.id, 16 * MIB)
+    assert grown.size_bytes == 16 * MIB
+    other = svc.create_volume(unique(), 8 * MIB, params)
+    snap = svc.create_snapshot(other.id, unique("snap"))
+    assert snap.volume_id == other.id
+    third = svc.create_volume(unique(), 8 * MIB, params)
+    clone = svc.create_volume(unique(), 8 * MIB, params, source=f"volume:{third.id}")
+    assert svc.get_volume(clone.id).size_bytes == 8 * MIB
+
+
+def test_a_replica_that_stays_outdated_is_refused_by_name_within_the_deadline(
+    thick_svc: tuple[VolumeService, EmulatorProcess],
+) -> None:
+    svc, emu = thick_svc
+    volume = svc.create_volume(
+        unique(), 8 * MIB, VolumeParams(place_count=2, fs_type=None, nodes=("node-b", "node-c"))
+    )
+    assert emu.control(f"resources/{volume.id}/node-c/disk_state", {"state": "Outdated"}).ok
+    with sync_wait.caller_deadline(2.5):
+        with pytest.raises(FailedPrecondition, match="the replica on node-c is Outdated") as caught:
+            svc.expand_volume(volume.id, 16 * MIB)
+        assert "retry when every replica is UpToDate" in str(caught.value)
+        with pytest.raises(FailedPrecondition, match=r"snapshot volume .* node-c is Outdated"):
+            svc.create_snapshot(volume.id, unique("snap"))
+    assert svc.get_volume(volume.id).size_bytes == 8 * MIB  # nothing changed
+    assert svc.list_snapshots(volume.id) == []
+    assert emu.control(f"resources/{volume.id}/node-c/disk_state", {"state": None}).ok
+    assert svc.expand_volume(volume.id, 16 * MIB).size_bytes == 16 * MIB
