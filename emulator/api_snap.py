@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -526,6 +527,8 @@ def _copy_clone(emu: Emulator, dst_name: str, copies: list[tuple[st.VolumeDefini
     """Background data copy: the RD stays CLONING until every volume is whole and attached."""
     done: list[tuple[st.VolumeDefinition, Path]] = []
     failed = ""
+    if emu.clone_delay > 0:
+        time.sleep(emu.clone_delay)  # a long copy, for tests of clients that wait for it
     for vd, src, dest in copies:
         try:
             emu.storage.copy_volume(src, dest)

@@ -70,6 +70,7 @@ class Control:
                 self.disk_state,
             ),
             ("POST", re.compile(r"^/_emu/deploy-failures/?$"), self.deploy_failures),
+            ("POST", re.compile(r"^/_emu/clone-delay/?$"), self.clone_delay),
             ("DELETE", re.compile(r"^/_emu/deploy-failures/?$"), self.clear_deploy_failures),
         ]
 
@@ -263,3 +264,11 @@ class Control:
     def clear_deploy_failures(self, body: Any) -> dict[str, Any]:
         self.emu.disks.clear_faults()
         return {"deploy_failures": []}
+
+    def clone_delay(self, body: Any) -> dict[str, Any]:
+        """Background clone copies wait this long before they start (0: no delay)."""
+        seconds = _num(_obj(body), "seconds")
+        if seconds > 3600:
+            raise ControlError(400, "'seconds' must be at most 3600")
+        self.emu.clone_delay = seconds
+        return {"clone_delay_seconds": seconds}

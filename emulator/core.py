@@ -75,6 +75,8 @@ class Emulator:
         self.started = time.time()
         self.saver = st.Saver(config.state_dir)
         self.disks = DiskStates(config.sync_seconds)
+        #: Seconds a background clone copy waits before it starts (``/_emu/clone-delay``).
+        self.clone_delay = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -43,6 +43,10 @@ CLONE_POLL_MAX_SECONDS = 2.0
 READ_BACK_PAUSES = (0.2, 0.5)
 
 
+class CloneRunning(Busy):
+    """The caller's time ran out while LINSTOR still copies a clone; nothing is undone."""
+
+
 class VolumeCopies:
     """Restore and clone, plus the reads they share with the volume service."""
 
@@ -263,16 +267,41 @@ class VolumeCopies:
             return self._clone_by_snapshot(wanted, params, str(source["name"]), props, candidates)
         except AlreadyExists:
             raise Busy(f"volume {wanted.name!r} is being created by another request; retry") from None
+        return self._complete_clone(wanted, params, str(source["name"]), props)
+
+    def _complete_clone(
+        self, wanted: rec.Wanted, params: VolumeParams, source: str, props: dict[str, str]
+    ) -> Volume:
+        """Wait for LINSTOR's copy, then finish; a copy still running is never removed."""
         try:
-            self._wait_for_clone(str(source["name"]), wanted.volume_id)
+            self._wait_for_clone(source, wanted.volume_id)
             self._finish_multi_step(wanted, props, params)
+        except CloneRunning:
+            raise
         except VolumeError:
             self._remove_quietly(wanted.volume_id)
             raise
         return self._read_back(wanted)
 
+    def _resume_clone(self, rd: Mapping[str, Any], wanted: rec.Wanted, params: VolumeParams) -> Volume | None:
+        """A retried create finds its clone still copying (or copied, not yet finished): go on waiting."""
+        props = rec.props_of(rd)
+        kind, _, source = (wanted.source or "").partition(":")
+        if kind != "volume" or not source:
+            return None
+        if props.get(rec.CREATING) != wanted.volume_id or props.get(rec.SOURCE) != wanted.source:
+            return None
+        own = {k: v for k, v in props.items() if k.startswith(rec.AUX)}
+        return self._complete_clone(wanted, params, source, own)
+
     def _wait_for_clone(self, source: str, target: str) -> None:
-        deadline = time.monotonic() + max(self.config.read_timeout, 60.0)
+        """Follow the copy while LINSTOR reports it running, as long as the caller waits.
+
+        There is no timer of its own: a long copy is never given up (and removed) because a
+        clock ran out. When the caller's deadline comes first, the answer says the copy is still
+        running, and a retried create picks up the waiting where this one stopped.
+        """
+        end = time.monotonic() + sync_wait.time_left() - sync_wait.MARGIN_SECONDS
         pause = 0.05
         while True:
             status = self.client.clone_status(source, target)
@@ -280,9 +309,15 @@ class VolumeCopies:
                 return
             if status == "FAILED":
                 raise OperationFailed(f"LINSTOR failed to clone {source} into {target}")
-            if time.monotonic() > deadline:
-                raise OperationFailed(f"cloning {source} into {target} did not finish in time")
-            time.sleep(pause)
+            left = end - time.monotonic()
+            if left <= 0:
+                state = status or "no status"
+                raise CloneRunning(
+                    f"volume {target} is still being copied from {source} (LINSTOR reports {state}); "
+                    "retry the request to keep waiting",
+                    volume=target,
+                )
+            time.sleep(min(pause, left))
             pause = min(pause * 2, CLONE_POLL_MAX_SECONDS)
 
     def _clone_by_snapshot(

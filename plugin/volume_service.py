@@ -149,8 +149,6 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
             # group is new to this process, so that a repeated request with other parameters
             # is refused without leaving a new resource group behind; afterwards it is one spawn.
             existing = self._read_rd(volume_id) if source or not self.groups.is_known(group) else None
-            if existing is not None:
-                existing = self._settle_existing(existing)
             wanted = rec.Wanted(
                 volume_id=volume_id,
                 name=name,
@@ -162,6 +160,12 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
                 source=source,
                 extra=tuple(sorted(params.extra.items())),
             )
+            if existing is not None and source is not None:
+                resumed = self._resume_clone(existing, wanted, params)
+                if resumed is not None:
+                    return resumed
+            if existing is not None:
+                existing = self._settle_existing(existing)
             if existing is not None:
                 if source is None and self._is_ours(existing, wanted):
                     return self._converge(wanted, size_bytes == 0)

@@ -148,6 +148,31 @@ def test_csi_expand_and_snapshot_wait_for_an_outdated_replica_within_the_deadlin
     stack.csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id))
 
 
+def test_csi_long_clone_is_aborted_not_deleted_and_the_retry_resumes(stack: Stack) -> None:
+    source = _create(stack, unique())
+    name = unique()
+    request = csi_pb2.CreateVolumeRequest(
+        name=name,
+        capacity_range=csi_pb2.CapacityRange(required_bytes=16 * MIB),
+        volume_capabilities=[mount_cap()],
+        volume_content_source=csi_pb2.VolumeContentSource(
+            volume=csi_pb2.VolumeContentSource.VolumeSource(volume_id=source.volume_id)
+        ),
+    )
+    assert stack.emulator.control("clone-delay", {"seconds": 5}).ok
+    try:
+        with pytest.raises(grpc.RpcError) as caught:
+            stack.csi.controller.CreateVolume(request, timeout=3)
+        assert caught.value.code() == grpc.StatusCode.ABORTED, caught.value.details()
+        assert "still being copied" in caught.value.details()
+        clone = stack.csi.controller.CreateVolume(request, timeout=60).volume
+    finally:
+        stack.emulator.control("clone-delay", {"seconds": 0})
+    assert clone.content_source.volume.volume_id == source.volume_id
+    for volume_id in (clone.volume_id, source.volume_id):
+        stack.csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume_id))
+
+
 # ---------------------------------------------------------------------- Docker
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from plugin import replica_states, sync_wait
-from plugin.errors import FailedPrecondition, NodeOffline
+from plugin.errors import Busy, FailedPrecondition, NodeOffline
 from plugin.params import VolumeParams
 from plugin.volume_service import VolumeService
 from tests.conftest import EmulatorProcess
@@ -107,3 +107,27 @@ def test_a_replica_that_stays_outdated_is_refused_by_name_within_the_deadline(
     assert svc.list_snapshots(volume.id) == []
     assert emu.control(f"resources/{volume.id}/node-c/disk_state", {"state": None}).ok
     assert svc.expand_volume(volume.id, 16 * MIB).size_bytes == 16 * MIB
+
+
+# ---------------------------------------------------------------------- long clones
+
+
+def test_a_long_clone_is_never_removed_and_a_retry_resumes_waiting(
+    svc: VolumeService, emulator: EmulatorProcess
+) -> None:
+    params = VolumeParams(place_count=1, fs_type=None)
+    source = svc.create_volume(unique(), 8 * MIB, params)
+    assert emulator.control("clone-delay", {"seconds": 4}).ok
+    name = unique("clone")
+    try:
+        with sync_wait.caller_deadline(2.0), pytest.raises(Busy, match="still being copied"):
+            svc.create_volume(name, 8 * MIB, params, source=f"volume:{source.id}")
+        # The copy goes on: the clone was not deleted when the caller's time ran out.
+        clone_id = svc._volume_id_for(name, params)
+        rd = svc.client.get_resource_definition(clone_id)
+        assert "CLONING" in (rd.get("flags") or [])
+        volume = svc.create_volume(name, 8 * MIB, params, source=f"volume:{source.id}")
+    finally:
+        emulator.control("clone-delay", {"seconds": 0})
+    assert volume.id == clone_id and svc.get_volume(volume.id).size_bytes == 8 * MIB
+    assert svc.create_volume(name, 8 * MIB, params, source=f"volume:{source.id}").id == clone_id
