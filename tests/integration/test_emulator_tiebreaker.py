@@ -230,3 +230,17 @@ def test_layer_list_replaces_the_filters_layer_stack(api: Api) -> None:
     assert st == 201, body
     rsc = api.get("/resource-definitions/ll2/resources")[1][0]
     assert rsc["layer_object"]["type"] == "STORAGE"
+
+
+def test_autoplace_fields_through_python_linstor(emulator) -> None:  # type: ignore[no-untyped-def]
+    with linstor.Linstor(f"linstor://127.0.0.1:{emulator.port}") as lin:
+        for rd in ("dorpy1", "dorpy2"):
+            lin.resource_dfn_create(rd)
+            lin.volume_dfn_create(rd, 4096)
+        assert not any(r.is_error() for r in lin.resource_auto_place("dorpy1", 1, diskless_on_remaining=True))
+        placed = lin.resource_list_raise(filter_by_resources=["dorpy1"]).resources
+        assert sorted(len(r.flags) for r in placed) == [0, 2, 2]
+        replies = lin.resource_auto_place("dorpy2", 1, layer_list=["storage"])
+        assert not any(r.is_error() for r in replies)
+        placed = lin.resource_list_raise(filter_by_resources=["dorpy2"]).resources
+        assert len(placed) == 1 and placed[0].layer_data.layer_stack == ["STORAGE"]
