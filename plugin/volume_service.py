@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plugin import linstor_retcodes as rc
-from plugin import names, placement, replica_states, sync_wait
+from plugin import names, placement, sync_wait
 from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import (
@@ -48,6 +48,7 @@ from plugin.publications import Publications
 from plugin.resource_groups import ResourceGroups
 from plugin.volume_attach import VolumeAttachments
 from plugin.volume_copy import VolumeCopies
+from plugin.volume_settle import VolumeSettling
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def _require_id(volume_id: str) -> None:
         raise NotFound(f"volume {volume_id!r} not found", volume=volume_id)
 
 
-class VolumeService(VolumeAttachments, VolumeCopies, Publications):
+class VolumeService(VolumeAttachments, VolumeCopies, VolumeSettling, Publications):
     """Create, delete, resize, snapshot, restore, clone, attach and detach LINSTOR volumes."""
 
     def __init__(self, client: LinstorClient, config: Config) -> None:
@@ -356,52 +357,6 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
             )
         return exc
 
-    def _converge(self, wanted: rec.Wanted, any_size: bool = False) -> Volume:
-        """Another caller created the same name at the same time: wait for it, then compare.
-
-        Only a definition whose replicas are all deployed is the volume; one whose deployment
-        failed (an earlier spawn answered an error) and that carries this plugin's marks is
-        removed, so the retry the caller is asked for creates it cleanly.
-        """
-        deadline = time.monotonic() + 10.0
-        while True:
-            rd = self._read_rd(wanted.volume_id)
-            if rd is None:
-                raise Busy(
-                    f"volume {wanted.name!r} is being created or deleted by another request; retry",
-                    volume=wanted.volume_id,
-                )
-            failed = replica_states.undeployed(self.client.view_resources([wanted.volume_id]))
-            if rec.is_complete(rd) and not failed:
-                return self._compare_existing(rd, wanted, any_size)
-            if time.monotonic() > deadline:
-                if failed and self._is_ours(rd, wanted):
-                    self._remove_quietly(wanted.volume_id)
-                    raise Busy(
-                        f"volume {wanted.name!r} was left half-made by an earlier request (LINSTOR could not "
-                        f"deploy it on {', '.join(failed)}); it was removed, retry to create it again",
-                        volume=wanted.volume_id,
-                        nodes=failed,
-                    )
-                return self._compare_existing(rd, wanted, any_size)
-            time.sleep(0.2)
-
-    @staticmethod
-    def _is_ours(rd: Mapping[str, Any], wanted: rec.Wanted) -> bool:
-        """The definition carries this plugin's marks for this very volume."""
-        props = rec.props_of(rd)
-        return props.get(rec.VOLUME_ID) == wanted.volume_id and props.get(rec.NAME) == wanted.name
-
-    def _drop_half_made(self, wanted: rec.Wanted, exc: VolumeError) -> None:
-        """After a failed spawn: remove what LINSTOR committed anyway, if it carries our marks."""
-        rd = self._read_rd_quietly(wanted.volume_id)
-        if rd is None or not self._is_ours(rd, wanted):
-            return
-        log_fields(
-            log, logging.WARNING, "removing half-made volume", volume=wanted.volume_id, error=exc.message
-        )
-        self._remove_quietly(wanted.volume_id)
-
     def _read_rd_quietly(self, volume_id: str) -> dict[str, Any] | None:
         try:
             return self._read_rd(volume_id)
@@ -561,33 +516,6 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications):
                     **exc.details,
                 ) from None
             return rec.snapshot_from(self.client.get_snapshot(volume_id, snap_name))
-
-    def _lagging(self, volume_id: str) -> list[tuple[str, str]]:
-        return replica_states.not_up_to_date(self.client.view_resources([volume_id]))
-
-    def _nothing_to_snapshot(self, volume_id: str, exc: NotFound) -> VolumeError:
-        """LINSTOR skips offline nodes; with every replica that has data offline, nothing is left."""
-        down = {
-            str(n.get("name")).upper()
-            for n in self.client.list_nodes()
-            if str(n.get("connection_status") or "").upper() != "ONLINE"
-        }
-        offline = sorted(
-            str(r.get("node_name"))
-            for r in self.client.view_resources([volume_id])
-            if not set(r.get("flags") or ()) & {"DISKLESS", "DRBD_DISKLESS"}
-            and str(r.get("node_name")).upper() in down
-        )
-        if offline:
-            return NodeOffline(
-                f"cannot snapshot volume {volume_id}: every node with its data is offline "
-                f"({', '.join(offline)}); retry when one of them is back",
-                nodes=offline,
-                **exc.details,
-            )
-        return FailedPrecondition(
-            f"volume {volume_id} has no replica with data to snapshot", volume=volume_id, **exc.details
-        )
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         try:

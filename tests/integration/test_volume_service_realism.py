@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from plugin import replica_states, sync_wait
-from plugin.errors import Busy, FailedPrecondition, NodeOffline
+from plugin.errors import Busy, FailedPrecondition, NodeOffline, OperationFailed
 from plugin.params import VolumeParams
 from plugin.volume_service import VolumeService
 from tests.conftest import EmulatorProcess
@@ -131,3 +131,33 @@ def test_a_long_clone_is_never_removed_and_a_retry_resumes_waiting(
         emulator.control("clone-delay", {"seconds": 0})
     assert volume.id == clone_id and svc.get_volume(volume.id).size_bytes == 8 * MIB
     assert svc.create_volume(name, 8 * MIB, params, source=f"volume:{source.id}").id == clone_id
+
+
+# ---------------------------------------------------------------------- half-made volumes
+
+
+def test_a_half_made_volume_is_never_reported_as_created(
+    svc: VolumeService, emulator: EmulatorProcess
+) -> None:
+    params = VolumeParams(place_count=2, fs_type=None, nodes=("node-b", "node-c"))
+    name = unique()
+    volume_id = svc._volume_id_for(name, params)
+    assert emulator.control("deploy-failures", {"count": 1, "node": "node-c"}).ok
+    # The removal of the half-made definition fails too, as if the plugin died right after the spawn.
+    rule = {
+        "method": "DELETE",
+        "path_regex": f"^/v1/resource-definitions/{volume_id}$",
+        "status": 500,
+        "ret_code": 999,
+        "count": 1,
+    }
+    assert emulator.control("errors", rule).ok
+    with pytest.raises(OperationFailed, match="node-c"):
+        svc.create_volume(name, 8 * MIB, params)
+    assert svc.client.get_resource_definition(volume_id)  # left behind
+    # The retry converges on it, finds node-c's replica never deployed, and removes it.
+    with pytest.raises(Busy, match=r"half-made .* could not deploy it on node-c"):
+        svc.create_volume(name, 8 * MIB, params)
+    assert not svc.client.list_resource_definitions([volume_id])
+    volume = svc.create_volume(name, 8 * MIB, params)
+    assert sorted(r.node for r in volume.replicas if not r.diskless) == ["node-b", "node-c"]
