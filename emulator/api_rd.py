@@ -7,7 +7,7 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
-from emulator import body, disk_states, names, ops, props, views
+from emulator import body, disk_states, names, ops, props, tiebreaker, views
 from emulator import retcodes as rc
 from emulator import state as st
 from emulator.api_nodes import listed, modify_props, name_filter
@@ -176,9 +176,13 @@ def modify_rd(emu: Emulator, req: Request) -> list[rc.Entry]:
         rd.peer_slots = data["drbd_peer_slots"]
     if data.get("drbd_port") is not None:
         rd.port = data["drbd_port"]
-    return modify_props(
+    entries = modify_props(
         rd, data, f"Resource definition '{rd.name}'", RD, {"RscDfn": rd.name, "UUID": rd.uuid}
     )
+    touched = {*(data.get("override_props") or {}), *(data.get("delete_props") or [])}
+    if touched & {tiebreaker.AUTO_TIEBREAKER_KEY, tiebreaker.QUORUM_KEY}:
+        entries.extend(tiebreaker.manage(emu, rd))  # the controller re-checks the tie-breaker then
+    return entries
 
 
 @route("DELETE", "/v1/resource-definitions/{rd}", op=rc.MASK_DEL, obj=RD)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from emulator import body, disk_states, names, ops, props, views
+from emulator import body, disk_states, names, ops, props, tiebreaker, views
 from emulator import retcodes as rc
 from emulator import state as st
 from emulator.api_nodes import modify_props, name_filter
@@ -398,7 +398,7 @@ def restore_rsc(emu: Emulator, req: Request) -> list[rc.Entry]:
         raise
     for k, v in snap.rd_props.items():
         target.props.setdefault(k, v)
-    return entries
+    return entries + tiebreaker.manage(emu, target)
 
 
 # ---------------------------------------------------------------------- clone

@@ -124,10 +124,10 @@ def _place(emu: Emulator, rd: st.ResourceDefinition) -> list[rc.Entry]:
 
 def manage(emu: Emulator, rd: st.ResourceDefinition) -> list[rc.Entry]:
     """Add or remove the tie-breaker after the definition's resources changed."""
-    if not enabled(emu, rd) or names.key(rd.name) not in emu.state.resource_definitions:
+    if names.key(rd.name) not in emu.state.resource_definitions:
         return []
     tie = current(rd)
-    if should_exist(emu, rd):
+    if enabled(emu, rd) and should_exist(emu, rd):
         return _place(emu, rd) if tie is None else []
     if tie is None or not _active(tie):
         return []

@@ -244,3 +244,32 @@ def test_autoplace_fields_through_python_linstor(emulator) -> None:  # type: ign
         assert not any(r.is_error() for r in replies)
         placed = lin.resource_list_raise(filter_by_resources=["dorpy2"]).resources
         assert len(placed) == 1 and placed[0].layer_data.layer_stack == ["STORAGE"]
+
+
+def test_switching_the_property_and_restoring_manage_the_tie_breaker(api: Api) -> None:
+    _two_on_virtual_nodes(api, "tbprop")
+    local = api.local()
+    st, body = api.put(
+        "/resource-definitions/tbprop",
+        {"override_props": {"DrbdOptions/auto-add-quorum-tiebreaker": "false"}},
+    )
+    assert st == 200 and has(body, INFO | 10004), body
+    assert local not in _by_node(api, "tbprop")
+    st, body = api.put(
+        "/resource-definitions/tbprop", {"delete_props": ["DrbdOptions/auto-add-quorum-tiebreaker"]}
+    )
+    assert st == 200 and has(body, INFO | 10003), body
+    assert _by_node(api, "tbprop")[local] == TB_FLAGS
+    # A restore onto two nodes gets its tie-breaker too.
+    st, body = api.post("/resource-definitions/tbprop/snapshots", {"name": "s1"})
+    assert st == 201, body
+    api.rd("tbrest")
+    st, body = api.post(
+        "/resource-definitions/tbprop/snapshot-restore-volume-definition/s1", {"to_resource": "tbrest"}
+    )
+    assert st == 200, body
+    st, body = api.post(
+        "/resource-definitions/tbprop/snapshot-restore-resource/s1", {"to_resource": "tbrest"}
+    )
+    assert st == 200 and has(body, INFO | 10003), body
+    assert _by_node(api, "tbrest")[local] == TB_FLAGS
