@@ -48,6 +48,3 @@ def not_up_to_date(resources: Iterable[Mapping[str, Any]]) -> list[tuple[str, st
     reported = _diskful_reported(resources)
     return sorted((node, state or "unknown") for node, state in reported if state != "UpToDate")
 
-
-def describe(lagging: list[tuple[str, str]]) -> str:
-    return ", ".join(f"on {node} it is {state}" for node, state in lagging)
