@@ -47,4 +47,3 @@ def not_up_to_date(resources: Iterable[Mapping[str, Any]]) -> list[tuple[str, st
     """(node, state) of every diskful replica that is not UpToDate (syncing, outdated, unknown)."""
     reported = _diskful_reported(resources)
     return sorted((node, state or "unknown") for node, state in reported if state != "UpToDate")
-
