@@ -166,11 +166,11 @@ def delete_rsc(emu: Emulator, req: Request) -> list[rc.Entry]:
             ]
         raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_NODE_NAME, names.node_name_problem(node_name) or ""))
     ops.check_deletable(emu, rd, rsc, rc.MASK_DEL, RSC)
-    instead = tiebreaker.before_delete(emu, rd, rsc, req.q_bool("keep_tiebreaker"))
-    if instead is not None and any(e.code == tiebreaker.INFO_TIE_BREAKER_TAKEOVER for e in instead):
-        return instead
-    entries = ops.delete_resource_entries(emu, rd, rsc)
-    return (instead or []) + entries + tiebreaker.manage(emu, rd)
+    entries, goes_ahead = tiebreaker.before_delete(emu, rd, rsc, req.q_bool("keep_tiebreaker"))
+    if not goes_ahead:
+        return entries
+    entries += ops.delete_resource_entries(emu, rd, rsc)
+    return entries + tiebreaker.manage(emu, rd)
 
 
 @route("POST", "/v1/resource-definitions/{rd}/autoplace", status=201, op=CRT, obj=RSC)

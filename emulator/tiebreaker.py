@@ -145,35 +145,42 @@ def manage(emu: Emulator, rd: st.ResourceDefinition) -> list[rc.Entry]:
 
 def before_delete(
     emu: Emulator, rd: st.ResourceDefinition, rsc: st.Resource, keep_tiebreaker: bool
-) -> list[rc.Entry] | None:
-    """What a resource delete becomes; None: the delete goes ahead as asked.
+) -> tuple[list[rc.Entry], bool]:
+    """What a resource delete becomes: the entries to answer, and whether the delete goes ahead.
 
-    Deleting the tie-breaker itself: with ``keep_tiebreaker`` it stays (taken over again);
-    without, the definition's automatic tie-breaker is switched off and it goes. Deleting
-    another resource that could serve as tie-breaker turns it into the tie-breaker.
+    With ``keep_tiebreaker`` a switched-off automatic tie-breaker is switched on again. Deleting
+    the tie-breaker itself: with ``keep_tiebreaker`` it stays (taken over again); without, the
+    definition's automatic tie-breaker is switched off and it goes. Deleting another diskless
+    resource that could serve as tie-breaker turns it into the tie-breaker instead.
     """
     refs = {"RscDfn": rd.name, "Node": rsc.node}
+    entries: list[rc.Entry] = []
+    if keep_tiebreaker and not enabled(emu, rd):
+        rd.props[AUTO_TIEBREAKER_KEY] = "True"
+        entries.append(
+            rc.info(
+                INFO_PROP_SET, "Autotiebreaker automatically enabled due to --keep-tiebreaker", obj_refs=refs
+            )
+        )
     if is_tiebreaker(rsc):
-        if keep_tiebreaker and enabled(emu, rd):
-            return [_takeover_entry(refs)]
+        if keep_tiebreaker:
+            return [*entries, _takeover_entry(refs)], False
         if enabled(emu, rd):
             rd.props[AUTO_TIEBREAKER_KEY] = "False"
-            return [
+            entries.append(
                 rc.info(
                     INFO_PROP_SET,
                     f"Disabling auto-tiebreaker on resource-definition '{rd.name}' as tiebreaker resource "
                     "was manually deleted",
                     obj_refs=refs,
                 )
-            ]
-        return None
-    if keep_tiebreaker and not enabled(emu, rd):
-        rd.props[AUTO_TIEBREAKER_KEY] = "True"
+            )
+        return entries, True
     if not enabled(emu, rd) or current(rd) is not None:
-        return None
+        return entries, True
     node = emu.state.nodes.get(names.key(rsc.node))
     if node is None or not node_fits(emu, rd, node) or "DRBD_DISKLESS" not in rsc.flags:
-        return None
+        return entries, True
     flags_before = list(rsc.flags)
     rsc.flags.append("DELETE")
     try:
@@ -181,10 +188,10 @@ def before_delete(
     finally:
         rsc.flags = flags_before
     if not takeover:
-        return None
+        return entries, True
     rsc.flags.append(FLAG)
     emu.sync_devices(rd)
-    return [_takeover_entry(refs)]
+    return [*entries, _takeover_entry(refs)], False
 
 
 def _takeover_entry(refs: dict[str, str]) -> rc.Entry:

@@ -273,3 +273,20 @@ def test_switching_the_property_and_restoring_manage_the_tie_breaker(api: Api) -
     )
     assert st == 200 and has(body, INFO | 10003), body
     assert _by_node(api, "tbrest")[local] == TB_FLAGS
+
+
+def test_keep_tiebreaker_switches_a_disabled_tie_breaker_on_again(api: Api) -> None:
+    _two_on_virtual_nodes(api, "tbkeep")
+    local = api.local()
+    st, body = api.delete(f"/resource-definitions/tbkeep/resources/{local}")  # off, and gone
+    assert st == 200 and has(body, INFO | 10002)
+    st, body = api.post(f"/resource-definitions/tbkeep/resources/{local}/make-available", {})
+    assert st == 200, body
+    assert _by_node(api, "tbkeep")[local] == ["DISKLESS", "DRBD_DISKLESS"]
+    st, body = api.delete(f"/resource-definitions/tbkeep/resources/{local}", keep_tiebreaker="true")
+    assert st == 200 and has(body, INFO | 10002) and has(body, INFO | 10006), body
+    assert (
+        api.get("/resource-definitions/tbkeep")[1]["props"]["DrbdOptions/auto-add-quorum-tiebreaker"]
+        == "True"
+    )
+    assert _by_node(api, "tbkeep")[local] == TB_FLAGS
