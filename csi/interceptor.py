@@ -19,6 +19,7 @@ from csi.errors import is_expected, status_for
 from csi.generated import csi_pb2
 from csi.sanitize import loggable
 from plugin.observability import observe_request
+from plugin.sync_wait import caller_deadline
 
 log = logging.getLogger("csi.rpc")
 
@@ -68,7 +69,8 @@ class ObservingInterceptor(grpc.ServerInterceptor):
                         log.debug(
                             "request", extra={"fields": {"method": method, "request": loggable(request)}}
                         )
-                    return inner(request, context)
+                    with caller_deadline(context.time_remaining()):
+                        return inner(request, context)
             except Exception as exc:
                 code, message = status_for(exc)
                 if not is_expected(exc):

@@ -7,7 +7,7 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
-from emulator import body, names, ops, props, views
+from emulator import body, disk_states, names, ops, props, tiebreaker, views
 from emulator import retcodes as rc
 from emulator import state as st
 from emulator.api_nodes import listed, modify_props, name_filter
@@ -104,6 +104,7 @@ def purge_rd(emu: Emulator, rd: st.ResourceDefinition) -> None:
             emu.host(emu.storage.delete, Path(vd.backing), emu.minor_arg(vd))
             vd.backing = None
     rd.resources.clear()
+    emu.disks.forget(rd.name)
     emu.state.resource_definitions.pop(names.key(rd.name), None)
 
 
@@ -175,9 +176,13 @@ def modify_rd(emu: Emulator, req: Request) -> list[rc.Entry]:
         rd.peer_slots = data["drbd_peer_slots"]
     if data.get("drbd_port") is not None:
         rd.port = data["drbd_port"]
-    return modify_props(
+    entries = modify_props(
         rd, data, f"Resource definition '{rd.name}'", RD, {"RscDfn": rd.name, "UUID": rd.uuid}
     )
+    touched = {*(data.get("override_props") or {}), *(data.get("delete_props") or [])}
+    if touched & {tiebreaker.AUTO_TIEBREAKER_KEY, tiebreaker.QUORUM_KEY}:
+        entries.extend(tiebreaker.manage(emu, rd))  # the controller re-checks the tie-breaker then
+    return entries
 
 
 @route("DELETE", "/v1/resource-definitions/{rd}", op=rc.MASK_DEL, obj=RD)
@@ -214,6 +219,9 @@ def delete_rd(emu: Emulator, req: Request) -> list[rc.Entry]:
         raise rc.ApiFailure(
             rc.error(rc.FAIL_IN_USE, f"Resource definition '{rd.name}' is still being cloned.")
         )
+    offline = [r for r in rd.resources.values() if not ops.node_online(emu, r.node)]
+    if offline:
+        return _delete_pending(emu, rd, offline)
     try:
         purge_rd(emu, rd)
     except Exception as exc:
@@ -228,6 +236,38 @@ def delete_rd(emu: Emulator, req: Request) -> list[rc.Entry]:
             obj_refs=ctx,
         ),
     ]
+
+
+def _delete_pending(emu: Emulator, rd: st.ResourceDefinition, offline: list[st.Resource]) -> list[rc.Entry]:
+    """A replica on an offline node: the definition stays, flagged DELETE, until the node is back.
+
+    The connected replicas go now; the rest (and then the definition) when their satellite
+    reconnects, as the controller finishes a delete only once every satellite confirmed it.
+    """
+    ctx = {"RscDfn": rd.name, "UUID": rd.uuid}
+    try:
+        for key, rsc in list(rd.resources.items()):
+            if rsc not in offline:
+                ops.remove_resource(emu, rd, key)
+    except Exception as exc:
+        raise ops.storage_failure(f"Deleting resource definition '{rd.name}'", exc) from exc
+    for rsc in offline:
+        if "DELETE" not in rsc.flags:
+            rsc.flags.append("DELETE")
+    if "DELETE" not in rd.flags:
+        rd.flags.append("DELETE")
+    return [
+        rc.success(rc.DELETED, f"Resource definition '{rd.name}' marked for deletion.", obj_refs=ctx),
+        *(ops.not_connected(r.node, rc.MASK_DEL, RD) for r in offline),
+    ]
+
+
+def finish_pending_delete(emu: Emulator, rd: st.ResourceDefinition) -> bool:
+    """After a reconnect: a definition flagged DELETE whose last resource is gone goes too."""
+    if "DELETE" not in rd.flags or rd.resources:
+        return False
+    purge_rd(emu, rd)
+    return True
 
 
 # ---------------------------------------------------------------------- volume definitions
@@ -407,6 +447,9 @@ def modify_vd(emu: Emulator, req: Request) -> list[rc.Entry]:
                 )
             )
     if new_size is not None:
+        emu.disks.require_up_to_date(
+            emu.state.nodes, rd, disk_states.FAIL_NOT_ALL_UPTODATE, "Resizing", rc.MASK_MOD, VD
+        )
         if vd.backing:
             try:
                 emu.host(emu.storage.resize, Path(vd.backing), new_size)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator import body, names, ops, props, views
+from emulator import body, names, ops, props, tiebreaker, views
 from emulator import retcodes as rc
 from emulator import state as st
 from emulator.api_nodes import modify_props, name_filter
@@ -67,6 +67,8 @@ def create_one(
     if existing is not None:
         if existing.diskless and not diskless:
             return entries + toggle_to_diskful(emu, rd, existing, rsc_props)
+        if diskless and tiebreaker.make_ordinary(emu, rd, existing):
+            return entries + tiebreaker.manage(emu, rd)
         return [
             *entries,
             rc.info(
@@ -77,7 +79,8 @@ def create_one(
                 obj_refs={"RscDfn": rd.name, "Node": node.name},
             ),
         ]
-    return entries + ops.deploy(emu, rd, node, diskless=diskless, stack=stack, props=rsc_props)
+    entries += ops.deploy(emu, rd, node, diskless=diskless, stack=stack, props=rsc_props)
+    return entries + tiebreaker.manage(emu, rd)
 
 
 def toggle_to_diskful(
@@ -96,7 +99,7 @@ def toggle_to_diskful(
         raise
     new = rd.resources[names.key(node.name)]
     new.uuid, new.create_ts, new.node_id = saved.uuid, saved.create_ts, saved.node_id
-    return entries
+    return entries + tiebreaker.manage(emu, rd)
 
 
 @route("GET", "/v1/resource-definitions/{rd}/resources")
@@ -163,7 +166,11 @@ def delete_rsc(emu: Emulator, req: Request) -> list[rc.Entry]:
             ]
         raise rc.ApiFailure(rc.error(rc.FAIL_INVLD_NODE_NAME, names.node_name_problem(node_name) or ""))
     ops.check_deletable(emu, rd, rsc, rc.MASK_DEL, RSC)
-    return ops.delete_resource_entries(emu, rd, rsc)
+    entries, goes_ahead = tiebreaker.before_delete(emu, rd, rsc, req.q_bool("keep_tiebreaker"))
+    if not goes_ahead:
+        return entries
+    entries += ops.delete_resource_entries(emu, rd, rsc)
+    return entries + tiebreaker.manage(emu, rd)
 
 
 @route("POST", "/v1/resource-definitions/{rd}/autoplace", status=201, op=CRT, obj=RSC)
@@ -173,9 +180,11 @@ def autoplace(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.AUTOPLACE, required=False)
     rd = emu.rd(req.params["rd"], CRT, RSC)
     request_filter = check_filter(data.get("select_filter"), CRT, RSC)
-    flt = ops.effective_filter(
-        emu, rd, request_filter, data.get("layer_list"), data.get("diskless_on_remaining")
-    )
+    # As the controller's REST layer: the request's top-level fields overwrite the filter's
+    # (diskless_on_remaining defaults to false; layer_list, when empty, leaves the group's stack).
+    request_filter["diskless_on_remaining"] = bool(data.get("diskless_on_remaining"))
+    request_filter.pop("layer_stack", None)
+    flt = ops.effective_filter(emu, rd, request_filter, data.get("layer_list"))
     return ops.autoplace(emu, rd, flt)
 
 
@@ -190,18 +199,52 @@ def make_available(emu: Emulator, req: Request) -> list[rc.Entry]:
     if existing is not None:
         if diskful and existing.diskless:
             return toggle_to_diskful(emu, rd, existing, {})
+        if tiebreaker.make_ordinary(emu, rd, existing):
+            return [
+                rc.success(0, "Resource already deployed as requested", obj_refs=refs),
+                *tiebreaker.manage(emu, rd),
+            ]
         return [rc.success(0, "Resource already deployed as requested", obj_refs=refs)]
     stack, entries = emu.layer_stack(rd, data.get("layer_list"), CRT, RSC)
     has_disk_peer = any(not r.diskless for r in rd.resources.values())
     if not diskful and "DRBD" in stack and has_disk_peer:
-        return entries + ops.deploy(
+        if not _has_diskless_pool_online(emu, node):
+            raise _no_pool_on(node, diskless=True)
+        entries += ops.deploy(
             emu, rd, node, diskless=True, stack=stack, props={"StorPoolName": DISKLESS_POOL}
         )
+        return entries + tiebreaker.manage(emu, rd)
+    if not node.online:
+        raise _no_pool_on(node, diskless=False)
     flt = ops.effective_filter(
         emu, rd, {"node_name_list": [node.name], "additional_place_count": 1}, data.get("layer_list")
     )
     flt.pop("diskless_on_remaining", None)
-    return entries + ops.autoplace(emu, rd, flt)
+    try:
+        return entries + ops.autoplace(emu, rd, flt)
+    except rc.ApiFailure as exc:
+        if exc.entries and exc.entries[0].code == rc.FAIL_NOT_ENOUGH_NODES:
+            raise _no_pool_on(node, diskless=False) from None
+        raise
+
+
+def _has_diskless_pool_online(emu: Emulator, node: st.Node) -> bool:
+    return node.online and any(p.kind == "DISKLESS" for p in emu.pools_of(names.key(node.name)))
+
+
+def _no_pool_on(node: st.Node, *, diskless: bool) -> rc.ApiFailure:
+    """The controller's answer when the autoplacer finds no pool on the asked node (offline, unfit)."""
+    kind = "diskless" if diskless else "diskful"
+    return rc.ApiFailure(
+        rc.error(
+            rc.FAIL_NOT_FOUND_STOR_POOL,
+            f"Autoplacer could not find {kind} stor pool on node {node.name} matching resource-groups "
+            "autoplace-settings",
+            CRT,
+            RSC,
+            obj_refs={"Node": node.name},
+        )
+    )
 
 
 # ---------------------------------------------------------------------- volumes

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from emulator import backups, body, names, ops, props, views
+from emulator import backups, body, disk_states, names, ops, props, tiebreaker, views
 from emulator import retcodes as rc
 from emulator import state as st
 from emulator.api_nodes import modify_props, name_filter
@@ -63,6 +64,9 @@ def create_snapshot(emu: Emulator, rd: st.ResourceDefinition, spec: dict[str, An
         )
     snap_props = dict(spec.get("snapshot_definition_props") or spec.get("props") or {})
     props.validate_props(snap_props, CRT, SNAP)
+    emu.disks.require_up_to_date(
+        emu.state.nodes, rd, disk_states.FAIL_SNAPSHOT_NOT_UPTODATE, "Taking a snapshot", CRT, SNAP
+    )
     diskful = [r for _, r in sorted(rd.resources.items()) if not r.diskless and "DELETE" not in r.flags]
     wanted = spec.get("nodes") or []
     if wanted:
@@ -87,21 +91,24 @@ def create_snapshot(emu: Emulator, rd: st.ResourceDefinition, spec: dict[str, An
                 )
             chosen.append(rsc)
         diskful = chosen
+    # As the controller (CtrlSnapshotCrtApiCallHandler): offline diskful nodes are skipped with a
+    # warning; when no diskful node is left to snapshot, there are "no resources" to snapshot.
+    skipped = [r for r in diskful if not ops.node_online(emu, r.node)]
+    diskful = [r for r in diskful if ops.node_online(emu, r.node)]
     if not diskful:
         raise rc.ApiFailure(
             rc.error(rc.FAIL_NOT_FOUND_RSC, "No resources found for snapshotting", CRT, SNAP, obj_refs=refs)
         )
-    for rsc in diskful:
-        if not ops.node_online(emu, rsc.node):
-            raise rc.ApiFailure(
-                rc.error(
-                    rc.FAIL_NOT_CONNECTED,
-                    f"Unable to create snapshot '{name}' of '{rd.name}': node '{rsc.node}' is not connected.",
-                    CRT,
-                    SNAP,
-                    obj_refs=refs,
-                )
-            )
+    warnings = [
+        rc.warn(
+            0,
+            f"Snapshot for resource '{rd.name}' will not be created on node '{r.node}' because that node is "
+            "currently offline.",
+            CRT,
+            SNAP,
+        )
+        for r in skipped
+    ]
     first = diskful[0]
     pool_name = first.props.get("StorPoolName", emu.config.pool_name)
     snap = st.Snapshot(
@@ -135,6 +142,7 @@ def create_snapshot(emu: Emulator, rd: st.ResourceDefinition, spec: dict[str, An
         raise code_exc from exc
     rd.snapshots[names.key(name)] = snap
     return [
+        *warnings,
         rc.success(
             rc.CREATED,
             f"New snapshot '{name}' of resource '{rd.name}' registered.",
@@ -399,7 +407,7 @@ def restore_rsc(emu: Emulator, req: Request) -> list[rc.Entry]:
         raise
     for k, v in snap.rd_props.items():
         target.props.setdefault(k, v)
-    return entries
+    return entries + tiebreaker.manage(emu, target)
 
 
 # ---------------------------------------------------------------------- clone
@@ -450,6 +458,9 @@ def _start_clone(emu: Emulator, src_name: str, data: dict[str, Any]) -> list[rc.
         raise rc.ApiFailure(
             rc.error(rc.FAIL_NOT_ALL_UPTODATE, f"Resource definition '{src.name}' is still being cloned.")
         )
+    emu.disks.require_up_to_date(
+        emu.state.nodes, src, disk_states.FAIL_NOT_ALL_UPTODATE, "Cloning", CRT, rc.MASK_RSC_DFN
+    )
     override = data.get("override_props") or {}
     props.validate_props(override, CRT, rc.MASK_RSC_DFN)
     rd_props = props.apply_modify(
@@ -528,6 +539,8 @@ def _copy_clone(emu: Emulator, dst_name: str, copies: list[tuple[st.VolumeDefini
     """Background data copy: the RD stays CLONING until every volume is whole and attached."""
     done: list[tuple[st.VolumeDefinition, Path]] = []
     failed = ""
+    if emu.clone_delay > 0:
+        time.sleep(emu.clone_delay)  # a long copy, for tests of clients that wait for it
     for vd, src, dest in copies:
         try:
             emu.storage.copy_volume(src, dest)

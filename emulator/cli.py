@@ -17,6 +17,7 @@ from typing import Any
 from emulator import backups, names, versions
 from emulator.config import (
     DEFAULT_MINOR_RANGE,
+    DEFAULT_SYNC_SECONDS,
     DEFAULT_TCP_PORT_RANGE,
     MINOR_LIMITS,
     TCP_PORT_LIMITS,
@@ -90,6 +91,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="X.Y.Z",
         help=f"controller release to play ({versions.OLDEST} to {versions.NEWEST}, default "
         f"{versions.NEWEST}); older ones report their version and lack the request fields added after them",
+    )
+    s.add_argument(
+        "--thick-pool",
+        default=None,
+        metavar="NAME",
+        help="add a thick FILE pool of this name on every node (its replicas sync before they are UpToDate)",
+    )
+    s.add_argument(
+        "--sync-seconds",
+        type=_seconds,
+        default=DEFAULT_SYNC_SECONDS,
+        help=f"initial sync time of a replica on a thick pool (default {DEFAULT_SYNC_SECONDS:g})",
     )
     s.add_argument(
         "--tcp-port-range",
@@ -176,8 +189,11 @@ def _config(args: argparse.Namespace) -> Config:
     keys = [names.key(n) for n in (local, *virtual)]
     if len(set(keys)) != len(keys):
         raise SystemExit("linstor-emulator: node names must be unique (case-insensitive)")
-    if names.storage_pool_name_problem(args.pool_name):
-        raise SystemExit(f"linstor-emulator: {names.storage_pool_name_problem(args.pool_name)}")
+    for pool in (args.pool_name, args.thick_pool):
+        if pool is not None and names.storage_pool_name_problem(pool):
+            raise SystemExit(f"linstor-emulator: {names.storage_pool_name_problem(pool)}")
+    if args.thick_pool is not None and names.key(args.thick_pool) == names.key(args.pool_name):
+        raise SystemExit("linstor-emulator: --thick-pool must differ from --pool-name")
     if versions.version_problem(args.linstor_version):
         raise SystemExit(f"linstor-emulator: {versions.version_problem(args.linstor_version)}")
     state_dir = args.state_dir.resolve()
@@ -191,6 +207,8 @@ def _config(args: argparse.Namespace) -> Config:
         strict_reflink=args.strict_reflink,
         strict_clone=args.strict_clone,
         pool_name=args.pool_name,
+        thick_pool=args.thick_pool,
+        sync_seconds=args.sync_seconds,
         tcp_port_range=args.tcp_port_range,
         minor_range=args.minor_range,
         in_use_report_seconds=args.in_use_report_seconds,

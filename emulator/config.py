@@ -18,6 +18,7 @@ DEFAULT_TCP_PORT_RANGE = (7000, 7999)
 DEFAULT_MINOR_RANGE = (1000, 49999)
 TCP_PORT_LIMITS = (1, 65535)
 MINOR_LIMITS = (0, 1048575)
+DEFAULT_SYNC_SECONDS = 3.0
 
 
 def default_node_name() -> str:
@@ -43,6 +44,10 @@ class Config:
     in_use_report_seconds: float = DEFAULT_IN_USE_REPORT_S
     #: The controller release played (``--linstor-version``); older ones lack newer request fields.
     version: str = versions.NEWEST
+    #: A thick ``FILE`` pool of this name beside the thin one on every node (None: none).
+    thick_pool: str | None = None
+    #: Initial sync of a diskful replica on a thick pool (Inconsistent until then).
+    sync_seconds: float = DEFAULT_SYNC_SECONDS
     #: Automatically allocated DRBD TCP ports, per node (the controller's ``TcpPortAutoRange``).
     tcp_port_range: tuple[int, int] = DEFAULT_TCP_PORT_RANGE
     #: Automatically allocated DRBD minors, per cluster (the controller's ``MinorNrAutoRange``).

@@ -15,6 +15,7 @@ from typing import Any
 from emulator import drbd_roles, names, ops
 from emulator import retcodes as rc
 from emulator.core import Emulator
+from emulator.disk_states import HOLDABLE
 from emulator.faults import PHASES, Faults, error_ret_code
 
 
@@ -64,6 +65,14 @@ class Control:
             ("POST", re.compile(r"^/_emu/pools/(?P<pool>[^/]+)/capacity/?$"), self.capacity),
             ("POST", re.compile(r"^/_emu/resources/(?P<rd>[^/]+)/(?P<node>[^/]+)/in_use/?$"), self.in_use),
             ("POST", re.compile(r"^/_emu/resources/(?P<rd>[^/]+)/(?P<node>[^/]+)/role/?$"), self.role),
+            (
+                "POST",
+                re.compile(r"^/_emu/resources/(?P<rd>[^/]+)/(?P<node>[^/]+)/disk_state/?$"),
+                self.disk_state,
+            ),
+            ("POST", re.compile(r"^/_emu/deploy-failures/?$"), self.deploy_failures),
+            ("POST", re.compile(r"^/_emu/clone-delay/?$"), self.clone_delay),
+            ("DELETE", re.compile(r"^/_emu/deploy-failures/?$"), self.clear_deploy_failures),
         ]
 
     def template(self, path: str) -> str | None:
@@ -157,6 +166,7 @@ class Control:
         return rule.to_json()
 
     def clear_faults(self, body: Any) -> dict[str, Any]:
+        self.emu.disks.clear_faults()
         self.faults.clear()
         return self.faults.describe()
 
@@ -248,3 +258,44 @@ class Control:
                 self.emu.reservations.release()
             self.emu.persist({names.key(rd)})
             return {"resource": rdo.name, "node": rsc.node, "role": role}
+
+    def disk_state(self, body: Any, rd: str, node: str) -> dict[str, Any]:
+        """Hold a diskful replica Inconsistent or Outdated (``null``: back to what it really is)."""
+        value = _obj(body).get("state")
+        if value is not None and value not in HOLDABLE:
+            raise ControlError(400, f"'state' must be one of {', '.join(HOLDABLE)} or null")
+        with self.emu.lock:
+            rdo = self.emu.state.resource_definitions.get(names.key(rd))
+            rsc = rdo.resources.get(names.key(node)) if rdo else None
+            if rdo is None or rsc is None:
+                raise ControlError(404, f"resource '{rd}' on node '{node}' not found")
+            if rsc.diskless:
+                raise ControlError(
+                    400, f"resource '{rd}' on node '{node}' is diskless; it has no disk state to hold"
+                )
+            self.emu.disks.hold(rdo.name, rsc.node, value)
+            return {"resource": rdo.name, "node": rsc.node, "held_state": value}
+
+    def deploy_failures(self, body: Any) -> dict[str, Any]:
+        """The next ``count`` deployments (on ``node``, or anywhere) fail on their satellite."""
+        data = _obj(body)
+        count = data.get("count", 1)
+        node = data.get("node")
+        if isinstance(count, bool) or not isinstance(count, int) or count == 0 or count < -1:
+            raise ControlError(400, "'count' must be a positive number or -1 (every deployment)")
+        if node is not None and not isinstance(node, str):
+            raise ControlError(400, "'node' must be a node name")
+        self.emu.disks.fail_deployments(count, node)
+        return {"deploy_failures": self.emu.disks.describe()}
+
+    def clear_deploy_failures(self, body: Any) -> dict[str, Any]:
+        self.emu.disks.clear_faults()
+        return {"deploy_failures": []}
+
+    def clone_delay(self, body: Any) -> dict[str, Any]:
+        """Background clone copies wait this long before they start (0: no delay)."""
+        seconds = _num(_obj(body), "seconds")
+        if seconds > 3600:
+            raise ControlError(400, "'seconds' must be at most 3600")
+        self.emu.clone_delay = seconds
+        return {"clone_delay_seconds": seconds}

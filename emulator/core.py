@@ -23,6 +23,7 @@ from emulator import names, recovery
 from emulator import retcodes as rc
 from emulator import state as st
 from emulator.config import DEFAULT_RG, DISKLESS_POOL, Config
+from emulator.disk_states import DiskStates
 from emulator.in_use_reports import InUseReports
 from emulator.reservations import Reservations
 
@@ -76,6 +77,9 @@ class Emulator:
         self._dev_prefix = str(config.dev_dir) + "/drbd"
         self.started = time.time()
         self.saver = st.Saver(config.state_dir)
+        self.disks = DiskStates(config.sync_seconds)
+        #: Seconds a background clone copy waits before it starts (``/_emu/clone-delay``).
+        self.clone_delay = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -129,15 +133,16 @@ class Emulator:
             dk = names.key(DISKLESS_POOL)
             if dk not in pools:
                 pools[dk] = st.Pool(node=name, name=DISKLESS_POOL, kind="DISKLESS")
-            pk = names.key(self.config.pool_name)
-            if pk not in pools:
-                path = self.storage.pool_path(name, self.config.pool_name)
-                pools[pk] = st.Pool(
-                    node=name,
-                    name=self.config.pool_name,
-                    kind="FILE_THIN",
-                    props={"StorDriver/StorPoolName": str(path)},
-                )
+            wanted_pools = [(self.config.pool_name, "FILE_THIN")]
+            if self.config.thick_pool:
+                wanted_pools.append((self.config.thick_pool, "FILE"))
+            for pool_name, kind in wanted_pools:
+                pk = names.key(pool_name)
+                if pk not in pools:
+                    path = self.storage.pool_path(name, pool_name)
+                    pools[pk] = st.Pool(
+                        node=name, name=pool_name, kind=kind, props={"StorDriver/StorPoolName": str(path)}
+                    )
         if names.key(DEFAULT_RG) not in s.resource_groups:
             s.resource_groups[names.key(DEFAULT_RG)] = st.ResourceGroup(
                 name=DEFAULT_RG, select_filter={"place_count": 2}
@@ -180,6 +185,7 @@ class Emulator:
             self.devices.clear()
             self._in_use_cache.clear()
             self.in_use_reports.clear()
+            self.disks = DiskStates(self.config.sync_seconds)
             self.state = st.State()
             self._ensure_topology()
             self.persist()
@@ -339,7 +345,7 @@ class Emulator:
         if not vd.backing or "CLONING" in rd.flags:
             return False
         for rsc in rd.resources.values():
-            if str(vd.number) not in rsc.volumes or "DELETE" in rsc.flags:
+            if str(vd.number) not in rsc.volumes or {"DELETE", "TIE_BREAKER"} & set(rsc.flags):
                 continue
             if names.key(rsc.node) == self.local_key or rsc.diskless:
                 return True
@@ -428,6 +434,8 @@ class Emulator:
             return rsc.in_use_override
         if not self.drbd and self.config.strict_in_use:
             return None
+        if "TIE_BREAKER" in rsc.flags:
+            return False  # a tie-breaker has no device a host could open
         # The host's opener is the local node's resource; without one, a diskless
         # replica stands for the attaching node.
         if names.key(rsc.node) != self.local_key and (not rsc.diskless or self.local_key in rd.resources):

@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from emulator import names, placement
+from emulator import names, placement, tiebreaker
 from emulator import retcodes as rc
 from emulator import state as st
 from emulator.config import DEFAULT_POOL, DISKLESS_POOL
@@ -159,6 +159,8 @@ def deploy(
         node_id=next_node_id(rd),
         tcp_port=emu.next_port(names.key(node.name)) if "DRBD" in stack else 7000,
     )
+    if emu.disks.take_fault(node.name):
+        return _failed_deploy(emu, rd, node, rsc, pool, stack, op, obj)
     created: list[st.VolumeDefinition] = []
     formatted_candidates: list[st.VolumeDefinition] = []
     copies: list[tuple[st.VolumeDefinition, Path]] = []
@@ -193,6 +195,8 @@ def deploy(
     except Exception as exc:
         _undo_deploy(emu, rd, node, created)
         raise storage_failure(f"Creating resource '{rd.name}' on node '{node.name}'", exc, op, obj) from exc
+    if not diskless:
+        emu.disks.created(rd.name, node.name, pool.kind)
     ctx = {"RscDfn": rd.name, "Node": node.name}
     entries.append(
         rc.success(rc.CREATED, "Successfully set property key(s): StorPoolName", op, obj, obj_refs=ctx)
@@ -228,6 +232,48 @@ def deploy(
     else:
         entries.append(not_connected(node.name, op, obj))
     return entries
+
+
+def _failed_deploy(
+    emu: Emulator,
+    rd: st.ResourceDefinition,
+    node: st.Node,
+    rsc: st.Resource,
+    pool: st.Pool,
+    stack: list[str],
+    op: int,
+    obj: int,
+) -> list[rc.Entry]:
+    """An injected satellite failure: the controller has committed the resource, the satellite
+    could not deploy it. The resource stays registered (no device, no disk state) and the
+    answer carries the satellite's error, so the request answers HTTP 500."""
+    rd.resources[names.key(node.name)] = rsc
+    for vd in rd.volume_definitions.values():
+        rsc.volumes[str(vd.number)] = st.Volume(number=vd.number, pool=pool.name)
+    if not rd.layer_stack:
+        rd.layer_stack = list(stack)
+    emu.disks.failed(rd.name, node.name)
+    ctx = {"RscDfn": rd.name, "Node": node.name}
+    return [
+        rc.success(
+            rc.CREATED,
+            f"New resource '{rd.name}' on node '{node.name}' registered.",
+            op,
+            obj,
+            details=f"Resource '{rd.name}' on node '{node.name}' UUID is: {rsc.uuid}",
+            obj_refs=ctx,
+        ),
+        rc.error(
+            rc.FAIL_UNKNOWN_ERROR,
+            f"(Node: '{node.name}') Failed to deploy resource '{rd.name}' (injected satellite failure).",
+            op,
+            obj,
+            cause="The satellite reported an error while applying the resource.",
+            correction="Check the error report on the satellite, then retry or delete the resource.",
+            obj_refs=ctx,
+            error_report_ids=[rc.new_error_report_id()],
+        ),
+    ]
 
 
 def not_connected(node_name: str, op: int, obj: int) -> rc.Entry:
@@ -335,6 +381,7 @@ def remove_resource(emu: Emulator, rd: st.ResourceDefinition, rsc_key: str) -> N
             emu.devices.pop(backing, None)
             vd.backing = None
     rd.resources.pop(rsc_key, None)
+    emu.disks.forget(rd.name, rsc_key)
     emu.sync_devices(rd)
 
 
@@ -350,6 +397,14 @@ def reconnect(emu: Emulator, node: st.Node) -> list[str]:
                 finished.append(rd.name)
             except Exception as exc:
                 log.error("pending delete of %s on %s failed: %s", rd.name, node.name, exc)
+                continue
+        if "DELETE" in rd.flags and not rd.resources:
+            from emulator.api_rd import finish_pending_delete
+
+            try:
+                finish_pending_delete(emu, rd)
+            except Exception as exc:
+                log.error("pending delete of definition %s failed: %s", rd.name, exc)
     return finished
 
 
@@ -499,6 +554,7 @@ def autoplace(
         )
         if flt.get("diskless_on_remaining"):
             entries.extend(_diskless_on_remaining(emu, rd, stack, op, obj))
+        entries.extend(tiebreaker.manage(emu, rd))
         return entries
     existing_props = [
         emu.state.nodes[names.key(r.node)].props for r in diskful if names.key(r.node) in emu.state.nodes
@@ -565,6 +621,7 @@ def autoplace(
     )
     if flt.get("diskless_on_remaining"):
         entries.extend(_diskless_on_remaining(emu, rd, stack, op, obj))
+    entries.extend(tiebreaker.manage(emu, rd))
     return entries
 
 

@@ -247,8 +247,9 @@ def _layer_object(emu: Emulator, rd: st.ResourceDefinition, rsc: st.Resource) ->
             if backing:
                 vol["backing_device"] = backing
             vol["meta_disk"] = "internal"
-        if online:
-            vol["disk_state"] = "Diskless" if rsc.diskless else "UpToDate"
+        disk_state = _disk_state(emu, rd, rsc, online)
+        if disk_state:
+            vol["disk_state"] = disk_state
         drbd_volumes.append(vol)
     out: dict[str, Any] = {"type": "DRBD", "resource_name_suffix": ""}
     if not rsc.diskless:
@@ -306,7 +307,7 @@ def volume(
             "device_path": emu.device_path(vd),
             "allocated_size_kib": 0 if diskless else emu.allocated_kib(vd),
             "usable_size_kib": vd.size_kib,
-            "disk_state": "Diskless" if diskless else "UpToDate",
+            "disk_state": _disk_state(emu, rd, rsc, online) or "DUnknown",
         }
         if not diskless:
             backing = emu.backing_device(vd)
@@ -324,9 +325,19 @@ def volume(
         "uuid": vol.uuid,
         "layer_data_list": layers,
     }
-    if drbd and online:
-        data["state"] = {"disk_state": "Diskless" if diskless else "UpToDate"}
+    disk_state = _disk_state(emu, rd, rsc, online) if drbd else None
+    if disk_state:
+        data["state"] = {"disk_state": disk_state}
     return _compact(data)
+
+
+def _disk_state(emu: Emulator, rd: st.ResourceDefinition, rsc: st.Resource, online: bool) -> str | None:
+    """DRBD's disk state as the satellite reports it; None when unknown (offline, failed deployment)."""
+    if not online or emu.disks.is_failed(rd.name, rsc.node):
+        return None
+    if rsc.diskless:
+        return "Diskless"
+    return emu.disks.state(rd.name, rsc.node, online)
 
 
 def _pool_kind(emu: Emulator, node_name: str, pool_name: str) -> str:

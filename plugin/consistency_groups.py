@@ -332,7 +332,7 @@ class ConsistencyGroupService(MemberAttachments, MemberSnapshots, VolumeService)
         select: dict[str, Any] = {}
         if params.nodes:
             select = {"node_name_list": list(params.nodes), "place_count": len(params.nodes)}
-        self.client.autoplace(resource, select or None)
+        self.client.autoplace(resource, select or None, diskless_on_remaining=params.diskless_on_remaining)
         for node in params.client_nodes:
             self.client.create_resource(
                 resource, node, diskless=True, storage_pool=params.diskless_storage_pool
@@ -457,7 +457,8 @@ class ConsistencyGroupService(MemberAttachments, MemberSnapshots, VolumeService)
                 stale = [k for k in rec.props_of(vd) if k == vm.MEMBER_NAME or k.startswith(rec.AUX)]
                 if stale:
                     self.client.modify_volume_definition(resource, vd_number, delete_props=stale)
-            self.client.autoplace(resource)
+            # Like a plain restore's autoplace: diskless_on_remaining is stated (false, the default).
+            self.client.autoplace(resource, diskless_on_remaining=False)
             # Restore copies the source's definition properties: its group, its pending attaches.
             self.client.modify_resource_definition(
                 resource,

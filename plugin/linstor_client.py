@@ -569,13 +569,14 @@ class LinstorClient:
         self,
         name: str,
         select_filter: Mapping[str, Any] | None = None,
-        diskless_on_remaining: bool | None = None,
+        *,
+        diskless_on_remaining: bool,
     ) -> Entries:
-        body: dict[str, Any] = {}
+        """Autoplace; ``diskless_on_remaining`` is always stated, because the controller reads a
+        missing one as false and lets it overwrite the resource group's setting."""
+        body: dict[str, Any] = {"diskless_on_remaining": diskless_on_remaining}
         if select_filter:
             body["select_filter"] = dict(select_filter)
-        if diskless_on_remaining is not None:
-            body["diskless_on_remaining"] = diskless_on_remaining
         return rc.entries_of(
             self.request(
                 "POST", "/v1/resource-definitions/{}/autoplace", name, body=body, overrides=_SPACE_206

@@ -36,6 +36,7 @@ FAIL_INVLD_PROVIDER = 227
 FAIL_NOT_FOUND_NODE = 300
 FAIL_NOT_FOUND_RSC_DFN = 301
 FAIL_NOT_FOUND_RSC = 302
+FAIL_NOT_FOUND_STOR_POOL = 310
 FAIL_NOT_FOUND_SNAPSHOT_DFN = 315
 FAIL_NOT_FOUND_RSC_GRP = 317
 FAIL_EXISTS_RSC_DFN = 501
@@ -47,12 +48,15 @@ FAIL_POOL_EXHAUSTED_VLM_NR = 800
 FAIL_POOL_EXHAUSTED_MINOR_NR = 801
 FAIL_POOL_EXHAUSTED_TCP_PORT = 802
 FAIL_POOL_EXHAUSTED_NODE_ID = 803
+FAIL_NOT_ALL_UPTODATE = 974
+FAIL_SNAPSHOT_NOT_UPTODATE = 979
 FAIL_NOT_ENOUGH_FREE_SPACE = 980
 FAIL_NOT_CONNECTED = 995
 FAIL_NOT_ENOUGH_NODES = 996
 FAIL_IN_USE = 997
 WARN_NOT_CONNECTED = 1002
 WARN_NOT_FOUND = 3000
+INFO_TIE_BREAKER_TAKEOVER = 10006
 
 
 def ret_code(entry: Mapping[str, Any]) -> int:
@@ -96,6 +100,10 @@ def has_error(entries: Iterable[Mapping[str, Any]], code: int) -> bool:
 
 def has_warning(entries: Iterable[Mapping[str, Any]], code: int) -> bool:
     return _has(entries, MASK_WARN, code)
+
+
+def has_info(entries: Iterable[Mapping[str, Any]], code: int) -> bool:
+    return _has(entries, MASK_INFO, code)
 
 
 # Codes 800-899: a number pool of the controller ran out. Which pool, in words a person can act on.

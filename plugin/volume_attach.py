@@ -25,7 +25,15 @@ from typing import Any, Protocol
 from plugin import in_use, names
 from plugin import linstor_retcodes as rc
 from plugin import volume_records as rec
-from plugin.errors import InUse, NodeOffline, NotFound, OperationFailed, Unavailable, VolumeError
+from plugin.errors import (
+    FailedPrecondition,
+    InUse,
+    NodeOffline,
+    NotFound,
+    OperationFailed,
+    Unavailable,
+    VolumeError,
+)
 from plugin.linstor_client import LinstorClient
 from plugin.models import Attachment
 from plugin.observability import log_fields
@@ -65,16 +73,17 @@ class VolumeAttachments:
             except NotFound:
                 existed, resource = False, {}
             entries: list[dict[str, Any]] = []
-            if not existed:
+            # A tie-breaker is reused, but LINSTOR must turn it into an ordinary diskless resource
+            # first, or it may remove it as no longer needed. From then on it is the plugin's to
+            # give back: detach deletes it with keep_tiebreaker, and LINSTOR takes it over again.
+            tie_breaker = existed and "TIE_BREAKER" in (resource.get("flags") or ())
+            ours_now = not existed or tie_breaker
+            if ours_now:
                 self._note_pending_attach(volume_id, node)
-            if not existed or "TIE_BREAKER" in (resource.get("flags") or ()):
-                # A tie-breaker is reused, but LINSTOR must turn it into an ordinary diskless
-                # resource first, or it may remove it as no longer needed.
                 try:
                     entries = self._make_available(volume_id, node)
                 except VolumeError as exc:
-                    if not existed:
-                        self._settle_failed_attach(volume_id, node, exc)
+                    self._settle_failed_attach(volume_id, node, exc)
                     raise
             try:
                 volume = self.client.get_volume(volume_id, node, volume_number)
@@ -87,7 +96,7 @@ class VolumeAttachments:
             created = rec.props_of(resource).get(rec.ATTACHED_BY_PLUGIN) == "true"
             if existed and diskless and not created:
                 created = self._claim_pending_attach(volume_id, node)
-            if not existed:
+            if ours_now:
                 if diskless:
                     self._mark(volume_id, node)
                     created = True
@@ -174,7 +183,30 @@ class VolumeAttachments:
         except NotFound as exc:
             if rc.code_of(exc) == rc.FAIL_NOT_FOUND_NODE:
                 raise NotFound(f"node {node} is not a LINSTOR node", node=node, **exc.details) from None
+            if rc.code_of(exc) == rc.FAIL_NOT_FOUND_STOR_POOL:
+                raise self._no_pool_on(volume_id, node, exc) from None
             raise NotFound(f"volume {volume_id} not found", volume=volume_id, **exc.details) from None
+
+    def _no_pool_on(self, volume_id: str, node: str, exc: NotFound) -> VolumeError:
+        """LINSTOR found no pool on the node for the attach: an offline node, or one that does not fit."""
+        try:
+            status = str(self.client.get_node(node).get("connection_status") or "")
+        except VolumeError:
+            status = ""
+        if status and status.upper() != "ONLINE":
+            return NodeOffline(
+                f"cannot attach volume {volume_id} to node {node}: the node is {status.lower()} in LINSTOR, "
+                "so no resource can be placed there; bring its satellite back online and retry",
+                node=node,
+                **exc.details,
+            )
+        return FailedPrecondition(
+            f"cannot attach volume {volume_id} to node {node}: LINSTOR finds no storage pool there that "
+            f"fits the volume's resource group ({exc.message.rstrip('.')}); give the node a diskless "
+            "storage pool or allow it in the resource group's placement",
+            node=node,
+            **exc.details,
+        )
 
     def detach(self, volume_id: str, node: str) -> None:
         """Remove the diskless resource attach made; replicas with data are never touched."""
@@ -187,16 +219,29 @@ class VolumeAttachments:
             except NotFound:
                 resource = None
             if resource is not None:
-                diskless = bool(set(resource.get("flags") or ()) & DISKLESS_FLAGS)
+                flags = set(resource.get("flags") or ())
+                diskless = bool(flags & DISKLESS_FLAGS)
                 marked = rec.props_of(resource).get(rec.ATTACHED_BY_PLUGIN) == "true"
-                if diskless and (marked or pending):
+                if "TIE_BREAKER" in flags:
+                    # Already given back (an earlier detach): LINSTOR's, not ours any more.
+                    if marked:
+                        self._unmark(volume_id, node)
+                elif diskless and (marked or pending):
                     self._remove_attached(volume_id, node)
             if pending:
                 self._clear_pending_attach(volume_id, node, quiet=False)
 
-    def _remove_attached(self, volume_id: str, node: str) -> None:
+    def _unmark(self, volume_id: str, node: str) -> None:
         try:
-            in_use.retry_while_in_use(
+            self.client.modify_resource(volume_id, node, delete_props=[rec.ATTACHED_BY_PLUGIN])
+        except NotFound:
+            return
+
+    def _remove_attached(self, volume_id: str, node: str) -> None:
+        """Delete the diskless resource attach made or reused; LINSTOR may keep it as tie-breaker
+        (takeover), and then it is LINSTOR's again: the plugin's mark goes."""
+        try:
+            entries = in_use.retry_while_in_use(
                 lambda: self.client.delete_resource(volume_id, node, keep_tiebreaker=True)
             )
         except NotFound:
@@ -207,3 +252,5 @@ class VolumeAttachments:
                 nodes=[node],
                 **exc.details,
             ) from None
+        if rc.has_info(entries, rc.INFO_TIE_BREAKER_TAKEOVER):
+            self._unmark(volume_id, node)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plugin import linstor_retcodes as rc
-from plugin import names
+from plugin import names, replica_states, sync_wait
 from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import (
@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 CLONE_POLL_MAX_SECONDS = 2.0
 # Pauses before reading a just-made volume again, when the first read failed.
 READ_BACK_PAUSES = (0.2, 0.5)
+
+
+class CloneRunning(Busy):
+    """The caller's time ran out while LINSTOR still copies a clone; nothing is undone."""
 
 
 class VolumeCopies:
@@ -77,13 +81,15 @@ class VolumeCopies:
         props[rec.CREATING] = wanted.volume_id
         return props
 
-    def _finish_multi_step(self, wanted: rec.Wanted, props: dict[str, str], op: Operation) -> None:
+    def _finish_multi_step(
+        self, wanted: rec.Wanted, props: dict[str, str], params: VolumeParams, op: Operation
+    ) -> None:
         """Grow, place the remaining replicas, then write the completion marker last."""
         op.detail = "placing the replicas"
         vd = self.client.get_volume_definition(wanted.volume_id)
         if int(vd.get("size_kib", 0)) < wanted.size_kib:
             self.client.resize_volume_definition(wanted.volume_id, wanted.size_kib)
-        self.client.autoplace(wanted.volume_id)
+        self.client.autoplace(wanted.volume_id, diskless_on_remaining=params.diskless_on_remaining)
         final = {k: v for k, v in props.items() if k != rec.CREATING}
         final[rec.NAME] = wanted.name
         final[rec.VOLUME_ID] = wanted.volume_id
@@ -177,7 +183,7 @@ class VolumeCopies:
         with long_operation(wanted.volume_id, f"restoring from snapshot {snapshot_ref}") as op:
             try:
                 self._restore_into(wanted.volume_id, source_volume, snap_name, snap, candidates[0], op)
-                self._finish_multi_step(wanted, props, op)
+                self._finish_multi_step(wanted, props, params, op)
             except VolumeError:
                 self._remove_quietly(wanted.volume_id)
                 raise
@@ -258,25 +264,30 @@ class VolumeCopies:
         )
         props = self._start_multi_step(wanted)
         with long_operation(wanted.volume_id, f"cloning from volume {source_id}") as op:
-            return self._clone(wanted, params, source, props, candidates, op)
+            return self._clone(wanted, params, source, source_id, props, candidates, op)
 
     def _clone(
         self,
         wanted: rec.Wanted,
         params: VolumeParams,
         source: Mapping[str, Any],
+        source_id: str,
         props: dict[str, str],
         candidates: tuple[list[str], bool],
         op: Operation,
     ) -> Volume:
         op.detail = "asking LINSTOR to clone"
         try:
-            self.client.clone(
-                str(source["name"]),
-                wanted.volume_id,
-                resource_group=wanted.resource_group,
-                override_props=props,
-                delete_props=[rec.NAME, rec.VOLUME_ID],
+            sync_wait.retry_while_syncing(
+                lambda: self.client.clone(
+                    str(source["name"]),
+                    wanted.volume_id,
+                    resource_group=wanted.resource_group,
+                    override_props=props,
+                    delete_props=[rec.NAME, rec.VOLUME_ID],
+                ),
+                f"clone volume {source_id}",
+                lambda: replica_states.not_up_to_date(self.client.view_resources([source_id])),
             )
         except InvalidArgument as exc:
             if rc.code_of(exc) != rc.FAIL_INVLD_PROVIDER:
@@ -284,16 +295,42 @@ class VolumeCopies:
             return self._clone_by_snapshot(wanted, params, str(source["name"]), props, candidates, op)
         except AlreadyExists:
             raise Busy(f"volume {wanted.name!r} is being created by another request; retry") from None
+        return self._complete_clone(wanted, params, str(source["name"]), props, op)
+
+    def _complete_clone(
+        self, wanted: rec.Wanted, params: VolumeParams, source: str, props: dict[str, str], op: Operation
+    ) -> Volume:
+        """Wait for LINSTOR's copy, then finish; a copy still running is never removed."""
         try:
-            self._wait_for_clone(str(source["name"]), wanted.volume_id, op)
-            self._finish_multi_step(wanted, props, op)
+            self._wait_for_clone(source, wanted.volume_id, op)
+            self._finish_multi_step(wanted, props, params, op)
+        except CloneRunning:
+            raise
         except VolumeError:
             self._remove_quietly(wanted.volume_id)
             raise
         return self._read_back(wanted)
 
+    def _resume_clone(self, rd: Mapping[str, Any], wanted: rec.Wanted, params: VolumeParams) -> Volume | None:
+        """A retried create finds its clone still copying (or copied, not yet finished): go on waiting."""
+        props = rec.props_of(rd)
+        kind, _, source = (wanted.source or "").partition(":")
+        if kind != "volume" or not source:
+            return None
+        if props.get(rec.CREATING) != wanted.volume_id or props.get(rec.SOURCE) != wanted.source:
+            return None
+        own = {k: v for k, v in props.items() if k.startswith(rec.AUX)}
+        with long_operation(wanted.volume_id, f"cloning from volume {source}") as op:
+            return self._complete_clone(wanted, params, source, own, op)
+
     def _wait_for_clone(self, source: str, target: str, op: Operation) -> None:
-        deadline = time.monotonic() + max(self.config.read_timeout, 60.0)
+        """Follow the copy while LINSTOR reports it running, as long as the caller waits.
+
+        There is no timer of its own: a long copy is never given up (and removed) because a
+        clock ran out. When the caller's deadline comes first, the answer says the copy is still
+        running, and a retried create picks up the waiting where this one stopped.
+        """
+        end = time.monotonic() + sync_wait.time_left() - sync_wait.MARGIN_SECONDS
         pause = 0.05
         while True:
             status = self.client.clone_status(source, target)
@@ -302,9 +339,15 @@ class VolumeCopies:
                 return
             if status == "FAILED":
                 raise OperationFailed(f"LINSTOR failed to clone {source} into {target}")
-            if time.monotonic() > deadline:
-                raise OperationFailed(f"cloning {source} into {target} did not finish in time")
-            time.sleep(pause)
+            left = end - time.monotonic()
+            if left <= 0:
+                state = status or "no status"
+                raise CloneRunning(
+                    f"volume {target} is still being copied from {source} (LINSTOR reports {state}); "
+                    "retry the request to keep waiting",
+                    volume=target,
+                )
+            time.sleep(min(pause, left))
             pause = min(pause * 2, CLONE_POLL_MAX_SECONDS)
 
     def _clone_by_snapshot(
@@ -317,10 +360,14 @@ class VolumeCopies:
         op: Operation,
     ) -> Volume:
         """The pool cannot clone (FILE/FILE_THIN): copy through a temporary snapshot instead."""
-        temp = names.snapshot_name_for(f"clone-{wanted.volume_id}".lower())
         op.detail = f"taking a temporary snapshot of {source}"
+        temp = names.snapshot_name_for(f"clone-{wanted.volume_id}".lower())
         try:
-            self.client.create_snapshot(source, temp)
+            sync_wait.retry_while_syncing(
+                lambda: self.client.create_snapshot(source, temp),
+                f"clone volume {source}",
+                lambda: replica_states.not_up_to_date(self.client.view_resources([source])),
+            )
         except AlreadyExists as exc:
             if rc.code_of(exc) != rc.FAIL_EXISTS_SNAPSHOT_DFN:
                 raise
@@ -333,7 +380,7 @@ class VolumeCopies:
             self._create_definition(wanted, props)
             try:
                 self._restore_into(wanted.volume_id, source, temp, snap, candidates[0], op)
-                self._finish_multi_step(wanted, props, op)
+                self._finish_multi_step(wanted, props, params, op)
             except VolumeError:
                 self._remove_quietly(wanted.volume_id)
                 raise

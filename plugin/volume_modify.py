@@ -259,7 +259,9 @@ class VolumeModifications:
         diskful = len([r for r in volume.replicas if not r.diskless])
         if wanted > diskful:
             try:
-                self.client.autoplace(volume.id, select_filter={"place_count": wanted})
+                self.client.autoplace(
+                    volume.id, select_filter={"place_count": wanted}, diskless_on_remaining=False
+                )
             except NoSpace as exc:
                 raise NoSpace(
                     f"LINSTOR cannot add {wanted - diskful} replica(s) to volume {volume.id} "

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plugin import controller_features as features
-from plugin import in_use, names, placement
+from plugin import in_use, names, placement, sync_wait
 from plugin import linstor_retcodes as rc
 from plugin import placement_diagnosis as diagnosis
 from plugin import volume_records as rec
@@ -57,6 +57,7 @@ from plugin.shared_writers import SharedWriters
 from plugin.volume_attach import VolumeAttachments
 from plugin.volume_copy import VolumeCopies
 from plugin.volume_modify import VolumeModifications
+from plugin.volume_settle import VolumeSettling
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,9 @@ def _require_id(volume_id: str) -> None:
         raise NotFound(f"volume {volume_id!r} not found", volume=volume_id)
 
 
-class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModifications, SharedWriters):
+class VolumeService(
+    VolumeAttachments, VolumeCopies, VolumeSettling, Publications, VolumeModifications, SharedWriters
+):
     """Create, delete, resize, snapshot, restore, clone, attach and detach LINSTOR volumes."""
 
     def __init__(
@@ -135,8 +138,6 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModific
             # group is new to this process, so that a repeated request with other parameters
             # is refused without leaving a new resource group behind; afterwards it is one spawn.
             existing = self._read_rd(volume_id) if source or not self.groups.is_known(group) else None
-            if existing is not None:
-                existing = self._settle_existing(existing)
             wanted = rec.Wanted(
                 volume_id=volume_id,
                 name=name,
@@ -149,7 +150,15 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModific
                 extra=tuple(sorted(params.extra.items())),
                 remote_access=policy_text(params.allow_remote_volume_access, params.remote_access_from_same),
             )
+            if existing is not None and source is not None:
+                resumed = self._resume_clone(existing, wanted, params)
+                if resumed is not None:
+                    return resumed
             if existing is not None:
+                existing = self._settle_existing(existing)
+            if existing is not None:
+                if source is None and self._is_ours(existing, wanted):
+                    return self._converge(wanted, size_bytes == 0)
                 return self._compare_existing(existing, wanted, size_bytes == 0)
             self.client.features.require(features.SPAWN_PROPS)  # before the group is made
             self.groups.ensure(params)
@@ -281,10 +290,15 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModific
             rd = self._read_rd_quietly(wanted.volume_id)
             if rd is None:
                 raise
-            return self._compare_existing(rd, wanted, False)
+            return self._converge(wanted)
+        except VolumeError as exc:
+            # LINSTOR commits the definition before its satellites deploy it: a deployment that
+            # failed leaves a half-made volume, which is never reported as created.
+            self._drop_half_made(wanted, exc)
+            raise
         try:
             if rest_after:
-                self.client.autoplace(wanted.volume_id)
+                self.client.autoplace(wanted.volume_id, diskless_on_remaining=params.diskless_on_remaining)
             for node in params.client_nodes:
                 self.client.create_resource(
                     wanted.volume_id, node, diskless=True, storage_pool=params.diskless_storage_pool
@@ -348,20 +362,6 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModific
                 **exc.details,
             )
         return exc
-
-    def _converge(self, wanted: rec.Wanted) -> Volume:
-        """Another caller created the same name at the same time: wait for it, then compare."""
-        deadline = time.monotonic() + 10.0
-        while True:
-            rd = self._read_rd(wanted.volume_id)
-            if rd is None:
-                raise Busy(
-                    f"volume {wanted.name!r} is being created or deleted by another request; retry",
-                    volume=wanted.volume_id,
-                )
-            if rec.is_complete(rd) or time.monotonic() > deadline:
-                return self._compare_existing(rd, wanted, False)
-            time.sleep(0.2)
 
     def _read_rd_quietly(self, volume_id: str) -> dict[str, Any] | None:
         try:
@@ -480,7 +480,11 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModific
             if new_kib * 1024 == volume.size_bytes:
                 return volume
             try:
-                self.client.resize_volume_definition(volume_id, new_kib)
+                sync_wait.retry_while_syncing(
+                    lambda: self.client.resize_volume_definition(volume_id, new_kib),
+                    f"grow volume {volume_id}",
+                    lambda: self._lagging(volume_id),
+                )
             except NoSpace as exc:
                 raise NoSpace(
                     f"not enough free space to grow volume {volume_id}: {exc.message}", **exc.details
@@ -506,17 +510,17 @@ class VolumeService(VolumeAttachments, VolumeCopies, Publications, VolumeModific
                     snapshot=name,
                 )
             try:
-                self.client.create_snapshot(volume_id, snap_name, {rec.SNAPSHOT_NAME: name})
+                sync_wait.retry_while_syncing(
+                    lambda: self.client.create_snapshot(volume_id, snap_name, {rec.SNAPSHOT_NAME: name}),
+                    f"snapshot volume {volume_id}",
+                    lambda: self._lagging(volume_id),
+                )
             except AlreadyExists as exc:
                 if rc.code_of(exc) != rc.FAIL_EXISTS_SNAPSHOT_DFN:
                     raise
             except NotFound as exc:
                 if rc.code_of(exc) == rc.FAIL_NOT_FOUND_RSC:
-                    raise FailedPrecondition(
-                        f"volume {volume_id} has no replica with data to snapshot",
-                        volume=volume_id,
-                        **exc.details,
-                    ) from None
+                    raise self._nothing_to_snapshot(volume_id, exc) from None
                 raise NotFound(f"volume {volume_id} not found", volume=volume_id, **exc.details) from None
             except NodeOffline as exc:
                 raise NodeOffline(

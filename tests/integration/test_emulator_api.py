@@ -62,8 +62,11 @@ def test_full_lifecycle_with_python_linstor(emulator) -> None:  # type: ignore[n
         _ok(lin.resource_group_create("sc-two", place_count=2, storage_pool=["DfltStorPool"]))
         _ok(lin.resource_group_spawn("sc-two", "vol-a", [64 * MIB_KIB]))
         placed = lin.resource_list_raise(filter_by_resources=["vol-a"]).resources
-        assert len(placed) == 2
-        assert all("DISKLESS" not in r.flags for r in placed)
+        # Two diskful replicas and, as a controller adds it, a diskless tie-breaker on the third node.
+        assert len([r for r in placed if "DISKLESS" not in r.flags]) == 2
+        assert [r.flags for r in placed if "DISKLESS" in r.flags] == [
+            ["DISKLESS", "DRBD_DISKLESS", "TIE_BREAKER"]
+        ]
 
         # Attach on this host (diskless unless a replica landed here) and use real data.
         _ok(lin.resource_make_available(local, "vol-a"))

@@ -503,7 +503,10 @@ def test_snapshot_and_restore_errors(api: Api) -> None:
     st, body = api.post("/resource-definitions/src/snapshot-restore-resource/s1", {"to_resource": "dst"})
     assert st == 200, body
     restored = api.get("/resource-definitions/dst/resources")[1]
-    assert all("RESTORE_FROM_SNAPSHOT" in r["flags"] for r in restored) and len(restored) == 2
+    # Two restored replicas, and the tie-breaker a controller adds to two diskful replicas.
+    with_data = [r for r in restored if "TIE_BREAKER" not in r["flags"]]
+    assert all("RESTORE_FROM_SNAPSHOT" in r["flags"] for r in with_data) and len(with_data) == 2
+    assert len(restored) == 3
     st, body = api.post("/resource-definitions/src/snapshot-restore-resource/s1", {"to_resource": "dst"})
     assert st == 500 and code(body[0]) == ERR | 502
     api.rd("dst2", 4096)
@@ -546,7 +549,8 @@ def test_offline_node_behaviour(api: Api) -> None:
     pool = api.get("/nodes/node-b/storage-pools/DfltStorPool")[1]
     assert "free_capacity" not in pool and code(pool["reports"][0]) == WARN | 1002
     st, body = api.post("/resource-definitions/off/snapshots", {"name": "s1"})
-    assert st == 500 and code(body[0]) == ERR | 995
+    # Its only diskful node is offline and skipped: nothing left to snapshot, as the controller says.
+    assert st == 404 and code(body[0]) == ERR | 302
     api.rd("off2", 4096)
     st, body = api.post(
         "/resource-definitions/off2/autoplace",
@@ -715,7 +719,10 @@ def test_group_place_count_change_places_more_replicas(api: Api) -> None:
     assert len(api.get("/resource-definitions/g1/resources")[1]) == 1
     st, body = api.put("/resource-groups/grow-rg", {"select_filter": {"place_count": 2}})
     assert st == 200, body
-    assert len(api.get("/resource-definitions/g1/resources")[1]) == 2
+    placed = api.get("/resource-definitions/g1/resources")[1]
+    # Two diskful replicas now, so the controller adds a tie-breaker on the third node.
+    assert sorted(len(r.get("flags", [])) for r in placed) == [0, 0, 3]
+    assert [r["flags"] for r in placed if r.get("flags")] == [["DISKLESS", "DRBD_DISKLESS", "TIE_BREAKER"]]
     # More replicas than nodes: the group is changed, the autoplace error lands in the same answer.
     st, body = api.put("/resource-groups/grow-rg", {"select_filter": {"place_count": 5}})
     assert st == 500 and has(body, ERR | 996)

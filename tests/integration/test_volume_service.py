@@ -402,10 +402,15 @@ def test_attach_errors(svc: VolumeService, emulator: EmulatorProcess) -> None:
         svc.attach(unique("missing"), LOCAL)
     assert emulator.control("nodes/node-c/offline").ok
     try:
-        with pytest.raises(NodeOffline, match="node-c"):
+        # LINSTOR refuses with "no stor pool" (404); the plugin says what that means here.
+        with pytest.raises(NodeOffline, match="node-c: the node is offline in LINSTOR") as caught:
             svc.attach(volume.id, "node-c")
+        assert "bring its satellite back online" in str(caught.value)
+        assert "not found" not in str(caught.value)
     finally:
         emulator.control("nodes/node-c/online")
+    # No leftover: neither a resource nor the pending-attach note.
+    assert all(r.node != "node-c" for r in svc.get_volume(volume.id).replicas)
 
 
 def test_detach_of_a_busy_attachment_is_in_use(svc: VolumeService, emulator: EmulatorProcess) -> None:

@@ -187,7 +187,7 @@ def test_codes_are_compared_by_masked_bits_not_subsets(fake: FakeController) -> 
     # 997 (in use) contains all bits of 996 (not enough nodes); a subset test would confuse them.
     fake.on("POST", "/v1/resource-definitions/rd1/autoplace", (500, [entry(rc.FAIL_IN_USE)]))
     with pytest.raises(InUse):
-        client_for(fake.url).autoplace("rd1")
+        client_for(fake.url).autoplace("rd1", diskless_on_remaining=False)
 
 
 def test_206_means_no_space_when_creating_a_resource(fake: FakeController) -> None:
@@ -515,3 +515,20 @@ def test_tls_key_of_another_certificate_names_both_settings(tls_fake: FakeContro
     with pytest.raises(Unavailable) as mismatch:
         tls_client(tls_fake.url, pki.ca, pki.client_cert, pki.server_key).controller_version()
     assert "LS_USER_KEY is not the private key of LS_USER_CERTIFICATE" in str(mismatch.value)
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_autoplace_always_states_diskless_on_remaining(
+    fake: FakeController, monkeypatch: pytest.MonkeyPatch, value: bool
+) -> None:
+    # The controller reads a missing diskless_on_remaining as false and lets it overwrite the
+    # resource group's setting, so the plugin never leaves it out.
+    client = client_for(fake.url)
+    sent: list[dict[str, object]] = []
+    monkeypatch.setattr(client, "request", lambda *args, **kw: sent.append(kw["body"]) or [])
+    client.autoplace("rd1", diskless_on_remaining=value)
+    client.autoplace("rd1", {"place_count": 2}, diskless_on_remaining=value)
+    assert sent == [
+        {"diskless_on_remaining": value},
+        {"diskless_on_remaining": value, "select_filter": {"place_count": 2}},
+    ]

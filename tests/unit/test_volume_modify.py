@@ -88,7 +88,8 @@ class RecordingClient:
     ) -> None:
         self.calls.append(("modify", (dict(override_props or {}), sorted(delete_props))))
 
-    def autoplace(self, name: str, select_filter: Any = None) -> None:
+    def autoplace(self, name: str, select_filter: Any = None, *, diskless_on_remaining: bool) -> None:
+        assert diskless_on_remaining is False  # stated, as every autoplace must
         self.calls.append(("autoplace", select_filter))
         if self.fail_autoplace:
             raise NoSpace("Not enough available nodes")
