@@ -339,12 +339,14 @@ class Backups(BackupRestores):
         linstor_remotes = [str(r.get("remote_name")) for r in remotes.get("linstor_remotes") or ()]
         s3_remotes = [str(r.get("remote_name")) for r in remotes.get("s3_remotes") or ()]
         by_key: dict[tuple[str, str], Snapshot] = {}
+        # A consistency-group member's id is <resource>/<volume number>: LINSTOR knows the resource.
+        resource = volume_id.split("/", 1)[0] if volume_id else None
         raw = {
             (str(s.get("resource_name")).lower(), str(s.get("name")).lower()): s
-            for s in self.client.view_snapshots([volume_id] if volume_id else ())
+            for s in self.client.view_snapshots([resource] if resource else ())
         }
         for snap in local:
-            data = raw.get((snap.volume_id.lower(), snap.name.lower()), {})
+            data = raw.get((snap.volume_id.split("/", 1)[0].lower(), snap.name.lower()), {})
             shown = snap
             for remote in s3_remotes + linstor_remotes:
                 state = status.shipping_to(data, remote)
@@ -357,7 +359,7 @@ class Backups(BackupRestores):
             by_key[(snap.volume_id.lower(), snap.name.lower())] = shown
         for remote in s3_remotes:
             try:
-                listed = self.client.list_backups(remote, volume_id or "")
+                listed = self.client.list_backups(remote, resource or "")
             except (NotFound, InvalidArgument, OperationFailed) as exc:
                 # One unreachable bucket must not hide every other snapshot.
                 log_fields(
@@ -368,13 +370,13 @@ class Backups(BackupRestores):
                 source, snap_name = str(backup.get("origin_rsc", "")), str(backup.get("origin_snap", ""))
                 if not source or not snap_name or (source.lower(), snap_name.lower()) in by_key:
                     continue
-                if volume_id and source.lower() != volume_id.lower():
+                if resource and source.lower() != resource.lower():
                     continue
                 backup_id = BackupId("S3", remote, source, snap_name)
                 by_key[(source.lower(), snap_name.lower())] = snapshot_of_backup(
                     backup_id, dict(backup, id=backup.get("id", key))
                 )
-        by_key.update(self._shipped_elsewhere(by_key, volume_id))
+        by_key.update(self._shipped_elsewhere(by_key, resource))
         return list(by_key.values())
 
     def _shipped_elsewhere(

@@ -118,7 +118,7 @@ def test_s3_backup_survives_the_loss_of_volume_and_snapshot(a: Side, s3: S3Serve
     again = create(a, 128 * MIB, snapshot_id=done.snapshot_id, name=restored.volume_id)
     assert again.volume_id == restored.volume_id
     code, text = code_of(lambda: create(a, 1 * MIB + 4096, snapshot_id=done.snapshot_id))
-    assert code == grpc.StatusCode.OUT_OF_RANGE and "bytes" in text
+    assert code == grpc.StatusCode.OUT_OF_RANGE and "64 MiB" in text
 
     a.ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=done.snapshot_id))
     assert backups_in(a.emulator, remote, vol.volume_id) == {}
