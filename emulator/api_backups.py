@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from emulator import api_remotes as remotes
-from emulator import api_snap, body, names
+from emulator import api_snap, body, names, ops
 from emulator import backup_names as bn
 from emulator import backup_s3 as s3b
 from emulator import backups as bk
@@ -578,7 +578,7 @@ def delete(emu: Emulator, req: Request) -> list[rc.Entry]:
             chosen.append(key)
         cascading = cascading or False
     elif everything or local_cluster:
-        own = remotes.cluster_id(emu)
+        own = ops.cluster_id(emu)
         chosen = [k for k, m in metas.items() if everything or m.get("clusterId") == own]
         cascading = True
     else:

@@ -130,7 +130,7 @@ def _meta(
     backups: dict[str, list[dict[str, Any]]],
     node: str,
 ) -> dict[str, Any]:
-    from emulator.api_remotes import cluster_id
+    from emulator.ops import cluster_id
 
     snap = bk.snapshot_of(rd, job.snap_key)
     vlm_dfns = {}

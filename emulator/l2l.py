@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 import requests
 
 from emulator import api_remotes as remotes
-from emulator import api_snap, body, names
+from emulator import api_snap, body, names, ops
 from emulator import backup_names as bn
 from emulator import backup_stream as bs
 from emulator import backups as bk
@@ -143,7 +143,7 @@ def ship(emu: Emulator, req: Request) -> list[rc.Entry]:
         shipped.sort(key=lambda s: s.create_ts, reverse=True)
         candidates = [{"uuid": s.uuid, "name": s.name} for s in shipped]
     begin = {
-        "src_cluster_id": remotes.cluster_id(emu),
+        "src_cluster_id": ops.cluster_id(emu),
         "src_rsc": rd.name,
         "src_snap": snap.name,
         "src_snap_uuid": snap.uuid,
