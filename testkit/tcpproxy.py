@@ -10,13 +10,19 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 
 from testkit.processes import free_port
 
 
 class TcpProxy:
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+    """``bytes_per_second`` makes it a slow link too (each direction), so a transfer stays in flight."""
+
+    def __init__(
+        self, target_port: int, target_host: str = "127.0.0.1", bytes_per_second: int | None = None
+    ) -> None:
         self.target = (target_host, target_port)
+        self.bytes_per_second = bytes_per_second
         self.port = free_port()
         self._open = threading.Event()
         self._open.set()
@@ -102,6 +108,8 @@ class TcpProxy:
                     break
                 if answers:
                     self._spend(len(data))
+                if self.bytes_per_second:
+                    time.sleep(len(data) / self.bytes_per_second)
                 self._open.wait()
                 if src.fileno() < 0 or dst.fileno() < 0:
                     break  # cut while held: the data is dropped

@@ -8,10 +8,7 @@ publish, stage, publish to a path, a file, and the reverse.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,7 +23,6 @@ from csi.generated import csi_pb2
 from csi.testing import CsiClient, driver_on_emulator, mount_cap, unmount_under
 from plugin.node.ops import NodeOps
 from testkit.emulator import EmulatorProcess, reset_and_stop
-from testkit.processes import free_port
 from testkit.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 from tests.integration.csi_stack import LOCAL, Stack
 
@@ -225,57 +221,3 @@ def backups_in(emulator: EmulatorProcess, remote: str, resource: str = "") -> di
 
 def s3_server(base: Path) -> AbstractContextManager[S3Server]:
     return S3Server(log_dir=base)
-
-
-class SlowProxy:
-    """A slow network to the S3 server: a shipment stays in flight long enough to restart things."""
-
-    def __init__(self, target_port: int, bytes_per_second: int) -> None:
-        self.target = ("127.0.0.1", target_port)
-        self.bytes_per_second = bytes_per_second
-        self.port = free_port()
-        self._stop = threading.Event()
-        self._socks: list[socket.socket] = []
-        self._server = socket.create_server(("127.0.0.1", self.port))
-        self._server.settimeout(0.2)
-        threading.Thread(target=self._accept, name="slowproxy", daemon=True).start()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        self._stop.set()
-        for sock in [self._server, *self._socks]:
-            with contextlib.suppress(OSError):
-                sock.close()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._server.accept()
-                upstream = socket.create_connection(self.target, timeout=5)
-            except TimeoutError:
-                continue
-            except OSError:
-                if self._stop.is_set():
-                    return
-                continue
-            self._socks += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
-        src.settimeout(None)
-        try:
-            while not self._stop.is_set():
-                data = src.recv(16384)
-                if not data:
-                    break
-                time.sleep(len(data) / self.bytes_per_second)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)

@@ -23,11 +23,11 @@ from prometheus_client import REGISTRY
 from csi.generated import csi_pb2
 from csi.testing import driver_on_emulator
 from testkit.s3server import S3Server
+from testkit.tcpproxy import TcpProxy
 from tests.integration.backup_stack import (
     MIB,
     SECRETS,
     Side,
-    SlowProxy,
     append,
     backups_in,
     cluster_id,
@@ -279,7 +279,7 @@ def test_restarts_during_shipping_lose_and_duplicate_nothing(
     a: Side, s3: S3Server, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="plugin.backups")
-    proxy = SlowProxy(s3.port, bytes_per_second=MIB)  # 4 MiB take about four seconds
+    proxy = TcpProxy(s3.port, bytes_per_second=MIB)  # 4 MiB take about four seconds
     try:
         bucket, remote = fresh_bucket(s3), f"slow-{uuid.uuid4().hex[:8]}"
         params = s3_class(proxy.endpoint, remote, bucket)
