@@ -55,10 +55,15 @@ def delete(stack: Stack, volume_id: str) -> None:
 
 
 def placed(stack: Stack, volume_id: str) -> tuple[list[str], list[str]]:
-    """(diskful nodes, diskless nodes) as LINSTOR lists them."""
-    listed = requests.get(
-        f"{stack.emulator.url}/v1/resource-definitions/{volume_id}/resources", timeout=10
-    ).json()
+    """(diskful nodes, diskless nodes) as LINSTOR lists them, without the controller's own
+    quorum tie-breaker (it adds one beside an even number of diskful replicas)."""
+    listed = [
+        r
+        for r in requests.get(
+            f"{stack.emulator.url}/v1/resource-definitions/{volume_id}/resources", timeout=10
+        ).json()
+        if "TIE_BREAKER" not in (r.get("flags") or ())
+    ]
     diskful = sorted(r["node_name"] for r in listed if not DISKLESS & set(r.get("flags") or ()))
     diskless = sorted(r["node_name"] for r in listed if DISKLESS & set(r.get("flags") or ()))
     return diskful, diskless

@@ -300,7 +300,7 @@ def test_replicas_in_use_or_published_are_never_removed(stack: Stack) -> None:
     publish(stack, vid, LOCAL)
     set_in_use(stack, vid, "node-b", True)
     try:
-        code, message = code_of(lambda: modify(stack, vid, {NS + "placementCount": "1", RATE: "100M"}))
+        code, message = code_of(lambda: modify(stack, vid, {NS + "placementCount": "1", RATE: "102400"}))
         assert code == grpc.StatusCode.FAILED_PRECONDITION
         assert LOCAL in message and "node-b" in message
         assert diskful(stack, vid) == sorted([LOCAL, "node-b"])
@@ -317,7 +317,7 @@ def test_more_replicas_than_nodes_is_resource_exhausted_and_puts_properties_back
     volume = create(stack, {NS + "placementCount": "1"})
     vid = volume.volume_id
     before = diskful(stack, vid)
-    code, message = code_of(lambda: modify(stack, vid, {NS + "placementCount": "4", RATE: "100M"}))
+    code, message = code_of(lambda: modify(stack, vid, {NS + "placementCount": "4", RATE: "102400"}))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "replica" in message
     assert diskful(stack, vid) == before
@@ -335,14 +335,14 @@ def test_properties_and_io_limits_are_set_changed_and_removed(stack: Stack) -> N
     modify(
         stack,
         vid,
-        {RATE: "250M", prop: "8000", "qos.linbit.com/rbps": "100Mi", "qos.linbit.com/wiops": "500"},
+        {RATE: "256000", prop: "8000", "qos.linbit.com/rbps": "100Mi", "qos.linbit.com/wiops": "500"},
     )
     props = rd_props(stack, vid)
-    assert props[RATE] == "250M"
+    assert props[RATE] == "256000"
     assert props["DrbdOptions/Net/max-buffers"] == "8000"
     assert props["Aux/qos.linbit.com/rbps"] == str(100 * MIB)
     assert props["Aux/qos.linbit.com/wiops"] == "500"
-    modify(stack, vid, {RATE: "250M", "qos.linbit.com/rbps": "104857600"})  # the same again: a no-op
+    modify(stack, vid, {RATE: "256000", "qos.linbit.com/rbps": "104857600"})  # the same again: a no-op
     assert rd_props(stack, vid) == props
     modify(stack, vid, {RATE: "", "qos.linbit.com/rbps": "0"})  # empty / zero: removed, unlimited
     after = rd_props(stack, vid)
@@ -470,7 +470,7 @@ def test_bad_mutable_parameters_are_invalid_argument_and_change_nothing(
     volume = create(stack)
     vid = volume.volume_id
     before_props, before_replicas = rd_props(stack, vid), diskful(stack, vid)
-    code, message = code_of(lambda: modify(stack, vid, {**mutable, RATE: "10M"}))
+    code, message = code_of(lambda: modify(stack, vid, {**mutable, RATE: "10240"}))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert any(key in message for key in mutable), message  # the sentence names the key
     assert rd_props(stack, vid) == before_props and diskful(stack, vid) == before_replicas
@@ -490,14 +490,14 @@ def test_a_property_linstor_refuses_is_invalid_argument_and_changes_nothing(stac
 
 def test_missing_fields_and_unknown_volume(stack: Stack) -> None:
     ctl = stack.csi.controller
-    no_id = csi_pb2.ControllerModifyVolumeRequest(mutable_parameters={RATE: "1M"})
+    no_id = csi_pb2.ControllerModifyVolumeRequest(mutable_parameters={RATE: "1024"})
     assert code_of(lambda: ctl.ControllerModifyVolume(no_id))[0] == grpc.StatusCode.INVALID_ARGUMENT
     volume = create(stack)
     no_params = csi_pb2.ControllerModifyVolumeRequest(volume_id=volume.volume_id)
     assert code_of(lambda: ctl.ControllerModifyVolume(no_params))[0] == grpc.StatusCode.INVALID_ARGUMENT
     delete(stack, volume.volume_id)
     for missing in ("pvc-does-not-exist", "not a valid id!"):
-        request = csi_pb2.ControllerModifyVolumeRequest(volume_id=missing, mutable_parameters={RATE: "1M"})
+        request = csi_pb2.ControllerModifyVolumeRequest(volume_id=missing, mutable_parameters={RATE: "1024"})
         assert code_of(lambda r=request: ctl.ControllerModifyVolume(r))[0] == grpc.StatusCode.NOT_FOUND
 
 
@@ -506,14 +506,14 @@ def test_missing_fields_and_unknown_volume(stack: Stack) -> None:
 
 def test_volume_attributes_class_flow(stack: Stack) -> None:
     """A PVC with a VAC: created with its parameters, moved to another class, read back."""
-    silver = {NS + "placementCount": "2", RATE: "100M", "qos.linbit.com/wbps": "20Mi"}
-    gold = {NS + "placementCount": "3", RATE: "400M", "qos.linbit.com/wbps": "80Mi"}
+    silver = {NS + "placementCount": "2", RATE: "102400", "qos.linbit.com/wbps": "20Mi"}
+    gold = {NS + "placementCount": "3", RATE: "409600", "qos.linbit.com/wbps": "80Mi"}
     name = f"pvc-{uuid.uuid4()}"
     volume = create(stack, {NS + "placementCount": "1"}, mutable=silver, name=name)
     vid = volume.volume_id
     assert len(diskful(stack, vid)) == 2  # the class wins over the StorageClass
     props = rd_props(stack, vid)
-    assert props[RATE] == "100M" and props["Aux/qos.linbit.com/wbps"] == str(20 * MIB)
+    assert props[RATE] == "102400" and props["Aux/qos.linbit.com/wbps"] == str(20 * MIB)
 
     # the provisioner retries CreateVolume with the same class: the same volume, nothing new
     again = create(stack, {NS + "placementCount": "1"}, mutable=silver, name=name)
@@ -532,7 +532,7 @@ def test_volume_attributes_class_flow(stack: Stack) -> None:
     assert got.volume.volume_id == vid and got.volume.capacity_bytes == volume.capacity_bytes
     assert len(diskful(stack, vid)) == 3
     props = rd_props(stack, vid)
-    assert props[RATE] == "400M" and props["Aux/qos.linbit.com/wbps"] == str(80 * MIB)
+    assert props[RATE] == "409600" and props["Aux/qos.linbit.com/wbps"] == str(80 * MIB)
     context = publish(stack, vid)
     assert context["qos.linbit.com/wbps"] == str(80 * MIB)
     unpublish(stack, vid)

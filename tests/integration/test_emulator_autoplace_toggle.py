@@ -29,8 +29,19 @@ def test_autoplace_gives_the_diskless_resource_a_disk(emulator) -> None:  # type
     assert not {"DISKLESS", "DRBD_DISKLESS"} & set(after.get("flags") or ())
     assert after["uuid"] == before["uuid"] and after["props"]["Aux/mark"] == "kept"
     listed = api.get("/resource-definitions/toggled/resources")[1]
-    assert sorted(r["node_name"] for r in listed) == ["node-b", "node-c"]  # no third resource
+    assert diskful(listed) == ["node-b", "node-c"]  # no third replica
+    # two diskful replicas: the controller adds its quorum tie-breaker, and nothing else
+    assert all("TIE_BREAKER" in r["flags"] for r in listed if r["node_name"] not in ("node-b", "node-c"))
 
     # the count is reached: a repeat places nothing
     st, body = api.post("/resource-definitions/toggled/autoplace", {"select_filter": {"place_count": 2}})
-    assert st == 201 and len(api.get("/resource-definitions/toggled/resources")[1]) == 2
+    again = api.get("/resource-definitions/toggled/resources")[1]
+    assert st == 201 and diskful(again) == ["node-b", "node-c"] and len(again) == len(listed)
+
+
+def diskful(resources: list[dict]) -> list[str]:
+    return sorted(
+        r["node_name"]
+        for r in resources
+        if not {"DISKLESS", "DRBD_DISKLESS", "TIE_BREAKER"} & set(r.get("flags") or ())
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from typing import Any
 
 import linstor
@@ -293,7 +294,9 @@ def test_controller_properties_list_and_set(plain: Api) -> None:
         },
     )
     assert st == 200, body
-    assert plain.get("/controller/properties")[1] == {
+    listed = plain.get("/controller/properties")[1]
+    assert uuid.UUID(listed.pop("Cluster/LocalID"))  # every controller has its cluster id
+    assert listed == {
         "DrbdOptions/Net/protocol": "C",
         "TcpPortAutoRange": "7000-7999",
         "Aux/site": "a",
