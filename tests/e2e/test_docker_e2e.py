@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import socket
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import EmulatorProcess, have_root_and_loop, require, reset_and_stop
-from tests.dockerd import DockerDaemon, PluginProcess, dockerd_available
+from tests.conftest import EmulatorProcess, have_root_and_loop, require
+from tests.dockerd import DockerDaemon, PluginProcess, docker_stack, dockerd_available
 
 pytestmark = [pytest.mark.docker, pytest.mark.root, pytest.mark.slow]
 
@@ -62,29 +60,8 @@ def stack() -> Iterator[Stack]:
     require(ok, reason)
     ok, reason = dockerd_available()
     require(ok, reason)
-    with tempfile.TemporaryDirectory(prefix="dv-e2e-") as tmp:
-        base = Path(tmp)
-        emulator = EmulatorProcess(
-            state_dir=base / "emu" / "state", dev_dir=base / "emu" / "dev", nodes=("node-b",)
-        )
-        emulator.start()
-        daemon = DockerDaemon(base / "d")
-        try:
-            daemon.start()
-            daemon.import_busybox()
-            plugin = PluginProcess(base / "p", emulator.url, LOCAL, daemon=daemon)
-            plugin.start()
-            try:
-                yield Stack(daemon, plugin, emulator)
-            finally:
-                # containers first (their Unmounts reach the plugin), then the plugin
-                ids = daemon.docker("ps", "-aq", check=False).stdout.split()
-                if ids:
-                    daemon.docker("rm", "-f", *ids, check=False)
-                plugin.stop()
-        finally:
-            daemon.stop()  # its mount namespace, and every mount in it, goes away
-            reset_and_stop([emulator])
+    with docker_stack("dv-e2e-", LOCAL, plugin_args=()) as (daemon, plugin, emulator):
+        yield Stack(daemon, plugin, emulator)
 
 
 def test_create_inspect_and_ls(stack: Stack) -> None:

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import json
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from plugin.placement_diagnosis import listing
-from tests.conftest import EmulatorProcess, have_root_and_loop, require, reset_and_stop
-from tests.dockerd import DockerDaemon, PluginProcess, dockerd_available
+from tests.conftest import EmulatorProcess, have_root_and_loop, require
+from tests.dockerd import DockerDaemon, PluginProcess, docker_stack, dockerd_available
 
 pytestmark = [pytest.mark.docker, pytest.mark.root, pytest.mark.slow]
 
@@ -59,30 +57,12 @@ def stack() -> Iterator[Stack]:
     require(ok, reason)
     ok, reason = dockerd_available()
     require(ok, reason)
-    with tempfile.TemporaryDirectory(prefix="dv-msg-") as tmp:
-        base = Path(tmp)
-        emulator = EmulatorProcess(
-            state_dir=base / "emu" / "state", dev_dir=base / "emu" / "dev", nodes=("node-b",)
-        )
-        emulator.start()
-        daemon = DockerDaemon(base / "d")
-        try:
-            daemon.start()
-            daemon.import_busybox()
-            plugin = PluginProcess(
-                base / "p", emulator.url, LOCAL, daemon=daemon, extra_args=("--progress-interval", "0.5")
-            )
-            plugin.start()
-            try:
-                yield Stack(daemon, plugin, emulator)
-            finally:
-                ids = daemon.docker("ps", "-aq", check=False).stdout.split()
-                if ids:
-                    daemon.docker("rm", "-f", *ids, check=False)
-                plugin.stop()
-        finally:
-            daemon.stop()
-            reset_and_stop([emulator])
+    with docker_stack("dv-msg-", LOCAL, plugin_args=("--progress-interval", "0.5")) as (
+        daemon,
+        plugin,
+        emulator,
+    ):
+        yield Stack(daemon, plugin, emulator)
 
 
 @pytest.mark.parametrize(
