@@ -18,12 +18,13 @@ from csi import capabilities, convert, keys, publications
 from csi.errors import OutOfRange
 from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.validation import check_name, require, size_from_range
-from plugin import errors, qos
+from plugin import errors
 from plugin.backups import Backups, is_remote_snapshot_id, parse_snapshot_class
 from plugin.keyed_locks import KeyedLocks
 from plugin.names import resource_name_for
-from plugin.param_values import human_size
-from plugin.params import VolumeParams, minimum_size_bytes, parse_csi_parameters, with_fs_type
+from plugin.params import qos
+from plugin.params.keys import VolumeParams, minimum_size_bytes, parse_csi_parameters, with_fs_type
+from plugin.params.values import human_size
 from plugin.remote_access import volume_accessible_segments
 from plugin.volume_modify import parse_mutable_parameters
 

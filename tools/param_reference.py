@@ -14,13 +14,12 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from plugin import names, qos
+from plugin import names
 from plugin.backups import snapshot_class as snapclass
-from plugin.filesystems import FILESYSTEMS
-from plugin.fs_options import MKFS_RULES, MkfsRules
-from plugin.mount_rules import GENERIC_MOUNT, MOUNT_RULES
-from plugin.param_values import MAX_REPLICAS, format_size
-from plugin.params import (
+from plugin.params import qos
+from plugin.params.filesystems import FILESYSTEMS
+from plugin.params.fs_options import MKFS_RULES, MkfsRules
+from plugin.params.keys import (
     AUX_PREFIX,
     CSI_NAMESPACE,
     CSI_PARAMETERS,
@@ -35,6 +34,8 @@ from plugin.params import (
     ParamSpec,
     minimum_size_bytes,
 )
+from plugin.params.mount_rules import GENERIC_MOUNT, MOUNT_RULES
+from plugin.params.values import MAX_REPLICAS, format_size
 from plugin.volume_modify import mutable_keys
 
 REGENERATE = "python -m tools.param_reference > docs/parameters.md"

@@ -2,8 +2,8 @@
 
 Pure functions, kept apart from :mod:`plugin.node.ops` (which runs the commands) so the
 rules can be read and unit-tested on their own: which filesystems are supported, which
-user options are accepted (the allow-lists of :mod:`plugin.fs_options` and
-:mod:`plugin.mount_rules`, the same ones volume creation checks), the exact argument lists
+user options are accepted (the allow-lists of :mod:`plugin.params.fs_options` and
+:mod:`plugin.params.mount_rules`, the same ones volume creation checks), the exact argument lists
 for mkfs and mount, how a command is shown in logs and errors, and the parsing of blkid,
 dumpe2fs, xfs_info and btrfs output. Nothing here touches the host.
 """
@@ -16,9 +16,9 @@ import shlex
 from collections.abc import Sequence
 
 from plugin.errors import InvalidArgument, OperationFailed
-from plugin.filesystems import FILESYSTEMS
-from plugin.fs_options import MAX_OPTIONS_CHARS, OptionError, check_mkfs_options, split_mkfs_options
-from plugin.mount_rules import check_mount_option
+from plugin.params.filesystems import FILESYSTEMS
+from plugin.params.fs_options import MAX_OPTIONS_CHARS, OptionError, check_mkfs_options, split_mkfs_options
+from plugin.params.mount_rules import check_mount_option
 
 # Options that change what mount does rather than how the filesystem behaves.
 FORBIDDEN_MOUNT_OPTIONS = frozenset(
@@ -43,7 +43,7 @@ def mkfs_arguments(mkfs_opts: str, fs_type: str | None = None) -> list[str]:
 
     mkfs takes positional arguments, so a stray word could point mkfs at a device other
     than the volume's; options such as ``mke2fs -d`` read host files. Only the options
-    :mod:`plugin.fs_options` allows for ``fs_type`` pass (for any supported filesystem
+    :mod:`plugin.params.fs_options` allows for ``fs_type`` pass (for any supported filesystem
     when ``fs_type`` is None).
     """
     try:

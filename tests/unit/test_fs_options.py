@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from plugin.fs_options import MAX_OPTIONS_CHARS, OptionError, check_mkfs_options, split_mkfs_options
-from plugin.mount_rules import check_mount_option
+from plugin.params.fs_options import MAX_OPTIONS_CHARS, OptionError, check_mkfs_options, split_mkfs_options
+from plugin.params.mount_rules import check_mount_option
 
 
 def mkfs_error(options: str, fs: str | None) -> str:

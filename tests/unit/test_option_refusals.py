@@ -22,8 +22,7 @@ from docker_plugin.app import create_app
 from docker_plugin.driver import DockerVolumeDriver
 from docker_plugin.refcounts import MountStore
 from plugin.errors import InvalidArgument
-from plugin.param_values import BadValue, parse_count_map, parse_remote_access
-from plugin.params import (
+from plugin.params.keys import (
     CSI_PARAMETERS,
     DOCKER_OPTIONS,
     MAX_KEY_CHARS,
@@ -31,6 +30,7 @@ from plugin.params import (
     parse_csi_parameters,
     parse_docker_options,
 )
+from plugin.params.values import BadValue, parse_count_map, parse_remote_access
 
 NS = "linstor.csi.linbit.com/"
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode

@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plugin.errors import InvalidArgument
-from plugin.param_values import MAX_SIZE_BYTES, parse_size
-from plugin.params import (
+from plugin.params.keys import (
     CSI_PARAMETERS,
     DEFAULT_DISKLESS_POOL,
     DOCKER_OPTIONS,
@@ -24,6 +23,7 @@ from plugin.params import (
     resource_group_name,
     resource_group_settings,
 )
+from plugin.params.values import MAX_SIZE_BYTES, parse_size
 
 NS = "linstor.csi.linbit.com/"
 KIB, MIB, GIB, TIB = 1024, 1024**2, 1024**3, 1024**4

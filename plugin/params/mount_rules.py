@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from plugin.filesystems import FILESYSTEMS
-from plugin.fs_options import (
+from plugin.params.filesystems import FILESYSTEMS
+from plugin.params.fs_options import (
     BIT,
     NUMBER,
     PATH_REASON,

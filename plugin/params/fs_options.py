@@ -8,7 +8,7 @@ something other than format (``-V``, ``-n``, ``-f``). So options are checked aga
 allow-lists: per filesystem, every option and every value shape that is accepted,
 parsed as getopt would; anything else is refused with a sentence that names the option,
 the filesystem and what is allowed. Mount options follow the same idea in
-:mod:`plugin.mount_rules`.
+:mod:`plugin.params.mount_rules`.
 
 The same functions check at volume creation (:mod:`plugin.params`) and on the node
 right before mkfs (:mod:`plugin.node.commandlines`). Every check is linear in the length of

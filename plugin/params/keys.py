@@ -21,12 +21,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from plugin import names, qos
+from plugin import names
 from plugin.errors import InvalidArgument
-from plugin.filesystems import DEFAULT_FILESYSTEM, FILESYSTEMS
-from plugin.fs_options import MAX_OPTIONS_CHARS, OptionError, check_mkfs_options, split_mkfs_options
 from plugin.node.commandlines import split_mount_options
-from plugin.param_values import (
+from plugin.params import qos
+from plugin.params.filesystems import DEFAULT_FILESYSTEM, FILESYSTEMS
+from plugin.params.fs_options import MAX_OPTIONS_CHARS, OptionError, check_mkfs_options, split_mkfs_options
+from plugin.params.values import (
     MAX_REPLICAS,
     MIB,
     BadValue,
