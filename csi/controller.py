@@ -23,7 +23,9 @@ from plugin.backups import Backups, is_remote_snapshot_id, parse_snapshot_class
 from plugin.keyed_locks import KeyedLocks
 from plugin.names import resource_name_for
 from plugin.params import qos
-from plugin.params.keys import VolumeParams, minimum_size_bytes, parse_csi_parameters, with_fs_type
+from plugin.params.csi import parse_csi_parameters, with_fs_type
+from plugin.params.filesystems import minimum_size_bytes
+from plugin.params.model import VolumeParams
 from plugin.params.values import human_size
 from plugin.remote_access import volume_accessible_segments
 from plugin.volume_modify import parse_mutable_parameters

@@ -19,7 +19,7 @@ from plugin import remote_access
 from plugin.errors import InvalidArgument
 from plugin.group_snapshots import GroupSnapshot
 from plugin.models import Snapshot, TopologyRequirement, Volume
-from plugin.params.keys import VolumeParams
+from plugin.params.model import VolumeParams
 from plugin.volume_records import REMOTE_ACCESS
 
 

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from plugin.errors import InvalidArgument
-from plugin.params.keys import DEFAULT_PROPERTY_NAMESPACE
+from plugin.params.model import DEFAULT_PROPERTY_NAMESPACE
 from plugin.tls import is_pem
 
 DEFAULT_CONFIG_FILE = "/etc/linstor/docker-volume.conf"

@@ -20,7 +20,7 @@ from typing import Any
 
 from plugin import linstor_retcodes as rc
 from plugin.errors import InvalidArgument, NoSpace, VolumeError
-from plugin.params.keys import VolumeParams
+from plugin.params.model import VolumeParams
 from plugin.params.values import human_size
 
 #: At most this many names are listed in a message ("known nodes: a, b, c and 12 more").

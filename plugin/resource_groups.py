@@ -13,7 +13,8 @@ from plugin import volume_records as rec
 from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from plugin.linstor_client import LinstorClient
 from plugin.params import placement
-from plugin.params.keys import VolumeParams, resource_group_name
+from plugin.params.groups import resource_group_name
+from plugin.params.model import VolumeParams
 
 
 class ResourceGroups:

@@ -34,7 +34,7 @@ from plugin.errors import (
 from plugin.linstor_client import LinstorClient
 from plugin.models import Volume
 from plugin.observability import log_fields
-from plugin.params.keys import VolumeParams
+from plugin.params.model import VolumeParams
 from plugin.params.values import human_size
 from plugin.progress import Operation, long_operation
 

@@ -35,8 +35,8 @@ from plugin.params.keys import (
     LEGACY_PROPERTY_NAMESPACE,
     MAX_KEYS,
     PROPERTY_NAMESPACE,
-    VolumeParams,
 )
+from plugin.params.model import VolumeParams
 from plugin.params.values import BadValue, parse_replicas
 
 if TYPE_CHECKING:

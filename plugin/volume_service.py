@@ -48,7 +48,9 @@ from plugin.linstor_client import LinstorClient
 from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.observability import log_fields
 from plugin.params import placement
-from plugin.params.keys import VolumeParams, minimum_size_bytes, resource_group_name
+from plugin.params.filesystems import minimum_size_bytes
+from plugin.params.groups import resource_group_name
+from plugin.params.model import VolumeParams
 from plugin.params.values import human_size
 from plugin.progress import long_operation
 from plugin.publications import Publications

@@ -10,7 +10,7 @@ parsed as getopt would; anything else is refused with a sentence that names the 
 the filesystem and what is allowed. Mount options follow the same idea in
 :mod:`plugin.params.mount_rules`.
 
-The same functions check at volume creation (:mod:`plugin.params`) and on the node
+The same functions check at volume creation (:mod:`plugin.params.rules`) and on the node
 right before mkfs (:mod:`plugin.node.commandlines`). Every check is linear in the length of
 its input, and the input is bounded.
 """

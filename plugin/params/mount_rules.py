@@ -3,7 +3,7 @@
 Generic VFS flags plus each filesystem's own options, with the shapes of their values;
 options that name a device or file of the host (``journal_path=``, ``logdev=``,
 ``device=``, ``loop=``), run helpers, or make an error halt the node are refused with the
-reason. Used when a volume is created (:mod:`plugin.params`) and on the node right
+reason. Used when a volume is created (:mod:`plugin.params.rules`) and on the node right
 before mount (:mod:`plugin.node.commandlines`), so both refuse the same options.
 """
 

@@ -30,7 +30,7 @@ from plugin.node.commands import CommandResult, run
 from plugin.node.mounttable import MountEntry, read_mountinfo
 from plugin.node.ops import NodeOps
 from plugin.params.filesystems import FILESYSTEMS
-from plugin.params.keys import VolumeParams
+from plugin.params.model import VolumeParams
 from plugin.volume_service import VolumeService
 from tests.conftest import EmulatorProcess, require
 

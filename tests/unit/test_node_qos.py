@@ -16,7 +16,7 @@ from plugin import node_qos
 from plugin.errors import InvalidArgument
 from plugin.models import Volume
 from plugin.params import qos
-from plugin.params.keys import parse_csi_parameters
+from plugin.params.csi import parse_csi_parameters
 
 UID = "6f1c2a0e-1b2c-4d5e-8f90-0123456789ab"
 

@@ -12,17 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plugin.errors import InvalidArgument
-from plugin.params.keys import (
-    CSI_PARAMETERS,
-    DEFAULT_DISKLESS_POOL,
-    DOCKER_OPTIONS,
-    VolumeParams,
-    minimum_size_bytes,
-    parse_csi_parameters,
-    parse_docker_options,
-    resource_group_name,
-    resource_group_settings,
-)
+from plugin.params.csi import parse_csi_parameters
+from plugin.params.docker import parse_docker_options
+from plugin.params.filesystems import minimum_size_bytes
+from plugin.params.groups import resource_group_name, resource_group_settings
+from plugin.params.keys import CSI_PARAMETERS, DOCKER_OPTIONS
+from plugin.params.model import DEFAULT_DISKLESS_POOL, VolumeParams
 from plugin.params.values import MAX_SIZE_BYTES, parse_size
 
 NS = "linstor.csi.linbit.com/"

@@ -10,7 +10,7 @@ from plugin import volume_records as rec
 from plugin.errors import InvalidArgument
 from plugin.models import TopologyRequirement
 from plugin.params import placement
-from plugin.params.keys import VolumeParams
+from plugin.params.model import VolumeParams
 
 HOST = placement.HOSTNAME_KEY
 NODES = [
