@@ -24,7 +24,7 @@ from plugin.keyed_locks import KeyedLocks
 from plugin.names import resource_name_for
 from plugin.params import qos
 from plugin.params.csi import parse_csi_parameters, with_fs_type
-from plugin.params.filesystems import minimum_size_bytes
+from plugin.params.filesystems import DEFAULT_FILESYSTEM, minimum_size_bytes
 from plugin.params.model import VolumeParams
 from plugin.params.values import human_size
 from plugin.remote_access import volume_accessible_segments
@@ -66,7 +66,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         fs_type = (
             None
             if block
-            else (next((a.fs_type for a in access if a.fs_type), "") or params.fs_type or "ext4")
+            else (next((a.fs_type for a in access if a.fs_type), "") or params.fs_type or DEFAULT_FILESYSTEM)
         )
         params = with_fs_type(params, fs_type, [flag for a in access for flag in a.mount_flags])
         for note in params.notes:

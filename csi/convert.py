@@ -179,10 +179,6 @@ def paginate(
     return items[start:end], next_token
 
 
-def split_options(value: str | None) -> list[str]:
-    return [o.strip() for o in (value or "").split(",") if o.strip()]
-
-
 def merge_options(*groups: Iterable[str]) -> list[str]:
     """Join option lists, keeping the first occurrence of each."""
     seen: dict[str, None] = {}

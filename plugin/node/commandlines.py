@@ -17,13 +17,9 @@ from collections.abc import Sequence
 
 from plugin.errors import InvalidArgument, OperationFailed
 from plugin.params.filesystems import FILESYSTEMS
-from plugin.params.fs_options import MAX_OPTIONS_CHARS, OptionError, check_mkfs_options, split_mkfs_options
-from plugin.params.mount_rules import check_mount_option
+from plugin.params.fs_options import OptionError, check_mkfs_options, split_mkfs_options
+from plugin.params.mount_rules import split_mount_options
 
-# Options that change what mount does rather than how the filesystem behaves.
-FORBIDDEN_MOUNT_OPTIONS = frozenset(
-    {"bind", "rbind", "remount", "move", "shared", "private", "slave", "unbindable", "defaults"}
-)
 # Signatures blkid reports as TYPE that are containers or metadata, not filesystems.
 NOT_MOUNTABLE = frozenset(
     {"swap", "LVM2_member", "linux_raid_member", "crypto_LUKS", "drbd", "zfs_member", "bcache", "ceph"}
@@ -57,42 +53,6 @@ def mkfs_arguments(mkfs_opts: str, fs_type: str | None = None) -> list[str]:
 def mkfs_command(device: str, fs_type: str, mkfs_opts: str = "") -> list[str]:
     fs = filesystem_type(fs_type)
     return [f"mkfs.{fs}", *mkfs_arguments(mkfs_opts, fs), device]
-
-
-def split_mount_options(options: Sequence[str], fs_type: str | None = None) -> list[str]:
-    """Flatten ``["noatime,discard", "nodev"]`` into single options and validate them.
-
-    Every option must be on the allow-list of ``fs_type`` (generic options plus the
-    filesystem's own; with None, of at least one supported filesystem). This is the one
-    check for options from every source: stored volume options, CSI mount flags,
-    Docker options.
-    """
-    if isinstance(options, str):
-        options = [options]
-    items = [str(item) for item in options]
-    if sum(len(item) + 1 for item in items) > MAX_OPTIONS_CHARS:
-        raise InvalidArgument(f"mount options are limited to {MAX_OPTIONS_CHARS} characters in all")
-    result: list[str] = []
-    for item in items:
-        for opt in item.split(","):
-            opt = opt.strip()
-            if not opt:
-                continue
-            if opt.startswith("-") or any(c.isspace() or c == "\0" for c in opt):
-                raise InvalidArgument(
-                    f"invalid mount option {_shown(opt)}: give options like 'noatime' or 'discard'"
-                )
-            if opt in FORBIDDEN_MOUNT_OPTIONS:
-                raise InvalidArgument(
-                    f"mount option {opt!r} is not allowed here; it is managed by the plugin"
-                )
-            try:
-                check_mount_option(opt, fs_type)
-            except OptionError as exc:
-                raise InvalidArgument(str(exc)) from None
-            if opt not in result:
-                result.append(opt)
-    return result
 
 
 def _shown(text: str, limit: int = 80) -> str:

@@ -13,7 +13,6 @@ from dataclasses import replace
 from typing import Any
 
 from plugin.errors import InvalidArgument
-from plugin.node.commandlines import split_mount_options
 from plugin.params import qos
 from plugin.params.collect import Given, Settings, check_bounds, parse_value, show, unknown_key
 from plugin.params.filesystems import DEFAULT_FILESYSTEM
@@ -26,6 +25,7 @@ from plugin.params.keys import (
     PROPERTY_NAMESPACE,
 )
 from plugin.params.model import DEFAULT_PROPERTY_NAMESPACE, VolumeParams
+from plugin.params.mount_rules import split_mount_options
 from plugin.params.rules import build
 
 

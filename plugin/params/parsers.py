@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 from plugin import names
 from plugin.errors import InvalidArgument
-from plugin.node.commandlines import split_mount_options
 from plugin.params.filesystems import FILESYSTEMS
 from plugin.params.fs_options import OptionError, check_mkfs_options, split_mkfs_options
 from plugin.params.model import LAYERS, PLACEMENT_POLICIES
+from plugin.params.mount_rules import split_mount_options
 from plugin.params.values import BadValue, parse_float, split_commas, split_words
 
 

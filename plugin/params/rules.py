@@ -10,7 +10,6 @@ LINBIT's driver accepts by ignoring a key are ignored here too, with a note.
 from __future__ import annotations
 
 from plugin.errors import InvalidArgument
-from plugin.node.commandlines import split_mount_options
 from plugin.params.collect import Settings, show
 from plugin.params.fs_options import OptionError, check_mkfs_options, split_mkfs_options
 from plugin.params.keys import CSI_NAMESPACE
@@ -22,6 +21,7 @@ from plugin.params.model import (
     VolumeParams,
     in_namespace,
 )
+from plugin.params.mount_rules import split_mount_options
 
 
 def check_filesystem_options(settings: Settings, fs_type: str) -> None:

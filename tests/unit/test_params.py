@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -752,3 +754,20 @@ def test_bare_property_names_get_the_drivers_property_namespace() -> None:
     assert parse_csi_parameters(given).replicas_on_same == ("Aux/zone", "Aux/rack")
     # the namespace is part of the placement, so it is part of the derived resource group
     assert resource_group_name(params) != resource_group_name(parse_csi_parameters(given))
+
+
+def test_parameter_package_stands_below_the_node_layer_and_the_front_ends() -> None:
+    # the node layer and both front ends read the parameter rules; the rules read none of them
+    code = (
+        "import sys, pkgutil, importlib, plugin.params\n"
+        "for m in pkgutil.iter_modules(plugin.params.__path__):\n"
+        "    importlib.import_module('plugin.params.' + m.name)\n"
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert "plugin.params.csi" in loaded
+    assert [
+        m for m in loaded if m.split(".")[0] in ("csi", "docker_plugin") or m.startswith("plugin.node")
+    ] == []
