@@ -14,7 +14,6 @@ from plugin.errors import InvalidArgument
 from plugin.params.collect import Given, Settings, check_bounds, parse_value, show
 from plugin.params.filesystems import DEFAULT_FILESYSTEM, minimum_size_bytes
 from plugin.params.keys import (
-    CONFIG_CONNECTION_KEYS,
     DOCKER_DEFAULT_REPLICAS,
     DOCKER_DEFAULT_SIZE,
     DOCKER_INDEX,
@@ -32,8 +31,6 @@ def _collect_docker(settings: Settings, mapping: Mapping[str, str], from_default
         raw = "" if raw is None else str(raw)
         spec = DOCKER_INDEX.get(key.strip().lower())
         if spec is None:
-            if from_defaults and key.strip().lower() in CONFIG_CONNECTION_KEYS:
-                continue
             where = " in the defaults of the configuration" if from_defaults else ""
             allowed = ", ".join(s.name for s in DOCKER_OPTIONS)
             raise InvalidArgument(

@@ -48,11 +48,6 @@ PROPERTY_NAMESPACE = "property.linstor.csi.linbit.com"
 LEGACY_PROPERTY_NAMESPACE = "DrbdOptions"
 DOCKER_DEFAULT_SIZE = 100 * MIB
 DOCKER_DEFAULT_REPLICAS = 2
-# connection settings that share the [global] section of the Docker config file with
-# the option defaults; they are not volume options and are skipped in ``defaults``
-CONFIG_CONNECTION_KEYS = frozenset(
-    {"controllers", "username", "password", "certfile", "keyfile", "cafile", "node", "nodename"}
-)
 
 # Bounds on what one request may carry; every parser of the tables is linear in its input.
 MAX_KEY_CHARS = 256

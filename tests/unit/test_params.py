@@ -439,7 +439,7 @@ def test_docker_every_table_key_is_known() -> None:
 
 
 def test_docker_defaults_from_the_config_and_options_override() -> None:
-    defaults = {"size": "1G", "replicas": "1", "fs": "xfs", "controllers": "http://ctl:3370"}
+    defaults = {"size": "1G", "replicas": "1", "fs": "xfs"}
     params = parse_docker_options(None, defaults)
     assert (params.size_bytes, params.place_count, params.fs_type) == (GIB, 1, "xfs")
     params = parse_docker_options({"replicas": "3", "SIZE": "5G"}, defaults)
