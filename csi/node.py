@@ -39,6 +39,7 @@ from csi.validation import PathRoots, require
 from plugin import errors, node_qos
 from plugin.keyed_locks import KeyedLocks
 from plugin.node.unmounting import MountOwner
+from plugin.params import placement
 from plugin.params.filesystems import DEFAULT_FILESYSTEM
 from plugin.params.values import split_commas
 
@@ -334,7 +335,7 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
                 # COs cache NodeGetInfo for the plugin's lifetime; so do we.
                 self._topology = dict(self._service.node_topology(self._node))
             segments = dict(self._topology)
-        segments.setdefault(keys.TOPOLOGY_HOSTNAME, self._node)
+        segments.setdefault(placement.HOSTNAME_KEY, self._node)
         return csi_pb2.NodeGetInfoResponse(
             node_id=self._node,
             max_volumes_per_node=self._max_volumes,
