@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from plugin.errors import InvalidArgument, OperationFailed
 from plugin.params.filesystems import FILESYSTEMS
-from plugin.params.fs_options import OptionError, check_mkfs_options, split_mkfs_options
+from plugin.params.fs_options import OptionError, check_mkfs_options, shown, split_mkfs_options
 from plugin.params.mount_rules import split_mount_options
 
 # Signatures blkid reports as TYPE that are containers or metadata, not filesystems.
@@ -46,19 +46,13 @@ def mkfs_arguments(mkfs_opts: str, fs_type: str | None = None) -> list[str]:
         words = split_mkfs_options(mkfs_opts or "")
         check_mkfs_options(words, fs_type.lower() if fs_type else None)
     except OptionError as exc:
-        raise InvalidArgument(f"invalid mkfs options {_shown(mkfs_opts or '')}: {exc}") from None
+        raise InvalidArgument(f"invalid mkfs options {shown(mkfs_opts or '')}: {exc}") from None
     return words
 
 
 def mkfs_command(device: str, fs_type: str, mkfs_opts: str = "") -> list[str]:
     fs = filesystem_type(fs_type)
     return [f"mkfs.{fs}", *mkfs_arguments(mkfs_opts, fs), device]
-
-
-def _shown(text: str, limit: int = 80) -> str:
-    """A user's value quoted in a message: one line, not endless."""
-    text = text.replace("\n", "\\n").replace("\0", "\\0")
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def mount_options(

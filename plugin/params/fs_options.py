@@ -114,6 +114,12 @@ def quote(text: str, limit: int = 60) -> str:
     return '"' + shown.replace("\n", "\\n").replace("\0", "\\0") + '"'
 
 
+def shown(text: str, limit: int = 80) -> str:
+    """A user's value quoted in a message as Python would (``'...'``): one line, not endless."""
+    text = text.replace("\n", "\\n").replace("\0", "\\0")
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
 def choice(*words: str) -> Shape:
     return Shape("|".join(re.escape(w) for w in words), "one of " + ", ".join(words))
 

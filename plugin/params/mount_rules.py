@@ -26,6 +26,7 @@ from plugin.params.fs_options import (
     Shape,
     choice,
     quote,
+    shown,
 )
 from plugin.params.values import split_commas
 
@@ -225,7 +226,7 @@ def split_mount_options(options: Sequence[str], fs_type: str | None = None) -> l
         for opt in split_commas(item):
             if opt.startswith("-") or any(c.isspace() or c == "\0" for c in opt):
                 raise InvalidArgument(
-                    f"invalid mount option {_shown(opt)}: give options like 'noatime' or 'discard'"
+                    f"invalid mount option {shown(opt)}: give options like 'noatime' or 'discard'"
                 )
             if opt in FORBIDDEN_MOUNT_OPTIONS:
                 raise InvalidArgument(
@@ -238,9 +239,3 @@ def split_mount_options(options: Sequence[str], fs_type: str | None = None) -> l
             if opt not in result:
                 result.append(opt)
     return result
-
-
-def _shown(text: str, limit: int = 80) -> str:
-    """A user's value quoted in a message: one line, not endless."""
-    text = text.replace("\n", "\\n").replace("\0", "\\0")
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
