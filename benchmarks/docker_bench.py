@@ -41,7 +41,7 @@ from plugin import volume_records as rec  # noqa: E402
 from plugin.config import Config  # noqa: E402
 from plugin.linstor_client import LinstorClient  # noqa: E402
 from plugin.names import resource_name_for  # noqa: E402
-from plugin.params import parse_docker_options  # noqa: E402
+from plugin.params.docker import parse_docker_options  # noqa: E402
 from testkit.dockerd import PluginProcess  # noqa: E402
 from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402
 from testkit.processes import free_port  # noqa: E402

@@ -10,7 +10,7 @@ advertised; how it coexists with Nomad's per-claim ``readonly`` is told in
 published to, as recorded in LINSTOR, never mere replicas.
 
 The filesystems a capability may ask for are the node's own list
-(:data:`plugin.filesystems.FILESYSTEMS`): a volume the node could never stage
+(:data:`plugin.params.filesystems.FILESYSTEMS`): a volume the node could never stage
 is refused when it is created.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from csi.generated import csi_pb2
 from plugin.errors import InvalidArgument
-from plugin.filesystems import FILESYSTEMS
+from plugin.params.filesystems import FILESYSTEMS
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 CtrlRpc = csi_pb2.ControllerServiceCapability.RPC.Type

@@ -34,7 +34,7 @@ from csi.validation import DEFAULT_PATH_ROOTS
 from plugin import progress
 from plugin.errors import InvalidArgument, VolumeError
 from plugin.observability import setup_logging, start_metrics_server
-from plugin.param_values import BadValue, parse_bool
+from plugin.params.values import BadValue, parse_bool
 from plugin.version import add_version_flag
 
 log = logging.getLogger("csi")

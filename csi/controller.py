@@ -18,12 +18,15 @@ from csi import capabilities, convert, keys, publications
 from csi.errors import OutOfRange
 from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.validation import check_name, require, size_from_range
-from plugin import errors, qos
+from plugin import errors
 from plugin.backups import Backups, is_remote_snapshot_id, parse_snapshot_class
 from plugin.keyed_locks import KeyedLocks
 from plugin.names import resource_name_for
-from plugin.param_values import human_size
-from plugin.params import VolumeParams, minimum_size_bytes, parse_csi_parameters, with_fs_type
+from plugin.params import qos
+from plugin.params.csi import parse_csi_parameters, with_fs_type
+from plugin.params.filesystems import DEFAULT_FILESYSTEM, minimum_size_bytes
+from plugin.params.model import VolumeParams
+from plugin.params.values import human_size
 from plugin.remote_access import volume_accessible_segments
 from plugin.volume_modify import parse_mutable_parameters
 
@@ -63,7 +66,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         fs_type = (
             None
             if block
-            else (next((a.fs_type for a in access if a.fs_type), "") or params.fs_type or "ext4")
+            else (next((a.fs_type for a in access if a.fs_type), "") or params.fs_type or DEFAULT_FILESYSTEM)
         )
         params = with_fs_type(params, fs_type, [flag for a in access for flag in a.mount_flags])
         for note in params.notes:

@@ -19,7 +19,7 @@ from plugin import remote_access
 from plugin.errors import InvalidArgument
 from plugin.group_snapshots import GroupSnapshot
 from plugin.models import Snapshot, TopologyRequirement, Volume
-from plugin.params import VolumeParams
+from plugin.params.model import VolumeParams
 from plugin.volume_records import REMOTE_ACCESS
 
 
@@ -177,10 +177,6 @@ def paginate(
     end = len(items) if max_entries == 0 else min(len(items), start + max_entries)
     next_token = str(end) if end < len(items) else ""
     return items[start:end], next_token
-
-
-def split_options(value: str | None) -> list[str]:
-    return [o.strip() for o in (value or "").split(",") if o.strip()]
 
 
 def merge_options(*groups: Iterable[str]) -> list[str]:

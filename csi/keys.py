@@ -1,13 +1,15 @@
-"""Context keys and topology keys shared with LINSTOR's official CSI driver.
+"""Context keys shared with LINSTOR's official CSI driver.
 
-PVs provisioned by the official driver carry these keys in their volume attributes, and
-Nodes carry the topology labels; using the same spelling is what makes this driver a
-drop-in replacement.
+PVs provisioned by the official driver carry these keys in their volume attributes; using
+the same spelling is what makes this driver a drop-in replacement.
 """
 
 from __future__ import annotations
 
-PREFIX = "linstor.csi.linbit.com"
+from plugin.params.keys import CSI_NAMESPACE
+
+#: The official driver's name, which namespaces its context keys as it does its parameters.
+PREFIX = CSI_NAMESPACE
 
 # volume_context (CreateVolume answer, handed back on publish/stage)
 USES_VOLUME_CONTEXT = f"{PREFIX}/uses-volume-context"
@@ -22,9 +24,7 @@ FS_TYPE = f"{PREFIX}/fs-type"
 # Ours alone (LINBIT's driver has no PUBLISH_READONLY): "true" when this publication is read-only.
 READ_ONLY = f"{PREFIX}/read-only"
 
-# topology segments
-TOPOLOGY_HOSTNAME = "linbit.com/hostname"
-TOPOLOGY_POOL_PREFIX = "linbit.com/sp-"
+# topology segment keys live in plugin.params.placement (HOSTNAME_KEY, POOL_KEY_PREFIX)
 
 # snapshot class parameters (snap.linstor.csi.linbit.com/*) live in plugin.backups.snapshot_class
 

@@ -39,6 +39,9 @@ from csi.validation import PathRoots, require
 from plugin import errors, node_qos
 from plugin.keyed_locks import KeyedLocks
 from plugin.node.unmounting import MountOwner
+from plugin.params import placement
+from plugin.params.filesystems import DEFAULT_FILESYSTEM
+from plugin.params.values import split_commas
 
 if TYPE_CHECKING:
     from plugin.models import Volume
@@ -165,9 +168,9 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
             current = self._ops.mount_source(staging)
             if current and not _same_device(current, device):
                 raise errors.AlreadyExists(f"{staging} already has another device mounted ({current})")
-            fs_type = access.fs_type or request.publish_context.get(keys.FS_TYPE) or "ext4"
+            fs_type = access.fs_type or request.publish_context.get(keys.FS_TYPE) or DEFAULT_FILESYSTEM
             options = convert.merge_options(
-                convert.split_options(self._stored_mount_options(request.volume_id, request.volume_context)),
+                split_commas(self._stored_mount_options(request.volume_id, request.volume_context)),
                 access.mount_flags,
                 # restored snapshots carry their origin's xfs uuid; let both mount side by side
                 ["nouuid"] if fs_type == "xfs" else [],
@@ -332,7 +335,7 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
                 # COs cache NodeGetInfo for the plugin's lifetime; so do we.
                 self._topology = dict(self._service.node_topology(self._node))
             segments = dict(self._topology)
-        segments.setdefault(keys.TOPOLOGY_HOSTNAME, self._node)
+        segments.setdefault(placement.HOSTNAME_KEY, self._node)
         return csi_pb2.NodeGetInfoResponse(
             node_id=self._node,
             max_volumes_per_node=self._max_volumes,

@@ -33,7 +33,7 @@ from plugin.config import DEFAULT_CONFIG_FILE, load_config
 from plugin.linstor_client import LinstorClient
 from plugin.node.ops import NodeOps
 from plugin.observability import setup_logging, start_metrics_server
-from plugin.params import parse_docker_options
+from plugin.params.docker import parse_docker_options
 from plugin.version import add_version_flag
 from plugin.volume_service import VolumeService
 

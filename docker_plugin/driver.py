@@ -29,10 +29,11 @@ from docker_plugin.staging import (
     NodeStaging,
 )
 from plugin import errors
-from plugin.filesystems import FILESYSTEMS
 from plugin.models import Volume
 from plugin.names import resource_name_for
-from plugin.params import DOCKER_DEFAULT_SIZE, minimum_size_bytes, parse_docker_options
+from plugin.params.docker import parse_docker_options
+from plugin.params.filesystems import FILESYSTEMS, minimum_size_bytes
+from plugin.params.keys import DOCKER_DEFAULT_SIZE
 from plugin.progress import long_operation, under_way
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from plugin.errors import InvalidArgument
-from plugin.params import DEFAULT_PROPERTY_NAMESPACE
+from plugin.params.model import DEFAULT_PROPERTY_NAMESPACE
 from plugin.tls import is_pem
 
 DEFAULT_CONFIG_FILE = "/etc/linstor/docker-volume.conf"
@@ -41,9 +41,13 @@ _FILE_KEYS = {
     "connect_timeout": "connect_timeout",
     "read_timeout": "read_timeout",
 }
-# Keys LINBIT's plugins read for LDAP basic auth; this plugin does not use them, and they
-# must not end up as Docker option defaults (they would be rejected as unknown options).
-_IGNORED_FILE_KEYS = {"username", "password"}
+# Keys accepted and not used: LINBIT's plugins read username/password for LDAP basic auth,
+# and "nodename" is tolerated as a spelling of node. They must not end up as Docker option
+# defaults (they would be rejected as unknown options).
+_IGNORED_FILE_KEYS = {"username", "password", "nodename"}
+#: The keys that are connection settings, never Docker option defaults, whichever source
+#: names them (the config file, ``LS_DOCKER_DEFAULT_<KEY>``, the ``docker_defaults`` override).
+CONNECTION_KEYS = frozenset(_FILE_KEYS) | _IGNORED_FILE_KEYS
 
 # Environment variables, first match wins. The official CSI driver (golinstor) reads
 # LS_ROOT_CA, LS_USER_CERTIFICATE and LS_USER_KEY as PEM *contents* and the *_FILE names as
@@ -171,7 +175,7 @@ def read_config_file(path: str) -> tuple[dict[str, str], dict[str, str]]:
         value = value.strip()
         if key in _FILE_KEYS:
             settings[_FILE_KEYS[key]] = value
-        elif key not in _IGNORED_FILE_KEYS:
+        elif key not in CONNECTION_KEYS:
             defaults[key] = value
     return settings, defaults
 
@@ -228,6 +232,7 @@ def load_config(
         if not isinstance(extra_defaults, Mapping):
             raise InvalidArgument("docker_defaults must be a mapping of option names to values")
         docker_defaults.update({str(k).lower(): str(v) for k, v in extra_defaults.items()})
+    docker_defaults = {key: value for key, value in docker_defaults.items() if key not in CONNECTION_KEYS}
 
     kwargs: dict[str, object] = {"config_file": path, "docker_defaults": MappingProxyType(docker_defaults)}
     if "controllers" in merged:

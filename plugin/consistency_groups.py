@@ -55,7 +55,9 @@ from plugin.member_attach import MemberAttachments, publication_key
 from plugin.member_snapshots import MemberSnapshots
 from plugin.models import TopologyRequirement, Volume
 from plugin.observability import log_fields
-from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
+from plugin.params.filesystems import minimum_size_bytes
+from plugin.params.groups import resource_group_name
+from plugin.params.model import VolumeParams
 from plugin.progress import long_operation
 from plugin.volume_service import MAX_SIZE_KIB, VolumeService
 

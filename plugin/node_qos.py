@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from plugin.observability import log_fields
-from plugin.qos import Limits, stored_limits
+from plugin.params.qos import Limits, stored_limits
 
 if TYPE_CHECKING:
     from plugin.models import Volume

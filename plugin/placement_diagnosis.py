@@ -20,8 +20,8 @@ from typing import Any
 
 from plugin import linstor_retcodes as rc
 from plugin.errors import InvalidArgument, NoSpace, VolumeError
-from plugin.param_values import human_size
-from plugin.params import VolumeParams
+from plugin.params.model import VolumeParams
+from plugin.params.values import human_size
 
 #: At most this many names are listed in a message ("known nodes: a, b, c and 12 more").
 MAX_LISTED = 8

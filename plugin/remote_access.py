@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from plugin import placement
+from plugin.params import placement
 
 if TYPE_CHECKING:
     from plugin.linstor_client import LinstorClient

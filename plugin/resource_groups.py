@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import threading
 
-from plugin import placement
 from plugin import volume_records as rec
 from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from plugin.linstor_client import LinstorClient
-from plugin.params import VolumeParams, resource_group_name
+from plugin.params import placement
+from plugin.params.groups import resource_group_name
+from plugin.params.model import VolumeParams
 
 
 class ResourceGroups:

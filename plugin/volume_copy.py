@@ -34,8 +34,8 @@ from plugin.errors import (
 from plugin.linstor_client import LinstorClient
 from plugin.models import Volume
 from plugin.observability import log_fields
-from plugin.param_values import human_size
-from plugin.params import VolumeParams
+from plugin.params.model import VolumeParams
+from plugin.params.values import human_size
 from plugin.progress import Operation, long_operation
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ Mutable keys, and nothing else (an unknown key is refused by name before anythin
 - ``DrbdOptions/<...>`` and ``property.linstor.csi.linbit.com/<LINSTOR key>``: properties of
   the volume's resource definition (they win over the resource group's, as LINSTOR looks
   them up). An empty value removes the volume's own value.
-- ``qos.linbit.com/{rbps,wbps,riops,wiops}``: IO limits (:mod:`plugin.qos`), stored on the
+- ``qos.linbit.com/{rbps,wbps,riops,wiops}``: IO limits (:mod:`plugin.params.qos`), stored on the
   resource definition; they reach a node with its next publication. Empty or 0: unlimited.
 
 A repeated call finds nothing to change and writes nothing. Properties are written in one
@@ -25,19 +25,19 @@ from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from plugin import qos
 from plugin import volume_records as rec
 from plugin.errors import FailedPrecondition, InvalidArgument, NoSpace, NotFound, VolumeError
 from plugin.observability import log_fields
-from plugin.param_values import BadValue, parse_replicas
-from plugin.params import (
+from plugin.params import qos
+from plugin.params.keys import (
     CSI_NAMESPACE,
     CSI_PARAMETERS,
     LEGACY_PROPERTY_NAMESPACE,
     MAX_KEYS,
     PROPERTY_NAMESPACE,
-    VolumeParams,
 )
+from plugin.params.model import VolumeParams
+from plugin.params.values import BadValue, parse_replicas
 
 if TYPE_CHECKING:
     from plugin.linstor_client import LinstorClient

@@ -9,7 +9,7 @@ needs to answer later lives in LINSTOR (see :mod:`plugin.volume_records`); the o
 local state is a cache of known resource groups (:mod:`plugin.resource_groups`) and
 per-volume locks that let concurrent calls for the same volume converge instead of
 racing. Restore and clone live in :mod:`plugin.volume_copy`, attach and detach in
-:mod:`plugin.volume_attach`, placement rules in :mod:`plugin.placement`, mutable
+:mod:`plugin.volume_attach`, placement rules in :mod:`plugin.params.placement`, mutable
 parameters in :mod:`plugin.volume_modify`.
 """
 
@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plugin import controller_features as features
-from plugin import in_use, names, placement, sync_wait
+from plugin import in_use, names, sync_wait
 from plugin import linstor_retcodes as rc
 from plugin import placement_diagnosis as diagnosis
 from plugin import volume_records as rec
@@ -47,8 +47,11 @@ from plugin.keyed_locks import KeyedLocks
 from plugin.linstor_client import LinstorClient
 from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.observability import log_fields
-from plugin.param_values import human_size
-from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
+from plugin.params import placement
+from plugin.params.filesystems import minimum_size_bytes
+from plugin.params.groups import resource_group_name
+from plugin.params.model import VolumeParams
+from plugin.params.values import human_size
 from plugin.progress import long_operation
 from plugin.publications import Publications
 from plugin.remote_access import policy_text

@@ -1,7 +1,8 @@
 """Generate the parameter and option reference (``docs/parameters.md``) from the key tables.
 
-The parsers in :mod:`plugin.params` and this page read the same tables, and a unit test
-compares the committed page with the generated text, so the page cannot go stale::
+The parsers in :mod:`plugin.params` and this page read the same tables
+(:mod:`plugin.params.keys`), and a unit test compares the committed page with the
+generated text, so the page cannot go stale::
 
     python -m tools.param_reference > docs/parameters.md
     python -m tools.param_reference --check docs/parameters.md   # exit 1 when stale
@@ -14,14 +15,12 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from plugin import names, qos
+from plugin import names
 from plugin.backups import snapshot_class as snapclass
-from plugin.filesystems import FILESYSTEMS
-from plugin.fs_options import MKFS_RULES, MkfsRules
-from plugin.mount_rules import GENERIC_MOUNT, MOUNT_RULES
-from plugin.param_values import MAX_REPLICAS, format_size
-from plugin.params import (
-    AUX_PREFIX,
+from plugin.params import qos
+from plugin.params.filesystems import FILESYSTEMS, minimum_size_bytes
+from plugin.params.fs_options import MKFS_RULES, MkfsRules
+from plugin.params.keys import (
     CSI_NAMESPACE,
     CSI_PARAMETERS,
     DOCKER_DEFAULT_REPLICAS,
@@ -33,8 +32,10 @@ from plugin.params import (
     MAX_VALUE_CHARS,
     PROPERTY_NAMESPACE,
     ParamSpec,
-    minimum_size_bytes,
 )
+from plugin.params.model import AUX_PREFIX
+from plugin.params.mount_rules import GENERIC_MOUNT, MOUNT_RULES
+from plugin.params.values import MAX_REPLICAS, format_size
 from plugin.volume_modify import mutable_keys
 
 REGENERATE = "python -m tools.param_reference > docs/parameters.md"

@@ -24,7 +24,7 @@ from plugin.errors import Busy, InvalidArgument, NotFound, OperationFailed, Unav
 from plugin.linstor_client import LinstorClient
 from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.observability import log_fields
-from plugin.params import VolumeParams
+from plugin.params.model import VolumeParams
 
 if TYPE_CHECKING:
     from plugin.volume_service import VolumeService

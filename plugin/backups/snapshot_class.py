@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from plugin import names
 from plugin.errors import InvalidArgument
-from plugin.param_values import BadValue, parse_bool
+from plugin.params.values import BadValue, parse_bool
 
 PREFIX = "snap.linstor.csi.linbit.com/"
 TYPES = {"incluster": "InCluster", "s3": "S3", "linstor": "Linstor"}

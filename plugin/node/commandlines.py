@@ -2,8 +2,8 @@
 
 Pure functions, kept apart from :mod:`plugin.node.ops` (which runs the commands) so the
 rules can be read and unit-tested on their own: which filesystems are supported, which
-user options are accepted (the allow-lists of :mod:`plugin.fs_options` and
-:mod:`plugin.mount_rules`, the same ones volume creation checks), the exact argument lists
+user options are accepted (the allow-lists of :mod:`plugin.params.fs_options` and
+:mod:`plugin.params.mount_rules`, the same ones volume creation checks), the exact argument lists
 for mkfs and mount, how a command is shown in logs and errors, and the parsing of blkid,
 dumpe2fs, xfs_info and btrfs output. Nothing here touches the host.
 """
@@ -16,14 +16,10 @@ import shlex
 from collections.abc import Sequence
 
 from plugin.errors import InvalidArgument, OperationFailed
-from plugin.filesystems import FILESYSTEMS
-from plugin.fs_options import MAX_OPTIONS_CHARS, OptionError, check_mkfs_options, split_mkfs_options
-from plugin.mount_rules import check_mount_option
+from plugin.params.filesystems import FILESYSTEMS
+from plugin.params.fs_options import OptionError, check_mkfs_options, shown, split_mkfs_options
+from plugin.params.mount_rules import split_mount_options
 
-# Options that change what mount does rather than how the filesystem behaves.
-FORBIDDEN_MOUNT_OPTIONS = frozenset(
-    {"bind", "rbind", "remount", "move", "shared", "private", "slave", "unbindable", "defaults"}
-)
 # Signatures blkid reports as TYPE that are containers or metadata, not filesystems.
 NOT_MOUNTABLE = frozenset(
     {"swap", "LVM2_member", "linux_raid_member", "crypto_LUKS", "drbd", "zfs_member", "bcache", "ceph"}
@@ -43,62 +39,20 @@ def mkfs_arguments(mkfs_opts: str, fs_type: str | None = None) -> list[str]:
 
     mkfs takes positional arguments, so a stray word could point mkfs at a device other
     than the volume's; options such as ``mke2fs -d`` read host files. Only the options
-    :mod:`plugin.fs_options` allows for ``fs_type`` pass (for any supported filesystem
+    :mod:`plugin.params.fs_options` allows for ``fs_type`` pass (for any supported filesystem
     when ``fs_type`` is None).
     """
     try:
         words = split_mkfs_options(mkfs_opts or "")
         check_mkfs_options(words, fs_type.lower() if fs_type else None)
     except OptionError as exc:
-        raise InvalidArgument(f"invalid mkfs options {_shown(mkfs_opts or '')}: {exc}") from None
+        raise InvalidArgument(f"invalid mkfs options {shown(mkfs_opts or '')}: {exc}") from None
     return words
 
 
 def mkfs_command(device: str, fs_type: str, mkfs_opts: str = "") -> list[str]:
     fs = filesystem_type(fs_type)
     return [f"mkfs.{fs}", *mkfs_arguments(mkfs_opts, fs), device]
-
-
-def split_mount_options(options: Sequence[str], fs_type: str | None = None) -> list[str]:
-    """Flatten ``["noatime,discard", "nodev"]`` into single options and validate them.
-
-    Every option must be on the allow-list of ``fs_type`` (generic options plus the
-    filesystem's own; with None, of at least one supported filesystem). This is the one
-    check for options from every source: stored volume options, CSI mount flags,
-    Docker options.
-    """
-    if isinstance(options, str):
-        options = [options]
-    items = [str(item) for item in options]
-    if sum(len(item) + 1 for item in items) > MAX_OPTIONS_CHARS:
-        raise InvalidArgument(f"mount options are limited to {MAX_OPTIONS_CHARS} characters in all")
-    result: list[str] = []
-    for item in items:
-        for opt in item.split(","):
-            opt = opt.strip()
-            if not opt:
-                continue
-            if opt.startswith("-") or any(c.isspace() or c == "\0" for c in opt):
-                raise InvalidArgument(
-                    f"invalid mount option {_shown(opt)}: give options like 'noatime' or 'discard'"
-                )
-            if opt in FORBIDDEN_MOUNT_OPTIONS:
-                raise InvalidArgument(
-                    f"mount option {opt!r} is not allowed here; it is managed by the plugin"
-                )
-            try:
-                check_mount_option(opt, fs_type)
-            except OptionError as exc:
-                raise InvalidArgument(str(exc)) from None
-            if opt not in result:
-                result.append(opt)
-    return result
-
-
-def _shown(text: str, limit: int = 80) -> str:
-    """A user's value quoted in a message: one line, not endless."""
-    text = text.replace("\n", "\\n").replace("\0", "\\0")
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def mount_options(

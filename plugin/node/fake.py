@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from plugin.errors import FailedPrecondition, InUse, NotFound, Unavailable
-from plugin.filesystems import FILESYSTEMS
 from plugin.models import VolumeCondition, VolumeStats
-from plugin.node.commandlines import filesystem_type, mkfs_arguments, split_mount_options
+from plugin.node.commandlines import filesystem_type, mkfs_arguments
 from plugin.node.unmounting import MountOwner
+from plugin.params.filesystems import FILESYSTEMS
+from plugin.params.mount_rules import split_mount_options
 
 
 @dataclass

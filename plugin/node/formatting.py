@@ -34,7 +34,7 @@ from plugin.node.mounttable import (
     MountEntry,
     normalize,
 )
-from plugin.param_values import format_size
+from plugin.params.values import format_size
 from plugin.progress import long_operation
 
 log = logging.getLogger(__name__)

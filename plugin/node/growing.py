@@ -9,7 +9,6 @@ from plugin.errors import (
     InvalidArgument,
     OperationFailed,
 )
-from plugin.filesystems import FILESYSTEMS
 from plugin.node import blockdev
 from plugin.node.commandlines import (
     parse_btrfs_show_sizes,
@@ -23,6 +22,7 @@ from plugin.node.mounttable import (
     normalize,
     top_mount,
 )
+from plugin.params.filesystems import FILESYSTEMS
 
 # A grow is worth doing when the device exceeds the filesystem by at least this much.
 GROW_THRESHOLD = 1 << 20

@@ -9,7 +9,6 @@ from plugin.errors import (
     NotFound,
     OperationFailed,
 )
-from plugin.filesystems import FILESYSTEMS
 from plugin.models import VolumeCondition, VolumeStats
 from plugin.node import blockdev
 from plugin.node.host import Host
@@ -17,6 +16,7 @@ from plugin.node.mounttable import (
     normalize,
     top_mount,
 )
+from plugin.params.filesystems import FILESYSTEMS
 
 log = logging.getLogger(__name__)
 

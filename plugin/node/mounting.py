@@ -23,7 +23,6 @@ from plugin.node.commandlines import (
     bind_remount_command,
     mount_command,
     mount_options,
-    split_mount_options,
 )
 from plugin.node.host import Host
 from plugin.node.mounttable import (
@@ -32,6 +31,7 @@ from plugin.node.mounttable import (
     normalize,
     top_mount,
 )
+from plugin.params.mount_rules import split_mount_options
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ from plugin.models import VolumeCondition, VolumeStats
 from plugin.node.commandlines import (
     filesystem_type,
     mkfs_arguments,
-    split_mount_options,
 )
 from plugin.node.commands import (
     COMMAND_TIMEOUT,
@@ -42,6 +41,7 @@ from plugin.node.mounttable import (
     top_mount,
 )
 from plugin.node.unmounting import MountOwner, Unmounter
+from plugin.params.mount_rules import split_mount_options
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ from plugin.errors import (
     OperationFailed,
     VolumeError,
 )
-from plugin.filesystems import FILESYSTEMS
 from plugin.node import blockdev
 from plugin.node.host import Host
 from plugin.node.mounttable import (
@@ -22,6 +21,7 @@ from plugin.node.mounttable import (
     normalize,
     top_mount,
 )
+from plugin.params.filesystems import FILESYSTEMS
 
 log = logging.getLogger(__name__)
 

@@ -24,13 +24,13 @@ import pytest
 
 from plugin.config import Config
 from plugin.errors import FailedPrecondition, InvalidArgument, NotFound, OperationFailed
-from plugin.filesystems import FILESYSTEMS
 from plugin.linstor_client import LinstorClient
 from plugin.models import VolumeCondition
 from plugin.node.commands import CommandResult, run
 from plugin.node.mounttable import MountEntry, read_mountinfo
 from plugin.node.ops import NodeOps
-from plugin.params import VolumeParams
+from plugin.params.filesystems import FILESYSTEMS
+from plugin.params.model import VolumeParams
 from plugin.volume_service import VolumeService
 from tests.conftest import EmulatorProcess, require
 

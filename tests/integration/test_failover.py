@@ -51,7 +51,7 @@ from plugin.errors import (
     VolumeError,
 )
 from plugin.linstor_client import LinstorClient
-from plugin.params import VolumeParams
+from plugin.params.model import VolumeParams
 from plugin.volume_service import VolumeService
 from tests.conftest import REPO_ROOT, EmulatorProcess, free_port
 

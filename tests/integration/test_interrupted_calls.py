@@ -26,7 +26,7 @@ from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import NotFound, OperationFailed, Unavailable
 from plugin.linstor_client import LinstorClient
-from plugin.params import VolumeParams
+from plugin.params.model import VolumeParams
 from plugin.volume_service import VolumeService
 from tests.conftest import REPO_ROOT, EmulatorProcess
 from tests.processes import terminate

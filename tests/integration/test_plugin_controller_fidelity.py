@@ -21,7 +21,7 @@ import requests
 from csi.generated import csi_pb2
 from csi.testing import Mode, block_cap, mount_cap
 from plugin.errors import FailedPrecondition, InUse
-from plugin.params import VolumeParams
+from plugin.params.model import VolumeParams
 from plugin.shared_writers import TWO_PRIMARIES
 from plugin.volume_service import VolumeService
 from tests.conftest import EmulatorProcess

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from plugin.config import Config, load_config
 from plugin.errors import InvalidArgument, NotFound, OperationFailed, Unavailable, VolumeError
 from plugin.linstor_client import LinstorClient
-from plugin.params import VolumeParams
+from plugin.params.model import VolumeParams
 from plugin.volume_service import VolumeService
 from testkit.waiting import wait_until
 from tests.certs import SERVER_ADDRESSES, SERVER_NAMES, CertificateAuthority, TlsFiles, make_tls_files

@@ -35,7 +35,8 @@ from plugin.errors import (
 )
 from plugin.linstor_client import LinstorClient
 from plugin.models import TopologyRequirement
-from plugin.params import VolumeParams, resource_group_name
+from plugin.params.groups import resource_group_name
+from plugin.params.model import VolumeParams
 from plugin.volume_records import ATTACHED_BY_PLUGIN, NAME, attach_pending_key
 from plugin.volume_service import HEALTH_CACHE_SECONDS, VolumeService
 from testkit.waiting import wait_until

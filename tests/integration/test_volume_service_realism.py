@@ -10,7 +10,7 @@ import pytest
 
 from plugin import replica_states, sync_wait
 from plugin.errors import Busy, FailedPrecondition, NodeOffline, OperationFailed
-from plugin.params import VolumeParams
+from plugin.params.model import VolumeParams
 from plugin.volume_service import VolumeService
 from tests.conftest import EmulatorProcess
 from tests.integration.test_volume_service import MIB, service_for, unique

@@ -10,6 +10,7 @@ import pytest
 from plugin.config import Config, load_config, normalize_controller
 from plugin.errors import InvalidArgument
 from plugin.linstor_client import LinstorClient
+from plugin.params.docker import parse_docker_options
 from tests.certs import TlsFiles, make_tls_files
 
 
@@ -78,6 +79,18 @@ def test_file_global_section_gives_connection_and_docker_defaults(tmp_path: Path
     assert config.root_ca == ca
     assert dict(config.docker_defaults) == {"fs": "xfs", "size": "2G", "replicas": "2"}
     assert config.config_file == path
+
+
+def test_connection_keys_are_never_docker_defaults(tmp_path: Path) -> None:
+    # the config reader alone decides what is a connection setting; the option parser
+    # sees only option defaults, from every source
+    path = write(tmp_path / "c.conf", "[global]\nnodename = n1\nusername = u\nfs = xfs\n")
+    env = {"LS_DOCKER_DEFAULT_CONTROLLERS": "http://ctl:3370", "LS_DOCKER_DEFAULT_SIZE": "1G"}
+    config = load_config({"docker_defaults": {"CAFILE": "/x", "Replicas": "1"}}, env=env, config_file=path)
+    assert dict(config.docker_defaults) == {"fs": "xfs", "size": "1G", "replicas": "1"}
+    assert parse_docker_options(None, config.docker_defaults).fs_type == "xfs"
+    with pytest.raises(InvalidArgument, match='unknown option "controllers" in the defaults'):
+        parse_docker_options(None, {"controllers": "http://ctl:3370"})
 
 
 def test_order_overrides_beat_env_beat_file(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from csi.generated import csi_pb2
 from csi.sanitize import loggable, strip_secrets
 from csi.server import parse_endpoint
 from plugin import errors as core
-from plugin.filesystems import FILESYSTEMS
+from plugin.params.filesystems import FILESYSTEMS
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 

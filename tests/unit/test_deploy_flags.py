@@ -19,7 +19,7 @@ import pytest
 from csi import cli as csi_cli
 from csi import keys
 from plugin.config import load_config
-from plugin.params import parse_csi_parameters
+from plugin.params.csi import parse_csi_parameters
 from tests.unit.test_deploy_kubernetes import containers, driver_container, workloads
 from tests.unit.test_deploy_kustomize import KUBERNETES_DIR, render
 from tests.unit.test_deploy_nomad import PLUGIN_JOBS, load, plugin_tasks

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from plugin.fs_options import MAX_OPTIONS_CHARS, OptionError, check_mkfs_options, split_mkfs_options
-from plugin.mount_rules import check_mount_option
+from plugin.errors import InvalidArgument
+from plugin.params.fs_options import MAX_OPTIONS_CHARS, OptionError, check_mkfs_options, split_mkfs_options
+from plugin.params.mount_rules import check_mount_option, split_mount_options
 
 
 def mkfs_error(options: str, fs: str | None) -> str:
@@ -201,3 +202,19 @@ def test_checks_are_linear_in_their_input() -> None:
         check_mkfs_options(["-E", "nodiscard," * 200_000 + "offset=1"], "ext4")
     with pytest.raises(OptionError):
         check_mount_option("commit=" + "9" * 1_000_000, "ext4")
+
+
+@pytest.mark.parametrize("bad", ["bind", "remount", "rbind", "move", "--bind", "a b", "-w"])
+def test_mount_options_refuse_what_changes_the_mount_itself(bad: str) -> None:
+    with pytest.raises(InvalidArgument, match="option"):
+        split_mount_options([bad])
+
+
+def test_mount_option_lists_split_at_commas_once_and_keep_the_first_of_each() -> None:
+    # the one splitter of "a,b" lists: blanks and repeats dropped, every source alike
+    assert split_mount_options([" noatime, ,discard", "noatime,nodev"], "ext4") == [
+        "noatime",
+        "discard",
+        "nodev",
+    ]
+    assert split_mount_options("noatime,,", None) == ["noatime"]

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from plugin.errors import InvalidArgument
-from plugin.params import VolumeParams, parse_csi_parameters
+from plugin.params.csi import parse_csi_parameters
+from plugin.params.model import VolumeParams
 from plugin.remote_access import policy_text
 
 NS = "linstor.csi.linbit.com/"

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from plugin import node_qos, qos
+from plugin import node_qos
 from plugin.errors import InvalidArgument
 from plugin.models import Volume
-from plugin.params import parse_csi_parameters
+from plugin.params import qos
+from plugin.params.csi import parse_csi_parameters
 
 UID = "6f1c2a0e-1b2c-4d5e-8f90-0123456789ab"
 

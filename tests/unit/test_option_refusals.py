@@ -22,15 +22,10 @@ from docker_plugin.app import create_app
 from docker_plugin.driver import DockerVolumeDriver
 from docker_plugin.refcounts import MountStore
 from plugin.errors import InvalidArgument
-from plugin.param_values import BadValue, parse_count_map, parse_remote_access
-from plugin.params import (
-    CSI_PARAMETERS,
-    DOCKER_OPTIONS,
-    MAX_KEY_CHARS,
-    MAX_VALUE_CHARS,
-    parse_csi_parameters,
-    parse_docker_options,
-)
+from plugin.params.csi import parse_csi_parameters
+from plugin.params.docker import parse_docker_options
+from plugin.params.keys import CSI_PARAMETERS, DOCKER_OPTIONS, MAX_KEY_CHARS, MAX_VALUE_CHARS
+from plugin.params.values import BadValue, parse_count_map, parse_remote_access
 
 NS = "linstor.csi.linbit.com/"
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from plugin.backups.snapshot_class import KEYS as SNAPSHOT_CLASS_KEYS
-from plugin.params import CSI_NAMESPACE, CSI_PARAMETERS, DOCKER_OPTIONS
+from plugin.params.keys import CSI_NAMESPACE, CSI_PARAMETERS, DOCKER_OPTIONS
 from plugin.volume_modify import mutable_keys
 from tools.param_reference import REGENERATE, generate, main
 

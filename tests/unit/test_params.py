@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,18 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plugin.errors import InvalidArgument
-from plugin.param_values import MAX_SIZE_BYTES, parse_size
-from plugin.params import (
-    CSI_PARAMETERS,
-    DEFAULT_DISKLESS_POOL,
-    DOCKER_OPTIONS,
-    VolumeParams,
-    minimum_size_bytes,
-    parse_csi_parameters,
-    parse_docker_options,
-    resource_group_name,
-    resource_group_settings,
-)
+from plugin.params.csi import parse_csi_parameters
+from plugin.params.docker import parse_docker_options
+from plugin.params.filesystems import minimum_size_bytes
+from plugin.params.groups import resource_group_name, resource_group_settings
+from plugin.params.keys import CSI_PARAMETERS, DOCKER_OPTIONS
+from plugin.params.model import DEFAULT_DISKLESS_POOL, VolumeParams
+from plugin.params.values import MAX_SIZE_BYTES, parse_size
 
 NS = "linstor.csi.linbit.com/"
 KIB, MIB, GIB, TIB = 1024, 1024**2, 1024**3, 1024**4
@@ -442,7 +439,7 @@ def test_docker_every_table_key_is_known() -> None:
 
 
 def test_docker_defaults_from_the_config_and_options_override() -> None:
-    defaults = {"size": "1G", "replicas": "1", "fs": "xfs", "controllers": "http://ctl:3370"}
+    defaults = {"size": "1G", "replicas": "1", "fs": "xfs"}
     params = parse_docker_options(None, defaults)
     assert (params.size_bytes, params.place_count, params.fs_type) == (GIB, 1, "xfs")
     params = parse_docker_options({"replicas": "3", "SIZE": "5G"}, defaults)
@@ -757,3 +754,20 @@ def test_bare_property_names_get_the_drivers_property_namespace() -> None:
     assert parse_csi_parameters(given).replicas_on_same == ("Aux/zone", "Aux/rack")
     # the namespace is part of the placement, so it is part of the derived resource group
     assert resource_group_name(params) != resource_group_name(parse_csi_parameters(given))
+
+
+def test_parameter_package_stands_below_the_node_layer_and_the_front_ends() -> None:
+    # the node layer and both front ends read the parameter rules; the rules read none of them
+    code = (
+        "import sys, pkgutil, importlib, plugin.params\n"
+        "for m in pkgutil.iter_modules(plugin.params.__path__):\n"
+        "    importlib.import_module('plugin.params.' + m.name)\n"
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert "plugin.params.csi" in loaded
+    assert [
+        m for m in loaded if m.split(".")[0] in ("csi", "docker_plugin") or m.startswith("plugin.node")
+    ] == []

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from plugin import placement
 from plugin import volume_records as rec
 from plugin.errors import InvalidArgument
 from plugin.models import TopologyRequirement
-from plugin.params import VolumeParams
+from plugin.params import placement
+from plugin.params.model import VolumeParams
 
 HOST = placement.HOSTNAME_KEY
 NODES = [

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from plugin import linstor_retcodes as rc
-from plugin.param_values import human_size
-from plugin.params import VolumeParams
+from plugin.params.model import VolumeParams
+from plugin.params.values import human_size
 from plugin.placement_diagnosis import PlacementWish, diagnose, listing, wish_for
 
 GIB_KIB = 1024 * 1024

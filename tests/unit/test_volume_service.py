@@ -10,7 +10,8 @@ import pytest
 from plugin.config import Config
 from plugin.errors import Unavailable
 from plugin.linstor_client import LinstorClient
-from plugin.params import VolumeParams, resource_group_name
+from plugin.params.groups import resource_group_name
+from plugin.params.model import VolumeParams
 from plugin.volume_service import VolumeService
 from tests.unit.test_linstor_client import FakeController, FakeHandler, drop_connection, start_fake
 

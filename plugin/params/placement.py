@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from plugin.models import TopologyRequirement
-from plugin.params import DEFAULT_DISKLESS_POOL, DEFAULT_PROPERTY_NAMESPACE, VolumeParams
+from plugin.params.model import DEFAULT_DISKLESS_POOL, DEFAULT_PROPERTY_NAMESPACE, VolumeParams
 
 HOSTNAME_KEY = "linbit.com/hostname"
 POOL_KEY_PREFIX = "linbit.com/sp-"

@@ -3,19 +3,21 @@
 Generic VFS flags plus each filesystem's own options, with the shapes of their values;
 options that name a device or file of the host (``journal_path=``, ``logdev=``,
 ``device=``, ``loop=``), run helpers, or make an error halt the node are refused with the
-reason. Used when a volume is created (:mod:`plugin.params`) and on the node right
+reason. Used when a volume is created (:mod:`plugin.params.rules`) and on the node right
 before mount (:mod:`plugin.node.commandlines`), so both refuse the same options.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from plugin.filesystems import FILESYSTEMS
-from plugin.fs_options import (
+from plugin.errors import InvalidArgument
+from plugin.params.filesystems import FILESYSTEMS
+from plugin.params.fs_options import (
     BIT,
+    MAX_OPTIONS_CHARS,
     NUMBER,
     PATH_REASON,
     SIZE,
@@ -24,6 +26,13 @@ from plugin.fs_options import (
     Shape,
     choice,
     quote,
+    shown,
+)
+from plugin.params.values import split_commas
+
+# Options that change what mount does rather than how the filesystem behaves.
+FORBIDDEN_MOUNT_OPTIONS = frozenset(
+    {"bind", "rbind", "remount", "move", "shared", "private", "slave", "unbindable", "defaults"}
 )
 
 
@@ -197,3 +206,36 @@ def check_mount_option(option: str, fs_type: str | None) -> None:
         + ", ".join(GENERIC_MOUNT.names())
         + also
     )
+
+
+def split_mount_options(options: Sequence[str], fs_type: str | None = None) -> list[str]:
+    """Flatten ``["noatime,discard", "nodev"]`` into single options and validate them.
+
+    Every option must be on the allow-list of ``fs_type`` (generic options plus the
+    filesystem's own; with None, of at least one supported filesystem). This is the one
+    check for options from every source: stored volume options, CSI mount flags,
+    Docker options.
+    """
+    if isinstance(options, str):
+        options = [options]
+    items = [str(item) for item in options]
+    if sum(len(item) + 1 for item in items) > MAX_OPTIONS_CHARS:
+        raise InvalidArgument(f"mount options are limited to {MAX_OPTIONS_CHARS} characters in all")
+    result: list[str] = []
+    for item in items:
+        for opt in split_commas(item):
+            if opt.startswith("-") or any(c.isspace() or c == "\0" for c in opt):
+                raise InvalidArgument(
+                    f"invalid mount option {shown(opt)}: give options like 'noatime' or 'discard'"
+                )
+            if opt in FORBIDDEN_MOUNT_OPTIONS:
+                raise InvalidArgument(
+                    f"mount option {opt!r} is not allowed here; it is managed by the plugin"
+                )
+            try:
+                check_mount_option(opt, fs_type)
+            except OptionError as exc:
+                raise InvalidArgument(str(exc)) from None
+            if opt not in result:
+                result.append(opt)
+    return result

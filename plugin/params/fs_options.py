@@ -8,9 +8,9 @@ something other than format (``-V``, ``-n``, ``-f``). So options are checked aga
 allow-lists: per filesystem, every option and every value shape that is accepted,
 parsed as getopt would; anything else is refused with a sentence that names the option,
 the filesystem and what is allowed. Mount options follow the same idea in
-:mod:`plugin.mount_rules`.
+:mod:`plugin.params.mount_rules`.
 
-The same functions check at volume creation (:mod:`plugin.params`) and on the node
+The same functions check at volume creation (:mod:`plugin.params.rules`) and on the node
 right before mkfs (:mod:`plugin.node.commandlines`). Every check is linear in the length of
 its input, and the input is bounded.
 """
@@ -112,6 +112,12 @@ def _setting_text(name: str, setting: Setting) -> str:
 def quote(text: str, limit: int = 60) -> str:
     shown = text if len(text) <= limit else text[: limit - 3] + "..."
     return '"' + shown.replace("\n", "\\n").replace("\0", "\\0") + '"'
+
+
+def shown(text: str, limit: int = 80) -> str:
+    """A user's value quoted in a message as Python would (``'...'``): one line, not endless."""
+    text = text.replace("\n", "\\n").replace("\0", "\\0")
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def choice(*words: str) -> Shape:

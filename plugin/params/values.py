@@ -1,7 +1,7 @@
 """Parsers for the values of volume parameters: numbers, booleans, sizes, lists, maps.
 
 They know nothing about keys. A parser raises :class:`BadValue` with the sentence that
-says what is allowed; :mod:`plugin.params` adds the key and the user's value, so every
+says what is allowed; :mod:`plugin.params.collect` adds the key and the user's value, so every
 message names both (``invalid value "abc" for option "replicas": expected ...``).
 """
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 from plugin.errors import InvalidArgument
+from plugin.params.model import AUX_PREFIX
 
 PREFIX = "qos.linbit.com/"
 DEVICE = PREFIX + "device"
@@ -27,7 +28,7 @@ RIOPS = PREFIX + "riops"
 WIOPS = PREFIX + "wiops"
 LIMIT_KEYS = (RBPS, WBPS, RIOPS, WIOPS)
 #: Where a limit lives on the resource definition (LINBIT's driver writes the same keys).
-AUX = "Aux/"
+AUX = AUX_PREFIX
 
 _MAX_VALUE = (1 << 63) - 1  # a Kubernetes quantity is an int64
 _SUFFIXES = {
