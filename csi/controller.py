@@ -25,11 +25,11 @@ from plugin.names import resource_name_for
 from plugin.param_values import human_size
 from plugin.params import VolumeParams, minimum_size_bytes, parse_csi_parameters, with_fs_type
 from plugin.remote_access import volume_accessible_segments
-from plugin.volume_modify import parse_mutable_parameters
+from plugin.volumes.modify import parse_mutable_parameters
 
 if TYPE_CHECKING:
     from plugin.models import Snapshot
-    from plugin.volume_service import VolumeService
+    from plugin.volumes.service import VolumeService
 
 log = logging.getLogger(__name__)
 

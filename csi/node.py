@@ -43,7 +43,7 @@ from plugin.node.unmounting import MountOwner
 if TYPE_CHECKING:
     from plugin.models import Volume
     from plugin.node.ops import NodeOps
-    from plugin.volume_service import VolumeService
+    from plugin.volumes.service import VolumeService
 
 log = logging.getLogger(__name__)
 

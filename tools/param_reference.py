@@ -35,7 +35,7 @@ from plugin.params import (
     ParamSpec,
     minimum_size_bytes,
 )
-from plugin.volume_modify import mutable_keys
+from plugin.volumes.modify import mutable_keys
 
 REGENERATE = "python -m tools.param_reference > docs/parameters.md"
 

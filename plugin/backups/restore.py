@@ -1,7 +1,7 @@
 """New volumes from backups, and the target cluster's copy of a LINSTOR-to-LINSTOR backup.
 
 A restore needs the backup as a snapshot in this cluster; then it is an ordinary restore
-(:mod:`plugin.volume_copy`, with the same size rules). An ``S3://`` backup whose snapshot is
+(:mod:`plugin.volumes.copies`, with the same size rules). An ``S3://`` backup whose snapshot is
 gone is first downloaded (``backups/restore`` with ``download_only``, as LINBIT's driver does)
 into the source's name, used, and removed again. A ``Linstor://`` backup is restored in the
 cluster that received it, from ``backup-<source>/<snapshot>`` (or in the source cluster while
@@ -27,7 +27,7 @@ from plugin.observability import log_fields
 from plugin.params import VolumeParams
 
 if TYPE_CHECKING:
-    from plugin.volume_service import VolumeService
+    from plugin.volumes.service import VolumeService
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from plugin.models import Snapshot
 from plugin.observability import log_fields
 
 if TYPE_CHECKING:
-    from plugin.volume_service import VolumeService
+    from plugin.volumes.service import VolumeService
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from plugin.linstor_client import LinstorClient
 from plugin.models import TopologyRequirement
 from plugin.params import VolumeParams, resource_group_name
 from plugin.volume_records import ATTACHED_BY_PLUGIN, NAME, attach_pending_key
-from plugin.volume_service import HEALTH_CACHE_SECONDS, VolumeService
+from plugin.volumes.service import HEALTH_CACHE_SECONDS, VolumeService
 from testkit.waiting import wait_until
 from tests.blockio import read_at, write_at
 from tests.conftest import EmulatorProcess

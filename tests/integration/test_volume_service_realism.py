@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from plugin import replica_states, sync_wait
 from plugin.errors import Busy, FailedPrecondition, NodeOffline, OperationFailed
 from plugin.params import VolumeParams
-from plugin.volume_service import VolumeService
+from plugin.volumes import replica_states, sync_wait
+from plugin.volumes.service import VolumeService
 from tests.conftest import EmulatorProcess
 from tests.integration.test_volume_service import MIB, service_for, unique
 

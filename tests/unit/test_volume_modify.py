@@ -16,7 +16,7 @@ import pytest
 
 from plugin.errors import FailedPrecondition, InvalidArgument, NoSpace
 from plugin.models import Replica, Volume
-from plugin.volume_modify import Changes, VolumeModifications, parse_mutable_parameters
+from plugin.volumes.modify import Changes, VolumeModifications, parse_mutable_parameters
 
 NS = "linstor.csi.linbit.com/"
 

@@ -11,7 +11,7 @@ from plugin.config import Config
 from plugin.errors import Unavailable
 from plugin.linstor_client import LinstorClient
 from plugin.params import VolumeParams, resource_group_name
-from plugin.volume_service import VolumeService
+from plugin.volumes.service import VolumeService
 from tests.unit.test_linstor_client import FakeController, FakeHandler, drop_connection, start_fake
 
 PARAMS = VolumeParams(place_count=1, fs_type="ext4")

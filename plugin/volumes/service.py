@@ -6,11 +6,11 @@ resource group, ensured once per process and remembered. A plain create is a sin
 transaction), so a failed placement leaves nothing behind; restore and clone are
 multi-step and roll back what they made when a later step fails. Everything the service
 needs to answer later lives in LINSTOR (see :mod:`plugin.volume_records`); the only
-local state is a cache of known resource groups (:mod:`plugin.resource_groups`) and
+local state is a cache of known resource groups (:mod:`plugin.volumes.resource_groups`) and
 per-volume locks that let concurrent calls for the same volume converge instead of
-racing. Restore and clone live in :mod:`plugin.volume_copy`, attach and detach in
-:mod:`plugin.volume_attach`, placement rules in :mod:`plugin.placement`, mutable
-parameters in :mod:`plugin.volume_modify`.
+racing. Restore and clone live in :mod:`plugin.volumes.copies`, attach and detach in
+:mod:`plugin.volumes.attach`, placement rules in :mod:`plugin.placement`, mutable
+parameters in :mod:`plugin.volumes.modify`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plugin import controller_features as features
-from plugin import in_use, names, placement, sync_wait
 from plugin import linstor_retcodes as rc
+from plugin import names, placement
 from plugin import placement_diagnosis as diagnosis
 from plugin import volume_records as rec
 from plugin.config import Config
@@ -50,14 +50,15 @@ from plugin.observability import log_fields
 from plugin.param_values import human_size
 from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
 from plugin.progress import long_operation
-from plugin.publications import Publications
 from plugin.remote_access import policy_text
-from plugin.resource_groups import ResourceGroups
-from plugin.shared_writers import SharedWriters
-from plugin.volume_attach import VolumeAttachments
-from plugin.volume_copy import VolumeCopies
-from plugin.volume_modify import VolumeModifications
-from plugin.volume_settle import VolumeSettling
+from plugin.volumes import in_use, sync_wait
+from plugin.volumes.attach import VolumeAttachments
+from plugin.volumes.copies import VolumeCopies
+from plugin.volumes.modify import VolumeModifications
+from plugin.volumes.publications import Publications
+from plugin.volumes.resource_groups import ResourceGroups
+from plugin.volumes.settle import VolumeSettling
+from plugin.volumes.shared_writers import SharedWriters
 
 log = logging.getLogger(__name__)
 

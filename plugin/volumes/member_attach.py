@@ -14,11 +14,11 @@ from dataclasses import replace
 from typing import Any
 
 from plugin import names
-from plugin import volume_members as vm
 from plugin import volume_records as rec
 from plugin.errors import NotFound
 from plugin.linstor_client import LinstorClient
 from plugin.models import Attachment
+from plugin.volumes import members as vm
 
 PUBLISHED_PREFIX = rec.PUBLISHED + "/"
 

@@ -2,7 +2,7 @@
 
 A CreateSnapshot of a consistency-group member snapshots its resource (LINSTOR snapshots
 whole resources) and records the member's number on the snapshot definition, so its id,
-size and restore are the member's (see :mod:`plugin.volume_members`).
+size and restore are the member's (see :mod:`plugin.volumes.members`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from plugin import names
-from plugin import volume_members as vm
 from plugin import volume_records as rec
 from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from plugin.linstor_client import LinstorClient
 from plugin.models import Snapshot
+from plugin.volumes import members as vm
 
 
 class MemberSnapshots:

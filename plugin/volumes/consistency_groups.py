@@ -36,7 +36,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plugin import names
-from plugin import volume_members as vm
 from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import (
@@ -51,13 +50,14 @@ from plugin.errors import (
     VolumeError,
 )
 from plugin.linstor_client import LinstorClient
-from plugin.member_attach import MemberAttachments, publication_key
-from plugin.member_snapshots import MemberSnapshots
 from plugin.models import TopologyRequirement, Volume
 from plugin.observability import log_fields
 from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
 from plugin.progress import long_operation
-from plugin.volume_service import MAX_SIZE_KIB, VolumeService
+from plugin.volumes import members as vm
+from plugin.volumes.member_attach import MemberAttachments, publication_key
+from plugin.volumes.member_snapshots import MemberSnapshots
+from plugin.volumes.service import MAX_SIZE_KIB, VolumeService
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import logging
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from plugin import in_use, names
 from plugin import linstor_retcodes as rc
+from plugin import names
 from plugin import volume_records as rec
 from plugin.errors import (
     FailedPrecondition,
@@ -37,6 +37,7 @@ from plugin.errors import (
 from plugin.linstor_client import LinstorClient
 from plugin.models import Attachment
 from plugin.observability import log_fields
+from plugin.volumes import in_use
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def _require_id(volume_id: str) -> None:
 
 
 class VolumeAttachments:
-    """Attach and detach for :class:`plugin.volume_service.VolumeService`."""
+    """Attach and detach for :class:`plugin.volumes.service.VolumeService`."""
 
     client: LinstorClient
     _locked: _Locking

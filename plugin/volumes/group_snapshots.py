@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from plugin import linstor_retcodes as rc
 from plugin import names
-from plugin import volume_members as vm
 from plugin import volume_records as rec
 from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NodeOffline, NotFound
 from plugin.models import Snapshot
 from plugin.observability import log_fields
+from plugin.volumes import members as vm
 
 if TYPE_CHECKING:
-    from plugin.volume_service import VolumeService
+    from plugin.volumes.service import VolumeService
 
 log = logging.getLogger(__name__)
 

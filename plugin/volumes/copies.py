@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plugin import linstor_retcodes as rc
-from plugin import names, replica_states, sync_wait
+from plugin import names
 from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import (
@@ -37,6 +37,7 @@ from plugin.observability import log_fields
 from plugin.param_values import human_size
 from plugin.params import VolumeParams
 from plugin.progress import Operation, long_operation
+from plugin.volumes import replica_states, sync_wait
 
 log = logging.getLogger(__name__)
 

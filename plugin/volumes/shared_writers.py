@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from plugin import volume_records as rec
 from plugin.errors import FailedPrecondition, NotFound
-from plugin.publications import tokens_of
+from plugin.volumes.publications import tokens_of
 
 if TYPE_CHECKING:
     from plugin.linstor_client import LinstorClient

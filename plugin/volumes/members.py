@@ -1,6 +1,6 @@
 """Volumes that are one volume number of a shared LINSTOR resource, and their snapshots.
 
-A consistency group (see :mod:`plugin.consistency_groups`) keeps several volumes as volume
+A consistency group (see :mod:`plugin.volumes.consistency_groups`) keeps several volumes as volume
 numbers of one resource definition, as LINBIT's driver does: the volume id is
 ``<resource>/<volume number>`` (just ``<resource>`` for number 0) and a snapshot id is
 ``InCluster:///<resource>/<volume number>/<snapshot>``. One LINSTOR snapshot covers every

@@ -13,18 +13,18 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from plugin import replica_states
 from plugin import volume_records as rec
 from plugin.errors import Busy, FailedPrecondition, NodeOffline, NotFound, VolumeError
 from plugin.linstor_client import LinstorClient
 from plugin.models import Volume
 from plugin.observability import log_fields
+from plugin.volumes import replica_states
 
-log = logging.getLogger("plugin.volume_service")
+log = logging.getLogger("plugin.volumes.service")
 
 
 class VolumeSettling:
-    """Mixin of :class:`plugin.volume_service.VolumeService` (which provides the reads used here)."""
+    """Mixin of :class:`plugin.volumes.service.VolumeService` (which provides the reads used here)."""
 
     client: LinstorClient
     # Provided by the service and its other parts.
