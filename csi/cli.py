@@ -223,7 +223,7 @@ def _build_driver(args: argparse.Namespace) -> CsiDriver:
     from plugin.config import load_config
     from plugin.linstor_client import LinstorClient
     from plugin.node.ops import NodeOps
-    from plugin.volumes.consistency_groups import ConsistencyGroupService
+    from plugin.volumes.consistency_group_service import ConsistencyGroupService
 
     overrides: dict[str, object] = {
         "controllers": args.linstor_endpoint,

@@ -133,7 +133,7 @@ def driver_on_emulator(
     from plugin.config import load_config
     from plugin.linstor_client import LinstorClient
     from plugin.node.ops import NodeOps as RealNodeOps
-    from plugin.volumes.consistency_groups import ConsistencyGroupService
+    from plugin.volumes.consistency_group_service import ConsistencyGroupService
 
     config = load_config({"controllers": controller_url, "node_name": node_name}, env={}, config_file=None)
     service = ConsistencyGroupService(LinstorClient(config), config, group_of)

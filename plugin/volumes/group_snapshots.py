@@ -96,7 +96,7 @@ class GroupSnapshots:
             twice = sorted({v for v in volume_ids if folded.count(v.lower()) > 1})
             raise InvalidArgument(f"source_volume_ids lists {', '.join(twice)} more than once")
         group_id = names.snapshot_name_for(name)
-        with self._service._locked(f"group-snapshot/{group_id}"):
+        with self._service.locks.lock(f"group-snapshot/{group_id}"):
             existing = self._named(group_id)
             if existing:
                 return self._same_group(name, group_id, existing, volume_ids)
@@ -180,7 +180,7 @@ class GroupSnapshots:
         given = self._keys(snapshot_ids)
         if not names.is_valid_snapshot_name(group_id):
             return
-        with self._service._locked(f"group-snapshot/{group_id}"):
+        with self._service.locks.lock(f"group-snapshot/{group_id}"):
             found = self._members(group_id)
             if not found:
                 return  # gone, or never made: the spec's OK

@@ -8,36 +8,37 @@ multi-step and roll back what they made when a later step fails. Everything the 
 needs to answer later lives in LINSTOR (see :mod:`plugin.volume_records`); the only
 local state is a cache of known resource groups (:mod:`plugin.volumes.resource_groups`) and
 per-volume locks that let concurrent calls for the same volume converge instead of
-racing. Restore and clone live in :mod:`plugin.volumes.copies`, attach and detach in
-:mod:`plugin.volumes.attach`, placement rules in :mod:`plugin.placement`, mutable
-parameters in :mod:`plugin.volumes.modify`.
+racing.
+
+The service is a façade over collaborators, each given what it needs when the service is
+made: creation (:mod:`plugin.volumes.create`), restore and clone
+(:mod:`plugin.volumes.copies`), half-made volumes (:mod:`plugin.volumes.settle`),
+snapshots (:mod:`plugin.volumes.snapshots`), attach and detach
+(:mod:`plugin.volumes.attach`), publication records (:mod:`plugin.volumes.publications`),
+shared writers (:mod:`plugin.volumes.shared_writers`) and mutable parameters
+(:mod:`plugin.volumes.modify`). Delete, get, list, expand, topology, capacity and health
+are its own.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, suppress
+from contextlib import suppress
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
-from plugin import controller_features as features
 from plugin import linstor_retcodes as rc
 from plugin import names, placement
-from plugin import placement_diagnosis as diagnosis
 from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import (
     AlreadyExists,
-    Busy,
     FailedPrecondition,
     InUse,
     InvalidArgument,
-    NodeOffline,
     NoSpace,
     NotFound,
     Unavailable,
@@ -45,45 +46,27 @@ from plugin.errors import (
 )
 from plugin.keyed_locks import KeyedLocks
 from plugin.linstor_client import LinstorClient
-from plugin.models import Snapshot, TopologyRequirement, Volume
-from plugin.observability import log_fields
+from plugin.models import Attachment, Snapshot, TopologyRequirement, Volume
 from plugin.param_values import human_size
-from plugin.params import VolumeParams, minimum_size_bytes, resource_group_name
-from plugin.progress import long_operation
-from plugin.remote_access import policy_text
+from plugin.params import VolumeParams
 from plugin.volumes import in_use, sync_wait
 from plugin.volumes.attach import VolumeAttachments
 from plugin.volumes.copies import VolumeCopies
-from plugin.volumes.modify import VolumeModifications
+from plugin.volumes.create import MAX_SIZE_KIB, VolumeCreation, kib, volume_id_for
+from plugin.volumes.modify import Changes, VolumeModifications
 from plugin.volumes.publications import Publications
+from plugin.volumes.reads import VolumeReads, require_id
 from plugin.volumes.resource_groups import ResourceGroups
 from plugin.volumes.settle import VolumeSettling
 from plugin.volumes.shared_writers import SharedWriters
+from plugin.volumes.snapshots import VolumeSnapshots
 
 log = logging.getLogger(__name__)
 
 HEALTH_CACHE_SECONDS = 2.0
-CREATE_RACE_CODES = {
-    rc.FAIL_EXISTS_RSC_DFN,
-    rc.FAIL_EXISTS_RSC,
-    rc.FAIL_EXISTS_VLM_DFN,
-    rc.FAIL_EXISTS_RSC_GRP,
-}
-MAX_SIZE_KIB = 1 << 40  # LINSTOR's largest volume definition
 
 
-def _kib(size_bytes: int) -> int:
-    return max(1, math.ceil(size_bytes / 1024))
-
-
-def _require_id(volume_id: str) -> None:
-    if not rec.possible_volume_id(volume_id):
-        raise NotFound(f"volume {volume_id!r} not found", volume=volume_id)
-
-
-class VolumeService(
-    VolumeAttachments, VolumeCopies, VolumeSettling, Publications, VolumeModifications, SharedWriters
-):
+class VolumeService:
     """Create, delete, resize, snapshot, restore, clone, attach and detach LINSTOR volumes."""
 
     def __init__(
@@ -93,15 +76,22 @@ class VolumeService(
         self._clock = clock  # for the health cache
         self.config = config
         self.groups = ResourceGroups(client)
-        self._volume_locks = KeyedLocks("volume", normalize=lambda key: str(key).upper())
+        #: Serialises work on one volume in this process (LINSTOR names are case-insensitive).
+        self.locks = KeyedLocks("volume", normalize=lambda key: str(key).upper())
+        self.reads = VolumeReads(client)
+        self.settling = VolumeSettling(client, self.reads)
+        self.copies = VolumeCopies(client, self.reads)
+        self.creation = VolumeCreation(
+            client, config, self.groups, self.locks, self.reads, self.copies, self.settling
+        )
+        self.snapshots = VolumeSnapshots(client, self.locks, self.reads, self.settling)
+        self.attachments = VolumeAttachments(client, self.locks)
+        self.publication_records = Publications(client)
+        self.shared_writers = SharedWriters(client)
+        # The service's own get_volume, so a subclass that reads volumes otherwise is followed.
+        self.modifications = VolumeModifications(client, self.locks, self.get_volume)
         self._health: tuple[float, bool] | None = None
         self._health_lock = threading.Lock()
-
-    # ------------------------------------------------------------------ locking
-
-    def _locked(self, key: str) -> AbstractContextManager[None]:
-        """Serialise work on one volume in this process (LINSTOR names are case-insensitive)."""
-        return self._volume_locks.lock(key)
 
     # ------------------------------------------------------------------ create
 
@@ -118,257 +108,40 @@ class VolumeService(
 
         Same name with other size, filesystem, parameter set or source is AlreadyExists.
         """
-        if not name:
-            raise InvalidArgument("a volume needs a name")
-        if size_bytes < 0:
-            raise InvalidArgument(f"volume size must not be negative, got {size_bytes}")
-        volume_id = self._volume_id_for(name, params)
-        minimum = minimum_size_bytes(params.fs_type)
-        size_kib = _kib(max(size_bytes, minimum))
-        if size_kib > MAX_SIZE_KIB:
-            raise InvalidArgument(
-                f"volume size {human_size(size_bytes, exact=True)} is larger than LINSTOR's limit of 1 PiB"
-            )
-        if source is not None:
-            kind, _, ref = source.partition(":")
-            if kind not in ("snapshot", "volume") or not ref:
-                raise InvalidArgument(f"content source {source!r} must be 'snapshot:<id>' or 'volume:<id>'")
-        with self._locked(volume_id):
-            group = resource_group_name(params)
-            # Multi-step creates always look first. A plain create looks first only while its
-            # group is new to this process, so that a repeated request with other parameters
-            # is refused without leaving a new resource group behind; afterwards it is one spawn.
-            existing = self._read_rd(volume_id) if source or not self.groups.is_known(group) else None
-            wanted = rec.Wanted(
-                volume_id=volume_id,
-                name=name,
-                size_kib=size_kib,
-                resource_group=group,
-                fs_type=params.fs_type,
-                mkfs_opts=params.mkfs_opts,
-                mount_opts=tuple(params.mount_opts),
-                source=source,
-                extra=tuple(sorted(params.extra.items())),
-                remote_access=policy_text(params.allow_remote_volume_access, params.remote_access_from_same),
-            )
-            if existing is not None and source is not None:
-                resumed = self._resume_clone(existing, wanted, params)
-                if resumed is not None:
-                    return resumed
-            if existing is not None:
-                existing = self._settle_existing(existing)
-            if existing is not None:
-                if source is None and self._is_ours(existing, wanted):
-                    return self._converge(wanted, size_bytes == 0)
-                return self._compare_existing(existing, wanted, size_bytes == 0)
-            self.client.features.require(features.SPAWN_PROPS)  # before the group is made
-            self.groups.ensure(params)
-            nodes = self._candidate_nodes(params, topology)
-            if source is None:
-                return self._spawn(wanted, params, nodes)
-            kind, _, ref = source.partition(":")
-            if kind == "snapshot":
-                return self._create_from_snapshot(wanted, params, ref, nodes, size_bytes == 0)
-            return self._create_from_volume(wanted, params, ref, nodes, size_bytes == 0)
-
-    def _volume_id_for(self, name: str, params: VolumeParams) -> str:
-        if params.use_pvc_name:
-            pvc = params.extra.get("csi.storage.k8s.io/pvc/name", "")
-            namespace = params.extra.get("csi.storage.k8s.io/pvc/namespace", "")
-            from_pvc = names.resource_name_from_pvc(namespace, pvc)
-            if from_pvc:
-                return from_pvc
-        return names.resource_name_for(name)
-
-    def _settle_existing(self, rd: dict[str, Any]) -> dict[str, Any] | None:
-        """An RD half-made by an interrupted restore or clone is removed so the create starts clean."""
-        props = rec.props_of(rd)
-        if props.get(rec.CREATING) == rd.get("name") and "CLONING" not in (rd.get("flags") or ()):
-            log_fields(log, logging.WARNING, "removing half-made volume", volume=rd.get("name"))
-            self.client.delete_resource_definition(str(rd["name"]))
-            return None
-        return rd
-
-    def _compare_existing(self, rd: Mapping[str, Any], wanted: rec.Wanted, any_size: bool) -> Volume:
-        flags = set(rd.get("flags") or ())
-        if flags & {"CLONING", "DELETE"}:
-            state = "cloned" if "CLONING" in flags else "deleted"
-            raise Busy(
-                f"volume {wanted.volume_id} is still being {state}; retry later", volume=wanted.volume_id
-            )
-        volume = rec.volume_from(rd)
-        props = rec.props_of(rd)
-        if volume is None:
-            raise AlreadyExists(
-                f"LINSTOR resource {wanted.volume_id} exists but holds no volume (only snapshots?); "
-                "choose another name",
-                volume=wanted.volume_id,
-            )
-        ours = props.get(rec.VOLUME_ID) == rd.get("name")
-        problems: list[str] = []
-        if ours and props.get(rec.NAME) != wanted.name:
-            problems.append(f"it belongs to volume {props.get(rec.NAME)!r}")
-        current_kib = volume.size_bytes // 1024
-        requested = {current_kib, int(props.get(rec.REQUESTED_KIB, "0") or 0)}
-        if not any_size and wanted.size_kib not in requested:
-            problems.append(
-                f"its size is {human_size(volume.size_bytes, exact=True)}, "
-                f"{human_size(wanted.size_kib * 1024, exact=True)} was requested"
-            )
-        if ours and props.get(rec.RESOURCE_GROUP) != wanted.resource_group:
-            problems.append(
-                f"it was made with other parameters (resource group {props.get(rec.RESOURCE_GROUP)}, "
-                f"now {wanted.resource_group})"
-            )
-        if (ours or volume.fs_type) and volume.fs_type != wanted.fs_type:
-            problems.append(
-                f"its filesystem is {volume.fs_type or 'none (block)'}, not {wanted.fs_type or 'block'}"
-            )
-        if wanted.source and not ours:
-            problems.append(f"it was not made from {wanted.source} by this plugin")
-        elif ours and (props.get(rec.SOURCE) or None) != wanted.source:
-            problems.append(
-                f"its content source is {props.get(rec.SOURCE) or 'none'}, not {wanted.source or 'none'}"
-            )
-        if problems:
-            raise AlreadyExists(
-                f"volume {wanted.name!r} already exists and differs: {'; '.join(problems)}",
-                volume=wanted.volume_id,
-            )
-        return self._with_replicas(rd)
-
-    def _candidate_nodes(
-        self, params: VolumeParams, topology: TopologyRequirement | None
-    ) -> tuple[list[str], bool]:
-        """Nodes replicas should (or, when required, must) go to."""
-        if params.nodes or params.placement_policy == "autoplace":
-            return [], False
-        need_listing, need_pools = placement.needs_node_listing(topology)
-        nodes = self.client.list_nodes() if need_listing else None
-        pools = self.client.list_storage_pools() if need_pools else None
-        return placement.topology_nodes(topology, nodes, pools, self.config.property_namespace)
-
-    def _spawn(self, wanted: rec.Wanted, params: VolumeParams, candidates: tuple[list[str], bool]) -> Volume:
-        now = datetime.now(UTC)
-        props = {**wanted.aux_props(now), **wanted.filesystem_props(), rec.VOLUME_ID: wanted.volume_id}
-        nodes, required = candidates
-        sf: dict[str, Any] = {}
-        rest_after = 0
-        if params.nodes:
-            sf = {"node_name_list": list(params.nodes), "place_count": len(params.nodes)}
-        elif nodes:
-            sf = {"node_name_list": nodes}
-            if len(nodes) < params.place_count:
-                sf["place_count"] = len(nodes)
-                rest_after = params.place_count - len(nodes)
-        try:
-            try:
-                self._spawn_call(wanted, props, sf, params)
-            except NoSpace as exc:
-                if nodes and not (required and not params.allow_remote_volume_access):
-                    raise  # retried below without the topology preference
-                raise self._placement_failed(exc, wanted, params, nodes if required else []) from None
-        except (NoSpace, NotFound) as exc:
-            # NotFound here: a topology node that is no LINSTOR node (a client-only host).
-            if isinstance(exc, NotFound) and (params.nodes or rc.code_of(exc) != rc.FAIL_NOT_FOUND_NODE):
-                raise
-            if not nodes or (required and not params.allow_remote_volume_access):
-                raise
-            # The preferred (or, with remote access, merely requisite) nodes are full:
-            # any node will do, the volume is reachable from everywhere.
-            log_fields(log, logging.INFO, "placing without topology preference", volume=wanted.volume_id)
-            rest_after = 0
-            try:
-                self._spawn_call(wanted, props, {}, params)
-            except NoSpace as again:
-                raise self._placement_failed(again, wanted, params, []) from None
-        except AlreadyExists as exc:
-            if rc.code_of(exc) not in CREATE_RACE_CODES:
-                raise
-            return self._converge(wanted)
-        except Unavailable:
-            # The spawn may have reached LINSTOR: if it did, the volume is there now.
-            rd = self._read_rd_quietly(wanted.volume_id)
-            if rd is None:
-                raise
-            return self._converge(wanted)
-        except VolumeError as exc:
-            # LINSTOR commits the definition before its satellites deploy it: a deployment that
-            # failed leaves a half-made volume, which is never reported as created.
-            self._drop_half_made(wanted, exc)
-            raise
-        try:
-            if rest_after:
-                self.client.autoplace(wanted.volume_id, diskless_on_remaining=params.diskless_on_remaining)
-            for node in params.client_nodes:
-                self.client.create_resource(
-                    wanted.volume_id, node, diskless=True, storage_pool=params.diskless_storage_pool
-                )
-        except VolumeError:
-            self._remove_quietly(wanted.volume_id)
-            raise
-        rd = {
-            "name": wanted.volume_id,
-            "props": props,
-            "resource_group_name": wanted.resource_group,
-            "volume_definitions": [{"volume_number": 0, "size_kib": wanted.size_kib}],
-        }
-
-        def with_replicas() -> Volume:
-            built = rec.volume_from(rd, self.client.view_resources([wanted.volume_id]))
-            assert built is not None  # rd has volume 0
-            return built
-
-        return self._read_back(wanted, with_replicas)
-
-    def _spawn_call(
-        self, wanted: rec.Wanted, props: dict[str, str], sf: dict[str, Any], params: VolumeParams
-    ) -> None:
-        # A satellite makes the filesystem while the spawn runs: a large volume can take a while.
-        what = f"creating in LINSTOR ({human_size(wanted.size_kib * 1024)}, {wanted.fs_type or 'raw block'})"
-
-        def spawn() -> None:
-            with long_operation(wanted.volume_id, what):
-                self.client.spawn(
-                    wanted.resource_group,
-                    wanted.volume_id,
-                    wanted.size_kib,
-                    definition_props=props,
-                    select_filter=sf,
-                )
-
-        try:
-            spawn()
-        except NotFound as exc:
-            if rc.code_of(exc) != rc.FAIL_NOT_FOUND_RSC_GRP:
-                raise self._placement_error(exc, wanted, params) from None
-            # The group vanished behind our back (an operator deleted it): make it again.
-            self.groups.forget(wanted.resource_group)
-            self.groups.ensure(params)
-            spawn()
-
-    def _placement_failed(
-        self, exc: NoSpace, wanted: rec.Wanted, params: VolumeParams, allowed: list[str]
-    ) -> VolumeError:
-        """LINSTOR's "not enough nodes" made specific with one read of the storage pools."""
-        return diagnosis.refusal(
-            exc, wanted.name, wanted.size_kib, params, allowed, self.client.list_storage_pools
-        )
+        return self.creation.create_volume(name, size_bytes, params, source=source, topology=topology)
 
     @staticmethod
-    def _placement_error(exc: NotFound, wanted: rec.Wanted, params: VolumeParams) -> VolumeError:
-        if rc.code_of(exc) == rc.FAIL_NOT_FOUND_NODE:
-            return NotFound(
-                f"cannot place volume {wanted.name!r} ({diagnosis.placement_asked(params)}): {exc.message}",
-                **exc.details,
-            )
-        return exc
+    def volume_id_for(name: str, params: VolumeParams) -> str:
+        """The volume id a create with this name and these parameters makes."""
+        return volume_id_for(name, params)
 
-    def _read_rd_quietly(self, volume_id: str) -> dict[str, Any] | None:
+    def create_volume_with(
+        self,
+        name: str,
+        size_bytes: int,
+        params: VolumeParams,
+        changes: Changes,
+        *,
+        source: str | None = None,
+        topology: TopologyRequirement | None = None,
+    ) -> Volume:
+        """CreateVolume with mutable parameters: create, then apply them; a new volume that
+        cannot take them is removed again, so a failed request leaves nothing behind."""
+        existed = True
         try:
-            return self._read_rd(volume_id)
+            self.get_volume(volume_id_for(name, params))
+        except (NotFound, InvalidArgument):
+            existed = False
+        volume = self.create_volume(name, size_bytes, params, source=source, topology=topology)
+        if not changes:
+            return volume
+        try:
+            return self.modify_volume(volume.id, changes)
         except VolumeError:
-            return None
+            if not existed:
+                with suppress(VolumeError):
+                    self.delete_volume(volume.id)
+            raise
 
     # ------------------------------------------------------------------ delete, get, list, expand
 
@@ -376,7 +149,7 @@ class VolumeService(
         """Delete a volume; a missing one is fine. Refuses while it is in use or has snapshots."""
         if not rec.possible_volume_id(volume_id):
             return
-        with self._locked(volume_id):
+        with self.locks.lock(volume_id):
             resources: list[dict[str, Any]] = []
 
             def busy_nodes() -> list[str]:
@@ -431,11 +204,11 @@ class VolumeService(
         )
 
     def get_volume(self, volume_id: str) -> Volume:
-        _require_id(volume_id)
-        rd = self._read_rd(volume_id)
+        require_id(volume_id)
+        rd = self.reads.read_rd(volume_id)
         if rd is None or rec.volume_definition(rd) is None or not rec.is_complete(rd):
             raise NotFound(f"volume {volume_id} not found", volume=volume_id)
-        return self._with_replicas(rd)
+        return self.reads.with_replicas(rd)
 
     def find_volume(self, name: str) -> Volume | None:
         try:
@@ -466,10 +239,10 @@ class VolumeService(
 
     def expand_volume(self, volume_id: str, size_bytes: int) -> Volume:
         """Grow a volume; the same size is a no-op, a smaller size is an error."""
-        _require_id(volume_id)
-        with self._locked(volume_id):
+        require_id(volume_id)
+        with self.locks.lock(volume_id):
             volume = self.get_volume(volume_id)
-            new_kib = _kib(size_bytes)
+            new_kib = kib(size_bytes)
             if new_kib > MAX_SIZE_KIB:
                 too_big = human_size(size_bytes, exact=True)
                 raise InvalidArgument(f"volume size {too_big} is larger than LINSTOR's limit of 1 PiB")
@@ -484,7 +257,7 @@ class VolumeService(
                 sync_wait.retry_while_syncing(
                     lambda: self.client.resize_volume_definition(volume_id, new_kib),
                     f"grow volume {volume_id}",
-                    lambda: self._lagging(volume_id),
+                    lambda: self.settling.lagging(volume_id),
                 )
             except NoSpace as exc:
                 raise NoSpace(
@@ -492,74 +265,58 @@ class VolumeService(
                 ) from None
             return replace(volume, size_bytes=new_kib * 1024)
 
+    # ------------------------------------------------------------------ mutable parameters
+
+    def modify_volume(self, volume_id: str, changes: Changes) -> Volume:
+        """Bring the volume to what ``changes`` asks; already there is a no-op."""
+        return self.modifications.modify_volume(volume_id, changes)
+
     # ------------------------------------------------------------------ snapshots
 
     def create_snapshot(self, volume_id: str, name: str) -> Snapshot:
         """Snapshot a volume; the same name again returns it, on another volume it is AlreadyExists."""
-        if not name:
-            raise InvalidArgument("a snapshot needs a name")
-        _require_id(volume_id)
-        snap_name = names.snapshot_name_for(name)
-        with self._locked(volume_id):
-            for snap in self.client.view_snapshots():
-                if str(snap.get("name", "")).lower() != snap_name.lower():
-                    continue
-                if str(snap.get("resource_name", "")).lower() == volume_id.lower():
-                    return rec.snapshot_from(snap)
-                raise AlreadyExists(
-                    f"snapshot name {name!r} is already used for volume {snap.get('resource_name')}",
-                    snapshot=name,
-                )
-            try:
-                sync_wait.retry_while_syncing(
-                    lambda: self.client.create_snapshot(volume_id, snap_name, {rec.SNAPSHOT_NAME: name}),
-                    f"snapshot volume {volume_id}",
-                    lambda: self._lagging(volume_id),
-                )
-            except AlreadyExists as exc:
-                if rc.code_of(exc) != rc.FAIL_EXISTS_SNAPSHOT_DFN:
-                    raise
-            except NotFound as exc:
-                if rc.code_of(exc) == rc.FAIL_NOT_FOUND_RSC:
-                    raise self._nothing_to_snapshot(volume_id, exc) from None
-                raise NotFound(f"volume {volume_id} not found", volume=volume_id, **exc.details) from None
-            except NodeOffline as exc:
-                raise NodeOffline(
-                    f"cannot snapshot volume {volume_id}: a node holding it is offline ({exc.message})",
-                    **exc.details,
-                ) from None
-            return rec.snapshot_from(self.client.get_snapshot(volume_id, snap_name))
+        return self.snapshots.create_snapshot(volume_id, name)
 
     def delete_snapshot(self, snapshot_id: str) -> None:
-        try:
-            volume_id, snap = self._resolve_snapshot(snapshot_id)
-        except NotFound:
-            return
-        try:
-            group = rec.snapshot_from(self.client.get_snapshot(volume_id, snap)).group_id
-            if group:
-                raise FailedPrecondition(
-                    f"snapshot {snapshot_id!r} is a member of group snapshot {group}; "
-                    "delete the group snapshot instead",
-                    snapshot=snapshot_id,
-                )
-            self.client.delete_snapshot(volume_id, snap)
-        except NotFound:
-            return
+        self.snapshots.delete_snapshot(snapshot_id)
 
     def get_snapshot(self, snapshot_id: str) -> Snapshot:
-        volume_id, snap = self._resolve_snapshot(snapshot_id)
-        try:
-            return rec.snapshot_from(self.client.get_snapshot(volume_id, snap))
-        except NotFound:
-            raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id) from None
+        return self.snapshots.get_snapshot(snapshot_id)
 
     def list_snapshots(self, volume_id: str | None = None) -> list[Snapshot]:
-        try:
-            found = self.client.view_snapshots([volume_id] if volume_id else ())
-        except (NotFound, InvalidArgument):
-            return []  # an unknown or impossible volume name has no snapshots
-        return [rec.snapshot_from(s) for s in found]
+        return self.snapshots.list_snapshots(volume_id)
+
+    # ------------------------------------------------------------------ attachments and publications
+
+    def attach(self, volume_id: str, node: str, volume_number: int = 0) -> Attachment:
+        """Make the volume available on a node: its replica there, else a diskless one."""
+        return self.attachments.attach(volume_id, node, volume_number)
+
+    def detach(self, volume_id: str, node: str) -> None:
+        """Remove the diskless resource attach made; replicas with data are never touched."""
+        self.attachments.detach(volume_id, node)
+
+    def publications(self, volume_id: str, node: str) -> frozenset[str]:
+        """The publication tokens recorded for the volume on the node."""
+        return self.publication_records.publications(volume_id, node)
+
+    def record_publication(self, volume_id: str, node: str, token: str) -> None:
+        self.publication_records.record_publication(volume_id, node, token)
+
+    def clear_publication(self, volume_id: str, node: str) -> None:
+        self.publication_records.clear_publication(volume_id, node)
+
+    def published_on_node(self, node: str) -> list[str]:
+        """Ids of the volumes published to the node, read from LINSTOR."""
+        return self.publication_records.published_on_node(node)
+
+    def admit_shared_writer(self, volume_id: str, node: str) -> None:
+        """Before a read-write RWX block publication to ``node``: allow a second primary."""
+        self.shared_writers.admit_shared_writer(volume_id, node)
+
+    def release_shared_writer(self, volume_id: str) -> None:
+        """After an unpublish: drop the two-primaries option once one writer is left."""
+        self.shared_writers.release_shared_writer(volume_id)
 
     # ------------------------------------------------------------------ nodes, capacity, health
 

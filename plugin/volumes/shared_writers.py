@@ -39,9 +39,10 @@ def writers(resources: list[dict[str, Any]], *, with_in_use: bool) -> list[str]:
 
 
 class SharedWriters:
-    """Mixed into VolumeService: the two-primaries option around RWX block publications."""
+    """The two-primaries option around RWX block publications; held by the volume service."""
 
-    client: LinstorClient
+    def __init__(self, client: LinstorClient) -> None:
+        self.client = client
 
     def admit_shared_writer(self, volume_id: str, node: str) -> None:
         """Before attaching a read-write RWX block publication to ``node``: allow a second primary."""
