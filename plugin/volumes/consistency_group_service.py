@@ -21,6 +21,7 @@ from plugin.linstor_client import LinstorClient
 from plugin.models import TopologyRequirement, Volume
 from plugin.params import VolumeParams
 from plugin.volumes import members as vm
+from plugin.volumes.attach import VolumeAttachments
 from plugin.volumes.consistency_groups import (
     PVC_NAME,
     PVC_NAMESPACE,
@@ -36,6 +37,7 @@ from plugin.volumes.create import MAX_SIZE_KIB, kib
 from plugin.volumes.member_attach import MemberAttachments, MemberPublications
 from plugin.volumes.member_snapshots import MemberSnapshots
 from plugin.volumes.service import VolumeService
+from plugin.volumes.snapshots import VolumeSnapshots
 
 
 class ConsistencyGroupService(VolumeService):
@@ -53,10 +55,12 @@ class ConsistencyGroupService(VolumeService):
         self.members = MemberCreation(
             client, self.groups, self.locks, self.reads, self.copies, self.get_volume
         )
-        # Members share their resource on a node and in a snapshot: the plain collaborators are wrapped.
-        self.attachments = MemberAttachments(client, self.reads, self.attachments)
+        # Members share their resource on a node and in a snapshot: member collaborators wrap plain ones.
+        plain_attachments = VolumeAttachments(client, self.locks)
+        plain_snapshots = VolumeSnapshots(client, self.locks, self.reads, self.settling)
+        self.attachments = MemberAttachments(client, self.reads, plain_attachments)
         self.publication_records = MemberPublications(client)
-        self.snapshots = MemberSnapshots(client, self.locks, self.reads, self.snapshots)
+        self.snapshots = MemberSnapshots(client, self.locks, self.reads, plain_snapshots)
 
     # ------------------------------------------------------------------ reading members
 

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from plugin import linstor_retcodes as rc
 from plugin import names, placement
@@ -66,6 +66,31 @@ log = logging.getLogger(__name__)
 HEALTH_CACHE_SECONDS = 2.0
 
 
+class Attaching(Protocol):
+    """What the service asks of its attachments (plain, or a consistency group's members)."""
+
+    def attach(self, volume_id: str, node: str, volume_number: int = 0) -> Attachment: ...
+    def detach(self, volume_id: str, node: str) -> None: ...
+
+
+class PublicationRecords(Protocol):
+    """What the service asks of its publication records."""
+
+    def publications(self, volume_id: str, node: str) -> frozenset[str]: ...
+    def record_publication(self, volume_id: str, node: str, token: str) -> None: ...
+    def clear_publication(self, volume_id: str, node: str) -> None: ...
+    def published_on_node(self, node: str) -> list[str]: ...
+
+
+class SnapshotKeeping(Protocol):
+    """What the service asks of its snapshots."""
+
+    def create_snapshot(self, volume_id: str, name: str) -> Snapshot: ...
+    def delete_snapshot(self, snapshot_id: str) -> None: ...
+    def get_snapshot(self, snapshot_id: str) -> Snapshot: ...
+    def list_snapshots(self, volume_id: str | None = None) -> list[Snapshot]: ...
+
+
 class VolumeService:
     """Create, delete, resize, snapshot, restore, clone, attach and detach LINSTOR volumes."""
 
@@ -84,9 +109,10 @@ class VolumeService:
         self.creation = VolumeCreation(
             client, config, self.groups, self.locks, self.reads, self.copies, self.settling
         )
-        self.snapshots = VolumeSnapshots(client, self.locks, self.reads, self.settling)
-        self.attachments = VolumeAttachments(client, self.locks)
-        self.publication_records = Publications(client)
+        # A consistency-group service wraps these three for members.
+        self.snapshots: SnapshotKeeping = VolumeSnapshots(client, self.locks, self.reads, self.settling)
+        self.attachments: Attaching = VolumeAttachments(client, self.locks)
+        self.publication_records: PublicationRecords = Publications(client)
         self.shared_writers = SharedWriters(client)
         # The service's own get_volume, so a subclass that reads volumes otherwise is followed.
         self.modifications = VolumeModifications(client, self.locks, self.get_volume)
