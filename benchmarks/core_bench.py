@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from plugin.config import Config  # noqa: E402
 from plugin.linstor_client import LinstorClient  # noqa: E402
 from plugin.params.model import VolumeParams  # noqa: E402
-from plugin.volume_service import VolumeService  # noqa: E402
+from plugin.volumes.service import VolumeService  # noqa: E402
 from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402
 
 MIB = 1024 * 1024

@@ -50,7 +50,7 @@ from plugin.config import load_config  # noqa: E402
 from plugin.linstor_client import LinstorClient  # noqa: E402
 from plugin.node.ops import NodeOps  # noqa: E402
 from plugin.params.csi import parse_csi_parameters, with_fs_type  # noqa: E402
-from plugin.volume_service import VolumeService  # noqa: E402
+from plugin.volumes.service import VolumeService  # noqa: E402
 from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402
 from testkit.processes import free_port  # noqa: E402
 

@@ -3,7 +3,7 @@
 The lists are built once and used both to answer the *GetCapabilities RPCs and to
 check requests, so an advertised capability and the behaviour behind it cannot drift.
 Deliberately not advertised: SNAPSHOT_METADATA. MODIFY_VOLUME is advertised: the
-mutable parameters are listed in :mod:`plugin.volume_modify`. GET_SNAPSHOT is
+mutable parameters are listed in :mod:`plugin.volumes.modify`. GET_SNAPSHOT is
 advertised (spec v1.12; csi-sanity before v5.4 does not know it). PUBLISH_READONLY is
 advertised; how it coexists with Nomad's per-claim ``readonly`` is told in
 :mod:`csi.publications`. LIST_VOLUMES_PUBLISHED_NODES reports the nodes the volume was

@@ -221,9 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _build_driver(args: argparse.Namespace) -> CsiDriver:
     from plugin.config import load_config
-    from plugin.consistency_groups import ConsistencyGroupService
     from plugin.linstor_client import LinstorClient
     from plugin.node.ops import NodeOps
+    from plugin.volumes.consistency_group_service import ConsistencyGroupService
 
     overrides: dict[str, object] = {
         "controllers": args.linstor_endpoint,

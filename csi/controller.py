@@ -28,11 +28,11 @@ from plugin.params.filesystems import DEFAULT_FILESYSTEM, minimum_size_bytes
 from plugin.params.model import VolumeParams
 from plugin.params.values import human_size
 from plugin.remote_access import volume_accessible_segments
-from plugin.volume_modify import parse_mutable_parameters
+from plugin.volumes.modify import parse_mutable_parameters
 
 if TYPE_CHECKING:
     from plugin.models import Snapshot
-    from plugin.volume_service import VolumeService
+    from plugin.volumes.service import VolumeService
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from csi.errors import Aborted
 from csi.generated import csi_pb2
 from plugin import remote_access
 from plugin.errors import InvalidArgument
-from plugin.group_snapshots import GroupSnapshot
 from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.params.model import VolumeParams
 from plugin.volume_records import REMOTE_ACCESS
+from plugin.volumes.group_snapshots import GroupSnapshot
 
 
 def volume_context(params: VolumeParams | None, volume: Volume) -> dict[str, str]:

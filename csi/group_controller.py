@@ -1,7 +1,7 @@
 """CSI GroupController service: group snapshots (CREATE_DELETE_GET_VOLUME_GROUP_SNAPSHOT).
 
 Handlers check the request first (required fields before any lookup, as the spec's
-conformance tools expect), call :class:`plugin.group_snapshots.GroupSnapshots` and shape
+conformance tools expect), call :class:`plugin.volumes.group_snapshots.GroupSnapshots` and shape
 the answer. A second call for a group that is still being worked on is ABORTED.
 """
 
@@ -16,11 +16,11 @@ from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.validation import check_name, require
 from plugin import errors, names
 from plugin.backups import parse_snapshot_class
-from plugin.group_snapshots import GroupSnapshots
 from plugin.keyed_locks import KeyedLocks
+from plugin.volumes.group_snapshots import GroupSnapshots
 
 if TYPE_CHECKING:
-    from plugin.volume_service import VolumeService
+    from plugin.volumes.service import VolumeService
 
 
 class GroupControllerServicer(csi_pb2_grpc.GroupControllerServicer):

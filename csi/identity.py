@@ -20,7 +20,7 @@ from csi import capabilities, keys
 from csi.generated import csi_pb2, csi_pb2_grpc
 
 if TYPE_CHECKING:
-    from plugin.volume_service import VolumeService
+    from plugin.volumes.service import VolumeService
 
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from csi.errors import is_expected, status_for
 from csi.generated import csi_pb2
 from csi.sanitize import loggable
 from plugin.observability import observe_request
-from plugin.sync_wait import caller_deadline
+from plugin.volumes.sync_wait import caller_deadline
 
 log = logging.getLogger("csi.rpc")
 

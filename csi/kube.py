@@ -18,8 +18,8 @@ from kubernetes import client as kube
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
-from plugin.consistency_groups import GROUP_LABEL
 from plugin.errors import FailedPrecondition, InvalidArgument, Unavailable
+from plugin.volumes.consistency_groups import GROUP_LABEL
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 

@@ -46,7 +46,7 @@ from plugin.params.values import split_commas
 if TYPE_CHECKING:
     from plugin.models import Volume
     from plugin.node.ops import NodeOps
-    from plugin.volume_service import VolumeService
+    from plugin.volumes.service import VolumeService
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Read-only publications. ``readonly`` of ControllerPublishVolume travels to the n
 the publish context (``linstor.csi.linbit.com/read-only``); NodeStage then mounts the
 staging path read-only and NodePublish binds read-only, whatever the capability's mode.
 Each publication is recorded on the node's resource as ``<ACCESS_MODE>:<rw|ro>``
-(:mod:`plugin.publications`).
+(:mod:`plugin.volumes.publications`).
 
 Kubernetes publishes a volume once per node (one VolumeAttachment), so a second call
 for the same node with the other ``readonly`` is a conflicting request, and the spec's
@@ -40,7 +40,7 @@ from csi.generated import csi_pb2
 from plugin import errors
 
 if TYPE_CHECKING:
-    from plugin.volume_service import VolumeService
+    from plugin.volumes.service import VolumeService
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 

@@ -35,7 +35,7 @@ from plugin.observability import preregister
 
 if TYPE_CHECKING:
     from plugin.node.ops import NodeOps
-    from plugin.volume_service import VolumeService
+    from plugin.volumes.service import VolumeService
 
 log = logging.getLogger(__name__)
 

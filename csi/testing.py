@@ -24,7 +24,7 @@ from plugin.node.mounttable import MOUNTINFO, unescape
 
 if TYPE_CHECKING:
     from plugin.node.ops import NodeOps
-    from plugin.volume_service import VolumeService
+    from plugin.volumes.service import VolumeService
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 
@@ -131,9 +131,9 @@ def driver_on_emulator(
     ``group_of`` stands in for the PVC label lookup of ``--enable-consistency-groups``.
     """
     from plugin.config import load_config
-    from plugin.consistency_groups import ConsistencyGroupService
     from plugin.linstor_client import LinstorClient
     from plugin.node.ops import NodeOps as RealNodeOps
+    from plugin.volumes.consistency_group_service import ConsistencyGroupService
 
     config = load_config({"controllers": controller_url, "node_name": node_name}, env={}, config_file=None)
     service = ConsistencyGroupService(LinstorClient(config), config, group_of)

@@ -35,7 +35,7 @@ from plugin.node.ops import NodeOps
 from plugin.observability import setup_logging, start_metrics_server
 from plugin.params.docker import parse_docker_options
 from plugin.version import add_version_flag
-from plugin.volume_service import VolumeService
+from plugin.volumes.service import VolumeService
 
 log = logging.getLogger("docker_plugin")
 

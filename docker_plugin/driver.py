@@ -1,7 +1,7 @@
 """What each Docker volume call means for the core and for this node.
 
 The Flask layer hands decoded requests to :class:`DockerVolumeDriver`; the driver turns
-them into :class:`~plugin.volume_service.VolumeService` and
+them into :class:`~plugin.volumes.service.VolumeService` and
 :class:`~plugin.node.ops.NodeOps` calls and keeps the per-(volume, ID) mount counts Docker
 relies on. It owns only the Docker-specific node workflow: stage a volume once per node
 under the mount root, hand containers ``<mount>/data`` (so ``lost+found`` stays out of
@@ -38,7 +38,7 @@ from plugin.progress import long_operation, under_way
 
 if TYPE_CHECKING:
     from plugin.node.ops import NodeOps
-    from plugin.volume_service import VolumeService
+    from plugin.volumes.service import VolumeService
 
 log = logging.getLogger(__name__)
 

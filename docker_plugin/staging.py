@@ -32,7 +32,7 @@ from plugin.observability import MOUNTED_VOLUMES
 
 if TYPE_CHECKING:
     from plugin.node.ops import NodeOps
-    from plugin.volume_service import VolumeService
+    from plugin.volumes.service import VolumeService
 
 log = logging.getLogger("docker_plugin.driver")
 

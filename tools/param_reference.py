@@ -36,7 +36,7 @@ from plugin.params.keys import (
 from plugin.params.model import AUX_PREFIX
 from plugin.params.mount_rules import GENERIC_MOUNT, MOUNT_RULES
 from plugin.params.values import MAX_REPLICAS, format_size
-from plugin.volume_modify import mutable_keys
+from plugin.volumes.modify import mutable_keys
 
 REGENERATE = "python -m tools.param_reference > docs/parameters.md"
 

@@ -1,7 +1,7 @@
 """New volumes from backups, and the target cluster's copy of a LINSTOR-to-LINSTOR backup.
 
 A restore needs the backup as a snapshot in this cluster; then it is an ordinary restore
-(:mod:`plugin.volume_copy`, with the same size rules). An ``S3://`` backup whose snapshot is
+(:mod:`plugin.volumes.copies`, with the same size rules). An ``S3://`` backup whose snapshot is
 gone is first downloaded (``backups/restore`` with ``download_only``, as LINBIT's driver does)
 into the source's name, used, and removed again. A ``Linstor://`` backup is restored in the
 cluster that received it, from ``backup-<source>/<snapshot>`` (or in the source cluster while
@@ -27,7 +27,7 @@ from plugin.observability import log_fields
 from plugin.params.model import VolumeParams
 
 if TYPE_CHECKING:
-    from plugin.volume_service import VolumeService
+    from plugin.volumes.service import VolumeService
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ class BackupRestores:
         """Create volume ``name`` with the data of a backup (downloaded first when needed)."""
         backup_id = parse_backup_id(snapshot_id)
         source = f"snapshot:{backup_id}"
-        volume_id = self.service._volume_id_for(name, params)
-        rd = self.service._read_rd(volume_id)
+        volume_id = self.service.volume_id_for(name, params)
+        rd = self.service.reads.read_rd(volume_id)
         if rd is not None and rec.is_complete(rd):
             # Made before (the same request again): no second download. A restore interrupted
             # right before it recorded the backup as its source still names the local copy.
@@ -63,7 +63,7 @@ class BackupRestores:
             if rec.props_of(rd).get(rec.SOURCE) in local_forms:
                 self.client.modify_resource_definition(volume_id, override_props={rec.SOURCE: source})
             return self.service.create_volume(name, size_bytes, params, source=source, topology=topology)
-        with self.service._locked(f"backup:{backup_id}"):
+        with self.service.locks.lock(f"backup:{backup_id}"):
             local_id, drop = self._local_copy(backup_id, params)
             try:
                 check_size(self.service.get_snapshot(local_id))
@@ -101,7 +101,7 @@ class BackupRestores:
                 )
             self._wait_ready(received, backup_id.snapshot)
             return rec.snapshot_id(received, backup_id.snapshot), None
-        rd_existed = self.service._read_rd(backup_id.volume_id) is not None
+        rd_existed = self.service.reads.read_rd(backup_id.volume_id) is not None
         self._download(backup_id, params)
         drop = self._dropper(backup_id, rd_existed)
         try:
@@ -193,7 +193,7 @@ class BackupRestores:
             self._delete_quietly(backup_id.volume_id, backup_id.snapshot)
             if rd_existed:
                 return
-            rd = self.service._read_rd(backup_id.volume_id)
+            rd = self.service.reads.read_rd(backup_id.volume_id)
             if rd is not None and not rec.props_of(rd).get(rec.VOLUME_ID):
                 try:
                     if not self.client.list_snapshots(backup_id.volume_id):

@@ -39,7 +39,7 @@ from plugin.models import Snapshot
 from plugin.observability import log_fields
 
 if TYPE_CHECKING:
-    from plugin.volume_service import VolumeService
+    from plugin.volumes.service import VolumeService
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class Backups(BackupRestores):
         if not rec.possible_volume_id(volume_id):
             raise NotFound(f"volume {volume_id!r} not found", volume=volume_id)
         snap_name = names.snapshot_name_for(name)
-        with self.service._locked(volume_id):
+        with self.service.locks.lock(volume_id):
             if cls.type == "S3":
                 return self._create_s3(volume_id, name, snap_name, cls)
             return self._create_linstor(volume_id, name, snap_name, cls)
@@ -405,7 +405,7 @@ class Backups(BackupRestores):
             backup_id = parse_backup_id(snapshot_id)
         except InvalidArgument:
             return
-        with self.service._locked(backup_id.volume_id):
+        with self.service.locks.lock(backup_id.volume_id):
             self._abort_if_shipping(backup_id)
             if backup_id.kind == "S3":
                 self._delete_s3(backup_id)

@@ -31,7 +31,7 @@ from plugin.node.mounttable import MountEntry, read_mountinfo
 from plugin.node.ops import NodeOps
 from plugin.params.filesystems import FILESYSTEMS
 from plugin.params.model import VolumeParams
-from plugin.volume_service import VolumeService
+from plugin.volumes.service import VolumeService
 from tests.conftest import EmulatorProcess, require
 
 pytestmark = pytest.mark.root

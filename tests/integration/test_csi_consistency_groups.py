@@ -21,9 +21,9 @@ from csi.generated import csi_pb2
 from csi.kube import PvcGroups, in_cluster_configuration
 from csi.testing import block_cap, mount_cap, unmount_under
 from plugin.config import load_config
-from plugin.consistency_groups import GROUP_LABEL, group_resource_name
 from plugin.linstor_client import LinstorClient
-from plugin.volume_members import MEMBER_NAME
+from plugin.volumes.consistency_groups import GROUP_LABEL, group_resource_name
+from plugin.volumes.members import MEMBER_NAME
 from tests.blockio import read_at, write_at
 from tests.integration.csi_stack import LOCAL, Stack, csi_stack
 from tests.integration.test_csi_group_snapshots import Attached

@@ -33,8 +33,8 @@ import pytest
 from csi.generated import csi_pb2
 from csi.testing import CsiClient, block_cap, mount_cap
 from plugin.config import load_config
-from plugin.consistency_groups import GROUP_LABEL, group_resource_name
 from plugin.linstor_client import LinstorClient
+from plugin.volumes.consistency_groups import GROUP_LABEL, group_resource_name
 from tests.conftest import EmulatorProcess, have_root_and_loop, require, reset_and_stop
 from tests.integration.csi_stack import LOCAL
 from tests.kube_api import KubeApi, kube_api

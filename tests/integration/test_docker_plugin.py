@@ -27,7 +27,7 @@ import requests
 from plugin.config import Config
 from plugin.linstor_client import LinstorClient
 from plugin.params.csi import parse_csi_parameters
-from plugin.volume_service import VolumeService
+from plugin.volumes.service import VolumeService
 from tests.conftest import free_port
 from tests.dockerd import PluginProcess
 from tests.processes import terminate

@@ -52,7 +52,7 @@ from plugin.errors import (
 )
 from plugin.linstor_client import LinstorClient
 from plugin.params.model import VolumeParams
-from plugin.volume_service import VolumeService
+from plugin.volumes.service import VolumeService
 from tests.conftest import REPO_ROOT, EmulatorProcess, free_port
 
 MIB = 1024 * 1024

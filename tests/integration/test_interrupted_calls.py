@@ -27,7 +27,7 @@ from plugin.config import Config
 from plugin.errors import NotFound, OperationFailed, Unavailable
 from plugin.linstor_client import LinstorClient
 from plugin.params.model import VolumeParams
-from plugin.volume_service import VolumeService
+from plugin.volumes.service import VolumeService
 from tests.conftest import REPO_ROOT, EmulatorProcess
 from tests.processes import terminate
 
@@ -138,7 +138,7 @@ _ATTACH_SCRIPT = """
 import sys
 from plugin.config import Config
 from plugin.linstor_client import LinstorClient
-from plugin.volume_service import VolumeService
+from plugin.volumes.service import VolumeService
 config = Config(controllers=(sys.argv[1],), node_name="node-c", read_timeout=60.0, config_file=None)
 VolumeService(LinstorClient(config), config).attach(sys.argv[2], "node-c")
 """

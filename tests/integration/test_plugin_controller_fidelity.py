@@ -22,8 +22,8 @@ from csi.generated import csi_pb2
 from csi.testing import Mode, block_cap, mount_cap
 from plugin.errors import FailedPrecondition, InUse
 from plugin.params.model import VolumeParams
-from plugin.shared_writers import TWO_PRIMARIES
-from plugin.volume_service import VolumeService
+from plugin.volumes.service import VolumeService
+from plugin.volumes.shared_writers import TWO_PRIMARIES
 from tests.conftest import EmulatorProcess
 from tests.dockerd import PluginProcess
 from tests.integration.csi_stack import LOCAL, Stack, csi_stack

@@ -39,7 +39,7 @@ from plugin.config import Config, load_config
 from plugin.errors import InvalidArgument, NotFound, OperationFailed, Unavailable, VolumeError
 from plugin.linstor_client import LinstorClient
 from plugin.params.model import VolumeParams
-from plugin.volume_service import VolumeService
+from plugin.volumes.service import VolumeService
 from testkit.waiting import wait_until
 from tests.certs import SERVER_ADDRESSES, SERVER_NAMES, CertificateAuthority, TlsFiles, make_tls_files
 from tests.conftest import REPO_ROOT, TlsEmulator, free_port, reset_and_stop

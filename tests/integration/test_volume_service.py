@@ -38,7 +38,7 @@ from plugin.models import TopologyRequirement
 from plugin.params.groups import resource_group_name
 from plugin.params.model import VolumeParams
 from plugin.volume_records import ATTACHED_BY_PLUGIN, NAME, attach_pending_key
-from plugin.volume_service import HEALTH_CACHE_SECONDS, VolumeService
+from plugin.volumes.service import HEALTH_CACHE_SECONDS, VolumeService
 from testkit.waiting import wait_until
 from tests.blockio import read_at, write_at
 from tests.conftest import EmulatorProcess
@@ -164,7 +164,9 @@ def test_a_failed_placement_says_what_was_asked(svc: VolumeService) -> None:
 def test_too_many_replicas_is_named_with_one_extra_read(svc: VolumeService) -> None:
     name = unique()
     params = VolumeParams(place_count=4, fs_type=None)
-    svc.groups.ensure(params)  # a known group: the create is one spawn, then one read of the pools
+    svc.groups.ensure(
+        params, resource_group_name(params)
+    )  # a known group: the create is one spawn, then one read of the pools
     with pytest.raises(NoSpace) as caught:
         svc.create_volume(name, 8 * MIB, params)
     assert "4 replicas asked for, but only 3 nodes have a storage pool" in caught.value.message

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from plugin import replica_states, sync_wait
 from plugin.errors import Busy, FailedPrecondition, NodeOffline, OperationFailed
 from plugin.params.model import VolumeParams
-from plugin.volume_service import VolumeService
+from plugin.volumes import replica_states, sync_wait
+from plugin.volumes.service import VolumeService
 from tests.conftest import EmulatorProcess
 from tests.integration.test_volume_service import MIB, service_for, unique
 
@@ -123,7 +123,7 @@ def test_a_long_clone_is_never_removed_and_a_retry_resumes_waiting(
         with sync_wait.caller_deadline(2.0), pytest.raises(Busy, match="still being copied"):
             svc.create_volume(name, 8 * MIB, params, source=f"volume:{source.id}")
         # The copy goes on: the clone was not deleted when the caller's time ran out.
-        clone_id = svc._volume_id_for(name, params)
+        clone_id = svc.volume_id_for(name, params)
         rd = svc.client.get_resource_definition(clone_id)
         assert "CLONING" in (rd.get("flags") or [])
         volume = svc.create_volume(name, 8 * MIB, params, source=f"volume:{source.id}")
@@ -141,7 +141,7 @@ def test_a_half_made_volume_is_never_reported_as_created(
 ) -> None:
     params = VolumeParams(place_count=2, fs_type=None, nodes=("node-b", "node-c"))
     name = unique()
-    volume_id = svc._volume_id_for(name, params)
+    volume_id = svc.volume_id_for(name, params)
     assert emulator.control("deploy-failures", {"count": 1, "node": "node-c"}).ok
     # The removal of the half-made definition fails too, as if the plugin died right after the spawn.
     rule = {

@@ -8,11 +8,11 @@ import uuid
 import pytest
 
 from csi import cli as csi_cli
-from plugin.consistency_groups import group_resource_name, is_shared
 from plugin.errors import InvalidArgument, NotFound
-from plugin.group_snapshots import member_key
 from plugin.names import is_valid_resource_name
-from plugin.volume_members import (
+from plugin.volumes.consistency_groups import group_resource_name, is_shared
+from plugin.volumes.group_snapshots import member_key
+from plugin.volumes.members import (
     MEMBER_NAME,
     SNAPSHOT_VOLUMES,
     join_volume_id,

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from plugin.errors import InvalidArgument
-from plugin.volume_modify import parse_mutable_parameters
+from plugin.volumes.modify import parse_mutable_parameters
 from tests.unit.test_deploy_docs import page
 from tests.unit.test_deploy_kubernetes import DRIVER_NAME, find
 from tests.unit.test_deploy_kustomize import KUBERNETES_DIR, render

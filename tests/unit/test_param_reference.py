@@ -8,7 +8,7 @@ from pathlib import Path
 
 from plugin.backups.snapshot_class import KEYS as SNAPSHOT_CLASS_KEYS
 from plugin.params.keys import CSI_NAMESPACE, CSI_PARAMETERS, DOCKER_OPTIONS
-from plugin.volume_modify import mutable_keys
+from plugin.volumes.modify import mutable_keys
 from tools.param_reference import REGENERATE, generate, main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plugin import replica_states
+from plugin.volumes import replica_states
 
 
 def _rsc(node: str, state: str | None, flags: tuple[str, ...] = (), online: bool = True) -> dict[str, Any]:

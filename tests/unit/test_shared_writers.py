@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from csi import capabilities
 from csi.testing import Mode, block_cap, mount_cap
-from plugin.shared_writers import writers
 from plugin.volume_records import PUBLISHED
+from plugin.volumes.shared_writers import writers
 
 
 def _rsc(node: str, published: str = "", in_use: bool = False) -> dict[str, object]:

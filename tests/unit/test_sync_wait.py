@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from plugin import linstor_retcodes as rc
-from plugin import sync_wait
 from plugin.errors import FailedPrecondition, OperationFailed
+from plugin.volumes import sync_wait
 
 
 def _refused(code: int) -> OperationFailed:

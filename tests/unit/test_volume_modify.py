@@ -8,15 +8,14 @@ steps against the emulator are in tests/integration/test_csi_modify.py.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from plugin.errors import FailedPrecondition, InvalidArgument, NoSpace
+from plugin.keyed_locks import KeyedLocks
 from plugin.models import Replica, Volume
-from plugin.volume_modify import Changes, VolumeModifications, parse_mutable_parameters
+from plugin.volumes.modify import Changes, VolumeModifications, parse_mutable_parameters
 
 NS = "linstor.csi.linbit.com/"
 
@@ -98,17 +97,9 @@ class RecordingClient:
         self.calls.append(("delete", node))
 
 
-class Service(VolumeModifications):
-    def __init__(self, volume: Volume, client: RecordingClient) -> None:
-        self.volume = volume
-        self.client = client  # type: ignore[assignment]
-
-    def get_volume(self, volume_id: str) -> Volume:  # type: ignore[override]
-        return self.volume
-
-    @contextmanager
-    def _locked(self, key: str) -> Iterator[None]:  # type: ignore[override]
-        yield
+def modifications(current: Volume, client: RecordingClient) -> VolumeModifications:
+    """The modifications collaborator as the volume service holds it, over a recording client."""
+    return VolumeModifications(client, KeyedLocks(), lambda volume_id: current)  # type: ignore[arg-type]
 
 
 def volume(replicas: list[Replica], props: dict[str, str] | None = None) -> Volume:
@@ -123,7 +114,7 @@ def disk(node: str, in_use: bool = False, published: bool = False) -> Replica:
 def test_a_repeat_writes_nothing() -> None:
     client = RecordingClient()
     current = volume([disk("a"), disk("b")], {"DrbdOptions/Net/protocol": "C"})
-    Service(current, client).modify_volume(
+    modifications(current, client).modify_volume(
         "pvc-1", parse_mutable_parameters({NS + "placementCount": "2", "DrbdOptions/Net/protocol": "C"})
     )
     assert client.calls == []
@@ -131,14 +122,14 @@ def test_a_repeat_writes_nothing() -> None:
 
 def test_more_replicas_go_through_autoplace_with_the_total() -> None:
     client = RecordingClient()
-    Service(volume([disk("a")]), client).modify_volume("pvc-1", Changes(place_count=3))
+    modifications(volume([disk("a")]), client).modify_volume("pvc-1", Changes(place_count=3))
     assert client.calls == [("autoplace", {"place_count": 3})]
 
 
 def test_surplus_replicas_that_are_free_go_last_name_first() -> None:
     client = RecordingClient()
     replicas = [disk("a", published=True), disk("b"), disk("c", in_use=True), disk("d"), disk("e")]
-    Service(volume(replicas), client).modify_volume("pvc-1", Changes(place_count=3))
+    modifications(volume(replicas), client).modify_volume("pvc-1", Changes(place_count=3))
     assert client.calls == [("delete", "d"), ("delete", "e")]
 
 
@@ -146,7 +137,7 @@ def test_too_few_free_replicas_is_refused_before_any_change() -> None:
     client = RecordingClient()
     replicas = [disk("a", published=True), disk("b"), disk("c", in_use=True)]
     with pytest.raises(FailedPrecondition, match=re.escape("the ones on a, c are in use or published")):
-        Service(volume(replicas), client).modify_volume(
+        modifications(volume(replicas), client).modify_volume(
             "pvc-1", Changes(place_count=1, set_props={"DrbdOptions/Net/protocol": "A"})
         )
     assert client.calls == []
@@ -155,7 +146,7 @@ def test_too_few_free_replicas_is_refused_before_any_change() -> None:
 def test_diskless_replicas_do_not_count() -> None:
     client = RecordingClient()
     replicas = [disk("a"), Replica(node="b", diskless=True, in_use=True)]
-    Service(volume(replicas), client).modify_volume("pvc-1", Changes(place_count=1))
+    modifications(volume(replicas), client).modify_volume("pvc-1", Changes(place_count=1))
     assert client.calls == []
 
 
@@ -168,7 +159,7 @@ def test_a_failed_replica_change_puts_the_properties_back() -> None:
         delete_props=("Aux/qos.linbit.com/rbps",),
     )
     with pytest.raises(NoSpace, match="cannot add 3 replica"):
-        Service(current, client).modify_volume("pvc-1", changes)
+        modifications(current, client).modify_volume("pvc-1", changes)
     assert client.calls == [
         (
             "modify",

@@ -12,7 +12,8 @@ from plugin.errors import Unavailable
 from plugin.linstor_client import LinstorClient
 from plugin.params.groups import resource_group_name
 from plugin.params.model import VolumeParams
-from plugin.volume_service import VolumeService
+from plugin.volumes import create
+from plugin.volumes.service import VolumeService
 from tests.unit.test_linstor_client import FakeController, FakeHandler, drop_connection, start_fake
 
 PARAMS = VolumeParams(place_count=1, fs_type="ext4")
@@ -102,3 +103,39 @@ def test_resource_group_is_ensured_once_per_process(fake: FakeController) -> Non
     svc.create_volume("v2", 8 * 1024 * 1024, PARAMS)
     assert svc.client.request_count - before == 2  # spawn + replicas, no resource-group traffic
     assert fake.count("GET", f"/v1/resource-groups/{GROUP}") == 1
+
+
+def test_resource_group_name_is_derived_once_per_create(
+    fake: FakeController, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name travels with the request (rec.Wanted) to the group cache, which does not derive it again."""
+    derived: list[str] = []
+
+    def counting(params: VolumeParams) -> str:
+        derived.append(resource_group_name(params))
+        return derived[-1]
+
+    monkeypatch.setattr(create, "resource_group_name", counting)
+    fake.on("POST", f"/v1/resource-groups/{GROUP}/spawn", (201, []))
+    fake.on("GET", "/v1/resource-definitions?with_volume_definitions=true&resource_definitions=v1", (200, []))
+    fake.on("GET", "/v1/view/resources?resources=v1", (200, []))
+    fake.on("GET", "/v1/view/resources?resources=v2", (200, []))
+    svc = service(fake)
+    svc.create_volume("v1", 8 * 1024 * 1024, PARAMS)  # the group is new: looked up and ensured
+    svc.create_volume("v2", 8 * 1024 * 1024, PARAMS)  # the steady state: one spawn
+    assert derived == [GROUP, GROUP]
+    assert svc.groups.is_known(GROUP)
+
+
+def test_the_group_cache_uses_the_name_it_is_given(fake: FakeController) -> None:
+    """ensure() takes the caller's name as it is (the caller derived it once)."""
+    fake.on(
+        "GET",
+        "/v1/resource-groups/given-rg",
+        (200, {"name": "given-rg", "select_filter": {"place_count": 1}}),
+    )
+    svc = service(fake)
+    assert svc.groups.ensure(PARAMS, "given-rg") == "given-rg"
+    assert svc.groups.is_known("given-rg") and not svc.groups.is_known(GROUP)
+    assert fake.count("GET", "/v1/resource-groups/given-rg") == 1
+    assert fake.count("GET", f"/v1/resource-groups/{GROUP}") == 0

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -36,12 +36,12 @@ from plugin.params.keys import (
     MAX_KEYS,
     PROPERTY_NAMESPACE,
 )
-from plugin.params.model import VolumeParams
 from plugin.params.values import BadValue, parse_replicas
 
 if TYPE_CHECKING:
+    from plugin.keyed_locks import KeyedLocks
     from plugin.linstor_client import LinstorClient
-    from plugin.models import TopologyRequirement, Volume
+    from plugin.models import Volume
 
 log = logging.getLogger(__name__)
 
@@ -168,21 +168,21 @@ def _replica_count(key: str, rest: str, value: str, previous: tuple[str, int] | 
 
 
 class VolumeModifications:
-    """Mixed into VolumeService: apply mutable parameters to a volume."""
+    """Apply mutable parameters to a volume; held by the volume service.
 
-    client: LinstorClient
-    # provided by VolumeService
-    _locked: Callable[[str], AbstractContextManager[None]]
-    _volume_id_for: Callable[[str, VolumeParams], str]
-    get_volume: Callable[[str], Volume]
-    delete_volume: Callable[[str], None]
-    create_volume: Callable[..., Volume]
+    ``get_volume`` is the service's own (a consistency-group service reads members there).
+    """
+
+    def __init__(self, client: LinstorClient, locks: KeyedLocks, get_volume: Callable[[str], Volume]) -> None:
+        self.client = client
+        self.locks = locks
+        self.get_volume = get_volume
 
     def modify_volume(self, volume_id: str, changes: Changes) -> Volume:
         """Bring the volume to what ``changes`` asks; already there is a no-op."""
         if not rec.possible_volume_id(volume_id):
             raise NotFound(f"volume {volume_id!r} not found", volume=volume_id)
-        with self._locked(volume_id):
+        with self.locks.lock(volume_id):
             volume = self.get_volume(volume_id)
             removals = self._replicas_to_remove(volume, changes.place_count)
             props = volume.properties
@@ -201,34 +201,6 @@ class VolumeModifications:
                     self._put_back(volume_id, props, to_set, to_delete)
                 raise
             return self.get_volume(volume_id) if (to_set or to_delete or changes.place_count) else volume
-
-    def create_volume_with(
-        self,
-        name: str,
-        size_bytes: int,
-        params: VolumeParams,
-        changes: Changes,
-        *,
-        source: str | None = None,
-        topology: TopologyRequirement | None = None,
-    ) -> Volume:
-        """CreateVolume with mutable parameters: create, then apply them; a new volume that
-        cannot take them is removed again, so a failed request leaves nothing behind."""
-        existed = True
-        try:
-            self.get_volume(self._volume_id_for(name, params))
-        except (NotFound, InvalidArgument):
-            existed = False
-        volume = self.create_volume(name, size_bytes, params, source=source, topology=topology)
-        if not changes:
-            return volume
-        try:
-            return self.modify_volume(volume.id, changes)
-        except VolumeError:
-            if not existed:
-                with suppress(VolumeError):
-                    self.delete_volume(volume.id)
-            raise
 
     # ------------------------------------------------------------------ replicas
 

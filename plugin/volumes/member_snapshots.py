@@ -2,40 +2,43 @@
 
 A CreateSnapshot of a consistency-group member snapshots its resource (LINSTOR snapshots
 whole resources) and records the member's number on the snapshot definition, so its id,
-size and restore are the member's (see :mod:`plugin.volume_members`).
+size and restore are the member's (see :mod:`plugin.volumes.members`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from typing import Any
-
 from plugin import names
-from plugin import volume_members as vm
 from plugin import volume_records as rec
 from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from plugin.keyed_locks import KeyedLocks
 from plugin.linstor_client import LinstorClient
 from plugin.models import Snapshot
+from plugin.volumes import members as vm
+from plugin.volumes.consistency_groups import find_member
+from plugin.volumes.reads import VolumeReads
+from plugin.volumes.snapshots import VolumeSnapshots
 
 
 class MemberSnapshots:
-    """Mixed into the consistency-group service, before the volume service it overrides."""
+    """Snapshots of members, over the plain snapshots; held by the consistency-group service."""
 
-    client: LinstorClient
-
-    _shared: Callable[[str], tuple[str, int, dict[str, Any]] | None]
-    _locked: Callable[[str], AbstractContextManager[None]]
+    def __init__(
+        self, client: LinstorClient, locks: KeyedLocks, reads: VolumeReads, snapshots: VolumeSnapshots
+    ) -> None:
+        self.client = client
+        self.locks = locks
+        self.reads = reads
+        self.snapshots = snapshots
 
     def create_snapshot(self, volume_id: str, name: str) -> Snapshot:
-        member = self._shared(volume_id)
+        member = find_member(self.reads, volume_id)
         if member is None:
-            return super().create_snapshot(volume_id, name)
+            return self.snapshots.create_snapshot(volume_id, name)
         if not name:
             raise InvalidArgument("a snapshot needs a name")
         resource, number, _rd = member
         snap_name = names.snapshot_name_for(name)
-        with self._locked(resource):
+        with self.locks.lock(resource):
             for snap in self.client.view_snapshots():
                 if str(snap.get("name", "")).lower() != snap_name.lower():
                     continue
@@ -59,7 +62,7 @@ class MemberSnapshots:
         try:
             resource, number, snap = vm.split_snapshot_id(snapshot_id)
         except NotFound:
-            return super().get_snapshot(snapshot_id)  # a bare name: looked up everywhere
+            return self.snapshots.get_snapshot(snapshot_id)  # a bare name: looked up everywhere
         if not names.is_valid_resource_name(resource) or not names.is_valid_snapshot_name(snap):
             raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id)
         try:
@@ -71,6 +74,9 @@ class MemberSnapshots:
             if member.volume_id.lower() == wanted:
                 return member
         raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self.snapshots.delete_snapshot(snapshot_id)
 
     def list_snapshots(self, volume_id: str | None = None) -> list[Snapshot]:
         resources: tuple[str, ...] = ()

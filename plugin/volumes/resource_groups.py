@@ -13,7 +13,6 @@ from plugin import volume_records as rec
 from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from plugin.linstor_client import LinstorClient
 from plugin.params import placement
-from plugin.params.groups import resource_group_name
 from plugin.params.model import VolumeParams
 
 
@@ -29,8 +28,10 @@ class ResourceGroups:
         with self._lock:
             return name in self._known
 
-    def ensure(self, params: VolumeParams) -> str:
-        """Create or reconcile the parameter set's resource group, once per process.
+    def ensure(self, params: VolumeParams, name: str) -> str:
+        """Create or reconcile the parameter set's resource group ``name``, once per process.
+
+        The caller names the group (``resource_group_name(params)``, computed once per request).
 
         A derived group (``sc-<uuid>``) is made to match the parameters. An explicitly
         named group that already exists is the operator's: it is used as it is, only
@@ -38,7 +39,6 @@ class ResourceGroups:
         a different existing value is an error rather than a silent change for every
         volume of the group.
         """
-        name = resource_group_name(params)
         with self._lock:
             if name in self._known:
                 return name

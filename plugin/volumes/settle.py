@@ -13,27 +13,29 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from plugin import replica_states
 from plugin import volume_records as rec
 from plugin.errors import Busy, FailedPrecondition, NodeOffline, NotFound, VolumeError
 from plugin.linstor_client import LinstorClient
 from plugin.models import Volume
 from plugin.observability import log_fields
+from plugin.volumes import replica_states
+from plugin.volumes.reads import VolumeReads
 
-log = logging.getLogger("plugin.volume_service")
+log = logging.getLogger("plugin.volumes.service")
+
+
+#: How a create compares what it found with what it asked for (see :mod:`plugin.volumes.create`).
+Compare = Callable[[Mapping[str, Any], rec.Wanted, bool], Volume]
 
 
 class VolumeSettling:
-    """Mixin of :class:`plugin.volume_service.VolumeService` (which provides the reads used here)."""
+    """Waits for, compares and removes half-made volumes; held by the volume service's collaborators."""
 
-    client: LinstorClient
-    # Provided by the service and its other parts.
-    _read_rd: Callable[[str], dict[str, Any] | None]
-    _read_rd_quietly: Callable[[str], dict[str, Any] | None]
-    _remove_quietly: Callable[[str], None]
-    _compare_existing: Callable[[Mapping[str, Any], rec.Wanted, bool], Volume]
+    def __init__(self, client: LinstorClient, reads: VolumeReads) -> None:
+        self.client = client
+        self.reads = reads
 
-    def _converge(self, wanted: rec.Wanted, any_size: bool = False) -> Volume:
+    def converge(self, wanted: rec.Wanted, compare: Compare, any_size: bool = False) -> Volume:
         """Another caller created the same name at the same time: wait for it, then compare.
 
         Only a definition whose replicas are all deployed is the volume; one whose deployment
@@ -42,7 +44,7 @@ class VolumeSettling:
         """
         deadline = time.monotonic() + 10.0
         while True:
-            rd = self._read_rd(wanted.volume_id)
+            rd = self.reads.read_rd(wanted.volume_id)
             if rd is None:
                 raise Busy(
                     f"volume {wanted.name!r} is being created or deleted by another request; retry",
@@ -50,39 +52,39 @@ class VolumeSettling:
                 )
             failed = replica_states.undeployed(self.client.view_resources([wanted.volume_id]))
             if rec.is_complete(rd) and not failed:
-                return self._compare_existing(rd, wanted, any_size)
+                return compare(rd, wanted, any_size)
             if time.monotonic() > deadline:
-                if failed and self._is_ours(rd, wanted):
-                    self._remove_quietly(wanted.volume_id)
+                if failed and self.is_ours(rd, wanted):
+                    self.reads.remove_quietly(wanted.volume_id)
                     raise Busy(
                         f"volume {wanted.name!r} was left half-made by an earlier request (LINSTOR could not "
                         f"deploy it on {', '.join(failed)}); it was removed, retry to create it again",
                         volume=wanted.volume_id,
                         nodes=failed,
                     )
-                return self._compare_existing(rd, wanted, any_size)
+                return compare(rd, wanted, any_size)
             time.sleep(0.2)
 
     @staticmethod
-    def _is_ours(rd: Mapping[str, Any], wanted: rec.Wanted) -> bool:
+    def is_ours(rd: Mapping[str, Any], wanted: rec.Wanted) -> bool:
         """The definition carries this plugin's marks for this very volume."""
         props = rec.props_of(rd)
         return props.get(rec.VOLUME_ID) == wanted.volume_id and props.get(rec.NAME) == wanted.name
 
-    def _drop_half_made(self, wanted: rec.Wanted, exc: VolumeError) -> None:
+    def drop_half_made(self, wanted: rec.Wanted, exc: VolumeError) -> None:
         """After a failed spawn: remove what LINSTOR committed anyway, if it carries our marks."""
-        rd = self._read_rd_quietly(wanted.volume_id)
-        if rd is None or not self._is_ours(rd, wanted):
+        rd = self.reads.read_rd_quietly(wanted.volume_id)
+        if rd is None or not self.is_ours(rd, wanted):
             return
         log_fields(
             log, logging.WARNING, "removing half-made volume", volume=wanted.volume_id, error=exc.message
         )
-        self._remove_quietly(wanted.volume_id)
+        self.reads.remove_quietly(wanted.volume_id)
 
-    def _lagging(self, volume_id: str) -> list[tuple[str, str]]:
+    def lagging(self, volume_id: str) -> list[tuple[str, str]]:
         return replica_states.not_up_to_date(self.client.view_resources([volume_id]))
 
-    def _nothing_to_snapshot(self, volume_id: str, exc: NotFound) -> VolumeError:
+    def nothing_to_snapshot(self, volume_id: str, exc: NotFound) -> VolumeError:
         """LINSTOR skips offline nodes; with every replica that has data offline, nothing is left."""
         down = {
             str(n.get("name")).upper()

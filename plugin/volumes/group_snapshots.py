@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from plugin import linstor_retcodes as rc
 from plugin import names
-from plugin import volume_members as vm
 from plugin import volume_records as rec
 from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NodeOffline, NotFound
 from plugin.models import Snapshot
 from plugin.observability import log_fields
+from plugin.volumes import members as vm
 
 if TYPE_CHECKING:
-    from plugin.volume_service import VolumeService
+    from plugin.volumes.service import VolumeService
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class GroupSnapshots:
             twice = sorted({v for v in volume_ids if folded.count(v.lower()) > 1})
             raise InvalidArgument(f"source_volume_ids lists {', '.join(twice)} more than once")
         group_id = names.snapshot_name_for(name)
-        with self._service._locked(f"group-snapshot/{group_id}"):
+        with self._service.locks.lock(f"group-snapshot/{group_id}"):
             existing = self._named(group_id)
             if existing:
                 return self._same_group(name, group_id, existing, volume_ids)
@@ -180,7 +180,7 @@ class GroupSnapshots:
         given = self._keys(snapshot_ids)
         if not names.is_valid_snapshot_name(group_id):
             return
-        with self._service._locked(f"group-snapshot/{group_id}"):
+        with self._service.locks.lock(f"group-snapshot/{group_id}"):
             found = self._members(group_id)
             if not found:
                 return  # gone, or never made: the spec's OK

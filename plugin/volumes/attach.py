@@ -19,11 +19,10 @@ so a diskless resource made later by someone else is never taken for the plugin'
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any
 
-from plugin import in_use, names
 from plugin import linstor_retcodes as rc
+from plugin import names
 from plugin import volume_records as rec
 from plugin.errors import (
     FailedPrecondition,
@@ -34,17 +33,15 @@ from plugin.errors import (
     Unavailable,
     VolumeError,
 )
+from plugin.keyed_locks import KeyedLocks
 from plugin.linstor_client import LinstorClient
 from plugin.models import Attachment
 from plugin.observability import log_fields
+from plugin.volumes import in_use
 
 log = logging.getLogger(__name__)
 
 DISKLESS_FLAGS = frozenset({"DISKLESS", "DRBD_DISKLESS"})
-
-
-class _Locking(Protocol):
-    def __call__(self, key: str) -> AbstractContextManager[None]: ...
 
 
 def _require_id(volume_id: str) -> None:
@@ -53,10 +50,11 @@ def _require_id(volume_id: str) -> None:
 
 
 class VolumeAttachments:
-    """Attach and detach for :class:`plugin.volume_service.VolumeService`."""
+    """Attach and detach, held by :class:`plugin.volumes.service.VolumeService`."""
 
-    client: LinstorClient
-    _locked: _Locking
+    def __init__(self, client: LinstorClient, locks: KeyedLocks) -> None:
+        self.client = client
+        self.locks = locks
 
     def attach(self, volume_id: str, node: str, volume_number: int = 0) -> Attachment:
         """Make the volume available on a node: its replica there, else a diskless one.
@@ -66,7 +64,7 @@ class VolumeAttachments:
         _require_id(volume_id)
         if not names.is_valid_node_name(node):
             raise NotFound(f"node {node!r} is not a LINSTOR node", node=node)
-        with self._locked(volume_id):
+        with self.locks.lock(volume_id):
             existed = True
             try:
                 resource = self.client.get_resource(volume_id, node)
@@ -212,7 +210,7 @@ class VolumeAttachments:
         """Remove the diskless resource attach made; replicas with data are never touched."""
         if not rec.possible_volume_id(volume_id) or not names.is_valid_node_name(node):
             return
-        with self._locked(volume_id):
+        with self.locks.lock(volume_id):
             pending = self._pending(volume_id, node)
             try:
                 resource = self.client.get_resource(volume_id, node)

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from plugin import linstor_retcodes as rc
-from plugin import names, replica_states, sync_wait
+from plugin import names
 from plugin import volume_records as rec
-from plugin.config import Config
 from plugin.errors import (
     AlreadyExists,
     Busy,
@@ -28,7 +27,6 @@ from plugin.errors import (
     InvalidArgument,
     NotFound,
     OperationFailed,
-    Unavailable,
     VolumeError,
 )
 from plugin.linstor_client import LinstorClient
@@ -37,12 +35,12 @@ from plugin.observability import log_fields
 from plugin.params.model import VolumeParams
 from plugin.params.values import human_size
 from plugin.progress import Operation, long_operation
+from plugin.volumes import replica_states, sync_wait
+from plugin.volumes.reads import VolumeReads
 
 log = logging.getLogger(__name__)
 
 CLONE_POLL_MAX_SECONDS = 2.0
-# Pauses before reading a just-made volume again, when the first read failed.
-READ_BACK_PAUSES = (0.2, 0.5)
 
 
 class CloneRunning(Busy):
@@ -50,28 +48,11 @@ class CloneRunning(Busy):
 
 
 class VolumeCopies:
-    """Restore and clone, plus the reads they share with the volume service."""
+    """Restore and clone for the volume service and the consistency groups."""
 
-    client: LinstorClient
-    config: Config
-
-    def _read_rd(self, volume_id: str) -> dict[str, Any] | None:
-        found = self.client.list_resource_definitions([volume_id], with_volume_definitions=True)
-        return found[0] if found else None
-
-    def _with_replicas(self, rd: Mapping[str, Any]) -> Volume:
-        resources = self.client.view_resources([str(rd["name"])])
-        volume = rec.volume_from(rd, resources)
-        if volume is None:
-            raise NotFound(f"volume {rd.get('name')} not found", volume=rd.get("name"))
-        return volume
-
-    def _remove_quietly(self, volume_id: str) -> None:
-        """Roll back a volume this call made; a failure here is logged, the cause is raised."""
-        try:
-            self.client.delete_resource_definition(volume_id)
-        except VolumeError as exc:
-            log_fields(log, logging.ERROR, "rollback failed", volume=volume_id, error=str(exc))
+    def __init__(self, client: LinstorClient, reads: VolumeReads) -> None:
+        self.client = client
+        self.reads = reads
 
     def _start_multi_step(self, wanted: rec.Wanted) -> dict[str, str]:
         # No FileSystem/* here: the data comes from the source, and a satellite that saw
@@ -101,57 +82,7 @@ class VolumeCopies:
             delete_namespaces=[rec.ATTACH_PENDING.rstrip("/")],
         )
 
-    def _read_back(self, wanted: rec.Wanted, read: Callable[[], Volume] | None = None) -> Volume:
-        """Read a volume LINSTOR has just made (by default: its definition, then its replicas).
-
-        The volume exists now, so a failed read is not reported at once: after a LINSTOR
-        error it is tried again after a pause (an unreachable controller is not waited for,
-        each try could cost a whole read timeout). If it keeps failing, the error keeps its
-        type (an unreachable controller stays retryable) and says that the volume exists
-        and a retry returns it.
-        """
-
-        def read_definition() -> Volume:
-            rd = self._read_rd(wanted.volume_id)
-            if rd is None:
-                raise OperationFailed(f"volume {wanted.volume_id} vanished right after it was created")
-            return self._with_replicas(rd)
-
-        for pause in (*READ_BACK_PAUSES, None):
-            try:
-                return (read or read_definition)()
-            except VolumeError as exc:
-                if pause is None or isinstance(exc, Unavailable):
-                    reason = exc.message.rstrip(". ") or "no reason given"
-                    raise type(exc)(
-                        f"volume {wanted.name!r} was created (LINSTOR resource {wanted.volume_id}), but "
-                        f"reading it back failed: {reason}; retry the request to get it",
-                        **exc.details,
-                    ) from None
-                log_fields(
-                    log,
-                    logging.WARNING,
-                    "reading a new volume back failed; looking again",
-                    volume=wanted.volume_id,
-                    error=str(exc),
-                )
-                time.sleep(pause)
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
-
-    def _resolve_snapshot(self, snapshot_id: str) -> tuple[str, str]:
-        volume_id, snap = rec.parse_snapshot_id(snapshot_id)
-        if not names.is_valid_snapshot_name(snap) or (
-            volume_id is not None and not rec.possible_volume_id(volume_id)
-        ):
-            raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id)
-        if volume_id is not None:
-            return volume_id, snap
-        matches = [s for s in self.client.view_snapshots() if str(s.get("name", "")).lower() == snap.lower()]
-        if len(matches) != 1:
-            raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id)
-        return str(matches[0]["resource_name"]), str(matches[0]["name"])
-
-    def _create_from_snapshot(
+    def create_from_snapshot(
         self,
         wanted: rec.Wanted,
         params: VolumeParams,
@@ -159,7 +90,7 @@ class VolumeCopies:
         candidates: tuple[list[str], bool],
         any_size: bool,
     ) -> Volume:
-        source_volume, snap_name = self._resolve_snapshot(snapshot_ref)
+        source_volume, snap_name = self.reads.resolve_snapshot(snapshot_ref)
         try:
             snap = self.client.get_snapshot(source_volume, snap_name)
         except NotFound:
@@ -169,7 +100,7 @@ class VolumeCopies:
             raise FailedPrecondition(f"snapshot {snapshot_ref!r} is not ready yet", snapshot=snapshot_ref)
         what = f"snapshot {snapshot_ref!r}"
         vds = snap.get("volume_definitions") or [{}]
-        self._check_same_content(
+        self.check_same_content(
             wanted,
             rec.stored_fs_type(
                 snap.get("resource_definition_props") or snap.get("props"),
@@ -182,15 +113,15 @@ class VolumeCopies:
         self._create_definition(wanted, props)
         with long_operation(wanted.volume_id, f"restoring from snapshot {snapshot_ref}") as op:
             try:
-                self._restore_into(wanted.volume_id, source_volume, snap_name, snap, candidates[0], op)
+                self.restore_into(wanted.volume_id, source_volume, snap_name, snap, candidates[0], op)
                 self._finish_multi_step(wanted, props, params, op)
             except VolumeError:
-                self._remove_quietly(wanted.volume_id)
+                self.reads.remove_quietly(wanted.volume_id)
                 raise
-        return self._read_back(wanted)
+        return self.reads.read_back(wanted)
 
     @staticmethod
-    def _check_same_content(wanted: rec.Wanted, stored: tuple[bool, str | None], what: str) -> None:
+    def check_same_content(wanted: rec.Wanted, stored: tuple[bool, str | None], what: str) -> None:
         """A copy keeps its source's content: a raw volume never becomes a filesystem (whose
         node stage would format raw data) and a filesystem never changes its type."""
         known, fs_type = stored
@@ -218,7 +149,7 @@ class VolumeCopies:
         except AlreadyExists:
             raise Busy(f"volume {wanted.name!r} is being created by another request; retry") from None
 
-    def _restore_into(
+    def restore_into(
         self,
         target: str,
         source_volume: str,
@@ -242,7 +173,7 @@ class VolumeCopies:
             if rc.code_of(exc) != rc.FAIL_EXISTS_RSC:
                 raise
 
-    def _create_from_volume(
+    def create_from_volume(
         self,
         wanted: rec.Wanted,
         params: VolumeParams,
@@ -250,11 +181,11 @@ class VolumeCopies:
         candidates: tuple[list[str], bool],
         any_size: bool,
     ) -> Volume:
-        source = self._read_rd(source_id)
+        source = self.reads.read_rd(source_id)
         source_volume = rec.volume_from(source) if source else None
         if source is None or source_volume is None or not rec.is_complete(source):
             raise NotFound(f"source volume {source_id!r} not found", volume=source_id)
-        self._check_same_content(
+        self.check_same_content(
             wanted,
             rec.stored_fs_type(rec.props_of(source), rec.props_of(rec.volume_definition(source))),
             f"source volume {source_id!r}",
@@ -307,11 +238,11 @@ class VolumeCopies:
         except CloneRunning:
             raise
         except VolumeError:
-            self._remove_quietly(wanted.volume_id)
+            self.reads.remove_quietly(wanted.volume_id)
             raise
-        return self._read_back(wanted)
+        return self.reads.read_back(wanted)
 
-    def _resume_clone(self, rd: Mapping[str, Any], wanted: rec.Wanted, params: VolumeParams) -> Volume | None:
+    def resume_clone(self, rd: Mapping[str, Any], wanted: rec.Wanted, params: VolumeParams) -> Volume | None:
         """A retried create finds its clone still copying (or copied, not yet finished): go on waiting."""
         props = rec.props_of(rd)
         kind, _, source = (wanted.source or "").partition(":")
@@ -379,12 +310,12 @@ class VolumeCopies:
             snap = self.client.get_snapshot(source, temp)
             self._create_definition(wanted, props)
             try:
-                self._restore_into(wanted.volume_id, source, temp, snap, candidates[0], op)
+                self.restore_into(wanted.volume_id, source, temp, snap, candidates[0], op)
                 self._finish_multi_step(wanted, props, params, op)
             except VolumeError:
-                self._remove_quietly(wanted.volume_id)
+                self.reads.remove_quietly(wanted.volume_id)
                 raise
-            return self._read_back(wanted)
+            return self.reads.read_back(wanted)
         finally:
             try:
                 self.client.delete_snapshot(source, temp)

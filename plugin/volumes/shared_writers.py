@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from plugin import volume_records as rec
 from plugin.errors import FailedPrecondition, NotFound
-from plugin.publications import tokens_of
+from plugin.volumes.publications import tokens_of
 
 if TYPE_CHECKING:
     from plugin.linstor_client import LinstorClient
@@ -39,9 +39,10 @@ def writers(resources: list[dict[str, Any]], *, with_in_use: bool) -> list[str]:
 
 
 class SharedWriters:
-    """Mixed into VolumeService: the two-primaries option around RWX block publications."""
+    """The two-primaries option around RWX block publications; held by the volume service."""
 
-    client: LinstorClient
+    def __init__(self, client: LinstorClient) -> None:
+        self.client = client
 
     def admit_shared_writer(self, volume_id: str, node: str) -> None:
         """Before attaching a read-write RWX block publication to ``node``: allow a second primary."""

@@ -21,13 +21,17 @@ Cloning a volume into a group is refused, as LINBIT's driver does.
 The service understands member ids always (a node plugin must stage what a controller with
 consistency groups made); only creating into a group needs the PVC's label, which the CSI
 front end reads from Kubernetes and hands in as ``group_of``.
+
+This module says what a member is and makes members (:class:`MemberCreation`); the service
+that routes member ids to them is :mod:`plugin.volumes.consistency_group_service`, their
+attach and publications :mod:`plugin.volumes.member_attach`, their snapshots
+:mod:`plugin.volumes.member_snapshots`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import suppress
@@ -35,31 +39,31 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from plugin import names
-from plugin import volume_members as vm
 from plugin import volume_records as rec
-from plugin.config import Config
 from plugin.errors import (
     AlreadyExists,
     Busy,
     FailedPrecondition,
-    InUse,
     InvalidArgument,
     NoSpace,
     NotFound,
     OperationFailed,
     VolumeError,
 )
+from plugin.keyed_locks import KeyedLocks
 from plugin.linstor_client import LinstorClient
-from plugin.member_attach import MemberAttachments, publication_key
-from plugin.member_snapshots import MemberSnapshots
-from plugin.models import TopologyRequirement, Volume
+from plugin.models import Volume
 from plugin.observability import log_fields
 from plugin.params.filesystems import minimum_size_bytes
 from plugin.params.groups import resource_group_name
 from plugin.params.model import VolumeParams
 from plugin.progress import long_operation
-from plugin.volume_service import MAX_SIZE_KIB, VolumeService
+from plugin.volumes import members as vm
+from plugin.volumes.copies import VolumeCopies
+from plugin.volumes.create import MAX_SIZE_KIB, kib
+from plugin.volumes.members import publication_key
+from plugin.volumes.reads import VolumeReads
+from plugin.volumes.resource_groups import ResourceGroups
 
 log = logging.getLogger(__name__)
 
@@ -87,155 +91,89 @@ def is_shared(rd: Mapping[str, Any]) -> bool:
     return GROUP_PROP in rec.props_of(rd) or bool(vm.tagged_members(rd.get("volume_definitions")))
 
 
-def _kib(size_bytes: int) -> int:
-    return max(1, math.ceil(size_bytes / 1024))
-
-
 @dataclass(frozen=True)
-class _Target:
+class Target:
     """Where a new member goes: its resource, and the group it belongs to (None: a lone restore)."""
 
     resource: str
     group: str | None
 
 
-class ConsistencyGroupService(MemberAttachments, MemberSnapshots, VolumeService):
-    """The volume service, with volumes that share a resource."""
-
-    def __init__(self, client: LinstorClient, config: Config, group_of: GroupOf | None = None) -> None:
-        super().__init__(client, config)
-        self._group_of = group_of
-
-    # ------------------------------------------------------------------ reading members
-
-    def _member(self, rd: Mapping[str, Any], number: int, resources: list[dict[str, Any]]) -> Volume:
-        """One member as a :class:`Volume`, its record and device read from its own volume number."""
-        vd = rec.volume_definition(rd, number)
-        tag = vm.tagged_members([vd]).get(number) if vd else None
-        member_id = vm.join_volume_id(str(rd["name"]), number)
-        if vd is None or not tag:
-            raise NotFound(f"volume {member_id} not found", volume=member_id)
-        vd_props = rec.props_of(vd)
-        shared = {k: v for k, v in rec.props_of(rd).items() if not k.startswith("Aux/")}
-        view = {
-            **rd,
-            "props": {**shared, **vd_props},
-            "volume_definitions": [{**vd, "volume_number": 0}],
+def member_volume(rd: Mapping[str, Any], number: int, resources: list[dict[str, Any]]) -> Volume:
+    """One member as a :class:`Volume`, its record and device read from its own volume number."""
+    vd = rec.volume_definition(rd, number)
+    tag = vm.tagged_members([vd]).get(number) if vd else None
+    member_id = vm.join_volume_id(str(rd["name"]), number)
+    if vd is None or not tag:
+        raise NotFound(f"volume {member_id} not found", volume=member_id)
+    vd_props = rec.props_of(vd)
+    shared = {k: v for k, v in rec.props_of(rd).items() if not k.startswith("Aux/")}
+    view = {
+        **rd,
+        "props": {**shared, **vd_props},
+        "volume_definitions": [{**vd, "volume_number": 0}],
+    }
+    key = publication_key(number)
+    replicas = []
+    for resource in resources:
+        props = {
+            k: v
+            for k, v in rec.props_of(resource).items()
+            if not k.startswith(rec.PUBLISHED) and k != rec.ATTACHED_BY_PLUGIN
         }
-        key = publication_key(number)
-        replicas = []
-        for resource in resources:
-            props = {
-                k: v
-                for k, v in rec.props_of(resource).items()
-                if not k.startswith(rec.PUBLISHED) and k != rec.ATTACHED_BY_PLUGIN
-            }
-            if rec.props_of(resource).get(key):
-                props[rec.PUBLISHED] = rec.props_of(resource)[key]
-            volumes = [
-                {**v, "volume_number": 0}
-                for v in resource.get("volumes") or ()
-                if v.get("volume_number", 0) == number
-            ]
-            replicas.append({**resource, "props": props, "volumes": volumes})
-        volume = rec.volume_from(view, replicas)
-        assert volume is not None  # the view has volume 0
-        return replace(volume, id=member_id, name=vd_props.get(rec.NAME) or tag)
+        if rec.props_of(resource).get(key):
+            props[rec.PUBLISHED] = rec.props_of(resource)[key]
+        volumes = [
+            {**v, "volume_number": 0}
+            for v in resource.get("volumes") or ()
+            if v.get("volume_number", 0) == number
+        ]
+        replicas.append({**resource, "props": props, "volumes": volumes})
+    volume = rec.volume_from(view, replicas)
+    assert volume is not None  # the view has volume 0
+    return replace(volume, id=member_id, name=vd_props.get(rec.NAME) or tag)
 
-    def get_volume(self, volume_id: str) -> Volume:
-        resource, number = vm.split_volume_id(volume_id)
-        rd = self._read_rd(resource)
-        if rd is None or (number and not is_shared(rd)):
+
+def find_member(reads: VolumeReads, volume_id: str) -> tuple[str, int, dict[str, Any]] | None:
+    """(resource, number, definition) when the id names a member; None for a plain volume."""
+    resource, number = vm.split_volume_id(volume_id)
+    if number == 0 and "/" not in volume_id:
+        rd = reads.read_rd(resource)
+        if rd is None or not is_shared(rd):
+            return None
+    else:
+        rd = reads.read_rd(resource)
+        if rd is None or not is_shared(rd):
             raise NotFound(f"volume {volume_id} not found", volume=volume_id)
-        if not is_shared(rd):
-            if rec.volume_definition(rd) is None or not rec.is_complete(rd):
-                raise NotFound(f"volume {volume_id} not found", volume=volume_id)
-            return self._with_replicas(rd)
-        return self._member(rd, number, self.client.view_resources([resource]))
+    if number not in vm.tagged_members(rd.get("volume_definitions")):
+        raise NotFound(f"volume {volume_id} not found", volume=volume_id)
+    return resource, number, rd
 
-    def list_volumes(self, with_replicas: bool = False) -> list[Volume]:
-        rds = self.client.list_resource_definitions(with_volume_definitions=True)
-        by_rd: dict[str, list[dict[str, Any]]] = {}
-        if with_replicas:
-            for resource in self.client.view_resources():
-                by_rd.setdefault(str(resource.get("name", "")).upper(), []).append(resource)
-        volumes = []
-        for rd in rds:
-            resources = by_rd.get(str(rd.get("name", "")).upper(), [])
-            if is_shared(rd):
-                volumes.extend(
-                    self._member(rd, n, resources)
-                    for n in sorted(vm.tagged_members(rd["volume_definitions"]))
-                )
-            elif rec.is_complete(rd):
-                volume = rec.volume_from(rd, resources or None)
-                if volume is not None:
-                    volumes.append(volume)
-        return volumes
 
-    def _shared(self, volume_id: str) -> tuple[str, int, dict[str, Any]] | None:
-        """(resource, number, definition) when the id names a member; None for a plain volume."""
-        resource, number = vm.split_volume_id(volume_id)
-        if number == 0 and "/" not in volume_id:
-            rd = self._read_rd(resource)
-            if rd is None or not is_shared(rd):
-                return None
-        else:
-            rd = self._read_rd(resource)
-            if rd is None or not is_shared(rd):
-                raise NotFound(f"volume {volume_id} not found", volume=volume_id)
-        if number not in vm.tagged_members(rd.get("volume_definitions")):
-            raise NotFound(f"volume {volume_id} not found", volume=volume_id)
-        return resource, number, rd
+class MemberCreation:
+    """Create members of a consistency group, or restore one from a group's snapshot.
 
-    # ------------------------------------------------------------------ create
+    ``get_volume`` is the consistency-group service's own, which reads members.
+    """
 
-    def create_volume(
+    def __init__(
         self,
-        name: str,
-        size_bytes: int,
-        params: VolumeParams,
-        *,
-        source: str | None = None,
-        topology: TopologyRequirement | None = None,
-    ) -> Volume:
-        group = self._group_for(params)
-        if group is not None:
-            namespace, label = group
-            target = _Target(group_resource_name(namespace, label), f"{namespace}/{label}")
-            return self._create_member(name, size_bytes, params, target, source)
-        if source and source.startswith("snapshot:") and self._is_member_snapshot(source[len("snapshot:") :]):
-            target = _Target(self._volume_id_for(name, params), None)
-            return self._create_member(name, size_bytes, params, target, source)
-        return super().create_volume(name, size_bytes, params, source=source, topology=topology)
+        client: LinstorClient,
+        groups: ResourceGroups,
+        locks: KeyedLocks,
+        reads: VolumeReads,
+        copies: VolumeCopies,
+        get_volume: Callable[[str], Volume],
+    ) -> None:
+        self.client = client
+        self.groups = groups
+        self.locks = locks
+        self.reads = reads
+        self.copies = copies
+        self.get_volume = get_volume
 
-    def _group_for(self, params: VolumeParams) -> tuple[str, str] | None:
-        if self._group_of is None:
-            return None
-        namespace, pvc = params.extra.get(PVC_NAMESPACE, ""), params.extra.get(PVC_NAME, "")
-        if not namespace or not pvc:
-            return None
-        label = self._group_of(namespace, pvc)
-        return (namespace, label) if label else None
-
-    def _is_member_snapshot(self, snapshot_ref: str) -> bool:
-        """Whether restoring it must pick one volume number out of a shared resource."""
-        try:
-            resource, number, snap = vm.split_snapshot_id(snapshot_ref)
-        except (NotFound, InvalidArgument):
-            return False
-        if number:
-            return True
-        if not names.is_valid_resource_name(resource) or not names.is_valid_snapshot_name(snap):
-            return False
-        try:
-            found = self.client.get_snapshot(resource, snap)
-        except (NotFound, InvalidArgument):
-            return False
-        return vm.snapshot_numbers(found) != [0] or bool(vm.tagged_members(found.get("volume_definitions")))
-
-    def _create_member(
-        self, name: str, size_bytes: int, params: VolumeParams, target: _Target, source: str | None
+    def create_member(
+        self, name: str, size_bytes: int, params: VolumeParams, target: Target, source: str | None
     ) -> Volume:
         if not name:
             raise InvalidArgument("a volume needs a name")
@@ -246,7 +184,7 @@ class ConsistencyGroupService(MemberAttachments, MemberSnapshots, VolumeService)
                 f"volume {name!r} belongs to consistency group {target.group}: cloning a volume into a "
                 "consistency group is not supported; restore from a group snapshot instead"
             )
-        size_kib = _kib(max(size_bytes, minimum_size_bytes(params.fs_type)))
+        size_kib = kib(max(size_bytes, minimum_size_bytes(params.fs_type)))
         if size_kib > MAX_SIZE_KIB:
             raise InvalidArgument(f"volume size {size_bytes} bytes is larger than LINSTOR's limit of 1 PiB")
         wanted = rec.Wanted(
@@ -260,8 +198,8 @@ class ConsistencyGroupService(MemberAttachments, MemberSnapshots, VolumeService)
             source=source,
             extra=tuple(sorted(params.extra.items())),
         )
-        with self._locked(target.resource):
-            rd = self._read_rd(target.resource)
+        with self.locks.lock(target.resource):
+            rd = self.reads.read_rd(target.resource)
             if rd is not None:
                 taken = [
                     n for n, tag in vm.tagged_members(rd.get("volume_definitions")).items() if tag == name
@@ -281,7 +219,7 @@ class ConsistencyGroupService(MemberAttachments, MemberSnapshots, VolumeService)
                         f"the group uses resource group {group_rg}, volume {name!r} asks for "
                         f"{wanted.resource_group}; nothing was made"
                     )
-            self.groups.ensure(params)
+            self.groups.ensure(params, wanted.resource_group)
             if source:
                 number = self._restore_member(wanted, target, rd, source[len("snapshot:") :], size_bytes == 0)
             else:
@@ -295,7 +233,7 @@ class ConsistencyGroupService(MemberAttachments, MemberSnapshots, VolumeService)
         return props
 
     def _add_member(
-        self, wanted: rec.Wanted, params: VolumeParams, target: _Target, rd: Mapping[str, Any] | None
+        self, wanted: rec.Wanted, params: VolumeParams, target: Target, rd: Mapping[str, Any] | None
     ) -> int:
         resource = target.resource
         made_rd = rd is None
@@ -316,7 +254,7 @@ class ConsistencyGroupService(MemberAttachments, MemberSnapshots, VolumeService)
                 self._place(resource, params)
         except VolumeError as exc:
             if made_rd:
-                self._remove_quietly(resource)
+                self.reads.remove_quietly(resource)
             elif number is not None:
                 with suppress(VolumeError):
                     self.client.delete_volume_definition(resource, number)
@@ -372,12 +310,12 @@ class ConsistencyGroupService(MemberAttachments, MemberSnapshots, VolumeService)
                 f"volume {wanted.name!r} already exists and differs: {'; '.join(problems)}",
                 volume=wanted.volume_id,
             )
-        return self._member(rd, number, self.client.view_resources([str(rd["name"])]))
+        return member_volume(rd, number, self.client.view_resources([str(rd["name"])]))
 
     def _restore_member(
         self,
         wanted: rec.Wanted,
-        target: _Target,
+        target: Target,
         rd: Mapping[str, Any] | None,
         snapshot_ref: str,
         any_size: bool,
@@ -394,12 +332,14 @@ class ConsistencyGroupService(MemberAttachments, MemberSnapshots, VolumeService)
             raise FailedPrecondition(f"snapshot {snapshot_ref!r} is not ready yet", snapshot=snapshot_ref)
         snap_vd = rec.volume_definition({"volume_definitions": snap.get("volume_definitions")}, number) or {}
         vd_props = snap_vd.get("volume_definition_props") or {}
-        self._check_same_content(wanted, rec.stored_fs_type(vd_props, vd_props), f"snapshot {snapshot_ref!r}")
+        self.copies.check_same_content(
+            wanted, rec.stored_fs_type(vd_props, vd_props), f"snapshot {snapshot_ref!r}"
+        )
         origin = f"{source}/{snap_name}"
         resource = target.resource
         if rd is None:
             self._restore_resource(resource, wanted, target, source, snap_name, snap, origin, number)
-            rd = self._read_rd(resource)
+            rd = self.reads.read_rd(resource)
         elif rec.props_of(rd).get(RESTORED_FROM, "").lower() != origin.lower():
             raise FailedPrecondition(
                 f"consistency group {target.group} already exists and was not restored from snapshot "
@@ -434,7 +374,7 @@ class ConsistencyGroupService(MemberAttachments, MemberSnapshots, VolumeService)
         self,
         resource: str,
         wanted: rec.Wanted,
-        target: _Target,
+        target: Target,
         source: str,
         snap_name: str,
         snap: Mapping[str, Any],
@@ -449,7 +389,7 @@ class ConsistencyGroupService(MemberAttachments, MemberSnapshots, VolumeService)
             raise Busy(f"volume {wanted.name!r} is being created by another request; retry") from None
         try:
             with long_operation(resource, f"restoring from snapshot {source}/{snap_name}") as op:
-                self._restore_into(resource, source, snap_name, snap, [], op)
+                self.copies.restore_into(resource, source, snap_name, snap, [], op)
             for vd in self.client.list_volume_definitions(resource):
                 vd_number = int(vd.get("volume_number", 0))
                 if target.group is None and vd_number != number:
@@ -469,58 +409,5 @@ class ConsistencyGroupService(MemberAttachments, MemberSnapshots, VolumeService)
                 delete_namespaces=[rec.ATTACH_PENDING.rstrip("/")],
             )
         except VolumeError:
-            self._remove_quietly(resource)
+            self.reads.remove_quietly(resource)
             raise
-
-    # ------------------------------------------------------------------ delete, expand
-
-    def delete_volume(self, volume_id: str) -> None:
-        try:
-            member = self._shared(volume_id)
-        except NotFound:
-            return
-        if member is None:
-            super().delete_volume(volume_id)
-            return
-        resource, number, rd = member
-        others = [n for n in vm.tagged_members(rd.get("volume_definitions")) if n != number]
-        if not others:
-            super().delete_volume(resource)  # the last member: the resource goes
-            return
-        with self._locked(resource):
-            try:
-                self.client.delete_volume_definition(resource, number)
-            except NotFound:
-                return
-            except InUse as exc:
-                raise InUse(
-                    f"volume {volume_id} shares its resource with volumes that are in use; "
-                    f"unmount them first ({exc.message})",
-                    **exc.details,
-                ) from None
-
-    def expand_volume(self, volume_id: str, size_bytes: int) -> Volume:
-        member = self._shared(volume_id)
-        if member is None:
-            return super().expand_volume(volume_id, size_bytes)
-        resource, number, rd = member
-        with self._locked(resource):
-            volume = self._member(rd, number, [])
-            new_kib = _kib(size_bytes)
-            if new_kib > MAX_SIZE_KIB:
-                raise InvalidArgument(
-                    f"volume size {size_bytes} bytes is larger than LINSTOR's limit of 1 PiB"
-                )
-            if new_kib * 1024 < volume.size_bytes:
-                raise InvalidArgument(
-                    f"volume {volume_id} is {volume.size_bytes} bytes; it can only grow, "
-                    f"not shrink to {size_bytes}"
-                )
-            if new_kib * 1024 > volume.size_bytes:
-                try:
-                    self.client.resize_volume_definition(resource, new_kib, number)
-                except NoSpace as exc:
-                    raise NoSpace(
-                        f"not enough free space to grow volume {volume_id}: {exc.message}", **exc.details
-                    ) from None
-            return replace(volume, size_bytes=max(volume.size_bytes, new_kib * 1024))

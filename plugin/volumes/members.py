@@ -1,6 +1,6 @@
 """Volumes that are one volume number of a shared LINSTOR resource, and their snapshots.
 
-A consistency group (see :mod:`plugin.consistency_groups`) keeps several volumes as volume
+A consistency group (see :mod:`plugin.volumes.consistency_groups`) keeps several volumes as volume
 numbers of one resource definition, as LINBIT's driver does: the volume id is
 ``<resource>/<volume number>`` (just ``<resource>`` for number 0) and a snapshot id is
 ``InCluster:///<resource>/<volume number>/<snapshot>``. One LINSTOR snapshot covers every
@@ -24,6 +24,8 @@ MAX_VOLUME_NUMBER = (1 << 16) - 1  # DRBD's volume numbers are 16 bits
 MEMBER_NAME = "Aux/csi-volume-name"
 # On a snapshot definition: the volume numbers the snapshot stands for, comma separated.
 SNAPSHOT_VOLUMES = rec.AUX + "snapshot-volumes"
+# On a shared resource: a member's publications, under its volume number (number 0: the plain key).
+PUBLISHED_PREFIX = rec.PUBLISHED + "/"
 
 
 def split_volume_id(volume_id: str) -> tuple[str, int]:
@@ -38,6 +40,11 @@ def split_volume_id(volume_id: str) -> tuple[str, int]:
 
 def join_volume_id(resource: str, number: int) -> str:
     return resource if number == 0 else f"{resource}/{number}"
+
+
+def publication_key(number: int) -> str:
+    """The property on a shared resource that records one member's publications."""
+    return rec.PUBLISHED if number == 0 else f"{PUBLISHED_PREFIX}{number}"
 
 
 def split_snapshot_id(snapshot_id: str) -> tuple[str, int, str]:

@@ -8,37 +8,34 @@ the plain key); a detach leaves the resource while another member is published t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
-from typing import Any
 
 from plugin import names
-from plugin import volume_members as vm
 from plugin import volume_records as rec
 from plugin.errors import NotFound
 from plugin.linstor_client import LinstorClient
 from plugin.models import Attachment
-
-PUBLISHED_PREFIX = rec.PUBLISHED + "/"
-
-
-def publication_key(number: int) -> str:
-    return rec.PUBLISHED if number == 0 else f"{PUBLISHED_PREFIX}{number}"
+from plugin.volumes import members as vm
+from plugin.volumes.attach import VolumeAttachments
+from plugin.volumes.consistency_groups import find_member
+from plugin.volumes.members import PUBLISHED_PREFIX, publication_key
+from plugin.volumes.reads import VolumeReads
 
 
 class MemberAttachments:
-    """Mixed into the consistency-group service, before the volume service it overrides."""
+    """Attach and detach of members, over the plain attachments; held by the consistency-group service."""
 
-    client: LinstorClient
-
-    _shared: Callable[[str], tuple[str, int, dict[str, Any]] | None]
+    def __init__(self, client: LinstorClient, reads: VolumeReads, attachments: VolumeAttachments) -> None:
+        self.client = client
+        self.reads = reads
+        self.attachments = attachments
 
     def attach(self, volume_id: str, node: str, volume_number: int = 0) -> Attachment:
         resource, number = vm.split_volume_id(volume_id)
         if number:
-            self._shared(volume_id)  # NotFound for a number that is no member
-        attachment = super().attach(resource, node, number)
+            find_member(self.reads, volume_id)  # NotFound for a number that is no member
+        attachment = self.attachments.attach(resource, node, number)
         return replace(attachment, volume_id=volume_id)
 
     def detach(self, volume_id: str, node: str) -> None:
@@ -52,7 +49,14 @@ class MemberAttachments:
                 own = publication_key(number)
                 if any(k.startswith(rec.PUBLISHED) and k != own for k in props):
                     return  # another member is published here: the resource stays
-        super().detach(resource, node)
+        self.attachments.detach(resource, node)
+
+
+class MemberPublications:
+    """Publication records of members, per volume number on the shared resource."""
+
+    def __init__(self, client: LinstorClient) -> None:
+        self.client = client
 
     def publications(self, volume_id: str, node: str) -> frozenset[str]:
         try:

@@ -34,9 +34,10 @@ def is_published(resource: dict[str, Any]) -> bool:
 
 
 class Publications:
-    """Mixed into VolumeService: read and write the publication record of (volume, node)."""
+    """Read and write the publication record of (volume, node); held by the volume service."""
 
-    client: LinstorClient
+    def __init__(self, client: LinstorClient) -> None:
+        self.client = client
 
     def publications(self, volume_id: str, node: str) -> frozenset[str]:
         """The tokens recorded for the volume on the node; empty when nothing is published there."""

@@ -1,0 +1,425 @@
+"""The one core both front ends call: volumes, snapshots and attachments over LINSTOR.
+
+A volume is a LINSTOR resource definition with volume number 0. A parameter set is a
+resource group, ensured once per process and remembered. A plain create is a single
+``spawn`` call on that group (definition, volume and placement in one LINSTOR
+transaction), so a failed placement leaves nothing behind; restore and clone are
+multi-step and roll back what they made when a later step fails. Everything the service
+needs to answer later lives in LINSTOR (see :mod:`plugin.volume_records`); the only
+local state is a cache of known resource groups (:mod:`plugin.volumes.resource_groups`) and
+per-volume locks that let concurrent calls for the same volume converge instead of
+racing.
+
+The service is a façade over collaborators, each given what it needs when the service is
+made: creation (:mod:`plugin.volumes.create`), restore and clone
+(:mod:`plugin.volumes.copies`), half-made volumes (:mod:`plugin.volumes.settle`),
+snapshots (:mod:`plugin.volumes.snapshots`), attach and detach
+(:mod:`plugin.volumes.attach`), publication records (:mod:`plugin.volumes.publications`),
+shared writers (:mod:`plugin.volumes.shared_writers`) and mutable parameters
+(:mod:`plugin.volumes.modify`). Delete, get, list, expand, topology, capacity and health
+are its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from dataclasses import replace
+from typing import Any, Protocol
+
+from plugin import linstor_retcodes as rc
+from plugin import names
+from plugin import volume_records as rec
+from plugin.config import Config
+from plugin.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InUse,
+    InvalidArgument,
+    NoSpace,
+    NotFound,
+    Unavailable,
+    VolumeError,
+)
+from plugin.keyed_locks import KeyedLocks
+from plugin.linstor_client import LinstorClient
+from plugin.models import Attachment, Snapshot, TopologyRequirement, Volume
+from plugin.params import placement
+from plugin.params.model import VolumeParams
+from plugin.params.values import human_size
+from plugin.volumes import in_use, sync_wait
+from plugin.volumes.attach import VolumeAttachments
+from plugin.volumes.copies import VolumeCopies
+from plugin.volumes.create import MAX_SIZE_KIB, VolumeCreation, kib, volume_id_for
+from plugin.volumes.modify import Changes, VolumeModifications
+from plugin.volumes.publications import Publications
+from plugin.volumes.reads import VolumeReads, require_id
+from plugin.volumes.resource_groups import ResourceGroups
+from plugin.volumes.settle import VolumeSettling
+from plugin.volumes.shared_writers import SharedWriters
+from plugin.volumes.snapshots import VolumeSnapshots
+
+log = logging.getLogger(__name__)
+
+HEALTH_CACHE_SECONDS = 2.0
+
+
+class Attaching(Protocol):
+    """What the service asks of its attachments (plain, or a consistency group's members)."""
+
+    def attach(self, volume_id: str, node: str, volume_number: int = 0) -> Attachment: ...
+    def detach(self, volume_id: str, node: str) -> None: ...
+
+
+class PublicationRecords(Protocol):
+    """What the service asks of its publication records."""
+
+    def publications(self, volume_id: str, node: str) -> frozenset[str]: ...
+    def record_publication(self, volume_id: str, node: str, token: str) -> None: ...
+    def clear_publication(self, volume_id: str, node: str) -> None: ...
+    def published_on_node(self, node: str) -> list[str]: ...
+
+
+class SnapshotKeeping(Protocol):
+    """What the service asks of its snapshots."""
+
+    def create_snapshot(self, volume_id: str, name: str) -> Snapshot: ...
+    def delete_snapshot(self, snapshot_id: str) -> None: ...
+    def get_snapshot(self, snapshot_id: str) -> Snapshot: ...
+    def list_snapshots(self, volume_id: str | None = None) -> list[Snapshot]: ...
+
+
+class VolumeService:
+    """Create, delete, resize, snapshot, restore, clone, attach and detach LINSTOR volumes."""
+
+    def __init__(
+        self, client: LinstorClient, config: Config, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.client = client
+        self._clock = clock  # for the health cache
+        self.config = config
+        self.groups = ResourceGroups(client)
+        #: Serialises work on one volume in this process (LINSTOR names are case-insensitive).
+        self.locks = KeyedLocks("volume", normalize=lambda key: str(key).upper())
+        self.reads = VolumeReads(client)
+        self.settling = VolumeSettling(client, self.reads)
+        self.copies = VolumeCopies(client, self.reads)
+        self.creation = VolumeCreation(
+            client, config, self.groups, self.locks, self.reads, self.copies, self.settling
+        )
+        # A consistency-group service wraps these three for members.
+        self.snapshots: SnapshotKeeping = VolumeSnapshots(client, self.locks, self.reads, self.settling)
+        self.attachments: Attaching = VolumeAttachments(client, self.locks)
+        self.publication_records: PublicationRecords = Publications(client)
+        self.shared_writers = SharedWriters(client)
+        # The service's own get_volume, so a subclass that reads volumes otherwise is followed.
+        self.modifications = VolumeModifications(client, self.locks, self.get_volume)
+        self._health: tuple[float, bool] | None = None
+        self._health_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ create
+
+    def create_volume(
+        self,
+        name: str,
+        size_bytes: int,
+        params: VolumeParams,
+        *,
+        source: str | None = None,
+        topology: TopologyRequirement | None = None,
+    ) -> Volume:
+        """Create a volume, or return the existing one made by the same request.
+
+        Same name with other size, filesystem, parameter set or source is AlreadyExists.
+        """
+        return self.creation.create_volume(name, size_bytes, params, source=source, topology=topology)
+
+    @staticmethod
+    def volume_id_for(name: str, params: VolumeParams) -> str:
+        """The volume id a create with this name and these parameters makes."""
+        return volume_id_for(name, params)
+
+    def create_volume_with(
+        self,
+        name: str,
+        size_bytes: int,
+        params: VolumeParams,
+        changes: Changes,
+        *,
+        source: str | None = None,
+        topology: TopologyRequirement | None = None,
+    ) -> Volume:
+        """CreateVolume with mutable parameters: create, then apply them; a new volume that
+        cannot take them is removed again, so a failed request leaves nothing behind."""
+        existed = True
+        try:
+            self.get_volume(volume_id_for(name, params))
+        except (NotFound, InvalidArgument):
+            existed = False
+        volume = self.create_volume(name, size_bytes, params, source=source, topology=topology)
+        if not changes:
+            return volume
+        try:
+            return self.modify_volume(volume.id, changes)
+        except VolumeError:
+            if not existed:
+                with suppress(VolumeError):
+                    self.delete_volume(volume.id)
+            raise
+
+    # ------------------------------------------------------------------ delete, get, list, expand
+
+    def delete_volume(self, volume_id: str) -> None:
+        """Delete a volume; a missing one is fine. Refuses while it is in use or has snapshots."""
+        if not rec.possible_volume_id(volume_id):
+            return
+        with self.locks.lock(volume_id):
+            resources: list[dict[str, Any]] = []
+
+            def busy_nodes() -> list[str]:
+                resources[:] = self.client.view_resources([volume_id])
+                return sorted(
+                    str(r.get("node_name")) for r in resources if (r.get("state") or {}).get("in_use")
+                )
+
+            busy = in_use.wait_until_free(busy_nodes)
+            if busy:
+                raise InUse(
+                    f"volume {volume_id} is in use on {', '.join(busy)}; unmount it there first", nodes=busy
+                )
+            try:
+                snapshots = self.client.list_snapshots(volume_id)
+            except NotFound:
+                return
+            if snapshots:
+                raise self._has_snapshots(volume_id, snapshots)
+            for replica in (rec.replica_from(r) for r in resources):
+                if replica.diskless:
+                    with suppress(NotFound):
+                        self.client.delete_resource(volume_id, replica.node)
+            try:
+                in_use.retry_while_in_use(lambda: self.client.delete_resource_definition(volume_id))
+            except NotFound:
+                return
+            except InUse as exc:
+                nodes = [
+                    r.node
+                    for r in (rec.replica_from(x) for x in self.client.view_resources([volume_id]))
+                    if r.in_use
+                ]
+                where = ", ".join(nodes) if nodes else "a node"
+                raise InUse(
+                    f"volume {volume_id} is in use on {where}; unmount it there first",
+                    nodes=nodes,
+                    **exc.details,
+                ) from None
+            except AlreadyExists as exc:
+                if rc.code_of(exc) != rc.FAIL_EXISTS_SNAPSHOT_DFN:
+                    raise
+                raise self._has_snapshots(volume_id, self.client.list_snapshots(volume_id)) from None
+
+    @staticmethod
+    def _has_snapshots(volume_id: str, snapshots: list[dict[str, Any]]) -> FailedPrecondition:
+        listed = sorted(str(s.get("name")) for s in snapshots)
+        return FailedPrecondition(
+            f"volume {volume_id} still has snapshots ({', '.join(listed)}); delete them first, "
+            "deleting the volume would lose them",
+            snapshots=listed,
+        )
+
+    def get_volume(self, volume_id: str) -> Volume:
+        require_id(volume_id)
+        rd = self.reads.read_rd(volume_id)
+        if rd is None or rec.volume_definition(rd) is None or not rec.is_complete(rd):
+            raise NotFound(f"volume {volume_id} not found", volume=volume_id)
+        return self.reads.with_replicas(rd)
+
+    def find_volume(self, name: str) -> Volume | None:
+        try:
+            volume_id = names.resource_name_for(name)
+        except InvalidArgument:
+            return None
+        try:
+            volume = self.get_volume(volume_id)
+        except NotFound:
+            return None
+        return volume if volume.name == name else None
+
+    def list_volumes(self, with_replicas: bool = False) -> list[Volume]:
+        """Every volume; one REST call, two with replicas."""
+        rds = self.client.list_resource_definitions(with_volume_definitions=True)
+        by_rd: dict[str, list[dict[str, Any]]] = {}
+        if with_replicas:
+            for resource in self.client.view_resources():
+                by_rd.setdefault(str(resource.get("name", "")).upper(), []).append(resource)
+        volumes = []
+        for rd in rds:
+            if not rec.is_complete(rd):
+                continue
+            volume = rec.volume_from(rd, by_rd.get(str(rd.get("name", "")).upper()))
+            if volume is not None:
+                volumes.append(volume)
+        return volumes
+
+    def expand_volume(self, volume_id: str, size_bytes: int) -> Volume:
+        """Grow a volume; the same size is a no-op, a smaller size is an error."""
+        require_id(volume_id)
+        with self.locks.lock(volume_id):
+            volume = self.get_volume(volume_id)
+            new_kib = kib(size_bytes)
+            if new_kib > MAX_SIZE_KIB:
+                too_big = human_size(size_bytes, exact=True)
+                raise InvalidArgument(f"volume size {too_big} is larger than LINSTOR's limit of 1 PiB")
+            if new_kib * 1024 < volume.size_bytes:
+                raise InvalidArgument(
+                    f"volume {volume_id} is {human_size(volume.size_bytes, exact=True)}; it can only grow, "
+                    f"not shrink to {human_size(size_bytes, exact=True)}"
+                )
+            if new_kib * 1024 == volume.size_bytes:
+                return volume
+            try:
+                sync_wait.retry_while_syncing(
+                    lambda: self.client.resize_volume_definition(volume_id, new_kib),
+                    f"grow volume {volume_id}",
+                    lambda: self.settling.lagging(volume_id),
+                )
+            except NoSpace as exc:
+                raise NoSpace(
+                    f"not enough free space to grow volume {volume_id}: {exc.message}", **exc.details
+                ) from None
+            return replace(volume, size_bytes=new_kib * 1024)
+
+    # ------------------------------------------------------------------ mutable parameters
+
+    def modify_volume(self, volume_id: str, changes: Changes) -> Volume:
+        """Bring the volume to what ``changes`` asks; already there is a no-op."""
+        return self.modifications.modify_volume(volume_id, changes)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def create_snapshot(self, volume_id: str, name: str) -> Snapshot:
+        """Snapshot a volume; the same name again returns it, on another volume it is AlreadyExists."""
+        return self.snapshots.create_snapshot(volume_id, name)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self.snapshots.delete_snapshot(snapshot_id)
+
+    def get_snapshot(self, snapshot_id: str) -> Snapshot:
+        return self.snapshots.get_snapshot(snapshot_id)
+
+    def list_snapshots(self, volume_id: str | None = None) -> list[Snapshot]:
+        return self.snapshots.list_snapshots(volume_id)
+
+    # ------------------------------------------------------------------ attachments and publications
+
+    def attach(self, volume_id: str, node: str, volume_number: int = 0) -> Attachment:
+        """Make the volume available on a node: its replica there, else a diskless one."""
+        return self.attachments.attach(volume_id, node, volume_number)
+
+    def detach(self, volume_id: str, node: str) -> None:
+        """Remove the diskless resource attach made; replicas with data are never touched."""
+        self.attachments.detach(volume_id, node)
+
+    def publications(self, volume_id: str, node: str) -> frozenset[str]:
+        """The publication tokens recorded for the volume on the node."""
+        return self.publication_records.publications(volume_id, node)
+
+    def record_publication(self, volume_id: str, node: str, token: str) -> None:
+        self.publication_records.record_publication(volume_id, node, token)
+
+    def clear_publication(self, volume_id: str, node: str) -> None:
+        self.publication_records.clear_publication(volume_id, node)
+
+    def published_on_node(self, node: str) -> list[str]:
+        """Ids of the volumes published to the node, read from LINSTOR."""
+        return self.publication_records.published_on_node(node)
+
+    def admit_shared_writer(self, volume_id: str, node: str) -> None:
+        """Before a read-write RWX block publication to ``node``: allow a second primary."""
+        self.shared_writers.admit_shared_writer(volume_id, node)
+
+    def release_shared_writer(self, volume_id: str) -> None:
+        """After an unpublish: drop the two-primaries option once one writer is left."""
+        self.shared_writers.release_shared_writer(volume_id)
+
+    # ------------------------------------------------------------------ nodes, capacity, health
+
+    def node_topology(self, node: str) -> dict[str, str]:
+        """CSI topology segments of a node, as the official driver reports them."""
+        if not names.is_valid_node_name(node):
+            raise NotFound(f"node {node!r} is not a LINSTOR node", node=node)
+        try:
+            info = self.client.get_node(node)
+        except NotFound:
+            raise NotFound(f"node {node} is not a LINSTOR node", node=node) from None
+        segments = {placement.HOSTNAME_KEY: node}
+        if self.config.label_by_storage_pool:
+            for pool in self.client.node_storage_pools(node):
+                segments[f"{placement.POOL_KEY_PREFIX}{pool.get('storage_pool_name')}"] = "true"
+        prefix = self.config.property_namespace + "/"
+        for key, value in rec.props_of(info).items():
+            if key.startswith(prefix) and not key.startswith(rec.AUX):
+                segments[key[len(prefix) :]] = str(value)
+        return segments
+
+    def capacity_bytes(self, params: VolumeParams, segments: Mapping[str, str] | None = None) -> int:
+        """Free space of the pools a volume with these parameters could use, in bytes."""
+        nodes: list[str] | None = None
+        pools_needed = bool(segments) and any(k.startswith(placement.POOL_KEY_PREFIX) for k in segments or {})
+        all_pools = self.client.list_storage_pools(storage_pools=params.storage_pools)
+        if segments:
+            node_list = None
+            if any(
+                k != placement.HOSTNAME_KEY and not k.startswith(placement.POOL_KEY_PREFIX) for k in segments
+            ):
+                node_list = self.client.list_nodes()
+            nodes = placement.segment_nodes(
+                segments, node_list, all_pools if pools_needed else [], self.config.property_namespace
+            )
+        matching = [
+            pool
+            for pool in all_pools
+            if pool.get("provider_kind") != "DISKLESS" and (nodes is None or pool.get("node_name") in nodes)
+        ]
+        if not params.overprovision:
+            return sum(int(pool.get("free_capacity", 0)) for pool in matching) * 1024
+        # Like the official driver: total x factor - what volumes already reserve in those pools.
+        reserved = self._reserved_kib(nodes)
+        total = 0
+        for pool in matching:
+            key = (pool.get("node_name"), pool.get("storage_pool_name"))
+            total += max(
+                0, int(float(pool.get("total_capacity", 0)) * params.overprovision) - reserved.get(key, 0)
+            )
+        return total * 1024
+
+    def _reserved_kib(self, nodes: list[str] | None) -> dict[tuple[Any, Any], int]:
+        reserved: dict[tuple[Any, Any], int] = {}
+        for resource in self.client.view_resources(nodes=nodes or ()):
+            for volume in resource.get("volumes") or ():
+                layers = volume.get("layer_data_list") or [{}]
+                data = layers[-1].get("data") or {}  # the storage layer is last
+                size = int(data.get("usable_size_kib") or volume.get("allocated_size_kib") or 0)
+                key = (resource.get("node_name"), volume.get("storage_pool_name"))
+                reserved[key] = reserved.get(key, 0) + size
+        return reserved
+
+    def healthy(self) -> bool:
+        """Whether a controller answers; cached for a couple of seconds so probes stay cheap."""
+        now = self._clock()
+        with self._health_lock:
+            if self._health and now - self._health[0] < HEALTH_CACHE_SECONDS:
+                return self._health[1]
+        try:
+            self.client.controller_version()
+            ok = True
+        except Unavailable:
+            ok = False
+        except VolumeError:
+            ok = True  # it answered, even if oddly
+        with self._health_lock:
+            self._health = (self._clock(), ok)
+        return ok
