@@ -110,7 +110,8 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
             )
         return device
 
-    def _stored_mount_options(self, volume_id: str, volume_context: Mapping[str, str]) -> str:
+    @staticmethod
+    def _stored_mount_options(volume: Volume, volume_context: Mapping[str, str]) -> str:
         """The StorageClass ``mountOpts``: from the volume context, or from LINSTOR when the PV has none.
 
         PVs made by LINBIT's driver before it wrote a volume context (and static PVs) carry no
@@ -118,7 +119,7 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         """
         if keys.USES_VOLUME_CONTEXT in volume_context:
             return volume_context.get(keys.MOUNT_OPTIONS, "")
-        return ",".join(self._service.get_volume(volume_id).mount_opts)
+        return ",".join(volume.mount_opts)
 
     def _owner(self, volume_id: str, *, must_exist: bool) -> MountOwner:
         """Whose mounts a request may act on; an unknown volume owns only stale mounts of vanished devices."""
@@ -158,16 +159,14 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         require(request, "volume_capability")
         access = capabilities.parse_supported(request.volume_capability)
         with self._inflight.hold(f"{request.volume_id}@{staging}", "NodeStageVolume"):
-            device = self._device(request.volume_id, request.publish_context)
+            volume = self._service.get_volume(request.volume_id)  # once: device and stored options
+            device = self._device(request.volume_id, request.publish_context, volume)
             if access.block:
                 self._ops.wait_for_device(device)
                 return csi_pb2.NodeStageVolumeResponse()
-            current = self._ops.mount_source(staging)
-            if current and not _same_device(current, device):
-                raise errors.AlreadyExists(f"{staging} already has another device mounted ({current})")
             fs_type = access.fs_type or request.publish_context.get(keys.FS_TYPE) or "ext4"
             options = convert.merge_options(
-                convert.split_options(self._stored_mount_options(request.volume_id, request.volume_context)),
+                convert.split_options(self._stored_mount_options(volume, request.volume_context)),
                 access.mount_flags,
                 # restored snapshots carry their origin's xfs uuid; let both mount side by side
                 ["nouuid"] if fs_type == "xfs" else [],
@@ -175,18 +174,23 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
             readonly = (
                 access.read_only or convert.read_only_publication(request.publish_context) or "ro" in options
             )
-            if fs_type == "ext4" and not readonly and current is None:
-                # As LINBIT's driver since 1.10.1: a preen check before every fresh read-write mount.
-                outcome = self._ops.preen_ext4(device)
-                log.info("NodeStageVolume %s: ext4 check of %s: %s", request.volume_id, device, outcome)
-            self._ops.stage(
-                device,
-                staging,
-                fs_type,
-                mount_opts=options,
-                readonly=readonly,
-                post_mount_xfs_opts=request.volume_context.get(keys.POST_MOUNT_XFS_OPTS, ""),
-            )
+            try:
+                self._ops.stage(
+                    device,
+                    staging,
+                    fs_type,
+                    mount_opts=options,
+                    readonly=readonly,
+                    post_mount_xfs_opts=request.volume_context.get(keys.POST_MOUNT_XFS_OPTS, ""),
+                    # As LINBIT's driver since 1.10.1: a preen check before every fresh read-write mount.
+                    check_ext4=True,
+                )
+            except errors.FailedPrecondition as exc:
+                if "mounted_from" not in exc.details:
+                    raise
+                raise errors.AlreadyExists(
+                    f"{staging} already has another device mounted ({exc.details['mounted_from']})"
+                ) from exc
         return csi_pb2.NodeStageVolumeResponse()
 
     def NodeUnstageVolume(

@@ -253,6 +253,7 @@ class FakeNodeOps:
         mount_opts: Sequence[str] = (),
         readonly: bool = False,
         post_mount_xfs_opts: str = "",
+        check_ext4: bool = False,
     ) -> None:
         fs = filesystem_type(fs_type)
         mkfs_arguments(mkfs_opts, fs)
@@ -261,7 +262,8 @@ class FakeNodeOps:
         existing = self._top(staging_path)
         if existing is not None and existing.device != device:
             raise FailedPrecondition(
-                f"{staging_path} is already mounted from {existing.device}, not {device}"
+                f"{staging_path} is already mounted from {existing.device}, not {device}",
+                mounted_from=existing.device,
             )
         if existing is None:
             found = self._device(device).fs
@@ -269,12 +271,15 @@ class FakeNodeOps:
                 raise FailedPrecondition(
                     f"{device} holds no filesystem; a read-only volume is never formatted"
                 )
-            if not readonly and self.format_if_blank(device, fs, mkfs_opts):
+            formatted = not readonly and self.format_if_blank(device, fs, mkfs_opts)
+            if formatted:
                 found = fs
             if found != fs:
                 raise FailedPrecondition(
                     f"{device} holds {found}, not {fs}; it is neither formatted nor mounted as {fs}"
                 )
+            if check_ext4 and fs == "ext4" and not readonly and not formatted and not self.mounts_of(device):
+                self.commands.append(f"e2fsck -p {device}")
         self.mount(device, staging_path, fs, mount_opts, readonly)
         if not readonly and fs in FILESYSTEMS:
             self.grow_filesystem(staging_path)

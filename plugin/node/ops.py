@@ -157,6 +157,7 @@ class NodeOps:
         mount_opts: Sequence[str] = (),
         readonly: bool = False,
         post_mount_xfs_opts: str = "",
+        check_ext4: bool = False,
     ) -> None:
         """Make the volume's filesystem available at ``staging_path``; safe to repeat.
 
@@ -165,6 +166,11 @@ class NodeOps:
         device (the volume was expanded, or restored into a bigger one) is grown.
         ``post_mount_xfs_opts`` is the StorageClass ``postMountXfsOpts`` of the official
         driver: an ``xfs_io -c`` command run on every fresh read-write xfs mount.
+        ``check_ext4`` asks for the ``e2fsck -p`` of :meth:`preen_ext4` before a fresh
+        read-write mount of an ext4 that was there before (as LINBIT's driver checks before
+        every such mount); it is decided from the same probe, and a filesystem this call
+        has just made is not checked. A staging path that shows another device is refused
+        with ``mounted_from`` in the error's details.
 
         The mount table is read once, before anything here changes it (formatting, growing
         offline and setting the device's read-only flag do not), and every check uses that
@@ -182,7 +188,8 @@ class NodeOps:
         already = existing is not None and self.host.entry_is_device(existing, number)
         if existing is not None and not already:
             raise FailedPrecondition(
-                f"{staging_path} is already mounted from {existing.source}, not {device}"
+                f"{staging_path} is already mounted from {existing.source}, not {device}",
+                mounted_from=existing.source,
             )
         fills_device = False
         if not already:
@@ -206,6 +213,9 @@ class NodeOps:
                 and fs == "ext4"
                 and not self.host.device_mounts(number, entries)
             ):
+                if check_ext4:
+                    outcome = self.formatter.check_unmounted_ext4(device)
+                    log.info("ext4 check of %s before mounting it: %s", device, outcome)
                 self.grower.grow_ext4_offline(device)
                 fills_device = True
         self.mounter.mount_checked(device, path, fs, mount_opts, readonly, entries)
