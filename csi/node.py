@@ -42,6 +42,7 @@ from plugin.node.unmounting import MountOwner
 
 if TYPE_CHECKING:
     from plugin.models import Volume
+    from plugin.node.mounttable import MountEntry
     from plugin.node.ops import NodeOps
     from plugin.volume_service import VolumeService
 
@@ -226,7 +227,8 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
                 node_qos.apply_for_publication(volume, device, request.volume_context)
                 return csi_pb2.NodePublishVolumeResponse()
             owner = MountOwner(request.volume_id, self._local_device(request.volume_id, volume))
-            owned = self._ops.mount_owned_by(staging, owner)
+            table = self._ops.mount_table()  # one reading for every check below
+            owned = self._ops.mount_owned_by(staging, owner, table)
             if owned is None:
                 raise errors.FailedPrecondition(
                     f"volume {request.volume_id} is not staged at {staging}; NodeStageVolume must run first"
@@ -237,16 +239,23 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
                     "not publishing it"
                 )
             if single_writer and owner.device:
-                self._refuse_second_writer(request.volume_id, owner.device, target, staging)
-            self._ops.bind_mount(staging, target, readonly=readonly)
+                self._refuse_second_writer(request.volume_id, owner.device, target, staging, table)
+            self._ops.bind_mount(staging, target, readonly=readonly, table=table)
             if owner.device:  # the device LINSTOR reports here, never one from the request
                 node_qos.apply_for_publication(volume, owner.device, request.volume_context)
         return csi_pb2.NodePublishVolumeResponse()
 
-    def _refuse_second_writer(self, volume_id: str, device: str, target: str, staging: str = "") -> None:
+    def _refuse_second_writer(
+        self,
+        volume_id: str,
+        device: str,
+        target: str,
+        staging: str = "",
+        table: list[MountEntry] | None = None,
+    ) -> None:
         """SINGLE_NODE_SINGLE_WRITER: one read-write publication at a time, the spec's FAILED_PRECONDITION."""
         own = {os.path.realpath(p) for p in (target, staging) if p}
-        others = [m for m in self._ops.writable_mounts_of(device) if os.path.realpath(m) not in own]
+        others = [m for m in self._ops.writable_mounts_of(device, table) if os.path.realpath(m) not in own]
         if others:
             raise errors.FailedPrecondition(
                 f"volume {volume_id} has access mode SINGLE_NODE_SINGLE_WRITER and is already published "

@@ -95,7 +95,10 @@ class FakeNodeOps:
             return []
         return [m.target for m in self.mounts if m.device == top.device and m.kind != "block"]
 
-    def writable_mounts_of(self, device: str) -> list[str]:
+    def mount_table(self) -> list[FakeMount]:
+        return list(self.mounts)
+
+    def writable_mounts_of(self, device: str, table: object = None) -> list[str]:
         self._device(device)
         return [m.target for m in self.mounts if m.device == device and not m.readonly]
 
@@ -152,7 +155,12 @@ class FakeNodeOps:
         self.commands.append(f"mount {source} {target}")
 
     def bind_mount(
-        self, source: str, target: str, readonly: bool = False, options: Sequence[str] = ()
+        self,
+        source: str,
+        target: str,
+        readonly: bool = False,
+        options: Sequence[str] = (),
+        table: object = None,
     ) -> None:
         if source in self.devices:
             self.bind_block_device(source, target, readonly)
@@ -190,7 +198,7 @@ class FakeNodeOps:
             return True
         return mount.device is not None and mount.device not in self.devices  # its device is gone
 
-    def mount_owned_by(self, target: str, owner: MountOwner) -> bool | None:
+    def mount_owned_by(self, target: str, owner: MountOwner, table: object = None) -> bool | None:
         top = self._top(target)
         return None if top is None else self._owned(top, owner)
 

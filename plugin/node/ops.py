@@ -38,6 +38,7 @@ from plugin.node.host import Host
 from plugin.node.mounting import Mounter
 from plugin.node.mounttable import (
     MOUNTINFO,
+    MountEntry,
     normalize,
     top_mount,
 )
@@ -93,8 +94,17 @@ class NodeOps:
     def mounts_of(self, source: str) -> list[str]:
         return self.host.mounts_of(source)
 
-    def writable_mounts_of(self, device: str) -> list[str]:
-        return self.host.writable_mounts_of(device)
+    def writable_mounts_of(self, device: str, table: list[MountEntry] | None = None) -> list[str]:
+        return self.host.writable_mounts_of(device, table)
+
+    def mount_table(self) -> list[MountEntry]:
+        """One reading of the mount table, for a request that makes several checks.
+
+        ``mount_owned_by``, ``writable_mounts_of`` and ``bind_mount`` take it as ``table``,
+        so a publish reads /proc/self/mountinfo once (hundreds of lines on a busy node)
+        instead of once per check; nothing between those checks changes the table.
+        """
+        return self.host.mounts()
 
     # -- formatting ---------------------------------------------------------------------
 
@@ -117,15 +127,22 @@ class NodeOps:
         self.mounter.mount(source, target, fs_type, options, readonly)
 
     def bind_mount(
-        self, source: str, target: str, readonly: bool = False, options: Sequence[str] = ()
+        self,
+        source: str,
+        target: str,
+        readonly: bool = False,
+        options: Sequence[str] = (),
+        table: list[MountEntry] | None = None,
     ) -> None:
-        self.mounter.bind_mount(source, target, readonly, options)
+        self.mounter.bind_mount(source, target, readonly, options, table)
 
     def bind_block_device(self, device: str, target_file: str, readonly: bool = False) -> None:
         self.mounter.bind_block_device(device, target_file, readonly)
 
-    def mount_owned_by(self, target: str, owner: MountOwner) -> bool | None:
-        return self.unmounter.mount_owned_by(target, owner)
+    def mount_owned_by(
+        self, target: str, owner: MountOwner, table: list[MountEntry] | None = None
+    ) -> bool | None:
+        return self.unmounter.mount_owned_by(target, owner, table)
 
     def unmount(
         self, target: str, remove_target: bool = True, lazy: bool = False, owner: MountOwner | None = None

@@ -29,6 +29,7 @@ from plugin.node.mounttable import MountEntry
 from tests.integration.csi_stack import LOCAL, Stack, csi_stack
 
 MIB = 1024**2
+Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 DEVICE_KEY = "linstor.csi.linbit.com/device-path"
 
 
@@ -123,13 +124,20 @@ def stage(stack: Stack, vid: str, staging: str, ctx: dict[str, str]) -> None:
     )
 
 
-def publish(stack: Stack, vid: str, staging: str, target: str, ctx: dict[str, str]) -> None:
+def publish(
+    stack: Stack,
+    vid: str,
+    staging: str,
+    target: str,
+    ctx: dict[str, str],
+    cap: csi_pb2.VolumeCapability | None = None,
+) -> None:
     stack.csi.node.NodePublishVolume(
         csi_pb2.NodePublishVolumeRequest(
             volume_id=vid,
             staging_target_path=staging,
             target_path=target,
-            volume_capability=mount_cap(fs_type="ext4"),
+            volume_capability=cap or mount_cap(fs_type="ext4"),
             publish_context=ctx,
         )
     )
@@ -158,8 +166,9 @@ def test_fresh_volume_is_probed_once_formatted_mounted_and_bound(
     assert rest_gets() - before == 2  # one volume read: its definition and its resources
 
     publish(stack, vid, staging, target, ctx)
-    commands, _ = counts.take()
+    commands, reads = counts.take()
     assert commands == ["mount --bind"]
+    assert reads == 1  # the staging mount's owner and the target checked against one reading
     assert stack.nodeops.mounts_of(device) == [staging, target]
     assert stack.nodeops.filesystem_signature(device) == "ext4"
     counts.take()
@@ -209,3 +218,25 @@ def test_staging_path_of_another_volume_is_still_refused_without_a_probe(
     stack.nodeops.unmount(staging, remove_target=False)
     remove(stack, one)
     remove(stack, two)
+
+
+def test_single_writer_publish_reads_the_mount_table_once_and_still_refuses_a_second_writer(
+    stack: Stack, counts: Counts, paths: tuple[str, str]
+) -> None:
+    staging, target = paths
+    second = str(Path(target).with_name("second"))
+    vid, ctx, device = attached_volume(stack, block_cap())
+    stage(stack, vid, staging, ctx)
+    cap = mount_cap(mode=Mode.SINGLE_NODE_SINGLE_WRITER, fs_type="ext4")
+    counts.take()
+    publish(stack, vid, staging, target, ctx, cap)
+    commands, reads = counts.take()
+    assert commands == ["mount --bind"] and reads == 1
+    with pytest.raises(grpc.RpcError) as info:
+        publish(stack, vid, staging, second, ctx, cap)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert target in (info.value.details() or "")
+    assert stack.nodeops.mounts_of(device) == [staging, target]
+    stack.nodeops.unmount(target)
+    stack.nodeops.unmount(staging, remove_target=False)
+    remove(stack, vid)
