@@ -78,7 +78,8 @@ mount --bind "$staging" "$target"
 class DriverProcess:
     """``python -m csi`` as deployed: its own process, socket and metrics port."""
 
-    def __init__(self, controller_url: str, workdir: Path) -> None:
+    def __init__(self, controller_url: str, workdir: Path, repo: Path = REPO) -> None:
+        """Start the driver of the source tree ``repo`` (another revision's, for a side-by-side run)."""
         self.socket = workdir / "csi.sock"
         self.metrics_port = free_port()
         self.log = workdir / "driver.log"
@@ -102,7 +103,7 @@ class DriverProcess:
                     "--path-root",
                     str(workdir),
                 ],
-                cwd=REPO,
+                cwd=repo,
                 env=env,
                 stdout=out,
                 stderr=out,
