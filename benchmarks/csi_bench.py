@@ -78,7 +78,8 @@ mount --bind "$staging" "$target"
 class DriverProcess:
     """``python -m csi`` as deployed: its own process, socket and metrics port."""
 
-    def __init__(self, controller_url: str, workdir: Path) -> None:
+    def __init__(self, controller_url: str, workdir: Path, repo: Path = REPO) -> None:
+        """Start the driver of the source tree ``repo`` (another revision's, for a side-by-side run)."""
         self.socket = workdir / "csi.sock"
         self.metrics_port = free_port()
         self.log = workdir / "driver.log"
@@ -102,7 +103,7 @@ class DriverProcess:
                     "--path-root",
                     str(workdir),
                 ],
-                cwd=REPO,
+                cwd=repo,
                 env=env,
                 stdout=out,
                 stderr=out,
@@ -400,11 +401,14 @@ def results_section(result: dict[str, Any]) -> str:
         f"| shell: mkfs.ext4 + mount + mount --bind | {sh['median_ms']} | {sh['p95_ms']} |",
         "",
         f"The driver's extra {node['overhead_ms_median']} ms (median) is the safety work the script skips "
-        "and the CSI calls themselves: two gRPC calls, the volume's device on this node looked up "
-        "before publishing, "
-        "one `blkid -p` probe of the device right before mkfs (the mount table read once, before it), "
-        "and the mount-table checks before the mount and the bind. A filesystem the stage has just made "
-        "fills its device, so no grow check runs after a fresh stage (it does on every later one).",
+        "and the CSI calls themselves: two gRPC calls, the volume read from LINSTOR once per call "
+        "(its device on this node), "
+        "one `blkid -p` probe of the device right before mkfs, which also tells whether an existing ext4 "
+        "needs its `e2fsck -p` check (a new one does not), and the mount-table checks, against one "
+        "reading of the mount table per call. A filesystem the stage has just made "
+        "fills its device, so no grow check runs after a fresh stage (it does on every later one). "
+        "`benchmarks/node_ab.py` runs two revisions of the driver beside the script, interleaved, "
+        "to judge a change to this path under the same load.",
         "",
     ]
     return "\n".join(lines)

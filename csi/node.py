@@ -45,6 +45,7 @@ from plugin.params.values import split_commas
 
 if TYPE_CHECKING:
     from plugin.models import Volume
+    from plugin.node.mounttable import MountEntry
     from plugin.node.ops import NodeOps
     from plugin.volumes.service import VolumeService
 
@@ -113,7 +114,8 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
             )
         return device
 
-    def _stored_mount_options(self, volume_id: str, volume_context: Mapping[str, str]) -> str:
+    @staticmethod
+    def _stored_mount_options(volume: Volume, volume_context: Mapping[str, str]) -> str:
         """The StorageClass ``mountOpts``: from the volume context, or from LINSTOR when the PV has none.
 
         PVs made by LINBIT's driver before it wrote a volume context (and static PVs) carry no
@@ -121,7 +123,7 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         """
         if keys.USES_VOLUME_CONTEXT in volume_context:
             return volume_context.get(keys.MOUNT_OPTIONS, "")
-        return ",".join(self._service.get_volume(volume_id).mount_opts)
+        return ",".join(volume.mount_opts)
 
     def _owner(self, volume_id: str, *, must_exist: bool) -> MountOwner:
         """Whose mounts a request may act on; an unknown volume owns only stale mounts of vanished devices."""
@@ -161,16 +163,14 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         require(request, "volume_capability")
         access = capabilities.parse_supported(request.volume_capability)
         with self._inflight.hold(f"{request.volume_id}@{staging}", "NodeStageVolume"):
-            device = self._device(request.volume_id, request.publish_context)
+            volume = self._service.get_volume(request.volume_id)  # once: device and stored options
+            device = self._device(request.volume_id, request.publish_context, volume)
             if access.block:
                 self._ops.wait_for_device(device)
                 return csi_pb2.NodeStageVolumeResponse()
-            current = self._ops.mount_source(staging)
-            if current and not _same_device(current, device):
-                raise errors.AlreadyExists(f"{staging} already has another device mounted ({current})")
             fs_type = access.fs_type or request.publish_context.get(keys.FS_TYPE) or DEFAULT_FILESYSTEM
             options = convert.merge_options(
-                split_commas(self._stored_mount_options(request.volume_id, request.volume_context)),
+                split_commas(self._stored_mount_options(volume, request.volume_context)),
                 access.mount_flags,
                 # restored snapshots carry their origin's xfs uuid; let both mount side by side
                 ["nouuid"] if fs_type == "xfs" else [],
@@ -178,18 +178,23 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
             readonly = (
                 access.read_only or convert.read_only_publication(request.publish_context) or "ro" in options
             )
-            if fs_type == "ext4" and not readonly and current is None:
-                # As LINBIT's driver since 1.10.1: a preen check before every fresh read-write mount.
-                outcome = self._ops.preen_ext4(device)
-                log.info("NodeStageVolume %s: ext4 check of %s: %s", request.volume_id, device, outcome)
-            self._ops.stage(
-                device,
-                staging,
-                fs_type,
-                mount_opts=options,
-                readonly=readonly,
-                post_mount_xfs_opts=request.volume_context.get(keys.POST_MOUNT_XFS_OPTS, ""),
-            )
+            try:
+                self._ops.stage(
+                    device,
+                    staging,
+                    fs_type,
+                    mount_opts=options,
+                    readonly=readonly,
+                    post_mount_xfs_opts=request.volume_context.get(keys.POST_MOUNT_XFS_OPTS, ""),
+                    # As LINBIT's driver since 1.10.1: a preen check before every fresh read-write mount.
+                    check_ext4=True,
+                )
+            except errors.FailedPrecondition as exc:
+                if "mounted_from" not in exc.details:
+                    raise
+                raise errors.AlreadyExists(
+                    f"{staging} already has another device mounted ({exc.details['mounted_from']})"
+                ) from exc
         return csi_pb2.NodeStageVolumeResponse()
 
     def NodeUnstageVolume(
@@ -225,7 +230,8 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
                 node_qos.apply_for_publication(volume, device, request.volume_context)
                 return csi_pb2.NodePublishVolumeResponse()
             owner = MountOwner(request.volume_id, self._local_device(request.volume_id, volume))
-            owned = self._ops.mount_owned_by(staging, owner)
+            table = self._ops.mount_table()  # one reading for every check below
+            owned = self._ops.mount_owned_by(staging, owner, table)
             if owned is None:
                 raise errors.FailedPrecondition(
                     f"volume {request.volume_id} is not staged at {staging}; NodeStageVolume must run first"
@@ -236,16 +242,23 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
                     "not publishing it"
                 )
             if single_writer and owner.device:
-                self._refuse_second_writer(request.volume_id, owner.device, target, staging)
-            self._ops.bind_mount(staging, target, readonly=readonly)
+                self._refuse_second_writer(request.volume_id, owner.device, target, staging, table)
+            self._ops.bind_mount(staging, target, readonly=readonly, table=table)
             if owner.device:  # the device LINSTOR reports here, never one from the request
                 node_qos.apply_for_publication(volume, owner.device, request.volume_context)
         return csi_pb2.NodePublishVolumeResponse()
 
-    def _refuse_second_writer(self, volume_id: str, device: str, target: str, staging: str = "") -> None:
+    def _refuse_second_writer(
+        self,
+        volume_id: str,
+        device: str,
+        target: str,
+        staging: str = "",
+        table: list[MountEntry] | None = None,
+    ) -> None:
         """SINGLE_NODE_SINGLE_WRITER: one read-write publication at a time, the spec's FAILED_PRECONDITION."""
         own = {os.path.realpath(p) for p in (target, staging) if p}
-        others = [m for m in self._ops.writable_mounts_of(device) if os.path.realpath(m) not in own]
+        others = [m for m in self._ops.writable_mounts_of(device, table) if os.path.realpath(m) not in own]
         if others:
             raise errors.FailedPrecondition(
                 f"volume {volume_id} has access mode SINGLE_NODE_SINGLE_WRITER and is already published "

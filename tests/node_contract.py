@@ -73,6 +73,16 @@ def mount_over_another_device_is_refused(scene: Scene) -> None:
     assert scene.ops.mounts_of(second) == []
 
 
+def stage_over_another_device_names_what_is_mounted(scene: Scene) -> None:
+    first, second, staging = scene.blank(), scene.blank(), scene.path("staging")
+    scene.ops.stage(first, staging, "ext4")
+    with pytest.raises(FailedPrecondition, match="already mounted from") as info:
+        scene.ops.stage(second, staging, "ext4", check_ext4=True)
+    assert info.value.details["mounted_from"] == first  # what CSI answers ALREADY_EXISTS with
+    assert scene.ops.filesystem_signature(second) is None  # neither probed for mkfs nor formatted
+    assert scene.ops.mounts_of(first) == [staging]
+
+
 def bind_and_unbind_leave_the_staging_mount(scene: Scene) -> None:
     dev, staging, target = scene.blank(), scene.path("staging"), scene.path("target")
     scene.ops.stage(dev, staging, "ext4")
@@ -103,6 +113,7 @@ SCENARIOS: list[Callable[[Scene], None]] = [
     read_only_stage_never_formats,
     unmount_leaves_another_volumes_mount,
     mount_over_another_device_is_refused,
+    stage_over_another_device_names_what_is_mounted,
     bind_and_unbind_leave_the_staging_mount,
     restage_fills_a_grown_device,
 ]

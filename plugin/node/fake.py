@@ -96,7 +96,10 @@ class FakeNodeOps:
             return []
         return [m.target for m in self.mounts if m.device == top.device and m.kind != "block"]
 
-    def writable_mounts_of(self, device: str) -> list[str]:
+    def mount_table(self) -> list[FakeMount]:
+        return list(self.mounts)
+
+    def writable_mounts_of(self, device: str, table: object = None) -> list[str]:
         self._device(device)
         return [m.target for m in self.mounts if m.device == device and not m.readonly]
 
@@ -153,7 +156,12 @@ class FakeNodeOps:
         self.commands.append(f"mount {source} {target}")
 
     def bind_mount(
-        self, source: str, target: str, readonly: bool = False, options: Sequence[str] = ()
+        self,
+        source: str,
+        target: str,
+        readonly: bool = False,
+        options: Sequence[str] = (),
+        table: object = None,
     ) -> None:
         if source in self.devices:
             self.bind_block_device(source, target, readonly)
@@ -191,7 +199,7 @@ class FakeNodeOps:
             return True
         return mount.device is not None and mount.device not in self.devices  # its device is gone
 
-    def mount_owned_by(self, target: str, owner: MountOwner) -> bool | None:
+    def mount_owned_by(self, target: str, owner: MountOwner, table: object = None) -> bool | None:
         top = self._top(target)
         return None if top is None else self._owned(top, owner)
 
@@ -254,6 +262,7 @@ class FakeNodeOps:
         mount_opts: Sequence[str] = (),
         readonly: bool = False,
         post_mount_xfs_opts: str = "",
+        check_ext4: bool = False,
     ) -> None:
         fs = filesystem_type(fs_type)
         mkfs_arguments(mkfs_opts, fs)
@@ -262,7 +271,8 @@ class FakeNodeOps:
         existing = self._top(staging_path)
         if existing is not None and existing.device != device:
             raise FailedPrecondition(
-                f"{staging_path} is already mounted from {existing.device}, not {device}"
+                f"{staging_path} is already mounted from {existing.device}, not {device}",
+                mounted_from=existing.device,
             )
         if existing is None:
             found = self._device(device).fs
@@ -270,12 +280,15 @@ class FakeNodeOps:
                 raise FailedPrecondition(
                     f"{device} holds no filesystem; a read-only volume is never formatted"
                 )
-            if not readonly and self.format_if_blank(device, fs, mkfs_opts):
+            formatted = not readonly and self.format_if_blank(device, fs, mkfs_opts)
+            if formatted:
                 found = fs
             if found != fs:
                 raise FailedPrecondition(
                     f"{device} holds {found}, not {fs}; it is neither formatted nor mounted as {fs}"
                 )
+            if check_ext4 and fs == "ext4" and not readonly and not formatted and not self.mounts_of(device):
+                self.commands.append(f"e2fsck -p {device}")
         self.mount(device, staging_path, fs, mount_opts, readonly)
         if not readonly and fs in FILESYSTEMS:
             self.grow_filesystem(staging_path)

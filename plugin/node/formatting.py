@@ -147,6 +147,11 @@ class Formatter:
             return "not checked: mounted on this node"
         if self.host.filesystem_signature(device) != "ext4":
             return "not checked: no ext4 on the device"
+        return self.check_unmounted_ext4(device)
+
+    def check_unmounted_ext4(self, device: str) -> str:
+        """The ``e2fsck -p`` of :meth:`preen_ext4`, for a caller that already knows the device
+        holds ext4 and is mounted nowhere on this node (the stage, from its one probe)."""
         done = self.host.cmd(["e2fsck", "-p", device], timeout=self.host.long_timeout, ok_codes=range(256))
         detail = one_line(done.stdout) or one_line(done.stderr) or "no output"
         code = done.returncode

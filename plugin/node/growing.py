@@ -45,7 +45,7 @@ class Grower:
         filesystem mounted elsewhere), and anything it cannot fix stops the stage.
         """
         size = self.host.device_size_bytes(device)
-        if size - parse_dumpe2fs_size(self.host.cmd(["dumpe2fs", "-h", device]).stdout) < GROW_THRESHOLD:
+        if size - self.ext4_size_bytes(device) < GROW_THRESHOLD:
             return
         check = self.host.cmd(
             ["e2fsck", "-f", "-p", device], timeout=self.host.long_timeout, ok_codes=range(256)
@@ -62,7 +62,7 @@ class Grower:
     def filesystem_size_bytes(self, device: str, mount_path: str, fs_type: str) -> int:
         """The size the filesystem itself believes it has (not statvfs, which hides metadata)."""
         if fs_type == "ext4":
-            return parse_dumpe2fs_size(self.host.cmd(["dumpe2fs", "-h", device]).stdout)
+            return self.ext4_size_bytes(device)
         if fs_type == "xfs":
             return parse_xfs_info_size(self.host.cmd(["xfs_info", mount_path]).stdout)
         if fs_type == "btrfs":
@@ -77,6 +77,16 @@ class Grower:
                 return sizes[0][0]
             raise OperationFailed(f"btrfs at {mount_path} does not list {device}")
         raise InvalidArgument(f"unsupported filesystem type {fs_type!r}")
+
+    def ext4_size_bytes(self, device: str) -> int:
+        """The ext4's own size from its superblock; ``dumpe2fs -h`` only when that cannot tell."""
+        try:
+            size = blockdev.ext4_size_bytes(device)
+        except OSError:
+            size = None
+        if size is not None:
+            return size
+        return parse_dumpe2fs_size(self.host.cmd(["dumpe2fs", "-h", device]).stdout)
 
     def needs_grow(self, device: str, mount_path: str, fs_type: str) -> bool:
         return self.host.device_size_bytes(device) - self.filesystem_size_bytes(

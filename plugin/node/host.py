@@ -216,13 +216,13 @@ class Host:
             return []
         return [e.mount_point for e in entries if (e.device_number, e.root) == location]
 
-    def writable_mounts_of(self, device: str) -> list[str]:
+    def writable_mounts_of(self, device: str, entries: list[MountEntry] | None = None) -> list[str]:
         """Mount points where the device's data is writable: rw filesystem mounts, binds and device binds.
 
         What SINGLE_NODE_SINGLE_WRITER needs to know: where else the volume is open for writing.
         """
         number = self.require_block_device(device)
-        return [e.mount_point for e in self.device_mounts(number) if not e.read_only]
+        return [e.mount_point for e in self.device_mounts(number, entries) if not e.read_only]
 
     def device_mounts(
         self, number: tuple[int, int], entries: list[MountEntry] | None = None

@@ -112,9 +112,17 @@ class Mounter:
             raise
 
     def bind_mount(
-        self, source: str, target: str, readonly: bool = False, options: Sequence[str] = ()
+        self,
+        source: str,
+        target: str,
+        readonly: bool = False,
+        options: Sequence[str] = (),
+        entries: list[MountEntry] | None = None,
     ) -> None:
-        """Bind a directory (or file) elsewhere; a repeat with the same source is a no-op."""
+        """Bind a directory (or file) elsewhere; a repeat with the same source is a no-op.
+
+        ``entries`` is a mount table the caller has just read; without it, it is read now.
+        """
         if blockdev.is_block_device(source):
             self.bind_block_device(source, target, readonly)
             return
@@ -124,7 +132,7 @@ class Mounter:
         readonly = readonly or "ro" in opts
         opts = [o for o in opts if o not in ("ro", "rw")]
         src, path = normalize(source), normalize(target)
-        entries = self.host.mounts()
+        entries = self.host.mounts() if entries is None else entries
         existing = top_mount(entries, path)
         if existing is not None:
             if (existing.device_number, existing.root) != location_in_filesystem(entries, src):

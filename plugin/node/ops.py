@@ -37,6 +37,7 @@ from plugin.node.host import Host
 from plugin.node.mounting import Mounter
 from plugin.node.mounttable import (
     MOUNTINFO,
+    MountEntry,
     normalize,
     top_mount,
 )
@@ -93,8 +94,17 @@ class NodeOps:
     def mounts_of(self, source: str) -> list[str]:
         return self.host.mounts_of(source)
 
-    def writable_mounts_of(self, device: str) -> list[str]:
-        return self.host.writable_mounts_of(device)
+    def writable_mounts_of(self, device: str, table: list[MountEntry] | None = None) -> list[str]:
+        return self.host.writable_mounts_of(device, table)
+
+    def mount_table(self) -> list[MountEntry]:
+        """One reading of the mount table, for a request that makes several checks.
+
+        ``mount_owned_by``, ``writable_mounts_of`` and ``bind_mount`` take it as ``table``,
+        so a publish reads /proc/self/mountinfo once (hundreds of lines on a busy node)
+        instead of once per check; nothing between those checks changes the table.
+        """
+        return self.host.mounts()
 
     # -- formatting ---------------------------------------------------------------------
 
@@ -117,15 +127,22 @@ class NodeOps:
         self.mounter.mount(source, target, fs_type, options, readonly)
 
     def bind_mount(
-        self, source: str, target: str, readonly: bool = False, options: Sequence[str] = ()
+        self,
+        source: str,
+        target: str,
+        readonly: bool = False,
+        options: Sequence[str] = (),
+        table: list[MountEntry] | None = None,
     ) -> None:
-        self.mounter.bind_mount(source, target, readonly, options)
+        self.mounter.bind_mount(source, target, readonly, options, table)
 
     def bind_block_device(self, device: str, target_file: str, readonly: bool = False) -> None:
         self.mounter.bind_block_device(device, target_file, readonly)
 
-    def mount_owned_by(self, target: str, owner: MountOwner) -> bool | None:
-        return self.unmounter.mount_owned_by(target, owner)
+    def mount_owned_by(
+        self, target: str, owner: MountOwner, table: list[MountEntry] | None = None
+    ) -> bool | None:
+        return self.unmounter.mount_owned_by(target, owner, table)
 
     def unmount(
         self, target: str, remove_target: bool = True, lazy: bool = False, owner: MountOwner | None = None
@@ -157,6 +174,7 @@ class NodeOps:
         mount_opts: Sequence[str] = (),
         readonly: bool = False,
         post_mount_xfs_opts: str = "",
+        check_ext4: bool = False,
     ) -> None:
         """Make the volume's filesystem available at ``staging_path``; safe to repeat.
 
@@ -165,6 +183,11 @@ class NodeOps:
         device (the volume was expanded, or restored into a bigger one) is grown.
         ``post_mount_xfs_opts`` is the StorageClass ``postMountXfsOpts`` of the official
         driver: an ``xfs_io -c`` command run on every fresh read-write xfs mount.
+        ``check_ext4`` asks for the ``e2fsck -p`` of :meth:`preen_ext4` before a fresh
+        read-write mount of an ext4 that was there before (as LINBIT's driver checks before
+        every such mount); it is decided from the same probe, and a filesystem this call
+        has just made is not checked. A staging path that shows another device is refused
+        with ``mounted_from`` in the error's details.
 
         The mount table is read once, before anything here changes it (formatting, growing
         offline and setting the device's read-only flag do not), and every check uses that
@@ -182,7 +205,8 @@ class NodeOps:
         already = existing is not None and self.host.entry_is_device(existing, number)
         if existing is not None and not already:
             raise FailedPrecondition(
-                f"{staging_path} is already mounted from {existing.source}, not {device}"
+                f"{staging_path} is already mounted from {existing.source}, not {device}",
+                mounted_from=existing.source,
             )
         fills_device = False
         if not already:
@@ -206,6 +230,9 @@ class NodeOps:
                 and fs == "ext4"
                 and not self.host.device_mounts(number, entries)
             ):
+                if check_ext4:
+                    outcome = self.formatter.check_unmounted_ext4(device)
+                    log.info("ext4 check of %s before mounting it: %s", device, outcome)
                 self.grower.grow_ext4_offline(device)
                 fills_device = True
         self.mounter.mount_checked(device, path, fs, mount_opts, readonly, entries)

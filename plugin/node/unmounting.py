@@ -47,10 +47,15 @@ class Unmounter:
     def __init__(self, host: Host) -> None:
         self.host = host
 
-    def mount_owned_by(self, target: str, owner: MountOwner) -> bool | None:
-        """Whether the visible mount at ``target`` belongs to ``owner``; None when nothing is mounted."""
+    def mount_owned_by(
+        self, target: str, owner: MountOwner, entries: list[MountEntry] | None = None
+    ) -> bool | None:
+        """Whether the visible mount at ``target`` belongs to ``owner``; None when nothing is mounted.
+
+        ``entries`` is a mount table the caller has just read; without it, it is read now.
+        """
         path = normalize(target)
-        entry = top_mount(self.host.mounts(), path)
+        entry = top_mount(self.host.mounts() if entries is None else entries, path)
         if entry is None:
             return None
         return self._owned(entry, path, owner)

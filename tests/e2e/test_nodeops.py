@@ -224,6 +224,30 @@ def test_filesystem_grows_online_and_on_stage(
     assert ops.stats(str(staging)).total_bytes == third
 
 
+def test_ext4_size_from_the_superblock_is_what_dumpe2fs_reports(
+    make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
+) -> None:
+    from plugin.node import blockdev
+    from plugin.node.commandlines import parse_dumpe2fs_size
+
+    def dumpe2fs(device: str) -> int:
+        out = subprocess.run(["dumpe2fs", "-h", device], check=True, capture_output=True, text=True).stdout
+        return parse_dumpe2fs_size(out)
+
+    for options in ([], ["-O", "^64bit", "-b", "1024"]):
+        dev = make_loop()
+        subprocess.run(["mkfs.ext4", "-q", *options, dev.path], check=True, capture_output=True)
+        assert blockdev.ext4_size_bytes(dev.path) == dumpe2fs(dev.path)
+        staging = tmp_path / f"staging{len(options)}"
+        dev.grow(640 * MiB)
+        ops.stage(dev.path, str(staging), "ext4")  # grown offline, then mounted
+        assert blockdev.ext4_size_bytes(dev.path) == dumpe2fs(dev.path) > 600 * MiB
+        assert ops.filesystem_size_bytes(dev.path, str(staging), "ext4") == dumpe2fs(dev.path)
+    xfs = make_loop()
+    mkfs(xfs.path, "xfs")
+    assert blockdev.ext4_size_bytes(xfs.path) is None
+
+
 def test_ext4_staged_twice_on_one_node_after_growth(
     make_loop: Callable[..., LoopDevice], ops: NodeOps, tmp_path: Path
 ) -> None:

@@ -50,6 +50,17 @@ def test_fake_records_what_the_real_one_would_run(tmp_path: Path) -> None:
     assert scene.ops.commands == [f"mkfs.xfs {dev}", f"mount {dev} {tmp_path / 's'}"]
 
 
+def test_fake_checks_an_existing_ext4_but_not_one_it_just_made(tmp_path: Path) -> None:
+    scene = FakeScene(tmp_path)
+    fresh, old = scene.blank(), scene.holding("ext4")
+    scene.ops.stage(fresh, scene.path("fresh"), "ext4", check_ext4=True)
+    scene.ops.stage(old, scene.path("old"), "ext4", check_ext4=True)
+    assert f"mkfs.ext4 {fresh}" in scene.ops.commands
+    assert [c for c in scene.ops.commands if c.startswith("e2fsck")] == [f"e2fsck -p {old}"]
+    scene.ops.stage(old, scene.path("old"), "ext4", check_ext4=True)  # mounted: not checked again
+    assert [c for c in scene.ops.commands if c.startswith("e2fsck")] == [f"e2fsck -p {old}"]
+
+
 def test_fake_reports_a_vanished_device(tmp_path: Path) -> None:
     scene = FakeScene(tmp_path)
     dev = scene.blank()

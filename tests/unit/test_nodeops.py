@@ -84,6 +84,49 @@ def test_location_in_filesystem_traces_binds_to_their_source() -> None:
     assert location_in_filesystem(entries, "/etc/hosts") == ((254, 1), "/etc/hosts")
 
 
+def ext4_image(path: Path, blocks: int, log_block_size: int, *, bit64: bool, magic: int = 0xEF53) -> str:
+    """A file holding nothing but an ext4 superblock with the given size fields."""
+    import struct
+
+    sb = bytearray(1024)
+    struct.pack_into("<I", sb, 0x04, blocks & 0xFFFFFFFF)
+    struct.pack_into("<I", sb, 0x18, log_block_size)
+    struct.pack_into("<H", sb, 0x38, magic)
+    struct.pack_into("<I", sb, 0x60, 0x80 if bit64 else 0)
+    struct.pack_into("<I", sb, 0x150, blocks >> 32 if bit64 else 0)
+    path.write_bytes(bytes(1024) + bytes(sb) + bytes(2048))
+    return str(path)
+
+
+def test_ext4_size_is_read_from_the_superblock(tmp_path: Path) -> None:
+    assert blockdev.ext4_size_bytes(ext4_image(tmp_path / "a", 409600, 0, bit64=False)) == 409600 * 1024
+    huge = (5 << 32) + 7  # only a 64bit filesystem has the high half of the block count
+    assert blockdev.ext4_size_bytes(ext4_image(tmp_path / "b", huge, 2, bit64=True)) == huge * 4096
+
+
+@pytest.mark.parametrize(
+    ("blocks", "log_block_size", "magic"), [(1000, 0, 0x1234), (1000, 7, 0xEF53)], ids=["magic", "block size"]
+)
+def test_ext4_superblock_that_cannot_be_trusted_is_left_to_dumpe2fs(
+    tmp_path: Path, blocks: int, log_block_size: int, magic: int
+) -> None:
+    assert (
+        blockdev.ext4_size_bytes(ext4_image(tmp_path / "x", blocks, log_block_size, bit64=False, magic=magic))
+        is None
+    )
+    (tmp_path / "short").write_bytes(bytes(1500))
+    assert blockdev.ext4_size_bytes(str(tmp_path / "short")) is None
+
+
+def test_ext4_size_falls_back_to_dumpe2fs(host: FakeHost, ops: NodeOps, tmp_path: Path) -> None:
+    host.on("dumpe2fs", answer(0, "Block count:              2048\nBlock size:               4096\n"))
+    (tmp_path / "blank").write_bytes(bytes(4096))
+    assert ops.grower.ext4_size_bytes(str(tmp_path / "blank")) == 2048 * 4096
+    assert host.tools_called() == ["dumpe2fs"]
+    assert ops.grower.ext4_size_bytes(ext4_image(tmp_path / "e", 100, 0, bit64=False)) == 100 * 1024
+    assert host.tools_called() == ["dumpe2fs"]  # a readable superblock needs no command
+
+
 # ---------------------------------------------------------------------------------------
 # option and command building
 

@@ -1,0 +1,242 @@
+"""The work NodeStage and NodePublish do on the host, counted: commands, mount-table reads, REST calls.
+
+The node path is the latency a pod waits for, so it does each piece of work once: the
+device is probed once (the ``blkid -p`` guard also decides whether an existing ext4 is
+checked), the mount table is read once per request, the volume is read from LINSTOR once
+per request, and a filesystem the stage has just made is neither checked nor grown.
+These tests pin that down with real mounts, and check that skipping the work never skips
+a safety check: an existing ext4 is still checked before it is mounted, a staging path
+holding another volume is still refused. How long it takes is the benchmark's business
+(``benchmarks/csi_bench.py``), never asserted here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from prometheus_client import REGISTRY
+
+from csi.generated import csi_pb2
+from csi.testing import block_cap, mount_cap, unmount_under
+from plugin.node.commands import CommandResult, run
+from plugin.node.mounttable import MountEntry
+from tests.integration.csi_stack import LOCAL, Stack, csi_stack
+
+MIB = 1024**2
+Mode = csi_pb2.VolumeCapability.AccessMode.Mode
+DEVICE_KEY = "linstor.csi.linbit.com/device-path"
+
+
+class Counts:
+    """What the driver's node operations did since the last :meth:`take`."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+        self.table_reads = 0
+
+    def take(self) -> tuple[list[str], int]:
+        done = (self.commands, self.table_reads)
+        self.commands, self.table_reads = [], 0
+        return done
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with csi_stack(tmp_path_factory.mktemp("csi-node-path"), "csi-node-path-") as made:
+        yield made
+
+
+@pytest.fixture
+def counts(stack: Stack) -> Iterator[Counts]:
+    """Count the commands and mount-table reads of the driver's own NodeOps."""
+    host = stack.nodeops.host
+    counted = Counts()
+    original_run, original_mounts = host._run, host.mounts
+
+    def counting_run(args: Sequence[str], **kwargs: Any) -> CommandResult:
+        counted.commands.append(" ".join(args[:2]) if args[0] == "mount" and args[1] == "--bind" else args[0])
+        return run(args, **kwargs)
+
+    def counting_mounts() -> list[MountEntry]:
+        counted.table_reads += 1
+        return original_mounts()
+
+    host._run = counting_run
+    host.mounts = counting_mounts  # type: ignore[method-assign]
+    try:
+        yield counted
+    finally:
+        host._run = original_run
+        host.mounts = original_mounts  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def paths(stack: Stack) -> Iterator[tuple[str, str]]:
+    base = stack.workdir / uuid.uuid4().hex[:8]
+    staging = base / "staging"
+    staging.mkdir(parents=True)
+    yield str(staging), str(base / "target")
+    unmount_under(str(base), stack.nodeops)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def rest_gets() -> float:
+    total = 0.0
+    for metric in REGISTRY.collect():
+        if metric.name == "linstor_plugin_linstor_requests":
+            total += sum(s.value for s in metric.samples if s.name.endswith("_total"))
+    return total
+
+
+def attached_volume(stack: Stack, cap: csi_pb2.VolumeCapability) -> tuple[str, dict[str, str], str]:
+    """A new volume attached to this node: (id, publish context, device)."""
+    volume = stack.csi.controller.CreateVolume(
+        csi_pb2.CreateVolumeRequest(
+            name=f"pvc-{uuid.uuid4()}",
+            capacity_range=csi_pb2.CapacityRange(required_bytes=64 * MIB),
+            volume_capabilities=[cap],
+        )
+    ).volume
+    ctx = dict(
+        stack.csi.controller.ControllerPublishVolume(
+            csi_pb2.ControllerPublishVolumeRequest(
+                volume_id=volume.volume_id, node_id=LOCAL, volume_capability=cap
+            )
+        ).publish_context
+    )
+    return volume.volume_id, ctx, ctx[DEVICE_KEY]
+
+
+def stage(stack: Stack, vid: str, staging: str, ctx: dict[str, str]) -> None:
+    stack.csi.node.NodeStageVolume(
+        csi_pb2.NodeStageVolumeRequest(
+            volume_id=vid,
+            staging_target_path=staging,
+            volume_capability=mount_cap(fs_type="ext4"),
+            publish_context=ctx,
+        )
+    )
+
+
+def publish(
+    stack: Stack,
+    vid: str,
+    staging: str,
+    target: str,
+    ctx: dict[str, str],
+    cap: csi_pb2.VolumeCapability | None = None,
+) -> None:
+    stack.csi.node.NodePublishVolume(
+        csi_pb2.NodePublishVolumeRequest(
+            volume_id=vid,
+            staging_target_path=staging,
+            target_path=target,
+            volume_capability=cap or mount_cap(fs_type="ext4"),
+            publish_context=ctx,
+        )
+    )
+
+
+def remove(stack: Stack, vid: str) -> None:
+    stack.csi.controller.ControllerUnpublishVolume(
+        csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid, node_id=LOCAL)
+    )
+    stack.csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vid))
+
+
+def test_fresh_volume_is_probed_once_formatted_mounted_and_bound(
+    stack: Stack, counts: Counts, paths: tuple[str, str]
+) -> None:
+    staging, target = paths
+    vid, ctx, device = attached_volume(stack, block_cap())  # block-provisioned: nothing formatted it
+    counts.take()
+
+    before = rest_gets()
+    stage(stack, vid, staging, ctx)
+    commands, reads = counts.take()
+    # The one probe guards mkfs and tells that the new ext4 needs no check; its size is known.
+    assert commands == ["blkid", "mkfs.ext4", "mount"]
+    assert reads == 1
+    assert rest_gets() - before == 2  # one volume read: its definition and its resources
+
+    publish(stack, vid, staging, target, ctx)
+    commands, reads = counts.take()
+    assert commands == ["mount --bind"]
+    assert reads == 1  # the staging mount's owner and the target checked against one reading
+    assert stack.nodeops.mounts_of(device) == [staging, target]
+    assert stack.nodeops.filesystem_signature(device) == "ext4"
+    counts.take()
+
+    stage(stack, vid, staging, ctx)  # a repeat: mounted already, so neither probed nor checked
+    commands, _ = counts.take()
+    assert "blkid" not in commands and "e2fsck" not in commands and "mkfs.ext4" not in commands
+    stack.nodeops.unmount(target)
+    stack.nodeops.unmount(staging, remove_target=False)
+    remove(stack, vid)
+
+
+def test_existing_ext4_is_checked_from_the_same_probe(
+    stack: Stack, counts: Counts, paths: tuple[str, str], tmp_path: Path
+) -> None:
+    staging, target = paths
+    vid, ctx, device = attached_volume(stack, mount_cap(fs_type="ext4"))  # formatted by LINSTOR
+    counts.take()
+
+    stage(stack, vid, staging, ctx)
+    commands, reads = counts.take()
+    # Never formatted; checked before its first mount here, its size read from its superblock.
+    assert commands == ["blkid", "e2fsck", "mount"]
+    assert reads == 1
+    publish(stack, vid, staging, target, ctx)
+    assert stack.nodeops.mounts_of(device) == [staging, target]
+    stack.nodeops.unmount(target)
+    stack.nodeops.unmount(staging, remove_target=False)
+    remove(stack, vid)
+
+
+def test_staging_path_of_another_volume_is_still_refused_without_a_probe(
+    stack: Stack, counts: Counts, paths: tuple[str, str]
+) -> None:
+    staging, _ = paths
+    one, ctx_one, _ = attached_volume(stack, block_cap())
+    two, ctx_two, device_two = attached_volume(stack, block_cap())
+    stage(stack, one, staging, ctx_one)
+    counts.take()
+    with pytest.raises(grpc.RpcError) as info:
+        stage(stack, two, staging, ctx_two)
+    assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "already has another device mounted" in (info.value.details() or "")
+    commands, reads = counts.take()
+    assert commands == [] and reads == 1
+    assert stack.nodeops.filesystem_signature(device_two) is None  # the other device untouched
+    stack.nodeops.unmount(staging, remove_target=False)
+    remove(stack, one)
+    remove(stack, two)
+
+
+def test_single_writer_publish_reads_the_mount_table_once_and_still_refuses_a_second_writer(
+    stack: Stack, counts: Counts, paths: tuple[str, str]
+) -> None:
+    staging, target = paths
+    second = str(Path(target).with_name("second"))
+    vid, ctx, device = attached_volume(stack, block_cap())
+    stage(stack, vid, staging, ctx)
+    cap = mount_cap(mode=Mode.SINGLE_NODE_SINGLE_WRITER, fs_type="ext4")
+    counts.take()
+    publish(stack, vid, staging, target, ctx, cap)
+    commands, reads = counts.take()
+    assert commands == ["mount --bind"] and reads == 1
+    with pytest.raises(grpc.RpcError) as info:
+        publish(stack, vid, staging, second, ctx, cap)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert target in (info.value.details() or "")
+    assert stack.nodeops.mounts_of(device) == [staging, target]
+    stack.nodeops.unmount(target)
+    stack.nodeops.unmount(staging, remove_target=False)
+    remove(stack, vid)
