@@ -6,18 +6,16 @@ the request, set the snapshot up and answer, as the controller does.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from emulator import api_remotes as remotes
-from emulator import api_snap, body, names, ops
 from emulator import backup_names as bn
 from emulator import backup_s3 as s3b
 from emulator import backups as bk
+from emulator import body, names, ops, remotes, snapshots
 from emulator import retcodes as rc
 from emulator import state as st
-from emulator.api_rd import new_rd
 from emulator.core import Emulator
+from emulator.definitions import new_rd
 from emulator.routing import Json, Pojo, Request, omit_empty, route
 from emulator.s3_target import S3Error, S3Target
 
@@ -136,7 +134,7 @@ def create(emu: Emulator, req: Request) -> list[rc.Entry]:
         spec: dict[str, Any] = {"name": snap_name}
         if data.get("node_name"):
             spec["nodes"] = [data["node_name"]]
-        entries.extend(api_snap.create_snapshot(emu, rd, spec))
+        entries.extend(snapshots.create_snapshot(emu, rd, spec))
         snap = rd.snapshots[names.key(snap_name)]
     r = remote["name"]
     prev = rd.props.get(bn.source_key(r, bn.LAST_STARTED), "") if data.get("incremental") else ""
@@ -420,7 +418,7 @@ def restore(emu: Emulator, req: Request) -> list[rc.Entry]:
             number=nr, size_kib=int(vd.get("size") or 0), props=dict(vd.get("props") or {}), file=str(path)
         )
     rd.snapshots[names.key(snap.name)] = snap
-    after = None if download_only else _deploy_restored
+    after = None if download_only else snapshots.deploy_restored
     s3b.start_download(emu, rd, snap, remote, [n for n, _ in chain], after)
     entries.append(
         rc.info(
@@ -431,27 +429,6 @@ def restore(emu: Emulator, req: Request) -> list[rc.Entry]:
         )
     )
     return entries
-
-
-def _deploy_restored(emu: Emulator, rd_key: str, snap_key: str) -> None:
-    """After the download: the resource on the restore's node, from the downloaded snapshot."""
-
-    def deploy(rd: st.ResourceDefinition | None) -> None:
-        snap = bk.snapshot_of(rd, snap_key)
-        if rd is None or snap is None or rd.resources:
-            return
-        req = Request(
-            "POST",
-            f"/v1/resource-definitions/{rd.name}/snapshot-restore-resource/{snap.name}",
-            {"rd": rd.name, "snap": snap.name},
-            raw_body=json.dumps({"to_resource": rd.name, "nodes": list(snap.nodes)}).encode(),
-        )
-        try:
-            api_snap.restore_rsc(emu, req)
-        except rc.ApiFailure as exc:
-            bk.log.warning("restored snapshot %s/%s could not be deployed: %s", rd.name, snap.name, exc)
-
-    bk.mutate(emu, rd_key, deploy)
 
 
 # ---------------------------------------------------------------------- abort

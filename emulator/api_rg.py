@@ -7,37 +7,12 @@ from typing import Any
 from emulator import body, names, ops, placement, props, views
 from emulator import retcodes as rc
 from emulator import state as st
-from emulator.api_nodes import listed, modify_props, name_filter
-from emulator.api_rd import new_rd, new_vd, purge_rd
 from emulator.core import Emulator
+from emulator.definitions import new_rd, new_vd, purge_rd
+from emulator.listing import listed, modify_props, name_filter
 from emulator.routing import Json, Request, route
 
 RG = rc.MASK_RSC_GRP
-
-
-def check_filter(flt: dict[str, Any] | None, op: int, obj: int) -> dict[str, Any]:
-    """Validate a select filter the way the controller does before storing or using it."""
-    flt = {k: v for k, v in (flt or {}).items() if v is not None}
-    pc = flt.get("place_count")
-    if pc is not None and pc < 1:
-        raise rc.ApiFailure(
-            rc.error(rc.FAIL_INVLD_PLACE_COUNT, f"Invalid place count: {pc} (minimum is 1)", op, obj)
-        )
-    apc = flt.get("additional_place_count")
-    if apc is not None and apc < 0:
-        raise rc.ApiFailure(
-            rc.error(rc.FAIL_INVLD_PLACE_COUNT, f"Invalid additional place count: {apc}", op, obj)
-        )
-    for p in [
-        *(flt.get("storage_pool_list") or []),
-        *([flt["storage_pool"]] if flt.get("storage_pool") else []),
-    ]:
-        rc.refuse_invalid(names.storage_pool_name_problem(p), rc.FAIL_INVLD_STOR_POOL_NAME, op, obj)
-    for n in flt.get("node_name_list") or []:
-        rc.refuse_invalid(names.node_name_problem(n), rc.FAIL_INVLD_NODE_NAME, op, obj)
-    if "layer_stack" in flt:
-        flt["layer_stack"] = [s.upper() for s in flt["layer_stack"]]
-    return flt
 
 
 @route("GET", "/v1/resource-groups")
@@ -68,7 +43,7 @@ def create_rg(emu: Emulator, req: Request) -> list[rc.Entry]:
             )
         )
     props.validate_props(data.get("props") or {}, rc.MASK_CRT, RG)
-    flt = check_filter(data.get("select_filter"), rc.MASK_CRT, RG)
+    flt = placement.check_filter(data.get("select_filter"), rc.MASK_CRT, RG)
     flt.setdefault("place_count", 2)
     rg = st.ResourceGroup(
         name=name,
@@ -94,7 +69,7 @@ def modify_rg(emu: Emulator, req: Request) -> list[rc.Entry]:
     rg = emu.rg(req.params["rg"], rc.MASK_MOD, RG)
     new_filter = None
     if data.get("select_filter") is not None:
-        new_filter = check_filter(data["select_filter"], rc.MASK_MOD, RG)
+        new_filter = placement.check_filter(data["select_filter"], rc.MASK_MOD, RG)
     props.validate_props(data.get("override_props") or {}, rc.MASK_MOD, RG)
     entries = modify_props(rg, data, f"Resource group '{rg.name}'", RG, {"RscGrp": rg.name})
     if data.get("description") is not None:
@@ -233,7 +208,7 @@ def spawn(emu: Emulator, req: Request) -> list[rc.Entry]:
     rg = emu.rg(req.params["rg"], rc.MASK_CRT, rc.MASK_RSC_DFN)
     name = data.get("resource_definition_name") or ""
     sizes = data.get("volume_sizes") or []
-    request_filter = check_filter(data.get("select_filter"), rc.MASK_CRT, rc.MASK_RSC_DFN)
+    request_filter = placement.check_filter(data.get("select_filter"), rc.MASK_CRT, rc.MASK_RSC_DFN)
     vgs, notes = _spawn_volume_groups(rg, len(sizes), bool(data.get("partial")))
     rd, entries = new_rd(
         emu,
@@ -317,7 +292,7 @@ def new_vd_check_size(size: int) -> None:
 def adjust(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.RG_ADJUST, required=False)
     rg = emu.rg(req.params["rg"], rc.MASK_CRT, rc.MASK_RSC)
-    request_filter = check_filter(data.get("select_filter"), rc.MASK_CRT, rc.MASK_RSC)
+    request_filter = placement.check_filter(data.get("select_filter"), rc.MASK_CRT, rc.MASK_RSC)
     entries: list[rc.Entry] = []
     for rd in _rds_of(emu, rg):
         try:
@@ -331,7 +306,7 @@ def adjust(emu: Emulator, req: Request) -> list[rc.Entry]:
 def query_size_info(emu: Emulator, req: Request) -> Json:
     data = req.body(body.QUERY_SIZE_INFO, required=False)
     rg = emu.rg(req.params["rg"])
-    flt = placement.merge_filters(rg.select_filter, check_filter(data.get("select_filter"), 0, 0))
+    flt = placement.merge_filters(rg.select_filter, placement.check_filter(data.get("select_filter"), 0, 0))
     count = flt.get("place_count", 2)
     usable = []
     capacity = 0

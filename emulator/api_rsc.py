@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator import body, names, ops, props, tiebreaker, views
+from emulator import body, names, ops, placement, props, tiebreaker, views
 from emulator import retcodes as rc
 from emulator import state as st
-from emulator.api_nodes import modify_props, name_filter
-from emulator.api_rd import find_vd
 from emulator.config import DISKLESS_POOL
 from emulator.core import Emulator
+from emulator.definitions import find_vd
+from emulator.listing import modify_props, name_filter
 from emulator.routing import Json, Request, paginate, route
 
 RSC = rc.MASK_RSC
@@ -175,11 +175,9 @@ def delete_rsc(emu: Emulator, req: Request) -> list[rc.Entry]:
 
 @route("POST", "/v1/resource-definitions/{rd}/autoplace", status=201, op=CRT, obj=RSC)
 def autoplace(emu: Emulator, req: Request) -> list[rc.Entry]:
-    from emulator.api_rg import check_filter
-
     data = req.body(body.AUTOPLACE, required=False)
     rd = emu.rd(req.params["rd"], CRT, RSC)
-    request_filter = check_filter(data.get("select_filter"), CRT, RSC)
+    request_filter = placement.check_filter(data.get("select_filter"), CRT, RSC)
     # As the controller's REST layer: the request's top-level fields overwrite the filter's
     # (diskless_on_remaining defaults to false; layer_list, when empty, leaves the group's stack).
     request_filter["diskless_on_remaining"] = bool(data.get("diskless_on_remaining"))
