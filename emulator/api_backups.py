@@ -16,11 +16,10 @@ from emulator import retcodes as rc
 from emulator import state as st
 from emulator.core import Emulator
 from emulator.definitions import new_rd
-from emulator.routing import Json, Pojo, Request, omit_empty, route
+from emulator.routing import Json, Pojo, Request, omit_empty
 from emulator.s3_target import S3Error, S3Target
 
 BACKUP = remotes.MASK_BACKUP
-CRT = rc.MASK_CRT
 FAIL_NOT_FOUND_BACKUP = 322
 FAIL_DEPENDEND_BACKUP = 977
 FAIL_EXISTS_SNAPSHOT = 516
@@ -85,7 +84,6 @@ def _network(emu: Emulator, remote: dict[str, Any], fn: Any, what: str) -> Any:
 # ---------------------------------------------------------------------- ship
 
 
-@route("POST", "/v1/remotes/{remote}/backups", op=CRT, obj=BACKUP)
 def create(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(BACKUP_CREATE)
     rsc = data.get("rsc_name") or ""
@@ -161,7 +159,6 @@ def create(emu: Emulator, req: Request) -> list[rc.Entry]:
 # ---------------------------------------------------------------------- list
 
 
-@route("GET", "/v1/remotes/{remote}/backups")
 def list_backups(emu: Emulator, req: Request) -> Json:
     remote = _s3(emu, req.params["remote"])
     rsc = req.q_first("rsc_name") or ""
@@ -291,7 +288,6 @@ def _source_pool(emu: Emulator, meta: dict[str, Any], rename: dict[str, str]) ->
     return rename.get(pool, pool)
 
 
-@route("POST", "/v1/remotes/{remote}/backups/info", obj=BACKUP)
 def info(emu: Emulator, req: Request) -> Json:
     data = req.body(BACKUP_INFO)
     remote = _s3(emu, req.params["remote"])
@@ -347,7 +343,6 @@ def info(emu: Emulator, req: Request) -> Json:
 # ---------------------------------------------------------------------- restore
 
 
-@route("POST", "/v1/remotes/{remote}/backups/restore", op=CRT, obj=BACKUP)
 def restore(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(BACKUP_RESTORE)
     remote = _s3(emu, req.params["remote"])
@@ -434,7 +429,6 @@ def restore(emu: Emulator, req: Request) -> list[rc.Entry]:
 # ---------------------------------------------------------------------- abort
 
 
-@route("POST", "/v1/remotes/{remote}/backups/abort", op=rc.MASK_MOD, obj=BACKUP)
 def abort(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(BACKUP_ABORT)
     rd = emu.rd(data.get("rsc_name") or "")
@@ -489,7 +483,6 @@ def _older_than(name: bn.BackupName, raw: str) -> bool:
     return name.start_ms < limit
 
 
-@route("DELETE", "/v1/remotes/{remote}/backups", op=rc.MASK_DEL, obj=BACKUP)
 def delete(emu: Emulator, req: Request) -> list[rc.Entry]:
     remote = _s3(emu, req.params["remote"])
     bid, prefix = req.q_first("id") or "", req.q_first("id_prefix") or ""

@@ -9,10 +9,9 @@ from emulator import retcodes as rc
 from emulator import state as st
 from emulator.core import Emulator
 from emulator.listing import listed, modify_props, name_filter
-from emulator.routing import Json, Request, paginate, route
+from emulator.routing import Json, Request, paginate
 
 
-@route("GET", "/v1/controller/version")
 def version(emu: Emulator, req: Request) -> Json:
     built = datetime.fromtimestamp(emu.started, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
     return Json(
@@ -25,24 +24,20 @@ def version(emu: Emulator, req: Request) -> Json:
     )
 
 
-@route("GET", "/health")
 def health(emu: Emulator, req: Request) -> Json:
     """The controller's always-open liveness path."""
     return Json({})
 
 
-@route("GET", "/v1/nodes")
 def list_nodes(emu: Emulator, req: Request) -> Json:
     wanted = name_filter(req, "nodes", names.node_name_problem, code=rc.FAIL_INVLD_NODE_NAME)
     return Json([views.node(emu, n) for n in listed(req, emu.state.nodes, wanted)])
 
 
-@route("GET", "/v1/nodes/{node}")
 def get_node(emu: Emulator, req: Request) -> Json:
     return Json(views.node(emu, emu.node(req.params["node"])))
 
 
-@route("PUT", "/v1/nodes/{node}", op=rc.MASK_MOD, obj=rc.MASK_NODE)
 def modify_node(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.NODE_MODIFY)
     node = emu.node(req.params["node"], rc.MASK_MOD, rc.MASK_NODE)
@@ -52,7 +47,6 @@ def modify_node(emu: Emulator, req: Request) -> list[rc.Entry]:
 # ---------------------------------------------------------------------- storage pools
 
 
-@route("GET", "/v1/view/storage-pools")
 def view_pools(emu: Emulator, req: Request) -> Json:
     nodes = name_filter(req, "nodes", names.node_name_problem, code=rc.FAIL_INVLD_NODE_NAME)
     pools = name_filter(
@@ -72,14 +66,12 @@ def view_pools(emu: Emulator, req: Request) -> Json:
     return Json(paginate(out, req))
 
 
-@route("GET", "/v1/nodes/{node}/storage-pools")
 def node_pools(emu: Emulator, req: Request) -> Json:
     node = emu.node(req.params["node"])
     out = [views.pool(emu, p) for p in emu.pools_of(names.key(node.name))]
     return Json(paginate(out, req))
 
 
-@route("GET", "/v1/nodes/{node}/storage-pools/{pool}")
 def node_pool(emu: Emulator, req: Request) -> Json:
     node = emu.node(req.params["node"])
     return Json(views.pool(emu, emu.pool(node, req.params["pool"])))
@@ -88,7 +80,6 @@ def node_pool(emu: Emulator, req: Request) -> Json:
 _POOL_KINDS = {"FILE_THIN", "FILE", "DISKLESS"}
 
 
-@route("POST", "/v1/nodes/{node}/storage-pools", status=201, op=rc.MASK_CRT, obj=rc.MASK_STOR_POOL)
 def create_pool(emu: Emulator, req: Request) -> list[rc.Entry]:
     """An extra pool on a node (bootstrap only); FILE pools live under the emulator's state dir."""
     data = req.body(body.POOL_CREATE)
@@ -130,7 +121,6 @@ def create_pool(emu: Emulator, req: Request) -> list[rc.Entry]:
     ]
 
 
-@route("DELETE", "/v1/nodes/{node}/storage-pools/{pool}", op=rc.MASK_DEL, obj=rc.MASK_STOR_POOL)
 def delete_pool(emu: Emulator, req: Request) -> list[rc.Entry]:
     node = emu.node(req.params["node"], rc.MASK_DEL, rc.MASK_STOR_POOL)
     name = req.params["pool"]
@@ -162,13 +152,11 @@ def _kvs_name(name: str, op: int) -> str:
     return name
 
 
-@route("GET", "/v1/key-value-store")
 def list_kvs(emu: Emulator, req: Request) -> Json:
     out = [{"name": k.name, "props": dict(k.props)} for _, k in sorted(emu.state.kvs.items())]
     return Json([views.omit_empty(o) for o in out])
 
 
-@route("GET", "/v1/key-value-store/{instance}")
 def get_kvs(emu: Emulator, req: Request) -> Json:
     name = _kvs_name(req.params["instance"], 0)
     kvs = emu.state.kvs.get(names.key(name))
@@ -177,7 +165,6 @@ def get_kvs(emu: Emulator, req: Request) -> Json:
     return Json(views.omit_empty({"name": kvs.name, "props": dict(kvs.props)}))
 
 
-@route("PUT", "/v1/key-value-store/{instance}", op=rc.MASK_MOD, obj=rc.MASK_KVS)
 def modify_kvs(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.KVS_MODIFY)
     name = _kvs_name(req.params["instance"], rc.MASK_MOD)
@@ -198,7 +185,6 @@ def modify_kvs(emu: Emulator, req: Request) -> list[rc.Entry]:
     return [rc.success(rc.MODIFIED, f"Key-value store '{name}' modified.", obj_refs={"KvsName": name})]
 
 
-@route("DELETE", "/v1/key-value-store/{instance}", op=rc.MASK_DEL, obj=rc.MASK_KVS)
 def delete_kvs(emu: Emulator, req: Request) -> list[rc.Entry]:
     name = _kvs_name(req.params["instance"], rc.MASK_DEL)
     if emu.state.kvs.pop(names.key(name), None) is None:

@@ -10,13 +10,12 @@ from emulator import state as st
 from emulator.core import Emulator
 from emulator.definitions import check_size, find_vd, new_rd, new_vd, purge_rd, vd_number
 from emulator.listing import listed, modify_props, name_filter
-from emulator.routing import Json, Request, route
+from emulator.routing import Json, Request
 
 RD = rc.MASK_RSC_DFN
 VD = rc.MASK_VLM_DFN
 
 
-@route("GET", "/v1/resource-definitions")
 def list_rds(emu: Emulator, req: Request) -> Json:
     wanted = name_filter(
         req, "resource_definitions", names.resource_name_problem, code=rc.FAIL_INVLD_RSC_NAME
@@ -26,12 +25,10 @@ def list_rds(emu: Emulator, req: Request) -> Json:
     return Json([views.resource_definition(emu, rd, with_vds) for rd in items])
 
 
-@route("GET", "/v1/resource-definitions/{rd}")
 def get_rd(emu: Emulator, req: Request) -> Json:
     return Json(views.resource_definition(emu, emu.rd(req.params["rd"])))
 
 
-@route("POST", "/v1/resource-definitions", status=201, op=rc.MASK_CRT, obj=RD)
 def create_rd(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.RD_CREATE)
     spec = data.get("resource_definition") or {}
@@ -64,7 +61,6 @@ def create_rd(emu: Emulator, req: Request) -> list[rc.Entry]:
     return created + entries
 
 
-@route("PUT", "/v1/resource-definitions/{rd}", op=rc.MASK_MOD, obj=RD)
 def modify_rd(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.RD_MODIFY)
     rd = emu.rd(req.params["rd"], rc.MASK_MOD, RD)
@@ -93,7 +89,6 @@ def modify_rd(emu: Emulator, req: Request) -> list[rc.Entry]:
     return entries
 
 
-@route("DELETE", "/v1/resource-definitions/{rd}", op=rc.MASK_DEL, obj=RD)
 def delete_rd(emu: Emulator, req: Request) -> list[rc.Entry]:
     name = req.params["rd"]
     rc.refuse_invalid(names.resource_name_problem(name), rc.FAIL_INVLD_RSC_NAME)
@@ -170,7 +165,6 @@ def _delete_pending(emu: Emulator, rd: st.ResourceDefinition, offline: list[st.R
     ]
 
 
-@route("GET", "/v1/resource-definitions/{rd}/volume-definitions")
 def list_vds(emu: Emulator, req: Request) -> Json:
     rd = emu.rd(req.params["rd"])
     return Json(
@@ -181,20 +175,17 @@ def list_vds(emu: Emulator, req: Request) -> Json:
     )
 
 
-@route("GET", "/v1/resource-definitions/{rd}/volume-definitions/{nr}")
 def get_vd(emu: Emulator, req: Request) -> Json:
     rd = emu.rd(req.params["rd"])
     return Json(views.volume_definition(emu, rd, find_vd(emu, rd, req.params["nr"])))
 
 
-@route("POST", "/v1/resource-definitions/{rd}/volume-definitions", status=200, op=rc.MASK_CRT, obj=VD)
 def create_vd(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.VD_CREATE)
     rd = emu.rd(req.params["rd"], rc.MASK_CRT, VD)
     return new_vd(emu, rd, data.get("volume_definition") or {}, data.get("drbd_minor_number"))
 
 
-@route("PUT", "/v1/resource-definitions/{rd}/volume-definitions/{nr}", op=rc.MASK_MOD, obj=VD)
 def modify_vd(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.VD_MODIFY)
     rd = emu.rd(req.params["rd"], rc.MASK_MOD, VD)
@@ -252,7 +243,6 @@ def modify_vd(emu: Emulator, req: Request) -> list[rc.Entry]:
     return entries
 
 
-@route("DELETE", "/v1/resource-definitions/{rd}/volume-definitions/{nr}", op=rc.MASK_DEL, obj=VD)
 def delete_vd(emu: Emulator, req: Request) -> list[rc.Entry]:
     rd_name = req.params["rd"]
     rc.refuse_invalid(names.resource_name_problem(rd_name), rc.FAIL_INVLD_RSC_NAME)
@@ -293,7 +283,6 @@ def delete_vd(emu: Emulator, req: Request) -> list[rc.Entry]:
     ]
 
 
-@route("GET", "/v1/resource-definitions/{rd}/sync-status")
 def sync_status(emu: Emulator, req: Request) -> Json:
     emu.rd(req.params["rd"])
     return Json({"synced_on_all": True})

@@ -26,10 +26,8 @@ from emulator.remotes import (
     name_problem,
     unlocked,
 )
-from emulator.routing import Json, Request, route
+from emulator.routing import Json, Request
 from emulator.s3_target import S3Error, S3Target
-
-MOD = rc.MASK_MOD
 
 S3_REMOTE = body.Obj(
     {
@@ -116,7 +114,6 @@ def _visible(emu: Emulator, kind: str) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------- lists
 
 
-@route("GET", "/v1/remotes")
 def list_all(emu: Emulator, req: Request) -> Json:
     return Json(
         {
@@ -127,22 +124,18 @@ def list_all(emu: Emulator, req: Request) -> Json:
     )
 
 
-@route("GET", "/v1/remotes/s3")
 def list_s3(emu: Emulator, req: Request) -> Json:
     return Json([s3_view(r) for r in _visible(emu, "S3")])
 
 
-@route("GET", "/v1/remotes/linstor")
 def list_linstor(emu: Emulator, req: Request) -> Json:
     return Json([linstor_view(r) for r in _visible(emu, "LINSTOR")])
 
 
-@route("GET", "/v1/remotes/ebs")
 def list_ebs(emu: Emulator, req: Request) -> Json:
     return Json([])
 
 
-@route("POST", "/v1/remotes/ebs", op=MOD, obj=MASK_REMOTE)
 def create_ebs(emu: Emulator, req: Request) -> list[rc.Entry]:
     raise rc.ApiFailure(
         rc.error(rc.FAIL_INVLD_REQUEST, "EBS remotes are not emulated; only S3 and LINSTOR remotes are.")
@@ -152,7 +145,6 @@ def create_ebs(emu: Emulator, req: Request) -> list[rc.Entry]:
 # ---------------------------------------------------------------------- S3
 
 
-@route("POST", "/v1/remotes/s3", op=MOD, obj=MASK_REMOTE)
 def create_s3(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(S3_REMOTE)
     _missing(data, ["remote_name", "endpoint", "bucket", "region", "access_key", "secret_key"])
@@ -175,7 +167,6 @@ def create_s3(emu: Emulator, req: Request) -> list[rc.Entry]:
     return [rc.success(rc.CREATED | MASK_REMOTE, "Remote created", obj_refs={"RemoteName": name})]
 
 
-@route("PUT", "/v1/remotes/s3/{remote}", op=MOD, obj=MASK_REMOTE)
 def modify_s3(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(S3_REMOTE)
     remote = find(emu, req.params["remote"], "S3")
@@ -223,7 +214,6 @@ def _cluster_id_arg(value: str | None) -> str:
         raise rc.ApiFailure(rc.error(FAIL_INVLD_CONF, "The given cluster id is not a valid UUID")) from None
 
 
-@route("POST", "/v1/remotes/linstor", op=MOD, obj=MASK_REMOTE)
 def create_linstor(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(LINSTOR_REMOTE)
     _missing(data, ["remote_name", "url"])
@@ -240,7 +230,6 @@ def create_linstor(emu: Emulator, req: Request) -> list[rc.Entry]:
     return [rc.success(rc.CREATED, "Linstor remote successfully created", obj_refs={"RemoteName": name})]
 
 
-@route("PUT", "/v1/remotes/linstor/{remote}", op=MOD, obj=MASK_REMOTE)
 def modify_linstor(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(LINSTOR_REMOTE)
     remote = find(emu, req.params["remote"], "LINSTOR")
@@ -259,7 +248,6 @@ def modify_linstor(emu: Emulator, req: Request) -> list[rc.Entry]:
 # ---------------------------------------------------------------------- delete
 
 
-@route("DELETE", "/v1/remotes", op=MOD, obj=MASK_REMOTE)
 def delete_remote(emu: Emulator, req: Request) -> list[rc.Entry]:
     name = req.q_first("remote_name") or ""
     rc.refuse_invalid(name_problem(name), FAIL_INVLD_REMOTE_NAME)

@@ -10,12 +10,11 @@ from emulator import state as st
 from emulator.core import Emulator
 from emulator.definitions import new_rd, new_vd, purge_rd
 from emulator.listing import listed, modify_props, name_filter
-from emulator.routing import Json, Request, route
+from emulator.routing import Json, Request
 
 RG = rc.MASK_RSC_GRP
 
 
-@route("GET", "/v1/resource-groups")
 def list_rgs(emu: Emulator, req: Request) -> Json:
     wanted = name_filter(
         req, "resource_groups", names.resource_group_name_problem, code=rc.FAIL_INVLD_RSC_GRP_NAME
@@ -23,12 +22,10 @@ def list_rgs(emu: Emulator, req: Request) -> Json:
     return Json([views.resource_group(emu, g) for g in listed(req, emu.state.resource_groups, wanted)])
 
 
-@route("GET", "/v1/resource-groups/{rg}")
 def get_rg(emu: Emulator, req: Request) -> Json:
     return Json(views.resource_group(emu, emu.rg(req.params["rg"])))
 
 
-@route("POST", "/v1/resource-groups", status=201, op=rc.MASK_CRT, obj=RG)
 def create_rg(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.RG_CREATE)
     name = data.get("name") or ""
@@ -63,7 +60,6 @@ def create_rg(emu: Emulator, req: Request) -> list[rc.Entry]:
     ]
 
 
-@route("PUT", "/v1/resource-groups/{rg}", op=rc.MASK_MOD, obj=RG)
 def modify_rg(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.RG_MODIFY)
     rg = emu.rg(req.params["rg"], rc.MASK_MOD, RG)
@@ -96,7 +92,6 @@ def _rds_of(emu: Emulator, rg: st.ResourceGroup) -> list[st.ResourceDefinition]:
     ]
 
 
-@route("DELETE", "/v1/resource-groups/{rg}", op=rc.MASK_DEL, obj=RG)
 def delete_rg(emu: Emulator, req: Request) -> list[rc.Entry]:
     name = req.params["rg"]
     rc.refuse_invalid(names.resource_group_name_problem(name), rc.FAIL_INVLD_RSC_GRP_NAME)
@@ -128,13 +123,11 @@ def delete_rg(emu: Emulator, req: Request) -> list[rc.Entry]:
 # ---------------------------------------------------------------------- volume groups
 
 
-@route("GET", "/v1/resource-groups/{rg}/volume-groups")
 def list_vgs(emu: Emulator, req: Request) -> Json:
     rg = emu.rg(req.params["rg"])
     return Json([views.volume_group(vg) for vg in sorted(rg.volume_groups.values(), key=lambda v: v.number)])
 
 
-@route("GET", "/v1/resource-groups/{rg}/volume-groups/{nr}")
 def get_vg(emu: Emulator, req: Request) -> Json:
     rg = emu.rg(req.params["rg"])
     vg = rg.volume_groups.get(_vlm_nr(req.params["nr"]))
@@ -155,7 +148,6 @@ def _vlm_nr(text: str, op: int = 0, obj: int = 0) -> str:
     return str(nr)
 
 
-@route("POST", "/v1/resource-groups/{rg}/volume-groups", status=201, op=rc.MASK_CRT, obj=rc.MASK_VLM_GRP)
 def create_vg(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.VG_CREATE, required=False)
     rg = emu.rg(req.params["rg"], rc.MASK_CRT, rc.MASK_VLM_GRP)
@@ -178,7 +170,6 @@ def create_vg(emu: Emulator, req: Request) -> list[rc.Entry]:
     return [rc.success(rc.CREATED, f"Volume group {key} of resource group '{rg.name}' created.")]
 
 
-@route("PUT", "/v1/resource-groups/{rg}/volume-groups/{nr}", op=rc.MASK_MOD, obj=rc.MASK_VLM_GRP)
 def modify_vg(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.VG_MODIFY)
     rg = emu.rg(req.params["rg"], rc.MASK_MOD, rc.MASK_VLM_GRP)
@@ -190,7 +181,6 @@ def modify_vg(emu: Emulator, req: Request) -> list[rc.Entry]:
     return modify_props(vg, data, f"Volume group {vg.number}", rc.MASK_VLM_GRP, {"RscGrp": rg.name})
 
 
-@route("DELETE", "/v1/resource-groups/{rg}/volume-groups/{nr}", op=rc.MASK_DEL, obj=rc.MASK_VLM_GRP)
 def delete_vg(emu: Emulator, req: Request) -> list[rc.Entry]:
     rg = emu.rg(req.params["rg"], rc.MASK_DEL, rc.MASK_VLM_GRP)
     key = _vlm_nr(req.params["nr"], rc.MASK_DEL, rc.MASK_VLM_GRP)
@@ -202,7 +192,6 @@ def delete_vg(emu: Emulator, req: Request) -> list[rc.Entry]:
 # ---------------------------------------------------------------------- spawn, adjust, size info
 
 
-@route("POST", "/v1/resource-groups/{rg}/spawn", status=201, op=rc.MASK_CRT, obj=rc.MASK_RSC_DFN)
 def spawn(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(emu.config.controller.spawn_spec())
     rg = emu.rg(req.params["rg"], rc.MASK_CRT, rc.MASK_RSC_DFN)
@@ -288,7 +277,6 @@ def new_vd_check_size(size: int) -> None:
         )
 
 
-@route("POST", "/v1/resource-groups/{rg}/adjust", op=rc.MASK_CRT, obj=rc.MASK_RSC)
 def adjust(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.RG_ADJUST, required=False)
     rg = emu.rg(req.params["rg"], rc.MASK_CRT, rc.MASK_RSC)
@@ -302,7 +290,6 @@ def adjust(emu: Emulator, req: Request) -> list[rc.Entry]:
     return entries
 
 
-@route("POST", "/v1/resource-groups/{rg}/query-size-info", op=rc.MASK_CRT, obj=RG)
 def query_size_info(emu: Emulator, req: Request) -> Json:
     data = req.body(body.QUERY_SIZE_INFO, required=False)
     rg = emu.rg(req.params["rg"])

@@ -14,37 +14,32 @@ from emulator import state as st
 from emulator.core import Emulator
 from emulator.definitions import new_rd, purge_rd
 from emulator.listing import modify_props, name_filter
-from emulator.routing import Json, Request, paginate, route
+from emulator.routing import Json, Request, paginate
 from emulator.snapshots import checked_snap_name, create_snapshot, find_snap, restore_resource, target_rd
 
 log = logging.getLogger("emulator")
 SNAP = rc.MASK_SNAPSHOT
-RSC_ = rc.MASK_RSC
 CRT = rc.MASK_CRT
 
 
-@route("GET", "/v1/resource-definitions/{rd}/snapshots")
 def list_snaps(emu: Emulator, req: Request) -> Json:
     rd = emu.rd(req.params["rd"])
     out = [views.snapshot(emu, rd, s) for _, s in sorted(rd.snapshots.items())]
     return Json(paginate(out, req))
 
 
-@route("GET", "/v1/resource-definitions/{rd}/snapshots/{snap}")
 def get_snap(emu: Emulator, req: Request) -> Json:
     rd = emu.rd(req.params["rd"])
     snap = find_snap(rd, req.params["snap"])
     return Json(views.snapshot(emu, rd, snap))
 
 
-@route("POST", "/v1/resource-definitions/{rd}/snapshots", status=201, op=CRT, obj=SNAP)
 def post_snap(emu: Emulator, req: Request) -> list[rc.Entry]:
     spec = req.body(emu.config.controller.snapshot_spec())
     rd = emu.rd(req.params["rd"], CRT, SNAP)
     return create_snapshot(emu, rd, spec)
 
 
-@route("POST", "/v1/actions/snapshot/multi", status=201, op=CRT, obj=SNAP)
 def multi_snap(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(emu.config.controller.snapshot_multi_spec())
     specs = data.get("snapshots") or []
@@ -71,7 +66,6 @@ def _drop_snapshot(emu: Emulator, rd: st.ResourceDefinition, key: str) -> None:
             Path(sv.file).unlink(missing_ok=True)
 
 
-@route("PUT", "/v1/resource-definitions/{rd}/snapshots/{snap}", op=rc.MASK_MOD, obj=SNAP)
 def modify_snap(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.SNAPSHOT_MODIFY)
     rd = emu.rd(req.params["rd"], rc.MASK_MOD, SNAP)
@@ -79,7 +73,6 @@ def modify_snap(emu: Emulator, req: Request) -> list[rc.Entry]:
     return modify_props(snap, data, f"Snapshot '{snap.name}' of '{rd.name}'", SNAP, {"RscDfn": rd.name})
 
 
-@route("DELETE", "/v1/resource-definitions/{rd}/snapshots/{snap}", op=rc.MASK_DEL, obj=SNAP)
 def delete_snap(emu: Emulator, req: Request) -> list[rc.Entry]:
     rd_name, snap_name = req.params["rd"], req.params["snap"]
     rc.refuse_invalid(names.resource_name_problem(rd_name), rc.FAIL_INVLD_RSC_NAME)
@@ -117,7 +110,6 @@ def delete_snap(emu: Emulator, req: Request) -> list[rc.Entry]:
     return [rc.success(rc.DELETED, f"Snapshot '{snap.name}' of resource '{rd.name}' deleted.", obj_refs=refs)]
 
 
-@route("GET", "/v1/view/snapshots")
 def view_snaps(emu: Emulator, req: Request) -> Json:
     nodes = name_filter(req, "nodes", names.node_name_problem, code=rc.FAIL_INVLD_NODE_NAME)
     rds = name_filter(req, "resources", names.resource_name_problem, code=rc.FAIL_INVLD_RSC_NAME)
@@ -135,13 +127,6 @@ def view_snaps(emu: Emulator, req: Request) -> Json:
 # ---------------------------------------------------------------------- restore
 
 
-@route(
-    "POST",
-    "/v1/resource-definitions/{rd}/snapshot-restore-volume-definition/{snap}",
-    status=200,
-    op=CRT,
-    obj=rc.MASK_VLM_DFN,
-)
 def restore_vd(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.SNAPSHOT_RESTORE_VD)
     rd = emu.rd(req.params["rd"], CRT, rc.MASK_VLM_DFN)
@@ -177,7 +162,6 @@ def restore_vd(emu: Emulator, req: Request) -> list[rc.Entry]:
     return entries
 
 
-@route("POST", "/v1/resource-definitions/{rd}/snapshot-restore-resource/{snap}", status=200, op=CRT, obj=RSC_)
 def restore_rsc(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.SNAPSHOT_RESTORE)
     return restore_resource(emu, req.params["rd"], req.params["snap"], data)
@@ -202,7 +186,6 @@ def _clone_reply(
     )
 
 
-@route("POST", "/v1/resource-definitions/{rd}/clone", status=201, op=CRT, obj=rc.MASK_RSC_DFN)
 def clone(emu: Emulator, req: Request) -> Json:
     if emu.config.controller.clone_fields_unknown(req.json()):
         # Before 1.32.0 the clone handler let Jackson's unknown-field error escape: a bare 500.
@@ -361,7 +344,6 @@ def _finish_clone(
             rd.clone_status = "FAILED"
 
 
-@route("GET", "/v1/resource-definitions/{rd}/clone/{clone}")
 def clone_status(emu: Emulator, req: Request) -> Json:
     emu.rd(req.params["rd"])
     dst = emu.rd(req.params["clone"])

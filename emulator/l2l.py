@@ -30,7 +30,7 @@ from emulator import retcodes as rc
 from emulator import state as st
 from emulator.core import Emulator
 from emulator.definitions import new_rd
-from emulator.routing import Request, route
+from emulator.routing import Request
 
 log = logging.getLogger("emulator.backups")
 FAIL_BACKUP_UNKNOWN_CLUSTER = 976
@@ -106,7 +106,6 @@ def _post(url: str, path: str, **kw: Any) -> Any:
 # ---------------------------------------------------------------------- source
 
 
-@route("POST", "/v1/remotes/{remote}/backups/ship", op=rc.MASK_CRT, obj=remotes.MASK_BACKUP)
 def ship(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(BACKUP_SHIP)
     remote = remotes.find(emu, req.params["remote"], "LINSTOR")
