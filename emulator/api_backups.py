@@ -6,23 +6,20 @@ the request, set the snapshot up and answer, as the controller does.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from emulator import api_remotes as remotes
-from emulator import api_snap, body, names, ops
 from emulator import backup_names as bn
 from emulator import backup_s3 as s3b
 from emulator import backups as bk
+from emulator import body, names, ops, remotes, snapshots
 from emulator import retcodes as rc
 from emulator import state as st
-from emulator.api_rd import new_rd
 from emulator.core import Emulator
-from emulator.routing import Json, Pojo, Request, omit_empty, route
+from emulator.definitions import new_rd
+from emulator.routing import Json, Pojo, Request, omit_empty
 from emulator.s3_target import S3Error, S3Target
 
 BACKUP = remotes.MASK_BACKUP
-CRT = rc.MASK_CRT
 FAIL_NOT_FOUND_BACKUP = 322
 FAIL_DEPENDEND_BACKUP = 977
 FAIL_EXISTS_SNAPSHOT = 516
@@ -87,7 +84,6 @@ def _network(emu: Emulator, remote: dict[str, Any], fn: Any, what: str) -> Any:
 # ---------------------------------------------------------------------- ship
 
 
-@route("POST", "/v1/remotes/{remote}/backups", op=CRT, obj=BACKUP)
 def create(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(BACKUP_CREATE)
     rsc = data.get("rsc_name") or ""
@@ -136,7 +132,7 @@ def create(emu: Emulator, req: Request) -> list[rc.Entry]:
         spec: dict[str, Any] = {"name": snap_name}
         if data.get("node_name"):
             spec["nodes"] = [data["node_name"]]
-        entries.extend(api_snap.create_snapshot(emu, rd, spec))
+        entries.extend(snapshots.create_snapshot(emu, rd, spec))
         snap = rd.snapshots[names.key(snap_name)]
     r = remote["name"]
     prev = rd.props.get(bn.source_key(r, bn.LAST_STARTED), "") if data.get("incremental") else ""
@@ -163,7 +159,6 @@ def create(emu: Emulator, req: Request) -> list[rc.Entry]:
 # ---------------------------------------------------------------------- list
 
 
-@route("GET", "/v1/remotes/{remote}/backups")
 def list_backups(emu: Emulator, req: Request) -> Json:
     remote = _s3(emu, req.params["remote"])
     rsc = req.q_first("rsc_name") or ""
@@ -293,7 +288,6 @@ def _source_pool(emu: Emulator, meta: dict[str, Any], rename: dict[str, str]) ->
     return rename.get(pool, pool)
 
 
-@route("POST", "/v1/remotes/{remote}/backups/info", obj=BACKUP)
 def info(emu: Emulator, req: Request) -> Json:
     data = req.body(BACKUP_INFO)
     remote = _s3(emu, req.params["remote"])
@@ -349,7 +343,6 @@ def info(emu: Emulator, req: Request) -> Json:
 # ---------------------------------------------------------------------- restore
 
 
-@route("POST", "/v1/remotes/{remote}/backups/restore", op=CRT, obj=BACKUP)
 def restore(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(BACKUP_RESTORE)
     remote = _s3(emu, req.params["remote"])
@@ -420,7 +413,7 @@ def restore(emu: Emulator, req: Request) -> list[rc.Entry]:
             number=nr, size_kib=int(vd.get("size") or 0), props=dict(vd.get("props") or {}), file=str(path)
         )
     rd.snapshots[names.key(snap.name)] = snap
-    after = None if download_only else _deploy_restored
+    after = None if download_only else snapshots.deploy_restored
     s3b.start_download(emu, rd, snap, remote, [n for n, _ in chain], after)
     entries.append(
         rc.info(
@@ -433,31 +426,9 @@ def restore(emu: Emulator, req: Request) -> list[rc.Entry]:
     return entries
 
 
-def _deploy_restored(emu: Emulator, rd_key: str, snap_key: str) -> None:
-    """After the download: the resource on the restore's node, from the downloaded snapshot."""
-
-    def deploy(rd: st.ResourceDefinition | None) -> None:
-        snap = bk.snapshot_of(rd, snap_key)
-        if rd is None or snap is None or rd.resources:
-            return
-        req = Request(
-            "POST",
-            f"/v1/resource-definitions/{rd.name}/snapshot-restore-resource/{snap.name}",
-            {"rd": rd.name, "snap": snap.name},
-            raw_body=json.dumps({"to_resource": rd.name, "nodes": list(snap.nodes)}).encode(),
-        )
-        try:
-            api_snap.restore_rsc(emu, req)
-        except rc.ApiFailure as exc:
-            bk.log.warning("restored snapshot %s/%s could not be deployed: %s", rd.name, snap.name, exc)
-
-    bk.mutate(emu, rd_key, deploy)
-
-
 # ---------------------------------------------------------------------- abort
 
 
-@route("POST", "/v1/remotes/{remote}/backups/abort", op=rc.MASK_MOD, obj=BACKUP)
 def abort(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(BACKUP_ABORT)
     rd = emu.rd(data.get("rsc_name") or "")
@@ -512,7 +483,6 @@ def _older_than(name: bn.BackupName, raw: str) -> bool:
     return name.start_ms < limit
 
 
-@route("DELETE", "/v1/remotes/{remote}/backups", op=rc.MASK_DEL, obj=BACKUP)
 def delete(emu: Emulator, req: Request) -> list[rc.Entry]:
     remote = _s3(emu, req.params["remote"])
     bid, prefix = req.q_first("id") or "", req.q_first("id_prefix") or ""

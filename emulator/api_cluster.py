@@ -18,7 +18,7 @@ from emulator import state as st
 from emulator.config import DISKLESS_POOL
 from emulator.core import Emulator
 from emulator.ops import cluster_id
-from emulator.routing import Json, Request, route
+from emulator.routing import Json, Request
 
 CTRL = rc.MASK_CTRL_CONF
 NODE = rc.MASK_NODE
@@ -78,12 +78,10 @@ def _controller_key_problem(key: str, value: str) -> str | None:
     return props.key_problem(key, value)
 
 
-@route("GET", "/v1/controller/properties")
 def list_controller_props(emu: Emulator, req: Request) -> Json:
     return Json(controller_props(emu))
 
 
-@route("POST", "/v1/controller/properties", op=rc.MASK_MOD, obj=CTRL)
 def set_controller_props(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(CONTROLLER_PROPS_MODIFY)
     override = data.get("override_props") or {}
@@ -108,7 +106,6 @@ def set_controller_props(emu: Emulator, req: Request) -> list[rc.Entry]:
     return entries or [rc.success(rc.MODIFIED, "Controller properties unchanged.", rc.MASK_MOD, CTRL)]
 
 
-@route("POST", "/v1/nodes", status=201, op=rc.MASK_CRT, obj=NODE)
 def create_node(emu: Emulator, req: Request) -> list[rc.Entry]:
     """A new satellite; the emulator plays it as a virtual node that connects at once."""
     data = req.body(NODE_CREATE)
@@ -190,18 +187,15 @@ def create_node(emu: Emulator, req: Request) -> list[rc.Entry]:
     ]
 
 
-@route("GET", "/v1/physical-storage")
 def physical_storage(emu: Emulator, req: Request) -> Json:
     """No unused disks: the emulator's pools are files, nothing a satellite would offer."""
     return Json([])
 
 
-@route("GET", "/v1/error-reports")
 def error_reports(emu: Emulator, req: Request) -> Json:
     """Error reports are not kept: the ids in 998/999 entries name nothing retrievable."""
     return Json([])
 
 
-@route("GET", "/v1/schedules")
 def schedules(emu: Emulator, req: Request) -> Json:
     return Json({})

@@ -2,52 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
 
 from emulator import body, names, props, views
 from emulator import retcodes as rc
 from emulator import state as st
 from emulator.core import Emulator
-from emulator.routing import Json, Request, paginate, route
+from emulator.listing import listed, modify_props, name_filter
+from emulator.routing import Json, Request, paginate
 
 
-class _HasProps(Protocol):
-    props: dict[str, str]
-
-
-_P = TypeVar("_P", bound=_HasProps)
-
-
-def name_filter(
-    req: Request, param: str, check: Any, op: int = 0, obj: int = 0, code: int = 0
-) -> set[str] | None:
-    """A repeated name filter, validated (500 on an invalid name) and upper-cased."""
-    values = [v for v in req.q(param) if v != ""]
-    if not values:
-        return None
-    for v in values:
-        rc.refuse_invalid(check(v), code, op, obj)
-    return {names.key(v) for v in values}
-
-
-def listed(req: Request, objects: Mapping[str, _P], wanted: set[str] | None) -> list[_P]:
-    """What a list call returns: sorted by key, name and ``props`` filters applied, then one page.
-
-    Nodes, resource groups and resource definitions are listed by the same rules, so the
-    order of filtering, sorting and paging cannot differ between them.
-    """
-    pf = req.q("props")
-    kept = [
-        o
-        for k, o in sorted(objects.items())
-        if (wanted is None or k in wanted) and props.matches_filters(o.props, pf)
-    ]
-    return paginate(kept, req)
-
-
-@route("GET", "/v1/controller/version")
 def version(emu: Emulator, req: Request) -> Json:
     built = datetime.fromtimestamp(emu.started, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
     return Json(
@@ -60,58 +24,29 @@ def version(emu: Emulator, req: Request) -> Json:
     )
 
 
-@route("GET", "/health")
 def health(emu: Emulator, req: Request) -> Json:
     """The controller's always-open liveness path."""
     return Json({})
 
 
-@route("GET", "/v1/nodes")
 def list_nodes(emu: Emulator, req: Request) -> Json:
     wanted = name_filter(req, "nodes", names.node_name_problem, code=rc.FAIL_INVLD_NODE_NAME)
     return Json([views.node(emu, n) for n in listed(req, emu.state.nodes, wanted)])
 
 
-@route("GET", "/v1/nodes/{node}")
 def get_node(emu: Emulator, req: Request) -> Json:
     return Json(views.node(emu, emu.node(req.params["node"])))
 
 
-@route("PUT", "/v1/nodes/{node}", op=rc.MASK_MOD, obj=rc.MASK_NODE)
 def modify_node(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.NODE_MODIFY)
     node = emu.node(req.params["node"], rc.MASK_MOD, rc.MASK_NODE)
     return modify_props(node, data, f"Node '{node.name}'", rc.MASK_NODE, {"Node": node.name})
 
 
-def modify_props(
-    obj: Any, data: dict[str, Any], what: str, mask: int, refs: dict[str, str]
-) -> list[rc.Entry]:
-    """The shared ``override_props``/``delete_props``/``delete_namespaces`` edit."""
-    override = data.get("override_props") or {}
-    props.validate_props(override, rc.MASK_MOD, mask)
-    obj.props = props.apply_modify(
-        obj.props, override, data.get("delete_props") or [], data.get("delete_namespaces") or []
-    )
-    entries = []
-    if override:
-        entries.append(
-            rc.success(
-                rc.MODIFIED,
-                "Successfully set property key(s): " + ",".join(sorted(override)),
-                rc.MASK_MOD,
-                mask,
-                obj_refs=refs,
-            )
-        )
-    entries.append(rc.success(rc.MODIFIED, f"{what} modified.", rc.MASK_MOD, mask, obj_refs=refs))
-    return entries
-
-
 # ---------------------------------------------------------------------- storage pools
 
 
-@route("GET", "/v1/view/storage-pools")
 def view_pools(emu: Emulator, req: Request) -> Json:
     nodes = name_filter(req, "nodes", names.node_name_problem, code=rc.FAIL_INVLD_NODE_NAME)
     pools = name_filter(
@@ -131,14 +66,12 @@ def view_pools(emu: Emulator, req: Request) -> Json:
     return Json(paginate(out, req))
 
 
-@route("GET", "/v1/nodes/{node}/storage-pools")
 def node_pools(emu: Emulator, req: Request) -> Json:
     node = emu.node(req.params["node"])
     out = [views.pool(emu, p) for p in emu.pools_of(names.key(node.name))]
     return Json(paginate(out, req))
 
 
-@route("GET", "/v1/nodes/{node}/storage-pools/{pool}")
 def node_pool(emu: Emulator, req: Request) -> Json:
     node = emu.node(req.params["node"])
     return Json(views.pool(emu, emu.pool(node, req.params["pool"])))
@@ -147,7 +80,6 @@ def node_pool(emu: Emulator, req: Request) -> Json:
 _POOL_KINDS = {"FILE_THIN", "FILE", "DISKLESS"}
 
 
-@route("POST", "/v1/nodes/{node}/storage-pools", status=201, op=rc.MASK_CRT, obj=rc.MASK_STOR_POOL)
 def create_pool(emu: Emulator, req: Request) -> list[rc.Entry]:
     """An extra pool on a node (bootstrap only); FILE pools live under the emulator's state dir."""
     data = req.body(body.POOL_CREATE)
@@ -189,7 +121,6 @@ def create_pool(emu: Emulator, req: Request) -> list[rc.Entry]:
     ]
 
 
-@route("DELETE", "/v1/nodes/{node}/storage-pools/{pool}", op=rc.MASK_DEL, obj=rc.MASK_STOR_POOL)
 def delete_pool(emu: Emulator, req: Request) -> list[rc.Entry]:
     node = emu.node(req.params["node"], rc.MASK_DEL, rc.MASK_STOR_POOL)
     name = req.params["pool"]
@@ -221,13 +152,11 @@ def _kvs_name(name: str, op: int) -> str:
     return name
 
 
-@route("GET", "/v1/key-value-store")
 def list_kvs(emu: Emulator, req: Request) -> Json:
     out = [{"name": k.name, "props": dict(k.props)} for _, k in sorted(emu.state.kvs.items())]
     return Json([views.omit_empty(o) for o in out])
 
 
-@route("GET", "/v1/key-value-store/{instance}")
 def get_kvs(emu: Emulator, req: Request) -> Json:
     name = _kvs_name(req.params["instance"], 0)
     kvs = emu.state.kvs.get(names.key(name))
@@ -236,7 +165,6 @@ def get_kvs(emu: Emulator, req: Request) -> Json:
     return Json(views.omit_empty({"name": kvs.name, "props": dict(kvs.props)}))
 
 
-@route("PUT", "/v1/key-value-store/{instance}", op=rc.MASK_MOD, obj=rc.MASK_KVS)
 def modify_kvs(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.KVS_MODIFY)
     name = _kvs_name(req.params["instance"], rc.MASK_MOD)
@@ -257,7 +185,6 @@ def modify_kvs(emu: Emulator, req: Request) -> list[rc.Entry]:
     return [rc.success(rc.MODIFIED, f"Key-value store '{name}' modified.", obj_refs={"KvsName": name})]
 
 
-@route("DELETE", "/v1/key-value-store/{instance}", op=rc.MASK_DEL, obj=rc.MASK_KVS)
 def delete_kvs(emu: Emulator, req: Request) -> list[rc.Entry]:
     name = _kvs_name(req.params["instance"], rc.MASK_DEL)
     if emu.state.kvs.pop(names.key(name), None) is None:

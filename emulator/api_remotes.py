@@ -9,25 +9,25 @@ from __future__ import annotations
 
 import re
 import uuid as uuidlib
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from emulator import backups, body, names
 from emulator import retcodes as rc
 from emulator.core import Emulator
-from emulator.routing import Json, Request, route
+from emulator.remotes import (
+    FAIL_EXISTS_REMOTE,
+    FAIL_INVLD_BACKUP_CONFIG,
+    FAIL_INVLD_CONF,
+    FAIL_INVLD_REMOTE_NAME,
+    MASK_REMOTE,
+    backup_error,
+    describe,
+    find,
+    name_problem,
+    unlocked,
+)
+from emulator.routing import Json, Request
 from emulator.s3_target import S3Error, S3Target
-
-T = TypeVar("T")
-
-MASK_REMOTE = 0x40000
-MASK_BACKUP = 0x80000
-FAIL_INVLD_CONF = 230
-FAIL_INVLD_BACKUP_CONFIG = 238
-FAIL_INVLD_REMOTE_NAME = 239
-FAIL_NOT_FOUND_REMOTE = 321
-FAIL_EXISTS_REMOTE = 527
-MOD = rc.MASK_MOD
 
 S3_REMOTE = body.Obj(
     {
@@ -48,53 +48,6 @@ DEFAULT_HTTP_PORT = 3370
 DEFAULT_HTTPS_PORT = 3371
 
 
-def backup_error(code: int, message: str, **kw: Any) -> rc.Entry:
-    """An error entry about backups: the code, with ``MASK_BACKUP`` as its object bits."""
-    return rc.error(code, message, 0, MASK_BACKUP, **kw)
-
-
-def describe(name: str) -> str:
-    return f"Remote '{name}'"
-
-
-def unlocked(emu: Emulator, fn: Callable[[], T]) -> T:
-    """Network calls run without the state lock (the dispatcher holds it exactly once)."""
-    emu.lock.release()
-    try:
-        return fn()
-    finally:
-        emu.lock.acquire()
-
-
-def find(
-    emu: Emulator, name: str, kind: str | None = None, op: int = 0, obj: int = MASK_REMOTE
-) -> dict[str, Any]:
-    """A remote by name; ``kind`` ``S3``/``LINSTOR`` also checks its type."""
-    rc.refuse_invalid(_name_problem(name), FAIL_INVLD_REMOTE_NAME, op, obj)
-    remote = emu.state.remotes.get(names.key(name))
-    if remote is None or "DELETE" in remote.get("flags", []):
-        raise rc.ApiFailure(rc.error(FAIL_NOT_FOUND_REMOTE, f"{describe(name)} not found.", op, obj))
-    if kind is not None and remote["type"] != kind:
-        raise rc.ApiFailure(
-            rc.error(
-                FAIL_EXISTS_REMOTE,
-                f"The remote with the name '{remote['name']}' is not a {kind.lower()} remote.",
-                op,
-                obj,
-            )
-        )
-    return remote
-
-
-def _name_problem(name: str) -> str | None:
-    """Remote names follow the host name rules of the controller (letters, digits, '-', '.', '_')."""
-    if not name:
-        return "The remote name is empty."
-    if len(name) > 255 or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
-        return f"Invalid remote name '{name}': only letters, digits, '_', '-' and '.' are allowed."
-    return None
-
-
 def _missing(data: dict[str, Any], wanted: list[str]) -> None:
     missing = [k for k in wanted if not data.get(k)]
     if missing:
@@ -109,7 +62,7 @@ def _missing(data: dict[str, Any], wanted: list[str]) -> None:
 
 
 def _name_free(emu: Emulator, name: str) -> None:
-    rc.refuse_invalid(_name_problem(name), FAIL_INVLD_REMOTE_NAME)
+    rc.refuse_invalid(name_problem(name), FAIL_INVLD_REMOTE_NAME)
     if names.key(name) in emu.state.remotes:
         raise rc.ApiFailure(
             rc.error(
@@ -161,7 +114,6 @@ def _visible(emu: Emulator, kind: str) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------- lists
 
 
-@route("GET", "/v1/remotes")
 def list_all(emu: Emulator, req: Request) -> Json:
     return Json(
         {
@@ -172,22 +124,18 @@ def list_all(emu: Emulator, req: Request) -> Json:
     )
 
 
-@route("GET", "/v1/remotes/s3")
 def list_s3(emu: Emulator, req: Request) -> Json:
     return Json([s3_view(r) for r in _visible(emu, "S3")])
 
 
-@route("GET", "/v1/remotes/linstor")
 def list_linstor(emu: Emulator, req: Request) -> Json:
     return Json([linstor_view(r) for r in _visible(emu, "LINSTOR")])
 
 
-@route("GET", "/v1/remotes/ebs")
 def list_ebs(emu: Emulator, req: Request) -> Json:
     return Json([])
 
 
-@route("POST", "/v1/remotes/ebs", op=MOD, obj=MASK_REMOTE)
 def create_ebs(emu: Emulator, req: Request) -> list[rc.Entry]:
     raise rc.ApiFailure(
         rc.error(rc.FAIL_INVLD_REQUEST, "EBS remotes are not emulated; only S3 and LINSTOR remotes are.")
@@ -197,7 +145,6 @@ def create_ebs(emu: Emulator, req: Request) -> list[rc.Entry]:
 # ---------------------------------------------------------------------- S3
 
 
-@route("POST", "/v1/remotes/s3", op=MOD, obj=MASK_REMOTE)
 def create_s3(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(S3_REMOTE)
     _missing(data, ["remote_name", "endpoint", "bucket", "region", "access_key", "secret_key"])
@@ -220,7 +167,6 @@ def create_s3(emu: Emulator, req: Request) -> list[rc.Entry]:
     return [rc.success(rc.CREATED | MASK_REMOTE, "Remote created", obj_refs={"RemoteName": name})]
 
 
-@route("PUT", "/v1/remotes/s3/{remote}", op=MOD, obj=MASK_REMOTE)
 def modify_s3(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(S3_REMOTE)
     remote = find(emu, req.params["remote"], "S3")
@@ -268,7 +214,6 @@ def _cluster_id_arg(value: str | None) -> str:
         raise rc.ApiFailure(rc.error(FAIL_INVLD_CONF, "The given cluster id is not a valid UUID")) from None
 
 
-@route("POST", "/v1/remotes/linstor", op=MOD, obj=MASK_REMOTE)
 def create_linstor(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(LINSTOR_REMOTE)
     _missing(data, ["remote_name", "url"])
@@ -285,7 +230,6 @@ def create_linstor(emu: Emulator, req: Request) -> list[rc.Entry]:
     return [rc.success(rc.CREATED, "Linstor remote successfully created", obj_refs={"RemoteName": name})]
 
 
-@route("PUT", "/v1/remotes/linstor/{remote}", op=MOD, obj=MASK_REMOTE)
 def modify_linstor(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(LINSTOR_REMOTE)
     remote = find(emu, req.params["remote"], "LINSTOR")
@@ -304,10 +248,9 @@ def modify_linstor(emu: Emulator, req: Request) -> list[rc.Entry]:
 # ---------------------------------------------------------------------- delete
 
 
-@route("DELETE", "/v1/remotes", op=MOD, obj=MASK_REMOTE)
 def delete_remote(emu: Emulator, req: Request) -> list[rc.Entry]:
     name = req.q_first("remote_name") or ""
-    rc.refuse_invalid(_name_problem(name), FAIL_INVLD_REMOTE_NAME)
+    rc.refuse_invalid(name_problem(name), FAIL_INVLD_REMOTE_NAME)
     key = names.key(name)
     remote = emu.state.remotes.get(key)
     if remote is None or "DELETE" in remote.get("flags", []):

@@ -7,40 +7,14 @@ from typing import Any
 from emulator import body, names, ops, placement, props, views
 from emulator import retcodes as rc
 from emulator import state as st
-from emulator.api_nodes import listed, modify_props, name_filter
-from emulator.api_rd import new_rd, new_vd, purge_rd
 from emulator.core import Emulator
-from emulator.routing import Json, Request, route
+from emulator.definitions import new_rd, new_vd, purge_rd
+from emulator.listing import listed, modify_props, name_filter
+from emulator.routing import Json, Request
 
 RG = rc.MASK_RSC_GRP
 
 
-def check_filter(flt: dict[str, Any] | None, op: int, obj: int) -> dict[str, Any]:
-    """Validate a select filter the way the controller does before storing or using it."""
-    flt = {k: v for k, v in (flt or {}).items() if v is not None}
-    pc = flt.get("place_count")
-    if pc is not None and pc < 1:
-        raise rc.ApiFailure(
-            rc.error(rc.FAIL_INVLD_PLACE_COUNT, f"Invalid place count: {pc} (minimum is 1)", op, obj)
-        )
-    apc = flt.get("additional_place_count")
-    if apc is not None and apc < 0:
-        raise rc.ApiFailure(
-            rc.error(rc.FAIL_INVLD_PLACE_COUNT, f"Invalid additional place count: {apc}", op, obj)
-        )
-    for p in [
-        *(flt.get("storage_pool_list") or []),
-        *([flt["storage_pool"]] if flt.get("storage_pool") else []),
-    ]:
-        rc.refuse_invalid(names.storage_pool_name_problem(p), rc.FAIL_INVLD_STOR_POOL_NAME, op, obj)
-    for n in flt.get("node_name_list") or []:
-        rc.refuse_invalid(names.node_name_problem(n), rc.FAIL_INVLD_NODE_NAME, op, obj)
-    if "layer_stack" in flt:
-        flt["layer_stack"] = [s.upper() for s in flt["layer_stack"]]
-    return flt
-
-
-@route("GET", "/v1/resource-groups")
 def list_rgs(emu: Emulator, req: Request) -> Json:
     wanted = name_filter(
         req, "resource_groups", names.resource_group_name_problem, code=rc.FAIL_INVLD_RSC_GRP_NAME
@@ -48,12 +22,10 @@ def list_rgs(emu: Emulator, req: Request) -> Json:
     return Json([views.resource_group(emu, g) for g in listed(req, emu.state.resource_groups, wanted)])
 
 
-@route("GET", "/v1/resource-groups/{rg}")
 def get_rg(emu: Emulator, req: Request) -> Json:
     return Json(views.resource_group(emu, emu.rg(req.params["rg"])))
 
 
-@route("POST", "/v1/resource-groups", status=201, op=rc.MASK_CRT, obj=RG)
 def create_rg(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.RG_CREATE)
     name = data.get("name") or ""
@@ -68,7 +40,7 @@ def create_rg(emu: Emulator, req: Request) -> list[rc.Entry]:
             )
         )
     props.validate_props(data.get("props") or {}, rc.MASK_CRT, RG)
-    flt = check_filter(data.get("select_filter"), rc.MASK_CRT, RG)
+    flt = placement.check_filter(data.get("select_filter"), rc.MASK_CRT, RG)
     flt.setdefault("place_count", 2)
     rg = st.ResourceGroup(
         name=name,
@@ -88,13 +60,12 @@ def create_rg(emu: Emulator, req: Request) -> list[rc.Entry]:
     ]
 
 
-@route("PUT", "/v1/resource-groups/{rg}", op=rc.MASK_MOD, obj=RG)
 def modify_rg(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.RG_MODIFY)
     rg = emu.rg(req.params["rg"], rc.MASK_MOD, RG)
     new_filter = None
     if data.get("select_filter") is not None:
-        new_filter = check_filter(data["select_filter"], rc.MASK_MOD, RG)
+        new_filter = placement.check_filter(data["select_filter"], rc.MASK_MOD, RG)
     props.validate_props(data.get("override_props") or {}, rc.MASK_MOD, RG)
     entries = modify_props(rg, data, f"Resource group '{rg.name}'", RG, {"RscGrp": rg.name})
     if data.get("description") is not None:
@@ -121,7 +92,6 @@ def _rds_of(emu: Emulator, rg: st.ResourceGroup) -> list[st.ResourceDefinition]:
     ]
 
 
-@route("DELETE", "/v1/resource-groups/{rg}", op=rc.MASK_DEL, obj=RG)
 def delete_rg(emu: Emulator, req: Request) -> list[rc.Entry]:
     name = req.params["rg"]
     rc.refuse_invalid(names.resource_group_name_problem(name), rc.FAIL_INVLD_RSC_GRP_NAME)
@@ -153,13 +123,11 @@ def delete_rg(emu: Emulator, req: Request) -> list[rc.Entry]:
 # ---------------------------------------------------------------------- volume groups
 
 
-@route("GET", "/v1/resource-groups/{rg}/volume-groups")
 def list_vgs(emu: Emulator, req: Request) -> Json:
     rg = emu.rg(req.params["rg"])
     return Json([views.volume_group(vg) for vg in sorted(rg.volume_groups.values(), key=lambda v: v.number)])
 
 
-@route("GET", "/v1/resource-groups/{rg}/volume-groups/{nr}")
 def get_vg(emu: Emulator, req: Request) -> Json:
     rg = emu.rg(req.params["rg"])
     vg = rg.volume_groups.get(_vlm_nr(req.params["nr"]))
@@ -180,7 +148,6 @@ def _vlm_nr(text: str, op: int = 0, obj: int = 0) -> str:
     return str(nr)
 
 
-@route("POST", "/v1/resource-groups/{rg}/volume-groups", status=201, op=rc.MASK_CRT, obj=rc.MASK_VLM_GRP)
 def create_vg(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.VG_CREATE, required=False)
     rg = emu.rg(req.params["rg"], rc.MASK_CRT, rc.MASK_VLM_GRP)
@@ -203,7 +170,6 @@ def create_vg(emu: Emulator, req: Request) -> list[rc.Entry]:
     return [rc.success(rc.CREATED, f"Volume group {key} of resource group '{rg.name}' created.")]
 
 
-@route("PUT", "/v1/resource-groups/{rg}/volume-groups/{nr}", op=rc.MASK_MOD, obj=rc.MASK_VLM_GRP)
 def modify_vg(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.VG_MODIFY)
     rg = emu.rg(req.params["rg"], rc.MASK_MOD, rc.MASK_VLM_GRP)
@@ -215,7 +181,6 @@ def modify_vg(emu: Emulator, req: Request) -> list[rc.Entry]:
     return modify_props(vg, data, f"Volume group {vg.number}", rc.MASK_VLM_GRP, {"RscGrp": rg.name})
 
 
-@route("DELETE", "/v1/resource-groups/{rg}/volume-groups/{nr}", op=rc.MASK_DEL, obj=rc.MASK_VLM_GRP)
 def delete_vg(emu: Emulator, req: Request) -> list[rc.Entry]:
     rg = emu.rg(req.params["rg"], rc.MASK_DEL, rc.MASK_VLM_GRP)
     key = _vlm_nr(req.params["nr"], rc.MASK_DEL, rc.MASK_VLM_GRP)
@@ -227,13 +192,12 @@ def delete_vg(emu: Emulator, req: Request) -> list[rc.Entry]:
 # ---------------------------------------------------------------------- spawn, adjust, size info
 
 
-@route("POST", "/v1/resource-groups/{rg}/spawn", status=201, op=rc.MASK_CRT, obj=rc.MASK_RSC_DFN)
 def spawn(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(emu.config.controller.spawn_spec())
     rg = emu.rg(req.params["rg"], rc.MASK_CRT, rc.MASK_RSC_DFN)
     name = data.get("resource_definition_name") or ""
     sizes = data.get("volume_sizes") or []
-    request_filter = check_filter(data.get("select_filter"), rc.MASK_CRT, rc.MASK_RSC_DFN)
+    request_filter = placement.check_filter(data.get("select_filter"), rc.MASK_CRT, rc.MASK_RSC_DFN)
     vgs, notes = _spawn_volume_groups(rg, len(sizes), bool(data.get("partial")))
     rd, entries = new_rd(
         emu,
@@ -313,11 +277,10 @@ def new_vd_check_size(size: int) -> None:
         )
 
 
-@route("POST", "/v1/resource-groups/{rg}/adjust", op=rc.MASK_CRT, obj=rc.MASK_RSC)
 def adjust(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.RG_ADJUST, required=False)
     rg = emu.rg(req.params["rg"], rc.MASK_CRT, rc.MASK_RSC)
-    request_filter = check_filter(data.get("select_filter"), rc.MASK_CRT, rc.MASK_RSC)
+    request_filter = placement.check_filter(data.get("select_filter"), rc.MASK_CRT, rc.MASK_RSC)
     entries: list[rc.Entry] = []
     for rd in _rds_of(emu, rg):
         try:
@@ -327,11 +290,10 @@ def adjust(emu: Emulator, req: Request) -> list[rc.Entry]:
     return entries
 
 
-@route("POST", "/v1/resource-groups/{rg}/query-size-info", op=rc.MASK_CRT, obj=RG)
 def query_size_info(emu: Emulator, req: Request) -> Json:
     data = req.body(body.QUERY_SIZE_INFO, required=False)
     rg = emu.rg(req.params["rg"])
-    flt = placement.merge_filters(rg.select_filter, check_filter(data.get("select_filter"), 0, 0))
+    flt = placement.merge_filters(rg.select_filter, placement.check_filter(data.get("select_filter"), 0, 0))
     count = flt.get("place_count", 2)
     usable = []
     capacity = 0

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator import body, names, ops, props, tiebreaker, views
+from emulator import body, names, ops, placement, props, tiebreaker, views
 from emulator import retcodes as rc
 from emulator import state as st
-from emulator.api_nodes import modify_props, name_filter
-from emulator.api_rd import find_vd
 from emulator.config import DISKLESS_POOL
 from emulator.core import Emulator
-from emulator.routing import Json, Request, paginate, route
+from emulator.definitions import find_vd
+from emulator.listing import modify_props, name_filter
+from emulator.routing import Json, Request, paginate
 
 RSC = rc.MASK_RSC
 CRT = rc.MASK_CRT
@@ -102,20 +102,17 @@ def toggle_to_diskful(
     return entries + tiebreaker.manage(emu, rd)
 
 
-@route("GET", "/v1/resource-definitions/{rd}/resources")
 def list_rscs(emu: Emulator, req: Request) -> Json:
     rd = emu.rd(req.params["rd"])
     out = [views.resource(emu, rd, r) for _, r in sorted(rd.resources.items())]
     return Json(paginate(out, req))
 
 
-@route("GET", "/v1/resource-definitions/{rd}/resources/{node}")
 def get_rsc(emu: Emulator, req: Request) -> Json:
     rd = emu.rd(req.params["rd"])
     return Json(views.resource(emu, rd, find_rsc(emu, rd, req.params["node"])))
 
 
-@route("POST", "/v1/resource-definitions/{rd}/resources", status=201, op=CRT, obj=RSC)
 def create_rscs(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.json()
     if not isinstance(data, list):
@@ -129,14 +126,12 @@ def create_rscs(emu: Emulator, req: Request) -> list[rc.Entry]:
     return entries
 
 
-@route("POST", "/v1/resource-definitions/{rd}/resources/{node}", status=201, op=CRT, obj=RSC)
 def create_rsc(emu: Emulator, req: Request) -> list[rc.Entry]:
     spec = req.body(body.RSC_CREATE, required=False)
     rd = emu.rd(req.params["rd"], CRT, RSC)
     return create_one(emu, rd, spec, req.params["node"])
 
 
-@route("PUT", "/v1/resource-definitions/{rd}/resources/{node}", op=rc.MASK_MOD, obj=RSC)
 def modify_rsc(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.RSC_MODIFY)
     rd = emu.rd(req.params["rd"], rc.MASK_MOD, RSC)
@@ -149,7 +144,6 @@ def modify_rsc(emu: Emulator, req: Request) -> list[rc.Entry]:
     return entries
 
 
-@route("DELETE", "/v1/resource-definitions/{rd}/resources/{node}", op=rc.MASK_DEL, obj=RSC)
 def delete_rsc(emu: Emulator, req: Request) -> list[rc.Entry]:
     rd_name, node_name = req.params["rd"], req.params["node"]
     rc.refuse_invalid(names.resource_name_problem(rd_name), rc.FAIL_INVLD_RSC_NAME)
@@ -173,13 +167,10 @@ def delete_rsc(emu: Emulator, req: Request) -> list[rc.Entry]:
     return entries + tiebreaker.manage(emu, rd)
 
 
-@route("POST", "/v1/resource-definitions/{rd}/autoplace", status=201, op=CRT, obj=RSC)
 def autoplace(emu: Emulator, req: Request) -> list[rc.Entry]:
-    from emulator.api_rg import check_filter
-
     data = req.body(body.AUTOPLACE, required=False)
     rd = emu.rd(req.params["rd"], CRT, RSC)
-    request_filter = check_filter(data.get("select_filter"), CRT, RSC)
+    request_filter = placement.check_filter(data.get("select_filter"), CRT, RSC)
     # As the controller's REST layer: the request's top-level fields overwrite the filter's
     # (diskless_on_remaining defaults to false; layer_list, when empty, leaves the group's stack).
     request_filter["diskless_on_remaining"] = bool(data.get("diskless_on_remaining"))
@@ -188,7 +179,6 @@ def autoplace(emu: Emulator, req: Request) -> list[rc.Entry]:
     return ops.autoplace(emu, rd, flt)
 
 
-@route("POST", "/v1/resource-definitions/{rd}/resources/{node}/make-available", status=200, op=CRT, obj=RSC)
 def make_available(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(body.MAKE_AVAILABLE, required=False)
     rd = emu.rd(req.params["rd"], CRT, RSC)
@@ -250,7 +240,6 @@ def _no_pool_on(node: st.Node, *, diskless: bool) -> rc.ApiFailure:
 # ---------------------------------------------------------------------- volumes
 
 
-@route("GET", "/v1/resource-definitions/{rd}/resources/{node}/volumes")
 def list_volumes(emu: Emulator, req: Request) -> Json:
     rd = emu.rd(req.params["rd"])
     rsc = find_rsc(emu, rd, req.params["node"])
@@ -262,7 +251,6 @@ def list_volumes(emu: Emulator, req: Request) -> Json:
     return Json(paginate(out, req))
 
 
-@route("GET", "/v1/resource-definitions/{rd}/resources/{node}/volumes/{nr}")
 def get_volume(emu: Emulator, req: Request) -> Json:
     rd = emu.rd(req.params["rd"])
     rsc = find_rsc(emu, rd, req.params["node"])
@@ -282,7 +270,6 @@ def get_volume(emu: Emulator, req: Request) -> Json:
     return Json(views.volume(emu, rd, rsc, vd))
 
 
-@route("GET", "/v1/view/resources")
 def view_resources(emu: Emulator, req: Request) -> Json:
     nodes = name_filter(req, "nodes", names.node_name_problem, code=rc.FAIL_INVLD_NODE_NAME)
     rds = name_filter(req, "resources", names.resource_name_problem, code=rc.FAIL_INVLD_RSC_NAME)

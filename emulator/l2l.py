@@ -22,16 +22,15 @@ from urllib.parse import parse_qs
 
 import requests
 
-from emulator import api_remotes as remotes
-from emulator import api_snap, body, names, ops
 from emulator import backup_names as bn
 from emulator import backup_stream as bs
 from emulator import backups as bk
+from emulator import body, names, ops, remotes, snapshots
 from emulator import retcodes as rc
 from emulator import state as st
-from emulator.api_rd import new_rd
 from emulator.core import Emulator
-from emulator.routing import Request, route
+from emulator.definitions import new_rd
+from emulator.routing import Request
 
 log = logging.getLogger("emulator.backups")
 FAIL_BACKUP_UNKNOWN_CLUSTER = 976
@@ -107,7 +106,6 @@ def _post(url: str, path: str, **kw: Any) -> Any:
 # ---------------------------------------------------------------------- source
 
 
-@route("POST", "/v1/remotes/{remote}/backups/ship", op=rc.MASK_CRT, obj=remotes.MASK_BACKUP)
 def ship(emu: Emulator, req: Request) -> list[rc.Entry]:
     data = req.body(BACKUP_SHIP)
     remote = remotes.find(emu, req.params["remote"], "LINSTOR")
@@ -129,7 +127,7 @@ def ship(emu: Emulator, req: Request) -> list[rc.Entry]:
         spec: dict[str, Any] = {"name": snap_name}
         if data.get("src_node_name"):
             spec["nodes"] = [data["src_node_name"]]
-        entries.extend(api_snap.create_snapshot(emu, rd, spec))
+        entries.extend(snapshots.create_snapshot(emu, rd, spec))
         snap = rd.snapshots[names.key(snap_name)]
     elif "SUCCESSFUL" not in snap.flags or bk.busy(snap):
         raise rc.ApiFailure(
@@ -439,9 +437,7 @@ def _done(emu: Emulator, where: dict[str, Any]) -> tuple[int, Any]:
 
     bk.mutate(emu, receive.rd_key, finish)
     if not receive.download_only:
-        from emulator.api_backups import _deploy_restored
-
-        _deploy_restored(emu, receive.rd_key, receive.snap_key)
+        snapshots.deploy_restored(emu, receive.rd_key, receive.snap_key)
     return 200, {}
 
 

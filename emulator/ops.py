@@ -399,7 +399,7 @@ def reconnect(emu: Emulator, node: st.Node) -> list[str]:
                 log.error("pending delete of %s on %s failed: %s", rd.name, node.name, exc)
                 continue
         if "DELETE" in rd.flags and not rd.resources:
-            from emulator.api_rd import finish_pending_delete
+            from emulator.definitions import finish_pending_delete
 
             try:
                 finish_pending_delete(emu, rd)

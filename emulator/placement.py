@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
+from emulator import names
+from emulator import retcodes as rc
+
 #: ``MaxOversubscriptionRatio`` default for thin pools.
 THIN_OVERSUBSCRIPTION = 20.0
 #: ``Autoplacer/MinThinFreeSpace`` default: a thin pool must keep 10 % of its capacity free.
@@ -183,3 +186,28 @@ def _rank(c: Candidate) -> tuple[float, int, str, str]:
     # Compare free space at 1 % of capacity: pools sharing a filesystem see it move between calls.
     step = max((c.total_kib or 0) / 100.0, 1.0)
     return (-float(int(est / step)), c.reserved_kib, c.node.upper(), c.pool.upper())
+
+
+def check_filter(flt: dict[str, Any] | None, op: int, obj: int) -> dict[str, Any]:
+    """Validate a select filter the way the controller does before storing or using it."""
+    flt = {k: v for k, v in (flt or {}).items() if v is not None}
+    pc = flt.get("place_count")
+    if pc is not None and pc < 1:
+        raise rc.ApiFailure(
+            rc.error(rc.FAIL_INVLD_PLACE_COUNT, f"Invalid place count: {pc} (minimum is 1)", op, obj)
+        )
+    apc = flt.get("additional_place_count")
+    if apc is not None and apc < 0:
+        raise rc.ApiFailure(
+            rc.error(rc.FAIL_INVLD_PLACE_COUNT, f"Invalid additional place count: {apc}", op, obj)
+        )
+    for p in [
+        *(flt.get("storage_pool_list") or []),
+        *([flt["storage_pool"]] if flt.get("storage_pool") else []),
+    ]:
+        rc.refuse_invalid(names.storage_pool_name_problem(p), rc.FAIL_INVLD_STOR_POOL_NAME, op, obj)
+    for n in flt.get("node_name_list") or []:
+        rc.refuse_invalid(names.node_name_problem(n), rc.FAIL_INVLD_NODE_NAME, op, obj)
+    if "layer_stack" in flt:
+        flt["layer_stack"] = [s.upper() for s in flt["layer_stack"]]
+    return flt

@@ -1,15 +1,16 @@
-"""Requests, answers and the route table shared by the endpoint modules.
+"""Requests, answers and the route table's machinery shared by the endpoint modules.
 
 A handler gets a :class:`Request` and returns either :class:`Json` (reads) or a list
 of ApiCallRc entries (mutations). The dispatcher fills the operation and object bits
 of the route's context into every entry and derives the HTTP status from the entries,
-the way the controller's ``ResponseConverter``/``toResponse`` do.
+the way the controller's ``ResponseConverter``/``toResponse`` do. The table itself, every
+route in one list, is :mod:`emulator.routes`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -88,45 +89,46 @@ class Route:
     template: str = ""
 
 
-_ROUTES: list[Route] = []
+def endpoint(
+    method: str, template: str, handler: Handler, *, status: int = 200, op: int = 0, obj: int = 0
+) -> Route:
+    """One row of the route table: ``{name}`` segments of ``template`` match one path segment.
 
-
-def route(
-    method: str, template: str, status: int = 200, op: int = 0, obj: int = 0
-) -> Callable[[Handler], Handler]:
-    """Register a handler for ``template`` (``{name}`` segments match one path segment)."""
+    ``status`` is the HTTP status of a successful mutation; ``op``/``obj`` are the ret-code
+    context bits the dispatcher fills into every entry the handler answers.
+    """
     regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "/?$"
-
-    def register(fn: Handler) -> Handler:
-        _ROUTES.append(Route(method, re.compile(regex), fn, status, op, obj, method != "GET", template))
-        return fn
-
-    return register
+    return Route(method, re.compile(regex), handler, status, op, obj, method != "GET", template)
 
 
-def match(method: str, path: str) -> tuple[Route, dict[str, str]] | bool | None:
-    """The route and its path parameters; False when the path exists with another method."""
-    path_known = False
-    for r in _ROUTES:
-        m = r.pattern.match(path)
-        if m is None:
-            continue
-        if r.method == method:
-            return r, {k: unquote(v) for k, v in m.groupdict().items()}
-        path_known = True
-    return False if path_known else None
+class RouteTable:
+    """The routes in the order they are tried: the first one matching method and path wins."""
 
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self.routes = tuple(routes)
 
-def template_of(method: str, path: str) -> str | None:
-    """The template of the route ``path`` belongs to (the method's own first), None if unknown."""
-    fallback = None
-    for r in _ROUTES:
-        if r.pattern.match(path) is None:
-            continue
-        if r.method == method:
-            return r.template
-        fallback = fallback or r.template
-    return fallback
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | bool | None:
+        """The route and its path parameters; False when the path exists with another method."""
+        path_known = False
+        for r in self.routes:
+            m = r.pattern.match(path)
+            if m is None:
+                continue
+            if r.method == method:
+                return r, {k: unquote(v) for k, v in m.groupdict().items()}
+            path_known = True
+        return False if path_known else None
+
+    def template_of(self, method: str, path: str) -> str | None:
+        """The template of the route ``path`` belongs to (the method's own first), None if unknown."""
+        fallback = None
+        for r in self.routes:
+            if r.pattern.match(path) is None:
+                continue
+            if r.method == method:
+                return r.template
+            fallback = fallback or r.template
+        return fallback
 
 
 def finish(route_: Route, reply: Reply) -> tuple[int, Any]:

@@ -21,26 +21,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-# Registers every endpoint module with the route table.
-from emulator import (  # noqa: F401  (each module registers its routes)
-    api_backups,
-    api_cluster,
-    api_nodes,
-    api_rd,
-    api_remotes,
-    api_rg,
-    api_rsc,
-    api_snap,
-    l2l,
-    names,
-)
 from emulator import body as bodymod
+from emulator import l2l, names
 from emulator import retcodes as rc
 from emulator.control import Control
 from emulator.core import Emulator
 from emulator.faults import Faults
 from emulator.metrics import MALFORMED, UNMATCHED, EmulatorMetrics, Exposition
-from emulator.routing import Request, Route, failure, finish, match, template_of
+from emulator.routes import ROUTES
+from emulator.routing import Request, Route, failure, finish
 
 log = logging.getLogger("emulator")
 access_log = logging.getLogger("emulator.access")
@@ -323,7 +312,7 @@ class EmulatorServer:
         elif path.rstrip("/") == METRICS_PATH:
             template = METRICS_PATH
         else:
-            template = template_of(method, path)
+            template = ROUTES.template_of(method, path)
         return template or UNMATCHED
 
     def _count_fault(self, kind: str) -> None:
@@ -361,7 +350,7 @@ class EmulatorServer:
         if injected is not None:
             self._count_fault("error")
             return injected
-        found = match(method, path)
+        found = ROUTES.match(method, path)
         if found is None:
             return 404, "Not Found"
         if found is False:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import subprocess
 import sys
@@ -121,6 +122,17 @@ class EmulatorProcess:
         wait_until(
             answers, timeout=timeout, what="the emulator's return", ignore=(requests.RequestException,)
         )
+
+    def injected_faults(self, kind: str) -> float:
+        """How many injected faults of ``kind`` (latency, error, outage) took effect so far.
+
+        Read from the emulator's ``/metrics``, which no injected fault delays. A latency fault
+        is counted when a request starts its delay, so a test can wait until a call of its own
+        is really held up inside the controller instead of sleeping for a guessed time.
+        """
+        text = requests.get(self.url + "/metrics", timeout=10, **self.request_kwargs()).text
+        found = re.search(rf'^linstor_emulator_injected_faults_total{{kind="{kind}"}} (\S+)$', text, re.M)
+        return float(found.group(1)) if found else 0.0
 
     def control(self, path: str, body: dict | None = None, timeout: float = 10) -> requests.Response:
         """POST to the emulator's /_emu/ control API."""

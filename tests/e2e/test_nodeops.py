@@ -32,6 +32,7 @@ from plugin.node.ops import NodeOps
 from plugin.params.filesystems import FILESYSTEMS
 from plugin.params.model import VolumeParams
 from plugin.volumes.service import VolumeService
+from testkit.waiting import wait_until
 from tests.conftest import EmulatorProcess, require
 
 pytestmark = pytest.mark.root
@@ -133,12 +134,12 @@ def can_resize_ext4_online() -> bool:
 
 def condition_eventually_abnormal(ops: NodeOps, path: str) -> VolumeCondition:
     """The kernel records an ext4 error in the superblock from a work queue, a moment later."""
-    deadline = time.monotonic() + 5
-    cond = ops.condition(path)
-    while not cond.abnormal and time.monotonic() < deadline:
-        time.sleep(0.05)
+
+    def abnormal() -> VolumeCondition | None:
         cond = ops.condition(path)
-    return cond
+        return cond if cond.abnormal else None
+
+    return wait_until(abnormal, timeout=5, interval=0.05, what=f"the condition of {path} turning abnormal")
 
 
 def mkfs(device: str, fs: str) -> None:

@@ -22,6 +22,7 @@ import requests
 from csi import keys
 from csi.generated import csi_pb2
 from csi.testing import mount_cap
+from tests import csi_requests as rq
 from tests.conftest import EmulatorProcess, reset_and_stop
 from tests.fault.harness import (
     FaultLog,
@@ -125,32 +126,21 @@ class CsiLifecycle(Lifecycle):
 
     def _ControllerPublishVolume(self) -> None:
         answer = self._c.controller.ControllerPublishVolume(
-            csi_pb2.ControllerPublishVolumeRequest(
-                volume_id=self.volume_id, node_id=LOCAL, volume_capability=mount_cap(fs_type=FS)
-            ),
+            rq.controller_publish(self.volume_id, LOCAL, mount_cap(fs_type=FS)),
             timeout=60,
         )
         self.publish_context = dict(answer.publish_context)
 
     def _NodeStageVolume(self) -> None:
         self._c.node.NodeStageVolume(
-            csi_pb2.NodeStageVolumeRequest(
-                volume_id=self.volume_id,
-                staging_target_path=str(self.staging),
-                volume_capability=mount_cap(fs_type=FS),
-                publish_context=self.publish_context,
-            ),
+            rq.stage(self.volume_id, self.staging, self.publish_context, mount_cap(fs_type=FS)),
             timeout=60,
         )
 
     def _NodePublishVolume(self) -> None:
         self._c.node.NodePublishVolume(
-            csi_pb2.NodePublishVolumeRequest(
-                volume_id=self.volume_id,
-                staging_target_path=str(self.staging),
-                target_path=str(self.target),
-                volume_capability=mount_cap(fs_type=FS),
-                publish_context=self.publish_context,
+            rq.publish(
+                self.volume_id, self.staging, self.target, self.publish_context, mount_cap(fs_type=FS)
             ),
             timeout=60,
         )
@@ -185,19 +175,19 @@ class CsiLifecycle(Lifecycle):
 
     def _NodeUnpublishVolume(self) -> None:
         self._c.node.NodeUnpublishVolume(
-            csi_pb2.NodeUnpublishVolumeRequest(volume_id=self.volume_id, target_path=str(self.target)),
+            rq.unpublish(self.volume_id, self.target),
             timeout=60,
         )
 
     def _NodeUnstageVolume(self) -> None:
         self._c.node.NodeUnstageVolume(
-            csi_pb2.NodeUnstageVolumeRequest(volume_id=self.volume_id, staging_target_path=str(self.staging)),
+            rq.unstage(self.volume_id, self.staging),
             timeout=60,
         )
 
     def _ControllerUnpublishVolume(self) -> None:
         self._c.controller.ControllerUnpublishVolume(
-            csi_pb2.ControllerUnpublishVolumeRequest(volume_id=self.volume_id, node_id=LOCAL), timeout=60
+            rq.controller_unpublish(self.volume_id, LOCAL), timeout=60
         )
 
     def _DeleteSnapshot(self) -> None:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from testkit.waiting import wait_until
 from tests.conftest import EmulatorProcess, reset_and_stop
 from tests.fault.harness import (
     FaultLog,
@@ -130,21 +130,24 @@ class DockerLifecycle(Lifecycle):
     def wait_released(self) -> None:
         """Release runs in the background after the last Unmount: wait until nothing holds the volume
         here (no mount under the root, no count, no diskless resource on this node)."""
-        deadline = time.monotonic() + RELEASE_WAIT
-        while True:
+        attached = False
+
+        def released() -> bool:
+            nonlocal attached
             got = self.plugin.client(timeout=120).call("VolumeDriver.Get", {"Name": self.name})
             if got.get("Err"):
-                return  # gone already: a Remove that was interrupted after its work
+                return True  # gone already: a Remove that was interrupted after its work
             status = got["Volume"].get("Status", {})
             attached = LOCAL in (status.get("diskless_nodes") or [])
-            if not attached and not self.counted():
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"volume {self.name} was never released after its last Unmount: "
-                    f"counts {self.counts()}, diskless here: {attached}"
-                )
-            time.sleep(0.2)
+            return not attached and not self.counted()
+
+        try:
+            wait_until(released, timeout=RELEASE_WAIT, interval=0.2, what=f"the release of {self.name}")
+        except AssertionError:
+            raise AssertionError(
+                f"volume {self.name} was never released after its last Unmount: "
+                f"counts {self.counts()}, diskless here: {attached}"
+            ) from None
 
     def counts(self) -> list[dict[str, Any]]:
         try:

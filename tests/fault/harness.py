@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 import requests
 
+from testkit.waiting import wait_until
 from tests.conftest import EmulatorProcess
 
 T = TypeVar("T")
@@ -184,16 +185,32 @@ def kill_during(
 
 def retry(call: Callable[[], T], transient: Callable[[Exception], bool], what: str, timeout: float = 60) -> T:
     """Repeat ``call`` while it fails in a way a crash explains; anything else fails the test."""
-    deadline = time.monotonic() + timeout
-    while True:
+    failures: list[Exception] = []
+
+    def attempt() -> tuple[T] | None:
         try:
-            return call()
+            return (call(),)  # a tuple, so that a falsy answer still counts as done
         except Exception as exc:
             if not transient(exc):
-                raise AssertionError(f"{what}: the retry failed for good: {exc!r}") from exc
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what}: still failing after {timeout}s: {exc!r}") from exc
-        time.sleep(0.2)
+                raise _FailedForGood(exc) from exc
+            failures.append(exc)
+            return None
+
+    try:
+        (answer,) = wait_until(attempt, timeout=timeout, interval=0.2, what=what)
+    except _FailedForGood as bad:
+        raise AssertionError(f"{what}: the retry failed for good: {bad.cause!r}") from bad.cause
+    except AssertionError:
+        raise AssertionError(f"{what}: still failing after {timeout}s: {failures[-1]!r}") from failures[-1]
+    return answer
+
+
+class _FailedForGood(Exception):
+    """A failure no crash explains: :func:`retry` stops at once instead of waiting it out."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(repr(cause))
+        self.cause = cause
 
 
 def set_latency(emu: EmulatorProcess, ms: float, paths: str | None = None) -> None:

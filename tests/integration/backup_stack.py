@@ -9,7 +9,6 @@ publish, stage, publish to a path, a file, and the reverse.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -24,6 +23,8 @@ from csi.testing import CsiClient, driver_on_emulator, mount_cap, unmount_under
 from plugin.node.ops import NodeOps
 from testkit.emulator import EmulatorProcess, reset_and_stop
 from testkit.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from testkit.waiting import wait_until
+from tests import csi_requests as rq
 from tests.integration.csi_stack import LOCAL, Stack
 
 MIB = 1024**2
@@ -122,40 +123,20 @@ def delete(side: Side, volume_id: str) -> None:
 def mounted(side: Side, volume_id: str) -> Iterator[Path]:
     """The volume mounted as kubelet would: attach, stage, publish; undone afterwards."""
     node_id = side.csi.node.NodeGetInfo(csi_pb2.NodeGetInfoRequest()).node_id
-    ctx = side.ctl.ControllerPublishVolume(
-        csi_pb2.ControllerPublishVolumeRequest(volume_id=volume_id, node_id=node_id, volume_capability=CAP)
-    ).publish_context
+    ctx = side.ctl.ControllerPublishVolume(rq.controller_publish(volume_id, node_id, CAP)).publish_context
     stage = side.workdir / "stage" / volume_id
     target = side.workdir / "pods" / volume_id / "mount"
     stage.mkdir(parents=True, exist_ok=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     node = side.csi.node
-    node.NodeStageVolume(
-        csi_pb2.NodeStageVolumeRequest(
-            volume_id=volume_id, publish_context=ctx, staging_target_path=str(stage), volume_capability=CAP
-        )
-    )
-    node.NodePublishVolume(
-        csi_pb2.NodePublishVolumeRequest(
-            volume_id=volume_id,
-            publish_context=ctx,
-            staging_target_path=str(stage),
-            target_path=str(target),
-            volume_capability=CAP,
-        )
-    )
+    node.NodeStageVolume(rq.stage(volume_id, stage, ctx, CAP))
+    node.NodePublishVolume(rq.publish(volume_id, stage, target, ctx, CAP))
     try:
         yield target
     finally:
-        node.NodeUnpublishVolume(
-            csi_pb2.NodeUnpublishVolumeRequest(volume_id=volume_id, target_path=str(target))
-        )
-        node.NodeUnstageVolume(
-            csi_pb2.NodeUnstageVolumeRequest(volume_id=volume_id, staging_target_path=str(stage))
-        )
-        side.ctl.ControllerUnpublishVolume(
-            csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume_id, node_id=node_id)
-        )
+        node.NodeUnpublishVolume(rq.unpublish(volume_id, target))
+        node.NodeUnstageVolume(rq.unstage(volume_id, stage))
+        side.ctl.ControllerUnpublishVolume(rq.controller_unpublish(volume_id, node_id))
 
 
 def append(side: Side, volume_id: str, data: bytes) -> None:
@@ -191,16 +172,16 @@ def until_ready(
     between: Callable[[], object] | None = None,
 ) -> csi_pb2.Snapshot:
     """Call CreateSnapshot again and again, as the snapshotter does, until it is ready to use."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def ready() -> csi_pb2.Snapshot | None:
         made = snapshot(side, volume_id, name, params)
         if made.ready_to_use:
             return made
-        if time.monotonic() > deadline:
-            raise AssertionError(f"snapshot {name} not ready after {timeout}s: {made}")
         if between is not None:
             between()
-        time.sleep(0.2)
+        return None
+
+    return wait_until(ready, timeout=timeout, interval=0.2, what=f"snapshot {name} ready to use")
 
 
 def code_of(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:

@@ -21,6 +21,7 @@ import pytest
 
 from csi.generated import csi_pb2
 from csi.testing import block_cap, mount_cap, unmount_under
+from tests import csi_requests as rq
 from tests.integration.csi_stack import LOCAL, Stack, csi_stack
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -74,25 +75,17 @@ def publish(
     readonly: bool = False,
 ) -> dict[str, str]:
     answer = stack.csi.controller.ControllerPublishVolume(
-        csi_pb2.ControllerPublishVolumeRequest(
-            volume_id=vid, node_id=node, volume_capability=cap or mount_cap(), readonly=readonly
-        )
+        rq.controller_publish(vid, node, cap, readonly=readonly)
     )
     return dict(answer.publish_context)
 
 
 def unpublish(stack: Stack, vid: str, node: str = LOCAL) -> None:
-    stack.csi.controller.ControllerUnpublishVolume(
-        csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid, node_id=node)
-    )
+    stack.csi.controller.ControllerUnpublishVolume(rq.controller_unpublish(vid, node))
 
 
 def stage(stack: Stack, vid: str, staging: Path, ctx: dict[str, str], cap: csi_pb2.VolumeCapability) -> None:
-    stack.csi.node.NodeStageVolume(
-        csi_pb2.NodeStageVolumeRequest(
-            volume_id=vid, staging_target_path=str(staging), volume_capability=cap, publish_context=ctx
-        )
-    )
+    stack.csi.node.NodeStageVolume(rq.stage(vid, staging, ctx, cap))
 
 
 def node_publish(
@@ -104,28 +97,15 @@ def node_publish(
     cap: csi_pb2.VolumeCapability,
     readonly: bool = False,
 ) -> None:
-    stack.csi.node.NodePublishVolume(
-        csi_pb2.NodePublishVolumeRequest(
-            volume_id=vid,
-            staging_target_path=str(staging),
-            target_path=str(target),
-            volume_capability=cap,
-            publish_context=ctx,
-            readonly=readonly,
-        )
-    )
+    stack.csi.node.NodePublishVolume(rq.publish(vid, staging, target, ctx, cap, readonly=readonly))
 
 
 def node_unpublish(stack: Stack, vid: str, target: Path) -> None:
-    stack.csi.node.NodeUnpublishVolume(
-        csi_pb2.NodeUnpublishVolumeRequest(volume_id=vid, target_path=str(target))
-    )
+    stack.csi.node.NodeUnpublishVolume(rq.unpublish(vid, target))
 
 
 def unstage(stack: Stack, vid: str, staging: Path) -> None:
-    stack.csi.node.NodeUnstageVolume(
-        csi_pb2.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=str(staging))
-    )
+    stack.csi.node.NodeUnstageVolume(rq.unstage(vid, staging))
 
 
 def delete(stack: Stack, vid: str) -> None:
@@ -404,7 +384,7 @@ def test_published_nodes_are_publications_not_replicas(stack: Stack) -> None:
     unpublish(stack, vid)  # the replica with data stays, only the publication goes
     assert published(stack, vid) == ["node-b"]
     assert stack.csi.controller.ControllerGetVolume(csi_pb2.ControllerGetVolumeRequest(volume_id=vid))
-    stack.csi.controller.ControllerUnpublishVolume(csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid))
+    stack.csi.controller.ControllerUnpublishVolume(rq.controller_unpublish(vid))
     assert published(stack, vid) == []
     unpublish(stack, vid)  # again: OK
     delete(stack, vid)
@@ -445,9 +425,7 @@ def test_attach_limit_is_resource_exhausted(limited: Stack) -> None:
     unpublish(limited, vids[0], node="node-b")
     publish(limited, vids[2], node="node-b")  # a slot came free
     for vid in vids:
-        limited.csi.controller.ControllerUnpublishVolume(
-            csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid)
-        )
+        limited.csi.controller.ControllerUnpublishVolume(rq.controller_unpublish(vid))
         delete(limited, vid)
 
 
@@ -479,9 +457,7 @@ def test_running_out_of_drbd_tcp_ports_is_resource_exhausted(scarce: Stack) -> N
     unpublish(scarce, vids[0], node="node-b")
     publish(scarce, vids[2], node="node-b")
     for vid in vids:
-        scarce.csi.controller.ControllerUnpublishVolume(
-            csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid)
-        )
+        scarce.csi.controller.ControllerUnpublishVolume(rq.controller_unpublish(vid))
         delete(scarce, vid)
 
 

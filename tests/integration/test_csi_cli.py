@@ -9,7 +9,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import requests
 
 from csi.generated import csi_pb2
 from csi.testing import CsiClient, mount_cap
+from testkit.waiting import wait_until
 from tests.conftest import REPO_ROOT, EmulatorProcess, free_port
 from tests.processes import terminate
 
@@ -43,14 +43,16 @@ def _start(args: list[str], env_extra: dict[str, str], log: Path) -> subprocess.
 
 
 def _wait_for_socket(path: Path, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if path.exists():
-            return
+
+    def listening() -> bool:
         if proc.poll() is not None:
             pytest.fail(f"driver exited early:\n{log.read_text()}")
-        time.sleep(0.05)
-    pytest.fail(f"no socket at {path}:\n{log.read_text()}")
+        return path.exists()
+
+    try:
+        wait_until(listening, timeout=20, what=f"the socket at {path}")
+    except AssertionError:
+        pytest.fail(f"no socket at {path}:\n{log.read_text()}")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int:

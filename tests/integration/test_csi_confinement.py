@@ -23,6 +23,7 @@ import pytest
 
 from csi.generated import csi_pb2
 from csi.testing import block_cap, mount_cap, mounts_under, unmount_under
+from tests import csi_requests as rq
 from tests.integration.csi_stack import LOCAL, Stack, csi_stack
 
 MIB = 1024**2
@@ -103,32 +104,19 @@ class Volume:
         ).volume.volume_id
         self.ctx = dict(
             stack.csi.controller.ControllerPublishVolume(
-                csi_pb2.ControllerPublishVolumeRequest(
-                    volume_id=self.id, node_id=LOCAL, volume_capability=self.cap
-                )
+                rq.controller_publish(self.id, LOCAL, self.cap)
             ).publish_context
         )
 
     def stage(self, staging: Path, ctx: dict[str, str] | None = None) -> None:
         staging.mkdir(exist_ok=True)
         self.stack.csi.node.NodeStageVolume(
-            csi_pb2.NodeStageVolumeRequest(
-                volume_id=self.id,
-                staging_target_path=str(staging),
-                volume_capability=self.cap,
-                publish_context=self.ctx if ctx is None else ctx,
-            )
+            rq.stage(self.id, staging, self.ctx if ctx is None else ctx, self.cap)
         )
 
     def publish(self, staging: Path, target: Path, ctx: dict[str, str] | None = None) -> None:
         self.stack.csi.node.NodePublishVolume(
-            csi_pb2.NodePublishVolumeRequest(
-                volume_id=self.id,
-                staging_target_path=str(staging),
-                target_path=str(target),
-                volume_capability=self.cap,
-                publish_context=self.ctx if ctx is None else ctx,
-            )
+            rq.publish(self.id, staging, target, self.ctx if ctx is None else ctx, self.cap)
         )
 
     def remove(self, *undo: tuple[str, Path]) -> None:
@@ -136,16 +124,10 @@ class Volume:
         node = self.stack.csi.node
         for kind, path in undo:
             if kind == "target":
-                node.NodeUnpublishVolume(
-                    csi_pb2.NodeUnpublishVolumeRequest(volume_id=self.id, target_path=str(path))
-                )
+                node.NodeUnpublishVolume(rq.unpublish(self.id, path))
             else:
-                node.NodeUnstageVolume(
-                    csi_pb2.NodeUnstageVolumeRequest(volume_id=self.id, staging_target_path=str(path))
-                )
-        self.stack.csi.controller.ControllerUnpublishVolume(
-            csi_pb2.ControllerUnpublishVolumeRequest(volume_id=self.id, node_id=LOCAL)
-        )
+                node.NodeUnstageVolume(rq.unstage(self.id, path))
+        self.stack.csi.controller.ControllerUnpublishVolume(rq.controller_unpublish(self.id, LOCAL))
         self.stack.csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=self.id))
 
 
@@ -156,16 +138,11 @@ def _node_calls_with(path: str, base: Path) -> list[tuple[str, str, object]]:
     """Every node RPC with ``path`` in one path field (the other fields valid)."""
     good = str(base / "ok")
     return [
-        ("staging_target_path", "NodeStageVolume", csi_pb2.NodeStageVolumeRequest(
-            volume_id="v1", staging_target_path=path, volume_capability=mount_cap())),
-        ("staging_target_path", "NodeUnstageVolume", csi_pb2.NodeUnstageVolumeRequest(
-            volume_id="v1", staging_target_path=path)),
-        ("target_path", "NodePublishVolume", csi_pb2.NodePublishVolumeRequest(
-            volume_id="v1", staging_target_path=good, target_path=path, volume_capability=mount_cap())),
-        ("staging_target_path", "NodePublishVolume", csi_pb2.NodePublishVolumeRequest(
-            volume_id="v1", staging_target_path=path, target_path=good, volume_capability=mount_cap())),
-        ("target_path", "NodeUnpublishVolume", csi_pb2.NodeUnpublishVolumeRequest(
-            volume_id="v1", target_path=path)),
+        ("staging_target_path", "NodeStageVolume", rq.stage("v1", path, cap=mount_cap())),
+        ("staging_target_path", "NodeUnstageVolume", rq.unstage("v1", path)),
+        ("target_path", "NodePublishVolume", rq.publish("v1", good, path, cap=mount_cap())),
+        ("staging_target_path", "NodePublishVolume", rq.publish("v1", path, good, cap=mount_cap())),
+        ("target_path", "NodeUnpublishVolume", rq.unpublish("v1", path)),
         ("volume_path", "NodeGetVolumeStats", csi_pb2.NodeGetVolumeStatsRequest(
             volume_id="v1", volume_path=path)),
         ("volume_path", "NodeExpandVolume", csi_pb2.NodeExpandVolumeRequest(
@@ -190,11 +167,7 @@ def test_target_dot_leaves_the_working_directory(stack: Stack, outside: Path) ->
     previous = os.getcwd()
     os.chdir(outside)  # empty, as the probe's was
     try:
-        err = refused(
-            lambda: stack.csi.node.NodeUnpublishVolume(
-                csi_pb2.NodeUnpublishVolumeRequest(volume_id="v1", target_path=".")
-            )
-        )
+        err = refused(lambda: stack.csi.node.NodeUnpublishVolume(rq.unpublish("v1", ".")))
     finally:
         os.chdir(previous)
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -244,7 +217,7 @@ def test_unpublish_outside_the_roots_leaves_tmpfs_and_empty_entries(stack: Stack
     for path in (tmpfs, empty_dir, empty_file):
         err = refused(
             lambda: stack.csi.node.NodeUnpublishVolume(
-                csi_pb2.NodeUnpublishVolumeRequest(volume_id="fake-vol-id-1", target_path=str(path))  # noqa: B023
+                rq.unpublish("fake-vol-id-1", path)  # noqa: B023
             )
         )
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -262,10 +235,10 @@ def test_tmpfs_inside_a_root_is_never_unmounted(stack: Stack, base: Path) -> Non
     for vid in ("fake-vol-id-1", volume.id):
         for call in (
             lambda: stack.csi.node.NodeUnpublishVolume(
-                csi_pb2.NodeUnpublishVolumeRequest(volume_id=vid, target_path=str(tmpfs))  # noqa: B023
+                rq.unpublish(vid, tmpfs)  # noqa: B023
             ),
             lambda: stack.csi.node.NodeUnstageVolume(
-                csi_pb2.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=str(tmpfs))  # noqa: B023
+                rq.unstage(vid, tmpfs)  # noqa: B023
             ),
         ):
             err = refused(call)
@@ -315,13 +288,7 @@ def test_stage_of_an_unknown_volume_never_touches_the_forged_device(
     target = base / "target"
     err = refused(
         lambda: stack.csi.node.NodePublishVolume(
-            csi_pb2.NodePublishVolumeRequest(
-                volume_id="fake-vol-id-0123456789",
-                staging_target_path=str(staging),
-                target_path=str(target),
-                volume_capability=block_cap(),
-                publish_context={DEVICE_KEY: scratch_device},
-            )
+            rq.publish("fake-vol-id-0123456789", staging, target, {DEVICE_KEY: scratch_device}, block_cap())
         )
     )
     assert err.code() == grpc.StatusCode.NOT_FOUND
@@ -364,10 +331,10 @@ def test_another_volume_id_cannot_unstage_unpublish_expand_or_stat_a_mount(stack
     for vid in (two.id, "fake-vol-id-1"):
         for call in (
             lambda: node.NodeUnstageVolume(
-                csi_pb2.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=str(staging))  # noqa: B023
+                rq.unstage(vid, staging)  # noqa: B023
             ),
             lambda: node.NodeUnpublishVolume(
-                csi_pb2.NodeUnpublishVolumeRequest(volume_id=vid, target_path=str(target))  # noqa: B023
+                rq.unpublish(vid, target)  # noqa: B023
             ),
         ):
             err = refused(call)
@@ -406,12 +373,10 @@ def test_unpublish_after_the_volume_is_gone_still_cleans_up(stack: Stack, base: 
     volume.stage(staging)
     volume.publish(staging, target)
     node = stack.csi.node
-    node.NodeUnpublishVolume(csi_pb2.NodeUnpublishVolumeRequest(volume_id=volume.id, target_path=str(target)))
+    node.NodeUnpublishVolume(rq.unpublish(volume.id, target))
     volume.remove(("staging", staging))
     target.mkdir()  # the CO retried after a crash: the directory is back, nothing mounted
-    node.NodeUnpublishVolume(csi_pb2.NodeUnpublishVolumeRequest(volume_id=volume.id, target_path=str(target)))
+    node.NodeUnpublishVolume(rq.unpublish(volume.id, target))
     assert not target.exists()
-    node.NodeUnstageVolume(
-        csi_pb2.NodeUnstageVolumeRequest(volume_id=volume.id, staging_target_path=str(staging))
-    )
+    node.NodeUnstageVolume(rq.unstage(volume.id, staging))
     assert staging.is_dir()  # the CO's directory: left for the CO

@@ -9,7 +9,6 @@ DeleteVolumeGroupSnapshot. Real mounts, so the module needs root.
 from __future__ import annotations
 
 import shutil
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +22,8 @@ from csi.testing import block_cap, mount_cap, unmount_under
 from plugin.config import load_config
 from plugin.errors import NotFound
 from plugin.linstor_client import LinstorClient
+from testkit.waiting import wait_until
+from tests import csi_requests as rq
 from tests.blockio import read_at, write_at
 from tests.integration.csi_stack import LOCAL, Stack, csi_stack
 
@@ -79,37 +80,16 @@ class Attached:
         self.staging.mkdir()
         self.target = base / f"{slug}-target"
         ctx = stack.csi.controller.ControllerPublishVolume(
-            csi_pb2.ControllerPublishVolumeRequest(volume_id=volume_id, node_id=LOCAL, volume_capability=cap)
+            rq.controller_publish(volume_id, LOCAL, cap)
         ).publish_context
-        stack.csi.node.NodeStageVolume(
-            csi_pb2.NodeStageVolumeRequest(
-                volume_id=volume_id,
-                staging_target_path=str(self.staging),
-                volume_capability=cap,
-                publish_context=ctx,
-            )
-        )
-        stack.csi.node.NodePublishVolume(
-            csi_pb2.NodePublishVolumeRequest(
-                volume_id=volume_id,
-                staging_target_path=str(self.staging),
-                target_path=str(self.target),
-                volume_capability=cap,
-                publish_context=ctx,
-            )
-        )
+        stack.csi.node.NodeStageVolume(rq.stage(volume_id, self.staging, ctx, cap))
+        stack.csi.node.NodePublishVolume(rq.publish(volume_id, self.staging, self.target, ctx, cap))
 
     def detach(self) -> None:
         node, ctl = self.stack.csi.node, self.stack.csi.controller
-        node.NodeUnpublishVolume(
-            csi_pb2.NodeUnpublishVolumeRequest(volume_id=self.volume_id, target_path=str(self.target))
-        )
-        node.NodeUnstageVolume(
-            csi_pb2.NodeUnstageVolumeRequest(volume_id=self.volume_id, staging_target_path=str(self.staging))
-        )
-        ctl.ControllerUnpublishVolume(
-            csi_pb2.ControllerUnpublishVolumeRequest(volume_id=self.volume_id, node_id=LOCAL)
-        )
+        node.NodeUnpublishVolume(rq.unpublish(self.volume_id, self.target))
+        node.NodeUnstageVolume(rq.unstage(self.volume_id, self.staging))
+        ctl.ControllerUnpublishVolume(rq.controller_unpublish(self.volume_id, LOCAL))
 
 
 def group_create(stack: Stack, name: str, *volume_ids: str, **kw) -> csi_pb2.VolumeGroupSnapshot:
@@ -401,8 +381,11 @@ def test_a_group_snapshot_in_progress_is_aborted_for_a_second_caller(stack: Stac
     request = csi_pb2.CreateVolumeGroupSnapshotRequest(name=unique("g"), source_volume_ids=[volume.volume_id])
     stack.emulator.control("latency", {"ms": 300}).raise_for_status()
     try:
+        held = stack.emulator.injected_faults("latency")
         first = stack.csi.group.CreateVolumeGroupSnapshot.future(request)
-        time.sleep(0.2)  # the first call is now waiting on LINSTOR
+        wait_until(  # the first call is now waiting on LINSTOR
+            lambda: stack.emulator.injected_faults("latency") > held, what="the first call held up in LINSTOR"
+        )
         assert code_of(lambda: stack.csi.group.CreateVolumeGroupSnapshot(request)) == Code.ABORTED
         made = first.result(timeout=60).group_snapshot
     finally:

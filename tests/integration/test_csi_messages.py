@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +21,7 @@ from csi.generated import csi_pb2
 from csi.testing import mount_cap
 from plugin import progress
 from plugin.names import resource_name_for
+from testkit.waiting import wait_until
 from tests.integration.csi_stack import Stack, csi_stack
 
 MIB = 1024**2
@@ -129,10 +129,12 @@ def test_a_slow_clone_is_listed_and_reported_at_intervals(
         worker = threading.Thread(target=clone)
         worker.start()
         try:
-            deadline = time.monotonic() + 60
-            while worker.is_alive() and time.monotonic() < deadline and not seen:
-                seen = [op.describe() for op in progress.under_way(target)]
-                time.sleep(0.05)
+
+            def listed_or_finished() -> tuple[list[str]] | None:
+                now = [op.describe() for op in progress.under_way(target)]
+                return (now,) if now or not worker.is_alive() else None
+
+            (seen,) = wait_until(listed_or_finished, timeout=60, what="the clone listed as under way")
         finally:
             worker.join(120)
             stack.emulator.control("latency", {"ms": 0})

@@ -29,6 +29,7 @@ from csi.generated import csi_pb2
 from csi.testing import block_cap, mount_cap, unmount_under
 from plugin import node_qos
 from testkit.waiting import wait_until
+from tests import csi_requests as rq
 from tests.conftest import require
 from tests.integration.csi_stack import LOCAL, Stack, csi_stack
 
@@ -127,18 +128,12 @@ def set_in_use(stack: Stack, volume_id: str, node: str, value: bool | None) -> N
 
 
 def publish(stack: Stack, volume_id: str, node: str = LOCAL) -> dict[str, str]:
-    answer = stack.csi.controller.ControllerPublishVolume(
-        csi_pb2.ControllerPublishVolumeRequest(
-            volume_id=volume_id, node_id=node, volume_capability=mount_cap()
-        )
-    )
+    answer = stack.csi.controller.ControllerPublishVolume(rq.controller_publish(volume_id, node, mount_cap()))
     return dict(answer.publish_context)
 
 
 def unpublish(stack: Stack, volume_id: str, node: str = LOCAL) -> None:
-    stack.csi.controller.ControllerUnpublishVolume(
-        csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume_id, node_id=node)
-    )
+    stack.csi.controller.ControllerUnpublishVolume(rq.controller_unpublish(volume_id, node))
 
 
 def mount(
@@ -149,33 +144,15 @@ def mount(
     context: dict[str, str],
     volume_context: dict[str, str] | None = None,
 ) -> None:
-    stack.csi.node.NodeStageVolume(
-        csi_pb2.NodeStageVolumeRequest(
-            volume_id=volume_id,
-            staging_target_path=staging,
-            volume_capability=mount_cap(),
-            publish_context=context,
-        )
-    )
+    stack.csi.node.NodeStageVolume(rq.stage(volume_id, staging, context, mount_cap()))
     stack.csi.node.NodePublishVolume(
-        csi_pb2.NodePublishVolumeRequest(
-            volume_id=volume_id,
-            staging_target_path=staging,
-            target_path=target,
-            volume_capability=mount_cap(),
-            publish_context=context,
-            volume_context=volume_context or {},
-        )
+        rq.publish(volume_id, staging, target, context, mount_cap(), volume_context=volume_context or {})
     )
 
 
 def unmount(stack: Stack, volume_id: str, staging: str, target: str) -> None:
-    stack.csi.node.NodeUnpublishVolume(
-        csi_pb2.NodeUnpublishVolumeRequest(volume_id=volume_id, target_path=target)
-    )
-    stack.csi.node.NodeUnstageVolume(
-        csi_pb2.NodeUnstageVolumeRequest(volume_id=volume_id, staging_target_path=staging)
-    )
+    stack.csi.node.NodeUnpublishVolume(rq.unpublish(volume_id, target))
+    stack.csi.node.NodeUnstageVolume(rq.unstage(volume_id, staging))
 
 
 def digest(path: Path) -> str:
@@ -258,22 +235,10 @@ def test_block_volume_replica_count_keeps_the_data(stack: Stack, paths: tuple[st
     cap = block_cap()
     volume = create(stack, {NS + "placementCount": "2", NS + "nodeList": f"{LOCAL} node-b"}, cap=cap)
     vid = volume.volume_id
-    answer = stack.csi.controller.ControllerPublishVolume(
-        csi_pb2.ControllerPublishVolumeRequest(volume_id=vid, node_id=LOCAL, volume_capability=cap)
-    )
+    answer = stack.csi.controller.ControllerPublishVolume(rq.controller_publish(vid, LOCAL, cap))
     context = dict(answer.publish_context)
-    stack.csi.node.NodeStageVolume(
-        csi_pb2.NodeStageVolumeRequest(
-            volume_id=vid, staging_target_path=staging, volume_capability=cap, publish_context=context
-        )
-    )
-    request = csi_pb2.NodePublishVolumeRequest(
-        volume_id=vid,
-        staging_target_path=staging,
-        target_path=target,
-        volume_capability=cap,
-        publish_context=context,
-    )
+    stack.csi.node.NodeStageVolume(rq.stage(vid, staging, context, cap))
+    request = rq.publish(vid, staging, target, context, cap)
     stack.csi.node.NodePublishVolume(request)
     payload = os.urandom(MIB)
     with open(target, "r+b") as device:
@@ -286,10 +251,8 @@ def test_block_volume_replica_count_keeps_the_data(stack: Stack, paths: tuple[st
     assert diskful(stack, vid) == [LOCAL]
     with open(target, "rb") as device:
         assert device.read(MIB) == payload
-    stack.csi.node.NodeUnpublishVolume(csi_pb2.NodeUnpublishVolumeRequest(volume_id=vid, target_path=target))
-    stack.csi.node.NodeUnstageVolume(
-        csi_pb2.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=staging)
-    )
+    stack.csi.node.NodeUnpublishVolume(rq.unpublish(vid, target))
+    stack.csi.node.NodeUnstageVolume(rq.unstage(vid, staging))
     unpublish(stack, vid)
     delete(stack, vid)
 

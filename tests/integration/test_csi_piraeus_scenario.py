@@ -35,6 +35,7 @@ from csi.testing import CsiClient, block_cap, mount_cap
 from plugin.config import load_config
 from plugin.linstor_client import LinstorClient
 from plugin.volumes.consistency_groups import GROUP_LABEL, group_resource_name
+from tests import csi_requests as rq
 from tests.conftest import EmulatorProcess, have_root_and_loop, require, reset_and_stop
 from tests.integration.csi_stack import LOCAL
 from tests.kube_api import KubeApi, kube_api
@@ -209,35 +210,17 @@ def attach(pod: Pod, volume_id: str, cap: csi_pb2.VolumeCapability) -> Mounted:
     target = f"{KUBELET}/pods/{slug}/volumes/kubernetes.io~csi/pv/mount"
     pod.sh(f"mkdir -p {staging} {os.path.dirname(target)}")  # kubelet makes these
     context = pod.controller.controller.ControllerPublishVolume(
-        csi_pb2.ControllerPublishVolumeRequest(volume_id=volume_id, node_id=LOCAL, volume_capability=cap)
+        rq.controller_publish(volume_id, LOCAL, cap)
     ).publish_context
-    pod.node.node.NodeStageVolume(
-        csi_pb2.NodeStageVolumeRequest(
-            volume_id=volume_id, staging_target_path=staging, volume_capability=cap, publish_context=context
-        )
-    )
-    pod.node.node.NodePublishVolume(
-        csi_pb2.NodePublishVolumeRequest(
-            volume_id=volume_id,
-            staging_target_path=staging,
-            target_path=target,
-            volume_capability=cap,
-            publish_context=context,
-        )
-    )
+    pod.node.node.NodeStageVolume(rq.stage(volume_id, staging, context, cap))
+    pod.node.node.NodePublishVolume(rq.publish(volume_id, staging, target, context, cap))
     return Mounted(volume_id, cap, staging, target)
 
 
 def detach(pod: Pod, mounted: Mounted) -> None:
-    pod.node.node.NodeUnpublishVolume(
-        csi_pb2.NodeUnpublishVolumeRequest(volume_id=mounted.volume_id, target_path=mounted.target)
-    )
-    pod.node.node.NodeUnstageVolume(
-        csi_pb2.NodeUnstageVolumeRequest(volume_id=mounted.volume_id, staging_target_path=mounted.staging)
-    )
-    pod.controller.controller.ControllerUnpublishVolume(
-        csi_pb2.ControllerUnpublishVolumeRequest(volume_id=mounted.volume_id, node_id=LOCAL)
-    )
+    pod.node.node.NodeUnpublishVolume(rq.unpublish(mounted.volume_id, mounted.target))
+    pod.node.node.NodeUnstageVolume(rq.unstage(mounted.volume_id, mounted.staging))
+    pod.controller.controller.ControllerUnpublishVolume(rq.controller_unpublish(mounted.volume_id, LOCAL))
 
 
 def write_block(pod: Pod, device: str, text: str) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from csi.generated import csi_pb2
 from csi.testing import mount_cap
+from tests import csi_requests as rq
 from tests.integration.csi_stack import LOCAL, Stack, csi_stack
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -73,12 +74,7 @@ def test_kubernetes_sidecar_order(stack: Stack) -> None:
     # attach (VolumeAttachment), then kubelet: stage to globalmount, publish to the pod dir
     ctx = dict(
         ctl.ControllerPublishVolume(
-            csi_pb2.ControllerPublishVolumeRequest(
-                volume_id=vid,
-                node_id=info.node_id,
-                volume_capability=cap,
-                volume_context=volume.volume_context,
-            )
+            rq.controller_publish(vid, info.node_id, cap, volume_context=volume.volume_context)
         ).publish_context
     )
     globalmount = (
@@ -93,25 +89,8 @@ def test_kubernetes_sidecar_order(stack: Stack) -> None:
         "csi.storage.k8s.io/pod.name": "app-0",
         "storage.kubernetes.io/csiProvisionerIdentity": "1700000000000-1234-linstor.csi.linbit.com",
     }
-    node.NodeStageVolume(
-        csi_pb2.NodeStageVolumeRequest(
-            volume_id=vid,
-            publish_context=ctx,
-            staging_target_path=str(globalmount),
-            volume_capability=cap,
-            volume_context=volume.volume_context,
-        )
-    )
-    node.NodePublishVolume(
-        csi_pb2.NodePublishVolumeRequest(
-            volume_id=vid,
-            publish_context=ctx,
-            staging_target_path=str(globalmount),
-            target_path=str(pod_mount),
-            volume_capability=cap,
-            volume_context=pod_context,
-        )
-    )
+    node.NodeStageVolume(rq.stage(vid, globalmount, ctx, cap, volume_context=volume.volume_context))
+    node.NodePublishVolume(rq.publish(vid, globalmount, pod_mount, ctx, cap, volume_context=pod_context))
     (pod_mount / "db.txt").write_text("rows")
     assert "noatime" in _mount_options(str(globalmount))
 
@@ -158,48 +137,23 @@ def test_kubernetes_sidecar_order(stack: Stack) -> None:
     assert restored.content_source.snapshot.snapshot_id == snap.snapshot_id
     assert restored.capacity_bytes == 512 * MIB
     rctx = dict(
-        ctl.ControllerPublishVolume(
-            csi_pb2.ControllerPublishVolumeRequest(
-                volume_id=restored.volume_id, node_id=LOCAL, volume_capability=cap
-            )
-        ).publish_context
+        ctl.ControllerPublishVolume(rq.controller_publish(restored.volume_id, LOCAL, cap)).publish_context
     )
     rstage = kubelet / "restored-globalmount"
     rstage.mkdir()
     rtarget = kubelet / "restored-pod-mount"
-    node.NodeStageVolume(
-        csi_pb2.NodeStageVolumeRequest(
-            volume_id=restored.volume_id,
-            publish_context=rctx,
-            staging_target_path=str(rstage),
-            volume_capability=cap,
-        )
-    )
-    node.NodePublishVolume(
-        csi_pb2.NodePublishVolumeRequest(
-            volume_id=restored.volume_id,
-            publish_context=rctx,
-            staging_target_path=str(rstage),
-            target_path=str(rtarget),
-            volume_capability=cap,
-        )
-    )
+    node.NodeStageVolume(rq.stage(restored.volume_id, rstage, rctx, cap))
+    node.NodePublishVolume(rq.publish(restored.volume_id, rstage, rtarget, rctx, cap))
     assert (rtarget / "db.txt").read_text() == "rows"
     assert _fs_bytes(str(rtarget)) > 440 * MIB  # staging grew the restored filesystem
 
     # pods go away: unpublish, unstage, detach, delete
     for volume_id, target, staging in ((restored.volume_id, rtarget, rstage), (vid, pod_mount, globalmount)):
-        node.NodeUnpublishVolume(
-            csi_pb2.NodeUnpublishVolumeRequest(volume_id=volume_id, target_path=str(target))
-        )
+        node.NodeUnpublishVolume(rq.unpublish(volume_id, target))
         assert not target.exists()
-        node.NodeUnstageVolume(
-            csi_pb2.NodeUnstageVolumeRequest(volume_id=volume_id, staging_target_path=str(staging))
-        )
+        node.NodeUnstageVolume(rq.unstage(volume_id, staging))
         assert not os.path.ismount(staging)
-        ctl.ControllerUnpublishVolume(
-            csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume_id, node_id=LOCAL)
-        )
+        ctl.ControllerUnpublishVolume(rq.controller_unpublish(volume_id, LOCAL))
     ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=restored.volume_id))
     ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=snap.snapshot_id))
     ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vid))
@@ -253,13 +207,8 @@ def test_nomad_monolith_mixed_claims_on_one_node(stack: Stack) -> None:
 
     def claim(alloc: str, cap: csi_pb2.VolumeCapability, readonly: bool) -> tuple[Path, Path]:
         ctx = ctl.ControllerPublishVolume(
-            csi_pb2.ControllerPublishVolumeRequest(
-                volume_id=vid,
-                node_id=node_id,
-                volume_capability=cap,
-                readonly=readonly,
-                volume_context=volume.volume_context,
-                secrets=secrets,
+            rq.controller_publish(
+                vid, node_id, cap, readonly=readonly, volume_context=volume.volume_context, secrets=secrets
             )
         ).publish_context
         staging = base / "staging/default" / vid / usage(readonly, cap)
@@ -268,22 +217,15 @@ def test_nomad_monolith_mixed_claims_on_one_node(stack: Stack) -> None:
         target_parent.mkdir(parents=True)
         target = target_parent / usage(readonly, cap)
         node.NodeStageVolume(
-            csi_pb2.NodeStageVolumeRequest(
-                volume_id=vid,
-                publish_context=ctx,
-                staging_target_path=str(staging),
-                volume_capability=cap,
-                secrets=secrets,
-                volume_context=volume.volume_context,
-            )
+            rq.stage(vid, staging, ctx, cap, secrets=secrets, volume_context=volume.volume_context)
         )
         node.NodePublishVolume(
-            csi_pb2.NodePublishVolumeRequest(
-                volume_id=vid,
-                publish_context=ctx,
-                staging_target_path=str(staging),
-                target_path=str(target),
-                volume_capability=cap,
+            rq.publish(
+                vid,
+                staging,
+                target,
+                ctx,
+                cap,
                 readonly=readonly,
                 secrets=secrets,
                 volume_context=volume.volume_context,
@@ -292,13 +234,11 @@ def test_nomad_monolith_mixed_claims_on_one_node(stack: Stack) -> None:
         return staging, target
 
     def release(staging: Path, target: Path, unstage: bool) -> None:
-        node.NodeUnpublishVolume(csi_pb2.NodeUnpublishVolumeRequest(volume_id=vid, target_path=str(target)))
+        node.NodeUnpublishVolume(rq.unpublish(vid, target))
         if target.exists():
             target.rmdir()  # Nomad removes what is left itself
         if unstage:
-            node.NodeUnstageVolume(
-                csi_pb2.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=str(staging))
-            )
+            node.NodeUnstageVolume(rq.unstage(vid, staging))
 
     rw_staging, writer_a = claim("alloc-a", rw_cap, readonly=False)
     ro_staging, reader_b = claim("alloc-b", ro_cap, readonly=True)
@@ -357,9 +297,7 @@ def test_nomad_monolith_mixed_claims_on_one_node(stack: Stack) -> None:
     assert (writer_c / "from-a").read_text() == "a"
     release(rw_staging, writer_c, unstage=True)
     assert not os.path.ismount(rw_staging)
-    ctl.ControllerUnpublishVolume(
-        csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid, node_id=node_id, secrets=secrets)
-    )
+    ctl.ControllerUnpublishVolume(rq.controller_unpublish(vid, node_id, secrets=secrets))
     ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vid, secrets=secrets))
     assert vid not in {e.volume.volume_id for e in ctl.ListVolumes(csi_pb2.ListVolumesRequest()).entries}
 

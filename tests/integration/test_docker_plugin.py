@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -28,6 +27,7 @@ from plugin.config import Config
 from plugin.linstor_client import LinstorClient
 from plugin.params.csi import parse_csi_parameters
 from plugin.volumes.service import VolumeService
+from testkit.waiting import wait_until
 from tests.conftest import free_port
 from tests.dockerd import PluginProcess
 from tests.processes import terminate
@@ -61,23 +61,20 @@ def _in_use(path: str) -> Iterator[None]:
         terminate(user, 10)
 
 
-def _wait_unmounted(path: str | Path, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _mounted(path):
-            return True
-        time.sleep(0.1)
-    return False
+def _wait_unmounted(path: str | Path, timeout: float = 15.0) -> None:
+    wait_until(lambda: not _mounted(path), timeout=timeout, interval=0.1, what=f"{path} unmounted")
 
 
-def _wait_detached(c, name: str, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
+def _wait_detached(c, name: str, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
     """Release runs in the background: wait until this node's diskless resource is gone."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if LOCAL not in ok(c.call("VolumeDriver.Get", {"Name": name}))["Volume"]["Status"]["diskless_nodes"]:
-            return True
-        time.sleep(0.1)
-    return False
+    wait_until(
+        lambda: (
+            LOCAL not in ok(c.call("VolumeDriver.Get", {"Name": name}))["Volume"]["Status"]["diskless_nodes"]
+        ),
+        timeout=timeout,
+        interval=0.1,
+        what=f"{name} detached from {LOCAL}",
+    )
 
 
 def _unmount_below(root: Path) -> None:
@@ -310,11 +307,14 @@ def test_remote_replica_is_attached_diskless_and_detached_after(plugin: PluginPr
     status = ok(c.call("VolumeDriver.Get", {"Name": "remote"}))["Volume"]["Status"]
     assert LOCAL in status["diskless_nodes"]
     # in_use_on is LINSTOR's view: the satellite reports the open a moment after the mount.
-    deadline = time.monotonic() + 30
-    while status["in_use_on"] != [LOCAL] and time.monotonic() < deadline:
-        time.sleep(0.1)
-        status = ok(c.call("VolumeDriver.Get", {"Name": "remote"}))["Volume"]["Status"]
-    assert status["in_use_on"] == [LOCAL]
+    wait_until(
+        lambda: (
+            ok(c.call("VolumeDriver.Get", {"Name": "remote"}))["Volume"]["Status"]["in_use_on"] == [LOCAL]
+        ),
+        timeout=30,
+        interval=0.1,
+        what="the report of the open",
+    )
 
     ok(c.call("VolumeDriver.Unmount", {"Name": "remote", "ID": "A"}))
     status = ok(c.call("VolumeDriver.Get", {"Name": "remote"}))["Volume"]["Status"]
@@ -503,7 +503,7 @@ def test_attachment_left_by_a_vanished_mount_is_released_at_start(plugin: Plugin
     plugin.start()
     c = plugin.client()
     assert ok(c.call("VolumeDriver.Path", {"Name": "stale"}))["Mountpoint"] == ""
-    assert _wait_detached(c, "stale")
+    _wait_detached(c, "stale")
     status = ok(c.call("VolumeDriver.Get", {"Name": "stale"}))["Volume"]["Status"]
     assert status["diskful_nodes"] == ["node-b"]
 
@@ -570,8 +570,8 @@ def test_release_delay_bridges_docker_s_pre_start_unmount(emulator, tmp_path: Pa
         assert ok(c.call("VolumeDriver.Mount", {"Name": "lazy", "ID": "B"}))["Mountpoint"] == path
         assert _mount_id(staging) == first  # reused, not mounted again
         ok(c.call("VolumeDriver.Unmount", {"Name": "lazy", "ID": "B"}))
-        assert _wait_unmounted(staging)  # released once the delay passed
-        assert _wait_detached(c, "lazy")
+        _wait_unmounted(staging)  # released once the delay passed
+        _wait_detached(c, "lazy")
 
         # Remove right after the last Unmount releases at once instead of waiting
         ok(c.call("VolumeDriver.Mount", {"Name": "lazy", "ID": "C"}))

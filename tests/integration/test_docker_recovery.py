@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from testkit.waiting import wait_until
 from tests.dockerd import PluginProcess
 from tests.integration.test_docker_plugin import LOCAL, _mounted, _unmount_below, _wait_detached, failed, ok
 from tests.processes import terminate
@@ -84,13 +84,8 @@ def _released_lines(plugin: PluginProcess) -> list[dict]:  # type: ignore[type-a
     return [e for e in lines if e.get("event") == "stale_mounts_released"]
 
 
-def _wait(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
+def _wait(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    wait_until(condition, timeout=timeout, interval=0.1, what="the plugin's state to empty")
 
 
 def _mount_twice(plugin: PluginProcess, name: str, nodes: str = LOCAL) -> str:
@@ -156,9 +151,9 @@ def test_stale_counts_are_released_at_start(start_plugin) -> None:  # type: igno
     path = _mount_twice(plugin, "crashed", nodes="node-b")  # attached diskless for the mount
     plugin.kill()
     plugin.start()
-    assert _wait(lambda: _state(plugin) == {})  # released and detached, then forgotten
+    _wait(lambda: _state(plugin) == {})  # released and detached, then forgotten
     assert not _mounted(Path(path).parent)
-    assert _wait_detached(plugin.client(), "crashed")
+    _wait_detached(plugin.client(), "crashed")
     (line,) = _released_lines(plugin)
     assert line["volume"] == "crashed" and line["counts"] == {"X": 2} and line["trigger"] == "start"
 
@@ -173,7 +168,7 @@ def test_the_background_check_releases_counts_of_vanished_containers(start_plugi
     ok(c.call("VolumeDriver.Unmount", {"Name": "lost", "ID": "B"}))
     assert _mounted(Path(path).parent)  # A's container is alive
     container.exit()  # and its Unmount never comes (dockerd restarted meanwhile, say)
-    assert _wait(lambda: _state(plugin) == {})
+    _wait(lambda: _state(plugin) == {})
     assert not _mounted(Path(path).parent)
     (line,) = _released_lines(plugin)
     assert line["volume"] == "lost" and line["ids"] == ["A"]
@@ -193,8 +188,8 @@ def test_unmount_during_an_outage_detaches_once_the_controller_is_back(start_plu
         assert ok(c.call("VolumeDriver.Path", {"Name": "remote"}))["Mountpoint"] == ""
     finally:
         emulator.start()
-    assert _wait_detached(c, "remote")
-    assert _wait(lambda: _state(plugin) == {})
+    _wait_detached(c, "remote")
+    _wait(lambda: _state(plugin) == {})
 
 
 def test_a_pending_detach_survives_a_crash(start_plugin, emulator) -> None:  # type: ignore[no-untyped-def]
@@ -210,12 +205,12 @@ def test_a_pending_detach_survives_a_crash(start_plugin, emulator) -> None:  # t
         emulator.start()
     plugin.start()
     c = plugin.client()
-    assert _wait_detached(c, "remote2")
-    assert _wait(lambda: _state(plugin) == {})
+    _wait_detached(c, "remote2")
+    _wait(lambda: _state(plugin) == {})
     # and the volume mounts again normally
     ok(c.call("VolumeDriver.Mount", {"Name": "remote2", "ID": "B"}))
     ok(c.call("VolumeDriver.Unmount", {"Name": "remote2", "ID": "B"}))
-    assert _wait_detached(c, "remote2")
+    _wait_detached(c, "remote2")
 
 
 def test_a_mount_during_a_pending_detach_uses_the_volume_again(start_plugin, emulator) -> None:  # type: ignore[no-untyped-def]
@@ -235,5 +230,5 @@ def test_a_mount_during_a_pending_detach_uses_the_volume_again(start_plugin, emu
     record = _state(plugin)["again"]
     assert record["detach_pending"] is False and record["attached"] is True
     ok(c.call("VolumeDriver.Unmount", {"Name": "again", "ID": "B"}))
-    assert _wait_detached(c, "again")  # the attach is still undone at the end
+    _wait_detached(c, "again")  # the attach is still undone at the end
     assert os.listdir(plugin.mount_root) == []

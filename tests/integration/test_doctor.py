@@ -6,11 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
 import requests
 
+from testkit.waiting import wait_until
 from tests.conftest import REPO_ROOT
 
 
@@ -104,11 +104,12 @@ def test_doctor_sees_a_running_csi_driver_socket(emulator_factory: Any, tmp_path
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 20
-        while not sock.exists():
+
+        def listening() -> bool:
             assert driver.poll() is None, "the CSI driver exited"
-            assert time.monotonic() < deadline, "the CSI driver did not create its socket"
-            time.sleep(0.05)
+            return sock.exists()
+
+        wait_until(listening, timeout=20, what="the CSI driver's socket")
         args = ("--controllers", emu.url, "--node", "node-b", "--csi-endpoint", f"unix://{sock}")
         _, results = run_doctor(*args)
         csi = by_check(results)["csi socket"]

@@ -9,7 +9,6 @@ the emulator speaks LINSTOR well enough for the plugin's tests to mean something
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import linstor
@@ -18,6 +17,7 @@ import requests
 
 from plugin.linstor_retcodes import MASK_ERROR
 from plugin.linstor_retcodes import MASK_SEVERITY_AND_CODE as MASK
+from testkit.waiting import wait_until
 from tests.blockio import read_at, size_bytes, write_at
 
 MIB_KIB = 1024
@@ -212,10 +212,12 @@ def test_storage_only_mode_reports_loop_devices(root_loop, emulator_factory, str
     try:
         if not strict:
             # The controller learns of the open from the satellite's report, a moment later.
-            deadline = time.monotonic() + 30
-            while not requests.get(rsc_url, timeout=5).json()["state"].get("in_use"):
-                assert time.monotonic() < deadline, "the open was never reported"
-                time.sleep(0.1)
+            wait_until(
+                lambda: requests.get(rsc_url, timeout=5).json()["state"].get("in_use"),
+                timeout=30,
+                interval=0.1,
+                what="the report of the open",
+            )
         r = requests.delete(base + f"/resource-definitions/plain/resources/{local}", timeout=30)
         if strict:
             assert r.status_code == 500  # the device cannot be released under an opener
@@ -229,10 +231,12 @@ def test_storage_only_mode_reports_loop_devices(root_loop, emulator_factory, str
     finally:
         os.close(fd)
     if not strict:  # and of the close
-        deadline = time.monotonic() + 30
-        while requests.get(rsc_url, timeout=5).json()["state"].get("in_use"):
-            assert time.monotonic() < deadline, "the close was never reported"
-            time.sleep(0.1)
+        wait_until(
+            lambda: not requests.get(rsc_url, timeout=5).json()["state"].get("in_use"),
+            timeout=30,
+            interval=0.1,
+            what="the report of the close",
+        )
     r = requests.delete(base + f"/resource-definitions/plain/resources/{local}", timeout=30)
     assert r.status_code == 200 and r.json()[-1]["ret_code"] == 53739522
     assert requests.get(base + f"/resource-definitions/plain/resources/{local}", timeout=5).status_code == 404

@@ -5,13 +5,13 @@ Raw HTTP for exact statuses and ret codes, python-linstor for what a LINSTOR cli
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import linstor
 import pytest
 import requests
 
+from testkit.waiting import wait_until
 from tests.integration.test_emulator_errors import ERR, Api, code, has
 
 THICK = "ThickPool"
@@ -40,10 +40,12 @@ def _disk_states(api: Api, rd: str) -> dict[str, str | None]:
 
 
 def _wait_up_to_date(api: Api, rd: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while set(_disk_states(api, rd).values()) - {"UpToDate", "Diskless"}:
-        assert time.monotonic() < deadline, _disk_states(api, rd)
-        time.sleep(0.2)
+    wait_until(
+        lambda: not set(_disk_states(api, rd).values()) - {"UpToDate", "Diskless"},
+        timeout=timeout,
+        interval=0.2,
+        what=f"every replica of {rd} UpToDate",
+    )
 
 
 # ---------------------------------------------------------------------- commit, then deploy

@@ -23,6 +23,7 @@ from plugin.linstor_retcodes import MASK_ERROR as ERR
 from plugin.linstor_retcodes import MASK_INFO as INFO
 from plugin.linstor_retcodes import MASK_SEVERITY_AND_CODE as MASK
 from plugin.linstor_retcodes import MASK_WARN as WARN
+from testkit.waiting import wait_until
 from tests.conftest import REPO_ROOT, EmulatorProcess, require
 
 
@@ -397,10 +398,7 @@ def test_mounted_resource_cannot_be_deleted(api: Api, tmp_path: Path) -> None:
 
 
 def _wait_for(check: Any, what: str, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
+    wait_until(check, timeout=seconds, interval=0.1, what=what)
 
 
 def test_in_use_override_from_control_api(api: Api) -> None:
@@ -586,17 +584,24 @@ def test_error_injection_latency_and_outage(plain: Api) -> None:
     assert time.monotonic() - t0 >= 0.3
     requests.post(plain.url + "/_emu/latency", json={"ms": 0}, timeout=10)
     assert requests.post(plain.url + "/_emu/outage", json={"seconds": 1.5}, timeout=10).status_code == 200
-    time.sleep(0.4)
+
+    def refused() -> bool:
+        try:
+            requests.get(plain.base + "/controller/version", timeout=2)
+        except requests.ConnectionError:
+            return True
+        return False
+
+    wait_until(refused, timeout=5, interval=0.02, what="the outage closing the listener")
     with pytest.raises(requests.ConnectionError):
         requests.get(plain.base + "/controller/version", timeout=2)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            assert requests.get(plain.base + "/controller/version", timeout=2).status_code == 200
-            break
-        except requests.ConnectionError:
-            assert time.monotonic() < deadline, "the listener did not come back"
-            time.sleep(0.1)
+    wait_until(
+        lambda: requests.get(plain.base + "/controller/version", timeout=2).status_code == 200,
+        timeout=10,
+        interval=0.1,
+        what="the listener coming back",
+        ignore=(requests.ConnectionError,),
+    )
     r = requests.post(plain.url + "/_emu/errors", json={"status": 200}, timeout=10)
     assert r.status_code == 400
 
@@ -668,14 +673,18 @@ def test_tls_with_client_certificates(tmp_path: Path) -> None:
     with open(tmp_path / "emu.log", "wb") as log:
         proc = subprocess.Popen(emu.command(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                ok = requests.get(url, verify=ca, cert=client, timeout=2)
-                break
-            except requests.ConnectionError:
-                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "emu.log").read_text()
-                time.sleep(0.1)
+
+        def answer() -> list[requests.Response]:
+            assert proc.poll() is None, (tmp_path / "emu.log").read_text()
+            return [requests.get(url, verify=ca, cert=client, timeout=2)]  # any answer, even a refusal
+
+        (ok,) = wait_until(
+            answer,
+            timeout=20,
+            interval=0.1,
+            what="the TLS emulator's first answer",
+            ignore=(requests.ConnectionError,),
+        )
         assert ok.status_code == 200 and ok.json()["rest_api_version"] == "1.28.0"
         with pytest.raises(requests.exceptions.SSLError):
             requests.get(url, verify=ca, timeout=10)
@@ -787,15 +796,18 @@ def test_the_access_log_line_of_a_refusal_carries_its_sentence(emulator_factory)
     status, body = Api(emu.url).call("GET", "/resource-definitions/nosuchrd")
     assert status == 404
     assert emu.log_path is not None
-    deadline = time.monotonic() + 10  # the line is written right after the answer is sent
-    while True:
-        lines = [json.loads(x) for x in emu.log_path.read_text().splitlines() if x.startswith("{")]
-        found = [e for e in lines if e.get("path") == "/v1/resource-definitions/nosuchrd"]
-        if found or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    (refused,) = found
+    log_path = emu.log_path
+
+    def lines() -> list[dict[str, Any]]:
+        return [json.loads(x) for x in log_path.read_text().splitlines() if x.startswith("{")]
+
+    # The line is written right after the answer is sent.
+    (refused,) = wait_until(
+        lambda: [e for e in lines() if e.get("path") == "/v1/resource-definitions/nosuchrd"],
+        timeout=10,
+        what="the access log line of the refused request",
+    )
     assert refused["status"] == 404
     assert refused["error"] == body[0]["message"] and "nosuchrd" in refused["error"].lower()
-    ok = [e for e in lines if e.get("path") == "/v1/controller/version" and e.get("status") == 200]
+    ok = [e for e in lines() if e.get("path") == "/v1/controller/version" and e.get("status") == 200]
     assert all("error" not in e for e in ok)

@@ -9,13 +9,13 @@ where python-linstor has a call for it, through python-linstor too.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from typing import Any
 
 import linstor
 import pytest
 
+from testkit.waiting import wait_until
 from tests.integration.test_emulator_errors import ERR, INFO, Api, code
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -375,15 +375,6 @@ def test_python_linstor_client_session(emulator_factory) -> None:  # type: ignor
 # ---------------------------------------------------------------------- in-use reports lag (item 12)
 
 
-def _until(check: Any, seconds: float = 30.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
 def _in_use(api: Api, rd: str, node: str) -> bool:
     return bool(api.get(f"/resource-definitions/{rd}/resources/{node}")[1].get("state", {}).get("in_use"))
 
@@ -400,7 +391,9 @@ def test_in_use_is_the_satellites_last_report(root_loop: None, emulator_factory)
     try:
         # The satellite has not reported the open yet.
         assert not _in_use(api, "lag1", node)
-        assert _until(lambda: _in_use(api, "lag1", node))
+        wait_until(
+            lambda: _in_use(api, "lag1", node), timeout=30, interval=0.1, what="the report of the open"
+        )
         st, body = api.delete("/resource-definitions/lag1")
         assert st == 500 and code(body[0]) == ERR | 997
     finally:
@@ -408,7 +401,9 @@ def test_in_use_is_the_satellites_last_report(root_loop: None, emulator_factory)
     # Closed, but still reported open: the delete is refused as the controller would refuse it.
     st, body = api.delete("/resource-definitions/lag1")
     assert st == 500 and code(body[0]) == ERR | 997, body
-    assert _until(lambda: not _in_use(api, "lag1", node))
+    wait_until(
+        lambda: not _in_use(api, "lag1", node), timeout=30, interval=0.1, what="the report of the close"
+    )
     st, body = api.delete("/resource-definitions/lag1")
     assert st == 200, body
 
@@ -430,11 +425,11 @@ def test_python_linstor_sees_the_reported_in_use(root_loop: None, emulator_facto
         fd = os.open(device, os.O_RDWR | os.O_EXCL)
         try:
             assert reported() is False
-            assert _until(reported)
+            wait_until(reported, timeout=30, interval=0.1, what="the report of the open")
         finally:
             os.close(fd)
         assert reported() is True
-        assert _until(lambda: reported() is False)
+        wait_until(lambda: reported() is False, timeout=30, interval=0.1, what="the report of the close")
         assert _ok(lin.resource_dfn_delete("lag2"))
     finally:
         lin.disconnect()

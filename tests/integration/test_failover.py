@@ -53,6 +53,7 @@ from plugin.errors import (
 from plugin.linstor_client import LinstorClient
 from plugin.params.model import VolumeParams
 from plugin.volumes.service import VolumeService
+from testkit.waiting import wait_until
 from tests.conftest import REPO_ROOT, EmulatorProcess, free_port
 
 MIB = 1024 * 1024
@@ -322,14 +323,13 @@ def test_outage_with_every_controller_down_changes_nothing_and_names_each(emu: E
         assert emu.url in message and dead in message, (what, message)
         assert "LS_CONTROLLERS" in message, (what, message)
         assert set(down.value.details["reasons"]) == {emu.url, dead}, what
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            after = svc.get_volume(volume.id)
-            break
-        except Unavailable:
-            assert time.monotonic() < deadline, "the emulator did not come back"
-            time.sleep(0.2)
+    after = wait_until(
+        lambda: svc.get_volume(volume.id),
+        timeout=15,
+        interval=0.2,
+        what="the emulator's return",
+        ignore=(Unavailable,),
+    )
     assert svc.client.current_controller == emu.url
     assert after.size_bytes == 8 * MIB
     assert {r.node for r in after.replicas} == {"node-b"}
@@ -403,10 +403,9 @@ def test_a_create_that_timed_out_but_was_applied_is_found_on_retry(emu: Emulator
             svc.create_volume(name, 8 * MIB, ON_B)
     finally:
         emu.control("latency", {"ms": 0})
-    deadline = time.monotonic() + 10
-    while svc.find_volume(name) is None:  # the delayed spawn lands after the client gave up
-        assert time.monotonic() < deadline, "the delayed spawn never arrived"
-        time.sleep(0.1)
+    wait_until(  # the delayed spawn lands after the client gave up
+        lambda: svc.find_volume(name) is not None, timeout=10, interval=0.1, what="the delayed spawn"
+    )
     again = svc.create_volume(name, 8 * MIB, ON_B)
     assert again.name == name and again.size_bytes == 8 * MIB
     assert [v.id for v in svc.list_volumes() if v.name == name] == [again.id]
@@ -421,18 +420,26 @@ def test_writes_that_timed_out_but_were_applied_are_safe_to_retry(emu: EmulatorP
     svc = service(emu.url, read_timeout=0.5)
     volume = svc.create_volume(unique(), 8 * MIB, ON_B)
     rd = f"^/v1/resource-definitions/{volume.id}"
-    steps: list[tuple[str, Callable[[], object]]] = [
-        (rd + "/snapshots$", lambda: svc.create_snapshot(volume.id, "slow")),
-        (rd + "/volume-definitions/0$", lambda: svc.expand_volume(volume.id, 12 * MIB)),
+    steps: list[tuple[str, Callable[[], object], Callable[[], bool]]] = [
+        (
+            rd + "/snapshots$",
+            lambda: svc.create_snapshot(volume.id, "slow"),
+            lambda: [s.name for s in svc.list_snapshots(volume.id)] == ["slow"],
+        ),
+        (
+            rd + "/volume-definitions/0$",
+            lambda: svc.expand_volume(volume.id, 12 * MIB),
+            lambda: svc.get_volume(volume.id).size_bytes == 12 * MIB,
+        ),
     ]
-    for regex, call in steps:
+    for regex, call, landed in steps:
         assert emu.control("latency", {"ms": 1200, "paths": regex}).ok
         try:
             with pytest.raises(Unavailable):
                 call()
         finally:
             emu.control("latency", {"ms": 0})
-        time.sleep(1.0)  # the delayed requests land
+        wait_until(landed, timeout=10, interval=0.1, what=f"the delayed request to {regex} landing")
         call()
     assert [s.name for s in svc.list_snapshots(volume.id)] == ["slow"]
     assert svc.get_volume(volume.id).size_bytes == 12 * MIB
@@ -444,10 +451,9 @@ def test_writes_that_timed_out_but_were_applied_are_safe_to_retry(emu: EmulatorP
             svc.delete_volume(volume.id)
     finally:
         emu.control("latency", {"ms": 0})
-    deadline = time.monotonic() + 10
-    while svc.find_volume(volume.name) is not None:
-        assert time.monotonic() < deadline, "the delayed delete never arrived"
-        time.sleep(0.1)
+    wait_until(
+        lambda: svc.find_volume(volume.name) is None, timeout=10, interval=0.1, what="the delayed delete"
+    )
     svc.delete_volume(volume.id)  # a missing volume is fine
 
 
@@ -462,10 +468,12 @@ def test_an_attach_that_timed_out_is_still_undone_by_detach(emu: EmulatorProcess
             svc.attach(volume.id, "node-c")
     finally:
         emu.control("latency", {"ms": 0})
-    deadline = time.monotonic() + 10
-    while "node-c" not in {r.node for r in svc.get_volume(volume.id).replicas}:
-        assert time.monotonic() < deadline, "the delayed make-available never arrived"
-        time.sleep(0.1)
+    wait_until(
+        lambda: "node-c" in {r.node for r in svc.get_volume(volume.id).replicas},
+        timeout=10,
+        interval=0.1,
+        what="the delayed make-available",
+    )
     if retried:
         attachment = svc.attach(volume.id, "node-c")  # the CO retries the publish
         assert attachment.diskless and attachment.created_by_attach
@@ -792,14 +800,13 @@ def test_a_clone_failing_at_any_step_leaves_no_volume(
         assert svc.client.list_resource_definitions([target]) == []
     # else: a poll that fails while LINSTOR still copies cannot roll back at once (a definition
     # being cloned cannot be deleted); the half-made one stays hidden until a retry replaces it
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            made = svc.create_volume(name, 8 * MIB, ON_B, source=f"volume:{source.id}")
-            break
-        except Busy:
-            assert time.monotonic() < deadline, "the interrupted clone never settled"
-            time.sleep(0.2)
+    made = wait_until(
+        lambda: svc.create_volume(name, 8 * MIB, ON_B, source=f"volume:{source.id}"),
+        timeout=15,
+        interval=0.2,
+        what="the interrupted clone settling",
+        ignore=(Busy,),
+    )
     assert made.id == target and svc.get_volume(target).name == name
     assert len(svc.client.list_resource_definitions([target])) == 1
 
@@ -813,6 +820,7 @@ def test_injected_linstor_errors_reach_csi_as_the_spec_codes(emu: EmulatorProces
 
     from csi.generated import csi_pb2
     from csi.testing import block_cap, driver_on_emulator
+    from tests import csi_requests as rq
 
     def create(name: str) -> csi_pb2.CreateVolumeRequest:
         return csi_pb2.CreateVolumeRequest(
@@ -845,9 +853,7 @@ def test_injected_linstor_errors_reach_csi_as_the_spec_codes(emu: EmulatorProces
              )),
             ("POST", "/make-available$", 404, 300, grpc.StatusCode.NOT_FOUND,
              lambda: ctl.ControllerPublishVolume(
-                 csi_pb2.ControllerPublishVolumeRequest(
-                     volume_id=volume.volume_id, node_id="node-c", volume_capability=block_cap()
-                 ),
+                 rq.controller_publish(volume.volume_id, "node-c", block_cap()),
                  timeout=30,
              )),
             ("GET", "^/v1/view/resources", 500, 999, grpc.StatusCode.INTERNAL,

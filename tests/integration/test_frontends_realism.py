@@ -18,6 +18,7 @@ import requests
 from csi.generated import csi_pb2
 from csi.testing import mount_cap
 from plugin.volume_records import ATTACHED_BY_PLUGIN, NAME
+from tests import csi_requests as rq
 from tests.dockerd import PluginProcess
 from tests.integration.csi_stack import LOCAL, Stack, csi_stack
 from tests.integration.test_docker_plugin import _unmount_below, failed, names, ok
@@ -84,9 +85,7 @@ def test_csi_publish_to_an_offline_node_says_so(stack: Stack) -> None:
     try:
         with pytest.raises(grpc.RpcError) as caught:
             stack.csi.controller.ControllerPublishVolume(
-                csi_pb2.ControllerPublishVolumeRequest(
-                    volume_id=volume.volume_id, node_id="node-c", volume_capability=mount_cap()
-                )
+                rq.controller_publish(volume.volume_id, "node-c", mount_cap())
             )
         assert caught.value.code() != grpc.StatusCode.NOT_FOUND
         assert "node-c" in caught.value.details() and "offline" in caught.value.details()
@@ -99,24 +98,16 @@ def test_csi_attach_reuses_the_tie_breaker_and_detach_gives_it_back(stack: Stack
     url = stack.emulator.url
     volume = _create(stack, unique(), TWO_REMOTE)
     assert "TIE_BREAKER" in _resources(url, volume.volume_id)[LOCAL]["flags"]
-    stack.csi.controller.ControllerPublishVolume(
-        csi_pb2.ControllerPublishVolumeRequest(
-            volume_id=volume.volume_id, node_id=LOCAL, volume_capability=mount_cap()
-        )
-    )
+    stack.csi.controller.ControllerPublishVolume(rq.controller_publish(volume.volume_id, LOCAL, mount_cap()))
     attached = _resources(url, volume.volume_id)
     assert sorted(attached) == sorted([LOCAL, "node-b", "node-c"])  # reused, nothing added
     assert "TIE_BREAKER" not in attached[LOCAL]["flags"]
-    stack.csi.controller.ControllerUnpublishVolume(
-        csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume.volume_id, node_id=LOCAL)
-    )
+    stack.csi.controller.ControllerUnpublishVolume(rq.controller_unpublish(volume.volume_id, LOCAL))
     after = _resources(url, volume.volume_id)
     assert after[LOCAL]["flags"] == ["DISKLESS", "DRBD_DISKLESS", "TIE_BREAKER"]
     assert ATTACHED_BY_PLUGIN not in after[LOCAL].get("props", {})
     # A second unpublish leaves LINSTOR's tie-breaker alone.
-    stack.csi.controller.ControllerUnpublishVolume(
-        csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume.volume_id, node_id=LOCAL)
-    )
+    stack.csi.controller.ControllerUnpublishVolume(rq.controller_unpublish(volume.volume_id, LOCAL))
     assert "TIE_BREAKER" in _resources(url, volume.volume_id)[LOCAL]["flags"]
     stack.csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id))
     assert volume.volume_id not in _rd_names(url)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 from typing import Any
 
@@ -28,6 +27,7 @@ from plugin.errors import NotFound, OperationFailed, Unavailable
 from plugin.linstor_client import LinstorClient
 from plugin.params.model import VolumeParams
 from plugin.volumes.service import VolumeService
+from testkit.waiting import wait_until
 from tests.conftest import REPO_ROOT, EmulatorProcess
 from tests.processes import terminate
 
@@ -158,11 +158,12 @@ def test_an_attach_killed_before_its_mark_is_undone_by_detach(emu: EmulatorProce
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while "node-c" not in {r.node for r in svc.get_volume(volume.id).replicas}:
+
+        def made() -> bool:
             assert proc.poll() is None, "the attach ended before it made the resource"
-            assert time.monotonic() < deadline, "make-available never arrived"
-            time.sleep(0.05)
+            return "node-c" in {r.node for r in svc.get_volume(volume.id).replicas}
+
+        wait_until(made, timeout=30, what="make-available")
         proc.kill()
         proc.wait()
     finally:

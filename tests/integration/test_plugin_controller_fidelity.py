@@ -9,9 +9,8 @@ plugin gives the report a bounded moment to clear.
 from __future__ import annotations
 
 import os
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -24,6 +23,8 @@ from plugin.errors import FailedPrecondition, InUse
 from plugin.params.model import VolumeParams
 from plugin.volumes.service import VolumeService
 from plugin.volumes.shared_writers import TWO_PRIMARIES
+from testkit.waiting import wait_until
+from tests import csi_requests as rq
 from tests.conftest import EmulatorProcess
 from tests.dockerd import PluginProcess
 from tests.integration.csi_stack import LOCAL, Stack, csi_stack
@@ -105,15 +106,6 @@ def lagging(root_loop: None, emulator_factory) -> EmulatorProcess:  # type: igno
     return emulator_factory(extra_args=("--in-use-report-seconds", "2"))
 
 
-def _until(check: Callable[[], bool], seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 def _reported_in_use(svc: VolumeService, volume_id: str) -> bool:
     return any((r.get("state") or {}).get("in_use") for r in svc.client.view_resources([volume_id]))
 
@@ -124,7 +116,9 @@ def test_delete_right_after_the_last_close_waits_for_the_report(lagging: Emulato
     device = svc.attach(volume.id, LOCAL).device_path
     fd = os.open(device, os.O_RDWR | os.O_EXCL)
     try:
-        assert _until(lambda: _reported_in_use(svc, volume.id))
+        wait_until(
+            lambda: _reported_in_use(svc, volume.id), timeout=30, interval=0.1, what="the report of the open"
+        )
     finally:
         os.close(fd)
     # The controller still reports the device open; the plugin waits for the report to clear.
@@ -139,7 +133,9 @@ def test_a_volume_really_in_use_is_still_refused(lagging: EmulatorProcess) -> No
     device = svc.attach(volume.id, LOCAL).device_path
     fd = os.open(device, os.O_RDWR | os.O_EXCL)
     try:
-        assert _until(lambda: _reported_in_use(svc, volume.id))
+        wait_until(
+            lambda: _reported_in_use(svc, volume.id), timeout=30, interval=0.1, what="the report of the open"
+        )
         with pytest.raises(InUse) as exc:
             svc.delete_volume(volume.id)
         assert LOCAL in exc.value.message
@@ -182,12 +178,10 @@ def test_rwx_block_live_migration_allows_two_primaries_while_two_nodes_write(sta
     ).volume.volume_id
 
     def publish(node: str) -> None:
-        ctl.ControllerPublishVolume(
-            csi_pb2.ControllerPublishVolumeRequest(volume_id=vid, node_id=node, volume_capability=cap)
-        )
+        ctl.ControllerPublishVolume(rq.controller_publish(vid, node, cap))
 
     def unpublish(node: str) -> None:
-        ctl.ControllerUnpublishVolume(csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid, node_id=node))
+        ctl.ControllerUnpublishVolume(rq.controller_unpublish(vid, node))
 
     # The VM runs on node-b; one writer needs no option.
     publish("node-b")
@@ -227,14 +221,10 @@ def test_a_single_writer_mode_never_touches_the_option(stack: Stack) -> None:
         )
     ).volume.volume_id
     for node in ("node-b", "node-c"):
-        ctl.ControllerPublishVolume(
-            csi_pb2.ControllerPublishVolumeRequest(
-                volume_id=vid, node_id=node, volume_capability=cap, readonly=True
-            )
-        )
+        ctl.ControllerPublishVolume(rq.controller_publish(vid, node, cap, readonly=True))
     assert _two_primaries(stack, vid) is None
     for node in ("node-b", "node-c"):
-        ctl.ControllerUnpublishVolume(csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid, node_id=node))
+        ctl.ControllerUnpublishVolume(rq.controller_unpublish(vid, node))
     ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vid))
 
 

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -308,14 +307,14 @@ def test_outage_of_an_mtls_controller_then_a_fresh_handshake(mtls: TlsEmulator, 
     with pytest.raises(Unavailable) as down:
         svc.get_volume(volume.id)
     assert_clear_unavailable(down.value, mtls.url)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            assert svc.get_volume(volume.id).id == volume.id  # pooled TLS connections are gone
-            break
-        except Unavailable:
-            assert time.monotonic() < deadline, "the emulator did not come back"
-            time.sleep(0.2)
+    back = wait_until(
+        lambda: svc.get_volume(volume.id),
+        timeout=15,
+        interval=0.2,
+        what="the emulator's return",
+        ignore=(Unavailable,),
+    )
+    assert back.id == volume.id  # pooled TLS connections are gone
     svc.delete_volume(volume.id)
 
 
@@ -334,14 +333,14 @@ def test_a_write_cut_off_mid_request_over_tls_is_not_resent(mtls: TlsEmulator, p
             client.create_resource_group(group, {"place_count": 1})
     finally:
         outage.join()
-    deadline = time.monotonic() + 15
-    while True:  # the emulator finishes the request it had, after the outage
-        try:
-            assert client.get_resource_group(group)["name"] == group
-            break
-        except (Unavailable, NotFound):
-            assert time.monotonic() < deadline, "the cut-off write never landed"
-            time.sleep(0.2)
+    landed = wait_until(  # the emulator finishes the request it had, after the outage
+        lambda: client.get_resource_group(group),
+        timeout=15,
+        interval=0.2,
+        what="the cut-off write landing",
+        ignore=(Unavailable, NotFound),
+    )
+    assert landed["name"] == group
     mtls.control("latency", {"ms": 0})
 
 

@@ -12,7 +12,6 @@ import os
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,6 +24,8 @@ from csi.server import CsiDriver, DriverOptions
 from plugin import errors
 from plugin.config import Config
 from plugin.models import Attachment, Replica, Snapshot, Volume
+from testkit.waiting import wait_until
+from tests import csi_requests as rq
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 MOUNT_CAP = csi_pb2.VolumeCapability(mount={}, access_mode={"mode": Mode.SINGLE_NODE_WRITER})
@@ -249,9 +250,12 @@ def test_identity(client: Client, core: RecordingCore) -> None:
     assert any(c.volume_expansion.type == csi_pb2.PluginCapability.VolumeExpansion.ONLINE for c in caps)
     assert client.identity.Probe(csi_pb2.ProbeRequest()).ready.value is True
     core.health = False  # the answer is refreshed in the background within a few seconds
-    deadline = time.monotonic() + 10
-    while client.identity.Probe(csi_pb2.ProbeRequest()).ready.value and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(
+        lambda: not client.identity.Probe(csi_pb2.ProbeRequest()).ready.value,
+        timeout=10,
+        interval=0.1,
+        what="Probe answering not ready",
+    )
     assert client.identity.Probe(csi_pb2.ProbeRequest()).ready.value is False
 
 
@@ -363,9 +367,7 @@ def test_publish_context_carries_device_and_fs(client: Client, core: RecordingCo
     core.script["publications"] = lambda vid, node: frozenset()
     core.script["record_publication"] = lambda vid, node, token: recorded.append((vid, node, token))
     context = client.controller.ControllerPublishVolume(
-        csi_pb2.ControllerPublishVolumeRequest(
-            volume_id="pvc-1", node_id="node-b", volume_capability=MOUNT_CAP, readonly=True
-        )
+        rq.controller_publish("pvc-1", "node-b", MOUNT_CAP, readonly=True)
     ).publish_context
     assert context["linstor.csi.linbit.com/device-path"] == "/dev/drbd1000"
     assert context["linstor.csi.linbit.com/fs-type"] == "ext4"

@@ -19,7 +19,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import tomllib
 import zipfile
 from pathlib import Path
@@ -30,6 +29,7 @@ import pytest
 from docker_plugin import cli as docker_cli
 from docker_plugin.client import PluginClient
 from plugin.config import load_config
+from testkit.waiting import wait_until
 from tools import doctor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -241,11 +241,12 @@ def test_service_command_line_serves_a_socket_activated_socket(tmp_path: Path) -
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        while not sock_path.exists():
+
+        def listening() -> bool:
             assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            assert time.monotonic() < deadline, "systemd-socket-activate did not create the socket"
-            time.sleep(0.05)
+            return sock_path.exists()
+
+        wait_until(listening, timeout=20, what="the socket of systemd-socket-activate")
         answer = PluginClient(str(sock_path), timeout=20).call("Plugin.Activate")
         assert answer["Implements"] == ["VolumeDriver"]
         caps = PluginClient(str(sock_path), timeout=20).call("VolumeDriver.Capabilities")

@@ -22,6 +22,7 @@ import grpc
 import pytest
 
 from csi.generated import csi_pb2, csi_pb2_grpc
+from testkit.waiting import wait_until
 from tests.processes import terminate
 from tests.unit.test_deploy_kubernetes import containers, driver_container, image_name, one
 from tests.unit.test_deploy_kustomize import KUBERNETES_DIR, render
@@ -64,14 +65,17 @@ def channel(
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 30
-    while not sock.exists():
+
+    def listening() -> bool:
         if proc.poll() is not None:
             pytest.fail(f"the driver exited: {(workdir / 'driver.log').read_text()[-2000:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("the driver did not create its socket")
-        time.sleep(0.05)
+        return sock.exists()
+
+    try:
+        wait_until(listening, timeout=30, what="the driver's socket")
+    except AssertionError:
+        proc.kill()
+        raise
     chan = grpc.insecure_channel(f"unix://{sock}")
     yield chan
     chan.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator import api_rd, api_rg, api_rsc, api_snap  # noqa: F401 - registers routes
+from emulator import api_rd, api_rg, api_rsc
 from emulator import retcodes as rc
 from emulator import state as st
 from emulator.config import Config

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from emulator.cli import _parser
 from emulator.config import Config
 from emulator.core import Emulator
 from emulator.server import EmulatorServer
+from testkit.waiting import wait_until
 from tests.unit.test_emulator_core import FakeStorage
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -183,17 +183,20 @@ def test_injected_faults_are_counted_and_never_hit_the_scrape(servers) -> None: 
 def test_an_injected_outage_is_counted(servers) -> None:  # type: ignore[no-untyped-def]
     server = servers()
     assert requests.post(url(server, "/_emu/outage"), json={"seconds": 0.3}, timeout=10).status_code == 200
-    deadline = time.monotonic() + 10
-    went_down, text = False, ""
-    while time.monotonic() < deadline and not (went_down and text):
+    went_down = False
+
+    def scraped_after_the_outage() -> str:
+        nonlocal went_down
         try:
             answer = scrape_text(server)
         except requests.ConnectionError:
             went_down = True
-        else:
-            text = answer if went_down else ""
-        time.sleep(0.02)
-    assert went_down and text, "the listener did not close and come back"
+            return ""
+        return answer if went_down else ""
+
+    text = wait_until(
+        scraped_after_the_outage, timeout=10, interval=0.02, what="the listener closing and coming back"
+    )
     assert value(samples(text), "linstor_emulator_injected_faults_total", kind="outage") == 1
 
 

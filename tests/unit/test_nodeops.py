@@ -8,7 +8,6 @@ import os
 import stat
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from plugin.node import commands as nodeops
 from plugin.node.commands import CommandResult, checked
 from plugin.node.mounttable import location_in_filesystem, parse_line, parse_mountinfo, top_mount, unescape
 from plugin.node.ops import NodeOps
+from testkit.waiting import wait_until
 
 # ---------------------------------------------------------------------------------------
 # mountinfo parsing
@@ -447,11 +447,14 @@ def test_a_running_mkfs_is_listed_and_logs_progress(
 
     def slow_mkfs(argv: list[str]) -> CommandResult:
         seen["listed"] = [op.what for op in progress.under_way(image)]
-        deadline = time.monotonic() + 20  # until the first progress line, as a slow mkfs would
-        while time.monotonic() < deadline and not any(
-            r.name == "plugin.progress" and r.getMessage() == "still working" for r in caplog.records
-        ):
-            time.sleep(0.01)
+        wait_until(  # until the first progress line, as a slow mkfs would
+            lambda: any(
+                r.name == "plugin.progress" and r.getMessage() == "still working" for r in caplog.records
+            ),
+            timeout=20,
+            interval=0.01,
+            what="the first progress line",
+        )
         return CommandResult(tuple(argv), 0, "", "")
 
     host.on("blkid", answer(2))
