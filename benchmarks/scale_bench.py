@@ -249,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
             "driver": round(driver_ready * 1000, 1),
             "plugin": round(plugin_ready * 1000, 1),
         },
+        "start_to_ready_cpu_ms": {
+            "driver": starts["driver_ready_cpu_ms"],
+            "plugin": starts["plugin_ready_cpu_ms"],
+        },
         "rss_at_rest_mib": at_rest,
         "seeding_seconds": seeding,
         "rows": rows,

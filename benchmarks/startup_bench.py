@@ -10,14 +10,18 @@
 
 The clock starts just before the process is spawned and the readiness checks are polled
 every 10 ms, so a figure includes interpreter start, imports and everything the daemon
-does before it answers. The daemons run as installed, with compiled bytecode: an
-environment with ``PYTHONDONTWRITEBYTECODE`` would make every start compile the project's
-sources again (about a third of the import time here), which no installed daemon does; the
-bytecode goes to a private ``PYTHONPYCACHEPREFIX`` and one unmeasured start fills it.
+does before it answers. The CPU time the daemon used until then is recorded beside it
+(``*_ready_cpu_ms``): on a loaded machine it varies far less than the wall time.
+
+The daemons run as installed, with compiled bytecode: an environment with
+``PYTHONDONTWRITEBYTECODE`` would make every start compile the project's sources again
+(about a third of the import time here), which no installed daemon does; the bytecode goes
+to a private ``PYTHONPYCACHEPREFIX`` and one unmeasured start fills it.
+
 Each daemon is started ``--runs`` times against one emulator; medians are reported.
-``--baseline DIR`` runs the same rounds from another copy of the
-source tree (say ``git archive`` of an earlier commit) interleaved with this one, so a
-before/after comparison sees the same machine load.
+``--baseline DIR`` runs the same rounds from another copy of the source tree (say
+``git archive`` of an earlier commit) interleaved with this one, so a before/after
+comparison sees the same machine load.
 
     sudo .venv/bin/python benchmarks/startup_bench.py [--runs 7] [--baseline DIR]
 
@@ -63,6 +67,12 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 1)
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def cpu_ms(pid: int) -> float:
+    """User plus system CPU time the process has used so far: less sensitive to load than wall time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return round((int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK"), 1)
 
 
 def _poll(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str, timeout: float) -> None:
@@ -119,7 +129,7 @@ def _spawn(command: list[str], source: Path, log: Path) -> subprocess.Popen[byte
         return subprocess.Popen(command, cwd=source, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def start_driver(source: Path, url: str, workdir: Path) -> tuple[float, subprocess.Popen[bytes]]:
+def start_driver(source: Path, url: str, workdir: Path) -> tuple[float, float, subprocess.Popen[bytes]]:
     sock = workdir / "csi.sock"
     command = [
         sys.executable, "-m", "csi", "--endpoint", f"unix://{sock}", "--node", LOCAL, "--mode", "all",
@@ -128,10 +138,10 @@ def start_driver(source: Path, url: str, workdir: Path) -> tuple[float, subproce
     start = time.perf_counter()
     proc = _spawn(command, source, workdir / "driver.log")
     wait_csi_ready(sock, proc)
-    return time.perf_counter() - start, proc
+    return time.perf_counter() - start, cpu_ms(proc.pid), proc
 
 
-def start_plugin(source: Path, url: str, workdir: Path) -> tuple[float, subprocess.Popen[bytes]]:
+def start_plugin(source: Path, url: str, workdir: Path) -> tuple[float, float, subprocess.Popen[bytes]]:
     sock = workdir / "linstor.sock"
     command = [
         sys.executable, "-m", "docker_plugin", "--socket", str(sock), "--mount-root", str(workdir / "mnt"),
@@ -141,7 +151,7 @@ def start_plugin(source: Path, url: str, workdir: Path) -> tuple[float, subproce
     start = time.perf_counter()
     proc = _spawn(command, source, workdir / "plugin.log")
     wait_docker_ready(sock, proc)
-    return time.perf_counter() - start, proc
+    return time.perf_counter() - start, cpu_ms(proc.pid), proc
 
 
 def one_round(source: Path, url: str, workdir: Path, settle: float) -> dict[str, float]:
@@ -149,10 +159,11 @@ def one_round(source: Path, url: str, workdir: Path, settle: float) -> dict[str,
     row: dict[str, float] = {}
     for daemon, start in (("driver", start_driver), ("plugin", start_plugin)):
         run_dir = Path(tempfile.mkdtemp(prefix=f"{daemon}-", dir=workdir))
-        seconds, proc = start(source, url, run_dir)
+        seconds, cpu, proc = start(source, url, run_dir)
         try:
             time.sleep(settle)
             row[f"{daemon}_ready_ms"] = round(seconds * 1000, 1)
+            row[f"{daemon}_ready_cpu_ms"] = cpu
             row[f"{daemon}_rss_mib"] = rss_mib(proc.pid)
         finally:
             terminate(proc, timeout=30)
