@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from csi import keys
-from csi.server import MODES, CsiDriver, DriverOptions
+from csi.server import MODES, Backend, CsiDriver, DriverOptions
 from csi.validation import DEFAULT_PATH_ROOTS
 from plugin import progress
 from plugin.errors import InvalidArgument, VolumeError
@@ -220,10 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _build_driver(args: argparse.Namespace) -> CsiDriver:
+    """Configuration and the LINSTOR client now (their errors stop the start); the rest after listening.
+
+    Probe needs only the controller check, so the socket listens before the core is
+    imported: the volume service, node operations and the Kubernetes client for consistency
+    groups are built by the driver's warm-up right after start (or by the first call).
+    """
     from plugin.config import load_config
+    from plugin.health import controller_reachable
     from plugin.linstor_client import LinstorClient
-    from plugin.node.ops import NodeOps
-    from plugin.volumes.consistency_group_service import ConsistencyGroupService
 
     overrides: dict[str, object] = {
         "controllers": args.linstor_endpoint,
@@ -234,9 +239,16 @@ def _build_driver(args: argparse.Namespace) -> CsiDriver:
         overrides["node_name"] = args.node
     # The CSI driver is configured by flags and environment only; the config file is Docker's.
     config = load_config(overrides, config_file=None)
-    # Volumes of consistency groups are understood in every mode; only making them needs the PVCs.
-    service = ConsistencyGroupService(LinstorClient(config), config, _pvc_groups(args))
-    nodeops = NodeOps() if args.mode in ("node", "all") else None
+    client = LinstorClient(config)
+
+    def build() -> Backend:
+        from plugin.node.ops import NodeOps
+        from plugin.volumes.consistency_group_service import ConsistencyGroupService
+
+        # Volumes of consistency groups are understood in every mode; only making them needs the PVCs.
+        service = ConsistencyGroupService(client, config, _pvc_groups(args))
+        return service, (NodeOps() if args.mode in ("node", "all") else None)
+
     options = DriverOptions(
         endpoint=args.endpoint,
         mode=args.mode,
@@ -245,7 +257,7 @@ def _build_driver(args: argparse.Namespace) -> CsiDriver:
         max_volumes_per_node=args.max_volumes_per_node,
         path_roots=tuple(args.path_roots or DEFAULT_PATH_ROOTS),
     )
-    return CsiDriver(service, nodeops, options)
+    return CsiDriver.deferred(build, lambda: controller_reachable(client), options)
 
 
 def _pvc_groups(args: argparse.Namespace) -> Callable[[str, str], str | None] | None:

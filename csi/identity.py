@@ -12,16 +12,11 @@ import threading
 import time
 from collections.abc import Callable
 from importlib import metadata
-from typing import TYPE_CHECKING
 
 import grpc
 
 from csi import capabilities, keys
 from csi.generated import csi_pb2, csi_pb2_grpc
-
-if TYPE_CHECKING:
-    from plugin.volumes.service import VolumeService
-
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +71,13 @@ def driver_version() -> str:
 
 class IdentityServicer(csi_pb2_grpc.IdentityServicer):
     def __init__(
-        self, service: VolumeService, driver_name: str = keys.DEFAULT_DRIVER_NAME, version: str | None = None
+        self,
+        healthy: Callable[[], bool],
+        driver_name: str = keys.DEFAULT_DRIVER_NAME,
+        version: str | None = None,
     ) -> None:
-        self._health = BackgroundHealth(service.healthy)
+        """``healthy`` says whether the LINSTOR controller answers (the volume service's check)."""
+        self._health = BackgroundHealth(healthy)
         self._name = driver_name
         self._version = version or driver_version()
 
@@ -92,5 +91,9 @@ class IdentityServicer(csi_pb2_grpc.IdentityServicer):
     ) -> csi_pb2.GetPluginCapabilitiesResponse:
         return csi_pb2.GetPluginCapabilitiesResponse(capabilities=list(capabilities.PLUGIN_CAPABILITIES))
 
+    def ready(self) -> bool:
+        """What Probe answers: whether the LINSTOR controller was reached (cached, refreshed behind)."""
+        return self._health.ready()
+
     def Probe(self, request: csi_pb2.ProbeRequest, context: grpc.ServicerContext) -> csi_pb2.ProbeResponse:
-        return csi_pb2.ProbeResponse(ready={"value": self._health.ready()})
+        return csi_pb2.ProbeResponse(ready={"value": self.ready()})

@@ -5,6 +5,11 @@ a killed driver is removed before binding, and ours is removed on stop, so a res
 never trips over the previous run. The socket is made mode 0660, owned by root when the
 driver runs as root, whatever the umask: whoever reaches it can mount and unmount. The
 standard gRPC health service runs on the same socket for probes that speak it.
+
+The socket listens as soon as the Identity service can answer: Probe needs only the
+controller check, not the rest of the core. The other services are registered as stand-ins
+(:mod:`csi.deferred`) and built by a warm-up thread right after start, or by the first call
+that needs them, whichever comes first.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import contextlib
 import logging
 import os
 import stat
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,13 +28,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from csi import keys
-from csi.controller import ControllerServicer
+from csi.deferred import DeferredServicer, Once
 from csi.errors import RESULT_CODES
 from csi.generated import csi_pb2_grpc
-from csi.group_controller import GroupControllerServicer
 from csi.identity import IdentityServicer
 from csi.interceptor import ObservingInterceptor, served_methods
-from csi.node import NodeServicer
 from csi.validation import DEFAULT_PATH_ROOTS, PathRoots
 from plugin.errors import InvalidArgument
 from plugin.observability import preregister
@@ -41,6 +45,9 @@ log = logging.getLogger(__name__)
 
 MODES = ("controller", "node", "all")
 SOCKET_MODE = 0o660
+
+#: What the services other than Identity call: the core's volume service and node operations.
+Backend = tuple["VolumeService", "NodeOps | None"]
 
 
 @dataclass(frozen=True)
@@ -106,15 +113,37 @@ class DriverOptions:
 
 
 class CsiDriver:
-    """The running driver: one gRPC server with the services the mode asks for."""
+    """The running driver: one gRPC server with the services the mode asks for.
+
+    Built from a ready service and node operations, everything is built at once. Built with
+    :meth:`deferred`, only Identity is: the rest comes from ``build`` after :meth:`start`.
+    """
 
     def __init__(self, service: VolumeService, nodeops: NodeOps | None, options: DriverOptions) -> None:
+        self._setup(
+            Once(lambda: (service, nodeops)), service.healthy, options, have_nodeops=nodeops is not None
+        )
+        self.warm_up()
+
+    @classmethod
+    def deferred(
+        cls, build: Callable[[], Backend], healthy: Callable[[], bool], options: DriverOptions
+    ) -> CsiDriver:
+        """A driver whose Probe answers from ``healthy`` at once and whose core ``build`` makes later."""
+        driver = cls.__new__(cls)
+        driver._setup(Once(build), healthy, options, have_nodeops=True)
+        return driver
+
+    def _setup(
+        self, backend: Once[Backend], healthy: Callable[[], bool], options: DriverOptions, have_nodeops: bool
+    ) -> None:
         if options.mode not in MODES:
             raise InvalidArgument(f"mode must be one of {', '.join(MODES)}, not {options.mode!r}")
-        if options.mode in ("node", "all") and (nodeops is None or not options.node_name):
+        if options.mode in ("node", "all") and (not have_nodeops or not options.node_name):
             raise InvalidArgument("node mode needs the node name (--node) and node operations")
         self.options = options
         self.endpoint = parse_endpoint(options.endpoint)
+        self._backend = backend
         roots = PathRoots(options.path_roots)
         # No maximum_concurrent_rpcs: grpc would answer RESOURCE_EXHAUSTED, which COs
         # read as "no space here"; the pool size and per-volume locks bound the work.
@@ -122,30 +151,54 @@ class CsiDriver:
             futures.ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="csi"),
             interceptors=[ObservingInterceptor()],
         )
-        csi_pb2_grpc.add_IdentityServicer_to_server(
-            IdentityServicer(service, options.driver_name), self._server
-        )
+        self._identity = IdentityServicer(healthy, options.driver_name)
+        csi_pb2_grpc.add_IdentityServicer_to_server(self._identity, self._server)
+        self._servicers: list[Once[object]] = []
         served = ["csi.v1.Identity"]
         if options.mode in ("controller", "all"):
-            csi_pb2_grpc.add_ControllerServicer_to_server(
-                ControllerServicer(service, max_volumes_per_node=options.max_volumes_per_node), self._server
-            )
-            served.append("csi.v1.Controller")
-            csi_pb2_grpc.add_GroupControllerServicer_to_server(GroupControllerServicer(service), self._server)
-            served.append("csi.v1.GroupController")
+            controller = self._deferred(lambda: _controller(backend.get(), options))
+            csi_pb2_grpc.add_ControllerServicer_to_server(controller, self._server)
+            group = self._deferred(lambda: _group_controller(backend.get()))
+            csi_pb2_grpc.add_GroupControllerServicer_to_server(group, self._server)
+            served += ["csi.v1.Controller", "csi.v1.GroupController"]
         if options.mode in ("node", "all"):
-            assert nodeops is not None
-            csi_pb2_grpc.add_NodeServicer_to_server(
-                NodeServicer(service, nodeops, options.node_name, roots, options.max_volumes_per_node),
-                self._server,
-            )
+            node = self._deferred(lambda: _node(backend.get(), options, roots))
+            csi_pb2_grpc.add_NodeServicer_to_server(node, self._server)
             served.append("csi.v1.Node")
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         for name in ["", *served]:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        preregister("csi", served_methods(served), RESULT_CODES)
+        preregister("csi", served_methods(served), RESULT_CODES)  # a few ms; scrapes see them at once
+        self._warm = threading.Event()
         self._started = False
+
+    def _deferred(self, build: Callable[[], object]) -> DeferredServicer:
+        servicer: Once[object] = Once(build)
+        self._servicers.append(servicer)
+        return DeferredServicer(servicer)
+
+    def warm_up(self) -> None:
+        """Build the core and every service now."""
+        try:
+            self._backend.get()
+            for servicer in self._servicers:
+                servicer.get()
+        finally:
+            self._warm.set()
+
+    def _warm_up_in_background(self) -> None:
+        # The controller check first: a CO probes right after the socket appears, and building
+        # the services beside the check would only slow the check down (one interpreter lock).
+        self._identity.ready()
+        try:
+            self.warm_up()
+        except Exception:  # the first call that needs the service builds it again and reports why
+            log.exception("building the CSI services failed; the first call that needs them tries again")
+
+    def wait_warm(self, timeout: float | None = None) -> bool:
+        """Whether the warm-up has run (successfully or not) within ``timeout`` seconds."""
+        return self._warm.wait(timeout)
 
     def start(self) -> None:
         if self.endpoint.socket_path:
@@ -161,6 +214,8 @@ class CsiDriver:
             _secure_socket(self.endpoint.socket_path)
         self._server.start()
         self._started = True
+        if not self._warm.is_set():
+            threading.Thread(target=self._warm_up_in_background, name="csi-warm-up", daemon=True).start()
         log.info(
             "CSI driver listening",
             extra={
@@ -185,3 +240,25 @@ class CsiDriver:
 
     def wait(self, timeout: float | None = None) -> bool:
         return bool(self._server.wait_for_termination(timeout))
+
+
+# The services are imported here, not at the top: importing them is most of the start-up time.
+def _controller(backend: Backend, options: DriverOptions) -> object:
+    from csi.controller import ControllerServicer
+
+    return ControllerServicer(backend[0], max_volumes_per_node=options.max_volumes_per_node)
+
+
+def _group_controller(backend: Backend) -> object:
+    from csi.group_controller import GroupControllerServicer
+
+    return GroupControllerServicer(backend[0])
+
+
+def _node(backend: Backend, options: DriverOptions, roots: PathRoots) -> object:
+    from csi.node import NodeServicer
+
+    service, nodeops = backend
+    if nodeops is None:
+        raise InvalidArgument("node mode needs node operations")
+    return NodeServicer(service, nodeops, options.node_name, roots, options.max_volumes_per_node)

@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import yaml
-
 from plugin.params import placement
 
 if TYPE_CHECKING:
@@ -41,6 +39,8 @@ def policy_text(allow: bool, rules: Rules) -> str:
         return "false"
     if not rules:
         return "true"
+    import yaml  # only fromSame rules need it; importing it costs every daemon start
+
     document = [{"fromSame": list(rule)} for rule in rules]
     return yaml.safe_dump(document, default_flow_style=False, sort_keys=False)
 

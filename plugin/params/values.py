@@ -12,8 +12,6 @@ import math
 import re
 from decimal import Decimal, InvalidOperation
 
-import yaml
-
 MAX_REPLICAS = 16
 KIB = 1024
 MIB = 1024 * KIB
@@ -151,6 +149,8 @@ def parse_yaml(value: str, expected: str) -> object:
     """
     if value.count("[") + value.count("{") > MAX_YAML_BRACKETS:
         raise BadValue(f"{expected} (with at most {MAX_YAML_BRACKETS} brackets)")
+    import yaml  # only map and list parameters need it; importing it costs every daemon start
+
     try:
         return yaml.safe_load(value)
     except (RecursionError, ValueError):  # deep nesting; an integer too long for Python

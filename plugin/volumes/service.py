@@ -41,9 +41,9 @@ from plugin.errors import (
     InvalidArgument,
     NoSpace,
     NotFound,
-    Unavailable,
     VolumeError,
 )
+from plugin.health import controller_reachable
 from plugin.keyed_locks import KeyedLocks
 from plugin.linstor_client import LinstorClient
 from plugin.models import Attachment, Snapshot, TopologyRequirement, Volume
@@ -413,13 +413,7 @@ class VolumeService:
         with self._health_lock:
             if self._health and now - self._health[0] < HEALTH_CACHE_SECONDS:
                 return self._health[1]
-        try:
-            self.client.controller_version()
-            ok = True
-        except Unavailable:
-            ok = False
-        except VolumeError:
-            ok = True  # it answered, even if oddly
+        ok = controller_reachable(self.client)
         with self._health_lock:
             self._health = (self._clock(), ok)
         return ok

@@ -1,6 +1,6 @@
 """Options that name devices or host files, or overwhelm the parsers, are refused at create time.
 
-Docker's Create goes through the real Flask app to a driver that has no LINSTOR and no
+Docker's Create goes through the real protocol app to a driver that has no LINSTOR and no
 host behind it: an answer with the validation sentence proves nothing else was
 touched. CSI's CreateVolume goes through the real controller servicer with a core that
 records every call. Length limits and parser linearity are checked with megabytes of
@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
 
 from csi.controller import ControllerServicer
 from csi.generated import csi_pb2
@@ -26,6 +25,7 @@ from plugin.params.csi import parse_csi_parameters
 from plugin.params.docker import parse_docker_options
 from plugin.params.keys import CSI_PARAMETERS, DOCKER_OPTIONS, MAX_KEY_CHARS, MAX_VALUE_CHARS
 from plugin.params.values import BadValue, parse_count_map, parse_remote_access
+from testkit.wsgi import WsgiClient
 
 NS = "linstor.csi.linbit.com/"
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -60,7 +60,7 @@ class _RecordingCore:
 
 
 @pytest.fixture
-def docker(tmp_path: Path) -> FlaskClient:
+def docker(tmp_path: Path) -> WsgiClient:
     driver = DockerVolumeDriver(
         _NoBackend(),  # type: ignore[arg-type]
         _NoBackend(),  # type: ignore[arg-type]
@@ -68,10 +68,10 @@ def docker(tmp_path: Path) -> FlaskClient:
         node="n1",
         mount_root=tmp_path / "mnt",
     )
-    return create_app(driver, health=lambda: {"linstor_reachable": False}).test_client()
+    return WsgiClient(create_app(driver, health=lambda: {"linstor_reachable": False}))
 
 
-def docker_create(client: FlaskClient, name: str, opts: dict[str, str] | None) -> str:
+def docker_create(client: WsgiClient, name: str, opts: dict[str, str] | None) -> str:
     resp = client.post("/VolumeDriver.Create", data=json.dumps({"Name": name, "Opts": opts}))
     assert resp.status_code == 200
     return str(json.loads(resp.data)["Err"])
@@ -95,7 +95,7 @@ def csi_create(parameters: dict[str, str], fs_type: str = "", flags: tuple[str, 
 @pytest.mark.parametrize("fs", ["ext4", "xfs", "btrfs"])
 @pytest.mark.parametrize(("fsopts", "expected"), BAD_MKFS)
 def test_docker_create_refuses_mkfs_options_that_reach_beyond_the_volume(
-    docker: FlaskClient, fs: str, fsopts: str, expected: str
+    docker: WsgiClient, fs: str, fsopts: str, expected: str
 ) -> None:
     err = docker_create(docker, "data", {"fs": fs, "fsopts": fsopts, "size": "1G"})
     assert err.startswith(f'invalid value "{fsopts}" for option "fsopts": not allowed for {fs}: ')
@@ -105,20 +105,20 @@ def test_docker_create_refuses_mkfs_options_that_reach_beyond_the_volume(
 
 @pytest.mark.parametrize(("mountopts", "expected"), BAD_MOUNT)
 def test_docker_create_refuses_mount_options_naming_devices(
-    docker: FlaskClient, mountopts: str, expected: str
+    docker: WsgiClient, mountopts: str, expected: str
 ) -> None:
     err = docker_create(docker, "data", {"mountopts": f"noatime,{mountopts}"})
     assert err.startswith(f'invalid value "noatime,{mountopts}" for option "mountopts": ')
     assert expected in err
 
 
-def test_docker_fsopts_version_is_refused_with_a_clear_message(docker: FlaskClient) -> None:
+def test_docker_fsopts_version_is_refused_with_a_clear_message(docker: WsgiClient) -> None:
     err = docker_create(docker, "data", {"fsopts": "-V"})
     assert "prints the version of mkfs and exits without formatting" in err
     assert "holds None" not in err
 
 
-def test_docker_checks_the_volumes_own_filesystem(docker: FlaskClient) -> None:
+def test_docker_checks_the_volumes_own_filesystem(docker: WsgiClient) -> None:
     # -K is an xfs/btrfs option; mke2fs does not know it
     assert "not allowed for ext4" in docker_create(docker, "data", {"fsopts": "-K"})
     err = docker_create(docker, "data", {"fs": "btrfs", "mountopts": "inode64"})
@@ -145,7 +145,7 @@ def test_csi_create_volume_refuses_mount_options_and_flags(mountopts: str, expec
     assert message.startswith('invalid value "inode64" for parameter "mountOpts": ')
 
 
-def test_docker_name_with_nul_is_reported_as_such(docker: FlaskClient) -> None:
+def test_docker_name_with_nul_is_reported_as_such(docker: WsgiClient) -> None:
     err = docker_create(docker, "da\x00ta", None)
     assert "NUL" in err and "1024" not in err
     assert "limited to 1024 characters" in docker_create(docker, "x" * 1025, None)
