@@ -33,7 +33,7 @@ def test_yaml_is_loaded_by_the_first_map_parameter_not_by_start() -> None:
         import sys
         import csi.cli, docker_plugin.cli
         assert "yaml" not in sys.modules, "yaml imported at start"
-        from plugin.params import parse_csi_parameters
+        from plugin.params.csi import parse_csi_parameters
         key = "linstor.csi.linbit.com/allowRemoteVolumeAccess"
         params = parse_csi_parameters({key: "- fromSame: [zone]"})
         from plugin.remote_access import policy_text
