@@ -41,6 +41,7 @@ from plugin.node.mounttable import (
     normalize,
     top_mount,
 )
+from plugin.node.paths import Paths
 from plugin.node.unmounting import MountOwner, Unmounter
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class NodeOps:
         self.unmounter = Unmounter(self.host)
         self.grower = Grower(self.host)
         self.health = Health(self.host)
+        self.paths = Paths(self.host)
 
     # -- devices and the mount table ----------------------------------------------------
 
@@ -95,6 +97,26 @@ class NodeOps:
 
     def writable_mounts_of(self, device: str) -> list[str]:
         return self.host.writable_mounts_of(device)
+
+    # -- host paths -----------------------------------------------------------------------
+
+    def path_exists(self, path: str) -> bool:
+        return self.paths.path_exists(path)
+
+    def is_directory(self, path: str) -> bool:
+        return self.paths.is_directory(path)
+
+    def real_path(self, path: str) -> str:
+        return self.paths.real_path(path)
+
+    def same_device(self, a: str, b: str) -> bool:
+        return self.paths.same_device(a, b)
+
+    def make_directory(self, path: str, mode: int) -> None:
+        self.paths.make_directory(path, mode)
+
+    def mounted_directories(self, root: str) -> list[str]:
+        return self.paths.mounted_directories(root)
 
     # -- formatting ---------------------------------------------------------------------
 
