@@ -26,7 +26,6 @@ and left alone.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -52,16 +51,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Usage = csi_pb2.VolumeUsage
-
-
-def _same_device(a: str, b: str) -> bool:
-    """True when two paths name the same block device (a DRBD-style path may be a symlink)."""
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.stat(a).st_rdev == os.stat(b).st_rdev != 0
-    except OSError:
-        return False
 
 
 class NodeServicer(csi_pb2_grpc.NodeServicer):
@@ -104,7 +93,7 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
                 "ControllerPublishVolume must run first"
             )
         given = publish_context.get(keys.DEVICE_PATH, "")
-        if given and not _same_device(given, device):
+        if given and not self._ops.same_device(given, device):
             log.warning(
                 "publish context of volume %s names %s, but LINSTOR reports %s on this node; using %s",
                 volume_id,
@@ -137,7 +126,7 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
     def _owned_mount(self, volume_id: str, path: str, what: str) -> MountOwner:
         """The owner, once ``path`` is known to show a mount of the volume; NOT_FOUND otherwise."""
         owner = self._owner(volume_id, must_exist=True)
-        if not os.path.lexists(path):
+        if not self._ops.path_exists(path):
             raise errors.NotFound(f"{what} {path} of volume {volume_id} does not exist")
         owned = self._ops.mount_owned_by(path, owner)
         if owned is None:
@@ -257,8 +246,8 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         table: list[MountEntry] | None = None,
     ) -> None:
         """SINGLE_NODE_SINGLE_WRITER: one read-write publication at a time, the spec's FAILED_PRECONDITION."""
-        own = {os.path.realpath(p) for p in (target, staging) if p}
-        others = [m for m in self._ops.writable_mounts_of(device, table) if os.path.realpath(m) not in own]
+        own = {self._ops.real_path(p) for p in (target, staging) if p}
+        others = [m for m in self._ops.writable_mounts_of(device, table) if self._ops.real_path(m) not in own]
         if others:
             raise errors.FailedPrecondition(
                 f"volume {volume_id} has access mode SINGLE_NODE_SINGLE_WRITER and is already published "
@@ -284,7 +273,7 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         self._owned_mount(request.volume_id, path, "volume_path")
         condition = self._ops.condition(path)
         volume_condition = csi_pb2.VolumeCondition(abnormal=condition.abnormal, message=condition.message)
-        if not os.path.isdir(path):  # a raw block volume bound onto a file
+        if not self._ops.is_directory(path):  # a raw block volume bound onto a file
             size = self._ops.device_size_bytes(path)  # the file *is* the bound device node
             return csi_pb2.NodeGetVolumeStatsResponse(
                 usage=[Usage(unit=Usage.BYTES, total=size)], volume_condition=volume_condition
@@ -324,7 +313,7 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         )
         with self._inflight.hold(f"{request.volume_id}@{path}", "NodeExpandVolume"):
             owner = self._owned_mount(request.volume_id, path, "volume_path")
-            block = access.block if access is not None else not os.path.isdir(path)
+            block = access.block if access is not None else not self._ops.is_directory(path)
             if block:
                 return csi_pb2.NodeExpandVolumeResponse(capacity_bytes=self._ops.device_size_bytes(path))
             grow_at = staging if staging and self._ops.mount_owned_by(staging, owner) else path

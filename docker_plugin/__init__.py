@@ -3,5 +3,6 @@
 ``app`` (Flask routes and the one error mapping), ``driver`` (what each call means for
 the core and this node), ``refcounts`` (persisted per-ID mount counts), ``server`` (the
 socket and the threaded WSGI server), ``cli`` (the ``linstor-docker-volume`` daemon),
-``client`` (a minimal client speaking as Docker does).
+``client`` (a minimal client speaking as Docker does), ``settings`` (Docker's config
+file and ``-o`` default names; the core reads them).
 """

@@ -27,9 +27,9 @@ from docker_plugin.dirs import make_dirs
 from docker_plugin.driver import DockerVolumeDriver
 from docker_plugin.refcounts import MountStore
 from docker_plugin.server import DEFAULT_THREADS, SocketInUse, open_listen_socket, serve
+from docker_plugin.settings import DEFAULT_CONFIG_FILE, load_docker_config
 from docker_plugin.staging import DEFAULT_CHECK_INTERVAL, DEFAULT_RELEASE_DELAY, DEFAULT_STALE_GRACE
 from plugin import errors, progress
-from plugin.config import DEFAULT_CONFIG_FILE, load_config
 from plugin.linstor_client import LinstorClient
 from plugin.node.ops import NodeOps
 from plugin.observability import setup_logging, start_metrics_server
@@ -166,10 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("--progress-interval must be greater than zero")
     progress.set_interval(args.progress_interval)
     try:
-        config = load_config(
+        config = load_docker_config(
             {"controllers": args.controllers, "node_name": args.node}, config_file=args.config_file or None
         )
-        parse_docker_options(None, config.docker_defaults)  # bad defaults fail now, not at each Create
+        parse_docker_options(None, config.option_defaults)  # bad defaults fail now, not at each Create
     except errors.VolumeError as exc:
         return _fail(f"bad configuration: {exc}")
 
@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             MountStore(state_file),
             node=config.node_name,
             mount_root=mount_root,
-            defaults=config.docker_defaults,
+            defaults=config.option_defaults,
             release_delay=max(0.0, args.release_delay),
             stale_grace=args.stale_grace,
         )

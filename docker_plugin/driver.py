@@ -1,19 +1,19 @@
 """What each Docker volume call means for the core and for this node.
 
 The Flask layer hands decoded requests to :class:`DockerVolumeDriver`; the driver turns
-them into :class:`~plugin.volumes.service.VolumeService` and
-:class:`~plugin.node.ops.NodeOps` calls and keeps the per-(volume, ID) mount counts Docker
-relies on. It owns only the Docker-specific node workflow: stage a volume once per node
-under the mount root, hand containers ``<mount>/data`` (so ``lost+found`` stays out of
-the way and Docker's copy-up sees an empty directory, as with LINBIT's plugins), and
-release and detach when the last holder unmounts (the bookkeeping for that, and its
-recovery after failures, is :class:`docker_plugin.staging.NodeStaging`). Unmount never
-needs the LINSTOR controller: a detach that cannot reach it is done later.
+them into :class:`~plugin.volumes.service.VolumeService` calls and the core's
+:class:`~plugin.local_attachment.LocalAttachment` (attach, stage, undo; release, detach)
+and keeps the per-(volume, ID) mount counts Docker relies on. It owns only what is
+Docker's: which volumes are Docker's (the marker), a volume staged once per node under
+the mount root, containers handed ``<mount>/data`` (so ``lost+found`` stays out of the
+way and Docker's copy-up sees an empty directory, as with LINBIT's plugins), and the
+release when the last holder unmounts (the bookkeeping for that, and its recovery after
+failures, is :class:`docker_plugin.staging.NodeStaging`). Unmount never needs the
+LINSTOR controller: a detach that cannot reach it is done later.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -24,25 +24,24 @@ from docker_plugin.recovery import MountUse, scan_mount_use
 from docker_plugin.refcounts import MountRecord, MountStore
 from docker_plugin.staging import (
     DEFAULT_RELEASE_DELAY,
-    DEFAULT_SETTLE_SECONDS,
     DEFAULT_STALE_GRACE,
     NodeStaging,
 )
 from plugin import errors
+from plugin.local_attachment import DEFAULT_SETTLE_SECONDS
 from plugin.models import Volume
 from plugin.names import resource_name_for
 from plugin.params.docker import parse_docker_options
-from plugin.params.filesystems import FILESYSTEMS, minimum_size_bytes
+from plugin.params.filesystems import minimum_size_bytes
 from plugin.params.keys import DOCKER_DEFAULT_SIZE
-from plugin.progress import long_operation, under_way
+from plugin.progress import under_way
 
 if TYPE_CHECKING:
     from plugin.node.ops import NodeOps
     from plugin.volumes.service import VolumeService
 
-log = logging.getLogger(__name__)
-
 DATA_DIR = "data"
+DATA_DIR_MODE = 0o755  # whatever the umask: containers of any user must reach it
 DOCKER_MARKER_KEY = "is-linstor-docker-volume"  # stored as Aux/<key>, as LINBIT's Docker plugins did
 DOCKER_MARKER = f"Aux/{DOCKER_MARKER_KEY}"
 MAX_NAME_CHARS = 1024
@@ -211,7 +210,7 @@ class DockerVolumeDriver(NodeStaging):
                     "it is left alone, remove it with the tool that created it"
                 )
             try:
-                self._settling(lambda: self.service.delete_volume(resource))  # a missing volume is fine
+                self.local.settling(lambda: self.service.delete_volume(resource))  # a missing volume is fine
             except errors.InUse as exc:
                 nodes = [str(n) for n in exc.details.get("nodes") or ()]
                 where = ", ".join(nodes) if nodes else "another node"
@@ -247,64 +246,13 @@ class DockerVolumeDriver(NodeStaging):
                 nodes=elsewhere,
             )
         staging = self.staging_path(resource)
-        with long_operation(resource, f"attaching to this node ({self.node})"):
-            attachment = self.service.attach(resource, self.node)
-        mounted = False
-        try:
-            fs_type = volume.fs_type or self._adopted_filesystem(name, attachment.device_path)
-            was_mounted = self.nodeops.is_mounted(str(staging))
-            with long_operation(resource, f"mounting on this node ({self.node}), formatting first if blank"):
-                self.nodeops.stage(
-                    attachment.device_path,
-                    str(staging),
-                    fs_type,
-                    mkfs_opts=volume.mkfs_opts,
-                    mount_opts=volume.mount_opts,
-                )
-            mounted = not was_mounted
-            data = staging / DATA_DIR
-            if not data.is_dir():
-                data.mkdir(mode=0o755)
-                data.chmod(0o755)  # whatever the umask: containers of any user must reach it
-            seed = MountRecord(
-                resource=resource,
-                name=name,
-                path=str(staging),
-                attached=attachment.created_by_attach or bool(record and record.attached),
-            )
+        data = staging / DATA_DIR
+        with self.local.staged(volume, str(staging), name=name) as attachment:
+            self.nodeops.make_directory(str(data), DATA_DIR_MODE)
+            attached = attachment.created_by_attach or bool(record and record.attached)
+            seed = MountRecord(resource=resource, name=name, path=str(staging), attached=attached)
             self.store.acquire(seed, mount_id)
-        except BaseException:
-            self._undo_stage(name, resource, str(staging), mounted, attachment.created_by_attach)
-            raise
         return str(data)
-
-    def _adopted_filesystem(self, name: str, device: str) -> str:
-        """The filesystem of a Docker volume that records none: one made by LINBIT's Python plugin.
-
-        That plugin ran mkfs itself and left no ``FileSystem/Type``; the filesystem on the
-        device says what to mount. A device without a supported one is refused, never formatted.
-        """
-        self.nodeops.wait_for_device(device)
-        found = self.nodeops.filesystem_signature(device)
-        if found in FILESYSTEMS:
-            return str(found)
-        raise errors.FailedPrecondition(
-            f"volume {name} records no filesystem and its device holds {found or 'nothing'}; "
-            f"Docker volumes need {', '.join(FILESYSTEMS)}, and a volume is never "
-            "formatted on mount"
-        )
-
-    def _undo_stage(self, name: str, resource: str, staging: str, mounted: bool, attached: bool) -> None:
-        if mounted:
-            try:
-                self.nodeops.unmount(staging)
-            except Exception:
-                log.exception("could not undo the mount of %s at %s", name, staging)
-        if attached:
-            try:
-                self.service.detach(resource, self.node)
-            except Exception:
-                log.exception("could not undo the attach of %s on %s", name, self.node)
 
     def unmount(self, name: str, mount_id: str) -> None:
         """Idempotent: an unknown ID or an unmounted volume is success (Docker repeats after restarts).

@@ -1,8 +1,10 @@
 """The node side of the Docker plugin: per-volume locks, releases, and recovery.
 
 A volume is staged once per node under the mount root and released (unmounted, and
-detached if our attach made the local resource) when nobody holds it. This module keeps
-that bookkeeping honest across failures:
+detached if our attach made the local resource) when nobody holds it. Attaching,
+staging, releasing and detaching themselves are the core's
+:class:`~plugin.local_attachment.LocalAttachment`; this module keeps Docker's
+bookkeeping around them honest across failures:
 
 - the last Unmount releases after a short delay, so the Mount Docker sends right after
   its pre-start Unmount reuses the staging mount;
@@ -26,8 +28,8 @@ from typing import TYPE_CHECKING
 
 from docker_plugin.recovery import MountUse, scan_mount_use, sees_all_processes
 from docker_plugin.refcounts import MountRecord, MountStore
-from plugin import errors
 from plugin.keyed_locks import KeyedLocks
+from plugin.local_attachment import DEFAULT_SETTLE_SECONDS, LocalAttachment
 from plugin.observability import MOUNTED_VOLUMES
 
 if TYPE_CHECKING:
@@ -36,15 +38,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("docker_plugin.driver")
 
-DEFAULT_SETTLE_SECONDS = 5.0
 DEFAULT_RELEASE_DELAY = 2.0
 # Between Docker's Mount and the container's bind of the volume, no namespace shows the
 # use yet (runc is still starting the container): younger counts are never called stale.
 DEFAULT_STALE_GRACE = 60.0
 DEFAULT_CHECK_INTERVAL = 30.0
-SETTLE_POLL_SECONDS = 0.2
-# A detach failing for these reasons is retried later; other failures are final.
-_RETRIED_DETACH = (errors.Unavailable, errors.InUse, errors.Busy, errors.NodeOffline)
 
 
 class NodeStaging:
@@ -68,7 +66,9 @@ class NodeStaging:
         self.store = store
         self.node = node
         self.mount_root = mount_root
-        self.settle_seconds = settle_seconds
+        self.local = LocalAttachment(
+            service, nodeops, node, settle_seconds=settle_seconds, volumes_label="Docker volumes"
+        )
         self.release_delay = release_delay
         self.stale_grace = stale_grace
         self._scan = scan
@@ -86,24 +86,6 @@ class NodeStaging:
 
     def _update_gauge(self) -> None:
         MOUNTED_VOLUMES.labels("docker").set(self.store.mounted_count())
-
-    def _settling(self, action: Callable[[], None]) -> None:
-        """Run ``action``, retrying briefly while only this node still reports the volume in use.
-
-        After the last container using a volume exits, the kernel drops the container's
-        mount namespace, and with it the last reference to the device, a moment later;
-        ``docker rm -f c && docker volume rm v`` must not fail on that.
-        """
-        deadline = time.monotonic() + self.settle_seconds
-        while True:
-            try:
-                action()
-                return
-            except errors.InUse as exc:
-                nodes = [str(n) for n in exc.details.get("nodes") or ()]
-                if nodes != [self.node] or time.monotonic() >= deadline:
-                    raise
-            time.sleep(SETTLE_POLL_SECONDS)
 
     def staging_path(self, resource: str) -> Path:
         return self.mount_root / resource
@@ -144,23 +126,11 @@ class NodeStaging:
         so no diskless resource made for a mount is left behind. Docker never sees a failed
         Unmount for this: the volume itself is released.
         """
-        self.nodeops.unmount(record.path)
-        if record.attached and not self._detach(record):
-            self.store.drop_holders(record.resource, detach_pending=True)
-        else:
+        if self.local.release(record.resource, record.name, record.path, record.attached):
             self.store.forget(record.resource)
+        else:
+            self.store.drop_holders(record.resource, detach_pending=True)
         self._update_gauge()
-
-    def _detach(self, record: MountRecord) -> bool:
-        """Remove the diskless resource our attach made; False when it must be retried later."""
-        try:
-            self._settling(lambda: self.service.detach(record.resource, self.node))
-        except _RETRIED_DETACH as exc:
-            log.warning("could not detach %s from %s yet, will retry: %s", record.name, self.node, exc)
-            return False
-        except errors.VolumeError as exc:
-            log.warning("could not detach %s from %s after unmount: %s", record.name, self.node, exc)
-        return True
 
     def _release_stale(
         self, record: MountRecord, grace: float, why: str, use: MountUse | None = None
@@ -178,9 +148,7 @@ class NodeStaging:
         use = use or self._scan()
         if use is None or use.used_by_container(record.path):
             return False
-        try:
-            self.nodeops.unmount(record.path)
-        except errors.InUse:
+        if not self.local.unmount_unless_in_use(record.path):
             return False  # a process has files open on it: in use after all
         dropped = self.store.drop_holders(record.resource)
         log.warning(
@@ -215,7 +183,7 @@ class NodeStaging:
                         if use is not None:
                             self._release_stale(record, self.stale_grace, trigger, use)
                 elif record.detach_pending:
-                    if self._detach(record):
+                    if self.local.detach(record.resource, record.name):
                         log.info("detached %s, left attached by an interrupted release", record.name)
                         self.store.forget(record.resource)
                 elif not self._release_pending(record.resource):
@@ -270,12 +238,11 @@ class NodeStaging:
         needs the controller.
         """
         staged: list[MountRecord] = []
-        if self.mount_root.is_dir():
-            for entry in self.mount_root.iterdir():
-                if entry.is_dir() and self.nodeops.is_mounted(str(entry)):
-                    # attached=True: whether attach made the local resource is unknown now; the
-                    # core's detach removes only a diskless resource its attach created.
-                    staged.append(MountRecord(entry.name, name=entry.name, path=str(entry), attached=True))
+        for entry in self.nodeops.mounted_directories(str(self.mount_root)):
+            # attached=True: whether attach made the local resource is unknown now; the
+            # core's detach removes only a diskless resource its attach created.
+            path = str(self.mount_root / entry)
+            staged.append(MountRecord(entry, name=entry, path=path, attached=True))
         self.store.reconcile(self.nodeops.is_mounted, staged)
         self._update_gauge()
         for record in self.store.records():

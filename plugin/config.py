@@ -1,10 +1,11 @@
 """Where LINSTOR is and how to talk to it, gathered from every place a user may say so.
 
 The sources are layered like LINSTOR's own tools: command-line flags win over the
-environment, the environment wins over the config file (``[global]`` section of
-``/etc/linstor/docker-volume.conf``, the file LINBIT's Docker plugins read), and the file
-wins over built-in defaults. Keys of that section that are not connection settings are
-Docker ``-o`` option defaults (``fs``, ``size``, ``replicas``, ...), as in LINBIT's plugins.
+environment, the environment wins over the config file (an ini file's ``[global]``
+section; which file, if any, is the front end's choice), and the file wins over built-in
+defaults. Keys of that section that are not connection settings are the front end's
+option defaults (``fs``, ``size``, ``replicas``, ...), as in LINBIT's plugins; so are
+environment variables under the prefix the front end names.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from plugin.errors import InvalidArgument
 from plugin.params.model import DEFAULT_PROPERTY_NAMESPACE
 from plugin.tls import is_pem
 
-DEFAULT_CONFIG_FILE = "/etc/linstor/docker-volume.conf"
 DEFAULT_HTTP_PORT = 3370
 DEFAULT_HTTPS_PORT = 3371
 
 # Config-file keys that describe the connection (LINBIT's Go plugin spells the TLS ones
-# cafile/certfile/keyfile; both spellings are accepted). Everything else in [global] is a
-# Docker option default.
+# cafile/certfile/keyfile; both spellings are accepted). Everything else in [global] is an
+# option default of the front end that reads the file.
 _FILE_KEYS = {
     "controllers": "controllers",
     "root_ca": "root_ca",
@@ -45,8 +45,8 @@ _FILE_KEYS = {
 # and "nodename" is tolerated as a spelling of node. They must not end up as Docker option
 # defaults (they would be rejected as unknown options).
 _IGNORED_FILE_KEYS = {"username", "password", "nodename"}
-#: The keys that are connection settings, never Docker option defaults, whichever source
-#: names them (the config file, ``LS_DOCKER_DEFAULT_<KEY>``, the ``docker_defaults`` override).
+#: The keys that are connection settings, never option defaults, whichever source
+#: names them (the config file, the front end's environment prefix, the ``option_defaults`` override).
 CONNECTION_KEYS = frozenset(_FILE_KEYS) | _IGNORED_FILE_KEYS
 
 # Environment variables, first match wins. The official CSI driver (golinstor) reads
@@ -63,8 +63,6 @@ _ENV_KEYS: dict[str, tuple[str, ...]] = {
     "user_key": ("LS_USER_KEY_FILE", "LS_USER_KEY", "LS_KEY_FILE"),
     "node_name": ("LS_NODE_NAME", "NODE_NAME"),
 }
-# Docker option defaults from the environment: LS_DOCKER_DEFAULT_FS=xfs -> {"fs": "xfs"}.
-DOCKER_DEFAULT_ENV_PREFIX = "LS_DOCKER_DEFAULT_"
 
 
 def _empty_defaults() -> Mapping[str, str]:
@@ -83,8 +81,9 @@ class Config:
     node_name: str = field(default_factory=socket.gethostname)
     connect_timeout: float = 5.0
     read_timeout: float = 120.0
-    docker_defaults: Mapping[str, str] = field(default_factory=_empty_defaults, hash=False)
-    config_file: str | None = DEFAULT_CONFIG_FILE
+    #: A front end's option defaults (Docker's ``-o`` keys), from the config file and environment.
+    option_defaults: Mapping[str, str] = field(default_factory=_empty_defaults, hash=False)
+    config_file: str | None = None
     #: Node properties under this namespace are CSI topology keys (prefix stripped), and
     #: bare names in replicasOnSame/Different get it as a prefix (official ``--property-namespace``).
     property_namespace: str = DEFAULT_PROPERTY_NAMESPACE
@@ -153,7 +152,7 @@ def parse_property_namespace(value: object) -> str:
 
 
 def read_config_file(path: str) -> tuple[dict[str, str], dict[str, str]]:
-    """Read the ``[global]`` section: (connection settings, Docker option defaults).
+    """Read the ``[global]`` section: (connection settings, option defaults).
 
     A missing file is normal (most installations configure through the environment) and
     yields nothing; a file that exists but cannot be parsed is an error that names it.
@@ -180,7 +179,7 @@ def read_config_file(path: str) -> tuple[dict[str, str], dict[str, str]]:
     return settings, defaults
 
 
-def _from_env(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+def _from_env(env: Mapping[str, str], defaults_prefix: str) -> tuple[dict[str, str], dict[str, str]]:
     settings: dict[str, str] = {}
     for name, variables in _ENV_KEYS.items():
         for variable in variables:
@@ -189,9 +188,9 @@ def _from_env(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
                 settings[name] = value
                 break
     defaults = {
-        key[len(DOCKER_DEFAULT_ENV_PREFIX) :].lower(): value
+        key[len(defaults_prefix) :].lower(): value
         for key, value in env.items()
-        if key.startswith(DOCKER_DEFAULT_ENV_PREFIX) and len(key) > len(DOCKER_DEFAULT_ENV_PREFIX)
+        if defaults_prefix and key.startswith(defaults_prefix) and len(key) > len(defaults_prefix)
     }
     return settings, defaults
 
@@ -202,13 +201,16 @@ _OVERRIDE_ALIASES = {"node": "node_name", "controller": "controllers"}
 def load_config(
     overrides: Mapping[str, object] | None = None,
     env: Mapping[str, str] = os.environ,
-    config_file: str | None = DEFAULT_CONFIG_FILE,
+    config_file: str | None = None,
+    defaults_env_prefix: str = "",
 ) -> Config:
     """Build the effective :class:`Config`: overrides (CLI) > env > config file > defaults.
 
     ``overrides`` holds values of CLI flags; ``None`` values mean "flag not given". An
-    override ``config_file`` replaces the ``config_file`` argument. Bad values raise
-    :class:`InvalidArgument` naming the setting.
+    override ``config_file`` replaces the ``config_file`` argument. Environment variables
+    starting with ``defaults_env_prefix`` (none when empty) are option defaults:
+    ``<prefix>FS=xfs`` gives ``{"fs": "xfs"}``. Bad values raise :class:`InvalidArgument`
+    naming the setting.
     """
     given: dict[str, object] = {}
     for key, value in (overrides or {}).items():
@@ -223,18 +225,18 @@ def load_config(
         raise InvalidArgument(f"config_file must be a path, got {path!r}")
 
     file_settings, file_defaults = read_config_file(path) if path else ({}, {})
-    env_settings, env_defaults = _from_env(env)
+    env_settings, env_defaults = _from_env(env, defaults_env_prefix)
     merged: dict[str, object] = {**file_settings, **env_settings, **given}
 
-    docker_defaults = {**file_defaults, **env_defaults}
-    extra_defaults = merged.pop("docker_defaults", None)
+    option_defaults = {**file_defaults, **env_defaults}
+    extra_defaults = merged.pop("option_defaults", None)
     if extra_defaults is not None:
         if not isinstance(extra_defaults, Mapping):
-            raise InvalidArgument("docker_defaults must be a mapping of option names to values")
-        docker_defaults.update({str(k).lower(): str(v) for k, v in extra_defaults.items()})
-    docker_defaults = {key: value for key, value in docker_defaults.items() if key not in CONNECTION_KEYS}
+            raise InvalidArgument("option_defaults must be a mapping of option names to values")
+        option_defaults.update({str(k).lower(): str(v) for k, v in extra_defaults.items()})
+    option_defaults = {key: value for key, value in option_defaults.items() if key not in CONNECTION_KEYS}
 
-    kwargs: dict[str, object] = {"config_file": path, "docker_defaults": MappingProxyType(docker_defaults)}
+    kwargs: dict[str, object] = {"config_file": path, "option_defaults": MappingProxyType(option_defaults)}
     if "controllers" in merged:
         kwargs["controllers"] = parse_controllers(merged["controllers"])  # type: ignore[arg-type]
     for name in ("root_ca", "user_certificate", "user_key"):

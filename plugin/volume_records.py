@@ -58,17 +58,14 @@ LINSTOR_MKFS_TYPES = ("ext4", "xfs")
 
 SNAPSHOT_ID_SCHEME = "InCluster://"
 
-# Extra values kept on the volume as ``Aux/<key>``: a front end's own markers (plain keys,
-# e.g. the Docker plugin's ``is-linstor-docker-volume``) and the CSI parameters the official
-# driver keeps (``Aux/csi.storage.k8s.io/pvc/name``...); other namespaced parameters (e.g.
-# secret references) are not stored.
-# ``is-linstor-docker-volume`` is the Docker front end's marker (LINBIT's Docker plugins set
-# the same ``Aux/`` property): Docker lists and removes only volumes that carry it.
+# Extra values kept on the volume as ``Aux/<key>``: a front end's own origin markers (any
+# plain key without a slash, which the front end alone interprets) and the CSI parameters
+# the official driver keeps (``Aux/csi.storage.k8s.io/pvc/name``...); other namespaced
+# parameters (e.g. secret references) are not stored.
 KEPT_EXTRA_PREFIXES = (
     "csi.storage.k8s.io/pvc/",
     "csi.storage.k8s.io/pv/",
     "qos.linbit.com/",
-    "is-linstor-docker-volume",
 )
 
 

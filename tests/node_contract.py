@@ -8,6 +8,7 @@ so a test that uses the fake tests what the real node does.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -107,6 +108,38 @@ def restage_fills_a_grown_device(scene: Scene) -> None:
     assert scene.ops.condition(staging).abnormal is False
 
 
+def directories_are_made_once_and_seen(scene: Scene) -> None:
+    data = scene.path("data")
+    assert not scene.ops.path_exists(data) and not scene.ops.is_directory(data)
+    scene.ops.make_directory(data, 0o755)
+    scene.ops.make_directory(data, 0o755)  # a repeat keeps it
+    assert scene.ops.path_exists(data) and scene.ops.is_directory(data)
+
+
+def staged_directories_are_found_below_their_root(scene: Scene) -> None:
+    root = os.path.dirname(scene.path("x"))
+    one, two = scene.blank(), scene.blank()
+    scene.ops.stage(one, scene.path("vol-b"), "ext4")
+    scene.ops.stage(two, scene.path("vol-a"), "ext4")
+    scene.ops.make_directory(scene.path("idle"), 0o755)  # a directory, nothing mounted on it
+    scene.ops.bind_block_device(one, scene.path("raw"))  # a file, not a directory
+    assert scene.ops.mounted_directories(root) == ["vol-a", "vol-b"]
+    scene.ops.unmount(scene.path("vol-b"))
+    assert scene.ops.mounted_directories(root) == ["vol-a"]
+    assert scene.ops.mounted_directories(scene.path("absent")) == []
+
+
+def a_block_bind_is_the_same_device_and_a_file(scene: Scene) -> None:
+    dev, other, target = scene.blank(), scene.blank(), scene.path("raw")
+    assert scene.ops.same_device(dev, dev) and not scene.ops.same_device(dev, other)
+    scene.ops.bind_block_device(dev, target)
+    assert scene.ops.same_device(target, dev) and not scene.ops.same_device(target, other)
+    assert scene.ops.path_exists(target) and not scene.ops.is_directory(target)
+    scene.ops.unmount(target)
+    assert not scene.ops.path_exists(target)
+    assert scene.ops.real_path(scene.path("raw/../data")) == scene.ops.real_path(scene.path("data"))
+
+
 SCENARIOS: list[Callable[[Scene], None]] = [
     stage_formats_a_blank_device_once,
     stage_never_reformats_another_filesystem,
@@ -116,4 +149,7 @@ SCENARIOS: list[Callable[[Scene], None]] = [
     stage_over_another_device_names_what_is_mounted,
     bind_and_unbind_leave_the_staging_mount,
     restage_fills_a_grown_device,
+    directories_are_made_once_and_seen,
+    staged_directories_are_found_below_their_root,
+    a_block_bind_is_the_same_device_and_a_file,
 ]

@@ -28,9 +28,10 @@ from typing import Any, Protocol
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from docker_plugin.settings import DEFAULT_CONFIG_FILE
 from plugin import controller_features as features
 from plugin import errors
-from plugin.config import DEFAULT_CONFIG_FILE, Config, load_config
+from plugin.config import Config, load_config
 from plugin.unix_http import UnixHTTPConnection
 from plugin.version import add_version_flag
 

@@ -46,6 +46,8 @@ class FakeNodeOps:
     devices: dict[str, FakeDevice] = field(default_factory=dict)
     mounts: list[FakeMount] = field(default_factory=list)  # in mount order; the last one is on top
     commands: list[str] = field(default_factory=list)  # what the real one would have run, in words
+    directories: set[str] = field(default_factory=set)  # made here, or mount targets (made by mounting)
+    files: set[str] = field(default_factory=set)  # targets a block device is bound onto
 
     # -- setting the scene ---------------------------------------------------------------
 
@@ -57,6 +59,9 @@ class FakeNodeOps:
 
     def remove_device(self, path: str) -> None:
         del self.devices[path]
+
+    def add_directory(self, path: str) -> None:
+        self.directories.add(os.path.normpath(path))
 
     # -- devices and the mount table -----------------------------------------------------
 
@@ -102,6 +107,42 @@ class FakeNodeOps:
     def writable_mounts_of(self, device: str, table: object = None) -> list[str]:
         self._device(device)
         return [m.target for m in self.mounts if m.device == device and not m.readonly]
+
+    # -- host paths ----------------------------------------------------------------------
+
+    def path_exists(self, path: str) -> bool:
+        p = os.path.normpath(path)
+        return p in self.directories or p in self.files or p in self.devices or self._top(p) is not None
+
+    def is_directory(self, path: str) -> bool:
+        top = self._top(path)
+        return os.path.normpath(path) in self.directories or (top is not None and top.kind != "block")
+
+    def real_path(self, path: str) -> str:
+        return os.path.normpath(os.path.abspath(path))
+
+    def _device_at(self, path: str) -> str | None:
+        if path in self.devices:
+            return path
+        top = self._top(path)
+        return top.device if top is not None and top.kind == "block" else None
+
+    def same_device(self, a: str, b: str) -> bool:
+        if os.path.normpath(a) == os.path.normpath(b):
+            return True
+        found = self._device_at(a)
+        return found is not None and found == self._device_at(b)
+
+    def make_directory(self, path: str, mode: int) -> None:
+        p = os.path.normpath(path)
+        if p in self.files or p in self.devices:
+            raise FailedPrecondition(f"{path} exists and is not a directory")
+        self.directories.add(p)
+
+    def mounted_directories(self, root: str) -> list[str]:
+        base = os.path.normpath(root)
+        below = [m for m in self.mounts if os.path.dirname(m.target) == base and m.kind != "block"]
+        return sorted({os.path.basename(m.target) for m in below})
 
     # -- formatting ----------------------------------------------------------------------
 
@@ -153,6 +194,7 @@ class FakeNodeOps:
         if device.fs != fs:
             raise FailedPrecondition(f"{source} holds {device.fs}, not {fs}")
         self.mounts.append(FakeMount(os.path.normpath(target), source, fs, readonly, "fs"))
+        self.directories.add(os.path.normpath(target))
         self.commands.append(f"mount {source} {target}")
 
     def bind_mount(
@@ -178,6 +220,7 @@ class FakeNodeOps:
             return
         fs = origin.fs if origin is not None else None
         self.mounts.append(FakeMount(os.path.normpath(target), device, fs, readonly, "bind"))
+        self.directories.add(os.path.normpath(target))
         self.commands.append(f"mount --bind {source} {target}")
 
     def bind_block_device(self, device: str, target_file: str, readonly: bool = False) -> None:
@@ -192,6 +235,7 @@ class FakeNodeOps:
                 raise FailedPrecondition(f"{device} is already bound at {target_file} with other access")
             return
         self.mounts.append(FakeMount(os.path.normpath(target_file), device, None, readonly, "block"))
+        self.files.add(os.path.normpath(target_file))
         self.commands.append(f"mount --bind {device} {target_file}")
 
     def _owned(self, mount: FakeMount, owner: MountOwner) -> bool:
@@ -215,6 +259,9 @@ class FakeNodeOps:
                 )
             self.mounts.remove(top)
             self.commands.append(f"umount {target}")
+        if remove_target:
+            self.directories.discard(os.path.normpath(target))
+            self.files.discard(os.path.normpath(target))
 
     # -- growing and health ----------------------------------------------------------------
 

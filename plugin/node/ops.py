@@ -41,6 +41,7 @@ from plugin.node.mounttable import (
     normalize,
     top_mount,
 )
+from plugin.node.paths import Paths
 from plugin.node.unmounting import MountOwner, Unmounter
 from plugin.params.mount_rules import split_mount_options
 
@@ -73,6 +74,7 @@ class NodeOps:
         self.unmounter = Unmounter(self.host)
         self.grower = Grower(self.host)
         self.health = Health(self.host)
+        self.paths = Paths(self.host)
 
     # -- devices and the mount table ----------------------------------------------------
 
@@ -105,6 +107,26 @@ class NodeOps:
         instead of once per check; nothing between those checks changes the table.
         """
         return self.host.mounts()
+
+    # -- host paths -----------------------------------------------------------------------
+
+    def path_exists(self, path: str) -> bool:
+        return self.paths.path_exists(path)
+
+    def is_directory(self, path: str) -> bool:
+        return self.paths.is_directory(path)
+
+    def real_path(self, path: str) -> str:
+        return self.paths.real_path(path)
+
+    def same_device(self, a: str, b: str) -> bool:
+        return self.paths.same_device(a, b)
+
+    def make_directory(self, path: str, mode: int) -> None:
+        self.paths.make_directory(path, mode)
+
+    def mounted_directories(self, root: str) -> list[str]:
+        return self.paths.mounted_directories(root)
 
     # -- formatting ---------------------------------------------------------------------
 

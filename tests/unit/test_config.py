@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from docker_plugin.settings import load_docker_config
 from plugin.config import Config, load_config, normalize_controller
 from plugin.errors import InvalidArgument
 from plugin.linstor_client import LinstorClient
@@ -29,7 +30,7 @@ def test_defaults_without_file_or_env(tmp_path: Path) -> None:
     assert config.controllers == ("http://localhost:3370",)
     assert config.root_ca is None and config.user_certificate is None and config.user_key is None
     assert config.connect_timeout == 5.0 and config.read_timeout == 120.0
-    assert dict(config.docker_defaults) == {}
+    assert dict(config.option_defaults) == {}
     assert config.node_name == Config().node_name  # the host name
 
 
@@ -77,7 +78,7 @@ def test_file_global_section_gives_connection_and_docker_defaults(tmp_path: Path
     config = load_config(env={}, config_file=path)
     assert config.controllers == ("http://ctrl1:3370", "http://ctrl2:3370")
     assert config.root_ca == ca
-    assert dict(config.docker_defaults) == {"fs": "xfs", "size": "2G", "replicas": "2"}
+    assert dict(config.option_defaults) == {"fs": "xfs", "size": "2G", "replicas": "2"}
     assert config.config_file == path
 
 
@@ -86,9 +87,11 @@ def test_connection_keys_are_never_docker_defaults(tmp_path: Path) -> None:
     # sees only option defaults, from every source
     path = write(tmp_path / "c.conf", "[global]\nnodename = n1\nusername = u\nfs = xfs\n")
     env = {"LS_DOCKER_DEFAULT_CONTROLLERS": "http://ctl:3370", "LS_DOCKER_DEFAULT_SIZE": "1G"}
-    config = load_config({"docker_defaults": {"CAFILE": "/x", "Replicas": "1"}}, env=env, config_file=path)
-    assert dict(config.docker_defaults) == {"fs": "xfs", "size": "1G", "replicas": "1"}
-    assert parse_docker_options(None, config.docker_defaults).fs_type == "xfs"
+    config = load_docker_config(
+        {"option_defaults": {"CAFILE": "/x", "Replicas": "1"}}, env=env, config_file=path
+    )
+    assert dict(config.option_defaults) == {"fs": "xfs", "size": "1G", "replicas": "1"}
+    assert parse_docker_options(None, config.option_defaults).fs_type == "xfs"
     with pytest.raises(InvalidArgument, match='unknown option "controllers" in the defaults'):
         parse_docker_options(None, {"controllers": "http://ctl:3370"})
 
@@ -98,10 +101,10 @@ def test_order_overrides_beat_env_beat_file(tmp_path: Path) -> None:
         tmp_path / "c.conf", "[global]\ncontrollers = from-file\nnode = file-node\nfs = xfs\nsize=1G\n"
     )
     env = {"LS_CONTROLLERS": "from-env", "LS_DOCKER_DEFAULT_FS": "btrfs"}
-    config = load_config(env=env, config_file=path)
+    config = load_docker_config(env=env, config_file=path)
     assert config.controllers == ("http://from-env:3370",)
     assert config.node_name == "file-node"
-    assert dict(config.docker_defaults) == {"fs": "btrfs", "size": "1G"}
+    assert dict(config.option_defaults) == {"fs": "btrfs", "size": "1G"}
 
     config = load_config(
         {"controllers": "from-cli", "node": "cli-node", "read_timeout": "7", "node_name": None},
@@ -257,10 +260,18 @@ def test_empty_controllers_is_rejected() -> None:
 
 
 def test_docker_defaults_override_merges() -> None:
-    config = load_config(
-        {"docker_defaults": {"FS": "ext4"}}, env={"LS_DOCKER_DEFAULT_SIZE": "5G"}, config_file=None
+    config = load_docker_config(
+        {"option_defaults": {"FS": "ext4"}}, env={"LS_DOCKER_DEFAULT_SIZE": "5G"}, config_file=None
     )
-    assert dict(config.docker_defaults) == {"fs": "ext4", "size": "5G"}
+    assert dict(config.option_defaults) == {"fs": "ext4", "size": "5G"}
+
+
+def test_the_core_reads_no_file_and_no_defaults_prefix_unless_a_front_end_names_them() -> None:
+    config = load_config(env={"LS_DOCKER_DEFAULT_SIZE": "5G", "X_DEFAULT_FS": "xfs"})
+    assert config.config_file is None and dict(config.option_defaults) == {}
+    config = load_config(env={"X_DEFAULT_FS": "xfs"}, defaults_env_prefix="X_DEFAULT_")
+    assert dict(config.option_defaults) == {"fs": "xfs"}
+    assert load_docker_config(env={}, config_file=None).config_file is None
 
 
 def test_property_namespace_and_pool_labels_from_overrides() -> None:

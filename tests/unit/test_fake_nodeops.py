@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from plugin.node.fake import FakeNodeOps
+from plugin.node.ops import NodeOps
 from tests.node_contract import SCENARIOS, Scene
 
 MiB = 1 << 20
@@ -68,3 +69,12 @@ def test_fake_reports_a_vanished_device(tmp_path: Path) -> None:
     scene.ops.remove_device(dev)
     condition = scene.ops.condition(scene.path("s"))
     assert condition.abnormal and "gone" in condition.message
+
+
+def test_fake_has_every_method_of_the_real_one() -> None:
+    """A front end handed the fake in a test finds every method it calls on the real one."""
+
+    def public(cls: type) -> set[str]:
+        return {n for n, v in vars(cls).items() if callable(v) and not n.startswith("_")}
+
+    assert public(NodeOps) - public(FakeNodeOps) == set()

@@ -126,7 +126,7 @@ def wanted(**changes: object) -> rec.Wanted:
             ("csi.storage.k8s.io/pvc/name", "data"),
             ("csi.storage.k8s.io/pvc/namespace", ""),
             ("csi.storage.k8s.io/provisioner-secret-name", "creds"),
-            ("is-linstor-docker-volume", "true"),
+            ("made-by-front-end", "true"),
         ),
     }
     base.update(changes)
@@ -140,7 +140,7 @@ def test_props_round_trip_into_a_volume() -> None:
     assert props[rec.FS_PROP] == "xfs" and props[rec.MKFS_PROP] == "-m crc=1"
     assert props["Aux/csi.storage.k8s.io/pvc/name"] == "data"
     assert not [k for k in props if "secret" in k or k.endswith("pvc/namespace")]  # empty or not kept
-    assert props["Aux/is-linstor-docker-volume"] == "true"  # a front end's own marker
+    assert props["Aux/made-by-front-end"] == "true"  # a front end's own marker: any plain key
     rd = {
         "name": "pvc-1",
         "props": props,
