@@ -14,7 +14,8 @@ from the plugin's own Prometheus counter, so "List is one REST call" is measured
 List and Get are each timed beside the same REST calls sent through a bare ``requests``
 session (the floor, which side runs first alternates): the difference is the plugin's own
 time (socket, Flask, JSON, record conversion), what is left when the controller's share,
-which the plugin cannot change, is taken out.
+which the plugin cannot change, is taken out. The plugin process's CPU time per call is
+recorded too: it hardly depends on how loaded the machine is.
 """
 
 from __future__ import annotations
@@ -116,6 +117,14 @@ def seed(emulator_url: str, count: int) -> list[str]:
         props = {**wanted.aux_props(datetime.now(UTC)), **wanted.filesystem_props()}
         client.spawn("bench-rg", wanted.volume_id, size_kib, definition_props=props, definitions_only=True)
     return names
+
+
+def cpu_seconds(plugin: PluginProcess) -> float:
+    """User plus system CPU time the plugin process has used so far: unlike wall time, it
+    barely moves with the load of a shared machine, so it shows the plugin's own cost."""
+    assert plugin.proc is not None
+    fields = Path(f"/proc/{plugin.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def list_floor(session: requests.Session, emulator_url: str) -> Callable[[], None]:
@@ -261,17 +270,18 @@ def main(argv: list[str] | None = None) -> int:
             listed = c.call("VolumeDriver.List", {})
             assert len(listed["Volumes"]) >= args.volumes, listed.get("Err")
             session = requests.Session()
-            before = linstor_calls(metrics)
+            before, cpu_before = linstor_calls(metrics), cpu_seconds(plugin)
             list_pairs = [
                 side_by_side(lambda: c.call("VolumeDriver.List", {}), list_floor(session, emulator.url), i)
                 for i in range(args.list_runs)
             ]
             calls_per_list = (linstor_calls(metrics) - before) / args.list_runs
+            list_cpu_ms = (cpu_seconds(plugin) - cpu_before) * 1000 / args.list_runs
             list_times, list_floor_times = [p for p, _ in list_pairs], [f for _, f in list_pairs]
 
             rng = random.Random(7)
             picks = [rng.choice(names) for _ in range(args.get_runs)]
-            before = linstor_calls(metrics)
+            before, cpu_before = linstor_calls(metrics), cpu_seconds(plugin)
             get_pairs = [
                 side_by_side(
                     lambda n=n: c.call("VolumeDriver.Get", {"Name": n}),
@@ -281,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                 for i, n in enumerate(picks)
             ]
             calls_per_get = (linstor_calls(metrics) - before) / args.get_runs
+            get_cpu_ms = (cpu_seconds(plugin) - cpu_before) * 1000 / args.get_runs
             get_times, get_floor_times = [p for p, _ in get_pairs], [f for _, f in get_pairs]
         finally:
             lazy.stop()
@@ -300,11 +311,13 @@ def main(argv: list[str] | None = None) -> int:
         "list": {
             **summarize(list_times),
             **plugin_time(list_times, list_floor_times),
+            "plugin_cpu_ms_per_request": round(list_cpu_ms, 2),
             "linstor_calls_per_request": calls_per_list,
         },
         "get": {
             **summarize(get_times),
             **plugin_time(get_times, get_floor_times),
+            "plugin_cpu_ms_per_request": round(get_cpu_ms, 2),
             "linstor_calls_per_request": calls_per_get,
         },
         "docker_run_prestart": {
