@@ -22,6 +22,21 @@ _INTERVAL = 0.2
 T = TypeVar("T")
 
 
+def wait_until_free(
+    busy_nodes: Callable[[], list[str]],
+    settle: float = SETTLE_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[str]:
+    """Poll ``busy_nodes`` until it is empty or ``settle`` seconds passed; the last answer."""
+    deadline = clock() + settle
+    busy = busy_nodes()
+    while busy and clock() < deadline:
+        sleep(_INTERVAL)
+        busy = busy_nodes()
+    return busy
+
+
 def retry_while_in_use(
     action: Callable[[], T],
     settle: float = SETTLE_SECONDS,

@@ -20,7 +20,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -374,15 +374,40 @@ class VolumeService(
     def delete_volume(self, volume_id: str) -> None:
         """Delete a volume; a missing one is fine. Refuses while it is in use or has snapshots.
 
-        One DELETE of the resource definition in the steady state: LINSTOR itself checks,
-        before it changes anything, that the definition has no snapshots (514) and that no
-        resource is in use (997), and removes diskless resources before the diskful ones.
-        Reads happen only after a refusal, to name the snapshots or the busy nodes. A stale
-        in-use report (it lags a close on the node) gets a bounded moment to clear first.
+        Two REST calls in the steady state: a view of the resources (a stale in-use report,
+        which lags a close on the node, gets a bounded moment to clear) and the DELETE of
+        the definition. LINSTOR's DELETE itself refuses a definition with snapshots (514)
+        before it changes anything, so the snapshots are read only to name them after that
+        refusal. Diskless resources (attachments) are removed first, as LINSTOR does, and
+        only after the snapshots were checked, so a refused delete leaves them in place.
         """
         if not rec.possible_volume_id(volume_id):
             return
         with self._locked(volume_id):
+            resources: list[dict[str, Any]] = []
+
+            def busy_nodes() -> list[str]:
+                resources[:] = self.client.view_resources([volume_id])
+                return sorted(
+                    str(r.get("node_name")) for r in resources if (r.get("state") or {}).get("in_use")
+                )
+
+            busy = in_use.wait_until_free(busy_nodes)
+            if busy:
+                raise InUse(
+                    f"volume {volume_id} is in use on {', '.join(busy)}; unmount it there first", nodes=busy
+                )
+            diskless = [r.node for r in (rec.replica_from(x) for x in resources) if r.diskless]
+            if diskless:
+                try:
+                    snapshots = self.client.list_snapshots(volume_id)
+                except NotFound:
+                    return
+                if snapshots:
+                    raise self._has_snapshots(volume_id, snapshots)
+                for node in diskless:
+                    with suppress(NotFound):
+                        self.client.delete_resource(volume_id, node)
             try:
                 in_use.retry_while_in_use(lambda: self.client.delete_resource_definition(volume_id))
             except NotFound:
