@@ -11,6 +11,11 @@ mount, so it needs root.
 
 Writes ``benchmarks/out/docker.json``. The number of LINSTOR REST calls per List comes
 from the plugin's own Prometheus counter, so "List is one REST call" is measured, not assumed.
+List and Get are each timed beside the same REST calls sent through a bare ``requests``
+session (the floor, which side runs first alternates): the difference is the plugin's own
+time (socket, Flask, JSON, record conversion), what is left when the controller's share,
+which the plugin cannot change, is taken out. The plugin process's CPU time per call is
+recorded too: it hardly depends on how loaded the machine is.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -110,6 +117,64 @@ def seed(emulator_url: str, count: int) -> list[str]:
         props = {**wanted.aux_props(datetime.now(UTC)), **wanted.filesystem_props()}
         client.spawn("bench-rg", wanted.volume_id, size_kib, definition_props=props, definitions_only=True)
     return names
+
+
+def cpu_seconds(plugin: PluginProcess) -> float:
+    """User plus system CPU time the plugin process has used so far: unlike wall time, it
+    barely moves with the load of a shared machine, so it shows the plugin's own cost."""
+    assert plugin.proc is not None
+    fields = Path(f"/proc/{plugin.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def list_floor(session: requests.Session, emulator_url: str) -> Callable[[], None]:
+    """The one REST call behind List, sent bare."""
+
+    def call() -> None:
+        session.get(f"{emulator_url}/v1/resource-definitions?with_volume_definitions=true", timeout=60).json()
+
+    return call
+
+
+def get_floor(session: requests.Session, emulator_url: str, name: str) -> Callable[[], None]:
+    """The two filtered REST calls behind Get, sent bare."""
+    rd = resource_name_for(name)
+
+    def call() -> None:
+        base = f"{emulator_url}/v1"
+        session.get(
+            f"{base}/resource-definitions?with_volume_definitions=true&resource_definitions={rd}", timeout=60
+        ).json()
+        session.get(f"{base}/view/resources?resources={rd}", timeout=60).json()
+
+    return call
+
+
+def side_by_side(
+    plugin_call: Callable[[], dict[str, Any]], floor_call: Callable[[], None], i: int
+) -> tuple[float, float]:
+    """(plugin seconds, floor seconds) of one round; which side goes first alternates."""
+    if i % 2:
+        floor = timed_plain(floor_call)
+        return timed(plugin_call), floor
+    plugin = timed(plugin_call)
+    return plugin, timed_plain(floor_call)
+
+
+def timed_plain(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def plugin_time(plugin_samples: list[float], floor_samples: list[float]) -> dict[str, float]:
+    """The plugin's own time: medians of the calls and of the per-round difference."""
+    return {
+        "floor_median_ms": round(statistics.median(floor_samples) * 1000, 2),
+        "plugin_ms": round(
+            statistics.median(p - f for p, f in zip(plugin_samples, floor_samples, strict=True)) * 1000, 2
+        ),
+    }
 
 
 def cycle_calls(name: str) -> list[tuple[str, str, dict[str, Any]]]:
@@ -204,15 +269,30 @@ def main(argv: list[str] | None = None) -> int:
 
             listed = c.call("VolumeDriver.List", {})
             assert len(listed["Volumes"]) >= args.volumes, listed.get("Err")
-            before = linstor_calls(metrics)
-            list_times = [timed(lambda: c.call("VolumeDriver.List", {})) for _ in range(args.list_runs)]
+            session = requests.Session()
+            before, cpu_before = linstor_calls(metrics), cpu_seconds(plugin)
+            list_pairs = [
+                side_by_side(lambda: c.call("VolumeDriver.List", {}), list_floor(session, emulator.url), i)
+                for i in range(args.list_runs)
+            ]
             calls_per_list = (linstor_calls(metrics) - before) / args.list_runs
+            list_cpu_ms = (cpu_seconds(plugin) - cpu_before) * 1000 / args.list_runs
+            list_times, list_floor_times = [p for p, _ in list_pairs], [f for _, f in list_pairs]
 
             rng = random.Random(7)
             picks = [rng.choice(names) for _ in range(args.get_runs)]
-            before = linstor_calls(metrics)
-            get_times = [timed(lambda n=n: c.call("VolumeDriver.Get", {"Name": n})) for n in picks]
+            before, cpu_before = linstor_calls(metrics), cpu_seconds(plugin)
+            get_pairs = [
+                side_by_side(
+                    lambda n=n: c.call("VolumeDriver.Get", {"Name": n}),
+                    get_floor(session, emulator.url, n),
+                    i,
+                )
+                for i, n in enumerate(picks)
+            ]
             calls_per_get = (linstor_calls(metrics) - before) / args.get_runs
+            get_cpu_ms = (cpu_seconds(plugin) - cpu_before) * 1000 / args.get_runs
+            get_times, get_floor_times = [p for p, _ in get_pairs], [f for _, f in get_pairs]
         finally:
             lazy.stop()
             plugin.stop()
@@ -228,8 +308,18 @@ def main(argv: list[str] | None = None) -> int:
         },
         "volumes": args.volumes,
         "seed_seconds": round(seed_s, 2),
-        "list": {**summarize(list_times), "linstor_calls_per_request": calls_per_list},
-        "get": {**summarize(get_times), "linstor_calls_per_request": calls_per_get},
+        "list": {
+            **summarize(list_times),
+            **plugin_time(list_times, list_floor_times),
+            "plugin_cpu_ms_per_request": round(list_cpu_ms, 2),
+            "linstor_calls_per_request": calls_per_list,
+        },
+        "get": {
+            **summarize(get_times),
+            **plugin_time(get_times, get_floor_times),
+            "plugin_cpu_ms_per_request": round(get_cpu_ms, 2),
+            "linstor_calls_per_request": calls_per_get,
+        },
         "docker_run_prestart": {
             "what": "Mount, Unmount, Mount of a volume with no local replica (diskless attach)",
             "release_at_once": summarize(prestart_now),

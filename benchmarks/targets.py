@@ -46,6 +46,11 @@ def _linear(rows: list[dict[str, Any]], key: str, flat: bool = False) -> bool | 
     return True
 
 
+def _of_total(figures: dict[str, Any]) -> str:
+    """ " (of N ms in all)" when the plugin's own time was measured apart from the total."""
+    return f" (of {figures['median_ms']} ms in all)" if "plugin_ms" in figures else ""
+
+
 def rows_from(out_dir: Path) -> list[tuple[str, str, str, str]]:
     """(target, measured, target value, verdict) for each target of the performance issue."""
     rows: list[tuple[str, str, str, str]] = []
@@ -90,20 +95,23 @@ def rows_from(out_dir: Path) -> list[tuple[str, str, str, str]]:
     if docker:
         n = docker["volumes"]
         listed, got = docker["list"], docker["get"]
+        # The targets are the plugin's own time: each call less the same REST calls sent bare
+        # (recorded since the benchmark measures them side by side; older runs had the total only).
+        list_ms, get_ms = listed.get("plugin_ms", listed["median_ms"]), got.get("plugin_ms", got["median_ms"])
         rows.append(
             (
-                f"Docker `List` at {n:,} volumes",
-                f"{listed['median_ms']} ms, {listed.get('linstor_calls_per_request', '?')} REST call(s)",
+                f"Docker `List` at {n:,} volumes, plugin time",
+                f"{list_ms} ms{_of_total(listed)}, {listed.get('linstor_calls_per_request', '?')} REST calls",
                 "<= 20 ms, 1 REST call",
-                _verdict(listed["median_ms"] <= 20 and listed.get("linstor_calls_per_request") == 1),
+                _verdict(list_ms <= 20 and listed.get("linstor_calls_per_request") == 1),
             )
         )
         rows.append(
             (
-                f"Docker `Get` at {n:,} volumes",
-                f"{got['median_ms']} ms",
+                f"Docker `Get` at {n:,} volumes, plugin time",
+                f"{get_ms} ms{_of_total(got)}",
                 "<= 5 ms",
-                _verdict(got["median_ms"] <= 5),
+                _verdict(get_ms <= 5),
             )
         )
     else:

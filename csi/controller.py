@@ -17,6 +17,7 @@ import grpc
 from csi import capabilities, convert, keys, publications
 from csi.errors import OutOfRange
 from csi.generated import csi_pb2, csi_pb2_grpc
+from csi.list_pages import ListingPages
 from csi.validation import check_name, require, size_from_range
 from plugin import errors
 from plugin.backups import Backups, is_remote_snapshot_id, parse_snapshot_class
@@ -31,7 +32,7 @@ from plugin.remote_access import volume_accessible_segments
 from plugin.volumes.modify import parse_mutable_parameters
 
 if TYPE_CHECKING:
-    from plugin.models import Snapshot
+    from plugin.models import Snapshot, Volume
     from plugin.volumes.service import VolumeService
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         self._inflight = inflight or KeyedLocks("volume")
         self._limits = publications.AttachLimit(max_volumes_per_node)
         self._backups = Backups(service)
+        self._volume_pages: ListingPages[Volume] = ListingPages("volume")
 
     def _params(self, parameters: Mapping[str, str]) -> VolumeParams:
         """StorageClass parameters, read with the driver's property namespace."""
@@ -230,8 +232,11 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
     def ListVolumes(
         self, request: csi_pb2.ListVolumesRequest, context: grpc.ServicerContext
     ) -> csi_pb2.ListVolumesResponse:
-        volumes = sorted(self._service.list_volumes(with_replicas=True), key=lambda v: v.id)
-        page, next_token = convert.paginate(volumes, request.max_entries, request.starting_token, "volume")
+        page, next_token = self._volume_pages.page(
+            lambda: sorted(self._service.list_volumes(with_replicas=True), key=lambda v: v.id),
+            request.max_entries,
+            request.starting_token,
+        )
         entries = [
             csi_pb2.ListVolumesResponse.Entry(
                 volume=convert.csi_volume(

@@ -73,7 +73,8 @@ def rfc3339(when: datetime | None) -> str | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat is several times cheaper than strftime, and List formats one per volume.
+    return when.astimezone(UTC).isoformat(timespec="seconds")[:19] + "Z"
 
 
 def is_docker_volume(volume: Volume) -> bool:

@@ -18,6 +18,10 @@ from typing import Any
 
 STATE_FILE = "emulator-state.json"
 FORMAT_VERSION = 1
+#: Journal files beside the state file (see :class:`Saver`); the state file names the current one.
+JOURNAL_PREFIX = "emulator-journal-"
+#: A journal smaller than this is never folded into a new snapshot, however small the state.
+JOURNAL_MIN_BYTES = 1 << 20
 
 
 def new_uuid() -> str:
@@ -219,16 +223,26 @@ def _plain(value: Any) -> Any:
 
 
 class Saver:
-    """Writes the state file after each mutation, re-serialising only the definitions that changed.
+    """Saves after each mutation what it changed, so a save does not grow with the state.
 
-    With thousands of resource definitions a full dump per request would dominate every
-    mutation; the file is still written whole (temp + fsync + rename, so a crash leaves the
-    old or the new state), but from cached per-definition JSON fragments.
+    The state is a snapshot file plus a journal: a save appends one line holding the
+    definitions that changed (as JSON fragments), those removed, and the top-level parts
+    when they changed, then fsyncs it. One line is one mutation, written with one write:
+    a crash leaves it whole or torn, and a torn last line is ignored on load, so the
+    state read back is the old or the new one, never a mix. When the journal has grown to
+    the size of the snapshot (and at the first save of a process, or when the snapshot
+    is missing) the whole state is written afresh (temp + fsync + rename) and names a
+    new, empty journal. With thousands of definitions, rewriting the whole file per
+    request would dominate every mutation (and make seeding grow with its square).
     """
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self._fragments: dict[str, str] = {}
+        self._head = ""
+        self._journal: Path | None = None
+        self._journal_bytes = 0
+        self._snapshot_bytes = 0
 
     def save(self, state: State, dirty: set[str] | None = None, held: set[str] | None = None) -> None:
         """``dirty``: keys of changed resource definitions; None = all may have changed.
@@ -251,20 +265,64 @@ class Saver:
             # Removed from memory by a request that has not finished yet: still saved as it was.
             if key not in fragments and key in self._fragments:
                 fragments[key] = self._fragments[key]
+        head = json.dumps(
+            {
+                "format": FORMAT_VERSION,
+                "nodes": _plain(state.nodes),
+                "pools": _plain(state.pools),
+                "resource_groups": _plain(state.resource_groups),
+                "kvs": _plain(state.kvs),
+                "remotes": _plain(state.remotes),
+                "cluster_id": state.cluster_id,
+                "controller_props": dict(state.controller_props),
+            },
+            separators=(",", ":"),
+        )
+        previous = self._fragments
         self._fragments = fragments
-        head = {
-            "format": FORMAT_VERSION,
-            "nodes": _plain(state.nodes),
-            "pools": _plain(state.pools),
-            "resource_groups": _plain(state.resource_groups),
-            "kvs": _plain(state.kvs),
-            "remotes": _plain(state.remotes),
-            "cluster_id": state.cluster_id,
-            "controller_props": dict(state.controller_props),
-        }
-        text = json.dumps(head, separators=(",", ":"))[:-1]
+        if (
+            self._journal is None
+            or self._journal_bytes > max(self._snapshot_bytes, JOURNAL_MIN_BYTES)
+            or not (self.state_dir / STATE_FILE).exists()
+        ):
+            self._write_snapshot(head, fragments)
+            return
+        changed = {k: f for k, f in fragments.items() if previous.get(k) != f}
+        removed = [k for k in previous if k not in fragments]
+        if not changed and not removed and head == self._head:
+            return
+        line = (
+            '{"head":'
+            + (head if head != self._head else "null")
+            + ',"set":{'
+            + ",".join(f"{json.dumps(k)}:{f}" for k, f in changed.items())
+            + '},"del":'
+            + json.dumps(removed)
+            + "}\n"
+        )
+        self._head = head
+        data = line.encode()
+        fd = os.open(self._journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._journal_bytes += len(data)
+
+    def _write_snapshot(self, head: str, fragments: dict[str, str]) -> None:
+        journal = f"{JOURNAL_PREFIX}{uuidlib.uuid4().hex}.jsonl"
         body = ",".join(f"{json.dumps(k)}:{frag}" for k, frag in fragments.items())
-        _write_atomic(self.state_dir, text + ',"resource_definitions":{' + body + "}}")
+        text = head[:-1] + f',"journal":{json.dumps(journal)},"resource_definitions":{{' + body + "}}"
+        _write_atomic(self.state_dir, text)
+        # Journals of earlier snapshots are no longer read; the snapshot just written names its own.
+        for old in self.state_dir.glob(f"{JOURNAL_PREFIX}*.jsonl"):
+            if old.name != journal:
+                old.unlink(missing_ok=True)
+        self._journal = self.state_dir / journal
+        self._journal_bytes = 0
+        self._snapshot_bytes = len(text)
+        self._head = head
 
 
 def save(state: State, state_dir: Path) -> None:
@@ -308,4 +366,29 @@ def load(state_dir: Path) -> State | None:
     if not path.exists():
         return None
     with path.open(encoding="utf-8") as fh:
-        return State.from_json(json.load(fh))
+        data = json.load(fh)
+    journal = data.pop("journal", None)
+    if journal:
+        _replay(data, state_dir / str(journal))
+    return State.from_json(data)
+
+
+def _replay(data: dict[str, Any], journal: Path) -> None:
+    """Apply the journal's whole lines in order; a torn last line (a crash mid-write) is not."""
+    try:
+        lines = journal.read_bytes().split(b"\n")
+    except FileNotFoundError:
+        return
+    rds = data.setdefault("resource_definitions", {})
+    for raw in lines:
+        if not raw:
+            continue
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            break
+        if entry.get("head"):
+            data.update(entry["head"])
+        rds.update(entry.get("set") or {})
+        for key in entry.get("del") or ():
+            rds.pop(key, None)

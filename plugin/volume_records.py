@@ -132,6 +132,12 @@ def props_of(obj: Mapping[str, Any] | None) -> dict[str, str]:
     return dict(value) if isinstance(value, dict) else {}
 
 
+def _read_props(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    """The properties to read, not copied: lists convert every volume, a copy each adds up."""
+    value = obj.get("props")
+    return value if isinstance(value, dict) else {}
+
+
 def volume_definition(rd: Mapping[str, Any], number: int = 0) -> Mapping[str, Any] | None:
     for vd in rd.get("volume_definitions") or ():
         if vd.get("volume_number", 0) == number:
@@ -158,11 +164,10 @@ def stored_fs_type(
 
 def is_complete(rd: Mapping[str, Any]) -> bool:
     """Not half-made by an interrupted restore or clone, and not being cloned or deleted."""
-    props = props_of(rd)
-    flags = set(rd.get("flags") or ())
-    if flags & {"CLONING", "DELETE"}:
+    flags = rd.get("flags") or ()
+    if "CLONING" in flags or "DELETE" in flags:
         return False
-    return props.get(CREATING) != rd.get("name")
+    return _read_props(rd).get(CREATING) != rd.get("name")
 
 
 def _timestamp(value: str | None) -> datetime | None:
@@ -230,13 +235,13 @@ def volume_from(rd: Mapping[str, Any], resources: list[Mapping[str, Any]] | None
     if vd is None:
         return None
     props = props_of(rd)
-    vd_props = props_of(vd)
+    vd_props = _read_props(vd)
     legacy = legacy_annotations(props)
     fs_type = (
         vd_props.get(FS_PROP)
         or props.get(FS_PROP)
         or props.get(FS_TYPE)
-        or legacy_parameter(legacy, "filesystem", "fsType", "csi.storage.k8s.io/fstype")
+        or (legacy and legacy_parameter(legacy, "filesystem", "fsType", "csi.storage.k8s.io/fstype"))
         or None
     )
     if fs_type == BLOCK:
@@ -245,11 +250,11 @@ def volume_from(rd: Mapping[str, Any], resources: list[Mapping[str, Any]] | None
         vd_props.get(MKFS_PROP)
         or props.get(MKFS_PROP)
         or props.get(MKFS_OPTS, "")
-        or legacy_parameter(legacy, "fsOpts")
+        or (legacy_parameter(legacy, "fsOpts") if legacy else "")
     )
-    mount_text = props.get(MOUNT_OPTS, "") or legacy_parameter(legacy, "mountOpts")
-    mount = tuple(o.strip() for o in mount_text.split(",") if o.strip())
-    replicas = tuple(replica_from(r) for r in resources or ())
+    mount_text = props.get(MOUNT_OPTS, "") or (legacy_parameter(legacy, "mountOpts") if legacy else "")
+    mount = tuple(o.strip() for o in mount_text.split(",") if o.strip()) if mount_text else ()
+    replicas = tuple(replica_from(r) for r in resources) if resources else ()
     name = str(rd.get("name", ""))
     legacy_name = legacy.get("name")
     return Volume(

@@ -173,7 +173,15 @@ class VolumeService:
     # ------------------------------------------------------------------ delete, get, list, expand
 
     def delete_volume(self, volume_id: str) -> None:
-        """Delete a volume; a missing one is fine. Refuses while it is in use or has snapshots."""
+        """Delete a volume; a missing one is fine. Refuses while it is in use or has snapshots.
+
+        Two REST calls in the steady state: a view of the resources (a stale in-use report,
+        which lags a close on the node, gets a bounded moment to clear) and the DELETE of
+        the definition. LINSTOR's DELETE itself refuses a definition with snapshots (514)
+        before it changes anything, so the snapshots are read only to name them after that
+        refusal. Diskless resources (attachments) are removed first, as LINSTOR does, and
+        only after the snapshots were checked, so a refused delete leaves them in place.
+        """
         if not rec.possible_volume_id(volume_id):
             return
         with self.locks.lock(volume_id):
@@ -190,16 +198,17 @@ class VolumeService:
                 raise InUse(
                     f"volume {volume_id} is in use on {', '.join(busy)}; unmount it there first", nodes=busy
                 )
-            try:
-                snapshots = self.client.list_snapshots(volume_id)
-            except NotFound:
-                return
-            if snapshots:
-                raise self._has_snapshots(volume_id, snapshots)
-            for replica in (rec.replica_from(r) for r in resources):
-                if replica.diskless:
+            diskless = [r.node for r in (rec.replica_from(x) for x in resources) if r.diskless]
+            if diskless:
+                try:
+                    snapshots = self.client.list_snapshots(volume_id)
+                except NotFound:
+                    return
+                if snapshots:
+                    raise self._has_snapshots(volume_id, snapshots)
+                for node in diskless:
                     with suppress(NotFound):
-                        self.client.delete_resource(volume_id, replica.node)
+                        self.client.delete_resource(volume_id, node)
             try:
                 in_use.retry_while_in_use(lambda: self.client.delete_resource_definition(volume_id))
             except NotFound:

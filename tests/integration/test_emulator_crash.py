@@ -12,7 +12,6 @@ The emulator is killed there, started again on the same state, and then:
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import subprocess
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 import requests
 
+from emulator import state as st
 from tests.blockio import read_at, write_at
 from tests.conftest import EmulatorProcess
 
@@ -81,10 +81,12 @@ def _make_available(emu: EmulatorProcess, name: str, node: str) -> requests.Resp
 
 
 def _saved(emu: EmulatorProcess) -> dict[str, Any]:
+    """What a restart would read: the state file and its journal."""
     try:
-        return json.loads((emu.state_dir / "emulator-state.json").read_text())
+        saved = st.load(emu.state_dir)
     except (OSError, ValueError):
         return {}
+    return saved.to_json() if saved is not None else {}
 
 
 def _latency_faults(emu: EmulatorProcess) -> float:

@@ -461,10 +461,18 @@ def test_delete_removes_everything_and_missing_is_fine(svc: VolumeService) -> No
     svc.attach(volume.id, LOCAL)  # a diskless resource, removed first
     svc.delete_volume(volume.id)
     assert svc.client.list_resource_definitions([volume.id]) == []
+    assert svc.client.view_resources([volume.id]) == []
     with pytest.raises(NotFound):
         svc.get_volume(volume.id)
-    svc.delete_volume(volume.id)
+    assert calls(svc, lambda: svc.delete_volume(volume.id))[1] == 2  # WARN_NOT_FOUND: done
     svc.delete_volume(unique("never-existed"))
+
+
+def test_delete_in_the_steady_state_is_two_rest_calls(svc: VolumeService) -> None:
+    volume = svc.create_volume(unique(), 8 * MIB, VolumeParams(place_count=1, fs_type=None))
+    _, rest_calls = calls(svc, lambda: svc.delete_volume(volume.id))
+    assert rest_calls == 2  # the resources view (in use?) and the DELETE, which refuses snapshots itself
+    assert svc.client.list_resource_definitions([volume.id]) == []
 
 
 def test_delete_in_use_is_refused_naming_the_node(svc: VolumeService, emulator: EmulatorProcess) -> None:
@@ -484,9 +492,23 @@ def test_delete_with_snapshots_is_refused_naming_them(svc: VolumeService) -> Non
     volume = svc.create_volume(unique(), 8 * MIB, ON_LOCAL)
     svc.attach(volume.id, "node-b")
     snap = svc.create_snapshot(volume.id, unique("snap"))
-    with pytest.raises(FailedPrecondition, match=snap.name):
+    with pytest.raises(FailedPrecondition, match=snap.name) as info:
         svc.delete_volume(volume.id)
+    assert info.value.details["snapshots"] == [snap.name]
     assert len(svc.get_volume(volume.id).replicas) == 2  # nothing changed, not even the diskless one
+    svc.delete_snapshot(snap.id)
+    svc.delete_volume(volume.id)
+
+
+def test_delete_with_snapshots_and_no_attachment_is_refused_by_linstor_naming_them(
+    svc: VolumeService,
+) -> None:
+    volume = svc.create_volume(unique(), 8 * MIB, ON_LOCAL)
+    snap = svc.create_snapshot(volume.id, unique("snap"))
+    with pytest.raises(FailedPrecondition, match=snap.name) as info:
+        svc.delete_volume(volume.id)
+    assert info.value.details["snapshots"] == [snap.name]
+    assert svc.get_volume(volume.id).diskful_nodes == (LOCAL,)  # nothing changed
     svc.delete_snapshot(snap.id)
     svc.delete_volume(volume.id)
 

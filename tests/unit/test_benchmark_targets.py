@@ -53,3 +53,29 @@ def test_the_section_replaces_itself_and_leaves_the_others(tmp_path: Path) -> No
     assert text.count("## Targets") == 1 and "Machine: 2 CPUs." in text
     assert text.index("intro") < text.index("## Targets") < text.index("## Core")
     assert text.endswith("## Core\n\ncore text\n")
+
+
+def test_docker_targets_judge_the_plugin_time_when_it_was_measured(tmp_path: Path) -> None:
+    def docker(list_figures: dict[str, float], get_figures: dict[str, float]) -> dict[str, object]:
+        return {
+            "volumes": 1000,
+            "list": {**list_figures, "linstor_calls_per_request": 1.0},
+            "get": get_figures,
+        }
+
+    (tmp_path / "docker.json").write_text(
+        json.dumps(docker({"median_ms": 60.0, "plugin_ms": 15.0}, {"median_ms": 9.0, "plugin_ms": 6.0}))
+    )
+    by_name = {t: (m, v) for t, m, _, v in targets.rows_from(tmp_path)}
+    assert by_name["Docker `List` at 1,000 volumes, plugin time"] == (
+        "15.0 ms (of 60.0 ms in all), 1.0 REST calls",
+        "met",
+    )
+    assert by_name["Docker `Get` at 1,000 volumes, plugin time"] == (
+        "6.0 ms (of 9.0 ms in all)",
+        "**not met**",
+    )
+    # A run recorded before the plugin's own time was measured is judged on its total.
+    (tmp_path / "docker.json").write_text(json.dumps(docker({"median_ms": 18.0}, {"median_ms": 4.0})))
+    by_name = {t: (m, v) for t, m, _, v in targets.rows_from(tmp_path)}
+    assert by_name["Docker `List` at 1,000 volumes, plugin time"] == ("18.0 ms, 1.0 REST calls", "met")

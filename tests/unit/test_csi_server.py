@@ -386,6 +386,19 @@ def test_list_volumes_bad_token_is_aborted(client: Client, core: RecordingCore) 
     assert list(rest.entries[0].status.published_node_ids) == []  # a replica, never published
 
 
+def test_paging_through_list_volumes_lists_the_core_once(client: Client, core: RecordingCore) -> None:
+    core.script["list_volumes"] = lambda with_replicas=False: [_volume(v) for v in "dcbae"]
+    token, seen = "", []
+    while True:
+        page = client.controller.ListVolumes(csi_pb2.ListVolumesRequest(max_entries=2, starting_token=token))
+        seen += [e.volume.volume_id for e in page.entries]
+        token = page.next_token
+        if not token:
+            break
+    assert seen == ["a", "b", "c", "d", "e"]
+    assert core.calls.count("list_volumes") == 1
+
+
 def test_node_info_reports_topology_once(client: Client, core: RecordingCore) -> None:
     core.script["node_topology"] = lambda node: {"linbit.com/hostname": node, "linbit.com/sp-pool1": "true"}
     for _ in range(2):

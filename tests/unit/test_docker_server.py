@@ -113,4 +113,9 @@ def test_created_at_is_rfc3339_with_zone() -> None:
         == "2024-05-01T12:30:05Z"
     )
     assert rfc3339(datetime(2024, 5, 1, 12, 30, 5)) == "2024-05-01T12:30:05Z"
+    assert rfc3339(datetime(999, 1, 2, 3, 4, 5, 999999, tzinfo=UTC)) == "0999-01-02T03:04:05Z"
     assert rfc3339(None) is None
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    for step in range(0, 40 * 365 * 86400, 7_777_777):  # the same text as the strftime it replaces
+        when = start + timedelta(seconds=step, microseconds=step % 1_000_000)
+        assert rfc3339(when) == when.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -7,6 +7,7 @@ released by the test even when it fails.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -255,3 +256,77 @@ def test_without_a_reservation_host_work_keeps_the_lock() -> None:
 def test_make_writable_refuses_a_missing_device(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="cannot open"):
         blockdev.make_writable(str(tmp_path / "nothing"))
+
+
+def _journal(state_dir: Path) -> list[Path]:
+    return sorted(state_dir.glob(st.JOURNAL_PREFIX + "*"))
+
+
+def test_a_save_appends_what_changed_and_a_load_replays_it(tmp_path: Path) -> None:
+    state = st.State()
+    for name in ("a1", "b2", "c3"):
+        state.resource_definitions[name.upper()] = st.ResourceDefinition(name=name, props={"v": "1"})
+    saver = st.Saver(tmp_path)
+    saver.save(state)  # the first save of a process writes the whole state
+    snapshot = (tmp_path / st.STATE_FILE).read_bytes()
+    state.resource_definitions["A1"].props["v"] = "2"
+    saver.save(state, {"A1"})
+    del state.resource_definitions["B2"]
+    state.resource_definitions["D4"] = st.ResourceDefinition(name="d4")
+    state.cluster_id = "cluster-1"
+    saver.save(state, {"B2", "D4"})
+    assert (tmp_path / st.STATE_FILE).read_bytes() == snapshot  # untouched: two journal lines
+    [journal] = _journal(tmp_path)
+    lines = journal.read_text().splitlines()
+    assert len(lines) == 2 and '"B2"' not in lines[0] and '"C3"' not in "".join(lines)
+    saved = st.load(tmp_path)
+    assert saved is not None and saved.to_json() == state.to_json()
+    saver.save(state, set())  # nothing changed: nothing written
+    assert len(journal.read_text().splitlines()) == 2
+
+
+def test_a_torn_last_line_is_not_applied(tmp_path: Path) -> None:
+    state = st.State()
+    state.resource_definitions["A1"] = st.ResourceDefinition(name="a1", props={"v": "1"})
+    saver = st.Saver(tmp_path)
+    saver.save(state)
+    state.resource_definitions["A1"].props["v"] = "2"
+    saver.save(state, {"A1"})
+    [journal] = _journal(tmp_path)
+    whole = journal.read_bytes()
+    state.resource_definitions["A1"].props["v"] = "3"
+    saver.save(state, {"A1"})
+    journal.write_bytes(journal.read_bytes()[: len(whole) + 20])  # a crash in the middle of the write
+    saved = st.load(tmp_path)
+    assert saved is not None and saved.resource_definitions["A1"].props == {"v": "2"}
+
+
+def test_the_journal_is_folded_into_a_new_snapshot_once_it_is_large(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(st, "JOURNAL_MIN_BYTES", 200)
+    state = st.State()
+    saver = st.Saver(tmp_path)
+    saver.save(state)
+    state.cluster_id = "cluster-1"
+    saver.save(state, set())
+    [first] = _journal(tmp_path)
+    for i in range(40):
+        state.resource_definitions[f"R{i}"] = st.ResourceDefinition(name=f"r{i}", props={"i": str(i)})
+        saver.save(state, {f"R{i}"})
+    journals = _journal(tmp_path)
+    assert len(journals) <= 1 and first not in journals  # the old journal went with its snapshot
+    assert json.loads((tmp_path / st.STATE_FILE).read_text())["resource_definitions"]  # folded in
+    saved = st.load(tmp_path)
+    assert saved is not None and saved.to_json() == state.to_json()
+
+
+def test_a_missing_state_file_is_written_whole_again(tmp_path: Path) -> None:
+    state = st.State()
+    saver = st.Saver(tmp_path)
+    saver.save(state)
+    (tmp_path / st.STATE_FILE).unlink()
+    state.resource_definitions["A1"] = st.ResourceDefinition(name="a1")
+    saver.save(state, {"A1"})
+    saved = st.load(tmp_path)
+    assert saved is not None and set(saved.resource_definitions) == {"A1"}
