@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from typing import Protocol, TypeVar
 
 from plugin import errors
-from plugin.filesystems import FILESYSTEMS
 from plugin.models import Attachment, Volume
+from plugin.params.filesystems import FILESYSTEMS
 from plugin.progress import long_operation
 
 log = logging.getLogger(__name__)

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from plugin.filesystems import FILESYSTEMS
 
 from plugin import errors
 from plugin.local_attachment import SETTLE_POLL_SECONDS, LocalAttachment
 from plugin.models import Attachment, Volume
 from plugin.node.fake import FakeNodeOps
+from plugin.params.filesystems import FILESYSTEMS
 
 MiB = 1 << 20
 NODE = "n1"
