@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from plugin.config import Config  # noqa: E402
-from plugin.linstor_client import LinstorClient  # noqa: E402
+from plugin.linstor.client import LinstorClient  # noqa: E402
 from plugin.params.model import VolumeParams  # noqa: E402
 from plugin.volumes.service import VolumeService  # noqa: E402
 from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402

@@ -47,7 +47,7 @@ from benchmarks.core_bench import Recorder, replay  # noqa: E402
 from csi.generated import csi_pb2  # noqa: E402
 from csi.testing import CsiClient, block_cap, mount_cap, unmount_under  # noqa: E402
 from plugin.config import load_config  # noqa: E402
-from plugin.linstor_client import LinstorClient  # noqa: E402
+from plugin.linstor.client import LinstorClient  # noqa: E402
 from plugin.node.ops import NodeOps  # noqa: E402
 from plugin.params.csi import parse_csi_parameters, with_fs_type  # noqa: E402
 from plugin.volumes.service import VolumeService  # noqa: E402

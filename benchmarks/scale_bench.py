@@ -50,7 +50,7 @@ from csi.testing import block_cap  # noqa: E402
 from docker_plugin.driver import DOCKER_MARKER_KEY  # noqa: E402
 from plugin import volume_records as rec  # noqa: E402
 from plugin.config import Config  # noqa: E402
-from plugin.linstor_client import LinstorClient  # noqa: E402
+from plugin.linstor.client import LinstorClient  # noqa: E402
 from plugin.names import resource_name_for  # noqa: E402
 from testkit.dockerd import PluginProcess  # noqa: E402
 from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402

@@ -228,7 +228,7 @@ def _build_driver(args: argparse.Namespace) -> CsiDriver:
     """
     from plugin.config import load_config
     from plugin.health import controller_reachable
-    from plugin.linstor_client import LinstorClient
+    from plugin.linstor.client import LinstorClient
 
     overrides: dict[str, object] = {
         "controllers": args.linstor_endpoint,

@@ -131,7 +131,7 @@ def driver_on_emulator(
     ``group_of`` stands in for the PVC label lookup of ``--enable-consistency-groups``.
     """
     from plugin.config import load_config
-    from plugin.linstor_client import LinstorClient
+    from plugin.linstor.client import LinstorClient
     from plugin.node.ops import NodeOps as RealNodeOps
     from plugin.volumes.consistency_group_service import ConsistencyGroupService
 

@@ -30,7 +30,7 @@ from docker_plugin.server import DEFAULT_THREADS, SocketInUse, open_listen_socke
 from docker_plugin.settings import DEFAULT_CONFIG_FILE, load_docker_config
 from docker_plugin.staging import DEFAULT_CHECK_INTERVAL, DEFAULT_RELEASE_DELAY, DEFAULT_STALE_GRACE
 from plugin import errors, progress
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.node.ops import NodeOps
 from plugin.observability import setup_logging, start_metrics_server
 from plugin.params.docker import parse_docker_options

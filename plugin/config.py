@@ -19,8 +19,8 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from plugin.errors import InvalidArgument
+from plugin.linstor.tls import is_pem
 from plugin.params.model import DEFAULT_PROPERTY_NAMESPACE
-from plugin.tls import is_pem
 
 DEFAULT_HTTP_PORT = 3370
 DEFAULT_HTTPS_PORT = 3371
@@ -74,7 +74,7 @@ class Config:
     """Connection settings and defaults shared by the core and both front ends."""
 
     controllers: tuple[str, ...] = ("http://localhost:3370",)
-    #: TLS material: a path, or the PEM contents themselves (see :mod:`plugin.tls`).
+    #: TLS material: a path, or the PEM contents themselves (see :mod:`plugin.linstor.tls`).
     root_ca: str | None = None
     user_certificate: str | None = None
     user_key: str | None = field(default=None, repr=False)  # may be a private key's contents
@@ -258,7 +258,7 @@ def load_config(
 
 
 def _tls_value(name: str, value: str) -> str:
-    """PEM contents as given (they are loaded from memory, see :mod:`plugin.tls`), or an existing file."""
+    """PEM contents as given (loaded from memory, see :mod:`plugin.linstor.tls`), or an existing file."""
     if is_pem(value):
         return value.strip() + "\n"
     return _existing_file(name, value)

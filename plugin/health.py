@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from plugin.errors import Unavailable, VolumeError
 
 if TYPE_CHECKING:
-    from plugin.linstor_client import LinstorClient
+    from plugin.linstor.client import LinstorClient
 
 
 def controller_reachable(client: LinstorClient) -> bool:

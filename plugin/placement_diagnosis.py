@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plugin import linstor_retcodes as rc
 from plugin.errors import InvalidArgument, NoSpace, VolumeError
+from plugin.linstor import retcodes as rc
 from plugin.params.model import VolumeParams
 from plugin.params.values import human_size
 

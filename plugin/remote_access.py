@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from plugin.params import placement
 
 if TYPE_CHECKING:
-    from plugin.linstor_client import LinstorClient
+    from plugin.linstor.client import LinstorClient
     from plugin.models import Volume
 
 Rules = tuple[tuple[str, ...], ...]

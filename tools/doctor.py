@@ -29,9 +29,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from docker_plugin.settings import DEFAULT_CONFIG_FILE
-from plugin import controller_features as features
 from plugin import errors
 from plugin.config import Config, load_config
+from plugin.linstor import features as features
 from plugin.unix_http import UnixHTTPConnection
 from plugin.version import add_version_flag
 
@@ -88,7 +88,7 @@ class Result:
 
 
 class LinstorApi(Protocol):
-    """The part of :class:`plugin.linstor_client.LinstorClient` the doctor reads."""
+    """The part of :class:`plugin.linstor.client.LinstorClient` the doctor reads."""
 
     def controller_version(self) -> dict[str, Any]: ...
 
@@ -488,7 +488,7 @@ def main(argv: Sequence[str] | None = None, host: Host | None = None) -> int:
     except errors.VolumeError as exc:
         results = [Result("configuration", FAIL, str(exc), "fix the setting named above")]
     else:
-        from plugin.linstor_client import LinstorClient
+        from plugin.linstor.client import LinstorClient
 
         client = LinstorClient(config, retries=0)
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 from plugin.backups.snapshot_class import SnapshotClass, missing_for_new_remote
 from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, OperationFailed
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 
 _LISTS = {"S3": "s3_remotes", "Linstor": "linstor_remotes"}
 

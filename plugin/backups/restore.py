@@ -21,7 +21,7 @@ from plugin import volume_records as rec
 from plugin.backups import status
 from plugin.backups.ids import BackupId, parse_backup_id
 from plugin.errors import Busy, InvalidArgument, NotFound, OperationFailed, Unavailable, VolumeError
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.observability import log_fields
 from plugin.params.model import VolumeParams

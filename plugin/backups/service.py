@@ -34,7 +34,7 @@ from plugin.errors import (
     OperationFailed,
     VolumeError,
 )
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.models import Snapshot
 from plugin.observability import log_fields
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from plugin import linstor_retcodes as rc
 from plugin import names
 from plugin import volume_records as rec
 from plugin.errors import (
@@ -34,7 +33,8 @@ from plugin.errors import (
     VolumeError,
 )
 from plugin.keyed_locks import KeyedLocks
-from plugin.linstor_client import LinstorClient
+from plugin.linstor import retcodes as rc
+from plugin.linstor.client import LinstorClient
 from plugin.models import Attachment
 from plugin.observability import log_fields
 from plugin.volumes import in_use

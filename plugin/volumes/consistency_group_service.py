@@ -17,7 +17,7 @@ from plugin import names
 from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import InUse, InvalidArgument, NoSpace, NotFound
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.models import TopologyRequirement, Volume
 from plugin.params.model import VolumeParams
 from plugin.volumes import members as vm

@@ -51,7 +51,7 @@ from plugin.errors import (
     VolumeError,
 )
 from plugin.keyed_locks import KeyedLocks
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.models import Volume
 from plugin.observability import log_fields
 from plugin.params.filesystems import minimum_size_bytes

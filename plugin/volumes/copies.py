@@ -17,7 +17,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from plugin import linstor_retcodes as rc
 from plugin import names
 from plugin import volume_records as rec
 from plugin.errors import (
@@ -29,7 +28,8 @@ from plugin.errors import (
     OperationFailed,
     VolumeError,
 )
-from plugin.linstor_client import LinstorClient
+from plugin.linstor import retcodes as rc
+from plugin.linstor.client import LinstorClient
 from plugin.models import Volume
 from plugin.observability import log_fields
 from plugin.params.model import VolumeParams

@@ -15,15 +15,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from plugin import controller_features as features
-from plugin import linstor_retcodes as rc
 from plugin import names
 from plugin import placement_diagnosis as diagnosis
 from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import AlreadyExists, Busy, InvalidArgument, NoSpace, NotFound, Unavailable, VolumeError
 from plugin.keyed_locks import KeyedLocks
-from plugin.linstor_client import LinstorClient
+from plugin.linstor import features as features
+from plugin.linstor import retcodes as rc
+from plugin.linstor.client import LinstorClient
 from plugin.models import TopologyRequirement, Volume
 from plugin.observability import log_fields
 from plugin.params import placement

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from plugin import linstor_retcodes as rc
 from plugin import names
 from plugin import volume_records as rec
 from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NodeOffline, NotFound
+from plugin.linstor import retcodes as rc
 from plugin.models import Snapshot
 from plugin.observability import log_fields
 from plugin.volumes import members as vm

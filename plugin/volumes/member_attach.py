@@ -14,7 +14,7 @@ from dataclasses import replace
 from plugin import names
 from plugin import volume_records as rec
 from plugin.errors import NotFound
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.models import Attachment
 from plugin.volumes import members as vm
 from plugin.volumes.attach import VolumeAttachments

@@ -11,7 +11,7 @@ from plugin import names
 from plugin import volume_records as rec
 from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from plugin.keyed_locks import KeyedLocks
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.models import Snapshot
 from plugin.volumes import members as vm
 from plugin.volumes.consistency_groups import find_member

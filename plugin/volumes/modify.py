@@ -40,7 +40,7 @@ from plugin.params.values import BadValue, parse_replicas
 
 if TYPE_CHECKING:
     from plugin.keyed_locks import KeyedLocks
-    from plugin.linstor_client import LinstorClient
+    from plugin.linstor.client import LinstorClient
     from plugin.models import Volume
 
 log = logging.getLogger(__name__)

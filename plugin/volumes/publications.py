@@ -20,7 +20,7 @@ from plugin import volume_records as rec
 from plugin.errors import NotFound
 
 if TYPE_CHECKING:
-    from plugin.linstor_client import LinstorClient
+    from plugin.linstor.client import LinstorClient
 
 
 def tokens_of(resource: dict[str, Any]) -> frozenset[str]:

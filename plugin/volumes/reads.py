@@ -14,7 +14,7 @@ from typing import Any
 from plugin import names
 from plugin import volume_records as rec
 from plugin.errors import NotFound, OperationFailed, Unavailable, VolumeError
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.models import Volume
 from plugin.observability import log_fields
 

@@ -11,7 +11,7 @@ import threading
 
 from plugin import volume_records as rec
 from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.params import placement
 from plugin.params.model import VolumeParams
 

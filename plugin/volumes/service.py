@@ -30,7 +30,6 @@ from contextlib import suppress
 from dataclasses import replace
 from typing import Any, Protocol
 
-from plugin import linstor_retcodes as rc
 from plugin import names
 from plugin import volume_records as rec
 from plugin.config import Config
@@ -45,7 +44,8 @@ from plugin.errors import (
 )
 from plugin.health import controller_reachable
 from plugin.keyed_locks import KeyedLocks
-from plugin.linstor_client import LinstorClient
+from plugin.linstor import retcodes as rc
+from plugin.linstor.client import LinstorClient
 from plugin.models import Attachment, Snapshot, TopologyRequirement, Volume
 from plugin.params import placement
 from plugin.params.model import VolumeParams

@@ -15,7 +15,7 @@ from typing import Any
 
 from plugin import volume_records as rec
 from plugin.errors import Busy, FailedPrecondition, NodeOffline, NotFound, VolumeError
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.models import Volume
 from plugin.observability import log_fields
 from plugin.volumes import replica_states

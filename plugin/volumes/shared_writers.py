@@ -17,7 +17,7 @@ from plugin.errors import FailedPrecondition, NotFound
 from plugin.volumes.publications import tokens_of
 
 if TYPE_CHECKING:
-    from plugin.linstor_client import LinstorClient
+    from plugin.linstor.client import LinstorClient
 
 TWO_PRIMARIES = "DrbdOptions/Net/allow-two-primaries"
 #: The publication token of a read-write RWX block publication.

@@ -7,12 +7,12 @@ goes only with its group (:mod:`plugin.volumes.group_snapshots`).
 
 from __future__ import annotations
 
-from plugin import linstor_retcodes as rc
 from plugin import names
 from plugin import volume_records as rec
 from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NodeOffline, NotFound
 from plugin.keyed_locks import KeyedLocks
-from plugin.linstor_client import LinstorClient
+from plugin.linstor import retcodes as rc
+from plugin.linstor.client import LinstorClient
 from plugin.models import Snapshot
 from plugin.volumes import sync_wait
 from plugin.volumes.reads import VolumeReads, require_id

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
 
-from plugin import linstor_retcodes as rc
 from plugin.errors import FailedPrecondition, VolumeError
+from plugin.linstor import retcodes as rc
 
 T = TypeVar("T")
 

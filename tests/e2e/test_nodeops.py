@@ -24,7 +24,7 @@ import pytest
 
 from plugin.config import Config
 from plugin.errors import FailedPrecondition, InvalidArgument, NotFound, OperationFailed
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.models import VolumeCondition
 from plugin.node.commands import CommandResult, run
 from plugin.node.mounttable import MountEntry, read_mountinfo

@@ -21,7 +21,7 @@ from csi.generated import csi_pb2
 from csi.kube import PvcGroups, in_cluster_configuration
 from csi.testing import block_cap, mount_cap, unmount_under
 from plugin.config import load_config
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.volumes.consistency_groups import GROUP_LABEL, group_resource_name
 from plugin.volumes.members import MEMBER_NAME
 from tests.blockio import read_at, write_at

@@ -21,7 +21,7 @@ from csi.generated import csi_pb2
 from csi.testing import block_cap, mount_cap, unmount_under
 from plugin.config import load_config
 from plugin.errors import NotFound
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from testkit.waiting import wait_until
 from tests import csi_requests as rq
 from tests.blockio import read_at, write_at

@@ -33,7 +33,7 @@ import pytest
 from csi.generated import csi_pb2
 from csi.testing import CsiClient, block_cap, mount_cap
 from plugin.config import load_config
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.volumes.consistency_groups import GROUP_LABEL, group_resource_name
 from tests import csi_requests as rq
 from tests.conftest import EmulatorProcess, have_root_and_loop, require, reset_and_stop

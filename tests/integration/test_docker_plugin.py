@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from plugin.config import Config
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.params.csi import parse_csi_parameters
 from plugin.volumes.service import VolumeService
 from testkit.waiting import wait_until

@@ -15,8 +15,8 @@ import linstor
 import pytest
 import requests
 
-from plugin.linstor_retcodes import MASK_ERROR
-from plugin.linstor_retcodes import MASK_SEVERITY_AND_CODE as MASK
+from plugin.linstor.retcodes import MASK_ERROR
+from plugin.linstor.retcodes import MASK_SEVERITY_AND_CODE as MASK
 from testkit.waiting import wait_until
 from tests.blockio import read_at, size_bytes, write_at
 

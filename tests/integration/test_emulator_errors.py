@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import requests
 
-from plugin.linstor_retcodes import MASK_BITS_CODE
-from plugin.linstor_retcodes import MASK_ERROR as ERR
-from plugin.linstor_retcodes import MASK_INFO as INFO
-from plugin.linstor_retcodes import MASK_SEVERITY_AND_CODE as MASK
-from plugin.linstor_retcodes import MASK_WARN as WARN
+from plugin.linstor.retcodes import MASK_BITS_CODE
+from plugin.linstor.retcodes import MASK_ERROR as ERR
+from plugin.linstor.retcodes import MASK_INFO as INFO
+from plugin.linstor.retcodes import MASK_SEVERITY_AND_CODE as MASK
+from plugin.linstor.retcodes import MASK_WARN as WARN
 from testkit.waiting import wait_until
 from tests.conftest import REPO_ROOT, EmulatorProcess, require
 

@@ -50,7 +50,7 @@ from plugin.errors import (
     Unavailable,
     VolumeError,
 )
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.params.model import VolumeParams
 from plugin.volumes.service import VolumeService
 from testkit.waiting import wait_until

@@ -24,7 +24,7 @@ import requests
 from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import NotFound, OperationFailed, Unavailable
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.params.model import VolumeParams
 from plugin.volumes.service import VolumeService
 from testkit.waiting import wait_until
@@ -137,7 +137,7 @@ def test_a_left_over_intent_never_removes_what_the_plugin_did_not_make(emu: Emul
 _ATTACH_SCRIPT = """
 import sys
 from plugin.config import Config
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.volumes.service import VolumeService
 config = Config(controllers=(sys.argv[1],), node_name="node-c", read_timeout=60.0, config_file=None)
 VolumeService(LinstorClient(config), config).attach(sys.argv[2], "node-c")

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from plugin import linstor_retcodes as rc
 from plugin.config import Config
 from plugin.errors import AlreadyExists, InUse, InvalidArgument, NoSpace, NotFound, Unavailable
-from plugin.linstor_client import LinstorClient
+from plugin.linstor import retcodes as rc
+from plugin.linstor.client import LinstorClient
 from testkit.waiting import wait_until
 from tests.conftest import EmulatorProcess, free_port
 

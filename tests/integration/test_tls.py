@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import serialization
 
 from plugin.config import Config, load_config
 from plugin.errors import InvalidArgument, NotFound, OperationFailed, Unavailable, VolumeError
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.params.model import VolumeParams
 from plugin.volumes.service import VolumeService
 from testkit.waiting import wait_until

@@ -33,7 +33,7 @@ from plugin.errors import (
     OperationFailed,
     Unavailable,
 )
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.models import TopologyRequirement
 from plugin.params.groups import resource_group_name
 from plugin.params.model import VolumeParams

@@ -10,7 +10,7 @@ import pytest
 from docker_plugin.settings import load_docker_config
 from plugin.config import Config, load_config, normalize_controller
 from plugin.errors import InvalidArgument
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.params.docker import parse_docker_options
 from tests.certs import TlsFiles, make_tls_files
 

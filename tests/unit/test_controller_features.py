@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from plugin import controller_features as features
 from plugin.errors import FailedPrecondition
+from plugin.linstor import features as features
 
 
 def _features(answer: dict[str, Any]) -> tuple[features.ControllerFeatures, list[int]]:

@@ -20,7 +20,7 @@ from emulator.config import Config
 from emulator.core import Emulator
 from emulator.faults import Faults, error_ret_code
 from emulator.routing import Request
-from plugin.linstor_retcodes import MASK_SEVERITY_AND_CODE
+from plugin.linstor.retcodes import MASK_SEVERITY_AND_CODE
 
 
 class FakeStorage:

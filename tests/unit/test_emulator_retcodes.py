@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emulator import retcodes as rc
-from plugin.linstor_retcodes import MASK_SEVERITY_AND_CODE as MASK
+from plugin.linstor.retcodes import MASK_SEVERITY_AND_CODE as MASK
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from plugin import linstor_retcodes as rc
 from plugin.config import Config
 from plugin.errors import (
     AlreadyExists,
@@ -34,7 +33,8 @@ from plugin.errors import (
     OperationFailed,
     Unavailable,
 )
-from plugin.linstor_client import LinstorClient
+from plugin.linstor import retcodes as rc
+from plugin.linstor.client import LinstorClient
 from tests.conftest import require
 
 ERR = rc.MASK_ERROR

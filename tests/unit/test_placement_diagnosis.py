@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from plugin import linstor_retcodes as rc
+from plugin.linstor import retcodes as rc
 from plugin.params.model import VolumeParams
 from plugin.params.values import human_size
 from plugin.placement_diagnosis import PlacementWish, diagnose, listing, wish_for

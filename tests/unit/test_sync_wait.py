@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from plugin import linstor_retcodes as rc
 from plugin.errors import FailedPrecondition, OperationFailed
+from plugin.linstor import retcodes as rc
 from plugin.volumes import sync_wait
 
 

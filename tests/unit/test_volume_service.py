@@ -9,7 +9,7 @@ import pytest
 
 from plugin.config import Config
 from plugin.errors import Unavailable
-from plugin.linstor_client import LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.params.groups import resource_group_name
 from plugin.params.model import VolumeParams
 from plugin.volumes import create

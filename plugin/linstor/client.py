@@ -11,7 +11,7 @@ result when repeated). A POST that may have reached the controller is never re-s
 the caller re-reads and compares instead.
 
 A failed answer raises exactly one typed error from :mod:`plugin.errors`, decided from
-the ret code of its first error entry (see :mod:`plugin.linstor_retcodes`). The error
+the ret code of its first error entry (see :mod:`plugin.linstor.retcodes`). The error
 keeps the LINSTOR code in ``details["code"]`` and all entries in ``details["entries"]``.
 """
 
@@ -28,8 +28,6 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from plugin import controller_features as features
-from plugin import linstor_retcodes as rc
 from plugin.config import Config
 from plugin.errors import (
     InvalidArgument,
@@ -39,8 +37,10 @@ from plugin.errors import (
     Unavailable,
     VolumeError,
 )
+from plugin.linstor import features as features
+from plugin.linstor import retcodes as rc
+from plugin.linstor.tls import ContextAdapter, client_tls
 from plugin.observability import log_fields, record_linstor_call
-from plugin.tls import ContextAdapter, client_tls
 
 log = logging.getLogger(__name__)
 
