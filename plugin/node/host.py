@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Collection, Sequence
+from typing import Literal
 
 from plugin.errors import (
     FailedPrecondition,
@@ -24,7 +25,7 @@ from plugin.node.commandlines import (
     describe_signature,
     parse_blkid_export,
 )
-from plugin.node.commands import COMMAND_TIMEOUT, MKFS_TIMEOUT, CommandResult, Runner, run
+from plugin.node.commands import COMMAND_TIMEOUT, MKFS_TIMEOUT, CommandResult, Runner, format_command, run
 from plugin.node.mounttable import (
     MOUNTINFO,
     MountEntry,
@@ -33,8 +34,11 @@ from plugin.node.mounttable import (
     read_mountinfo,
     top_mount,
 )
+from plugin.node.native import NativeCalls, NativeUnavailable
 
 log = logging.getLogger(__name__)
+
+_real_run = run
 
 
 class Host:
@@ -48,8 +52,15 @@ class Host:
         command_timeout: float = COMMAND_TIMEOUT,
         long_timeout: float = MKFS_TIMEOUT,
         device_timeout: float = 30.0,
+        native: NativeCalls | Literal["auto"] | None = "auto",
     ) -> None:
+        """``native`` does the probe and the mounts in-process (see :mod:`plugin.node.native`).
+
+        ``"auto"`` means in-process when ``run`` is the real runner, and never with a
+        runner a test passed in: a fake runner must not meet real mount(2) calls.
+        """
         self._run = run
+        self.native = (NativeCalls() if run is _real_run else None) if native == "auto" else native
         self.mountinfo_path = mountinfo_path
         self.command_timeout = command_timeout
         self.long_timeout = long_timeout  # fsck and resize of a whole filesystem
@@ -181,15 +192,67 @@ class Host:
                 os.close(fd)
         except OSError as exc:
             return f"unknown (device cannot be read: {exc.strerror})"
-        result = self.cmd(["blkid", "-p", "-o", "export", device], ok_codes=range(256))
-        if result.returncode == 2:
+        answer = self._probe_in_process(device)
+        if answer is not None:
+            code, values = answer
+        else:
+            result = self.cmd(["blkid", "-p", "-o", "export", device], ok_codes=range(256))
+            code, values = result.returncode, parse_blkid_export(result.stdout)
+            if code not in (0, 2, 8):
+                detail = result.stderr.strip() or f"exit {result.returncode}"
+                return f"unknown (blkid could not probe: {detail})"
+        if code == 2:
             return None
-        if result.returncode == 8:
+        if code == 8:
             return "several signatures (ambivalent probe)"
-        if result.returncode != 0:
-            detail = result.stderr.strip() or f"exit {result.returncode}"
-            return f"unknown (blkid could not probe: {detail})"
-        return describe_signature(parse_blkid_export(result.stdout)) or "unrecognised signature"
+        return describe_signature(values) or "unrecognised signature"
+
+    def _probe_in_process(self, device: str) -> tuple[int, dict[str, str]] | None:
+        """libblkid's answer as (blkid's exit code, values); None to run ``blkid -p`` instead."""
+        if self.native is None:
+            return None
+        try:
+            answer = self.native.probe(device)
+        except (NativeUnavailable, OSError) as exc:
+            log.info("probing %s with blkid: the in-process probe could not (%s)", device, exc)
+            return None
+        return answer.code, answer.values
+
+    def mount(
+        self,
+        args: Sequence[str],
+        source: str,
+        target: str,
+        fs_type: str | None,
+        options: Sequence[str],
+        readonly: bool,
+    ) -> None:
+        """Mount a filesystem: mount(2) in-process, else (or when the kernel refuses) ``args``, mount(8).
+
+        mount(8) runs the same mount again after a refusal so the error names the cause in
+        the tool's own words (wrong filesystem type, device busy, read-only device...).
+        """
+        if self.native is not None and fs_type:
+            try:
+                self.native.mount(source, target, fs_type, options, readonly)
+                return
+            except NativeUnavailable:
+                pass
+            except OSError as exc:
+                log.info(
+                    "mount(2) of %s at %s refused (%s); asking %s", source, target, exc, format_command(args)
+                )
+        self.cmd(args)
+
+    def bind(self, source: str, target: str) -> None:
+        """``mount --bind``: mount(2) in-process, else (or when the kernel refuses) the tool."""
+        if self.native is not None:
+            try:
+                self.native.bind(source, target)
+                return
+            except OSError as exc:
+                log.info("bind of %s at %s refused (%s); asking mount --bind", source, target, exc)
+        self.cmd(["mount", "--bind", source, target])
 
     def is_mounted(self, target: str) -> bool:
         return top_mount(self.mounts(), normalize(target)) is not None

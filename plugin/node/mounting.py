@@ -106,7 +106,9 @@ class Mounter:
         final = mount_options(fs, opts, readonly, blockdev.read_only(number))
         created = self.host.ensure_dir(path)
         try:
-            self.host.cmd(mount_command(source, path, fs, final, readonly))
+            self.host.mount(
+                mount_command(source, path, fs, final, readonly), source, path, fs, final, readonly
+            )
         except VolumeError:
             self.host.remove_created(path, created)
             raise
@@ -146,7 +148,7 @@ class Mounter:
 
     def bind(self, source: str, target: str, readonly: bool, options: Sequence[str], created: bool) -> None:
         try:
-            self.host.cmd(["mount", "--bind", source, target])
+            self.host.bind(source, target)
         except VolumeError:
             self.host.remove_created(target, created)
             raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Literal
 
 from plugin.errors import (
     FailedPrecondition,
@@ -41,6 +42,7 @@ from plugin.node.mounttable import (
     normalize,
     top_mount,
 )
+from plugin.node.native import NativeCalls
 from plugin.node.paths import Paths
 from plugin.node.unmounting import MountOwner, Unmounter
 from plugin.params.mount_rules import split_mount_options
@@ -61,13 +63,16 @@ class NodeOps:
         mkfs_timeout: float = MKFS_TIMEOUT,
         mkfs_timeout_floor: float = MKFS_TIMEOUT_FLOOR,
         mkfs_seconds_per_gib: float = MKFS_SECONDS_PER_GIB,
+        native: NativeCalls | Literal["auto"] | None = "auto",
     ) -> None:
+        """``native``: the in-process probe and mounts of :mod:`plugin.node.native` (see Host)."""
         self.host = Host(
             run=run,
             mountinfo_path=mountinfo_path,
             command_timeout=command_timeout,
             long_timeout=mkfs_timeout,
             device_timeout=device_timeout,
+            native=native,
         )
         self.formatter = Formatter(self.host, mkfs_timeout_floor, mkfs_seconds_per_gib)
         self.mounter = Mounter(self.host)

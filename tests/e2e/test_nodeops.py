@@ -28,6 +28,7 @@ from plugin.linstor.client import LinstorClient
 from plugin.models import VolumeCondition
 from plugin.node.commands import CommandResult, run
 from plugin.node.mounttable import MountEntry, read_mountinfo
+from plugin.node.native import NativeCalls, ProbeAnswer
 from plugin.node.ops import NodeOps
 from plugin.params.filesystems import FILESYSTEMS
 from plugin.params.model import VolumeParams
@@ -671,12 +672,28 @@ def test_volume_lifecycle_through_the_core(
 
 
 class CountingOps(NodeOps):
-    """Real node operations that record each command they run and each mount table read."""
+    """Real node operations that record each command they run and each mount table read.
+
+    The in-process probe and mounts count under their tools' names (``blkid``, ``mount``):
+    each does the work that tool did.
+    """
 
     def __init__(self) -> None:
         self.commands: list[str] = []
         self.table_reads = 0
-        super().__init__(device_timeout=5.0, run=self._counted)
+        native = NativeCalls()
+        probe, mount = native.probe, native.mount
+
+        def counted_probe(device: str) -> ProbeAnswer:
+            self.commands.append("blkid")
+            return probe(device)
+
+        def counted_mount(*args: Any) -> None:
+            self.commands.append("mount")
+            mount(*args)
+
+        native.probe, native.mount = counted_probe, counted_mount  # type: ignore[method-assign]
+        super().__init__(device_timeout=5.0, run=self._counted, native=native)
         read_table = self.host.mounts
 
         def counted_read() -> list[MountEntry]:

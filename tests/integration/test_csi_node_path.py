@@ -1,7 +1,7 @@
 """The work NodeStage and NodePublish do on the host, counted: commands, mount-table reads, REST calls.
 
 The node path is the latency a pod waits for, so it does each piece of work once: the
-device is probed once (the ``blkid -p`` guard also decides whether an existing ext4 is
+device is probed once (the guard of ``blkid -p``, run in-process, also decides whether an existing ext4 is
 checked), the mount table is read once per request, the volume is read from LINSTOR once
 per request, and a filesystem the stage has just made is neither checked nor grown.
 These tests pin that down with real mounts, and check that skipping the work never skips
@@ -26,6 +26,7 @@ from csi.generated import csi_pb2
 from csi.testing import block_cap, mount_cap, unmount_under
 from plugin.node.commands import CommandResult, run
 from plugin.node.mounttable import MountEntry
+from plugin.node.native import ProbeAnswer
 from tests.integration.csi_stack import LOCAL, Stack, csi_stack
 
 MIB = 1024**2
@@ -34,7 +35,11 @@ DEVICE_KEY = "linstor.csi.linbit.com/device-path"
 
 
 class Counts:
-    """What the driver's node operations did since the last :meth:`take`."""
+    """What the driver's node operations did since the last :meth:`take`.
+
+    ``commands`` holds the tools run and, by name, the in-process calls that replace
+    ``blkid``, ``mount`` and ``mount --bind`` (``probe(libblkid)``, ``mount(2)``, ``bind(2)``).
+    """
 
     def __init__(self) -> None:
         self.commands: list[str] = []
@@ -67,13 +72,33 @@ def counts(stack: Stack) -> Iterator[Counts]:
         counted.table_reads += 1
         return original_mounts()
 
+    native = host.native
+    assert native is not None  # the driver probes and mounts in-process
+    original_probe, original_mount, original_bind = native.probe, native.mount, native.bind
+
+    def counting_probe(device: str) -> ProbeAnswer:
+        counted.commands.append("probe(libblkid)")
+        return original_probe(device)
+
+    def counting_mount(
+        source: str, target: str, fs_type: str, options: Sequence[str], readonly: bool
+    ) -> None:
+        counted.commands.append("mount(2)")
+        original_mount(source, target, fs_type, options, readonly)
+
+    def counting_bind(source: str, target: str) -> None:
+        counted.commands.append("bind(2)")
+        original_bind(source, target)
+
     host._run = counting_run
     host.mounts = counting_mounts  # type: ignore[method-assign]
+    native.probe, native.mount, native.bind = counting_probe, counting_mount, counting_bind  # type: ignore[method-assign]
     try:
         yield counted
     finally:
         host._run = original_run
         host.mounts = original_mounts  # type: ignore[method-assign]
+        native.probe, native.mount, native.bind = original_probe, original_mount, original_bind  # type: ignore[method-assign]
 
 
 @pytest.fixture
@@ -161,13 +186,14 @@ def test_fresh_volume_is_probed_once_formatted_mounted_and_bound(
     stage(stack, vid, staging, ctx)
     commands, reads = counts.take()
     # The one probe guards mkfs and tells that the new ext4 needs no check; its size is known.
-    assert commands == ["blkid", "mkfs.ext4", "mount"]
+    # Only mkfs is a command: the probe and the mount are done in-process.
+    assert commands == ["probe(libblkid)", "mkfs.ext4", "mount(2)"]
     assert reads == 1
     assert rest_gets() - before == 2  # one volume read: its definition and its resources
 
     publish(stack, vid, staging, target, ctx)
     commands, reads = counts.take()
-    assert commands == ["mount --bind"]
+    assert commands == ["bind(2)"]
     assert reads == 1  # the staging mount's owner and the target checked against one reading
     assert stack.nodeops.mounts_of(device) == [staging, target]
     assert stack.nodeops.filesystem_signature(device) == "ext4"
@@ -175,7 +201,7 @@ def test_fresh_volume_is_probed_once_formatted_mounted_and_bound(
 
     stage(stack, vid, staging, ctx)  # a repeat: mounted already, so neither probed nor checked
     commands, _ = counts.take()
-    assert "blkid" not in commands and "e2fsck" not in commands and "mkfs.ext4" not in commands
+    assert commands == []  # neither probed, checked, formatted nor mounted again
     stack.nodeops.unmount(target)
     stack.nodeops.unmount(staging, remove_target=False)
     remove(stack, vid)
@@ -191,7 +217,7 @@ def test_existing_ext4_is_checked_from_the_same_probe(
     stage(stack, vid, staging, ctx)
     commands, reads = counts.take()
     # Never formatted; checked before its first mount here, its size read from its superblock.
-    assert commands == ["blkid", "e2fsck", "mount"]
+    assert commands == ["probe(libblkid)", "e2fsck", "mount(2)"]
     assert reads == 1
     publish(stack, vid, staging, target, ctx)
     assert stack.nodeops.mounts_of(device) == [staging, target]
@@ -231,7 +257,7 @@ def test_single_writer_publish_reads_the_mount_table_once_and_still_refuses_a_se
     counts.take()
     publish(stack, vid, staging, target, ctx, cap)
     commands, reads = counts.take()
-    assert commands == ["mount --bind"] and reads == 1
+    assert commands == ["bind(2)"] and reads == 1
     with pytest.raises(grpc.RpcError) as info:
         publish(stack, vid, staging, second, ctx, cap)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -1,0 +1,250 @@
+"""The probe and the mounts of the node path, done in this process instead of by a tool.
+
+Starting ``blkid`` or ``mount`` costs a fork and an exec of a program that loads its
+libraries, several milliseconds each, and a pod's first start waits for three of them.
+This module does the same work in-process:
+
+- :meth:`NativeCalls.probe` runs libblkid's low-level probe exactly as ``blkid -p``
+  does (the same library and probers, the same flags, the small-disk partition rule), so
+  the "never format what carries a signature" guard sees everything blkid would.
+- :meth:`NativeCalls.mount` and :meth:`NativeCalls.bind` call mount(2) for what the
+  plugin mounts (ext4, xfs, btrfs with options from its allow-list, and plain binds),
+  translating options as libmount does: VFS flags to ``MS_*`` bits, the rest to the
+  filesystem's data string.
+
+Every call answers None or raises :class:`NativeUnavailable` when it cannot do the work
+(no libblkid, an SELinux ``context=`` option that libmount treats specially, a probe
+error); the caller then runs the tool as before. A mount the kernel refuses is retried
+by the caller through ``mount`` so the error a user sees is the tool's own sentence.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from plugin.params.filesystems import FILESYSTEMS
+
+log = logging.getLogger(__name__)
+
+# blkid.h: the superblock flags ``blkid -p`` sets, and the partition flag it adds.
+_SUBLKS_LABEL, _SUBLKS_UUID, _SUBLKS_TYPE = 1 << 1, 1 << 3, 1 << 5
+_SUBLKS_SECTYPE, _SUBLKS_USAGE, _SUBLKS_VERSION = 1 << 6, 1 << 7, 1 << 8
+_BLKID_P_FLAGS = (
+    _SUBLKS_LABEL | _SUBLKS_UUID | _SUBLKS_TYPE | _SUBLKS_SECTYPE | _SUBLKS_USAGE | _SUBLKS_VERSION
+)
+_PARTS_ENTRY_DETAILS = 1 << 2
+# blkid's rule: a whole device of at most 1440 KiB that holds a partition table is not
+# probed for filesystems.
+_SMALL_DISK = 1024 * 1440
+
+# mount(2) flags (linux/mount.h).
+MS_RDONLY = 1
+MS_BIND = 4096
+# Each generic option: (the flag, whether the option sets it or clears it), as libmount maps them.
+_VFS_OPTIONS: dict[str, tuple[int, bool]] = {
+    "sync": (16, True),
+    "async": (16, False),
+    "nosuid": (2, True),
+    "suid": (2, False),
+    "nodev": (4, True),
+    "dev": (4, False),
+    "noexec": (8, True),
+    "exec": (8, False),
+    "dirsync": (128, True),
+    "nosymfollow": (256, True),
+    "noatime": (1024, True),
+    "atime": (1024, False),
+    "nodiratime": (2048, True),
+    "diratime": (2048, False),
+    "silent": (32768, True),
+    "loud": (32768, False),
+    "relatime": (1 << 21, True),
+    "norelatime": (1 << 21, False),
+    "iversion": (1 << 23, True),
+    "noiversion": (1 << 23, False),
+    "strictatime": (1 << 24, True),
+    "nostrictatime": (1 << 24, False),
+    "lazytime": (1 << 25, True),
+    "nolazytime": (1 << 25, False),
+}
+# Options libmount handles itself (SELinux contexts are dropped when SELinux is off).
+_LEFT_TO_MOUNT = ("context=", "fscontext=", "defcontext=", "rootcontext=")
+
+
+class NativeUnavailable(Exception):
+    """The in-process call cannot do this; run the tool instead."""
+
+
+@dataclass(frozen=True)
+class ProbeAnswer:
+    """What libblkid's low-level probe said, in ``blkid -p``'s terms.
+
+    ``code`` is the exit code blkid would give: 0 something found (``values``), 2
+    nothing found, 8 an ambivalent probe (several signatures).
+    """
+
+    code: int
+    values: dict[str, str]
+
+
+def mount_data(fs_type: str, options: Sequence[str], readonly: bool) -> tuple[int, str]:
+    """(mount(2) flags, data string) for options as libmount would split them.
+
+    Generic VFS options become ``MS_*`` bits, in order (a later ``atime`` clears an
+    earlier ``noatime``); everything else is the filesystem's own and goes to the kernel
+    in the data string. Raises :class:`NativeUnavailable` for a filesystem this plugin
+    does not make (a mount helper may exist for it) or an option libmount treats itself.
+    """
+    if fs_type not in FILESYSTEMS:
+        raise NativeUnavailable(f"{fs_type} is mounted by mount(8)")
+    flags = MS_RDONLY if readonly else 0
+    data: list[str] = []
+    for option in options:
+        if option in ("ro", "rw"):
+            continue
+        if option.startswith(_LEFT_TO_MOUNT):
+            raise NativeUnavailable(f"{option.partition('=')[0]}= is handled by mount(8)")
+        known = _VFS_OPTIONS.get(option)
+        if known is None:
+            data.append(option)
+        elif known[1]:
+            flags |= known[0]
+        else:
+            flags &= ~known[0]
+    return flags, ",".join(data)
+
+
+class NativeCalls:
+    """libblkid and mount(2) through ctypes; each library is loaded on first use."""
+
+    def __init__(self) -> None:
+        self._probe_lock = threading.Lock()
+
+    @staticmethod
+    @functools.cache
+    def _libc() -> ctypes.CDLL:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+        libc.mount.restype = ctypes.c_int
+        return libc
+
+    @staticmethod
+    @functools.cache
+    def _libblkid() -> ctypes.CDLL | None:
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("blkid") or "libblkid.so.1")
+        except OSError as exc:
+            log.info("libblkid cannot be loaded (%s); probing devices with blkid", exc)
+            return None
+        p, i = ctypes.c_void_p, ctypes.c_int
+        signatures = {
+            "blkid_new_probe": ([], p),
+            "blkid_free_probe": ([p], None),
+            "blkid_probe_set_device": ([p, i, ctypes.c_int64, ctypes.c_int64], i),
+            "blkid_probe_set_superblocks_flags": ([p, i], i),
+            "blkid_probe_enable_superblocks": ([p, i], i),
+            "blkid_probe_enable_partitions": ([p, i], i),
+            "blkid_probe_set_partitions_flags": ([p, i], i),
+            "blkid_probe_get_size": ([p], ctypes.c_int64),
+            "blkid_do_fullprobe": ([p], i),
+            "blkid_do_safeprobe": ([p], i),
+            "blkid_probe_lookup_value": ([p, ctypes.c_char_p, p, p], i),
+            "blkid_probe_numof_values": ([p], i),
+            "blkid_probe_get_value": (
+                [
+                    p,
+                    i,
+                    ctypes.POINTER(ctypes.c_char_p),
+                    ctypes.POINTER(ctypes.c_char_p),
+                    ctypes.POINTER(ctypes.c_size_t),
+                ],
+                i,
+            ),
+        }
+        for name, (args, result) in signatures.items():
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = args, result
+        return lib
+
+    def probe(self, device: str) -> ProbeAnswer:
+        """``blkid -p -o export <device>``, in-process; NativeUnavailable when it cannot tell."""
+        lib = self._libblkid()
+        if lib is None:
+            raise NativeUnavailable("libblkid is not available")
+        fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with self._probe_lock:
+                pr = lib.blkid_new_probe()
+                if not pr:
+                    raise NativeUnavailable("libblkid could not make a probe")
+                try:
+                    return self._low_probe(lib, pr, fd, device)
+                finally:
+                    lib.blkid_free_probe(pr)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _low_probe(lib: ctypes.CDLL, pr: int, fd: int, device: str) -> ProbeAnswer:
+        """blkid's ``lowprobe_superblocks`` step by step (misc-utils/blkid.c)."""
+        lib.blkid_probe_set_superblocks_flags(pr, _BLKID_P_FLAGS)
+        if lib.blkid_probe_set_device(pr, fd, 0, 0) != 0:
+            raise NativeUnavailable(f"libblkid could not open {device}")
+        lib.blkid_probe_enable_partitions(pr, 1)
+        lib.blkid_probe_set_partitions_flags(pr, _PARTS_ENTRY_DETAILS)
+        if lib.blkid_probe_get_size(pr) <= _SMALL_DISK:
+            lib.blkid_probe_enable_superblocks(pr, 0)
+            if lib.blkid_do_fullprobe(pr) < 0:
+                raise NativeUnavailable(f"libblkid could not probe {device}")
+            if lib.blkid_probe_lookup_value(pr, b"PTTYPE", None, None) == 0:
+                return ProbeAnswer(0, _values(lib, pr))
+            lib.blkid_probe_enable_partitions(pr, 0)
+        lib.blkid_probe_enable_superblocks(pr, 1)
+        rc = lib.blkid_do_safeprobe(pr)
+        if rc == -2:
+            return ProbeAnswer(8, {})
+        if rc < 0:
+            raise NativeUnavailable(f"libblkid could not probe {device}")
+        values = _values(lib, pr) if rc == 0 else {}
+        return ProbeAnswer(0 if values else 2, values)
+
+    def mount(self, source: str, target: str, fs_type: str, options: Sequence[str], readonly: bool) -> None:
+        """mount(2) of a filesystem; OSError when the kernel refuses, NativeUnavailable to use mount(8)."""
+        flags, data = mount_data(fs_type, options, readonly)
+        self._mount(source, target, fs_type, flags, data)
+
+    def bind(self, source: str, target: str) -> None:
+        """``mount --bind source target`` (not recursive); OSError when the kernel refuses."""
+        self._mount(source, target, None, MS_BIND, None)
+
+    def _mount(self, source: str, target: str, fs_type: str | None, flags: int, data: str | None) -> None:
+        libc = self._libc()
+        if (
+            libc.mount(
+                os.fsencode(source),
+                os.fsencode(target),
+                fs_type.encode() if fs_type else None,
+                flags,
+                data.encode() if data else None,
+            )
+            != 0
+        ):
+            errno = ctypes.get_errno()
+            raise OSError(errno, os.strerror(errno))
+
+
+def _values(lib: ctypes.CDLL, pr: int) -> dict[str, str]:
+    values: dict[str, str] = {}
+    name, data, size = ctypes.c_char_p(), ctypes.c_char_p(), ctypes.c_size_t()
+    for n in range(lib.blkid_probe_numof_values(pr)):
+        if lib.blkid_probe_get_value(pr, n, ctypes.byref(name), ctypes.byref(data), ctypes.byref(size)) == 0:
+            key = (name.value or b"").decode("ascii", "replace")
+            values[key] = (data.value or b"").decode("utf-8", "replace")
+    return values
