@@ -32,6 +32,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import grpc  # noqa: E402
+
 from benchmarks.csi_bench import LOCAL, MIB, SHELL_STAGE_PUBLISH, DriverProcess, summarize  # noqa: E402
 from csi.generated import csi_pb2  # noqa: E402
 from csi.testing import CsiClient, block_cap, mount_cap, unmount_under  # noqa: E402
@@ -118,8 +120,25 @@ def run_rounds(drivers: dict[str, DriverProcess], base: Path, rounds: int) -> di
             control.controller.ControllerUnpublishVolume(
                 csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid, node_id=LOCAL)
             )
-            control.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vid))
+            delete_when_released(control, vid)
     return samples
+
+
+def delete_when_released(client: CsiClient, vid: str, tries: int = 10) -> None:
+    """DeleteVolume, tried again while the emulator still sees the device in use.
+
+    On a shared machine another process may hold the just-unmounted device open for a
+    moment (a scan of block devices), and the emulator refuses to detach it then, as DRBD
+    would; that says nothing about the node path measured here.
+    """
+    for attempt in range(tries):
+        try:
+            client.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vid))
+            return
+        except grpc.RpcError as exc:
+            if attempt == tries - 1 or "in use" not in (exc.details() or ""):
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def main() -> int:
