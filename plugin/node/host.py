@@ -233,6 +233,7 @@ class Host:
         the tool's own words (wrong filesystem type, device busy, read-only device...).
         """
         if self.native is not None and fs_type:
+            log.debug("mount(2) in-process for %s", format_command(args))  # user options redacted
             try:
                 self.native.mount(source, target, fs_type, options, readonly)
                 return
@@ -247,6 +248,7 @@ class Host:
     def bind(self, source: str, target: str) -> None:
         """``mount --bind``: mount(2) in-process, else (or when the kernel refuses) the tool."""
         if self.native is not None:
+            log.debug("mount(2) in-process for mount --bind %s %s", source, target)
             try:
                 self.native.bind(source, target)
                 return
