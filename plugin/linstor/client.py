@@ -39,6 +39,7 @@ from plugin.errors import (
 )
 from plugin.linstor import features as features
 from plugin.linstor import retcodes as rc
+from plugin.linstor.session_env import read_environment_once
 from plugin.linstor.tls import ContextAdapter, client_tls
 from plugin.observability import log_fields, record_linstor_call
 
@@ -114,6 +115,7 @@ class LinstorClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        read_environment_once(self.session)
         #: The controller's version, read once, for the request fields older controllers lack.
         self.features = features.ControllerFeatures(self.controller_version)
 
