@@ -130,7 +130,7 @@ class NativeCalls:
     @staticmethod
     @functools.cache
     def _libc() -> ctypes.CDLL:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = _load("libc.so.6", "c", use_errno=True)
         libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
         libc.mount.restype = ctypes.c_int
         return libc
@@ -139,7 +139,7 @@ class NativeCalls:
     @functools.cache
     def _libblkid() -> ctypes.CDLL | None:
         try:
-            lib = ctypes.CDLL(ctypes.util.find_library("blkid") or "libblkid.so.1")
+            lib = _load("libblkid.so.1", "blkid")
         except OSError as exc:
             log.info("libblkid cannot be loaded (%s); probing devices with blkid", exc)
             return None
@@ -238,6 +238,17 @@ class NativeCalls:
         ):
             errno = ctypes.get_errno()
             raise OSError(errno, os.strerror(errno))
+
+
+def _load(soname: str, name: str, use_errno: bool = False) -> ctypes.CDLL:
+    """The library by its usual soname; find_library (which runs ldconfig) only when that fails."""
+    try:
+        return ctypes.CDLL(soname, use_errno=use_errno)
+    except OSError:
+        found = ctypes.util.find_library(name)
+        if found is None:
+            raise
+        return ctypes.CDLL(found, use_errno=use_errno)
 
 
 def _values(lib: ctypes.CDLL, pr: int) -> dict[str, str]:
