@@ -210,10 +210,14 @@ class NativeCalls:
         rc = lib.blkid_do_safeprobe(pr)
         if rc == -2:
             return ProbeAnswer(8, {})
-        if rc < 0:
-            raise NativeUnavailable(f"libblkid could not probe {device}")
-        values = _values(lib, pr) if rc == 0 else {}
-        return ProbeAnswer(0 if values else 2, values)
+        if rc not in (0, 1):
+            raise NativeUnavailable(f"libblkid could not probe {device} (answer {rc})")
+        if rc == 1:
+            return ProbeAnswer(2, {})
+        values = _values(lib, pr)
+        if not values:  # found something it cannot name: let blkid say what
+            raise NativeUnavailable(f"libblkid found a signature on {device} but gave no values")
+        return ProbeAnswer(0, values)
 
     def mount(self, source: str, target: str, fs_type: str, options: Sequence[str], readonly: bool) -> None:
         """mount(2) of a filesystem; OSError when the kernel refuses, NativeUnavailable to use mount(8)."""

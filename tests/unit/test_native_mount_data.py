@@ -1,10 +1,12 @@
-"""How the in-process mount splits options into mount(2) flags and the filesystem's data string."""
+"""The in-process calls' rules: mount options to mount(2) flags and data, probe answers to blkid's codes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from plugin.node.native import MS_RDONLY, NativeUnavailable, mount_data
+from plugin.node.native import MS_RDONLY, NativeCalls, NativeUnavailable, mount_data
 
 MS_NOSUID, MS_NODEV, MS_NOATIME, MS_RELATIME = 2, 4, 1024, 1 << 21
 
@@ -38,3 +40,32 @@ def test_read_only_is_the_flag_whatever_ro_or_rw_words_say() -> None:
 def test_what_libmount_handles_itself_is_left_to_mount(fs: str, options: list[str]) -> None:
     with pytest.raises(NativeUnavailable):
         mount_data(fs, options, False)
+
+
+class FakeLibblkid:
+    """Answers of libblkid's probe calls, to drive the probe's decisions without a device."""
+
+    def __init__(self, safeprobe: int, values: int = 0, size: int = 1 << 30) -> None:
+        self.safeprobe, self.values, self.size = safeprobe, values, size
+
+    def __getattr__(self, name: str) -> Callable[..., int]:
+        answers = {
+            "blkid_do_safeprobe": self.safeprobe,
+            "blkid_probe_numof_values": self.values,
+            "blkid_probe_get_size": self.size,
+            "blkid_probe_get_value": -1,
+        }
+        return lambda *args: answers.get(name, 0)
+
+
+@pytest.mark.parametrize(("safeprobe", "code"), [(1, 2), (-2, 8)])
+def test_nothing_found_and_ambivalent_map_to_blkids_exit_codes(safeprobe: int, code: int) -> None:
+    answer = NativeCalls._low_probe(FakeLibblkid(safeprobe), 1, 0, "/dev/x")  # type: ignore[arg-type]
+    assert (answer.code, answer.values) == (code, {})
+
+
+@pytest.mark.parametrize("lib", [FakeLibblkid(-1), FakeLibblkid(0, values=0), FakeLibblkid(0, values=2)])
+def test_a_probe_error_or_a_find_without_values_is_left_to_blkid(lib: FakeLibblkid) -> None:
+    """Never "blank" on doubt: an error, or a signature libblkid cannot name, goes to the tool."""
+    with pytest.raises(NativeUnavailable):
+        NativeCalls._low_probe(lib, 1, 0, "/dev/x")  # type: ignore[arg-type]
