@@ -21,6 +21,7 @@ from plugin.linstor.client import LinstorClient
 from plugin.models import TopologyRequirement, Volume
 from plugin.params.model import VolumeParams
 from plugin.volumes import members as vm
+from plugin.volumes import sizes
 from plugin.volumes.attach import VolumeAttachments
 from plugin.volumes.consistency_groups import (
     PVC_NAME,
@@ -33,7 +34,6 @@ from plugin.volumes.consistency_groups import (
     is_shared,
     member_volume,
 )
-from plugin.volumes.create import MAX_SIZE_KIB, kib
 from plugin.volumes.member_attach import MemberAttachments, MemberPublications
 from plugin.volumes.member_snapshots import MemberSnapshots
 from plugin.volumes.service import VolumeService
@@ -175,16 +175,7 @@ class ConsistencyGroupService(VolumeService):
         resource, number, rd = member
         with self.locks.lock(resource):
             volume = member_volume(rd, number, [])
-            new_kib = kib(size_bytes)
-            if new_kib > MAX_SIZE_KIB:
-                raise InvalidArgument(
-                    f"volume size {size_bytes} bytes is larger than LINSTOR's limit of 1 PiB"
-                )
-            if new_kib * 1024 < volume.size_bytes:
-                raise InvalidArgument(
-                    f"volume {volume_id} is {volume.size_bytes} bytes; it can only grow, "
-                    f"not shrink to {size_bytes}"
-                )
+            new_kib = sizes.grow_kib(volume_id, volume.size_bytes, size_bytes)
             if new_kib * 1024 > volume.size_bytes:
                 try:
                     self.client.resize_volume_definition(resource, new_kib, number)

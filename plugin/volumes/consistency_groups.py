@@ -54,13 +54,13 @@ from plugin.keyed_locks import KeyedLocks
 from plugin.linstor.client import LinstorClient
 from plugin.models import Volume
 from plugin.observability import log_fields
-from plugin.params.filesystems import minimum_size_bytes
 from plugin.params.groups import resource_group_name
 from plugin.params.model import VolumeParams
 from plugin.progress import long_operation
 from plugin.volumes import members as vm
+from plugin.volumes import sizes
 from plugin.volumes.copies import VolumeCopies
-from plugin.volumes.create import MAX_SIZE_KIB, kib
+from plugin.volumes.create import wanted_for
 from plugin.volumes.members import publication_key
 from plugin.volumes.reads import VolumeReads
 from plugin.volumes.resource_groups import ResourceGroups
@@ -175,28 +175,14 @@ class MemberCreation:
     def create_member(
         self, name: str, size_bytes: int, params: VolumeParams, target: Target, source: str | None
     ) -> Volume:
-        if not name:
-            raise InvalidArgument("a volume needs a name")
-        if size_bytes < 0:
-            raise InvalidArgument(f"volume size must not be negative, got {size_bytes}")
+        size_kib = sizes.create_kib(name, size_bytes, params.fs_type)
         if source and not source.startswith("snapshot:"):
             raise InvalidArgument(
                 f"volume {name!r} belongs to consistency group {target.group}: cloning a volume into a "
                 "consistency group is not supported; restore from a group snapshot instead"
             )
-        size_kib = kib(max(size_bytes, minimum_size_bytes(params.fs_type)))
-        if size_kib > MAX_SIZE_KIB:
-            raise InvalidArgument(f"volume size {size_bytes} bytes is larger than LINSTOR's limit of 1 PiB")
-        wanted = rec.Wanted(
-            volume_id=target.resource,
-            name=name,
-            size_kib=size_kib,
-            resource_group=resource_group_name(params),
-            fs_type=params.fs_type,
-            mkfs_opts=params.mkfs_opts,
-            mount_opts=tuple(params.mount_opts),
-            source=source,
-            extra=tuple(sorted(params.extra.items())),
+        wanted = wanted_for(
+            target.resource, name, size_kib, params, source, group=resource_group_name(params)
         )
         with self.locks.lock(target.resource):
             rd = self.reads.read_rd(target.resource)

@@ -10,7 +10,6 @@ allowed, or its half-made definition removed (:mod:`plugin.volumes.settle`).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -27,12 +26,12 @@ from plugin.linstor.client import LinstorClient
 from plugin.models import TopologyRequirement, Volume
 from plugin.observability import log_fields
 from plugin.params import placement
-from plugin.params.filesystems import minimum_size_bytes
 from plugin.params.groups import resource_group_name
 from plugin.params.model import VolumeParams
 from plugin.params.values import human_size
 from plugin.progress import long_operation
 from plugin.remote_access import policy_text
+from plugin.volumes import sizes
 from plugin.volumes.copies import VolumeCopies
 from plugin.volumes.reads import VolumeReads
 from plugin.volumes.resource_groups import ResourceGroups
@@ -46,12 +45,31 @@ CREATE_RACE_CODES = {
     rc.FAIL_EXISTS_VLM_DFN,
     rc.FAIL_EXISTS_RSC_GRP,
 }
-MAX_SIZE_KIB = 1 << 40  # LINSTOR's largest volume definition
 
 
-def kib(size_bytes: int) -> int:
-    """Bytes as LINSTOR's KiB, rounded up, at least 1."""
-    return max(1, math.ceil(size_bytes / 1024))
+def wanted_for(
+    volume_id: str,
+    name: str,
+    size_kib: int,
+    params: VolumeParams,
+    source: str | None,
+    *,
+    group: str,
+    remote_access: str = "",
+) -> rec.Wanted:
+    """What a create request stores and is compared by, from its parameters."""
+    return rec.Wanted(
+        volume_id=volume_id,
+        name=name,
+        size_kib=size_kib,
+        resource_group=group,
+        fs_type=params.fs_type,
+        mkfs_opts=params.mkfs_opts,
+        mount_opts=tuple(params.mount_opts),
+        source=source,
+        extra=tuple(sorted(params.extra.items())),
+        remote_access=remote_access,
+    )
 
 
 def volume_id_for(name: str, params: VolumeParams) -> str:
@@ -99,17 +117,8 @@ class VolumeCreation:
 
         Same name with other size, filesystem, parameter set or source is AlreadyExists.
         """
-        if not name:
-            raise InvalidArgument("a volume needs a name")
-        if size_bytes < 0:
-            raise InvalidArgument(f"volume size must not be negative, got {size_bytes}")
+        size_kib = sizes.create_kib(name, size_bytes, params.fs_type)
         volume_id = volume_id_for(name, params)
-        minimum = minimum_size_bytes(params.fs_type)
-        size_kib = kib(max(size_bytes, minimum))
-        if size_kib > MAX_SIZE_KIB:
-            raise InvalidArgument(
-                f"volume size {human_size(size_bytes, exact=True)} is larger than LINSTOR's limit of 1 PiB"
-            )
         if source is not None:
             kind, _, ref = source.partition(":")
             if kind not in ("snapshot", "volume") or not ref:
@@ -120,16 +129,13 @@ class VolumeCreation:
             # group is new to this process, so that a repeated request with other parameters
             # is refused without leaving a new resource group behind; afterwards it is one spawn.
             existing = self.reads.read_rd(volume_id) if source or not self.groups.is_known(group) else None
-            wanted = rec.Wanted(
-                volume_id=volume_id,
-                name=name,
-                size_kib=size_kib,
-                resource_group=group,
-                fs_type=params.fs_type,
-                mkfs_opts=params.mkfs_opts,
-                mount_opts=tuple(params.mount_opts),
-                source=source,
-                extra=tuple(sorted(params.extra.items())),
+            wanted = wanted_for(
+                volume_id,
+                name,
+                size_kib,
+                params,
+                source,
+                group=group,
                 remote_access=policy_text(params.allow_remote_volume_access, params.remote_access_from_same),
             )
             if existing is not None and source is not None:

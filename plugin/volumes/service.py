@@ -49,11 +49,10 @@ from plugin.linstor.client import LinstorClient
 from plugin.models import Attachment, Snapshot, TopologyRequirement, Volume
 from plugin.params import placement
 from plugin.params.model import VolumeParams
-from plugin.params.values import human_size
-from plugin.volumes import in_use, sync_wait
+from plugin.volumes import in_use, sizes, sync_wait
 from plugin.volumes.attach import VolumeAttachments
 from plugin.volumes.copies import VolumeCopies
-from plugin.volumes.create import MAX_SIZE_KIB, VolumeCreation, kib, volume_id_for
+from plugin.volumes.create import VolumeCreation, volume_id_for
 from plugin.volumes.modify import Changes, VolumeModifications
 from plugin.volumes.publications import Publications
 from plugin.volumes.reads import VolumeReads, require_id
@@ -278,15 +277,7 @@ class VolumeService:
         require_id(volume_id)
         with self.locks.lock(volume_id):
             volume = self.get_volume(volume_id)
-            new_kib = kib(size_bytes)
-            if new_kib > MAX_SIZE_KIB:
-                too_big = human_size(size_bytes, exact=True)
-                raise InvalidArgument(f"volume size {too_big} is larger than LINSTOR's limit of 1 PiB")
-            if new_kib * 1024 < volume.size_bytes:
-                raise InvalidArgument(
-                    f"volume {volume_id} is {human_size(volume.size_bytes, exact=True)}; it can only grow, "
-                    f"not shrink to {human_size(size_bytes, exact=True)}"
-                )
+            new_kib = sizes.grow_kib(volume_id, volume.size_bytes, size_bytes)
             if new_kib * 1024 == volume.size_bytes:
                 return volume
             try:
