@@ -17,13 +17,14 @@ clone copy the source's properties, so the marker holds the *own* name: a copied
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from plugin import names
 from plugin.errors import InvalidArgument
+from plugin.linstor.records import Resource
 from plugin.models import Replica, Snapshot, Volume
 
 AUX = "Aux/volume-plugin/"
@@ -180,23 +181,15 @@ def _timestamp(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def replica_from(resource: Mapping[str, Any]) -> Replica:
-    flags = set(resource.get("flags") or ())
-    volumes = resource.get("volumes") or []
-    vol0 = next((v for v in volumes if v.get("volume_number", 0) == 0), volumes[0] if volumes else {})
-    diskless = (
-        bool(flags & {"DISKLESS", "DRBD_DISKLESS", "NVME_INITIATOR"})
-        or vol0.get("provider_kind") == "DISKLESS"
-    )
-    state = resource.get("state") or {}
-    props = props_of(resource)
+def replica_from(resource: Resource) -> Replica:
+    vol0 = resource.volume(0)
     return Replica(
-        node=str(resource.get("node_name", "")),
-        diskless=diskless,
-        in_use=bool(state.get("in_use", False)),
-        device_path=vol0.get("device_path") or None,
-        tie_breaker="TIE_BREAKER" in flags,
-        published=bool(props.get(PUBLISHED)) or props.get(ATTACHED_BY_PLUGIN) == "true",
+        node=resource.node,
+        diskless=resource.diskless,
+        in_use=resource.in_use,
+        device_path=(vol0.device_path if vol0 else "") or None,
+        tie_breaker=resource.tie_breaker,
+        published=bool(resource.props.get(PUBLISHED)) or resource.props.get(ATTACHED_BY_PLUGIN) == "true",
     )
 
 
@@ -226,7 +219,7 @@ def legacy_parameter(record: Mapping[str, Any], *keys: str) -> str:
     return ""
 
 
-def volume_from(rd: Mapping[str, Any], resources: list[Mapping[str, Any]] | None = None) -> Volume | None:
+def volume_from(rd: Mapping[str, Any], resources: Sequence[Resource] | None = None) -> Volume | None:
     """The :class:`Volume` of a resource definition listed with its volume definitions.
 
     None when it is not a volume (no volume 0, e.g. an RD kept only for its snapshots).

@@ -239,7 +239,7 @@ class BackupRestores:
             except (NotFound, InvalidArgument):
                 return
             rd = target.list_resource_definitions([received], with_volume_definitions=False)
-            if rd and not target.list_snapshots(received) and not target.list_resources(received):
+            if rd and not target.list_snapshots(received) and not target.view_resources([received]):
                 target.delete_resource_definition(received)
         except Unavailable as exc:
             raise Unavailable(

@@ -39,6 +39,7 @@ from plugin.errors import (
 )
 from plugin.linstor import features as features
 from plugin.linstor import retcodes as rc
+from plugin.linstor.records import Resource, Volume, many
 from plugin.linstor.tls import ContextAdapter, client_tls
 from plugin.observability import log_fields, record_linstor_call
 
@@ -501,11 +502,8 @@ class LinstorClient:
 
     # ------------------------------------------------------------------ resources
 
-    def list_resources(self, name: str) -> list[dict[str, Any]]:
-        return self.request("GET", "/v1/resource-definitions/{}/resources", name) or []
-
-    def get_resource(self, name: str, node: str) -> dict[str, Any]:
-        return self.request("GET", "/v1/resource-definitions/{}/resources/{}", name, node)
+    def get_resource(self, name: str, node: str) -> Resource:
+        return Resource.from_wire(self.request("GET", "/v1/resource-definitions/{}/resources/{}", name, node))
 
     def create_resource(
         self,
@@ -583,20 +581,20 @@ class LinstorClient:
             )
         )
 
-    def get_volume(self, name: str, node: str, volume_number: int = 0) -> dict[str, Any]:
-        return self.request(
-            "GET", "/v1/resource-definitions/{}/resources/{}/volumes/{}", name, node, volume_number
+    def get_volume(self, name: str, node: str, volume_number: int = 0) -> Volume:
+        return Volume.from_wire(
+            self.request(
+                "GET", "/v1/resource-definitions/{}/resources/{}/volumes/{}", name, node, volume_number
+            )
         )
 
-    def view_resources(
-        self, resources: Sequence[str] = (), nodes: Sequence[str] = ()
-    ) -> list[dict[str, Any]]:
+    def view_resources(self, resources: Sequence[str] = (), nodes: Sequence[str] = ()) -> list[Resource]:
         params: dict[str, Any] = {}
         if resources:
             params["resources"] = list(resources)
         if nodes:
             params["nodes"] = list(nodes)
-        return self.request("GET", "/v1/view/resources", params=params or None) or []
+        return many(Resource.from_wire, self.request("GET", "/v1/view/resources", params=params or None))
 
     # ------------------------------------------------------------------ snapshots
 

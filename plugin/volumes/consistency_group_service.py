@@ -11,13 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from plugin import names
 from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import InUse, InvalidArgument, NoSpace, NotFound
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import Resource
 from plugin.models import TopologyRequirement, Volume
 from plugin.params.model import VolumeParams
 from plugin.volumes import members as vm
@@ -77,10 +77,10 @@ class ConsistencyGroupService(VolumeService):
 
     def list_volumes(self, with_replicas: bool = False) -> list[Volume]:
         rds = self.client.list_resource_definitions(with_volume_definitions=True)
-        by_rd: dict[str, list[dict[str, Any]]] = {}
+        by_rd: dict[str, list[Resource]] = {}
         if with_replicas:
             for resource in self.client.view_resources():
-                by_rd.setdefault(str(resource.get("name", "")).upper(), []).append(resource)
+                by_rd.setdefault(resource.name.upper(), []).append(resource)
         volumes = []
         for rd in rds:
             resources = by_rd.get(str(rd.get("name", "")).upper(), [])

@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -52,6 +52,7 @@ from plugin.errors import (
 )
 from plugin.keyed_locks import KeyedLocks
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import Resource
 from plugin.models import Volume
 from plugin.observability import log_fields
 from plugin.params.filesystems import minimum_size_bytes
@@ -99,7 +100,7 @@ class Target:
     group: str | None
 
 
-def member_volume(rd: Mapping[str, Any], number: int, resources: list[dict[str, Any]]) -> Volume:
+def member_volume(rd: Mapping[str, Any], number: int, resources: Sequence[Resource]) -> Volume:
     """One member as a :class:`Volume`, its record and device read from its own volume number."""
     vd = rec.volume_definition(rd, number)
     tag = vm.tagged_members([vd]).get(number) if vd else None
@@ -118,17 +119,13 @@ def member_volume(rd: Mapping[str, Any], number: int, resources: list[dict[str, 
     for resource in resources:
         props = {
             k: v
-            for k, v in rec.props_of(resource).items()
+            for k, v in resource.props.items()
             if not k.startswith(rec.PUBLISHED) and k != rec.ATTACHED_BY_PLUGIN
         }
-        if rec.props_of(resource).get(key):
-            props[rec.PUBLISHED] = rec.props_of(resource)[key]
-        volumes = [
-            {**v, "volume_number": 0}
-            for v in resource.get("volumes") or ()
-            if v.get("volume_number", 0) == number
-        ]
-        replicas.append({**resource, "props": props, "volumes": volumes})
+        if resource.props.get(key):
+            props[rec.PUBLISHED] = resource.props[key]
+        volumes = tuple(replace(v, number=0) for v in resource.volumes if v.number == number)
+        replicas.append(replace(resource, props=props, volumes=volumes))
     volume = rec.volume_from(view, replicas)
     assert volume is not None  # the view has volume 0
     return replace(volume, id=member_id, name=vd_props.get(rec.NAME) or tag)
@@ -250,7 +247,7 @@ class MemberCreation:
         try:
             self.client.create_volume_definition(resource, wanted.size_kib, self._member_props(wanted, True))
             number = self._claim_number(resource, wanted.name)
-            if made_rd or not self.client.list_resources(resource):
+            if made_rd or not self.client.view_resources([resource]):
                 self._place(resource, params)
         except VolumeError as exc:
             if made_rd:

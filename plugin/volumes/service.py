@@ -46,6 +46,7 @@ from plugin.health import controller_reachable
 from plugin.keyed_locks import KeyedLocks
 from plugin.linstor import retcodes as rc
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import Resource
 from plugin.models import Attachment, Snapshot, TopologyRequirement, Volume
 from plugin.params import placement
 from plugin.params.model import VolumeParams
@@ -185,13 +186,11 @@ class VolumeService:
         if not rec.possible_volume_id(volume_id):
             return
         with self.locks.lock(volume_id):
-            resources: list[dict[str, Any]] = []
+            resources: list[Resource] = []
 
             def busy_nodes() -> list[str]:
                 resources[:] = self.client.view_resources([volume_id])
-                return sorted(
-                    str(r.get("node_name")) for r in resources if (r.get("state") or {}).get("in_use")
-                )
+                return sorted(r.node for r in resources if r.in_use)
 
             busy = in_use.wait_until_free(busy_nodes)
             if busy:
@@ -260,10 +259,10 @@ class VolumeService:
     def list_volumes(self, with_replicas: bool = False) -> list[Volume]:
         """Every volume; one REST call, two with replicas."""
         rds = self.client.list_resource_definitions(with_volume_definitions=True)
-        by_rd: dict[str, list[dict[str, Any]]] = {}
+        by_rd: dict[str, list[Resource]] = {}
         if with_replicas:
             for resource in self.client.view_resources():
-                by_rd.setdefault(str(resource.get("name", "")).upper(), []).append(resource)
+                by_rd.setdefault(resource.name.upper(), []).append(resource)
         volumes = []
         for rd in rds:
             if not rec.is_complete(rd):
@@ -408,11 +407,9 @@ class VolumeService:
     def _reserved_kib(self, nodes: list[str] | None) -> dict[tuple[Any, Any], int]:
         reserved: dict[tuple[Any, Any], int] = {}
         for resource in self.client.view_resources(nodes=nodes or ()):
-            for volume in resource.get("volumes") or ():
-                layers = volume.get("layer_data_list") or [{}]
-                data = layers[-1].get("data") or {}  # the storage layer is last
-                size = int(data.get("usable_size_kib") or volume.get("allocated_size_kib") or 0)
-                key = (resource.get("node_name"), volume.get("storage_pool_name"))
+            for volume in resource.volumes:
+                size = volume.usable_kib or volume.allocated_kib
+                key = (resource.node, volume.storage_pool)
                 reserved[key] = reserved.get(key, 0) + size
         return reserved
 

@@ -92,10 +92,9 @@ class VolumeSettling:
             if str(n.get("connection_status") or "").upper() != "ONLINE"
         }
         offline = sorted(
-            str(r.get("node_name"))
+            r.node
             for r in self.client.view_resources([volume_id])
-            if not set(r.get("flags") or ()) & {"DISKLESS", "DRBD_DISKLESS"}
-            and str(r.get("node_name")).upper() in down
+            if not r.flags & {"DISKLESS", "DRBD_DISKLESS"} and r.node.upper() in down
         )
         if offline:
             return NodeOffline(

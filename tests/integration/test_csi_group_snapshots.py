@@ -282,7 +282,7 @@ def test_create_on_a_volume_without_data_is_failed_precondition(stack: Stack) ->
     client = LinstorClient(config)
     try:
         for resource in client.view_resources([volume.volume_id]):
-            client.delete_resource(volume.volume_id, str(resource["node_name"]))
+            client.delete_resource(volume.volume_id, resource.node)
     finally:
         client.close()
     request = csi_pb2.CreateVolumeGroupSnapshotRequest(name=unique("g"), source_volume_ids=[volume.volume_id])

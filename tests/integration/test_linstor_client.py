@@ -61,8 +61,8 @@ def test_spawn_then_read_everything_back(emulator: EmulatorProcess) -> None:
     assert listed["resource_group_name"] == rg
     assert listed["volume_definitions"][0]["size_kib"] == 8192
     [res] = client.view_resources([rd])
-    volume = client.get_volume(rd, res["node_name"])
-    assert volume["device_path"]
+    volume = client.get_volume(rd, res.node)
+    assert volume.device_path
     client.resize_volume_definition(rd, 16384)
     assert client.get_volume_definition(rd)["size_kib"] == 16384
     client.modify_resource_definition(rd, {"Aux/y": "2"}, ["Aux/x"])

@@ -372,7 +372,7 @@ def test_attach_diskless_where_no_replica_and_detach_removes_it(svc: VolumeServi
     again = svc.attach(volume.id, LOCAL)  # idempotent
     assert again.device_path == attached.device_path and again.created_by_attach
     resource = svc.client.get_resource(volume.id, LOCAL)
-    assert resource["props"][ATTACHED_BY_PLUGIN] == "true"
+    assert resource.props[ATTACHED_BY_PLUGIN] == "true"
     svc.detach(volume.id, LOCAL)
     with pytest.raises(NotFound):
         svc.client.get_resource(volume.id, LOCAL)

@@ -8,6 +8,7 @@ import pytest
 
 from plugin import volume_records as rec
 from plugin.errors import InvalidArgument
+from plugin.linstor.records import Resource
 from plugin.models import TopologyRequirement
 from plugin.params import placement
 from plugin.params.model import VolumeParams
@@ -156,7 +157,7 @@ def test_props_round_trip_into_a_volume() -> None:
         },
         {"node_name": "b", "flags": ["DISKLESS", "DRBD_DISKLESS", "TIE_BREAKER"], "volumes": []},
     ]
-    volume = rec.volume_from(rd, resources)
+    volume = rec.volume_from(rd, [Resource.from_wire(r) for r in resources])
     assert volume is not None
     assert (volume.id, volume.name, volume.size_bytes) == ("pvc-1", "pvc-1", 4096 * 1024)
     assert (volume.fs_type, volume.mkfs_opts, volume.mount_opts) == (
