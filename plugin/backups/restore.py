@@ -160,15 +160,13 @@ class BackupRestores:
 
     def _download_place(self, source_pool: str, params: VolumeParams) -> tuple[str, str]:
         pools = [
-            p
-            for p in self.client.list_storage_pools(storage_pools=params.storage_pools)
-            if p.get("provider_kind") != "DISKLESS"
+            p for p in self.client.list_storage_pools(storage_pools=params.storage_pools) if not p.diskless
         ]
         if not pools:
             raise NotFound("no storage pool in this cluster can take the backup's data")
-        same = [p for p in pools if str(p.get("storage_pool_name", "")).lower() == source_pool.lower()]
-        chosen = max(same or pools, key=lambda p: int(p.get("free_capacity", 0) or 0))
-        return str(chosen.get("node_name")), str(chosen.get("storage_pool_name"))
+        same = [p for p in pools if p.name.lower() == source_pool.lower()]
+        chosen = max(same or pools, key=lambda p: p.free_kib or 0)
+        return chosen.node, chosen.name
 
     def _wait_ready(self, volume_id: str, snapshot: str) -> None:
         deadline = time.monotonic() + max(self.service.config.read_timeout, 60.0)

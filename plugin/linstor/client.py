@@ -39,7 +39,7 @@ from plugin.errors import (
 )
 from plugin.linstor import features as features
 from plugin.linstor import retcodes as rc
-from plugin.linstor.records import Resource, Volume, many
+from plugin.linstor.records import Node, Resource, StoragePool, VersionInfo, Volume, many
 from plugin.linstor.tls import ContextAdapter, client_tls
 from plugin.observability import log_fields, record_linstor_call
 
@@ -328,32 +328,34 @@ class LinstorClient:
 
     # ------------------------------------------------------------------ controller, nodes, pools
 
-    def controller_version(self) -> dict[str, Any]:
-        return self.request("GET", "/v1/controller/version") or {}
+    def controller_version(self) -> VersionInfo:
+        return VersionInfo.from_wire(self.request("GET", "/v1/controller/version"))
 
-    def list_nodes(self, nodes: Sequence[str] = (), props: Sequence[str] = ()) -> list[dict[str, Any]]:
+    def list_nodes(self, nodes: Sequence[str] = (), props: Sequence[str] = ()) -> list[Node]:
         params: dict[str, Any] = {}
         if nodes:
             params["nodes"] = list(nodes)
         if props:
             params["props"] = list(props)
-        return self.request("GET", "/v1/nodes", params=params or None) or []
+        return many(Node.from_wire, self.request("GET", "/v1/nodes", params=params or None))
 
-    def get_node(self, node: str) -> dict[str, Any]:
-        return self.request("GET", "/v1/nodes/{}", node)
+    def get_node(self, node: str) -> Node:
+        return Node.from_wire(self.request("GET", "/v1/nodes/{}", node))
 
     def list_storage_pools(
         self, nodes: Sequence[str] = (), storage_pools: Sequence[str] = ()
-    ) -> list[dict[str, Any]]:
+    ) -> list[StoragePool]:
         params: dict[str, Any] = {}
         if nodes:
             params["nodes"] = list(nodes)
         if storage_pools:
             params["storage_pools"] = list(storage_pools)
-        return self.request("GET", "/v1/view/storage-pools", params=params or None) or []
+        return many(
+            StoragePool.from_wire, self.request("GET", "/v1/view/storage-pools", params=params or None)
+        )
 
-    def node_storage_pools(self, node: str) -> list[dict[str, Any]]:
-        return self.request("GET", "/v1/nodes/{}/storage-pools", node) or []
+    def node_storage_pools(self, node: str) -> list[StoragePool]:
+        return many(StoragePool.from_wire, self.request("GET", "/v1/nodes/{}/storage-pools", node))
 
     # ------------------------------------------------------------------ resource groups
 

@@ -70,14 +70,14 @@ def _flags(value: Any) -> frozenset[str]:
 
 
 @dataclass(frozen=True)
-class ControllerVersion:
+class VersionInfo:
     """``GET /v1/controller/version``."""
 
     version: str = ""
     rest_api_version: str = ""
 
     @classmethod
-    def from_wire(cls, wire: Any) -> ControllerVersion:
+    def from_wire(cls, wire: Any) -> VersionInfo:
         w = _map(wire)
         return cls(version=_str(w.get("version")), rest_api_version=_str(w.get("rest_api_version")))
 

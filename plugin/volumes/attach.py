@@ -190,7 +190,7 @@ class VolumeAttachments:
     def _no_pool_on(self, volume_id: str, node: str, exc: NotFound) -> VolumeError:
         """LINSTOR found no pool on the node for the attach: an offline node, or one that does not fit."""
         try:
-            status = str(self.client.get_node(node).get("connection_status") or "")
+            status = self.client.get_node(node).connection_status
         except VolumeError:
             status = ""
         if status and status.upper() != "ONLINE":

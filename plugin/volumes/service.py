@@ -366,9 +366,9 @@ class VolumeService:
         segments = {placement.HOSTNAME_KEY: node}
         if self.config.label_by_storage_pool:
             for pool in self.client.node_storage_pools(node):
-                segments[f"{placement.POOL_KEY_PREFIX}{pool.get('storage_pool_name')}"] = "true"
+                segments[f"{placement.POOL_KEY_PREFIX}{pool.name}"] = "true"
         prefix = self.config.property_namespace + "/"
-        for key, value in rec.props_of(info).items():
+        for key, value in info.props.items():
             if key.startswith(prefix) and not key.startswith(rec.AUX):
                 segments[key[len(prefix) :]] = str(value)
         return segments
@@ -387,25 +387,19 @@ class VolumeService:
             nodes = placement.segment_nodes(
                 segments, node_list, all_pools if pools_needed else [], self.config.property_namespace
             )
-        matching = [
-            pool
-            for pool in all_pools
-            if pool.get("provider_kind") != "DISKLESS" and (nodes is None or pool.get("node_name") in nodes)
-        ]
+        matching = [pool for pool in all_pools if not pool.diskless and (nodes is None or pool.node in nodes)]
         if not params.overprovision:
-            return sum(int(pool.get("free_capacity", 0)) for pool in matching) * 1024
+            return sum(pool.free_kib or 0 for pool in matching) * 1024
         # Like the official driver: total x factor - what volumes already reserve in those pools.
         reserved = self._reserved_kib(nodes)
         total = 0
         for pool in matching:
-            key = (pool.get("node_name"), pool.get("storage_pool_name"))
-            total += max(
-                0, int(float(pool.get("total_capacity", 0)) * params.overprovision) - reserved.get(key, 0)
-            )
+            key = (pool.node, pool.name)
+            total += max(0, int((pool.total_kib or 0) * params.overprovision) - reserved.get(key, 0))
         return total * 1024
 
-    def _reserved_kib(self, nodes: list[str] | None) -> dict[tuple[Any, Any], int]:
-        reserved: dict[tuple[Any, Any], int] = {}
+    def _reserved_kib(self, nodes: list[str] | None) -> dict[tuple[str, str], int]:
+        reserved: dict[tuple[str, str], int] = {}
         for resource in self.client.view_resources(nodes=nodes or ()):
             for volume in resource.volumes:
                 size = volume.usable_kib or volume.allocated_kib

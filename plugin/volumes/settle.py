@@ -86,11 +86,7 @@ class VolumeSettling:
 
     def nothing_to_snapshot(self, volume_id: str, exc: NotFound) -> VolumeError:
         """LINSTOR skips offline nodes; with every replica that has data offline, nothing is left."""
-        down = {
-            str(n.get("name")).upper()
-            for n in self.client.list_nodes()
-            if str(n.get("connection_status") or "").upper() != "ONLINE"
-        }
+        down = {n.name.upper() for n in self.client.list_nodes() if not n.online}
         offline = sorted(
             r.node
             for r in self.client.view_resources([volume_id])

@@ -358,9 +358,9 @@ def test_a_client_moves_to_the_next_controller_when_the_active_one_dies(emulator
     first = emulator_factory(nodes=("node-b", "first-only"), name="first")
     second = emulator_factory(nodes=("node-b", "second-only"), name="second")
     svc = service(first.url, second.url)
-    assert "first-only" in {n["name"] for n in svc.client.list_nodes()}
+    assert "first-only" in {n.name for n in svc.client.list_nodes()}
     first.outage(2)
-    assert "second-only" in {n["name"] for n in svc.client.list_nodes()}
+    assert "second-only" in {n.name for n in svc.client.list_nodes()}
     volume = svc.create_volume(unique(), 8 * MIB, ON_B)  # the writes go to the new controller
     assert service(second.url).get_volume(volume.id).name == volume.name
     first.wait_back()  # the first controller comes back ...

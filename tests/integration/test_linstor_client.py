@@ -33,23 +33,23 @@ def spawn_one(client: LinstorClient, rg: str, rd: str, size_kib: int = 8192, **k
 
 def local_node(client: LinstorClient) -> str:
     return next(
-        n["name"]
+        n.name
         for n in client.list_nodes()
-        if n.get("type") in ("COMBINED", "SATELLITE") and not n["name"].startswith("node-")
+        if n.type in ("COMBINED", "SATELLITE") and not n.name.startswith("node-")
     )
 
 
 def test_version_nodes_and_pools(emulator: EmulatorProcess) -> None:
     client = client_for(emulator.url)
     version = client.controller_version()
-    assert version["rest_api_version"].split(".")[0] == "1"
-    names = {n["name"] for n in client.list_nodes()}
+    assert version.rest_api_version.split(".")[0] == "1"
+    names = {n.name for n in client.list_nodes()}
     assert {"node-b", "node-c"} <= names
-    assert client.get_node("node-b")["name"] == "node-b"
+    assert client.get_node("node-b").name == "node-b"
     pools = client.list_storage_pools(nodes=["node-b"])
-    assert {p["storage_pool_name"] for p in pools} >= {"DfltStorPool", "DfltDisklessStorPool"}
-    assert all(p["node_name"] == "node-b" for p in pools)
-    assert {p["storage_pool_name"] for p in client.node_storage_pools("node-c")} >= {"DfltStorPool"}
+    assert {p.name for p in pools} >= {"DfltStorPool", "DfltDisklessStorPool"}
+    assert all(p.node == "node-b" for p in pools)
+    assert {p.name for p in client.node_storage_pools("node-c")} >= {"DfltStorPool"}
 
 
 def test_spawn_then_read_everything_back(emulator: EmulatorProcess) -> None:
@@ -141,7 +141,7 @@ def test_snapshot_restore_and_clone_calls(emulator: EmulatorProcess) -> None:
 
 def test_failover_to_the_emulator_when_first_controller_is_down(emulator: EmulatorProcess) -> None:
     client = client_for(f"http://127.0.0.1:{free_port()}", emulator.url)
-    assert client.controller_version()["version"]
+    assert client.controller_version().version
     assert client.current_controller == emulator.url
 
 

@@ -178,8 +178,8 @@ def test_every_config_source_reaches_the_mtls_controller(
         assert config.root_ca == str(pki.ca_cert), source
         client = LinstorClient(config)
         try:
-            assert client.controller_version()["rest_api_version"].startswith("1."), source
-            assert {"node-b", "node-c"} <= {n["name"] for n in client.list_nodes()}, source
+            assert client.controller_version().rest_api_version.startswith("1."), source
+            assert {"node-b", "node-c"} <= {n.name for n in client.list_nodes()}, source
         finally:
             client.close()
 
@@ -646,7 +646,7 @@ def test_a_client_that_never_starts_its_handshake_blocks_no_one(mtls: TlsEmulato
         config = tls_config(
             mtls.url, root_ca=pki.ca_cert, cert=pki.client_cert, key=pki.client_key, read_timeout=5.0
         )
-        assert LinstorClient(config, retries=0).controller_version()["rest_api_version"].startswith("1.")
+        assert LinstorClient(config, retries=0).controller_version().rest_api_version.startswith("1.")
     finally:
         for conn in silent:
             conn.close()

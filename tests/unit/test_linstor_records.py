@@ -20,7 +20,7 @@ def test_empty_objects_give_defaults_for_every_record() -> None:
     )
     snap = r.SnapshotDefinition.from_wire({})
     assert (snap.props, snap.nodes, snap.create_timestamps, snap.successful) == ({}, (), (), False)
-    assert r.ControllerVersion.from_wire(None) == r.ControllerVersion()
+    assert r.VersionInfo.from_wire(None) == r.VersionInfo()
 
 
 def test_numbers_sent_as_strings_are_read_as_numbers() -> None:

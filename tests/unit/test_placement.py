@@ -8,22 +8,18 @@ import pytest
 
 from plugin import volume_records as rec
 from plugin.errors import InvalidArgument
-from plugin.linstor.records import Resource
+from plugin.linstor.records import Node, Resource, StoragePool
 from plugin.models import TopologyRequirement
 from plugin.params import placement
 from plugin.params.model import VolumeParams
 
 HOST = placement.HOSTNAME_KEY
 NODES = [
-    {"name": "a", "props": {"Aux/zone": "z1", "Aux/rack": "r1"}},
-    {"name": "b", "props": {"Aux/zone": "z1", "Aux/rack": "r2"}},
-    {"name": "c", "props": {"Aux/zone": "z2"}},
+    Node("a", props={"Aux/zone": "z1", "Aux/rack": "r1"}),
+    Node("b", props={"Aux/zone": "z1", "Aux/rack": "r2"}),
+    Node("c", props={"Aux/zone": "z2"}),
 ]
-POOLS = [
-    {"node_name": "a", "storage_pool_name": "fast"},
-    {"node_name": "b", "storage_pool_name": "slow"},
-    {"node_name": "c", "storage_pool_name": "fast"},
-]
+POOLS = [StoragePool("a", "fast"), StoragePool("b", "slow"), StoragePool("c", "fast")]
 
 
 def test_select_filter_from_params() -> None:
@@ -257,8 +253,8 @@ def test_stored_fs_type_reads_what_linstor_and_the_plugin_recorded() -> None:
 def test_segments_read_node_properties_under_the_driver_namespace() -> None:
     """With --property-namespace=Aux/topology (the Piraeus operator's) a key is Aux/topology/<key>."""
     nodes = [
-        {"name": "a", "props": {"Aux/topology/zone": "z1", "Aux/zone": "z9"}},
-        {"name": "b", "props": {"Aux/topology/zone": "z2"}},
+        Node("a", props={"Aux/topology/zone": "z1", "Aux/zone": "z9"}),
+        Node("b", props={"Aux/topology/zone": "z2"}),
     ]
     assert placement.segment_nodes({"zone": "z1"}, nodes, [], "Aux/topology") == ["a"]
     assert placement.segment_nodes({"zone": "z9"}, nodes, [], "Aux/topology") == []
