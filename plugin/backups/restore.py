@@ -22,6 +22,7 @@ from plugin.backups import status
 from plugin.backups.ids import BackupId, parse_backup_id
 from plugin.errors import Busy, InvalidArgument, NotFound, OperationFailed, Unavailable, VolumeError
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import SnapshotDefinition
 from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.observability import log_fields
 from plugin.params.model import VolumeParams
@@ -60,7 +61,7 @@ class BackupRestores:
                 f"snapshot:{rec.snapshot_id(backup_id.volume_id, backup_id.snapshot)}",
                 f"snapshot:{rec.snapshot_id(TARGET_PREFIX + backup_id.volume_id, backup_id.snapshot)}",
             }
-            if rec.props_of(rd).get(rec.SOURCE) in local_forms:
+            if rd.props.get(rec.SOURCE) in local_forms:
                 self.client.modify_resource_definition(volume_id, override_props={rec.SOURCE: source})
             return self.service.create_volume(name, size_bytes, params, source=source, topology=topology)
         with self.service.locks.lock(f"backup:{backup_id}"):
@@ -113,7 +114,7 @@ class BackupRestores:
             raise
         return rec.snapshot_id(backup_id.volume_id, backup_id.snapshot), drop
 
-    def _snapshot_or_none(self, volume_id: str, snapshot: str) -> dict[str, Any] | None:
+    def _snapshot_or_none(self, volume_id: str, snapshot: str) -> SnapshotDefinition | None:
         try:
             return self.client.get_snapshot(volume_id, snapshot)
         except (NotFound, InvalidArgument):
@@ -192,7 +193,7 @@ class BackupRestores:
             if rd_existed:
                 return
             rd = self.service.reads.read_rd(backup_id.volume_id)
-            if rd is not None and not rec.props_of(rd).get(rec.VOLUME_ID):
+            if rd is not None and not rd.props.get(rec.VOLUME_ID):
                 try:
                     if not self.client.list_snapshots(backup_id.volume_id):
                         self.client.delete_resource_definition(backup_id.volume_id)

@@ -35,6 +35,7 @@ from plugin.errors import (
     VolumeError,
 )
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import SnapshotDefinition
 from plugin.models import Snapshot
 from plugin.observability import log_fields
 
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KV_MAPPING = "csi-backup-mapping"  # LINBIT's name: CSI snapshot name -> "<resource>/<snapshot>"
+#: What a local snapshot that is not there reads as: no shipment, no flags.
+_NO_SNAPSHOT = SnapshotDefinition(name="", resource_name="")
 PENDING = "pending"  # a mapping value before LINSTOR has named the shipped snapshot
 TARGET_PREFIX = "backup-"  # LINBIT's driver: the target cluster's definition is backup-<source>
 
@@ -72,15 +75,15 @@ class Backups(BackupRestores):
                 return self._create_s3(volume_id, name, snap_name, cls)
             return self._create_linstor(volume_id, name, snap_name, cls)
 
-    def _same_name_elsewhere(self, volume_id: str, snap_name: str, name: str) -> dict[str, Any] | None:
+    def _same_name_elsewhere(self, volume_id: str, snap_name: str, name: str) -> SnapshotDefinition | None:
         """The local snapshot of that name on this volume; on another volume it is AlreadyExists."""
         for snap in self.client.view_snapshots():
-            if str(snap.get("name", "")).lower() != snap_name.lower():
+            if snap.name.lower() != snap_name.lower():
                 continue
-            if str(snap.get("resource_name", "")).lower() == volume_id.lower():
+            if snap.resource_name.lower() == volume_id.lower():
                 return snap
             raise AlreadyExists(
-                f"snapshot name {name!r} is already used for volume {snap.get('resource_name')}",
+                f"snapshot name {name!r} is already used for volume {snap.resource_name}",
                 snapshot=name,
             )
         return None
@@ -172,7 +175,7 @@ class Backups(BackupRestores):
                 )
         ensure_remote(self.client, cls)
         self._record(snap_name, PENDING)  # a crash after the ship still finds its snapshot
-        before = {str(s.get("name")) for s in self.client.list_snapshots(volume_id)}
+        before = {s.name for s in self.client.list_snapshots(volume_id)}
         ship: dict[str, Any] = {
             "src_rsc_name": volume_id,
             "dst_rsc_name": TARGET_PREFIX + volume_id,
@@ -235,22 +238,18 @@ class Backups(BackupRestores):
         candidates = [
             s
             for s in self.client.list_snapshots(volume_id)
-            if status.shipping_to(s, remote) is not status.Shipping.NONE
-            and str(s.get("name", "")).lower() not in claimed
+            if status.shipping_to(s, remote) is not status.Shipping.NONE and s.name.lower() not in claimed
         ]
-        return str(candidates[-1]["name"]) if candidates else None
+        return candidates[-1].name if candidates else None
 
     def _new_snapshot(self, volume_id: str, before: set[str], remote: str) -> str | None:
         for snap in self.client.list_snapshots(volume_id):
-            if (
-                str(snap.get("name")) not in before
-                and status.shipping_to(snap, remote) is not status.Shipping.NONE
-            ):
-                return str(snap.get("name"))
+            if snap.name not in before and status.shipping_to(snap, remote) is not status.Shipping.NONE:
+                return snap.name
         return None
 
     def _finish(
-        self, backup_id: BackupId, snap: Mapping[str, Any], done: bool, cls: SnapshotClass
+        self, backup_id: BackupId, snap: SnapshotDefinition, done: bool, cls: SnapshotClass
     ) -> Snapshot:
         """The answer; once shipped, the local snapshot goes if the class says delete-local."""
         if done and cls.delete_local:
@@ -268,7 +267,7 @@ class Backups(BackupRestores):
                 )
         return snapshot_of_local(backup_id, snap, done)
 
-    def _discard_failed(self, backup_id: BackupId, snap: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    def _discard_failed(self, backup_id: BackupId, snap: SnapshotDefinition) -> SnapshotDefinition | None:
         """A failed shipment: its remote leftovers go, so it can start again.
 
         A complete local snapshot is kept (and returned) so the retry ships the same point in
@@ -342,11 +341,11 @@ class Backups(BackupRestores):
         # A consistency-group member's id is <resource>/<volume number>: LINSTOR knows the resource.
         resource = volume_id.split("/", 1)[0] if volume_id else None
         raw = {
-            (str(s.get("resource_name")).lower(), str(s.get("name")).lower()): s
+            (s.resource_name.lower(), s.name.lower()): s
             for s in self.client.view_snapshots([resource] if resource else ())
         }
         for snap in local:
-            data = raw.get((snap.volume_id.split("/", 1)[0].lower(), snap.name.lower()), {})
+            data = raw.get((snap.volume_id.split("/", 1)[0].lower(), snap.name.lower()), _NO_SNAPSHOT)
             shown = snap
             for remote in s3_remotes + linstor_remotes:
                 state = status.shipping_to(data, remote)

@@ -9,10 +9,11 @@ from typing import Any
 
 from plugin import volume_records as rec
 from plugin.backups.ids import BackupId
+from plugin.linstor.records import SnapshotDefinition
 from plugin.models import Snapshot
 
 
-def snapshot_of_local(backup_id: BackupId, snap: Mapping[str, Any], done: bool) -> Snapshot:
+def snapshot_of_local(backup_id: BackupId, snap: SnapshotDefinition, done: bool) -> Snapshot:
     """A backup whose local snapshot is still there: its size and time come from it."""
     return replace(rec.snapshot_from(snap), id=str(backup_id), ready=done)
 

@@ -39,7 +39,18 @@ from plugin.errors import (
 )
 from plugin.linstor import features as features
 from plugin.linstor import retcodes as rc
-from plugin.linstor.records import Node, Resource, StoragePool, VersionInfo, Volume, many
+from plugin.linstor.records import (
+    Node,
+    Resource,
+    ResourceDefinition,
+    ResourceGroup,
+    SnapshotDefinition,
+    StoragePool,
+    VersionInfo,
+    Volume,
+    VolumeDefinition,
+    many,
+)
 from plugin.linstor.tls import ContextAdapter, client_tls
 from plugin.observability import log_fields, record_linstor_call
 
@@ -359,8 +370,8 @@ class LinstorClient:
 
     # ------------------------------------------------------------------ resource groups
 
-    def get_resource_group(self, name: str) -> dict[str, Any]:
-        return self.request("GET", "/v1/resource-groups/{}", name)
+    def get_resource_group(self, name: str) -> ResourceGroup:
+        return ResourceGroup.from_wire(self.request("GET", "/v1/resource-groups/{}", name))
 
     def create_resource_group(
         self, name: str, select_filter: Mapping[str, Any], props: Mapping[str, str] | None = None
@@ -410,16 +421,17 @@ class LinstorClient:
 
     def list_resource_definitions(
         self, names: Sequence[str] = (), with_volume_definitions: bool = True
-    ) -> list[dict[str, Any]]:
+    ) -> list[ResourceDefinition]:
         params: dict[str, Any] = {}
         if with_volume_definitions:
             params["with_volume_definitions"] = "true"
         if names:
             params["resource_definitions"] = list(names)
-        return self.request("GET", "/v1/resource-definitions", params=params or None) or []
+        answer = self.request("GET", "/v1/resource-definitions", params=params or None)
+        return many(ResourceDefinition.from_wire, answer)
 
-    def get_resource_definition(self, name: str) -> dict[str, Any]:
-        return self.request("GET", "/v1/resource-definitions/{}", name)
+    def get_resource_definition(self, name: str) -> ResourceDefinition:
+        return ResourceDefinition.from_wire(self.request("GET", "/v1/resource-definitions/{}", name))
 
     def create_resource_definition(
         self, name: str, resource_group: str, props: Mapping[str, str] | None = None
@@ -449,8 +461,10 @@ class LinstorClient:
     def delete_resource_definition(self, name: str) -> Entries:
         return rc.entries_of(self.request("DELETE", "/v1/resource-definitions/{}", name))
 
-    def get_volume_definition(self, name: str, volume_number: int = 0) -> dict[str, Any]:
-        return self.request("GET", "/v1/resource-definitions/{}/volume-definitions/{}", name, volume_number)
+    def get_volume_definition(self, name: str, volume_number: int = 0) -> VolumeDefinition:
+        return VolumeDefinition.from_wire(
+            self.request("GET", "/v1/resource-definitions/{}/volume-definitions/{}", name, volume_number)
+        )
 
     def resize_volume_definition(self, name: str, size_kib: int, volume_number: int = 0) -> Entries:
         return rc.entries_of(
@@ -480,8 +494,11 @@ class LinstorClient:
             )
         )
 
-    def list_volume_definitions(self, name: str) -> list[dict[str, Any]]:
-        return self.request("GET", "/v1/resource-definitions/{}/volume-definitions", name) or []
+    def list_volume_definitions(self, name: str) -> list[VolumeDefinition]:
+        return many(
+            VolumeDefinition.from_wire,
+            self.request("GET", "/v1/resource-definitions/{}/volume-definitions", name),
+        )
 
     def modify_volume_definition(
         self,
@@ -627,15 +644,19 @@ class LinstorClient:
             specs.append(spec)
         return rc.entries_of(self.request("POST", "/v1/actions/snapshot/multi", body={"snapshots": specs}))
 
-    def get_snapshot(self, name: str, snapshot: str) -> dict[str, Any]:
-        return self.request("GET", "/v1/resource-definitions/{}/snapshots/{}", name, snapshot)
+    def get_snapshot(self, name: str, snapshot: str) -> SnapshotDefinition:
+        return SnapshotDefinition.from_wire(
+            self.request("GET", "/v1/resource-definitions/{}/snapshots/{}", name, snapshot)
+        )
 
-    def list_snapshots(self, name: str) -> list[dict[str, Any]]:
-        return self.request("GET", "/v1/resource-definitions/{}/snapshots", name) or []
+    def list_snapshots(self, name: str) -> list[SnapshotDefinition]:
+        return many(
+            SnapshotDefinition.from_wire, self.request("GET", "/v1/resource-definitions/{}/snapshots", name)
+        )
 
-    def view_snapshots(self, resources: Sequence[str] = ()) -> list[dict[str, Any]]:
+    def view_snapshots(self, resources: Sequence[str] = ()) -> list[SnapshotDefinition]:
         params = {"resources": list(resources)} if resources else None
-        return self.request("GET", "/v1/view/snapshots", params=params) or []
+        return many(SnapshotDefinition.from_wire, self.request("GET", "/v1/view/snapshots", params=params))
 
     def delete_snapshot(self, name: str, snapshot: str) -> Entries:
         return rc.entries_of(

@@ -136,7 +136,7 @@ class VolumeAttachments:
             rd = self.client.get_resource_definition(volume_id)
         except NotFound:
             return False
-        return rec.props_of(rd).get(rec.attach_pending_key(node)) == "true"
+        return rd.props.get(rec.attach_pending_key(node)) == "true"
 
     def _clear_pending_attach(self, volume_id: str, node: str, *, quiet: bool = True) -> None:
         """Drop the intent; when it cannot be dropped now, a later detach drops it."""

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from plugin import names
 from plugin import volume_records as rec
@@ -46,7 +46,7 @@ from plugin.health import controller_reachable
 from plugin.keyed_locks import KeyedLocks
 from plugin.linstor import retcodes as rc
 from plugin.linstor.client import LinstorClient
-from plugin.linstor.records import Resource
+from plugin.linstor.records import Resource, SnapshotDefinition
 from plugin.models import Attachment, Snapshot, TopologyRequirement, Volume
 from plugin.params import placement
 from plugin.params.model import VolumeParams
@@ -230,8 +230,8 @@ class VolumeService:
                 raise self._has_snapshots(volume_id, self.client.list_snapshots(volume_id)) from None
 
     @staticmethod
-    def _has_snapshots(volume_id: str, snapshots: list[dict[str, Any]]) -> FailedPrecondition:
-        listed = sorted(str(s.get("name")) for s in snapshots)
+    def _has_snapshots(volume_id: str, snapshots: list[SnapshotDefinition]) -> FailedPrecondition:
+        listed = sorted(s.name for s in snapshots)
         return FailedPrecondition(
             f"volume {volume_id} still has snapshots ({', '.join(listed)}); delete them first, "
             "deleting the volume would lose them",
@@ -241,7 +241,7 @@ class VolumeService:
     def get_volume(self, volume_id: str) -> Volume:
         require_id(volume_id)
         rd = self.reads.read_rd(volume_id)
-        if rd is None or rec.volume_definition(rd) is None or not rec.is_complete(rd):
+        if rd is None or rd.volume_definition(0) is None or not rec.is_complete(rd):
             raise NotFound(f"volume {volume_id} not found", volume=volume_id)
         return self.reads.with_replicas(rd)
 
@@ -267,7 +267,7 @@ class VolumeService:
         for rd in rds:
             if not rec.is_complete(rd):
                 continue
-            volume = rec.volume_from(rd, by_rd.get(str(rd.get("name", "")).upper()))
+            volume = rec.volume_from(rd, by_rd.get(rd.name.upper()))
             if volume is not None:
                 volumes.append(volume)
         return volumes

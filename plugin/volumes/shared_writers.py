@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from plugin import volume_records as rec
 from plugin.errors import FailedPrecondition, NotFound
 from plugin.linstor.records import Resource
 from plugin.volumes.publications import tokens_of
@@ -61,7 +60,7 @@ class SharedWriters:
         if not others:
             return
         rd = self.client.get_resource_definition(volume_id)
-        if rec.props_of(rd).get(TWO_PRIMARIES) != "yes":
+        if rd.props.get(TWO_PRIMARIES) != "yes":
             self.client.modify_resource_definition(volume_id, override_props={TWO_PRIMARIES: "yes"})
 
     def release_shared_writer(self, volume_id: str) -> None:
@@ -70,7 +69,7 @@ class SharedWriters:
             rd = self.client.get_resource_definition(volume_id)
         except NotFound:
             return
-        if TWO_PRIMARIES not in rec.props_of(rd):
+        if TWO_PRIMARIES not in rd.props:
             return
         if len(writers(self.client.view_resources([volume_id]), with_in_use=False)) <= 1:
             self.client.modify_resource_definition(volume_id, delete_props=[TWO_PRIMARIES])

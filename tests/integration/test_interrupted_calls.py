@@ -69,7 +69,7 @@ def resource_on(svc: VolumeService, volume_id: str, node: str) -> Resource | Non
 
 
 def intents(svc: VolumeService, volume_id: str) -> list[str]:
-    props = rec.props_of(svc.client.get_resource_definition(volume_id))
+    props = svc.client.get_resource_definition(volume_id).props
     return sorted(k for k in props if k.startswith(rec.ATTACH_PENDING))
 
 

@@ -57,16 +57,16 @@ def test_spawn_then_read_everything_back(emulator: EmulatorProcess) -> None:
     rg, rd = unique("rg"), unique("rd")
     spawn_one(client, rg, rd, definition_props={"Aux/x": "1", "FileSystem/Type": "ext4"})
     [listed] = client.list_resource_definitions([rd])
-    assert listed["props"]["Aux/x"] == "1"
-    assert listed["resource_group_name"] == rg
-    assert listed["volume_definitions"][0]["size_kib"] == 8192
+    assert listed.props["Aux/x"] == "1"
+    assert listed.resource_group == rg
+    assert listed.volume_definitions[0].size_kib == 8192
     [res] = client.view_resources([rd])
     volume = client.get_volume(rd, res.node)
     assert volume.device_path
     client.resize_volume_definition(rd, 16384)
-    assert client.get_volume_definition(rd)["size_kib"] == 16384
+    assert client.get_volume_definition(rd).size_kib == 16384
     client.modify_resource_definition(rd, {"Aux/y": "2"}, ["Aux/x"])
-    props = client.get_resource_definition(rd)["props"]
+    props = client.get_resource_definition(rd).props
     assert props["Aux/y"] == "2" and "Aux/x" not in props
     client.delete_resource_definition(rd)
     assert client.list_resource_definitions([rd]) == []
@@ -123,10 +123,10 @@ def test_snapshot_restore_and_clone_calls(emulator: EmulatorProcess) -> None:
     spawn_one(client, rg, rd)
     client.create_snapshot(rd, "s1", {"Aux/note": "x"})
     client.create_snapshots([(rd, "s2")])
-    assert {s["name"] for s in client.list_snapshots(rd)} == {"s1", "s2"}
-    assert {s["name"] for s in client.view_snapshots([rd])} == {"s1", "s2"}
+    assert {s.name for s in client.list_snapshots(rd)} == {"s1", "s2"}
+    assert {s.name for s in client.view_snapshots([rd])} == {"s1", "s2"}
     snap = client.get_snapshot(rd, "s1")
-    assert "SUCCESSFUL" in snap["flags"]
+    assert "SUCCESSFUL" in snap.flags
     target = unique("restored")
     client.create_resource_definition(target, rg)
     client.restore_volume_definition(rd, "s1", target)
@@ -136,7 +136,7 @@ def test_snapshot_restore_and_clone_calls(emulator: EmulatorProcess) -> None:
         client.restore_resource(rd, "s1", target)
     assert again.value.details["code"] == rc.FAIL_EXISTS_RSC
     client.delete_snapshot(rd, "s2")
-    assert {s["name"] for s in client.list_snapshots(rd)} == {"s1"}
+    assert {s.name for s in client.list_snapshots(rd)} == {"s1"}
 
 
 def test_failover_to_the_emulator_when_first_controller_is_down(emulator: EmulatorProcess) -> None:

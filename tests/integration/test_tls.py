@@ -340,7 +340,7 @@ def test_a_write_cut_off_mid_request_over_tls_is_not_resent(mtls: TlsEmulator, p
         what="the cut-off write landing",
         ignore=(Unavailable, NotFound),
     )
-    assert landed["name"] == group
+    assert landed.name == group
     mtls.control("latency", {"ms": 0})
 
 
@@ -684,7 +684,7 @@ def test_python_linstor_over_linstor_ssl_with_its_cert_options(
         lin.disconnect()  # type: ignore[attr-defined]
     # the plugin's client sees what python-linstor made over the same mTLS listener
     client = good_service(mtls, pki).client
-    assert client.get_volume_definition(rd)["size_kib"] == 8 * 1024
+    assert client.get_volume_definition(rd).size_kib == 8 * 1024
     client.delete_resource_definition(rd)
 
     # no client certificate: the server ends the handshake

@@ -8,6 +8,7 @@ from plugin.backups import ids, status
 from plugin.backups.service import chain_of
 from plugin.backups.snapshot_class import KEYS, PREFIX, missing_for_new_remote, parse_snapshot_class
 from plugin.errors import InvalidArgument
+from plugin.linstor.records import SnapshotDefinition
 
 SECRETS = {"access-key": "AKIA-SECRET-ACCESS", "secret-key": "very-secret-key-value"}
 
@@ -107,13 +108,16 @@ def test_backup_ids_round_trip_in_linbits_form() -> None:
 
 
 def test_shipping_state_from_properties_and_flags() -> None:
-    def snap(props: dict[str, str] | None = None, flags: tuple[str, ...] = ("SUCCESSFUL",)) -> dict:
-        return {
+    def snap(
+        props: dict[str, str] | None = None, flags: tuple[str, ...] = ("SUCCESSFUL",)
+    ) -> SnapshotDefinition:
+        wire = {
             "name": "s",
             "resource_name": "v",
             "flags": list(flags),
             "snapshot_definition_props": props or {},
         }
+        return SnapshotDefinition.from_wire(wire)
 
     key = "BackupShipping/Source/r1/ShippingStatus"
     assert status.shipping_to(snap({key: "Shipping"}), "r1") is status.Shipping.RUNNING
