@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from plugin.backups import status
 from plugin.backups.ids import BackupId, parse_backup_id
 from plugin.errors import Busy, InvalidArgument, NotFound, OperationFailed, Unavailable, VolumeError
 from plugin.linstor.client import LinstorClient
-from plugin.linstor.records import SnapshotDefinition
+from plugin.linstor.records import BackupInfo, Remote, SnapshotDefinition
 from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.observability import log_fields
 from plugin.params.model import VolumeParams
@@ -120,7 +120,7 @@ class BackupRestores:
         except (NotFound, InvalidArgument):
             return None
 
-    def _find_s3_backup(self, backup_id: BackupId) -> tuple[str, dict[str, Any]]:
+    def _find_s3_backup(self, backup_id: BackupId) -> tuple[str, BackupInfo]:
         """The named remote first, then any other S3 remote (a restoring cluster may name it otherwise)."""
         try:
             return backup_id.remote, self.client.backup_info(
@@ -128,9 +128,9 @@ class BackupRestores:
             )
         except NotFound:
             pass
-        for remote in self.client.list_remotes().get("s3_remotes") or ():
-            name = str(remote.get("remote_name", ""))
-            if name.lower() == backup_id.remote.lower():
+        for remote in self.client.list_remotes():
+            name = remote.name
+            if remote.kind != "S3" or name.lower() == backup_id.remote.lower():
                 continue
             try:
                 return name, self.client.backup_info(name, backup_id.volume_id, backup_id.snapshot)
@@ -142,7 +142,7 @@ class BackupRestores:
 
     def _download(self, backup_id: BackupId, params: VolumeParams) -> None:
         remote, info = self._find_s3_backup(backup_id)
-        pools = [str(p.get("name", "")) for p in info.get("storpools") or ()]
+        pools = info.storage_pools
         source_pool = pools[0] if pools else ""
         node, pool = self._download_place(source_pool, params)
         body: dict[str, Any] = {
@@ -150,8 +150,8 @@ class BackupRestores:
             "node_name": node,
             "download_only": True,
         }
-        if info.get("latest"):
-            body["last_backup"] = info["latest"]
+        if info.latest:
+            body["last_backup"] = info.latest
         else:
             body.update(src_rsc_name=backup_id.volume_id, src_snap_name=backup_id.snapshot)
         if source_pool and pool and pool != source_pool:
@@ -250,8 +250,8 @@ class BackupRestores:
             target.close()
 
 
-def _linstor_remote_url(remotes: Mapping[str, Any], name: str) -> str | None:
-    for remote in remotes.get("linstor_remotes") or ():
-        if str(remote.get("remote_name", "")).lower() == name.lower() and remote.get("url"):
-            return str(remote["url"])
+def _linstor_remote_url(remotes: list[Remote], name: str) -> str | None:
+    for remote in remotes:
+        if remote.kind == "Linstor" and remote.name.lower() == name.lower() and remote.url:
+            return remote.url
     return None

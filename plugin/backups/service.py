@@ -34,8 +34,9 @@ from plugin.errors import (
     OperationFailed,
     VolumeError,
 )
-from plugin.linstor.client import LinstorClient
-from plugin.linstor.records import SnapshotDefinition
+from plugin.linstor import retcodes as rc
+from plugin.linstor.client import Entries, LinstorClient
+from plugin.linstor.records import Backup, SnapshotDefinition
 from plugin.models import Snapshot
 from plugin.observability import log_fields
 
@@ -105,10 +106,10 @@ class Backups(BackupRestores):
             local = self._discard_failed(backup_id, local)
         ensure_remote(self.client, cls)
         shipped = self._remote_backup(backup_id) if local is None else None
-        if shipped is not None and not status.backup_failed(shipped):
+        if shipped is not None and not shipped.failed:
             return snapshot_of_backup(backup_id, shipped)  # the local copy is gone (delete-local)
         if shipped is not None:
-            self._delete_remote_entries(backup_id, [str(shipped.get("id"))])
+            self._delete_remote_entries(backup_id, [shipped.id])
         incremental = cls.allow_incremental and self._incremental_allowed(backup_id, cls)
         log_fields(
             log,
@@ -135,9 +136,9 @@ class Backups(BackupRestores):
         except NotFound:
             return False
         done = {
-            str(b.get("id", key)).removesuffix(".meta"): b
-            for key, b in (listed.get("linstor") or {}).items()
-            if status.backup_done(b) and str(b.get("origin_rsc", "")).lower() == backup_id.volume_id.lower()
+            b.id.removesuffix(".meta"): b
+            for b in listed
+            if b.done and b.origin_resource.lower() == backup_id.volume_id.lower()
         }
         if not done:
             return False
@@ -275,7 +276,7 @@ class Backups(BackupRestores):
         """
         log_fields(log, logging.WARNING, "backup failed; starting again", snapshot=str(backup_id))
         if backup_id.kind == "S3":
-            leftovers = [str(b.get("id")) for b in self._remote_entries(backup_id)]
+            leftovers = [b.id for b in self._remote_entries(backup_id)]
             self._delete_remote_entries(backup_id, leftovers)
             if status.locally_ready(snap) and not status.local_failure(snap):
                 return snap
@@ -285,21 +286,21 @@ class Backups(BackupRestores):
 
     # ------------------------------------------------------------------ remote lookups
 
-    def _remote_entries(self, backup_id: BackupId) -> list[dict[str, Any]]:
+    def _remote_entries(self, backup_id: BackupId) -> list[Backup]:
         try:
             listed = self.client.list_backups(backup_id.remote, backup_id.volume_id, backup_id.snapshot)
         except NotFound:
             return []  # no such remote: nothing is there
         return [
-            dict(b, id=b.get("id", key))
-            for key, b in (listed.get("linstor") or {}).items()
-            if str(b.get("origin_rsc", "")).lower() == backup_id.volume_id.lower()
-            and str(b.get("origin_snap", "")).lower() == backup_id.snapshot.lower()
+            b
+            for b in listed
+            if b.origin_resource.lower() == backup_id.volume_id.lower()
+            and b.origin_snapshot.lower() == backup_id.snapshot.lower()
         ]
 
-    def _remote_backup(self, backup_id: BackupId) -> dict[str, Any] | None:
+    def _remote_backup(self, backup_id: BackupId) -> Backup | None:
         entries = self._remote_entries(backup_id)
-        done = [b for b in entries if status.backup_done(b)]
+        done = [b for b in entries if b.done]
         return (done or entries or [None])[0]
 
     def _delete_remote_entries(self, backup_id: BackupId, ids: list[str]) -> None:
@@ -334,9 +335,9 @@ class Backups(BackupRestores):
         try:
             remotes = self.client.list_remotes()
         except NotFound:
-            remotes = {}
-        linstor_remotes = [str(r.get("remote_name")) for r in remotes.get("linstor_remotes") or ()]
-        s3_remotes = [str(r.get("remote_name")) for r in remotes.get("s3_remotes") or ()]
+            remotes = []
+        linstor_remotes = [r.name for r in remotes if r.kind == "Linstor"]
+        s3_remotes = [r.name for r in remotes if r.kind == "S3"]
         by_key: dict[tuple[str, str], Snapshot] = {}
         # A consistency-group member's id is <resource>/<volume number>: LINSTOR knows the resource.
         resource = volume_id.split("/", 1)[0] if volume_id else None
@@ -365,16 +366,14 @@ class Backups(BackupRestores):
                     log, logging.WARNING, "backups of a remote not listed", remote=remote, error=exc.message
                 )
                 continue
-            for key, backup in (listed.get("linstor") or {}).items():
-                source, snap_name = str(backup.get("origin_rsc", "")), str(backup.get("origin_snap", ""))
+            for backup in listed:
+                source, snap_name = backup.origin_resource, backup.origin_snapshot
                 if not source or not snap_name or (source.lower(), snap_name.lower()) in by_key:
                     continue
                 if resource and source.lower() != resource.lower():
                     continue
                 backup_id = BackupId("S3", remote, source, snap_name)
-                by_key[(source.lower(), snap_name.lower())] = snapshot_of_backup(
-                    backup_id, dict(backup, id=backup.get("id", key))
-                )
+                by_key[(source.lower(), snap_name.lower())] = snapshot_of_backup(backup_id, backup)
         by_key.update(self._shipped_elsewhere(by_key, resource))
         return list(by_key.values())
 
@@ -431,21 +430,20 @@ class Backups(BackupRestores):
             listed = self.client.list_backups(backup_id.remote, backup_id.volume_id)
         except NotFound:
             return  # no remote: nothing to delete there
-        entries = {str(b.get("id", k)): b for k, b in (listed.get("linstor") or {}).items()}
+        entries = {b.id: b for b in listed}
         own = [
             i
             for i, b in entries.items()
-            if str(b.get("origin_rsc", "")).lower() == backup_id.volume_id.lower()
-            and str(b.get("origin_snap", "")).lower() == backup_id.snapshot.lower()
+            if b.origin_resource.lower() == backup_id.volume_id.lower()
+            and b.origin_snapshot.lower() == backup_id.snapshot.lower()
         ]
-        bases = {str(b.get("based_on_id") or "").removesuffix(".meta") for b in entries.values()}
+        bases = {b.based_on.removesuffix(".meta") for b in entries.values()}
         needed = [i for i in own if i in bases or i.removesuffix(".meta") in bases]
         if needed:
             dependants = sorted(
-                str(b.get("origin_snap"))
+                b.origin_snapshot
                 for b in entries.values()
-                if str(b.get("based_on_id") or "").removesuffix(".meta")
-                in {n.removesuffix(".meta") for n in needed}
+                if b.based_on.removesuffix(".meta") in {n.removesuffix(".meta") for n in needed}
             )
             raise FailedPrecondition(
                 f"backup {backup_id} is the base of newer incremental backups ({', '.join(dependants)}); "
@@ -454,20 +452,18 @@ class Backups(BackupRestores):
         self._delete_remote_entries(backup_id, own)
 
 
-def chain_of(done: Mapping[str, Mapping[str, Any]]) -> tuple[int, float]:
+def chain_of(done: Mapping[str, Backup]) -> tuple[int, float]:
     """Incremental backups since the last full one, and when that full one started (epoch seconds).
 
     The next incremental builds on the newest finished backup, so the chain is followed from it
-    through ``based_on_id`` back to a backup based on nothing.
+    through its base back to a backup based on nothing.
     """
-    newest = max(
-        done.values(), key=lambda b: int(b.get("start_timestamp") or b.get("finished_timestamp") or 0)
-    )
+    newest = max(done.values(), key=lambda b: b.started_ms or b.finished_ms)
     increments, current = 0, newest
     while True:
-        base = str(current.get("based_on_id") or "").removesuffix(".meta")
+        base = current.based_on.removesuffix(".meta")
         if not base or base not in done or increments > len(done):
-            return increments, int(current.get("start_timestamp") or 0) / 1000
+            return increments, current.started_ms / 1000
         increments += 1
         current = done[base]
 
@@ -476,10 +472,5 @@ def _done_key(snap_name: str) -> str:
     return f"{snap_name}.shipped"
 
 
-def _snapshot_ref(entries: list[dict[str, Any]]) -> str | None:
-    for entry in entries:
-        refs = entry.get("obj_refs") or {}
-        ref = refs.get("SnapshotName") or refs.get("SnapDfn")
-        if ref:
-            return str(ref)
-    return None
+def _snapshot_ref(entries: Entries) -> str | None:
+    return rc.object_ref(entries, "SnapshotName", "SnapDfn")

@@ -9,9 +9,7 @@ that receives or downloads a backup. Older controllers set the ``BACKUP`` flag a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from enum import Enum
-from typing import Any
 
 from plugin.linstor.records import SnapshotDefinition
 
@@ -75,18 +73,3 @@ def locally_ready(snap: SnapshotDefinition) -> bool:
 
 def local_failure(snap: SnapshotDefinition) -> bool:
     return any(f.startswith("FAILED") for f in snap.flags) or receiving(snap) is Shipping.FAILED
-
-
-def backup_done(backup: Mapping[str, Any]) -> bool:
-    """A backup entry of ``GET .../backups``: finished and restorable."""
-    return bool(backup.get("success")) and backup.get("restorable", True) is not False
-
-
-def backup_failed(backup: Mapping[str, Any]) -> bool:
-    return (
-        not backup.get("shipping")
-        and not backup.get("success")
-        and bool(
-            backup.get("finished_timestamp") or backup.get("finished_time") or backup.get("fail_messages")
-        )
-    )

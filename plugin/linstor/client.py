@@ -40,7 +40,10 @@ from plugin.errors import (
 from plugin.linstor import features as features
 from plugin.linstor import retcodes as rc
 from plugin.linstor.records import (
+    Backup,
+    BackupInfo,
     Node,
+    Remote,
     Resource,
     ResourceDefinition,
     ResourceGroup,
@@ -49,7 +52,9 @@ from plugin.linstor.records import (
     VersionInfo,
     Volume,
     VolumeDefinition,
+    backups_from_wire,
     many,
+    remotes_from_wire,
 )
 from plugin.linstor.tls import ContextAdapter, client_tls
 from plugin.observability import log_fields, record_linstor_call
@@ -699,7 +704,7 @@ class LinstorClient:
         resource_group: str | None = None,
         override_props: Mapping[str, str] | None = None,
         delete_props: Sequence[str] = (),
-    ) -> dict[str, Any]:
+    ) -> Entries:
         body: dict[str, Any] = {"name": target}
         if override_props or delete_props:
             self.features.require(features.CLONE_PROPS)
@@ -709,7 +714,7 @@ class LinstorClient:
             body["override_props"] = dict(override_props)
         if delete_props:
             body["delete_props"] = list(delete_props)
-        return self.request("POST", "/v1/resource-definitions/{}/clone", source, body=body) or {}
+        return rc.entries_of(self.request("POST", "/v1/resource-definitions/{}/clone", source, body=body))
 
     def clone_status(self, source: str, target: str) -> str:
         answer = self.request("GET", "/v1/resource-definitions/{}/clone/{}", source, target) or {}
@@ -717,12 +722,9 @@ class LinstorClient:
 
     # ------------------------------------------------------------------ remotes (backup targets)
 
-    def list_remotes(self) -> dict[str, Any]:
-        """``{"s3_remotes": [...], "linstor_remotes": [...], ...}``; secrets are never returned."""
-        answer = self.request("GET", "/v1/remotes")
-        if isinstance(answer, list):  # the spec words it as an array of one RemoteList
-            answer = answer[0] if answer else {}
-        return answer or {}
+    def list_remotes(self) -> list[Remote]:
+        """Every remote of every kind; secrets are never returned."""
+        return remotes_from_wire(self.request("GET", "/v1/remotes"))
 
     def create_s3_remote(self, remote: Mapping[str, Any]) -> Entries:
         return rc.entries_of(self.request("POST", "/v1/remotes/s3", body=dict(remote)))
@@ -736,9 +738,6 @@ class LinstorClient:
     def modify_linstor_remote(self, name: str, remote: Mapping[str, Any]) -> Entries:
         return rc.entries_of(self.request("PUT", "/v1/remotes/linstor/{}", name, body=dict(remote)))
 
-    def delete_remote(self, name: str) -> Entries:
-        return rc.entries_of(self.request("DELETE", "/v1/remotes", params={"remote_name": name}))
-
     # ------------------------------------------------------------------ backups
 
     def create_backup(self, remote: str, resource: str, snapshot: str, incremental: bool) -> Entries:
@@ -750,13 +749,13 @@ class LinstorClient:
         """Snapshot and ship a resource to another LINSTOR cluster (in the background)."""
         return rc.entries_of(self.request("POST", "/v1/remotes/{}/backups/ship", remote, body=dict(ship)))
 
-    def list_backups(self, remote: str, resource: str = "", snapshot: str = "") -> dict[str, Any]:
+    def list_backups(self, remote: str, resource: str = "", snapshot: str = "") -> list[Backup]:
         params = {k: v for k, v in (("rsc_name", resource), ("snap_name", snapshot)) if v}
-        return self.request("GET", "/v1/remotes/{}/backups", remote, params=params or None) or {}
+        return backups_from_wire(self.request("GET", "/v1/remotes/{}/backups", remote, params=params or None))
 
-    def backup_info(self, remote: str, resource: str, snapshot: str) -> dict[str, Any]:
+    def backup_info(self, remote: str, resource: str, snapshot: str) -> BackupInfo:
         body = {"src_rsc_name": resource, "src_snap_name": snapshot}
-        return self.request("POST", "/v1/remotes/{}/backups/info", remote, body=body) or {}
+        return BackupInfo.from_wire(self.request("POST", "/v1/remotes/{}/backups/info", remote, body=body))
 
     def restore_backup(self, remote: str, restore: Mapping[str, Any]) -> Entries:
         return rc.entries_of(

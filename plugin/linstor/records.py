@@ -344,6 +344,113 @@ class SnapshotDefinition:
         )
 
 
+#: The lists of ``GET /v1/remotes`` and the kind of remote each holds.
+REMOTE_LISTS = (("S3", "s3_remotes"), ("Linstor", "linstor_remotes"), ("EBS", "ebs_remotes"))
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A backup target: an S3 bucket or another LINSTOR cluster. LINSTOR never returns its keys."""
+
+    name: str
+    kind: str  # "S3", "Linstor" or "EBS"
+    endpoint: str = ""
+    bucket: str = ""
+    region: str = ""
+    use_path_style: bool = False
+    url: str = ""
+    cluster_id: str = ""
+
+    @classmethod
+    def from_wire(cls, wire: Any, kind: str = "") -> Remote:
+        w = _map(wire)
+        return cls(
+            name=_str(w.get("remote_name")),
+            kind=kind,
+            endpoint=_str(w.get("endpoint")),
+            bucket=_str(w.get("bucket")),
+            region=_str(w.get("region")),
+            use_path_style=_bool(w.get("use_path_style", False)),
+            url=_str(w.get("url")),
+            cluster_id=_str(w.get("cluster_id")),
+        )
+
+
+def remotes_from_wire(wire: Any) -> list[Remote]:
+    """Every remote of ``GET /v1/remotes`` (the spec words the answer as a list of one RemoteList)."""
+    if isinstance(wire, list):
+        wire = wire[0] if wire else {}
+    w = _map(wire)
+    return [Remote.from_wire(r, kind) for kind, key in REMOTE_LISTS for r in _objects(w.get(key))]
+
+
+@dataclass(frozen=True)
+class Backup:
+    """One backup in an S3 remote. Times in milliseconds since the epoch, 0 when not reported."""
+
+    id: str
+    origin_resource: str = ""
+    origin_snapshot: str = ""
+    #: The backup an incremental one builds on ("" for a full backup).
+    based_on: str = ""
+    started_ms: int = 0
+    finished_ms: int = 0
+    success: bool = False
+    restorable: bool = True
+    shipping: bool = False
+    #: The shipment ended (a finish time or failure messages are reported).
+    ended: bool = False
+
+    @property
+    def done(self) -> bool:
+        """Finished and restorable."""
+        return self.success and self.restorable
+
+    @property
+    def failed(self) -> bool:
+        return not self.shipping and not self.success and self.ended
+
+    @classmethod
+    def from_wire(cls, wire: Any, key: str = "") -> Backup:
+        w = _map(wire)
+        return cls(
+            id=_str(w.get("id", key)),
+            origin_resource=_str(w.get("origin_rsc")),
+            origin_snapshot=_str(w.get("origin_snap")),
+            based_on=_str(w.get("based_on_id")),
+            started_ms=_int(w.get("start_timestamp")),
+            finished_ms=_int(w.get("finished_timestamp")),
+            success=_bool(w.get("success")),
+            restorable=w.get("restorable", True) is not False,
+            shipping=_bool(w.get("shipping")),
+            ended=bool(w.get("finished_timestamp") or w.get("finished_time") or w.get("fail_messages")),
+        )
+
+
+def backups_from_wire(wire: Any) -> list[Backup]:
+    """The LINSTOR backups of ``GET /v1/remotes/{remote}/backups`` (a map keyed by backup id)."""
+    listed = _map(_map(wire).get("linstor"))
+    return [Backup.from_wire(b, str(key)) for key, b in listed.items() if isinstance(b, Mapping)]
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    """``POST /v1/remotes/{remote}/backups/info``: what a restore of a backup needs."""
+
+    #: The newest backup of the chain, when the remote names one.
+    latest: str = ""
+    #: The storage pools the backup's data came from.
+    storage_pools: tuple[str, ...] = ()
+
+    @classmethod
+    def from_wire(cls, wire: Any) -> BackupInfo:
+        w = _map(wire)
+        return cls(
+            latest=_str(w.get("latest")),
+            storage_pools=tuple(_str(p.get("name")) for p in _objects(w.get("storpools"))),
+        )
+
+
 def many(convert: Callable[[Any], R], wire: Any) -> list[R]:
     """Every object of a wire list converted; anything that is not a list holds no objects."""
     return [convert(item) for item in _objects(wire)]

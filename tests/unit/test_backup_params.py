@@ -8,7 +8,7 @@ from plugin.backups import ids, status
 from plugin.backups.service import chain_of
 from plugin.backups.snapshot_class import KEYS, PREFIX, missing_for_new_remote, parse_snapshot_class
 from plugin.errors import InvalidArgument
-from plugin.linstor.records import SnapshotDefinition
+from plugin.linstor.records import Backup, SnapshotDefinition
 
 SECRETS = {"access-key": "AKIA-SECRET-ACCESS", "secret-key": "very-secret-key-value"}
 
@@ -146,8 +146,9 @@ def test_chain_limits_read_as_linbits_driver_reads_them() -> None:
 
 
 def test_the_chain_is_followed_from_the_newest_backup() -> None:
-    def b(bid: str, start: int, base: str = "") -> tuple[str, dict]:
-        return bid, {"id": bid, "start_timestamp": start, "based_on_id": base + ".meta" if base else ""}
+    def b(bid: str, start: int, base: str = "") -> tuple[str, Backup]:
+        wire = {"id": bid, "start_timestamp": start, "based_on_id": base + ".meta" if base else ""}
+        return bid, Backup.from_wire(wire)
 
     done = dict([b("full1", 1000), b("inc1", 2000, "full1"), b("inc2", 3000, "inc1"), b("full2", 4000)])
     assert chain_of(done) == (0, 4.0)

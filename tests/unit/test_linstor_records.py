@@ -104,3 +104,46 @@ def test_many_skips_what_is_not_an_object() -> None:
     assert r.many(r.Node.from_wire, [{"name": "n1"}, "junk", None]) == [r.Node(name="n1")]
     assert r.many(r.Node.from_wire, None) == []
     assert r.many(r.Node.from_wire, {"name": "n1"}) == []
+
+
+def test_remotes_of_every_kind_in_the_lists_order_and_in_the_one_element_array_form() -> None:
+    wire = {
+        "s3_remotes": [{"remote_name": "bucket", "endpoint": "s3.example", "use_path_style": "true"}],
+        "linstor_remotes": [{"remote_name": "dr", "url": "https://dr:3371"}],
+    }
+    remotes = r.remotes_from_wire([wire])
+    assert [(x.name, x.kind) for x in remotes] == [("bucket", "S3"), ("dr", "Linstor")]
+    assert (
+        remotes[0].use_path_style
+        and remotes[0].endpoint == "s3.example"
+        and remotes[1].url == "https://dr:3371"
+    )
+    assert r.remotes_from_wire([]) == r.remotes_from_wire(None) == []
+
+
+def test_backups_take_their_id_from_the_key_when_the_entry_has_none() -> None:
+    wire = {
+        "linstor": {
+            "k1": {"origin_rsc": "vol", "origin_snap": "s", "success": True, "start_timestamp": "1000"},
+            "k2": {"id": "own", "based_on_id": "k1.meta", "restorable": False, "success": True},
+            "k3": {"shipping": False, "fail_messages": ["S3 said no"]},
+        },
+        "other": {"x": {}},
+    }
+    first, second, third = r.backups_from_wire(wire)
+    assert (first.id, first.origin_resource, first.started_ms, first.done) == ("k1", "vol", 1000, True)
+    assert (second.id, second.based_on, second.done) == ("own", "k1.meta", False)
+    assert third.failed and not first.failed
+    assert r.backups_from_wire({}) == []
+
+
+def test_backup_info_names_the_latest_backup_and_the_source_pools() -> None:
+    info = r.BackupInfo.from_wire({"latest": "b-2", "storpools": [{"name": "pool1"}, "junk"]})
+    assert (info.latest, info.storage_pools) == ("b-2", ("pool1",))
+    assert r.BackupInfo.from_wire(None) == r.BackupInfo()
+
+
+def test_object_refs_of_an_answer() -> None:
+    entries = [{"ret_code": 1}, {"ret_code": 2, "obj_refs": {"SnapDfn": "back_2026"}}]
+    assert rc.object_ref(entries, "SnapshotName", "SnapDfn") == "back_2026"
+    assert rc.object_ref([{"obj_refs": "junk"}], "SnapDfn") is None
