@@ -35,8 +35,9 @@ from plugin.errors import (
     VolumeError,
 )
 from plugin.linstor import retcodes as rc
-from plugin.linstor.client import Entries, LinstorClient
+from plugin.linstor.client import LinstorClient
 from plugin.linstor.records import Backup, SnapshotDefinition
+from plugin.linstor.transport import Entries
 from plugin.models import Snapshot
 from plugin.observability import log_fields
 
