@@ -69,7 +69,7 @@ def _flags(value: Any) -> frozenset[str]:
     return frozenset(str(f).upper() for f in _list(value))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VersionInfo:
     """``GET /v1/controller/version``."""
 
@@ -82,7 +82,7 @@ class VersionInfo:
         return cls(version=_str(w.get("version")), rest_api_version=_str(w.get("rest_api_version")))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Node:
     """A LINSTOR node (satellite, controller or combined)."""
 
@@ -106,7 +106,7 @@ class Node:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoragePool:
     """One storage pool on one node. Capacities in KiB; None when LINSTOR does not know them."""
 
@@ -139,7 +139,7 @@ class StoragePool:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ResourceGroup:
     """A resource group; ``select_filter`` stays a mapping, as the core compares it key by key."""
 
@@ -157,7 +157,7 @@ class ResourceGroup:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VolumeDefinition:
     """A volume definition, of a resource definition or of a snapshot definition."""
 
@@ -181,7 +181,7 @@ def _pick(vds: Sequence[VolumeDefinition], number: int) -> VolumeDefinition | No
     return next((vd for vd in vds if vd.number == number), None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ResourceDefinition:
     """A resource definition; ``volume_definitions`` only when listed with them."""
 
@@ -208,7 +208,7 @@ class ResourceDefinition:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Volume:
     """One volume of a resource on one node (the LINSTOR ``Volume``, not the core's)."""
 
@@ -248,7 +248,7 @@ class Volume:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resource:
     """A resource (one replica or diskless attachment of a resource definition on a node)."""
 
@@ -294,7 +294,7 @@ class Resource:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SnapshotDefinition:
     """A snapshot definition with its per-node snapshots.
 
@@ -348,7 +348,7 @@ class SnapshotDefinition:
 REMOTE_LISTS = (("S3", "s3_remotes"), ("Linstor", "linstor_remotes"), ("EBS", "ebs_remotes"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Remote:
     """A backup target: an S3 bucket or another LINSTOR cluster. LINSTOR never returns its keys."""
 
@@ -384,7 +384,7 @@ def remotes_from_wire(wire: Any) -> list[Remote]:
     return [Remote.from_wire(r, kind) for kind, key in REMOTE_LISTS for r in _objects(w.get(key))]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Backup:
     """One backup in an S3 remote. Times in milliseconds since the epoch, 0 when not reported."""
 
@@ -433,7 +433,7 @@ def backups_from_wire(wire: Any) -> list[Backup]:
     return [Backup.from_wire(b, str(key)) for key, b in listed.items() if isinstance(b, Mapping)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BackupInfo:
     """``POST /v1/remotes/{remote}/backups/info``: what a restore of a backup needs."""
 
