@@ -1,4 +1,4 @@
-"""What the plugin stores in LINSTOR about a volume, and how LINSTOR JSON becomes models.
+"""What the plugin stores in LINSTOR about a volume, and how LINSTOR's records become models.
 
 The core keeps no database: the user's name and the parameters that decide idempotency
 live in ``Aux/`` properties on the resource definition, so any replica of the plugin can
