@@ -10,7 +10,6 @@ allowed, or its half-made definition removed (:mod:`plugin.volumes.settle`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +22,7 @@ from plugin.keyed_locks import KeyedLocks
 from plugin.linstor import features as features
 from plugin.linstor import retcodes as rc
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import ResourceDefinition, VolumeDefinition
 from plugin.models import TopologyRequirement, Volume
 from plugin.observability import log_fields
 from plugin.params import placement
@@ -158,31 +158,29 @@ class VolumeCreation:
                 return self.copies.create_from_snapshot(wanted, params, ref, nodes, size_bytes == 0)
             return self.copies.create_from_volume(wanted, params, ref, nodes, size_bytes == 0)
 
-    def _settle_existing(self, rd: dict[str, Any]) -> dict[str, Any] | None:
+    def _settle_existing(self, rd: ResourceDefinition) -> ResourceDefinition | None:
         """An RD half-made by an interrupted restore or clone is removed so the create starts clean."""
-        props = rec.props_of(rd)
-        if props.get(rec.CREATING) == rd.get("name") and "CLONING" not in (rd.get("flags") or ()):
-            log_fields(log, logging.WARNING, "removing half-made volume", volume=rd.get("name"))
-            self.client.delete_resource_definition(str(rd["name"]))
+        if rd.props.get(rec.CREATING) == rd.name and "CLONING" not in rd.flags:
+            log_fields(log, logging.WARNING, "removing half-made volume", volume=rd.name)
+            self.client.delete_resource_definition(rd.name)
             return None
         return rd
 
-    def _compare_existing(self, rd: Mapping[str, Any], wanted: rec.Wanted, any_size: bool) -> Volume:
-        flags = set(rd.get("flags") or ())
-        if flags & {"CLONING", "DELETE"}:
-            state = "cloned" if "CLONING" in flags else "deleted"
+    def _compare_existing(self, rd: ResourceDefinition, wanted: rec.Wanted, any_size: bool) -> Volume:
+        if rd.flags & {"CLONING", "DELETE"}:
+            state = "cloned" if "CLONING" in rd.flags else "deleted"
             raise Busy(
                 f"volume {wanted.volume_id} is still being {state}; retry later", volume=wanted.volume_id
             )
         volume = rec.volume_from(rd)
-        props = rec.props_of(rd)
+        props = rd.props
         if volume is None:
             raise AlreadyExists(
                 f"LINSTOR resource {wanted.volume_id} exists but holds no volume (only snapshots?); "
                 "choose another name",
                 volume=wanted.volume_id,
             )
-        ours = props.get(rec.VOLUME_ID) == rd.get("name")
+        ours = props.get(rec.VOLUME_ID) == rd.name
         problems: list[str] = []
         if ours and props.get(rec.NAME) != wanted.name:
             problems.append(f"it belongs to volume {props.get(rec.NAME)!r}")
@@ -285,12 +283,12 @@ class VolumeCreation:
         except VolumeError:
             self.reads.remove_quietly(wanted.volume_id)
             raise
-        rd = {
-            "name": wanted.volume_id,
-            "props": props,
-            "resource_group_name": wanted.resource_group,
-            "volume_definitions": [{"volume_number": 0, "size_kib": wanted.size_kib}],
-        }
+        rd = ResourceDefinition(
+            name=wanted.volume_id,
+            resource_group=wanted.resource_group,
+            props=props,
+            volume_definitions=(VolumeDefinition(number=0, size_kib=wanted.size_kib),),
+        )
 
         def with_replicas() -> Volume:
             built = rec.volume_from(rd, self.client.view_resources([wanted.volume_id]))
