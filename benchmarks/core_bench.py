@@ -173,7 +173,7 @@ def run(iterations: int) -> dict[str, Any]:
     return {
         "benchmark": "core",
         "iterations": iterations,
-        "controller": f"emulator {version.get('version')} (REST API {version.get('rest_api_version')})",
+        "controller": f"emulator {version.version} (REST API {version.rest_api_version})",
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from plugin.errors import InvalidArgument, NoSpace, VolumeError
 from plugin.linstor import retcodes as rc
+from plugin.linstor.records import StoragePool
 from plugin.params.model import VolumeParams
 from plugin.params.values import human_size
 
@@ -65,7 +65,7 @@ def refusal(
     size_kib: int,
     params: VolumeParams,
     allowed_nodes: Sequence[str],
-    read_pools: Callable[[], list[dict[str, Any]]],
+    read_pools: Callable[[], list[StoragePool]],
 ) -> VolumeError:
     """The error for a refused placement: the cause where one read of the pools shows it
     (an unknown node or pool is a bad request, the rest is no space), else LINSTOR's words."""
@@ -113,28 +113,14 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def _offline(pool: Mapping[str, Any]) -> bool:
-    """A pool whose satellite is not connected: LINSTOR reports it and knows no free space."""
-    for report in pool.get("reports") or ():
-        if isinstance(report, Mapping) and rc.bare_code(rc.ret_code(report)) == rc.WARN_NOT_CONNECTED:
-            return True
-    return False
-
-
-def _diskful(pool: Mapping[str, Any]) -> bool:
-    return str(pool.get("provider_kind", "")).upper() != "DISKLESS"
-
-
-def diagnose(wish: PlacementWish, pools: Sequence[Mapping[str, Any]]) -> Cause | None:
+def diagnose(wish: PlacementWish, pools: Sequence[StoragePool]) -> Cause | None:
     """The cause of a failed placement, from one storage-pool listing; None when unclear."""
     node_names: dict[str, str] = {}
     pool_names: dict[str, str] = {}
     for pool in pools:
-        node = str(pool.get("node_name", ""))
-        node_names.setdefault(node.upper(), node)
-        if _diskful(pool):
-            name = str(pool.get("storage_pool_name", ""))
-            pool_names.setdefault(name.upper(), name)
+        node_names.setdefault(pool.node.upper(), pool.node)
+        if not pool.diskless:
+            pool_names.setdefault(pool.name.upper(), pool.name)
     return (
         _unknown_nodes(wish, node_names)
         or _unknown_pools(wish, pool_names, pools)
@@ -155,7 +141,7 @@ def _unknown_nodes(wish: PlacementWish, known: Mapping[str, str]) -> Cause | Non
 
 
 def _unknown_pools(
-    wish: PlacementWish, known: Mapping[str, str], pools: Sequence[Mapping[str, Any]]
+    wish: PlacementWish, known: Mapping[str, str], pools: Sequence[StoragePool]
 ) -> Cause | None:
     missing = [p for p in wish.storage_pools if p.upper() not in known]
     if missing:
@@ -167,11 +153,7 @@ def _unknown_pools(
     if not wish.nodes or not wish.storage_pools:
         return None
     wanted = {p.upper() for p in wish.storage_pools}
-    having = {
-        str(p.get("node_name", "")).upper()
-        for p in pools
-        if str(p.get("storage_pool_name", "")).upper() in wanted
-    }
+    having = {p.node.upper() for p in pools if p.name.upper() in wanted}
     lacking = [n for n in wish.nodes if n.upper() not in having]
     if not lacking:
         return None
@@ -182,16 +164,16 @@ def _unknown_pools(
     )
 
 
-def _eligible(wish: PlacementWish, pools: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def _eligible(wish: PlacementWish, pools: Sequence[StoragePool]) -> list[StoragePool]:
     """Diskful pools of the wanted names on the wanted (or allowed) nodes, online or not."""
     wanted_pools = {p.upper() for p in wish.storage_pools}
     wanted_nodes = {n.upper() for n in (wish.nodes or wish.allowed_nodes)}
     return [
         p
         for p in pools
-        if _diskful(p)
-        and (not wanted_pools or str(p.get("storage_pool_name", "")).upper() in wanted_pools)
-        and (not wanted_nodes or str(p.get("node_name", "")).upper() in wanted_nodes)
+        if not p.diskless
+        and (not wanted_pools or p.name.upper() in wanted_pools)
+        and (not wanted_nodes or p.node.upper() in wanted_nodes)
     ]
 
 
@@ -203,12 +185,12 @@ def _where(wish: PlacementWish, article: str = "a ") -> str:
     return pools
 
 
-def _too_few_nodes(wish: PlacementWish, pools: Sequence[Mapping[str, Any]]) -> Cause | None:
+def _too_few_nodes(wish: PlacementWish, pools: Sequence[StoragePool]) -> Cause | None:
     if wish.replicas is None:
         return None
     eligible = _eligible(wish, pools)
-    online = sorted({str(p.get("node_name")) for p in eligible if not _offline(p)})
-    offline = sorted({str(p.get("node_name")) for p in eligible if _offline(p)} - set(online))
+    online = sorted({p.node for p in eligible if not p.offline})
+    offline = sorted({p.node for p in eligible if p.offline} - set(online))
     if len(online) >= wish.replicas:
         return None
     have = "has" if len(online) == 1 else "have"
@@ -228,15 +210,13 @@ def _too_few_nodes(wish: PlacementWish, pools: Sequence[Mapping[str, Any]]) -> C
     return Cause(sentence, unknown_name=False)
 
 
-def _too_large(wish: PlacementWish, pools: Sequence[Mapping[str, Any]]) -> Cause | None:
+def _too_large(wish: PlacementWish, pools: Sequence[StoragePool]) -> Cause | None:
     best: dict[str, tuple[int, str]] = {}
     for pool in _eligible(wish, pools):
-        if _offline(pool) or pool.get("free_capacity") is None:
+        if pool.offline or pool.free_kib is None:
             continue
-        node = str(pool.get("node_name"))
-        free = int(pool.get("free_capacity") or 0)
-        if node not in best or free > best[node][0]:
-            best[node] = (free, str(pool.get("storage_pool_name")))
+        if pool.node not in best or pool.free_kib > best[pool.node][0]:
+            best[pool.node] = (pool.free_kib, pool.name)
     fitting = [n for n, (free, _) in best.items() if free >= wish.size_kib]
     needed = wish.replicas or 1
     if not best or len(fitting) >= needed:

@@ -79,11 +79,10 @@ def node_segments(
         return []
     prefix = property_namespace + "/"
     result = []
-    listed = {str(n.get("name", "")).lower(): n for n in client.list_nodes(nodes=nodes)}
+    listed = {n.name.lower(): n.props for n in client.list_nodes(nodes=nodes)}
     for node in nodes:
-        info = listed.get(node.lower(), {})
-        props = info.get("props") if isinstance(info.get("props"), dict) else {}
-        segments = {k[len(prefix) :]: str(v) for k, v in (props or {}).items() if k.startswith(prefix)}
+        props = listed.get(node.lower(), {})
+        segments = {k[len(prefix) :]: v for k, v in props.items() if k.startswith(prefix)}
         segments[placement.HOSTNAME_KEY] = node
         result.append(segments)
     return result

@@ -1,4 +1,4 @@
-"""What the plugin stores in LINSTOR about a volume, and how LINSTOR JSON becomes models.
+"""What the plugin stores in LINSTOR about a volume, and how LINSTOR's records become models.
 
 The core keeps no database: the user's name and the parameters that decide idempotency
 live in ``Aux/`` properties on the resource definition, so any replica of the plugin can
@@ -17,13 +17,14 @@ clone copy the source's properties, so the marker holds the *own* name: a copied
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from plugin import names
 from plugin.errors import InvalidArgument
+from plugin.linstor.records import Resource, ResourceDefinition, SnapshotDefinition
 from plugin.models import Replica, Snapshot, Volume
 
 AUX = "Aux/volume-plugin/"
@@ -127,24 +128,6 @@ def attach_pending_key(node: str) -> str:
     return ATTACH_PENDING + node
 
 
-def props_of(obj: Mapping[str, Any] | None) -> dict[str, str]:
-    value = (obj or {}).get("props")
-    return dict(value) if isinstance(value, dict) else {}
-
-
-def _read_props(obj: Mapping[str, Any]) -> Mapping[str, str]:
-    """The properties to read, not copied: lists convert every volume, a copy each adds up."""
-    value = obj.get("props")
-    return value if isinstance(value, dict) else {}
-
-
-def volume_definition(rd: Mapping[str, Any], number: int = 0) -> Mapping[str, Any] | None:
-    for vd in rd.get("volume_definitions") or ():
-        if vd.get("volume_number", 0) == number:
-            return vd
-    return None
-
-
 def stored_fs_type(
     rd_props: Mapping[str, str] | None, vd_props: Mapping[str, str] | None = None
 ) -> tuple[bool, str | None]:
@@ -162,12 +145,11 @@ def stored_fs_type(
     return False, None
 
 
-def is_complete(rd: Mapping[str, Any]) -> bool:
+def is_complete(rd: ResourceDefinition) -> bool:
     """Not half-made by an interrupted restore or clone, and not being cloned or deleted."""
-    flags = rd.get("flags") or ()
-    if "CLONING" in flags or "DELETE" in flags:
+    if rd.flags & {"CLONING", "DELETE"}:
         return False
-    return _read_props(rd).get(CREATING) != rd.get("name")
+    return rd.props.get(CREATING) != rd.name
 
 
 def _timestamp(value: str | None) -> datetime | None:
@@ -180,23 +162,15 @@ def _timestamp(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def replica_from(resource: Mapping[str, Any]) -> Replica:
-    flags = set(resource.get("flags") or ())
-    volumes = resource.get("volumes") or []
-    vol0 = next((v for v in volumes if v.get("volume_number", 0) == 0), volumes[0] if volumes else {})
-    diskless = (
-        bool(flags & {"DISKLESS", "DRBD_DISKLESS", "NVME_INITIATOR"})
-        or vol0.get("provider_kind") == "DISKLESS"
-    )
-    state = resource.get("state") or {}
-    props = props_of(resource)
+def replica_from(resource: Resource) -> Replica:
+    vol0 = resource.volume(0)
     return Replica(
-        node=str(resource.get("node_name", "")),
-        diskless=diskless,
-        in_use=bool(state.get("in_use", False)),
-        device_path=vol0.get("device_path") or None,
-        tie_breaker="TIE_BREAKER" in flags,
-        published=bool(props.get(PUBLISHED)) or props.get(ATTACHED_BY_PLUGIN) == "true",
+        node=resource.node,
+        diskless=resource.diskless,
+        in_use=resource.in_use,
+        device_path=(vol0.device_path if vol0 else "") or None,
+        tie_breaker=resource.tie_breaker,
+        published=bool(resource.props.get(PUBLISHED)) or resource.props.get(ATTACHED_BY_PLUGIN) == "true",
     )
 
 
@@ -226,16 +200,16 @@ def legacy_parameter(record: Mapping[str, Any], *keys: str) -> str:
     return ""
 
 
-def volume_from(rd: Mapping[str, Any], resources: list[Mapping[str, Any]] | None = None) -> Volume | None:
+def volume_from(rd: ResourceDefinition, resources: Sequence[Resource] | None = None) -> Volume | None:
     """The :class:`Volume` of a resource definition listed with its volume definitions.
 
     None when it is not a volume (no volume 0, e.g. an RD kept only for its snapshots).
     """
-    vd = volume_definition(rd)
+    vd = rd.volume_definition(0)
     if vd is None:
         return None
-    props = props_of(rd)
-    vd_props = _read_props(vd)
+    props = dict(rd.props)
+    vd_props = vd.props
     legacy = legacy_annotations(props)
     fs_type = (
         vd_props.get(FS_PROP)
@@ -255,13 +229,13 @@ def volume_from(rd: Mapping[str, Any], resources: list[Mapping[str, Any]] | None
     mount_text = props.get(MOUNT_OPTS, "") or (legacy_parameter(legacy, "mountOpts") if legacy else "")
     mount = tuple(o.strip() for o in mount_text.split(",") if o.strip()) if mount_text else ()
     replicas = tuple(replica_from(r) for r in resources) if resources else ()
-    name = str(rd.get("name", ""))
+    name = rd.name
     legacy_name = legacy.get("name")
     return Volume(
         id=name,
         name=props.get(NAME) or (legacy_name if isinstance(legacy_name, str) and legacy_name else name),
-        size_bytes=int(vd.get("size_kib", 0)) * 1024,
-        resource_group=str(rd.get("resource_group_name") or "DfltRscGrp"),
+        size_bytes=vd.size_kib * 1024,
+        resource_group=rd.resource_group or "DfltRscGrp",
         fs_type=fs_type,
         mkfs_opts=mkfs,
         mount_opts=mount,
@@ -300,29 +274,16 @@ def parse_snapshot_id(value: str) -> tuple[str | None, str]:
     raise InvalidArgument(f"{value!r} is not a snapshot id (expected InCluster:///<volume>/<snapshot>)")
 
 
-def snapshot_from(snap: Mapping[str, Any]) -> Snapshot:
-    volume_id = str(snap.get("resource_name", ""))
-    name = str(snap.get("name", ""))
-    vds = snap.get("volume_definitions") or []
-    vd0 = next((v for v in vds if v.get("volume_number", 0) == 0), vds[0] if vds else {})
-    created = None
-    stamps = [s.get("create_timestamp") for s in snap.get("snapshots") or () if s.get("create_timestamp")]
-    if stamps:
-        created = datetime.fromtimestamp(min(stamps) / 1000, UTC)
+def snapshot_from(snap: SnapshotDefinition) -> Snapshot:
+    vds = snap.volume_definitions
+    vd0 = snap.volume_definition(0) or (vds[0] if vds else None)
+    stamps = snap.create_timestamps
     return Snapshot(
-        id=snapshot_id(volume_id, name),
-        name=name,
-        volume_id=volume_id,
-        size_bytes=int(vd0.get("size_kib", 0)) * 1024,
-        ready="SUCCESSFUL" in (snap.get("flags") or ()),
-        created_at=created,
-        group_id=snapshot_definition_props(snap).get(GROUP_SNAPSHOT) or None,
+        id=snapshot_id(snap.resource_name, snap.name),
+        name=snap.name,
+        volume_id=snap.resource_name,
+        size_bytes=(vd0.size_kib if vd0 else 0) * 1024,
+        ready=snap.successful,
+        created_at=datetime.fromtimestamp(min(stamps) / 1000, UTC) if stamps else None,
+        group_id=snap.props.get(GROUP_SNAPSHOT) or None,
     )
-
-
-def snapshot_definition_props(snap: Mapping[str, Any]) -> dict[str, str]:
-    """The snapshot definition's own properties (``props`` is the older merged view)."""
-    value = snap.get("snapshot_definition_props")
-    if not isinstance(value, dict):
-        value = snap.get("props")
-    return dict(value) if isinstance(value, dict) else {}

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from glob import glob
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -32,6 +32,7 @@ from docker_plugin.settings import DEFAULT_CONFIG_FILE
 from plugin import errors
 from plugin.config import Config, load_config
 from plugin.linstor import features as features
+from plugin.linstor.records import Node, StoragePool, VersionInfo
 from plugin.unix_http import UnixHTTPConnection
 from plugin.version import add_version_flag
 
@@ -90,11 +91,11 @@ class Result:
 class LinstorApi(Protocol):
     """The part of :class:`plugin.linstor.client.LinstorClient` the doctor reads."""
 
-    def controller_version(self) -> dict[str, Any]: ...
+    def controller_version(self) -> VersionInfo: ...
 
-    def get_node(self, node: str) -> dict[str, Any]: ...
+    def get_node(self, node: str) -> Node: ...
 
-    def node_storage_pools(self, node: str) -> list[dict[str, Any]]: ...
+    def node_storage_pools(self, node: str) -> list[StoragePool]: ...
 
 
 Probe = Callable[[str], tuple[str, str, str]]
@@ -202,8 +203,8 @@ def check_node(client: LinstorApi, node: str) -> tuple[Result, bool]:
         return Result(
             "node", FAIL, f"cannot read node {node!r}: {exc}", "see the controller's error reports"
         ), False
-    status = str(info.get("connection_status", "UNKNOWN")).upper()
-    kind = str(info.get("type", "")).upper()
+    status = (info.connection_status or "UNKNOWN").upper()
+    kind = info.type.upper()
     if status == "ONLINE":
         return Result("node", OK, f"{node!r} is registered ({kind or 'unknown type'}) and ONLINE"), True
     return Result(
@@ -235,7 +236,7 @@ def check_storage_pools(client: LinstorApi, node: str) -> list[Result]:
                 "see the controller's error reports",
             )
         ]
-    diskful = [p for p in pools if str(p.get("provider_kind", "")).upper() not in DISKLESS_KINDS]
+    diskful = [p for p in pools if p.provider_kind.upper() not in DISKLESS_KINDS]
     if not diskful:
         return [
             Result(
@@ -246,11 +247,11 @@ def check_storage_pools(client: LinstorApi, node: str) -> list[Result]:
             )
         ]
     results = []
-    for pool in sorted(diskful, key=lambda p: str(p.get("storage_pool_name", ""))):
-        name = f"storage pool {pool.get('storage_pool_name', '?')}"
-        kind = pool.get("provider_kind", "?")
-        free, total = pool.get("free_capacity"), pool.get("total_capacity")
-        reports = [r.get("message", "") for r in pool.get("reports", []) or [] if r.get("message")]
+    for pool in sorted(diskful, key=lambda p: p.name):
+        name = f"storage pool {pool.name or '?'}"
+        kind = pool.provider_kind or "?"
+        free, total = pool.free_kib, pool.total_kib
+        reports = list(pool.report_messages)
         if reports:
             results.append(
                 Result(

@@ -14,16 +14,23 @@ from typing import Any
 from plugin.backups.snapshot_class import SnapshotClass, missing_for_new_remote
 from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, OperationFailed
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import Remote
 
-_LISTS = {"S3": "s3_remotes", "Linstor": "linstor_remotes"}
+
+def _find(remotes: list[Remote], name: str) -> Remote | None:
+    return next((r for r in remotes if r.name.lower() == name.lower()), None)
 
 
-def _find(remotes: dict[str, Any], name: str) -> tuple[str, dict[str, Any]] | None:
-    for kind, key in (("S3", "s3_remotes"), ("Linstor", "linstor_remotes"), ("EBS", "ebs_remotes")):
-        for remote in remotes.get(key) or ():
-            if str(remote.get("remote_name", "")).lower() == name.lower():
-                return kind, remote
-    return None
+def _visible(remote: Remote) -> dict[str, Any]:
+    """The remote's settings LINSTOR shows, under the names :func:`_wanted` gives them."""
+    return {
+        "endpoint": remote.endpoint,
+        "bucket": remote.bucket,
+        "region": remote.region,
+        "use_path_style": remote.use_path_style,
+        "url": remote.url,
+        "cluster_id": remote.cluster_id,
+    }
 
 
 def _wanted(cls: SnapshotClass) -> dict[str, Any]:
@@ -69,16 +76,16 @@ def ensure_remote(client: LinstorClient, cls: SnapshotClass) -> str:
         except (OperationFailed, InvalidArgument) as exc:
             raise _refused(cls, "create", exc) from None
         return "created"
-    kind, current = found
-    if kind != cls.type:
+    if found.kind != cls.type:
         raise InvalidArgument(
-            f"LINSTOR remote {cls.remote_name!r} is an {kind} remote, but the snapshot class asks for "
+            f"LINSTOR remote {cls.remote_name!r} is an {found.kind} remote, but the snapshot class asks for "
             f"type {cls.type}; use another remote-name"
         )
-    differs = {k: v for k, v in wanted.items() if current.get(k, False if k == "use_path_style" else "") != v}
+    current = _visible(found)
+    differs = {k: v for k, v in wanted.items() if current.get(k) != v}
     if not differs:
         return "kept"
-    body = _with_keys(cls, {"remote_name": current.get("remote_name", cls.remote_name), **wanted})
+    body = _with_keys(cls, {"remote_name": found.name or cls.remote_name, **wanted})
     try:
         if cls.type == "S3":
             client.modify_s3_remote(str(body["remote_name"]), body)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from plugin.backups import status
 from plugin.backups.ids import BackupId, parse_backup_id
 from plugin.errors import Busy, InvalidArgument, NotFound, OperationFailed, Unavailable, VolumeError
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import BackupInfo, Remote, SnapshotDefinition
 from plugin.models import Snapshot, TopologyRequirement, Volume
 from plugin.observability import log_fields
 from plugin.params.model import VolumeParams
@@ -60,7 +61,7 @@ class BackupRestores:
                 f"snapshot:{rec.snapshot_id(backup_id.volume_id, backup_id.snapshot)}",
                 f"snapshot:{rec.snapshot_id(TARGET_PREFIX + backup_id.volume_id, backup_id.snapshot)}",
             }
-            if rec.props_of(rd).get(rec.SOURCE) in local_forms:
+            if rd.props.get(rec.SOURCE) in local_forms:
                 self.client.modify_resource_definition(volume_id, override_props={rec.SOURCE: source})
             return self.service.create_volume(name, size_bytes, params, source=source, topology=topology)
         with self.service.locks.lock(f"backup:{backup_id}"):
@@ -113,13 +114,13 @@ class BackupRestores:
             raise
         return rec.snapshot_id(backup_id.volume_id, backup_id.snapshot), drop
 
-    def _snapshot_or_none(self, volume_id: str, snapshot: str) -> dict[str, Any] | None:
+    def _snapshot_or_none(self, volume_id: str, snapshot: str) -> SnapshotDefinition | None:
         try:
             return self.client.get_snapshot(volume_id, snapshot)
         except (NotFound, InvalidArgument):
             return None
 
-    def _find_s3_backup(self, backup_id: BackupId) -> tuple[str, dict[str, Any]]:
+    def _find_s3_backup(self, backup_id: BackupId) -> tuple[str, BackupInfo]:
         """The named remote first, then any other S3 remote (a restoring cluster may name it otherwise)."""
         try:
             return backup_id.remote, self.client.backup_info(
@@ -127,9 +128,9 @@ class BackupRestores:
             )
         except NotFound:
             pass
-        for remote in self.client.list_remotes().get("s3_remotes") or ():
-            name = str(remote.get("remote_name", ""))
-            if name.lower() == backup_id.remote.lower():
+        for remote in self.client.list_remotes():
+            name = remote.name
+            if remote.kind != "S3" or name.lower() == backup_id.remote.lower():
                 continue
             try:
                 return name, self.client.backup_info(name, backup_id.volume_id, backup_id.snapshot)
@@ -141,7 +142,7 @@ class BackupRestores:
 
     def _download(self, backup_id: BackupId, params: VolumeParams) -> None:
         remote, info = self._find_s3_backup(backup_id)
-        pools = [str(p.get("name", "")) for p in info.get("storpools") or ()]
+        pools = info.storage_pools
         source_pool = pools[0] if pools else ""
         node, pool = self._download_place(source_pool, params)
         body: dict[str, Any] = {
@@ -149,8 +150,8 @@ class BackupRestores:
             "node_name": node,
             "download_only": True,
         }
-        if info.get("latest"):
-            body["last_backup"] = info["latest"]
+        if info.latest:
+            body["last_backup"] = info.latest
         else:
             body.update(src_rsc_name=backup_id.volume_id, src_snap_name=backup_id.snapshot)
         if source_pool and pool and pool != source_pool:
@@ -160,15 +161,13 @@ class BackupRestores:
 
     def _download_place(self, source_pool: str, params: VolumeParams) -> tuple[str, str]:
         pools = [
-            p
-            for p in self.client.list_storage_pools(storage_pools=params.storage_pools)
-            if p.get("provider_kind") != "DISKLESS"
+            p for p in self.client.list_storage_pools(storage_pools=params.storage_pools) if not p.diskless
         ]
         if not pools:
             raise NotFound("no storage pool in this cluster can take the backup's data")
-        same = [p for p in pools if str(p.get("storage_pool_name", "")).lower() == source_pool.lower()]
-        chosen = max(same or pools, key=lambda p: int(p.get("free_capacity", 0) or 0))
-        return str(chosen.get("node_name")), str(chosen.get("storage_pool_name"))
+        same = [p for p in pools if p.name.lower() == source_pool.lower()]
+        chosen = max(same or pools, key=lambda p: p.free_kib or 0)
+        return chosen.node, chosen.name
 
     def _wait_ready(self, volume_id: str, snapshot: str) -> None:
         deadline = time.monotonic() + max(self.service.config.read_timeout, 60.0)
@@ -194,7 +193,7 @@ class BackupRestores:
             if rd_existed:
                 return
             rd = self.service.reads.read_rd(backup_id.volume_id)
-            if rd is not None and not rec.props_of(rd).get(rec.VOLUME_ID):
+            if rd is not None and not rd.props.get(rec.VOLUME_ID):
                 try:
                     if not self.client.list_snapshots(backup_id.volume_id):
                         self.client.delete_resource_definition(backup_id.volume_id)
@@ -239,7 +238,7 @@ class BackupRestores:
             except (NotFound, InvalidArgument):
                 return
             rd = target.list_resource_definitions([received], with_volume_definitions=False)
-            if rd and not target.list_snapshots(received) and not target.list_resources(received):
+            if rd and not target.list_snapshots(received) and not target.view_resources([received]):
                 target.delete_resource_definition(received)
         except Unavailable as exc:
             raise Unavailable(
@@ -251,8 +250,8 @@ class BackupRestores:
             target.close()
 
 
-def _linstor_remote_url(remotes: Mapping[str, Any], name: str) -> str | None:
-    for remote in remotes.get("linstor_remotes") or ():
-        if str(remote.get("remote_name", "")).lower() == name.lower() and remote.get("url"):
-            return str(remote["url"])
+def _linstor_remote_url(remotes: list[Remote], name: str) -> str | None:
+    for remote in remotes:
+        if remote.kind == "Linstor" and remote.name.lower() == name.lower() and remote.url:
+            return remote.url
     return None

@@ -34,7 +34,10 @@ from plugin.errors import (
     OperationFailed,
     VolumeError,
 )
+from plugin.linstor import retcodes as rc
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import Backup, SnapshotDefinition
+from plugin.linstor.transport import Entries
 from plugin.models import Snapshot
 from plugin.observability import log_fields
 
@@ -44,6 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KV_MAPPING = "csi-backup-mapping"  # LINBIT's name: CSI snapshot name -> "<resource>/<snapshot>"
+#: What a local snapshot that is not there reads as: no shipment, no flags.
+_NO_SNAPSHOT = SnapshotDefinition(name="", resource_name="")
 PENDING = "pending"  # a mapping value before LINSTOR has named the shipped snapshot
 TARGET_PREFIX = "backup-"  # LINBIT's driver: the target cluster's definition is backup-<source>
 
@@ -72,15 +77,15 @@ class Backups(BackupRestores):
                 return self._create_s3(volume_id, name, snap_name, cls)
             return self._create_linstor(volume_id, name, snap_name, cls)
 
-    def _same_name_elsewhere(self, volume_id: str, snap_name: str, name: str) -> dict[str, Any] | None:
+    def _same_name_elsewhere(self, volume_id: str, snap_name: str, name: str) -> SnapshotDefinition | None:
         """The local snapshot of that name on this volume; on another volume it is AlreadyExists."""
         for snap in self.client.view_snapshots():
-            if str(snap.get("name", "")).lower() != snap_name.lower():
+            if snap.name.lower() != snap_name.lower():
                 continue
-            if str(snap.get("resource_name", "")).lower() == volume_id.lower():
+            if snap.resource_name.lower() == volume_id.lower():
                 return snap
             raise AlreadyExists(
-                f"snapshot name {name!r} is already used for volume {snap.get('resource_name')}",
+                f"snapshot name {name!r} is already used for volume {snap.resource_name}",
                 snapshot=name,
             )
         return None
@@ -102,10 +107,10 @@ class Backups(BackupRestores):
             local = self._discard_failed(backup_id, local)
         ensure_remote(self.client, cls)
         shipped = self._remote_backup(backup_id) if local is None else None
-        if shipped is not None and not status.backup_failed(shipped):
+        if shipped is not None and not shipped.failed:
             return snapshot_of_backup(backup_id, shipped)  # the local copy is gone (delete-local)
         if shipped is not None:
-            self._delete_remote_entries(backup_id, [str(shipped.get("id"))])
+            self._delete_remote_entries(backup_id, [shipped.id])
         incremental = cls.allow_incremental and self._incremental_allowed(backup_id, cls)
         log_fields(
             log,
@@ -132,9 +137,9 @@ class Backups(BackupRestores):
         except NotFound:
             return False
         done = {
-            str(b.get("id", key)).removesuffix(".meta"): b
-            for key, b in (listed.get("linstor") or {}).items()
-            if status.backup_done(b) and str(b.get("origin_rsc", "")).lower() == backup_id.volume_id.lower()
+            b.id.removesuffix(".meta"): b
+            for b in listed
+            if b.done and b.origin_resource.lower() == backup_id.volume_id.lower()
         }
         if not done:
             return False
@@ -172,7 +177,7 @@ class Backups(BackupRestores):
                 )
         ensure_remote(self.client, cls)
         self._record(snap_name, PENDING)  # a crash after the ship still finds its snapshot
-        before = {str(s.get("name")) for s in self.client.list_snapshots(volume_id)}
+        before = {s.name for s in self.client.list_snapshots(volume_id)}
         ship: dict[str, Any] = {
             "src_rsc_name": volume_id,
             "dst_rsc_name": TARGET_PREFIX + volume_id,
@@ -235,22 +240,18 @@ class Backups(BackupRestores):
         candidates = [
             s
             for s in self.client.list_snapshots(volume_id)
-            if status.shipping_to(s, remote) is not status.Shipping.NONE
-            and str(s.get("name", "")).lower() not in claimed
+            if status.shipping_to(s, remote) is not status.Shipping.NONE and s.name.lower() not in claimed
         ]
-        return str(candidates[-1]["name"]) if candidates else None
+        return candidates[-1].name if candidates else None
 
     def _new_snapshot(self, volume_id: str, before: set[str], remote: str) -> str | None:
         for snap in self.client.list_snapshots(volume_id):
-            if (
-                str(snap.get("name")) not in before
-                and status.shipping_to(snap, remote) is not status.Shipping.NONE
-            ):
-                return str(snap.get("name"))
+            if snap.name not in before and status.shipping_to(snap, remote) is not status.Shipping.NONE:
+                return snap.name
         return None
 
     def _finish(
-        self, backup_id: BackupId, snap: Mapping[str, Any], done: bool, cls: SnapshotClass
+        self, backup_id: BackupId, snap: SnapshotDefinition, done: bool, cls: SnapshotClass
     ) -> Snapshot:
         """The answer; once shipped, the local snapshot goes if the class says delete-local."""
         if done and cls.delete_local:
@@ -268,7 +269,7 @@ class Backups(BackupRestores):
                 )
         return snapshot_of_local(backup_id, snap, done)
 
-    def _discard_failed(self, backup_id: BackupId, snap: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    def _discard_failed(self, backup_id: BackupId, snap: SnapshotDefinition) -> SnapshotDefinition | None:
         """A failed shipment: its remote leftovers go, so it can start again.
 
         A complete local snapshot is kept (and returned) so the retry ships the same point in
@@ -276,7 +277,7 @@ class Backups(BackupRestores):
         """
         log_fields(log, logging.WARNING, "backup failed; starting again", snapshot=str(backup_id))
         if backup_id.kind == "S3":
-            leftovers = [str(b.get("id")) for b in self._remote_entries(backup_id)]
+            leftovers = [b.id for b in self._remote_entries(backup_id)]
             self._delete_remote_entries(backup_id, leftovers)
             if status.locally_ready(snap) and not status.local_failure(snap):
                 return snap
@@ -286,21 +287,21 @@ class Backups(BackupRestores):
 
     # ------------------------------------------------------------------ remote lookups
 
-    def _remote_entries(self, backup_id: BackupId) -> list[dict[str, Any]]:
+    def _remote_entries(self, backup_id: BackupId) -> list[Backup]:
         try:
             listed = self.client.list_backups(backup_id.remote, backup_id.volume_id, backup_id.snapshot)
         except NotFound:
             return []  # no such remote: nothing is there
         return [
-            dict(b, id=b.get("id", key))
-            for key, b in (listed.get("linstor") or {}).items()
-            if str(b.get("origin_rsc", "")).lower() == backup_id.volume_id.lower()
-            and str(b.get("origin_snap", "")).lower() == backup_id.snapshot.lower()
+            b
+            for b in listed
+            if b.origin_resource.lower() == backup_id.volume_id.lower()
+            and b.origin_snapshot.lower() == backup_id.snapshot.lower()
         ]
 
-    def _remote_backup(self, backup_id: BackupId) -> dict[str, Any] | None:
+    def _remote_backup(self, backup_id: BackupId) -> Backup | None:
         entries = self._remote_entries(backup_id)
-        done = [b for b in entries if status.backup_done(b)]
+        done = [b for b in entries if b.done]
         return (done or entries or [None])[0]
 
     def _delete_remote_entries(self, backup_id: BackupId, ids: list[str]) -> None:
@@ -335,18 +336,18 @@ class Backups(BackupRestores):
         try:
             remotes = self.client.list_remotes()
         except NotFound:
-            remotes = {}
-        linstor_remotes = [str(r.get("remote_name")) for r in remotes.get("linstor_remotes") or ()]
-        s3_remotes = [str(r.get("remote_name")) for r in remotes.get("s3_remotes") or ()]
+            remotes = []
+        linstor_remotes = [r.name for r in remotes if r.kind == "Linstor"]
+        s3_remotes = [r.name for r in remotes if r.kind == "S3"]
         by_key: dict[tuple[str, str], Snapshot] = {}
         # A consistency-group member's id is <resource>/<volume number>: LINSTOR knows the resource.
         resource = volume_id.split("/", 1)[0] if volume_id else None
         raw = {
-            (str(s.get("resource_name")).lower(), str(s.get("name")).lower()): s
+            (s.resource_name.lower(), s.name.lower()): s
             for s in self.client.view_snapshots([resource] if resource else ())
         }
         for snap in local:
-            data = raw.get((snap.volume_id.split("/", 1)[0].lower(), snap.name.lower()), {})
+            data = raw.get((snap.volume_id.split("/", 1)[0].lower(), snap.name.lower()), _NO_SNAPSHOT)
             shown = snap
             for remote in s3_remotes + linstor_remotes:
                 state = status.shipping_to(data, remote)
@@ -366,16 +367,14 @@ class Backups(BackupRestores):
                     log, logging.WARNING, "backups of a remote not listed", remote=remote, error=exc.message
                 )
                 continue
-            for key, backup in (listed.get("linstor") or {}).items():
-                source, snap_name = str(backup.get("origin_rsc", "")), str(backup.get("origin_snap", ""))
+            for backup in listed:
+                source, snap_name = backup.origin_resource, backup.origin_snapshot
                 if not source or not snap_name or (source.lower(), snap_name.lower()) in by_key:
                     continue
                 if resource and source.lower() != resource.lower():
                     continue
                 backup_id = BackupId("S3", remote, source, snap_name)
-                by_key[(source.lower(), snap_name.lower())] = snapshot_of_backup(
-                    backup_id, dict(backup, id=backup.get("id", key))
-                )
+                by_key[(source.lower(), snap_name.lower())] = snapshot_of_backup(backup_id, backup)
         by_key.update(self._shipped_elsewhere(by_key, resource))
         return list(by_key.values())
 
@@ -432,21 +431,20 @@ class Backups(BackupRestores):
             listed = self.client.list_backups(backup_id.remote, backup_id.volume_id)
         except NotFound:
             return  # no remote: nothing to delete there
-        entries = {str(b.get("id", k)): b for k, b in (listed.get("linstor") or {}).items()}
+        entries = {b.id: b for b in listed}
         own = [
             i
             for i, b in entries.items()
-            if str(b.get("origin_rsc", "")).lower() == backup_id.volume_id.lower()
-            and str(b.get("origin_snap", "")).lower() == backup_id.snapshot.lower()
+            if b.origin_resource.lower() == backup_id.volume_id.lower()
+            and b.origin_snapshot.lower() == backup_id.snapshot.lower()
         ]
-        bases = {str(b.get("based_on_id") or "").removesuffix(".meta") for b in entries.values()}
+        bases = {b.based_on.removesuffix(".meta") for b in entries.values()}
         needed = [i for i in own if i in bases or i.removesuffix(".meta") in bases]
         if needed:
             dependants = sorted(
-                str(b.get("origin_snap"))
+                b.origin_snapshot
                 for b in entries.values()
-                if str(b.get("based_on_id") or "").removesuffix(".meta")
-                in {n.removesuffix(".meta") for n in needed}
+                if b.based_on.removesuffix(".meta") in {n.removesuffix(".meta") for n in needed}
             )
             raise FailedPrecondition(
                 f"backup {backup_id} is the base of newer incremental backups ({', '.join(dependants)}); "
@@ -455,20 +453,18 @@ class Backups(BackupRestores):
         self._delete_remote_entries(backup_id, own)
 
 
-def chain_of(done: Mapping[str, Mapping[str, Any]]) -> tuple[int, float]:
+def chain_of(done: Mapping[str, Backup]) -> tuple[int, float]:
     """Incremental backups since the last full one, and when that full one started (epoch seconds).
 
     The next incremental builds on the newest finished backup, so the chain is followed from it
-    through ``based_on_id`` back to a backup based on nothing.
+    through its base back to a backup based on nothing.
     """
-    newest = max(
-        done.values(), key=lambda b: int(b.get("start_timestamp") or b.get("finished_timestamp") or 0)
-    )
+    newest = max(done.values(), key=lambda b: b.started_ms or b.finished_ms)
     increments, current = 0, newest
     while True:
-        base = str(current.get("based_on_id") or "").removesuffix(".meta")
+        base = current.based_on.removesuffix(".meta")
         if not base or base not in done or increments > len(done):
-            return increments, int(current.get("start_timestamp") or 0) / 1000
+            return increments, current.started_ms / 1000
         increments += 1
         current = done[base]
 
@@ -477,10 +473,5 @@ def _done_key(snap_name: str) -> str:
     return f"{snap_name}.shipped"
 
 
-def _snapshot_ref(entries: list[dict[str, Any]]) -> str | None:
-    for entry in entries:
-        refs = entry.get("obj_refs") or {}
-        ref = refs.get("SnapshotName") or refs.get("SnapDfn")
-        if ref:
-            return str(ref)
-    return None
+def _snapshot_ref(entries: Entries) -> str | None:
+    return rc.object_ref(entries, "SnapshotName", "SnapDfn")

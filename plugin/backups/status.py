@@ -9,9 +9,9 @@ that receives or downloads a backup. Older controllers set the ``BACKUP`` flag a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from enum import Enum
-from typing import Any
+
+from plugin.linstor.records import SnapshotDefinition
 
 NAMESPACE = "BackupShipping"
 SOURCE = f"{NAMESPACE}/Source/"
@@ -28,12 +28,6 @@ class Shipping(Enum):
     NONE = "none"  # no shipment recorded on this snapshot
 
 
-def _props(snap: Mapping[str, Any]) -> dict[str, str]:
-    merged = dict(snap.get("props") or {})
-    merged.update(snap.get("snapshot_definition_props") or {})
-    return {str(k): str(v) for k, v in merged.items()}
-
-
 def _word(value: str | None) -> Shipping:
     text = (value or "").strip().lower()
     if text == SUCCESS:
@@ -43,10 +37,10 @@ def _word(value: str | None) -> Shipping:
     return Shipping.RUNNING
 
 
-def shipping_to(snap: Mapping[str, Any], remote: str) -> Shipping:
+def shipping_to(snap: SnapshotDefinition, remote: str) -> Shipping:
     """The state of shipping ``snap`` to ``remote`` (remote names compare case-insensitively)."""
-    props = _props(snap)
-    flags = {str(f).upper() for f in snap.get("flags") or ()}
+    props = snap.merged_props
+    flags = snap.flags
     for key, value in props.items():
         if key.startswith(SOURCE) and key.endswith("/" + STATUS):
             name = key[len(SOURCE) : -len(STATUS) - 1]
@@ -61,38 +55,21 @@ def shipping_to(snap: Mapping[str, Any], remote: str) -> Shipping:
     return Shipping.NONE
 
 
-def receiving(snap: Mapping[str, Any]) -> Shipping:
+def receiving(snap: SnapshotDefinition) -> Shipping:
     """The state of a snapshot that is being downloaded or received from a remote."""
-    props = _props(snap)
+    props = snap.merged_props
     if f"{TARGET}{STATUS}" in props or f"{TARGET}BackupSrcRemote" in props:
         return _word(props.get(f"{TARGET}{STATUS}"))
     return Shipping.NONE
 
 
-def locally_ready(snap: Mapping[str, Any]) -> bool:
+def locally_ready(snap: SnapshotDefinition) -> bool:
     """The snapshot's data is complete in this cluster (restores from it can start)."""
-    flags = {str(f).upper() for f in snap.get("flags") or ()}
     state = receiving(snap)
     if state is not Shipping.NONE:
         return state is Shipping.DONE
-    return "SUCCESSFUL" in flags
+    return snap.successful
 
 
-def local_failure(snap: Mapping[str, Any]) -> bool:
-    flags = {str(f).upper() for f in snap.get("flags") or ()}
-    return any(f.startswith("FAILED") for f in flags) or receiving(snap) is Shipping.FAILED
-
-
-def backup_done(backup: Mapping[str, Any]) -> bool:
-    """A backup entry of ``GET .../backups``: finished and restorable."""
-    return bool(backup.get("success")) and backup.get("restorable", True) is not False
-
-
-def backup_failed(backup: Mapping[str, Any]) -> bool:
-    return (
-        not backup.get("shipping")
-        and not backup.get("success")
-        and bool(
-            backup.get("finished_timestamp") or backup.get("finished_time") or backup.get("fail_messages")
-        )
-    )
+def local_failure(snap: SnapshotDefinition) -> bool:
+    return any(f.startswith("FAILED") for f in snap.flags) or receiving(snap) is Shipping.FAILED

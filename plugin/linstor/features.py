@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from plugin.errors import FailedPrecondition
+from plugin.linstor.records import VersionInfo
 
 Version = tuple[int, int, int]
 
@@ -59,9 +59,9 @@ class ControllerVersion:
     rest: Version | None
 
     @classmethod
-    def of(cls, answer: Mapping[str, Any]) -> ControllerVersion:
-        text = str(answer.get("version") or "unknown")
-        rest_text = str(answer.get("rest_api_version") or "unknown")
+    def of(cls, answer: VersionInfo) -> ControllerVersion:
+        text = answer.version or "unknown"
+        rest_text = answer.rest_api_version or "unknown"
         return cls(text, parse(text), rest_text, parse(rest_text))
 
     def has(self, feature: Feature) -> bool:
@@ -76,7 +76,7 @@ class ControllerVersion:
 class ControllerFeatures:
     """The controller's version, fetched on first need and then kept (thread-safe)."""
 
-    def __init__(self, fetch: Callable[[], Mapping[str, Any]]) -> None:
+    def __init__(self, fetch: Callable[[], VersionInfo]) -> None:
         self._fetch = fetch
         self._lock = threading.Lock()
         self._version: ControllerVersion | None = None

@@ -85,6 +85,18 @@ def entries_of(body: Any) -> list[dict[str, Any]]:
     return []
 
 
+def object_ref(entries: Iterable[Mapping[str, Any]], *keys: str) -> str | None:
+    """The first of the named object references (``obj_refs``) any entry carries, e.g. a snapshot name."""
+    for entry in entries:
+        refs = entry.get("obj_refs")
+        if not isinstance(refs, Mapping):
+            continue
+        for key in keys:
+            if refs.get(key):
+                return str(refs[key])
+    return None
+
+
 def first_error(entries: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return next((e for e in entries if is_error(ret_code(e))), None)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from plugin.linstor.records import Node, StoragePool
 from plugin.models import TopologyRequirement
 from plugin.params.model import DEFAULT_DISKLESS_POOL, DEFAULT_PROPERTY_NAMESPACE, VolumeParams
 
@@ -56,8 +57,8 @@ def property_conflicts(wanted: Iterable[tuple[str, str]], current: Mapping[str, 
 
 def segment_nodes(
     segment: Mapping[str, str],
-    nodes: Sequence[Mapping[str, Any]] | None,
-    pools: Sequence[Mapping[str, Any]] | None,
+    nodes: Sequence[Node] | None,
+    pools: Sequence[StoragePool] | None,
     namespace: str = DEFAULT_PROPERTY_NAMESPACE,
 ) -> list[str]:
     """Node names matching every key of one topology segment.
@@ -74,18 +75,10 @@ def segment_nodes(
             continue
         if key.startswith(POOL_KEY_PREFIX):
             pool = key[len(POOL_KEY_PREFIX) :]
-            having = {str(p.get("node_name")) for p in pools or () if p.get("storage_pool_name") == pool}
-            matches = (
-                sorted(having)
-                if value == "true"
-                else sorted({str(n.get("name")) for n in nodes or ()} - having)
-            )
+            having = {p.node for p in pools or () if p.name == pool}
+            matches = sorted(having) if value == "true" else sorted({n.name for n in nodes or ()} - having)
         else:
-            matches = [
-                str(n.get("name"))
-                for n in nodes or ()
-                if (n.get("props") or {}).get(f"{namespace}/{key}") == value
-            ]
+            matches = [n.name for n in nodes or () if n.props.get(f"{namespace}/{key}") == value]
         candidates = matches if candidates is None else [n for n in candidates if n in matches]
     return candidates or []
 
@@ -101,8 +94,8 @@ def needs_node_listing(topology: TopologyRequirement | None) -> tuple[bool, bool
 
 def topology_nodes(
     topology: TopologyRequirement | None,
-    nodes: Sequence[Mapping[str, Any]] | None = None,
-    pools: Sequence[Mapping[str, Any]] | None = None,
+    nodes: Sequence[Node] | None = None,
+    pools: Sequence[StoragePool] | None = None,
     namespace: str = DEFAULT_PROPERTY_NAMESPACE,
 ) -> tuple[list[str], bool]:
     """(ordered candidate nodes, whether they are required).

@@ -35,6 +35,7 @@ from plugin.errors import (
 from plugin.keyed_locks import KeyedLocks
 from plugin.linstor import retcodes as rc
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import Resource
 from plugin.models import Attachment
 from plugin.observability import log_fields
 from plugin.volumes import in_use
@@ -65,16 +66,17 @@ class VolumeAttachments:
         if not names.is_valid_node_name(node):
             raise NotFound(f"node {node!r} is not a LINSTOR node", node=node)
         with self.locks.lock(volume_id):
-            existed = True
+            resource: Resource | None
             try:
                 resource = self.client.get_resource(volume_id, node)
             except NotFound:
-                existed, resource = False, {}
+                resource = None
+            existed = resource is not None
             entries: list[dict[str, Any]] = []
             # A tie-breaker is reused, but LINSTOR must turn it into an ordinary diskless resource
             # first, or it may remove it as no longer needed. From then on it is the plugin's to
             # give back: detach deletes it with keep_tiebreaker, and LINSTOR takes it over again.
-            tie_breaker = existed and "TIE_BREAKER" in (resource.get("flags") or ())
+            tie_breaker = resource is not None and resource.tie_breaker
             ours_now = not existed or tie_breaker
             if ours_now:
                 self._note_pending_attach(volume_id, node)
@@ -90,8 +92,8 @@ class VolumeAttachments:
                     f"volume {volume_id} was attached to {node}, but the node reports no device yet",
                     node=node,
                 ) from None
-            diskless = volume.get("provider_kind") == "DISKLESS"
-            created = rec.props_of(resource).get(rec.ATTACHED_BY_PLUGIN) == "true"
+            diskless = volume.diskless
+            created = resource is not None and resource.props.get(rec.ATTACHED_BY_PLUGIN) == "true"
             if existed and diskless and not created:
                 created = self._claim_pending_attach(volume_id, node)
             if ours_now:
@@ -104,13 +106,13 @@ class VolumeAttachments:
                     f"node {node} is offline; volume {volume_id} will be attached when it reconnects",
                     node=node,
                 )
-            device = volume.get("device_path")
+            device = volume.device_path
             if not device:
                 raise OperationFailed(f"LINSTOR reports no device for volume {volume_id} on {node}")
             return Attachment(
                 volume_id=volume_id,
                 node=node,
-                device_path=str(device),
+                device_path=device,
                 diskless=diskless,
                 created_by_attach=created,
             )
@@ -134,7 +136,7 @@ class VolumeAttachments:
             rd = self.client.get_resource_definition(volume_id)
         except NotFound:
             return False
-        return rec.props_of(rd).get(rec.attach_pending_key(node)) == "true"
+        return rd.props.get(rec.attach_pending_key(node)) == "true"
 
     def _clear_pending_attach(self, volume_id: str, node: str, *, quiet: bool = True) -> None:
         """Drop the intent; when it cannot be dropped now, a later detach drops it."""
@@ -188,7 +190,7 @@ class VolumeAttachments:
     def _no_pool_on(self, volume_id: str, node: str, exc: NotFound) -> VolumeError:
         """LINSTOR found no pool on the node for the attach: an offline node, or one that does not fit."""
         try:
-            status = str(self.client.get_node(node).get("connection_status") or "")
+            status = self.client.get_node(node).connection_status
         except VolumeError:
             status = ""
         if status and status.upper() != "ONLINE":
@@ -217,10 +219,9 @@ class VolumeAttachments:
             except NotFound:
                 resource = None
             if resource is not None:
-                flags = set(resource.get("flags") or ())
-                diskless = bool(flags & DISKLESS_FLAGS)
-                marked = rec.props_of(resource).get(rec.ATTACHED_BY_PLUGIN) == "true"
-                if "TIE_BREAKER" in flags:
+                diskless = bool(resource.flags & DISKLESS_FLAGS)
+                marked = resource.props.get(rec.ATTACHED_BY_PLUGIN) == "true"
+                if resource.tie_breaker:
                     # Already given back (an earlier detach): LINSTOR's, not ours any more.
                     if marked:
                         self._unmark(volume_id, node)

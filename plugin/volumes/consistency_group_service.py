@@ -11,16 +11,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from plugin import names
 from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import InUse, InvalidArgument, NoSpace, NotFound
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import Resource
 from plugin.models import TopologyRequirement, Volume
 from plugin.params.model import VolumeParams
 from plugin.volumes import members as vm
+from plugin.volumes import sizes
 from plugin.volumes.attach import VolumeAttachments
 from plugin.volumes.consistency_groups import (
     PVC_NAME,
@@ -33,7 +34,6 @@ from plugin.volumes.consistency_groups import (
     is_shared,
     member_volume,
 )
-from plugin.volumes.create import MAX_SIZE_KIB, kib
 from plugin.volumes.member_attach import MemberAttachments, MemberPublications
 from plugin.volumes.member_snapshots import MemberSnapshots
 from plugin.volumes.service import VolumeService
@@ -70,24 +70,23 @@ class ConsistencyGroupService(VolumeService):
         if rd is None or (number and not is_shared(rd)):
             raise NotFound(f"volume {volume_id} not found", volume=volume_id)
         if not is_shared(rd):
-            if rec.volume_definition(rd) is None or not rec.is_complete(rd):
+            if rd.volume_definition(0) is None or not rec.is_complete(rd):
                 raise NotFound(f"volume {volume_id} not found", volume=volume_id)
             return self.reads.with_replicas(rd)
         return member_volume(rd, number, self.client.view_resources([resource]))
 
     def list_volumes(self, with_replicas: bool = False) -> list[Volume]:
         rds = self.client.list_resource_definitions(with_volume_definitions=True)
-        by_rd: dict[str, list[dict[str, Any]]] = {}
+        by_rd: dict[str, list[Resource]] = {}
         if with_replicas:
             for resource in self.client.view_resources():
-                by_rd.setdefault(str(resource.get("name", "")).upper(), []).append(resource)
+                by_rd.setdefault(resource.name.upper(), []).append(resource)
         volumes = []
         for rd in rds:
-            resources = by_rd.get(str(rd.get("name", "")).upper(), [])
+            resources = by_rd.get(rd.name.upper(), [])
             if is_shared(rd):
                 volumes.extend(
-                    member_volume(rd, n, resources)
-                    for n in sorted(vm.tagged_members(rd["volume_definitions"]))
+                    member_volume(rd, n, resources) for n in sorted(vm.tagged_members(rd.volume_definitions))
                 )
             elif rec.is_complete(rd):
                 volume = rec.volume_from(rd, resources or None)
@@ -139,7 +138,7 @@ class ConsistencyGroupService(VolumeService):
             found = self.client.get_snapshot(resource, snap)
         except (NotFound, InvalidArgument):
             return False
-        return vm.snapshot_numbers(found) != [0] or bool(vm.tagged_members(found.get("volume_definitions")))
+        return vm.snapshot_numbers(found) != [0] or bool(vm.tagged_members(found.volume_definitions))
 
     # ------------------------------------------------------------------ delete, expand
 
@@ -152,7 +151,7 @@ class ConsistencyGroupService(VolumeService):
             super().delete_volume(volume_id)
             return
         resource, number, rd = member
-        others = [n for n in vm.tagged_members(rd.get("volume_definitions")) if n != number]
+        others = [n for n in vm.tagged_members(rd.volume_definitions) if n != number]
         if not others:
             super().delete_volume(resource)  # the last member: the resource goes
             return
@@ -175,16 +174,7 @@ class ConsistencyGroupService(VolumeService):
         resource, number, rd = member
         with self.locks.lock(resource):
             volume = member_volume(rd, number, [])
-            new_kib = kib(size_bytes)
-            if new_kib > MAX_SIZE_KIB:
-                raise InvalidArgument(
-                    f"volume size {size_bytes} bytes is larger than LINSTOR's limit of 1 PiB"
-                )
-            if new_kib * 1024 < volume.size_bytes:
-                raise InvalidArgument(
-                    f"volume {volume_id} is {volume.size_bytes} bytes; it can only grow, "
-                    f"not shrink to {size_bytes}"
-                )
+            new_kib = sizes.grow_kib(volume_id, volume.size_bytes, size_bytes)
             if new_kib * 1024 > volume.size_bytes:
                 try:
                     self.client.resize_volume_definition(resource, new_kib, number)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -52,15 +52,16 @@ from plugin.errors import (
 )
 from plugin.keyed_locks import KeyedLocks
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import Resource, ResourceDefinition, SnapshotDefinition, VolumeDefinition
 from plugin.models import Volume
 from plugin.observability import log_fields
-from plugin.params.filesystems import minimum_size_bytes
 from plugin.params.groups import resource_group_name
 from plugin.params.model import VolumeParams
 from plugin.progress import long_operation
 from plugin.volumes import members as vm
+from plugin.volumes import sizes
 from plugin.volumes.copies import VolumeCopies
-from plugin.volumes.create import MAX_SIZE_KIB, kib
+from plugin.volumes.create import wanted_for
 from plugin.volumes.members import publication_key
 from plugin.volumes.reads import VolumeReads
 from plugin.volumes.resource_groups import ResourceGroups
@@ -86,9 +87,9 @@ def group_resource_name(namespace: str, group: str) -> str:
     return f"cg-{uuid.UUID(bytes=bytes(raw))}"
 
 
-def is_shared(rd: Mapping[str, Any]) -> bool:
+def is_shared(rd: ResourceDefinition) -> bool:
     """A resource whose volumes are members (a group's, or one restored from a group's snapshot)."""
-    return GROUP_PROP in rec.props_of(rd) or bool(vm.tagged_members(rd.get("volume_definitions")))
+    return GROUP_PROP in rd.props or bool(vm.tagged_members(rd.volume_definitions))
 
 
 @dataclass(frozen=True)
@@ -99,42 +100,35 @@ class Target:
     group: str | None
 
 
-def member_volume(rd: Mapping[str, Any], number: int, resources: list[dict[str, Any]]) -> Volume:
+def member_volume(rd: ResourceDefinition, number: int, resources: Sequence[Resource]) -> Volume:
     """One member as a :class:`Volume`, its record and device read from its own volume number."""
-    vd = rec.volume_definition(rd, number)
+    vd = rd.volume_definition(number)
     tag = vm.tagged_members([vd]).get(number) if vd else None
-    member_id = vm.join_volume_id(str(rd["name"]), number)
+    member_id = vm.join_volume_id(rd.name, number)
     if vd is None or not tag:
         raise NotFound(f"volume {member_id} not found", volume=member_id)
-    vd_props = rec.props_of(vd)
-    shared = {k: v for k, v in rec.props_of(rd).items() if not k.startswith("Aux/")}
-    view = {
-        **rd,
-        "props": {**shared, **vd_props},
-        "volume_definitions": [{**vd, "volume_number": 0}],
-    }
+    vd_props = vd.props
+    shared = {k: v for k, v in rd.props.items() if not k.startswith("Aux/")}
+    # The member seen as a volume of its own: its record, as volume 0 of the definition.
+    view = replace(rd, props={**shared, **vd_props}, volume_definitions=(replace(vd, number=0),))
     key = publication_key(number)
     replicas = []
     for resource in resources:
         props = {
             k: v
-            for k, v in rec.props_of(resource).items()
+            for k, v in resource.props.items()
             if not k.startswith(rec.PUBLISHED) and k != rec.ATTACHED_BY_PLUGIN
         }
-        if rec.props_of(resource).get(key):
-            props[rec.PUBLISHED] = rec.props_of(resource)[key]
-        volumes = [
-            {**v, "volume_number": 0}
-            for v in resource.get("volumes") or ()
-            if v.get("volume_number", 0) == number
-        ]
-        replicas.append({**resource, "props": props, "volumes": volumes})
+        if resource.props.get(key):
+            props[rec.PUBLISHED] = resource.props[key]
+        volumes = tuple(replace(v, number=0) for v in resource.volumes if v.number == number)
+        replicas.append(replace(resource, props=props, volumes=volumes))
     volume = rec.volume_from(view, replicas)
     assert volume is not None  # the view has volume 0
     return replace(volume, id=member_id, name=vd_props.get(rec.NAME) or tag)
 
 
-def find_member(reads: VolumeReads, volume_id: str) -> tuple[str, int, dict[str, Any]] | None:
+def find_member(reads: VolumeReads, volume_id: str) -> tuple[str, int, ResourceDefinition] | None:
     """(resource, number, definition) when the id names a member; None for a plain volume."""
     resource, number = vm.split_volume_id(volume_id)
     if number == 0 and "/" not in volume_id:
@@ -145,7 +139,7 @@ def find_member(reads: VolumeReads, volume_id: str) -> tuple[str, int, dict[str,
         rd = reads.read_rd(resource)
         if rd is None or not is_shared(rd):
             raise NotFound(f"volume {volume_id} not found", volume=volume_id)
-    if number not in vm.tagged_members(rd.get("volume_definitions")):
+    if number not in vm.tagged_members(rd.volume_definitions):
         raise NotFound(f"volume {volume_id} not found", volume=volume_id)
     return resource, number, rd
 
@@ -175,44 +169,28 @@ class MemberCreation:
     def create_member(
         self, name: str, size_bytes: int, params: VolumeParams, target: Target, source: str | None
     ) -> Volume:
-        if not name:
-            raise InvalidArgument("a volume needs a name")
-        if size_bytes < 0:
-            raise InvalidArgument(f"volume size must not be negative, got {size_bytes}")
+        size_kib = sizes.create_kib(name, size_bytes, params.fs_type)
         if source and not source.startswith("snapshot:"):
             raise InvalidArgument(
                 f"volume {name!r} belongs to consistency group {target.group}: cloning a volume into a "
                 "consistency group is not supported; restore from a group snapshot instead"
             )
-        size_kib = kib(max(size_bytes, minimum_size_bytes(params.fs_type)))
-        if size_kib > MAX_SIZE_KIB:
-            raise InvalidArgument(f"volume size {size_bytes} bytes is larger than LINSTOR's limit of 1 PiB")
-        wanted = rec.Wanted(
-            volume_id=target.resource,
-            name=name,
-            size_kib=size_kib,
-            resource_group=resource_group_name(params),
-            fs_type=params.fs_type,
-            mkfs_opts=params.mkfs_opts,
-            mount_opts=tuple(params.mount_opts),
-            source=source,
-            extra=tuple(sorted(params.extra.items())),
+        wanted = wanted_for(
+            target.resource, name, size_kib, params, source, group=resource_group_name(params)
         )
         with self.locks.lock(target.resource):
             rd = self.reads.read_rd(target.resource)
             if rd is not None:
-                taken = [
-                    n for n, tag in vm.tagged_members(rd.get("volume_definitions")).items() if tag == name
-                ]
+                taken = [n for n, tag in vm.tagged_members(rd.volume_definitions).items() if tag == name]
                 if taken:
                     return self._compare_member(rd, min(taken), wanted, size_bytes == 0)
-                if not is_shared(rd) or (target.group and rec.props_of(rd).get(GROUP_PROP) != target.group):
+                if not is_shared(rd) or (target.group and rd.props.get(GROUP_PROP) != target.group):
                     raise AlreadyExists(
                         f"LINSTOR resource {target.resource} exists and is not consistency group "
                         f"{target.group or name}; choose another name",
                         volume=target.resource,
                     )
-                group_rg = str(rd.get("resource_group_name") or "")
+                group_rg = rd.resource_group
                 if group_rg.lower() != wanted.resource_group.lower():
                     raise InvalidArgument(
                         f"all members of consistency group {target.group} must use the same StorageClass: "
@@ -233,7 +211,7 @@ class MemberCreation:
         return props
 
     def _add_member(
-        self, wanted: rec.Wanted, params: VolumeParams, target: Target, rd: Mapping[str, Any] | None
+        self, wanted: rec.Wanted, params: VolumeParams, target: Target, rd: ResourceDefinition | None
     ) -> int:
         resource = target.resource
         made_rd = rd is None
@@ -250,7 +228,7 @@ class MemberCreation:
         try:
             self.client.create_volume_definition(resource, wanted.size_kib, self._member_props(wanted, True))
             number = self._claim_number(resource, wanted.name)
-            if made_rd or not self.client.list_resources(resource):
+            if made_rd or not self.client.view_resources([resource]):
                 self._place(resource, params)
         except VolumeError as exc:
             if made_rd:
@@ -290,12 +268,12 @@ class MemberCreation:
         return numbers[0]
 
     def _compare_member(
-        self, rd: Mapping[str, Any], number: int, wanted: rec.Wanted, any_size: bool
+        self, rd: ResourceDefinition, number: int, wanted: rec.Wanted, any_size: bool
     ) -> Volume:
-        vd = rec.volume_definition(rd, number) or {}
-        props = rec.props_of(vd)
+        vd = rd.volume_definition(number) or VolumeDefinition(number)
+        props = vd.props
         problems = []
-        size_kib = int(vd.get("size_kib", 0))
+        size_kib = vd.size_kib
         if not any_size and wanted.size_kib not in {size_kib, int(props.get(rec.REQUESTED_KIB, "0") or 0)}:
             problems.append(f"its size is {size_kib * 1024} bytes, {wanted.size_kib * 1024} were requested")
         fs_type = props.get(rec.FS_TYPE)
@@ -310,13 +288,13 @@ class MemberCreation:
                 f"volume {wanted.name!r} already exists and differs: {'; '.join(problems)}",
                 volume=wanted.volume_id,
             )
-        return member_volume(rd, number, self.client.view_resources([str(rd["name"])]))
+        return member_volume(rd, number, self.client.view_resources([rd.name]))
 
     def _restore_member(
         self,
         wanted: rec.Wanted,
         target: Target,
-        rd: Mapping[str, Any] | None,
+        rd: ResourceDefinition | None,
         snapshot_ref: str,
         any_size: bool,
     ) -> int:
@@ -330,8 +308,8 @@ class MemberCreation:
             raise NotFound(f"snapshot {snapshot_ref!r} not found", snapshot=snapshot_ref)
         if not rec.snapshot_from(snap).ready:
             raise FailedPrecondition(f"snapshot {snapshot_ref!r} is not ready yet", snapshot=snapshot_ref)
-        snap_vd = rec.volume_definition({"volume_definitions": snap.get("volume_definitions")}, number) or {}
-        vd_props = snap_vd.get("volume_definition_props") or {}
+        snap_vd = snap.volume_definition(number)
+        vd_props = snap_vd.props if snap_vd else {}
         self.copies.check_same_content(
             wanted, rec.stored_fs_type(vd_props, vd_props), f"snapshot {snapshot_ref!r}"
         )
@@ -340,12 +318,12 @@ class MemberCreation:
         if rd is None:
             self._restore_resource(resource, wanted, target, source, snap_name, snap, origin, number)
             rd = self.reads.read_rd(resource)
-        elif rec.props_of(rd).get(RESTORED_FROM, "").lower() != origin.lower():
+        elif rd.props.get(RESTORED_FROM, "").lower() != origin.lower():
             raise FailedPrecondition(
                 f"consistency group {target.group} already exists and was not restored from snapshot "
                 f"{snapshot_ref!r}; restore a group snapshot into a group that does not exist yet"
             )
-        vd = rec.volume_definition(rd or {}, number)
+        vd = rd.volume_definition(number) if rd else None
         if vd is None:
             raise FailedPrecondition(
                 f"volume number {number} of {resource} is gone; it cannot be restored again"
@@ -356,7 +334,7 @@ class MemberCreation:
                 f"volume number {number} restored into {resource} already belongs to volume {holder!r}",
                 volume=resource,
             )
-        size_kib = int(vd.get("size_kib", 0))
+        size_kib = vd.size_kib
         if wanted.size_kib < size_kib and not any_size:
             raise InvalidArgument(
                 f"requested size {wanted.size_kib * 1024} bytes is smaller than snapshot {snapshot_ref!r} "
@@ -377,7 +355,7 @@ class MemberCreation:
         target: Target,
         source: str,
         snap_name: str,
-        snap: Mapping[str, Any],
+        snap: SnapshotDefinition,
         origin: str,
         number: int,
     ) -> None:
@@ -391,12 +369,12 @@ class MemberCreation:
             with long_operation(resource, f"restoring from snapshot {source}/{snap_name}") as op:
                 self.copies.restore_into(resource, source, snap_name, snap, [], op)
             for vd in self.client.list_volume_definitions(resource):
-                vd_number = int(vd.get("volume_number", 0))
+                vd_number = vd.number
                 if target.group is None and vd_number != number:
                     # A lone restore keeps only its own volume.
                     self.client.delete_volume_definition(resource, vd_number)
                     continue
-                stale = [k for k in rec.props_of(vd) if k == vm.MEMBER_NAME or k.startswith(rec.AUX)]
+                stale = [k for k in vd.props if k == vm.MEMBER_NAME or k.startswith(rec.AUX)]
                 if stale:
                     self.client.modify_volume_definition(resource, vd_number, delete_props=stale)
             # Like a plain restore's autoplace: diskless_on_remaining is stated (false, the default).

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 from plugin import names
 from plugin import volume_records as rec
@@ -30,6 +28,7 @@ from plugin.errors import (
 )
 from plugin.linstor import retcodes as rc
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import ResourceDefinition, SnapshotDefinition
 from plugin.models import Volume
 from plugin.observability import log_fields
 from plugin.params.model import VolumeParams
@@ -68,7 +67,7 @@ class VolumeCopies:
         """Grow, place the remaining replicas, then write the completion marker last."""
         op.detail = "placing the replicas"
         vd = self.client.get_volume_definition(wanted.volume_id)
-        if int(vd.get("size_kib", 0)) < wanted.size_kib:
+        if vd.size_kib < wanted.size_kib:
             self.client.resize_volume_definition(wanted.volume_id, wanted.size_kib)
         self.client.autoplace(wanted.volume_id, diskless_on_remaining=params.diskless_on_remaining)
         final = {k: v for k, v in props.items() if k != rec.CREATING}
@@ -99,13 +98,10 @@ class VolumeCopies:
         if not info.ready:
             raise FailedPrecondition(f"snapshot {snapshot_ref!r} is not ready yet", snapshot=snapshot_ref)
         what = f"snapshot {snapshot_ref!r}"
-        vds = snap.get("volume_definitions") or [{}]
+        vds = snap.volume_definitions
         self.check_same_content(
             wanted,
-            rec.stored_fs_type(
-                snap.get("resource_definition_props") or snap.get("props"),
-                vds[0].get("volume_definition_props"),
-            ),
+            rec.stored_fs_type(snap.resource_definition_props, vds[0].props if vds else None),
             what,
         )
         wanted = self._fit_to_source(wanted, info.size_bytes // 1024, what, any_size)
@@ -154,7 +150,7 @@ class VolumeCopies:
         target: str,
         source_volume: str,
         snap_name: str,
-        snap: Mapping[str, Any],
+        snap: SnapshotDefinition,
         preferred: list[str],
         op: Operation,
     ) -> None:
@@ -164,7 +160,7 @@ class VolumeCopies:
         except AlreadyExists as exc:
             if rc.code_of(exc) != rc.FAIL_EXISTS_VLM_DFN:
                 raise
-        holders = [str(n) for n in snap.get("nodes") or ()]
+        holders = list(snap.nodes)
         chosen = next((n for n in preferred if n in holders), holders[0] if holders else None)
         op.detail = f"copying the snapshot's data on {chosen or 'its node'}"
         try:
@@ -185,9 +181,10 @@ class VolumeCopies:
         source_volume = rec.volume_from(source) if source else None
         if source is None or source_volume is None or not rec.is_complete(source):
             raise NotFound(f"source volume {source_id!r} not found", volume=source_id)
+        vd0 = source.volume_definition(0)
         self.check_same_content(
             wanted,
-            rec.stored_fs_type(rec.props_of(source), rec.props_of(rec.volume_definition(source))),
+            rec.stored_fs_type(source.props, vd0.props if vd0 else None),
             f"source volume {source_id!r}",
         )
         wanted = self._fit_to_source(
@@ -201,7 +198,7 @@ class VolumeCopies:
         self,
         wanted: rec.Wanted,
         params: VolumeParams,
-        source: Mapping[str, Any],
+        source: ResourceDefinition,
         source_id: str,
         props: dict[str, str],
         candidates: tuple[list[str], bool],
@@ -211,7 +208,7 @@ class VolumeCopies:
         try:
             sync_wait.retry_while_syncing(
                 lambda: self.client.clone(
-                    str(source["name"]),
+                    source.name,
                     wanted.volume_id,
                     resource_group=wanted.resource_group,
                     override_props=props,
@@ -223,10 +220,10 @@ class VolumeCopies:
         except InvalidArgument as exc:
             if rc.code_of(exc) != rc.FAIL_INVLD_PROVIDER:
                 raise
-            return self._clone_by_snapshot(wanted, params, str(source["name"]), props, candidates, op)
+            return self._clone_by_snapshot(wanted, params, source.name, props, candidates, op)
         except AlreadyExists:
             raise Busy(f"volume {wanted.name!r} is being created by another request; retry") from None
-        return self._complete_clone(wanted, params, str(source["name"]), props, op)
+        return self._complete_clone(wanted, params, source.name, props, op)
 
     def _complete_clone(
         self, wanted: rec.Wanted, params: VolumeParams, source: str, props: dict[str, str], op: Operation
@@ -242,9 +239,9 @@ class VolumeCopies:
             raise
         return self.reads.read_back(wanted)
 
-    def resume_clone(self, rd: Mapping[str, Any], wanted: rec.Wanted, params: VolumeParams) -> Volume | None:
+    def resume_clone(self, rd: ResourceDefinition, wanted: rec.Wanted, params: VolumeParams) -> Volume | None:
         """A retried create finds its clone still copying (or copied, not yet finished): go on waiting."""
-        props = rec.props_of(rd)
+        props = rd.props
         kind, _, source = (wanted.source or "").partition(":")
         if kind != "volume" or not source:
             return None

@@ -10,8 +10,6 @@ allowed, or its half-made definition removed (:mod:`plugin.volumes.settle`).
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,15 +22,16 @@ from plugin.keyed_locks import KeyedLocks
 from plugin.linstor import features as features
 from plugin.linstor import retcodes as rc
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import ResourceDefinition, VolumeDefinition
 from plugin.models import TopologyRequirement, Volume
 from plugin.observability import log_fields
 from plugin.params import placement
-from plugin.params.filesystems import minimum_size_bytes
 from plugin.params.groups import resource_group_name
 from plugin.params.model import VolumeParams
 from plugin.params.values import human_size
 from plugin.progress import long_operation
 from plugin.remote_access import policy_text
+from plugin.volumes import sizes
 from plugin.volumes.copies import VolumeCopies
 from plugin.volumes.reads import VolumeReads
 from plugin.volumes.resource_groups import ResourceGroups
@@ -46,12 +45,31 @@ CREATE_RACE_CODES = {
     rc.FAIL_EXISTS_VLM_DFN,
     rc.FAIL_EXISTS_RSC_GRP,
 }
-MAX_SIZE_KIB = 1 << 40  # LINSTOR's largest volume definition
 
 
-def kib(size_bytes: int) -> int:
-    """Bytes as LINSTOR's KiB, rounded up, at least 1."""
-    return max(1, math.ceil(size_bytes / 1024))
+def wanted_for(
+    volume_id: str,
+    name: str,
+    size_kib: int,
+    params: VolumeParams,
+    source: str | None,
+    *,
+    group: str,
+    remote_access: str = "",
+) -> rec.Wanted:
+    """What a create request stores and is compared by, from its parameters."""
+    return rec.Wanted(
+        volume_id=volume_id,
+        name=name,
+        size_kib=size_kib,
+        resource_group=group,
+        fs_type=params.fs_type,
+        mkfs_opts=params.mkfs_opts,
+        mount_opts=tuple(params.mount_opts),
+        source=source,
+        extra=tuple(sorted(params.extra.items())),
+        remote_access=remote_access,
+    )
 
 
 def volume_id_for(name: str, params: VolumeParams) -> str:
@@ -99,17 +117,8 @@ class VolumeCreation:
 
         Same name with other size, filesystem, parameter set or source is AlreadyExists.
         """
-        if not name:
-            raise InvalidArgument("a volume needs a name")
-        if size_bytes < 0:
-            raise InvalidArgument(f"volume size must not be negative, got {size_bytes}")
+        size_kib = sizes.create_kib(name, size_bytes, params.fs_type)
         volume_id = volume_id_for(name, params)
-        minimum = minimum_size_bytes(params.fs_type)
-        size_kib = kib(max(size_bytes, minimum))
-        if size_kib > MAX_SIZE_KIB:
-            raise InvalidArgument(
-                f"volume size {human_size(size_bytes, exact=True)} is larger than LINSTOR's limit of 1 PiB"
-            )
         if source is not None:
             kind, _, ref = source.partition(":")
             if kind not in ("snapshot", "volume") or not ref:
@@ -120,16 +129,13 @@ class VolumeCreation:
             # group is new to this process, so that a repeated request with other parameters
             # is refused without leaving a new resource group behind; afterwards it is one spawn.
             existing = self.reads.read_rd(volume_id) if source or not self.groups.is_known(group) else None
-            wanted = rec.Wanted(
-                volume_id=volume_id,
-                name=name,
-                size_kib=size_kib,
-                resource_group=group,
-                fs_type=params.fs_type,
-                mkfs_opts=params.mkfs_opts,
-                mount_opts=tuple(params.mount_opts),
-                source=source,
-                extra=tuple(sorted(params.extra.items())),
+            wanted = wanted_for(
+                volume_id,
+                name,
+                size_kib,
+                params,
+                source,
+                group=group,
                 remote_access=policy_text(params.allow_remote_volume_access, params.remote_access_from_same),
             )
             if existing is not None and source is not None:
@@ -152,31 +158,29 @@ class VolumeCreation:
                 return self.copies.create_from_snapshot(wanted, params, ref, nodes, size_bytes == 0)
             return self.copies.create_from_volume(wanted, params, ref, nodes, size_bytes == 0)
 
-    def _settle_existing(self, rd: dict[str, Any]) -> dict[str, Any] | None:
+    def _settle_existing(self, rd: ResourceDefinition) -> ResourceDefinition | None:
         """An RD half-made by an interrupted restore or clone is removed so the create starts clean."""
-        props = rec.props_of(rd)
-        if props.get(rec.CREATING) == rd.get("name") and "CLONING" not in (rd.get("flags") or ()):
-            log_fields(log, logging.WARNING, "removing half-made volume", volume=rd.get("name"))
-            self.client.delete_resource_definition(str(rd["name"]))
+        if rd.props.get(rec.CREATING) == rd.name and "CLONING" not in rd.flags:
+            log_fields(log, logging.WARNING, "removing half-made volume", volume=rd.name)
+            self.client.delete_resource_definition(rd.name)
             return None
         return rd
 
-    def _compare_existing(self, rd: Mapping[str, Any], wanted: rec.Wanted, any_size: bool) -> Volume:
-        flags = set(rd.get("flags") or ())
-        if flags & {"CLONING", "DELETE"}:
-            state = "cloned" if "CLONING" in flags else "deleted"
+    def _compare_existing(self, rd: ResourceDefinition, wanted: rec.Wanted, any_size: bool) -> Volume:
+        if rd.flags & {"CLONING", "DELETE"}:
+            state = "cloned" if "CLONING" in rd.flags else "deleted"
             raise Busy(
                 f"volume {wanted.volume_id} is still being {state}; retry later", volume=wanted.volume_id
             )
         volume = rec.volume_from(rd)
-        props = rec.props_of(rd)
+        props = rd.props
         if volume is None:
             raise AlreadyExists(
                 f"LINSTOR resource {wanted.volume_id} exists but holds no volume (only snapshots?); "
                 "choose another name",
                 volume=wanted.volume_id,
             )
-        ours = props.get(rec.VOLUME_ID) == rd.get("name")
+        ours = props.get(rec.VOLUME_ID) == rd.name
         problems: list[str] = []
         if ours and props.get(rec.NAME) != wanted.name:
             problems.append(f"it belongs to volume {props.get(rec.NAME)!r}")
@@ -279,12 +283,12 @@ class VolumeCreation:
         except VolumeError:
             self.reads.remove_quietly(wanted.volume_id)
             raise
-        rd = {
-            "name": wanted.volume_id,
-            "props": props,
-            "resource_group_name": wanted.resource_group,
-            "volume_definitions": [{"volume_number": 0, "size_kib": wanted.size_kib}],
-        }
+        rd = ResourceDefinition(
+            name=wanted.volume_id,
+            resource_group=wanted.resource_group,
+            props=props,
+            volume_definitions=(VolumeDefinition(number=0, size_kib=wanted.size_kib),),
+        )
 
         def with_replicas() -> Volume:
             built = rec.volume_from(rd, self.client.view_resources([wanted.volume_id]))

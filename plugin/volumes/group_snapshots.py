@@ -15,12 +15,13 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from plugin import names
 from plugin import volume_records as rec
 from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NodeOffline, NotFound
 from plugin.linstor import retcodes as rc
+from plugin.linstor.records import SnapshotDefinition
 from plugin.models import Snapshot
 from plugin.observability import log_fields
 from plugin.volumes import members as vm
@@ -143,9 +144,9 @@ class GroupSnapshots:
         )
 
     def _same_group(
-        self, name: str, group_id: str, existing: list[dict[str, Any]], volume_ids: Sequence[str]
+        self, name: str, group_id: str, existing: list[SnapshotDefinition], volume_ids: Sequence[str]
     ) -> GroupSnapshot:
-        strangers = sorted(str(s.get("resource_name")) for s in existing if not _member_of(s, group_id))
+        strangers = sorted(s.resource_name for s in existing if not _member_of(s, group_id))
         if strangers:
             raise AlreadyExists(
                 f"snapshot name {name!r} is already used by a snapshot of volume {', '.join(strangers)}",
@@ -191,7 +192,7 @@ class GroupSnapshots:
                 raise InvalidArgument(self._mismatch(group_id, given, have) + "; nothing was deleted")
             for snap in found:
                 try:
-                    self._client.delete_snapshot(str(snap["resource_name"]), str(snap["name"]))
+                    self._client.delete_snapshot(snap.resource_name, snap.name)
                 except NotFound:
                     continue
             log_fields(log, logging.INFO, "group snapshot deleted", snapshot=group_id)
@@ -213,27 +214,24 @@ class GroupSnapshots:
 
     # ------------------------------------------------------------------ reading
 
-    def _named(self, group_id: str) -> list[dict[str, Any]]:
+    def _named(self, group_id: str) -> list[SnapshotDefinition]:
         return [s for s in self._client.view_snapshots() if _named(s, group_id)]
 
-    def _members(self, group_id: str) -> list[dict[str, Any]]:
+    def _members(self, group_id: str) -> list[SnapshotDefinition]:
         if not names.is_valid_snapshot_name(group_id):
             return []
         return [s for s in self._named(group_id) if _member_of(s, group_id)]
 
     @staticmethod
-    def _group(name: str, group_id: str, found: list[dict[str, Any]]) -> GroupSnapshot:
+    def _group(name: str, group_id: str, found: list[SnapshotDefinition]) -> GroupSnapshot:
         snapshots = tuple(sorted((m for s in found for m in vm.member_snapshots(s)), key=lambda s: s.id))
-        stored = next(
-            (rec.snapshot_definition_props(s).get(rec.SNAPSHOT_NAME) for s in found),
-            None,
-        )
+        stored = next((s.props.get(rec.SNAPSHOT_NAME) for s in found), None)
         return GroupSnapshot(id=group_id, name=name or stored or group_id, snapshots=snapshots)
 
 
-def _named(snap: dict[str, Any], group_id: str) -> bool:
-    return str(snap.get("name", "")).lower() == group_id.lower()
+def _named(snap: SnapshotDefinition, group_id: str) -> bool:
+    return snap.name.lower() == group_id.lower()
 
 
-def _member_of(snap: dict[str, Any], group_id: str) -> bool:
-    return rec.snapshot_definition_props(snap).get(rec.GROUP_SNAPSHOT, "").lower() == group_id.lower()
+def _member_of(snap: SnapshotDefinition, group_id: str) -> bool:
+    return snap.props.get(rec.GROUP_SNAPSHOT, "").lower() == group_id.lower()

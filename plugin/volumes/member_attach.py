@@ -45,7 +45,7 @@ class MemberAttachments:
             return
         if names.is_valid_node_name(node):
             with suppress(NotFound):
-                props = rec.props_of(self.client.get_resource(resource, node))
+                props = self.client.get_resource(resource, node).props
                 own = publication_key(number)
                 if any(k.startswith(rec.PUBLISHED) and k != own for k in props):
                     return  # another member is published here: the resource stays
@@ -66,7 +66,7 @@ class MemberPublications:
         if not names.is_valid_node_name(node):
             return frozenset()
         try:
-            value = rec.props_of(self.client.get_resource(resource, node)).get(publication_key(number), "")
+            value = self.client.get_resource(resource, node).props.get(publication_key(number), "")
         except NotFound:
             return frozenset()
         return frozenset(t for t in value.split(",") if t)
@@ -86,7 +86,7 @@ class MemberPublications:
         if not names.is_valid_node_name(node):
             return
         with suppress(NotFound):
-            if publication_key(number) in rec.props_of(self.client.get_resource(resource, node)):
+            if publication_key(number) in self.client.get_resource(resource, node).props:
                 self.client.modify_resource(resource, node, delete_props=[publication_key(number)])
 
     def published_on_node(self, node: str) -> list[str]:
@@ -94,7 +94,7 @@ class MemberPublications:
             return []
         found = set()
         for resource in self.client.view_resources(nodes=[node]):
-            name, props = str(resource.get("name", "")), rec.props_of(resource)
+            name, props = resource.name, resource.props
             suffixes = [k[len(PUBLISHED_PREFIX) :] for k in props if k.startswith(PUBLISHED_PREFIX)]
             numbers = [int(n) for n in suffixes if n.isdigit()]
             found.update(vm.join_volume_id(name, n) for n in numbers)

@@ -40,10 +40,10 @@ class MemberSnapshots:
         snap_name = names.snapshot_name_for(name)
         with self.locks.lock(resource):
             for snap in self.client.view_snapshots():
-                if str(snap.get("name", "")).lower() != snap_name.lower():
+                if snap.name.lower() != snap_name.lower():
                     continue
                 taken = vm.member_snapshots(snap)
-                same = str(snap.get("resource_name", "")).lower() == resource.lower() and len(taken) == 1
+                same = snap.resource_name.lower() == resource.lower() and len(taken) == 1
                 if same and taken[0].volume_id.lower() == volume_id.lower():
                     return taken[0]
                 raise AlreadyExists(

@@ -11,12 +11,12 @@ snapshot LINBIT's driver took) it is the tagged members, else volume 0.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from plugin import names
 from plugin import volume_records as rec
 from plugin.errors import InvalidArgument, NotFound
+from plugin.linstor.records import SnapshotDefinition, VolumeDefinition
 from plugin.models import Snapshot
 
 MAX_VOLUME_NUMBER = (1 << 16) - 1  # DRBD's volume numbers are 16 bits
@@ -63,37 +63,28 @@ def split_snapshot_id(snapshot_id: str) -> tuple[str, int, str]:
     raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id)
 
 
-def tagged_members(volume_definitions: Any) -> dict[int, str]:
+def tagged_members(volume_definitions: Iterable[VolumeDefinition]) -> dict[int, str]:
     """{volume number: CSI name} of the tagged volume definitions (plain or snapshot ones)."""
-    found: dict[int, str] = {}
-    for vd in volume_definitions or ():
-        props = vd.get("props") or vd.get("volume_definition_props") or {}
-        name = props.get(MEMBER_NAME) if isinstance(props, Mapping) else None
-        if name:
-            found[int(vd.get("volume_number", 0))] = str(name)
-    return found
+    return {vd.number: vd.props[MEMBER_NAME] for vd in volume_definitions if vd.props.get(MEMBER_NAME)}
 
 
-def snapshot_numbers(snap: Mapping[str, Any]) -> list[int]:
+def snapshot_numbers(snap: SnapshotDefinition) -> list[int]:
     """The volume numbers a LINSTOR snapshot stands for."""
-    recorded = rec.snapshot_definition_props(snap).get(SNAPSHOT_VOLUMES, "")
+    recorded = snap.props.get(SNAPSHOT_VOLUMES, "")
     numbers = sorted({int(n) for n in recorded.split(",") if n.strip().isdigit()})
     if numbers:
         return numbers
-    tagged = tagged_members(snap.get("volume_definitions"))
+    tagged = tagged_members(snap.volume_definitions)
     return sorted(tagged) or [0]
 
 
-def member_snapshots(snap: Mapping[str, Any]) -> list[Snapshot]:
+def member_snapshots(snap: SnapshotDefinition) -> list[Snapshot]:
     """One :class:`Snapshot` per volume number the LINSTOR snapshot stands for."""
     base = rec.snapshot_from(snap)
     numbers = snapshot_numbers(snap)
     if numbers == [0]:
         return [base]
-    sizes = {
-        int(vd.get("volume_number", 0)): int(vd.get("size_kib", 0))
-        for vd in snap.get("volume_definitions") or ()
-    }
+    sizes = {vd.number: vd.size_kib for vd in snap.volume_definitions}
     out = []
     for number in numbers:
         volume_id = join_volume_id(base.volume_id, number)

@@ -13,23 +13,24 @@ record existed still counts (``attached-diskless``).
 from __future__ import annotations
 
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from plugin import names
 from plugin import volume_records as rec
 from plugin.errors import NotFound
+from plugin.linstor.records import Resource
 
 if TYPE_CHECKING:
     from plugin.linstor.client import LinstorClient
 
 
-def tokens_of(resource: dict[str, Any]) -> frozenset[str]:
-    value = rec.props_of(resource).get(rec.PUBLISHED, "")
+def tokens_of(resource: Resource) -> frozenset[str]:
+    value = resource.props.get(rec.PUBLISHED, "")
     return frozenset(t for t in value.split(",") if t)
 
 
-def is_published(resource: dict[str, Any]) -> bool:
-    props = rec.props_of(resource)
+def is_published(resource: Resource) -> bool:
+    props = resource.props
     return bool(props.get(rec.PUBLISHED)) or props.get(rec.ATTACHED_BY_PLUGIN) == "true"
 
 
@@ -62,13 +63,11 @@ class Publications:
             return
         with suppress(NotFound):
             resource = self.client.get_resource(volume_id, node)
-            if rec.PUBLISHED in rec.props_of(resource):
+            if rec.PUBLISHED in resource.props:
                 self.client.modify_resource(volume_id, node, delete_props=[rec.PUBLISHED])
 
     def published_on_node(self, node: str) -> list[str]:
         """Ids of the volumes published to the node, read from LINSTOR (what attach limits count)."""
         if not names.is_valid_node_name(node):
             return []
-        return sorted(
-            {str(r.get("name", "")) for r in self.client.view_resources(nodes=[node]) if is_published(r)}
-        )
+        return sorted({r.name for r in self.client.view_resources(nodes=[node]) if is_published(r)})

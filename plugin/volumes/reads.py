@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from plugin import names
 from plugin import volume_records as rec
 from plugin.errors import NotFound, OperationFailed, Unavailable, VolumeError
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import ResourceDefinition
 from plugin.models import Volume
 from plugin.observability import log_fields
 
@@ -36,15 +36,15 @@ class VolumeReads:
     def __init__(self, client: LinstorClient) -> None:
         self.client = client
 
-    def read_rd(self, volume_id: str) -> dict[str, Any] | None:
+    def read_rd(self, volume_id: str) -> ResourceDefinition | None:
         found = self.client.list_resource_definitions([volume_id], with_volume_definitions=True)
         return found[0] if found else None
 
-    def with_replicas(self, rd: Mapping[str, Any]) -> Volume:
-        resources = self.client.view_resources([str(rd["name"])])
+    def with_replicas(self, rd: ResourceDefinition) -> Volume:
+        resources = self.client.view_resources([rd.name])
         volume = rec.volume_from(rd, resources)
         if volume is None:
-            raise NotFound(f"volume {rd.get('name')} not found", volume=rd.get("name"))
+            raise NotFound(f"volume {rd.name} not found", volume=rd.name)
         return volume
 
     def remove_quietly(self, volume_id: str) -> None:
@@ -99,12 +99,12 @@ class VolumeReads:
             raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id)
         if volume_id is not None:
             return volume_id, snap
-        matches = [s for s in self.client.view_snapshots() if str(s.get("name", "")).lower() == snap.lower()]
+        matches = [s for s in self.client.view_snapshots() if s.name.lower() == snap.lower()]
         if len(matches) != 1:
             raise NotFound(f"snapshot {snapshot_id!r} not found", snapshot=snapshot_id)
-        return str(matches[0]["resource_name"]), str(matches[0]["name"])
+        return matches[0].resource_name, matches[0].name
 
-    def read_rd_quietly(self, volume_id: str) -> dict[str, Any] | None:
+    def read_rd_quietly(self, volume_id: str) -> ResourceDefinition | None:
         try:
             return self.read_rd(volume_id)
         except VolumeError:

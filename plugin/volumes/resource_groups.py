@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 
-from plugin import volume_records as rec
 from plugin.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from plugin.linstor.client import LinstorClient
 from plugin.params import placement
@@ -59,7 +58,7 @@ class ResourceGroups:
                     **exc.details,
                 ) from None
         if group is not None:
-            current_props = rec.props_of(group)
+            current_props = group.props
             conflicts = placement.property_conflicts(props.items(), current_props)
             if conflicts:
                 key = conflicts[0]
@@ -71,9 +70,7 @@ class ResourceGroups:
                 )
             missing = {k: v for k, v in props.items() if k not in current_props}
             changes = (
-                None
-                if params.resource_group
-                else placement.filter_differences(wanted, group.get("select_filter") or {})
+                None if params.resource_group else placement.filter_differences(wanted, group.select_filter)
             )
             if missing or changes:
                 self.client.modify_resource_group(name, select_filter=changes or None, override_props=missing)

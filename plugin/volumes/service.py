@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from plugin import names
 from plugin import volume_records as rec
@@ -46,14 +46,14 @@ from plugin.health import controller_reachable
 from plugin.keyed_locks import KeyedLocks
 from plugin.linstor import retcodes as rc
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import Resource, SnapshotDefinition
 from plugin.models import Attachment, Snapshot, TopologyRequirement, Volume
 from plugin.params import placement
 from plugin.params.model import VolumeParams
-from plugin.params.values import human_size
-from plugin.volumes import in_use, sync_wait
+from plugin.volumes import in_use, sizes, sync_wait
 from plugin.volumes.attach import VolumeAttachments
 from plugin.volumes.copies import VolumeCopies
-from plugin.volumes.create import MAX_SIZE_KIB, VolumeCreation, kib, volume_id_for
+from plugin.volumes.create import VolumeCreation, volume_id_for
 from plugin.volumes.modify import Changes, VolumeModifications
 from plugin.volumes.publications import Publications
 from plugin.volumes.reads import VolumeReads, require_id
@@ -185,13 +185,11 @@ class VolumeService:
         if not rec.possible_volume_id(volume_id):
             return
         with self.locks.lock(volume_id):
-            resources: list[dict[str, Any]] = []
+            resources: list[Resource] = []
 
             def busy_nodes() -> list[str]:
                 resources[:] = self.client.view_resources([volume_id])
-                return sorted(
-                    str(r.get("node_name")) for r in resources if (r.get("state") or {}).get("in_use")
-                )
+                return sorted(r.node for r in resources if r.in_use)
 
             busy = in_use.wait_until_free(busy_nodes)
             if busy:
@@ -231,8 +229,8 @@ class VolumeService:
                 raise self._has_snapshots(volume_id, self.client.list_snapshots(volume_id)) from None
 
     @staticmethod
-    def _has_snapshots(volume_id: str, snapshots: list[dict[str, Any]]) -> FailedPrecondition:
-        listed = sorted(str(s.get("name")) for s in snapshots)
+    def _has_snapshots(volume_id: str, snapshots: list[SnapshotDefinition]) -> FailedPrecondition:
+        listed = sorted(s.name for s in snapshots)
         return FailedPrecondition(
             f"volume {volume_id} still has snapshots ({', '.join(listed)}); delete them first, "
             "deleting the volume would lose them",
@@ -242,7 +240,7 @@ class VolumeService:
     def get_volume(self, volume_id: str) -> Volume:
         require_id(volume_id)
         rd = self.reads.read_rd(volume_id)
-        if rd is None or rec.volume_definition(rd) is None or not rec.is_complete(rd):
+        if rd is None or rd.volume_definition(0) is None or not rec.is_complete(rd):
             raise NotFound(f"volume {volume_id} not found", volume=volume_id)
         return self.reads.with_replicas(rd)
 
@@ -260,15 +258,15 @@ class VolumeService:
     def list_volumes(self, with_replicas: bool = False) -> list[Volume]:
         """Every volume; one REST call, two with replicas."""
         rds = self.client.list_resource_definitions(with_volume_definitions=True)
-        by_rd: dict[str, list[dict[str, Any]]] = {}
+        by_rd: dict[str, list[Resource]] = {}
         if with_replicas:
             for resource in self.client.view_resources():
-                by_rd.setdefault(str(resource.get("name", "")).upper(), []).append(resource)
+                by_rd.setdefault(resource.name.upper(), []).append(resource)
         volumes = []
         for rd in rds:
             if not rec.is_complete(rd):
                 continue
-            volume = rec.volume_from(rd, by_rd.get(str(rd.get("name", "")).upper()))
+            volume = rec.volume_from(rd, by_rd.get(rd.name.upper()))
             if volume is not None:
                 volumes.append(volume)
         return volumes
@@ -278,15 +276,7 @@ class VolumeService:
         require_id(volume_id)
         with self.locks.lock(volume_id):
             volume = self.get_volume(volume_id)
-            new_kib = kib(size_bytes)
-            if new_kib > MAX_SIZE_KIB:
-                too_big = human_size(size_bytes, exact=True)
-                raise InvalidArgument(f"volume size {too_big} is larger than LINSTOR's limit of 1 PiB")
-            if new_kib * 1024 < volume.size_bytes:
-                raise InvalidArgument(
-                    f"volume {volume_id} is {human_size(volume.size_bytes, exact=True)}; it can only grow, "
-                    f"not shrink to {human_size(size_bytes, exact=True)}"
-                )
+            new_kib = sizes.grow_kib(volume_id, volume.size_bytes, size_bytes)
             if new_kib * 1024 == volume.size_bytes:
                 return volume
             try:
@@ -367,9 +357,9 @@ class VolumeService:
         segments = {placement.HOSTNAME_KEY: node}
         if self.config.label_by_storage_pool:
             for pool in self.client.node_storage_pools(node):
-                segments[f"{placement.POOL_KEY_PREFIX}{pool.get('storage_pool_name')}"] = "true"
+                segments[f"{placement.POOL_KEY_PREFIX}{pool.name}"] = "true"
         prefix = self.config.property_namespace + "/"
-        for key, value in rec.props_of(info).items():
+        for key, value in info.props.items():
             if key.startswith(prefix) and not key.startswith(rec.AUX):
                 segments[key[len(prefix) :]] = str(value)
         return segments
@@ -388,31 +378,23 @@ class VolumeService:
             nodes = placement.segment_nodes(
                 segments, node_list, all_pools if pools_needed else [], self.config.property_namespace
             )
-        matching = [
-            pool
-            for pool in all_pools
-            if pool.get("provider_kind") != "DISKLESS" and (nodes is None or pool.get("node_name") in nodes)
-        ]
+        matching = [pool for pool in all_pools if not pool.diskless and (nodes is None or pool.node in nodes)]
         if not params.overprovision:
-            return sum(int(pool.get("free_capacity", 0)) for pool in matching) * 1024
+            return sum(pool.free_kib or 0 for pool in matching) * 1024
         # Like the official driver: total x factor - what volumes already reserve in those pools.
         reserved = self._reserved_kib(nodes)
         total = 0
         for pool in matching:
-            key = (pool.get("node_name"), pool.get("storage_pool_name"))
-            total += max(
-                0, int(float(pool.get("total_capacity", 0)) * params.overprovision) - reserved.get(key, 0)
-            )
+            key = (pool.node, pool.name)
+            total += max(0, int((pool.total_kib or 0) * params.overprovision) - reserved.get(key, 0))
         return total * 1024
 
-    def _reserved_kib(self, nodes: list[str] | None) -> dict[tuple[Any, Any], int]:
-        reserved: dict[tuple[Any, Any], int] = {}
+    def _reserved_kib(self, nodes: list[str] | None) -> dict[tuple[str, str], int]:
+        reserved: dict[tuple[str, str], int] = {}
         for resource in self.client.view_resources(nodes=nodes or ()):
-            for volume in resource.get("volumes") or ():
-                layers = volume.get("layer_data_list") or [{}]
-                data = layers[-1].get("data") or {}  # the storage layer is last
-                size = int(data.get("usable_size_kib") or volume.get("allocated_size_kib") or 0)
-                key = (resource.get("node_name"), volume.get("storage_pool_name"))
+            for volume in resource.volumes:
+                size = volume.usable_kib or volume.allocated_kib
+                key = (resource.node, volume.storage_pool)
                 reserved[key] = reserved.get(key, 0) + size
         return reserved
 

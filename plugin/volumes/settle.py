@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from plugin import volume_records as rec
 from plugin.errors import Busy, FailedPrecondition, NodeOffline, NotFound, VolumeError
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import ResourceDefinition
 from plugin.models import Volume
 from plugin.observability import log_fields
 from plugin.volumes import replica_states
@@ -25,7 +25,7 @@ log = logging.getLogger("plugin.volumes.service")
 
 
 #: How a create compares what it found with what it asked for (see :mod:`plugin.volumes.create`).
-Compare = Callable[[Mapping[str, Any], rec.Wanted, bool], Volume]
+Compare = Callable[[ResourceDefinition, rec.Wanted, bool], Volume]
 
 
 class VolumeSettling:
@@ -66,9 +66,9 @@ class VolumeSettling:
             time.sleep(0.2)
 
     @staticmethod
-    def is_ours(rd: Mapping[str, Any], wanted: rec.Wanted) -> bool:
+    def is_ours(rd: ResourceDefinition, wanted: rec.Wanted) -> bool:
         """The definition carries this plugin's marks for this very volume."""
-        props = rec.props_of(rd)
+        props = rd.props
         return props.get(rec.VOLUME_ID) == wanted.volume_id and props.get(rec.NAME) == wanted.name
 
     def drop_half_made(self, wanted: rec.Wanted, exc: VolumeError) -> None:
@@ -86,16 +86,11 @@ class VolumeSettling:
 
     def nothing_to_snapshot(self, volume_id: str, exc: NotFound) -> VolumeError:
         """LINSTOR skips offline nodes; with every replica that has data offline, nothing is left."""
-        down = {
-            str(n.get("name")).upper()
-            for n in self.client.list_nodes()
-            if str(n.get("connection_status") or "").upper() != "ONLINE"
-        }
+        down = {n.name.upper() for n in self.client.list_nodes() if not n.online}
         offline = sorted(
-            str(r.get("node_name"))
+            r.node
             for r in self.client.view_resources([volume_id])
-            if not set(r.get("flags") or ()) & {"DISKLESS", "DRBD_DISKLESS"}
-            and str(r.get("node_name")).upper() in down
+            if not r.flags & {"DISKLESS", "DRBD_DISKLESS"} and r.node.upper() in down
         )
         if offline:
             return NodeOffline(

@@ -10,10 +10,10 @@ publication records and the reported in-use state), so any replica of the plugin
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from plugin import volume_records as rec
 from plugin.errors import FailedPrecondition, NotFound
+from plugin.linstor.records import Resource
 from plugin.volumes.publications import tokens_of
 
 if TYPE_CHECKING:
@@ -24,17 +24,16 @@ TWO_PRIMARIES = "DrbdOptions/Net/allow-two-primaries"
 SHARED_WRITER = "MULTI_NODE_MULTI_WRITER:rw"
 
 
-def _writes(resource: dict[str, Any]) -> bool:
+def _writes(resource: Resource) -> bool:
     return any(t.endswith(":rw") for t in tokens_of(resource))
 
 
-def writers(resources: list[dict[str, Any]], *, with_in_use: bool) -> list[str]:
+def writers(resources: list[Resource], *, with_in_use: bool) -> list[str]:
     """Nodes holding the volume for writing: published read-write (and, if asked, reported in use)."""
     found = set()
     for r in resources:
-        in_use = bool((r.get("state") or {}).get("in_use"))
-        if _writes(r) or (with_in_use and in_use):
-            found.add(str(r.get("node_name")))
+        if _writes(r) or (with_in_use and r.in_use):
+            found.add(r.node)
     return sorted(found)
 
 
@@ -61,7 +60,7 @@ class SharedWriters:
         if not others:
             return
         rd = self.client.get_resource_definition(volume_id)
-        if rec.props_of(rd).get(TWO_PRIMARIES) != "yes":
+        if rd.props.get(TWO_PRIMARIES) != "yes":
             self.client.modify_resource_definition(volume_id, override_props={TWO_PRIMARIES: "yes"})
 
     def release_shared_writer(self, volume_id: str) -> None:
@@ -70,7 +69,7 @@ class SharedWriters:
             rd = self.client.get_resource_definition(volume_id)
         except NotFound:
             return
-        if TWO_PRIMARIES not in rec.props_of(rd):
+        if TWO_PRIMARIES not in rd.props:
             return
         if len(writers(self.client.view_resources([volume_id]), with_in_use=False)) <= 1:
             self.client.modify_resource_definition(volume_id, delete_props=[TWO_PRIMARIES])

@@ -38,12 +38,12 @@ class VolumeSnapshots:
         snap_name = names.snapshot_name_for(name)
         with self.locks.lock(volume_id):
             for snap in self.client.view_snapshots():
-                if str(snap.get("name", "")).lower() != snap_name.lower():
+                if snap.name.lower() != snap_name.lower():
                     continue
-                if str(snap.get("resource_name", "")).lower() == volume_id.lower():
+                if snap.resource_name.lower() == volume_id.lower():
                     return rec.snapshot_from(snap)
                 raise AlreadyExists(
-                    f"snapshot name {name!r} is already used for volume {snap.get('resource_name')}",
+                    f"snapshot name {name!r} is already used for volume {snap.resource_name}",
                     snapshot=name,
                 )
             try:

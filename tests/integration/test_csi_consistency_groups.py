@@ -116,8 +116,8 @@ def test_members_are_volume_numbers_of_one_resource(
     assert first.volume_id == resource and second.volume_id == f"{resource}/1"
     assert not plain.volume_id.startswith("cg-")
     vds = linstor.list_volume_definitions(resource)
-    assert sorted(vd["volume_number"] for vd in vds) == [0, 1]
-    assert all(vd["props"][MEMBER_NAME].startswith("pvc-") for vd in vds)
+    assert sorted(vd.number for vd in vds) == [0, 1]
+    assert all(vd.props[MEMBER_NAME].startswith("pvc-") for vd in vds)
     assert api.requests[-1].startswith(f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/data-")
 
     ctl = stack.csi.controller
@@ -133,12 +133,12 @@ def test_members_are_volume_numbers_of_one_resource(
         )
     )
     assert grown.capacity_bytes == 48 * MIB
-    assert linstor.get_volume_definition(resource, 1)["size_kib"] == 48 * 1024
-    assert linstor.get_volume_definition(resource, 0)["size_kib"] == 32 * 1024
+    assert linstor.get_volume_definition(resource, 1).size_kib == 48 * 1024
+    assert linstor.get_volume_definition(resource, 0).size_kib == 32 * 1024
 
     # One member goes as its volume number; the last takes the resource with it.
     delete(stack, second.volume_id)
-    assert [vd["volume_number"] for vd in linstor.list_volume_definitions(resource)] == [0]
+    assert [vd.number for vd in linstor.list_volume_definitions(resource)] == [0]
     delete(stack, second.volume_id)  # again: OK
     delete(stack, first.volume_id, plain.volume_id)
     assert not linstor.list_resource_definitions([resource])
@@ -180,7 +180,7 @@ def test_create_is_idempotent_and_refuses_what_a_group_cannot_hold(stack: Stack,
 def test_kubernetes_api_errors_are_clear_and_make_nothing(
     stack: Stack, api: KubeApi, linstor: LinstorClient
 ) -> None:
-    before = {rd["name"] for rd in linstor.list_resource_definitions()}
+    before = {rd.name for rd in linstor.list_resource_definitions()}
     request = csi_pb2.CreateVolumeRequest(
         name=f"pvc-{uuid.uuid4()}",
         volume_capabilities=[mount_cap()],
@@ -198,7 +198,7 @@ def test_kubernetes_api_errors_are_clear_and_make_nothing(
         assert "persistentvolumeclaims" in refused.value.details()
     finally:
         api.refuse = None
-    assert {rd["name"] for rd in linstor.list_resource_definitions()} == before
+    assert {rd.name for rd in linstor.list_resource_definitions()} == before
 
 
 def test_group_snapshot_of_members_restores_each_into_a_new_group(
@@ -228,9 +228,7 @@ def test_group_snapshot_of_members_restores_each_into_a_new_group(
         a.detach()
 
     resource = root.volume_id
-    assert [s["name"] for s in linstor.view_snapshots([resource])] == [taken.group_snapshot_id], (
-        "one snapshot"
-    )
+    assert [s.name for s in linstor.view_snapshots([resource])] == [taken.group_snapshot_id], "one snapshot"
     by_source = {s.source_volume_id: s.snapshot_id for s in taken.snapshots}
     assert set(by_source) == {root.volume_id, disk.volume_id}
     assert by_source[disk.volume_id] == f"InCluster:///{resource}/1/{taken.group_snapshot_id}"

@@ -120,7 +120,7 @@ def linstor_snapshots(stack: Stack, volume_id: str) -> set[str]:
     config = load_config({"controllers": stack.emulator.url, "node_name": LOCAL}, env={}, config_file=None)
     client = LinstorClient(config)
     try:
-        return {str(s["name"]) for s in client.view_snapshots([volume_id])}
+        return {s.name for s in client.view_snapshots([volume_id])}
     finally:
         client.close()
 
@@ -282,7 +282,7 @@ def test_create_on_a_volume_without_data_is_failed_precondition(stack: Stack) ->
     client = LinstorClient(config)
     try:
         for resource in client.view_resources([volume.volume_id]):
-            client.delete_resource(volume.volume_id, str(resource["node_name"]))
+            client.delete_resource(volume.volume_id, resource.node)
     finally:
         client.close()
     request = csi_pb2.CreateVolumeGroupSnapshotRequest(name=unique("g"), source_volume_ids=[volume.volume_id])
@@ -336,7 +336,7 @@ def test_emulator_multi_snapshot_is_all_or_nothing(stack: Stack) -> None:
         assert not client.view_snapshots([volume.volume_id])
         client.create_snapshots([(volume.volume_id, "together")], {"Aux/mark": "x"})
         (snap,) = client.view_snapshots([volume.volume_id])
-        assert snap["snapshot_definition_props"]["Aux/mark"] == "x"
+        assert snap.props["Aux/mark"] == "x"
         client.delete_snapshot(volume.volume_id, "together")
     finally:
         client.close()

@@ -261,7 +261,7 @@ def test_consistency_group_group_snapshot_and_restore_under_the_operators_argume
     config = load_config({"controllers": emulator.url, "node_name": LOCAL}, env={}, config_file=None)
     linstor = LinstorClient(config)
     try:
-        assert [s["name"] for s in linstor.view_snapshots([resource])] == [taken.group_snapshot_id]
+        assert [s.name for s in linstor.view_snapshots([resource])] == [taken.group_snapshot_id]
     finally:
         linstor.close()
 

@@ -617,7 +617,7 @@ def _legacy_volume(emulator, name: str) -> str:  # type: ignore[no-untyped-def]
     )
     assert answer.status_code < 300, answer.text
     client.create_resource(name, LOCAL)
-    return str(client.get_volume(name, LOCAL)["device_path"])
+    return client.get_volume(name, LOCAL).device_path
 
 
 def test_linbit_python_plugin_volumes_are_adopted_not_formatted(plugin: PluginProcess, emulator) -> None:  # type: ignore[no-untyped-def]

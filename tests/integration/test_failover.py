@@ -270,7 +270,7 @@ def test_a_first_write_fails_over_when_it_cannot_have_arrived(
     group = unique("rg")
     client.create_resource_group(group, {"place_count": 1})  # the very first request is a write
     assert client.current_controller == emu.url
-    assert client.get_resource_group(group)["name"] == group
+    assert client.get_resource_group(group).name == group
 
 
 def test_a_hung_controller_listed_first_costs_one_read_timeout(
@@ -346,7 +346,7 @@ def test_first_write_after_an_outage_uses_a_fresh_connection(emu: EmulatorProces
     emu.wait_back()  # waits with a separate client, so the service's pool is untouched
     group = unique("rg")
     svc.client.create_resource_group(group, {"place_count": 1})
-    assert svc.client.get_resource_group(group)["name"] == group
+    assert svc.client.get_resource_group(group).name == group
 
 
 def test_a_client_moves_to_the_next_controller_when_the_active_one_dies(emulator_factory) -> None:  # type: ignore[no-untyped-def]
@@ -358,9 +358,9 @@ def test_a_client_moves_to_the_next_controller_when_the_active_one_dies(emulator
     first = emulator_factory(nodes=("node-b", "first-only"), name="first")
     second = emulator_factory(nodes=("node-b", "second-only"), name="second")
     svc = service(first.url, second.url)
-    assert "first-only" in {n["name"] for n in svc.client.list_nodes()}
+    assert "first-only" in {n.name for n in svc.client.list_nodes()}
     first.outage(2)
-    assert "second-only" in {n["name"] for n in svc.client.list_nodes()}
+    assert "second-only" in {n.name for n in svc.client.list_nodes()}
     volume = svc.create_volume(unique(), 8 * MIB, ON_B)  # the writes go to the new controller
     assert service(second.url).get_volume(volume.id).name == volume.name
     first.wait_back()  # the first controller comes back ...

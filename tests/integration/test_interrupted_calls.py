@@ -25,6 +25,7 @@ from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.errors import NotFound, OperationFailed, Unavailable
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import Resource
 from plugin.params.model import VolumeParams
 from plugin.volumes.service import VolumeService
 from testkit.waiting import wait_until
@@ -60,7 +61,7 @@ def pending_faults(emu: EmulatorProcess) -> list[Any]:
     return list(answer.json()["errors"])
 
 
-def resource_on(svc: VolumeService, volume_id: str, node: str) -> dict[str, Any] | None:
+def resource_on(svc: VolumeService, volume_id: str, node: str) -> Resource | None:
     try:
         return svc.client.get_resource(volume_id, node)
     except NotFound:
@@ -68,7 +69,7 @@ def resource_on(svc: VolumeService, volume_id: str, node: str) -> dict[str, Any]
 
 
 def intents(svc: VolumeService, volume_id: str) -> list[str]:
-    props = rec.props_of(svc.client.get_resource_definition(volume_id))
+    props = svc.client.get_resource_definition(volume_id).props
     return sorted(k for k in props if k.startswith(rec.ATTACH_PENDING))
 
 
@@ -85,14 +86,14 @@ def test_an_attach_whose_mark_failed_is_undone_by_detach(emu: EmulatorProcess, r
         svc.attach(volume.id, "node-c")
     assert pending_faults(emu) == []  # the fault hit exactly the mark
     made = resource_on(svc, volume.id, "node-c")
-    assert made is not None and "DRBD_DISKLESS" in made["flags"]
-    assert rec.ATTACHED_BY_PLUGIN not in rec.props_of(made)
+    assert made is not None and "DRBD_DISKLESS" in made.flags
+    assert rec.ATTACHED_BY_PLUGIN not in made.props
     if retried:
         attachment = svc.attach(volume.id, "node-c")
         assert attachment.diskless and attachment.created_by_attach
         assert intents(svc, volume.id) == []  # marked now, the intent is done
         marked = resource_on(svc, volume.id, "node-c")
-        assert marked is not None and rec.props_of(marked)[rec.ATTACHED_BY_PLUGIN] == "true"
+        assert marked is not None and marked.props[rec.ATTACHED_BY_PLUGIN] == "true"
     service(emu).detach(volume.id, "node-c")  # another process (a restarted driver) detaches
     assert resource_on(svc, volume.id, "node-c") is None
     assert intents(svc, volume.id) == []
@@ -170,7 +171,7 @@ def test_an_attach_killed_before_its_mark_is_undone_by_detach(emu: EmulatorProce
         terminate(proc, timeout=5)
         emu.control("latency", {"ms": 0})
     made = resource_on(svc, volume.id, "node-c")
-    assert made is not None and rec.ATTACHED_BY_PLUGIN not in rec.props_of(made)
+    assert made is not None and rec.ATTACHED_BY_PLUGIN not in made.props
     svc.detach(volume.id, "node-c")
     assert resource_on(svc, volume.id, "node-c") is None
     assert intents(svc, volume.id) == []

@@ -33,23 +33,23 @@ def spawn_one(client: LinstorClient, rg: str, rd: str, size_kib: int = 8192, **k
 
 def local_node(client: LinstorClient) -> str:
     return next(
-        n["name"]
+        n.name
         for n in client.list_nodes()
-        if n.get("type") in ("COMBINED", "SATELLITE") and not n["name"].startswith("node-")
+        if n.type in ("COMBINED", "SATELLITE") and not n.name.startswith("node-")
     )
 
 
 def test_version_nodes_and_pools(emulator: EmulatorProcess) -> None:
     client = client_for(emulator.url)
     version = client.controller_version()
-    assert version["rest_api_version"].split(".")[0] == "1"
-    names = {n["name"] for n in client.list_nodes()}
+    assert version.rest_api_version.split(".")[0] == "1"
+    names = {n.name for n in client.list_nodes()}
     assert {"node-b", "node-c"} <= names
-    assert client.get_node("node-b")["name"] == "node-b"
+    assert client.get_node("node-b").name == "node-b"
     pools = client.list_storage_pools(nodes=["node-b"])
-    assert {p["storage_pool_name"] for p in pools} >= {"DfltStorPool", "DfltDisklessStorPool"}
-    assert all(p["node_name"] == "node-b" for p in pools)
-    assert {p["storage_pool_name"] for p in client.node_storage_pools("node-c")} >= {"DfltStorPool"}
+    assert {p.name for p in pools} >= {"DfltStorPool", "DfltDisklessStorPool"}
+    assert all(p.node == "node-b" for p in pools)
+    assert {p.name for p in client.node_storage_pools("node-c")} >= {"DfltStorPool"}
 
 
 def test_spawn_then_read_everything_back(emulator: EmulatorProcess) -> None:
@@ -57,16 +57,16 @@ def test_spawn_then_read_everything_back(emulator: EmulatorProcess) -> None:
     rg, rd = unique("rg"), unique("rd")
     spawn_one(client, rg, rd, definition_props={"Aux/x": "1", "FileSystem/Type": "ext4"})
     [listed] = client.list_resource_definitions([rd])
-    assert listed["props"]["Aux/x"] == "1"
-    assert listed["resource_group_name"] == rg
-    assert listed["volume_definitions"][0]["size_kib"] == 8192
+    assert listed.props["Aux/x"] == "1"
+    assert listed.resource_group == rg
+    assert listed.volume_definitions[0].size_kib == 8192
     [res] = client.view_resources([rd])
-    volume = client.get_volume(rd, res["node_name"])
-    assert volume["device_path"]
+    volume = client.get_volume(rd, res.node)
+    assert volume.device_path
     client.resize_volume_definition(rd, 16384)
-    assert client.get_volume_definition(rd)["size_kib"] == 16384
+    assert client.get_volume_definition(rd).size_kib == 16384
     client.modify_resource_definition(rd, {"Aux/y": "2"}, ["Aux/x"])
-    props = client.get_resource_definition(rd)["props"]
+    props = client.get_resource_definition(rd).props
     assert props["Aux/y"] == "2" and "Aux/x" not in props
     client.delete_resource_definition(rd)
     assert client.list_resource_definitions([rd]) == []
@@ -123,10 +123,10 @@ def test_snapshot_restore_and_clone_calls(emulator: EmulatorProcess) -> None:
     spawn_one(client, rg, rd)
     client.create_snapshot(rd, "s1", {"Aux/note": "x"})
     client.create_snapshots([(rd, "s2")])
-    assert {s["name"] for s in client.list_snapshots(rd)} == {"s1", "s2"}
-    assert {s["name"] for s in client.view_snapshots([rd])} == {"s1", "s2"}
+    assert {s.name for s in client.list_snapshots(rd)} == {"s1", "s2"}
+    assert {s.name for s in client.view_snapshots([rd])} == {"s1", "s2"}
     snap = client.get_snapshot(rd, "s1")
-    assert "SUCCESSFUL" in snap["flags"]
+    assert "SUCCESSFUL" in snap.flags
     target = unique("restored")
     client.create_resource_definition(target, rg)
     client.restore_volume_definition(rd, "s1", target)
@@ -136,12 +136,12 @@ def test_snapshot_restore_and_clone_calls(emulator: EmulatorProcess) -> None:
         client.restore_resource(rd, "s1", target)
     assert again.value.details["code"] == rc.FAIL_EXISTS_RSC
     client.delete_snapshot(rd, "s2")
-    assert {s["name"] for s in client.list_snapshots(rd)} == {"s1"}
+    assert {s.name for s in client.list_snapshots(rd)} == {"s1"}
 
 
 def test_failover_to_the_emulator_when_first_controller_is_down(emulator: EmulatorProcess) -> None:
     client = client_for(f"http://127.0.0.1:{free_port()}", emulator.url)
-    assert client.controller_version()["version"]
+    assert client.controller_version().version
     assert client.current_controller == emulator.url
 
 

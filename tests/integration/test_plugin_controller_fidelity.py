@@ -107,7 +107,7 @@ def lagging(root_loop: None, emulator_factory) -> EmulatorProcess:  # type: igno
 
 
 def _reported_in_use(svc: VolumeService, volume_id: str) -> bool:
-    return any((r.get("state") or {}).get("in_use") for r in svc.client.view_resources([volume_id]))
+    return any(r.in_use for r in svc.client.view_resources([volume_id]))
 
 
 def test_delete_right_after_the_last_close_waits_for_the_report(lagging: EmulatorProcess) -> None:

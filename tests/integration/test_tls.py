@@ -178,8 +178,8 @@ def test_every_config_source_reaches_the_mtls_controller(
         assert config.root_ca == str(pki.ca_cert), source
         client = LinstorClient(config)
         try:
-            assert client.controller_version()["rest_api_version"].startswith("1."), source
-            assert {"node-b", "node-c"} <= {n["name"] for n in client.list_nodes()}, source
+            assert client.controller_version().rest_api_version.startswith("1."), source
+            assert {"node-b", "node-c"} <= {n.name for n in client.list_nodes()}, source
         finally:
             client.close()
 
@@ -340,7 +340,7 @@ def test_a_write_cut_off_mid_request_over_tls_is_not_resent(mtls: TlsEmulator, p
         what="the cut-off write landing",
         ignore=(Unavailable, NotFound),
     )
-    assert landed["name"] == group
+    assert landed.name == group
     mtls.control("latency", {"ms": 0})
 
 
@@ -646,7 +646,7 @@ def test_a_client_that_never_starts_its_handshake_blocks_no_one(mtls: TlsEmulato
         config = tls_config(
             mtls.url, root_ca=pki.ca_cert, cert=pki.client_cert, key=pki.client_key, read_timeout=5.0
         )
-        assert LinstorClient(config, retries=0).controller_version()["rest_api_version"].startswith("1.")
+        assert LinstorClient(config, retries=0).controller_version().rest_api_version.startswith("1.")
     finally:
         for conn in silent:
             conn.close()
@@ -684,7 +684,7 @@ def test_python_linstor_over_linstor_ssl_with_its_cert_options(
         lin.disconnect()  # type: ignore[attr-defined]
     # the plugin's client sees what python-linstor made over the same mTLS listener
     client = good_service(mtls, pki).client
-    assert client.get_volume_definition(rd)["size_kib"] == 8 * 1024
+    assert client.get_volume_definition(rd).size_kib == 8 * 1024
     client.delete_resource_definition(rd)
 
     # no client certificate: the server ends the handshake

@@ -115,7 +115,7 @@ def test_a_foreign_definition_without_a_volume_is_already_exists_at_once(svc: Vo
     with pytest.raises(AlreadyExists, match="holds no volume"):
         svc.create_volume(name, 8 * MIB, ANY)
     assert time.monotonic() - started < 5  # nothing to wait for: it is not being created
-    assert svc.client.list_resource_definitions([name])[0].get("volume_definitions") in (None, [])
+    assert svc.client.list_resource_definitions([name])[0].volume_definitions == ()
 
 
 def test_size_is_rounded_up_to_kib_and_to_the_filesystem_minimum(svc: VolumeService) -> None:
@@ -372,7 +372,7 @@ def test_attach_diskless_where_no_replica_and_detach_removes_it(svc: VolumeServi
     again = svc.attach(volume.id, LOCAL)  # idempotent
     assert again.device_path == attached.device_path and again.created_by_attach
     resource = svc.client.get_resource(volume.id, LOCAL)
-    assert resource["props"][ATTACHED_BY_PLUGIN] == "true"
+    assert resource.props[ATTACHED_BY_PLUGIN] == "true"
     svc.detach(volume.id, LOCAL)
     with pytest.raises(NotFound):
         svc.client.get_resource(volume.id, LOCAL)
@@ -683,7 +683,7 @@ def test_explicit_group_and_property_pass_through(svc: VolumeService) -> None:
     )
     volume = svc.create_volume(unique(), 8 * MIB, params)
     assert volume.resource_group == group
-    props = svc.client.get_resource_group(group)["props"]
+    props = svc.client.get_resource_group(group).props
     assert props["DrbdOptions/PeerDevice/c-max-rate"] == "4096" and props["Aux/team"] == "a"
     fresh = service_for_client(svc)
     conflicting = VolumeParams(resource_group=group, place_count=1, properties=(("Aux/team", "b"),))
@@ -788,7 +788,7 @@ def test_group_deleted_behind_our_back_is_made_again(svc: VolumeService, emulato
     assert answer.ok, answer.text
     second = svc.create_volume(unique(), 8 * MIB, ANY)
     assert second.resource_group == first.resource_group
-    assert svc.client.get_resource_group(first.resource_group)["select_filter"]["place_count"] == 1
+    assert svc.client.get_resource_group(first.resource_group).select_filter["place_count"] == 1
 
 
 def test_linstor_makes_the_filesystem_with_the_users_options(svc: VolumeService) -> None:

@@ -125,7 +125,7 @@ def test_a_long_clone_is_never_removed_and_a_retry_resumes_waiting(
         # The copy goes on: the clone was not deleted when the caller's time ran out.
         clone_id = svc.volume_id_for(name, params)
         rd = svc.client.get_resource_definition(clone_id)
-        assert "CLONING" in (rd.get("flags") or [])
+        assert "CLONING" in rd.flags
         volume = svc.create_volume(name, 8 * MIB, params, source=f"volume:{source.id}")
     finally:
         emulator.control("clone-delay", {"seconds": 0})

@@ -8,6 +8,7 @@ from plugin.backups import ids, status
 from plugin.backups.service import chain_of
 from plugin.backups.snapshot_class import KEYS, PREFIX, missing_for_new_remote, parse_snapshot_class
 from plugin.errors import InvalidArgument
+from plugin.linstor.records import Backup, SnapshotDefinition
 
 SECRETS = {"access-key": "AKIA-SECRET-ACCESS", "secret-key": "very-secret-key-value"}
 
@@ -107,13 +108,16 @@ def test_backup_ids_round_trip_in_linbits_form() -> None:
 
 
 def test_shipping_state_from_properties_and_flags() -> None:
-    def snap(props: dict[str, str] | None = None, flags: tuple[str, ...] = ("SUCCESSFUL",)) -> dict:
-        return {
+    def snap(
+        props: dict[str, str] | None = None, flags: tuple[str, ...] = ("SUCCESSFUL",)
+    ) -> SnapshotDefinition:
+        wire = {
             "name": "s",
             "resource_name": "v",
             "flags": list(flags),
             "snapshot_definition_props": props or {},
         }
+        return SnapshotDefinition.from_wire(wire)
 
     key = "BackupShipping/Source/r1/ShippingStatus"
     assert status.shipping_to(snap({key: "Shipping"}), "r1") is status.Shipping.RUNNING
@@ -142,8 +146,9 @@ def test_chain_limits_read_as_linbits_driver_reads_them() -> None:
 
 
 def test_the_chain_is_followed_from_the_newest_backup() -> None:
-    def b(bid: str, start: int, base: str = "") -> tuple[str, dict]:
-        return bid, {"id": bid, "start_timestamp": start, "based_on_id": base + ".meta" if base else ""}
+    def b(bid: str, start: int, base: str = "") -> tuple[str, Backup]:
+        wire = {"id": bid, "start_timestamp": start, "based_on_id": base + ".meta" if base else ""}
+        return bid, Backup.from_wire(wire)
 
     done = dict([b("full1", 1000), b("inc1", 2000, "full1"), b("inc2", 3000, "inc1"), b("full2", 4000)])
     assert chain_of(done) == (0, 4.0)

@@ -9,6 +9,7 @@ import pytest
 
 from csi import cli as csi_cli
 from plugin.errors import InvalidArgument, NotFound
+from plugin.linstor.records import ResourceDefinition, SnapshotDefinition
 from plugin.names import is_valid_resource_name
 from plugin.volumes.consistency_groups import group_resource_name, is_shared
 from plugin.volumes.group_snapshots import member_key
@@ -64,15 +65,17 @@ def test_ids_round_trip() -> None:
     assert member_key("pvc-1/snap") == ("pvc-1", 0, "snap")
 
 
-def _snapshot(props: dict[str, str], vds: list[dict[str, object]]) -> dict[str, object]:
-    return {
-        "name": "gs",
-        "resource_name": "cg-a",
-        "flags": ["SUCCESSFUL"],
-        "snapshot_definition_props": props,
-        "volume_definitions": vds,
-        "snapshots": [{"create_timestamp": 1_700_000_000_000}],
-    }
+def _snapshot(props: dict[str, str], vds: list[dict[str, object]]) -> SnapshotDefinition:
+    return SnapshotDefinition.from_wire(
+        {
+            "name": "gs",
+            "resource_name": "cg-a",
+            "flags": ["SUCCESSFUL"],
+            "snapshot_definition_props": props,
+            "volume_definitions": vds,
+            "snapshots": [{"create_timestamp": 1_700_000_000_000}],
+        }
+    )
 
 
 def test_a_snapshot_stands_for_the_numbers_it_records() -> None:
@@ -92,9 +95,10 @@ def test_a_snapshot_stands_for_the_numbers_it_records() -> None:
 
 
 def test_shared_resources_are_told_by_their_group_or_tags() -> None:
-    assert is_shared({"props": {"Aux/linstor.csi.linbit.com/consistency-group": "default/vm"}})
-    assert is_shared({"volume_definitions": [{"volume_number": 2, "props": {MEMBER_NAME: "pvc-z"}}]})
-    assert not is_shared({"props": {}, "volume_definitions": [{"volume_number": 0, "props": {}}]})
+    rd = ResourceDefinition.from_wire
+    assert is_shared(rd({"props": {"Aux/linstor.csi.linbit.com/consistency-group": "default/vm"}}))
+    assert is_shared(rd({"volume_definitions": [{"volume_number": 2, "props": {MEMBER_NAME: "pvc-z"}}]}))
+    assert not is_shared(rd({"props": {}, "volume_definitions": [{"volume_number": 0, "props": {}}]}))
 
 
 def test_the_flag_is_accepted_in_all_its_official_spellings() -> None:

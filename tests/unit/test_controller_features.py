@@ -8,14 +8,15 @@ import pytest
 
 from plugin.errors import FailedPrecondition
 from plugin.linstor import features as features
+from plugin.linstor.records import VersionInfo
 
 
 def _features(answer: dict[str, Any]) -> tuple[features.ControllerFeatures, list[int]]:
     calls: list[int] = []
 
-    def fetch() -> dict[str, Any]:
+    def fetch() -> VersionInfo:
         calls.append(1)
-        return answer
+        return VersionInfo.from_wire(answer)
 
     return features.ControllerFeatures(fetch), calls
 
@@ -49,11 +50,11 @@ def test_an_unparseable_version_leaves_the_decision_to_the_controller() -> None:
 def test_a_failed_read_is_not_remembered() -> None:
     answers: list[Any] = [OSError("down"), {"version": "1.34.0", "rest_api_version": "1.28.0"}]
 
-    def fetch() -> dict[str, Any]:
+    def fetch() -> VersionInfo:
         value = answers.pop(0)
         if isinstance(value, Exception):
             raise value
-        return value  # type: ignore[no-any-return]
+        return VersionInfo.from_wire(value)
 
     feats = features.ControllerFeatures(fetch)
     with pytest.raises(OSError):

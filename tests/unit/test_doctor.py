@@ -17,6 +17,7 @@ import pytest
 
 from plugin import errors
 from plugin.config import Config
+from plugin.linstor.records import Node, StoragePool, VersionInfo, many
 from tools import doctor
 from tools.doctor import FAIL, OK, WARN, Host, Result
 
@@ -52,14 +53,14 @@ class FakeLinstor:
             raise value
         return value
 
-    def controller_version(self) -> dict[str, Any]:
-        return self._answer("controller_version", self.version)
+    def controller_version(self) -> VersionInfo:
+        return VersionInfo.from_wire(self._answer("controller_version", self.version))
 
-    def get_node(self, node: str) -> dict[str, Any]:
-        return self._answer("get_node", self.node)
+    def get_node(self, node: str) -> Node:
+        return Node.from_wire(self._answer("get_node", self.node))
 
-    def node_storage_pools(self, node: str) -> list[dict[str, Any]]:
-        return self._answer("node_storage_pools", self.pools)
+    def node_storage_pools(self, node: str) -> list[StoragePool]:
+        return many(StoragePool.from_wire, self._answer("node_storage_pools", self.pools))
 
 
 def fake_host(tmp_path: Path, tools: Sequence[str] = (), drbd: str | None = None, modinfo: str = "") -> Host:

@@ -8,21 +8,19 @@ import pytest
 
 from plugin import volume_records as rec
 from plugin.errors import InvalidArgument
+from plugin.linstor.records import Node, Resource, ResourceDefinition, SnapshotDefinition, StoragePool
 from plugin.models import TopologyRequirement
 from plugin.params import placement
 from plugin.params.model import VolumeParams
 
 HOST = placement.HOSTNAME_KEY
+RD, SD = ResourceDefinition.from_wire, SnapshotDefinition.from_wire  # as the client converts answers
 NODES = [
-    {"name": "a", "props": {"Aux/zone": "z1", "Aux/rack": "r1"}},
-    {"name": "b", "props": {"Aux/zone": "z1", "Aux/rack": "r2"}},
-    {"name": "c", "props": {"Aux/zone": "z2"}},
+    Node("a", props={"Aux/zone": "z1", "Aux/rack": "r1"}),
+    Node("b", props={"Aux/zone": "z1", "Aux/rack": "r2"}),
+    Node("c", props={"Aux/zone": "z2"}),
 ]
-POOLS = [
-    {"node_name": "a", "storage_pool_name": "fast"},
-    {"node_name": "b", "storage_pool_name": "slow"},
-    {"node_name": "c", "storage_pool_name": "fast"},
-]
+POOLS = [StoragePool("a", "fast"), StoragePool("b", "slow"), StoragePool("c", "fast")]
 
 
 def test_select_filter_from_params() -> None:
@@ -156,7 +154,7 @@ def test_props_round_trip_into_a_volume() -> None:
         },
         {"node_name": "b", "flags": ["DISKLESS", "DRBD_DISKLESS", "TIE_BREAKER"], "volumes": []},
     ]
-    volume = rec.volume_from(rd, resources)
+    volume = rec.volume_from(RD(rd), [Resource.from_wire(r) for r in resources])
     assert volume is not None
     assert (volume.id, volume.name, volume.size_bytes) == ("pvc-1", "pvc-1", 4096 * 1024)
     assert (volume.fs_type, volume.mkfs_opts, volume.mount_opts) == (
@@ -177,7 +175,7 @@ def test_btrfs_is_recorded_for_the_node_to_format_not_given_to_linstor() -> None
     props = w.aux_props(datetime.now(UTC))
     assert props[rec.FS_TYPE] == "btrfs" and props[rec.MKFS_OPTS] == "--nodiscard"
     rd = {"name": "b", "props": props, "volume_definitions": [{"volume_number": 0, "size_kib": 8}]}
-    volume = rec.volume_from(rd)
+    volume = rec.volume_from(RD(rd))
     assert volume is not None and (volume.fs_type, volume.mkfs_opts) == ("btrfs", "--nodiscard")
     assert rec.stored_fs_type(props) == (True, "btrfs")
 
@@ -187,25 +185,25 @@ def test_block_volume_and_foreign_rd() -> None:
     assert props[rec.FS_TYPE] == rec.BLOCK and rec.MOUNT_OPTS not in props and rec.MKFS_OPTS not in props
     assert wanted(fs_type=None).filesystem_props() == {}
     rd = {"name": "x", "props": props, "volume_definitions": [{"volume_number": 0, "size_kib": 8}]}
-    volume = rec.volume_from(rd)
+    volume = rec.volume_from(RD(rd))
     assert volume is not None and volume.fs_type is None
     foreign = {
         "name": "legacy",
         "props": {"FileSystem/Type": "ext4"},
         "volume_definitions": [{"size_kib": 8}],
     }
-    legacy = rec.volume_from(foreign)
+    legacy = rec.volume_from(RD(foreign))
     assert legacy is not None
     assert (legacy.name, legacy.fs_type, legacy.resource_group) == ("legacy", "ext4", "DfltRscGrp")
-    assert rec.volume_from({"name": "snapshots-only", "volume_definitions": []}) is None
+    assert rec.volume_from(RD({"name": "snapshots-only", "volume_definitions": []})) is None
 
 
 def test_completion_marker() -> None:
-    assert rec.is_complete({"name": "a", "props": {rec.VOLUME_ID: "a"}})
-    assert not rec.is_complete({"name": "a", "props": {rec.CREATING: "a"}})
-    assert rec.is_complete({"name": "a", "props": {rec.CREATING: "other"}})  # copied from a source
-    assert not rec.is_complete({"name": "a", "flags": ["CLONING"]})
-    assert not rec.is_complete({"name": "a", "flags": ["DELETE"]})
+    assert rec.is_complete(RD({"name": "a", "props": {rec.VOLUME_ID: "a"}}))
+    assert not rec.is_complete(RD({"name": "a", "props": {rec.CREATING: "a"}}))
+    assert rec.is_complete(RD({"name": "a", "props": {rec.CREATING: "other"}}))  # copied from a source
+    assert not rec.is_complete(RD({"name": "a", "flags": ["CLONING"]}))
+    assert not rec.is_complete(RD({"name": "a", "flags": ["DELETE"]}))
 
 
 @pytest.mark.parametrize(
@@ -230,18 +228,20 @@ def test_bad_snapshot_ids(bad: str) -> None:
 
 def test_snapshot_from_linstor_json() -> None:
     snap = rec.snapshot_from(
-        {
-            "name": "s1",
-            "resource_name": "pvc-1",
-            "flags": ["SUCCESSFUL"],
-            "volume_definitions": [{"volume_number": 0, "size_kib": 1024}],
-            "snapshots": [{"node_name": "a", "create_timestamp": 1780000000000}],
-        }
+        SD(
+            {
+                "name": "s1",
+                "resource_name": "pvc-1",
+                "flags": ["SUCCESSFUL"],
+                "volume_definitions": [{"volume_number": 0, "size_kib": 1024}],
+                "snapshots": [{"node_name": "a", "create_timestamp": 1780000000000}],
+            }
+        )
     )
     assert snap.id == "InCluster:///pvc-1/s1" == rec.snapshot_id("pvc-1", "s1")
     assert (snap.volume_id, snap.size_bytes, snap.ready) == ("pvc-1", 1024 * 1024, True)
     assert snap.created_at == datetime.fromtimestamp(1780000000, UTC)
-    assert not rec.snapshot_from({"name": "s", "resource_name": "r", "flags": []}).ready
+    assert not rec.snapshot_from(SD({"name": "s", "resource_name": "r", "flags": []})).ready
 
 
 def test_stored_fs_type_reads_what_linstor_and_the_plugin_recorded() -> None:
@@ -256,8 +256,8 @@ def test_stored_fs_type_reads_what_linstor_and_the_plugin_recorded() -> None:
 def test_segments_read_node_properties_under_the_driver_namespace() -> None:
     """With --property-namespace=Aux/topology (the Piraeus operator's) a key is Aux/topology/<key>."""
     nodes = [
-        {"name": "a", "props": {"Aux/topology/zone": "z1", "Aux/zone": "z9"}},
-        {"name": "b", "props": {"Aux/topology/zone": "z2"}},
+        Node("a", props={"Aux/topology/zone": "z1", "Aux/zone": "z9"}),
+        Node("b", props={"Aux/topology/zone": "z2"}),
     ]
     assert placement.segment_nodes({"zone": "z1"}, nodes, [], "Aux/topology") == ["a"]
     assert placement.segment_nodes({"zone": "z9"}, nodes, [], "Aux/topology") == []

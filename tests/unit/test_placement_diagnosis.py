@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from plugin.linstor import retcodes as rc
+from plugin.linstor.records import StoragePool
 from plugin.params.model import VolumeParams
 from plugin.params.values import human_size
 from plugin.placement_diagnosis import PlacementWish, diagnose, listing, wish_for
@@ -15,7 +16,7 @@ GIB_KIB = 1024 * 1024
 OFFLINE = rc.MASK_WARN | rc.WARN_NOT_CONNECTED
 
 
-def pool(node: str, name: str = "DfltStorPool", free_kib: int | None = 100 * GIB_KIB, **extra: Any) -> dict:
+def _pool_wire(node: str, name: str, free_kib: int | None, **extra: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {"node_name": node, "storage_pool_name": name, "provider_kind": "LVM_THIN"}
     if free_kib is not None:
         entry["free_capacity"] = free_kib
@@ -24,16 +25,24 @@ def pool(node: str, name: str = "DfltStorPool", free_kib: int | None = 100 * GIB
     return entry
 
 
-def diskless(node: str) -> dict:
-    return {"node_name": node, "storage_pool_name": "DfltDisklessStorPool", "provider_kind": "DISKLESS"}
+def pool(
+    node: str, name: str = "DfltStorPool", free_kib: int | None = 100 * GIB_KIB, **extra: Any
+) -> StoragePool:
+    return StoragePool.from_wire(_pool_wire(node, name, free_kib, **extra))
 
 
-def offline(node: str, name: str = "DfltStorPool") -> dict:
-    entry = pool(node, name, free_kib=None)
+def diskless(node: str) -> StoragePool:
+    return StoragePool.from_wire(
+        {"node_name": node, "storage_pool_name": "DfltDisklessStorPool", "provider_kind": "DISKLESS"}
+    )
+
+
+def offline(node: str, name: str = "DfltStorPool") -> StoragePool:
+    entry = _pool_wire(node, name, free_kib=None)
     entry["reports"] = [
         {"ret_code": OFFLINE - (1 << 64), "message": f"No active connection to satellite '{node}'"}
     ]
-    return entry
+    return StoragePool.from_wire(entry)
 
 
 CLUSTER = [pool("a"), pool("b"), pool("c", "ssd"), diskless("a"), diskless("b"), diskless("c")]

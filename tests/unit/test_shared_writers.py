@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from csi import capabilities
 from csi.testing import Mode, block_cap, mount_cap
+from plugin.linstor.records import Resource
 from plugin.volume_records import PUBLISHED
 from plugin.volumes.shared_writers import writers
 
 
-def _rsc(node: str, published: str = "", in_use: bool = False) -> dict[str, object]:
-    return {
-        "node_name": node,
-        "props": {PUBLISHED: published} if published else {},
-        "state": {"in_use": in_use},
-    }
+def _rsc(node: str, published: str = "", in_use: bool = False) -> Resource:
+    return Resource(node=node, name="vol", props={PUBLISHED: published} if published else {}, in_use=in_use)
 
 
 def test_writers_are_read_write_publications_and_optionally_in_use_nodes() -> None:
