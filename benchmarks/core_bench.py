@@ -33,6 +33,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import RESULTS, write_results  # noqa: E402
 from plugin.config import Config  # noqa: E402
 from plugin.linstor.client import LinstorClient  # noqa: E402
 from plugin.params.model import VolumeParams  # noqa: E402
@@ -221,24 +222,11 @@ def results_section(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def write_results(section: str, path: Path) -> None:
-    """Replace only the ``## Core`` section; other sections belong to other benchmarks."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == "## Core"), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        text = "".join(lines[:start]) + section + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "core.json")
-    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("core_bench needs root: the emulator attaches loop devices")
