@@ -28,10 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -43,8 +40,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.csi_bench import DriverProcess  # noqa: E402
-from benchmarks.startup_bench import medians, one_round, run_as_installed  # noqa: E402
+from benchmarks.common import LOCAL, MIB, host_facts, load_average, rss_mib, summarize  # noqa: E402
+from benchmarks.daemons import DriverProcess, medians, one_round, run_as_installed  # noqa: E402
 from csi.generated import csi_pb2  # noqa: E402
 from csi.testing import block_cap  # noqa: E402
 from docker_plugin.driver import DOCKER_MARKER_KEY  # noqa: E402
@@ -56,26 +53,8 @@ from testkit.dockerd import PluginProcess  # noqa: E402
 from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "scale.json"
-LOCAL = socket.gethostname().split(".")[0] or "localhost"
 SEED_RG = "scale-rg"
 SEED_KIB = 4096
-MIB = 1 << 20
-
-
-def ms(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "n": len(ordered),
-        "median_ms": round(statistics.median(ordered) * 1000, 2),
-        "max_ms": round(ordered[-1] * 1000, 2),
-    }
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 class Seeder:
@@ -168,10 +147,10 @@ def measure_size(
     creates = steady_creates(driver, runs)
     row = {
         "volumes": size,
-        "csi_list_volumes_all_pages": {**ms(listed), "pages": calls, "page_size": page},
-        "docker_list": ms(docker_list),
-        "csi_get_capacity": ms(capacity),
-        "csi_create_volume": ms(creates),
+        "csi_list_volumes_all_pages": {**summarize(listed), "pages": calls, "page_size": page},
+        "docker_list": summarize(docker_list),
+        "csi_get_capacity": summarize(capacity),
+        "csi_create_volume": summarize(creates),
         "driver_rss_mib": rss_mib(driver.proc.pid),
         "plugin_rss_mib": rss_mib(plugin.proc.pid) if plugin.proc else None,
     }
@@ -198,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     default_sizes = [100, 1000] if args.quick else [100, 1000, 10000]
     sizes = [int(s) for s in args.sizes.split(",") if s] or default_sizes
     runs = 3 if args.quick else 5
-    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    load_at_start = load_average()
     base = Path(tempfile.mkdtemp(prefix="scale-bench-"))
     run_as_installed(os.environ, base / "pycache")
     emulator = EmulatorProcess(
@@ -239,12 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
         "runs": runs,
-        "host": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-            "load_average_at_start": load_at_start,
-        },
+        "host": host_facts(load_at_start),
         "start_to_ready_ms": {
             "driver": round(driver_ready * 1000, 1),
             "plugin": round(plugin_ready * 1000, 1),
