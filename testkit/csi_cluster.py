@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from csi.testing import CsiClient, driver_on_emulator, unmount_under
 from plugin.node.ops import NodeOps
@@ -32,20 +33,37 @@ class Cluster:
     nodeops: NodeOps
     workdir: Path
 
+    @property
+    def ctl(self) -> Any:
+        """The driver's Controller service (stub)."""
+        return self.csi.controller
+
 
 @contextmanager
-def cluster_with_driver(base: Path, node_name: str, nodes: tuple[str, ...] = ()) -> Iterator[Cluster]:
+def cluster_with_driver(
+    base: Path,
+    node_name: str,
+    nodes: tuple[str, ...] = (),
+    emulator_args: tuple[str, ...] = (),
+    workdir: Path | None = None,
+    **driver: Any,
+) -> Iterator[Cluster]:
     """An emulator (local node ``node_name`` plus virtual ``nodes``) below ``base``, a driver on it.
 
-    The driver may mount below ``base/work`` only; what is still mounted there is unmounted
-    before the emulator is reset and stopped.
+    ``emulator_args`` go to the emulator's command line, ``driver`` to ``driver_on_emulator``.
+    The work directory (``workdir``, made by the caller, or ``base/work``) stands in for
+    kubelet's (or Nomad's): it is the driver's only path root, and what is still mounted
+    below it is unmounted before the emulator is reset and stopped.
     """
-    emulator = EmulatorProcess(state_dir=base / "state", dev_dir=base / "dev", nodes=nodes)
+    emulator = EmulatorProcess(
+        state_dir=base / "state", dev_dir=base / "dev", nodes=nodes, extra_args=emulator_args
+    )
     emulator.start()
-    workdir = base / "work"
     try:
-        workdir.mkdir()
-        with driver_on_emulator(emulator.url, node_name, path_roots=[str(workdir)]) as (
+        if workdir is None:
+            workdir = base / "work"
+            workdir.mkdir()
+        with driver_on_emulator(emulator.url, node_name, path_roots=[str(workdir)], **driver) as (
             _driver,
             client,
             nodeops,

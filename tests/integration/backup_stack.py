@@ -12,50 +12,34 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import requests
 
 from csi.generated import csi_pb2
-from csi.testing import CsiClient, mount_cap
-from plugin.node.ops import NodeOps
-from testkit.csi_cluster import SNAPSHOT_PREFIX, cluster_with_driver, s3_class_parameters
+from csi.testing import mount_cap
+from testkit.csi_cluster import SNAPSHOT_PREFIX, Cluster, cluster_with_driver, s3_class_parameters
 from testkit.emulator import EmulatorProcess
 from testkit.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 from testkit.waiting import wait_until
 from tests import csi_requests as rq
-from tests.integration.csi_stack import LOCAL, Stack
+from tests.integration.csi_stack import LOCAL
 
 MIB = 1024**2
 SECRETS = {"access-key": ACCESS_KEY, "secret-key": SECRET_KEY}
 CAP = mount_cap(fs_type="ext4")
 
 
-@dataclass
-class Side:
-    """One cluster as a CO sees it: its driver's services and a directory for mounts."""
-
-    csi: CsiClient
-    workdir: Path
-    nodeops: NodeOps
-    emulator: EmulatorProcess
-
-    @property
-    def ctl(self):  # type: ignore[no-untyped-def]
-        return self.csi.controller
-
-
-def side_of(stack: Stack) -> Side:
-    return Side(stack.csi, stack.workdir, stack.nodeops, stack.emulator)
+#: One cluster of a backup test: cluster A (the CSI stack) or cluster B.
+Side = Cluster
 
 
 @contextmanager
 def second_cluster(base: Path) -> Iterator[Side]:
     """Cluster B: an emulator with the local node only, and a driver on it."""
     with cluster_with_driver(base, LOCAL) as cluster:
-        yield Side(cluster.csi, cluster.workdir, cluster.nodeops, cluster.emulator)
+        yield cluster
 
 
 def cluster_id(emulator: EmulatorProcess) -> str:
