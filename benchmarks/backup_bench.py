@@ -38,7 +38,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import LOCAL, MIB, RESULTS, load_average, write_results  # noqa: E402
+from benchmarks.common import LOCAL, MIB, RESULTS, load_average, write_json, write_results  # noqa: E402
 from csi.generated import csi_pb2  # noqa: E402
 from csi.testing import CsiClient, block_cap  # noqa: E402
 from testkit.csi_cluster import cluster_with_driver, s3_class_parameters  # noqa: E402
@@ -344,8 +344,7 @@ def main() -> int:
         machine=f"Python {platform.python_version()}, {os.cpu_count()} CPUs, shared machine",
         load_at_start=load,
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.out)
     write_results(results_section(result), args.results)
     print(results_section(result))
     return 0

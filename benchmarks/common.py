@@ -1,18 +1,21 @@
-"""What every benchmark needs the same way: host facts, sample summaries, process readings, RESULTS.md.
+"""What every benchmark needs the same way: its emulator, host facts, summaries, /proc readings, output.
 
-Kept apart from :mod:`testkit` because none of it starts a process: it is how the
-benchmarks measure and report, so one change here changes every benchmark's figures
-alike, and two benchmarks never describe the same machine or the same median differently.
+How the benchmarks measure and report lives here once, so one change here changes every
+benchmark's figures alike, and two benchmarks never describe the same machine or the
+same median differently. Starting processes is :mod:`testkit`'s, shared with the tests.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
 import statistics
 from pathlib import Path
 from typing import Any
+
+from testkit.emulator import EmulatorProcess
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
@@ -82,3 +85,26 @@ def write_results(section: str, path: Path) -> None:
         rest = "".join(lines[end:])
         text = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
     path.write_text(text)
+
+
+def start_emulator(
+    base: Path, nodes: tuple[str, ...] = (), extra_args: tuple[str, ...] = (), timeout: float = 30.0
+) -> EmulatorProcess:
+    """A private emulator (this node plus virtual ``nodes``) with its state below ``base``, started.
+
+    One that does not start ends the benchmark with the emulator's own words (its log tail).
+    """
+    emulator = EmulatorProcess(
+        state_dir=base / "state", dev_dir=base / "dev", nodes=nodes, extra_args=extra_args
+    )
+    try:
+        emulator.start(timeout=timeout)
+    except RuntimeError as exc:
+        raise SystemExit(f"the emulator did not start: {exc}") from None
+    return emulator
+
+
+def write_json(result: dict[str, Any], path: Path) -> None:
+    """Write a benchmark's result as indented JSON, making its directory if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")

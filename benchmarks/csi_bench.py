@@ -38,7 +38,17 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks import node_path  # noqa: E402
-from benchmarks.common import LOCAL, MIB, RESULTS, host_facts, load_average, summarize, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    LOCAL,
+    MIB,
+    RESULTS,
+    host_facts,
+    load_average,
+    start_emulator,
+    summarize,
+    write_json,
+    write_results,
+)
 from benchmarks.core_bench import Recorder, replay  # noqa: E402
 from benchmarks.daemons import DriverProcess  # noqa: E402
 from csi.generated import csi_pb2  # noqa: E402
@@ -310,8 +320,7 @@ def main() -> int:
     load_at_start = load_average()
     core_out = args.out.parent / CORE_OUT.name  # the core benchmark's JSON beside this one
     base = Path(tempfile.mkdtemp(prefix="csi-bench-"))
-    emulator = EmulatorProcess(state_dir=base / "state", dev_dir=base / "dev", nodes=("node-b", "node-c"))
-    emulator.start()
+    emulator = start_emulator(base, nodes=("node-b", "node-c"))
     driver = None
     try:
         config = load_config({"controllers": emulator.url, "node_name": LOCAL}, env={}, config_file=None)
@@ -335,8 +344,7 @@ def main() -> int:
         "node": node,
         "core_bench": json.loads(core_out.read_text()) if core_out.exists() else None,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.out)
     write_results(results_section(result), args.results)
     print(f"wrote {args.out} and the ## CSI section of {args.results}")
     return 0

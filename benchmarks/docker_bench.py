@@ -41,7 +41,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import LOCAL, cpu_seconds, summarize  # noqa: E402
+from benchmarks.common import LOCAL, cpu_seconds, start_emulator, summarize, write_json  # noqa: E402
 from docker_plugin.client import PluginClient  # noqa: E402
 from docker_plugin.driver import DOCKER_MARKER_KEY  # noqa: E402
 from plugin import volume_records as rec  # noqa: E402
@@ -50,7 +50,7 @@ from plugin.linstor.client import LinstorClient  # noqa: E402
 from plugin.names import resource_name_for  # noqa: E402
 from plugin.params.docker import parse_docker_options  # noqa: E402
 from testkit.dockerd import PluginProcess  # noqa: E402
-from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402
+from testkit.emulator import reset_and_stop  # noqa: E402
 from testkit.processes import free_port  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "docker.json"
@@ -214,8 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dv-bench-") as tmp:
         base = Path(tmp)
         emu_dir = base / "emu"
-        emulator = EmulatorProcess(state_dir=emu_dir / "state", dev_dir=emu_dir / "dev", nodes=("node-b",))
-        emulator.start()
+        emulator = start_emulator(emu_dir, nodes=("node-b",))
         metrics_port = free_port()
         metrics_args = ("--metrics-port", str(metrics_port), "--metrics-address", "127.0.0.1")
         # Release at once, so Unmount is timed with the work it causes.
@@ -318,8 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             **{k: summarize(v) for k, v in phases.items()},
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.out)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -19,7 +19,6 @@ Writes ``benchmarks/out/emulator.json``, prints a table, and with ``--record`` r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -35,8 +34,8 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import RESULTS, write_results  # noqa: E402
-from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402
+from benchmarks.common import RESULTS, start_emulator, write_json, write_results  # noqa: E402
+from testkit.emulator import reset_and_stop  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "emulator.json"
 
@@ -60,16 +59,9 @@ def measure(fn: Callable[[], requests.Response], n: int) -> dict[str, float]:
 
 def run(iterations: int, definitions: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="emu-bench-") as tmp:
-        emulator = EmulatorProcess(
-            state_dir=Path(tmp) / "state",
-            dev_dir=Path(tmp) / "dev",
-            nodes=("node-b", "node-c"),
-            extra_args=("--log-level", "WARNING"),
+        emulator = start_emulator(
+            Path(tmp), nodes=("node-b", "node-c"), extra_args=("--log-level", "WARNING")
         )
-        try:
-            emulator.start(timeout=30)
-        except RuntimeError as exc:
-            raise SystemExit(f"the emulator did not start: {exc}") from None
         base = f"{emulator.url}/v1"
         s = requests.Session()
         try:
@@ -201,8 +193,7 @@ def main() -> int:
     p.add_argument("--results", type=Path, default=RESULTS, help="the RESULTS.md --record writes to")
     args = p.parse_args()
     results = run(args.iterations, args.definitions)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(results, args.out)
     print(table(results))
     if args.record:
         record(results, args.results)

@@ -16,7 +16,6 @@ Prints the medians and ratios, and writes them with every sample to ``--out``
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -32,11 +31,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks import node_path  # noqa: E402
-from benchmarks.common import load_average, summarize  # noqa: E402
+from benchmarks.common import load_average, start_emulator, summarize, write_json  # noqa: E402
 from benchmarks.daemons import DriverProcess  # noqa: E402
 from csi.testing import unmount_under  # noqa: E402
 from plugin.node.ops import NodeOps  # noqa: E402
-from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402
+from testkit.emulator import reset_and_stop  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "node_ab.json"
 SIDES = ("base", "new", "shell")
@@ -84,8 +83,7 @@ def main() -> int:
     tree = base / "base-tree"
     tree.mkdir()
     commit = export_revision(args.base, tree)
-    emulator = EmulatorProcess(state_dir=base / "state", dev_dir=base / "dev", nodes=("node-b",))
-    emulator.start()
+    emulator = start_emulator(base, nodes=("node-b",))
     drivers: dict[str, DriverProcess] = {}
     try:
         for side, repo in (("base", tree), ("new", REPO)):
@@ -110,8 +108,7 @@ def main() -> int:
         "ratio_to_shell": {side: round(summary[side]["median_ms"] / shell, 2) for side in ("base", "new")},
         "samples_ms": {side: [round(v * 1000, 2) for v in values] for side, values in samples.items()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.out)
     print(f"load average at start {load_at_start}; {args.rounds} rounds, interleaved")
     for side in SIDES:
         s = summary[side]

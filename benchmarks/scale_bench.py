@@ -26,7 +26,6 @@ Writes ``benchmarks/out/scale.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -40,7 +39,16 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import LOCAL, MIB, host_facts, load_average, rss_mib, summarize  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    LOCAL,
+    MIB,
+    host_facts,
+    load_average,
+    rss_mib,
+    start_emulator,
+    summarize,
+    write_json,
+)
 from benchmarks.daemons import DriverProcess, medians, one_round, run_as_installed  # noqa: E402
 from csi.generated import csi_pb2  # noqa: E402
 from csi.testing import block_cap  # noqa: E402
@@ -50,7 +58,7 @@ from plugin.config import Config  # noqa: E402
 from plugin.linstor.client import LinstorClient  # noqa: E402
 from plugin.names import resource_name_for  # noqa: E402
 from testkit.dockerd import PluginProcess  # noqa: E402
-from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402
+from testkit.emulator import reset_and_stop  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "scale.json"
 SEED_RG = "scale-rg"
@@ -180,13 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = load_average()
     base = Path(tempfile.mkdtemp(prefix="scale-bench-"))
     run_as_installed(os.environ, base / "pycache")
-    emulator = EmulatorProcess(
-        state_dir=base / "state",
-        dev_dir=base / "dev",
-        nodes=("node-b",),
-        extra_args=("--tcp-port-range", "7000-17999", "--log-level", "WARNING"),
+    emulator = start_emulator(
+        base, nodes=("node-b",), extra_args=("--tcp-port-range", "7000-17999", "--log-level", "WARNING")
     )
-    emulator.start()
     driver: DriverProcess | None = None
     plugin = PluginProcess(base / "p", emulator.url, LOCAL)
     rows: list[dict[str, Any]] = []
@@ -231,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeding_seconds": seeding,
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.out)
     print(f"wrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
     return 0
 

@@ -28,7 +28,6 @@ Writes ``benchmarks/out/startup.json``. ``scale_bench.py`` runs the same rounds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -40,9 +39,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import host_facts, load_average  # noqa: E402
+from benchmarks.common import host_facts, load_average, start_emulator, write_json  # noqa: E402
 from benchmarks.daemons import medians, one_round, run_as_installed  # noqa: E402
-from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402
+from testkit.emulator import reset_and_stop  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "startup.json"
 
@@ -63,10 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = load_average()
     base = Path(tempfile.mkdtemp(prefix="startup-bench-"))
     run_as_installed(os.environ, base / "pycache")
-    emulator = EmulatorProcess(
-        state_dir=base / "state", dev_dir=base / "dev", extra_args=("--log-level", "WARNING")
-    )
-    emulator.start()
+    emulator = start_emulator(base, extra_args=("--log-level", "WARNING"))
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in sources}
     try:
         for source in sources.values():
@@ -90,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "medians": summary,
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.out)
     print(f"wrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
     return 0
 
