@@ -11,11 +11,13 @@ from __future__ import annotations
 import shutil
 import socket
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from csi.testing import unmount_under
 from testkit.csi_cluster import Cluster, cluster_with_driver
 from tests.conftest import have_root_and_loop, require
 
@@ -45,3 +47,28 @@ def csi_stack(
             yield cluster
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def scratch_dir(stack: Stack) -> Iterator[Path]:
+    """A fresh directory below the driver's path root, as kubelet's pod directories are.
+
+    Afterwards whatever is mounted below it is unmounted and it is removed, so one test's
+    mounts never reach the next.
+    """
+    path = stack.workdir / uuid.uuid4().hex[:8]
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        unmount_under(str(path), stack.nodeops)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def stage_paths(stack: Stack) -> Iterator[tuple[str, str]]:
+    """A staging dir (created, as the CO does) and a target path (left to the driver), in a scratch dir."""
+    with scratch_dir(stack) as base:
+        staging = base / "staging"
+        staging.mkdir()
+        yield str(staging), str(base / "target")
