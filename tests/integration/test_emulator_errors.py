@@ -24,6 +24,7 @@ from plugin.linstor.retcodes import MASK_INFO as INFO
 from plugin.linstor.retcodes import MASK_SEVERITY_AND_CODE as MASK
 from plugin.linstor.retcodes import MASK_WARN as WARN
 from testkit.waiting import wait_until
+from tests.blockio import loops_backed_under
 from tests.conftest import REPO_ROOT, EmulatorProcess, require
 
 
@@ -761,18 +762,6 @@ def test_diskless_on_remaining_attaches_every_other_node(api: Api) -> None:
     assert Path(device).is_block_device()
 
 
-def _our_loops(root: Path) -> list[str]:
-    found = []
-    for entry in Path("/sys/block").glob("loop*"):
-        try:
-            backing = (entry / "loop" / "backing_file").read_text().strip()
-        except OSError:
-            continue
-        if backing.startswith(str(root.resolve())):
-            found.append(entry.name)
-    return found
-
-
 def test_reset_releases_every_device_and_file(emulator) -> None:  # type: ignore[no-untyped-def]
     api = Api(emulator.url)
     local = api.local()
@@ -780,11 +769,11 @@ def test_reset_releases_every_device_and_file(emulator) -> None:  # type: ignore
         api.rd(name, 4096)
         assert api.post(f"/resource-definitions/{name}/resources/{local}", {"resource": {}})[0] == 201
     api.post("/resource-definitions/r-one/snapshots", {"name": "keep"})
-    assert len(_our_loops(emulator.state_dir)) == 2
+    assert len(loops_backed_under(emulator.state_dir)) == 2
     assert len(list(emulator.dev_dir.iterdir())) == 2
     r = requests.post(emulator.url + "/_emu/reset", timeout=30)
     assert r.status_code == 200
-    assert _our_loops(emulator.state_dir) == []
+    assert loops_backed_under(emulator.state_dir) == {}
     assert list(emulator.dev_dir.iterdir()) == []
     assert list((emulator.state_dir / "pools").rglob("*.img")) == []
     assert api.get("/resource-definitions") == (200, [])
