@@ -104,7 +104,12 @@ def start_emulator(
     return emulator
 
 
-def write_json(result: dict[str, Any], path: Path) -> None:
-    """Write a benchmark's result as indented JSON, making its directory if needed."""
+def write_json(result: dict[str, Any], path: Path, announce: bool = False) -> None:
+    """Write a benchmark's result as indented JSON, making its directory if needed.
+
+    With ``announce`` it says where, relative to the repository when it lies inside it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
+    if announce:
+        print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")

@@ -86,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "medians": summary,
         "rows": rows,
     }
-    write_json(result, args.out)
-    print(f"wrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
+    write_json(result, args.out, announce=True)
     return 0
 
 

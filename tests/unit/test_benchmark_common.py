@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from benchmarks.common import cpu_seconds, rss_mib, summarize, write_results
+import pytest
+
+from benchmarks.common import cpu_seconds, rss_mib, summarize, write_json, write_results
 
 RESULTS = """# Benchmark results
 
@@ -69,3 +72,13 @@ def test_summarize_reports_milliseconds() -> None:
 def test_process_readings_of_this_process() -> None:
     assert rss_mib(os.getpid()) > 1
     assert cpu_seconds(os.getpid()) > 0
+
+
+def test_write_json_makes_its_directory_and_says_where(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "out" / "quick" / "core.json"
+    write_json({"benchmark": "core", "rows": [1, 2]}, path, announce=True)
+    assert json.loads(path.read_text()) == {"benchmark": "core", "rows": [1, 2]}
+    assert path.read_text().endswith("}\n")
+    assert capsys.readouterr().out == f"wrote {path}\n"  # outside the repository: the full path
