@@ -416,6 +416,30 @@ def test_in_use_override_from_control_api(api: Api) -> None:
     assert api.delete("/resource-definitions/busy/resources/node-c")[0] == 200
 
 
+def test_an_open_resource_keeps_its_definition_and_volume_definition(api: Api) -> None:
+    api.rd("held", 4096)
+    api.post(
+        "/resource-definitions/held/autoplace",
+        {"select_filter": {"place_count": 1, "node_name_list": ["node-c"]}},
+    )
+    busy = api.url + "/_emu/resources/held/node-c/in_use"
+    assert requests.post(busy, json={"in_use": True}, timeout=10).status_code == 200
+    try:
+        st, body = api.delete("/resource-definitions/held")
+        assert st == 500 and code(body[0]) == ERR | 997
+        assert body[0]["message"] == "Resource 'held' on node 'node-c' is still in use."
+        assert body[0]["correction"] == "Un-mount resource 'held' on the node 'node-c'."
+        assert body[0]["obj_refs"] == {"RscDfn": "held", "Node": "node-c"}
+        st, body = api.delete("/resource-definitions/held/volume-definitions/0")
+        assert st == 500 and code(body[0]) == ERR | 997
+        assert body[0]["message"] == "Resource 'held' on node 'node-c' is still in use."
+        assert not body[0].get("correction")  # LINSTOR names no correction for a volume definition
+        assert body[0]["obj_refs"] == {"RscDfn": "held", "VlmNr": "0"}
+    finally:
+        requests.post(busy, json={"in_use": None}, timeout=10)
+    assert api.delete("/resource-definitions/held")[0] == 200
+
+
 def test_no_space_codes(api: Api) -> None:
     local = api.local()
     for node in (local, "node-b", "node-c"):
