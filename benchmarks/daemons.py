@@ -35,7 +35,7 @@ from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.testing import CsiClient
 from docker_plugin.client import PluginClient
 from testkit.dockerd import PluginProcess
-from testkit.processes import free_port, terminate
+from testkit.processes import free_port, terminate, wait_ready
 
 POLL_SECONDS = 0.01
 
@@ -100,18 +100,20 @@ def _clean_env(source: Path) -> dict[str, str]:
     return env
 
 
-def _poll(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited early with status {proc.returncode}")
-        try:
-            if ready():
-                return
-        except (grpc.RpcError, OSError, ValueError):
-            pass
-        time.sleep(POLL_SECONDS)
-    raise RuntimeError(f"{what} was not ready within {timeout} s")
+def _poll(
+    ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float
+) -> None:
+    """Until ``ready``; a daemon that exits or does not get ready is stopped, its log's tail quoted."""
+    wait_ready(
+        proc,
+        ready,
+        what,
+        lambda: log.read_text(errors="replace")[-4000:] if log.exists() else "",
+        lambda: terminate(proc, timeout=10),
+        timeout,
+        interval=POLL_SECONDS,
+        transient=(grpc.RpcError, OSError, ValueError),
+    )
 
 
 def csi_ready(channel: grpc.Channel) -> bool:
@@ -123,9 +125,9 @@ def csi_ready(channel: grpc.Channel) -> bool:
     return bool(status.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def wait_csi_ready(socket_path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def wait_csi_ready(socket_path: Path, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
     with grpc.insecure_channel(f"unix://{socket_path}") as channel:
-        _poll(lambda: socket_path.exists() and csi_ready(channel), proc, "the CSI driver", timeout)
+        _poll(lambda: socket_path.exists() and csi_ready(channel), proc, "the CSI driver", log, timeout)
 
 
 def docker_ready(client: PluginClient) -> bool:
@@ -136,9 +138,11 @@ def docker_ready(client: PluginClient) -> bool:
     return status == 200 and json.loads(body).get("linstor_reachable") is True
 
 
-def wait_docker_ready(socket_path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def wait_docker_ready(
+    socket_path: Path, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60
+) -> None:
     client = PluginClient(str(socket_path), timeout=2)
-    _poll(lambda: socket_path.exists() and docker_ready(client), proc, "the Docker plugin", timeout)
+    _poll(lambda: socket_path.exists() and docker_ready(client), proc, "the Docker plugin", log, timeout)
 
 
 def run_as_installed(environ: MutableMapping[str, str], pycache: Path) -> None:
@@ -162,7 +166,7 @@ def start_driver(source: Path, url: str, workdir: Path) -> tuple[float, float, s
     """(seconds to ready, CPU ms until then, process) of a driver started from ``source``."""
     start = time.perf_counter()
     proc = _spawn(driver_command(url, workdir), source, workdir / "driver.log")
-    wait_csi_ready(workdir / "csi.sock", proc)
+    wait_csi_ready(workdir / "csi.sock", proc, workdir / "driver.log")
     return time.perf_counter() - start, round(cpu_seconds(proc.pid) * 1000, 1), proc
 
 
@@ -171,7 +175,7 @@ def start_plugin(source: Path, url: str, workdir: Path) -> tuple[float, float, s
     plugin = PluginProcess(workdir, url, LOCAL)
     start = time.perf_counter()
     proc = _spawn(plugin.command(), source, workdir / "plugin.log")
-    wait_docker_ready(plugin.socket_path, proc)
+    wait_docker_ready(plugin.socket_path, proc, workdir / "plugin.log")
     return time.perf_counter() - start, round(cpu_seconds(proc.pid) * 1000, 1), proc
 
 
