@@ -21,12 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,109 +32,40 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import grpc
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks import node_path  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    LOCAL,
+    MIB,
+    RESULTS,
+    host_facts,
+    load_average,
+    start_emulator,
+    summarize,
+    write_json,
+    write_results,
+)
 from benchmarks.core_bench import Recorder, replay  # noqa: E402
+from benchmarks.daemons import DriverProcess  # noqa: E402
 from csi.generated import csi_pb2  # noqa: E402
-from csi.testing import CsiClient, block_cap, mount_cap, unmount_under  # noqa: E402
+from csi.testing import CsiClient, block_cap, unmount_under  # noqa: E402
 from plugin.config import load_config  # noqa: E402
 from plugin.linstor.client import LinstorClient  # noqa: E402
 from plugin.node.ops import NodeOps  # noqa: E402
 from plugin.params.csi import parse_csi_parameters, with_fs_type  # noqa: E402
 from plugin.volumes.service import VolumeService  # noqa: E402
 from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402
-from testkit.processes import free_port  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "csi.json"
 CORE_OUT = REPO / "benchmarks" / "out" / "core.json"
-RESULTS = REPO / "benchmarks" / "RESULTS.md"
-LOCAL = socket.gethostname().split(".")[0] or "localhost"
-MIB = 1024**2
 CONCURRENCY = (1, 8, 32)
 # Replicas on a virtual node, as the core benchmark places them: no loop device is made, so
 # the pairs measure the driver and LINSTOR's REST work, not the host's device handling.
 PAIR_PARAMETERS = {"linstor.csi.linbit.com/nodeList": "node-b"}
-
-SHELL_STAGE_PUBLISH = """#!/bin/sh
-# The node work of NodeStage+NodePublish, by hand: format, mount, bind.
-set -e
-dev=$1 staging=$2 target=$3
-mkfs.ext4 -q "$dev"
-mount -t ext4 "$dev" "$staging"
-mkdir -p "$target"
-mount --bind "$staging" "$target"
-"""
-
-
-class DriverProcess:
-    """``python -m csi`` as deployed: its own process, socket and metrics port."""
-
-    def __init__(self, controller_url: str, workdir: Path, repo: Path = REPO) -> None:
-        """Start the driver of the source tree ``repo`` (another revision's, for a side-by-side run)."""
-        self.socket = workdir / "csi.sock"
-        self.metrics_port = free_port()
-        self.log = workdir / "driver.log"
-        env = {**os.environ, "LS_CONTROLLERS": controller_url}
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "csi",
-                    "--endpoint",
-                    f"unix://{self.socket}",
-                    "--node",
-                    LOCAL,
-                    "--mode",
-                    "all",
-                    "--metrics-port",
-                    str(self.metrics_port),
-                    "--metrics-address",
-                    "127.0.0.1",
-                    "--path-root",
-                    str(workdir),
-                ],
-                cwd=repo,
-                env=env,
-                stdout=out,
-                stderr=out,
-            )
-        self.channel = grpc.insecure_channel(f"unix://{self.socket}")
-        grpc.channel_ready_future(self.channel).result(timeout=30)
-        self.client = CsiClient(self.channel)
-
-    def rest_calls(self) -> float:
-        text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("linstor_plugin_linstor_requests_total{")
-        )
-
-    def cpu_seconds(self) -> float:
-        """User plus system CPU time the driver process has used so far."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.channel.close()
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=60)
-
-
-def summarize(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "n": len(ordered),
-        "median_ms": round(statistics.median(ordered) * 1000, 2),
-        "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1000, 2),
-        "min_ms": round(ordered[0] * 1000, 2),
-        "max_ms": round(ordered[-1] * 1000, 2),
-    }
 
 
 def run_pairs(pairs: int, concurrency: int, one: Any) -> dict[str, Any]:
@@ -258,76 +184,34 @@ def controller_section(
 
 def node_section(client: CsiClient, nodeops: NodeOps, rounds: int, base: Path) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="node-", dir=base))  # below the driver's --path-root
-    script = workdir / "stage-publish.sh"
-    script.write_text(SHELL_STAGE_PUBLISH)
-    driver_samples: list[float] = []
-    shell_samples: list[float] = []
+    script = node_path.write_script(workdir)
+    samples: dict[str, list[float]] = {"driver": [], "shell": []}
     try:
         for r in range(rounds):
             for how in ("driver", "shell"):
-                # a fresh blank volume (block-provisioned, so nothing formatted it yet)
-                volume = client.controller.CreateVolume(
-                    csi_pb2.CreateVolumeRequest(
-                        name=f"bench-node-{how}-{r}-{uuid.uuid4().hex[:6]}",
-                        capacity_range=csi_pb2.CapacityRange(required_bytes=256 * MIB),
-                        volume_capabilities=[block_cap()],
+                samples[how].append(
+                    node_path.timed_round(
+                        client,
+                        nodeops,
+                        workdir / f"{how}-{r}",
+                        f"bench-node-{how}-{r}-{uuid.uuid4().hex[:6]}",
+                        how,
+                        client if how == "driver" else None,
+                        script,
                     )
-                ).volume
-                vid = volume.volume_id
-                ctx = dict(
-                    client.controller.ControllerPublishVolume(
-                        csi_pb2.ControllerPublishVolumeRequest(
-                            volume_id=vid, node_id=LOCAL, volume_capability=block_cap()
-                        )
-                    ).publish_context
                 )
-                device = ctx["linstor.csi.linbit.com/device-path"]
-                nodeops.wait_for_device(device)
-                staging = workdir / f"{how}-{r}" / "staging"
-                staging.mkdir(parents=True)
-                target = workdir / f"{how}-{r}" / "target"
-                cap = mount_cap(fs_type="ext4")
-                start = time.perf_counter()
-                if how == "driver":
-                    client.node.NodeStageVolume(
-                        csi_pb2.NodeStageVolumeRequest(
-                            volume_id=vid,
-                            staging_target_path=str(staging),
-                            volume_capability=cap,
-                            publish_context=ctx,
-                        )
-                    )
-                    client.node.NodePublishVolume(
-                        csi_pb2.NodePublishVolumeRequest(
-                            volume_id=vid,
-                            staging_target_path=str(staging),
-                            target_path=str(target),
-                            volume_capability=cap,
-                            publish_context=ctx,
-                        )
-                    )
-                    driver_samples.append(time.perf_counter() - start)
-                else:
-                    subprocess.run(["sh", str(script), device, str(staging), str(target)], check=True)
-                    shell_samples.append(time.perf_counter() - start)
-                assert os.path.ismount(target)
-                unmount_under(str(workdir / f"{how}-{r}"), nodeops)
-                client.controller.ControllerUnpublishVolume(
-                    csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid, node_id=LOCAL)
-                )
-                client.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vid))
     finally:
         unmount_under(str(workdir), nodeops)
         shutil.rmtree(workdir, ignore_errors=True)
-    driver_summary, shell_summary = summarize(driver_samples), summarize(shell_samples)
+    driver_summary, shell_summary = summarize(samples["driver"]), summarize(samples["shell"])
     print(
         f"  NodeStage+NodePublish median {driver_summary['median_ms']} ms, "
         f"shell mkfs+mount+bind median {shell_summary['median_ms']} ms"
     )
     return {
         "rounds": rounds,
-        "volume_bytes": 256 * MIB,
-        "fs": "ext4",
+        "volume_bytes": node_path.VOLUME_BYTES,
+        "fs": node_path.FS,
         "driver_stage_publish": driver_summary,
         "shell_mkfs_mount_bind": shell_summary,
         "overhead_ms_median": round(driver_summary["median_ms"] - shell_summary["median_ms"], 2),
@@ -414,20 +298,6 @@ def results_section(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_results(section: str, path: Path) -> None:
-    """Replace only the ``## CSI`` section; the other sections belong to other benchmarks."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == "## CSI"), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        rest = "".join(lines[end:])
-        text = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
-    path.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -447,11 +317,10 @@ def main() -> int:
     if os.geteuid() != 0:
         print("csi_bench: needs root (loop devices, mkfs, mount)", file=sys.stderr)
         return 1
-    load_at_start = [round(x, 2) for x in os.getloadavg()]  # other work on a shared machine skews results
+    load_at_start = load_average()
     core_out = args.out.parent / CORE_OUT.name  # the core benchmark's JSON beside this one
     base = Path(tempfile.mkdtemp(prefix="csi-bench-"))
-    emulator = EmulatorProcess(state_dir=base / "state", dev_dir=base / "dev", nodes=("node-b", "node-c"))
-    emulator.start()
+    emulator = start_emulator(base, nodes=("node-b", "node-c"))
     driver = None
     try:
         config = load_config({"controllers": emulator.url, "node_name": LOCAL}, env={}, config_file=None)
@@ -470,18 +339,12 @@ def main() -> int:
     result = {
         "benchmark": "csi",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-            "load_average_at_start": load_at_start,
-        },
+        "host": host_facts(load_at_start),
         "controller": controller,
         "node": node,
         "core_bench": json.loads(core_out.read_text()) if core_out.exists() else None,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.out)
     write_results(results_section(result), args.results)
     print(f"wrote {args.out} and the ## CSI section of {args.results}")
     return 0

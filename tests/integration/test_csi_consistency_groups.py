@@ -9,7 +9,6 @@ each member comes back from a group snapshot, member by member. Needs root (real
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,13 +18,13 @@ import pytest
 
 from csi.generated import csi_pb2
 from csi.kube import PvcGroups, in_cluster_configuration
-from csi.testing import block_cap, mount_cap, unmount_under
+from csi.testing import block_cap, mount_cap
 from plugin.config import load_config
 from plugin.linstor.client import LinstorClient
 from plugin.volumes.consistency_groups import GROUP_LABEL, group_resource_name
 from plugin.volumes.members import MEMBER_NAME
 from tests.blockio import read_at, write_at
-from tests.integration.csi_stack import LOCAL, Stack, csi_stack
+from tests.integration.csi_stack import LOCAL, Stack, csi_stack, scratch_dir
 from tests.integration.test_csi_group_snapshots import Attached
 from tests.kube_api import KubeApi, kube_api
 
@@ -49,11 +48,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, api: KubeApi) -> Iterator[St
 
 @pytest.fixture
 def workdir(stack: Stack) -> Iterator[Path]:
-    base = stack.workdir / uuid.uuid4().hex[:8]
-    base.mkdir()
-    yield base
-    unmount_under(str(base), stack.nodeops)
-    shutil.rmtree(base, ignore_errors=True)
+    with scratch_dir(stack) as made:
+        yield made
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ holding another volume is still refused. How long it takes is the benchmark's bu
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,10 +22,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from csi.generated import csi_pb2
-from csi.testing import block_cap, mount_cap, unmount_under
+from csi.testing import block_cap, mount_cap
 from plugin.node.commands import CommandResult, run
 from plugin.node.mounttable import MountEntry
-from tests.integration.csi_stack import LOCAL, Stack, csi_stack
+from tests.integration.csi_stack import LOCAL, Stack, csi_stack, stage_paths
 
 MIB = 1024**2
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -78,12 +77,8 @@ def counts(stack: Stack) -> Iterator[Counts]:
 
 @pytest.fixture
 def paths(stack: Stack) -> Iterator[tuple[str, str]]:
-    base = stack.workdir / uuid.uuid4().hex[:8]
-    staging = base / "staging"
-    staging.mkdir(parents=True)
-    yield str(staging), str(base / "target")
-    unmount_under(str(base), stack.nodeops)
-    shutil.rmtree(base, ignore_errors=True)
+    with stage_paths(stack) as made:
+        yield made
 
 
 def rest_gets() -> float:
