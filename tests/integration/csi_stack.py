@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from csi.testing import CsiClient, driver_on_emulator, unmount_under
 from plugin.node.ops import NodeOps
 from tests.conftest import EmulatorProcess, have_root_and_loop, require, reset_and_stop
@@ -61,3 +63,12 @@ def csi_stack(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         reset_and_stop([emulator])
+
+
+def rest_calls() -> float:
+    """LINSTOR REST calls made in this process so far, by the in-process driver's own counter."""
+    total = 0.0
+    for metric in REGISTRY.collect():
+        if metric.name == "linstor_plugin_linstor_requests":
+            total += sum(s.value for s in metric.samples if s.name.endswith("_total"))
+    return total

@@ -20,13 +20,12 @@ from typing import Any
 
 import grpc
 import pytest
-from prometheus_client import REGISTRY
 
 from csi.generated import csi_pb2
 from csi.testing import block_cap, mount_cap, unmount_under
 from plugin.node.commands import CommandResult, run
 from plugin.node.mounttable import MountEntry
-from tests.integration.csi_stack import LOCAL, Stack, csi_stack
+from tests.integration.csi_stack import LOCAL, Stack, csi_stack, rest_calls
 
 MIB = 1024**2
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -84,14 +83,6 @@ def paths(stack: Stack) -> Iterator[tuple[str, str]]:
     yield str(staging), str(base / "target")
     unmount_under(str(base), stack.nodeops)
     shutil.rmtree(base, ignore_errors=True)
-
-
-def rest_gets() -> float:
-    total = 0.0
-    for metric in REGISTRY.collect():
-        if metric.name == "linstor_plugin_linstor_requests":
-            total += sum(s.value for s in metric.samples if s.name.endswith("_total"))
-    return total
 
 
 def attached_volume(stack: Stack, cap: csi_pb2.VolumeCapability) -> tuple[str, dict[str, str], str]:
@@ -157,13 +148,13 @@ def test_fresh_volume_is_probed_once_formatted_mounted_and_bound(
     vid, ctx, device = attached_volume(stack, block_cap())  # block-provisioned: nothing formatted it
     counts.take()
 
-    before = rest_gets()
+    before = rest_calls()
     stage(stack, vid, staging, ctx)
     commands, reads = counts.take()
     # The one probe guards mkfs and tells that the new ext4 needs no check; its size is known.
     assert commands == ["blkid", "mkfs.ext4", "mount"]
     assert reads == 1
-    assert rest_gets() - before == 2  # one volume read: its definition and its resources
+    assert rest_calls() - before == 2  # one volume read: its definition and its resources
 
     publish(stack, vid, staging, target, ctx)
     commands, reads = counts.take()
