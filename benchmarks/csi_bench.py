@@ -4,13 +4,16 @@
    and 32, with controller latency injected into the emulator (``POST /_emu/latency``),
    beside the direct-REST floor: the exact REST calls one pair makes, recorded and
    replayed through a bare ``requests.Session`` with the core benchmark's ``Recorder``
-   and ``replay``, at the same concurrency and latency. Volumes are raw block, so the
-   emulated satellite runs no mkfs on either side. The core benchmark's own numbers
+   and ``replay``, at the same concurrency and latency, the two sides alternating in rounds
+   (``--rounds``) so a change in the machine's load falls on both. DeleteVolume's own REST
+   calls through the driver are counted once. Volumes are raw block, so the emulated
+   satellite runs no mkfs on either side. The core benchmark's own numbers
    (``benchmarks/out/core.json``) are copied in when present.
 2. NodeStage+NodePublish of a fresh, blank volume (mkfs, mount, bind mount) beside a
    plain shell script doing the same mkfs and mounts on a fresh volume's device.
 
-    sudo .venv/bin/python benchmarks/csi_bench.py [--latency-ms 20] [--pairs 128] [--node-rounds 7]
+    sudo .venv/bin/python benchmarks/csi_bench.py [--latency-ms 20] [--pairs 128] [--rounds 4]
+        [--node-rounds 7] [--skip-node]
 
 Writes ``benchmarks/out/csi.json`` and the ``## CSI`` section of ``benchmarks/RESULTS.md``.
 Needs root (loop devices, mkfs).
@@ -68,8 +71,12 @@ CONCURRENCY = (1, 8, 32)
 PAIR_PARAMETERS = {"linstor.csi.linbit.com/nodeList": "node-b"}
 
 
-def run_pairs(pairs: int, concurrency: int, one: Any) -> dict[str, Any]:
-    """Run ``pairs`` calls of ``one(i)`` on ``concurrency`` threads; throughput and latency."""
+def run_pairs(pairs: int, concurrency: int, one: Any, round_: int = 0) -> dict[str, Any]:
+    """Run ``pairs`` calls of ``one(i)`` on ``concurrency`` threads; throughput and latency.
+
+    ``round_`` keeps the indexes of several rounds apart (names stay unique); the raw latencies
+    are returned too, for :func:`merged`.
+    """
     latencies: list[float] = []
 
     def timed(i: int) -> None:
@@ -79,7 +86,7 @@ def run_pairs(pairs: int, concurrency: int, one: Any) -> dict[str, Any]:
 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(timed, range(pairs)))
+        list(pool.map(timed, range(round_ * pairs, (round_ + 1) * pairs)))
     wall = time.perf_counter() - start
     return {
         "concurrency": concurrency,
@@ -87,6 +94,7 @@ def run_pairs(pairs: int, concurrency: int, one: Any) -> dict[str, Any]:
         "wall_s": round(wall, 3),
         "pairs_per_s": round(pairs / wall, 2),
         "pair_latency": summarize(latencies),
+        "latencies": latencies,
     }
 
 
@@ -140,6 +148,60 @@ def rest_floor(calls: list[Any], old: str, tag: str) -> Any:
     return one
 
 
+def merged(runs: list[dict[str, Any]], latencies: list[float]) -> dict[str, Any]:
+    """Rounds of :func:`run_pairs` as one run: their pairs over their summed wall time."""
+    pairs, wall = sum(r["pairs"] for r in runs), sum(r["wall_s"] for r in runs)
+    return {
+        "concurrency": runs[0]["concurrency"],
+        "pairs": pairs,
+        "rounds": len(runs),
+        "wall_s": round(wall, 3),
+        "pairs_per_s": round(pairs / wall, 2),
+        "pair_latency": summarize(latencies),
+    }
+
+
+def side_by_side(
+    n: int, rounds: int, concurrency: int, driver_one: Any, floor_one: Any, driver_process: DriverProcess
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The driver and the floor in alternating rounds (each side first in every other round), so
+    a change in the machine's load during the run falls on both sides alike."""
+    per_round = max(concurrency, n // rounds)
+    runs: dict[str, list[dict[str, Any]]] = {"driver": [], "floor": []}
+    latencies: dict[str, list[float]] = {"driver": [], "floor": []}
+    calls = cpu = 0.0
+    for r in range(rounds):
+        for side in ("driver", "floor") if r % 2 == 0 else ("floor", "driver"):
+            if side == "driver":
+                calls_before, cpu_before = driver_process.rest_calls(), driver_process.cpu_seconds()
+            done = run_pairs(per_round, concurrency, driver_one if side == "driver" else floor_one, r)
+            if side == "driver":
+                calls += driver_process.rest_calls() - calls_before
+                cpu += driver_process.cpu_seconds() - cpu_before
+            runs[side].append(done)
+            latencies[side].extend(done.pop("latencies"))
+    driver, floor = merged(runs["driver"], latencies["driver"]), merged(runs["floor"], latencies["floor"])
+    driver["rest_calls_per_pair"] = round(calls / driver["pairs"], 2)
+    driver["cpu_ms_per_pair"] = round(cpu * 1000 / driver["pairs"], 2)
+    driver["cpu_busy_fraction"] = round(cpu / driver["wall_s"], 3)  # 1.0 = one CPU fully busy
+    return driver, floor
+
+
+def driver_delete_calls(client: CsiClient, driver_process: DriverProcess) -> float:
+    """REST calls of one DeleteVolume through the driver in the steady state (its own counter)."""
+    volume = client.controller.CreateVolume(
+        csi_pb2.CreateVolumeRequest(
+            name=f"bench-delete-{uuid.uuid4().hex[:8]}",
+            capacity_range=csi_pb2.CapacityRange(required_bytes=16 * MIB),
+            volume_capabilities=[block_cap()],
+            parameters=PAIR_PARAMETERS,
+        )
+    ).volume
+    before = driver_process.rest_calls()
+    client.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id))
+    return driver_process.rest_calls() - before
+
+
 def controller_section(
     emulator: EmulatorProcess,
     client: CsiClient,
@@ -147,20 +209,23 @@ def controller_section(
     driver_process: DriverProcess,
     latency_ms: int,
     pairs: int,
+    rounds: int = 4,
 ) -> dict[str, Any]:
     csi_create_delete(client, "warm")(0)  # the driver's first create also ensures the group
     calls, old = recorded_pair(service)
+    delete_calls = driver_delete_calls(client, driver_process)
     emulator.control("latency", {"ms": latency_ms}).raise_for_status()
     rows = []
     for concurrency in CONCURRENCY:
         n = max(pairs, 2 * concurrency)
-        calls_before, cpu_before = driver_process.rest_calls(), driver_process.cpu_seconds()
-        driver = run_pairs(n, concurrency, csi_create_delete(client, f"c{concurrency}"))
-        cpu = driver_process.cpu_seconds() - cpu_before
-        driver["rest_calls_per_pair"] = round((driver_process.rest_calls() - calls_before) / n, 2)
-        driver["cpu_ms_per_pair"] = round(cpu * 1000 / n, 2)
-        driver["cpu_busy_fraction"] = round(cpu / driver["wall_s"], 3)  # 1.0 = one CPU fully busy
-        floor = run_pairs(n, concurrency, rest_floor(calls, old, f"c{concurrency}"))
+        driver, floor = side_by_side(
+            n,
+            rounds,
+            concurrency,
+            csi_create_delete(client, f"c{concurrency}"),
+            rest_floor(calls, old, f"c{concurrency}"),
+            driver_process,
+        )
         floor["rest_calls_per_pair"] = len(calls)
         rows.append(
             {
@@ -177,6 +242,7 @@ def controller_section(
     emulator.control("latency", {"ms": 0}).raise_for_status()
     return {
         "latency_ms": latency_ms,
+        "driver_delete_rest_calls": delete_calls,
         "rest_calls_replayed": [f"{c['method']} {c['url'].split('/v1/', 1)[-1]}" for c in calls],
         "rows": rows,
     }
@@ -260,9 +326,21 @@ def results_section(result: dict[str, Any]) -> str:
     serial_extra = round(
         serial["driver"]["pair_latency"]["median_ms"] - serial["rest_floor"]["pair_latency"]["median_ms"], 2
     )
+    same = all(
+        row["driver"]["rest_calls_per_pair"] == row["rest_floor"]["rest_calls_per_pair"]
+        for row in ctl["rows"]
+    )
+    deletes = ctl.get("driver_delete_rest_calls")
     lines += [
         "",
-        "The driver makes exactly the core's REST calls per pair, no extra lookups; driver/floor is "
+        (
+            "The driver makes exactly the core's REST calls per pair, no extra lookups"
+            if same
+            else "The driver makes more REST calls per pair than the floor (see the table)"
+        )
+        + (f" (DeleteVolume alone: {deletes:g})" if deletes is not None else "")
+        + f"; the pairs ran in {ctl['rows'][0]['driver'].get('rounds', 1)} rounds, driver and floor "
+        "alternating, and driver/floor is "
         f"{', '.join(f'{r} at concurrency {c}' for c, r in ratios.items())}. Its own CPU time (from /proc) "
         f"is {min(cpu)}-{max(cpu)} ms per pair (two gRPC calls, protobuf, a JSON log line per call, the "
         f"REST client). At concurrency {serial['concurrency']} that work adds straight to each pair "
@@ -271,6 +349,8 @@ def results_section(result: dict[str, Any]) -> str:
         "the remaining differences to the floor, in either direction, are the noise of a shared 2-CPU "
         "machine running the emulator and the load generator beside it.",
     ]
+    if node is None:
+        return "\n".join([*lines, ""])
     drv, sh = node["driver_stage_publish"], node["shell_mkfs_mount_bind"]
     lines += [
         "",
@@ -307,7 +387,11 @@ def main() -> int:
     )
     parser.add_argument("--latency-ms", type=int, default=20, help="latency injected per LINSTOR REST call")
     parser.add_argument("--pairs", type=int, default=128, help="create+delete pairs per concurrency level")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="alternating driver/floor rounds the pairs are split into"
+    )
     parser.add_argument("--node-rounds", type=int, default=7, help="fresh volumes staged+published per side")
+    parser.add_argument("--skip-node", action="store_true", help="measure the create+delete pairs only")
     parser.add_argument("--out", type=Path, default=OUT, help="the JSON to write")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the RESULTS.md to update")
     args = parser.parse_args()
@@ -328,9 +412,13 @@ def main() -> int:
         nodeops = NodeOps()
         driver = DriverProcess(emulator.url, base)
         print(f"CreateVolume+DeleteVolume with {args.latency_ms} ms injected controller latency:")
-        controller = controller_section(emulator, driver.client, service, driver, args.latency_ms, args.pairs)
-        print("Node:")
-        node = node_section(driver.client, nodeops, args.node_rounds, base)
+        controller = controller_section(
+            emulator, driver.client, service, driver, args.latency_ms, args.pairs, max(1, args.rounds)
+        )
+        node = None
+        if not args.skip_node:
+            print("Node:")
+            node = node_section(driver.client, nodeops, args.node_rounds, base)
     finally:
         if driver is not None:
             driver.stop()

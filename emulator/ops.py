@@ -491,10 +491,7 @@ def delete_resource_entries(emu: Emulator, rd: st.ResourceDefinition, rsc: st.Re
 
 
 def candidates(emu: Emulator) -> list[placement.Candidate]:
-    on_node: dict[str, set[str]] = {}
-    for rd_key, rd in emu.state.resource_definitions.items():
-        for nk in rd.resources:
-            on_node.setdefault(nk, set()).add(rd_key)
+    on_node = emu.resources_on_nodes()
     reserved = emu.reserved_all()
     out = []
     for nk, node in emu.state.nodes.items():
@@ -513,7 +510,7 @@ def candidates(emu: Emulator) -> list[placement.Candidate]:
                     node_props=node.props,
                     online=node.online,
                     eligible=eligible,
-                    resources_on_node=frozenset(on_node.get(nk, ())),
+                    resources_on_node=on_node.get(nk, frozenset()),
                     total_kib=cap[0] if cap else None,
                     free_kib=cap[1] if cap else None,
                     reserved_kib=reserved.get((nk, names.key(pool.name)), 0),

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from csi.testing import unmount_under
 from testkit.csi_cluster import Cluster, cluster_with_driver
 from tests.conftest import have_root_and_loop, require
@@ -72,3 +74,12 @@ def stage_paths(stack: Stack) -> Iterator[tuple[str, str]]:
         staging = base / "staging"
         staging.mkdir()
         yield str(staging), str(base / "target")
+
+
+def rest_calls() -> float:
+    """LINSTOR REST calls made in this process so far, by the in-process driver's own counter."""
+    total = 0.0
+    for metric in REGISTRY.collect():
+        if metric.name == "linstor_plugin_linstor_requests":
+            total += sum(s.value for s in metric.samples if s.name.endswith("_total"))
+    return total

@@ -19,13 +19,12 @@ from typing import Any
 
 import grpc
 import pytest
-from prometheus_client import REGISTRY
 
 from csi.generated import csi_pb2
 from csi.testing import block_cap, mount_cap
 from plugin.node.commands import CommandResult, run
 from plugin.node.mounttable import MountEntry
-from tests.integration.csi_stack import LOCAL, Stack, csi_stack, stage_paths
+from tests.integration.csi_stack import LOCAL, Stack, csi_stack, rest_calls, stage_paths
 
 MIB = 1024**2
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -79,14 +78,6 @@ def counts(stack: Stack) -> Iterator[Counts]:
 def paths(stack: Stack) -> Iterator[tuple[str, str]]:
     with stage_paths(stack) as made:
         yield made
-
-
-def rest_gets() -> float:
-    total = 0.0
-    for metric in REGISTRY.collect():
-        if metric.name == "linstor_plugin_linstor_requests":
-            total += sum(s.value for s in metric.samples if s.name.endswith("_total"))
-    return total
 
 
 def attached_volume(stack: Stack, cap: csi_pb2.VolumeCapability) -> tuple[str, dict[str, str], str]:
@@ -152,13 +143,13 @@ def test_fresh_volume_is_probed_once_formatted_mounted_and_bound(
     vid, ctx, device = attached_volume(stack, block_cap())  # block-provisioned: nothing formatted it
     counts.take()
 
-    before = rest_gets()
+    before = rest_calls()
     stage(stack, vid, staging, ctx)
     commands, reads = counts.take()
     # The one probe guards mkfs and tells that the new ext4 needs no check; its size is known.
     assert commands == ["blkid", "mkfs.ext4", "mount"]
     assert reads == 1
-    assert rest_gets() - before == 2  # one volume read: its definition and its resources
+    assert rest_calls() - before == 2  # one volume read: its definition and its resources
 
     publish(stack, vid, staging, target, ctx)
     commands, reads = counts.take()
