@@ -26,7 +26,6 @@ import logging
 import os
 import platform
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -39,31 +38,21 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import LOCAL, MIB, RESULTS, load_average, write_json, write_results  # noqa: E402
 from csi.generated import csi_pb2  # noqa: E402
-from csi.testing import CsiClient, block_cap, driver_on_emulator, unmount_under  # noqa: E402
-from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402
-from testkit.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server  # noqa: E402
+from csi.testing import CsiClient, block_cap  # noqa: E402
+from testkit.csi_cluster import cluster_with_driver, s3_class_parameters  # noqa: E402
+from testkit.s3server import ACCESS_KEY, SECRET_KEY, S3Server  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "backup.json"
-RESULTS = REPO / "benchmarks" / "RESULTS.md"
 SECTION = "## Backups"
-LOCAL = socket.gethostname().split(".")[0] or "localhost"
-MIB = 1024**2
 CHUNK = 8 * MIB
-PREFIX = "snap.linstor.csi.linbit.com/"
 CAP = block_cap()
 
 
 def s3_class(endpoint: str, remote: str, bucket: str) -> dict[str, str]:
-    return {
-        f"{PREFIX}type": "S3",
-        f"{PREFIX}remote-name": remote,
-        f"{PREFIX}s3-endpoint": endpoint,
-        f"{PREFIX}s3-bucket": bucket,
-        f"{PREFIX}s3-signing-region": REGION,
-        f"{PREFIX}s3-use-path-style": "true",
-        f"{PREFIX}delete-local": "true",
-    }
+    """An S3 VolumeSnapshotClass that keeps only the backup (``delete-local``), as measured here."""
+    return s3_class_parameters(endpoint, remote, bucket, **{"delete-local": "true"})
 
 
 class Volumes:
@@ -223,55 +212,44 @@ def run(size: int, rounds: int) -> dict[str, Any]:
     expected = sha256_of(source, size)
     s3 = S3Server(log_dir=base / "moto")
     s3.start()
-    emulator = EmulatorProcess(state_dir=base / "state", dev_dir=base / "dev")
-    emulator.start()
-    workdir = base / "work"
-    workdir.mkdir()
     samples: list[dict[str, float]] = []
     reshipped = Reshipments()
     logging.getLogger("plugin.backups").addHandler(reshipped)
     try:
-        with driver_on_emulator(emulator.url, LOCAL, path_roots=[str(workdir)]) as (
-            _driver,
-            csi,
-            nodeops,
-        ):
-            volumes = Volumes(csi, workdir)
-            try:
-                for i in range(rounds):
-                    bucket = f"bench-{uuid.uuid4().hex[:12]}"
-                    s3.client().create_bucket(Bucket=bucket)
-                    params = s3_class(s3.endpoint, f"bench-{i}", bucket)
-                    volume = volumes.create(size)
-                    volumes.fill(volume, source)
-                    before = reshipped.count
-                    snapshot_id, backup_s, polls = backup(csi, volume, params)
-                    volumes.delete(volume)  # delete-local: only the backup is left
-                    started = time.perf_counter()
-                    restored = volumes.create(size, snapshot_id)
-                    restore_s = time.perf_counter() - started
-                    if volumes.digest(restored, size) != expected:
-                        raise RuntimeError("the restored volume holds other data than the backup")
-                    volumes.delete(restored)
-                    csi.controller.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=snapshot_id))
-                    up, down = plain(s3, source, base)
-                    sample = {
-                        "backup_s": backup_s,
-                        "restore_s": restore_s,
-                        "upload_s": up,
-                        "download_s": down,
-                        "reshipped": reshipped.count - before,
-                    }
-                    samples.append(sample)
-                    print(
-                        f"round {i + 1}: backup {backup_s:.2f}s ({polls} CreateSnapshot calls), restore "
-                        f"{restore_s:.2f}s, boto3 upload {up:.2f}s, download {down:.2f}s",
-                        flush=True,
-                    )
-            finally:
-                unmount_under(str(workdir), nodeops)
+        with cluster_with_driver(base / "cluster", LOCAL) as cluster:
+            csi = cluster.csi
+            volumes = Volumes(csi, cluster.workdir)
+            for i in range(rounds):
+                bucket = f"bench-{uuid.uuid4().hex[:12]}"
+                s3.client().create_bucket(Bucket=bucket)
+                params = s3_class(s3.endpoint, f"bench-{i}", bucket)
+                volume = volumes.create(size)
+                volumes.fill(volume, source)
+                before = reshipped.count
+                snapshot_id, backup_s, polls = backup(csi, volume, params)
+                volumes.delete(volume)  # delete-local: only the backup is left
+                started = time.perf_counter()
+                restored = volumes.create(size, snapshot_id)
+                restore_s = time.perf_counter() - started
+                if volumes.digest(restored, size) != expected:
+                    raise RuntimeError("the restored volume holds other data than the backup")
+                volumes.delete(restored)
+                csi.controller.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=snapshot_id))
+                up, down = plain(s3, source, base)
+                sample = {
+                    "backup_s": backup_s,
+                    "restore_s": restore_s,
+                    "upload_s": up,
+                    "download_s": down,
+                    "reshipped": reshipped.count - before,
+                }
+                samples.append(sample)
+                print(
+                    f"round {i + 1}: backup {backup_s:.2f}s ({polls} CreateSnapshot calls), restore "
+                    f"{restore_s:.2f}s, boto3 upload {up:.2f}s, download {down:.2f}s",
+                    flush=True,
+                )
     finally:
-        reset_and_stop([emulator])
         s3.stop()
         shutil.rmtree(base, ignore_errors=True)
     medians = {k: statistics.median(s[k] for s in samples) for k in samples[0] if k != "reshipped"}
@@ -339,20 +317,6 @@ def results_section(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_results(section: str, path: Path) -> None:
-    """Replace only this benchmark's section; the others belong to other benchmarks."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        rest = "".join(lines[end:])
-        text = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
-    path.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024, help="volume size (a multiple of 8)")
@@ -373,15 +337,14 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    load = [round(x, 2) for x in os.getloadavg()]
+    load = load_average()
     result = run(args.size_mib * MIB, args.rounds)
     result.update(
         date=datetime.now(UTC).date().isoformat(),
         machine=f"Python {platform.python_version()}, {os.cpu_count()} CPUs, shared machine",
         load_at_start=load,
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.out)
     write_results(results_section(result), args.results)
     print(results_section(result))
     return 0

@@ -33,11 +33,12 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import RESULTS, start_emulator, write_json, write_results  # noqa: E402
 from plugin.config import Config  # noqa: E402
 from plugin.linstor.client import LinstorClient  # noqa: E402
 from plugin.params.model import VolumeParams  # noqa: E402
 from plugin.volumes.service import VolumeService  # noqa: E402
-from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402
+from testkit.emulator import reset_and_stop  # noqa: E402
 
 MIB = 1024 * 1024
 OPERATIONS = ("create", "attach", "expand", "snapshot", "delete_snapshot", "detach", "delete")
@@ -72,21 +73,6 @@ def replay(session: requests.Session, calls: list[Call], old: str, new: str) -> 
     return time.perf_counter() - started
 
 
-def start_emulator(base: Path) -> EmulatorProcess:
-    """The emulator the benchmark measures against: local node plus two virtual nodes, quiet log."""
-    emulator = EmulatorProcess(
-        state_dir=base / "state",
-        dev_dir=base / "dev",
-        nodes=("node-b", "node-c"),
-        extra_args=("--log-level", "WARNING"),
-    )
-    try:
-        emulator.start(timeout=30)
-    except RuntimeError as exc:
-        raise SystemExit(f"the emulator did not start: {exc}") from None
-    return emulator
-
-
 def summary(values: list[float]) -> dict[str, float]:
     ms = sorted(v * 1000 for v in values)
     p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
@@ -115,7 +101,9 @@ def operation_steps(
 def run(iterations: int) -> dict[str, Any]:
     local = socket.gethostname().split(".")[0]
     with tempfile.TemporaryDirectory(prefix="core-bench-") as tmp:
-        emulator = start_emulator(Path(tmp))
+        emulator = start_emulator(
+            Path(tmp), nodes=("node-b", "node-c"), extra_args=("--log-level", "WARNING")
+        )
         url = emulator.url
         try:
             config = Config(controllers=(url,), node_name=local, config_file=None)
@@ -221,30 +209,16 @@ def results_section(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def write_results(section: str, path: Path) -> None:
-    """Replace only the ``## Core`` section; other sections belong to other benchmarks."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == "## Core"), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        text = "".join(lines[:start]) + section + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "core.json")
-    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("core_bench needs root: the emulator attaches loop devices")
     result = run(max(1, args.iterations))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.out)
     write_results(results_section(result), args.results)
     print(f"steady-state create: {result['operations']['create']['rest_calls']} REST calls")
     for op, data in result["operations"].items():

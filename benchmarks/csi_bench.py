@@ -4,13 +4,16 @@
    and 32, with controller latency injected into the emulator (``POST /_emu/latency``),
    beside the direct-REST floor: the exact REST calls one pair makes, recorded and
    replayed through a bare ``requests.Session`` with the core benchmark's ``Recorder``
-   and ``replay``, at the same concurrency and latency. Volumes are raw block, so the
-   emulated satellite runs no mkfs on either side. The core benchmark's own numbers
+   and ``replay``, at the same concurrency and latency, the two sides alternating in rounds
+   (``--rounds``) so a change in the machine's load falls on both. DeleteVolume's own REST
+   calls through the driver are counted once. Volumes are raw block, so the emulated
+   satellite runs no mkfs on either side. The core benchmark's own numbers
    (``benchmarks/out/core.json``) are copied in when present.
 2. NodeStage+NodePublish of a fresh, blank volume (mkfs, mount, bind mount) beside a
    plain shell script doing the same mkfs and mounts on a fresh volume's device.
 
-    sudo .venv/bin/python benchmarks/csi_bench.py [--latency-ms 20] [--pairs 128] [--node-rounds 7]
+    sudo .venv/bin/python benchmarks/csi_bench.py [--latency-ms 20] [--pairs 128] [--rounds 4]
+        [--node-rounds 7] [--skip-node]
 
 Writes ``benchmarks/out/csi.json`` and the ``## CSI`` section of ``benchmarks/RESULTS.md``.
 Needs root (loop devices, mkfs).
@@ -21,12 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,113 +35,48 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import grpc
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks import node_path  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    LOCAL,
+    MIB,
+    RESULTS,
+    host_facts,
+    load_average,
+    start_emulator,
+    summarize,
+    write_json,
+    write_results,
+)
 from benchmarks.core_bench import Recorder, replay  # noqa: E402
+from benchmarks.daemons import DriverProcess  # noqa: E402
 from csi.generated import csi_pb2  # noqa: E402
-from csi.testing import CsiClient, block_cap, mount_cap, unmount_under  # noqa: E402
+from csi.testing import CsiClient, block_cap, unmount_under  # noqa: E402
 from plugin.config import load_config  # noqa: E402
 from plugin.linstor.client import LinstorClient  # noqa: E402
 from plugin.node.ops import NodeOps  # noqa: E402
 from plugin.params.csi import parse_csi_parameters, with_fs_type  # noqa: E402
 from plugin.volumes.service import VolumeService  # noqa: E402
 from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402
-from testkit.processes import free_port  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "csi.json"
 CORE_OUT = REPO / "benchmarks" / "out" / "core.json"
-RESULTS = REPO / "benchmarks" / "RESULTS.md"
-LOCAL = socket.gethostname().split(".")[0] or "localhost"
-MIB = 1024**2
 CONCURRENCY = (1, 8, 32)
 # Replicas on a virtual node, as the core benchmark places them: no loop device is made, so
 # the pairs measure the driver and LINSTOR's REST work, not the host's device handling.
 PAIR_PARAMETERS = {"linstor.csi.linbit.com/nodeList": "node-b"}
 
-SHELL_STAGE_PUBLISH = """#!/bin/sh
-# The node work of NodeStage+NodePublish, by hand: format, mount, bind.
-set -e
-dev=$1 staging=$2 target=$3
-mkfs.ext4 -q "$dev"
-mount -t ext4 "$dev" "$staging"
-mkdir -p "$target"
-mount --bind "$staging" "$target"
-"""
 
+def run_pairs(pairs: int, concurrency: int, one: Any, round_: int = 0) -> dict[str, Any]:
+    """Run ``pairs`` calls of ``one(i)`` on ``concurrency`` threads; throughput and latency.
 
-class DriverProcess:
-    """``python -m csi`` as deployed: its own process, socket and metrics port."""
-
-    def __init__(self, controller_url: str, workdir: Path, repo: Path = REPO) -> None:
-        """Start the driver of the source tree ``repo`` (another revision's, for a side-by-side run)."""
-        self.socket = workdir / "csi.sock"
-        self.metrics_port = free_port()
-        self.log = workdir / "driver.log"
-        env = {**os.environ, "LS_CONTROLLERS": controller_url}
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "csi",
-                    "--endpoint",
-                    f"unix://{self.socket}",
-                    "--node",
-                    LOCAL,
-                    "--mode",
-                    "all",
-                    "--metrics-port",
-                    str(self.metrics_port),
-                    "--metrics-address",
-                    "127.0.0.1",
-                    "--path-root",
-                    str(workdir),
-                ],
-                cwd=repo,
-                env=env,
-                stdout=out,
-                stderr=out,
-            )
-        self.channel = grpc.insecure_channel(f"unix://{self.socket}")
-        grpc.channel_ready_future(self.channel).result(timeout=30)
-        self.client = CsiClient(self.channel)
-
-    def rest_calls(self) -> float:
-        text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("linstor_plugin_linstor_requests_total{")
-        )
-
-    def cpu_seconds(self) -> float:
-        """User plus system CPU time the driver process has used so far."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.channel.close()
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=60)
-
-
-def summarize(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "n": len(ordered),
-        "median_ms": round(statistics.median(ordered) * 1000, 2),
-        "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1000, 2),
-        "min_ms": round(ordered[0] * 1000, 2),
-        "max_ms": round(ordered[-1] * 1000, 2),
-    }
-
-
-def run_pairs(pairs: int, concurrency: int, one: Any) -> dict[str, Any]:
-    """Run ``pairs`` calls of ``one(i)`` on ``concurrency`` threads; throughput and latency."""
+    ``round_`` keeps the indexes of several rounds apart (names stay unique); the raw latencies
+    are returned too, for :func:`merged`.
+    """
     latencies: list[float] = []
 
     def timed(i: int) -> None:
@@ -153,7 +86,7 @@ def run_pairs(pairs: int, concurrency: int, one: Any) -> dict[str, Any]:
 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(timed, range(pairs)))
+        list(pool.map(timed, range(round_ * pairs, (round_ + 1) * pairs)))
     wall = time.perf_counter() - start
     return {
         "concurrency": concurrency,
@@ -161,6 +94,7 @@ def run_pairs(pairs: int, concurrency: int, one: Any) -> dict[str, Any]:
         "wall_s": round(wall, 3),
         "pairs_per_s": round(pairs / wall, 2),
         "pair_latency": summarize(latencies),
+        "latencies": latencies,
     }
 
 
@@ -214,6 +148,60 @@ def rest_floor(calls: list[Any], old: str, tag: str) -> Any:
     return one
 
 
+def merged(runs: list[dict[str, Any]], latencies: list[float]) -> dict[str, Any]:
+    """Rounds of :func:`run_pairs` as one run: their pairs over their summed wall time."""
+    pairs, wall = sum(r["pairs"] for r in runs), sum(r["wall_s"] for r in runs)
+    return {
+        "concurrency": runs[0]["concurrency"],
+        "pairs": pairs,
+        "rounds": len(runs),
+        "wall_s": round(wall, 3),
+        "pairs_per_s": round(pairs / wall, 2),
+        "pair_latency": summarize(latencies),
+    }
+
+
+def side_by_side(
+    n: int, rounds: int, concurrency: int, driver_one: Any, floor_one: Any, driver_process: DriverProcess
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The driver and the floor in alternating rounds (each side first in every other round), so
+    a change in the machine's load during the run falls on both sides alike."""
+    per_round = max(concurrency, n // rounds)
+    runs: dict[str, list[dict[str, Any]]] = {"driver": [], "floor": []}
+    latencies: dict[str, list[float]] = {"driver": [], "floor": []}
+    calls = cpu = 0.0
+    for r in range(rounds):
+        for side in ("driver", "floor") if r % 2 == 0 else ("floor", "driver"):
+            if side == "driver":
+                calls_before, cpu_before = driver_process.rest_calls(), driver_process.cpu_seconds()
+            done = run_pairs(per_round, concurrency, driver_one if side == "driver" else floor_one, r)
+            if side == "driver":
+                calls += driver_process.rest_calls() - calls_before
+                cpu += driver_process.cpu_seconds() - cpu_before
+            runs[side].append(done)
+            latencies[side].extend(done.pop("latencies"))
+    driver, floor = merged(runs["driver"], latencies["driver"]), merged(runs["floor"], latencies["floor"])
+    driver["rest_calls_per_pair"] = round(calls / driver["pairs"], 2)
+    driver["cpu_ms_per_pair"] = round(cpu * 1000 / driver["pairs"], 2)
+    driver["cpu_busy_fraction"] = round(cpu / driver["wall_s"], 3)  # 1.0 = one CPU fully busy
+    return driver, floor
+
+
+def driver_delete_calls(client: CsiClient, driver_process: DriverProcess) -> float:
+    """REST calls of one DeleteVolume through the driver in the steady state (its own counter)."""
+    volume = client.controller.CreateVolume(
+        csi_pb2.CreateVolumeRequest(
+            name=f"bench-delete-{uuid.uuid4().hex[:8]}",
+            capacity_range=csi_pb2.CapacityRange(required_bytes=16 * MIB),
+            volume_capabilities=[block_cap()],
+            parameters=PAIR_PARAMETERS,
+        )
+    ).volume
+    before = driver_process.rest_calls()
+    client.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id))
+    return driver_process.rest_calls() - before
+
+
 def controller_section(
     emulator: EmulatorProcess,
     client: CsiClient,
@@ -221,20 +209,23 @@ def controller_section(
     driver_process: DriverProcess,
     latency_ms: int,
     pairs: int,
+    rounds: int = 4,
 ) -> dict[str, Any]:
     csi_create_delete(client, "warm")(0)  # the driver's first create also ensures the group
     calls, old = recorded_pair(service)
+    delete_calls = driver_delete_calls(client, driver_process)
     emulator.control("latency", {"ms": latency_ms}).raise_for_status()
     rows = []
     for concurrency in CONCURRENCY:
         n = max(pairs, 2 * concurrency)
-        calls_before, cpu_before = driver_process.rest_calls(), driver_process.cpu_seconds()
-        driver = run_pairs(n, concurrency, csi_create_delete(client, f"c{concurrency}"))
-        cpu = driver_process.cpu_seconds() - cpu_before
-        driver["rest_calls_per_pair"] = round((driver_process.rest_calls() - calls_before) / n, 2)
-        driver["cpu_ms_per_pair"] = round(cpu * 1000 / n, 2)
-        driver["cpu_busy_fraction"] = round(cpu / driver["wall_s"], 3)  # 1.0 = one CPU fully busy
-        floor = run_pairs(n, concurrency, rest_floor(calls, old, f"c{concurrency}"))
+        driver, floor = side_by_side(
+            n,
+            rounds,
+            concurrency,
+            csi_create_delete(client, f"c{concurrency}"),
+            rest_floor(calls, old, f"c{concurrency}"),
+            driver_process,
+        )
         floor["rest_calls_per_pair"] = len(calls)
         rows.append(
             {
@@ -251,6 +242,7 @@ def controller_section(
     emulator.control("latency", {"ms": 0}).raise_for_status()
     return {
         "latency_ms": latency_ms,
+        "driver_delete_rest_calls": delete_calls,
         "rest_calls_replayed": [f"{c['method']} {c['url'].split('/v1/', 1)[-1]}" for c in calls],
         "rows": rows,
     }
@@ -258,76 +250,34 @@ def controller_section(
 
 def node_section(client: CsiClient, nodeops: NodeOps, rounds: int, base: Path) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="node-", dir=base))  # below the driver's --path-root
-    script = workdir / "stage-publish.sh"
-    script.write_text(SHELL_STAGE_PUBLISH)
-    driver_samples: list[float] = []
-    shell_samples: list[float] = []
+    script = node_path.write_script(workdir)
+    samples: dict[str, list[float]] = {"driver": [], "shell": []}
     try:
         for r in range(rounds):
             for how in ("driver", "shell"):
-                # a fresh blank volume (block-provisioned, so nothing formatted it yet)
-                volume = client.controller.CreateVolume(
-                    csi_pb2.CreateVolumeRequest(
-                        name=f"bench-node-{how}-{r}-{uuid.uuid4().hex[:6]}",
-                        capacity_range=csi_pb2.CapacityRange(required_bytes=256 * MIB),
-                        volume_capabilities=[block_cap()],
+                samples[how].append(
+                    node_path.timed_round(
+                        client,
+                        nodeops,
+                        workdir / f"{how}-{r}",
+                        f"bench-node-{how}-{r}-{uuid.uuid4().hex[:6]}",
+                        how,
+                        client if how == "driver" else None,
+                        script,
                     )
-                ).volume
-                vid = volume.volume_id
-                ctx = dict(
-                    client.controller.ControllerPublishVolume(
-                        csi_pb2.ControllerPublishVolumeRequest(
-                            volume_id=vid, node_id=LOCAL, volume_capability=block_cap()
-                        )
-                    ).publish_context
                 )
-                device = ctx["linstor.csi.linbit.com/device-path"]
-                nodeops.wait_for_device(device)
-                staging = workdir / f"{how}-{r}" / "staging"
-                staging.mkdir(parents=True)
-                target = workdir / f"{how}-{r}" / "target"
-                cap = mount_cap(fs_type="ext4")
-                start = time.perf_counter()
-                if how == "driver":
-                    client.node.NodeStageVolume(
-                        csi_pb2.NodeStageVolumeRequest(
-                            volume_id=vid,
-                            staging_target_path=str(staging),
-                            volume_capability=cap,
-                            publish_context=ctx,
-                        )
-                    )
-                    client.node.NodePublishVolume(
-                        csi_pb2.NodePublishVolumeRequest(
-                            volume_id=vid,
-                            staging_target_path=str(staging),
-                            target_path=str(target),
-                            volume_capability=cap,
-                            publish_context=ctx,
-                        )
-                    )
-                    driver_samples.append(time.perf_counter() - start)
-                else:
-                    subprocess.run(["sh", str(script), device, str(staging), str(target)], check=True)
-                    shell_samples.append(time.perf_counter() - start)
-                assert os.path.ismount(target)
-                unmount_under(str(workdir / f"{how}-{r}"), nodeops)
-                client.controller.ControllerUnpublishVolume(
-                    csi_pb2.ControllerUnpublishVolumeRequest(volume_id=vid, node_id=LOCAL)
-                )
-                client.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vid))
     finally:
         unmount_under(str(workdir), nodeops)
         shutil.rmtree(workdir, ignore_errors=True)
-    driver_summary, shell_summary = summarize(driver_samples), summarize(shell_samples)
+    driver_summary, shell_summary = summarize(samples["driver"]), summarize(samples["shell"])
     print(
         f"  NodeStage+NodePublish median {driver_summary['median_ms']} ms, "
         f"shell mkfs+mount+bind median {shell_summary['median_ms']} ms"
     )
     return {
         "rounds": rounds,
-        "volume_bytes": 256 * MIB,
-        "fs": "ext4",
+        "volume_bytes": node_path.VOLUME_BYTES,
+        "fs": node_path.FS,
         "driver_stage_publish": driver_summary,
         "shell_mkfs_mount_bind": shell_summary,
         "overhead_ms_median": round(driver_summary["median_ms"] - shell_summary["median_ms"], 2),
@@ -376,9 +326,21 @@ def results_section(result: dict[str, Any]) -> str:
     serial_extra = round(
         serial["driver"]["pair_latency"]["median_ms"] - serial["rest_floor"]["pair_latency"]["median_ms"], 2
     )
+    same = all(
+        row["driver"]["rest_calls_per_pair"] == row["rest_floor"]["rest_calls_per_pair"]
+        for row in ctl["rows"]
+    )
+    deletes = ctl.get("driver_delete_rest_calls")
     lines += [
         "",
-        "The driver makes exactly the core's REST calls per pair, no extra lookups; driver/floor is "
+        (
+            "The driver makes exactly the core's REST calls per pair, no extra lookups"
+            if same
+            else "The driver makes more REST calls per pair than the floor (see the table)"
+        )
+        + (f" (DeleteVolume alone: {deletes:g})" if deletes is not None else "")
+        + f"; the pairs ran in {ctl['rows'][0]['driver'].get('rounds', 1)} rounds, driver and floor "
+        "alternating, and driver/floor is "
         f"{', '.join(f'{r} at concurrency {c}' for c, r in ratios.items())}. Its own CPU time (from /proc) "
         f"is {min(cpu)}-{max(cpu)} ms per pair (two gRPC calls, protobuf, a JSON log line per call, the "
         f"REST client). At concurrency {serial['concurrency']} that work adds straight to each pair "
@@ -387,6 +349,8 @@ def results_section(result: dict[str, Any]) -> str:
         "the remaining differences to the floor, in either direction, are the noise of a shared 2-CPU "
         "machine running the emulator and the load generator beside it.",
     ]
+    if node is None:
+        return "\n".join([*lines, ""])
     drv, sh = node["driver_stage_publish"], node["shell_mkfs_mount_bind"]
     lines += [
         "",
@@ -414,20 +378,6 @@ def results_section(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_results(section: str, path: Path) -> None:
-    """Replace only the ``## CSI`` section; the other sections belong to other benchmarks."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == "## CSI"), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        rest = "".join(lines[end:])
-        text = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
-    path.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -437,7 +387,11 @@ def main() -> int:
     )
     parser.add_argument("--latency-ms", type=int, default=20, help="latency injected per LINSTOR REST call")
     parser.add_argument("--pairs", type=int, default=128, help="create+delete pairs per concurrency level")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="alternating driver/floor rounds the pairs are split into"
+    )
     parser.add_argument("--node-rounds", type=int, default=7, help="fresh volumes staged+published per side")
+    parser.add_argument("--skip-node", action="store_true", help="measure the create+delete pairs only")
     parser.add_argument("--out", type=Path, default=OUT, help="the JSON to write")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the RESULTS.md to update")
     args = parser.parse_args()
@@ -447,11 +401,10 @@ def main() -> int:
     if os.geteuid() != 0:
         print("csi_bench: needs root (loop devices, mkfs, mount)", file=sys.stderr)
         return 1
-    load_at_start = [round(x, 2) for x in os.getloadavg()]  # other work on a shared machine skews results
+    load_at_start = load_average()
     core_out = args.out.parent / CORE_OUT.name  # the core benchmark's JSON beside this one
     base = Path(tempfile.mkdtemp(prefix="csi-bench-"))
-    emulator = EmulatorProcess(state_dir=base / "state", dev_dir=base / "dev", nodes=("node-b", "node-c"))
-    emulator.start()
+    emulator = start_emulator(base, nodes=("node-b", "node-c"))
     driver = None
     try:
         config = load_config({"controllers": emulator.url, "node_name": LOCAL}, env={}, config_file=None)
@@ -459,9 +412,13 @@ def main() -> int:
         nodeops = NodeOps()
         driver = DriverProcess(emulator.url, base)
         print(f"CreateVolume+DeleteVolume with {args.latency_ms} ms injected controller latency:")
-        controller = controller_section(emulator, driver.client, service, driver, args.latency_ms, args.pairs)
-        print("Node:")
-        node = node_section(driver.client, nodeops, args.node_rounds, base)
+        controller = controller_section(
+            emulator, driver.client, service, driver, args.latency_ms, args.pairs, max(1, args.rounds)
+        )
+        node = None
+        if not args.skip_node:
+            print("Node:")
+            node = node_section(driver.client, nodeops, args.node_rounds, base)
     finally:
         if driver is not None:
             driver.stop()
@@ -470,18 +427,12 @@ def main() -> int:
     result = {
         "benchmark": "csi",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-            "load_average_at_start": load_at_start,
-        },
+        "host": host_facts(load_at_start),
         "controller": controller,
         "node": node,
         "core_bench": json.loads(core_out.read_text()) if core_out.exists() else None,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.out)
     write_results(results_section(result), args.results)
     print(f"wrote {args.out} and the ## CSI section of {args.results}")
     return 0

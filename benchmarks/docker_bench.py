@@ -13,7 +13,7 @@ Writes ``benchmarks/out/docker.json``. The number of LINSTOR REST calls per List
 from the plugin's own Prometheus counter, so "List is one REST call" is measured, not assumed.
 List and Get are each timed beside the same REST calls sent through a bare ``requests``
 session (the floor, which side runs first alternates): the difference is the plugin's own
-time (socket, Flask, JSON, record conversion), what is left when the controller's share,
+time (socket, WSGI app, JSON, record conversion), what is left when the controller's share,
 which the plugin cannot change, is taken out. The plugin process's CPU time per call is
 recorded too: it hardly depends on how loaded the machine is.
 """
@@ -26,7 +26,6 @@ import os
 import platform
 import random
 import re
-import socket
 import statistics
 import sys
 import tempfile
@@ -42,6 +41,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import LOCAL, cpu_seconds, start_emulator, summarize, write_json  # noqa: E402
 from docker_plugin.client import PluginClient  # noqa: E402
 from docker_plugin.driver import DOCKER_MARKER_KEY  # noqa: E402
 from plugin import volume_records as rec  # noqa: E402
@@ -50,25 +50,12 @@ from plugin.linstor.client import LinstorClient  # noqa: E402
 from plugin.names import resource_name_for  # noqa: E402
 from plugin.params.docker import parse_docker_options  # noqa: E402
 from testkit.dockerd import PluginProcess  # noqa: E402
-from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402
+from testkit.emulator import reset_and_stop  # noqa: E402
 from testkit.processes import free_port  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "docker.json"
 PHASES = ("create", "mount", "unmount", "remove")
 REMOTE_OPTS = {"size": "64M", "nodes": "node-b"}
-LOCAL = socket.gethostname().split(".")[0] or "localhost"
-
-
-def summarize(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {
-        "n": len(ordered),
-        "median_ms": round(statistics.median(ordered) * 1000, 2),
-        "p95_ms": round(pick(0.95) * 1000, 2),
-        "min_ms": round(ordered[0] * 1000, 2),
-        "max_ms": round(ordered[-1] * 1000, 2),
-    }
 
 
 def timed(fn: Callable[[], dict[str, Any]]) -> float:
@@ -119,12 +106,11 @@ def seed(emulator_url: str, count: int) -> list[str]:
     return names
 
 
-def cpu_seconds(plugin: PluginProcess) -> float:
-    """User plus system CPU time the plugin process has used so far: unlike wall time, it
-    barely moves with the load of a shared machine, so it shows the plugin's own cost."""
-    assert plugin.proc is not None
-    fields = Path(f"/proc/{plugin.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def plugin_cpu_seconds(plugin: PluginProcess) -> float:
+    """CPU time the running plugin has used so far (see :func:`benchmarks.common.cpu_seconds`)."""
+    if plugin.proc is None:
+        raise RuntimeError("the Docker plugin is not running, so it has no CPU time to read")
+    return cpu_seconds(plugin.proc.pid)
 
 
 def list_floor(session: requests.Session, emulator_url: str) -> Callable[[], None]:
@@ -228,8 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dv-bench-") as tmp:
         base = Path(tmp)
         emu_dir = base / "emu"
-        emulator = EmulatorProcess(state_dir=emu_dir / "state", dev_dir=emu_dir / "dev", nodes=("node-b",))
-        emulator.start()
+        emulator = start_emulator(emu_dir, nodes=("node-b",))
         metrics_port = free_port()
         metrics_args = ("--metrics-port", str(metrics_port), "--metrics-address", "127.0.0.1")
         # Release at once, so Unmount is timed with the work it causes.
@@ -270,18 +255,18 @@ def main(argv: list[str] | None = None) -> int:
             listed = c.call("VolumeDriver.List", {})
             assert len(listed["Volumes"]) >= args.volumes, listed.get("Err")
             session = requests.Session()
-            before, cpu_before = linstor_calls(metrics), cpu_seconds(plugin)
+            before, cpu_before = linstor_calls(metrics), plugin_cpu_seconds(plugin)
             list_pairs = [
                 side_by_side(lambda: c.call("VolumeDriver.List", {}), list_floor(session, emulator.url), i)
                 for i in range(args.list_runs)
             ]
             calls_per_list = (linstor_calls(metrics) - before) / args.list_runs
-            list_cpu_ms = (cpu_seconds(plugin) - cpu_before) * 1000 / args.list_runs
+            list_cpu_ms = (plugin_cpu_seconds(plugin) - cpu_before) * 1000 / args.list_runs
             list_times, list_floor_times = [p for p, _ in list_pairs], [f for _, f in list_pairs]
 
             rng = random.Random(7)
             picks = [rng.choice(names) for _ in range(args.get_runs)]
-            before, cpu_before = linstor_calls(metrics), cpu_seconds(plugin)
+            before, cpu_before = linstor_calls(metrics), plugin_cpu_seconds(plugin)
             get_pairs = [
                 side_by_side(
                     lambda n=n: c.call("VolumeDriver.Get", {"Name": n}),
@@ -291,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                 for i, n in enumerate(picks)
             ]
             calls_per_get = (linstor_calls(metrics) - before) / args.get_runs
-            get_cpu_ms = (cpu_seconds(plugin) - cpu_before) * 1000 / args.get_runs
+            get_cpu_ms = (plugin_cpu_seconds(plugin) - cpu_before) * 1000 / args.get_runs
             get_times, get_floor_times = [p for p, _ in get_pairs], [f for _, f in get_pairs]
         finally:
             lazy.stop()
@@ -332,8 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             **{k: summarize(v) for k, v in phases.items()},
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.out)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -19,12 +19,9 @@ Writes ``benchmarks/out/emulator.json``, prints a table, and with ``--record`` r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,31 +32,12 @@ from typing import Any
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.common import RESULTS, start_emulator, write_json, write_results  # noqa: E402
+from testkit.emulator import reset_and_stop  # noqa: E402
+
 OUT = REPO / "benchmarks" / "out" / "emulator.json"
-RESULTS = REPO / "benchmarks" / "RESULTS.md"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start(state: Path, port: int) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable, "-m", "emulator", "serve", "--state-dir", str(state), "--port", str(port),
-        "--nodes", "node-b,node-c", "--log-level", "WARNING",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/v1/controller/version", timeout=1).ok:
-                return proc
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the emulator did not start")
 
 
 def measure(fn: Callable[[], requests.Response], n: int) -> dict[str, float]:
@@ -80,10 +58,11 @@ def measure(fn: Callable[[], requests.Response], n: int) -> dict[str, float]:
 
 
 def run(iterations: int, definitions: int) -> dict[str, Any]:
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="emu-bench-") as tmp:
-        proc = start(Path(tmp) / "state", port)
-        base = f"http://127.0.0.1:{port}/v1"
+        emulator = start_emulator(
+            Path(tmp), nodes=("node-b", "node-c"), extra_args=("--log-level", "WARNING")
+        )
+        base = f"{emulator.url}/v1"
         s = requests.Session()
         try:
             s.post(base + "/resource-groups", json={"name": "bench", "select_filter": {"place_count": 1}})
@@ -161,8 +140,7 @@ def run(iterations: int, definitions: int) -> dict[str, Any]:
             results["listing_sizes"] = sizes
             version = s.get(base + "/controller/version").json()
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            reset_and_stop([emulator], reset_timeout=60)
     results["environment"] = {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
@@ -203,14 +181,7 @@ def record(results: dict[str, Any], path: Path = RESULTS) -> None:
         f"Setting up the {setup['definitions']} definitions took {setup['spawn_seconds']} s "
         f"({setup['spawn_ms_each']} ms per spawn, each one saving the state file).\n"
     )
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    start_at = text.find("## Emulator\n")
-    if start_at >= 0:
-        end = text.find("\n## ", start_at + 1)
-        text = text[:start_at] + section + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    write_results(section, path)
 
 
 def main() -> int:
@@ -222,8 +193,7 @@ def main() -> int:
     p.add_argument("--results", type=Path, default=RESULTS, help="the RESULTS.md --record writes to")
     args = p.parse_args()
     results = run(args.iterations, args.definitions)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(results, args.out)
     print(table(results))
     if args.record:
         record(results, args.results)

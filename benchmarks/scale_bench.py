@@ -26,12 +26,8 @@ Writes ``benchmarks/out/scale.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
-import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -43,8 +39,17 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.csi_bench import DriverProcess  # noqa: E402
-from benchmarks.startup_bench import medians, one_round, run_as_installed  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    LOCAL,
+    MIB,
+    host_facts,
+    load_average,
+    rss_mib,
+    start_emulator,
+    summarize,
+    write_json,
+)
+from benchmarks.daemons import DriverProcess, medians, one_round, run_as_installed  # noqa: E402
 from csi.generated import csi_pb2  # noqa: E402
 from csi.testing import block_cap  # noqa: E402
 from docker_plugin.driver import DOCKER_MARKER_KEY  # noqa: E402
@@ -53,29 +58,11 @@ from plugin.config import Config  # noqa: E402
 from plugin.linstor.client import LinstorClient  # noqa: E402
 from plugin.names import resource_name_for  # noqa: E402
 from testkit.dockerd import PluginProcess  # noqa: E402
-from testkit.emulator import EmulatorProcess, reset_and_stop  # noqa: E402
+from testkit.emulator import reset_and_stop  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "scale.json"
-LOCAL = socket.gethostname().split(".")[0] or "localhost"
 SEED_RG = "scale-rg"
 SEED_KIB = 4096
-MIB = 1 << 20
-
-
-def ms(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "n": len(ordered),
-        "median_ms": round(statistics.median(ordered) * 1000, 2),
-        "max_ms": round(ordered[-1] * 1000, 2),
-    }
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 class Seeder:
@@ -168,10 +155,10 @@ def measure_size(
     creates = steady_creates(driver, runs)
     row = {
         "volumes": size,
-        "csi_list_volumes_all_pages": {**ms(listed), "pages": calls, "page_size": page},
-        "docker_list": ms(docker_list),
-        "csi_get_capacity": ms(capacity),
-        "csi_create_volume": ms(creates),
+        "csi_list_volumes_all_pages": {**summarize(listed), "pages": calls, "page_size": page},
+        "docker_list": summarize(docker_list),
+        "csi_get_capacity": summarize(capacity),
+        "csi_create_volume": summarize(creates),
         "driver_rss_mib": rss_mib(driver.proc.pid),
         "plugin_rss_mib": rss_mib(plugin.proc.pid) if plugin.proc else None,
     }
@@ -198,16 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     default_sizes = [100, 1000] if args.quick else [100, 1000, 10000]
     sizes = [int(s) for s in args.sizes.split(",") if s] or default_sizes
     runs = 3 if args.quick else 5
-    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    load_at_start = load_average()
     base = Path(tempfile.mkdtemp(prefix="scale-bench-"))
     run_as_installed(os.environ, base / "pycache")
-    emulator = EmulatorProcess(
-        state_dir=base / "state",
-        dev_dir=base / "dev",
-        nodes=("node-b",),
-        extra_args=("--tcp-port-range", "7000-17999", "--log-level", "WARNING"),
+    emulator = start_emulator(
+        base, nodes=("node-b",), extra_args=("--tcp-port-range", "7000-17999", "--log-level", "WARNING")
     )
-    emulator.start()
     driver: DriverProcess | None = None
     plugin = PluginProcess(base / "p", emulator.url, LOCAL)
     rows: list[dict[str, Any]] = []
@@ -239,12 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
         "runs": runs,
-        "host": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-            "load_average_at_start": load_at_start,
-        },
+        "host": host_facts(load_at_start),
         "start_to_ready_ms": {
             "driver": round(driver_ready * 1000, 1),
             "plugin": round(plugin_ready * 1000, 1),
@@ -257,9 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeding_seconds": seeding,
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
+    write_json(result, args.out, announce=True)
     return 0
 
 

@@ -86,7 +86,17 @@ def rows_from(out_dir: Path) -> list[tuple[str, str, str, str]]:
     else:
         rows.append(("CreateVolume+DeleteVolume pairs vs. the floor", NOT_MEASURED, ">= 0.95", NOT_MEASURED))
 
-    if core:
+    driver_deletes = (csi or {}).get("controller", {}).get("driver_delete_rest_calls")
+    if driver_deletes is not None:
+        rows.append(
+            (
+                "DeleteVolume REST calls through the CSI driver, steady state",
+                f"{driver_deletes:g}",
+                "<= 2",
+                _verdict(driver_deletes <= 2),
+            )
+        )
+    elif core:
         calls = core["operations"]["delete"]["rest_calls"]
         rows.append(("DeleteVolume REST calls, steady state", str(calls), "<= 2", _verdict(calls <= 2)))
     else:

@@ -2,7 +2,7 @@
 
 Docker POSTs a JSON body with a trailing newline and no Content-Type to ``/<Method>``;
 this client does the same, so tests, the benchmark and operators (checking a running
-plugin by hand) exercise the real wire path rather than Flask's test client.
+plugin by hand) exercise the real wire path rather than calling the WSGI app in-process.
 """
 
 from __future__ import annotations

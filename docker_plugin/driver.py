@@ -1,7 +1,7 @@
 """What each Docker volume call means for the core and for this node.
 
-The Flask layer hands decoded requests to :class:`DockerVolumeDriver`; the driver turns
-them into :class:`~plugin.volumes.service.VolumeService` calls and the core's
+The WSGI app (:mod:`docker_plugin.app`) hands decoded requests to :class:`DockerVolumeDriver`;
+the driver turns them into :class:`~plugin.volumes.service.VolumeService` calls and the core's
 :class:`~plugin.local_attachment.LocalAttachment` (attach, stage, undo; release, detach)
 and keeps the per-(volume, ID) mount counts Docker relies on. It owns only what is
 Docker's: which volumes are Docker's (the marker), a volume staged once per node under

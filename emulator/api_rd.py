@@ -108,16 +108,7 @@ def delete_rd(emu: Emulator, req: Request) -> list[rc.Entry]:
             )
         )
     for rsc in rd.resources.values():
-        if emu.in_use_reported(rd, rsc, fresh=True):
-            raise rc.ApiFailure(
-                rc.error(
-                    rc.FAIL_IN_USE,
-                    f"Resource '{rd.name}' on node '{rsc.node}' is still in use.",
-                    cause="Resource is mounted/in use.",
-                    correction=f"Un-mount resource '{rd.name}' on the node '{rsc.node}'.",
-                    obj_refs={"RscDfn": rd.name, "Node": rsc.node},
-                )
-            )
+        ops.refuse_in_use(emu, rd, rsc)
     if "CLONING" in rd.flags:
         raise rc.ApiFailure(
             rc.error(rc.FAIL_IN_USE, f"Resource definition '{rd.name}' is still being cloned.")
@@ -256,14 +247,7 @@ def delete_vd(emu: Emulator, req: Request) -> list[rc.Entry]:
         ]
     rd = found
     for rsc in rd.resources.values():
-        if emu.in_use_reported(rd, rsc, fresh=True):
-            raise rc.ApiFailure(
-                rc.error(
-                    rc.FAIL_IN_USE,
-                    f"Resource '{rd.name}' on node '{rsc.node}' is still in use.",
-                    obj_refs=refs,
-                )
-            )
+        ops.refuse_in_use(emu, rd, rsc, obj_refs=refs, hint=False)
     try:
         if vd.backing:
             emu.detach(vd)

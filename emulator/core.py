@@ -26,6 +26,7 @@ from emulator.config import DEFAULT_RG, DISKLESS_POOL, Config
 from emulator.disk_states import DiskStates
 from emulator.in_use_reports import InUseReports
 from emulator.reservations import Reservations
+from emulator.tallies import Tallies
 
 log = logging.getLogger("emulator")
 
@@ -77,6 +78,7 @@ class Emulator:
         self._dev_prefix = str(config.dev_dir) + "/drbd"
         self.started = time.time()
         self.saver = st.Saver(config.state_dir)
+        self.tallies = Tallies(config.minor_range, config.tcp_port_range)
         self.disks = DiskStates(config.sync_seconds)
         #: Seconds a background clone copy waits before it starts (``/_emu/clone-delay``).
         self.clone_delay = 0.0
@@ -153,6 +155,7 @@ class Emulator:
 
         Definitions another request is still changing are saved as they were.
         """
+        self.tallies.settle(self.state, dirty)
         self.saver.save(self.state, dirty, self.reservations.held())
 
     def host(self, fn: Callable[..., T], *args: object) -> T:
@@ -256,38 +259,34 @@ class Emulator:
 
     # ------------------------------------------------------------------ numbers
 
+    def _live(self) -> set[str] | None:
+        """Definitions that may differ from the tallies: those reserved by requests in flight.
+
+        Outside a reserved request (start-up, reset, handlers called directly) any may: None.
+        """
+        return self.reservations.held() if self.reservations.mine() else None
+
     def next_minor(self, wanted: int | None = None) -> int:
-        used = {
-            vd.minor
-            for rd in self.state.resource_definitions.values()
-            for vd in rd.volume_definitions.values()
-        }
+        """DRBD minors are one pool per cluster (default 1000-49999): the lowest free one."""
         if wanted is not None:
-            if wanted in used or not 0 <= wanted <= 1048575:
+            if not 0 <= wanted <= 1048575 or self.tallies.used_minor(self.state, self._live(), wanted):
                 raise rc.ApiFailure(
                     rc.error(rc.FAIL_INVLD_MINOR_NR, f"Minor number {wanted} is not available.")
                 )
             return wanted
-        low, high = self.config.minor_range
-        for minor in range(low, high + 1):
-            if minor not in used:
-                return minor
-        raise rc.ApiFailure(rc.error(rc.FAIL_POOL_EXHAUSTED_MINOR_NR, "No free DRBD minor number left."))
+        minor = self.tallies.free_minor(self.state, self._live())
+        if minor is None:
+            raise rc.ApiFailure(rc.error(rc.FAIL_POOL_EXHAUSTED_MINOR_NR, "No free DRBD minor number left."))
+        return minor
 
     def next_port(self, node_key: str) -> int:
         """DRBD TCP ports are a per-node pool (default 7000-7999), like the controller's."""
-        used = set()
-        for rd in self.state.resource_definitions.values():
-            rsc = rd.resources.get(node_key)
-            if rsc is not None:
-                used.add(rsc.tcp_port)
-        low, high = self.config.tcp_port_range
-        for port in range(low, high + 1):
-            if port not in used:
-                return port
-        raise rc.ApiFailure(
-            rc.error(rc.FAIL_POOL_EXHAUSTED_TCP_PORT, f"No free DRBD TCP port left on node '{node_key}'.")
-        )
+        port = self.tallies.free_port(self.state, self._live(), node_key)
+        if port is None:
+            raise rc.ApiFailure(
+                rc.error(rc.FAIL_POOL_EXHAUSTED_TCP_PORT, f"No free DRBD TCP port left on node '{node_key}'.")
+            )
+        return port
 
     def minor_arg(self, vd: st.VolumeDefinition) -> int | None:
         """Storage gets the minor only in DRBD-shaped mode (it then makes ``drbd<minor>``)."""
@@ -306,37 +305,16 @@ class Emulator:
         return self.storage.pool_capacity_kib(pool.node, pool.name)
 
     def reserved_all(self) -> dict[tuple[str, str], int]:
-        """``reserved_kib`` of every pool in one pass (the autoplacer needs all of them)."""
-        out: dict[tuple[str, str], int] = {}
-        for rd in self.state.resource_definitions.values():
-            for nk, rsc in rd.resources.items():
-                if rsc.diskless:
-                    continue
-                for vol in rsc.volumes.values():
-                    vd = rd.volume_definitions.get(str(vol.number))
-                    if vd is not None:
-                        key = (nk, names.key(vol.pool))
-                        out[key] = out.get(key, 0) + vd.size_kib
-            for snap in rd.snapshots.values():
-                for nk, pool in snap.pools.items():
-                    key = (nk, names.key(pool))
-                    out[key] = out.get(key, 0) + sum(sv.allocated_kib for sv in snap.volumes.values())
-        return out
+        """``reserved_kib`` of every pool (the autoplacer needs all of them)."""
+        return self.tallies.reserved(self.state, self._live())
 
     def reserved_kib(self, node_key: str, pool_key: str) -> int:
         """Usable sizes of volumes in the pool plus allocated sizes of its snapshots."""
-        total = 0
-        for rd in self.state.resource_definitions.values():
-            rsc = rd.resources.get(node_key)
-            if rsc is not None and not rsc.diskless:
-                for vol in rsc.volumes.values():
-                    vd = rd.volume_definitions.get(str(vol.number))
-                    if vd is not None and names.key(vol.pool) == pool_key:
-                        total += vd.size_kib
-            for snap in rd.snapshots.values():
-                if names.key(snap.pools.get(node_key, "")) == pool_key:
-                    total += sum(sv.allocated_kib for sv in snap.volumes.values())
-        return total
+        return self.reserved_all().get((node_key, pool_key), 0)
+
+    def resources_on_nodes(self) -> dict[str, frozenset[str]]:
+        """Node key -> keys of the definitions with a resource on it."""
+        return self.tallies.on_nodes(self.state, self._live())
 
     # ------------------------------------------------------------------ devices
 

@@ -201,16 +201,7 @@ def deploy(
     entries.append(
         rc.success(rc.CREATED, "Successfully set property key(s): StorPoolName", op, obj, obj_refs=ctx)
     )
-    entries.append(
-        rc.success(
-            rc.CREATED,
-            f"New resource '{rd.name}' on node '{node.name}' registered.",
-            op,
-            obj,
-            details=f"Resource '{rd.name}' on node '{node.name}' UUID is: {rsc.uuid}",
-            obj_refs=ctx,
-        )
-    )
+    entries.append(_registered(rd, node, rsc, op, obj))
     for vd in sorted(rd.volume_definitions.values(), key=lambda v: v.number):
         entries.append(
             rc.success(
@@ -234,6 +225,18 @@ def deploy(
     return entries
 
 
+def _registered(rd: st.ResourceDefinition, node: st.Node, rsc: st.Resource, op: int, obj: int) -> rc.Entry:
+    """The controller's "registered" entry: the resource is committed, whatever the satellite does next."""
+    return rc.success(
+        rc.CREATED,
+        f"New resource '{rd.name}' on node '{node.name}' registered.",
+        op,
+        obj,
+        details=f"Resource '{rd.name}' on node '{node.name}' UUID is: {rsc.uuid}",
+        obj_refs={"RscDfn": rd.name, "Node": node.name},
+    )
+
+
 def _failed_deploy(
     emu: Emulator,
     rd: st.ResourceDefinition,
@@ -255,14 +258,7 @@ def _failed_deploy(
     emu.disks.failed(rd.name, node.name)
     ctx = {"RscDfn": rd.name, "Node": node.name}
     return [
-        rc.success(
-            rc.CREATED,
-            f"New resource '{rd.name}' on node '{node.name}' registered.",
-            op,
-            obj,
-            details=f"Resource '{rd.name}' on node '{node.name}' UUID is: {rsc.uuid}",
-            obj_refs=ctx,
-        ),
+        _registered(rd, node, rsc, op, obj),
         rc.error(
             rc.FAIL_UNKNOWN_ERROR,
             f"(Node: '{node.name}') Failed to deploy resource '{rd.name}' (injected satellite failure).",
@@ -408,20 +404,39 @@ def reconnect(emu: Emulator, node: st.Node) -> list[str]:
     return finished
 
 
+def refuse_in_use(
+    emu: Emulator,
+    rd: st.ResourceDefinition,
+    rsc: st.Resource,
+    op: int = 0,
+    obj: int = 0,
+    obj_refs: dict[str, str] | None = None,
+    hint: bool = True,
+) -> None:
+    """997 (in use) when the satellite reports ``rsc`` open: a mounted resource may not go.
+
+    ``hint`` adds LINSTOR's cause and correction (un-mount it first), which its answer to
+    a resource or definition delete carries and its answer to a volume definition delete
+    does not; ``obj_refs`` default to the definition and node.
+    """
+    if not emu.in_use_reported(rd, rsc, fresh=True):
+        return
+    raise rc.ApiFailure(
+        rc.error(
+            rc.FAIL_IN_USE,
+            f"Resource '{rd.name}' on node '{rsc.node}' is still in use.",
+            op,
+            obj,
+            cause="Resource is mounted/in use." if hint else "",
+            correction=f"Un-mount resource '{rd.name}' on the node '{rsc.node}'." if hint else "",
+            obj_refs=obj_refs if obj_refs is not None else {"RscDfn": rd.name, "Node": rsc.node},
+        )
+    )
+
+
 def check_deletable(emu: Emulator, rd: st.ResourceDefinition, rsc: st.Resource, op: int, obj: int) -> None:
     """997 when the resource is open, or when it is the last disk under diskless peers."""
-    if emu.in_use_reported(rd, rsc, fresh=True):
-        raise rc.ApiFailure(
-            rc.error(
-                rc.FAIL_IN_USE,
-                f"Resource '{rd.name}' on node '{rsc.node}' is still in use.",
-                op,
-                obj,
-                cause="Resource is mounted/in use.",
-                correction=f"Un-mount resource '{rd.name}' on the node '{rsc.node}'.",
-                obj_refs={"RscDfn": rd.name, "Node": rsc.node},
-            )
-        )
+    refuse_in_use(emu, rd, rsc, op, obj)
     if not rsc.diskless:
         others = [r for r in rd.resources.values() if r is not rsc and "DELETE" not in r.flags]
         if not any(not r.diskless for r in others) and any(r.diskless for r in others):
@@ -476,10 +491,7 @@ def delete_resource_entries(emu: Emulator, rd: st.ResourceDefinition, rsc: st.Re
 
 
 def candidates(emu: Emulator) -> list[placement.Candidate]:
-    on_node: dict[str, set[str]] = {}
-    for rd_key, rd in emu.state.resource_definitions.items():
-        for nk in rd.resources:
-            on_node.setdefault(nk, set()).add(rd_key)
+    on_node = emu.resources_on_nodes()
     reserved = emu.reserved_all()
     out = []
     for nk, node in emu.state.nodes.items():
@@ -498,7 +510,7 @@ def candidates(emu: Emulator) -> list[placement.Candidate]:
                     node_props=node.props,
                     online=node.online,
                     eligible=eligible,
-                    resources_on_node=frozenset(on_node.get(nk, ())),
+                    resources_on_node=on_node.get(nk, frozenset()),
                     total_kib=cap[0] if cap else None,
                     free_kib=cap[1] if cap else None,
                     reserved_kib=reserved.get((nk, names.key(pool.name)), 0),

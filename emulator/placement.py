@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
@@ -57,7 +58,7 @@ class Candidate:
     online: bool = True
     eligible: bool = True
     #: Upper-cased names of resource definitions already deployed on the node.
-    resources_on_node: frozenset[str] = frozenset()
+    resources_on_node: AbstractSet[str] = frozenset()
     total_kib: int | None = None
     free_kib: int | None = None
     reserved_kib: int = 0

@@ -12,6 +12,7 @@ import os
 import tempfile
 import time
 import uuid as uuidlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,31 @@ class State:
         return state
 
 
+def changed_keys(current: Mapping[str, Any], known: Mapping[str, Any], named: Iterable[str]) -> set[str]:
+    """Keys that may differ between ``current`` and ``known``: the named ones, and any made or
+    removed without being named.
+
+    New keys sit at the end of an insertion-ordered dict, so they are found from its end; only
+    when that does not account for the difference in size does it take a full comparison.
+    """
+    keys = set(named)
+    size = len(known)
+    size += sum(1 for k in keys if k in current and k not in known)
+    size -= sum(1 for k in keys if k not in current and k in known)
+    if size == len(current):
+        return keys
+    for key in reversed(current):
+        if key not in known:
+            if key not in keys:
+                keys.add(key)
+                size += 1
+        elif key not in keys:
+            break
+    if size == len(current):
+        return keys
+    return keys | (current.keys() ^ known.keys())
+
+
 def _plain(value: Any) -> Any:
     """A JSON-ready copy; much faster than ``dataclasses.asdict``, which deep-copies every leaf."""
     if hasattr(value, "__dataclass_fields__"):
@@ -251,6 +277,9 @@ class Saver:
         (or left out when they were never saved), so the file only ever holds finished changes.
         """
         held = held or set()
+        if dirty is not None and self._journal is not None:
+            self._save_changes(state, dirty, held)
+            return
         fragments: dict[str, str] = {}
         for key, rd in state.resource_definitions.items():
             cached = self._fragments.get(key)
@@ -265,7 +294,45 @@ class Saver:
             # Removed from memory by a request that has not finished yet: still saved as it was.
             if key not in fragments and key in self._fragments:
                 fragments[key] = self._fragments[key]
-        head = json.dumps(
+        head = self._head_of(state)
+        previous = self._fragments
+        self._fragments = fragments
+        if self._snapshot_due():
+            self._write_snapshot(head, fragments)
+            return
+        changed = {k: f for k, f in fragments.items() if previous.get(k) != f}
+        removed = [k for k in previous if k not in fragments]
+        self._append(head, changed, removed)
+
+    def _save_changes(self, state: State, dirty: set[str], held: set[str]) -> None:
+        """The save of a mutation that named what it changed: only those definitions (and any
+        made or removed without being named) are looked at, so its cost does not grow with the
+        state. The outcome is the full save's: held definitions stay as they were saved."""
+        fragments = self._fragments
+        changed: dict[str, str] = {}
+        removed: list[str] = []
+        rds = state.resource_definitions
+        for key in changed_keys(rds, fragments, dirty):
+            if key in held:
+                continue
+            rd = rds.get(key)
+            if rd is None:
+                if fragments.pop(key, None) is not None:
+                    removed.append(key)
+                continue
+            fragment = json.dumps(_plain(rd), separators=(",", ":"))
+            if fragments.get(key) != fragment:
+                fragments[key] = changed[key] = fragment
+        head = self._head_of(state)
+        if self._snapshot_due():
+            self._write_snapshot(head, fragments)
+            return
+        self._append(head, changed, removed)
+
+    @staticmethod
+    def _head_of(state: State) -> str:
+        """Everything but the definitions, as one JSON object."""
+        return json.dumps(
             {
                 "format": FORMAT_VERSION,
                 "nodes": _plain(state.nodes),
@@ -278,17 +345,16 @@ class Saver:
             },
             separators=(",", ":"),
         )
-        previous = self._fragments
-        self._fragments = fragments
-        if (
+
+    def _snapshot_due(self) -> bool:
+        return (
             self._journal is None
             or self._journal_bytes > max(self._snapshot_bytes, JOURNAL_MIN_BYTES)
             or not (self.state_dir / STATE_FILE).exists()
-        ):
-            self._write_snapshot(head, fragments)
-            return
-        changed = {k: f for k, f in fragments.items() if previous.get(k) != f}
-        removed = [k for k in previous if k not in fragments]
+        )
+
+    def _append(self, head: str, changed: dict[str, str], removed: list[str]) -> None:
+        """One journal line: the definitions changed and removed, and the top level when it changed."""
         if not changed and not removed and head == self._head:
             return
         line = (

@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import Any
 
 from docker_plugin.client import PluginClient
-from testkit.processes import terminate
+from testkit.processes import terminate, wait_ready
 
 BUSYBOX = "/bin/busybox"
 DOCKERD = "dockerd"
@@ -146,18 +146,14 @@ class DockerDaemon:
             start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.proc = None
-                raise RuntimeError(f"dockerd exited early:\n{self.log_tail()}")
-            if self.socket_path.exists():
-                probe = self.docker("version", "--format", "{{.Server.Version}}", check=False, timeout=10)
-                if probe.returncode == 0:
-                    return
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"dockerd did not answer within {timeout}s:\n{self.log_tail()}")
+
+        def answers() -> bool:
+            if not self.socket_path.exists():
+                return False
+            probe = self.docker("version", "--format", "{{.Server.Version}}", check=False, timeout=10)
+            return probe.returncode == 0
+
+        wait_ready(self.proc, answers, "dockerd", self.log_tail, self.stop, timeout, interval=0.2)
 
     def stop(self, timeout: float = 40.0) -> None:
         """SIGTERM dockerd (it stops its containers), then SIGKILL its whole process group."""
@@ -310,19 +306,15 @@ class PluginProcess:
             self.proc = self.daemon.popen_in_namespace(self.command(), **kwargs)
         log.close()
         client = PluginClient(str(self.socket_path), timeout=5)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code, self.proc = self.proc.returncode, None
-                raise RuntimeError(f"plugin exited early ({code}):\n{self.log_tail()}")
-            try:
-                if client.call("Plugin.Activate").get("Implements") == ["VolumeDriver"]:
-                    return
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"plugin did not answer within {timeout}s:\n{self.log_tail()}")
+        wait_ready(
+            self.proc,
+            lambda: client.call("Plugin.Activate").get("Implements") == ["VolumeDriver"],
+            "the Docker plugin",
+            self.log_tail,
+            self.stop,
+            timeout,
+            transient=(OSError, ValueError),
+        )
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM and wait; returns the exit code (None if it was not running).

@@ -7,14 +7,13 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
-from testkit.processes import free_port, terminate
+from testkit.processes import free_port, terminate, wait_ready
 from testkit.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -74,19 +73,26 @@ class EmulatorProcess:
             self.proc = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd or REPO_ROOT, env=self.env
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"emulator exited early:\n{self.log_path.read_text()[-4000:]}")
-            try:
-                answer = requests.get(self.url + "/v1/controller/version", timeout=1, **self.request_kwargs())
-                if answer.status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"emulator did not answer at {self.url} within {timeout}s")
+
+        def answers() -> bool:
+            url = self.url + "/v1/controller/version"
+            return requests.get(url, timeout=1, **self.request_kwargs()).status_code == 200
+
+        wait_ready(
+            self.proc,
+            answers,
+            f"the emulator at {self.url}",
+            self._log_tail,
+            self.stop,
+            timeout,
+            transient=(requests.RequestException,),
+        )
+
+    def _log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:] if self.log_path else ""
+        except OSError:
+            return ""
 
     def stop(self) -> None:
         if self.proc is None:

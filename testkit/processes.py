@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,3 +42,35 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_ready(
+    proc: subprocess.Popen[Any],
+    ready: Callable[[], bool],
+    what: str,
+    log_tail: Callable[[], str],
+    stop: Callable[[], object],
+    timeout: float,
+    interval: float = 0.1,
+    transient: tuple[type[BaseException], ...] = (),
+) -> None:
+    """Poll ``ready`` every ``interval`` s until it says True: how every child daemon is awaited.
+
+    ``ready`` raising one of ``transient`` counts as "not yet" (the socket is not there,
+    the connection is refused). When ``proc`` exits first, or ``timeout`` passes, ``stop``
+    cleans up and a RuntimeError names ``what``, the exit status and the tail of its log.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = proc.poll()
+        if status is not None:
+            stop()
+            raise RuntimeError(f"{what} exited early (status {status}):\n{log_tail()}")
+        try:
+            if ready():
+                return
+        except transient:
+            pass
+        time.sleep(interval)
+    stop()
+    raise RuntimeError(f"{what} did not answer within {timeout:g}s:\n{log_tail()}")

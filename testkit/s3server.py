@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from testkit.processes import free_port, terminate
+from testkit.processes import free_port, terminate, wait_ready
 
 #: moto accepts any keys unless told otherwise; these are the ones tests hand to remotes.
 ACCESS_KEY = "testing-access-key"
@@ -44,18 +43,15 @@ class S3Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"moto server exited early:\n{log_path.read_text()[-4000:]}")
-            try:
-                if requests.get(self.endpoint + "/moto-api/", timeout=1).status_code < 500:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"moto server did not answer at {self.endpoint} within {timeout}s")
+        wait_ready(
+            self.proc,
+            lambda: requests.get(self.endpoint + "/moto-api/", timeout=1).status_code < 500,
+            f"the moto server at {self.endpoint}",
+            lambda: log_path.read_text(errors="replace")[-4000:],
+            self.stop,
+            timeout,
+            transient=(requests.RequestException,),
+        )
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -34,3 +34,41 @@ def size_bytes(device: str) -> int:
     """The device's size as the kernel reports it (``blockdev --getsize64``)."""
     out = subprocess.run(["blockdev", "--getsize64", device], check=True, capture_output=True, text=True)
     return int(out.stdout.strip())
+
+
+def loop_devices_of(path: Path) -> list[str]:
+    """Loop devices of a backing file, asked of ``losetup -j`` directly (not of the code under test)."""
+    if not path.exists():
+        return []
+    out = subprocess.run(["losetup", "-j", str(path)], capture_output=True, text=True, check=True).stdout
+    return [line.split(":", 1)[0] for line in out.splitlines() if line.strip()]
+
+
+def detach_loops_under(root: Path, pattern: str = "*") -> None:
+    """Detach every loop device backed by a file below ``root`` (matching ``pattern``).
+
+    Tests call it after the emulator's storage they drove directly, so no loop device
+    outlives the temporary directory its backing file was in.
+    """
+    for path in root.rglob(pattern):
+        if path.is_file() and not path.is_symlink():
+            for loop in loop_devices_of(path):
+                subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
+
+
+def loops_backed_under(root: Path) -> dict[str, str]:
+    """Loop device (``/dev/loopN``) to backing file, for every loop device whose file lies below ``root``.
+
+    Read from ``/sys/block``, so it sees the kernel's view even after the emulator that made
+    them is gone.
+    """
+    prefix = str(root.resolve()) + os.sep
+    found: dict[str, str] = {}
+    for entry in Path("/sys/block").glob("loop*"):
+        try:
+            backing = (entry / "loop" / "backing_file").read_text().strip()
+        except OSError:
+            continue
+        if backing.startswith(prefix):
+            found[f"/dev/{entry.name}"] = backing
+    return found

@@ -6,12 +6,22 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from testkit.dockerd import DOCKER_CLIS, DockerDaemon, PluginProcess, dockerd_available
 from testkit.emulator import EmulatorProcess, reset_and_stop
 
-__all__ = ["DOCKER_CLIS", "DockerDaemon", "PluginProcess", "docker_stack", "dockerd_available"]
+__all__ = ["DOCKER_CLIS", "DockerDaemon", "DockerStack", "PluginProcess", "docker_stack", "dockerd_available"]
+
+
+@dataclass
+class DockerStack:
+    """What :func:`docker_stack` yields, held together; each end-to-end module adds its own checks."""
+
+    daemon: DockerDaemon
+    plugin: PluginProcess
+    emulator: EmulatorProcess
 
 
 @contextmanager

@@ -56,10 +56,23 @@ LIB_DIR = "/opt/linstor-volume-plugin/lib"
 LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x[0-9a-f]+\)")
 
 
+def project_requirements() -> list[str]:
+    """The project's runtime requirements as ``pyproject.toml`` declares them.
+
+    Read from the source, not from the installed project's metadata: an editable install
+    keeps the dependency list of the day it was installed, while the image is built from
+    the source, so a dependency dropped there must not ride along in the image.
+    """
+    return list(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+
+
 def runtime_distributions(name: str) -> list[metadata.Distribution]:
-    """The installed distributions ``name`` needs at run time (no extras), recursively."""
+    """The installed distributions ``name`` needs at run time (no extras), recursively.
+
+    For this project (``PROJECT``) the first level comes from :func:`project_requirements`.
+    """
     seen: dict[str, metadata.Distribution] = {}
-    pending = [name]
+    pending = _needed(project_requirements()) if name == PROJECT else [name]
     while pending:
         current = pending.pop()
         dist = metadata.distribution(current)
@@ -67,13 +80,19 @@ def runtime_distributions(name: str) -> list[metadata.Distribution]:
         if key in seen:
             continue
         seen[key] = dist
-        for spec in dist.requires or []:
-            req = Requirement(spec)
-            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
-                continue
-            pending.append(req.name)
+        pending += _needed(dist.requires or [])
     seen.pop(name.lower(), None)  # the project itself is copied from the source tree
     return list(seen.values())
+
+
+def _needed(specs: Iterable[str]) -> list[str]:
+    """The names of the requirements in ``specs`` that apply without extras, here."""
+    needed = []
+    for spec in specs:
+        req = Requirement(spec)
+        if req.marker is None or req.marker.evaluate({"extra": ""}):
+            needed.append(req.name)
+    return needed
 
 
 def copy_file(src: Path, dest: Path) -> None:

@@ -32,6 +32,7 @@ from plugin.volumes.consistency_groups import (
     find_member,
     group_resource_name,
     is_shared,
+    may_name_member,
     member_volume,
 )
 from plugin.volumes.member_attach import MemberAttachments, MemberPublications
@@ -143,6 +144,10 @@ class ConsistencyGroupService(VolumeService):
     # ------------------------------------------------------------------ delete, expand
 
     def delete_volume(self, volume_id: str) -> None:
+        """Members lose their volume definition; other ids go the plain way without a read first."""
+        if not may_name_member(volume_id):
+            super().delete_volume(volume_id)
+            return
         try:
             member = find_member(self.reads, volume_id)
         except NotFound:

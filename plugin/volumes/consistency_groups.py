@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import suppress
@@ -85,6 +86,21 @@ def group_resource_name(namespace: str, group: str) -> str:
     raw[6] = (raw[6] & 0x0F) | 0x50
     raw[8] = (raw[8] & 0x3F) | 0x80
     return f"cg-{uuid.UUID(bytes=bytes(raw))}"
+
+
+_GROUP_RESOURCE = re.compile(r"cg-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+def may_name_member(volume_id: str) -> bool:
+    """Whether an id can name a member, told from its shape alone, without asking LINSTOR.
+
+    A member is ``<resource>/<number>``, or a group's ``cg-<uuid>`` for number 0. The only
+    other shared resources, lone restores of one member, hold that one volume: their id is
+    ``<resource>/<number>``, or ``<resource>`` for number 0, where removing the member is
+    removing the resource, which is what a plain delete does. So every other id can skip
+    the read of its definition.
+    """
+    return "/" in volume_id or _GROUP_RESOURCE.fullmatch(volume_id) is not None
 
 
 def is_shared(rd: ResourceDefinition) -> bool:

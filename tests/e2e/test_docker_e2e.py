@@ -15,20 +15,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import EmulatorProcess, have_root_and_loop, require
-from tests.dockerd import DockerDaemon, PluginProcess, docker_stack, dockerd_available
+from tests.conftest import have_root_and_loop, require
+from tests.dockerd import DockerStack, docker_stack, dockerd_available
 
 pytestmark = [pytest.mark.docker, pytest.mark.root, pytest.mark.slow]
 
 LOCAL = socket.gethostname().split(".")[0] or "localhost"
 
 
-class Stack:
-    def __init__(self, daemon: DockerDaemon, plugin: PluginProcess, emulator: EmulatorProcess) -> None:
-        self.daemon = daemon
-        self.plugin = plugin
-        self.emulator = emulator
-
+class Stack(DockerStack):
     def docker(self, *args: str, check: bool = True) -> str:
         try:
             return self.daemon.docker(*args, check=check).stdout

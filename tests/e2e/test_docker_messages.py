@@ -17,20 +17,15 @@ from typing import Any
 import pytest
 
 from plugin.placement_diagnosis import listing
-from tests.conftest import EmulatorProcess, have_root_and_loop, require
-from tests.dockerd import DockerDaemon, PluginProcess, docker_stack, dockerd_available
+from tests.conftest import have_root_and_loop, require
+from tests.dockerd import DockerStack, docker_stack, dockerd_available
 
 pytestmark = [pytest.mark.docker, pytest.mark.root, pytest.mark.slow]
 
 LOCAL = socket.gethostname().split(".")[0] or "localhost"
 
 
-class Stack:
-    def __init__(self, daemon: DockerDaemon, plugin: PluginProcess, emulator: EmulatorProcess) -> None:
-        self.daemon = daemon
-        self.plugin = plugin
-        self.emulator = emulator
-
+class Stack(DockerStack):
     def docker(self, *args: str) -> str:
         done = self.daemon.docker(*args, check=False)
         assert done.returncode == 0, f"{done.stderr}\n--- plugin log ---\n{self.plugin.log_tail(6000)}"

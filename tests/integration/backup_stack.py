@@ -12,60 +12,34 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import requests
 
 from csi.generated import csi_pb2
-from csi.testing import CsiClient, driver_on_emulator, mount_cap, unmount_under
-from plugin.node.ops import NodeOps
-from testkit.emulator import EmulatorProcess, reset_and_stop
-from testkit.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from csi.testing import mount_cap
+from testkit.csi_cluster import SNAPSHOT_PREFIX, Cluster, cluster_with_driver, s3_class_parameters
+from testkit.emulator import EmulatorProcess
+from testkit.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 from testkit.waiting import wait_until
 from tests import csi_requests as rq
-from tests.integration.csi_stack import LOCAL, Stack
+from tests.integration.csi_stack import LOCAL
 
 MIB = 1024**2
-PREFIX = "snap.linstor.csi.linbit.com/"
 SECRETS = {"access-key": ACCESS_KEY, "secret-key": SECRET_KEY}
 CAP = mount_cap(fs_type="ext4")
 
 
-@dataclass
-class Side:
-    """One cluster as a CO sees it: its driver's services and a directory for mounts."""
-
-    csi: CsiClient
-    workdir: Path
-    nodeops: NodeOps
-    emulator: EmulatorProcess
-
-    @property
-    def ctl(self):  # type: ignore[no-untyped-def]
-        return self.csi.controller
-
-
-def side_of(stack: Stack) -> Side:
-    return Side(stack.csi, stack.workdir, stack.nodeops, stack.emulator)
+#: One cluster of a backup test: cluster A (the CSI stack) or cluster B.
+Side = Cluster
 
 
 @contextmanager
 def second_cluster(base: Path) -> Iterator[Side]:
     """Cluster B: an emulator with the local node only, and a driver on it."""
-    emulator = EmulatorProcess(state_dir=base / "state", dev_dir=base / "dev")
-    emulator.start()
-    workdir = base / "work"
-    workdir.mkdir()
-    try:
-        with driver_on_emulator(emulator.url, LOCAL, path_roots=[str(workdir)]) as (_driver, client, nodeops):
-            try:
-                yield Side(client, workdir, nodeops, emulator)
-            finally:
-                unmount_under(str(workdir), nodeops)
-    finally:
-        reset_and_stop([emulator])
+    with cluster_with_driver(base, LOCAL) as cluster:
+        yield cluster
 
 
 def cluster_id(emulator: EmulatorProcess) -> str:
@@ -75,30 +49,23 @@ def cluster_id(emulator: EmulatorProcess) -> str:
 
 
 def s3_class(endpoint: str, remote: str, bucket: str, **extra: str) -> dict[str, str]:
-    params = {
-        f"{PREFIX}type": "S3",
-        f"{PREFIX}remote-name": remote,
-        f"{PREFIX}s3-endpoint": endpoint,
-        f"{PREFIX}s3-bucket": bucket,
-        f"{PREFIX}s3-signing-region": REGION,
-        f"{PREFIX}s3-use-path-style": "true",
-        # what the snapshotter adds with --extra-create-metadata
+    # what the snapshotter adds with --extra-create-metadata
+    metadata = {
         "csi.storage.k8s.io/volumesnapshot/name": "snap",
         "csi.storage.k8s.io/volumesnapshot/namespace": "default",
     }
-    params.update({f"{PREFIX}{k}": v for k, v in extra.items()})
-    return params
+    return {**s3_class_parameters(endpoint, remote, bucket, **extra), **metadata}
 
 
 def linstor_class(target: EmulatorProcess, remote: str, **extra: str) -> dict[str, str]:
     params = {
-        f"{PREFIX}type": "Linstor",
-        f"{PREFIX}remote-name": remote,
-        f"{PREFIX}linstor-target-url": target.url,
-        f"{PREFIX}linstor-target-cluster-id": cluster_id(target),
-        f"{PREFIX}linstor-target-storage-pool": "DfltStorPool",
+        f"{SNAPSHOT_PREFIX}type": "Linstor",
+        f"{SNAPSHOT_PREFIX}remote-name": remote,
+        f"{SNAPSHOT_PREFIX}linstor-target-url": target.url,
+        f"{SNAPSHOT_PREFIX}linstor-target-cluster-id": cluster_id(target),
+        f"{SNAPSHOT_PREFIX}linstor-target-storage-pool": "DfltStorPool",
     }
-    params.update({f"{PREFIX}{k}": v for k, v in extra.items()})
+    params.update({f"{SNAPSHOT_PREFIX}{k}": v for k, v in extra.items()})
     return params
 
 

@@ -38,7 +38,6 @@ from tests.integration.backup_stack import (
     read,
     s3_class,
     second_cluster,
-    side_of,
     snapshot,
     until_ready,
 )
@@ -54,7 +53,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 @pytest.fixture(scope="module")
 def a(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Side]:
     with csi_stack(tmp_path_factory.mktemp("backups-a"), "csi-bk-") as stack:
-        yield side_of(stack)
+        yield stack
 
 
 @pytest.fixture(scope="module")
@@ -326,7 +325,7 @@ def test_restarts_during_shipping_lose_and_duplicate_nothing(
 def second_driver(a: Side) -> Iterator[Side]:
     """A new driver on cluster A: what a restarted controller pod is."""
     with driver_on_emulator(a.emulator.url, LOCAL, path_roots=[str(a.workdir)]) as (_d, client, nodeops):
-        yield Side(client, a.workdir, nodeops, a.emulator)
+        yield Side(a.emulator, client, nodeops, a.workdir)
 
 
 def test_secrets_are_not_in_the_answers(a: Side, s3: S3Server) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,9 +19,9 @@ import grpc
 import pytest
 
 from csi.generated import csi_pb2
-from csi.testing import block_cap, mount_cap, unmount_under
+from csi.testing import block_cap, mount_cap
 from tests import csi_requests as rq
-from tests.integration.csi_stack import LOCAL, Stack, csi_stack
+from tests.integration.csi_stack import LOCAL, Stack, csi_stack, scratch_dir
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 MIB = 1024**2
@@ -37,11 +36,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture
 def base(stack: Stack) -> Iterator[Path]:
     """A fresh directory below the driver's root; whatever is mounted there is undone after."""
-    made = stack.workdir / uuid.uuid4().hex[:8]
-    made.mkdir()
-    yield made
-    unmount_under(str(made), stack.nodeops)
-    shutil.rmtree(made, ignore_errors=True)
+    with scratch_dir(stack) as made:
+        yield made
 
 
 def code_of(call: Callable[[], object]) -> grpc.StatusCode:

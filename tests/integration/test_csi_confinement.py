@@ -22,9 +22,9 @@ import grpc
 import pytest
 
 from csi.generated import csi_pb2
-from csi.testing import block_cap, mount_cap, mounts_under, unmount_under
+from csi.testing import block_cap, mount_cap, mounts_under
 from tests import csi_requests as rq
-from tests.integration.csi_stack import LOCAL, Stack, csi_stack
+from tests.integration.csi_stack import LOCAL, Stack, csi_stack, scratch_dir
 
 MIB = 1024**2
 DEVICE_KEY = "linstor.csi.linbit.com/device-path"
@@ -39,11 +39,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture
 def base(stack: Stack) -> Iterator[Path]:
     """A directory below the driver's root (as kubelet's pod directories are)."""
-    path = stack.workdir / uuid.uuid4().hex[:8]
-    path.mkdir()
-    yield path
-    unmount_under(str(path), stack.nodeops)
-    shutil.rmtree(path, ignore_errors=True)
+    with scratch_dir(stack) as made:
+        yield made
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,10 +23,10 @@ import pytest
 import requests
 
 from csi.generated import csi_pb2
-from csi.testing import block_cap, mount_cap, unmount_under
+from csi.testing import block_cap, mount_cap
 from testkit.waiting import wait_until
 from tests import csi_requests as rq
-from tests.integration.csi_stack import LOCAL, Stack, csi_stack
+from tests.integration.csi_stack import LOCAL, Stack, csi_stack, stage_paths
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 MIB = 1024**2
@@ -85,12 +84,8 @@ def unpublish(stack: Stack, volume_id: str, node: str = LOCAL) -> None:
 @pytest.fixture
 def paths(stack: Stack) -> Iterator[tuple[str, str]]:
     """A staging dir (created, as the CO does) and a target path (left to the driver)."""
-    base = stack.workdir / uuid.uuid4().hex[:8]
-    staging = base / "staging"
-    staging.mkdir(parents=True)
-    yield str(staging), str(base / "target")
-    unmount_under(str(base), stack.nodeops)
-    shutil.rmtree(base, ignore_errors=True)
+    with stage_paths(stack) as made:
+        yield made
 
 
 # ---------------------------------------------------------------- refusals the spec mandates

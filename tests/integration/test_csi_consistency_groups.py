@@ -9,7 +9,6 @@ each member comes back from a group snapshot, member by member. Needs root (real
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,13 +18,13 @@ import pytest
 
 from csi.generated import csi_pb2
 from csi.kube import PvcGroups, in_cluster_configuration
-from csi.testing import block_cap, mount_cap, unmount_under
+from csi.testing import block_cap, mount_cap
 from plugin.config import load_config
 from plugin.linstor.client import LinstorClient
 from plugin.volumes.consistency_groups import GROUP_LABEL, group_resource_name
 from plugin.volumes.members import MEMBER_NAME
 from tests.blockio import read_at, write_at
-from tests.integration.csi_stack import LOCAL, Stack, csi_stack
+from tests.integration.csi_stack import LOCAL, Stack, csi_stack, rest_calls, scratch_dir
 from tests.integration.test_csi_group_snapshots import Attached
 from tests.kube_api import KubeApi, kube_api
 
@@ -49,11 +48,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, api: KubeApi) -> Iterator[St
 
 @pytest.fixture
 def workdir(stack: Stack) -> Iterator[Path]:
-    base = stack.workdir / uuid.uuid4().hex[:8]
-    base.mkdir()
-    yield base
-    unmount_under(str(base), stack.nodeops)
-    shutil.rmtree(base, ignore_errors=True)
+    with scratch_dir(stack) as made:
+        yield made
 
 
 @pytest.fixture
@@ -141,6 +137,43 @@ def test_members_are_volume_numbers_of_one_resource(
     assert [vd.number for vd in linstor.list_volume_definitions(resource)] == [0]
     delete(stack, second.volume_id)  # again: OK
     delete(stack, first.volume_id, plain.volume_id)
+    assert not linstor.list_resource_definitions([resource])
+
+
+def counted_delete(stack: Stack, volume_id: str) -> float:
+    """DeleteVolume through the driver; the LINSTOR REST calls it made."""
+    before = rest_calls()
+    delete(stack, volume_id)
+    return rest_calls() - before
+
+
+def test_delete_costs_two_rest_calls_and_a_first_member_still_goes_alone(
+    stack: Stack, api: KubeApi, linstor: LinstorClient
+) -> None:
+    group = f"dl-{uuid.uuid4().hex[:6]}"
+    resource = group_resource_name(NAMESPACE, group)
+    first = claim(stack, api, group, cap=block_cap())
+    second = claim(stack, api, group, cap=block_cap())
+    plain = claim(stack, api, None, cap=block_cap())
+    assert first.volume_id == resource  # number 0: an id without a '/'
+
+    # A plain volume: the view of its resources and the DELETE, no read of its definition.
+    assert counted_delete(stack, plain.volume_id) == 2
+    assert not linstor.list_resource_definitions([plain.volume_id])
+    # Unknown ids are success (CSI), plain-shaped or a group's.
+    assert counted_delete(stack, plain.volume_id) <= 2
+    delete(stack, group_resource_name(NAMESPACE, f"none-{uuid.uuid4().hex[:6]}"), "no/such/id")
+
+    # The group's first member goes as volume number 0 only: its sibling keeps the resource.
+    assert counted_delete(stack, first.volume_id) == 2
+    assert [vd["volume_number"] for vd in linstor.list_volume_definitions(resource)] == [1]
+    got = stack.csi.controller.ControllerGetVolume(
+        csi_pb2.ControllerGetVolumeRequest(volume_id=second.volume_id)
+    ).volume
+    assert got.volume_id == second.volume_id
+    delete(stack, first.volume_id)  # again: OK, and the sibling is untouched
+    assert [vd["volume_number"] for vd in linstor.list_volume_definitions(resource)] == [1]
+    delete(stack, second.volume_id)  # the last member takes the resource with it
     assert not linstor.list_resource_definitions([resource])
 
 

@@ -8,7 +8,6 @@ DeleteVolumeGroupSnapshot. Real mounts, so the module needs root.
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,14 +17,14 @@ import pytest
 import requests
 
 from csi.generated import csi_pb2
-from csi.testing import block_cap, mount_cap, unmount_under
+from csi.testing import block_cap, mount_cap
 from plugin.config import load_config
 from plugin.errors import NotFound
 from plugin.linstor.client import LinstorClient
 from testkit.waiting import wait_until
 from tests import csi_requests as rq
 from tests.blockio import read_at, write_at
-from tests.integration.csi_stack import LOCAL, Stack, csi_stack
+from tests.integration.csi_stack import LOCAL, Stack, csi_stack, scratch_dir
 
 MIB = 1024**2
 Code = grpc.StatusCode
@@ -39,11 +38,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def workdir(stack: Stack) -> Iterator[Path]:
-    base = stack.workdir / uuid.uuid4().hex[:8]
-    base.mkdir()
-    yield base
-    unmount_under(str(base), stack.nodeops)
-    shutil.rmtree(base, ignore_errors=True)
+    with scratch_dir(stack) as made:
+        yield made
 
 
 def code_of(call: Callable[[], object]) -> grpc.StatusCode:

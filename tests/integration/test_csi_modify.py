@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,12 +25,12 @@ import pytest
 import requests
 
 from csi.generated import csi_pb2
-from csi.testing import block_cap, mount_cap, unmount_under
+from csi.testing import block_cap, mount_cap
 from plugin import node_qos
 from testkit.waiting import wait_until
 from tests import csi_requests as rq
 from tests.conftest import require
-from tests.integration.csi_stack import LOCAL, Stack, csi_stack
+from tests.integration.csi_stack import LOCAL, Stack, csi_stack, stage_paths
 
 MIB = 1024**2
 NS = "linstor.csi.linbit.com/"
@@ -47,12 +46,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def paths(stack: Stack) -> Iterator[tuple[str, str]]:
-    base = stack.workdir / uuid.uuid4().hex[:8]
-    staging = base / "staging"
-    staging.mkdir(parents=True)
-    yield str(staging), str(base / "target")
-    unmount_under(str(base), stack.nodeops)
-    shutil.rmtree(base, ignore_errors=True)
+    with stage_paths(stack) as made:
+        yield made
 
 
 def code_of(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:

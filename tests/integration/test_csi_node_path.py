@@ -12,7 +12,6 @@ holding another volume is still refused. How long it takes is the benchmark's bu
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,14 +19,13 @@ from typing import Any
 
 import grpc
 import pytest
-from prometheus_client import REGISTRY
 
 from csi.generated import csi_pb2
-from csi.testing import block_cap, mount_cap, unmount_under
+from csi.testing import block_cap, mount_cap
 from plugin.node.commands import CommandResult, run
 from plugin.node.mounttable import MountEntry
 from plugin.node.native import ProbeAnswer
-from tests.integration.csi_stack import LOCAL, Stack, csi_stack
+from tests.integration.csi_stack import LOCAL, Stack, csi_stack, rest_calls, stage_paths
 
 MIB = 1024**2
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
@@ -103,20 +101,8 @@ def counts(stack: Stack) -> Iterator[Counts]:
 
 @pytest.fixture
 def paths(stack: Stack) -> Iterator[tuple[str, str]]:
-    base = stack.workdir / uuid.uuid4().hex[:8]
-    staging = base / "staging"
-    staging.mkdir(parents=True)
-    yield str(staging), str(base / "target")
-    unmount_under(str(base), stack.nodeops)
-    shutil.rmtree(base, ignore_errors=True)
-
-
-def rest_gets() -> float:
-    total = 0.0
-    for metric in REGISTRY.collect():
-        if metric.name == "linstor_plugin_linstor_requests":
-            total += sum(s.value for s in metric.samples if s.name.endswith("_total"))
-    return total
+    with stage_paths(stack) as made:
+        yield made
 
 
 def attached_volume(stack: Stack, cap: csi_pb2.VolumeCapability) -> tuple[str, dict[str, str], str]:
@@ -182,14 +168,14 @@ def test_fresh_volume_is_probed_once_formatted_mounted_and_bound(
     vid, ctx, device = attached_volume(stack, block_cap())  # block-provisioned: nothing formatted it
     counts.take()
 
-    before = rest_gets()
+    before = rest_calls()
     stage(stack, vid, staging, ctx)
     commands, reads = counts.take()
     # The one probe guards mkfs and tells that the new ext4 needs no check; its size is known.
     # Only mkfs is a command: the probe and the mount are done in-process.
     assert commands == ["probe(libblkid)", "mkfs.ext4", "mount(2)"]
     assert reads == 1
-    assert rest_gets() - before == 2  # one volume read: its definition and its resources
+    assert rest_calls() - before == 2  # one volume read: its definition and its resources
 
     publish(stack, vid, staging, target, ctx)
     commands, reads = counts.take()

@@ -86,15 +86,26 @@ def _unmount_below(root: Path) -> None:
         subprocess.run(["umount", "-l", target], check=False, capture_output=True)
 
 
+@contextlib.contextmanager
+def plugin_releasing_at_once(emulator_url: str, base: Path) -> Iterator[PluginProcess]:
+    """The plugin on the host, with its release delay off; stopped and its mounts undone after.
+
+    Releasing at once lets every test see the effect of its last Unmount right away; the
+    default delay has its own test.
+    """
+    proc = PluginProcess(base, emulator_url, LOCAL, extra_args=("--release-delay", "0"))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        _unmount_below(proc.mount_root)
+
+
 @pytest.fixture
 def plugin(emulator, tmp_path: Path) -> Iterator[PluginProcess]:  # type: ignore[no-untyped-def]
-    # Releases at once, so every test sees the effect of its last Unmount right away; the
-    # default delay has its own test.
-    proc = PluginProcess(tmp_path / "p", emulator.url, LOCAL, extra_args=("--release-delay", "0"))
-    proc.start()
-    yield proc
-    proc.stop()
-    _unmount_below(proc.mount_root)
+    with plugin_releasing_at_once(emulator.url, tmp_path / "p") as proc:
+        yield proc
 
 
 def ok(answer: dict) -> dict:  # type: ignore[type-arg]

@@ -96,6 +96,15 @@ def make_volume(emu: EmulatorProcess, name: str, size_kib: int = SIZE_KIB) -> st
     return device(emu, name)
 
 
+def restore_into(emu: EmulatorProcess, rd: str, snap: str, new: str) -> str:
+    """Restore snapshot ``snap`` of ``rd`` into a new resource definition ``new``; its device path."""
+    post(emu, "/v1/resource-definitions", {"resource_definition": {"name": new}})
+    body = {"to_resource": new}
+    post(emu, f"/v1/resource-definitions/{rd}/snapshot-restore-volume-definition/{snap}", body)
+    post(emu, f"/v1/resource-definitions/{rd}/snapshot-restore-resource/{snap}", body)
+    return device(emu, new)
+
+
 def device(emu: EmulatorProcess, rsc: str) -> str:
     resources = get(emu, "/v1/view/resources", resources=rsc)
     assert resources, f"no resource {rsc}"
@@ -321,14 +330,8 @@ def test_restore_download_only_then_snapshot_restore(emu: EmulatorProcess, s3: S
     )
     wait_for(lambda: "SUCCESSFUL" in snapshot(emu, "vol-dl", "snap-a")["flags"], message="download")
     assert get(emu, "/v1/view/resources", resources="vol-dl") == []
-    post(emu, "/v1/resource-definitions", {"resource_definition": {"name": "vol-new"}})
-    post(
-        emu,
-        "/v1/resource-definitions/vol-dl/snapshot-restore-volume-definition/snap-a",
-        {"to_resource": "vol-new"},
-    )
-    post(emu, "/v1/resource-definitions/vol-dl/snapshot-restore-resource/snap-a", {"to_resource": "vol-new"})
-    assert read_at(device(emu, "vol-new"), MIB, len(data)) == data
+    restored = restore_into(emu, "vol-dl", "snap-a", "vol-new")
+    assert read_at(restored, MIB, len(data)) == data
 
 
 def test_python_linstor_drives_remotes_and_backups(emu: EmulatorProcess, s3: S3Server, bucket: str) -> None:
@@ -503,16 +506,8 @@ def test_linstor_to_linstor_full_incremental_and_restore(
     assert "SUCCESSFUL" in received["flags"]
     assert received["snapshot_definition_props"]["Backup/FromClusterUUID"] == src_id
     # On the target: restore the received snapshot into a new volume, the same bytes.
-    post(dst, "/v1/resource-definitions", {"resource_definition": {"name": "vol-dr"}})
-    post(
-        dst,
-        "/v1/resource-definitions/backup-vol-l2l/snapshot-restore-volume-definition/l2",
-        {"to_resource": "vol-dr"},
-    )
-    post(
-        dst, "/v1/resource-definitions/backup-vol-l2l/snapshot-restore-resource/l2", {"to_resource": "vol-dr"}
-    )
-    assert read_at(device(dst, "vol-dr"), 0, SIZE_KIB * 1024) == expected
+    restored = restore_into(dst, "backup-vol-l2l", "l2", "vol-dr")
+    assert read_at(restored, 0, SIZE_KIB * 1024) == expected
     # Without download_only the target deploys the resource itself (here through python-linstor).
     with linstor.Linstor(src.url) as lin:
         replies = lin.backup_ship("dr", "vol-l2l", "vol-live", src_snap="l2")
@@ -574,14 +569,8 @@ def test_linstor_to_linstor_survives_a_restart_of_either_side(
     received = get(dst, "/v1/view/snapshots")
     assert [(s["resource_name"], s["name"]) for s in received] == [("bk-kr", "k1")]
     assert "SUCCESSFUL" in received[0]["flags"]
-    post(dst, "/v1/resource-definitions", {"resource_definition": {"name": "vol-kr-back"}})
-    post(
-        dst,
-        "/v1/resource-definitions/bk-kr/snapshot-restore-volume-definition/k1",
-        {"to_resource": "vol-kr-back"},
-    )
-    post(dst, "/v1/resource-definitions/bk-kr/snapshot-restore-resource/k1", {"to_resource": "vol-kr-back"})
-    assert read_at(device(dst, "vol-kr-back"), 0, SIZE_KIB * 1024) == expected
+    restored = restore_into(dst, "bk-kr", "k1", "vol-kr-back")
+    assert read_at(restored, 0, SIZE_KIB * 1024) == expected
 
 
 def test_restart_during_a_restore_drops_the_half_download(

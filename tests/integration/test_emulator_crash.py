@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from emulator import state as st
-from tests.blockio import read_at, write_at
+from tests.blockio import loops_backed_under, read_at, write_at
 from tests.conftest import EmulatorProcess
 
 VIRTUAL = "node-b"
@@ -32,25 +32,12 @@ SIZE_KIB = 32 * 1024
 FAIL_EXISTS_RSC_DFN = 501
 
 
-def _loops_backed_under(root: Path) -> list[str]:
-    prefix = str(root.resolve()) + os.sep
-    found = []
-    for entry in Path("/sys/block").glob("loop*"):
-        try:
-            backing = (entry / "loop" / "backing_file").read_text().strip()
-        except OSError:
-            continue
-        if backing.startswith(prefix):
-            found.append(f"/dev/{entry.name}")
-    return found
-
-
 @pytest.fixture
 def emu(root_loop: None, emulator_factory: Callable[..., EmulatorProcess]) -> Iterator[EmulatorProcess]:
     emulator = emulator_factory(nodes=(VIRTUAL,))
     yield emulator
     # Released by the factory's reset; a test that failed half-way may have left its own loop.
-    for loop in _loops_backed_under(emulator.state_dir):
+    for loop in loops_backed_under(emulator.state_dir):
         subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
 
 
@@ -139,7 +126,7 @@ def _assert_only(emu: EmulatorProcess, images: list[str], devices: int) -> None:
     """On the host: exactly these backing files, ``devices`` loops and device nodes, no temp files."""
     found = sorted(p.name for p in emu.state_dir.glob("pools/*/*/*") if p.is_file())
     assert found == sorted(images)
-    assert len(_loops_backed_under(emu.state_dir)) == devices
+    assert len(loops_backed_under(emu.state_dir)) == devices
     assert len(list(emu.dev_dir.glob("*drbd*"))) == devices
     assert not list(emu.state_dir.glob(".state-*"))
 
@@ -167,7 +154,7 @@ def test_kill_during_a_create_converges_after_a_restart(emu: EmulatorProcess, ph
         if phase == "host":  # the loop is attached; the delay before mkfs is running
             return any(
                 Path(f"/sys/block/{Path(loop).name}/loop/backing_file").read_text().strip().endswith(image)
-                for loop in _loops_backed_under(emu.state_dir)
+                for loop in loops_backed_under(emu.state_dir)
             )
         return "CRASHVOL" in _saved(emu).get("resource_definitions", {})
 

@@ -24,6 +24,7 @@ from plugin.linstor.retcodes import MASK_INFO as INFO
 from plugin.linstor.retcodes import MASK_SEVERITY_AND_CODE as MASK
 from plugin.linstor.retcodes import MASK_WARN as WARN
 from testkit.waiting import wait_until
+from tests.blockio import loops_backed_under
 from tests.conftest import REPO_ROOT, EmulatorProcess, require
 
 
@@ -415,6 +416,30 @@ def test_in_use_override_from_control_api(api: Api) -> None:
     assert api.delete("/resource-definitions/busy/resources/node-c")[0] == 200
 
 
+def test_an_open_resource_keeps_its_definition_and_volume_definition(api: Api) -> None:
+    api.rd("held", 4096)
+    api.post(
+        "/resource-definitions/held/autoplace",
+        {"select_filter": {"place_count": 1, "node_name_list": ["node-c"]}},
+    )
+    busy = api.url + "/_emu/resources/held/node-c/in_use"
+    assert requests.post(busy, json={"in_use": True}, timeout=10).status_code == 200
+    try:
+        st, body = api.delete("/resource-definitions/held")
+        assert st == 500 and code(body[0]) == ERR | 997
+        assert body[0]["message"] == "Resource 'held' on node 'node-c' is still in use."
+        assert body[0]["correction"] == "Un-mount resource 'held' on the node 'node-c'."
+        assert body[0]["obj_refs"] == {"RscDfn": "held", "Node": "node-c"}
+        st, body = api.delete("/resource-definitions/held/volume-definitions/0")
+        assert st == 500 and code(body[0]) == ERR | 997
+        assert body[0]["message"] == "Resource 'held' on node 'node-c' is still in use."
+        assert not body[0].get("correction")  # LINSTOR names no correction for a volume definition
+        assert body[0]["obj_refs"] == {"RscDfn": "held", "VlmNr": "0"}
+    finally:
+        requests.post(busy, json={"in_use": None}, timeout=10)
+    assert api.delete("/resource-definitions/held")[0] == 200
+
+
 def test_no_space_codes(api: Api) -> None:
     local = api.local()
     for node in (local, "node-b", "node-c"):
@@ -761,18 +786,6 @@ def test_diskless_on_remaining_attaches_every_other_node(api: Api) -> None:
     assert Path(device).is_block_device()
 
 
-def _our_loops(root: Path) -> list[str]:
-    found = []
-    for entry in Path("/sys/block").glob("loop*"):
-        try:
-            backing = (entry / "loop" / "backing_file").read_text().strip()
-        except OSError:
-            continue
-        if backing.startswith(str(root.resolve())):
-            found.append(entry.name)
-    return found
-
-
 def test_reset_releases_every_device_and_file(emulator) -> None:  # type: ignore[no-untyped-def]
     api = Api(emulator.url)
     local = api.local()
@@ -780,11 +793,11 @@ def test_reset_releases_every_device_and_file(emulator) -> None:  # type: ignore
         api.rd(name, 4096)
         assert api.post(f"/resource-definitions/{name}/resources/{local}", {"resource": {}})[0] == 201
     api.post("/resource-definitions/r-one/snapshots", {"name": "keep"})
-    assert len(_our_loops(emulator.state_dir)) == 2
+    assert len(loops_backed_under(emulator.state_dir)) == 2
     assert len(list(emulator.dev_dir.iterdir())) == 2
     r = requests.post(emulator.url + "/_emu/reset", timeout=30)
     assert r.status_code == 200
-    assert _our_loops(emulator.state_dir) == []
+    assert loops_backed_under(emulator.state_dir) == {}
     assert list(emulator.dev_dir.iterdir()) == []
     assert list((emulator.state_dir / "pools").rglob("*.img")) == []
     assert api.get("/resource-definitions") == (200, [])

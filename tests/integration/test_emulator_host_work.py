@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.blockio import loops_backed_under
 from tests.conftest import EmulatorProcess
 
 SPIN = "-E offset=99999999999"
@@ -55,18 +56,6 @@ def _children(pid: int) -> list[str]:
             if int(fields[1]) == pid:
                 found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
         except (OSError, IndexError, ValueError):
-            continue
-    return found
-
-
-def _loops_backed_under(root: Path) -> list[str]:
-    prefix = str(root.resolve())
-    found = []
-    for entry in Path("/sys/block").glob("loop*"):
-        try:
-            if (entry / "loop" / "backing_file").read_text().startswith(prefix):
-                found.append(entry.name)
-        except OSError:
             continue
     return found
 
@@ -132,4 +121,4 @@ def test_a_spinning_mkfs_blocks_nobody_else_and_fails_like_a_satellite(
     assert not list(emu.state_dir.glob("pools/*/*/slowvol_*"))
     state = requests.get(emu.url + "/_emu/state", timeout=10).json()
     assert [b for b in state["devices"] if "slowvol" in b] == []
-    assert len(_loops_backed_under(emu.state_dir)) == 1  # othervol's, placed on this host
+    assert len(loops_backed_under(emu.state_dir)) == 1  # othervol's, placed on this host

@@ -16,7 +16,7 @@ from pathlib import Path
 import linstor
 import pytest
 
-from tests.blockio import read_at, write_at
+from tests.blockio import loops_backed_under, read_at, write_at
 from tests.conftest import EmulatorProcess
 
 VIRTUAL = "node-b"
@@ -24,24 +24,11 @@ SIZE_KIB = 64 * 1024
 OFFSET = 5 * 1024 * 1024
 
 
-def _loops_backed_under(root: Path) -> dict[str, str]:
-    """loop device -> backing file, for every loop device whose file lies under root."""
-    found: dict[str, str] = {}
-    for entry in Path("/sys/block").glob("loop*"):
-        try:
-            backing = (entry / "loop" / "backing_file").read_text().strip()
-        except OSError:
-            continue
-        if backing.startswith(str(root.resolve()) + os.sep):
-            found[f"/dev/{entry.name}"] = backing
-    return found
-
-
 @pytest.fixture
 def sweep(tmp_path: Path) -> Iterator[None]:
     """Requested before the emulator fixtures so it runs last: nothing of ours may outlive the test."""
     yield
-    for loop in _loops_backed_under(tmp_path):
+    for loop in loops_backed_under(tmp_path):
         subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
 
 
@@ -105,14 +92,14 @@ def test_data_reads_back_after_a_restart_on_the_same_device(
     assert Path(device).name.startswith(device_prefix)
     payload = os.urandom(128 * 1024)
     write_at(device, OFFSET, payload)
-    loops_before = _loops_backed_under(emu.state_dir)
+    loops_before = loops_backed_under(emu.state_dir)
     assert len(loops_before) == 1
 
     emu.restart()
 
     assert _reported_after_restart(emu, "restart-raw") == device
     _assert_block_device(device)
-    assert _loops_backed_under(emu.state_dir) == loops_before  # reused, not a second loop on the file
+    assert loops_backed_under(emu.state_dir) == loops_before  # reused, not a second loop on the file
     assert os.stat(device).st_rdev == os.stat(next(iter(loops_before))).st_rdev
     assert read_at(device, OFFSET, len(payload)) == payload
 
@@ -127,17 +114,17 @@ def test_devices_come_back_after_loops_and_nodes_were_lost(
     write_at(device, OFFSET, payload)
 
     emu.stop()
-    for loop in _loops_backed_under(emu.state_dir):
+    for loop in loops_backed_under(emu.state_dir):
         subprocess.run(["losetup", "-d", loop], capture_output=True, check=True)
     for node in emu.dev_dir.iterdir():
         node.unlink()
-    assert _loops_backed_under(emu.state_dir) == {}
+    assert loops_backed_under(emu.state_dir) == {}
     emu.start()
 
     reported = _reported_after_restart(emu, "restart-reboot")
     assert reported == device
     _assert_block_device(reported)
-    loops = _loops_backed_under(emu.state_dir)
+    loops = loops_backed_under(emu.state_dir)
     assert len(loops) == 1
     assert os.stat(reported).st_rdev == os.stat(next(iter(loops))).st_rdev
     assert read_at(reported, OFFSET, len(payload)) == payload

@@ -21,7 +21,7 @@ from plugin.volume_records import ATTACHED_BY_PLUGIN, NAME
 from tests import csi_requests as rq
 from tests.dockerd import PluginProcess
 from tests.integration.csi_stack import LOCAL, Stack, csi_stack
-from tests.integration.test_docker_plugin import _unmount_below, failed, names, ok
+from tests.integration.test_docker_plugin import failed, names, ok, plugin_releasing_at_once
 
 MIB = 1024**2
 TWO_REMOTE = {"linstor.csi.linbit.com/nodeList": "node-b node-c"}
@@ -169,11 +169,8 @@ def test_csi_long_clone_is_aborted_not_deleted_and_the_retry_resumes(stack: Stac
 
 @pytest.fixture
 def plugin(emulator, tmp_path: Path) -> Iterator[PluginProcess]:  # type: ignore[no-untyped-def]
-    proc = PluginProcess(tmp_path / "p", emulator.url, LOCAL, extra_args=("--release-delay", "0"))
-    proc.start()
-    yield proc
-    proc.stop()
-    _unmount_below(proc.mount_root)
+    with plugin_releasing_at_once(emulator.url, tmp_path / "p") as proc:
+        yield proc
 
 
 def test_docker_failed_deployment_is_no_created_volume(plugin: PluginProcess, emulator) -> None:  # type: ignore[no-untyped-def]

@@ -44,6 +44,15 @@ def test_measured_figures_are_judged_against_their_targets(tmp_path: Path) -> No
     assert by_name["DeleteVolume REST calls, steady state"] == ("3", "**not met**")
 
 
+def test_deletes_are_judged_by_the_drivers_own_count_when_the_csi_run_has_it(tmp_path: Path) -> None:
+    (tmp_path / "core.json").write_text(json.dumps({"operations": {"delete": {"rest_calls": 2}}}))
+    csi = {"controller": {"latency_ms": 20, "rows": [], "driver_delete_rest_calls": 3.0}}
+    (tmp_path / "csi.json").write_text(json.dumps(csi))
+    by_name = {t: (m, v) for t, m, _, v in targets.rows_from(tmp_path)}
+    assert by_name["DeleteVolume REST calls through the CSI driver, steady state"] == ("3", "**not met**")
+    assert "DeleteVolume REST calls, steady state" not in by_name  # the core's count is not the driver's
+
+
 def test_the_section_replaces_itself_and_leaves_the_others(tmp_path: Path) -> None:
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmark results\n\nintro\n\n## Core\n\ncore text\n")

@@ -11,7 +11,7 @@ from csi import cli as csi_cli
 from plugin.errors import InvalidArgument, NotFound
 from plugin.linstor.records import ResourceDefinition, SnapshotDefinition
 from plugin.names import is_valid_resource_name
-from plugin.volumes.consistency_groups import group_resource_name, is_shared
+from plugin.volumes.consistency_groups import group_resource_name, is_shared, may_name_member
 from plugin.volumes.group_snapshots import member_key
 from plugin.volumes.members import (
     MEMBER_NAME,
@@ -53,6 +53,14 @@ def test_volume_ids_carry_the_volume_number(volume_id: str, expected: tuple[str,
 def test_impossible_volume_ids_are_not_found(volume_id: str) -> None:
     with pytest.raises(NotFound):
         split_volume_id(volume_id)
+
+
+def test_member_ids_are_told_by_shape_so_plain_deletes_skip_a_read() -> None:
+    group = group_resource_name("apps", "db")
+    assert may_name_member(group) and may_name_member(group.upper())  # LINSTOR names ignore case
+    assert may_name_member(f"{group}/3") and may_name_member("pvc-1/1") and may_name_member("a/b/c")
+    assert not may_name_member("pvc-7b0c3a4e-2f1d-4a5b-9c8d-0e1f2a3b4c5d")  # a plain PV
+    assert not may_name_member("cg-custom-name") and not may_name_member(f"{group}x")
 
 
 def test_ids_round_trip() -> None:

@@ -331,3 +331,32 @@ def test_the_wheel_carries_the_project_and_its_version(tmp_path: Path) -> None:
         assert f"{package}/__init__.py" in names
     assert f"linstor_volume_plugin-{version}.dist-info/entry_points.txt" in names
     assert not any("__pycache__" in name for name in names)
+
+
+def test_the_image_runtime_set_follows_pyproject_not_the_installed_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An editable install keeps the dependency list of the day it was made; a dependency
+    # dropped from pyproject.toml since must not be copied into the image.
+    build_image = _build_image_module()
+    assemble = build_image.assemble_rootfs
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\ndependencies = ["requests>=2", "pyyaml>=6; python_version < \'3\'"]\n'
+    )
+    monkeypatch.setattr(assemble, "REPO_ROOT", tmp_path)
+    names = {
+        build_image.normalize(d.metadata["Name"]) for d in assemble.runtime_distributions(assemble.PROJECT)
+    }
+    assert "requests" in names and "urllib3" in names  # requests and what it needs in turn
+    assert "pyyaml" not in names  # its marker does not apply
+    assert "grpcio" not in names  # declared by the installed metadata, not by this pyproject.toml
+
+
+def test_flask_is_no_runtime_dependency() -> None:
+    build_image = _build_image_module()
+    names = {
+        build_image.normalize(d.metadata["Name"])
+        for d in build_image.assemble_rootfs.runtime_distributions(build_image.assemble_rootfs.PROJECT)
+    }
+    assert "flask" not in names and "werkzeug" not in names
+    assert "flask" not in build_image.read_constraints()

@@ -20,15 +20,9 @@ from emulator import blockdev
 from emulator import state as st
 from emulator.reservations import Reservations
 from emulator.storage import Storage, StorageError
+from tests.blockio import detach_loops_under, loop_devices_of
 
 POOL = "DfltStorPool"
-
-
-def _losetup_j(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    out = subprocess.run(["losetup", "-j", str(path)], capture_output=True, text=True, check=True).stdout
-    return [line.split(":", 1)[0] for line in out.splitlines() if line.strip()]
 
 
 def _getro(dev: str) -> str:
@@ -49,10 +43,7 @@ def _write_one_block(dev: str) -> None:
 @pytest.fixture
 def storage(tmp_path: Path) -> Iterator[Storage]:
     yield Storage(tmp_path / "state", tmp_path / "dev")
-    for path in tmp_path.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            for loop in _losetup_j(path):
-                subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
+    detach_loops_under(tmp_path)
 
 
 # ---------------------------------------------------------------------------------- read-only loops
@@ -66,7 +57,7 @@ def test_a_reused_loop_device_left_read_only_is_made_writable(root_loop: None, s
     subprocess.run(["blockdev", "--setro", loop], check=True)
     assert _getro(loop) == "1"
     device = storage.attach(backing, 1000)
-    assert _losetup_j(backing) == [loop]  # the existing loop was reused, not a second one made
+    assert loop_devices_of(backing) == [loop]  # the existing loop was reused, not a second one made
     assert _getro(loop) == "0"
     _write_one_block(device)
 
@@ -91,7 +82,7 @@ def test_the_next_volume_on_a_loop_device_left_read_only_is_writable(
             subprocess.run(["losetup", "-d", flagged], check=True)
             backing = storage.create_volume("n1", POOL, f"ro_next{attempt}", 0, 4 * 1024)
             storage.attach(backing, None)
-            if _losetup_j(backing) != [flagged]:
+            if loop_devices_of(backing) != [flagged]:
                 storage.delete(backing, None)
                 continue
             assert _getro(flagged) == "0"
@@ -114,9 +105,7 @@ def test_mkfs_time_limit_grows_with_the_device(root_loop: None, tmp_path: Path) 
         assert storage.mkfs_time_limit(small) == pytest.approx(11.0)
         assert storage.mkfs_time_limit(big) == pytest.approx(18.0)
     finally:
-        for path in tmp_path.rglob("*.img"):
-            for loop in _losetup_j(path):
-                subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
+        detach_loops_under(tmp_path, "*.img")
 
 
 def test_an_mkfs_that_spins_is_stopped_at_its_time_limit(root_loop: None, tmp_path: Path) -> None:
@@ -128,9 +117,9 @@ def test_an_mkfs_that_spins_is_stopped_at_its_time_limit(root_loop: None, tmp_pa
             storage.mkfs_if_blank(device, "ext4", "-E offset=99999999999")
         # The killed mkfs no longer holds the device: it can be released at once.
         storage.detach(backing, None)
-        assert _losetup_j(backing) == []
+        assert loop_devices_of(backing) == []
     finally:
-        for loop in _losetup_j(backing):
+        for loop in loop_devices_of(backing):
             subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
 
 
@@ -144,7 +133,7 @@ def test_sweep_removes_what_the_state_does_not_name_and_keeps_the_rest(
     orphan = storage.create_volume("n1", POOL, "orphan", 0, 4 * 1024)
     kept_dev = storage.attach(kept, 1000)
     storage.attach(orphan, 1001)
-    orphan_loops = _losetup_j(orphan)
+    orphan_loops = loop_devices_of(orphan)
     partial = kept.parent / ".kept_00000_snap.img.partial"
     partial.write_bytes(b"half")
     other = kept.parent / "notes.txt"  # not a file this class makes
@@ -157,7 +146,7 @@ def test_sweep_removes_what_the_state_does_not_name_and_keeps_the_rest(
     assert not orphan.exists() and not partial.exists()
     assert all(not Path(f"/sys/block/{Path(loop).name}/loop/backing_file").exists() for loop in orphan_loops)
     assert not (tmp_path / "dev" / "drbd1001").exists()
-    assert kept.exists() and _losetup_j(kept) and Path(kept_dev).exists()
+    assert kept.exists() and loop_devices_of(kept) and Path(kept_dev).exists()
     assert other.exists() and foreign.exists()
     assert any(str(orphan) in item for item in removed)
 
@@ -165,7 +154,7 @@ def test_sweep_removes_what_the_state_does_not_name_and_keeps_the_rest(
 def test_sweep_detaches_a_loop_whose_file_is_already_deleted(root_loop: None, storage: Storage) -> None:
     gone = storage.create_volume("n1", POOL, "gone", 0, 4 * 1024)
     storage.attach(gone, None)
-    loop = _losetup_j(gone)[0]
+    loop = loop_devices_of(gone)[0]
     gone.unlink()
     storage.sweep(set(), set())
     backing = Path(f"/sys/block/{Path(loop).name}/loop/backing_file")

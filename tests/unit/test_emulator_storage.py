@@ -18,31 +18,16 @@ import pytest
 
 from emulator import blockdev
 from emulator.storage import Storage, StorageError
-from tests.blockio import read_at, size_bytes, write_at
+from tests.blockio import detach_loops_under, loop_devices_of, read_at, size_bytes, write_at
 
 MiB_KIB = 1024
 POOL = "DfltStorPool"
 
 
-def _losetup_j(path: Path) -> list[str]:
-    """Loop devices of a file, asked of losetup directly (independent of the code under test)."""
-    if not path.exists():
-        return []
-    out = subprocess.run(["losetup", "-j", str(path)], capture_output=True, text=True, check=True).stdout
-    return [line.split(":", 1)[0] for line in out.splitlines() if line.strip()]
-
-
-def _release_everything_under(root: Path) -> None:
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            for loop in _losetup_j(path):
-                subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
-
-
 @pytest.fixture
 def storage(tmp_path: Path) -> Iterator[Storage]:
     yield Storage(tmp_path / "state", tmp_path / "dev")
-    _release_everything_under(tmp_path)
+    detach_loops_under(tmp_path)
 
 
 @pytest.fixture
@@ -241,7 +226,7 @@ def test_attach_gives_a_drbd_shaped_node_with_the_loops_major_minor(
     assert device == str(storage.dev_dir / "drbd1000")
     loop = storage.loop_for(backing)
     assert loop is not None and loop.startswith("/dev/loop")
-    assert _losetup_j(backing) == [loop]
+    assert loop_devices_of(backing) == [loop]
     node_st, loop_st = os.stat(device), os.stat(loop)
     assert stat.S_ISBLK(node_st.st_mode)
     assert (os.major(node_st.st_rdev), os.minor(node_st.st_rdev)) == (
@@ -257,7 +242,7 @@ def test_attach_is_idempotent(root_loop: None, storage: Storage) -> None:
     first = storage.attach(backing, 1001)
     loop = storage.loop_for(backing)
     assert storage.attach(backing, 1001) == first
-    assert _losetup_j(backing) == [loop]
+    assert loop_devices_of(backing) == [loop]
 
 
 def test_loop_lookup_without_sysfs_falls_back_to_losetup(
@@ -267,7 +252,7 @@ def test_loop_lookup_without_sysfs_falls_back_to_losetup(
     storage.attach(backing, 1009)
     via_sysfs = storage.loop_for(backing)
     monkeypatch.setattr(blockdev, "SYS_BLOCK", tmp_path / "no-sysfs")
-    assert storage.loop_for(backing) == via_sysfs == _losetup_j(backing)[0]
+    assert storage.loop_for(backing) == via_sysfs == loop_devices_of(backing)[0]
     assert storage.loop_for(storage.create_volume("node-a", POOL, "pvc-2", 0, 8 * MiB_KIB)) is None
 
 
@@ -281,7 +266,7 @@ def test_storage_only_mode_reports_the_loop_device(root_loop: None, tmp_path: Pa
         assert not (tmp_path / "dev" / "drbd1000").exists()
         assert plain.device_for(backing, 1000) == device
     finally:
-        _release_everything_under(tmp_path)
+        detach_loops_under(tmp_path)
 
 
 def test_symlink_stands_in_where_device_nodes_cannot_be_made(
@@ -302,7 +287,7 @@ def test_symlink_stands_in_where_device_nodes_cannot_be_made(
     assert read_at(backing, 0, len(payload)) == payload
     storage.detach(backing, 1040)
     assert not os.path.lexists(device)
-    assert _losetup_j(backing) == []
+    assert loop_devices_of(backing) == []
 
 
 def test_data_written_through_the_device_lands_in_the_backing_file(root_loop: None, storage: Storage) -> None:
@@ -339,7 +324,7 @@ def test_detach_removes_node_and_loop_and_keeps_the_data(root_loop: None, storag
     payload = os.urandom(4096)
     write_at(device, 0, payload)
     storage.detach(backing, 1004)
-    assert _losetup_j(backing) == []
+    assert loop_devices_of(backing) == []
     assert not os.path.lexists(device)
     assert storage.device_for(backing, 1004) is None
     assert storage.loop_for(backing) is None
@@ -385,7 +370,7 @@ def test_restart_reuses_the_existing_loop_device_with_data_intact(
     assert after_restart.device_for(backing, 1006) == device
     assert after_restart.attach(backing, 1006) == device
     assert after_restart.loop_for(backing) == loop
-    assert _losetup_j(backing) == [loop]
+    assert loop_devices_of(backing) == [loop]
     assert read_at(device, 4096, len(payload)) == payload
 
 
@@ -402,9 +387,9 @@ def test_restart_through_another_path_to_the_same_file_reuses_the_loop(
         moved = Storage(alias, tmp_path / "dev")
         same_file = moved.volume_path("node-a", POOL, "pvc-1", 0)
         assert moved.attach(same_file, 1012) == str(tmp_path / "dev" / "drbd1012")
-        assert _losetup_j(backing) == [loop]
+        assert loop_devices_of(backing) == [loop]
         moved.detach(same_file, 1012)
-        assert _losetup_j(backing) == []
+        assert loop_devices_of(backing) == []
     finally:
         subprocess.run(["umount", str(alias)], capture_output=True, check=False)
 
@@ -418,13 +403,13 @@ def test_restart_recreates_a_lost_device_node_and_a_lost_loop(
     write_at(device, 0, payload)
 
     os.unlink(device)  # e.g. dev_dir was a tmpfs that did not survive a reboot
-    for loop in _losetup_j(backing):  # ... and neither did the loop devices
+    for loop in loop_devices_of(backing):  # ... and neither did the loop devices
         subprocess.run(["losetup", "-d", loop], check=True)
     after_restart = Storage(tmp_path / "state", tmp_path / "dev")
     assert after_restart.device_for(backing, 1007) is None
     assert after_restart.attach(backing, 1007) == device
-    assert len(_losetup_j(backing)) == 1
-    assert os.stat(device).st_rdev == os.stat(_losetup_j(backing)[0]).st_rdev
+    assert len(loop_devices_of(backing)) == 1
+    assert os.stat(device).st_rdev == os.stat(loop_devices_of(backing)[0]).st_rdev
     assert read_at(device, 0, len(payload)) == payload
 
 
@@ -447,7 +432,7 @@ def test_release_all_detaches_everything_and_tolerates_missing_files(
     items.append((tmp_path / "never-created.img", 1099))
     storage.release_all(items)
     for backing in backings:
-        assert _losetup_j(backing) == []
+        assert loop_devices_of(backing) == []
         assert backing.exists()
     assert list(storage.dev_dir.iterdir()) == []
 
@@ -464,8 +449,8 @@ def test_release_all_reports_what_it_could_not_release_and_releases_the_rest(
     node.write_text("somebody else's file")  # not a device node: must not be removed
     with pytest.raises(StorageError, match=r"pvc-2_00000\.img.*not a device node"):
         storage.release_all([(blocked, 1014), (good, 1013)])
-    assert _losetup_j(good) == []
-    assert _losetup_j(blocked) == []
+    assert loop_devices_of(good) == []
+    assert loop_devices_of(blocked) == []
     assert node.read_text() == "somebody else's file"
 
 
@@ -714,7 +699,7 @@ def xfs_dir(root_loop: None, tmp_path: Path) -> Iterator[Path]:
         try:
             yield target
         finally:
-            _release_everything_under(target)
+            detach_loops_under(target)
             subprocess.run(["umount", str(target)], capture_output=True, check=False)
     finally:
         subprocess.run(["losetup", "-d", device], capture_output=True, check=False)
