@@ -76,14 +76,20 @@ class IdentityServicer(csi_pb2_grpc.IdentityServicer):
         driver_name: str = keys.DEFAULT_DRIVER_NAME,
         version: str | None = None,
     ) -> None:
-        """``healthy`` says whether the LINSTOR controller answers (the volume service's check)."""
+        """``healthy`` says whether the LINSTOR controller answers (the volume service's check).
+
+        The version is looked up on the first GetPluginInfo, not here: reading the installed
+        metadata is start-up time spent before the socket listens.
+        """
         self._health = BackgroundHealth(healthy)
         self._name = driver_name
-        self._version = version or driver_version()
+        self._version = version
 
     def GetPluginInfo(
         self, request: csi_pb2.GetPluginInfoRequest, context: grpc.ServicerContext
     ) -> csi_pb2.GetPluginInfoResponse:
+        if self._version is None:
+            self._version = driver_version()
         return csi_pb2.GetPluginInfoResponse(name=self._name, vendor_version=self._version)
 
     def GetPluginCapabilities(
