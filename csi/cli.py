@@ -294,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress.set_interval(args.progress_interval)
     try:
         driver = _build_driver(args)
+        if args.metrics_port > 0:
+            driver.preregister_metrics()
         start_metrics_server(args.metrics_port, args.metrics_address)
         driver.start()
     except (VolumeError, OSError, ValueError) as exc:

@@ -169,9 +169,17 @@ class CsiDriver:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         for name in ["", *served]:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        preregister("csi", served_methods(served), RESULT_CODES)  # a few ms; scrapes see them at once
+        self._served = tuple(served)
         self._warm = threading.Event()
         self._started = False
+
+    def preregister_metrics(self) -> None:
+        """Make the series of every served method exist at zero, so scrapes see them at once.
+
+        Done only by a driver that serves metrics, before their port opens: it costs several
+        milliseconds of start-up (hundreds of series), which nobody could see without the port.
+        """
+        preregister("csi", served_methods(self._served), RESULT_CODES)
 
     def _deferred(self, build: Callable[[], object]) -> DeferredServicer:
         servicer: Once[object] = Once(build)
