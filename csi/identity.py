@@ -27,7 +27,9 @@ class BackgroundHealth:
     The core's check is cached but still calls the controller when the cache is stale,
     and an unreachable controller can take the whole connect timeout. Probe must not
     wait for that: it returns the last known answer and starts one refresh at a time.
-    Only the very first Probe waits briefly for a first answer.
+    Only the very first Probe waits briefly for a first answer. A "ready" answer is
+    reused for ``max_age`` seconds; a "not ready" one is not: each Probe after it starts
+    a new check, so readiness flips at the first Probe after the controller answers.
     """
 
     def __init__(self, check: Callable[[], bool], max_age: float = 2.0, first_wait: float = 1.0) -> None:
@@ -52,7 +54,7 @@ class BackgroundHealth:
 
     def ready(self) -> bool:
         with self._lock:
-            stale = time.monotonic() - self._at > self._max_age
+            stale = not self._value or time.monotonic() - self._at > self._max_age
             if stale and not self._running:
                 self._running = True
                 threading.Thread(target=self._refresh, name="csi-health", daemon=True).start()

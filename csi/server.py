@@ -220,10 +220,10 @@ class CsiDriver:
             raise InvalidArgument(f"cannot listen on {self.options.endpoint}")
         if self.endpoint.socket_path:
             _secure_socket(self.endpoint.socket_path)
+        if not self._warm.is_set():  # its controller check first: started now, it overlaps the server's start
+            threading.Thread(target=self._warm_up_in_background, name="csi-warm-up", daemon=True).start()
         self._server.start()
         self._started = True
-        if not self._warm.is_set():
-            threading.Thread(target=self._warm_up_in_background, name="csi-warm-up", daemon=True).start()
         log.info(
             "CSI driver listening",
             extra={
