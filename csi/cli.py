@@ -28,14 +28,17 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from csi import keys
-from csi.server import MODES, Backend, CsiDriver, DriverOptions
-from csi.validation import DEFAULT_PATH_ROOTS
-from plugin import progress
-from plugin.errors import InvalidArgument, VolumeError
-from plugin.observability import setup_logging, start_metrics_server
-from plugin.params.values import BadValue, parse_bool
-from plugin.version import add_version_flag
+from plugin.startup import collector_paused
+
+with collector_paused():  # most of the start-up time: see plugin.startup
+    from csi import keys
+    from csi.server import MODES, Backend, CsiDriver, DriverOptions
+    from csi.validation import DEFAULT_PATH_ROOTS
+    from plugin import progress
+    from plugin.errors import InvalidArgument, VolumeError
+    from plugin.observability import setup_logging, start_metrics_server
+    from plugin.params.values import BadValue, parse_bool
+    from plugin.version import add_version_flag
 
 log = logging.getLogger("csi")
 
@@ -293,11 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     progress.set_interval(args.progress_interval)
     try:
-        driver = _build_driver(args)
-        if args.metrics_port > 0:
-            driver.preregister_metrics()
-        start_metrics_server(args.metrics_port, args.metrics_address)
-        driver.start()
+        with collector_paused():  # the LINSTOR client's imports and the server's start
+            driver = _build_driver(args)
+            if args.metrics_port > 0:
+                driver.preregister_metrics()
+            start_metrics_server(args.metrics_port, args.metrics_address)
+            driver.start()
     except (VolumeError, OSError, ValueError) as exc:
         print(f"linstor-csi: cannot start: {exc}", file=sys.stderr)
         return 1
