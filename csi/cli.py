@@ -42,6 +42,8 @@ with collector_paused():  # most of the start-up time: see plugin.startup
 
 log = logging.getLogger("csi")
 
+STOP_CHECK_SECONDS = 0.5  # how late a SIGTERM delivered to another thread may be noticed
+
 # csi-sanity is stricter than the spec: letters at both ends.
 _DRIVER_NAME = re.compile(r"^[A-Za-z]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$")
 
@@ -314,7 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    stop.wait()
+    # Python runs signal handlers only in the main thread, and a signal the kernel hands to one
+    # of gRPC's threads does not wake a main thread blocked for good: wake it now and then.
+    while not stop.wait(STOP_CHECK_SECONDS):
+        pass
     driver.stop(args.grace_period)
     log.info("stopped")
     return 0
