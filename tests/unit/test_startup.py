@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 
 import pytest
 
@@ -11,8 +12,16 @@ from tests.unit.test_lazy_imports import run_fresh
 
 
 @pytest.fixture(autouse=True)
-def _collector_left_on() -> None:
+def _collector_left_on() -> Iterator[None]:
     gc.enable()
+    yield
+    gc.unfreeze()  # the test process's objects take part in collections again
+
+
+def test_what_the_block_made_is_frozen_out_of_later_passes() -> None:
+    with collector_paused():
+        made = [[index] for index in range(1000)]
+    assert gc.get_freeze_count() >= len(made)
 
 
 def test_the_collector_is_paused_in_the_block_and_on_after_it() -> None:
