@@ -29,7 +29,7 @@ class BackgroundHealth:
     wait for that: it returns the last known answer and starts one refresh at a time.
     Only the very first Probe waits briefly for a first answer. A "ready" answer is
     reused for ``max_age`` seconds; a "not ready" one is not: each Probe after it starts
-    a new check, so readiness flips at the first Probe after the controller answers.
+    a new check, whose answer the next Probe reports, rather than waiting ``max_age`` out.
     """
 
     def __init__(self, check: Callable[[], bool], max_age: float = 2.0, first_wait: float = 1.0) -> None:
