@@ -3,7 +3,7 @@
 Importing a daemon's libraries (gRPC, protobuf descriptors, requests, prometheus_client)
 makes tens of thousands of objects that live as long as the process, and almost no
 garbage. The cyclic collector would traverse them again and again while they pile up (a
-full pass each time the heap grew by a quarter), about a fifth of the CPU from exec to ready.
+full pass each time the heap grew by a quarter), all of it CPU spent before the daemon is ready.
 The daemons' entry modules load their libraries, and their ``main`` builds the daemon,
 inside :func:`collector_paused`; at its end what was made is frozen (``gc.freeze``: kept
 out of all later passes, as for a pre-fork server) and the collector runs again as usual.
