@@ -28,16 +28,21 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from csi import keys
-from csi.server import MODES, Backend, CsiDriver, DriverOptions
-from csi.validation import DEFAULT_PATH_ROOTS
-from plugin import progress
-from plugin.errors import InvalidArgument, VolumeError
-from plugin.observability import setup_logging, start_metrics_server
-from plugin.params.values import BadValue, parse_bool
-from plugin.version import add_version_flag
+from plugin.startup import collector_paused
+
+with collector_paused():  # most of the start-up time: see plugin.startup
+    from csi import keys
+    from csi.server import MODES, Backend, CsiDriver, DriverOptions
+    from csi.validation import DEFAULT_PATH_ROOTS
+    from plugin import progress
+    from plugin.errors import InvalidArgument, VolumeError
+    from plugin.observability import setup_logging, start_metrics_server
+    from plugin.params.values import BadValue, parse_bool
+    from plugin.version import add_version_flag
 
 log = logging.getLogger("csi")
+
+STOP_CHECK_SECONDS = 0.5  # how late a SIGTERM delivered to another thread may be noticed
 
 # csi-sanity is stricter than the spec: letters at both ends.
 _DRIVER_NAME = re.compile(r"^[A-Za-z]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$")
@@ -293,9 +298,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     progress.set_interval(args.progress_interval)
     try:
-        driver = _build_driver(args)
-        start_metrics_server(args.metrics_port, args.metrics_address)
-        driver.start()
+        with collector_paused():  # the LINSTOR client's imports and the server's start
+            driver = _build_driver(args)
+            if args.metrics_port > 0:
+                driver.preregister_metrics()
+            start_metrics_server(args.metrics_port, args.metrics_address)
+            driver.start()
     except (VolumeError, OSError, ValueError) as exc:
         print(f"linstor-csi: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -308,7 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    stop.wait()
+    # Python runs signal handlers only in the main thread, and a signal the kernel hands to one
+    # of gRPC's threads does not wake a main thread blocked for good: wake it now and then.
+    while not stop.wait(STOP_CHECK_SECONDS):
+        pass
     driver.stop(args.grace_period)
     log.info("stopped")
     return 0

@@ -27,7 +27,9 @@ class BackgroundHealth:
     The core's check is cached but still calls the controller when the cache is stale,
     and an unreachable controller can take the whole connect timeout. Probe must not
     wait for that: it returns the last known answer and starts one refresh at a time.
-    Only the very first Probe waits briefly for a first answer.
+    Only the very first Probe waits briefly for a first answer. A "ready" answer is
+    reused for ``max_age`` seconds; a "not ready" one is not: each Probe after it starts
+    a new check, whose answer the next Probe reports, rather than waiting ``max_age`` out.
     """
 
     def __init__(self, check: Callable[[], bool], max_age: float = 2.0, first_wait: float = 1.0) -> None:
@@ -52,7 +54,7 @@ class BackgroundHealth:
 
     def ready(self) -> bool:
         with self._lock:
-            stale = time.monotonic() - self._at > self._max_age
+            stale = not self._value or time.monotonic() - self._at > self._max_age
             if stale and not self._running:
                 self._running = True
                 threading.Thread(target=self._refresh, name="csi-health", daemon=True).start()
@@ -76,14 +78,20 @@ class IdentityServicer(csi_pb2_grpc.IdentityServicer):
         driver_name: str = keys.DEFAULT_DRIVER_NAME,
         version: str | None = None,
     ) -> None:
-        """``healthy`` says whether the LINSTOR controller answers (the volume service's check)."""
+        """``healthy`` says whether the LINSTOR controller answers (the volume service's check).
+
+        The version is looked up on the first GetPluginInfo, not here: reading the installed
+        metadata is start-up time spent before the socket listens.
+        """
         self._health = BackgroundHealth(healthy)
         self._name = driver_name
-        self._version = version or driver_version()
+        self._version = version
 
     def GetPluginInfo(
         self, request: csi_pb2.GetPluginInfoRequest, context: grpc.ServicerContext
     ) -> csi_pb2.GetPluginInfoResponse:
+        if self._version is None:
+            self._version = driver_version()
         return csi_pb2.GetPluginInfoResponse(name=self._name, vendor_version=self._version)
 
     def GetPluginCapabilities(

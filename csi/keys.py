@@ -6,7 +6,7 @@ the same spelling is what makes this driver a drop-in replacement.
 
 from __future__ import annotations
 
-from plugin.params.keys import CSI_NAMESPACE
+from plugin.params.model import CSI_NAMESPACE
 
 #: The official driver's name, which namespaces its context keys as it does its parameters.
 PREFIX = CSI_NAMESPACE

@@ -169,9 +169,17 @@ class CsiDriver:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         for name in ["", *served]:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        preregister("csi", served_methods(served), RESULT_CODES)  # a few ms; scrapes see them at once
+        self._served = tuple(served)
         self._warm = threading.Event()
         self._started = False
+
+    def preregister_metrics(self) -> None:
+        """Make the series of every served method exist at zero, so scrapes see them at once.
+
+        Done only by a driver that serves metrics, before their port opens: it costs several
+        milliseconds of start-up (hundreds of series), which nobody could see without the port.
+        """
+        preregister("csi", served_methods(self._served), RESULT_CODES)
 
     def _deferred(self, build: Callable[[], object]) -> DeferredServicer:
         servicer: Once[object] = Once(build)
@@ -212,10 +220,10 @@ class CsiDriver:
             raise InvalidArgument(f"cannot listen on {self.options.endpoint}")
         if self.endpoint.socket_path:
             _secure_socket(self.endpoint.socket_path)
+        if not self._warm.is_set():  # its controller check first: started now, it overlaps the server's start
+            threading.Thread(target=self._warm_up_in_background, name="csi-warm-up", daemon=True).start()
         self._server.start()
         self._started = True
-        if not self._warm.is_set():
-            threading.Thread(target=self._warm_up_in_background, name="csi-warm-up", daemon=True).start()
         log.info(
             "CSI driver listening",
             extra={

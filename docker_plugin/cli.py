@@ -22,20 +22,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from docker_plugin.app import create_app
-from docker_plugin.dirs import make_dirs
-from docker_plugin.driver import DockerVolumeDriver
-from docker_plugin.refcounts import MountStore
-from docker_plugin.server import DEFAULT_THREADS, SocketInUse, open_listen_socket, serve
-from docker_plugin.settings import DEFAULT_CONFIG_FILE, load_docker_config
-from docker_plugin.staging import DEFAULT_CHECK_INTERVAL, DEFAULT_RELEASE_DELAY, DEFAULT_STALE_GRACE
-from plugin import errors, progress
-from plugin.linstor.client import LinstorClient
-from plugin.node.ops import NodeOps
-from plugin.observability import setup_logging, start_metrics_server
-from plugin.params.docker import parse_docker_options
-from plugin.version import add_version_flag
-from plugin.volumes.service import VolumeService
+from plugin.startup import collector_paused
+
+with collector_paused():  # most of the start-up time: see plugin.startup
+    from docker_plugin.app import create_app
+    from docker_plugin.dirs import make_dirs
+    from docker_plugin.driver import DockerVolumeDriver
+    from docker_plugin.refcounts import MountStore
+    from docker_plugin.server import DEFAULT_THREADS, SocketInUse, open_listen_socket, serve
+    from docker_plugin.settings import DEFAULT_CONFIG_FILE, load_docker_config
+    from docker_plugin.staging import DEFAULT_CHECK_INTERVAL, DEFAULT_RELEASE_DELAY, DEFAULT_STALE_GRACE
+    from plugin import errors, progress
+    from plugin.health import Reachability, controller_reachable
+    from plugin.linstor.client import LinstorClient
+    from plugin.node.ops import NodeOps
+    from plugin.observability import setup_logging, start_metrics_server
+    from plugin.params.docker import parse_docker_options
+    from plugin.version import add_version_flag
+    from plugin.volumes.service import VolumeService
 
 log = logging.getLogger("docker_plugin")
 
@@ -182,7 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     state_file = Path(args.state_file) if args.state_file else mount_root / STATE_FILE_NAME
     try:
         ensure_mount_root(mount_root)
-        service = VolumeService(LinstorClient(config), config)
+        client = LinstorClient(config)
+        # A "no" is not reused: /health flips at the first call after LINSTOR answers.
+        reachable = Reachability(lambda: controller_reachable(client))
+        service = VolumeService(client, config)
         driver = DockerVolumeDriver(
             service,
             NodeOps(),
@@ -202,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"cannot start: {exc}")
 
     def health() -> dict[str, Any]:
-        return {"linstor_reachable": service.healthy(), "node": config.node_name}
+        return {"linstor_reachable": reachable(), "node": config.node_name}
 
     log.info(
         "serving Docker volume plugin",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plugin.params.fs_options import MAX_OPTIONS_CHARS
-from plugin.params.model import DEFAULT_DISKLESS_POOL, LAYERS
+from plugin.params.model import CSI_NAMESPACE, DEFAULT_DISKLESS_POOL, LAYERS
 from plugin.params.parsers import (
     parse_anything,
     parse_aux_keys,
@@ -43,8 +43,7 @@ from plugin.params.values import (
     parse_size,
 )
 
-CSI_NAMESPACE = "linstor.csi.linbit.com"
-PROPERTY_NAMESPACE = "property.linstor.csi.linbit.com"
+PROPERTY_NAMESPACE = f"property.{CSI_NAMESPACE}"
 LEGACY_PROPERTY_NAMESPACE = "DrbdOptions"
 DOCKER_DEFAULT_SIZE = 100 * MIB
 DOCKER_DEFAULT_REPLICAS = 2

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from plugin.params.filesystems import DEFAULT_FILESYSTEM
 
 DEFAULT_DISKLESS_POOL = "DfltDisklessStorPool"
+#: The official CSI driver's name, which namespaces its StorageClass parameters; defined here, in
+#: a module the daemons load at start anyway, so the CSI driver's names need not load the key table.
+CSI_NAMESPACE = "linstor.csi.linbit.com"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -27,6 +28,7 @@ from plugin.config import Config
 from plugin.linstor.client import LinstorClient
 from plugin.params.csi import parse_csi_parameters
 from plugin.volumes.service import VolumeService
+from testkit.emulator import EmulatorProcess, reset_and_stop
 from testkit.waiting import wait_until
 from tests.conftest import free_port
 from tests.dockerd import PluginProcess
@@ -613,6 +615,37 @@ def test_socket_is_served_before_the_controller_answers(tmp_path: Path) -> None:
         err = failed(c.call("VolumeDriver.Create", {"Name": "v", "Opts": {}}))
         assert "LINSTOR controller" in err and "then retry" in err
     finally:
+        assert proc.stop() == 0
+
+
+def test_health_turns_reachable_at_the_first_call_after_the_controller_answers(
+    root_loop: None, tmp_path: Path
+) -> None:
+    late = EmulatorProcess(state_dir=tmp_path / "late" / "state", dev_dir=tmp_path / "late" / "dev")
+    proc = PluginProcess(tmp_path / "hp", late.url, LOCAL, extra_args=("--release-delay", "0"))
+    proc.start(timeout=10)
+    stop_asking = threading.Event()
+    try:
+        c = proc.client()
+        assert c.health()["linstor_reachable"] is False
+
+        def keep_asking() -> None:  # as an operator's probe would, while the controller starts
+            while not stop_asking.is_set():
+                c.health()
+                stop_asking.wait(0.05)
+
+        asker = threading.Thread(target=keep_asking)
+        asker.start()
+        try:
+            late.start()  # returns once it answers
+        finally:
+            stop_asking.set()
+            asker.join(30)
+        # a "no" from a moment ago is not reused: this call asks the controller again
+        assert c.health()["linstor_reachable"] is True
+    finally:
+        stop_asking.set()
+        reset_and_stop([late])
         assert proc.stop() == 0
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
+from csi.cli import build_parser as csi_parser
 from docker_plugin.cli import build_parser as docker_parser
+from plugin import version
 from plugin.version import project_version
 from tests.conftest import REPO_ROOT
 from tools.doctor import build_parser as doctor_parser
@@ -31,6 +35,19 @@ def test_version_flag_prints_the_project_version(module: str, prog: str) -> None
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{prog} {project_version()}"
+
+
+@pytest.mark.parametrize("parser", [docker_parser, csi_parser, doctor_parser])
+def test_the_version_is_looked_up_only_for_the_version_flag(
+    parser: Callable[[], argparse.ArgumentParser], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looked_up: list[str] = []
+    monkeypatch.setattr(version, "project_version", lambda: looked_up.append("version") or "9.9")
+    parser().parse_args([])
+    assert looked_up == []  # start-up never reads the installed metadata for it
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--version"])
+    assert looked_up == ["version"]
 
 
 def test_doctor_version_flag(capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,6 +14,7 @@ from csi.sanitize import loggable, strip_secrets
 from csi.server import parse_endpoint
 from plugin import errors as core
 from plugin.params.filesystems import FILESYSTEMS
+from testkit.waiting import wait_until
 
 Mode = csi_pb2.VolumeCapability.AccessMode.Mode
 
@@ -217,6 +218,16 @@ def test_background_health_answers_fast_while_the_check_hangs() -> None:
         assert health.ready() is True  # last known answer, while a refresh hangs
     assert time.monotonic() - start < 1.0
     release.set()
+
+
+def test_background_health_asks_again_after_not_ready_instead_of_waiting_out_max_age() -> None:
+    from csi.identity import BackgroundHealth
+
+    answers = iter([False, True])
+    health = BackgroundHealth(lambda: next(answers, True), max_age=3600, first_wait=30)
+    assert health.ready() is False  # the controller is not there yet
+    # it answers now: a Probe after the "no" starts a new check, the one after it sees "yes"
+    wait_until(health.ready, timeout=30, interval=0.01, what="ready after the controller answered")
 
 
 def test_background_health_reports_not_ready_when_the_check_fails() -> None:

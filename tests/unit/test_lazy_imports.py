@@ -59,7 +59,10 @@ def test_the_csi_driver_listens_before_the_core_is_imported_and_serves_once_warm
             "--mode", "controller", "--enable-consistency-groups",
         ])
         driver = cli._build_driver(args)
-        heavy = ("csi.controller", "plugin.volumes.service", "plugin.backups", "kubernetes", "yaml")
+        heavy = (
+            "csi.controller", "plugin.volumes.service", "plugin.backups", "kubernetes", "yaml",
+            "plugin.params.keys", "plugin.params.fs_options",
+        )
         loaded = [name for name in heavy if name in sys.modules]
         assert not loaded, f"imported before listening: {loaded}"
         driver.start()
@@ -77,3 +80,28 @@ def test_the_csi_driver_listens_before_the_core_is_imported_and_serves_once_warm
     # the controller at port 9 never answers; outside a pod consistency groups stay off, said at warm-up
     assert "capabilities True" in out and "probe False" in out
     assert "consistency groups stay off" in out
+
+
+def test_metric_series_are_preregistered_only_by_a_driver_that_serves_metrics() -> None:
+    out = run_fresh(
+        """
+        import tempfile
+        from prometheus_client import REGISTRY
+        from csi import cli
+
+        def probe_series():
+            return REGISTRY.get_sample_value(
+                "linstor_plugin_operation_seconds_count", {"frontend": "csi", "operation": "Probe"}
+            )
+
+        sock = tempfile.mkdtemp(prefix="lazy-") + "/csi.sock"
+        args = cli.build_parser().parse_args([
+            "--endpoint", "unix://" + sock, "--node", "n1", "--controllers", "http://127.0.0.1:9",
+        ])
+        driver = cli._build_driver(args)
+        print("without metrics", probe_series())
+        driver.preregister_metrics()
+        print("served", probe_series())
+        """
+    )
+    assert out.splitlines() == ["without metrics None", "served 0.0"]

@@ -1,0 +1,62 @@
+"""Proxy settings from the environment: honoured as requests would, but read once, at start.
+
+The transport reads ``HTTP_PROXY``/``NO_PROXY`` (and CA bundles, ``.netrc``) for each
+controller when it is made, instead of letting requests scan the environment on every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.unit.test_linstor_client import FakeController, client_for, closed_port, start_fake
+
+CONTROLLER = "http://linstor.invalid:3370"  # never resolved: only a proxy can reach it
+
+
+@pytest.fixture
+def proxy() -> Iterator[FakeController]:
+    """A fake that answers as an HTTP proxy would see requests: with absolute URLs as paths."""
+    server = start_fake()
+    yield server
+    assert server.server is not None
+    server.server.shutdown()
+    server.server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def clean_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_calls_go_through_the_proxy_the_environment_named_at_start(
+    proxy: FakeController, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy.on("GET", f"{CONTROLLER}/v1/nodes", (200, []))
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    client = client_for(CONTROLLER)
+    # Changed after start: not read again (a daemon's environment does not change).
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port()}")
+    assert client.list_nodes() == []
+    assert client.list_nodes() == []
+    assert proxy.count("GET", f"{CONTROLLER}/v1/nodes") == 2
+
+
+def test_no_proxy_sends_a_controller_directly(proxy: FakeController, monkeypatch: pytest.MonkeyPatch) -> None:
+    direct = start_fake()
+    try:
+        direct.on("GET", "/v1/nodes", (200, []))
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+        client = client_for(direct.url)
+        assert client.list_nodes() == []
+        assert direct.count("GET", "/v1/nodes") == 1
+        assert proxy.seen == []
+    finally:
+        assert direct.server is not None
+        direct.server.shutdown()
+        direct.server.server_close()
