@@ -13,6 +13,7 @@ record existed still counts (``attached-diskless``).
 from __future__ import annotations
 
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from plugin import names
@@ -34,6 +35,38 @@ def is_published(resource: Resource) -> bool:
     return bool(props.get(rec.PUBLISHED)) or props.get(rec.ATTACHED_BY_PLUGIN) == "true"
 
 
+@dataclass(frozen=True)
+class NodeRecord:
+    """One read of the node's resource, kept for the rest of a publish so it is not read again.
+
+    ``resource`` is None when the node holds none; ``key`` is the property the volume's
+    publications live under (a consistency-group member has its own key on a shared resource).
+    """
+
+    key: str
+    resource: Resource | None
+
+    @property
+    def tokens(self) -> frozenset[str]:
+        value = self.resource.props.get(self.key, "") if self.resource is not None else ""
+        return frozenset(t for t in value.split(",") if t)
+
+
+@dataclass(frozen=True)
+class Publishing:
+    """A publication attach writes itself: in the same write as its own mark where both are due."""
+
+    record: NodeRecord
+    token: str
+
+    def props(self) -> dict[str, str]:
+        """The property to write; empty when the token is already recorded."""
+        current = self.record.tokens
+        if self.token in current:
+            return {}
+        return {self.record.key: ",".join(sorted(current | {self.token}))}
+
+
 class Publications:
     """Read and write the publication record of (volume, node); held by the volume service."""
 
@@ -42,12 +75,16 @@ class Publications:
 
     def publications(self, volume_id: str, node: str) -> frozenset[str]:
         """The tokens recorded for the volume on the node; empty when nothing is published there."""
+        return self.node_record(volume_id, node).tokens
+
+    def node_record(self, volume_id: str, node: str) -> NodeRecord:
+        """The node's resource, read once for a whole publish (check, attach, record)."""
         if not rec.possible_volume_id(volume_id) or not names.is_valid_node_name(node):
-            return frozenset()
+            return NodeRecord(rec.PUBLISHED, None)
         try:
-            return tokens_of(self.client.get_resource(volume_id, node))
+            return NodeRecord(rec.PUBLISHED, self.client.get_resource(volume_id, node))
         except NotFound:
-            return frozenset()
+            return NodeRecord(rec.PUBLISHED, None)
 
     def record_publication(self, volume_id: str, node: str, token: str) -> None:
         """Add one token to the node's record (after attach made the resource exist)."""
