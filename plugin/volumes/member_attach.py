@@ -73,41 +73,6 @@ class MemberPublications:
     def __init__(self, client: LinstorClient) -> None:
         self.client = client
 
-    def publications(self, volume_id: str, node: str) -> frozenset[str]:
-        return self.node_record(volume_id, node).tokens
-
-    def node_record(self, volume_id: str, node: str) -> NodeRecord:
-        """The shared resource on the node, read once for a whole publish, with this member's key."""
-        try:
-            resource, number = vm.split_volume_id(volume_id)
-        except NotFound:
-            return NodeRecord(rec.PUBLISHED, None)
-        key = publication_key(number)
-        if not names.is_valid_node_name(node):
-            return NodeRecord(key, None)
-        try:
-            return NodeRecord(key, self.client.get_resource(resource, node))
-        except NotFound:
-            return NodeRecord(key, None)
-
-    def record_publication(self, volume_id: str, node: str, token: str) -> None:
-        resource, number = vm.split_volume_id(volume_id)
-        current = self.publications(volume_id, node)
-        if token not in current:
-            value = ",".join(sorted(current | {token}))
-            self.client.modify_resource(resource, node, override_props={publication_key(number): value})
-
-    def clear_publication(self, volume_id: str, node: str) -> None:
-        try:
-            resource, number = vm.split_volume_id(volume_id)
-        except NotFound:
-            return
-        if not names.is_valid_node_name(node):
-            return
-        with suppress(NotFound):
-            if publication_key(number) in self.client.get_resource(resource, node).props:
-                self.client.modify_resource(resource, node, delete_props=[publication_key(number)])
-
     def published_on_node(self, node: str) -> list[str]:
         if not names.is_valid_node_name(node):
             return []

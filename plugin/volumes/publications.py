@@ -12,13 +12,11 @@ record existed still counts (``attached-diskless``).
 
 from __future__ import annotations
 
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from plugin import names
 from plugin import volume_records as rec
-from plugin.errors import NotFound
 from plugin.linstor.records import Resource
 
 if TYPE_CHECKING:
@@ -68,40 +66,14 @@ class Publishing:
 
 
 class Publications:
-    """Read and write the publication record of (volume, node); held by the volume service."""
+    """Which volumes are published to a node; held by the volume service.
+
+    A publish writes its record through the attach (:class:`Publishing`), an unpublish drops
+    it through the detach, each with the resource it read once.
+    """
 
     def __init__(self, client: LinstorClient) -> None:
         self.client = client
-
-    def publications(self, volume_id: str, node: str) -> frozenset[str]:
-        """The tokens recorded for the volume on the node; empty when nothing is published there."""
-        return self.node_record(volume_id, node).tokens
-
-    def node_record(self, volume_id: str, node: str) -> NodeRecord:
-        """The node's resource, read once for a whole publish (check, attach, record)."""
-        if not rec.possible_volume_id(volume_id) or not names.is_valid_node_name(node):
-            return NodeRecord(rec.PUBLISHED, None)
-        try:
-            return NodeRecord(rec.PUBLISHED, self.client.get_resource(volume_id, node))
-        except NotFound:
-            return NodeRecord(rec.PUBLISHED, None)
-
-    def record_publication(self, volume_id: str, node: str, token: str) -> None:
-        """Add one token to the node's record (after attach made the resource exist)."""
-        current = self.publications(volume_id, node)
-        if token in current:
-            return
-        value = ",".join(sorted(current | {token}))
-        self.client.modify_resource(volume_id, node, override_props={rec.PUBLISHED: value})
-
-    def clear_publication(self, volume_id: str, node: str) -> None:
-        """Forget every publication on the node; a missing volume, node or resource is fine."""
-        if not rec.possible_volume_id(volume_id) or not names.is_valid_node_name(node):
-            return
-        with suppress(NotFound):
-            resource = self.client.get_resource(volume_id, node)
-            if rec.PUBLISHED in resource.props:
-                self.client.modify_resource(volume_id, node, delete_props=[rec.PUBLISHED])
 
     def published_on_node(self, node: str) -> list[str]:
         """Ids of the volumes published to the node, read from LINSTOR (what attach limits count)."""

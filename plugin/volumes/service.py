@@ -79,10 +79,6 @@ class Attaching(Protocol):
 class PublicationRecords(Protocol):
     """What the service asks of its publication records."""
 
-    def publications(self, volume_id: str, node: str) -> frozenset[str]: ...
-    def node_record(self, volume_id: str, node: str) -> NodeRecord: ...
-    def record_publication(self, volume_id: str, node: str, token: str) -> None: ...
-    def clear_publication(self, volume_id: str, node: str) -> None: ...
     def published_on_node(self, node: str) -> list[str]: ...
 
 
@@ -348,7 +344,7 @@ class VolumeService:
     ) -> Attachment:
         """Make the volume available on a node: its replica there, else a diskless one.
 
-        ``publish`` (from :meth:`node_record`) records a publication as part of the attach.
+        ``publish`` (from :meth:`publish_target`) records a publication as part of the attach.
         """
         return self.attachments.attach(volume_id, node, volume_number, publish=publish)
 
@@ -358,20 +354,6 @@ class VolumeService:
         With ``unpublish`` the volume's publication record on the node goes as well.
         """
         self.attachments.detach(volume_id, node, unpublish=unpublish)
-
-    def publications(self, volume_id: str, node: str) -> frozenset[str]:
-        """The publication tokens recorded for the volume on the node."""
-        return self.publication_records.publications(volume_id, node)
-
-    def node_record(self, volume_id: str, node: str) -> NodeRecord:
-        """The node's resource and the volume's publication tokens on it, read once per publish."""
-        return self.publication_records.node_record(volume_id, node)
-
-    def record_publication(self, volume_id: str, node: str, token: str) -> None:
-        self.publication_records.record_publication(volume_id, node, token)
-
-    def clear_publication(self, volume_id: str, node: str) -> None:
-        self.publication_records.clear_publication(volume_id, node)
 
     def published_on_node(self, node: str) -> list[str]:
         """Ids of the volumes published to the node, read from LINSTOR."""
