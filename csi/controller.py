@@ -187,12 +187,13 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
                 except (errors.NotFound, errors.InvalidArgument):
                     return csi_pb2.ControllerUnpublishVolumeResponse()
                 nodes = [r.node for r in volume.replicas if r.published or (r.diskless and not r.tie_breaker)]
+            read = None
             for node in nodes:
                 # A missing volume or node is detached by definition.
                 with contextlib.suppress(errors.NotFound, errors.InvalidArgument):
-                    self._service.detach(request.volume_id, node, unpublish=True)
+                    read = self._service.detach(request.volume_id, node, unpublish=True)
             with contextlib.suppress(errors.NotFound, errors.InvalidArgument):
-                self._service.release_shared_writer(request.volume_id)
+                self._service.release_shared_writer(request.volume_id, read)
         return csi_pb2.ControllerUnpublishVolumeResponse()
 
     def ValidateVolumeCapabilities(

@@ -35,7 +35,7 @@ from plugin.errors import (
 from plugin.keyed_locks import KeyedLocks
 from plugin.linstor import retcodes as rc
 from plugin.linstor.client import LinstorClient
-from plugin.linstor.records import Resource
+from plugin.linstor.records import Resource, ResourceDefinition
 from plugin.models import Attachment
 from plugin.observability import log_fields
 from plugin.volumes import in_use
@@ -158,11 +158,14 @@ class VolumeAttachments:
 
     def _pending(self, volume_id: str, node: str) -> bool:
         """Whether an attach to ``node`` was started and not finished (a lost answer, an error, a crash)."""
+        rd = self._definition(volume_id)
+        return rd is not None and rd.props.get(rec.attach_pending_key(node)) == "true"
+
+    def _definition(self, volume_id: str) -> ResourceDefinition | None:
         try:
-            rd = self.client.get_resource_definition(volume_id)
+            return self.client.get_resource_definition(volume_id)
         except NotFound:
-            return False
-        return rd.props.get(rec.attach_pending_key(node)) == "true"
+            return None
 
     def _clear_pending_attach(self, volume_id: str, node: str, *, quiet: bool = True) -> None:
         """Drop the intent; when it cannot be dropped now, a later detach drops it."""
@@ -236,18 +239,21 @@ class VolumeAttachments:
 
     def detach(
         self, volume_id: str, node: str, *, unpublish: bool = False, seen: NodeRecord | None = None
-    ) -> None:
+    ) -> ResourceDefinition | None:
         """Remove the diskless resource attach made; replicas with data are never touched.
 
         With ``unpublish`` the publication record goes as well: a resource that goes takes it
         along, one that stays loses it in one write. ``seen`` is the node's resource as the
         caller just read it (with the key its record lives under), so it is not read again.
+        Returns the resource definition as read before the detach (None when it is gone or
+        was not read), so an unpublish need not read it again for its two-primaries check.
         """
         forget = (seen.key if seen is not None else rec.PUBLISHED) if unpublish else None
         if not rec.possible_volume_id(volume_id) or not names.is_valid_node_name(node):
-            return
+            return None
         with self.locks.lock(volume_id):
-            pending = self._pending(volume_id, node)
+            rd = self._definition(volume_id)
+            pending = rd is not None and rd.props.get(rec.attach_pending_key(node)) == "true"
             resource: Resource | None
             if seen is not None:
                 resource = seen.resource
@@ -269,6 +275,7 @@ class VolumeAttachments:
                     self._unmark(volume_id, node, drop)
             if pending:
                 self._clear_pending_attach(volume_id, node, quiet=False)
+            return rd
 
     def _unmark(self, volume_id: str, node: str, props: list[str]) -> None:
         """Drop the plugin's own properties from a resource that stays; a gone one has none."""

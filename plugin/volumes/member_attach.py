@@ -15,6 +15,7 @@ from plugin import names
 from plugin import volume_records as rec
 from plugin.errors import NotFound
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import ResourceDefinition
 from plugin.models import Attachment
 from plugin.volumes import members as vm
 from plugin.volumes.attach import VolumeAttachments
@@ -41,18 +42,19 @@ class MemberAttachments:
         attachment = self.attachments.attach(resource, node, number, publish=publish)
         return replace(attachment, volume_id=volume_id)
 
-    def detach(self, volume_id: str, node: str, *, unpublish: bool = False) -> None:
+    def detach(self, volume_id: str, node: str, *, unpublish: bool = False) -> ResourceDefinition | None:
         """Detach a member; with ``unpublish`` its publication record goes too.
 
-        The shared resource is read once here and handed on to the plain detach.
+        The shared resource is read once here and handed on to the plain detach; what that
+        returns (the shared resource's definition) is returned.
         """
         try:
             resource, number = vm.split_volume_id(volume_id)
         except NotFound:
-            return
+            return None
         own = publication_key(number)
         if not names.is_valid_node_name(node):
-            return
+            return None
         try:
             seen = NodeRecord(own, self.client.get_resource(resource, node))
         except NotFound:
@@ -63,8 +65,8 @@ class MemberAttachments:
             if unpublish and own in props:
                 with suppress(NotFound):
                     self.client.modify_resource(resource, node, delete_props=[own])
-            return
-        self.attachments.detach(resource, node, unpublish=unpublish, seen=seen)
+            return None
+        return self.attachments.detach(resource, node, unpublish=unpublish, seen=seen)
 
 
 class MemberPublications:

@@ -73,7 +73,7 @@ class Attaching(Protocol):
     def attach(
         self, volume_id: str, node: str, volume_number: int = 0, *, publish: Publishing | None = None
     ) -> Attachment: ...
-    def detach(self, volume_id: str, node: str, *, unpublish: bool = False) -> None: ...
+    def detach(self, volume_id: str, node: str, *, unpublish: bool = False) -> ResourceDefinition | None: ...
 
 
 class PublicationRecords(Protocol):
@@ -348,12 +348,13 @@ class VolumeService:
         """
         return self.attachments.attach(volume_id, node, volume_number, publish=publish)
 
-    def detach(self, volume_id: str, node: str, *, unpublish: bool = False) -> None:
+    def detach(self, volume_id: str, node: str, *, unpublish: bool = False) -> ResourceDefinition | None:
         """Remove the diskless resource attach made; replicas with data are never touched.
 
-        With ``unpublish`` the volume's publication record on the node goes as well.
+        With ``unpublish`` the volume's publication record on the node goes as well. Returns
+        the resource definition the detach read (for :meth:`release_shared_writer`), or None.
         """
-        self.attachments.detach(volume_id, node, unpublish=unpublish)
+        return self.attachments.detach(volume_id, node, unpublish=unpublish)
 
     def published_on_node(self, node: str) -> list[str]:
         """Ids of the volumes published to the node, read from LINSTOR."""
@@ -363,9 +364,12 @@ class VolumeService:
         """Before a read-write RWX block publication to ``node``: allow a second primary."""
         self.shared_writers.admit_shared_writer(volume_id, node)
 
-    def release_shared_writer(self, volume_id: str) -> None:
-        """After an unpublish: drop the two-primaries option once one writer is left."""
-        self.shared_writers.release_shared_writer(volume_id)
+    def release_shared_writer(self, volume_id: str, read: ResourceDefinition | None = None) -> None:
+        """After an unpublish: drop the two-primaries option once one writer is left.
+
+        ``read`` is the definition the unpublish's detach already read, so it is not read again.
+        """
+        self.shared_writers.release_shared_writer(volume_id, read)
 
     # ------------------------------------------------------------------ nodes, capacity, health
 
