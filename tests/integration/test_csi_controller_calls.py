@@ -1,9 +1,11 @@
 """REST calls per ControllerPublishVolume and ControllerUnpublishVolume, counted.
 
-Each publish reads the volume once (definition and resources) and the node's resource
-once, and hands that read on: to the compatibility check, to the attach and to the
-publication record. The publication is written in the same request as the plugin's mark
-on a diskless resource it made. The counts are pinned here so they cannot silently grow
+Each publish reads the volume once (its definition, then its resources with their
+properties and volumes) and takes the node's resource from that read for the compatibility
+check, the attach (and the device of a resource that was there) and the publication record.
+The publication is written in the same request as the plugin's mark on a diskless resource
+it made. An unpublish reads the node's resource and the definition once each and drops the
+record with the detach. The counts are pinned here so they cannot silently grow
 back; the crash safety they must keep is the business of test_interrupted_calls.py and
 tests/fault/.
 """
