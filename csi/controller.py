@@ -30,6 +30,7 @@ from plugin.params.model import VolumeParams
 from plugin.params.values import human_size
 from plugin.remote_access import volume_accessible_segments
 from plugin.volumes.modify import parse_mutable_parameters
+from plugin.volumes.publications import Publishing
 
 if TYPE_CHECKING:
     from plugin.models import Snapshot, Volume
@@ -152,15 +153,17 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         access = capabilities.parse_supported(request.volume_capability)
         token = publications.token(access.mode, request.readonly)
         with self._inflight.hold(request.volume_id, "ControllerPublishVolume"):
-            volume = self._service.get_volume(request.volume_id)
-            recorded = self._service.publications(request.volume_id, request.node_id)
-            publications.check_compatible(volume.id, request.node_id, recorded, access.mode, request.readonly)
+            volume, record = self._service.publish_target(request.volume_id, request.node_id)
+            publications.check_compatible(
+                volume.id, request.node_id, record.tokens, access.mode, request.readonly
+            )
             with self._limits.hold(request.node_id):
                 self._limits.check(self._service, request.volume_id, request.node_id)
                 if capabilities.shared_block_writer(access, request.readonly):
                     self._service.admit_shared_writer(request.volume_id, request.node_id)
-                attachment = self._service.attach(request.volume_id, request.node_id)
-                self._service.record_publication(request.volume_id, request.node_id, token)
+                attachment = self._service.attach(
+                    request.volume_id, request.node_id, publish=Publishing(record, token)
+                )
         publish_context = {
             keys.USES_PUBLISH_CONTEXT: "true",
             keys.DEVICE_PATH: attachment.device_path,
@@ -184,13 +187,13 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
                 except (errors.NotFound, errors.InvalidArgument):
                     return csi_pb2.ControllerUnpublishVolumeResponse()
                 nodes = [r.node for r in volume.replicas if r.published or (r.diskless and not r.tie_breaker)]
+            read = None
             for node in nodes:
                 # A missing volume or node is detached by definition.
                 with contextlib.suppress(errors.NotFound, errors.InvalidArgument):
-                    self._service.detach(request.volume_id, node)
-                    self._service.clear_publication(request.volume_id, node)
+                    read = self._service.detach(request.volume_id, node, unpublish=True)
             with contextlib.suppress(errors.NotFound, errors.InvalidArgument):
-                self._service.release_shared_writer(request.volume_id)
+                self._service.release_shared_writer(request.volume_id, read)
         return csi_pb2.ControllerUnpublishVolumeResponse()
 
     def ValidateVolumeCapabilities(

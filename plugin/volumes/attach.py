@@ -35,10 +35,11 @@ from plugin.errors import (
 from plugin.keyed_locks import KeyedLocks
 from plugin.linstor import retcodes as rc
 from plugin.linstor.client import LinstorClient
-from plugin.linstor.records import Resource
+from plugin.linstor.records import Resource, ResourceDefinition
 from plugin.models import Attachment
 from plugin.observability import log_fields
 from plugin.volumes import in_use
+from plugin.volumes.publications import NodeRecord, Publishing
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +58,28 @@ class VolumeAttachments:
         self.client = client
         self.locks = locks
 
-    def attach(self, volume_id: str, node: str, volume_number: int = 0) -> Attachment:
+    def attach(
+        self, volume_id: str, node: str, volume_number: int = 0, *, publish: Publishing | None = None
+    ) -> Attachment:
         """Make the volume available on a node: its replica there, else a diskless one.
 
         ``volume_number`` picks the device of a volume that shares its resource with others.
+        With ``publish`` the caller already read the node's resource (and holds the volume's
+        in-flight lock), so it is not read again, and the publication is recorded once the
+        attach succeeded: in the same write as the plugin's mark where both are due.
         """
         _require_id(volume_id)
         if not names.is_valid_node_name(node):
             raise NotFound(f"node {node!r} is not a LINSTOR node", node=node)
         with self.locks.lock(volume_id):
             resource: Resource | None
-            try:
-                resource = self.client.get_resource(volume_id, node)
-            except NotFound:
-                resource = None
+            if publish is not None:
+                resource = publish.record.resource
+            else:
+                try:
+                    resource = self.client.get_resource(volume_id, node)
+                except NotFound:
+                    resource = None
             existed = resource is not None
             entries: list[dict[str, Any]] = []
             # A tie-breaker is reused, but LINSTOR must turn it into an ordinary diskless resource
@@ -85,30 +94,45 @@ class VolumeAttachments:
                 except VolumeError as exc:
                     self._settle_failed_attach(volume_id, node, exc)
                     raise
+            # A resource that was there already and read with its volumes (a publish reads the
+            # volume's resources listed with them) names its device; a new one is asked for it.
+            known = resource.exact_volume(volume_number) if resource is not None and not ours_now else None
             try:
-                volume = self.client.get_volume(volume_id, node, volume_number)
+                volume = (
+                    known
+                    if publish is not None and known is not None and known.device_path
+                    else self.client.get_volume(volume_id, node, volume_number)
+                )
             except NotFound:
                 raise NodeOffline(
                     f"volume {volume_id} was attached to {node}, but the node reports no device yet",
                     node=node,
                 ) from None
             diskless = volume.diskless
+            offline = rc.has_warning(entries, rc.WARN_NOT_CONNECTED)
+            device = volume.device_path
+            # The publication is recorded only for an attach that succeeds, as before it was merged.
+            record = publish.props() if publish is not None and not offline and device else {}
             created = resource is not None and resource.props.get(rec.ATTACHED_BY_PLUGIN) == "true"
             if existed and diskless and not created:
-                created = self._claim_pending_attach(volume_id, node)
+                created = self._claim_pending_attach(volume_id, node, record)
+                if created:
+                    record = {}
             if ours_now:
                 if diskless:
-                    self._mark(volume_id, node)
+                    self._mark(volume_id, node, record)
+                    record = {}
                     created = True
                 self._clear_pending_attach(volume_id, node)
-            if rc.has_warning(entries, rc.WARN_NOT_CONNECTED):
+            if offline:
                 raise NodeOffline(
                     f"node {node} is offline; volume {volume_id} will be attached when it reconnects",
                     node=node,
                 )
-            device = volume.device_path
             if not device:
                 raise OperationFailed(f"LINSTOR reports no device for volume {volume_id} on {node}")
+            if record:
+                self.client.modify_resource(volume_id, node, override_props=record)
             return Attachment(
                 volume_id=volume_id,
                 node=node,
@@ -127,16 +151,21 @@ class VolumeAttachments:
         except NotFound as exc:
             raise NotFound(f"volume {volume_id} not found", volume=volume_id, **exc.details) from None
 
-    def _mark(self, volume_id: str, node: str) -> None:
-        self.client.modify_resource(volume_id, node, override_props={rec.ATTACHED_BY_PLUGIN: "true"})
+    def _mark(self, volume_id: str, node: str, record: dict[str, str] | None = None) -> None:
+        """Step 2's mark, with a publication record in the same write when one is due."""
+        props = {rec.ATTACHED_BY_PLUGIN: "true", **(record or {})}
+        self.client.modify_resource(volume_id, node, override_props=props)
 
     def _pending(self, volume_id: str, node: str) -> bool:
         """Whether an attach to ``node`` was started and not finished (a lost answer, an error, a crash)."""
+        rd = self._definition(volume_id)
+        return rd is not None and rd.props.get(rec.attach_pending_key(node)) == "true"
+
+    def _definition(self, volume_id: str) -> ResourceDefinition | None:
         try:
-            rd = self.client.get_resource_definition(volume_id)
+            return self.client.get_resource_definition(volume_id)
         except NotFound:
-            return False
-        return rd.props.get(rec.attach_pending_key(node)) == "true"
+            return None
 
     def _clear_pending_attach(self, volume_id: str, node: str, *, quiet: bool = True) -> None:
         """Drop the intent; when it cannot be dropped now, a later detach drops it."""
@@ -169,11 +198,11 @@ class VolumeAttachments:
         except VolumeError:
             return  # cannot tell now; the intent stays for a retry or a detach
 
-    def _claim_pending_attach(self, volume_id: str, node: str) -> bool:
+    def _claim_pending_attach(self, volume_id: str, node: str, record: dict[str, str]) -> bool:
         """Whether an earlier, interrupted attach made this node's diskless resource (then mark it)."""
         if not self._pending(volume_id, node):
             return False
-        self._mark(volume_id, node)
+        self._mark(volume_id, node, record)
         self._clear_pending_attach(volume_id, node)
         return True
 
@@ -208,35 +237,56 @@ class VolumeAttachments:
             **exc.details,
         )
 
-    def detach(self, volume_id: str, node: str) -> None:
-        """Remove the diskless resource attach made; replicas with data are never touched."""
+    def detach(
+        self, volume_id: str, node: str, *, unpublish: bool = False, seen: NodeRecord | None = None
+    ) -> ResourceDefinition | None:
+        """Remove the diskless resource attach made; replicas with data are never touched.
+
+        With ``unpublish`` the publication record goes as well: a resource that goes takes it
+        along, one that stays loses it in one write. ``seen`` is the node's resource as the
+        caller just read it (with the key its record lives under), so it is not read again.
+        Returns the resource definition as read before the detach (None when it is gone or
+        was not read), so an unpublish need not read it again for its two-primaries check.
+        """
+        forget = (seen.key if seen is not None else rec.PUBLISHED) if unpublish else None
         if not rec.possible_volume_id(volume_id) or not names.is_valid_node_name(node):
-            return
+            return None
         with self.locks.lock(volume_id):
-            pending = self._pending(volume_id, node)
-            try:
-                resource = self.client.get_resource(volume_id, node)
-            except NotFound:
-                resource = None
+            rd = self._definition(volume_id)
+            pending = rd is not None and rd.props.get(rec.attach_pending_key(node)) == "true"
+            resource: Resource | None
+            if seen is not None:
+                resource = seen.resource
+            else:
+                try:
+                    resource = self.client.get_resource(volume_id, node)
+                except NotFound:
+                    resource = None
             if resource is not None:
+                drop = [forget] if forget and forget in resource.props else []
                 diskless = bool(resource.flags & DISKLESS_FLAGS)
                 marked = resource.props.get(rec.ATTACHED_BY_PLUGIN) == "true"
                 if resource.tie_breaker:
                     # Already given back (an earlier detach): LINSTOR's, not ours any more.
-                    if marked:
-                        self._unmark(volume_id, node)
+                    self._unmark(volume_id, node, ([rec.ATTACHED_BY_PLUGIN] if marked else []) + drop)
                 elif diskless and (marked or pending):
-                    self._remove_attached(volume_id, node)
+                    self._remove_attached(volume_id, node, drop)
+                else:
+                    self._unmark(volume_id, node, drop)
             if pending:
                 self._clear_pending_attach(volume_id, node, quiet=False)
+            return rd
 
-    def _unmark(self, volume_id: str, node: str) -> None:
+    def _unmark(self, volume_id: str, node: str, props: list[str]) -> None:
+        """Drop the plugin's own properties from a resource that stays; a gone one has none."""
+        if not props:
+            return
         try:
-            self.client.modify_resource(volume_id, node, delete_props=[rec.ATTACHED_BY_PLUGIN])
+            self.client.modify_resource(volume_id, node, delete_props=props)
         except NotFound:
             return
 
-    def _remove_attached(self, volume_id: str, node: str) -> None:
+    def _remove_attached(self, volume_id: str, node: str, drop: list[str]) -> None:
         """Delete the diskless resource attach made or reused; LINSTOR may keep it as tie-breaker
         (takeover), and then it is LINSTOR's again: the plugin's mark goes."""
         try:
@@ -252,4 +302,4 @@ class VolumeAttachments:
                 **exc.details,
             ) from None
         if rc.has_info(entries, rc.INFO_TIE_BREAKER_TAKEOVER):
-            self._unmark(volume_id, node)
+            self._unmark(volume_id, node, [rec.ATTACHED_BY_PLUGIN, *drop])

@@ -37,6 +37,7 @@ from plugin.volumes.consistency_groups import (
 )
 from plugin.volumes.member_attach import MemberAttachments, MemberPublications
 from plugin.volumes.member_snapshots import MemberSnapshots
+from plugin.volumes.members import publication_key
 from plugin.volumes.service import VolumeService
 from plugin.volumes.snapshots import VolumeSnapshots
 
@@ -65,16 +66,18 @@ class ConsistencyGroupService(VolumeService):
 
     # ------------------------------------------------------------------ reading members
 
-    def get_volume(self, volume_id: str) -> Volume:
+    def _read_volume(self, volume_id: str) -> tuple[Volume, list[Resource]]:
         resource, number = vm.split_volume_id(volume_id)
         rd = self.reads.read_rd(resource)
         if rd is None or (number and not is_shared(rd)):
             raise NotFound(f"volume {volume_id} not found", volume=volume_id)
-        if not is_shared(rd):
-            if rd.volume_definition(0) is None or not rec.is_complete(rd):
-                raise NotFound(f"volume {volume_id} not found", volume=volume_id)
-            return self.reads.with_replicas(rd)
-        return member_volume(rd, number, self.client.view_resources([resource]))
+        if is_shared(rd):
+            resources = self.client.view_resources([rd.name])
+            return member_volume(rd, number, resources), resources
+        return self._plain_volume(volume_id, rd)
+
+    def _publication_key(self, volume_id: str) -> str:
+        return publication_key(vm.split_volume_id(volume_id)[1])
 
     def list_volumes(self, with_replicas: bool = False) -> list[Volume]:
         rds = self.client.list_resource_definitions(with_volume_definitions=True)

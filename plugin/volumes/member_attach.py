@@ -15,11 +15,13 @@ from plugin import names
 from plugin import volume_records as rec
 from plugin.errors import NotFound
 from plugin.linstor.client import LinstorClient
+from plugin.linstor.records import ResourceDefinition
 from plugin.models import Attachment
 from plugin.volumes import members as vm
 from plugin.volumes.attach import VolumeAttachments
 from plugin.volumes.consistency_groups import find_member
 from plugin.volumes.members import PUBLISHED_PREFIX, publication_key
+from plugin.volumes.publications import NodeRecord, Publishing
 from plugin.volumes.reads import VolumeReads
 
 
@@ -31,25 +33,40 @@ class MemberAttachments:
         self.reads = reads
         self.attachments = attachments
 
-    def attach(self, volume_id: str, node: str, volume_number: int = 0) -> Attachment:
+    def attach(
+        self, volume_id: str, node: str, volume_number: int = 0, *, publish: Publishing | None = None
+    ) -> Attachment:
         resource, number = vm.split_volume_id(volume_id)
         if number:
             find_member(self.reads, volume_id)  # NotFound for a number that is no member
-        attachment = self.attachments.attach(resource, node, number)
+        attachment = self.attachments.attach(resource, node, number, publish=publish)
         return replace(attachment, volume_id=volume_id)
 
-    def detach(self, volume_id: str, node: str) -> None:
+    def detach(self, volume_id: str, node: str, *, unpublish: bool = False) -> ResourceDefinition | None:
+        """Detach a member; with ``unpublish`` its publication record goes too.
+
+        The shared resource is read once here and handed on to the plain detach; what that
+        returns (the shared resource's definition) is returned.
+        """
         try:
             resource, number = vm.split_volume_id(volume_id)
         except NotFound:
-            return
-        if names.is_valid_node_name(node):
-            with suppress(NotFound):
-                props = self.client.get_resource(resource, node).props
-                own = publication_key(number)
-                if any(k.startswith(rec.PUBLISHED) and k != own for k in props):
-                    return  # another member is published here: the resource stays
-        self.attachments.detach(resource, node)
+            return None
+        own = publication_key(number)
+        if not names.is_valid_node_name(node):
+            return None
+        try:
+            seen = NodeRecord(own, self.client.get_resource(resource, node))
+        except NotFound:
+            seen = NodeRecord(own, None)
+        props = seen.resource.props if seen.resource is not None else {}
+        if any(k.startswith(rec.PUBLISHED) and k != own for k in props):
+            # another member is published here: the resource stays, only this member's record goes
+            if unpublish and own in props:
+                with suppress(NotFound):
+                    self.client.modify_resource(resource, node, delete_props=[own])
+            return None
+        return self.attachments.detach(resource, node, unpublish=unpublish, seen=seen)
 
 
 class MemberPublications:
@@ -57,37 +74,6 @@ class MemberPublications:
 
     def __init__(self, client: LinstorClient) -> None:
         self.client = client
-
-    def publications(self, volume_id: str, node: str) -> frozenset[str]:
-        try:
-            resource, number = vm.split_volume_id(volume_id)
-        except NotFound:
-            return frozenset()
-        if not names.is_valid_node_name(node):
-            return frozenset()
-        try:
-            value = self.client.get_resource(resource, node).props.get(publication_key(number), "")
-        except NotFound:
-            return frozenset()
-        return frozenset(t for t in value.split(",") if t)
-
-    def record_publication(self, volume_id: str, node: str, token: str) -> None:
-        resource, number = vm.split_volume_id(volume_id)
-        current = self.publications(volume_id, node)
-        if token not in current:
-            value = ",".join(sorted(current | {token}))
-            self.client.modify_resource(resource, node, override_props={publication_key(number): value})
-
-    def clear_publication(self, volume_id: str, node: str) -> None:
-        try:
-            resource, number = vm.split_volume_id(volume_id)
-        except NotFound:
-            return
-        if not names.is_valid_node_name(node):
-            return
-        with suppress(NotFound):
-            if publication_key(number) in self.client.get_resource(resource, node).props:
-                self.client.modify_resource(resource, node, delete_props=[publication_key(number)])
 
     def published_on_node(self, node: str) -> list[str]:
         if not names.is_valid_node_name(node):

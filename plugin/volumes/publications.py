@@ -12,12 +12,11 @@ record existed still counts (``attached-diskless``).
 
 from __future__ import annotations
 
-from contextlib import suppress
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from plugin import names
 from plugin import volume_records as rec
-from plugin.errors import NotFound
 from plugin.linstor.records import Resource
 
 if TYPE_CHECKING:
@@ -34,37 +33,47 @@ def is_published(resource: Resource) -> bool:
     return bool(props.get(rec.PUBLISHED)) or props.get(rec.ATTACHED_BY_PLUGIN) == "true"
 
 
+@dataclass(frozen=True)
+class NodeRecord:
+    """One read of the node's resource, kept for the rest of a publish so it is not read again.
+
+    ``resource`` is None when the node holds none; ``key`` is the property the volume's
+    publications live under (a consistency-group member has its own key on a shared resource).
+    """
+
+    key: str
+    resource: Resource | None
+
+    @property
+    def tokens(self) -> frozenset[str]:
+        value = self.resource.props.get(self.key, "") if self.resource is not None else ""
+        return frozenset(t for t in value.split(",") if t)
+
+
+@dataclass(frozen=True)
+class Publishing:
+    """A publication attach writes itself: in the same write as its own mark where both are due."""
+
+    record: NodeRecord
+    token: str
+
+    def props(self) -> dict[str, str]:
+        """The property to write; empty when the token is already recorded."""
+        current = self.record.tokens
+        if self.token in current:
+            return {}
+        return {self.record.key: ",".join(sorted(current | {self.token}))}
+
+
 class Publications:
-    """Read and write the publication record of (volume, node); held by the volume service."""
+    """Which volumes are published to a node; held by the volume service.
+
+    A publish writes its record through the attach (:class:`Publishing`), an unpublish drops
+    it through the detach, each with the resource it read once.
+    """
 
     def __init__(self, client: LinstorClient) -> None:
         self.client = client
-
-    def publications(self, volume_id: str, node: str) -> frozenset[str]:
-        """The tokens recorded for the volume on the node; empty when nothing is published there."""
-        if not rec.possible_volume_id(volume_id) or not names.is_valid_node_name(node):
-            return frozenset()
-        try:
-            return tokens_of(self.client.get_resource(volume_id, node))
-        except NotFound:
-            return frozenset()
-
-    def record_publication(self, volume_id: str, node: str, token: str) -> None:
-        """Add one token to the node's record (after attach made the resource exist)."""
-        current = self.publications(volume_id, node)
-        if token in current:
-            return
-        value = ",".join(sorted(current | {token}))
-        self.client.modify_resource(volume_id, node, override_props={rec.PUBLISHED: value})
-
-    def clear_publication(self, volume_id: str, node: str) -> None:
-        """Forget every publication on the node; a missing volume, node or resource is fine."""
-        if not rec.possible_volume_id(volume_id) or not names.is_valid_node_name(node):
-            return
-        with suppress(NotFound):
-            resource = self.client.get_resource(volume_id, node)
-            if rec.PUBLISHED in resource.props:
-                self.client.modify_resource(volume_id, node, delete_props=[rec.PUBLISHED])
 
     def published_on_node(self, node: str) -> list[str]:
         """Ids of the volumes published to the node, read from LINSTOR (what attach limits count)."""

@@ -46,7 +46,7 @@ from plugin.health import controller_reachable
 from plugin.keyed_locks import KeyedLocks
 from plugin.linstor import retcodes as rc
 from plugin.linstor.client import LinstorClient
-from plugin.linstor.records import Resource, SnapshotDefinition
+from plugin.linstor.records import Resource, ResourceDefinition, SnapshotDefinition
 from plugin.models import Attachment, Snapshot, TopologyRequirement, Volume
 from plugin.params import placement
 from plugin.params.model import VolumeParams
@@ -55,7 +55,7 @@ from plugin.volumes.attach import VolumeAttachments
 from plugin.volumes.copies import VolumeCopies
 from plugin.volumes.create import VolumeCreation, volume_id_for
 from plugin.volumes.modify import Changes, VolumeModifications
-from plugin.volumes.publications import Publications
+from plugin.volumes.publications import NodeRecord, Publications, Publishing
 from plugin.volumes.reads import VolumeReads, require_id
 from plugin.volumes.resource_groups import ResourceGroups
 from plugin.volumes.settle import VolumeSettling
@@ -70,16 +70,15 @@ HEALTH_CACHE_SECONDS = 2.0
 class Attaching(Protocol):
     """What the service asks of its attachments (plain, or a consistency group's members)."""
 
-    def attach(self, volume_id: str, node: str, volume_number: int = 0) -> Attachment: ...
-    def detach(self, volume_id: str, node: str) -> None: ...
+    def attach(
+        self, volume_id: str, node: str, volume_number: int = 0, *, publish: Publishing | None = None
+    ) -> Attachment: ...
+    def detach(self, volume_id: str, node: str, *, unpublish: bool = False) -> ResourceDefinition | None: ...
 
 
 class PublicationRecords(Protocol):
     """What the service asks of its publication records."""
 
-    def publications(self, volume_id: str, node: str) -> frozenset[str]: ...
-    def record_publication(self, volume_id: str, node: str, token: str) -> None: ...
-    def clear_publication(self, volume_id: str, node: str) -> None: ...
     def published_on_node(self, node: str) -> list[str]: ...
 
 
@@ -238,11 +237,37 @@ class VolumeService:
         )
 
     def get_volume(self, volume_id: str) -> Volume:
+        return self._read_volume(volume_id)[0]
+
+    def _read_volume(self, volume_id: str) -> tuple[Volume, list[Resource]]:
+        """The volume and the resources it was read from (its definition, then its resources)."""
         require_id(volume_id)
-        rd = self.reads.read_rd(volume_id)
+        return self._plain_volume(volume_id, self.reads.read_rd(volume_id))
+
+    def _plain_volume(self, volume_id: str, rd: ResourceDefinition | None) -> tuple[Volume, list[Resource]]:
+        """A volume that has its resource definition to itself, and its resources."""
         if rd is None or rd.volume_definition(0) is None or not rec.is_complete(rd):
             raise NotFound(f"volume {volume_id} not found", volume=volume_id)
-        return self.reads.with_replicas(rd)
+        resources = self.client.view_resources([rd.name])
+        volume = rec.volume_from(rd, resources)
+        if volume is None:
+            raise NotFound(f"volume {volume_id} not found", volume=volume_id)
+        return volume, resources
+
+    def _publication_key(self, volume_id: str) -> str:
+        """The resource property the volume's publications are recorded under."""
+        return rec.PUBLISHED
+
+    def publish_target(self, volume_id: str, node: str) -> tuple[Volume, NodeRecord]:
+        """The volume and its resource on ``node``, from the one read a publish needs.
+
+        The volume's resources are listed with their properties and volumes anyway, so the
+        node's resource (its publication tokens, its marks, its device) comes from that
+        listing instead of being read again by the check, the attach and the record.
+        """
+        volume, resources = self._read_volume(volume_id)
+        here = next((r for r in resources if r.node.lower() == node.lower()), None)
+        return volume, NodeRecord(self._publication_key(volume_id), here)
 
     def find_volume(self, name: str) -> Volume | None:
         try:
@@ -314,23 +339,22 @@ class VolumeService:
 
     # ------------------------------------------------------------------ attachments and publications
 
-    def attach(self, volume_id: str, node: str, volume_number: int = 0) -> Attachment:
-        """Make the volume available on a node: its replica there, else a diskless one."""
-        return self.attachments.attach(volume_id, node, volume_number)
+    def attach(
+        self, volume_id: str, node: str, volume_number: int = 0, *, publish: Publishing | None = None
+    ) -> Attachment:
+        """Make the volume available on a node: its replica there, else a diskless one.
 
-    def detach(self, volume_id: str, node: str) -> None:
-        """Remove the diskless resource attach made; replicas with data are never touched."""
-        self.attachments.detach(volume_id, node)
+        ``publish`` (from :meth:`publish_target`) records a publication as part of the attach.
+        """
+        return self.attachments.attach(volume_id, node, volume_number, publish=publish)
 
-    def publications(self, volume_id: str, node: str) -> frozenset[str]:
-        """The publication tokens recorded for the volume on the node."""
-        return self.publication_records.publications(volume_id, node)
+    def detach(self, volume_id: str, node: str, *, unpublish: bool = False) -> ResourceDefinition | None:
+        """Remove the diskless resource attach made; replicas with data are never touched.
 
-    def record_publication(self, volume_id: str, node: str, token: str) -> None:
-        self.publication_records.record_publication(volume_id, node, token)
-
-    def clear_publication(self, volume_id: str, node: str) -> None:
-        self.publication_records.clear_publication(volume_id, node)
+        With ``unpublish`` the volume's publication record on the node goes as well. Returns
+        the resource definition the detach read (for :meth:`release_shared_writer`), or None.
+        """
+        return self.attachments.detach(volume_id, node, unpublish=unpublish)
 
     def published_on_node(self, node: str) -> list[str]:
         """Ids of the volumes published to the node, read from LINSTOR."""
@@ -340,9 +364,12 @@ class VolumeService:
         """Before a read-write RWX block publication to ``node``: allow a second primary."""
         self.shared_writers.admit_shared_writer(volume_id, node)
 
-    def release_shared_writer(self, volume_id: str) -> None:
-        """After an unpublish: drop the two-primaries option once one writer is left."""
-        self.shared_writers.release_shared_writer(volume_id)
+    def release_shared_writer(self, volume_id: str, read: ResourceDefinition | None = None) -> None:
+        """After an unpublish: drop the two-primaries option once one writer is left.
+
+        ``read`` is the definition the unpublish's detach already read, so it is not read again.
+        """
+        self.shared_writers.release_shared_writer(volume_id, read)
 
     # ------------------------------------------------------------------ nodes, capacity, health
 

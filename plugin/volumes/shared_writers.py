@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from plugin.errors import FailedPrecondition, NotFound
-from plugin.linstor.records import Resource
+from plugin.linstor.records import Resource, ResourceDefinition
 from plugin.volumes.publications import tokens_of
 
 if TYPE_CHECKING:
@@ -63,12 +63,20 @@ class SharedWriters:
         if rd.props.get(TWO_PRIMARIES) != "yes":
             self.client.modify_resource_definition(volume_id, override_props={TWO_PRIMARIES: "yes"})
 
-    def release_shared_writer(self, volume_id: str) -> None:
-        """After an unpublish: drop the option once at most one read-write publication is left."""
-        try:
-            rd = self.client.get_resource_definition(volume_id)
-        except NotFound:
-            return
+    def release_shared_writer(self, volume_id: str, read: ResourceDefinition | None = None) -> None:
+        """After an unpublish: drop the option once at most one read-write publication is left.
+
+        ``read`` is the definition as the unpublish read it while holding the volume (the option
+        changes only in a publish or unpublish of the same volume, never beside it); a
+        definition of another name (a consistency group's shared one) is not used.
+        """
+        if read is not None and read.name.lower() == volume_id.lower():
+            rd = read
+        else:
+            try:
+                rd = self.client.get_resource_definition(volume_id)
+            except NotFound:
+                return
         if TWO_PRIMARIES not in rd.props:
             return
         if len(writers(self.client.view_resources([volume_id]), with_in_use=False)) <= 1:

@@ -27,6 +27,7 @@ from plugin.errors import NotFound, OperationFailed, Unavailable
 from plugin.linstor.client import LinstorClient
 from plugin.linstor.records import Resource
 from plugin.params.model import VolumeParams
+from plugin.volumes.publications import Publishing
 from plugin.volumes.service import VolumeService
 from testkit.waiting import wait_until
 from tests.conftest import REPO_ROOT, EmulatorProcess
@@ -101,6 +102,51 @@ def test_an_attach_whose_mark_failed_is_undone_by_detach(emu: EmulatorProcess, r
     svc.delete_volume(volume.id)
 
 
+def publish(svc: VolumeService, volume_id: str, node: str, token: str) -> None:
+    """Attach with the publication recorded by the attach, as ControllerPublishVolume does."""
+    _, record = svc.publish_target(volume_id, node)
+    svc.attach(volume_id, node, publish=Publishing(record, token))
+
+
+def test_a_publish_whose_mark_and_record_failed_is_claimed_with_its_record_on_retry(
+    emu: EmulatorProcess,
+) -> None:
+    """The mark and the publication go in one write: when it fails, neither is there, the intent
+    stays, and the retried publish claims the resource and records the publication together."""
+    svc = service(emu)
+    volume = svc.create_volume(unique(), 8 * MIB, ON_B)
+    inject(emu, "PUT", f"^/v1/resource-definitions/{volume.id}/resources/node-c$")
+    with pytest.raises(OperationFailed, match="Injected"):
+        publish(svc, volume.id, "node-c", "SINGLE_NODE_WRITER:rw")
+    assert pending_faults(emu) == []  # the fault hit exactly the mark with the record
+    made = resource_on(svc, volume.id, "node-c")
+    assert made is not None and rec.ATTACHED_BY_PLUGIN not in made.props and rec.PUBLISHED not in made.props
+    assert intents(svc, volume.id) == [rec.attach_pending_key("node-c")]
+    publish(svc, volume.id, "node-c", "SINGLE_NODE_WRITER:rw")
+    marked = resource_on(svc, volume.id, "node-c")
+    assert marked is not None and marked.props[rec.ATTACHED_BY_PLUGIN] == "true"
+    assert marked.props[rec.PUBLISHED] == "SINGLE_NODE_WRITER:rw"
+    assert intents(svc, volume.id) == []
+    service(emu).detach(volume.id, "node-c", unpublish=True)
+    assert resource_on(svc, volume.id, "node-c") is None
+    replica = resource_on(svc, volume.id, "node-b")
+    assert replica is not None and rec.PUBLISHED not in replica.props
+    svc.delete_volume(volume.id)
+
+
+def test_an_unpublish_from_a_replica_drops_only_the_record(emu: EmulatorProcess) -> None:
+    svc = service(emu)
+    volume = svc.create_volume(unique(), 8 * MIB, ON_B)
+    publish(svc, volume.id, "node-b", "SINGLE_NODE_WRITER:rw")
+    recorded = resource_on(svc, volume.id, "node-b")
+    assert recorded is not None and recorded.props[rec.PUBLISHED] == "SINGLE_NODE_WRITER:rw"
+    assert rec.ATTACHED_BY_PLUGIN not in recorded.props  # a replica is never the plugin's to remove
+    svc.detach(volume.id, "node-b", unpublish=True)
+    kept = resource_on(svc, volume.id, "node-b")
+    assert kept is not None and rec.PUBLISHED not in kept.props
+    svc.delete_volume(volume.id)
+
+
 def test_a_failed_make_available_leaves_no_intent_behind(emu: EmulatorProcess) -> None:
     """LINSTOR answered the make-available with an error and made nothing: the intent goes,
     so a diskless resource an operator adds later is not taken for the plugin's."""
@@ -139,6 +185,7 @@ _ATTACH_SCRIPT = """
 import sys
 from plugin.config import Config
 from plugin.linstor.client import LinstorClient
+from plugin.volumes.publications import Publishing
 from plugin.volumes.service import VolumeService
 config = Config(controllers=(sys.argv[1],), node_name="node-c", read_timeout=60.0, config_file=None)
 VolumeService(LinstorClient(config), config).attach(sys.argv[2], "node-c")

@@ -24,6 +24,8 @@ from csi.server import CsiDriver, DriverOptions
 from plugin import errors
 from plugin.config import Config
 from plugin.models import Attachment, Replica, Snapshot, Volume
+from plugin.volume_records import PUBLISHED
+from plugin.volumes.publications import NodeRecord, Publishing
 from testkit.waiting import wait_until
 from tests import csi_requests as rq
 
@@ -359,20 +361,21 @@ def test_unknown_parameter_is_invalid_argument(client: Client, core: RecordingCo
 
 
 def test_publish_context_carries_device_and_fs(client: Client, core: RecordingCore) -> None:
-    core.script["get_volume"] = lambda vid: _volume(vid)
-    core.script["attach"] = lambda vid, node: Attachment(
-        vid, node, "/dev/drbd1000", diskless=True, created_by_attach=True
-    )
+    core.script["publish_target"] = lambda vid, node: (_volume(vid), NodeRecord(PUBLISHED, None))
     recorded: list[tuple[str, str, str]] = []
-    core.script["publications"] = lambda vid, node: frozenset()
-    core.script["record_publication"] = lambda vid, node, token: recorded.append((vid, node, token))
+
+    def attach(vid: str, node: str, *, publish: Publishing) -> Attachment:
+        recorded.append((vid, node, publish.token))
+        return Attachment(vid, node, "/dev/drbd1000", diskless=True, created_by_attach=True)
+
+    core.script["attach"] = attach
     context = client.controller.ControllerPublishVolume(
         rq.controller_publish("pvc-1", "node-b", MOUNT_CAP, readonly=True)
     ).publish_context
     assert context["linstor.csi.linbit.com/device-path"] == "/dev/drbd1000"
     assert context["linstor.csi.linbit.com/fs-type"] == "ext4"
     assert context["linstor.csi.linbit.com/read-only"] == "true"
-    assert recorded == [("pvc-1", "node-b", "SINGLE_NODE_WRITER:ro")]
+    assert recorded == [("pvc-1", "node-b", "SINGLE_NODE_WRITER:ro")]  # the attach records it
 
 
 def test_list_volumes_bad_token_is_aborted(client: Client, core: RecordingCore) -> None:
