@@ -166,13 +166,13 @@ def test_delete_costs_two_rest_calls_and_a_first_member_still_goes_alone(
 
     # The group's first member goes as volume number 0 only: its sibling keeps the resource.
     assert counted_delete(stack, first.volume_id) == 2
-    assert [vd.volume_number for vd in linstor.list_volume_definitions(resource)] == [1]
+    assert [vd.number for vd in linstor.list_volume_definitions(resource)] == [1]
     got = stack.csi.controller.ControllerGetVolume(
         csi_pb2.ControllerGetVolumeRequest(volume_id=second.volume_id)
     ).volume
     assert got.volume_id == second.volume_id
     delete(stack, first.volume_id)  # again: OK, and the sibling is untouched
-    assert [vd.volume_number for vd in linstor.list_volume_definitions(resource)] == [1]
+    assert [vd.number for vd in linstor.list_volume_definitions(resource)] == [1]
     delete(stack, second.volume_id)  # the last member takes the resource with it
     assert not linstor.list_resource_definitions([resource])
 
