@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -38,6 +38,7 @@ from plugin.errors import (
     VolumeError,
 )
 from plugin.linstor import features as features
+from plugin.linstor import paging
 from plugin.linstor import retcodes as rc
 from plugin.linstor.tls import ContextAdapter, client_tls
 from plugin.observability import log_fields, record_linstor_call
@@ -415,6 +416,13 @@ class LinstorClient:
             params["resource_definitions"] = list(names)
         return self.request("GET", "/v1/resource-definitions", params=params or None) or []
 
+    def iter_resource_definitions(self, with_volume_definitions: bool = True) -> Iterator[dict[str, Any]]:
+        """Every resource definition in name order, read a page at a time (see :mod:`.paging`)."""
+        params = {"with_volume_definitions": "true"} if with_volume_definitions else {}
+        return paging.paged(
+            self.request, "/v1/resource-definitions", params, self.config.list_page_size, paging.by_name
+        )
+
     def get_resource_definition(self, name: str) -> dict[str, Any]:
         return self.request("GET", "/v1/resource-definitions/{}", name)
 
@@ -597,6 +605,12 @@ class LinstorClient:
         if nodes:
             params["nodes"] = list(nodes)
         return self.request("GET", "/v1/view/resources", params=params or None) or []
+
+    def iter_resources(self) -> Iterator[dict[str, Any]]:
+        """Every resource with its volumes, in (definition, node) order, a page at a time."""
+        return paging.paged(
+            self.request, "/v1/view/resources", {}, self.config.list_page_size, paging.by_name_and_node
+        )
 
     # ------------------------------------------------------------------ snapshots
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from plugin import names
 from plugin import volume_records as rec
@@ -20,6 +19,7 @@ from plugin.errors import InUse, InvalidArgument, NoSpace, NotFound
 from plugin.linstor.client import LinstorClient
 from plugin.models import TopologyRequirement, Volume
 from plugin.params.model import VolumeParams
+from plugin.volumes import listing
 from plugin.volumes import members as vm
 from plugin.volumes.attach import VolumeAttachments
 from plugin.volumes.consistency_groups import (
@@ -76,14 +76,8 @@ class ConsistencyGroupService(VolumeService):
         return member_volume(rd, number, self.client.view_resources([resource]))
 
     def list_volumes(self, with_replicas: bool = False) -> list[Volume]:
-        rds = self.client.list_resource_definitions(with_volume_definitions=True)
-        by_rd: dict[str, list[dict[str, Any]]] = {}
-        if with_replicas:
-            for resource in self.client.view_resources():
-                by_rd.setdefault(str(resource.get("name", "")).upper(), []).append(resource)
         volumes = []
-        for rd in rds:
-            resources = by_rd.get(str(rd.get("name", "")).upper(), [])
+        for rd, resources in listing.definitions(self.client, with_replicas):
             if is_shared(rd):
                 volumes.extend(
                     member_volume(rd, n, resources)

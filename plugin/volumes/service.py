@@ -50,7 +50,7 @@ from plugin.models import Attachment, Snapshot, TopologyRequirement, Volume
 from plugin.params import placement
 from plugin.params.model import VolumeParams
 from plugin.params.values import human_size
-from plugin.volumes import in_use, sync_wait
+from plugin.volumes import in_use, listing, sync_wait
 from plugin.volumes.attach import VolumeAttachments
 from plugin.volumes.copies import VolumeCopies
 from plugin.volumes.create import MAX_SIZE_KIB, VolumeCreation, kib, volume_id_for
@@ -258,17 +258,13 @@ class VolumeService:
         return volume if volume.name == name else None
 
     def list_volumes(self, with_replicas: bool = False) -> list[Volume]:
-        """Every volume; one REST call, two with replicas."""
-        rds = self.client.list_resource_definitions(with_volume_definitions=True)
-        by_rd: dict[str, list[dict[str, Any]]] = {}
-        if with_replicas:
-            for resource in self.client.view_resources():
-                by_rd.setdefault(str(resource.get("name", "")).upper(), []).append(resource)
+        """Every volume, in id order; read a page at a time (one REST call per
+        ``config.list_page_size`` definitions, as many again for replicas)."""
         volumes = []
-        for rd in rds:
+        for rd, resources in listing.definitions(self.client, with_replicas):
             if not rec.is_complete(rd):
                 continue
-            volume = rec.volume_from(rd, by_rd.get(str(rd.get("name", "")).upper()))
+            volume = rec.volume_from(rd, resources or None)
             if volume is not None:
                 volumes.append(volume)
         return volumes

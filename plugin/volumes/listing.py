@@ -1,0 +1,38 @@
+"""Resource definitions joined with their resources, both read a page at a time.
+
+Listing every volume with its replicas used to read all definitions and all resources
+into memory first. Both lists come from LINSTOR in the same order (definition name,
+upper-cased; resources then by node), so one pass over both joins them holding one page
+of each: a definition is handed out with its resources as soon as they are read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from plugin.linstor.client import LinstorClient
+from plugin.linstor.paging import by_name
+
+Definition = dict[str, Any]
+
+
+def definitions(client: LinstorClient, with_replicas: bool) -> Iterator[tuple[Definition, list[Definition]]]:
+    """Each resource definition with its resources (none unless ``with_replicas``)."""
+    rds = client.iter_resource_definitions(with_volume_definitions=True)
+    if not with_replicas:
+        for rd in rds:
+            yield rd, []
+        return
+    resources = client.iter_resources()
+    pending = next(resources, None)
+    for rd in rds:
+        name = by_name(rd)
+        # resources of definitions not listed (made or deleted between reads) are skipped
+        while pending is not None and by_name(pending) < name:
+            pending = next(resources, None)
+        mine = []
+        while pending is not None and by_name(pending) == name:
+            mine.append(pending)
+            pending = next(resources, None)
+        yield rd, mine
