@@ -606,10 +606,12 @@ class LinstorClient:
             params["nodes"] = list(nodes)
         return self.request("GET", "/v1/view/resources", params=params or None) or []
 
-    def iter_resources(self) -> Iterator[dict[str, Any]]:
-        """Every resource with its volumes, in (definition, node) order, a page at a time."""
+    def iter_resources(self, nodes: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
+        """Every resource with its volumes (on ``nodes`` if given), in (definition, node) order,
+        a page at a time."""
+        params = {"nodes": list(nodes)} if nodes else {}
         return paging.paged(
-            self.request, "/v1/view/resources", {}, self.config.list_page_size, paging.by_name_and_node
+            self.request, "/v1/view/resources", params, self.config.list_page_size, paging.by_name_and_node
         )
 
     # ------------------------------------------------------------------ snapshots

@@ -403,7 +403,7 @@ class VolumeService:
 
     def _reserved_kib(self, nodes: list[str] | None) -> dict[tuple[Any, Any], int]:
         reserved: dict[tuple[Any, Any], int] = {}
-        for resource in self.client.view_resources(nodes=nodes or ()):
+        for resource in self.client.iter_resources(nodes=nodes or ()):
             for volume in resource.get("volumes") or ():
                 layers = volume.get("layer_data_list") or [{}]
                 data = layers[-1].get("data") or {}  # the storage layer is last

@@ -600,3 +600,12 @@ def test_page_size_setting_is_checked() -> None:
     for bad in ("0", "-3", "many"):
         with pytest.raises(InvalidArgument, match="LS_LIST_PAGE_SIZE"):
             load_config(env={"LS_LIST_PAGE_SIZE": bad})
+
+
+def test_resources_of_some_nodes_are_filtered_by_linstor_then_paged(fake: FakeController) -> None:
+    fake.on(
+        "GET",
+        "/v1/view/resources?nodes=n1&nodes=n2&limit=3&offset=0",
+        (200, [{"name": "a", "node_name": "n1"}]),
+    )
+    assert [r["name"] for r in paged_client(fake.url, 3).iter_resources(nodes=["n1", "n2"])] == ["a"]
