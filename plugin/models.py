@@ -5,8 +5,10 @@ The front ends (CSI, Docker) only ever see these types, never raw LINSTOR JSON.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,20 @@ class Replica:
     device_path: str | None = None
     tie_breaker: bool = False
     published: bool = False  # a front end published the volume to this node (not merely a replica)
+
+
+class Summary(NamedTuple):
+    """What a list of volume names shows of a volume (Docker's ``volume ls``).
+
+    A named tuple, not a :class:`Volume`: a list makes one per volume, and building a
+    frozen dataclass with sizes, filesystem options and replicas is most of that cost.
+    ``properties`` are the definition's, shared with the listing that read them: read only.
+    """
+
+    id: str
+    name: str
+    created_at: datetime | None
+    properties: Mapping[str, str]
 
 
 @dataclass(frozen=True)

@@ -416,9 +416,14 @@ class LinstorClient:
             params["resource_definitions"] = list(names)
         return self.request("GET", "/v1/resource-definitions", params=params or None) or []
 
-    def iter_resource_definitions(self, with_volume_definitions: bool = True) -> Iterator[dict[str, Any]]:
-        """Every resource definition in name order, read a page at a time (see :mod:`.paging`)."""
-        params = {"with_volume_definitions": "true"} if with_volume_definitions else {}
+    def iter_resource_definitions(
+        self, with_volume_definitions: bool = True, props: Sequence[str] = ()
+    ) -> Iterator[dict[str, Any]]:
+        """Every resource definition in name order (only those with ``props``, LINSTOR's
+        ``key`` or ``key=value`` filters, AND-ed), read a page at a time (see :mod:`.paging`)."""
+        params: dict[str, Any] = {"with_volume_definitions": "true"} if with_volume_definitions else {}
+        if props:
+            params["props"] = list(props)
         return paging.paged(
             self.request, "/v1/resource-definitions", params, self.config.list_page_size, paging.by_name
         )

@@ -8,7 +8,7 @@ of each: a definition is handed out with its resources as soon as they are read.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from plugin.linstor.client import LinstorClient
@@ -17,9 +17,12 @@ from plugin.linstor.paging import by_name
 Definition = dict[str, Any]
 
 
-def definitions(client: LinstorClient, with_replicas: bool) -> Iterator[tuple[Definition, list[Definition]]]:
-    """Each resource definition with its resources (none unless ``with_replicas``)."""
-    rds = client.iter_resource_definitions(with_volume_definitions=True)
+def definitions(
+    client: LinstorClient, with_replicas: bool, props: Sequence[str] = ()
+) -> Iterator[tuple[Definition, list[Definition]]]:
+    """Each resource definition (with ``props``, filtered by LINSTOR) with its resources
+    (none unless ``with_replicas``)."""
+    rds = client.iter_resource_definitions(with_volume_definitions=True, props=props)
     if not with_replicas:
         for rd in rds:
             yield rd, []

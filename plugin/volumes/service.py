@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import replace
 from typing import Any, Protocol
@@ -46,7 +46,7 @@ from plugin.health import controller_reachable
 from plugin.keyed_locks import KeyedLocks
 from plugin.linstor import retcodes as rc
 from plugin.linstor.client import LinstorClient
-from plugin.models import Attachment, Snapshot, TopologyRequirement, Volume
+from plugin.models import Attachment, Snapshot, Summary, TopologyRequirement, Volume
 from plugin.params import placement
 from plugin.params.model import VolumeParams
 from plugin.params.values import human_size
@@ -268,6 +268,20 @@ class VolumeService:
             if volume is not None:
                 volumes.append(volume)
         return volumes
+
+    def list_summaries(self, props: Sequence[str] = ()) -> list[Summary]:
+        """Id, name and creation time of every volume with ``props`` (LINSTOR's ``key`` or
+        ``key=value`` filters, applied by the controller), in id order.
+
+        For lists of names: a page of definitions at a time, without replicas, and a
+        fraction of the per-volume work of :meth:`list_volumes`.
+        """
+        summaries = []
+        for rd, _ in listing.definitions(self.client, False, props):
+            summary = rec.summary_from(rd)
+            if summary is not None:
+                summaries.append(summary)
+        return summaries
 
     def expand_volume(self, volume_id: str, size_bytes: int) -> Volume:
         """Grow a volume; the same size is a no-op, a smaller size is an error."""
