@@ -29,7 +29,7 @@ from docker_plugin.staging import (
 )
 from plugin import errors
 from plugin.local_attachment import DEFAULT_SETTLE_SECONDS
-from plugin.models import Summary, Volume
+from plugin.models import Volume
 from plugin.names import resource_name_for
 from plugin.params.docker import parse_docker_options
 from plugin.params.filesystems import minimum_size_bytes
@@ -81,7 +81,7 @@ def rfc3339(when: datetime | None) -> str | None:
     return when.isoformat(timespec="seconds")[:19] + "Z"
 
 
-def is_docker_volume(volume: Volume | Summary) -> bool:
+def is_docker_volume(volume: Volume) -> bool:
     """Made through Docker (by this plugin or LINBIT's, which set the same marker).
 
     Only these are listed and managed: ``docker volume prune`` must never reach a CSI
@@ -308,14 +308,13 @@ class DockerVolumeDriver(NodeStaging):
     def list(self) -> list[VolumeInfo]:
         """Docker's volumes (``docker volume ls`` waits for this).
 
-        One REST call up to ``LS_LIST_PAGE_SIZE`` volumes; LINSTOR sends only definitions
-        with the Docker marker (an older controller that ignores the filter sends all, and
-        the marker is checked here as well). Names and creation times are all a list shows,
-        so only those are read from each definition, and the mount table is read once.
+        One REST call up to ``LS_LIST_PAGE_SIZE`` volumes; only definitions with the Docker
+        marker (``is_docker_volume``'s test, as a LINSTOR filter the core also checks, for
+        controllers that ignore it). Names and creation times are all a list shows, so only
+        those are read from each definition, and the mount table is read once.
         """
         staged = {r.resource: str(Path(r.path) / DATA_DIR) for r in self.store.records() if r.total > 0}
         return [
             VolumeInfo(name=v.name, mountpoint=staged.get(v.id, ""), created_at=rfc3339(v.created_at))
             for v in self.service.list_summaries(props=(DOCKER_LIST_FILTER,))
-            if is_docker_volume(v)
         ]

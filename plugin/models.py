@@ -5,7 +5,6 @@ The front ends (CSI, Docker) only ever see these types, never raw LINSTOR JSON.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -27,14 +26,13 @@ class Summary(NamedTuple):
     """What a list of volume names shows of a volume (Docker's ``volume ls``).
 
     A named tuple, not a :class:`Volume`: a list makes one per volume, and building a
-    frozen dataclass with sizes, filesystem options and replicas is most of that cost.
-    ``properties`` are the definition's, shared with the listing that read them: read only.
+    frozen dataclass with sizes, filesystem options and replicas is most of that cost;
+    without the properties, a list of 10,000 holds none of LINSTOR's answer.
     """
 
     id: str
     name: str
     created_at: datetime | None
-    properties: Mapping[str, str]
 
 
 @dataclass(frozen=True)

@@ -248,7 +248,7 @@ def summary_from(rd: Mapping[str, Any]) -> Summary | None:
     props = _read_props(rd)
     legacy = legacy_annotations(props)
     volume_id = str(rd.get("name", ""))
-    return Summary(volume_id, display_name(volume_id, props, legacy), created_at_of(props, legacy), props)
+    return Summary(volume_id, display_name(volume_id, props, legacy), created_at_of(props, legacy))
 
 
 def volume_from(rd: Mapping[str, Any], resources: list[Mapping[str, Any]] | None = None) -> Volume | None:

@@ -8,7 +8,7 @@ the offset is then ignored), so consecutive offsets give consecutive pages.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 #: What sends one GET and returns its parsed JSON (``LinstorClient.request``).
@@ -46,6 +46,19 @@ def paged(
             return
         offset += size
         del page  # dropped before the next page is read, not after
+
+
+def props_match(props: Mapping[str, Any], filters: Sequence[str]) -> bool:
+    """LINSTOR's ``props`` filters, checked here: ``key`` must exist, ``key=value`` match, all of them.
+
+    Controllers older than the filter ignore the query parameter and answer everything, so
+    a caller that relies on the filter checks each item again.
+    """
+    for wanted in filters:
+        key, is_pair, value = wanted.partition("=")
+        if (props.get(key) != value) if is_pair else (key not in props):
+            return False
+    return True
 
 
 def by_name(item: Mapping[str, Any]) -> str:

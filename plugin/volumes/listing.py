@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from plugin.linstor.client import LinstorClient
-from plugin.linstor.paging import by_name
+from plugin.linstor.paging import by_name, props_match
 
 Definition = dict[str, Any]
 
@@ -20,9 +20,11 @@ Definition = dict[str, Any]
 def definitions(
     client: LinstorClient, with_replicas: bool, props: Sequence[str] = ()
 ) -> Iterator[tuple[Definition, list[Definition]]]:
-    """Each resource definition (with ``props``, filtered by LINSTOR) with its resources
-    (none unless ``with_replicas``)."""
+    """Each resource definition (with ``props``, filtered by LINSTOR and checked again here)
+    with its resources (none unless ``with_replicas``)."""
     rds = client.iter_resource_definitions(with_volume_definitions=True, props=props)
+    if props:
+        rds = (rd for rd in rds if props_match(rd.get("props") or {}, props))
     if not with_replicas:
         for rd in rds:
             yield rd, []

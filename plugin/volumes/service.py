@@ -271,7 +271,7 @@ class VolumeService:
 
     def list_summaries(self, props: Sequence[str] = ()) -> list[Summary]:
         """Id, name and creation time of every volume with ``props`` (LINSTOR's ``key`` or
-        ``key=value`` filters, applied by the controller), in id order.
+        ``key=value`` filters, applied by the controller and checked again here), in id order.
 
         For lists of names: a page of definitions at a time, without replicas, and a
         fraction of the per-volume work of :meth:`list_volumes`.

@@ -7,12 +7,18 @@ two must never disagree about which definitions are volumes, or what they are ca
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from plugin import volume_records as rec
+from plugin.config import Config
+from plugin.linstor.client import LinstorClient
+from plugin.linstor.paging import props_match
+from plugin.volumes.service import VolumeService
+from tests.unit.test_linstor_client import FakeController, start_fake
 
 VD = [{"volume_number": 0, "size_kib": 1024}]
 LEGACY = json.dumps({"name": "pvc-legacy", "creationTime": "2024-05-06T07:08:09+00:00"})
@@ -36,7 +42,6 @@ def test_summary_matches_the_full_volume(definition: dict[str, Any]) -> None:
     summary = rec.summary_from(definition)
     assert volume is not None and summary is not None
     assert (summary.id, summary.name, summary.created_at) == (volume.id, volume.name, volume.created_at)
-    assert summary.properties == volume.properties
 
 
 def test_names_and_times_come_from_the_records() -> None:
@@ -60,3 +65,35 @@ def test_names_and_times_come_from_the_records() -> None:
 )
 def test_what_is_not_a_listed_volume_has_no_summary(definition: dict[str, Any]) -> None:
     assert rec.summary_from(definition) is None
+
+
+def test_props_filters_are_linstor_s() -> None:
+    props = {"Aux/a": "1", "Aux/b": ""}
+    assert props_match(props, ())
+    assert props_match(props, ("Aux/a=1", "Aux/b"))
+    assert props_match(props, ("Aux/b=",))
+    assert not props_match(props, ("Aux/a=2",))
+    assert not props_match(props, ("Aux/a=1", "Aux/c"))  # AND-ed
+    assert not props_match(props, ("Aux/a=1=",))  # the value is everything after the first "="
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeController]:
+    controller = start_fake()
+    yield controller
+    assert controller.server is not None
+    controller.server.shutdown()
+    controller.server.server_close()
+
+
+def test_a_controller_that_ignores_the_filter_still_lists_only_matching_volumes(fake: FakeController) -> None:
+    marked = rd("vol-a", {"Aux/kind": "docker", rec.NAME: "a"})
+    other = rd("vol-b", {rec.NAME: "b"})
+    fake.on(
+        "GET",
+        "/v1/resource-definitions?with_volume_definitions=true&props=Aux%2Fkind%3Ddocker&limit=2000&offset=0",
+        (200, [marked, other]),  # an older controller answers everything
+    )
+    config = Config(controllers=(fake.url,), read_timeout=5.0, config_file=None)
+    summaries = VolumeService(LinstorClient(config), config).list_summaries(props=("Aux/kind=docker",))
+    assert [(s.id, s.name) for s in summaries] == [("vol-a", "a")]
