@@ -241,9 +241,12 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         return csi_pb2.ListVolumesResponse(entries=entries, next_token=next_token)
 
     def _volume_entries(self) -> list[bytes]:
-        """Every volume's ListVolumes entry, serialized, in volume id order."""
+        """Every volume's ListVolumes entry, serialized, in volume id order.
+
+        Volumes are converted as LINSTOR's pages arrive, so no list of Volumes is ever built.
+        """
         entries = sorted(
-            (v.id, _list_entry(v).SerializeToString()) for v in self._service.list_volumes(with_replicas=True)
+            (v.id, _list_entry(v).SerializeToString()) for v in self._service.iter_volumes(with_replicas=True)
         )
         return [entry for _, entry in entries]
 

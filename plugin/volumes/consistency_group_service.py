@@ -9,7 +9,7 @@ goes the plain volume service's way. The Docker front end uses the plain service
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from plugin import names
@@ -76,18 +76,18 @@ class ConsistencyGroupService(VolumeService):
         return member_volume(rd, number, self.client.view_resources([resource]))
 
     def list_volumes(self, with_replicas: bool = False) -> list[Volume]:
-        volumes = []
+        return list(self.iter_volumes(with_replicas))
+
+    def iter_volumes(self, with_replicas: bool = False) -> Iterator[Volume]:
+        """Every volume and group member, one at a time, a page of LINSTOR's answer read at a time."""
         for rd, resources in listing.definitions(self.client, with_replicas):
             if is_shared(rd):
-                volumes.extend(
-                    member_volume(rd, n, resources)
-                    for n in sorted(vm.tagged_members(rd["volume_definitions"]))
-                )
+                for n in sorted(vm.tagged_members(rd["volume_definitions"])):
+                    yield member_volume(rd, n, resources)
             elif rec.is_complete(rd):
                 volume = rec.volume_from(rd, resources or None)
                 if volume is not None:
-                    volumes.append(volume)
-        return volumes
+                    yield volume
 
     # ------------------------------------------------------------------ create
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import replace
 from typing import Any, Protocol
@@ -260,14 +260,16 @@ class VolumeService:
     def list_volumes(self, with_replicas: bool = False) -> list[Volume]:
         """Every volume, in id order; read a page at a time (one REST call per
         ``config.list_page_size`` definitions, as many again for replicas)."""
-        volumes = []
+        return list(self.iter_volumes(with_replicas))
+
+    def iter_volumes(self, with_replicas: bool = False) -> Iterator[Volume]:
+        """:meth:`list_volumes` one volume at a time, for callers that keep less than a Volume."""
         for rd, resources in listing.definitions(self.client, with_replicas):
             if not rec.is_complete(rd):
                 continue
             volume = rec.volume_from(rd, resources or None)
             if volume is not None:
-                volumes.append(volume)
-        return volumes
+                yield volume
 
     def list_summaries(self, props: Sequence[str] = ()) -> list[Summary]:
         """Id, name and creation time of every volume with ``props`` (LINSTOR's ``key`` or
