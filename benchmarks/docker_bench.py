@@ -43,9 +43,9 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.common import LOCAL, cpu_seconds, start_emulator, summarize, write_json  # noqa: E402
 from docker_plugin.client import PluginClient  # noqa: E402
-from docker_plugin.driver import DOCKER_MARKER_KEY  # noqa: E402
+from docker_plugin.driver import DOCKER_LIST_FILTER, DOCKER_MARKER_KEY  # noqa: E402
 from plugin import volume_records as rec  # noqa: E402
-from plugin.config import Config  # noqa: E402
+from plugin.config import DEFAULT_LIST_PAGE_SIZE, Config  # noqa: E402
 from plugin.linstor.client import LinstorClient  # noqa: E402
 from plugin.names import resource_name_for  # noqa: E402
 from plugin.params.docker import parse_docker_options  # noqa: E402
@@ -114,10 +114,17 @@ def plugin_cpu_seconds(plugin: PluginProcess) -> float:
 
 
 def list_floor(session: requests.Session, emulator_url: str) -> Callable[[], None]:
-    """The one REST call behind List, sent bare."""
+    """The one REST call behind List (up to a page of volumes), sent bare: the same query,
+    Docker's marker filter and the first page, so the controller's share is the same."""
+    params = {
+        "with_volume_definitions": "true",
+        "props": DOCKER_LIST_FILTER,
+        "limit": DEFAULT_LIST_PAGE_SIZE,
+        "offset": 0,
+    }
 
     def call() -> None:
-        session.get(f"{emulator_url}/v1/resource-definitions?with_volume_definitions=true", timeout=60).json()
+        session.get(f"{emulator_url}/v1/resource-definitions", params=params, timeout=60).json()
 
     return call
 

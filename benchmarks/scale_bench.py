@@ -177,11 +177,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="stop at 1,000 volumes, 3 runs per figure")
     ap.add_argument("--sizes", default="", help="comma-separated volume counts (default 100,1000,10000)")
     ap.add_argument("--page", type=int, default=500, help="ListVolumes max_entries per call")
+    ap.add_argument(
+        "--list-page-size",
+        type=int,
+        default=0,
+        help="LS_LIST_PAGE_SIZE for both daemons: volumes read from LINSTOR per REST call (default: theirs)",
+    )
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("scale_bench: needs root (loop devices)", file=sys.stderr)
         return 2
+    daemon_env = {"LS_LIST_PAGE_SIZE": str(args.list_page_size)} if args.list_page_size > 0 else {}
+    os.environ.update(daemon_env)  # the CSI driver inherits this environment
     default_sizes = [100, 1000] if args.quick else [100, 1000, 10000]
     sizes = [int(s) for s in args.sizes.split(",") if s] or default_sizes
     runs = 3 if args.quick else 5
@@ -204,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             f"plugin {plugin_ready * 1000:.0f} ms; at rest: {at_rest}"
         )
         driver = DriverProcess(emulator.url, base)
-        plugin.start()
+        plugin.start(env=daemon_env)  # the plugin starts from a clean LS_* environment
         steady_creates(driver, 1)  # the first create of a parameter set ensures its resource group
         seeder = Seeder(emulator.url)
         seeding: dict[int, float] = {}
@@ -231,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             "driver": starts["driver_ready_cpu_ms"],
             "plugin": starts["plugin_ready_cpu_ms"],
         },
+        "list_page_size": args.list_page_size or "default",
         "rss_at_rest_mib": at_rest,
         "seeding_seconds": seeding,
         "rows": rows,

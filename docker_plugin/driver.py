@@ -44,6 +44,8 @@ DATA_DIR = "data"
 DATA_DIR_MODE = 0o755  # whatever the umask: containers of any user must reach it
 DOCKER_MARKER_KEY = "is-linstor-docker-volume"  # stored as Aux/<key>, as LINBIT's Docker plugins did
 DOCKER_MARKER = f"Aux/{DOCKER_MARKER_KEY}"
+#: LINSTOR's ``props`` filter for definitions with the marker (``is_docker_volume``'s test).
+DOCKER_LIST_FILTER = f"{DOCKER_MARKER}=true"
 MAX_NAME_CHARS = 1024
 
 
@@ -74,7 +76,9 @@ def rfc3339(when: datetime | None) -> str | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     # isoformat is several times cheaper than strftime, and List formats one per volume.
-    return when.astimezone(UTC).isoformat(timespec="seconds")[:19] + "Z"
+    if when.tzinfo is not UTC:  # stored times are UTC already: no conversion per volume
+        when = when.astimezone(UTC)
+    return when.isoformat(timespec="seconds")[:19] + "Z"
 
 
 def is_docker_volume(volume: Volume) -> bool:
@@ -302,11 +306,15 @@ class DockerVolumeDriver(NodeStaging):
         )
 
     def list(self) -> list[VolumeInfo]:
-        """One REST call whatever the number of volumes (``docker volume ls`` waits for it)."""
+        """Docker's volumes (``docker volume ls`` waits for this).
+
+        One REST call up to ``LS_LIST_PAGE_SIZE`` volumes; only definitions with the Docker
+        marker (``is_docker_volume``'s test, as a LINSTOR filter the core also checks, for
+        controllers that ignore it). Names and creation times are all a list shows, so only
+        those are read from each definition, and the mount table is read once.
+        """
+        staged = {r.resource: str(Path(r.path) / DATA_DIR) for r in self.store.records() if r.total > 0}
         return [
-            VolumeInfo(
-                name=v.name or v.id, mountpoint=self._local_mountpoint(v.id), created_at=rfc3339(v.created_at)
-            )
-            for v in self.service.list_volumes(with_replicas=False)
-            if is_docker_volume(v)
+            VolumeInfo(name=v.name, mountpoint=staged.get(v.id, ""), created_at=rfc3339(v.created_at))
+            for v in self.service.list_summaries(props=(DOCKER_LIST_FILTER,))
         ]

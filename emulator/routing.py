@@ -146,11 +146,27 @@ def failure(route_: Route | None, entries: list[rc.Entry]) -> tuple[int, Any]:
 
 
 def paginate(items: list[Any], req: Request) -> list[Any]:
-    """``limit``/``offset`` apply only when ``limit > 0``, after filtering and sorting."""
+    """``limit``/``offset`` apply only when ``limit > 0``, after filtering and sorting.
+
+    The controller pages with Java's ``stream.skip(offset).limit(limit)`` in that case only:
+    an offset past the end gives an empty page, a negative offset makes ``skip`` throw, which
+    the controller answers as an unexpected error (500, an error report). Without a positive
+    limit the offset is not looked at, whatever it is.
+    """
     limit = req.q_int("limit")
     if limit <= 0:
         return items
-    offset = max(req.q_int("offset"), 0)
+    offset = req.q_int("offset")
+    if offset < 0:
+        raise rc.ApiFailure(
+            rc.error(
+                rc.FAIL_IMPL_ERROR,
+                "An unknown exception occurred while processing the request",
+                cause="IllegalArgumentException",
+                details=str(offset),
+                error_report_ids=[rc.new_error_report_id()],
+            )
+        )
     return items[offset : offset + limit]
 
 

@@ -24,6 +24,8 @@ from plugin.params.model import DEFAULT_PROPERTY_NAMESPACE
 
 DEFAULT_HTTP_PORT = 3370
 DEFAULT_HTTPS_PORT = 3371
+#: Objects per REST call when reading long lists (see ``Config.list_page_size``).
+DEFAULT_LIST_PAGE_SIZE = 2000
 
 # Config-file keys that describe the connection (LINBIT's Go plugin spells the TLS ones
 # cafile/certfile/keyfile; both spellings are accepted). Everything else in [global] is an
@@ -40,6 +42,7 @@ _FILE_KEYS = {
     "node_name": "node_name",
     "connect_timeout": "connect_timeout",
     "read_timeout": "read_timeout",
+    "list_page_size": "list_page_size",
 }
 # Keys accepted and not used: LINBIT's plugins read username/password for LDAP basic auth,
 # and "nodename" is tolerated as a spelling of node. They must not end up as Docker option
@@ -62,6 +65,7 @@ _ENV_KEYS: dict[str, tuple[str, ...]] = {
     "user_certificate": ("LS_USER_CERTIFICATE_FILE", "LS_USER_CERTIFICATE", "LS_CERT_FILE"),
     "user_key": ("LS_USER_KEY_FILE", "LS_USER_KEY", "LS_KEY_FILE"),
     "node_name": ("LS_NODE_NAME", "NODE_NAME"),
+    "list_page_size": ("LS_LIST_PAGE_SIZE",),
 }
 
 
@@ -81,6 +85,10 @@ class Config:
     node_name: str = field(default_factory=socket.gethostname)
     connect_timeout: float = 5.0
     read_timeout: float = 120.0
+    #: Long lists (volumes, replicas) are read from LINSTOR this many objects per REST call
+    #: (``limit``/``offset``), so a daemon never holds the whole JSON answer for 10,000
+    #: volumes at once. Above 1,000 so that listing 1,000 volumes stays one call.
+    list_page_size: int = DEFAULT_LIST_PAGE_SIZE
     #: A front end's option defaults (Docker's ``-o`` keys), from the config file and environment.
     option_defaults: Mapping[str, str] = field(default_factory=_empty_defaults, hash=False)
     config_file: str | None = None
@@ -248,6 +256,8 @@ def load_config(
     for name in ("connect_timeout", "read_timeout"):
         if name in merged:
             kwargs[name] = _parse_timeout(name, merged[name])
+    if "list_page_size" in merged:
+        kwargs["list_page_size"] = _parse_page_size(merged["list_page_size"])
     if "property_namespace" in merged:
         kwargs["property_namespace"] = parse_property_namespace(merged["property_namespace"])
     if "label_by_storage_pool" in merged:
@@ -255,6 +265,19 @@ def load_config(
     if kwargs.get("user_key") and not kwargs.get("user_certificate"):
         raise InvalidArgument("a client key (LS_USER_KEY) needs its certificate (LS_USER_CERTIFICATE)")
     return Config(**kwargs)  # type: ignore[arg-type]
+
+
+def _parse_page_size(value: object) -> int:
+    """A whole number of at least 1: 0 would mean "no paging" to LINSTOR, not a small page."""
+    try:
+        size = int(str(value).strip())
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise InvalidArgument(
+            f"list_page_size (LS_LIST_PAGE_SIZE) must be a whole number of at least 1, got {value!r}"
+        )
+    return size
 
 
 def _tls_value(name: str, value: str) -> str:

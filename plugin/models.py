@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,19 @@ class Replica:
     device_path: str | None = None
     tie_breaker: bool = False
     published: bool = False  # a front end published the volume to this node (not merely a replica)
+
+
+class Summary(NamedTuple):
+    """What a list of volume names shows of a volume (Docker's ``volume ls``).
+
+    A named tuple, not a :class:`Volume`: a list makes one per volume, and building a
+    frozen dataclass with sizes, filesystem options and replicas is most of that cost;
+    without the properties, a list of 10,000 holds none of LINSTOR's answer.
+    """
+
+    id: str
+    name: str
+    created_at: datetime | None
 
 
 @dataclass(frozen=True)

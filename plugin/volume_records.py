@@ -25,7 +25,7 @@ from typing import Any
 from plugin import names
 from plugin.errors import InvalidArgument
 from plugin.linstor.records import Resource, ResourceDefinition, SnapshotDefinition
-from plugin.models import Replica, Snapshot, Volume
+from plugin.models import Replica, Snapshot, Summary, Volume
 
 AUX = "Aux/volume-plugin/"
 NAME = AUX + "name"
@@ -200,6 +200,31 @@ def legacy_parameter(record: Mapping[str, Any], *keys: str) -> str:
     return ""
 
 
+def display_name(volume_id: str, props: Mapping[str, str], legacy: Mapping[str, Any]) -> str:
+    """The user's name of a volume: this plugin's record, else the legacy one, else its id."""
+    legacy_name = legacy.get("name")
+    return props.get(NAME) or (legacy_name if isinstance(legacy_name, str) and legacy_name else volume_id)
+
+
+def created_at_of(props: Mapping[str, str], legacy: Mapping[str, Any]) -> datetime | None:
+    """When the volume was made, from this plugin's record or the legacy one."""
+    return _timestamp(props.get(CREATED_AT) or str(legacy.get("creationTime") or ""))
+
+
+def summary_from(rd: ResourceDefinition) -> Summary | None:
+    """The :class:`Summary` of a resource definition listed with its volume definitions.
+
+    None when :func:`volume_from` would give none, or the definition is not complete; a
+    fraction of :func:`volume_from`'s work, which lists of names repeat per volume.
+    """
+    if rd.volume_definition(0) is None or not is_complete(rd):
+        return None
+    props = rd.props
+    legacy = legacy_annotations(props)
+    volume_id = rd.name
+    return Summary(volume_id, display_name(volume_id, props, legacy), created_at_of(props, legacy))
+
+
 def volume_from(rd: ResourceDefinition, resources: Sequence[Resource] | None = None) -> Volume | None:
     """The :class:`Volume` of a resource definition listed with its volume definitions.
 
@@ -230,16 +255,15 @@ def volume_from(rd: ResourceDefinition, resources: Sequence[Resource] | None = N
     mount = tuple(o.strip() for o in mount_text.split(",") if o.strip()) if mount_text else ()
     replicas = tuple(replica_from(r) for r in resources) if resources else ()
     name = rd.name
-    legacy_name = legacy.get("name")
     return Volume(
         id=name,
-        name=props.get(NAME) or (legacy_name if isinstance(legacy_name, str) and legacy_name else name),
+        name=display_name(name, props, legacy),
         size_bytes=vd.size_kib * 1024,
         resource_group=rd.resource_group or "DfltRscGrp",
         fs_type=fs_type,
         mkfs_opts=mkfs,
         mount_opts=mount,
-        created_at=_timestamp(props.get(CREATED_AT) or str(legacy.get("creationTime") or "")),
+        created_at=created_at_of(props, legacy),
         source=props.get(SOURCE),
         replicas=replicas,
         properties=props,

@@ -6,10 +6,10 @@ come back as :mod:`plugin.linstor.records`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from plugin.linstor import features
+from plugin.linstor import features, paging
 from plugin.linstor import retcodes as rc
 from plugin.linstor.records import (
     Resource,
@@ -89,6 +89,19 @@ class ResourceEndpoints(Transport):
             params["resource_definitions"] = list(names)
         answer = self.request("GET", "/v1/resource-definitions", params=params or None)
         return many(ResourceDefinition.from_wire, answer)
+
+    def iter_resource_definitions(
+        self, with_volume_definitions: bool = True, props: Sequence[str] = ()
+    ) -> Iterator[ResourceDefinition]:
+        """Every resource definition in name order (only those with ``props``, LINSTOR's
+        ``key`` or ``key=value`` filters, AND-ed), read a page at a time (see :mod:`.paging`)."""
+        params: dict[str, Any] = {"with_volume_definitions": "true"} if with_volume_definitions else {}
+        if props:
+            params["props"] = list(props)
+        pages = paging.paged(
+            self.request, "/v1/resource-definitions", params, self.config.list_page_size, paging.by_name
+        )
+        return (ResourceDefinition.from_wire(wire) for wire in pages)
 
     def get_resource_definition(self, name: str) -> ResourceDefinition:
         return ResourceDefinition.from_wire(self.request("GET", "/v1/resource-definitions/{}", name))
@@ -274,6 +287,15 @@ class ResourceEndpoints(Transport):
         if nodes:
             params["nodes"] = list(nodes)
         return many(Resource.from_wire, self.request("GET", "/v1/view/resources", params=params or None))
+
+    def iter_resources(self, nodes: Sequence[str] = ()) -> Iterator[Resource]:
+        """Every resource with its volumes (on ``nodes`` if given), in (definition, node) order,
+        a page at a time."""
+        params = {"nodes": list(nodes)} if nodes else {}
+        pages = paging.paged(
+            self.request, "/v1/view/resources", params, self.config.list_page_size, paging.by_name_and_node
+        )
+        return (Resource.from_wire(wire) for wire in pages)
 
     # ------------------------------------------------------------------ clone
 

@@ -9,7 +9,7 @@ goes the plain volume service's way. The Docker front end uses the plain service
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from plugin import names
@@ -20,8 +20,8 @@ from plugin.linstor.client import LinstorClient
 from plugin.linstor.records import Resource
 from plugin.models import TopologyRequirement, Volume
 from plugin.params.model import VolumeParams
+from plugin.volumes import listing, sizes
 from plugin.volumes import members as vm
-from plugin.volumes import sizes
 from plugin.volumes.attach import VolumeAttachments
 from plugin.volumes.consistency_groups import (
     PVC_NAME,
@@ -80,23 +80,18 @@ class ConsistencyGroupService(VolumeService):
         return publication_key(vm.split_volume_id(volume_id)[1])
 
     def list_volumes(self, with_replicas: bool = False) -> list[Volume]:
-        rds = self.client.list_resource_definitions(with_volume_definitions=True)
-        by_rd: dict[str, list[Resource]] = {}
-        if with_replicas:
-            for resource in self.client.view_resources():
-                by_rd.setdefault(resource.name.upper(), []).append(resource)
-        volumes = []
-        for rd in rds:
-            resources = by_rd.get(rd.name.upper(), [])
+        return list(self.iter_volumes(with_replicas))
+
+    def iter_volumes(self, with_replicas: bool = False) -> Iterator[Volume]:
+        """Every volume and group member, one at a time, a page of LINSTOR's answer read at a time."""
+        for rd, resources in listing.definitions(self.client, with_replicas):
             if is_shared(rd):
-                volumes.extend(
-                    member_volume(rd, n, resources) for n in sorted(vm.tagged_members(rd.volume_definitions))
-                )
+                for n in sorted(vm.tagged_members(rd.volume_definitions)):
+                    yield member_volume(rd, n, resources)
             elif rec.is_complete(rd):
                 volume = rec.volume_from(rd, resources or None)
                 if volume is not None:
-                    volumes.append(volume)
-        return volumes
+                    yield volume
 
     # ------------------------------------------------------------------ create
 

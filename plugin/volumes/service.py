@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import replace
 from typing import Protocol
@@ -47,10 +47,10 @@ from plugin.keyed_locks import KeyedLocks
 from plugin.linstor import retcodes as rc
 from plugin.linstor.client import LinstorClient
 from plugin.linstor.records import Resource, ResourceDefinition, SnapshotDefinition
-from plugin.models import Attachment, Snapshot, TopologyRequirement, Volume
+from plugin.models import Attachment, Snapshot, Summary, TopologyRequirement, Volume
 from plugin.params import placement
 from plugin.params.model import VolumeParams
-from plugin.volumes import in_use, sizes, sync_wait
+from plugin.volumes import in_use, listing, sizes, sync_wait
 from plugin.volumes.attach import VolumeAttachments
 from plugin.volumes.copies import VolumeCopies
 from plugin.volumes.create import VolumeCreation, volume_id_for
@@ -281,20 +281,32 @@ class VolumeService:
         return volume if volume.name == name else None
 
     def list_volumes(self, with_replicas: bool = False) -> list[Volume]:
-        """Every volume; one REST call, two with replicas."""
-        rds = self.client.list_resource_definitions(with_volume_definitions=True)
-        by_rd: dict[str, list[Resource]] = {}
-        if with_replicas:
-            for resource in self.client.view_resources():
-                by_rd.setdefault(resource.name.upper(), []).append(resource)
-        volumes = []
-        for rd in rds:
+        """Every volume, in id order; read a page at a time (one REST call per
+        ``config.list_page_size`` definitions, as many again for replicas)."""
+        return list(self.iter_volumes(with_replicas))
+
+    def iter_volumes(self, with_replicas: bool = False) -> Iterator[Volume]:
+        """:meth:`list_volumes` one volume at a time, for callers that keep less than a Volume."""
+        for rd, resources in listing.definitions(self.client, with_replicas):
             if not rec.is_complete(rd):
                 continue
-            volume = rec.volume_from(rd, by_rd.get(rd.name.upper()))
+            volume = rec.volume_from(rd, resources or None)
             if volume is not None:
-                volumes.append(volume)
-        return volumes
+                yield volume
+
+    def list_summaries(self, props: Sequence[str] = ()) -> list[Summary]:
+        """Id, name and creation time of every volume with ``props`` (LINSTOR's ``key`` or
+        ``key=value`` filters, applied by the controller and checked again here), in id order.
+
+        For lists of names: a page of definitions at a time, without replicas, and a
+        fraction of the per-volume work of :meth:`list_volumes`.
+        """
+        summaries = []
+        for rd, _ in listing.definitions(self.client, False, props):
+            summary = rec.summary_from(rd)
+            if summary is not None:
+                summaries.append(summary)
+        return summaries
 
     def expand_volume(self, volume_id: str, size_bytes: int) -> Volume:
         """Grow a volume; the same size is a no-op, a smaller size is an error."""
@@ -418,7 +430,7 @@ class VolumeService:
 
     def _reserved_kib(self, nodes: list[str] | None) -> dict[tuple[str, str], int]:
         reserved: dict[tuple[str, str], int] = {}
-        for resource in self.client.view_resources(nodes=nodes or ()):
+        for resource in self.client.iter_resources(nodes=nodes or ()):
             for volume in resource.volumes:
                 size = volume.usable_kib or volume.allocated_kib
                 key = (resource.node, volume.storage_pool)

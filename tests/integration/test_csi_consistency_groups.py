@@ -21,6 +21,7 @@ from csi.kube import PvcGroups, in_cluster_configuration
 from csi.testing import block_cap, mount_cap
 from plugin.config import load_config
 from plugin.linstor.client import LinstorClient
+from plugin.volumes.consistency_group_service import ConsistencyGroupService
 from plugin.volumes.consistency_groups import GROUP_LABEL, group_resource_name
 from plugin.volumes.members import MEMBER_NAME
 from tests.blockio import read_at, write_at
@@ -122,6 +123,12 @@ def test_members_are_volume_numbers_of_one_resource(
     listed = {e.volume.volume_id for e in ctl.ListVolumes(csi_pb2.ListVolumesRequest()).entries}
     assert {first.volume_id, second.volume_id, plain.volume_id} <= listed
     assert resource + "/0" not in listed
+    # read one definition and one resource per REST call: the same members, with their replicas
+    settings = {"controllers": stack.emulator.url, "node_name": LOCAL, "list_page_size": 1}
+    config = load_config(settings, env={}, config_file=None)
+    one_by_one = ConsistencyGroupService(LinstorClient(config), config).list_volumes(with_replicas=True)
+    assert {v.id for v in one_by_one} == listed and len(one_by_one) == len(listed)
+    assert all(v.replicas for v in one_by_one if v.id in (first.volume_id, second.volume_id))
 
     grown = ctl.ControllerExpandVolume(
         csi_pb2.ControllerExpandVolumeRequest(

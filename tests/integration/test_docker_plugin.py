@@ -567,6 +567,51 @@ def test_volumes_of_other_clients_are_invisible_and_left_alone(plugin: PluginPro
     assert service.get_volume("pvc-foreign").name == "pvc-foreign"
 
 
+def linstor_calls(metrics_port: int) -> float:
+    text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("linstor_plugin_linstor_requests_total{")
+    )
+
+
+def test_list_reads_a_page_at_a_time_and_only_docker_volumes(emulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    metrics_port = free_port()
+    proc = PluginProcess(
+        tmp_path / "pg",
+        emulator.url,
+        LOCAL,
+        extra_args=(
+            "--release-delay",
+            "0",
+            "--metrics-port",
+            str(metrics_port),
+            "--metrics-address",
+            "127.0.0.1",
+        ),
+    )
+    proc.start(env={"LS_LIST_PAGE_SIZE": "2"})
+    try:
+        c = proc.client()
+        made = [f"paged-{i}" for i in range(5)]
+        for name in made:
+            ok(c.call("VolumeDriver.Create", {"Name": name, "Opts": {"size": "16M", "nodes": "node-b"}}))
+        config = Config(controllers=(emulator.url,), node_name=LOCAL, config_file=None)
+        VolumeService(LinstorClient(config), config).create_volume(
+            "pvc-between", 16 * 1024 * 1024, parse_csi_parameters({})
+        )
+        before = linstor_calls(metrics_port)
+        listed = ok(c.call("VolumeDriver.List", {}))["Volumes"]
+        # 5 marked definitions in pages of 2: 3 reads; LINSTOR filters out the CSI volume
+        assert linstor_calls(metrics_port) - before == 3
+        assert sorted(v["Name"] for v in listed) == made
+        assert all(datetime.fromisoformat(v["CreatedAt"].replace("Z", "+00:00")).tzinfo for v in listed)
+        assert all("Mountpoint" not in v for v in listed)
+    finally:
+        proc.stop()
+
+
 def test_release_delay_bridges_docker_s_pre_start_unmount(emulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     proc = PluginProcess(tmp_path / "rd", emulator.url, LOCAL, extra_args=("--release-delay", "1.5"))
     proc.start()

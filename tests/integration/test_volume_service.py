@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -34,7 +35,7 @@ from plugin.errors import (
     Unavailable,
 )
 from plugin.linstor.client import LinstorClient
-from plugin.models import TopologyRequirement
+from plugin.models import TopologyRequirement, Volume
 from plugin.params.groups import resource_group_name
 from plugin.params.model import VolumeParams
 from plugin.volume_records import ATTACHED_BY_PLUGIN, NAME, attach_pending_key
@@ -327,6 +328,27 @@ def test_get_list_and_find(svc: VolumeService) -> None:
     with pytest.raises(NotFound):
         svc.get_volume(unique("missing"))
     assert svc.find_volume(unique("missing")) is None
+
+
+def shape(volume: Volume) -> tuple[str, int, list[tuple[str, bool]]]:
+    return volume.id, volume.size_bytes, sorted((r.node, r.diskless) for r in volume.replicas)
+
+
+def test_list_read_in_small_pages_is_the_same_list(emulator: EmulatorProcess) -> None:
+    svc = service_for(emulator)
+    for _ in range(3):
+        svc.create_volume(unique(), 8 * MIB, ANY)
+    whole = svc.list_volumes(with_replicas=True)
+    definitions = len(svc.client.list_resource_definitions())
+    resources = len(svc.client.view_resources())
+    config = replace(svc.config, list_page_size=2)
+    small = VolumeService(LinstorClient(config), config)
+    listed, used = calls(small, lambda: small.list_volumes(with_replicas=True))
+    assert [shape(v) for v in listed] == [shape(v) for v in whole]
+    assert [v.id for v in listed] == sorted(v.id for v in whole) and all(v.replicas for v in listed)
+    assert used == definitions // 2 + 1 + resources // 2 + 1
+    listed, used = calls(small, lambda: small.list_volumes())
+    assert [v.id for v in listed] == [v.id for v in whole] and used == definitions // 2 + 1
 
 
 # ----------------------------------------------------------------------------- expand

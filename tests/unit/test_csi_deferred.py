@@ -84,7 +84,7 @@ def test_deferred_servicer_forwards_to_the_servicer_built_on_first_call() -> Non
 
 def test_probe_answers_before_the_core_is_built_and_calls_wait_for_it(socket_dir: str) -> None:
     core = RecordingCore()
-    core.script["list_volumes"] = lambda with_replicas=False: [_volume("a")]
+    core.script["iter_volumes"] = lambda with_replicas=False: iter([_volume("a")])
     core.script["node_topology"] = lambda node: {"linbit.com/hostname": node}
     release = threading.Event()
     started_building = threading.Event()
@@ -119,7 +119,7 @@ def test_probe_answers_before_the_core_is_built_and_calls_wait_for_it(socket_dir
     finally:
         release.set()
         driver.stop(grace=1)
-    assert core.calls.count("list_volumes") == 1
+    assert core.calls.count("iter_volumes") == 1
 
 
 def test_probe_is_not_ready_while_the_controller_is_unreachable(socket_dir: str) -> None:
@@ -136,7 +136,7 @@ def test_probe_is_not_ready_while_the_controller_is_unreachable(socket_dir: str)
 
 def test_a_failed_build_is_an_error_on_the_call_and_tried_again(socket_dir: str) -> None:
     core = RecordingCore()
-    core.script["list_volumes"] = lambda with_replicas=False: []
+    core.script["iter_volumes"] = lambda with_replicas=False: iter([])
     attempts: list[int] = []
 
     def build() -> Backend:

@@ -379,7 +379,7 @@ def test_publish_context_carries_device_and_fs(client: Client, core: RecordingCo
 
 
 def test_list_volumes_bad_token_is_aborted(client: Client, core: RecordingCore) -> None:
-    core.script["list_volumes"] = lambda with_replicas=False: [_volume("a"), _volume("b")]
+    core.script["iter_volumes"] = lambda with_replicas=False: iter([_volume("a"), _volume("b")])
     err = _code(lambda: client.controller.ListVolumes(csi_pb2.ListVolumesRequest(starting_token="garbage")))
     assert err.code() == grpc.StatusCode.ABORTED
     page = client.controller.ListVolumes(csi_pb2.ListVolumesRequest(max_entries=1))
@@ -390,7 +390,7 @@ def test_list_volumes_bad_token_is_aborted(client: Client, core: RecordingCore) 
 
 
 def test_paging_through_list_volumes_lists_the_core_once(client: Client, core: RecordingCore) -> None:
-    core.script["list_volumes"] = lambda with_replicas=False: [_volume(v) for v in "dcbae"]
+    core.script["iter_volumes"] = lambda with_replicas=False: iter([_volume(v) for v in "dcbae"])
     token, seen = "", []
     while True:
         page = client.controller.ListVolumes(csi_pb2.ListVolumesRequest(max_entries=2, starting_token=token))
@@ -399,7 +399,7 @@ def test_paging_through_list_volumes_lists_the_core_once(client: Client, core: R
         if not token:
             break
     assert seen == ["a", "b", "c", "d", "e"]
-    assert core.calls.count("list_volumes") == 1
+    assert core.calls.count("iter_volumes") == 1
 
 
 def test_node_info_reports_topology_once(client: Client, core: RecordingCore) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from plugin.config import Config
+from plugin.config import DEFAULT_LIST_PAGE_SIZE, Config, load_config
 from plugin.errors import (
     AlreadyExists,
     InUse,
@@ -532,3 +532,80 @@ def test_autoplace_always_states_diskless_on_remaining(
         {"diskless_on_remaining": value},
         {"diskless_on_remaining": value, "select_filter": {"place_count": 2}},
     ]
+
+
+# ----------------------------------------------------------------------------- paged lists
+
+
+def paged_client(url: str, size: int) -> LinstorClient:
+    config = Config(controllers=(url,), read_timeout=5.0, config_file=None, list_page_size=size)
+    return LinstorClient(config, backoff=0.01)
+
+
+def rds(*names: str) -> list[dict[str, Any]]:
+    return [{"name": n} for n in names]
+
+
+RD_PAGE = "/v1/resource-definitions?with_volume_definitions=true&limit=2&offset={}"
+
+
+def test_lists_are_read_a_page_at_a_time_until_a_short_page(fake: FakeController) -> None:
+    fake.on("GET", RD_PAGE.format(0), (200, rds("a", "B")))
+    fake.on("GET", RD_PAGE.format(2), (200, rds("c", "D")))
+    fake.on("GET", RD_PAGE.format(4), (200, rds("e")))
+    got = paged_client(fake.url, 2).iter_resource_definitions()
+    assert next(got).name == "a"
+    assert [p for _, p, _ in fake.seen] == [RD_PAGE.format(0)]  # nothing read before it is needed
+    assert [r.name for r in got] == ["B", "c", "D", "e"]
+    assert [p for _, p, _ in fake.seen] == [RD_PAGE.format(n) for n in (0, 2, 4)]
+
+
+def test_a_full_last_page_costs_one_empty_read_and_a_short_list_one_call(fake: FakeController) -> None:
+    fake.on("GET", RD_PAGE.format(0), (200, rds("a", "b")))
+    fake.on("GET", RD_PAGE.format(2), (200, []))
+    assert [r.name for r in paged_client(fake.url, 2).iter_resource_definitions()] == ["a", "b"]
+    assert len(fake.seen) == 2
+    fake.seen.clear()
+    fake.on("GET", "/v1/resource-definitions?limit=5&offset=0", (200, rds("a", "b")))
+    listed = paged_client(fake.url, 5).iter_resource_definitions(with_volume_definitions=False)
+    assert [r.name for r in listed] == ["a", "b"]
+    assert len(fake.seen) == 1
+
+
+def test_an_item_repeated_by_a_shifted_page_is_handed_out_once(fake: FakeController) -> None:
+    # "a0" was made between the two reads: the second page starts with "b" again
+    fake.on("GET", RD_PAGE.format(0), (200, rds("a", "b")))
+    fake.on("GET", RD_PAGE.format(2), (200, rds("B", "c")))
+    fake.on("GET", RD_PAGE.format(4), (200, rds("d")))
+    assert [r.name for r in paged_client(fake.url, 2).iter_resource_definitions()] == ["a", "b", "c", "d"]
+
+
+def test_resources_are_paged_in_definition_then_node_order(fake: FakeController) -> None:
+    page = "/v1/view/resources?limit=2&offset={}"
+    fake.on(
+        "GET", page.format(0), (200, [{"name": "a", "node_name": "n1"}, {"name": "a", "node_name": "n2"}])
+    )
+    fake.on(
+        "GET", page.format(2), (200, [{"name": "a", "node_name": "n2"}, {"name": "b", "node_name": "n1"}])
+    )
+    fake.on("GET", page.format(4), (200, []))
+    got = [(r.name, r.node) for r in paged_client(fake.url, 2).iter_resources()]
+    assert got == [("a", "n1"), ("a", "n2"), ("b", "n1")]
+
+
+def test_page_size_setting_is_checked() -> None:
+    assert load_config({"list_page_size": "500"}, env={}).list_page_size == 500
+    assert load_config(env={"LS_LIST_PAGE_SIZE": "7"}).list_page_size == 7
+    assert load_config(env={}).list_page_size == DEFAULT_LIST_PAGE_SIZE > 1000
+    for bad in ("0", "-3", "many"):
+        with pytest.raises(InvalidArgument, match="LS_LIST_PAGE_SIZE"):
+            load_config(env={"LS_LIST_PAGE_SIZE": bad})
+
+
+def test_resources_of_some_nodes_are_filtered_by_linstor_then_paged(fake: FakeController) -> None:
+    fake.on(
+        "GET",
+        "/v1/view/resources?nodes=n1&nodes=n2&limit=3&offset=0",
+        (200, [{"name": "a", "node_name": "n1"}]),
+    )
+    assert [r.name for r in paged_client(fake.url, 3).iter_resources(nodes=["n1", "n2"])] == ["a"]

@@ -1,0 +1,76 @@
+"""Long LINSTOR lists read a page at a time, so a daemon never holds the whole answer.
+
+For 10,000 volumes LINSTOR's whole JSON answer (and the objects parsed from it) was the
+peak of a daemon's memory. LINSTOR's list endpoints take ``limit`` and ``offset`` and
+apply them after filtering, to a list in name order (``limit`` 0, the default, means "all";
+the offset is then ignored), so consecutive offsets give consecutive pages.
+
+The controller still collects the whole filtered list for every page and serializes only
+the page, so n objects in pages of k cost it n/k collections: the page size
+(``LS_LIST_PAGE_SIZE``, default 2,000) keeps a list of 1,000 volumes at one call and bounds
+what a daemon holds for 10,000 to a fifth of the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+#: What sends one GET and returns its parsed JSON (``LinstorClient.request``).
+Request = Callable[..., Any]
+
+
+def paged(
+    request: Request,
+    template: str,
+    params: Mapping[str, Any],
+    size: int,
+    key: Callable[[Mapping[str, Any]], Any],
+) -> Iterator[dict[str, Any]]:
+    """The items of the list endpoint ``template``, ``size`` per REST call, in ``key`` order.
+
+    Pages are separate reads. An object made before the offset between two reads shifts
+    the next page by one, so its first item repeats the last one handed out: items whose
+    key is not after the last key handed out are skipped. An object deleted before the
+    offset between two reads hides the one that moved into the previous page; a listing
+    made of several reads is not a snapshot of the cluster (neither were two list calls).
+    A page shorter than ``size`` is the last one: a list shorter than a page costs one call.
+    """
+    size = max(1, int(size))
+    offset = 0
+    last: Any = None
+    while True:
+        page = request("GET", template, params={**params, "limit": size, "offset": offset}) or []
+        full = len(page) >= size
+        for item in page:
+            at = key(item)
+            if last is None or at > last:
+                last = at
+                yield item
+        if not full:
+            return
+        offset += size
+        del page  # dropped before the next page is read, not after
+
+
+def props_match(props: Mapping[str, Any], filters: Sequence[str]) -> bool:
+    """LINSTOR's ``props`` filters, checked here: ``key`` must exist, ``key=value`` match, all of them.
+
+    Controllers older than the filter ignore the query parameter and answer everything, so
+    a caller that relies on the filter checks each item again.
+    """
+    for wanted in filters:
+        key, is_pair, value = wanted.partition("=")
+        if (props.get(key) != value) if is_pair else (key not in props):
+            return False
+    return True
+
+
+def by_name(item: Mapping[str, Any]) -> str:
+    """LINSTOR orders nodes, groups and definitions by name, compared upper-cased."""
+    return str(item.get("name", "")).upper()
+
+
+def by_name_and_node(item: Mapping[str, Any]) -> tuple[str, str]:
+    """LINSTOR orders resources by definition name, then node name, both upper-cased."""
+    return str(item.get("name", "")).upper(), str(item.get("node_name", "")).upper()
