@@ -53,6 +53,16 @@ def paged(
         del page  # dropped before the next page is read, not after
 
 
+#: A resource (its volumes, layer data, state) is several times a definition's size on the
+#: wire and parsed, so the replicas a volume list joins are read in smaller pages.
+RESOURCE_PAGE_FRACTION = 4
+
+
+def resource_page_size(list_page_size: int) -> int:
+    """Resources per call when ``list_page_size`` definitions are read per call."""
+    return max(1, list_page_size // RESOURCE_PAGE_FRACTION)
+
+
 def props_match(props: Mapping[str, Any], filters: Sequence[str]) -> bool:
     """LINSTOR's ``props`` filters, checked here: ``key`` must exist, ``key=value`` match, all of them.
 

@@ -292,9 +292,8 @@ class ResourceEndpoints(Transport):
         """Every resource with its volumes (on ``nodes`` if given), in (definition, node) order,
         a page at a time."""
         params = {"nodes": list(nodes)} if nodes else {}
-        pages = paging.paged(
-            self.request, "/v1/view/resources", params, self.config.list_page_size, paging.by_name_and_node
-        )
+        size = paging.resource_page_size(self.config.list_page_size)
+        pages = paging.paged(self.request, "/v1/view/resources", params, size, paging.by_name_and_node)
         return (Resource.from_wire(wire) for wire in pages)
 
     # ------------------------------------------------------------------ clone

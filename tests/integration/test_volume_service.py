@@ -341,14 +341,14 @@ def test_list_read_in_small_pages_is_the_same_list(emulator: EmulatorProcess) ->
     whole = svc.list_volumes(with_replicas=True)
     definitions = len(svc.client.list_resource_definitions())
     resources = len(svc.client.view_resources())
-    config = replace(svc.config, list_page_size=2)
+    config = replace(svc.config, list_page_size=8)  # resources: 2 per call
     small = VolumeService(LinstorClient(config), config)
     listed, used = calls(small, lambda: small.list_volumes(with_replicas=True))
     assert [shape(v) for v in listed] == [shape(v) for v in whole]
     assert [v.id for v in listed] == sorted(v.id for v in whole) and all(v.replicas for v in listed)
-    assert used == definitions // 2 + 1 + resources // 2 + 1
+    assert used == definitions // 8 + 1 + resources // 2 + 1
     listed, used = calls(small, lambda: small.list_volumes())
-    assert [v.id for v in listed] == [v.id for v in whole] and used == definitions // 2 + 1
+    assert [v.id for v in listed] == [v.id for v in whole] and used == definitions // 8 + 1
 
 
 # ----------------------------------------------------------------------------- expand

@@ -589,7 +589,7 @@ def test_resources_are_paged_in_definition_then_node_order(fake: FakeController)
         "GET", page.format(2), (200, [{"name": "a", "node_name": "n2"}, {"name": "b", "node_name": "n1"}])
     )
     fake.on("GET", page.format(4), (200, []))
-    got = [(r.name, r.node) for r in paged_client(fake.url, 2).iter_resources()]
+    got = [(r.name, r.node) for r in paged_client(fake.url, 8).iter_resources()]  # resources: a quarter
     assert got == [("a", "n1"), ("a", "n2"), ("b", "n1")]
 
 
@@ -608,4 +608,4 @@ def test_resources_of_some_nodes_are_filtered_by_linstor_then_paged(fake: FakeCo
         "/v1/view/resources?nodes=n1&nodes=n2&limit=3&offset=0",
         (200, [{"name": "a", "node_name": "n1"}]),
     )
-    assert [r.name for r in paged_client(fake.url, 3).iter_resources(nodes=["n1", "n2"])] == ["a"]
+    assert [r.name for r in paged_client(fake.url, 12).iter_resources(nodes=["n1", "n2"])] == ["a"]
