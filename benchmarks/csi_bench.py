@@ -366,10 +366,11 @@ def results_section(result: dict[str, Any]) -> str:
         "",
         f"The driver's extra {node['overhead_ms_median']} ms (median) is the safety work the script skips "
         "and the CSI calls themselves: two gRPC calls, the volume read from LINSTOR once per call "
-        "(its device on this node), "
-        "one `blkid -p` probe of the device right before mkfs, which also tells whether an existing ext4 "
-        "needs its `e2fsck -p` check (a new one does not), and the mount-table checks, against one "
-        "reading of the mount table per call. A filesystem the stage has just made "
+        "(its definition and its resources: 4 REST calls for the two requests), "
+        "the libblkid probe of the device right before mkfs (the probe `blkid -p` makes, run "
+        "in-process; it also tells whether an existing ext4 needs its `e2fsck -p` check, a new one "
+        "does not), and the mount-table checks, against one reading of the mount table per call. "
+        "The mount and the bind mount are mount(2) calls in the driver. A filesystem the stage has just made "
         "fills its device, so no grow check runs after a fresh stage (it does on every later one). "
         "`benchmarks/node_ab.py` runs two revisions of the driver beside the script, interleaved, "
         "to judge a change to this path under the same load.",
