@@ -17,11 +17,10 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from prometheus_client import REGISTRY
 
 from csi.generated import csi_pb2
 from csi.testing import block_cap
-from tests.integration.csi_stack import Stack, csi_stack
+from tests.integration.csi_stack import Stack, csi_stack, rest_calls
 
 MIB = 1024**2
 NODE_LIST = "linstor.csi.linbit.com/nodeList"
@@ -31,15 +30,6 @@ NODE_LIST = "linstor.csi.linbit.com/nodeList"
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with csi_stack(tmp_path_factory.mktemp("csi-controller-calls"), "csi-controller-calls-") as made:
         yield made
-
-
-def rest_calls() -> float:
-    """Every LINSTOR request the in-process driver made so far (its own metric)."""
-    total = 0.0
-    for metric in REGISTRY.collect():
-        if metric.name == "linstor_plugin_linstor_requests":
-            total += sum(s.value for s in metric.samples if s.name.endswith("_total"))
-    return total
 
 
 def volume_on_node_b(stack: Stack) -> str:

@@ -14,6 +14,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -120,13 +121,22 @@ def start_fake(ssl_context: ssl.SSLContext | None = None) -> FakeController:
     return fake
 
 
+@contextmanager
+def serving_fake() -> Iterator[FakeController]:
+    """A fake controller answering on a local port until the block ends."""
+    controller = start_fake()
+    try:
+        yield controller
+    finally:
+        assert controller.server is not None
+        controller.server.shutdown()
+        controller.server.server_close()
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeController]:
-    controller = start_fake()
-    yield controller
-    assert controller.server is not None
-    controller.server.shutdown()
-    controller.server.server_close()
+    with serving_fake() as controller:
+        yield controller
 
 
 def closed_port() -> int:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.unit.test_linstor_client import FakeController, client_for, closed_port, start_fake
+from tests.unit.test_linstor_client import FakeController, client_for, closed_port, serving_fake
 
 CONTROLLER = "http://linstor.invalid:3370"  # never resolved: only a proxy can reach it
 
@@ -18,11 +18,8 @@ CONTROLLER = "http://linstor.invalid:3370"  # never resolved: only a proxy can r
 @pytest.fixture
 def proxy() -> Iterator[FakeController]:
     """A fake that answers as an HTTP proxy would see requests: with absolute URLs as paths."""
-    server = start_fake()
-    yield server
-    assert server.server is not None
-    server.server.shutdown()
-    server.server.server_close()
+    with serving_fake() as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)
@@ -47,8 +44,7 @@ def test_calls_go_through_the_proxy_the_environment_named_at_start(
 
 
 def test_no_proxy_sends_a_controller_directly(proxy: FakeController, monkeypatch: pytest.MonkeyPatch) -> None:
-    direct = start_fake()
-    try:
+    with serving_fake() as direct:
         direct.on("GET", "/v1/nodes", (200, []))
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
@@ -56,7 +52,3 @@ def test_no_proxy_sends_a_controller_directly(proxy: FakeController, monkeypatch
         assert client.list_nodes() == []
         assert direct.count("GET", "/v1/nodes") == 1
         assert proxy.seen == []
-    finally:
-        assert direct.server is not None
-        direct.server.shutdown()
-        direct.server.server_close()

@@ -14,7 +14,7 @@ from plugin.params.groups import resource_group_name
 from plugin.params.model import VolumeParams
 from plugin.volumes import create
 from plugin.volumes.service import VolumeService
-from tests.unit.test_linstor_client import FakeController, FakeHandler, drop_connection, start_fake
+from tests.unit.test_linstor_client import FakeController, FakeHandler, drop_connection, serving_fake
 
 PARAMS = VolumeParams(place_count=1, fs_type="ext4")
 GROUP = resource_group_name(PARAMS)
@@ -22,16 +22,15 @@ GROUP = resource_group_name(PARAMS)
 
 @pytest.fixture
 def fake() -> Iterator[FakeController]:
-    controller = start_fake()
-    controller.on(
-        "GET", f"/v1/resource-groups/{GROUP}", (200, {"name": GROUP, "select_filter": {"place_count": 1}})
-    )
-    # Read once, before the first spawn with definition properties (REST API 1.22+).
-    controller.on("GET", "/v1/controller/version", (200, {"version": "1.34.0", "rest_api_version": "1.28.0"}))
-    yield controller
-    assert controller.server is not None
-    controller.server.shutdown()
-    controller.server.server_close()
+    with serving_fake() as controller:
+        controller.on(
+            "GET", f"/v1/resource-groups/{GROUP}", (200, {"name": GROUP, "select_filter": {"place_count": 1}})
+        )
+        # Read once, before the first spawn with definition properties (REST API 1.22+).
+        controller.on(
+            "GET", "/v1/controller/version", (200, {"version": "1.34.0", "rest_api_version": "1.28.0"})
+        )
+        yield controller
 
 
 def service(fake: FakeController) -> VolumeService:

@@ -19,7 +19,7 @@ from plugin.linstor.client import LinstorClient
 from plugin.linstor.paging import props_match
 from plugin.linstor.records import ResourceDefinition
 from plugin.volumes.service import VolumeService
-from tests.unit.test_linstor_client import FakeController, start_fake
+from tests.unit.test_linstor_client import FakeController, serving_fake
 
 VD = [{"volume_number": 0, "size_kib": 1024}]
 LEGACY = json.dumps({"name": "pvc-legacy", "creationTime": "2024-05-06T07:08:09+00:00"})
@@ -86,11 +86,8 @@ def test_props_filters_are_linstor_s() -> None:
 
 @pytest.fixture
 def fake() -> Iterator[FakeController]:
-    controller = start_fake()
-    yield controller
-    assert controller.server is not None
-    controller.server.shutdown()
-    controller.server.server_close()
+    with serving_fake() as controller:
+        yield controller
 
 
 def test_a_controller_that_ignores_the_filter_still_lists_only_matching_volumes(fake: FakeController) -> None:
