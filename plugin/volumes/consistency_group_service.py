@@ -79,9 +79,6 @@ class ConsistencyGroupService(VolumeService):
     def _publication_key(self, volume_id: str) -> str:
         return publication_key(vm.split_volume_id(volume_id)[1])
 
-    def list_volumes(self, with_replicas: bool = False) -> list[Volume]:
-        return list(self.iter_volumes(with_replicas))
-
     def iter_volumes(self, with_replicas: bool = False) -> Iterator[Volume]:
         """Every volume and group member, one at a time, a page of LINSTOR's answer read at a time."""
         for rd, resources in listing.definitions(self.client, with_replicas):
