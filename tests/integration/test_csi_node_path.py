@@ -2,8 +2,9 @@
 
 The node path is the latency a pod waits for, so it does each piece of work once: the
 device is probed once (the guard of ``blkid -p``, run in-process, also decides whether an existing ext4 is
-checked), the mount table is read once per request, the volume is read from LINSTOR once
-per request, and a filesystem the stage has just made is neither checked nor grown.
+checked), the mount table is read once per request, LINSTOR is asked only what the request
+needs (the volume's device on this node; its record too where the request needs stored
+options or IO limits), and a filesystem the stage has just made is neither checked nor grown.
 These tests pin that down with real mounts, and check that skipping the work never skips
 a safety check: an existing ext4 is still checked before it is mounted, a staging path
 holding another volume is still refused. How long it takes is the benchmark's business
