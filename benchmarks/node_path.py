@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -41,8 +42,20 @@ def write_script(directory: Path) -> Path:
     return script
 
 
-def fresh_device(client: CsiClient, name: str) -> tuple[str, dict[str, str], str]:
-    """A new blank volume attached to this node: (id, publish context, device)."""
+@dataclass(frozen=True)
+class Fresh:
+    """A new blank volume attached to this node, with what kubelet would send for it."""
+
+    volume_id: str
+    #: The PV's ``volumeAttributes``: CreateVolume's volume context, which kubelet passes on.
+    volume_context: dict[str, str]
+    #: ControllerPublishVolume's answer, which kubelet passes on too.
+    publish_context: dict[str, str]
+    device: str
+
+
+def fresh_device(client: CsiClient, name: str) -> Fresh:
+    """A new blank volume attached to this node."""
     volume = client.controller.CreateVolume(
         csi_pb2.CreateVolumeRequest(
             name=name,
@@ -57,24 +70,29 @@ def fresh_device(client: CsiClient, name: str) -> tuple[str, dict[str, str], str
             )
         ).publish_context
     )
-    return volume.volume_id, ctx, ctx[DEVICE_KEY]
+    return Fresh(volume.volume_id, dict(volume.volume_context), ctx, ctx[DEVICE_KEY])
 
 
-def stage_and_publish(client: CsiClient, vid: str, staging: Path, target: Path, ctx: dict[str, str]) -> None:
+def stage_and_publish(client: CsiClient, fresh: Fresh, staging: Path, target: Path) -> None:
     """NodeStageVolume then NodePublishVolume of an ext4 mount, as kubelet sends them."""
     cap = mount_cap(fs_type=FS)
     client.node.NodeStageVolume(
         csi_pb2.NodeStageVolumeRequest(
-            volume_id=vid, staging_target_path=str(staging), volume_capability=cap, publish_context=ctx
+            volume_id=fresh.volume_id,
+            staging_target_path=str(staging),
+            volume_capability=cap,
+            publish_context=fresh.publish_context,
+            volume_context=fresh.volume_context,
         )
     )
     client.node.NodePublishVolume(
         csi_pb2.NodePublishVolumeRequest(
-            volume_id=vid,
+            volume_id=fresh.volume_id,
             staging_target_path=str(staging),
             target_path=str(target),
             volume_capability=cap,
-            publish_context=ctx,
+            publish_context=fresh.publish_context,
+            volume_context=fresh.volume_context,
         )
     )
 
@@ -127,15 +145,15 @@ def timed_round(
     ``control`` makes, attaches and deletes the volume; ``driver`` (None for the shell
     script) does the timed stage and publish. ``work`` must lie below that driver's path root.
     """
-    vid, ctx, device = fresh_device(control, name)
-    nodeops.wait_for_device(device)
+    fresh = fresh_device(control, name)
+    nodeops.wait_for_device(fresh.device)
     staging, target = work / "staging", work / "target"
     staging.mkdir(parents=True)
     start = time.perf_counter()
     if driver is None:
-        shell_stage_publish(script, device, staging, target)
+        shell_stage_publish(script, fresh.device, staging, target)
     else:
-        stage_and_publish(driver, vid, staging, target, ctx)
+        stage_and_publish(driver, fresh, staging, target)
     seconds = time.perf_counter() - start
-    release(control, nodeops, vid, work, side)
+    release(control, nodeops, fresh.volume_id, work, side)
     return seconds

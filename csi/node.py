@@ -43,7 +43,6 @@ from plugin.params.filesystems import DEFAULT_FILESYSTEM
 from plugin.params.values import split_commas
 
 if TYPE_CHECKING:
-    from plugin.models import Volume
     from plugin.node.mounttable import MountEntry
     from plugin.node.ops import NodeOps
     from plugin.volumes.service import VolumeService
@@ -74,54 +73,43 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
 
     # ------------------------------------------------------------ helpers
 
-    def _local_device(self, volume_id: str, volume: Volume | None = None) -> str | None:
-        """The volume's device on this node as LINSTOR reports it; NOT_FOUND for an unknown volume."""
-        volume = volume or self._service.get_volume(volume_id)
-        for replica in volume.replicas:
-            if replica.node == self._node and replica.device_path:
-                return replica.device_path
-        return None
-
-    def _device(
-        self, volume_id: str, publish_context: Mapping[str, str], volume: Volume | None = None
-    ) -> str:
-        """The block device to stage or bind: LINSTOR's, whatever the publish context says."""
-        device = self._local_device(volume_id, volume)
-        if device is None:
+    def _device(self, volume_id: str, found: str | None, publish_context: Mapping[str, str]) -> str:
+        """The block device to stage or bind: LINSTOR's (``found``), whatever the publish context says."""
+        if found is None:
             raise errors.FailedPrecondition(
                 f"volume {volume_id} is not attached to node {self._node}; "
                 "ControllerPublishVolume must run first"
             )
         given = publish_context.get(keys.DEVICE_PATH, "")
-        if given and not self._ops.same_device(given, device):
+        if given and not self._ops.same_device(given, found):
             log.warning(
                 "publish context of volume %s names %s, but LINSTOR reports %s on this node; using %s",
                 volume_id,
                 given,
-                device,
-                device,
+                found,
+                found,
             )
-        return device
+        return found
 
-    @staticmethod
-    def _stored_mount_options(volume: Volume, volume_context: Mapping[str, str]) -> str:
-        """The StorageClass ``mountOpts``: from the volume context, or from LINSTOR when the PV has none.
+    def _stage_source(
+        self, volume_id: str, volume_context: Mapping[str, str], block: bool
+    ) -> tuple[str | None, str]:
+        """(the device LINSTOR reports here, the StorageClass ``mountOpts``) for a stage.
 
-        PVs made by LINBIT's driver before it wrote a volume context (and static PVs) carry no
-        context marker; their options live in LINSTOR (``Aux/csi-volume-annotations`` then).
+        The options come from the volume context; only PVs without the context marker (made
+        by LINBIT's driver before it wrote one, and static PVs) have them in LINSTOR
+        (``Aux/csi-volume-annotations`` then), and only for those the volume's record is read
+        besides its device. NOT_FOUND for an unknown volume either way.
         """
-        if keys.USES_VOLUME_CONTEXT in volume_context:
-            return volume_context.get(keys.MOUNT_OPTIONS, "")
-        return ",".join(volume.mount_opts)
+        if block or keys.USES_VOLUME_CONTEXT in volume_context:
+            device = self._service.device_on(volume_id, self._node)
+            return device, "" if block else volume_context.get(keys.MOUNT_OPTIONS, "")
+        volume, device = self._service.volume_on(volume_id, self._node)
+        return device, ",".join(volume.mount_opts)
 
     def _owner(self, volume_id: str, *, must_exist: bool) -> MountOwner:
         """Whose mounts a request may act on; an unknown volume owns only stale mounts of vanished devices."""
-        try:
-            return MountOwner(volume_id, self._local_device(volume_id))
-        except errors.NotFound:
-            if must_exist:
-                raise
-            return MountOwner(volume_id, None)
+        return MountOwner(volume_id, self._service.device_on(volume_id, self._node, must_exist=must_exist))
 
     def _owned_mount(self, volume_id: str, path: str, what: str) -> MountOwner:
         """The owner, once ``path`` is known to show a mount of the volume; NOT_FOUND otherwise."""
@@ -152,14 +140,14 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         require(request, "volume_capability")
         access = capabilities.parse_supported(request.volume_capability)
         with self._inflight.hold(f"{request.volume_id}@{staging}", "NodeStageVolume"):
-            volume = self._service.get_volume(request.volume_id)  # once: device and stored options
-            device = self._device(request.volume_id, request.publish_context, volume)
+            found, stored = self._stage_source(request.volume_id, request.volume_context, access.block)
+            device = self._device(request.volume_id, found, request.publish_context)
             if access.block:
                 self._ops.wait_for_device(device)
                 return csi_pb2.NodeStageVolumeResponse()
             fs_type = access.fs_type or request.publish_context.get(keys.FS_TYPE) or DEFAULT_FILESYSTEM
             options = convert.merge_options(
-                split_commas(self._stored_mount_options(volume, request.volume_context)),
+                split_commas(stored),
                 access.mount_flags,
                 # restored snapshots carry their origin's xfs uuid; let both mount side by side
                 ["nouuid"] if fs_type == "xfs" else [],
@@ -210,15 +198,16 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         readonly = request.readonly or access.read_only or published_ro
         single_writer = access.mode == capabilities.Mode.SINGLE_NODE_SINGLE_WRITER and not readonly
         with self._inflight.hold(f"{request.volume_id}@{target}", "NodePublishVolume"):
-            volume = self._service.get_volume(request.volume_id)  # NOT_FOUND wins over "not staged"
+            # The record for its IO limits; NOT_FOUND wins over "not staged".
+            volume, found = self._service.volume_on(request.volume_id, self._node)
             if access.block:
-                device = self._device(request.volume_id, request.publish_context, volume)
+                device = self._device(request.volume_id, found, request.publish_context)
                 if single_writer:
                     self._refuse_second_writer(request.volume_id, device, target)
                 self._ops.bind_block_device(device, target, readonly=readonly)
                 node_qos.apply_for_publication(volume, device, request.volume_context)
                 return csi_pb2.NodePublishVolumeResponse()
-            owner = MountOwner(request.volume_id, self._local_device(request.volume_id, volume))
+            owner = MountOwner(request.volume_id, found)
             table = self._ops.mount_table()  # one reading for every check below
             owned = self._ops.mount_owned_by(staging, owner, table)
             if owned is None:

@@ -240,9 +240,25 @@ def _no_pool_on(node: st.Node, *, diskless: bool) -> rc.ApiFailure:
 # ---------------------------------------------------------------------- volumes
 
 
+def _listed_resource(emu: Emulator, name: str, node: str) -> tuple[st.ResourceDefinition, st.Resource]:
+    """The resource whose volumes the volumes routes answer with.
+
+    The controller answers these routes from its volume list filtered by resource and
+    node (``rest/v1/Volumes.java``), so a missing definition, a missing resource and a
+    resource without volumes all get the same 404: FAIL_NOT_FOUND_RSC (302), "Resource
+    'x' not found on node 'y'." (not the definition's 301 of the other routes).
+    """
+    rc.refuse_invalid(names.resource_name_problem(name), rc.FAIL_INVLD_RSC_NAME)
+    rc.refuse_invalid(names.node_name_problem(node), rc.FAIL_INVLD_NODE_NAME)
+    rd = emu.state.resource_definitions.get(names.key(name))
+    rsc = rd.resources.get(names.key(node)) if rd is not None else None
+    if rd is None or rsc is None or not rsc.volumes:
+        raise rc.ApiFailure(rc.error(rc.FAIL_NOT_FOUND_RSC, f"Resource '{name}' not found on node '{node}'."))
+    return rd, rsc
+
+
 def list_volumes(emu: Emulator, req: Request) -> Json:
-    rd = emu.rd(req.params["rd"])
-    rsc = find_rsc(emu, rd, req.params["node"])
+    rd, rsc = _listed_resource(emu, req.params["rd"], req.params["node"])
     out = [
         views.volume(emu, rd, rsc, vd)
         for vd in sorted(rd.volume_definitions.values(), key=lambda v: v.number)
@@ -252,8 +268,7 @@ def list_volumes(emu: Emulator, req: Request) -> Json:
 
 
 def get_volume(emu: Emulator, req: Request) -> Json:
-    rd = emu.rd(req.params["rd"])
-    rsc = find_rsc(emu, rd, req.params["node"])
+    rd, rsc = _listed_resource(emu, req.params["rd"], req.params["node"])
     try:
         vd = find_vd(emu, rd, req.params["nr"])
     except rc.ApiFailure as exc:

@@ -41,11 +41,10 @@ def listed(req: Request, objects: Mapping[str, _P], wanted: set[str] | None) -> 
     order of filtering, sorting and paging cannot differ between them.
     """
     pf = req.q("props")
-    kept = [
-        o
-        for k, o in sorted(objects.items())
-        if (wanted is None or k in wanted) and props.matches_filters(o.props, pf)
-    ]
+    # A name filter picks its few objects by key instead of sorting all of them: a client
+    # reading one volume's definition among 10,000 costs the same as among 10.
+    keys = sorted(objects) if wanted is None else sorted(k for k in wanted if k in objects)
+    kept = [objects[k] for k in keys if props.matches_filters(objects[k].props, pf)]
     return paginate(kept, req)
 
 

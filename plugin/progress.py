@@ -52,15 +52,49 @@ class Operation:
         return f"{text} ({self.detail})" if self.detail else text
 
 
-_lock = threading.Lock()
-_running: dict[int, Operation] = {}
+#: Guards the registry; the reporter waits on it for the next operation due a line.
+_due = threading.Condition(threading.Lock())
+#: id(operation) -> (operation, interval, when its next line is due)
+_running: dict[int, tuple[Operation, float, float]] = {}
+#: Operations that have had a "still working" line (their end gets one too).
+_reported: set[int] = set()
+_reporter: list[threading.Thread] = []
 
 
 def under_way(subject: str) -> list[Operation]:
     """The operations running for a subject (names compare without case, as LINSTOR's do)."""
     key = subject.upper()
-    with _lock:
-        return [op for op in _running.values() if op.subject.upper() == key]
+    with _due:
+        return [op for op, _, _ in _running.values() if op.subject.upper() == key]
+
+
+def _report_forever() -> None:
+    """The one reporter thread: a line for each operation whose interval has passed, then wait.
+
+    One shared thread, not one per operation: starting and joining a thread around every
+    mkfs or attach cost milliseconds on the node path a pod waits on, for lines that a
+    quick operation never needs. Lines are written under the registry's lock, so an
+    operation's end, logged after it leaves the registry, always follows its last line.
+    """
+    with _due:
+        while True:
+            now = time.monotonic()
+            for key, (op, every, due) in list(_running.items()):
+                if due > now:
+                    continue
+                _running[key] = (op, every, due + every)
+                _reported.add(key)
+                log_fields(
+                    log,
+                    logging.INFO,
+                    "still working",
+                    volume=op.subject,
+                    operation=op.what,
+                    elapsed_s=round(op.elapsed(), 1),
+                    detail=op.detail or None,
+                )
+            nearest = min((due for _, _, due in _running.values()), default=None)
+            _due.wait(None if nearest is None else max(nearest - time.monotonic(), 0.0))
 
 
 @contextmanager
@@ -68,26 +102,13 @@ def long_operation(subject: str, what: str, *, interval: float | None = None) ->
     """List the operation while it runs and log its progress every ``interval`` seconds."""
     op = Operation(subject=subject, what=what)
     every = interval if interval is not None else _settings["interval"]
-    finished = threading.Event()
-    reported = threading.Event()
-
-    def report() -> None:
-        while not finished.wait(every):
-            reported.set()
-            log_fields(
-                log,
-                logging.INFO,
-                "still working",
-                volume=subject,
-                operation=what,
-                elapsed_s=round(op.elapsed(), 1),
-                detail=op.detail or None,
-            )
-
-    ticker = threading.Thread(target=report, name=f"progress-{subject}", daemon=True)
-    with _lock:
-        _running[id(op)] = op
-    ticker.start()
+    key = id(op)
+    with _due:
+        _running[key] = (op, every, op.started + every)
+        if not _reporter:
+            _reporter.append(threading.Thread(target=_report_forever, name="progress", daemon=True))
+            _reporter[0].start()
+        _due.notify()  # its first line may be due before the one the reporter waits for
     outcome = "done"
     try:
         yield op
@@ -95,11 +116,11 @@ def long_operation(subject: str, what: str, *, interval: float | None = None) ->
         outcome = "failed"
         raise
     finally:
-        finished.set()
-        ticker.join()
-        with _lock:
-            _running.pop(id(op), None)
-        if reported.is_set():  # a line that said "still" gets its end, too
+        with _due:
+            _running.pop(key, None)
+            reported = key in _reported
+            _reported.discard(key)
+        if reported:  # a line that said "still" gets its end, too
             log_fields(
                 log,
                 logging.INFO,

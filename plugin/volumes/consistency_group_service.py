@@ -66,15 +66,19 @@ class ConsistencyGroupService(VolumeService):
 
     # ------------------------------------------------------------------ reading members
 
-    def _read_volume(self, volume_id: str) -> tuple[Volume, list[Resource]]:
+    def _read_volume(self, volume_id: str, replicas: bool = True) -> tuple[Volume, list[Resource]]:
         resource, number = vm.split_volume_id(volume_id)
         rd = self.reads.read_rd(resource)
         if rd is None or (number and not is_shared(rd)):
             raise NotFound(f"volume {volume_id} not found", volume=volume_id)
         if is_shared(rd):
-            resources = self.client.view_resources([rd.name])
+            resources = self.client.view_resources([rd.name]) if replicas else []
             return member_volume(rd, number, resources), resources
-        return self._plain_volume(volume_id, rd)
+        return self._plain_volume(volume_id, rd, replicas)
+
+    def _address(self, volume_id: str) -> tuple[str, int]:
+        """A member's data is its own volume number of the shared resource."""
+        return vm.split_volume_id(volume_id)
 
     def _publication_key(self, volume_id: str) -> str:
         return publication_key(vm.split_volume_id(volume_id)[1])

@@ -55,6 +55,7 @@ from plugin.volumes.attach import VolumeAttachments
 from plugin.volumes.copies import VolumeCopies
 from plugin.volumes.create import VolumeCreation, volume_id_for
 from plugin.volumes.modify import Changes, VolumeModifications
+from plugin.volumes.node_reads import NodeReads
 from plugin.volumes.publications import NodeRecord, Publications, Publishing
 from plugin.volumes.reads import VolumeReads, require_id
 from plugin.volumes.resource_groups import ResourceGroups
@@ -116,6 +117,8 @@ class VolumeService:
         self.shared_writers = SharedWriters(client)
         # The service's own get_volume, so a subclass that reads volumes otherwise is followed.
         self.modifications = VolumeModifications(client, self.locks, self.get_volume)
+        # Likewise its own addresses and records, which a consistency-group service reads per member.
+        self.node_reads = NodeReads(client, self._address, self._volume_record)
         self._health: tuple[float, bool] | None = None
         self._health_lock = threading.Lock()
 
@@ -239,16 +242,35 @@ class VolumeService:
     def get_volume(self, volume_id: str) -> Volume:
         return self._read_volume(volume_id)[0]
 
-    def _read_volume(self, volume_id: str) -> tuple[Volume, list[Resource]]:
+    def device_on(self, volume_id: str, node: str, must_exist: bool = True) -> str | None:
+        """The volume's device on ``node`` (None: not attached there), one REST call when it is."""
+        return self.node_reads.device_on(volume_id, node, must_exist)
+
+    def volume_on(self, volume_id: str, node: str) -> tuple[Volume, str | None]:
+        """The volume's record without its replicas, and its device on ``node`` (None: not attached)."""
+        return self.node_reads.volume_on(volume_id, node)
+
+    def _volume_record(self, volume_id: str) -> Volume:
+        """The volume from its definition alone (no replicas): one REST call."""
+        return self._read_volume(volume_id, replicas=False)[0]
+
+    def _address(self, volume_id: str) -> tuple[str, int]:
+        """The resource and volume number that hold the volume's data."""
+        require_id(volume_id)
+        return volume_id, 0
+
+    def _read_volume(self, volume_id: str, replicas: bool = True) -> tuple[Volume, list[Resource]]:
         """The volume and the resources it was read from (its definition, then its resources)."""
         require_id(volume_id)
-        return self._plain_volume(volume_id, self.reads.read_rd(volume_id))
+        return self._plain_volume(volume_id, self.reads.read_rd(volume_id), replicas)
 
-    def _plain_volume(self, volume_id: str, rd: ResourceDefinition | None) -> tuple[Volume, list[Resource]]:
-        """A volume that has its resource definition to itself, and its resources."""
+    def _plain_volume(
+        self, volume_id: str, rd: ResourceDefinition | None, replicas: bool = True
+    ) -> tuple[Volume, list[Resource]]:
+        """A volume that has its resource definition to itself, and its resources (if ``replicas``)."""
         if rd is None or rd.volume_definition(0) is None or not rec.is_complete(rd):
             raise NotFound(f"volume {volume_id} not found", volume=volume_id)
-        resources = self.client.view_resources([rd.name])
+        resources = self.client.view_resources([rd.name]) if replicas else []
         volume = rec.volume_from(rd, resources)
         if volume is None:
             raise NotFound(f"volume {volume_id} not found", volume=volume_id)

@@ -2,8 +2,9 @@
 
 The node path is the latency a pod waits for, so it does each piece of work once: the
 device is probed once (the guard of ``blkid -p``, run in-process, also decides whether an existing ext4 is
-checked), the mount table is read once per request, the volume is read from LINSTOR once
-per request, and a filesystem the stage has just made is neither checked nor grown.
+checked), the mount table is read once per request, LINSTOR is asked only what the request
+needs (the volume's device on this node; its record too where the request needs stored
+options or IO limits), and a filesystem the stage has just made is neither checked nor grown.
 These tests pin that down with real mounts, and check that skipping the work never skips
 a safety check: an existing ext4 is still checked before it is mounted, a staging path
 holding another volume is still refused. How long it takes is the benchmark's business
@@ -20,6 +21,7 @@ from typing import Any
 import grpc
 import pytest
 
+from csi import keys
 from csi.generated import csi_pb2
 from csi.testing import block_cap, mount_cap
 from plugin.node.commands import CommandResult, run
@@ -124,13 +126,17 @@ def attached_volume(stack: Stack, cap: csi_pb2.VolumeCapability) -> tuple[str, d
     return volume.volume_id, ctx, ctx[DEVICE_KEY]
 
 
-def stage(stack: Stack, vid: str, staging: str, ctx: dict[str, str]) -> None:
+def stage(
+    stack: Stack, vid: str, staging: str, ctx: dict[str, str], volume_context: dict[str, str] | None = None
+) -> None:
+    """NodeStageVolume; without ``volume_context`` as for a static PV, with it as for a provisioned one."""
     stack.csi.node.NodeStageVolume(
         csi_pb2.NodeStageVolumeRequest(
             volume_id=vid,
             staging_target_path=staging,
             volume_capability=mount_cap(fs_type="ext4"),
             publish_context=ctx,
+            volume_context=volume_context,
         )
     )
 
@@ -142,6 +148,7 @@ def publish(
     target: str,
     ctx: dict[str, str],
     cap: csi_pb2.VolumeCapability | None = None,
+    volume_context: dict[str, str] | None = None,
 ) -> None:
     stack.csi.node.NodePublishVolume(
         csi_pb2.NodePublishVolumeRequest(
@@ -150,6 +157,7 @@ def publish(
             target_path=target,
             volume_capability=cap or mount_cap(fs_type="ext4"),
             publish_context=ctx,
+            volume_context=volume_context,
         )
     )
 
@@ -175,7 +183,7 @@ def test_fresh_volume_is_probed_once_formatted_mounted_and_bound(
     # Only mkfs is a command: the probe and the mount are done in-process.
     assert commands == ["probe(libblkid)", "mkfs.ext4", "mount(2)"]
     assert reads == 1
-    assert rest_calls() - before == 2  # one volume read: its definition and its resources
+    assert rest_calls() - before == 2  # no volume context: the stored record, then the device here
 
     publish(stack, vid, staging, target, ctx)
     commands, reads = counts.take()
@@ -252,3 +260,87 @@ def test_single_writer_publish_reads_the_mount_table_once_and_still_refuses_a_se
     stack.nodeops.unmount(target)
     stack.nodeops.unmount(staging, remove_target=False)
     remove(stack, vid)
+
+
+def provisioned(stack: Stack, node: str = LOCAL) -> tuple[str, dict[str, str], dict[str, str] | None]:
+    """A new blank volume with one replica on ``node``: (id, volume context, publish context here).
+
+    The publish context is None when ``node`` is not this one (the volume is not attached here).
+    """
+    volume = stack.csi.controller.CreateVolume(
+        csi_pb2.CreateVolumeRequest(
+            name=f"pvc-{uuid.uuid4()}",
+            capacity_range=csi_pb2.CapacityRange(required_bytes=64 * MIB),
+            volume_capabilities=[block_cap()],
+            accessibility_requirements=csi_pb2.TopologyRequirement(
+                requisite=[csi_pb2.Topology(segments={"linbit.com/hostname": node})]
+            ),
+        )
+    ).volume
+    if node != LOCAL:
+        return volume.volume_id, dict(volume.volume_context), None
+    ctx = stack.csi.controller.ControllerPublishVolume(
+        csi_pb2.ControllerPublishVolumeRequest(
+            volume_id=volume.volume_id, node_id=LOCAL, volume_capability=block_cap()
+        )
+    ).publish_context
+    return volume.volume_id, dict(volume.volume_context), dict(ctx)
+
+
+def test_with_the_volume_context_the_stage_reads_only_the_device_here(
+    stack: Stack, counts: Counts, paths: tuple[str, str]
+) -> None:
+    """The context carries the mount options, so the stage asks LINSTOR for the device alone."""
+    staging, target = paths
+    vid, volume_context, ctx = provisioned(stack)
+    assert ctx is not None
+    before = rest_calls()
+    stage(stack, vid, staging, ctx, volume_context)
+    assert rest_calls() - before == 1
+    assert counts.take()[0] == ["probe(libblkid)", "mkfs.ext4", "mount(2)"]  # the same guard
+    before = rest_calls()
+    publish(stack, vid, staging, target, ctx, volume_context=volume_context)
+    assert rest_calls() - before == 2  # the record for its IO limits, and the device here
+    device = ctx[DEVICE_KEY]
+    assert stack.nodeops.mounts_of(device) == [staging, target]
+    before = rest_calls()
+    stack.csi.node.NodeUnpublishVolume(csi_pb2.NodeUnpublishVolumeRequest(volume_id=vid, target_path=target))
+    stack.csi.node.NodeUnstageVolume(
+        csi_pb2.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=staging)
+    )
+    assert rest_calls() - before == 2  # the device here, once per request
+    assert stack.nodeops.mounts_of(device) == []
+    remove(stack, vid)
+
+
+def test_an_unknown_volume_is_still_not_found_with_the_volume_context(
+    stack: Stack, counts: Counts, paths: tuple[str, str]
+) -> None:
+    staging, target = paths
+    volume_context = {keys.USES_VOLUME_CONTEXT: "true"}  # as CreateVolume writes it
+    missing = f"pvc-{uuid.uuid4()}"
+    for call in (
+        lambda: stage(stack, missing, staging, {}, volume_context),
+        lambda: publish(stack, missing, staging, target, {}, volume_context=volume_context),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        assert missing in (info.value.details() or "")
+    assert counts.take()[0] == []  # nothing probed or mounted
+
+
+def test_a_volume_not_attached_here_is_still_a_failed_precondition_with_the_volume_context(
+    stack: Stack, counts: Counts, paths: tuple[str, str]
+) -> None:
+    staging, target = paths
+    vid, volume_context, _ = provisioned(stack, "node-b")  # its one replica elsewhere, never published here
+    with pytest.raises(grpc.RpcError) as info:
+        stage(stack, vid, staging, {}, volume_context)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"volume {vid} is not attached to node {LOCAL}" in (info.value.details() or "")
+    with pytest.raises(grpc.RpcError) as info:
+        publish(stack, vid, staging, target, {}, volume_context=volume_context)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert counts.take()[0] == []
+    stack.csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vid))

@@ -155,6 +155,23 @@ def test_not_found_and_delete_of_missing_things(plain: Api) -> None:
     assert plain.get("/resource-definitions/some/resources") == (200, [])
 
 
+def test_volume_routes_answer_302_whatever_is_missing(plain: Api) -> None:
+    """As the controller answers them from its filtered volume list: no 301 for a missing definition."""
+    local = plain.local()
+    plain.rd("bare")  # no volume definitions, so its resource has no volumes
+    st, body = plain.post(f"/resource-definitions/bare/resources/{local}", {"resource": {}})
+    assert st == 201, body
+    assert plain.get(f"/resource-definitions/bare/resources/{local}")[0] == 200
+    for rd in ("nope", "bare"):
+        for path in (
+            f"/resource-definitions/{rd}/resources/{local}/volumes",
+            f"/resource-definitions/{rd}/resources/{local}/volumes/0",
+        ):
+            st, body = plain.get(path)
+            assert st == 404 and code(body[0]) == ERR | 302, path
+            assert body[0]["message"] == f"Resource '{rd}' not found on node '{local}'."
+
+
 def test_unknown_group_on_create_is_404(plain: Api) -> None:
     st, body = plain.post(
         "/resource-definitions", {"resource_definition": {"name": "r1", "resource_group_name": "nope"}}

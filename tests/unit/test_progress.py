@@ -85,3 +85,24 @@ def test_describe_says_what_for_how_long_and_the_detail() -> None:
 def test_the_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="greater than zero"):
         progress.set_interval(0)
+
+
+def test_operations_share_one_reporter_thread() -> None:
+    """No thread is started per operation (that cost milliseconds around every mkfs)."""
+    with (
+        long_operation("a", "attaching", interval=30),
+        long_operation("b", "formatting", interval=30),
+        long_operation("c", "cloning", interval=30),
+    ):
+        reporters = [t for t in threading.enumerate() if t.name.startswith("progress")]
+        assert len(reporters) == 1 and reporters[0].is_alive()
+        assert [op.subject for op in under_way("c")] == ["c"]
+    assert under_way("a") == under_way("b") == under_way("c") == []
+
+
+def test_each_operation_keeps_its_own_interval(lines: Lines) -> None:
+    with long_operation("slow", "cloning", interval=30), long_operation("busy", "formatting", interval=0.05):
+        entries = lines.wait_for(3)
+    assert {e["volume"] for e in entries} == {"busy"}  # the 30 s one is not due yet
+    done = lines.wait_for(len(entries) + 1)
+    assert [e["volume"] for e in done if e["msg"].startswith("long operation")] == ["busy"]

@@ -1,0 +1,78 @@
+"""What a node's requests read of a volume: its device on that node, and its record only when needed.
+
+NodeStage, NodePublish, NodeUnpublish and NodeUnstage run on the node a pod waits on, and
+each used to read the whole volume: its definition, then every replica with its volumes
+(``/v1/view/resources``), which LINSTOR assembles for all the volume's nodes, when the
+node needs one thing from it: the device path of the volume on this node. LINSTOR answers that alone with
+``GET /v1/resource-definitions/{rd}/resources/{node}/volumes/{nr}``, one call that concerns
+only this node.
+
+So the device is read first and alone. LINSTOR answers that route with the same 404 (302,
+"Resource ... not found on node ...") whether the volume does not exist or only has no
+resource here, so only that answer is followed by the definition read, and the difference
+is kept: NOT_FOUND for a volume LINSTOR does not know, None ("not attached here") for one
+it knows. The definition is read as well (first, so an unknown volume is NOT_FOUND before
+anything else) when the caller needs the volume's record: stored mount options of a PV
+without a volume context, or the IO limits NodePublish applies.
+
+A device found on this node is taken as it is, without the definition's completeness
+checks (being cloned, deleted or half-made): those stop ControllerPublishVolume, which must
+succeed before a CO stages a volume, and a clone's device does not exist until its copy is
+done, so the stage would wait for it and fail instead of formatting it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from plugin.errors import NotFound
+from plugin.linstor.client import LinstorClient
+from plugin.models import Volume
+
+#: (resource, volume number) that hold a volume id's data.
+Address = Callable[[str], tuple[str, int]]
+#: The volume's record from its definition alone (one REST call); NotFound for an unknown volume.
+ReadRecord = Callable[[str], Volume]
+
+
+class NodeReads:
+    """The volume's device on a node, with or without its record."""
+
+    def __init__(self, client: LinstorClient, address: Address, read_record: ReadRecord) -> None:
+        self.client = client
+        self._address = address
+        self._read_record = read_record
+
+    def device_on(self, volume_id: str, node: str, must_exist: bool = True) -> str | None:
+        """The volume's device on ``node``, None when it is not attached there.
+
+        One REST call when it is attached. Otherwise the definition is read too, so an unknown
+        volume is NotFound; with ``must_exist`` False that second read is skipped, for callers
+        that treat both answers alike (an unmount of whatever the volume no longer owns).
+        """
+        try:
+            resource, number = self._address(volume_id)
+        except NotFound:
+            if must_exist:
+                raise
+            return None
+        device = self._device(resource, number, node)
+        if device is None and must_exist:
+            self._read_record(volume_id)  # NotFound for a volume LINSTOR does not know
+        return device
+
+    def volume_on(self, volume_id: str, node: str) -> tuple[Volume, str | None]:
+        """The volume's record (its definition, without replicas) and its device on ``node``.
+
+        Two REST calls; the definition first, so an unknown volume is NotFound whatever else.
+        """
+        volume = self._read_record(volume_id)
+        resource, number = self._address(volume_id)
+        return volume, self._device(resource, number, node)
+
+    def _device(self, resource: str, number: int, node: str) -> str | None:
+        try:
+            found = self.client.get_volume(resource, node, number)
+        except NotFound:  # no resource here, or no such resource at all
+            return None
+        return found.device_path or None
