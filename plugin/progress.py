@@ -80,7 +80,6 @@ def _report_forever() -> None:
                 if due <= now:
                     op = _running[key]
                     _due[key] = (now + every, every)
-                    _reported.add(key)
                     # Logged under the lock, so an operation that ends meanwhile logs its
                     # end line after this one, never before.
                     log_fields(
@@ -92,6 +91,7 @@ def _report_forever() -> None:
                         elapsed_s=round(op.elapsed(), 1),
                         detail=op.detail or None,
                     )
+                    _reported.add(key)
             _wakes_at[0] = min((due for due, _ in _due.values()), default=float("inf"))
             _lock.wait(None if not _due else max(0.0, _wakes_at[0] - time.monotonic()))
 
@@ -116,8 +116,8 @@ def _register(op: Operation, every: float) -> None:
         _running[key] = op
         due = op.started + every
         _due[key] = (due, every)
-        if not _reporter:
-            _reporter.append(threading.Thread(target=_report_forever, name="progress", daemon=True))
+        if not _reporter or not _reporter[0].is_alive():  # first use, or it died with an error
+            _reporter[:] = [threading.Thread(target=_report_forever, name="progress", daemon=True)]
             _reporter[0].start()
         elif due < _wakes_at[0]:
             _lock.notify()

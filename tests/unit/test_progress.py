@@ -147,3 +147,25 @@ def test_a_forked_child_reports_its_own_operations(lines: Lines) -> None:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_reporter_that_died_is_replaced_by_the_next_operation(
+    lines: Lines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = progress.log_fields
+    failures: list[str] = []
+
+    def fail_once(*args: object, **fields: object) -> None:
+        if not failures:
+            failures.append("raised")
+            raise RuntimeError("a broken log handler")
+        real(*args, **fields)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(progress, "log_fields", fail_once)
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the death is the point here
+    with long_operation("first", "cloning", interval=0.02):
+        progress._reporter[0].join(timeout=30)  # the reporter died on its first line
+    assert failures == ["raised"] and not progress._reporter[0].is_alive()
+    with long_operation("second", "cloning", interval=0.02):
+        entries = lines.wait_for(1)
+    assert [(e["volume"], e["msg"]) for e in entries][:1] == [("second", "still working")]
