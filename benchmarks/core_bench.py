@@ -46,18 +46,21 @@ Call = dict[str, Any]
 
 
 class Recorder:
-    """Wraps the client's session so every request the service sends is kept for replay."""
+    """Wraps the client's ``exchange`` (where every request leaves) so each one is kept for replay."""
 
     def __init__(self, client: LinstorClient) -> None:
         self.calls: list[Call] = []
-        self._send = client.session.request
-        client.session.request = self._record  # type: ignore[method-assign]
+        self._client = client
+        self._send = client.exchange
+        client.exchange = self._record  # type: ignore[method-assign]
 
-    def _record(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        self.calls.append(
-            {"method": method, "url": url, "params": kwargs.get("params"), "json": kwargs.get("json")}
-        )
-        return self._send(method, url, **kwargs)
+    def _record(self, method: str, base: str, path: str, params: Any, body: Any) -> requests.Response:
+        self.calls.append({"method": method, "url": base + path, "params": params, "json": body})
+        return self._send(method, base, path, params, body)
+
+    def stop(self) -> None:
+        """Send the client's requests directly again."""
+        self._client.exchange = self._send  # type: ignore[method-assign]
 
     def take(self) -> list[Call]:
         calls, self.calls = self.calls, []

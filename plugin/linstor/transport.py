@@ -1,7 +1,8 @@
 """How the plugin reaches LINSTOR: one pooled session, failover, safe retries, typed errors.
 
-The transport is shared by all request threads of a daemon: one pooled ``requests.Session``
-(sized for ~32 concurrent callers), connect and read timeouts, failover across several
+The transport is shared by all request threads of a daemon: one pooled ``requests`` adapter
+(sized for ~32 concurrent callers) sent requests whose fixed parts are made once per controller
+(:mod:`plugin.linstor.prepared`), connect and read timeouts, failover across several
 controllers (the last one that answered is tried first), and retries with backoff only where
 a repeat cannot do harm: requests that never reached a server (connection refused, connect
 timeout) and idempotent methods (GET, PUT, DELETE: LINSTOR's prop/size PUTs and deletes give
@@ -37,6 +38,7 @@ from plugin.errors import (
     VolumeError,
 )
 from plugin.linstor import retcodes as rc
+from plugin.linstor.prepared import Route
 from plugin.linstor.tls import ContextAdapter, client_tls
 from plugin.observability import log_fields, record_linstor_call
 
@@ -113,18 +115,11 @@ class Transport:
         self.session.mount("https://", adapter)
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         # What the environment says of proxies, CA bundles and .netrc is read once per
-        # controller, here: left to requests, every call would scan the whole environment
-        # again (a noticeable share of a call's CPU in a pod with many variables).
-        self._environment = {base: self._environment_of(base) for base in self.controllers}
+        # controller, here, together with everything else that is the same on every call
+        # (see :mod:`plugin.linstor.prepared`): left to requests, every call would merge
+        # settings and scan the whole environment again, a large share of a call's CPU.
+        self.routes = {base: Route.of(self.session, base, self.timeout) for base in self.controllers}
         self.session.trust_env = False
-
-    def _environment_of(self, base: str) -> dict[str, Any]:
-        settings = self.session.merge_environment_settings(base, {}, None, None, None)
-        return {
-            "proxies": settings["proxies"],
-            "verify": settings["verify"],
-            "auth": requests.utils.get_netrc_auth(base),
-        }
 
     def close(self) -> None:
         self.session.close()
@@ -192,6 +187,16 @@ class Transport:
             reasons=dict(failures),
         )
 
+    def exchange(
+        self, method: str, base: str, path: str, params: Mapping[str, Any] | None, body: Any
+    ) -> requests.Response:
+        """Send one request to one controller and read its whole answer; raises requests' errors.
+
+        The only place a request leaves the process (the benchmarks record calls here).
+        """
+        route = self.routes[base]
+        return route.send(route.prepare(method, path, params, body))
+
     def _send_once(
         self,
         method: str,
@@ -204,15 +209,7 @@ class Transport:
         started = time.perf_counter()
         self._count()
         try:
-            response = self.session.request(
-                method,
-                base + path,
-                params=params,
-                json=body,
-                timeout=self.timeout,
-                allow_redirects=False,
-                **self._environment[base],
-            )
+            response = self.exchange(method, base, path, params, body)
         except requests.RequestException as exc:
             seconds = time.perf_counter() - started
             record_linstor_call(method, template, "unreachable", seconds)
@@ -251,15 +248,16 @@ class Transport:
             )
         outcome = "ok" if status < 400 and rc.first_error(rc.entries_of(payload)) is None else "error"
         record_linstor_call(method, template, outcome, seconds)
-        log_fields(
-            log,
-            logging.DEBUG,
-            "linstor call",
-            method=method,
-            endpoint=template,
-            status=status,
-            duration_ms=round(seconds * 1000, 2),
-        )
+        if log.isEnabledFor(logging.DEBUG):  # the fields cost more than the check, on every call
+            log_fields(
+                log,
+                logging.DEBUG,
+                "linstor call",
+                method=method,
+                endpoint=template,
+                status=status,
+                duration_ms=round(seconds * 1000, 2),
+            )
         return status, payload
 
     def _tls_hint(self, base: str, exc: requests.RequestException) -> str:
