@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 from emulator import names, props
 from emulator import retcodes as rc
+from emulator.ordered import in_key_order
 from emulator.routing import Request, paginate
 
 
@@ -40,11 +41,11 @@ def listed(req: Request, objects: Mapping[str, _P], wanted: set[str] | None) -> 
     Nodes, resource groups and resource definitions are listed by the same rules, so the
     order of filtering, sorting and paging cannot differ between them.
     """
-    pf = req.q("props")
+    pf = props.parse_filters(req.q("props"))
     kept = [
         o
-        for k, o in sorted(objects.items())
-        if (wanted is None or k in wanted) and props.matches_filters(o.props, pf)
+        for k, o in in_key_order(objects)
+        if (wanted is None or k in wanted) and (not pf or props.matches_parsed(o.props, pf))
     ]
     return paginate(kept, req)
 
