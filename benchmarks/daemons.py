@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 
 import grpc
@@ -54,8 +54,11 @@ def driver_command(url: str, workdir: Path, metrics_port: int | None = None) -> 
 class DriverProcess:
     """``python -m csi`` as deployed: its own process, socket and metrics port."""
 
-    def __init__(self, controller_url: str, workdir: Path, repo: Path = REPO) -> None:
-        """Start the driver of the source tree ``repo`` (another revision's, for a side-by-side run)."""
+    def __init__(
+        self, controller_url: str, workdir: Path, repo: Path = REPO, env: Mapping[str, str] | None = None
+    ) -> None:
+        """Start the driver of the source tree ``repo`` (another revision's, for a side-by-side run),
+        with ``env`` on top of a clean environment (the benchmark's own ``LS_*`` settings)."""
         self.socket = workdir / "csi.sock"
         self.metrics_port = free_port()
         self.log = workdir / "driver.log"
@@ -63,7 +66,7 @@ class DriverProcess:
             self.proc = subprocess.Popen(
                 driver_command(controller_url, workdir, self.metrics_port),
                 cwd=repo,
-                env=_clean_env(repo),
+                env={**_clean_env(repo), **(env or {})},
                 stdout=out,
                 stderr=out,
             )

@@ -189,7 +189,6 @@ def main(argv: list[str] | None = None) -> int:
         print("scale_bench: needs root (loop devices)", file=sys.stderr)
         return 2
     daemon_env = {"LS_LIST_PAGE_SIZE": str(args.list_page_size)} if args.list_page_size > 0 else {}
-    os.environ.update(daemon_env)  # the CSI driver inherits this environment
     default_sizes = [100, 1000] if args.quick else [100, 1000, 10000]
     sizes = [int(s) for s in args.sizes.split(",") if s] or default_sizes
     runs = 3 if args.quick else 5
@@ -211,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             f"start to ready (median of {runs}): driver {driver_ready * 1000:.0f} ms, "
             f"plugin {plugin_ready * 1000:.0f} ms; at rest: {at_rest}"
         )
-        driver = DriverProcess(emulator.url, base)
-        plugin.start(env=daemon_env)  # the plugin starts from a clean LS_* environment
+        # both daemons start from a clean LS_* environment, plus the page size asked for
+        driver = DriverProcess(emulator.url, base, env=daemon_env)
+        plugin.start(env=daemon_env)
         steady_creates(driver, 1)  # the first create of a parameter set ensures its resource group
         seeder = Seeder(emulator.url)
         seeding: dict[int, float] = {}

@@ -22,6 +22,7 @@ from csi.validation import check_name, require, size_from_range
 from plugin import errors
 from plugin.backups import Backups, is_remote_snapshot_id, parse_snapshot_class
 from plugin.keyed_locks import KeyedLocks
+from plugin.list_collector import collector_paused_for_list
 from plugin.names import resource_name_for
 from plugin.params import qos
 from plugin.params.csi import parse_csi_parameters, with_fs_type
@@ -248,10 +249,12 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
 
         Volumes are converted as LINSTOR's pages arrive, so no list of Volumes is ever built.
         """
-        entries = sorted(
-            (v.id, _list_entry(v).SerializeToString()) for v in self._service.iter_volumes(with_replicas=True)
-        )
-        return [entry for _, entry in entries]
+        with collector_paused_for_list():
+            entries = sorted(
+                (v.id, _list_entry(v).SerializeToString())
+                for v in self._service.iter_volumes(with_replicas=True)
+            )
+            return [entry for _, entry in entries]
 
     def ControllerGetVolume(
         self, request: csi_pb2.ControllerGetVolumeRequest, context: grpc.ServicerContext

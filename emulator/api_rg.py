@@ -10,6 +10,7 @@ from emulator import state as st
 from emulator.core import Emulator
 from emulator.definitions import new_rd, new_vd, purge_rd
 from emulator.listing import listed, modify_props, name_filter
+from emulator.ordered import in_key_order
 from emulator.routing import Json, Request
 
 RG = rc.MASK_RSC_GRP
@@ -87,7 +88,7 @@ def modify_rg(emu: Emulator, req: Request) -> list[rc.Entry]:
 def _rds_of(emu: Emulator, rg: st.ResourceGroup) -> list[st.ResourceDefinition]:
     return [
         rd
-        for _, rd in sorted(emu.state.resource_definitions.items())
+        for _, rd in in_key_order(emu.state.resource_definitions)
         if names.key(rd.resource_group) == names.key(rg.name) and rd.volume_definitions
     ]
 

@@ -11,6 +11,7 @@ from emulator.config import DISKLESS_POOL
 from emulator.core import Emulator
 from emulator.definitions import find_vd
 from emulator.listing import modify_props, name_filter
+from emulator.ordered import in_key_order
 from emulator.routing import Json, Request, paginate
 
 RSC = rc.MASK_RSC
@@ -291,21 +292,21 @@ def view_resources(emu: Emulator, req: Request) -> Json:
     pools = name_filter(
         req, "storage_pools", names.storage_pool_name_problem, code=rc.FAIL_INVLD_STOR_POOL_NAME
     )
-    pf = req.q("props")
+    pf = props.parse_filters(req.q("props"))
     items: list[tuple[st.ResourceDefinition, st.Resource]] = []
-    for rk, rd in sorted(emu.state.resource_definitions.items()):
+    for rk, rd in in_key_order(emu.state.resource_definitions):
         if rds is not None and rk not in rds:
             continue
         if not rd.resources:
             continue
-        for nk, rsc in sorted(rd.resources.items()):
+        for nk, rsc in in_key_order(rd.resources):
             if nodes is not None and nk not in nodes:
                 continue
             if not rsc.volumes:
                 continue
             if pools is not None and not any(names.key(v.pool) in pools for v in rsc.volumes.values()):
                 continue
-            if not props.matches_filters(rsc.props, pf):
+            if pf and not props.matches_parsed(rsc.props, pf):
                 continue
             items.append((rd, rsc))
     out = []

@@ -14,6 +14,7 @@ from emulator import state as st
 from emulator.core import Emulator
 from emulator.definitions import new_rd, purge_rd
 from emulator.listing import modify_props, name_filter
+from emulator.ordered import in_key_order
 from emulator.routing import Json, Request, paginate
 from emulator.snapshots import checked_snap_name, create_snapshot, find_snap, restore_resource, target_rd
 
@@ -114,7 +115,7 @@ def view_snaps(emu: Emulator, req: Request) -> Json:
     nodes = name_filter(req, "nodes", names.node_name_problem, code=rc.FAIL_INVLD_NODE_NAME)
     rds = name_filter(req, "resources", names.resource_name_problem, code=rc.FAIL_INVLD_RSC_NAME)
     out = []
-    for rk, rd in sorted(emu.state.resource_definitions.items()):
+    for rk, rd in in_key_order(emu.state.resource_definitions):
         if rds is not None and rk not in rds:
             continue
         for _, snap in sorted(rd.snapshots.items()):

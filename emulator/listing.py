@@ -7,11 +7,12 @@ properties by the same rules, defined once here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from emulator import names, props
 from emulator import retcodes as rc
+from emulator.ordered import in_key_order
 from emulator.routing import Request, paginate
 
 
@@ -40,11 +41,15 @@ def listed(req: Request, objects: Mapping[str, _P], wanted: set[str] | None) -> 
     Nodes, resource groups and resource definitions are listed by the same rules, so the
     order of filtering, sorting and paging cannot differ between them.
     """
-    pf = req.q("props")
-    # A name filter picks its few objects by key instead of sorting all of them: a client
+    pf = props.parse_filters(req.q("props"))
+    # A name filter picks its few objects by key instead of walking all of them: a client
     # reading one volume's definition among 10,000 costs the same as among 10.
-    keys = sorted(objects) if wanted is None else sorted(k for k in wanted if k in objects)
-    kept = [objects[k] for k in keys if props.matches_filters(objects[k].props, pf)]
+    candidates: Iterable[tuple[str, _P]]
+    if wanted is None:
+        candidates = in_key_order(objects)
+    else:
+        candidates = ((k, objects[k]) for k in sorted(wanted) if k in objects)
+    kept = [o for _, o in candidates if not pf or props.matches_parsed(o.props, pf)]
     return paginate(kept, req)
 
 

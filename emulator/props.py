@@ -95,11 +95,22 @@ def apply_modify(
 
 def matches_filters(props: Mapping[str, str], filters: list[str]) -> bool:
     """``props`` query filters: ``key`` must exist, ``key=value`` must match; all AND-ed."""
+    return matches_parsed(props, parse_filters(filters))
+
+
+#: A parsed ``props`` filter: the key, and the value it must have (None: it must exist).
+Filter = tuple[str, str | None]
+
+
+def parse_filters(filters: list[str]) -> list[Filter]:
+    """The filters of one list call, split once rather than for every object they test."""
+    parsed: list[Filter] = []
     for f in filters:
-        if "=" in f:
-            k, v = f.split("=", 1)
-            if props.get(k) != v:
-                return False
-        elif f not in props:
-            return False
-    return True
+        k, is_pair, v = f.partition("=")
+        parsed.append((k, v) if is_pair else (f, None))
+    return parsed
+
+
+def matches_parsed(props: Mapping[str, str], filters: list[Filter]) -> bool:
+    """:func:`matches_filters` with filters from :func:`parse_filters`."""
+    return all((k in props) if v is None else (props.get(k) == v) for k, v in filters)

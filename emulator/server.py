@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from emulator import body as bodymod
-from emulator import l2l, names
+from emulator import collector, l2l, names
 from emulator import retcodes as rc
 from emulator.control import Control
 from emulator.core import Emulator
@@ -168,8 +168,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the body's extent is unknown; the stream cannot be reused
             self._respond(400, [bodymod.parse_error_entry(str(exc)).to_json()], method, path, started)
             return
-        status, payload = app.dispatch(method, path, url.query, raw, self.headers.get("Accept") or "")
-        self._respond(status, payload, method, path, started)
+        # REST reads build their whole answer at once: see emulator.collector
+        with collector.paused() if method == "GET" and path.startswith("/v1/") else contextlib.nullcontext():
+            status, payload = app.dispatch(method, path, url.query, raw, self.headers.get("Accept") or "")
+            self._respond(status, payload, method, path, started)
 
     def _respond(self, status: int, payload: Any, method: str, path: str, started: float) -> None:
         if isinstance(payload, Exposition):

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emulator.ordered import SortedKeyDict
+
 STATE_FILE = "emulator-state.json"
 FORMAT_VERSION = 1
 #: Journal files beside the state file (see :class:`Saver`); the state file names the current one.
@@ -170,7 +172,8 @@ class State:
     nodes: dict[str, Node] = field(default_factory=dict)
     pools: dict[str, dict[str, Pool]] = field(default_factory=dict)  # node key -> pool key -> Pool
     resource_groups: dict[str, ResourceGroup] = field(default_factory=dict)
-    resource_definitions: dict[str, ResourceDefinition] = field(default_factory=dict)
+    #: kept in key order between list calls, as the controller's TreeMap (see :mod:`emulator.ordered`)
+    resource_definitions: SortedKeyDict[str, ResourceDefinition] = field(default_factory=SortedKeyDict)
     kvs: dict[str, KeyValueStore] = field(default_factory=dict)
     #: remote key -> plain record (see :mod:`emulator.api_remotes`)
     remotes: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -47,6 +47,7 @@ from plugin.keyed_locks import KeyedLocks
 from plugin.linstor import retcodes as rc
 from plugin.linstor.client import LinstorClient
 from plugin.linstor.records import Resource, ResourceDefinition, SnapshotDefinition
+from plugin.list_collector import collector_paused_for_list
 from plugin.models import Attachment, Snapshot, Summary, TopologyRequirement, Volume
 from plugin.params import placement
 from plugin.params.model import VolumeParams
@@ -324,10 +325,11 @@ class VolumeService:
         fraction of the per-volume work of :meth:`list_volumes`.
         """
         summaries = []
-        for rd, _ in listing.definitions(self.client, False, props):
-            summary = rec.summary_from(rd)
-            if summary is not None:
-                summaries.append(summary)
+        with collector_paused_for_list():
+            for rd, _ in listing.definitions(self.client, False, props):
+                summary = rec.summary_from(rd)
+                if summary is not None:
+                    summaries.append(summary)
         return summaries
 
     def expand_volume(self, volume_id: str, size_bytes: int) -> Volume:
