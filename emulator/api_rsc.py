@@ -10,7 +10,7 @@ from emulator import state as st
 from emulator.config import DISKLESS_POOL
 from emulator.core import Emulator
 from emulator.definitions import find_vd
-from emulator.listing import modify_props, name_filter
+from emulator.listing import chosen, modify_props, name_filter
 from emulator.ordered import in_key_order
 from emulator.routing import Json, Request, paginate
 
@@ -294,9 +294,7 @@ def view_resources(emu: Emulator, req: Request) -> Json:
     )
     pf = props.parse_filters(req.q("props"))
     items: list[tuple[st.ResourceDefinition, st.Resource]] = []
-    for rk, rd in in_key_order(emu.state.resource_definitions):
-        if rds is not None and rk not in rds:
-            continue
+    for _, rd in chosen(emu.state.resource_definitions, rds):
         if not rd.resources:
             continue
         for nk, rsc in in_key_order(rd.resources):

@@ -21,6 +21,7 @@ class _HasProps(Protocol):
 
 
 _P = TypeVar("_P", bound=_HasProps)
+_V = TypeVar("_V")
 
 
 def name_filter(
@@ -35,6 +36,17 @@ def name_filter(
     return {names.key(v) for v in values}
 
 
+def chosen(objects: Mapping[str, _V], wanted: set[str] | None) -> Iterable[tuple[str, _V]]:
+    """The (key, object) pairs a name filter ``wanted`` keeps, in key order.
+
+    A name filter picks its few objects by key instead of walking all of them: a client
+    reading one volume among 10,000 costs the same as among 10.
+    """
+    if wanted is None:
+        return in_key_order(objects)
+    return ((k, objects[k]) for k in sorted(wanted) if k in objects)
+
+
 def listed(req: Request, objects: Mapping[str, _P], wanted: set[str] | None) -> list[_P]:
     """What a list call returns: sorted by key, name and ``props`` filters applied, then one page.
 
@@ -42,14 +54,7 @@ def listed(req: Request, objects: Mapping[str, _P], wanted: set[str] | None) -> 
     order of filtering, sorting and paging cannot differ between them.
     """
     pf = props.parse_filters(req.q("props"))
-    # A name filter picks its few objects by key instead of walking all of them: a client
-    # reading one volume's definition among 10,000 costs the same as among 10.
-    candidates: Iterable[tuple[str, _P]]
-    if wanted is None:
-        candidates = in_key_order(objects)
-    else:
-        candidates = ((k, objects[k]) for k in sorted(wanted) if k in objects)
-    kept = [o for _, o in candidates if not pf or props.matches_parsed(o.props, pf)]
+    kept = [o for _, o in chosen(objects, wanted) if not pf or props.matches_parsed(o.props, pf)]
     return paginate(kept, req)
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from emulator.listing import listed
+from emulator.listing import chosen, listed
+from emulator.ordered import SortedKeyDict
 from emulator.props import matches_filters
 from emulator.routing import Request, paginate
 
@@ -56,3 +57,19 @@ def test_names_come_back_sorted_whatever_order_they_were_asked_in() -> None:
     req = Request("GET", "/v1/resource-definitions")
     assert [t.name for t in listed(req, objects, {"D", "B", "X", "A"})] == ["A", "B", "D"]
     assert listed(req, objects, set()) == []
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_chosen_pairs_are_the_filtered_pairs_in_key_order(seed: int) -> None:
+    """The resource view walks ``chosen``: by key for a name filter, the kept order otherwise."""
+    rng = random.Random(seed)
+    objects: SortedKeyDict[str, Thing] = SortedKeyDict()
+    for _ in range(rng.randrange(0, 40)):
+        key = f"PVC-{rng.randrange(1_000):04d}"
+        objects[key] = Thing(key)
+    for key in rng.sample(list(objects), len(objects) // 3):
+        del objects[key]
+    pool = [*objects, "PVC-MISSING"]
+    wanted = None if rng.random() < 0.3 else set(rng.sample(pool, rng.randrange(0, len(pool) + 1)))
+    expected = [(k, o) for k, o in sorted(objects.items()) if wanted is None or k in wanted]
+    assert list(chosen(objects, wanted)) == expected
