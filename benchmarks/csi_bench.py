@@ -250,11 +250,11 @@ def controller_section(
 
 def node_section(client: CsiClient, nodeops: NodeOps, rounds: int, base: Path) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="node-", dir=base))  # below the driver's --path-root
-    script = node_path.write_script(workdir)
-    samples: dict[str, list[float]] = {"driver": [], "shell": []}
+    scripts = {"shell": node_path.write_script(workdir), "guarded": node_path.write_script(workdir, True)}
+    samples: dict[str, list[float]] = {"driver": [], "shell": [], "guarded": []}
     try:
         for r in range(rounds):
-            for how in ("driver", "shell"):
+            for how in ("driver", "shell", "guarded"):
                 samples[how].append(
                     node_path.timed_round(
                         client,
@@ -263,16 +263,18 @@ def node_section(client: CsiClient, nodeops: NodeOps, rounds: int, base: Path) -
                         f"bench-node-{how}-{r}-{uuid.uuid4().hex[:6]}",
                         how,
                         client if how == "driver" else None,
-                        script,
+                        scripts.get(how, scripts["shell"]),
                     )
                 )
     finally:
         unmount_under(str(workdir), nodeops)
         shutil.rmtree(workdir, ignore_errors=True)
     driver_summary, shell_summary = summarize(samples["driver"]), summarize(samples["shell"])
+    guarded_summary = summarize(samples["guarded"])
     print(
         f"  NodeStage+NodePublish median {driver_summary['median_ms']} ms, "
-        f"shell mkfs+mount+bind median {shell_summary['median_ms']} ms"
+        f"shell mkfs+mount+bind median {shell_summary['median_ms']} ms, "
+        f"with the blkid guard {guarded_summary['median_ms']} ms"
     )
     return {
         "rounds": rounds,
@@ -280,6 +282,7 @@ def node_section(client: CsiClient, nodeops: NodeOps, rounds: int, base: Path) -
         "fs": node_path.FS,
         "driver_stage_publish": driver_summary,
         "shell_mkfs_mount_bind": shell_summary,
+        "shell_guarded_mkfs_mount_bind": guarded_summary,
         "overhead_ms_median": round(driver_summary["median_ms"] - shell_summary["median_ms"], 2),
         # The requests carry CreateVolume's volume context, as kubelet's do for a provisioned PV.
         "volume_context": True,
@@ -373,6 +376,14 @@ def results_section(result: dict[str, Any]) -> str:
         "|---|---:|---:|",
         f"| driver: NodeStage + NodePublish | {drv['median_ms']} | {drv['p95_ms']} |",
         f"| shell: mkfs.ext4 + mount + mount --bind | {sh['median_ms']} | {sh['p95_ms']} |",
+        *(
+            [
+                f"| shell with the driver's guard: `blkid -p` must find nothing, then the same "
+                f"| {g['median_ms']} | {g['p95_ms']} |"
+            ]
+            if (g := node.get("shell_guarded_mkfs_mount_bind"))
+            else []
+        ),
         "",
         f"The driver's extra {node['overhead_ms_median']} ms (median) is the safety work the script skips "
         "and the CSI calls themselves: two gRPC calls, what each call reads from LINSTOR (NodeStage: "

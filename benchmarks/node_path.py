@@ -35,10 +35,21 @@ mount --bind "$staging" "$target"
 """
 
 
-def write_script(directory: Path) -> Path:
-    """The shell side's script, written below ``directory``."""
-    script = directory / "stage-publish.sh"
-    script.write_text(SHELL_STAGE_PUBLISH)
+#: The same script with the guard the driver keeps: ``blkid -p`` must find no signature
+#: (exit code 2) before mkfs runs. A second reference, to show what that check costs; the
+#: target is held against the plain script above.
+SHELL_GUARDED_STAGE_PUBLISH = SHELL_STAGE_PUBLISH.replace(
+    'mkfs.ext4 -q "$dev"\n',
+    'found=0; blkid -p "$dev" >/dev/null || found=$?\n'
+    '[ "$found" -eq 2 ] || { echo "$dev is not blank (blkid -p exit $found)" >&2; exit 1; }\n'
+    'mkfs.ext4 -q "$dev"\n',
+)
+
+
+def write_script(directory: Path, guarded: bool = False) -> Path:
+    """The shell side's script (with the blkid guard if ``guarded``), written below ``directory``."""
+    script = directory / ("stage-publish-guarded.sh" if guarded else "stage-publish.sh")
+    script.write_text(SHELL_GUARDED_STAGE_PUBLISH if guarded else SHELL_STAGE_PUBLISH)
     return script
 
 

@@ -88,3 +88,18 @@ def test_docker_targets_judge_the_plugin_time_when_it_was_measured(tmp_path: Pat
     (tmp_path / "docker.json").write_text(json.dumps(docker({"median_ms": 18.0}, {"median_ms": 4.0})))
     by_name = {t: (m, v) for t, m, _, v in targets.rows_from(tmp_path)}
     assert by_name["Docker `List` at 1,000 volumes, plugin time"] == ("18.0 ms, 1.0 REST calls", "met")
+
+
+def test_the_node_row_shows_the_guarded_script_beside_the_plain_one(tmp_path: Path) -> None:
+    node = {
+        "driver_stage_publish": {"median_ms": 24.0},
+        "shell_mkfs_mount_bind": {"median_ms": 16.0},
+        "shell_guarded_mkfs_mount_bind": {"median_ms": 20.0},
+    }
+    (tmp_path / "csi.json").write_text(json.dumps({"node": node}))
+    by_name = {t: (m, v) for t, m, _, v in targets.rows_from(tmp_path)}
+    measured, verdict = by_name["NodeStage+NodePublish of a fresh ext4 volume vs. the shell script"]
+    assert measured == (
+        "1.50x (24.0 vs 16.0 ms); 1.20x the script with the driver's `blkid -p` guard (20.0 ms)"
+    )
+    assert verdict == "**not met**"  # judged against the plain script only
