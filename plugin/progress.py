@@ -53,13 +53,21 @@ class Operation:
         return f"{text} ({self.detail})" if self.detail else text
 
 
+@dataclass
+class _Schedule:
+    """When an operation's next "still working" line is due, and whether one was logged."""
+
+    op: Operation
+    every: float
+    due: float
+    reported: bool = False
+
+
 # One reporter thread serves every operation of the process. A thread per operation cost
 # about 0.2 ms of CPU to start and join on every create, although nearly all of them end
 # long before their first line is due.
 _lock = threading.Condition()
-_running: dict[int, Operation] = {}
-_due: dict[int, tuple[float, float]] = {}  # id(op) -> (monotonic time of its next line, interval)
-_reported: set[int] = set()
+_running: dict[int, _Schedule] = {}  # id(op) -> its schedule
 _reporter: list[threading.Thread] = []
 _wakes_at = [float("inf")]  # when the reporter wakes next; an earlier line wakes it sooner
 
@@ -68,7 +76,7 @@ def under_way(subject: str) -> list[Operation]:
     """The operations running for a subject (names compare without case, as LINSTOR's do)."""
     key = subject.upper()
     with _lock:
-        return [op for op in _running.values() if op.subject.upper() == key]
+        return [s.op for s in _running.values() if s.op.subject.upper() == key]
 
 
 def _report_forever() -> None:
@@ -76,10 +84,10 @@ def _report_forever() -> None:
     with _lock:
         while True:
             now = time.monotonic()
-            for key, (due, every) in list(_due.items()):
-                if due <= now:
-                    op = _running[key]
-                    _due[key] = (now + every, every)
+            for schedule in list(_running.values()):
+                if schedule.due <= now:
+                    op = schedule.op
+                    schedule.due = now + schedule.every
                     # Logged under the lock, so an operation that ends meanwhile logs its
                     # end line after this one, never before.
                     log_fields(
@@ -91,9 +99,9 @@ def _report_forever() -> None:
                         elapsed_s=round(op.elapsed(), 1),
                         detail=op.detail or None,
                     )
-                    _reported.add(key)
-            _wakes_at[0] = min((due for due, _ in _due.values()), default=float("inf"))
-            _lock.wait(None if not _due else max(0.0, _wakes_at[0] - time.monotonic()))
+                    schedule.reported = True
+            _wakes_at[0] = min((s.due for s in _running.values()), default=float("inf"))
+            _lock.wait(None if not _running else max(0.0, _wakes_at[0] - time.monotonic()))
 
 
 def _forget_reporter() -> None:
@@ -102,8 +110,6 @@ def _forget_reporter() -> None:
     _lock = threading.Condition()
     _reporter.clear()
     _running.clear()
-    _due.clear()
-    _reported.clear()
     _wakes_at[0] = float("inf")
 
 
@@ -112,10 +118,8 @@ os.register_at_fork(after_in_child=_forget_reporter)
 
 def _register(op: Operation, every: float) -> None:
     with _lock:
-        key = id(op)
-        _running[key] = op
         due = op.started + every
-        _due[key] = (due, every)
+        _running[id(op)] = _Schedule(op, every, due)
         if not _reporter or not _reporter[0].is_alive():  # first use, or it died with an error
             _reporter[:] = [threading.Thread(target=_report_forever, name="progress", daemon=True)]
             _reporter[0].start()
@@ -135,13 +139,9 @@ def long_operation(subject: str, what: str, *, interval: float | None = None) ->
         outcome = "failed"
         raise
     finally:
-        key = id(op)
         with _lock:
-            _running.pop(key, None)
-            _due.pop(key, None)
-            reported = key in _reported
-            _reported.discard(key)
-        if reported:  # a line that said "still" gets its end, too
+            schedule = _running.pop(id(op), None)
+        if schedule is not None and schedule.reported:  # a line that said "still" gets its end, too
             log_fields(
                 log,
                 logging.INFO,
