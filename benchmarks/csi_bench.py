@@ -98,18 +98,23 @@ def run_pairs(pairs: int, concurrency: int, one: Any, round_: int = 0) -> dict[s
     }
 
 
+def pair_volume(name: str) -> csi_pb2.CreateVolumeRequest:
+    """The volume of one create+delete pair: 16 MiB raw block.
+
+    Raw block: no FileSystem/Type, so the emulated satellite runs no mkfs and the pair costs
+    what the floor's spawn+delete costs on the LINSTOR side.
+    """
+    return csi_pb2.CreateVolumeRequest(
+        name=name,
+        capacity_range=csi_pb2.CapacityRange(required_bytes=16 * MIB),
+        volume_capabilities=[block_cap()],
+        parameters=PAIR_PARAMETERS,
+    )
+
+
 def csi_create_delete(client: CsiClient, tag: str) -> Any:
     def one(i: int) -> None:
-        volume = client.controller.CreateVolume(
-            csi_pb2.CreateVolumeRequest(
-                name=f"bench-{tag}-{i}-{uuid.uuid4().hex[:8]}",
-                capacity_range=csi_pb2.CapacityRange(required_bytes=16 * MIB),
-                # raw block: no FileSystem/Type, so the emulated satellite runs no mkfs and
-                # the pair costs what the floor's spawn+delete costs on the LINSTOR side
-                volume_capabilities=[block_cap()],
-                parameters=PAIR_PARAMETERS,
-            )
-        ).volume
+        volume = client.controller.CreateVolume(pair_volume(f"bench-{tag}-{i}-{uuid.uuid4().hex[:8]}")).volume
         client.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id))
 
     return one
@@ -189,14 +194,7 @@ def side_by_side(
 
 def driver_delete_calls(client: CsiClient, driver_process: DriverProcess) -> float:
     """REST calls of one DeleteVolume through the driver in the steady state (its own counter)."""
-    volume = client.controller.CreateVolume(
-        csi_pb2.CreateVolumeRequest(
-            name=f"bench-delete-{uuid.uuid4().hex[:8]}",
-            capacity_range=csi_pb2.CapacityRange(required_bytes=16 * MIB),
-            volume_capabilities=[block_cap()],
-            parameters=PAIR_PARAMETERS,
-        )
-    ).volume
+    volume = client.controller.CreateVolume(pair_volume(f"bench-delete-{uuid.uuid4().hex[:8]}")).volume
     before = driver_process.rest_calls()
     client.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id))
     return driver_process.rest_calls() - before
