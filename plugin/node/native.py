@@ -43,6 +43,13 @@ _PARTS_ENTRY_DETAILS = 1 << 2
 # blkid's rule: a whole device of at most 1440 KiB that holds a partition table is not
 # probed for filesystems.
 _SMALL_DISK = 1024 * 1440
+# Where the probers read most: near the start (most superblocks, ZFS's two front labels
+# of 256 KiB, the 1 MiB marks) and near the end (ZFS's two back labels, RAID and DRBD
+# metadata, the GPT backup). libblkid reads them in dozens of small random reads and
+# switches read-ahead off; a device's page cache is dropped when its last user closes
+# it, so on a device nobody holds open every one of those reads is a device request.
+_READ_AHEAD_HEAD = (1 << 20) + 4096
+_READ_AHEAD_TAIL = 1 << 20
 
 # mount(2) flags (linux/mount.h).
 MS_RDONLY = 1
@@ -180,6 +187,7 @@ class NativeCalls:
             raise NativeUnavailable("libblkid is not available")
         fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
         try:
+            read_ahead_probe_areas(fd)
             with self._probe_lock:
                 pr = lib.blkid_new_probe()
                 if not pr:
@@ -242,6 +250,24 @@ class NativeCalls:
         ):
             errno = ctypes.get_errno()
             raise OSError(errno, os.strerror(errno))
+
+
+def read_ahead_probe_areas(fd: int) -> None:
+    """Ask the kernel to read the areas the probe reads most, in two large requests.
+
+    The probe's own small reads then find the data in the page cache instead of waiting
+    for the device one by one (2.9 against 1.1 ms on a fresh loop device; on a disk the
+    difference is dozens of random reads). Only a hint: the probe reads exactly what it
+    read before, and a device that refuses the hint is probed all the same.
+    """
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.posix_fadvise(fd, 0, min(_READ_AHEAD_HEAD, size), os.POSIX_FADV_WILLNEED)
+        tail = min(_READ_AHEAD_TAIL, size)
+        os.posix_fadvise(fd, size - tail, tail, os.POSIX_FADV_WILLNEED)
+    except OSError as exc:
+        log.debug("no read-ahead before probing: %s", exc.strerror)
 
 
 def _load(soname: str, name: str, use_errno: bool = False) -> ctypes.CDLL:

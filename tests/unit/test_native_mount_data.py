@@ -1,12 +1,23 @@
-"""The in-process calls' rules: mount options to mount(2) flags and data, probe answers to blkid's codes."""
+"""The in-process calls' rules: mount options to mount(2) flags and data, probe answers to blkid's codes,
+the read-ahead before a probe."""
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from plugin.node.native import MS_RDONLY, NativeCalls, NativeUnavailable, mount_data
+from plugin.node.native import (
+    MS_RDONLY,
+    NativeCalls,
+    NativeUnavailable,
+    ProbeAnswer,
+    mount_data,
+    read_ahead_probe_areas,
+)
 
 MS_NOSUID, MS_NODEV, MS_NOATIME, MS_RELATIME = 2, 4, 1024, 1 << 21
 
@@ -69,3 +80,42 @@ def test_a_probe_error_or_a_find_without_values_is_left_to_blkid(lib: FakeLibblk
     """Never "blank" on doubt: an error, or a signature libblkid cannot name, goes to the tool."""
     with pytest.raises(NativeUnavailable):
         NativeCalls._low_probe(lib, 1, 0, "/dev/x")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        (256 << 20, [(0, (1 << 20) + 4096), ((255 << 20), 1 << 20)]),
+        (512 << 10, [(0, 512 << 10), (0, 512 << 10)]),  # smaller than each area: all of it, twice
+    ],
+)
+def test_the_probe_areas_are_read_ahead_in_two_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, expected: list[tuple[int, int]]
+) -> None:
+    hints: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(
+        os, "posix_fadvise", lambda fd, offset, length, advice: hints.append((offset, length, advice))
+    )
+    image = tmp_path / "image"
+    image.write_bytes(b"")
+    os.truncate(image, size)
+    fd = os.open(image, os.O_RDONLY)
+    try:
+        read_ahead_probe_areas(fd)
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 0  # the probe starts from where it would have
+    finally:
+        os.close(fd)
+    assert hints == [(offset, length, os.POSIX_FADV_WILLNEED) for offset, length in expected]
+
+
+def test_a_refused_read_ahead_hint_does_not_stop_the_probe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: int) -> None:
+        raise OSError(errno.ESPIPE, os.strerror(errno.ESPIPE))
+
+    monkeypatch.setattr(os, "posix_fadvise", refuse)
+    image = tmp_path / "image"
+    image.write_bytes(b"")
+    os.truncate(image, 4 << 20)
+    assert NativeCalls().probe(str(image)) == ProbeAnswer(2, {})  # blank, probed all the same
