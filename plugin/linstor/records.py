@@ -23,19 +23,30 @@ Props = Mapping[str, str]
 R = TypeVar("R")
 
 
+# Parsed JSON is made of exact dicts, lists and strs: each helper checks for those first,
+# because a list of 10,000 volumes calls them hundreds of thousands of times and the
+# general checks (``isinstance`` against an ABC) cost several times as much.
+
+
 def _map(value: Any) -> Mapping[str, Any]:
+    if type(value) is dict:
+        return value
     return value if isinstance(value, Mapping) else {}
 
 
 def _list(value: Any) -> Sequence[Any]:
+    if type(value) is list:
+        return value
     return value if isinstance(value, list | tuple) else ()
 
 
 def _objects(value: Any) -> list[Mapping[str, Any]]:
-    return [item for item in _list(value) if isinstance(item, Mapping)]
+    return [item for item in _list(value) if type(item) is dict or isinstance(item, Mapping)]
 
 
 def _str(value: Any) -> str:
+    if type(value) is str:
+        return value
     return "" if value is None else str(value)
 
 
@@ -62,7 +73,7 @@ def _bool(value: Any) -> bool:
 
 
 def _props(value: Any) -> dict[str, str]:
-    return {str(k): _str(v) for k, v in _map(value).items()}
+    return {k if type(k) is str else str(k): v if type(v) is str else _str(v) for k, v in _map(value).items()}
 
 
 def _flags(value: Any) -> frozenset[str]:
