@@ -11,9 +11,10 @@ So the device is read first and alone. LINSTOR answers that route with the same 
 "Resource ... not found on node ...") whether the volume does not exist or only has no
 resource here, so only that answer is followed by the definition read, and the difference
 is kept: NOT_FOUND for a volume LINSTOR does not know, None ("not attached here") for one
-it knows. The definition is read as well (first, so an unknown volume is NOT_FOUND before
-anything else) when the caller needs the volume's record: stored mount options of a PV
-without a volume context, or the IO limits NodePublish applies.
+it knows. When the caller needs the volume's record (stored mount options of a PV without
+a volume context, or the IO limits NodePublish applies), the definition is read at the
+same time as the device, and its answer decides first: an unknown volume is NOT_FOUND
+whatever the device read says.
 
 A device found on this node is taken as it is, without the definition's completeness
 checks (being cloned, deleted or half-made): those stop ControllerPublishVolume, which must
@@ -26,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from plugin.errors import NotFound
+from plugin.in_thread import InThread
 from plugin.linstor.client import LinstorClient
 from plugin.models import Volume
 
@@ -64,11 +66,13 @@ class NodeReads:
     def volume_on(self, volume_id: str, node: str) -> tuple[Volume, str | None]:
         """The volume's record (its definition, without replicas) and its device on ``node``.
 
-        Two REST calls; the definition first, so an unknown volume is NotFound whatever else.
+        Two REST calls made at once (the device is read in a thread of its own), so they
+        cost about one round trip. The definition's answer decides first: an unknown volume
+        is NotFound, and a failed definition read is the error, whatever the device read says.
         """
+        device = InThread(lambda: self._device(*self._address(volume_id), node), "node-device-read")
         volume = self._read_record(volume_id)
-        resource, number = self._address(volume_id)
-        return volume, self._device(resource, number, node)
+        return volume, device.result()
 
     def _device(self, resource: str, number: int, node: str) -> str | None:
         try:

@@ -7,6 +7,8 @@ still tells them apart (NOT_FOUND, or "not attached here"), and with how many ca
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +20,7 @@ from plugin.linstor import retcodes as rc
 from plugin.linstor.client import LinstorClient
 from plugin.volumes.consistency_group_service import ConsistencyGroupService
 from plugin.volumes.service import VolumeService
-from tests.unit.test_linstor_client import FakeController, serving_fake
+from tests.unit.test_linstor_client import FakeController, FakeHandler, serving_fake
 
 NODE = "n1"
 LIST_RD = "/v1/resource-definitions?with_volume_definitions=true&resource_definitions={}"
@@ -100,22 +102,47 @@ def test_an_impossible_id_is_not_found_without_a_call(fake: FakeController) -> N
     assert fake.seen == []
 
 
-def test_the_record_is_read_first_and_keeps_the_stored_options(fake: FakeController) -> None:
+def test_the_record_and_the_device_are_read_at_once_and_keep_the_stored_options(
+    fake: FakeController,
+) -> None:
     props = {rec.MOUNT_OPTS: "noatime,discard"}
     fake.on("GET", LIST_RD.format("vol-a"), (200, [definition("vol-a", props)]))
     fake.on("GET", VOLUME_HERE.format("vol-a", 0), volume_answer("/dev/loop7"))
     volume, device = service(fake).volume_on("vol-a", NODE)
     assert (volume.id, volume.mount_opts, device) == ("vol-a", ("noatime", "discard"), "/dev/loop7")
-    assert gets(fake) == [LIST_RD.format("vol-a"), VOLUME_HERE.format("vol-a", 0)]
+    assert sorted(gets(fake)) == sorted([LIST_RD.format("vol-a"), VOLUME_HERE.format("vol-a", 0)])
 
 
-def test_an_unknown_volume_is_not_found_before_its_device_is_asked(
-    fake: FakeController,
+def test_the_two_reads_overlap(fake: FakeController) -> None:
+    """The device is asked for while the definition's answer is still on its way."""
+    overlapped: list[bool] = []
+
+    def definition_once_the_device_is_asked(handler: FakeHandler) -> None:
+        deadline = time.monotonic() + 5
+        while VOLUME_HERE.format("vol-a", 0) not in gets(fake) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        overlapped.append(VOLUME_HERE.format("vol-a", 0) in gets(fake))
+        data = json.dumps([definition("vol-a")]).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    fake.on("GET", LIST_RD.format("vol-a"), definition_once_the_device_is_asked)
+    fake.on("GET", VOLUME_HERE.format("vol-a", 0), volume_answer("/dev/loop7"))
+    assert service(fake).volume_on("vol-a", NODE)[1] == "/dev/loop7"
+    assert overlapped == [True]
+
+
+@pytest.mark.parametrize("device_answer", [NO_RESOURCE, (500, "broken"), volume_answer("/dev/loop7")])
+def test_an_unknown_volume_is_not_found_whatever_the_device_read_says(
+    fake: FakeController, device_answer: tuple[int, object]
 ) -> None:
     fake.on("GET", LIST_RD.format("vol-a"), (200, []))
+    fake.on("GET", VOLUME_HERE.format("vol-a", 0), device_answer)
     with pytest.raises(NotFound, match="volume vol-a not found"):
         service(fake).volume_on("vol-a", NODE)
-    assert gets(fake) == [LIST_RD.format("vol-a")]
 
 
 def test_the_record_of_a_volume_not_attached_here_has_no_device(fake: FakeController) -> None:
