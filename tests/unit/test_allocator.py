@@ -1,4 +1,4 @@
-"""Both daemons fix glibc's mmap threshold at start, so large freed blocks go back to the system."""
+"""Both daemons set glibc up at start: large freed blocks go back to the system, threads share arenas."""
 
 from __future__ import annotations
 
@@ -23,24 +23,39 @@ class FakeLibc:
         return self.answer
 
 
-def test_the_threshold_is_set_with_mallopt() -> None:
+def test_the_threshold_and_the_arena_limit_are_set_with_mallopt() -> None:
     libc = FakeLibc(answer=1)
-    assert allocator.keep_large_blocks_mapped(libc=libc) is True
-    assert libc.calls == [(allocator.M_MMAP_THRESHOLD, 128 * 1024)]
+    assert allocator.tune_malloc(libc=libc) is True
+    assert libc.calls == [(allocator.M_MMAP_THRESHOLD, 128 * 1024), (allocator.M_ARENA_MAX, 2)]
 
 
-def test_a_refused_setting_is_reported() -> None:
-    assert allocator.keep_large_blocks_mapped(4096, libc=FakeLibc(answer=0)) is False
+def test_a_refused_setting_is_reported_and_the_others_still_applied() -> None:
+    libc = FakeLibc(answer=0)
+    assert allocator.tune_malloc(((-3, 4096), (-8, 1)), libc=libc) is False
+    assert libc.calls == [(-3, 4096), (-8, 1)]
 
 
 def test_without_glibc_nothing_is_changed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(allocator, "_glibc", lambda: None)
-    assert allocator.keep_large_blocks_mapped() is False
+    assert allocator.tune_malloc() is False
 
+
+TUNE = """
+    import sys
+    from plugin import allocator
+
+    if sys.argv[1] == "tuned":
+        assert allocator.tune_malloc()
+    elif sys.argv[1] == "csi":
+        from csi import cli
+        assert cli.main(["--driver-name=-bad-"]) == 2
+    elif sys.argv[1] == "docker":
+        from docker_plugin import cli
+        assert cli.main(["--threads", "0"]) != 0
+"""
 
 MAPPED_AFTER_A_LARGER_FREE = """
-    import ctypes, sys
-    from plugin import allocator
+    import ctypes
 
     class MallInfo2(ctypes.Structure):
         _fields_ = [(name, ctypes.c_size_t) for name in (
@@ -49,14 +64,6 @@ MAPPED_AFTER_A_LARGER_FREE = """
 
     libc = ctypes.CDLL(None)
     libc.mallinfo2.restype = MallInfo2
-    if sys.argv[1] == "fixed":
-        assert allocator.keep_large_blocks_mapped()
-    elif sys.argv[1] == "csi":
-        from csi import cli
-        assert cli.main(["--driver-name=-bad-"]) == 2
-    elif sys.argv[1] == "docker":
-        from docker_plugin import cli
-        assert cli.main(["--threads", "0"]) != 0
     big = bytearray(8 << 20)  # mapped; freeing it raises a dynamic threshold to 8 MiB
     del big
     before = libc.mallinfo2().hblks
@@ -65,9 +72,40 @@ MAPPED_AFTER_A_LARGER_FREE = """
 """
 
 
-def mapped_blocks_added(mode: str) -> int:
+ARENAS_OF_BUSY_THREADS = """
+    import ctypes, os, re, tempfile, threading
+
+    held = []
+    together = threading.Barrier(6)
+
+    def work():
+        held.append(bytearray(64 << 10))  # from this thread's arena
+        together.wait(30)
+
+    threads = [threading.Thread(target=work) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    together.wait(30)
+    libc = ctypes.CDLL(None)
+    libc.fopen.restype = ctypes.c_void_p
+    libc.fclose.argtypes = [ctypes.c_void_p]
+    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    handle, path = tempfile.mkstemp()
+    out = libc.fopen(path.encode(), b"w")
+    libc.malloc_info(0, out)  # one <heap> element per arena
+    libc.fclose(out)
+    print(len(re.findall('<heap nr=', open(path).read())))
+    os.close(handle)
+    os.unlink(path)
+    for thread in threads:
+        thread.join()
+"""
+
+
+def run_tuned(script: str, mode: str) -> int:
+    """What ``script`` prints, run after ``TUNE`` in ``mode`` (dynamic, tuned, csi, docker)."""
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(MAPPED_AFTER_A_LARGER_FREE), mode],
+        [sys.executable, "-c", textwrap.dedent(TUNE) + textwrap.dedent(script), mode],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -77,13 +115,24 @@ def mapped_blocks_added(mode: str) -> int:
     return int(done.stdout)
 
 
-@pytest.mark.skipif(allocator._glibc() is None, reason="the C library is not glibc")
+glibc = pytest.mark.skipif(allocator._glibc() is None, reason="the C library is not glibc")
+
+
+@glibc
 def test_a_large_block_stays_a_mapping_after_a_larger_one_was_freed() -> None:
-    assert mapped_blocks_added("dynamic") == 0  # glibc's default: it came from the heap
-    assert mapped_blocks_added("fixed") == 1
+    assert run_tuned(MAPPED_AFTER_A_LARGER_FREE, "dynamic") == 0  # glibc's default: from the heap
+    assert run_tuned(MAPPED_AFTER_A_LARGER_FREE, "tuned") == 1
 
 
-@pytest.mark.skipif(allocator._glibc() is None, reason="the C library is not glibc")
+@glibc
+def test_threads_share_two_arenas() -> None:
+    assert run_tuned(ARENAS_OF_BUSY_THREADS, "dynamic") > 2  # glibc's default: one per thread
+    assert run_tuned(ARENAS_OF_BUSY_THREADS, "tuned") == 2
+
+
+@glibc
 @pytest.mark.parametrize("daemon", ["csi", "docker"])
-def test_both_daemons_set_it_first_thing(daemon: str) -> None:
-    assert mapped_blocks_added(daemon) == 1  # their main, stopped by a bad flag right after
+def test_both_daemons_tune_it_first_thing(daemon: str) -> None:
+    # their main, stopped by a bad flag right after
+    assert run_tuned(MAPPED_AFTER_A_LARGER_FREE, daemon) == 1
+    assert run_tuned(ARENAS_OF_BUSY_THREADS, daemon) == 2
