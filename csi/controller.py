@@ -18,7 +18,7 @@ from csi import capabilities, convert, keys, publications
 from csi.errors import OutOfRange
 from csi.generated import csi_pb2, csi_pb2_grpc
 from csi.list_pages import ListingPages
-from csi.packed import PackedMessages, packed_in_key_order
+from csi.packed import PackedMessages, packed_in_key_order, repeated_field
 from csi.validation import check_name, require, size_from_range
 from plugin import errors
 from plugin.backups import Backups, is_remote_snapshot_id, parse_snapshot_class
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from plugin.volumes.service import VolumeService
 
 log = logging.getLogger(__name__)
+
+#: ListVolumesResponse's field number of its entries, for pages parsed from packed entries
+_ENTRIES_FIELD = csi_pb2.ListVolumesResponse.DESCRIPTOR.fields_by_name["entries"].number
 
 
 class ControllerServicer(csi_pb2_grpc.ControllerServicer):
@@ -242,8 +245,9 @@ class ControllerServicer(csi_pb2_grpc.ControllerServicer):
         page, next_token = self._volume_pages.page(
             self._volume_entries, request.max_entries, request.starting_token
         )
-        entries = [csi_pb2.ListVolumesResponse.Entry.FromString(e) for e in page]
-        return csi_pb2.ListVolumesResponse(entries=entries, next_token=next_token)
+        response = csi_pb2.ListVolumesResponse.FromString(repeated_field(_ENTRIES_FIELD, page))
+        response.next_token = next_token
+        return response
 
     def _volume_entries(self) -> PackedMessages:
         """Every volume's ListVolumes entry, serialized, in volume id order.

@@ -10,6 +10,10 @@ the listing was dropped. Here the messages and their keys are appended to growin
 (large blocks of the C allocator, returned whole when freed) and sorted only when they did
 not arrive in key order, which for LINSTOR's lists (in upper-cased name order) they do
 unless names mix cases or use ``_``.
+
+A page is handed to protobuf as one repeated field (:func:`repeated_field`) and parsed once:
+parsing each of its 500 entries on its own cost twice the CPU and left about 1 MiB of small
+freed blocks in the C heap of the thread that served it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,19 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import overload
+
+#: protobuf's wire type of a length-delimited field (a message, bytes, a string)
+_LENGTH_DELIMITED = 2
+
+
+def _varint(value: int) -> bytes:
+    """``value`` (not negative) as a protobuf base-128 varint."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 class PackedMessages(Sequence[bytes]):
@@ -102,3 +119,18 @@ def packed_in_key_order(pairs: Iterable[tuple[str, bytes]]) -> PackedMessages:
     for key, message in pairs:
         builder.add(key, message)
     return builder.build()
+
+
+def repeated_field(number: int, messages: Iterable[bytes]) -> bytes:
+    """Serialized ``messages`` as the wire form of a repeated message field ``number``.
+
+    Parsed as the message that has the field, a page of entries costs one protobuf parse (and
+    few blocks of memory) instead of one parse and one message per entry.
+    """
+    tag = _varint(number << 3 | _LENGTH_DELIMITED)
+    out = bytearray()
+    for message in messages:
+        out += tag
+        out += _varint(len(message))
+        out += message
+    return bytes(out)

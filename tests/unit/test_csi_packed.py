@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from csi.generated import csi_pb2
 from csi.list_pages import ListingPages
-from csi.packed import PackedMessages, packed_in_key_order
+from csi.packed import PackedMessages, packed_in_key_order, repeated_field
 
 PAIRS = [(f"vol-{i:02d}", f"message {i}".encode() * (i % 3)) for i in range(12)]  # some are empty
 
@@ -68,3 +69,25 @@ def test_listing_pages_cut_packed_messages_like_lists() -> None:
         if not token:
             break
     assert seen == [message for _, message in PAIRS]
+
+
+def entry(volume_id: str, context_size: int) -> csi_pb2.ListVolumesResponse.Entry:
+    return csi_pb2.ListVolumesResponse.Entry(
+        volume=csi_pb2.Volume(
+            volume_id=volume_id, capacity_bytes=4 << 20, volume_context={"k": "v" * context_size}
+        ),
+        status=csi_pb2.ListVolumesResponse.VolumeStatus(published_node_ids=["n1"]),
+    )
+
+
+@pytest.mark.parametrize("count", [0, 1, 7])
+def test_a_page_parsed_from_the_repeated_field_is_the_response_built_from_entries(count: int) -> None:
+    # context sizes give entry lengths of one, two and three varint bytes
+    entries = [entry(f"vol-{i}", (0, 200, 20000)[i % 3]) for i in range(count)]
+    packed = packed_in_key_order((e.volume.volume_id, e.SerializeToString()) for e in entries)
+    field = csi_pb2.ListVolumesResponse.DESCRIPTOR.fields_by_name["entries"].number
+    parsed = csi_pb2.ListVolumesResponse.FromString(repeated_field(field, packed))
+    parsed.next_token = "7.abc"
+    built = csi_pb2.ListVolumesResponse(entries=entries, next_token="7.abc")
+    assert parsed == built
+    assert parsed.SerializeToString() == built.SerializeToString()
