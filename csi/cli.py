@@ -28,6 +28,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
+from plugin.allocator import tune_malloc
 from plugin.startup import collector_paused
 
 with collector_paused():  # most of the start-up time: see plugin.startup
@@ -280,6 +281,7 @@ def _pvc_groups(args: argparse.Namespace) -> Callable[[str, str], str | None] | 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_malloc()  # before any thread: see plugin.allocator
     setup_logging(args.log_level, json_output=args.log_format == "json")
     for flag in args.ignored_flags:
         log.warning("%s has no effect in this driver: %s", flag, IGNORED_OFFICIAL_FLAGS[flag])

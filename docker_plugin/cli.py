@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from plugin.allocator import tune_malloc
 from plugin.startup import collector_paused
 
 with collector_paused():  # most of the start-up time: see plugin.startup
@@ -159,6 +160,7 @@ def ensure_mount_root(root: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_malloc()  # before any thread: see plugin.allocator
     setup_logging(args.log_level, json_output=args.log_format == "json")
     # `kill -USR1 <pid>` writes every thread's stack to stderr: for operators facing a stuck call.
     faulthandler.register(signal.SIGUSR1, all_threads=True)

@@ -8,13 +8,16 @@ the offset is then ignored), so consecutive offsets give consecutive pages.
 The controller still collects the whole filtered list for every page and serializes only
 the page, so n objects in pages of k cost it n/k collections: the page size
 (``LS_LIST_PAGE_SIZE``, default 2,000) keeps a list of 1,000 volumes at one call and bounds
-what a daemon holds for 10,000 to a fifth of the answer.
+what a daemon holds for 10,000 to a fifth of the answer's text, whose items are parsed one
+at a time (:mod:`.json_items`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
+
+from plugin.errors import OperationFailed
 
 #: What sends one GET and returns its parsed JSON (``LinstorClient.request``).
 Request = Callable[..., Any]
@@ -35,19 +38,25 @@ def paged(
     offset between two reads hides the one that moved into the previous page; a listing
     made of several reads is not a snapshot of the cluster (neither were two list calls).
     A page shorter than ``size`` is the last one: a list shorter than a page costs one call.
+    Each page's items are parsed as they are handed out, so only the page's text and the
+    current item are held, not all of the page's objects (see :mod:`.json_items`).
     """
     size = max(1, int(size))
     offset = 0
     last: Any = None
     while True:
-        page = request("GET", template, params={**params, "limit": size, "offset": offset}) or []
-        full = len(page) >= size
-        for item in page:
-            at = key(item)
-            if last is None or at > last:
-                last = at
-                yield item
-        if not full:
+        page = request("GET", template, params={**params, "limit": size, "offset": offset}, items=True)
+        count = 0
+        try:
+            for item in page or ():
+                count += 1
+                at = key(item)
+                if last is None or at > last:
+                    last = at
+                    yield item
+        except ValueError as exc:  # the JSON broke off inside the page
+            raise OperationFailed(f"LINSTOR answered GET {template} with malformed JSON: {exc}") from None
+        if count < size:
             return
         offset += size
         del page  # dropped before the next page is read, not after

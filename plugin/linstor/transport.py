@@ -38,6 +38,7 @@ from plugin.errors import (
     VolumeError,
 )
 from plugin.linstor import retcodes as rc
+from plugin.linstor.json_items import array_items, decode_text
 from plugin.linstor.prepared import Route
 from plugin.linstor.tls import ContextAdapter, client_tls
 from plugin.observability import log_fields, record_linstor_call
@@ -84,6 +85,18 @@ def _short(exc: BaseException) -> str:
     if "Failed to establish a new connection:" in text:
         text = text.split("Failed to establish a new connection:", 1)[1].strip()
     return text[:300]
+
+
+def _payload(response: requests.Response, items: bool) -> Any:
+    """The answer's JSON (``None`` if it has none), or an iterator over a successful list's items."""
+    if not response.content:
+        return None
+    if items and 200 <= response.status_code < 300:
+        return array_items(decode_text(response.content))
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 class Transport:
@@ -142,12 +155,15 @@ class Transport:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
         overrides: Overrides | None = None,
+        items: bool = False,
     ) -> Any:
         """Send one REST call and return its parsed JSON, or raise a typed error.
 
         ``template`` is the endpoint with ``{}`` placeholders (it labels the metrics);
         ``args`` fill them, URL-quoted. ``overrides`` re-map bare LINSTOR codes to error
-        classes where an endpoint gives a code a more specific meaning.
+        classes where an endpoint gives a code a more specific meaning. With ``items``
+        (for long lists) a successful answer is an iterator over the array's items, each
+        parsed when reached (see :mod:`plugin.linstor.json_items`); failures are parsed whole.
         """
         path = template.format(*(quote(str(a), safe="") for a in args))
         idempotent = method in IDEMPOTENT_METHODS
@@ -164,7 +180,7 @@ class Transport:
                 if base in hung:
                     continue
                 try:
-                    status, payload = self._send_once(method, base, path, template, params, body)
+                    status, payload = self._send_once(method, base, path, template, params, body, items)
                 except _Unreachable as exc:
                     failures[base] = exc.reason
                     if exc.timed_out:
@@ -205,6 +221,7 @@ class Transport:
         template: str,
         params: Mapping[str, Any] | None,
         body: Any,
+        items: bool = False,
     ) -> tuple[int, Any]:
         started = time.perf_counter()
         self._count()
@@ -226,12 +243,7 @@ class Transport:
             )
             raise _Unreachable(reason, sent, isinstance(exc, requests.exceptions.ReadTimeout)) from None
         seconds = time.perf_counter() - started
-        payload: Any = None
-        if response.content:
-            try:
-                payload = response.json()
-            except ValueError:
-                payload = None
+        payload = _payload(response, items)
         status = response.status_code
         if status >= 500 and not rc.entries_of(payload):
             # A 5xx without LINSTOR entries comes from a proxy (502-504: nothing was passed

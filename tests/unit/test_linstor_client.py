@@ -619,3 +619,27 @@ def test_resources_of_some_nodes_are_filtered_by_linstor_then_paged(fake: FakeCo
         (200, [{"name": "a", "node_name": "n1"}]),
     )
     assert [r.name for r in paged_client(fake.url, 12).iter_resources(nodes=["n1", "n2"])] == ["a"]
+
+
+def test_a_page_that_breaks_off_inside_is_an_error_after_its_good_items(fake: FakeController) -> None:
+    def broken_page(handler: FakeHandler) -> None:
+        data = b'[{"name": "a"}, {"name": "b"}, {"name": '
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    fake.on("GET", "/v1/resource-definitions?limit=5&offset=0", broken_page)
+    listed = paged_client(fake.url, 5).iter_resource_definitions(with_volume_definitions=False)
+    assert [next(listed).name, next(listed).name] == ["a", "b"]
+    with pytest.raises(OperationFailed, match="malformed JSON"):
+        next(listed)
+
+
+def test_a_failed_page_is_parsed_whole_into_its_typed_error(fake: FakeController) -> None:
+    entries = [entry(rc.FAIL_NOT_FOUND_NODE, "no such node")]
+    fake.on("GET", RD_PAGE.format(0), (404, entries))
+    with pytest.raises(NotFound, match="no such node") as info:
+        list(paged_client(fake.url, 2).iter_resource_definitions())
+    assert info.value.details["entries"] == entries
