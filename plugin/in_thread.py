@@ -4,7 +4,8 @@ Two REST reads that do not depend on each other cost two round trips one after t
 started together they cost about one. The call runs in a copy of the caller's context (its
 deadline, :mod:`plugin.volumes.sync_wait`), so it is bounded as the caller's own would be.
 A caller that never asks for the result (it failed on the other read first) leaves the call
-to finish on its own; its answer or error goes with this object.
+to finish on its own, or waits for it with :meth:`InThread.drop`; its answer or error goes
+with this object.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ class InThread(Generic[T]):
             self._answer = call()
         except BaseException as exc:  # handed to the caller, raised where it asks for the result
             self._error = exc
+
+    def drop(self) -> None:
+        """Wait for the call to end, and forget its answer or error: it was not needed."""
+        self._thread.join()
+        self._answer = self._error = None
 
     def result(self) -> T:
         """What the call returned, once it has; its error raised here instead."""

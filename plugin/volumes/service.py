@@ -305,7 +305,7 @@ class VolumeService:
 
     def list_volumes(self, with_replicas: bool = False) -> list[Volume]:
         """Every volume, in id order; read a page at a time (one REST call per
-        ``config.list_page_size`` definitions, and per a quarter of that many replicas)."""
+        ``config.list_page_size`` definitions, and per half that many replicas)."""
         return list(self.iter_volumes(with_replicas))
 
     def iter_volumes(self, with_replicas: bool = False) -> Iterator[Volume]:

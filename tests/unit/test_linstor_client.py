@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -563,11 +564,56 @@ def test_lists_are_read_a_page_at_a_time_until_a_short_page(fake: FakeController
     fake.on("GET", RD_PAGE.format(0), (200, rds("a", "B")))
     fake.on("GET", RD_PAGE.format(2), (200, rds("c", "D")))
     fake.on("GET", RD_PAGE.format(4), (200, rds("e")))
+    fake.on("GET", RD_PAGE.format(6), (200, []))
     got = paged_client(fake.url, 2).iter_resource_definitions()
     assert next(got).name == "a"
     assert [p for _, p, _ in fake.seen] == [RD_PAGE.format(0)]  # nothing read before it is needed
     assert [r.name for r in got] == ["B", "c", "D", "e"]
-    assert [p for _, p, _ in fake.seen] == [RD_PAGE.format(n) for n in (0, 2, 4)]
+    # the partly filled last page came after a full one, so the page after it was guessed
+    # at, and that read ended with the list
+    assert [p for _, p, _ in fake.seen] == [RD_PAGE.format(n) for n in (0, 2, 4, 6)]
+    assert not reading_ahead()
+
+
+def reading_ahead() -> bool:
+    return any(t.name == "linstor-read-ahead" for t in threading.enumerate())
+
+
+def test_the_next_page_is_read_while_a_page_after_a_full_one_is_handed_out(fake: FakeController) -> None:
+    fake.on("GET", RD_PAGE.format(0), (200, rds("a", "b")))
+    fake.on("GET", RD_PAGE.format(2), (200, rds("c", "d")))
+    fake.on("GET", RD_PAGE.format(4), (200, rds("e", "f")))
+    fake.on("GET", RD_PAGE.format(6), (200, []))
+    got = paged_client(fake.url, 2).iter_resource_definitions()
+    assert [next(got).name for _ in range(3)] == ["a", "b", "c"]  # the first item of the second page
+    deadline = time.monotonic() + 5
+    while fake.count("GET", RD_PAGE.format(4)) == 0:
+        assert time.monotonic() < deadline, "the third page was not read ahead"
+        time.sleep(0.005)
+    assert fake.count("GET", RD_PAGE.format(6)) == 0  # no further than one page ahead
+    assert [r.name for r in got] == ["d", "e", "f"]
+    assert len(fake.seen) == 4  # whole pages: no read beyond the empty one a full page costs
+    assert not reading_ahead()
+
+
+def test_a_listing_stopped_early_waits_for_its_read_ahead(fake: FakeController) -> None:
+    fake.on("GET", RD_PAGE.format(0), (200, rds("a", "b")))
+    fake.on("GET", RD_PAGE.format(2), (200, rds("c", "d")))
+    fake.on("GET", RD_PAGE.format(4), (200, rds("e", "f")))
+    got = paged_client(fake.url, 2).iter_resource_definitions()
+    assert [next(got).name for _ in range(3)] == ["a", "b", "c"]  # the third page is read ahead
+    got.close()  # the caller found what it wanted
+    assert not reading_ahead() and fake.count("GET", RD_PAGE.format(4)) == 1
+
+
+def test_a_read_ahead_pages_error_is_raised_where_that_page_is_reached(fake: FakeController) -> None:
+    fake.on("GET", RD_PAGE.format(0), (200, rds("a", "b")))
+    fake.on("GET", RD_PAGE.format(2), (200, rds("c", "d")))
+    fake.on("GET", RD_PAGE.format(4), drop_connection)
+    got = paged_client(fake.url, 2).iter_resource_definitions()
+    assert [next(got).name for _ in range(4)] == ["a", "b", "c", "d"]  # the second page, whole
+    with pytest.raises(Unavailable):
+        next(got)
 
 
 def test_a_full_last_page_costs_one_empty_read_and_a_short_list_one_call(fake: FakeController) -> None:
@@ -599,7 +645,7 @@ def test_resources_are_paged_in_definition_then_node_order(fake: FakeController)
         "GET", page.format(2), (200, [{"name": "a", "node_name": "n2"}, {"name": "b", "node_name": "n1"}])
     )
     fake.on("GET", page.format(4), (200, []))
-    got = [(r.name, r.node) for r in paged_client(fake.url, 8).iter_resources()]  # resources: a quarter
+    got = [(r.name, r.node) for r in paged_client(fake.url, 4).iter_resources()]  # resources: half
     assert got == [("a", "n1"), ("a", "n2"), ("b", "n1")]
 
 
@@ -618,7 +664,7 @@ def test_resources_of_some_nodes_are_filtered_by_linstor_then_paged(fake: FakeCo
         "/v1/view/resources?nodes=n1&nodes=n2&limit=3&offset=0",
         (200, [{"name": "a", "node_name": "n1"}]),
     )
-    assert [r.name for r in paged_client(fake.url, 12).iter_resources(nodes=["n1", "n2"])] == ["a"]
+    assert [r.name for r in paged_client(fake.url, 6).iter_resources(nodes=["n1", "n2"])] == ["a"]
 
 
 def test_a_page_that_breaks_off_inside_is_an_error_after_its_good_items(fake: FakeController) -> None:
