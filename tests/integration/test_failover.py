@@ -55,6 +55,7 @@ from plugin.params.model import VolumeParams
 from plugin.volumes.service import VolumeService
 from testkit.waiting import wait_until
 from tests.conftest import REPO_ROOT, EmulatorProcess, free_port
+from tests.unit.test_linstor_client import send_bytes
 
 MIB = 1024 * 1024
 ON_B = VolumeParams(place_count=1, fs_type=None, nodes=("node-b",))
@@ -104,12 +105,7 @@ class _Proxy503(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
-        body = b"<html><body>503 Service Unavailable</body></html>"
-        self.send_response(503)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_bytes(self, 503, b"<html><body>503 Service Unavailable</body></html>", "text/html")
 
     do_GET = do_POST = do_PUT = do_DELETE = _answer
 

@@ -12,7 +12,6 @@ import socket
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ from plugin.errors import (
 )
 from plugin.linstor import retcodes as rc
 from plugin.linstor.client import LinstorClient
+from testkit.waiting import wait_until
 from tests.conftest import require
 
 ERR = rc.MASK_ERROR
@@ -73,6 +73,17 @@ class FakeController:
         return f"{scheme}://localhost:{self.server.server_address[1]}"
 
 
+def send_bytes(
+    handler: BaseHTTPRequestHandler, status: int, data: bytes, content_type: str = "application/json"
+) -> None:
+    """One whole HTTP answer: status, type and length, then ``data``."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class FakeHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     fake: FakeController
@@ -92,14 +103,9 @@ class FakeHandler(BaseHTTPRequestHandler):
             return
         status, payload = reply
         if isinstance(payload, str):
-            data, ctype = payload.encode(), "text/plain"
+            send_bytes(self, status, payload.encode(), "text/plain")
         else:
-            data, ctype = json.dumps(payload).encode(), "application/json"
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            send_bytes(self, status, json.dumps(payload).encode())
 
     do_GET = do_POST = do_PUT = do_DELETE = handle_any
 
@@ -586,10 +592,7 @@ def test_the_next_page_is_read_while_a_page_after_a_full_one_is_handed_out(fake:
     fake.on("GET", RD_PAGE.format(6), (200, []))
     got = paged_client(fake.url, 2).iter_resource_definitions()
     assert [next(got).name for _ in range(3)] == ["a", "b", "c"]  # the first item of the second page
-    deadline = time.monotonic() + 5
-    while fake.count("GET", RD_PAGE.format(4)) == 0:
-        assert time.monotonic() < deadline, "the third page was not read ahead"
-        time.sleep(0.005)
+    wait_until(lambda: fake.count("GET", RD_PAGE.format(4)), 5, 0.005, "the third page read ahead")
     assert fake.count("GET", RD_PAGE.format(6)) == 0  # no further than one page ahead
     assert [r.name for r in got] == ["d", "e", "f"]
     assert len(fake.seen) == 4  # whole pages: no read beyond the empty one a full page costs
@@ -669,12 +672,7 @@ def test_resources_of_some_nodes_are_filtered_by_linstor_then_paged(fake: FakeCo
 
 def test_a_page_that_breaks_off_inside_is_an_error_after_its_good_items(fake: FakeController) -> None:
     def broken_page(handler: FakeHandler) -> None:
-        data = b'[{"name": "a"}, {"name": "b"}, {"name": '
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        send_bytes(handler, 200, b'[{"name": "a"}, {"name": "b"}, {"name": ')
 
     fake.on("GET", "/v1/resource-definitions?limit=5&offset=0", broken_page)
     listed = paged_client(fake.url, 5).iter_resource_definitions(with_volume_definitions=False)

@@ -26,6 +26,7 @@ from tests.unit.test_linstor_client import (
     Pki,
     client_for,
     pki,  # noqa: F401 - the module-scoped fixture, shared
+    send_bytes,
     start_fake,
 )
 
@@ -120,12 +121,7 @@ def recording(fake: FakeController, seen: list[dict[str, str]]) -> Any:
 
     def reply(handler: FakeHandler) -> None:
         seen.append(dict(handler.headers.items()))
-        data = b"[]"
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        send_bytes(handler, 200, b"[]")
 
     return reply
 

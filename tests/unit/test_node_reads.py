@@ -8,7 +8,6 @@ still tells them apart (NOT_FOUND, or "not attached here"), and with how many ca
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -20,7 +19,8 @@ from plugin.linstor import retcodes as rc
 from plugin.linstor.client import LinstorClient
 from plugin.volumes.consistency_group_service import ConsistencyGroupService
 from plugin.volumes.service import VolumeService
-from tests.unit.test_linstor_client import FakeController, FakeHandler, serving_fake
+from testkit.waiting import wait_until
+from tests.unit.test_linstor_client import FakeController, FakeHandler, send_bytes, serving_fake
 
 NODE = "n1"
 LIST_RD = "/v1/resource-definitions?with_volume_definitions=true&resource_definitions={}"
@@ -118,16 +118,12 @@ def test_the_two_reads_overlap(fake: FakeController) -> None:
     overlapped: list[bool] = []
 
     def definition_once_the_device_is_asked(handler: FakeHandler) -> None:
-        deadline = time.monotonic() + 5
-        while VOLUME_HERE.format("vol-a", 0) not in gets(fake) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        overlapped.append(VOLUME_HERE.format("vol-a", 0) in gets(fake))
-        data = json.dumps([definition("vol-a")]).encode()
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        try:
+            wait_until(lambda: VOLUME_HERE.format("vol-a", 0) in gets(fake), 5, 0.005)
+            overlapped.append(True)
+        except AssertionError:
+            overlapped.append(False)
+        send_bytes(handler, 200, json.dumps([definition("vol-a")]).encode())
 
     fake.on("GET", LIST_RD.format("vol-a"), definition_once_the_device_is_asked)
     fake.on("GET", VOLUME_HERE.format("vol-a", 0), volume_answer("/dev/loop7"))

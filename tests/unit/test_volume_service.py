@@ -14,7 +14,13 @@ from plugin.params.groups import resource_group_name
 from plugin.params.model import VolumeParams
 from plugin.volumes import create
 from plugin.volumes.service import VolumeService
-from tests.unit.test_linstor_client import FakeController, FakeHandler, drop_connection, serving_fake
+from tests.unit.test_linstor_client import (
+    FakeController,
+    FakeHandler,
+    drop_connection,
+    send_bytes,
+    serving_fake,
+)
 
 PARAMS = VolumeParams(place_count=1, fs_type="ext4")
 GROUP = resource_group_name(PARAMS)
@@ -41,12 +47,7 @@ def service(fake: FakeController) -> VolumeService:
 
 
 def reply_json(handler: FakeHandler, payload: object) -> None:
-    data = json.dumps(payload).encode()
-    handler.send_response(200)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(data)))
-    handler.end_headers()
-    handler.wfile.write(data)
+    send_bytes(handler, 200, json.dumps(payload).encode())
 
 
 def test_spawn_applied_but_answer_lost_converges(fake: FakeController) -> None:
