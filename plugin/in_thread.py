@@ -3,9 +3,9 @@
 Two REST reads that do not depend on each other cost two round trips one after the other;
 started together they cost about one. The call runs in a copy of the caller's context (its
 deadline, :mod:`plugin.volumes.sync_wait`), so it is bounded as the caller's own would be.
-A caller that never asks for the result (it failed on the other read first) leaves the call
-to finish on its own, or waits for it with :meth:`InThread.drop`; its answer or error goes
-with this object.
+A caller that does not need the result after all (it failed on the other read first, or
+stopped listing) waits for the call with :meth:`InThread.drop` and forgets its answer or
+error, so no read outlives the request that made it.
 """
 
 from __future__ import annotations

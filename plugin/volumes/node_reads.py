@@ -71,7 +71,11 @@ class NodeReads:
         is NotFound, and a failed definition read is the error, whatever the device read says.
         """
         device = InThread(lambda: self._device(*self._address(volume_id), node), "node-device-read")
-        volume = self._read_record(volume_id)
+        try:
+            volume = self._read_record(volume_id)
+        except BaseException:
+            device.drop()  # not needed; and no read outlives the request that made it
+            raise
         return volume, device.result()
 
     def _device(self, resource: str, number: int, node: str) -> str | None:

@@ -8,6 +8,7 @@ still tells them apart (NOT_FOUND, or "not attached here"), and with how many ca
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -139,6 +140,7 @@ def test_an_unknown_volume_is_not_found_whatever_the_device_read_says(
     fake.on("GET", VOLUME_HERE.format("vol-a", 0), device_answer)
     with pytest.raises(NotFound, match="volume vol-a not found"):
         service(fake).volume_on("vol-a", NODE)
+    assert not any(t.name == "node-device-read" for t in threading.enumerate())  # none outlives it
 
 
 def test_the_record_of_a_volume_not_attached_here_has_no_device(fake: FakeController) -> None:
