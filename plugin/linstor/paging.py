@@ -8,8 +8,9 @@ the offset is then ignored), so consecutive offsets give consecutive pages.
 The controller still collects the whole filtered list for every page and serializes only
 the page, so n objects in pages of k cost it n/k collections: the page size
 (``LS_LIST_PAGE_SIZE``, default 2,000) keeps a list of 1,000 volumes at one call and bounds
-what a daemon holds for 10,000 to a fifth of the answer's text, whose items are parsed one
-at a time (:mod:`.json_items`).
+what a daemon holds for 10,000 to the text of the page it works through and of the next one,
+read ahead (two fifths of the answer's text at most), whose items are parsed one at a time
+(:mod:`.json_items`).
 """
 
 from __future__ import annotations
