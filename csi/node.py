@@ -34,6 +34,7 @@ import grpc
 
 from csi import capabilities, convert, keys
 from csi.generated import csi_pb2, csi_pb2_grpc
+from csi.recent_stages import RecentStages
 from csi.validation import PathRoots, require
 from plugin import errors, node_qos
 from plugin.keyed_locks import KeyedLocks
@@ -43,6 +44,7 @@ from plugin.params.filesystems import DEFAULT_FILESYSTEM
 from plugin.params.values import split_commas
 
 if TYPE_CHECKING:
+    from plugin.models import Volume
     from plugin.node.mounttable import MountEntry
     from plugin.node.ops import NodeOps
     from plugin.volumes.service import VolumeService
@@ -61,6 +63,7 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         roots: PathRoots,
         max_volumes_per_node: int = keys.DEFAULT_MAX_VOLUMES_PER_NODE,
         inflight: KeyedLocks | None = None,
+        recent: RecentStages | None = None,
     ) -> None:
         self._service = service
         self._ops = nodeops
@@ -68,6 +71,7 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         self._roots = roots
         self._max_volumes = max_volumes_per_node
         self._inflight = inflight or KeyedLocks("volume path")
+        self._recent = recent or RecentStages()
         self._topology: dict[str, str] | None = None
         self._topology_lock = threading.Lock()
 
@@ -93,19 +97,20 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
 
     def _stage_source(
         self, volume_id: str, volume_context: Mapping[str, str], block: bool
-    ) -> tuple[str | None, str]:
-        """(the device LINSTOR reports here, the StorageClass ``mountOpts``) for a stage.
+    ) -> tuple[Volume, str | None, str]:
+        """(the volume's record, the device LINSTOR reports here, the StorageClass ``mountOpts``).
 
+        Both are read at once; NodePublishVolume uses them too (see :mod:`csi.recent_stages`).
         The options come from the volume context; only PVs without the context marker (made
         by LINBIT's driver before it wrote one, and static PVs) have them in LINSTOR
-        (``Aux/csi-volume-annotations`` then), and only for those the volume's record is read
-        besides its device. NOT_FOUND for an unknown volume either way.
+        (``Aux/csi-volume-annotations`` then), in the record. NOT_FOUND for an unknown volume.
         """
-        if block or keys.USES_VOLUME_CONTEXT in volume_context:
-            device = self._service.device_on(volume_id, self._node)
-            return device, "" if block else volume_context.get(keys.MOUNT_OPTIONS, "")
         volume, device = self._service.volume_on(volume_id, self._node)
-        return device, ",".join(volume.mount_opts)
+        if block:
+            return volume, device, ""
+        if keys.USES_VOLUME_CONTEXT in volume_context:
+            return volume, device, volume_context.get(keys.MOUNT_OPTIONS, "")
+        return volume, device, ",".join(volume.mount_opts)
 
     def _owner(self, volume_id: str, *, must_exist: bool) -> MountOwner:
         """Whose mounts a request may act on; an unknown volume owns only stale mounts of vanished devices."""
@@ -140,10 +145,15 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         require(request, "volume_capability")
         access = capabilities.parse_supported(request.volume_capability)
         with self._inflight.hold(f"{request.volume_id}@{staging}", "NodeStageVolume"):
-            found, stored = self._stage_source(request.volume_id, request.volume_context, access.block)
+            self._recent.forget(staging)
+            read_at = self._recent.now()
+            volume, found, stored = self._stage_source(
+                request.volume_id, request.volume_context, access.block
+            )
             device = self._device(request.volume_id, found, request.publish_context)
             if access.block:
                 self._ops.wait_for_device(device)
+                self._recent.remember(staging, request.volume_id, volume, found, read_at)
                 return csi_pb2.NodeStageVolumeResponse()
             fs_type = access.fs_type or request.publish_context.get(keys.FS_TYPE) or DEFAULT_FILESYSTEM
             options = convert.merge_options(
@@ -172,6 +182,7 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
                 raise errors.AlreadyExists(
                     f"{staging} already has another device mounted ({exc.details['mounted_from']})"
                 ) from exc
+            self._recent.remember(staging, request.volume_id, volume, found, read_at)
         return csi_pb2.NodeStageVolumeResponse()
 
     def NodeUnstageVolume(
@@ -180,6 +191,7 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         require(request, "volume_id")
         staging = self._roots.confine(request.staging_target_path, "staging_target_path")
         with self._inflight.hold(f"{request.volume_id}@{staging}", "NodeUnstageVolume"):
+            self._recent.forget(staging)
             # The CO created the staging directory and removes it; leave it empty.
             self._unmount(request.volume_id, staging, remove_target=False)
         return csi_pb2.NodeUnstageVolumeResponse()
@@ -198,8 +210,10 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         readonly = request.readonly or access.read_only or published_ro
         single_writer = access.mode == capabilities.Mode.SINGLE_NODE_SINGLE_WRITER and not readonly
         with self._inflight.hold(f"{request.volume_id}@{target}", "NodePublishVolume"):
-            # The record for its IO limits; NOT_FOUND wins over "not staged".
-            volume, found = self._service.volume_on(request.volume_id, self._node)
+            # The record for its IO limits; NOT_FOUND wins over "not staged". A stage
+            # from this staging path has just read both (see csi.recent_stages).
+            recalled = self._recent.recall(staging, request.volume_id)
+            volume, found = recalled or self._service.volume_on(request.volume_id, self._node)
             if access.block:
                 device = self._device(request.volume_id, found, request.publish_context)
                 if single_writer:
@@ -207,9 +221,14 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
                 self._ops.bind_block_device(device, target, readonly=readonly)
                 node_qos.apply_for_publication(volume, device, request.volume_context)
                 return csi_pb2.NodePublishVolumeResponse()
-            owner = MountOwner(request.volume_id, found)
             table = self._ops.mount_table()  # one reading for every check below
+            owner = MountOwner(request.volume_id, found)
             owned = self._ops.mount_owned_by(staging, owner, table)
+            if recalled and not owned:
+                # The staging path changed since the stage read: judge it on LINSTOR's answer now.
+                volume, found = self._service.volume_on(request.volume_id, self._node)
+                owner = MountOwner(request.volume_id, found)
+                owned = self._ops.mount_owned_by(staging, owner, table)
             if owned is None:
                 raise errors.FailedPrecondition(
                     f"volume {request.volume_id} is not staged at {staging}; NodeStageVolume must run first"

@@ -11,10 +11,10 @@ So the device is read first and alone. LINSTOR answers that route with the same 
 "Resource ... not found on node ...") whether the volume does not exist or only has no
 resource here, so only that answer is followed by the definition read, and the difference
 is kept: NOT_FOUND for a volume LINSTOR does not know, None ("not attached here") for one
-it knows. When the caller needs the volume's record (stored mount options of a PV without
-a volume context, or the IO limits NodePublish applies), the definition is read at the
-same time as the device, and its answer decides first: an unknown volume is NOT_FOUND
-whatever the device read says.
+it knows. When the caller needs the volume's record (a CSI stage, for the stored mount
+options of a PV without a volume context and for the IO limits the publish after it
+applies), the definition is read at the same time as the device, and its answer decides
+first: an unknown volume is NOT_FOUND whatever the device read says.
 
 A device found on this node is taken as it is, without the definition's completeness
 checks (being cloned, deleted or half-made): those stop ControllerPublishVolume, which must

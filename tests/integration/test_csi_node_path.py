@@ -183,9 +183,11 @@ def test_fresh_volume_is_probed_once_formatted_mounted_and_bound(
     # Only mkfs is a command: the probe and the mount are done in-process.
     assert commands == ["probe(libblkid)", "mkfs.ext4", "mount(2)"]
     assert reads == 1
-    assert rest_calls() - before == 2  # no volume context: the stored record, then the device here
+    assert rest_calls() - before == 2  # no volume context: the stored record and the device here
 
+    before = rest_calls()
     publish(stack, vid, staging, target, ctx)
+    assert rest_calls() - before == 0  # the stage has just read both
     commands, reads = counts.take()
     assert commands == ["bind(2)"]
     assert reads == 1  # the staging mount's owner and the target checked against one reading
@@ -287,20 +289,25 @@ def provisioned(stack: Stack, node: str = LOCAL) -> tuple[str, dict[str, str], d
     return volume.volume_id, dict(volume.volume_context), dict(ctx)
 
 
-def test_with_the_volume_context_the_stage_reads_only_the_device_here(
+def test_with_the_volume_context_a_pod_start_reads_linstor_twice_at_once(
     stack: Stack, counts: Counts, paths: tuple[str, str]
 ) -> None:
-    """The context carries the mount options, so the stage asks LINSTOR for the device alone."""
+    """The stage reads the record and the device here at once; the publish that follows uses both."""
     staging, target = paths
     vid, volume_context, ctx = provisioned(stack)
     assert ctx is not None
     before = rest_calls()
     stage(stack, vid, staging, ctx, volume_context)
-    assert rest_calls() - before == 1
+    assert rest_calls() - before == 2
     assert counts.take()[0] == ["probe(libblkid)", "mkfs.ext4", "mount(2)"]  # the same guard
     before = rest_calls()
     publish(stack, vid, staging, target, ctx, volume_context=volume_context)
-    assert rest_calls() - before == 2  # the record for its IO limits, and the device here
+    assert rest_calls() - before == 0  # the record for its IO limits and the device: the stage's
+    second = str(Path(target).with_name("second"))
+    before = rest_calls()
+    publish(stack, vid, staging, second, ctx, volume_context=volume_context)
+    assert rest_calls() - before == 0  # a second pod within the stage's window
+    stack.nodeops.unmount(second)
     device = ctx[DEVICE_KEY]
     assert stack.nodeops.mounts_of(device) == [staging, target]
     before = rest_calls()
@@ -344,3 +351,52 @@ def test_a_volume_not_attached_here_is_still_a_failed_precondition_with_the_volu
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert counts.take()[0] == []
     stack.csi.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=vid))
+
+
+def test_a_staging_mount_changed_since_the_stage_is_judged_on_a_fresh_read(
+    stack: Stack, counts: Counts, paths: tuple[str, str]
+) -> None:
+    """The stage's reads stand in for a publish only of that volume, while the mount is what they describe."""
+    staging, target = paths
+    one, ctx_one, device_one = attached_volume(stack, block_cap())
+    two, ctx_two, device_two = attached_volume(stack, block_cap())
+    stage(stack, one, staging, ctx_one)
+    # Another volume's id may not publish from the staging path the stage read for the first.
+    before = rest_calls()
+    with pytest.raises(grpc.RpcError) as info:
+        publish(stack, two, staging, target, ctx_two)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"holds a mount that is not volume {two}'s" in (info.value.details() or "")
+    assert rest_calls() - before == 2  # the second volume's own record and device
+    # Behind the driver's back, the staging path comes to show the other volume's filesystem.
+    stack.nodeops.unmount(staging, remove_target=False)
+    stack.nodeops.stage(device_two, staging, "ext4")
+    before = rest_calls()
+    with pytest.raises(grpc.RpcError) as info:
+        publish(stack, one, staging, target, ctx_one)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"holds a mount that is not volume {one}'s" in (info.value.details() or "")
+    assert rest_calls() - before == 2  # LINSTOR asked again: the record and the device here
+    assert stack.nodeops.mounts_of(device_two) == [staging]  # nothing bound anywhere
+    assert stack.nodeops.mounts_of(device_one) == []
+    stack.nodeops.unmount(staging, remove_target=False)
+    remove(stack, one)
+    remove(stack, two)
+
+
+def test_after_an_unstage_a_publish_reads_linstor_again(
+    stack: Stack, counts: Counts, paths: tuple[str, str]
+) -> None:
+    staging, target = paths
+    vid, ctx, _ = attached_volume(stack, block_cap())
+    stage(stack, vid, staging, ctx)
+    stack.csi.node.NodeUnstageVolume(
+        csi_pb2.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=staging)
+    )
+    before = rest_calls()
+    with pytest.raises(grpc.RpcError) as info:
+        publish(stack, vid, staging, target, ctx)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "NodeStageVolume must run first" in (info.value.details() or "")
+    assert rest_calls() - before == 2
+    remove(stack, vid)
