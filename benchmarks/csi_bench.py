@@ -384,16 +384,23 @@ def results_section(result: dict[str, Any]) -> str:
         ),
         "",
         f"The driver's extra {node['overhead_ms_median']} ms (median) is the safety work the script skips "
-        "and the CSI calls themselves: two gRPC calls, what each call reads from LINSTOR (NodeStage: "
-        "the volume's device on this node, `GET .../resources/{node}/volumes/0`, one REST call; "
-        "NodePublish: the volume's definition for its IO limits and that device, 2 calls made at "
-        "once), the libblkid probe of the device right before mkfs (the probe `blkid -p` makes, run "
-        "in-process after asking the kernel to read ahead the device's first and last MiB, where it "
-        "reads most; it also tells whether an existing ext4 needs its `e2fsck -p` check, a new one "
-        "does not), and the mount-table checks, against one reading of the mount table per call. "
-        "Against the script with the same guard the driver is within about a tenth: what is left "
-        "beyond the guard is about one gRPC round trip and one REST round trip per call. "
-        "The mount and the bind mount are mount(2) calls in the driver. A filesystem the stage has just made "
+        "and the CSI calls themselves: two gRPC calls, what they read from LINSTOR (NodeStage reads "
+        "the volume's definition and its device on this node, `GET .../resources/{node}/volumes/0`, "
+        "2 calls made at once; NodePublish, right after it from the same staging path, uses what the "
+        "stage read and makes none), the libblkid probe of the device right before mkfs (the probe "
+        "`blkid -p` makes, run in-process after asking the kernel to read ahead the device's first "
+        "and last MiB, where it reads most; it also tells whether an existing ext4 needs its "
+        "`e2fsck -p` check, a new one does not), and the mount-table checks, against one reading of "
+        "the mount table per call. "
+        + (
+            f"Against the script with the same guard the driver takes "
+            f"{drv['median_ms'] / g['median_ms']:.2f}x: what is left beyond the guard is mostly the "
+            "gRPC round trips and the stage's REST round trip. "
+            if (g := node.get("shell_guarded_mkfs_mount_bind"))
+            else ""
+        )
+        + "The mount and the bind mount are mount(2) calls in the driver. "
+        "A filesystem the stage has just made "
         "fills its device, so no grow check runs after a fresh stage (it does on every later one). "
         "`benchmarks/node_ab.py` runs two revisions of the driver beside the script, interleaved, "
         "to judge a change to this path under the same load.",
