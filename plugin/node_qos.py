@@ -144,8 +144,10 @@ def apply_limits(limits: Limits, device: str, pod_uid: str, root: str | None = N
 def apply_for_publication(volume: Volume, device: str, volume_context: Mapping[str, str]) -> Applied | None:
     """NodePublishVolume's part: None when the volume has no limits.
 
-    The limits are the volume's record in LINSTOR as it is now, not the publish context of
-    the attachment, so limits changed by ControllerModifyVolume hold from the next pod on.
+    The limits are the volume's record in LINSTOR, read by this publish or by the stage
+    right before it (at most seconds earlier, see ``csi.recent_stages``), not the publish
+    context of the attachment, so limits changed by ControllerModifyVolume hold from the
+    next pod on.
     """
     limits = stored_limits(volume.properties)
     if not limits:
