@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import RESULTS, start_emulator, write_json, write_results  # noqa: E402
 from plugin.config import Config  # noqa: E402
 from plugin.linstor.client import LinstorClient  # noqa: E402
+from plugin.linstor.direct import Reply  # noqa: E402
 from plugin.params.model import VolumeParams  # noqa: E402
 from plugin.volumes.service import VolumeService  # noqa: E402
 from testkit.emulator import reset_and_stop  # noqa: E402
@@ -54,7 +55,7 @@ class Recorder:
         self._send = client.exchange
         client.exchange = self._record  # type: ignore[method-assign]
 
-    def _record(self, method: str, base: str, path: str, params: Any, body: Any) -> requests.Response:
+    def _record(self, method: str, base: str, path: str, params: Any, body: Any) -> Reply:
         self.calls.append({"method": method, "url": base + path, "params": params, "json": body})
         return self._send(method, base, path, params, body)
 

@@ -166,8 +166,12 @@ class ContextAdapter(HTTPAdapter):
         self._context = tls.context
         super().__init__(**kwargs)
 
+    def fails_every_call(self, url: str) -> bool:
+        """Whether every request to ``url`` fails as a handshake would (see :class:`ClientTls`)."""
+        return bool(self._tls.handshake_error) and url.lower().startswith("https://")
+
     def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
-        if self._tls.handshake_error and str(request.url).lower().startswith("https://"):
+        if self.fails_every_call(str(request.url)):
             raise requests.exceptions.SSLError(self._tls.handshake_error, request=request)
         return super().send(request, *args, **kwargs)
 

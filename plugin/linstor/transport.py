@@ -2,7 +2,8 @@
 
 The transport is shared by all request threads of a daemon: one pooled ``requests`` adapter
 (sized for ~32 concurrent callers) sent requests whose fixed parts are made once per controller
-(:mod:`plugin.linstor.prepared`), connect and read timeouts, failover across several
+(:mod:`plugin.linstor.prepared`), handed straight to that adapter's urllib3 pool where no proxy
+is in the way (:mod:`plugin.linstor.direct`), connect and read timeouts, failover across several
 controllers (the last one that answered is tried first), and retries with backoff only where
 a repeat cannot do harm: requests that never reached a server (connection refused, connect
 timeout) and idempotent methods (GET, PUT, DELETE: LINSTOR's prop/size PUTs and deletes give
@@ -38,6 +39,7 @@ from plugin.errors import (
     VolumeError,
 )
 from plugin.linstor import retcodes as rc
+from plugin.linstor.direct import Reply
 from plugin.linstor.json_items import array_items, decode_text
 from plugin.linstor.prepared import Route
 from plugin.linstor.tls import ContextAdapter, client_tls
@@ -87,7 +89,7 @@ def _short(exc: BaseException) -> str:
     return text[:300]
 
 
-def _payload(response: requests.Response, items: bool) -> Any:
+def _payload(response: Reply, items: bool) -> Any:
     """The answer's JSON (``None`` if it has none), or an iterator over a successful list's items."""
     if not response.content:
         return None
@@ -136,6 +138,8 @@ class Transport:
 
     def close(self) -> None:
         self.session.close()
+        for route in self.routes.values():
+            route.close()
 
     @property
     def current_controller(self) -> str:
@@ -205,13 +209,14 @@ class Transport:
 
     def exchange(
         self, method: str, base: str, path: str, params: Mapping[str, Any] | None, body: Any
-    ) -> requests.Response:
+    ) -> Reply:
         """Send one request to one controller and read its whole answer; raises requests' errors.
 
-        The only place a request leaves the process (the benchmarks record calls here).
+        The only place a request leaves the process (the benchmarks record calls here). The
+        answer is a ``requests.Response`` or, sent straight to the pool, an equivalent
+        :class:`~plugin.linstor.direct.Answer` (status, headers, body, ``json()``).
         """
-        route = self.routes[base]
-        return route.send(route.prepare(method, path, params, body))
+        return self.routes[base].call(method, path, params, body)
 
     def _send_once(
         self,
