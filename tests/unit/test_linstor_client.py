@@ -129,15 +129,31 @@ def start_fake(ssl_context: ssl.SSLContext | None = None) -> FakeController:
 
 
 @contextmanager
-def serving_fake() -> Iterator[FakeController]:
-    """A fake controller answering on a local port until the block ends."""
-    controller = start_fake()
+def serving_fake(ssl_context: ssl.SSLContext | None = None) -> Iterator[FakeController]:
+    """A fake controller answering on a local port (over TLS with ``ssl_context``) until the block ends."""
+    controller = start_fake(ssl_context)
     try:
         yield controller
     finally:
         assert controller.server is not None
         controller.server.shutdown()
         controller.server.server_close()
+
+
+def server_tls(pki: Pki) -> ssl.SSLContext:
+    """The server side of TLS with the test CA's server certificate; no client certificate asked."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    return context
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def clear_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy and no exception to one in the environment, whatever the machine has set."""
+    for name in (*PROXY_VARIABLES, "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import socket
-import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,10 +30,11 @@ from testkit.waiting import wait_until
 from tests.unit.test_linstor_client import (
     FakeController,
     Pki,
+    clear_proxy_environment,
     closed_port,
     pki,  # noqa: F401 - the module-scoped fixture, shared
+    server_tls,
     serving_fake,
-    start_fake,
 )
 
 Serve = Callable[[socket.socket], None]
@@ -43,10 +43,7 @@ ANSWER = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 
 
 @pytest.fixture(autouse=True)
 def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    for name in ("NO_PROXY", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    clear_proxy_environment(monkeypatch)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -499,14 +496,9 @@ def test_a_refused_connection_is_reported_as_never_sent() -> None:
 
 @pytest.fixture
 def https_fake(pki: Pki) -> Iterator[FakeController]:  # noqa: F811 - the imported fixture
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(pki.server_cert, pki.server_key)
-    controller = start_fake(context)
-    controller.on("GET", "/v1/nodes", (200, [{"name": "n"}]))
-    yield controller
-    assert controller.server is not None
-    controller.server.shutdown()
-    controller.server.server_close()
+    with serving_fake(server_tls(pki)) as controller:
+        controller.on("GET", "/v1/nodes", (200, [{"name": "n"}]))
+        yield controller
 
 
 def test_https_goes_straight_to_the_pool_with_the_configured_ca(

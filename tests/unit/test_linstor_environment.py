@@ -10,7 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.unit.test_linstor_client import FakeController, client_for, closed_port, serving_fake
+from tests.unit.test_linstor_client import (
+    FakeController,
+    clear_proxy_environment,
+    client_for,
+    closed_port,
+    serving_fake,
+)
 
 CONTROLLER = "http://linstor.invalid:3370"  # never resolved: only a proxy can reach it
 
@@ -24,10 +30,7 @@ def proxy() -> Iterator[FakeController]:
 
 @pytest.fixture(autouse=True)
 def clean_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    for name in ("NO_PROXY", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    clear_proxy_environment(monkeypatch)
 
 
 def test_calls_go_through_the_proxy_the_environment_named_at_start(

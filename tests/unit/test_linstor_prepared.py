@@ -9,7 +9,6 @@ reaches every call.
 from __future__ import annotations
 
 import json
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,8 @@ from tests.unit.test_linstor_client import (
     client_for,
     pki,  # noqa: F401 - the module-scoped fixture, shared
     send_bytes,
+    server_tls,
+    serving_fake,
     start_fake,
 )
 
@@ -158,14 +159,9 @@ def test_headers_and_netrc_credentials_reach_the_controller(
 @pytest.fixture
 def https_fake(pki: Pki) -> Iterator[FakeController]:  # noqa: F811 - the imported fixture
     """An HTTPS controller whose certificate the test CA signed; no client certificate asked."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(pki.server_cert, pki.server_key)
-    controller = start_fake(context)
-    controller.on("GET", "/v1/nodes", (200, []))
-    yield controller
-    assert controller.server is not None
-    controller.server.shutdown()
-    controller.server.server_close()
+    with serving_fake(server_tls(pki)) as controller:
+        controller.on("GET", "/v1/nodes", (200, []))
+        yield controller
 
 
 def test_ca_bundle_named_by_the_environment_at_start_verifies_the_controller(
