@@ -17,7 +17,7 @@ import ssl
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,6 +27,7 @@ from emulator import retcodes as rc
 from emulator.control import Control
 from emulator.core import Emulator
 from emulator.faults import Faults
+from emulator.http1 import RequestHandler
 from emulator.metrics import MALFORMED, UNMATCHED, EmulatorMetrics, Exposition
 from emulator.routes import ROUTES
 from emulator.routing import Request, Route, failure, finish
@@ -75,7 +76,7 @@ class _Server(ThreadingHTTPServer):
         log.warning("connection from %s failed", client, exc_info=True)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(RequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body go out in two writes; without TCP_NODELAY, delayed ACKs add ~40 ms.
     disable_nagle_algorithm = True
