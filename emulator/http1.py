@@ -129,6 +129,17 @@ class RequestHandler(BaseHTTPRequestHandler):
             cached = RequestHandler._date = (second, formatdate(second, usegmt=True))
         return cached[1]
 
+    def end_headers_with_body(self, body: bytes) -> None:
+        """``end_headers()`` then ``wfile.write(body)``, as one write: one system call, one segment."""
+        if self.request_version != "HTTP/0.9":
+            buffer = self._headers_buffer  # type: ignore[attr-defined]
+            buffer.append(b"\r\n")
+            buffer.append(body)
+            body = b"".join(buffer)
+            self._headers_buffer = []
+        if body:
+            self.wfile.write(body)
+
     def parse_request(self) -> bool:
         self.command = None  # type: ignore[assignment]  # set in case of error on the first line
         self.request_version = version = self.default_request_version
