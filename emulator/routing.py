@@ -97,8 +97,22 @@ def endpoint(
     ``status`` is the HTTP status of a successful mutation; ``op``/``obj`` are the ret-code
     context bits the dispatcher fills into every entry the handler answers.
     """
-    regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "/?$"
-    return Route(method, re.compile(regex), handler, status, op, obj, method != "GET", template)
+    return Route(method, re.compile(_regex(template)), handler, status, op, obj, method != "GET", template)
+
+
+def _regex(template: str) -> str:
+    return "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "/?$"
+
+
+#: Templates whose regex can only match a path with as many slashes, or one more (a trailing one).
+_PLAIN_TEMPLATE = re.compile(r"(?:[A-Za-z0-9_/-]|\{\w+\})*")
+
+
+def _slashes(route: Route) -> int | None:
+    """The slashes of every path ``route`` can match but a trailing one; None when not that simple."""
+    if _PLAIN_TEMPLATE.fullmatch(route.template) and route.pattern.pattern == _regex(route.template):
+        return route.template.count("/")
+    return None
 
 
 class RouteTable:
@@ -106,11 +120,25 @@ class RouteTable:
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = tuple(routes)
+        # A path is only tried against the routes that could match its number of slashes,
+        # in table order: a few regular expressions per request instead of every route's.
+        slashes = [_slashes(r) for r in self.routes]
+        deepest = max((k for k in slashes if k is not None), default=-1)
+        self._by_slashes = tuple(
+            tuple(r for r, k in zip(self.routes, slashes, strict=True) if k is None or c - 1 <= k <= c)
+            for c in range(deepest + 2)
+        )
+        self._unsized = tuple(r for r, k in zip(self.routes, slashes, strict=True) if k is None)
+
+    def candidates(self, path: str) -> tuple[Route, ...]:
+        """The routes that may match ``path``, in table order."""
+        c = path.count("/")
+        return self._by_slashes[c] if c < len(self._by_slashes) else self._unsized
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | bool | None:
         """The route and its path parameters; False when the path exists with another method."""
         path_known = False
-        for r in self.routes:
+        for r in self.candidates(path):
             m = r.pattern.match(path)
             if m is None:
                 continue
@@ -122,7 +150,7 @@ class RouteTable:
     def template_of(self, method: str, path: str) -> str | None:
         """The template of the route ``path`` belongs to (the method's own first), None if unknown."""
         fallback = None
-        for r in self.routes:
+        for r in self.candidates(path):
             if r.pattern.match(path) is None:
                 continue
             if r.method == method:

@@ -14,12 +14,13 @@ import re
 from collections import Counter
 from pathlib import Path
 from types import FunctionType, ModuleType
+from urllib.parse import unquote
 
 import pytest
 
 import emulator
 from emulator.routes import ROUTES
-from emulator.routing import Route
+from emulator.routing import Route, RouteTable, endpoint
 
 EMULATOR_DIR = Path(emulator.__file__).parent
 #: Modules that define REST handlers: every ``api_*`` module, and l2l (backup shipping).
@@ -90,6 +91,49 @@ def test_a_known_path_with_another_method_and_an_unknown_path() -> None:
     assert ROUTES.match("GET", "/v1/no-such-thing") is None
     assert ROUTES.template_of("PATCH", "/v1/resource-definitions/r1") == "/v1/resource-definitions/{rd}"
     assert ROUTES.template_of("GET", "/v1/no-such-thing") is None
+
+
+def _linear(table: RouteTable, method: str, path: str) -> tuple[object, str | None]:
+    """What ``match`` and ``template_of`` answer when every route is tried in order."""
+    path_known, fallback = False, None
+    for r in table.routes:
+        m = r.pattern.match(path)
+        if m is None:
+            continue
+        if r.method == method:
+            return (r, {k: unquote(v) for k, v in m.groupdict().items()}), r.template
+        path_known, fallback = True, fallback or r.template
+    return (False if path_known else None), fallback
+
+
+def test_trying_only_routes_of_the_paths_depth_answers_as_trying_all() -> None:
+    odd = Route("GET", re.compile(r"^/v1/odd(/.*)?$"), ROUTES.routes[0].handler, template="/v1/odd")
+    dotted = endpoint("GET", "/v1/a.b.c", ROUTES.routes[0].handler)  # "." matches a slash too
+    tables = [ROUTES, RouteTable([*ROUTES.routes[:5], odd, dotted, *ROUTES.routes[5:]])]
+    paths = {
+        "",
+        "/",
+        "//",
+        "/v1",
+        "/v1/",
+        "/v1/odd",
+        "/v1/odd/x/y/z/w/v/u/t/s/r/q/p",
+        "/v1/a/b/c/",
+        "/v1/a.b.c",
+    }
+    for r in ROUTES.routes:
+        path = _concrete(r.template)
+        paths |= {path, path + "/", path + "//", path + "/x", path.rsplit("/", 1)[0], path.replace("/", "//")}
+        paths |= {path + "\n", "/x" + path, path.replace("v-", "a%2Fb-"), "/" * 40 + path}
+    methods = {r.method for r in ROUTES.routes} | {"PATCH"}
+    for table in tables:
+        for path in sorted(paths):
+            for method in sorted(methods):
+                found, template = _linear(table, method, path)
+                assert table.match(method, path) == found, (method, path)
+                assert table.template_of(method, path) == template, (method, path)
+    assert tables[1].match("GET", "/v1/odd/x/y/z/w/v/u/t/s/r/q/p") == (odd, {})
+    assert tables[1].match("GET", "/v1/a/b/c/") == (dotted, {})
 
 
 def test_only_reads_are_not_mutations() -> None:
