@@ -112,8 +112,8 @@ def read_headers(rfile: IO[bytes]) -> Headers:
 class RequestHandler(BaseHTTPRequestHandler):
     """``BaseHTTPRequestHandler`` with :func:`read_headers` and a Date header formatted once a second.
 
-    :meth:`parse_request` is the standard library's (Python 3.11) step for step; only the
-    header block is read differently, with the same outcome.
+    :meth:`parse_request` is this module's own, with the standard handler's outcome for
+    every request line and header block.
     """
 
     headers: Headers  # type: ignore[assignment]
@@ -141,75 +141,66 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def parse_request(self) -> bool:
-        self.command = None  # type: ignore[assignment]  # set in case of error on the first line
-        self.request_version = version = self.default_request_version
+        """Take the request line and the header block apart; False once an error has been answered.
+
+        What it accepts and refuses is what ``BaseHTTPRequestHandler`` accepts and refuses
+        (a unit test sends both the same raw requests): an HTTP/1.x version of two decimal
+        numbers, a bare ``GET path`` as HTTP/0.9, 505 for version 2 and above, 431 for a
+        header block past the limits; keep-alive by version and ``Connection``; the interim
+        100 answer to ``Expect: 100-continue``.
+        """
+        self.command = None  # type: ignore[assignment]  # the error page is written for an unknown method
+        self.request_version = self.default_request_version
         self.close_connection = True
-        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
-        self.requestline = requestline
-        words = requestline.split()
-        if len(words) == 0:
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if not words:
             return False
-
-        if len(words) >= 3:  # enough to determine the protocol version
-            version = words[-1]
-            try:
-                if not version.startswith("HTTP/"):
-                    raise ValueError
-                base_version_number = version.split("/", 1)[1]
-                parts = base_version_number.split(".")
-                # RFC 2145 3.1: one dot, two integers compared separately, leading zeros ignored.
-                if len(parts) != 2:
-                    raise ValueError
-                if any(not component.isdigit() for component in parts):
-                    raise ValueError("non digit in http version")
-                if any(len(component) > 10 for component in parts):
-                    raise ValueError("unreasonable length http version")
-                version_number = int(parts[0]), int(parts[1])
-            except (ValueError, IndexError):
-                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request version ({version!r})")
-                return False
-            if version_number >= (1, 1) and self.protocol_version >= "HTTP/1.1":
-                self.close_connection = False
-            if version_number >= (2, 0):
-                self.send_error(
-                    HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"Invalid HTTP version ({base_version_number})"
-                )
-                return False
-            self.request_version = version
-
-        if not 2 <= len(words) <= 3:
-            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({requestline!r})")
+        if len(words) >= 3 and not self._take_version(words[-1]):
             return False
-        command, path = words[:2]
-        if len(words) == 2:
+        if len(words) > 3 or len(words) < 2:
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({self.requestline!r})")
+            return False
+        if len(words) == 2:  # HTTP/0.9 knows GET alone, and no persistent connections
             self.close_connection = True
-            if command != "GET":
-                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad HTTP/0.9 request type ({command!r})")
+            if words[0] != "GET":
+                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad HTTP/0.9 request type ({words[0]!r})")
                 return False
-        self.command, self.path = command, path
-        # gh-87389: a path starting with '//' reads as a scheme-less absolute URI to clients.
-        if self.path.startswith("//"):
-            self.path = "/" + self.path.lstrip("/")
-
+        self.command = words[0]
+        # A target starting with two slashes would read as a host to a client following it.
+        self.path = "/" + words[1].lstrip("/") if words[1].startswith("//") else words[1]
         try:
             self.headers = read_headers(self.rfile)
-        except http.client.LineTooLong as err:
-            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(err))
+        except http.client.LineTooLong as exc:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(exc))
             return False
-        except http.client.HTTPException as err:
-            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", str(err))
+        except http.client.HTTPException as exc:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", str(exc))
             return False
-
-        conntype = (self.headers.get("Connection") or "").lower()
-        if conntype == "close":
+        persistent = self.protocol_version >= "HTTP/1.1"
+        connection = (self.headers.get("Connection") or "").lower()
+        if connection == "close":
             self.close_connection = True
-        elif conntype == "keep-alive" and self.protocol_version >= "HTTP/1.1":
+        elif connection == "keep-alive" and persistent:
             self.close_connection = False
-        expect = self.headers.get("Expect") or ""
-        if (
-            expect.lower() == "100-continue"
-            and self.protocol_version >= "HTTP/1.1"
-            and self.request_version >= "HTTP/1.1"
-        ):
+        wants_continue = (self.headers.get("Expect") or "").lower() == "100-continue"
+        if wants_continue and persistent and self.request_version >= "HTTP/1.1":
             return self.handle_expect_100()
+        return True
+
+    def _take_version(self, word: str) -> bool:
+        """Accept ``HTTP/<major>.<minor>`` as the request's version; answer 400 or 505 otherwise."""
+        number = word[5:] if word.startswith("HTTP/") else ""
+        major, dot, minor = number.partition(".")
+        numbers = (major, minor)
+        if not dot or not all(n.isdigit() and len(n) <= 10 for n in numbers) or "." in minor:
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request version ({word!r})")
+            return False
+        version = (int(major), int(minor))
+        if version >= (1, 1) and self.protocol_version >= "HTTP/1.1":
+            self.close_connection = False
+        if version >= (2, 0):
+            self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"Invalid HTTP version ({number})")
+            return False
+        self.request_version = word
         return True
