@@ -385,9 +385,10 @@ def results_section(result: dict[str, Any]) -> str:
         "",
         f"The driver's extra {node['overhead_ms_median']} ms (median) is the safety work the script skips "
         "and the CSI calls themselves: two gRPC calls, what they read from LINSTOR (NodeStage reads "
-        "the volume's definition and its device on this node, `GET .../resources/{node}/volumes/0`, "
-        "2 calls made at once; NodePublish, right after it from the same staging path, uses what the "
-        "stage read and makes none), the libblkid probe of the device right before mkfs (the probe "
+        "the volume's device on this node, `GET .../resources/{node}/volumes/0`, then its definition "
+        "while it probes the device, and changes nothing before that answer is in; NodePublish, right "
+        "after it from the same staging path, uses what the stage read and makes no call), the "
+        "libblkid probe of the device right before mkfs (the probe "
         "`blkid -p` makes, run in-process after asking the kernel to read ahead the device's first "
         "and last MiB, where it reads most; it also tells whether an existing ext4 needs its "
         "`e2fsck -p` check, a new one does not), and the mount-table checks, against one reading of "

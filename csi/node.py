@@ -42,9 +42,9 @@ from plugin.node.unmounting import MountOwner
 from plugin.params import placement
 from plugin.params.filesystems import DEFAULT_FILESYSTEM
 from plugin.params.values import split_commas
+from plugin.volumes.node_reads import PendingRecord
 
 if TYPE_CHECKING:
-    from plugin.models import Volume
     from plugin.node.mounttable import MountEntry
     from plugin.node.ops import NodeOps
     from plugin.volumes.service import VolumeService
@@ -97,20 +97,21 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
 
     def _stage_source(
         self, volume_id: str, volume_context: Mapping[str, str], block: bool
-    ) -> tuple[Volume, str | None, str]:
+    ) -> tuple[PendingRecord, str | None, str]:
         """(the volume's record, the device LINSTOR reports here, the StorageClass ``mountOpts``).
 
-        Both are read at once; NodePublishVolume uses them too (see :mod:`csi.recent_stages`).
-        The options come from the volume context; only PVs without the context marker (made
-        by LINBIT's driver before it wrote one, and static PVs) have them in LINSTOR
-        (``Aux/csi-volume-annotations`` then), in the record. NOT_FOUND for an unknown volume.
+        The options come from the volume context, and then the device is read first and
+        the record meanwhile, while the stage looks at the device; only PVs without the
+        context marker (made by LINBIT's driver before it wrote one, and static PVs) have
+        them in LINSTOR (``Aux/csi-volume-annotations`` then), in the record, read at once
+        with the device. NodePublishVolume uses both too (see :mod:`csi.recent_stages`).
+        NOT_FOUND for an unknown volume.
         """
+        if block or keys.USES_VOLUME_CONTEXT in volume_context:
+            device, record = self._service.device_then_record(volume_id, self._node)
+            return record, device, "" if block else volume_context.get(keys.MOUNT_OPTIONS, "")
         volume, device = self._service.volume_on(volume_id, self._node)
-        if block:
-            return volume, device, ""
-        if keys.USES_VOLUME_CONTEXT in volume_context:
-            return volume, device, volume_context.get(keys.MOUNT_OPTIONS, "")
-        return volume, device, ",".join(volume.mount_opts)
+        return PendingRecord.of(volume), device, ",".join(volume.mount_opts)
 
     def _owner(self, volume_id: str, *, must_exist: bool) -> MountOwner:
         """Whose mounts a request may act on; an unknown volume owns only stale mounts of vanished devices."""
@@ -147,43 +148,59 @@ class NodeServicer(csi_pb2_grpc.NodeServicer):
         with self._inflight.hold(f"{request.volume_id}@{staging}", "NodeStageVolume"):
             self._recent.forget(staging)
             read_at = self._recent.now()
-            volume, found, stored = self._stage_source(
+            record, found, stored = self._stage_source(
                 request.volume_id, request.volume_context, access.block
             )
-            device = self._device(request.volume_id, found, request.publish_context)
-            if access.block:
-                self._ops.wait_for_device(device)
-                self._recent.remember(staging, request.volume_id, volume, found, read_at)
-                return csi_pb2.NodeStageVolumeResponse()
-            fs_type = access.fs_type or request.publish_context.get(keys.FS_TYPE) or DEFAULT_FILESYSTEM
-            options = convert.merge_options(
-                split_commas(stored),
-                access.mount_flags,
-                # restored snapshots carry their origin's xfs uuid; let both mount side by side
-                ["nouuid"] if fs_type == "xfs" else [],
-            )
-            readonly = (
-                access.read_only or convert.read_only_publication(request.publish_context) or "ro" in options
-            )
             try:
-                self._ops.stage(
-                    device,
-                    staging,
-                    fs_type,
-                    mount_opts=options,
-                    readonly=readonly,
-                    post_mount_xfs_opts=request.volume_context.get(keys.POST_MOUNT_XFS_OPTS, ""),
-                    # As LINBIT's driver since 1.10.1: a preen check before every fresh read-write mount.
-                    check_ext4=True,
-                )
-            except errors.FailedPrecondition as exc:
-                if "mounted_from" not in exc.details:
-                    raise
-                raise errors.AlreadyExists(
-                    f"{staging} already has another device mounted ({exc.details['mounted_from']})"
-                ) from exc
-            self._recent.remember(staging, request.volume_id, volume, found, read_at)
+                device = self._device(request.volume_id, found, request.publish_context)
+                if access.block:
+                    self._ops.wait_for_device(device)
+                else:
+                    self._stage_filesystem(request, staging, access, device, stored, record)
+            except Exception:
+                record.result()  # the definition's answer decides first: an unknown volume is NOT_FOUND
+                raise
+            self._recent.remember(staging, request.volume_id, record.result(), found, read_at)
         return csi_pb2.NodeStageVolumeResponse()
+
+    def _stage_filesystem(
+        self,
+        request: csi_pb2.NodeStageVolumeRequest,
+        staging: str,
+        access: capabilities.Access,
+        device: str,
+        stored: str,
+        record: PendingRecord,
+    ) -> None:
+        """Mount the volume's filesystem at ``staging``, made first if the device is blank."""
+        fs_type = access.fs_type or request.publish_context.get(keys.FS_TYPE) or DEFAULT_FILESYSTEM
+        options = convert.merge_options(
+            split_commas(stored),
+            access.mount_flags,
+            # restored snapshots carry their origin's xfs uuid; let both mount side by side
+            ["nouuid"] if fs_type == "xfs" else [],
+        )
+        readonly = (
+            access.read_only or convert.read_only_publication(request.publish_context) or "ro" in options
+        )
+        try:
+            self._ops.stage(
+                device,
+                staging,
+                fs_type,
+                mount_opts=options,
+                readonly=readonly,
+                post_mount_xfs_opts=request.volume_context.get(keys.POST_MOUNT_XFS_OPTS, ""),
+                # As LINBIT's driver since 1.10.1: a preen check before every fresh read-write mount.
+                check_ext4=True,
+                before_changes=record.wait,  # nothing changes before LINSTOR has said the volume is whole
+            )
+        except errors.FailedPrecondition as exc:
+            if "mounted_from" not in exc.details:
+                raise
+            raise errors.AlreadyExists(
+                f"{staging} already has another device mounted ({exc.details['mounted_from']})"
+            ) from exc
 
     def NodeUnstageVolume(
         self, request: csi_pb2.NodeUnstageVolumeRequest, context: grpc.ServicerContext

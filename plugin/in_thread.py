@@ -34,6 +34,10 @@ class InThread(Generic[T]):
         except BaseException as exc:  # handed to the caller, raised where it asks for the result
             self._error = exc
 
+    def done(self) -> bool:
+        """Whether the call has ended (its result would not make the caller wait)."""
+        return not self._thread.is_alive()
+
     def drop(self) -> None:
         """Wait for the call to end, and forget its answer or error: it was not needed."""
         self._thread.join()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
 from plugin.errors import (
@@ -81,17 +81,27 @@ class Formatter:
         return True
 
     def probe_then_format(
-        self, device: str, number: tuple[int, int], fs: str, mkfs_opts: str, entries: list[MountEntry]
+        self,
+        device: str,
+        number: tuple[int, int],
+        fs: str,
+        mkfs_opts: str,
+        entries: list[MountEntry],
+        before_mkfs: Callable[[], bool] | None = None,
     ) -> tuple[str | None, bool]:
         """(what the device holds, whether this call formatted it) for :meth:`stage`.
 
         The mount table was read before the probe, so the one probe is the last look at
         the device before mkfs; nothing is formatted unless it finds the device blank and
-        nothing on this node uses it.
+        nothing on this node uses it. ``before_mkfs`` runs between that probe and mkfs (the
+        stage's last preparations); when it says it had to wait, the device is probed again,
+        so the last look stays right before mkfs.
         """
         with self.lock(device):
             users = [e.mount_point for e in self.host.device_mounts(number, entries)]
             found = self.host.filesystem_signature(device)
+            if found is None and not users and before_mkfs is not None and before_mkfs():
+                found = self.host.filesystem_signature(device)
             if found is not None:
                 log.info("not formatting %s: it holds %s", device, found)
                 return found, False

@@ -9,7 +9,7 @@ use :class:`~plugin.node.fake.FakeNodeOps`, which has the same methods.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from plugin.errors import (
@@ -202,6 +202,7 @@ class NodeOps:
         readonly: bool = False,
         post_mount_xfs_opts: str = "",
         check_ext4: bool = False,
+        before_changes: Callable[[], bool] | None = None,
     ) -> None:
         """Make the volume's filesystem available at ``staging_path``; safe to repeat.
 
@@ -220,6 +221,11 @@ class NodeOps:
         offline and setting the device's read-only flag do not), and every check uses that
         reading. The device is probed once. A filesystem this call made, or grew offline,
         fills its device, so its size is not asked again after mounting.
+
+        ``before_changes`` is called once, after the mount-table checks and the probe and
+        before anything is changed (the CSI stage waits there for the volume's definition,
+        read meanwhile); it returns whether it had to wait, and then a blank device is
+        probed again right before mkfs.
         """
         fs = filesystem_type(fs_type)
         mkfs_arguments(mkfs_opts, fs)
@@ -235,6 +241,7 @@ class NodeOps:
                 f"{staging_path} is already mounted from {existing.source}, not {device}",
                 mounted_from=existing.source,
             )
+        ready = _Once(before_changes)
         fills_device = False
         if not already:
             if readonly:
@@ -245,8 +252,18 @@ class NodeOps:
                     )
             else:
                 self.mounter.refuse_read_write_beside_read_only(device, number, entries)
-                self.mounter.set_device_access(device, number, readonly=False, entries=entries)
-                found, fills_device = self.formatter.probe_then_format(device, number, fs, mkfs_opts, entries)
+
+                def writable() -> bool:
+                    waited = ready()
+                    self.mounter.set_device_access(device, number, readonly=False, entries=entries)
+                    return waited
+
+                found, fills_device = self.formatter.probe_then_format(
+                    device, number, fs, mkfs_opts, entries, before_mkfs=writable
+                )
+                if not fills_device:  # not formatted: nothing was prepared for mkfs
+                    writable()
+            ready()
             if found != fs:
                 raise FailedPrecondition(
                     f"{device} holds {found}, not {fs}; it is neither formatted nor mounted as {fs}"
@@ -262,6 +279,7 @@ class NodeOps:
                     log.info("ext4 check of %s before mounting it: %s", device, outcome)
                 self.grower.grow_ext4_offline(device)
                 fills_device = True
+        ready()
         self.mounter.mount_checked(device, path, fs, mount_opts, readonly, entries)
         if readonly:
             return
@@ -292,3 +310,14 @@ class NodeOps:
             f"xfs_io -c <command> failed on {path} (postMountXfsOpts): "
             f"{one_line(done.stderr) or f'exit {done.returncode}'}"
         )
+
+
+class _Once:
+    """``call()`` the first time, ``False`` after (and when there is nothing to call)."""
+
+    def __init__(self, call: Callable[[], bool] | None) -> None:
+        self._call = call
+
+    def __call__(self) -> bool:
+        call, self._call = self._call, None
+        return call() if call is not None else False

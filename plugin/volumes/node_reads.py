@@ -13,8 +13,10 @@ resource here, so only that answer is followed by the definition read, and the d
 is kept: NOT_FOUND for a volume LINSTOR does not know, None ("not attached here") for one
 it knows. When the caller needs the volume's record (a CSI stage, for the stored mount
 options of a PV without a volume context and for the IO limits the publish after it
-applies), the definition is read at the same time as the device, and its answer decides
-first: an unknown volume is NOT_FOUND whatever the device read says.
+applies), the definition is read at the same time as the device, or, for a stage, right
+after it while the stage probes the device; either way its answer decides first: an
+unknown volume is NOT_FOUND whatever the device read says, and a stage changes nothing
+before that answer is in.
 
 A device found on this node is taken as it is, without the definition's completeness
 checks (being cloned, deleted or half-made): those stop ControllerPublishVolume, which must
@@ -78,9 +80,61 @@ class NodeReads:
             raise
         return volume, device.result()
 
+    def device_then_record(self, volume_id: str, node: str) -> tuple[str | None, PendingRecord]:
+        """The volume's device on ``node`` now, and its record read meanwhile.
+
+        For a caller with read-only work to do on the device before it needs the record (a
+        stage looks at the mount table and probes the device first): the device is read
+        first and alone, one round trip, and the definition in a thread of its own while the
+        caller works. The caller takes the record (:meth:`PendingRecord.result`) before it
+        changes anything, and before it reports an error of its own, so the definition's
+        answer still decides first. A volume with no device here has its record read at once:
+        NotFound for a volume LINSTOR does not know, None with the record for one it knows.
+        """
+        resource, number = self._address(volume_id)
+        device = self._device(resource, number, node)
+        if device is None:
+            return None, PendingRecord.of(self._read_record(volume_id))
+        return device, PendingRecord(InThread(lambda: self._read_record(volume_id), "node-record-read"))
+
     def _device(self, resource: str, number: int, node: str) -> str | None:
         try:
             found = self.client.get_volume(resource, node, number)
         except NotFound:  # no resource here, or no such resource at all
             return None
         return found.device_path or None
+
+
+class PendingRecord:
+    """A volume's record being read in a thread of its own; every :meth:`result` gives the same answer."""
+
+    def __init__(self, read: InThread[Volume] | None) -> None:
+        self._read = read
+        self._volume: Volume | None = None
+        self._error: BaseException | None = None
+
+    @classmethod
+    def of(cls, volume: Volume) -> PendingRecord:
+        """A record already read."""
+        done = cls(None)
+        done._volume = volume
+        return done
+
+    def wait(self) -> bool:
+        """Wait for the record (its read's error raised here); True when it was not in yet."""
+        waited = self._read is not None and not self._read.done()
+        self.result()
+        return waited
+
+    def result(self) -> Volume:
+        """The record, once read; the read's error raised here, as often as asked."""
+        if self._read is not None:
+            try:
+                self._volume = self._read.result()
+            except BaseException as exc:  # kept, and raised to every caller that asks
+                self._error = exc
+            self._read = None
+        if self._error is not None:
+            raise self._error
+        assert self._volume is not None
+        return self._volume

@@ -56,7 +56,7 @@ from plugin.volumes.attach import VolumeAttachments
 from plugin.volumes.copies import VolumeCopies
 from plugin.volumes.create import VolumeCreation, volume_id_for
 from plugin.volumes.modify import Changes, VolumeModifications
-from plugin.volumes.node_reads import NodeReads
+from plugin.volumes.node_reads import NodeReads, PendingRecord
 from plugin.volumes.publications import NodeRecord, Publications, Publishing
 from plugin.volumes.reads import VolumeReads, require_id
 from plugin.volumes.resource_groups import ResourceGroups
@@ -250,6 +250,10 @@ class VolumeService:
     def volume_on(self, volume_id: str, node: str) -> tuple[Volume, str | None]:
         """The volume's record without its replicas, and its device on ``node`` (None: not attached)."""
         return self.node_reads.volume_on(volume_id, node)
+
+    def device_then_record(self, volume_id: str, node: str) -> tuple[str | None, PendingRecord]:
+        """The volume's device on ``node`` now, its record read meanwhile (see ``NodeReads``)."""
+        return self.node_reads.device_then_record(volume_id, node)
 
     def _volume_record(self, volume_id: str) -> Volume:
         """The volume from its definition alone (no replicas): one REST call."""

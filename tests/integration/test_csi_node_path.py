@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 import pytest
+import requests
 
 from csi import keys
 from csi.generated import csi_pb2
@@ -27,6 +28,7 @@ from csi.testing import block_cap, mount_cap
 from plugin.node.commands import CommandResult, run
 from plugin.node.mounttable import MountEntry
 from plugin.node.native import ProbeAnswer
+from plugin.volume_records import CREATING
 from tests.integration.csi_stack import LOCAL, Stack, csi_stack, rest_calls, stage_paths
 
 MIB = 1024**2
@@ -399,4 +401,38 @@ def test_after_an_unstage_a_publish_reads_linstor_again(
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "NodeStageVolume must run first" in (info.value.details() or "")
     assert rest_calls() - before == 2
+    remove(stack, vid)
+
+
+def test_nothing_is_changed_before_the_definition_says_the_volume_is_whole(
+    stack: Stack, counts: Counts, paths: tuple[str, str]
+) -> None:
+    """The stage probes while the definition is read, but formats and mounts only after it."""
+    staging, _ = paths
+    vid, volume_context, ctx = provisioned(stack)
+    assert ctx is not None
+    device = ctx[DEVICE_KEY]
+    # Marked half-made, as an interrupted restore leaves a definition: not a volume to use.
+    answer = requests.put(
+        f"{stack.emulator.url}/v1/resource-definitions/{vid}",
+        json={"override_props": {CREATING: vid}},
+        timeout=10,
+    )
+    assert answer.ok, answer.text
+    counts.take()
+    with pytest.raises(grpc.RpcError) as info:
+        stage(stack, vid, staging, ctx, volume_context)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert vid in (info.value.details() or "")
+    commands, _ = counts.take()
+    assert not any(c.startswith("mkfs") or c.startswith("mount") for c in commands)
+    assert stack.nodeops.filesystem_signature(device) is None  # still blank
+    assert stack.nodeops.mounts_of(device) == []
+    answer = requests.put(
+        f"{stack.emulator.url}/v1/resource-definitions/{vid}", json={"delete_props": [CREATING]}, timeout=10
+    )
+    assert answer.ok, answer.text
+    stage(stack, vid, staging, ctx, volume_context)  # whole again: staged as any other
+    assert stack.nodeops.mounts_of(device) == [staging]
+    stack.nodeops.unmount(staging, remove_target=False)
     remove(stack, vid)

@@ -25,3 +25,12 @@ def test_the_error_is_raised_where_the_result_is_asked_for() -> None:
     call = InThread(fail, "reader")
     with pytest.raises(LookupError, match="not there"):
         call.result()
+
+
+def test_done_tells_whether_the_result_would_make_the_caller_wait() -> None:
+    release = threading.Event()
+    call = InThread(lambda: release.wait(5), "reader")
+    assert call.done() is False
+    release.set()
+    assert call.result() is True
+    assert call.done() is True

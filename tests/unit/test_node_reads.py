@@ -161,3 +161,42 @@ def test_a_member_number_of_a_plain_volume_is_not_found(fake: FakeController) ->
     fake.on("GET", LIST_RD.format("vol-a"), (200, [definition("vol-a")]))
     with pytest.raises(NotFound, match="volume vol-a/1 not found"):
         service(fake, ConsistencyGroupService).device_on("vol-a/1", NODE)
+
+
+def test_the_device_first_then_the_record_while_the_caller_works(fake: FakeController) -> None:
+    """A stage has the device after one round trip; the definition arrives while it probes."""
+    held = threading.Event()
+
+    def definition_when_released(handler: FakeHandler) -> None:
+        held.wait(5)
+        send_bytes(handler, 200, json.dumps([definition("vol-a")]).encode())
+
+    fake.on("GET", VOLUME_HERE.format("vol-a", 0), volume_answer("/dev/loop7"))
+    fake.on("GET", LIST_RD.format("vol-a"), definition_when_released)
+    device, record = service(fake).device_then_record("vol-a", NODE)
+    assert device == "/dev/loop7"  # while the definition is still held back
+    assert gets(fake)[0] == VOLUME_HERE.format("vol-a", 0)
+    held.set()
+    assert record.wait() is True  # it was not in when asked
+    assert record.wait() is False and record.result().id == "vol-a"  # the same answer, at once
+
+
+def test_a_record_that_fails_fails_every_time_it_is_asked(fake: FakeController) -> None:
+    fake.on("GET", VOLUME_HERE.format("vol-a", 0), volume_answer("/dev/loop7"))
+    fake.on("GET", LIST_RD.format("vol-a"), (200, []))  # unknown after all, or half-made
+    device, record = service(fake).device_then_record("vol-a", NODE)
+    assert device == "/dev/loop7"
+    for _ in range(2):
+        with pytest.raises(NotFound, match="volume vol-a not found"):
+            record.result()
+    assert not any(t.name == "node-record-read" for t in threading.enumerate())
+
+
+def test_without_a_device_here_the_record_is_read_at_once(fake: FakeController) -> None:
+    fake.on("GET", VOLUME_HERE.format("vol-a", 0), NO_RESOURCE)
+    fake.on("GET", LIST_RD.format("vol-a"), (200, [definition("vol-a")]))
+    device, record = service(fake).device_then_record("vol-a", NODE)
+    assert device is None and record.wait() is False and record.result().id == "vol-a"
+    fake.on("GET", LIST_RD.format("vol-a"), (200, []))
+    with pytest.raises(NotFound, match="volume vol-a not found"):
+        service(fake).device_then_record("vol-a", NODE)

@@ -859,3 +859,41 @@ def test_failed_read_only_remount_undoes_the_bind(host: FakeHost, ops: NodeOps, 
         ops.bind_mount(str(source), str(target), readonly=True)
     assert host.calls[-1] == ["umount", str(target)]
     assert not ops.is_mounted(str(target)) and not target.exists()
+
+
+def test_a_wait_between_the_probe_and_mkfs_is_followed_by_another_probe(
+    host: FakeHost, ops: NodeOps, image: str
+) -> None:
+    """Whoever wrote meanwhile is seen: the last look at the device stays right before mkfs."""
+    answers = iter([answer(2), answer(0, "TYPE=xfs\n")])
+    host.on("blkid", lambda argv: next(answers)(argv))
+    waits: list[str] = []
+    found = ops.formatter.probe_then_format(image, (7, 0), "ext4", "", [], lambda: waits.append("x") or True)
+    assert found == ("xfs", False) and waits == ["x"]
+    assert host.tools_called() == ["blkid", "blkid"]
+
+
+def test_no_wait_means_one_probe_then_mkfs(host: FakeHost, ops: NodeOps, image: str) -> None:
+    host.on("blkid", answer(2))
+    order: list[str] = []
+    found = ops.formatter.probe_then_format(
+        image, (7, 0), "ext4", "", [], lambda: order.append(str(host.tools_called())) or False
+    )
+    assert found == ("ext4", True)
+    assert order == ["['blkid']"]  # called after the probe, before mkfs
+    assert host.tools_called() == ["blkid", "mkfs.ext4"]
+
+
+def test_nothing_before_mkfs_runs_for_a_device_that_is_not_blank_and_a_refusal_stops_mkfs(
+    host: FakeHost, ops: NodeOps, image: str
+) -> None:
+    host.on("blkid", answer(0, "TYPE=ext4\n"))
+    assert ops.formatter.probe_then_format(image, (7, 0), "ext4", "", [], _fail) == ("ext4", False)
+    host.on("blkid", answer(2))
+    with pytest.raises(NotFound, match="definition says no"):
+        ops.formatter.probe_then_format(image, (7, 0), "ext4", "", [], _fail)
+    assert not any(t.startswith("mkfs") for t in host.tools_called())
+
+
+def _fail() -> bool:
+    raise NotFound("definition says no")
