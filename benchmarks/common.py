@@ -7,11 +7,14 @@ same median differently. Starting processes is :mod:`testkit`'s, shared with the
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -87,15 +90,36 @@ def write_results(section: str, path: Path) -> None:
     path.write_text(text)
 
 
+#: Memory-backed storage for the emulator's state, where the machine has it.
+MEMORY_DIR = Path("/dev/shm")
+
+
+def state_dir_for(base: Path) -> Path:
+    """Where a benchmark's emulator keeps its state: in memory when the machine allows, else below ``base``.
+
+    The emulator fsyncs its journal after every mutation, as LINSTOR commits its database.
+    On a shared VM's disk those fsyncs now and then take a few hundred milliseconds, and
+    every request waits behind them, the driver's and the floor's alike: noise as large as
+    the differences measured. So the state lives in tmpfs (removed when the benchmark
+    ends); the emulator's loop devices, which mkfs and mount work on, stay on disk.
+    """
+    if MEMORY_DIR.is_dir() and os.access(MEMORY_DIR, os.W_OK):
+        memory = Path(tempfile.mkdtemp(prefix="bench-emulator-", dir=MEMORY_DIR))  # its log goes here too
+        atexit.register(shutil.rmtree, memory, ignore_errors=True)
+        return memory / "state"
+    return base / "state"
+
+
 def start_emulator(
     base: Path, nodes: tuple[str, ...] = (), extra_args: tuple[str, ...] = (), timeout: float = 30.0
 ) -> EmulatorProcess:
-    """A private emulator (this node plus virtual ``nodes``) with its state below ``base``, started.
+    """A private emulator (this node plus virtual ``nodes``) with its devices below ``base``, started.
 
-    One that does not start ends the benchmark with the emulator's own words (its log tail).
+    Its state is kept where :func:`state_dir_for` says. One that does not start ends the
+    benchmark with the emulator's own words (its log tail).
     """
     emulator = EmulatorProcess(
-        state_dir=base / "state", dev_dir=base / "dev", nodes=nodes, extra_args=extra_args
+        state_dir=state_dir_for(base), dev_dir=base / "dev", nodes=nodes, extra_args=extra_args
     )
     try:
         emulator.start(timeout=timeout)
