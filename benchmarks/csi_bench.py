@@ -13,7 +13,7 @@
    plain shell script doing the same mkfs and mounts on a fresh volume's device.
 
     sudo .venv/bin/python benchmarks/csi_bench.py [--latency-ms 20] [--pairs 256] [--rounds 8]
-        [--node-rounds 15] [--skip-node]
+        [--node-rounds 31] [--skip-node]
 
 Writes ``benchmarks/out/csi.json`` and the ``## CSI`` section of ``benchmarks/RESULTS.md``.
 Needs root (loop devices, mkfs).
@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -282,6 +283,11 @@ def node_section(client: CsiClient, nodeops: NodeOps, rounds: int, base: Path) -
         "shell_mkfs_mount_bind": shell_summary,
         "shell_guarded_mkfs_mount_bind": guarded_summary,
         "overhead_ms_median": round(driver_summary["median_ms"] - shell_summary["median_ms"], 2),
+        # Each round runs the three sides one after the other, so a round's ratio compares
+        # them under the same load; its median is the paired view beside the ratio of medians.
+        "per_round_ratio_median": round(
+            statistics.median(d / s for d, s in zip(samples["driver"], samples["shell"], strict=True)), 3
+        ),
         # The requests carry CreateVolume's volume context, as kubelet's do for a provisioned PV.
         "volume_context": True,
     }
@@ -383,6 +389,17 @@ def results_section(result: dict[str, Any]) -> str:
             else []
         ),
         "",
+        *(
+            [
+                f"Each of the {node['rounds']} rounds runs the driver, the script and the guarded script "
+                "one after the other on a fresh volume each; the median of the rounds' driver/script "
+                f"ratios is {paired:.2f}x, beside {drv['median_ms'] / sh['median_ms']:.2f}x for the "
+                "ratio of the medians above.",
+                "",
+            ]
+            if (paired := node.get("per_round_ratio_median"))
+            else []
+        ),
         f"The driver's extra {node['overhead_ms_median']} ms (median) is the safety work the script skips "
         "and the CSI calls themselves: two gRPC calls, what they read from LINSTOR (NodeStage reads "
         "the volume's device on this node, `GET .../resources/{node}/volumes/0`, then its definition "
@@ -424,7 +441,7 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=8, help="alternating driver/floor rounds the pairs are split into"
     )
-    parser.add_argument("--node-rounds", type=int, default=15, help="fresh volumes staged+published per side")
+    parser.add_argument("--node-rounds", type=int, default=31, help="fresh volumes staged+published per side")
     parser.add_argument("--skip-node", action="store_true", help="measure the create+delete pairs only")
     parser.add_argument("--out", type=Path, default=OUT, help="the JSON to write")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the RESULTS.md to update")

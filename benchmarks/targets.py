@@ -69,6 +69,11 @@ def rows_from(out_dir: Path) -> list[tuple[str, str, str, str]]:
                     f"; {driver / guarded:.2f}x the script with the driver's `blkid -p` guard ({guarded} ms)"
                     if guarded
                     else ""
+                )
+                + (
+                    f"; round by round, median {paired:.2f}x"
+                    if (paired := node.get("per_round_ratio_median"))
+                    else ""
                 ),
                 "<= 1.2x",
                 _verdict(ratio <= 1.2),

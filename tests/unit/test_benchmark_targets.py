@@ -103,3 +103,15 @@ def test_the_node_row_shows_the_guarded_script_beside_the_plain_one(tmp_path: Pa
         "1.50x (24.0 vs 16.0 ms); 1.20x the script with the driver's `blkid -p` guard (20.0 ms)"
     )
     assert verdict == "**not met**"  # judged against the plain script only
+
+
+def test_the_round_by_round_ratio_is_shown_beside_the_judged_ratio_of_medians(tmp_path: Path) -> None:
+    node = {
+        "driver_stage_publish": {"median_ms": 26.0},
+        "shell_mkfs_mount_bind": {"median_ms": 20.0},
+        "per_round_ratio_median": 1.15,
+    }
+    (tmp_path / "csi.json").write_text(json.dumps({"node": node}))
+    by_name = {t: (m, v) for t, m, _, v in targets.rows_from(tmp_path)}
+    row = next(k for k in by_name if k.startswith("NodeStage"))
+    assert by_name[row] == ("1.30x (26.0 vs 20.0 ms); round by round, median 1.15x", "**not met**")
