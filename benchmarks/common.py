@@ -100,14 +100,21 @@ def state_dir_for(base: Path) -> Path:
     The emulator fsyncs its journal after every mutation, as LINSTOR commits its database.
     On a shared VM's disk those fsyncs now and then take a few hundred milliseconds, and
     every request waits behind them, the driver's and the floor's alike: noise as large as
-    the differences measured. So the state lives in tmpfs (removed when the benchmark
-    ends); the emulator's loop devices, which mkfs and mount work on, stay on disk.
+    the differences measured. So the state files live in tmpfs (removed when the benchmark
+    ends), while the storage pools, the volumes' backing files that mkfs and mount work on
+    through loop devices, stay on disk below ``base``: the state directory's ``pools`` is
+    a link to ``base/pools``.
     """
-    if MEMORY_DIR.is_dir() and os.access(MEMORY_DIR, os.W_OK):
-        memory = Path(tempfile.mkdtemp(prefix="bench-emulator-", dir=MEMORY_DIR))  # its log goes here too
-        atexit.register(shutil.rmtree, memory, ignore_errors=True)
-        return memory / "state"
-    return base / "state"
+    if not (MEMORY_DIR.is_dir() and os.access(MEMORY_DIR, os.W_OK)):
+        return base / "state"
+    memory = Path(tempfile.mkdtemp(prefix="bench-emulator-", dir=MEMORY_DIR))  # its log goes here too
+    atexit.register(shutil.rmtree, memory, ignore_errors=True)
+    state = memory / "state"
+    state.mkdir()
+    pools = base / "pools"
+    pools.mkdir(parents=True, exist_ok=True)
+    (state / "pools").symlink_to(pools, target_is_directory=True)
+    return state
 
 
 def start_emulator(
