@@ -158,45 +158,53 @@ def _raise_as(translated: Exception, exc: Exception) -> NoReturn:
     raise translated from exc
 
 
+#: (urllib3's exception, the requests exception raised for it), first match wins: what
+#: ``HTTPAdapter.send`` raises for a failed ``urlopen`` (a MaxRetryError by its reason, below).
+_SENDING: tuple[tuple[type[Exception] | tuple[type[Exception], ...], type[Exception]], ...] = (
+    ((u3.ProtocolError, OSError), rex.ConnectionError),
+    (u3.ClosedPoolError, rex.ConnectionError),
+    (u3.ProxyError, rex.ProxyError),
+    (u3.SSLError, rex.SSLError),
+    (u3.ReadTimeoutError, rex.ReadTimeout),
+    (u3.InvalidHeader, rex.InvalidHeader),
+)
+#: The same for a MaxRetryError's reason; anything else is a ConnectionError.
+_RETRIES_GAVE_UP: tuple[tuple[type[Exception], type[Exception]], ...] = (
+    (u3.ResponseError, rex.RetryError),
+    (u3.ProxyError, rex.ProxyError),
+    (u3.SSLError, rex.SSLError),
+)
+#: And what ``Response.content`` raises when reading the body fails.
+_READING: tuple[tuple[type[Exception], type[Exception]], ...] = (
+    (u3.ProtocolError, rex.ChunkedEncodingError),
+    (u3.DecodeError, rex.ContentDecodingError),
+    (u3.ReadTimeoutError, rex.ConnectionError),
+    (u3.SSLError, rex.SSLError),
+)
+
+
+def _mapped(
+    match: object,
+    table: tuple[tuple[type[Exception] | tuple[type[Exception], ...], type[Exception]], ...],
+    exc: Exception,
+) -> Exception | None:
+    """The requests exception for ``exc``, chosen by the first row whose class ``match`` is."""
+    return next((raised(exc) for caught, raised in table if isinstance(match, caught)), None)
+
+
 def sending_error(exc: Exception) -> Exception:
     """The exception ``HTTPAdapter.send`` raises when ``urlopen`` raises ``exc``.
 
     As requests 2.34 maps them; a unit test holds this to the installed version's adapter.
     """
-    if isinstance(exc, u3.ProtocolError | OSError):
-        return rex.ConnectionError(exc)
     if isinstance(exc, u3.MaxRetryError):
         reason = exc.reason
         if isinstance(reason, u3.ConnectTimeoutError) and not isinstance(reason, u3.NewConnectionError):
             return rex.ConnectTimeout(exc)
-        if isinstance(reason, u3.ResponseError):
-            return rex.RetryError(exc)
-        if isinstance(reason, u3.ProxyError):
-            return rex.ProxyError(exc)
-        if isinstance(reason, u3.SSLError):
-            return rex.SSLError(exc)
-        return rex.ConnectionError(exc)
-    if isinstance(exc, u3.ClosedPoolError):
-        return rex.ConnectionError(exc)
-    if isinstance(exc, u3.ProxyError):
-        return rex.ProxyError(exc)
-    if isinstance(exc, u3.SSLError):
-        return rex.SSLError(exc)
-    if isinstance(exc, u3.ReadTimeoutError):
-        return rex.ReadTimeout(exc)
-    if isinstance(exc, u3.InvalidHeader):
-        return rex.InvalidHeader(exc)
-    return exc  # the adapter lets anything else through as it is
+        return _mapped(reason, _RETRIES_GAVE_UP, exc) or rex.ConnectionError(exc)
+    return _mapped(exc, _SENDING, exc) or exc  # the adapter lets anything else through as it is
 
 
 def reading_error(exc: Exception) -> Exception:
     """The exception ``Response.content`` raises when reading the body raises ``exc``."""
-    if isinstance(exc, u3.ProtocolError):
-        return rex.ChunkedEncodingError(exc)
-    if isinstance(exc, u3.DecodeError):
-        return rex.ContentDecodingError(exc)
-    if isinstance(exc, u3.ReadTimeoutError):
-        return rex.ConnectionError(exc)
-    if isinstance(exc, u3.SSLError):
-        return rex.SSLError(exc)
-    return exc
+    return _mapped(exc, _READING, exc) or exc
