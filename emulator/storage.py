@@ -348,9 +348,13 @@ class Storage:
         removed: list[str] = []
         pools = self.state_dir / "pools"
         busy: set[str] = set()
+        # The kernel names a loop's file by its real path, the state by the path it was made
+        # with: they differ when the pools are reached through a symlink, so both sides compare
+        # real paths.
+        keep = {os.path.realpath(name) for name in keep_files}
         with self._lock:
             for loop, backing in sorted(blockdev.loops_backed_under(pools).items()):
-                if backing in keep_files and os.path.exists(backing):
+                if backing in keep and os.path.exists(backing):
                     continue
                 if blockdev.exclusively_busy(loop) or devno_mounted(loop):
                     log.warning("keeping %s on unknown file %s: it is in use", loop, backing)
@@ -360,9 +364,10 @@ class Storage:
                 removed.append(f"{loop} (on {backing})")
             if pools.is_dir():
                 for path in sorted(pools.glob("*/*/*")):
-                    orphan = path.name.endswith(".img") and str(path) not in keep_files
+                    real = os.path.realpath(path)
+                    orphan = path.name.endswith(".img") and real not in keep
                     partial = path.name.startswith(".") and path.name.endswith(".partial")
-                    if (orphan or partial) and path.is_file() and str(path) not in busy:
+                    if (orphan or partial) and path.is_file() and real not in busy:
                         path.unlink(missing_ok=True)
                         removed.append(str(path))
             if self.dev_dir.is_dir():

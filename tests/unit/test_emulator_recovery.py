@@ -151,6 +151,34 @@ def test_sweep_removes_what_the_state_does_not_name_and_keeps_the_rest(
     assert any(str(orphan) in item for item in removed)
 
 
+def test_sweep_keeps_the_loops_of_known_volumes_when_the_pools_are_reached_through_a_symlink(
+    root_loop: None, tmp_path: Path
+) -> None:
+    """The kernel names a loop's file by its real path; the state names it as it was made."""
+    elsewhere = tmp_path / "disk" / "pools"
+    elsewhere.mkdir(parents=True)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "pools").symlink_to(elsewhere)
+    storage = Storage(tmp_path / "state", tmp_path / "dev")
+    try:
+        kept = storage.create_volume("n1", POOL, "kept", 0, 4 * 1024)
+        orphan = storage.create_volume("n1", POOL, "orphan", 0, 4 * 1024)
+        kept_dev = storage.attach(kept, 1000)
+        storage.attach(orphan, 1001)
+        orphan_loops = loop_devices_of(orphan)
+        assert str(kept).startswith(str(tmp_path / "state" / "pools")) and orphan_loops
+
+        removed = storage.sweep({str(kept)}, {1000})
+
+        assert loop_devices_of(kept) and Path(kept_dev).exists() and kept.exists()
+        assert not orphan.exists()
+        backing_files = [Path(f"/sys/block/{Path(loop).name}/loop/backing_file") for loop in orphan_loops]
+        assert not any(path.exists() for path in backing_files)
+        assert not any("kept" in item for item in removed), removed
+    finally:
+        detach_loops_under(tmp_path)
+
+
 def test_sweep_detaches_a_loop_whose_file_is_already_deleted(root_loop: None, storage: Storage) -> None:
     gone = storage.create_volume("n1", POOL, "gone", 0, 4 * 1024)
     storage.attach(gone, None)
