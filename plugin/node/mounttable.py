@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MOUNTINFO = "/proc/self/mountinfo"
 
@@ -30,9 +30,12 @@ def unescape(field: str) -> str:
     return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
 
 
-@dataclass(frozen=True)
-class MountEntry:
-    """One line of mountinfo (see proc(5))."""
+class MountEntry(NamedTuple):
+    """One line of mountinfo (see proc(5)).
+
+    A named tuple rather than a frozen dataclass: a busy node's table has a thousand lines
+    and is read on every mount check, and a tuple is made in half the time.
+    """
 
     mount_id: int
     parent_id: int
@@ -74,17 +77,17 @@ def parse_line(line: str) -> MountEntry:
     if len(fields) < sep + 3:
         raise ValueError(f"malformed mountinfo line (too short): {line!r}")
     major, _, minor = fields[2].partition(":")
-    return MountEntry(
-        mount_id=int(fields[0]),
-        parent_id=int(fields[1]),
-        major=int(major),
-        minor=int(minor),
-        root=unescape(fields[3]),
-        mount_point=unescape(fields[4]),
-        mount_options=tuple(fields[5].split(",")),
-        fs_type=unescape(fields[sep + 1]),
-        source=unescape(fields[sep + 2]),
-        super_options=tuple(fields[sep + 3].split(",")) if len(fields) > sep + 3 else (),
+    return MountEntry(  # positional, in the fields' order: markedly faster than by keyword
+        int(fields[0]),  # mount_id
+        int(fields[1]),  # parent_id
+        int(major),
+        int(minor),
+        unescape(fields[3]),  # root
+        unescape(fields[4]),  # mount_point
+        tuple(fields[5].split(",")),  # mount_options
+        unescape(fields[sep + 1]),  # fs_type
+        unescape(fields[sep + 2]),  # source
+        tuple(fields[sep + 3].split(",")) if len(fields) > sep + 3 else (),  # super_options
     )
 
 
