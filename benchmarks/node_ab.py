@@ -5,7 +5,9 @@ machine the load moves both from minute to minute; so this runs the driver of a 
 revision, the driver of the working tree and ``csi_bench``'s shell script against one
 emulator, interleaved round by round (base, new, shell on a fresh blank volume each), so
 the three see the same load. The base revision is exported with ``git archive`` into a
-temporary directory and its driver runs from there.
+temporary directory and its driver runs from there. Last, ``Identity.Probe`` round trips of
+the working tree's driver and of a bare gRPC server (:mod:`benchmarks.bare_grpc`) show what
+the two CSI calls cost as transport alone.
 
     sudo .venv/bin/python benchmarks/node_ab.py --base main [--rounds 15] [--out FILE]
 
@@ -30,7 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks import node_path  # noqa: E402
+from benchmarks import bare_grpc, node_path  # noqa: E402
 from benchmarks.common import load_average, start_emulator, summarize, write_json  # noqa: E402
 from benchmarks.daemons import DriverProcess  # noqa: E402
 from csi.testing import unmount_under  # noqa: E402
@@ -90,6 +92,10 @@ def main() -> int:
             (base / side).mkdir()
             drivers[side] = DriverProcess(emulator.url, base / side, repo=repo)
         samples = run_rounds(drivers, base, args.rounds)
+        transport = {
+            "driver_probe": bare_grpc.round_trips(drivers["new"].client.identity),
+            "bare_grpc_probe": bare_grpc.transport_floor(base / "bare.sock"),
+        }
     finally:
         for driver in drivers.values():
             driver.stop()
@@ -106,6 +112,7 @@ def main() -> int:
         "load_average_at_start": load_at_start,
         "summary": summary,
         "ratio_to_shell": {side: round(summary[side]["median_ms"] / shell, 2) for side in ("base", "new")},
+        "grpc_round_trips_ms": transport,
         "samples_ms": {side: [round(v * 1000, 2) for v in values] for side, values in samples.items()},
     }
     write_json(result, args.out)
@@ -116,6 +123,11 @@ def main() -> int:
         label = f"base ({args.base} {commit[:10]})" if side == "base" else side
         print(f"  {label:<28} median {s['median_ms']:>7} ms  p95 {s['p95_ms']:>7} ms{ratio}")
     print(f"  median of the per-round ratios: {per_round_ratio(samples)}")
+    for name, trips in transport.items():
+        print(
+            f"  {name} round trip: {trips['back_to_back_ms']} ms back to back, "
+            f"{trips['after_20ms_idle_ms']} ms after 20 ms idle"
+        )
     print(f"wrote {args.out}")
     return 0
 
