@@ -3,11 +3,11 @@
 A change to the node path is judged by its ratio to the shell script, and on a shared
 machine the load moves both from minute to minute; so this runs the driver of a base
 revision, the driver of the working tree and ``csi_bench``'s shell script against one
-emulator, interleaved round by round (base, new, shell on a fresh blank volume each), so
-the three see the same load. The base revision is exported with ``git archive`` into a
-temporary directory and its driver runs from there. Last, ``Identity.Probe`` round trips of
-the working tree's driver and of a bare gRPC server (:mod:`benchmarks.bare_grpc`) show what
-the two CSI calls cost as transport alone.
+emulator, interleaved round by round (base, new, shell on a fresh blank volume each, the
+order reversed every other round), so the three see the same load. The base revision is
+exported with ``git archive`` into a temporary directory and its driver runs from there.
+Last, ``Identity.Probe`` round trips of the working tree's driver and of a bare gRPC server
+(:mod:`benchmarks.bare_grpc`) show what the two CSI calls cost as transport alone.
 
     sudo .venv/bin/python benchmarks/node_ab.py --base main [--rounds 15] [--out FILE]
 
@@ -57,15 +57,23 @@ def export_revision(revision: str, into: Path) -> str:
 
 
 def run_rounds(drivers: dict[str, DriverProcess], base: Path, rounds: int) -> dict[str, list[float]]:
+    """Every side once per round, in an order that alternates from round to round.
+
+    Each driver makes, attaches and deletes the volumes it stages itself (the script's come
+    from the working tree's driver). A driver answers a call right after another about 1 ms
+    sooner than one after a quiet spell (the Probe round trips printed at the end), so a
+    driver that made every side's volumes would meet its own stages warm and the other
+    driver's cold, and be favoured by about that much.
+    """
     nodeops = NodeOps()
-    control = drivers["new"].client
     script = node_path.write_script(base)
     samples: dict[str, list[float]] = {side: [] for side in SIDES}
     for r in range(rounds):
-        for side in SIDES:
+        for side in SIDES if r % 2 == 0 else SIDES[::-1]:
             # below the path root of the driver that serves this side
             work = base / (side if side in drivers else "new") / f"{side}-{r}"
             driver = drivers[side].client if side in drivers else None
+            control = drivers.get(side, drivers["new"]).client
             name = f"ab-{side}-{r}-{uuid.uuid4().hex[:6]}"
             samples[side].append(node_path.timed_round(control, nodeops, work, name, side, driver, script))
     return samples
