@@ -58,9 +58,6 @@ class BareServer:
         self.channel.close()
         terminate(self.proc, timeout=10)
 
-    def round_trip_ms(self, rounds: int, idle_seconds: float) -> float:
-        return probe_round_trip_ms(self.stub, rounds, idle_seconds)
-
 
 def probe_round_trip_ms(stub: csi_pb2_grpc.IdentityStub, rounds: int, idle_seconds: float) -> float:
     """Median milliseconds of one ``Identity.Probe``, each sent after ``idle_seconds`` of quiet."""

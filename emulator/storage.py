@@ -346,12 +346,14 @@ class Storage:
         nodes in its device directory. A loop that is still in use is kept and reported.
         """
         removed: list[str] = []
-        pools = self.state_dir / "pools"
-        busy: set[str] = set()
         # The kernel names a loop's file by its real path, the state by the path it was made
-        # with: they differ when the pools are reached through a symlink, so both sides compare
-        # real paths.
-        keep = {os.path.realpath(name) for name in keep_files}
+        # with: they differ when the pools directory is reached through a symlink, so both
+        # sides compare real paths. Everything below the pools directory is made here, so
+        # only the directory itself is resolved, once, not each of 10,000 files.
+        pools = Path(os.path.realpath(self.state_dir / "pools"))
+        made_below, real_below = str(self.state_dir / "pools") + os.sep, str(pools) + os.sep
+        keep = {real_below + n[len(made_below) :] if n.startswith(made_below) else n for n in keep_files}
+        busy: set[str] = set()
         with self._lock:
             for loop, backing in sorted(blockdev.loops_backed_under(pools).items()):
                 if backing in keep and os.path.exists(backing):
@@ -364,10 +366,9 @@ class Storage:
                 removed.append(f"{loop} (on {backing})")
             if pools.is_dir():
                 for path in sorted(pools.glob("*/*/*")):
-                    real = os.path.realpath(path)
-                    orphan = path.name.endswith(".img") and real not in keep
+                    orphan = path.name.endswith(".img") and str(path) not in keep
                     partial = path.name.startswith(".") and path.name.endswith(".partial")
-                    if (orphan or partial) and path.is_file() and real not in busy:
+                    if (orphan or partial) and path.is_file() and str(path) not in busy:
                         path.unlink(missing_ok=True)
                         removed.append(str(path))
             if self.dev_dir.is_dir():
