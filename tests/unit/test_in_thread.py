@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import time
+from collections.abc import Callable
 
 import pytest
 
+from plugin import in_thread
 from plugin.in_thread import InThread
 
 marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
@@ -34,3 +37,36 @@ def test_done_tells_whether_the_result_would_make_the_caller_wait() -> None:
     release.set()
     assert call.result() is True
     assert call.done() is True
+
+
+def _wait_until(check: Callable[[], bool], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.005)
+    return check()
+
+
+def test_a_call_after_another_has_ended_reuses_its_thread() -> None:
+    first = InThread(threading.get_ident, "reader")
+    ident = first.result()
+    assert _wait_until(lambda: in_thread._WORKERS.idle_count() > 0)
+    assert InThread(threading.get_ident, "reader").result() == ident
+
+
+def test_calls_at_the_same_time_never_queue_behind_each_other() -> None:
+    both = threading.Barrier(2, timeout=5)
+    first = InThread(both.wait, "reader")
+    second = InThread(both.wait, "reader")  # would time out if it waited for the first thread
+    assert {first.result(), second.result()} == {0, 1}
+
+
+def test_a_kept_thread_ends_after_its_idle_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(in_thread, "IDLE_SECONDS", 0.05)
+    monkeypatch.setattr(in_thread, "_WORKERS", in_thread._Workers())
+    call = InThread(threading.current_thread, "reader")
+    thread = call.result()
+    assert _wait_until(lambda: not thread.is_alive())
+    assert in_thread._WORKERS.idle_count() == 0
+    assert InThread(lambda: "still answers", "reader").result() == "still answers"
