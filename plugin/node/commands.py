@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import selectors
 import subprocess
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
@@ -68,24 +70,66 @@ def run(
     log.debug("running %s", cmd)
     env = dict(os.environ, LC_ALL="C", LANG="C")
     try:
-        proc = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            check=False,
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
         )
     except FileNotFoundError as exc:
         raise OperationFailed(f"{cmd} failed: {argv[0]} is not installed on this node", command=cmd) from exc
-    except subprocess.TimeoutExpired as exc:
-        raise OperationFailed(
-            f"{cmd} did not finish within {timeout:g}s", command=cmd, timed_out=True
-        ) from exc
     except OSError as exc:
         raise OperationFailed(f"{cmd} could not be started: {exc.strerror}", command=cmd) from exc
-    return checked(CommandResult(argv, proc.returncode, proc.stdout, proc.stderr), ok_codes)
+    with proc:
+        try:
+            stdout, stderr = _output_and_exit(proc, timeout)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.wait()
+            raise OperationFailed(
+                f"{cmd} did not finish within {timeout:g}s", command=cmd, timed_out=True
+            ) from exc
+        except BaseException:
+            proc.kill()
+            raise
+    return checked(CommandResult(argv, proc.returncode, _text(stdout), _text(stderr)), ok_codes)
+
+
+def _output_and_exit(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, bytes]:
+    """Everything the command wrote, once it has exited and closed its output.
+
+    The exit is watched through a pidfd, so the caller wakes when it happens. Python's own
+    wait with a time limit polls instead, sleeping 1 ms and more between looks, and a
+    command that closes its output just before it exits (most do) would often cost that
+    sleep. A kernel without pidfds (before 5.3) gets Python's wait.
+    """
+    try:
+        exit_fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        return proc.communicate(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None and proc.stderr is not None
+    chunks: dict[int, list[bytes]] = {proc.stdout.fileno(): [], proc.stderr.fileno(): []}
+    try:
+        with selectors.DefaultSelector() as selector:
+            for fd in (*chunks, exit_fd):
+                selector.register(fd, selectors.EVENT_READ)
+            while len(selector.get_map()) > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise subprocess.TimeoutExpired(proc.args, timeout)
+                for key, _ in selector.select(remaining):
+                    data = os.read(key.fd, 65536) if key.fd != exit_fd else b""
+                    if data:
+                        chunks[key.fd].append(data)
+                    else:  # output closed, or the command has exited
+                        selector.unregister(key.fd)
+    finally:
+        os.close(exit_fd)
+    proc.wait()  # it has exited: this only collects the status
+    return b"".join(chunks[proc.stdout.fileno()]), b"".join(chunks[proc.stderr.fileno()])
+
+
+def _text(output: bytes) -> str:
+    """A command's output as text; bytes that are not UTF-8 (a label, a path) are replaced, not fatal."""
+    return output.decode("utf-8", errors="replace")
 
 
 def one_line(text: str) -> str:
