@@ -40,7 +40,7 @@ class Paths:
     @staticmethod
     def same_device(a: str, b: str) -> bool:
         """Whether two paths name one block device (a DRBD-style path may be a symlink)."""
-        if os.path.realpath(a) == os.path.realpath(b):
+        if a == b or os.path.realpath(a) == os.path.realpath(b):
             return True
         try:
             return os.stat(a).st_rdev == os.stat(b).st_rdev != 0
