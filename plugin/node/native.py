@@ -43,13 +43,22 @@ _PARTS_ENTRY_DETAILS = 1 << 2
 # blkid's rule: a whole device of at most 1440 KiB that holds a partition table is not
 # probed for filesystems.
 _SMALL_DISK = 1024 * 1440
-# Where the probers read most: near the start (most superblocks, ZFS's two front labels
-# of 256 KiB, the 1 MiB marks) and near the end (ZFS's two back labels, RAID and DRBD
-# metadata, the GPT backup). libblkid reads them in dozens of small random reads and
-# switches read-ahead off; a device's page cache is dropped when its last user closes
-# it, so on a device nobody holds open every one of those reads is a device request.
-_READ_AHEAD_HEAD = (1 << 20) + 4096
-_READ_AHEAD_TAIL = 1 << 20
+# Where libblkid's probers read on a blank device (traced with strace on ``blkid -p``,
+# util-linux 2.38, at several device sizes), for the read-ahead before a probe. Near the
+# start: most superblocks and ZFS's two front labels of 256 KiB, up to a 512-byte read at
+# 512 KiB; single reads at 1, 2 and 4 MiB and 1580544 bytes before the end; and near the
+# end everything from ZFS's back labels (two of 256 KiB, ending at the size rounded down
+# to 256 KiB) on: RAID and DRBD metadata, the GPT backup. libblkid reads them in dozens of
+# small random reads and switches read-ahead off; a device's page cache is dropped when
+# its last user closes it, so on a device nobody holds open each of those reads is a
+# device request. Reading ahead more than this costs device time the probe does not use
+# (a loop device reads about 1 MiB per ms).
+_PROBE_HEAD = 528 * 1024
+_PROBE_SPOTS = (1 << 20, 2 << 20, 4 << 20)
+_PROBE_SPOTS_FROM_END = (1580544,)
+_ZFS_LABEL_ALIGN = 256 * 1024
+_ZFS_BACK_LABELS = 512 * 1024
+_PAGE = 4096
 
 # mount(2) flags (linux/mount.h).
 MS_RDONLY = 1
@@ -252,20 +261,39 @@ class NativeCalls:
             raise OSError(errno, os.strerror(errno))
 
 
+def probe_read_areas(size: int) -> list[tuple[int, int]]:
+    """(offset, length) of the areas a probe of a ``size``-byte device reads, page-aligned,
+    within the device, in the order worth asking for them."""
+    back_labels = size - size % _ZFS_LABEL_ALIGN - _ZFS_BACK_LABELS
+    wanted = [
+        (0, _PROBE_HEAD),
+        *((spot, _PAGE) for spot in _PROBE_SPOTS),
+        *((size - back, _PAGE) for back in _PROBE_SPOTS_FROM_END),
+        (back_labels, size - back_labels),
+    ]
+    areas = []
+    for offset, length in wanted:
+        start = max(0, offset - offset % _PAGE)
+        end = min(size, offset + length)
+        if start < end:
+            areas.append((start, end - start))
+    return areas
+
+
 def read_ahead_probe_areas(fd: int) -> None:
-    """Ask the kernel to read the areas the probe reads most, in two large requests.
+    """Ask the kernel to read the areas the probe reads (:func:`probe_read_areas`) at once.
 
     The probe's own small reads then find the data in the page cache instead of waiting
-    for the device one by one (2.9 against 1.1 ms on a fresh loop device; on a disk the
-    difference is dozens of random reads). Only a hint: the probe reads exactly what it
-    read before, and a device that refuses the hint is probed all the same.
+    for the device one by one (2.6 against 4.9 ms on a fresh loop device, and 3.6 ms when
+    the first and last MiB were read ahead whole; on a disk the difference is dozens of
+    random reads). Only a hint: the probe reads exactly what it read before, and a device
+    that refuses the hint is probed all the same.
     """
     try:
         size = os.lseek(fd, 0, os.SEEK_END)
         os.lseek(fd, 0, os.SEEK_SET)
-        os.posix_fadvise(fd, 0, min(_READ_AHEAD_HEAD, size), os.POSIX_FADV_WILLNEED)
-        tail = min(_READ_AHEAD_TAIL, size)
-        os.posix_fadvise(fd, size - tail, tail, os.POSIX_FADV_WILLNEED)
+        for offset, length in probe_read_areas(size):
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
     except OSError as exc:
         log.debug("no read-ahead before probing: %s", exc.strerror)
 

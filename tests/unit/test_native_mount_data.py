@@ -16,6 +16,7 @@ from plugin.node.native import (
     NativeUnavailable,
     ProbeAnswer,
     mount_data,
+    probe_read_areas,
     read_ahead_probe_areas,
 )
 
@@ -85,11 +86,21 @@ def test_a_probe_error_or_a_find_without_values_is_left_to_blkid(lib: FakeLibblk
 @pytest.mark.parametrize(
     ("size", "expected"),
     [
-        (256 << 20, [(0, (1 << 20) + 4096), ((255 << 20), 1 << 20)]),
-        (512 << 10, [(0, 512 << 10), (0, 512 << 10)]),  # smaller than each area: all of it, twice
+        (
+            256 << 20,
+            [
+                (0, 528 << 10),
+                (1 << 20, 4096),
+                (2 << 20, 4096),
+                (4 << 20, 4096),
+                (266854400, 4608),  # 1580544 bytes before the end, from the page it falls in
+                ((256 << 20) - (512 << 10), 512 << 10),
+            ],
+        ),
+        (512 << 10, [(0, 512 << 10), (0, 512 << 10)]),  # smaller than the areas: all of it, twice
     ],
 )
-def test_the_probe_areas_are_read_ahead_in_two_requests(
+def test_the_probe_areas_are_read_ahead(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, expected: list[tuple[int, int]]
 ) -> None:
     hints: list[tuple[int, int, int]] = []
@@ -106,6 +117,56 @@ def test_the_probe_areas_are_read_ahead_in_two_requests(
     finally:
         os.close(fd)
     assert hints == [(offset, length, os.POSIX_FADV_WILLNEED) for offset, length in expected]
+
+
+# Every read ``blkid -p`` (util-linux 2.38) made of a blank device, from an strace:
+# (offset, length), a negative offset counting from the end. ZFS's back labels (the two
+# 256 KiB reads near the end) sit below the size rounded down to 256 KiB.
+_TRACED_READS = [
+    *((0, n) for n in (262144, 1024, 256)),
+    *((o, 1024) for o in (1024, 3072, 4096, 7168, 15360, 31744, 64512, 1048576, 2097152)),
+    *((o, 512) for o in (16384, 32768, 65536, 131072, 262144, 524288, 1048576, 2097152, 4194304)),
+    (4096, 256),
+    (262144, 262144),
+    (-512, 512),
+    (-1024, 48),
+    (-4096, 1392),
+    (-8192, 256),
+    (-131584, 512),
+    *((-back, 24) for back in (32256, 130560, 131072, 204288, 302592, 345600, 376320, 466432)),
+    *((-back, 24) for back in (486912, 498688, 507392, 1580544)),
+    (-65536, 64),
+    (-262144, 262144),
+    (-524288, 262144),
+]
+
+
+@pytest.mark.parametrize(
+    ("size", "moved"),
+    [
+        (256 << 20, {}),
+        (10 << 30, {}),
+        # not a multiple of 256 KiB: ZFS's back labels and one more read move with the rounding down
+        (
+            (1 << 30) + 8192,
+            {
+                (-65536, 64): (-73728, 64),
+                (-262144, 262144): (-270336, 262144),
+                (-524288, 262144): (-532480, 262144),
+            },
+        ),
+    ],
+)
+def test_the_read_ahead_covers_every_read_of_the_probe(
+    size: int, moved: dict[tuple[int, int], tuple[int, int]]
+) -> None:
+    reads = [moved.get(read, read) for read in _TRACED_READS]
+    areas = probe_read_areas(size)
+    for offset, length in reads:
+        start = offset if offset >= 0 else size + offset
+        assert any(a <= start and start + length <= a + n for a, n in areas), (offset, length)
+    assert all(a % 4096 == 0 and a >= 0 and a + n <= size for a, n in areas)
+    assert sum(n for _, n in areas) <= (1 << 20) + 5 * 4096 + (256 << 10)
 
 
 def test_a_refused_read_ahead_hint_does_not_stop_the_probe(
