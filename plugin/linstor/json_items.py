@@ -19,6 +19,8 @@ from typing import Any
 
 _SPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
+#: JSON's white space, one character at a time
+_BLANKS = frozenset(" \t\n\r")
 
 
 def decode_text(content: bytes) -> str:
@@ -42,16 +44,27 @@ def array_items(text: str) -> Iterator[Any]:
     if text.startswith("]", at):
         _end(text, at + 1)
         return
+    scan = _DECODER.scan_once  # raw_decode without its frame: one call per item of thousands
     while True:
-        item, at = _DECODER.raw_decode(text, at)
+        try:
+            item, at = scan(text, at)
+        except StopIteration as exc:
+            raise json.JSONDecodeError("Expecting value", text, exc.value) from None
         yield item
-        at = _SPACE.match(text, at).end()
-        if text.startswith("]", at):
+        # LINSTOR writes compact JSON: look at the next character before asking the regex
+        after = text[at : at + 1]
+        if after in _BLANKS:
+            at = _SPACE.match(text, at).end()
+            after = text[at : at + 1]
+        if after == ",":
+            at += 1
+            if text[at : at + 1] in _BLANKS:
+                at = _SPACE.match(text, at).end()
+            continue
+        if after == "]":
             _end(text, at + 1)
             return
-        if not text.startswith(",", at):
-            raise json.JSONDecodeError("Expecting ',' delimiter", text, at)
-        at = _SPACE.match(text, at + 1).end()
+        raise json.JSONDecodeError("Expecting ',' delimiter", text, at)
 
 
 def _end(text: str, at: int) -> None:

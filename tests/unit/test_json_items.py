@@ -25,6 +25,12 @@ def test_items_are_those_json_loads_gives(value: list[Any], indent: int | None) 
     assert list(array_items(f" \n{text}\r\n\t")) == json.loads(text)
 
 
+@pytest.mark.parametrize("value", ARRAYS)
+def test_compact_json_as_linstor_writes_it(value: list[Any]) -> None:
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    assert list(array_items(text)) == json.loads(text)
+
+
 def test_spaces_around_brackets_and_commas_are_allowed() -> None:
     assert list(array_items('[ 1 ,\n2\t, {"a" : 3} ]')) == [1, 2, {"a": 3}]
     assert list(array_items("[ ]")) == []
@@ -43,7 +49,7 @@ def test_items_are_handed_out_before_the_rest_is_parsed() -> None:
         next(items)
 
 
-@pytest.mark.parametrize("text", ["[1 2]", "[1,]", "[1", "[1] x", "[,1]", "not json"])
+@pytest.mark.parametrize("text", ["[1 2]", "[1,]", "[1", "[1,", "[1 ", "[1] x", "[,1]", "[1,,2]", "not json"])
 def test_malformed_json_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         list(array_items(text))
