@@ -24,7 +24,7 @@ from typing import Any
 
 from plugin import names
 from plugin.errors import InvalidArgument
-from plugin.linstor.records import Resource, ResourceDefinition, SnapshotDefinition
+from plugin.linstor.records import DefinitionHead, Resource, ResourceDefinition, SnapshotDefinition
 from plugin.models import Replica, Snapshot, Summary, Volume
 
 AUX = "Aux/volume-plugin/"
@@ -145,7 +145,7 @@ def stored_fs_type(
     return False, None
 
 
-def is_complete(rd: ResourceDefinition) -> bool:
+def is_complete(rd: ResourceDefinition | DefinitionHead) -> bool:
     """Not half-made by an interrupted restore or clone, and not being cloned or deleted."""
     if rd.flags & {"CLONING", "DELETE"}:
         return False
@@ -211,17 +211,17 @@ def created_at_of(props: Mapping[str, str], legacy: Mapping[str, Any]) -> dateti
     return _timestamp(props.get(CREATED_AT) or str(legacy.get("creationTime") or ""))
 
 
-def summary_from(rd: ResourceDefinition) -> Summary | None:
-    """The :class:`Summary` of a resource definition listed with its volume definitions.
+def summary_from(head: DefinitionHead) -> Summary | None:
+    """The :class:`Summary` of a resource definition (listed with its volume definitions).
 
     None when :func:`volume_from` would give none, or the definition is not complete; a
     fraction of :func:`volume_from`'s work, which lists of names repeat per volume.
     """
-    if rd.volume_definition(0) is None or not is_complete(rd):
+    if not head.has_volume_0 or not is_complete(head):
         return None
-    props = rd.props
+    props = head.props
     legacy = legacy_annotations(props)
-    volume_id = rd.name
+    volume_id = head.name
     return Summary(volume_id, display_name(volume_id, props, legacy), created_at_of(props, legacy))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from plugin.linstor import retcodes as rc
 
@@ -72,11 +72,27 @@ def _bool(value: Any) -> bool:
     return bool(value)
 
 
-def _props(value: Any) -> dict[str, str]:
+def _props(value: Any) -> Props:
+    """Properties as strings; parsed JSON's own dict when it holds only strings already.
+
+    Its keys are strings (JSON's are), so only the values are looked at; the dict was
+    parsed for this record alone, and records hand it out read-only.
+    """
+    if type(value) is dict:
+        for v in value.values():
+            if type(v) is not str:
+                break
+        else:
+            return value
     return {k if type(k) is str else str(k): v if type(v) is str else _str(v) for k, v in _map(value).items()}
 
 
+_NO_FLAGS: frozenset[str] = frozenset()
+
+
 def _flags(value: Any) -> frozenset[str]:
+    if not value:
+        return _NO_FLAGS
     return frozenset(str(f).upper() for f in _list(value))
 
 
@@ -216,6 +232,28 @@ class ResourceDefinition:
             volume_definitions=tuple(
                 VolumeDefinition.from_wire(v) for v in _objects(w.get("volume_definitions"))
             ),
+        )
+
+
+class DefinitionHead(NamedTuple):
+    """What a list of volume names reads of a resource definition (listed with its volume
+    definitions): a fraction of :class:`ResourceDefinition`'s conversion, which a list of
+    thousands repeats for every definition."""
+
+    name: str
+    props: Props
+    flags: frozenset[str]
+    #: whether it has volume 0 (a definition kept only for its snapshots has none)
+    has_volume_0: bool
+
+    @classmethod
+    def from_wire(cls, wire: Any) -> DefinitionHead:
+        w = _map(wire)
+        return cls(
+            _str(w.get("name")),
+            _props(w.get("props")),
+            _flags(w.get("flags")),
+            any(_int(v.get("volume_number")) == 0 for v in _objects(w.get("volume_definitions"))),
         )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from plugin.linstor import features, paging
 from plugin.linstor import retcodes as rc
 from plugin.linstor.records import (
+    DefinitionHead,
     Resource,
     ResourceDefinition,
     ResourceGroup,
@@ -95,13 +96,22 @@ class ResourceEndpoints(Transport):
     ) -> Iterator[ResourceDefinition]:
         """Every resource definition in name order (only those with ``props``, LINSTOR's
         ``key`` or ``key=value`` filters, AND-ed), read a page at a time (see :mod:`.paging`)."""
+        return (
+            ResourceDefinition.from_wire(w) for w in self._definition_pages(with_volume_definitions, props)
+        )
+
+    def iter_definition_heads(self, props: Sequence[str] = ()) -> Iterator[DefinitionHead]:
+        """:meth:`iter_resource_definitions` with volume definitions, as the little a list of
+        names needs of each (:class:`DefinitionHead`)."""
+        return (DefinitionHead.from_wire(w) for w in self._definition_pages(True, props))
+
+    def _definition_pages(self, with_volume_definitions: bool, props: Sequence[str]) -> Iterator[Any]:
         params: dict[str, Any] = {"with_volume_definitions": "true"} if with_volume_definitions else {}
         if props:
             params["props"] = list(props)
-        pages = paging.paged(
+        return paging.paged(
             self.request, "/v1/resource-definitions", params, self.config.list_page_size, paging.by_name
         )
-        return (ResourceDefinition.from_wire(wire) for wire in pages)
 
     def get_resource_definition(self, name: str) -> ResourceDefinition:
         return ResourceDefinition.from_wire(self.request("GET", "/v1/resource-definitions/{}", name))

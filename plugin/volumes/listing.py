@@ -12,7 +12,14 @@ from collections.abc import Iterator, Sequence
 
 from plugin.linstor.client import LinstorClient
 from plugin.linstor.paging import props_match
-from plugin.linstor.records import Resource, ResourceDefinition
+from plugin.linstor.records import DefinitionHead, Resource, ResourceDefinition
+
+
+def heads(client: LinstorClient, props: Sequence[str] = ()) -> Iterator[DefinitionHead]:
+    """What a list of names needs of each resource definition with ``props`` (filtered by
+    LINSTOR and checked again here), without replicas."""
+    listed = client.iter_definition_heads(props=props)
+    return (head for head in listed if props_match(head.props, props)) if props else listed
 
 
 def definitions(

@@ -330,8 +330,8 @@ class VolumeService:
         """
         summaries = []
         with collector_paused_for_list():
-            for rd, _ in listing.definitions(self.client, False, props):
-                summary = rec.summary_from(rd)
+            for head in listing.heads(self.client, props):
+                summary = rec.summary_from(head)
                 if summary is not None:
                     summaries.append(summary)
         return summaries

@@ -19,7 +19,7 @@ from csi.controller import ControllerServicer
 from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.linstor.client import LinstorClient
-from plugin.linstor.records import ResourceDefinition
+from plugin.linstor.records import DefinitionHead, ResourceDefinition
 from plugin.list_collector import collector_paused_for_list, list_readers
 from plugin.volumes import listing
 from plugin.volumes.service import VolumeService
@@ -82,9 +82,14 @@ def test_overlapping_reads_share_the_pause_and_an_off_collector_stays_off() -> N
     gc.enable()
 
 
+def heads(seen: list[bool], count: int = 3) -> Iterator[DefinitionHead]:
+    for definition, _ in definitions(seen, count):
+        yield DefinitionHead(definition.name, definition.props, definition.flags, has_volume_0=True)
+
+
 def test_summaries_are_read_with_the_collector_paused(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[bool] = []
-    monkeypatch.setattr(listing, "definitions", lambda client, with_replicas, props=(): definitions(seen))
+    monkeypatch.setattr(listing, "heads", lambda client, props=(): heads(seen))
     summaries = service().list_summaries(props=("Aux/x=true",))
     assert [s.name for s in summaries] == ["vol-0", "vol-1", "vol-2"]
     assert seen == [False, False, False]

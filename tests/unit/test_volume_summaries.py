@@ -17,7 +17,7 @@ from plugin import volume_records as rec
 from plugin.config import Config
 from plugin.linstor.client import LinstorClient
 from plugin.linstor.paging import props_match
-from plugin.linstor.records import ResourceDefinition
+from plugin.linstor.records import DefinitionHead, ResourceDefinition
 from plugin.volumes.service import VolumeService
 from tests.unit.test_linstor_client import FakeController, serving_fake
 
@@ -29,30 +29,32 @@ def wire(name: str, props: dict[str, str], **extra: Any) -> dict[str, Any]:
     return {"name": name, "props": props, "volume_definitions": VD, **extra}
 
 
-def rd(name: str, props: dict[str, str], **extra: Any) -> ResourceDefinition:
-    return ResourceDefinition.from_wire(wire(name, props, **extra))
+def head(name: str, props: dict[str, str], **extra: Any) -> DefinitionHead:
+    return DefinitionHead.from_wire(wire(name, props, **extra))
 
 
 CASES = {
-    "own record": rd("vol-a", {rec.NAME: "web.data", rec.CREATED_AT: "2026-01-02T03:04:05+00:00"}),
-    "legacy record": rd("pvc-legacy", {rec.LEGACY_ANNOTATIONS: LEGACY}),
-    "no record": rd("bare", {}),
-    "broken legacy record": rd("odd", {rec.LEGACY_ANNOTATIONS: "{not json"}),
+    "own record": wire("vol-a", {rec.NAME: "web.data", rec.CREATED_AT: "2026-01-02T03:04:05+00:00"}),
+    "legacy record": wire("pvc-legacy", {rec.LEGACY_ANNOTATIONS: LEGACY}),
+    "no record": wire("bare", {}),
+    "broken legacy record": wire("odd", {rec.LEGACY_ANNOTATIONS: "{not json"}),
+    "odd types": wire("typed", {rec.NAME: "n", "Aux/size": 5}, flags=["resized"]),  # type: ignore[dict-item]
 }
 
 
 @pytest.mark.parametrize("definition", CASES.values(), ids=CASES.keys())
-def test_summary_matches_the_full_volume(definition: ResourceDefinition) -> None:
-    volume = rec.volume_from(definition)
-    summary = rec.summary_from(definition)
+def test_summary_matches_the_full_volume(definition: dict[str, Any]) -> None:
+    volume = rec.volume_from(ResourceDefinition.from_wire(definition))
+    summary = rec.summary_from(DefinitionHead.from_wire(definition))
     assert volume is not None and summary is not None
     assert (summary.id, summary.name, summary.created_at) == (volume.id, volume.name, volume.created_at)
 
 
 def test_names_and_times_come_from_the_records() -> None:
-    own = rec.summary_from(CASES["own record"])
-    legacy = rec.summary_from(CASES["legacy record"])
-    bare = rec.summary_from(CASES["no record"])
+    own, legacy, bare = (
+        rec.summary_from(DefinitionHead.from_wire(CASES[case]))
+        for case in ("own record", "legacy record", "no record")
+    )
     assert own is not None and legacy is not None and bare is not None
     assert own.name == "web.data" and own.created_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert legacy.name == "pvc-legacy" and legacy.created_at == datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
@@ -62,15 +64,14 @@ def test_names_and_times_come_from_the_records() -> None:
 @pytest.mark.parametrize(
     "definition",
     [
-        ResourceDefinition.from_wire(
-            {"name": "snapshots-only", "props": {}}
-        ),  # no volume 0: for its snapshots
-        rd("half", {rec.CREATING: "half"}),  # an interrupted restore or clone
-        rd("going", {}, flags=["DELETE"]),
-        rd("copying", {}, flags=["CLONING"]),
+        DefinitionHead.from_wire({"name": "snapshots-only", "props": {}}),  # no volume 0: for its snapshots
+        head("other-volume", {}, volume_definitions=[{"volume_number": 1}]),
+        head("half", {rec.CREATING: "half"}),  # an interrupted restore or clone
+        head("going", {}, flags=["DELETE"]),
+        head("copying", {}, flags=["cloning"]),
     ],
 )
-def test_what_is_not_a_listed_volume_has_no_summary(definition: ResourceDefinition) -> None:
+def test_what_is_not_a_listed_volume_has_no_summary(definition: DefinitionHead) -> None:
     assert rec.summary_from(definition) is None
 
 
