@@ -406,8 +406,9 @@ def results_section(result: dict[str, Any]) -> str:
         "while it probes the device, and changes nothing before that answer is in; NodePublish, right "
         "after it from the same staging path, uses what the stage read and makes no call), the "
         "libblkid probe of the device right before mkfs (the probe "
-        "`blkid -p` makes, run in-process after asking the kernel to read ahead the device's first "
-        "and last MiB, where it reads most; it also tells whether an existing ext4 needs its "
+        "`blkid -p` makes, run in-process after asking the kernel to read ahead just the areas it "
+        "reads, 528 KiB at the start, 512-768 KiB at the end and four pages; it also tells whether "
+        "an existing ext4 needs its "
         "`e2fsck -p` check, a new one does not), and the mount-table checks, against one reading of "
         "the mount table per call. "
         + (
