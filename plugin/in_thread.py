@@ -7,11 +7,14 @@ A caller that does not need the result after all (it failed on the other read fi
 stopped listing) waits for the call with :meth:`InThread.drop` and forgets its answer or
 error, so no read outlives the request that made it.
 
-The thread is one kept from an earlier call when one is idle. Starting a new thread makes
-the caller wait until the thread runs (about 0.3 ms after a quiet spell on a small VM, on
-the critical path of a pod start); handing a call to a waiting thread does not. A thread
-idle for :data:`IDLE_SECONDS` ends, and there is always a new one when none is idle, so
-calls never queue behind each other.
+The thread is one kept from an earlier call when one is idle: starting a new thread costs
+about 0.3 ms after a quiet spell on a small VM, on the critical path of a pod start, and
+waking a waiting one a fraction of that. A thread idle for :data:`IDLE_SECONDS` ends, and
+there is always a new one when none is idle, so calls never queue behind each other. The
+caller waits until the call has begun, as it would for a new thread: it then holds the
+interpreter lock until its request is on the wire. A caller that went on at once would
+keep the lock through CPU-bound work (a page of a listing being converted) and hold the
+read back by up to the interpreter's switch interval (5 ms).
 """
 
 from __future__ import annotations
@@ -94,11 +97,14 @@ class InThread(Generic[T]):
     def __init__(self, call: Callable[[], T], name: str) -> None:
         self._answer: T | None = None
         self._error: BaseException | None = None
+        self._began = threading.Event()
         self._ended = threading.Event()
         context = contextvars.copy_context()
         _WORKERS.run(lambda: context.run(self._run, call), name)
+        self._began.wait()
 
     def _run(self, call: Callable[[], T]) -> None:
+        self._began.set()
         try:
             self._answer = call()
         except BaseException as exc:  # handed to the caller, raised where it asks for the result

@@ -70,3 +70,22 @@ def test_a_kept_thread_ends_after_its_idle_time(monkeypatch: pytest.MonkeyPatch)
     assert _wait_until(lambda: not thread.is_alive())
     assert in_thread._WORKERS.idle_count() == 0
     assert InThread(lambda: "still answers", "reader").result() == "still answers"
+
+
+def test_the_caller_goes_on_only_once_the_call_has_begun(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As with a new thread: the call gets to send its request before the caller's own work."""
+    go = threading.Event()
+    real_run = in_thread._WORKERS.run
+
+    def late_run(job: Callable[[], None], name: str) -> None:
+        threading.Thread(target=lambda: (go.wait(5), real_run(job, name)), daemon=True).start()
+
+    monkeypatch.setattr(in_thread._WORKERS, "run", late_run)
+    calls: list[InThread[str]] = []
+    caller = threading.Thread(target=lambda: calls.append(InThread(lambda: "answer", "reader")))
+    caller.start()
+    caller.join(0.2)
+    assert caller.is_alive() and not calls  # the call has not begun: the caller waits
+    go.set()
+    caller.join(5)
+    assert calls[0].result() == "answer"
