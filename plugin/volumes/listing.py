@@ -23,13 +23,10 @@ def heads(client: LinstorClient, props: Sequence[str] = ()) -> Iterator[Definiti
 
 
 def definitions(
-    client: LinstorClient, with_replicas: bool, props: Sequence[str] = ()
+    client: LinstorClient, with_replicas: bool
 ) -> Iterator[tuple[ResourceDefinition, list[Resource]]]:
-    """Each resource definition (with ``props``, filtered by LINSTOR and checked again here)
-    with its resources (none unless ``with_replicas``)."""
-    rds = client.iter_resource_definitions(with_volume_definitions=True, props=props)
-    if props:
-        rds = (rd for rd in rds if props_match(rd.props, props))
+    """Each resource definition with its resources (none unless ``with_replicas``)."""
+    rds = client.iter_resource_definitions(with_volume_definitions=True)
     if not with_replicas:
         for rd in rds:
             yield rd, []

@@ -98,7 +98,7 @@ def test_summaries_are_read_with_the_collector_paused(monkeypatch: pytest.Monkey
 
 def test_list_volumes_reads_its_listing_with_the_collector_paused(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[bool] = []
-    monkeypatch.setattr(listing, "definitions", lambda client, with_replicas, props=(): definitions(seen))
+    monkeypatch.setattr(listing, "definitions", lambda client, with_replicas: definitions(seen))
     entries = ControllerServicer(service())._volume_entries()
     assert len(entries) == 3
     assert seen == [False, False, False]
