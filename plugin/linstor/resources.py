@@ -91,18 +91,14 @@ class ResourceEndpoints(Transport):
         answer = self.request("GET", "/v1/resource-definitions", params=params or None)
         return many(ResourceDefinition.from_wire, answer)
 
-    def iter_resource_definitions(
-        self, with_volume_definitions: bool = True, props: Sequence[str] = ()
-    ) -> Iterator[ResourceDefinition]:
-        """Every resource definition in name order (only those with ``props``, LINSTOR's
-        ``key`` or ``key=value`` filters, AND-ed), read a page at a time (see :mod:`.paging`)."""
-        return (
-            ResourceDefinition.from_wire(w) for w in self._definition_pages(with_volume_definitions, props)
-        )
+    def iter_resource_definitions(self, with_volume_definitions: bool = True) -> Iterator[ResourceDefinition]:
+        """Every resource definition in name order, read a page at a time (see :mod:`.paging`)."""
+        return (ResourceDefinition.from_wire(w) for w in self._definition_pages(with_volume_definitions, ()))
 
     def iter_definition_heads(self, props: Sequence[str] = ()) -> Iterator[DefinitionHead]:
-        """:meth:`iter_resource_definitions` with volume definitions, as the little a list of
-        names needs of each (:class:`DefinitionHead`)."""
+        """Every resource definition with ``props`` (LINSTOR's ``key`` or ``key=value``
+        filters, AND-ed) and its volume definitions, in name order and a page at a time, as
+        the little a list of names needs of each (:class:`DefinitionHead`)."""
         return (DefinitionHead.from_wire(w) for w in self._definition_pages(True, props))
 
     def _definition_pages(self, with_volume_definitions: bool, props: Sequence[str]) -> Iterator[Any]:
